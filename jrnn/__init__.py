@@ -1,0 +1,42 @@
+"""jrnn: every Keras recurrent layer and cell in JAX/Flax NNX, on ``jax.lax.scan``.
+
+Parameters live in Keras' layout under Keras' names, calls mirror Keras, and
+parity tests prove the numbers equal Keras'. ``import jrnn`` never imports
+TensorFlow or Keras.
+"""
+
+from jrnn import activations as activations
+from jrnn import initializers as initializers
+from jrnn._dtypes import DTypePolicy as DTypePolicy
+from jrnn.cells import GRUCell as GRUCell
+from jrnn.cells import LSTMCell as LSTMCell
+from jrnn.cells import RNNCellBase as RNNCellBase
+from jrnn.cells import SimpleRNNCell as SimpleRNNCell
+from jrnn.cells import StackedRNNCells as StackedRNNCells
+from jrnn.layers import GRU as GRU
+from jrnn.layers import LSTM as LSTM
+from jrnn.layers import SimpleRNN as SimpleRNN
+from jrnn.rnn import RNN as RNN
+from jrnn.rnn import RNNResult as RNNResult
+from jrnn.rnn import RNNState as RNNState
+from jrnn.rnn import rnn_scan as rnn_scan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "DTypePolicy",
+    "GRUCell",
+    "LSTMCell",
+    "RNNCellBase",
+    "RNNResult",
+    "RNNState",
+    "SimpleRNN",
+    "SimpleRNNCell",
+    "StackedRNNCells",
+    "activations",
+    "initializers",
+    "rnn_scan",
+]

@@ -1,0 +1,79 @@
+"""Shared validators: one place for jrnn's argument and shape error messages.
+
+Every message names the layer (or cell), the argument, what was expected and
+what was received, so that errors read the same everywhere.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+
+def where(owner: Any) -> str:
+    """Return the prefix used by error messages: ``"LSTM(units=5)"``-like."""
+    if isinstance(owner, str):
+        return owner
+    name = type(owner).__name__
+    label = getattr(owner, "name", None)
+    return f"{name} {label!r}" if label else name
+
+
+def positive_int(value: Any, argument: str, owner: Any) -> int:
+    """Check that ``value`` is an integer >= 1 and return it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"{where(owner)}: `{argument}` must be a positive integer; received {value!r}."
+        )
+    return int(value)
+
+
+def rate(value: Any, argument: str, owner: Any) -> float:
+    """Check a dropout rate: a real number in [0, 1). Keras clips silently; jrnn refuses."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"{where(owner)}: `{argument}` must be a float in [0, 1); received {value!r}."
+        )
+    return float(value)
+
+
+def one_of(value: Any, argument: str, allowed: Iterable[Any], owner: Any) -> Any:
+    """Check that ``value`` is one of ``allowed`` and return it."""
+    allowed = tuple(allowed)
+    if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):
+        raise ValueError(
+            f"{where(owner)}: `{argument}` must be one of {allowed!r}; received {value!r}."
+        )
+    return value
+
+
+def boolean(value: Any, argument: str, owner: Any) -> bool:
+    """Check that ``value`` is a Python (or NumPy) bool."""
+    if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
+        raise ValueError(f"{where(owner)}: `{argument}` must be a bool; received {value!r}.")
+    return bool(value)
+
+
+def unroll_value(value: Any, owner: Any) -> bool | int:
+    """``unroll`` is a bool (Keras) or a positive int (partial unrolling by that factor)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and value >= 1:
+        return int(value)
+    raise ValueError(
+        f"{where(owner)}: `unroll` must be a bool or a positive int (steps unrolled per loop "
+        f"iteration); received {value!r}."
+    )
+
+
+def implementation(value: Any, owner: Any) -> int:
+    """Keras' ``implementation`` argument: 1 (per-gate matmuls) or 2 (fused)."""
+    if value not in (1, 2) or isinstance(value, bool):
+        raise ValueError(f"{where(owner)}: `implementation` must be 1 or 2; received {value!r}.")
+    return int(value)
+
+
+def shape_str(shape: Iterable[Any]) -> str:
+    """Format a shape with ``None`` for unknown dimensions: ``(batch, 7, 3)``."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

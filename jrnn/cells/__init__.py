@@ -1,0 +1,21 @@
+"""jrnn cells: one file per cell family, all following :mod:`jrnn.cells.base`'s protocol."""
+
+from jrnn.cells.base import RNNCellBase as RNNCellBase
+from jrnn.cells.gru import GRUCell as GRUCell
+from jrnn.cells.gru import gru_step as gru_step
+from jrnn.cells.lstm import LSTMCell as LSTMCell
+from jrnn.cells.lstm import lstm_step as lstm_step
+from jrnn.cells.simple import SimpleRNNCell as SimpleRNNCell
+from jrnn.cells.simple import simple_rnn_step as simple_rnn_step
+from jrnn.cells.stacked import StackedRNNCells as StackedRNNCells
+
+__all__ = [
+    "GRUCell",
+    "LSTMCell",
+    "RNNCellBase",
+    "SimpleRNNCell",
+    "StackedRNNCells",
+    "gru_step",
+    "lstm_step",
+    "simple_rnn_step",
+]

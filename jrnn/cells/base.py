@@ -1,0 +1,298 @@
+"""The cell protocol shared by every jrnn recurrent cell.
+
+A cell is a thin :class:`flax.nnx.Module` that holds parameters in Keras' layout and
+names. The maths is split in two pure pieces so that the one scan driver
+(:func:`jrnn.rnn.rnn_scan`) can hoist the input side out of the time loop:
+
+* ``project_inputs(params, x, input_masks)`` maps inputs ``(..., batch, *features)`` to
+  per-step pre-activations ``(..., batch, P)``. It works on a whole sequence at once
+  (one GEMM over all timesteps) or on a single step.
+* ``step(params, carry, x_projected, recurrent_masks, constants=None)`` advances one
+  timestep and returns ``(new_carry, output, activations)``, where ``activations`` is a
+  dict of the step's internal values (gates, candidate, states) named as in Keras'
+  equations. The driver keeps it only when asked (``record=True``); otherwise XLA removes it.
+
+Cells also follow Flax's cell protocol: ``carry, y = cell(carry, x_t)`` and
+``cell.initialize_carry(input_shape)``. Carries are tuples in Keras' state order:
+LSTM ``(h, c)``, GRU/SimpleRNN/IndRNN ``(h,)``, StackedRNNCells a tuple of those.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jrnn import _checks
+from jrnn import activations as activations_lib
+from jrnn import initializers as initializers_lib
+from jrnn._dtypes import DTypePolicy, resolve_policy
+
+Array = jax.Array
+Carry = Any
+
+
+class RNNCellBase(nnx.Module):
+    """Base class of jrnn cells (see the module docstring for the protocol).
+
+    Subclasses set in ``__init__``: ``units``, ``input_shape`` (features of one step,
+    without batch), ``state_shapes`` (one shape per state, without batch),
+    ``output_shape``, ``dropout``, ``recurrent_dropout``, ``policy``, and call
+    :meth:`_init_dropout_rngs`. They implement :meth:`params`,
+    :meth:`project_inputs` and :meth:`step`.
+    """
+
+    #: Whether :meth:`step` uses Keras-2 style ``constants`` (attention cells do).
+    accepts_constants: bool = False
+    #: Names of the gate blocks in Keras order (``("i", "f", "c", "o")`` for LSTM).
+    gate_names: tuple[str, ...] = ()
+    #: Number of dropout masks Keras draws per call for this cell configuration.
+    dropout_mask_count: int = 1
+    #: jrnn cells are built eagerly; kept for Keras-style code that checks it.
+    built: bool = True
+
+    units: int
+    input_shape: tuple[int, ...]
+    state_shapes: tuple[tuple[int, ...], ...]
+    output_shape: tuple[int, ...]
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    policy: DTypePolicy
+
+    # ----------------------------------------------------------------- Keras-style views
+    @property
+    def state_size(self) -> int | list[int]:
+        """Keras' ``state_size``: an int for one state, a list for several."""
+        sizes = [s[-1] if len(s) == 1 else s for s in self.state_shapes]
+        return sizes[0] if len(sizes) == 1 else sizes
+
+    @property
+    def output_size(self) -> int:
+        """Keras' ``output_size`` (the last dimension of the output)."""
+        return self.output_shape[-1]
+
+    @property
+    def compute_dtype(self) -> Any:
+        """The dtype the maths runs in (Keras' ``compute_dtype``)."""
+        return self.policy.compute_dtype
+
+    @property
+    def param_dtype(self) -> Any:
+        """The dtype parameters are stored in (Keras' ``variable_dtype``)."""
+        return self.policy.param_dtype
+
+    # ----------------------------------------------------------------- protocol
+    def params(self) -> dict[str, Array]:
+        """Parameters as a dict of arrays cast to the compute dtype (bias split as the step needs)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement params()")
+
+    def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
+        """Input-side pre-activations. Default: identity (no hoistable projection)."""
+        del params
+        if input_masks is not None:
+            x = x * input_masks
+        return x
+
+    def step(
+        self,
+        params: dict[str, Array],
+        carry: Carry,
+        x_projected: Array,
+        recurrent_masks: Any,
+        constants: Any = None,
+    ) -> tuple[Carry, Array, dict[str, Array]]:
+        """One timestep: ``(new_carry, output, activations)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement step()")
+
+    # ----------------------------------------------------------------- carry / masks
+    def initialize_carry(self, input_shape: tuple[int, ...] | int, rngs: Any = None) -> Carry:
+        """Zero carry for a batch: ``input_shape`` is ``(batch, *features)`` or the batch size."""
+        del rngs
+        batch = input_shape if isinstance(input_shape, int) else input_shape[0]
+        return tuple(
+            jnp.zeros((batch, *shape), self.policy.compute_dtype) for shape in self.state_shapes
+        )
+
+    def _init_dropout_rngs(self, rngs: nnx.Rngs | None, seed: int | None) -> None:
+        """Keep a private dropout stream when the cell uses dropout (Keras' ``seed``)."""
+        self.seed = seed
+        if self.dropout == 0.0 and self.recurrent_dropout == 0.0:
+            self.dropout_rngs = nnx.data(None)
+        elif seed is not None:
+            self.dropout_rngs = nnx.Rngs(dropout=seed).dropout
+        elif rngs is not None:
+            self.dropout_rngs = rngs["dropout"].fork()
+        else:
+            raise ValueError(
+                f"{_checks.where(self)}: `dropout`/`recurrent_dropout` need random numbers: pass "
+                "`rngs=nnx.Rngs(...)` or `seed=`."
+            )
+
+    def _dropout_key(self, rngs: Any) -> Array:
+        if rngs is not None:
+            if isinstance(rngs, nnx.Rngs):
+                return rngs["dropout"]()
+            if isinstance(rngs, nnx.RngStream):
+                return rngs()
+            return rngs  # a raw key
+        return self.dropout_rngs()
+
+    def dropout_masks(self, batch: int, training: bool, rngs: Any = None) -> tuple[Any, Any]:
+        """Draw the dropout masks for one layer call, as Keras does once per call.
+
+        Returns ``(input_masks, recurrent_masks)``: each ``None`` (no dropout), an array
+        ``(batch, *features)`` (one mask shared by all gates), or ``(count, batch, *features)``
+        (one per gate block, Keras' ``implementation=1`` and ConvLSTM). Values are 0 or
+        ``1/(1-rate)`` (inverted dropout).
+        """
+        if not training or (self.dropout == 0.0 and self.recurrent_dropout == 0.0):
+            return None, None
+        key = self._dropout_key(rngs)
+        key_in, key_rec = jax.random.split(key)
+        count = self.dropout_mask_count
+        dtype = self.policy.compute_dtype
+        in_masks = rec_masks = None
+        if self.dropout > 0.0:
+            in_masks = dropout_mask(key_in, self.dropout, count, (batch, *self.input_shape), dtype)
+        if self.recurrent_dropout > 0.0:
+            rec_masks = dropout_mask(
+                key_rec, self.recurrent_dropout, count, (batch, *self.state_shapes[0]), dtype
+            )
+        return in_masks, rec_masks
+
+    # ----------------------------------------------------------------- Flax protocol
+    def __call__(
+        self, carry: Carry, inputs: Array, *, training: bool = False, rngs: Any = None,
+        constants: Any = None,
+    ) -> tuple[Carry, Array]:
+        """One step, Flax's cell protocol: ``new_carry, y = cell(carry, x_t)``.
+
+        Args:
+          carry: tuple of states, each ``(batch, *state_shape)`` (LSTM ``(h, c)``).
+          inputs: ``(batch, *features)``.
+          training: apply dropout (masks drawn for this one step).
+          rngs: optional ``nnx.Rngs``/stream/key for dropout.
+          constants: Keras-2 constants, for cells with ``accepts_constants``.
+
+        Returns:
+          ``(new_carry, output)`` with output ``(batch, *output_shape)``.
+        """
+        carry = tuple(carry) if isinstance(carry, (tuple, list)) else (carry,)
+        in_masks, rec_masks = self.dropout_masks(inputs.shape[0], training, rngs)
+        params = self.params()
+        x = inputs.astype(self.policy.compute_dtype)
+        xp = self.project_inputs(params, x, in_masks)
+        new_carry, y, _ = self.step(params, carry, xp, rec_masks, constants)
+        return new_carry, y
+
+
+def dropout_mask(key: Array, rate: float, count: int, shape: tuple[int, ...], dtype: Any) -> Array:
+    """Inverted-dropout mask(s): ``shape`` if ``count == 1`` else ``(count, *shape)``."""
+    full = shape if count == 1 else (count, *shape)
+    keep = jax.random.bernoulli(key, 1.0 - rate, full)
+    return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.zeros((), dtype))
+
+
+def dense_projection(
+    x: Array, kernel: Array, bias: Array | None, masks: Array | None, gates: int
+) -> Array:
+    """``x @ kernel + bias`` with Keras' dropout masks, on any leading axes.
+
+    Args:
+      x: ``(..., batch, in)`` (a whole time-major sequence or a single step).
+      kernel: ``(in, gates*units)``.
+      bias: ``(gates*units,)`` or None.
+      masks: None, ``(batch, in)`` (one mask for all gates) or ``(gates, batch, in)``
+        (Keras ``implementation=1``: gate ``g`` sees ``x * masks[g]``).
+      gates: number of gate blocks in ``kernel``.
+
+    Returns:
+      ``(..., batch, gates*units)``.
+    """
+    if masks is None:
+        y = x @ kernel
+    elif masks.ndim == 2:
+        y = (x * masks) @ kernel
+    else:
+        n_in, width = kernel.shape
+        per_gate = kernel.reshape(n_in, gates, width // gates)
+        xg = jnp.expand_dims(x, -3) * masks  # (..., gates, batch, in)
+        y = jnp.einsum("...gbi,igu->...bgu", xg, per_gate)
+        y = y.reshape(*y.shape[:-2], width)
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def recurrent_projection(h: Array, kernel: Array, masks: Array | None, gates: int) -> Array:
+    """``h @ kernel`` with Keras' recurrent dropout masks.
+
+    ``h``: ``(batch, units)``; ``kernel``: ``(units, gates*units)``; ``masks``: None,
+    ``(batch, units)`` or ``(gates, batch, units)``. Returns ``(batch, gates*units)``.
+    """
+    if masks is None:
+        return h @ kernel
+    if masks.ndim == 2:
+        return (h * masks) @ kernel
+    n, width = kernel.shape
+    y = jnp.einsum("gbu,ugv->bgv", h * masks, kernel.reshape(n, gates, width // gates))
+    return y.reshape(h.shape[0], width)
+
+
+class DenseCellMixin:
+    """Parameter creation shared by the dense cells (SimpleRNN, GRU, LSTM, IndRNN)."""
+
+    def _create_dense_params(
+        self,
+        *,
+        rngs: nnx.Rngs,
+        kernel_shape: tuple[int, ...],
+        recurrent_shape: tuple[int, ...],
+        bias_shape: tuple[int, ...] | None,
+        kernel_initializer: Any,
+        recurrent_initializer: Any,
+        bias_initializer: Any,
+    ) -> None:
+        dtype = self.policy.param_dtype
+        self.kernel = nnx.Param(
+            initializers_lib.get(kernel_initializer)(rngs.params(), kernel_shape, dtype)
+        )
+        self.recurrent_kernel = nnx.Param(
+            initializers_lib.get(recurrent_initializer)(rngs.params(), recurrent_shape, dtype)
+        )
+        if bias_shape is None:
+            self.bias = nnx.data(None)
+        else:
+            self.bias = nnx.Param(
+                initializers_lib.get(bias_initializer)(rngs.params(), bias_shape, dtype)
+            )
+
+
+def common_cell_args(
+    cell: Any,
+    *,
+    units: Any,
+    in_features: Any,
+    activation: Any,
+    dropout: Any,
+    recurrent_dropout: Any,
+    dtype: Any,
+    param_dtype: Any,
+    regularizers: dict[str, Any],
+    constraints: dict[str, Any],
+) -> None:
+    """Validate and set the arguments every dense cell shares."""
+    cell.units = _checks.positive_int(units, "units", cell)
+    cell.in_features = _checks.positive_int(in_features, "in_features", cell)
+    cell.activation = activations_lib.get(activation)
+    cell.dropout = _checks.rate(dropout, "dropout", cell)
+    cell.recurrent_dropout = _checks.rate(recurrent_dropout, "recurrent_dropout", cell)
+    cell.policy = resolve_policy(dtype, param_dtype, _checks.where(cell))
+    cell.input_shape = (cell.in_features,)
+    cell.output_shape = (cell.units,)
+    # Regularizers and constraints are kept as given (Keras objects, names, configs or
+    # callables) and applied by jrnn.regularization_loss / jrnn.apply_constraints.
+    for key, value in {**regularizers, **constraints}.items():
+        setattr(cell, key, value)

@@ -1,0 +1,428 @@
+"""The one time loop of jrnn, and the Keras ``RNN`` layer built on it.
+
+:func:`rnn_scan` is the only place that knows about masks, ``go_backwards``,
+``return_sequences``, ``unroll`` and per-step recording; every recurrent layer
+(SimpleRNN, GRU, LSTM, ConvLSTM, IndRNN, CuDNN layers, stacks, Bidirectional)
+runs through it on ``jax.lax.scan``.
+
+Semantics follow Keras 3's TensorFlow backend (``keras/src/backend/tensorflow/rnn.py``):
+
+* a step whose mask is False keeps the previous states; its output is the previous
+  output (zeros before the first unmasked step), or zeros with ``zero_output_for_mask``;
+* ``go_backwards`` processes time reversed and returns outputs in processing order;
+* the last output is the output of the last processed step (after masking).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jrnn import _checks
+from jrnn.cells.base import RNNCellBase
+from jrnn.cells.stacked import StackedRNNCells
+
+Array = jax.Array
+
+
+class RNNState(nnx.Variable):
+    """The states a ``stateful=True`` layer carries from one call to the next (not trainable)."""
+
+
+class RNNResult(NamedTuple):
+    """Everything one pass of :meth:`RNN.run` computes.
+
+    Attributes:
+      output: what the layer returns as its output (``sequence`` if
+        ``return_sequences`` else ``last_output``).
+      sequence: ``(batch, time, *output_shape)`` in processing order, or None when the
+        layer does not return sequences and ``record`` was False.
+      last_output: ``(batch, *output_shape)``.
+      states: the final carry (tuple in Keras' state order; nested per cell for stacks).
+      activations: with ``record=True``, the cell's per-step activations (gates, candidate,
+        states) stacked to ``(batch, time, ...)`` in processing order; else None.
+    """
+
+    output: Array
+    sequence: Array | None
+    last_output: Array
+    states: Any
+    activations: Any
+
+
+def _expand_to(m: Array, x: Array) -> Array:
+    return m.reshape(m.shape + (1,) * (x.ndim - m.ndim))
+
+
+def rnn_scan(
+    step,
+    xs: Any,
+    carry: Any,
+    *,
+    mask: Array | None = None,
+    go_backwards: bool = False,
+    unroll: bool | int = 1,
+    zero_output_for_mask: bool = False,
+    return_sequences: bool = True,
+    record: bool = False,
+) -> tuple[Array, Array | None, Any, Any]:
+    """Run ``step`` over time with Keras' masking semantics.
+
+    Args:
+      step: ``step(carry, x_t) -> (new_carry, y_t, activations_t)``, pure.
+      xs: pytree of time-major arrays ``(time, batch, ...)``.
+      carry: initial carry pytree, leaves ``(batch, ...)``.
+      mask: ``(time, batch)`` booleans, or None.
+      go_backwards: iterate from the last step to the first.
+      unroll: passed to ``jax.lax.scan`` (True unrolls fully, an int unrolls that many steps).
+      zero_output_for_mask: masked steps output zeros instead of the previous output.
+      return_sequences: stack the per-step outputs.
+      record: stack the per-step activations.
+
+    Returns:
+      ``(last_output, outputs, final_carry, activations)``; ``outputs`` is
+      ``(time, batch, ...)`` in processing order (or None), ``activations`` likewise.
+    """
+    x0 = jax.tree_util.tree_map(lambda a: a[0], xs)
+    y_shape = jax.eval_shape(lambda c, x: step(c, x)[1], carry, x0)
+    prev0 = jnp.zeros(y_shape.shape, y_shape.dtype)
+
+    def body(state, inputs):
+        old_carry, prev = state
+        x_t, m_t = inputs
+        new_carry, y, acts = step(old_carry, x_t)
+        if m_t is not None:
+            fill = jnp.zeros_like(y) if zero_output_for_mask else prev
+            y = jnp.where(_expand_to(m_t, y), y, fill)
+            new_carry = jax.tree_util.tree_map(
+                lambda new, old: jnp.where(_expand_to(m_t, new), new, old), new_carry, old_carry
+            )
+        emitted = (y if return_sequences else None, acts if record else None)
+        return (new_carry, y), emitted
+
+    (final_carry, last), (ys, acts) = jax.lax.scan(
+        body, (carry, prev0), (xs, mask), reverse=go_backwards, unroll=unroll
+    )
+    if go_backwards:
+        ys, acts = jax.tree_util.tree_map(lambda a: jnp.flip(a, 0), (ys, acts))
+    return last, ys, final_carry, acts
+
+
+def _batch_major(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), tree)
+
+
+class RNN(nnx.Module):
+    """Keras' ``RNN`` layer: runs a cell (or a list of cells) over time on ``lax.scan``.
+
+    Args:
+      cell: a jrnn cell, or a list of cells (wrapped in :class:`StackedRNNCells`).
+      return_sequences: return the whole output sequence ``(batch, time, units)`` instead
+        of the last output ``(batch, units)``.
+      return_state: also return the final states: ``(output, *states)`` (states nested
+        per cell for stacked cells, as Keras).
+      go_backwards: process the sequence backwards; the returned sequence is in
+        processing order (reversed), as Keras.
+      stateful: keep the final states of each call as the initial states of the next
+        (per batch index); see :meth:`reset_state`.
+      unroll: False (a rolled scan), True (fully unrolled) or an int (unroll that many
+        steps per loop iteration; Keras only has the bool).
+      zero_output_for_mask: masked steps output zeros instead of the previous output.
+      batch_size: for stateful layers, create the state variables now (otherwise the
+        first call creates them).
+      name: Keras layer name (kept for importers and inspection).
+
+    Call args:
+      inputs: ``(batch, time, *features)``.
+      mask: optional ``(batch, time)`` booleans (any pattern; False skips the step).
+      initial_state: optional states: one array per state (``[h, c]`` for LSTM; a bare
+        array for single-state cells; nested per cell, or flat, for stacks).
+      training: apply dropout / recurrent_dropout (masks drawn once per call).
+      constants: Keras-2 constants passed to every step of a cell that accepts them.
+      rngs: optional ``nnx.Rngs``/stream/key for dropout (else the cell's own stream).
+
+    Returns:
+      The output (``(batch, time, units)`` or ``(batch, units)``), or with
+      ``return_state`` the tuple ``(output, *states)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import jrnn
+      >>> rngs = nnx.Rngs(0)
+      >>> layer = jrnn.RNN([jrnn.LSTMCell(4, 3, rngs=rngs), jrnn.GRUCell(5, 4, rngs=rngs)],
+      ...                  return_sequences=True, return_state=True)
+      >>> y, (h1, c1), (h2,) = layer(jnp.ones((2, 7, 3)))
+      >>> y.shape, h1.shape, h2.shape
+      ((2, 7, 5), (2, 4), (2, 5))
+    """
+
+    def __init__(
+        self,
+        cell: RNNCellBase | list[RNNCellBase],
+        *,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool | int = False,
+        zero_output_for_mask: bool = False,
+        activity_regularizer: Any = None,
+        batch_size: int | None = None,
+        name: str | None = None,
+    ):
+        if isinstance(cell, (list, tuple)):
+            cell = StackedRNNCells(cell)
+        if not isinstance(cell, RNNCellBase):
+            raise TypeError(
+                f"{type(self).__name__}: `cell` must be a jrnn cell (RNNCellBase) or a list of "
+                f"cells; received {type(cell).__name__}."
+            )
+        self.name = name
+        self.cell = cell
+        self.return_sequences = _checks.boolean(return_sequences, "return_sequences", self)
+        self.return_state = _checks.boolean(return_state, "return_state", self)
+        self.go_backwards = _checks.boolean(go_backwards, "go_backwards", self)
+        self.stateful = _checks.boolean(stateful, "stateful", self)
+        self.unroll = _checks.unroll_value(unroll, self)
+        self.zero_output_for_mask = _checks.boolean(
+            zero_output_for_mask, "zero_output_for_mask", self
+        )
+        self.activity_regularizer = activity_regularizer
+        self.states = nnx.data(None)
+        if batch_size is not None:
+            batch_size = _checks.positive_int(batch_size, "batch_size", self)
+            if self.stateful:
+                self._create_states(batch_size)
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------------ Keras-style views
+    @property
+    def units(self) -> int:
+        """The cell's ``units``."""
+        return self.cell.units
+
+    @property
+    def state_size(self) -> Any:
+        """The cell's Keras ``state_size``."""
+        return self.cell.state_size
+
+    @property
+    def policy(self):
+        """The cell's dtype policy."""
+        return self.cell.policy
+
+    # ------------------------------------------------------------------ states
+    def _create_states(self, batch: int) -> None:
+        zeros = self.cell.initialize_carry(batch)
+        self.states = nnx.data(jax.tree_util.tree_map(RNNState, zeros))
+
+    def _state_values(self) -> Any:
+        return jax.tree_util.tree_map(
+            lambda v: v.get_value(), self.states, is_leaf=lambda v: isinstance(v, RNNState)
+        )
+
+    def reset_state(self, states: Any = None) -> None:
+        """Reset the states of a stateful layer to zeros, or to ``states`` (Keras 2's form).
+
+        ``states`` has the structure of ``initial_state``. On a non-stateful layer this is
+        a no-op without ``states`` (as Keras) and an error with them.
+        """
+        if not self.stateful:
+            if states is not None:
+                raise ValueError(
+                    f"{_checks.where(self)}: reset_state(states=...) needs a stateful layer; "
+                    "this layer was built with stateful=False."
+                )
+            return
+        if self.states is None:
+            if states is None:
+                return
+            batch = np.shape(jax.tree_util.tree_leaves(states)[0])[0]
+            self._create_states(batch)
+        batch = jax.tree_util.tree_leaves(self._state_values())[0].shape[0]
+        values = (
+            self.cell.initialize_carry(batch)
+            if states is None
+            else self._normalize_initial_state(states, batch)
+        )
+        leaves = jax.tree_util.tree_leaves(self.states, is_leaf=lambda v: isinstance(v, RNNState))
+        for var, value in zip(leaves, jax.tree_util.tree_leaves(values)):
+            var.set_value(value.astype(var.get_value().dtype))
+
+    def reset_states(self, states: Any = None) -> None:
+        """Keras 2 name of :meth:`reset_state`."""
+        self.reset_state(states)
+
+    # ------------------------------------------------------------------ validation
+    def _check_inputs(self, inputs: Any) -> Array:
+        x = jnp.asarray(inputs)
+        feat = tuple(self.cell.input_shape)
+        if x.ndim != 2 + len(feat):
+            raise ValueError(
+                f"{_checks.where(self)}: `inputs` must have shape (batch, time, "
+                f"{', '.join(map(str, feat))}) — rank {2 + len(feat)}; received shape "
+                f"{tuple(x.shape)}."
+            )
+        if tuple(x.shape[2:]) != feat:
+            raise ValueError(
+                f"{_checks.where(self)}: `inputs` feature shape must be {feat} (the cell's "
+                f"in_features); received shape {tuple(x.shape)}."
+            )
+        if x.shape[1] == 0:
+            raise ValueError(
+                f"{_checks.where(self)}: `inputs` must have at least one timestep; received "
+                f"shape {tuple(x.shape)}."
+            )
+        if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
+            raise ValueError(
+                f"{_checks.where(self)}: `inputs` must be numeric; received dtype {x.dtype}."
+            )
+        return x.astype(self.cell.policy.compute_dtype)
+
+    def _check_mask(self, mask: Any, batch: int, time: int) -> Array | None:
+        if mask is None:
+            return None
+        m = jnp.asarray(mask)
+        if m.shape != (batch, time):
+            raise ValueError(
+                f"{_checks.where(self)}: `mask` must have shape (batch, time) = ({batch}, {time}); "
+                f"received shape {tuple(m.shape)}."
+            )
+        if m.dtype != jnp.bool_:
+            if not jnp.issubdtype(m.dtype, jnp.integer):
+                raise ValueError(
+                    f"{_checks.where(self)}: `mask` must be boolean (or integer 0/1); received "
+                    f"dtype {m.dtype}."
+                )
+            m = m != 0
+        return m
+
+    def _normalize_initial_state(self, initial_state: Any, batch: int) -> Any:
+        expected = self.cell.initialize_carry(batch)
+        exp_leaves, treedef = jax.tree_util.tree_flatten(expected)
+        given = initial_state
+        if not isinstance(given, (list, tuple)):
+            given = [given]
+        given_leaves = jax.tree_util.tree_leaves(
+            given, is_leaf=lambda a: not isinstance(a, (list, tuple))
+        )
+        if len(given_leaves) != len(exp_leaves):
+            raise ValueError(
+                f"{_checks.where(self)}: `initial_state` must hold {len(exp_leaves)} state(s) "
+                f"with shapes {[tuple(e.shape) for e in exp_leaves]}; received "
+                f"{len(given_leaves)}."
+            )
+        out = []
+        for k, (g, e) in enumerate(zip(given_leaves, exp_leaves)):
+            g = jnp.asarray(g)
+            if tuple(g.shape) != tuple(e.shape):
+                raise ValueError(
+                    f"{_checks.where(self)}: `initial_state[{k}]` must have shape "
+                    f"{tuple(e.shape)}; received {tuple(g.shape)}."
+                )
+            out.append(g.astype(e.dtype))
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    # ------------------------------------------------------------------ call
+    def run(
+        self,
+        inputs: Any,
+        *,
+        mask: Any = None,
+        initial_state: Any = None,
+        training: bool = False,
+        constants: Any = None,
+        rngs: Any = None,
+        record: bool = False,
+    ) -> RNNResult:
+        """Run the layer and return an :class:`RNNResult` (output, sequence, states and,
+        with ``record=True``, the per-step activations of the cell)."""
+        with jax.named_scope(f"jrnn.{type(self).__name__}"):
+            x = self._check_inputs(inputs)
+            batch, time = x.shape[0], x.shape[1]
+            time_mask = self._check_mask(mask, batch, time)
+            if constants is not None and not self.cell.accepts_constants:
+                raise ValueError(
+                    f"{_checks.where(self)}: `constants` were given but the cell "
+                    f"{type(self.cell).__name__} does not accept constants."
+                )
+            if initial_state is not None:
+                carry = self._normalize_initial_state(initial_state, batch)
+            elif self.stateful:
+                if self.states is None:
+                    self._create_states(batch)
+                carry = self._state_values()
+                expected = jax.tree_util.tree_leaves(carry)[0].shape[0]
+                if expected != batch:
+                    raise ValueError(
+                        f"{_checks.where(self)}: a stateful layer must be called with the batch "
+                        f"size of its states; expected batch size {expected}, received {batch}. "
+                        "Call reset_state(states=...) with states of the new batch size first."
+                    )
+            else:
+                carry = self.cell.initialize_carry(batch)
+
+            in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
+            params = self.cell.params()
+            xs = self.cell.project_inputs(params, jnp.swapaxes(x, 0, 1), in_masks)
+            step = functools.partial(
+                _bound_step, self.cell.step, params, rec_masks, constants
+            )
+            last, ys, final, acts = rnn_scan(
+                step,
+                xs,
+                carry,
+                mask=None if time_mask is None else jnp.swapaxes(time_mask, 0, 1),
+                go_backwards=self.go_backwards,
+                unroll=self.unroll,
+                zero_output_for_mask=self.zero_output_for_mask,
+                return_sequences=self.return_sequences,
+                record=record,
+            )
+            if self.stateful:
+                leaves = jax.tree_util.tree_leaves(
+                    self.states, is_leaf=lambda v: isinstance(v, RNNState)
+                )
+                for var, value in zip(leaves, jax.tree_util.tree_leaves(final)):
+                    var.set_value(value)
+            sequence = None if ys is None else _batch_major(ys)
+            output = sequence if self.return_sequences else last
+            return RNNResult(
+                output, sequence, last, final, None if acts is None else _batch_major(acts)
+            )
+
+    def __call__(
+        self,
+        inputs: Any,
+        *,
+        mask: Any = None,
+        initial_state: Any = None,
+        training: bool = False,
+        constants: Any = None,
+        rngs: Any = None,
+    ) -> Any:
+        """Keras-style call; see the class docstring."""
+        result = self.run(
+            inputs,
+            mask=mask,
+            initial_state=initial_state,
+            training=training,
+            constants=constants,
+            rngs=rngs,
+        )
+        if self.return_state:
+            return (result.output, *result.states)
+        return result.output
+
+
+def _bound_step(cell_step, params, rec_masks, constants, carry, x_t):
+    return cell_step(params, carry, x_t, rec_masks, constants)
+
+
+__all__ = ["RNN", "RNNResult", "RNNState", "rnn_scan"]

@@ -1,0 +1,68 @@
+"""Shared test helpers: tolerances in one place, random asymmetric weights, Keras twins.
+
+Tolerances (DESIGN.md parity protocol): float32 max abs error 1e-5 for up to 100 steps,
+scaled by sqrt(T/100) beyond; bfloat16/float16 bounds are stated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+TOLERANCES = {
+    "float32": 1e-5,
+    "float64": 1e-10,
+    # 16-bit policies: jrnn and Keras round at different points (hoisted projection,
+    # fused gates), so the bound is a few ulps of the 16-bit type at |x| ~ 1.
+    "bfloat16": 6e-2,
+    "float16": 1e-2,
+}
+
+
+def tolerance(dtype, time: int = 1) -> float:
+    """Absolute tolerance for a comparison in ``dtype`` over ``time`` steps."""
+    base = TOLERANCES[jnp.dtype(dtype).name]
+    return base * max(1.0, math.sqrt(time / 100.0))
+
+
+def assert_close(actual, expected, dtype="float32", time: int = 1, what: str = "") -> None:
+    """Max-abs comparison with the tolerance of ``dtype`` (see TOLERANCES)."""
+    a = np.asarray(jnp.asarray(actual).astype(jnp.float32))
+    e = np.asarray(jnp.asarray(expected).astype(jnp.float32)) if not isinstance(
+        expected, np.ndarray
+    ) else expected.astype(np.float32)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != expected {e.shape}"
+    err = float(np.max(np.abs(a - e))) if a.size else 0.0
+    tol = tolerance(dtype, time)
+    assert err <= tol, f"{what}: max abs error {err:.3g} > {tol:.3g}"
+
+
+def randomize(module: nnx.Module, seed: int = 0, scale: float = 0.5) -> list[np.ndarray]:
+    """Give every ``nnx.Param`` of ``module`` random asymmetric values (normal * scale).
+
+    Returns the new values in ``nnx.state`` order (kernel, recurrent_kernel, bias per cell).
+    """
+    rng = np.random.default_rng(seed)
+    values = []
+    for _, param in nnx.iter_graph(module):
+        if isinstance(param, nnx.Param):
+            v = (rng.standard_normal(param.shape) * scale).astype(np.float32)
+            param.set_value(jnp.asarray(v, param.get_value().dtype))
+            values.append(v)
+    return values
+
+
+def cell_weights(cell) -> list[np.ndarray]:
+    """A jrnn cell's weights in Keras ``get_weights()`` order."""
+    out = [np.asarray(cell.kernel[...]), np.asarray(cell.recurrent_kernel[...])]
+    if getattr(cell, "bias", None) is not None:
+        out.append(np.asarray(cell.bias[...]))
+    return out
+
+
+def tree_to_numpy(tree):
+    return jax.tree_util.tree_map(lambda a: np.asarray(jnp.asarray(a).astype(jnp.float32)), tree)
