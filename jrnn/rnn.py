@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from jrnn import _checks
+from jrnn._config import Configurable, capture, register
 from jrnn.cells.base import RNNCellBase
 from jrnn.cells.stacked import StackedRNNCells
 
@@ -117,7 +118,8 @@ def _batch_major(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), tree)
 
 
-class RNN(nnx.Module):
+@register
+class RNN(Configurable, nnx.Module):
     """Keras' ``RNN`` layer: runs a cell (or a list of cells) over time on ``lax.scan``.
 
     Args:
@@ -176,6 +178,8 @@ class RNN(nnx.Module):
         batch_size: int | None = None,
         name: str | None = None,
     ):
+        if "_config" not in vars(self):
+            self._config = capture(locals())
         if isinstance(cell, (list, tuple)):
             cell = StackedRNNCells(cell)
         if not isinstance(cell, RNNCellBase):

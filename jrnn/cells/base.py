@@ -28,13 +28,14 @@ from flax import nnx
 from jrnn import _checks
 from jrnn import activations as activations_lib
 from jrnn import initializers as initializers_lib
+from jrnn._config import Configurable
 from jrnn._dtypes import DTypePolicy, resolve_policy
 
 Array = jax.Array
 Carry = Any
 
 
-class RNNCellBase(nnx.Module):
+class RNNCellBase(Configurable, nnx.Module):
     """Base class of jrnn cells (see the module docstring for the protocol).
 
     Subclasses set in ``__init__``: ``units``, ``input_shape`` (features of one step,

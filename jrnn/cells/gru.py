@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import _checks
+from jrnn._config import capture, register
 from jrnn import activations as activations_lib
 from jrnn.cells.base import (
     Array,
@@ -77,6 +78,7 @@ def gru_step(
     return (h_new,), h_new, {"z": z, "r": r, "h_tilde": h_tilde, "h": h_new}
 
 
+@register
 class GRUCell(RNNCellBase, DenseCellMixin):
     """Gated recurrent unit cell with Keras 3 ``GRUCell`` arguments and weights.
 
@@ -137,6 +139,7 @@ class GRUCell(RNNCellBase, DenseCellMixin):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        self._config = capture(locals())
         self.name = name
         common_cell_args(
             self,

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import _checks
+from jrnn._config import capture, register
 from jrnn import activations as activations_lib
 from jrnn import initializers as initializers_lib
 from jrnn.cells.base import (
@@ -64,6 +65,7 @@ def lstm_step(
     return (h_new, c_new), h_new, {"i": i, "f": f, "c_tilde": c_tilde, "o": o, "c": c_new, "h": h_new}
 
 
+@register
 class LSTMCell(RNNCellBase, DenseCellMixin):
     """Long short-term memory cell with Keras 3 ``LSTMCell`` arguments and weights.
 
@@ -131,6 +133,7 @@ class LSTMCell(RNNCellBase, DenseCellMixin):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        self._config = capture(locals())
         self.name = name
         common_cell_args(
             self,

@@ -12,6 +12,7 @@ from typing import Any
 from flax import nnx
 
 from jrnn import _checks
+from jrnn._config import capture, register
 from jrnn.cells.base import (
     Array,
     DenseCellMixin,
@@ -36,6 +37,7 @@ def simple_rnn_step(
     return (h_new,), h_new, {"h": h_new}
 
 
+@register
 class SimpleRNNCell(RNNCellBase, DenseCellMixin):
     """Fully-connected RNN cell with Keras 3 ``SimpleRNNCell`` arguments and weights.
 
@@ -84,6 +86,7 @@ class SimpleRNNCell(RNNCellBase, DenseCellMixin):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        self._config = capture(locals())
         self.name = name
         common_cell_args(
             self,

@@ -7,9 +7,11 @@ from typing import Any
 
 from flax import nnx
 
+from jrnn._config import capture, register
 from jrnn.cells.base import Array, RNNCellBase
 
 
+@register
 class StackedRNNCells(RNNCellBase):
     """Keras ``StackedRNNCells``: cell ``k`` reads cell ``k-1``'s output at the same step.
 
@@ -32,6 +34,7 @@ class StackedRNNCells(RNNCellBase):
     """
 
     def __init__(self, cells: Sequence[RNNCellBase], *, name: str | None = None):
+        self._config = capture(locals())
         self.name = name
         cells = list(cells)
         if not cells:

@@ -13,6 +13,7 @@ from typing import Any
 from flax import nnx
 
 from jrnn import _checks
+from jrnn._config import capture, register
 from jrnn.cells.gru import GRUCell
 from jrnn.cells.lstm import LSTMCell
 from jrnn.cells.simple import SimpleRNNCell
@@ -43,6 +44,7 @@ def _check_use_cudnn(value: Any, owner: Any) -> Any:
     return _checks.one_of(value, "use_cudnn", ("auto", True, False), owner)
 
 
+@register
 class SimpleRNN(RNN):
     """Fully-connected RNN layer (Keras ``SimpleRNN``): ``h' = act(x W + b + h R)``.
 
@@ -94,10 +96,12 @@ class SimpleRNN(RNN):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        self._config = capture(locals())
         cell_arguments, rnn_arguments = _split_arguments(locals())
         super().__init__(SimpleRNNCell(**cell_arguments), **rnn_arguments)
 
 
+@register
 class GRU(RNN):
     """Gated recurrent unit layer (Keras ``GRU``), ``reset_after`` True (default) or False.
 
@@ -152,11 +156,13 @@ class GRU(RNN):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        self._config = capture(locals())
         cell_arguments, rnn_arguments = _split_arguments(locals())
         self.use_cudnn = _check_use_cudnn(cell_arguments.pop("use_cudnn"), self)
         super().__init__(GRUCell(**cell_arguments), **rnn_arguments)
 
 
+@register
 class LSTM(RNN):
     """Long short-term memory layer (Keras ``LSTM``).
 
@@ -212,6 +218,7 @@ class LSTM(RNN):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        self._config = capture(locals())
         cell_arguments, rnn_arguments = _split_arguments(locals())
         self.use_cudnn = _check_use_cudnn(cell_arguments.pop("use_cudnn"), self)
         super().__init__(LSTMCell(**cell_arguments), **rnn_arguments)
