@@ -34,8 +34,9 @@ def lookup(class_name: str) -> type:
 
 def serialize(value: Any) -> Any:
     """Replace jrnn modules (recursively, in lists/tuples) by ``{"class_name", "config"}``."""
-    if isinstance(value, nnx.Module) and hasattr(value, "get_config"):
-        return {"class_name": type(value).__name__, "config": value.get_config()}
+    if isinstance(value, nnx.Module):
+        config = value.get_config() if "_config" in vars(value) else None
+        return {"class_name": type(value).__name__, "config": config}
     if isinstance(value, (list, tuple)):
         return [serialize(v) for v in value]
     return value
@@ -44,6 +45,11 @@ def serialize(value: Any) -> Any:
 def deserialize(value: Any, rngs: nnx.Rngs) -> Any:
     """Inverse of :func:`serialize`: rebuild nested modules with fresh parameters from ``rngs``."""
     if isinstance(value, dict) and set(value) == {"class_name", "config"}:
+        if value["config"] is None:
+            raise ValueError(
+                f"{value['class_name']} recorded no config, so it cannot be rebuilt; record one "
+                "with `self._config = jrnn._config.capture(locals())` in its __init__."
+            )
         return lookup(value["class_name"]).from_config(value["config"], rngs=rngs)
     if isinstance(value, list):
         return [deserialize(v, rngs) for v in value]
@@ -66,13 +72,28 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-class FrozenConfig(tuple):
-    """An immutable, hashable config (so module graphdefs stay hashable for ``jax.jit``)."""
+class FrozenConfig:
+    """An immutable, hashable config (so module graphdefs stay hashable for ``jax.jit``).
 
-    __slots__ = ()
+    Deliberately not a tuple subclass: pytree libraries would flatten it.
+    """
 
-    def __new__(cls, items: Any = ()) -> FrozenConfig:
-        return super().__new__(cls, tuple(items))
+    __slots__ = ("items",)
+
+    def __init__(self, items: Any = ()) -> None:
+        object.__setattr__(self, "items", tuple(items))
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FrozenConfig) and self.items == other.items
+
+    def __repr__(self) -> str:
+        return f"FrozenConfig({dict(self.items)!r})"
 
 
 def capture(arguments: dict[str, Any]) -> FrozenConfig:
@@ -89,6 +110,11 @@ class Configurable:
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (nested jrnn modules as class_name/config dicts)."""
+        if "_config" not in vars(self):
+            raise ValueError(
+                f"{type(self).__name__} recorded no config; record one with "
+                "`self._config = jrnn._config.capture(locals())` first thing in its __init__."
+            )
         return _thaw(self._config)
 
     @classmethod

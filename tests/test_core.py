@@ -1,0 +1,287 @@
+"""The core's contract beyond parity: errors, transforms, dropout, constants."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jrnn
+from tests.helpers import assert_close, randomize
+
+B, T, F, U = 3, 7, 3, 5
+
+
+def x_in(batch=B, time=T, features=F, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal((batch, time, features)),
+                       jnp.float32)
+
+
+# ---------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda l: l(jnp.ones((B, F))), r"LSTM.*`inputs` must have shape \(batch, time, 3\).*"
+         r"received shape \(3, 3\)"),
+        (lambda l: l(jnp.ones((B, T, 4))), r"`inputs` feature shape must be \(3,\).*received shape"),
+        (lambda l: l(jnp.ones((B, 0, F))), r"at least one timestep"),
+        (lambda l: l(x_in(), mask=jnp.ones((B, T + 1), bool)),
+         r"`mask` must have shape \(batch, time\) = \(3, 7\); received shape \(3, 8\)"),
+        (lambda l: l(x_in(), mask=jnp.ones((B, T), jnp.float32)), r"`mask` must be boolean"),
+        (lambda l: l(x_in(), initial_state=[jnp.zeros((B, U))]),
+         r"`initial_state` must hold 2 state\(s\) with shapes \[\(3, 5\), \(3, 5\)\]; received 1"),
+        (lambda l: l(x_in(), initial_state=[jnp.zeros((B, U)), jnp.zeros((B, 4))]),
+         r"`initial_state\[1\]` must have shape \(3, 5\); received \(3, 4\)"),
+        (lambda l: l(x_in(), constants=[jnp.ones((B, 2))]), r"does not accept constants"),
+        (lambda l: l.reset_state(states=[jnp.zeros((B, U))] * 2), r"needs a stateful layer"),
+    ],
+)
+def test_call_errors(call, match):
+    layer = jrnn.LSTM(U, F, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=match):
+        call(layer)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"units": 0}, r"`units` must be a positive integer; received 0"),
+        ({"in_features": 2.5}, r"`in_features` must be a positive integer; received 2.5"),
+        ({"dropout": 1.5}, r"`dropout` must be a float in \[0, 1\); received 1.5"),
+        ({"recurrent_dropout": -0.1}, r"`recurrent_dropout` must be a float in \[0, 1\)"),
+        ({"implementation": 3}, r"`implementation` must be 1 or 2; received 3"),
+        ({"unroll": -2}, r"`unroll` must be a bool or a positive int"),
+        ({"use_cudnn": "yes"}, r"`use_cudnn` must be one of \('auto', True, False\); received 'yes'"),
+        ({"return_sequences": "yes"}, r"`return_sequences` must be a bool"),
+        ({"activation": "tanhh"}, r"tanhh"),
+        ({"kernel_initializer": "glorot_unifrom"}, r"glorot_unifrom"),
+        ({"dtype": "int32"}, r"`dtype` must be a floating dtype"),
+        ({"dtype": "mixed_int8"}, r"`dtype` must be a floating dtype or a Keras dtype policy"),
+    ],
+)
+def test_constructor_errors(kwargs, match):
+    arguments = {"units": U, "in_features": F, "rngs": nnx.Rngs(0), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        jrnn.LSTM(**arguments)
+
+
+def test_stateful_batch_size_error_and_explicit_batch():
+    layer = jrnn.GRU(U, F, stateful=True, batch_size=B, rngs=nnx.Rngs(0))
+    assert layer.states is not None
+    layer(x_in())
+    with pytest.raises(ValueError, match=r"expected batch size 3, received 2"):
+        layer(x_in(batch=2))
+
+
+def test_stacked_cells_size_error():
+    rngs = nnx.Rngs(0)
+    with pytest.raises(ValueError, match=r"cells\[1\].*takes inputs of shape \(3,\).*outputs \(4,\)"):
+        jrnn.StackedRNNCells([jrnn.LSTMCell(4, 3, rngs=rngs), jrnn.GRUCell(5, 3, rngs=rngs)])
+    with pytest.raises(TypeError, match=r"`cell` must be a jrnn cell"):
+        jrnn.RNN(nnx.Linear(2, 3, rngs=rngs))
+
+
+# ---------------------------------------------------------------- transforms
+def _layers():
+    rngs = nnx.Rngs(0)
+    return {
+        "simple": jrnn.SimpleRNN(U, F, return_sequences=True, rngs=rngs),
+        "gru": jrnn.GRU(U, F, return_sequences=True, return_state=True, rngs=rngs),
+        "lstm": jrnn.LSTM(U, F, return_state=True, go_backwards=True, rngs=rngs),
+        "stack": jrnn.RNN(
+            [jrnn.LSTMCell(4, F, rngs=rngs), jrnn.GRUCell(U, 4, reset_after=False, rngs=rngs)],
+            return_sequences=True,
+            return_state=True,
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["simple", "gru", "lstm", "stack"])
+def test_nnx_jit_grad_vmap_and_split_merge(name):
+    layer = _layers()[name]
+    randomize(layer, 3)
+    x = x_in()
+    mask = jnp.asarray(np.random.default_rng(1).random((B, T)) > 0.3)
+    eager = layer(x, mask=mask)
+    jitted = nnx.jit(lambda m, x, mask: m(x, mask=mask))(layer, x, mask)
+    for a, e in zip(jax.tree_util.tree_leaves(jitted), jax.tree_util.tree_leaves(eager)):
+        assert_close(a, e)
+
+    # split/merge into a plain jax.jit function
+    graphdef, state = nnx.split(layer)
+
+    @jax.jit
+    def apply(state, x, mask):
+        return nnx.merge(graphdef, state)(x, mask=mask)
+
+    for a, e in zip(jax.tree_util.tree_leaves(apply(state, x, mask)), jax.tree_util.tree_leaves(eager)):
+        assert_close(a, e)
+
+    # gradients with nnx.grad
+    def loss(m, x):
+        return sum(jnp.sum(o**2) for o in jax.tree_util.tree_leaves(m(x, mask=mask)))
+
+    grads = nnx.grad(loss)(layer, x)
+    leaves = jax.tree_util.tree_leaves(nnx.state(grads, nnx.Param))
+    assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
+
+    # vmap over an extra leading axis of inputs equals a loop
+    xs = jnp.stack([x, x_in(seed=5)])
+    vmapped = jax.vmap(lambda xx: apply(state, xx, mask))(xs)
+    for i in range(2):
+        single = apply(state, xs[i], mask)
+        for a, e in zip(jax.tree_util.tree_leaves(vmapped), jax.tree_util.tree_leaves(single)):
+            assert_close(a[i], e)
+
+
+def test_stateful_under_nnx_jit_carries_states():
+    layer = jrnn.LSTM(U, F, stateful=True, return_sequences=True, rngs=nnx.Rngs(0))
+    ref = jrnn.LSTM(U, F, return_sequences=True, return_state=True, rngs=nnx.Rngs(0))
+    step = nnx.jit(lambda m, x: m(x))
+    x1, x2 = x_in(seed=1), x_in(seed=2)
+    y1, y2 = step(layer, x1), step(layer, x2)
+    r1, h, c = ref(x1)
+    r2, _, _ = ref(x2, initial_state=[h, c])
+    assert_close(y1, r1)
+    assert_close(y2, r2)
+
+
+# ---------------------------------------------------------------- dropout
+@pytest.mark.parametrize("kind", ["simple", "gru", "lstm"])
+def test_input_dropout_uses_one_mask_for_every_step(kind):
+    """As Keras' own test: with input dropout only, training output equals the inference
+    output on inputs multiplied by ONE (batch, features) mask, the same at every step."""
+    cls = {"simple": jrnn.SimpleRNN, "gru": jrnn.GRU, "lstm": jrnn.LSTM}[kind]
+    layer = cls(U, F, dropout=0.5, return_sequences=True, rngs=nnx.Rngs(0))
+    x = x_in()
+    key = jax.random.key(42)
+    trained = layer(x, training=True, rngs=key)
+    in_mask, rec_mask = layer.cell.dropout_masks(B, True, key)
+    assert rec_mask is None and in_mask.shape == (B, F)
+    assert_close(trained, layer(x * in_mask[:, None, :]))
+    # deterministic given the key; different for another key; exact without training
+    np.testing.assert_array_equal(np.asarray(trained), np.asarray(layer(x, training=True, rngs=key)))
+    assert not np.allclose(np.asarray(trained), np.asarray(layer(x, training=True, rngs=jax.random.key(7))))
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(layer(x, training=False)))
+
+
+@pytest.mark.parametrize("kind,count", [("simple", 1), ("gru", 3), ("lstm", 4)])
+def test_recurrent_dropout_per_gate_masks_match_a_python_loop(kind, count):
+    """recurrent_dropout switches LSTM/GRU to implementation 1 with one mask per gate (Keras);
+    the scan equals a Python loop over the cell's step with the same masks."""
+    cls = {"simple": jrnn.SimpleRNN, "gru": jrnn.GRU, "lstm": jrnn.LSTM}[kind]
+    layer = cls(U, F, dropout=0.25, recurrent_dropout=0.4, return_sequences=True, seed=3,
+                rngs=nnx.Rngs(0))
+    assert layer.cell.dropout_mask_count == count
+    if kind != "simple":
+        assert layer.cell.implementation == 1
+    x = x_in()
+    key = jax.random.key(0)
+    out = layer(x, training=True, rngs=key)
+    in_m, rec_m = layer.cell.dropout_masks(B, True, key)
+    expected_shape = (B, U) if count == 1 else (count, B, U)
+    assert rec_m.shape == expected_shape
+    params = layer.cell.params()
+    carry = layer.cell.initialize_carry(B)
+    ys = []
+    for t in range(T):
+        xp = layer.cell.project_inputs(params, x[:, t], in_m)
+        carry, y, _ = layer.cell.step(params, carry, xp, rec_m)
+        ys.append(y)
+    assert_close(out, jnp.stack(ys, axis=1))
+
+
+def test_dropout_rate_and_scale():
+    layer = jrnn.LSTM(64, 32, dropout=0.3, recurrent_dropout=0.2, rngs=nnx.Rngs(0))
+    in_m, rec_m = layer.cell.dropout_masks(512, True, jax.random.key(1))
+    for m, rate in ((in_m, 0.3), (rec_m, 0.2)):
+        values = np.unique(np.asarray(m))
+        np.testing.assert_allclose(values, [0.0, 1.0 / (1.0 - rate)], rtol=1e-6)
+        assert abs(float(jnp.mean(m == 0)) - rate) < 0.01
+    # the layer's own stream advances: two training calls differ, and a fixed seed reproduces
+    x = x_in(features=32)
+    a, b = layer(x, training=True), layer(x, training=True)
+    assert not np.allclose(np.asarray(a), np.asarray(b))
+    s1 = jrnn.GRU(4, 32, dropout=0.5, seed=11, rngs=nnx.Rngs(0))
+    s2 = jrnn.GRU(4, 32, dropout=0.5, seed=11, rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(np.asarray(s1(x, training=True)), np.asarray(s2(x, training=True)))
+
+
+def test_stacked_dropout_masks_per_cell():
+    rngs = nnx.Rngs(0)
+    layer = jrnn.RNN(
+        [jrnn.LSTMCell(4, F, dropout=0.5, rngs=rngs), jrnn.GRUCell(U, 4, recurrent_dropout=0.5, rngs=rngs)],
+        return_sequences=True,
+    )
+    first_in, inner = layer.cell.dropout_masks(B, True, jax.random.key(0))
+    assert first_in.shape == (B, F)
+    assert inner[0] == (None, None)
+    assert inner[1][0] is None and inner[1][1].shape == (3, B, U)
+    out = layer(x_in(), training=True, rngs=jax.random.key(0))
+    assert out.shape == (B, T, U) and bool(jnp.all(jnp.isfinite(out)))
+
+
+# ---------------------------------------------------------------- constants
+class ConstantAttentionCell(jrnn.RNNCellBase):
+    """A Keras-2 style cell using constants: h' = tanh(x W + h R + c V)."""
+
+    accepts_constants = True
+
+    def __init__(self, units, in_features, constant_features, *, rngs):
+        self.units = units
+        self.input_shape = (in_features,)
+        self.state_shapes = ((units,),)
+        self.output_shape = (units,)
+        self.policy = jrnn.DTypePolicy(jnp.dtype("float32"), jnp.dtype("float32"))
+        init = jax.nn.initializers.normal(0.5)
+        self.kernel = nnx.Param(init(rngs.params(), (in_features, units)))
+        self.recurrent_kernel = nnx.Param(init(rngs.params(), (units, units)))
+        self.constant_kernel = nnx.Param(init(rngs.params(), (constant_features, units)))
+
+    def params(self):
+        return {k: getattr(self, k)[...] for k in ("kernel", "recurrent_kernel", "constant_kernel")}
+
+    def project_inputs(self, params, x, input_masks):
+        return x @ params["kernel"]
+
+    def step(self, params, carry, x_projected, recurrent_masks, constants=None):
+        (h,) = carry
+        (c,) = constants
+        h = jnp.tanh(x_projected + h @ params["recurrent_kernel"] + c @ params["constant_kernel"])
+        return (h,), h, {"h": h}
+
+
+def test_constants_match_keras2():
+    """Keras 2 (tf_keras) passes `constants` to every step; so does jrnn.RNN."""
+    import tensorflow as tf
+    import tf_keras
+
+    class KerasCell(tf_keras.layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(name="kernel", shape=(F, self.units))
+            self.recurrent_kernel = self.add_weight(name="rk", shape=(self.units, self.units))
+            self.constant_kernel = self.add_weight(name="ck", shape=(2, self.units))
+
+        def call(self, inputs, states, constants):
+            h = tf.tanh(inputs @ self.kernel + states[0] @ self.recurrent_kernel
+                        + constants[0] @ self.constant_kernel)
+            return h, [h]
+
+    cell = ConstantAttentionCell(U, F, 2, rngs=nnx.Rngs(0))
+    layer = jrnn.RNN(cell, return_sequences=True, go_backwards=True)
+    x = np.asarray(x_in())
+    const = np.random.default_rng(3).standard_normal((B, 2)).astype(np.float32)
+    mask = np.array([[1, 1, 0, 1, 1, 0, 1]] * B, bool)
+    klayer = tf_keras.layers.RNN(KerasCell(U), return_sequences=True, go_backwards=True)
+    klayer(tf.constant(x), constants=tf.constant(const))
+    klayer.cell.set_weights([np.asarray(v) for v in cell.params().values()])
+    expected = klayer(tf.constant(x), constants=tf.constant(const), mask=tf.constant(mask))
+    assert_close(layer(x, constants=[const], mask=mask), expected.numpy(), time=T)
