@@ -1,0 +1,44 @@
+"""Every public name has a docstring, and every docstring example runs (doctest)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+
+import jrnn
+
+
+def _public_objects():
+    for name in jrnn.__all__:
+        yield name, getattr(jrnn, name)
+
+
+@pytest.mark.parametrize("name,obj", list(_public_objects()), ids=[n for n, _ in _public_objects()])
+def test_public_names_have_docstrings(name, obj):
+    assert inspect.getdoc(obj), f"jrnn.{name} has no docstring"
+    if inspect.isclass(obj):
+        for attr, member in vars(obj).items():
+            if attr.startswith("_") or not callable(member):
+                continue
+            assert inspect.getdoc(member), f"jrnn.{name}.{attr} has no docstring"
+
+
+def _modules():
+    for info in pkgutil.walk_packages(jrnn.__path__, "jrnn."):
+        if info.name.endswith("__main__"):
+            continue
+        yield info.name
+
+
+@pytest.mark.parametrize("module_name", list(_modules()))
+def test_docstring_examples_run(module_name):
+    module = importlib.import_module(module_name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in finder.find(module, module_name):
+        runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} docstring example(s) failed in {module_name}"
