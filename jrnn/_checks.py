@@ -55,15 +55,15 @@ def boolean(value: Any, argument: str, owner: Any) -> bool:
     return bool(value)
 
 
-def unroll_value(value: Any, owner: Any) -> bool | int:
-    """``unroll`` is a bool (Keras) or a positive int (partial unrolling by that factor)."""
+def bool_or_positive_int(value: Any, argument: str, owner: Any, meaning: str) -> bool | int:
+    """``unroll``/``remat``: a bool, or a positive int (``meaning`` says what it counts)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, numbers.Integral) and value >= 1:
         return int(value)
     raise ValueError(
-        f"{where(owner)}: `unroll` must be a bool or a positive int (steps unrolled per loop "
-        f"iteration); received {value!r}."
+        f"{where(owner)}: `{argument}` must be a bool or a positive int ({meaning}); "
+        f"received {value!r}."
     )
 
 

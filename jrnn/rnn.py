@@ -60,6 +60,15 @@ def _expand_to(m: Array, x: Array) -> Array:
     return m.reshape(m.shape + (1,) * (x.ndim - m.ndim))
 
 
+def segment_length(time: int, remat: bool | int) -> int:
+    """The checkpointed segment length for ``remat``: the divisor of ``time`` nearest to
+    ``sqrt(time)`` for True, else the largest divisor of ``time`` not above ``remat``."""
+    if remat is True:
+        target = max(1, round(time**0.5))
+        return min((d for d in range(1, time + 1) if time % d == 0), key=lambda d: abs(d - target))
+    return max(d for d in range(1, min(int(remat), time) + 1) if time % d == 0)
+
+
 def rnn_scan(
     step,
     xs: Any,
@@ -71,6 +80,8 @@ def rnn_scan(
     zero_output_for_mask: bool = False,
     return_sequences: bool = True,
     record: bool = False,
+    project=None,
+    remat: bool | int = False,
 ) -> tuple[Array, Array | None, Any, Any]:
     """Run ``step`` over time with Keras' masking semantics.
 
@@ -84,12 +95,21 @@ def rnn_scan(
       zero_output_for_mask: masked steps output zeros instead of the previous output.
       return_sequences: stack the per-step outputs.
       record: stack the per-step activations.
+      project: optional ``project(xs_chunk) -> step inputs`` applied to time-major chunks
+        of ``xs``: once over the whole sequence (hoisted, one GEMM) without ``remat``,
+        per checkpointed segment with it (so the projection is recomputed, not stored).
+      remat: False; True (checkpoint segments of ~sqrt(time) steps: only the carry at
+        segment boundaries is kept for the backward pass); or an int segment length
+        (the largest divisor of ``time`` not above it).
 
     Returns:
       ``(last_output, outputs, final_carry, activations)``; ``outputs`` is
       ``(time, batch, ...)`` in processing order (or None), ``activations`` likewise.
     """
-    x0 = jax.tree_util.tree_map(lambda a: a[0], xs)
+    if project is not None and not remat:
+        xs, project = project(xs), None
+    first = jax.tree_util.tree_map(lambda a: a[:1], xs)
+    x0 = jax.tree_util.tree_map(lambda a: a[0], first if project is None else project(first))
     y_shape = jax.eval_shape(lambda c, x: step(c, x)[1], carry, x0)
     prev0 = jnp.zeros(y_shape.shape, y_shape.dtype)
 
@@ -106,9 +126,26 @@ def rnn_scan(
         emitted = (y if return_sequences else None, acts if record else None)
         return (new_carry, y), emitted
 
-    (final_carry, last), (ys, acts) = jax.lax.scan(
-        body, (carry, prev0), (xs, mask), reverse=go_backwards, unroll=unroll
-    )
+    def run_steps(state, chunk):
+        xs_chunk, mask_chunk = chunk
+        if project is not None:
+            xs_chunk = project(xs_chunk)
+        return jax.lax.scan(
+            body, state, (xs_chunk, mask_chunk), reverse=go_backwards, unroll=unroll
+        )
+
+    if not remat:
+        (final_carry, last), (ys, acts) = run_steps((carry, prev0), (xs, mask))
+    else:
+        time = jax.tree_util.tree_leaves(xs)[0].shape[0]
+        seg = segment_length(time, remat)
+        chunks = jax.tree_util.tree_map(
+            lambda a: a.reshape(time // seg, seg, *a.shape[1:]), (xs, mask)
+        )
+        (final_carry, last), (ys, acts) = jax.lax.scan(
+            jax.checkpoint(run_steps), (carry, prev0), chunks, reverse=go_backwards
+        )
+        ys, acts = jax.tree_util.tree_map(lambda a: a.reshape(time, *a.shape[2:]), (ys, acts))
     if go_backwards:
         ys, acts = jax.tree_util.tree_map(lambda a: jnp.flip(a, 0), (ys, acts))
     return last, ys, final_carry, acts
@@ -135,6 +172,10 @@ class RNN(Configurable, nnx.Module):
       unroll: False (a rolled scan), True (fully unrolled) or an int (unroll that many
         steps per loop iteration; Keras only has the bool).
       zero_output_for_mask: masked steps output zeros instead of the previous output.
+      remat: trade compute for memory in training (jrnn only): True checkpoints segments
+        of ~sqrt(time) steps and recomputes them (and their input projection) in the
+        backward pass, so activation memory grows ~sqrt(time) instead of time; an int
+        sets the segment length (the largest divisor of time not above it).
       batch_size: for stateful layers, create the state variables now (otherwise the
         first call creates them).
       name: Keras layer name (kept for importers and inspection).
@@ -174,6 +215,7 @@ class RNN(Configurable, nnx.Module):
         stateful: bool = False,
         unroll: bool | int = False,
         zero_output_for_mask: bool = False,
+        remat: bool | int = False,
         activity_regularizer: Any = None,
         batch_size: int | None = None,
         name: str | None = None,
@@ -193,9 +235,14 @@ class RNN(Configurable, nnx.Module):
         self.return_state = _checks.boolean(return_state, "return_state", self)
         self.go_backwards = _checks.boolean(go_backwards, "go_backwards", self)
         self.stateful = _checks.boolean(stateful, "stateful", self)
-        self.unroll = _checks.unroll_value(unroll, self)
+        self.unroll = _checks.bool_or_positive_int(
+            unroll, "unroll", self, "steps unrolled per loop iteration"
+        )
         self.zero_output_for_mask = _checks.boolean(
             zero_output_for_mask, "zero_output_for_mask", self
+        )
+        self.remat = _checks.bool_or_positive_int(
+            remat, "remat", self, "steps per checkpointed segment"
         )
         self.activity_regularizer = activity_regularizer
         self.states = nnx.data(None)
@@ -374,14 +421,18 @@ class RNN(Configurable, nnx.Module):
 
             in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
             params = self.cell.params()
-            xs = self.cell.project_inputs(params, jnp.swapaxes(x, 0, 1), in_masks)
+            project = functools.partial(
+                _bound_projection, self.cell.project_inputs, params, in_masks
+            )
             step = functools.partial(
                 _bound_step, self.cell.step, params, rec_masks, constants
             )
             last, ys, final, acts = rnn_scan(
                 step,
-                xs,
+                jnp.swapaxes(x, 0, 1),
                 carry,
+                project=project,
+                remat=self.remat,
                 mask=None if time_mask is None else jnp.swapaxes(time_mask, 0, 1),
                 go_backwards=self.go_backwards,
                 unroll=self.unroll,
@@ -429,4 +480,8 @@ def _bound_step(cell_step, params, rec_masks, constants, carry, x_t):
     return cell_step(params, carry, x_t, rec_masks, constants)
 
 
-__all__ = ["RNN", "RNNResult", "RNNState", "rnn_scan"]
+def _bound_projection(project_inputs, params, in_masks, xs):
+    return project_inputs(params, xs, in_masks)
+
+
+__all__ = ["RNN", "RNNResult", "RNNState", "rnn_scan", "segment_length"]

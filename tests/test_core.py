@@ -53,6 +53,7 @@ def test_call_errors(call, match):
         ({"recurrent_dropout": -0.1}, r"`recurrent_dropout` must be a float in \[0, 1\)"),
         ({"implementation": 3}, r"`implementation` must be 1 or 2; received 3"),
         ({"unroll": -2}, r"`unroll` must be a bool or a positive int"),
+        ({"remat": 2.5}, r"`remat` must be a bool or a positive int"),
         ({"use_cudnn": "yes"}, r"`use_cudnn` must be one of \('auto', True, False\); received 'yes'"),
         ({"return_sequences": "yes"}, r"`return_sequences` must be a bool"),
         ({"activation": "tanhh"}, r"tanhh"),
@@ -285,3 +286,37 @@ def test_constants_match_keras2():
     klayer.cell.set_weights([np.asarray(v) for v in cell.params().values()])
     expected = klayer(tf.constant(x), constants=tf.constant(const), mask=tf.constant(mask))
     assert_close(layer(x, constants=[const], mask=mask), expected.numpy(), time=T)
+
+
+# ---------------------------------------------------------------- remat
+@pytest.mark.parametrize("remat", [True, 3, 7])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_remat_equals_plain_scan_values_and_gradients(remat, go_backwards):
+    kw = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards,
+          "rngs": nnx.Rngs(0)}
+    plain = jrnn.LSTM(U, F, **kw)
+    rematted = jrnn.LSTM(U, F, remat=remat, **kw)
+    randomize(plain, 1)
+    randomize(rematted, 1)
+    x = x_in(time=9)
+    mask = jnp.asarray(np.random.default_rng(2).random((B, 9)) > 0.3)
+    for a, e in zip(rematted(x, mask=mask), plain(x, mask=mask)):
+        assert_close(a, e)
+
+    def loss(m):
+        return sum(jnp.sum(jnp.sin(o)) for o in m(x, mask=mask))
+
+    for a, e in zip(jax.tree_util.tree_leaves(nnx.state(nnx.grad(loss)(rematted), nnx.Param)),
+                    jax.tree_util.tree_leaves(nnx.state(nnx.grad(loss)(plain), nnx.Param))):
+        assert_close(a, e)
+
+
+def test_segment_length():
+    from jrnn.rnn import segment_length
+
+    assert segment_length(10000, True) == 100
+    assert segment_length(9, True) == 3
+    assert segment_length(7, True) == 1  # prime: per-step checkpoints
+    assert segment_length(9, 7) == 3
+    with pytest.raises(ValueError, match=r"`remat` must be a bool or a positive int"):
+        jrnn.GRU(U, F, remat=0, rngs=nnx.Rngs(0))
