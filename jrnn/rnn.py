@@ -81,6 +81,7 @@ def rnn_scan(
     return_sequences: bool = True,
     record: bool = False,
     project=None,
+    hoist: bool = True,
     remat: bool | int = False,
 ) -> tuple[Array, Array | None, Any, Any]:
     """Run ``step`` over time with Keras' masking semantics.
@@ -95,9 +96,11 @@ def rnn_scan(
       zero_output_for_mask: masked steps output zeros instead of the previous output.
       return_sequences: stack the per-step outputs.
       record: stack the per-step activations.
-      project: optional ``project(xs_chunk) -> step inputs`` applied to time-major chunks
-        of ``xs``: once over the whole sequence (hoisted, one GEMM) without ``remat``,
-        per checkpointed segment with it (so the projection is recomputed, not stored).
+      project: optional ``project(xs_chunk) -> step inputs`` (the cell's input projection),
+        applied to time-major chunks of ``xs`` or to single steps.
+      hoist: with ``project``, apply it to the whole sequence at once (one GEMM over all
+        timesteps; with ``remat``, once per checkpointed segment) instead of inside every
+        step. Which is faster depends on the backend and shape (see ``bench/``).
       remat: False; True (checkpoint segments of ~sqrt(time) steps: only the carry at
         segment boundaries is kept for the backward pass); or an int segment length
         (the largest divisor of ``time`` not above it).
@@ -106,16 +109,23 @@ def rnn_scan(
       ``(last_output, outputs, final_carry, activations)``; ``outputs`` is
       ``(time, batch, ...)`` in processing order (or None), ``activations`` likewise.
     """
-    if project is not None and not remat:
+    step_project = None
+    if project is not None and not hoist:
+        step_project, project = project, None
+    elif project is not None and not remat:
         xs, project = project(xs), None
     first = jax.tree_util.tree_map(lambda a: a[:1], xs)
     x0 = jax.tree_util.tree_map(lambda a: a[0], first if project is None else project(first))
+    if step_project is not None:
+        x0 = step_project(x0)
     y_shape = jax.eval_shape(lambda c, x: step(c, x)[1], carry, x0)
     prev0 = jnp.zeros(y_shape.shape, y_shape.dtype)
 
     def body(state, inputs):
         old_carry, prev = state
         x_t, m_t = inputs
+        if step_project is not None:
+            x_t = step_project(x_t)
         new_carry, y, acts = step(old_carry, x_t)
         if m_t is not None:
             fill = jnp.zeros_like(y) if zero_output_for_mask else prev
@@ -176,6 +186,11 @@ class RNN(Configurable, nnx.Module):
         of ~sqrt(time) steps and recomputes them (and their input projection) in the
         backward pass, so activation memory grows ~sqrt(time) instead of time; an int
         sets the segment length (the largest divisor of time not above it).
+      hoist_input_projection: compute the input projection ``x W + b`` for all timesteps
+        in one GEMM before the time loop (True) or inside each step (False). None picks
+        per backend: hoisted on GPU/TPU; per step on CPU, where XLA's CPU matmuls run the
+        small per-step GEMM from cache faster than they stream a hoisted
+        ``(time, batch, gates*units)`` buffer (measured in ``bench/``). Same results.
       batch_size: for stateful layers, create the state variables now (otherwise the
         first call creates them).
       name: Keras layer name (kept for importers and inspection).
@@ -216,6 +231,7 @@ class RNN(Configurable, nnx.Module):
         unroll: bool | int = False,
         zero_output_for_mask: bool = False,
         remat: bool | int = False,
+        hoist_input_projection: bool | None = None,
         activity_regularizer: Any = None,
         batch_size: int | None = None,
         name: str | None = None,
@@ -244,6 +260,9 @@ class RNN(Configurable, nnx.Module):
         self.remat = _checks.bool_or_positive_int(
             remat, "remat", self, "steps per checkpointed segment"
         )
+        if hoist_input_projection is not None:
+            _checks.boolean(hoist_input_projection, "hoist_input_projection", self)
+        self.hoist_input_projection = hoist_input_projection
         self.activity_regularizer = activity_regularizer
         self.states = nnx.data(None)
         if batch_size is not None:
@@ -381,6 +400,11 @@ class RNN(Configurable, nnx.Module):
         return jax.tree_util.tree_unflatten(treedef, out)
 
     # ------------------------------------------------------------------ call
+    def _hoist(self) -> bool:
+        if self.hoist_input_projection is not None:
+            return self.hoist_input_projection
+        return jax.default_backend() != "cpu"
+
     def run(
         self,
         inputs: Any,
@@ -432,6 +456,7 @@ class RNN(Configurable, nnx.Module):
                 jnp.swapaxes(x, 0, 1),
                 carry,
                 project=project,
+                hoist=self._hoist(),
                 remat=self.remat,
                 mask=None if time_mask is None else jnp.swapaxes(time_mask, 0, 1),
                 go_backwards=self.go_backwards,

@@ -320,3 +320,26 @@ def test_segment_length():
     assert segment_length(9, 7) == 3
     with pytest.raises(ValueError, match=r"`remat` must be a bool or a positive int"):
         jrnn.GRU(U, F, remat=0, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("remat", [False, 3])
+@pytest.mark.parametrize("name", ["lstm", "stack"])
+def test_hoisted_and_per_step_projection_agree(name, remat):
+    """Both input-projection schedules (and both with dropout masks) give the same numbers."""
+    def make(hoist):
+        rngs = nnx.Rngs(0)
+        kw = {"return_sequences": True, "return_state": True, "remat": remat,
+              "hoist_input_projection": hoist}
+        if name == "lstm":
+            return jrnn.LSTM(U, F, dropout=0.3, recurrent_dropout=0.2, rngs=rngs, **kw)
+        return jrnn.RNN([jrnn.LSTMCell(4, F, dropout=0.3, rngs=rngs),
+                         jrnn.GRUCell(U, 4, rngs=rngs)], **kw)
+
+    x = x_in(time=9)
+    mask = jnp.asarray(np.random.default_rng(2).random((B, 9)) > 0.3)
+    key = jax.random.key(3)
+    for training in (False, True):
+        a = make(True)(x, mask=mask, training=training, rngs=key)
+        e = make(False)(x, mask=mask, training=training, rngs=key)
+        for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(e)):
+            assert_close(u, v)
