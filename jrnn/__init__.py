@@ -7,6 +7,7 @@ TensorFlow or Keras.
 
 from jrnn import activations as activations
 from jrnn import initializers as initializers
+from jrnn import utils as utils
 from jrnn._dtypes import DTypePolicy as DTypePolicy
 from jrnn.cells import GRUCell as GRUCell
 from jrnn.cells import LSTMCell as LSTMCell
@@ -39,4 +40,5 @@ __all__ = [
     "activations",
     "initializers",
     "rnn_scan",
+    "utils",
 ]

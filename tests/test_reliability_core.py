@@ -1,0 +1,101 @@
+"""Extreme shapes and values, NaN/Inf propagation as Keras, determinism, bounded recompilation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jrnn
+from tests.helpers import assert_close
+from tests.keras_twins import flatten, keras_call, make_pair, random_inputs
+
+
+@pytest.mark.parametrize("kind", ["simple", "gru", "lstm"])
+def test_nan_and_inf_propagate_as_keras(kind):
+    layer, klayer = make_pair({"kind": kind, "units": 4}, 3, batch=3, time=6,
+                              return_sequences=True, return_state=True)
+    x = random_inputs(3, 6, 3)
+    x[0, 2, 1] = np.nan
+    x[1, 4, 0] = np.inf
+    x[2, 1, 2] = -np.inf
+    mask = np.ones((3, 6), bool)
+    mask[1, 4] = False  # the Inf sits on a masked step: Keras discards that step's states
+    for use_mask in (None, mask):
+        ours = flatten(layer(x, mask=use_mask))
+        theirs = flatten(keras_call(klayer, x, mask=use_mask))
+        for a, e in zip(ours, theirs):
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(e))
+            finite = np.isfinite(e)
+            np.testing.assert_array_equal(finite, np.isfinite(a))
+            assert_close(np.where(finite, a, 0), np.where(finite, e, 0))
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_units_one_batch_one_time_one_and_all_masked(kind):
+    layer, klayer = make_pair({"kind": kind, "units": 1}, 1, batch=1, time=1,
+                              return_sequences=True, return_state=True)
+    x = random_inputs(1, 1, 1)
+    for a, e in zip(flatten(layer(x)), flatten(keras_call(klayer, x))):
+        assert_close(a, e)
+    all_masked = np.zeros((1, 1), bool)
+    for a, e in zip(flatten(layer(x, mask=all_masked)), flatten(keras_call(klayer, x, mask=all_masked))):
+        assert_close(a, e)
+
+
+def test_large_units():
+    layer, klayer = make_pair({"kind": "lstm", "units": 300}, 7, batch=2, time=5)
+    x = random_inputs(2, 5, 7)
+    assert_close(layer(x), flatten(keras_call(klayer, x))[0], time=5)
+
+
+def test_very_long_sequence_inference_memory_is_flat():
+    """T = 100_000: without return_sequences only the carry lives across steps."""
+    layer = jrnn.LSTM(8, 4, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 100_000, 4)), jnp.float32)
+    run = jax.jit(lambda s, x: nnx.merge(nnx.graphdef(layer), s)(x))
+    compiled = run.lower(nnx.state(layer), x).compile()
+    memory = compiled.memory_analysis()
+    # Only a time-major copy of the inputs (T*4 floats); a hoisted (T, batch, 4*units)
+    # buffer would be 8x that, a stored output sequence 2x.
+    assert memory.temp_size_in_bytes <= x.nbytes + 65_536
+    out = compiled(nnx.state(layer), x)
+    assert out.shape == (1, 8) and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_determinism_bit_identical():
+    x = random_inputs(3, 9, 3)
+    outs = []
+    for _ in range(2):
+        layer = jrnn.GRU(5, 3, dropout=0.3, recurrent_dropout=0.3, seed=4, return_sequences=True,
+                         rngs=nnx.Rngs(0))
+        outs.append(np.asarray(layer(x, training=True)))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_bucketing_bounds_recompilation_and_keeps_results():
+    layer = jrnn.LSTM(5, 3, return_state=True, rngs=nnx.Rngs(0))
+    traces = []
+
+    @nnx.jit
+    def apply(model, x, mask):
+        traces.append(x.shape)
+        return model(x, mask=mask)
+
+    for length in range(3, 30, 2):
+        x = random_inputs(2, length, 3, seed=length)
+        px, pm = jrnn.utils.pad_to_bucket(x, buckets=(8, 16, 32))
+        for a, e in zip(apply(layer, px, pm), layer(x)):
+            assert_close(a, e)
+    assert len(traces) == 3  # one compilation per bucket, not per length
+
+
+def test_bucketing_errors():
+    with pytest.raises(ValueError, match=r"`inputs` must have shape \(batch, time, \.\.\.\)"):
+        jrnn.utils.pad_to_bucket(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"`mask` must have shape \(2, 3\)"):
+        jrnn.utils.pad_to_bucket(np.ones((2, 3, 1)), mask=np.ones((2, 4), bool))
+    with pytest.raises(ValueError, match=r"`buckets` must be increasing"):
+        jrnn.utils.bucket_length(3, buckets=(8, 4))
