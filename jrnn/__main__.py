@@ -38,8 +38,10 @@ def _demo(args: argparse.Namespace) -> int:
         y, h, c = apply(layer, x, mask)
     jax.block_until_ready(y)
     run_ms = (time.perf_counter() - start) / 10 * 1e3
-    print(f"jrnn {jrnn.__version__} on {jax.default_backend()}: LSTM(units={units}) on "
-          f"inputs {x.shape} with a mask")
+    print(
+        f"jrnn {jrnn.__version__} on {jax.default_backend()}: LSTM(units={units}) on "
+        f"inputs {x.shape} with a mask"
+    )
     print(f"  output {tuple(y.shape)}, states h {tuple(h.shape)}, c {tuple(c.shape)}")
     print(f"  first call (trace + XLA compile) {compile_s:.2f} s, then {run_ms:.2f} ms per call")
 
@@ -53,20 +55,28 @@ def _demo(args: argparse.Namespace) -> int:
     klayer = keras.layers.LSTM(units, return_sequences=True, return_state=True)
     klayer.build((batch, steps, features))
     cell = layer.cell
-    klayer.set_weights([np.asarray(cell.kernel[...]), np.asarray(cell.recurrent_kernel[...]),
-                        np.asarray(cell.bias[...])])
+    klayer.set_weights(
+        [
+            np.asarray(cell.kernel[...]),
+            np.asarray(cell.recurrent_kernel[...]),
+            np.asarray(cell.bias[...]),
+        ]
+    )
     ky, kh, kc = klayer(x, mask=mask)
     errors = [float(jnp.max(jnp.abs(a - np.asarray(b)))) for a, b in ((y, ky), (h, kh), (c, kc))]
     worst = max(errors)
-    print(f"  Keras {keras.__version__} ({keras.backend.backend()} backend), same weights: "
-          f"max |jrnn - Keras| = {worst:.2e} (outputs, h, c; tolerance 1e-5)")
+    print(
+        f"  Keras {keras.__version__} ({keras.backend.backend()} backend), same weights: "
+        f"max |jrnn - Keras| = {worst:.2e} (outputs, h, c; tolerance 1e-5)"
+    )
     return 0 if worst <= 1e-5 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jrnn`` console script."""
-    parser = argparse.ArgumentParser(prog="jrnn", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="jrnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run an LSTM and check it against Keras")
     demo.add_argument("--batch", type=int, default=8)

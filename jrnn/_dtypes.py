@@ -58,7 +58,9 @@ def resolve_policy(dtype: Any = None, param_dtype: Any = None, owner: str = "lay
     if isinstance(dtype, DTypePolicy):
         policy = dtype
     else:
-        if isinstance(dtype, dict):  # Keras 3 config: {"class_name": "DTypePolicy", "config": {"name": ...}}
+        if isinstance(
+            dtype, dict
+        ):  # Keras 3 config: {"class_name": "DTypePolicy", "config": {"name": ...}}
             config = dtype.get("config")
             if not isinstance(config, dict) or "name" not in config:
                 raise ValueError(

@@ -448,9 +448,7 @@ class RNN(Configurable, nnx.Module):
             project = functools.partial(
                 _bound_projection, self.cell.project_inputs, params, in_masks
             )
-            step = functools.partial(
-                _bound_step, self.cell.step, params, rec_masks, constants
-            )
+            step = functools.partial(_bound_step, self.cell.step, params, rec_masks, constants)
             last, ys, final, acts = rnn_scan(
                 step,
                 jnp.swapaxes(x, 0, 1),

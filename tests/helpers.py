@@ -32,9 +32,11 @@ def tolerance(dtype, time: int = 1) -> float:
 def assert_close(actual, expected, dtype="float32", time: int = 1, what: str = "") -> None:
     """Max-abs comparison with the tolerance of ``dtype`` (see TOLERANCES)."""
     a = np.asarray(jnp.asarray(actual).astype(jnp.float32))
-    e = np.asarray(jnp.asarray(expected).astype(jnp.float32)) if not isinstance(
-        expected, np.ndarray
-    ) else expected.astype(np.float32)
+    e = (
+        np.asarray(jnp.asarray(expected).astype(jnp.float32))
+        if not isinstance(expected, np.ndarray)
+        else expected.astype(np.float32)
+    )
     assert a.shape == e.shape, f"{what}: shape {a.shape} != expected {e.shape}"
     err = float(np.max(np.abs(a - e))) if a.size else 0.0
     tol = tolerance(dtype, time)

@@ -26,7 +26,11 @@ KERAS_CELLS = {
     "gru": keras.layers.GRUCell,
     "lstm": keras.layers.LSTMCell,
 }
-KERAS_LAYERS = {"simple": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
+KERAS_LAYERS = {
+    "simple": keras.layers.SimpleRNN,
+    "gru": keras.layers.GRU,
+    "lstm": keras.layers.LSTM,
+}
 
 
 def _cell_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +120,12 @@ def flatten(outputs: Any) -> list[np.ndarray]:
     leaves = jax.tree_util.tree_leaves(
         outputs, is_leaf=lambda a: isinstance(a, (tf.Tensor, tf.Variable, jax.Array, np.ndarray))
     )
-    return [np.asarray(a, dtype=np.float32) if not isinstance(a, jax.Array)
-            else np.asarray(a.astype(jnp.float32)) for a in leaves]
+    return [
+        np.asarray(a, dtype=np.float32)
+        if not isinstance(a, jax.Array)
+        else np.asarray(a.astype(jnp.float32))
+        for a in leaves
+    ]
 
 
 def keras_call(klayer, x, *, mask=None, initial_state=None, training=False):

@@ -22,8 +22,10 @@ B, T, F = 2, 5, 3
 
 
 def _stack(rngs, **kw):
-    cells = [jrnn.LSTMCell(4, F, rngs=rngs, **kw), jrnn.GRUCell(3, 4, reset_after=False,
-                                                                  rngs=rngs, **kw)]
+    cells = [
+        jrnn.LSTMCell(4, F, rngs=rngs, **kw),
+        jrnn.GRUCell(3, 4, reset_after=False, rngs=rngs, **kw),
+    ]
     return cells
 
 

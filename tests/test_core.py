@@ -15,27 +15,47 @@ B, T, F, U = 3, 7, 3, 5
 
 
 def x_in(batch=B, time=T, features=F, seed=0):
-    return jnp.asarray(np.random.default_rng(seed).standard_normal((batch, time, features)),
-                       jnp.float32)
+    return jnp.asarray(
+        np.random.default_rng(seed).standard_normal((batch, time, features)), jnp.float32
+    )
 
 
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda l: l(jnp.ones((B, F))), r"LSTM.*`inputs` must have shape \(batch, time, 3\).*"
-         r"received shape \(3, 3\)"),
-        (lambda l: l(jnp.ones((B, T, 4))), r"`inputs` feature shape must be \(3,\).*received shape"),
-        (lambda l: l(jnp.ones((B, 0, F))), r"at least one timestep"),
-        (lambda l: l(x_in(), mask=jnp.ones((B, T + 1), bool)),
-         r"`mask` must have shape \(batch, time\) = \(3, 7\); received shape \(3, 8\)"),
-        (lambda l: l(x_in(), mask=jnp.ones((B, T), jnp.float32)), r"`mask` must be boolean"),
-        (lambda l: l(x_in(), initial_state=[jnp.zeros((B, U))]),
-         r"`initial_state` must hold 2 state\(s\) with shapes \[\(3, 5\), \(3, 5\)\]; received 1"),
-        (lambda l: l(x_in(), initial_state=[jnp.zeros((B, U)), jnp.zeros((B, 4))]),
-         r"`initial_state\[1\]` must have shape \(3, 5\); received \(3, 4\)"),
-        (lambda l: l(x_in(), constants=[jnp.ones((B, 2))]), r"does not accept constants"),
-        (lambda l: l.reset_state(states=[jnp.zeros((B, U))] * 2), r"needs a stateful layer"),
+        (
+            lambda layer: layer(jnp.ones((B, F))),
+            r"LSTM.*`inputs` must have shape \(batch, time, 3\).*"
+            r"received shape \(3, 3\)",
+        ),
+        (
+            lambda layer: layer(jnp.ones((B, T, 4))),
+            r"`inputs` feature shape must be \(3,\).*received shape",
+        ),
+        (lambda layer: layer(jnp.ones((B, 0, F))), r"at least one timestep"),
+        (
+            lambda layer: layer(x_in(), mask=jnp.ones((B, T + 1), bool)),
+            r"`mask` must have shape \(batch, time\) = \(3, 7\); received shape \(3, 8\)",
+        ),
+        (
+            lambda layer: layer(x_in(), mask=jnp.ones((B, T), jnp.float32)),
+            r"`mask` must be boolean",
+        ),
+        (
+            lambda layer: layer(x_in(), initial_state=[jnp.zeros((B, U))]),
+            r"`initial_state` must hold 2 state\(s\) with shapes "
+            r"\[\(3, 5\), \(3, 5\)\]; received 1",
+        ),
+        (
+            lambda layer: layer(x_in(), initial_state=[jnp.zeros((B, U)), jnp.zeros((B, 4))]),
+            r"`initial_state\[1\]` must have shape \(3, 5\); received \(3, 4\)",
+        ),
+        (lambda layer: layer(x_in(), constants=[jnp.ones((B, 2))]), r"does not accept constants"),
+        (
+            lambda layer: layer.reset_state(states=[jnp.zeros((B, U))] * 2),
+            r"needs a stateful layer",
+        ),
     ],
 )
 def test_call_errors(call, match):
@@ -54,7 +74,10 @@ def test_call_errors(call, match):
         ({"implementation": 3}, r"`implementation` must be 1 or 2; received 3"),
         ({"unroll": -2}, r"`unroll` must be a bool or a positive int"),
         ({"remat": 2.5}, r"`remat` must be a bool or a positive int"),
-        ({"use_cudnn": "yes"}, r"`use_cudnn` must be one of \('auto', True, False\); received 'yes'"),
+        (
+            {"use_cudnn": "yes"},
+            r"`use_cudnn` must be one of \('auto', True, False\); received 'yes'",
+        ),
         ({"return_sequences": "yes"}, r"`return_sequences` must be a bool"),
         ({"activation": "tanhh"}, r"tanhh"),
         ({"kernel_initializer": "glorot_unifrom"}, r"glorot_unifrom"),
@@ -78,7 +101,9 @@ def test_stateful_batch_size_error_and_explicit_batch():
 
 def test_stacked_cells_size_error():
     rngs = nnx.Rngs(0)
-    with pytest.raises(ValueError, match=r"cells\[1\].*takes inputs of shape \(3,\).*outputs \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"cells\[1\].*takes inputs of shape \(3,\).*outputs \(4,\)"
+    ):
         jrnn.StackedRNNCells([jrnn.LSTMCell(4, 3, rngs=rngs), jrnn.GRUCell(5, 3, rngs=rngs)])
     with pytest.raises(TypeError, match=r"`cell` must be a jrnn cell"):
         jrnn.RNN(nnx.Linear(2, 3, rngs=rngs))
@@ -117,7 +142,9 @@ def test_nnx_jit_grad_vmap_and_split_merge(name):
     def apply(state, x, mask):
         return nnx.merge(graphdef, state)(x, mask=mask)
 
-    for a, e in zip(jax.tree_util.tree_leaves(apply(state, x, mask)), jax.tree_util.tree_leaves(eager)):
+    for a, e in zip(
+        jax.tree_util.tree_leaves(apply(state, x, mask)), jax.tree_util.tree_leaves(eager)
+    ):
         assert_close(a, e)
 
     # gradients with nnx.grad
@@ -164,8 +191,12 @@ def test_input_dropout_uses_one_mask_for_every_step(kind):
     assert rec_mask is None and in_mask.shape == (B, F)
     assert_close(trained, layer(x * in_mask[:, None, :]))
     # deterministic given the key; different for another key; exact without training
-    np.testing.assert_array_equal(np.asarray(trained), np.asarray(layer(x, training=True, rngs=key)))
-    assert not np.allclose(np.asarray(trained), np.asarray(layer(x, training=True, rngs=jax.random.key(7))))
+    np.testing.assert_array_equal(
+        np.asarray(trained), np.asarray(layer(x, training=True, rngs=key))
+    )
+    assert not np.allclose(
+        np.asarray(trained), np.asarray(layer(x, training=True, rngs=jax.random.key(7)))
+    )
     np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(layer(x, training=False)))
 
 
@@ -174,8 +205,9 @@ def test_recurrent_dropout_per_gate_masks_match_a_python_loop(kind, count):
     """recurrent_dropout switches LSTM/GRU to implementation 1 with one mask per gate (Keras);
     the scan equals a Python loop over the cell's step with the same masks."""
     cls = {"simple": jrnn.SimpleRNN, "gru": jrnn.GRU, "lstm": jrnn.LSTM}[kind]
-    layer = cls(U, F, dropout=0.25, recurrent_dropout=0.4, return_sequences=True, seed=3,
-                rngs=nnx.Rngs(0))
+    layer = cls(
+        U, F, dropout=0.25, recurrent_dropout=0.4, return_sequences=True, seed=3, rngs=nnx.Rngs(0)
+    )
     assert layer.cell.dropout_mask_count == count
     if kind != "simple":
         assert layer.cell.implementation == 1
@@ -208,13 +240,18 @@ def test_dropout_rate_and_scale():
     assert not np.allclose(np.asarray(a), np.asarray(b))
     s1 = jrnn.GRU(4, 32, dropout=0.5, seed=11, rngs=nnx.Rngs(0))
     s2 = jrnn.GRU(4, 32, dropout=0.5, seed=11, rngs=nnx.Rngs(0))
-    np.testing.assert_array_equal(np.asarray(s1(x, training=True)), np.asarray(s2(x, training=True)))
+    np.testing.assert_array_equal(
+        np.asarray(s1(x, training=True)), np.asarray(s2(x, training=True))
+    )
 
 
 def test_stacked_dropout_masks_per_cell():
     rngs = nnx.Rngs(0)
     layer = jrnn.RNN(
-        [jrnn.LSTMCell(4, F, dropout=0.5, rngs=rngs), jrnn.GRUCell(U, 4, recurrent_dropout=0.5, rngs=rngs)],
+        [
+            jrnn.LSTMCell(4, F, dropout=0.5, rngs=rngs),
+            jrnn.GRUCell(U, 4, recurrent_dropout=0.5, rngs=rngs),
+        ],
         return_sequences=True,
     )
     first_in, inner = layer.cell.dropout_masks(B, True, jax.random.key(0))
@@ -272,8 +309,11 @@ def test_constants_match_keras2():
             self.constant_kernel = self.add_weight(name="ck", shape=(2, self.units))
 
         def call(self, inputs, states, constants):
-            h = tf.tanh(inputs @ self.kernel + states[0] @ self.recurrent_kernel
-                        + constants[0] @ self.constant_kernel)
+            h = tf.tanh(
+                inputs @ self.kernel
+                + states[0] @ self.recurrent_kernel
+                + constants[0] @ self.constant_kernel
+            )
             return h, [h]
 
     cell = ConstantAttentionCell(U, F, 2, rngs=nnx.Rngs(0))
@@ -292,8 +332,12 @@ def test_constants_match_keras2():
 @pytest.mark.parametrize("remat", [True, 3, 7])
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_remat_equals_plain_scan_values_and_gradients(remat, go_backwards):
-    kw = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards,
-          "rngs": nnx.Rngs(0)}
+    kw = {
+        "return_sequences": True,
+        "return_state": True,
+        "go_backwards": go_backwards,
+        "rngs": nnx.Rngs(0),
+    }
     plain = jrnn.LSTM(U, F, **kw)
     rematted = jrnn.LSTM(U, F, remat=remat, **kw)
     randomize(plain, 1)
@@ -306,8 +350,10 @@ def test_remat_equals_plain_scan_values_and_gradients(remat, go_backwards):
     def loss(m):
         return sum(jnp.sum(jnp.sin(o)) for o in m(x, mask=mask))
 
-    for a, e in zip(jax.tree_util.tree_leaves(nnx.state(nnx.grad(loss)(rematted), nnx.Param)),
-                    jax.tree_util.tree_leaves(nnx.state(nnx.grad(loss)(plain), nnx.Param))):
+    for a, e in zip(
+        jax.tree_util.tree_leaves(nnx.state(nnx.grad(loss)(rematted), nnx.Param)),
+        jax.tree_util.tree_leaves(nnx.state(nnx.grad(loss)(plain), nnx.Param)),
+    ):
         assert_close(a, e)
 
 
@@ -326,14 +372,20 @@ def test_segment_length():
 @pytest.mark.parametrize("name", ["lstm", "stack"])
 def test_hoisted_and_per_step_projection_agree(name, remat):
     """Both input-projection schedules (and both with dropout masks) give the same numbers."""
+
     def make(hoist):
         rngs = nnx.Rngs(0)
-        kw = {"return_sequences": True, "return_state": True, "remat": remat,
-              "hoist_input_projection": hoist}
+        kw = {
+            "return_sequences": True,
+            "return_state": True,
+            "remat": remat,
+            "hoist_input_projection": hoist,
+        }
         if name == "lstm":
             return jrnn.LSTM(U, F, dropout=0.3, recurrent_dropout=0.2, rngs=rngs, **kw)
-        return jrnn.RNN([jrnn.LSTMCell(4, F, dropout=0.3, rngs=rngs),
-                         jrnn.GRUCell(U, 4, rngs=rngs)], **kw)
+        return jrnn.RNN(
+            [jrnn.LSTMCell(4, F, dropout=0.3, rngs=rngs), jrnn.GRUCell(U, 4, rngs=rngs)], **kw
+        )
 
     x = x_in(time=9)
     mask = jnp.asarray(np.random.default_rng(2).random((B, 9)) > 0.3)

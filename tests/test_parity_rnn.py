@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 
 import jax
-import keras
 import jax.numpy as jnp
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -35,7 +35,12 @@ SPECS = {
     "gru_reset_before": {"kind": "gru", "units": 5, "reset_after": False},
     "lstm": {"kind": "lstm", "units": 5},
     "lstm_impl1": {"kind": "lstm", "units": 5, "implementation": 1},
-    "gru_impl1_reset_before": {"kind": "gru", "units": 4, "reset_after": False, "implementation": 1},
+    "gru_impl1_reset_before": {
+        "kind": "gru",
+        "units": 4,
+        "reset_after": False,
+        "implementation": 1,
+    },
     "lstm_no_bias": {"kind": "lstm", "units": 4, "use_bias": False},
     "gru_no_bias": {"kind": "gru", "units": 4, "use_bias": False},
     "lstm_relu_hard_sigmoid": {
@@ -158,7 +163,9 @@ def test_gradient_parity(spec_name, go_backwards, mask_name):
 
     def loss_fn(params, x, init_leaves):
         model = nnx.merge(graphdef, params, rest)
-        outs = model(x, mask=mask, initial_state=jax.tree_util.tree_unflatten(init_def, init_leaves))
+        outs = model(
+            x, mask=mask, initial_state=jax.tree_util.tree_unflatten(init_def, init_leaves)
+        )
         return sum(jnp.sum(o * w) for o, w in zip(jax.tree_util.tree_leaves(outs), weights))
 
     g_params, g_x, g_init = jax.grad(loss_fn, argnums=(0, 1, 2))(params, x, init_leaves)
@@ -196,16 +203,25 @@ def test_stateful_reset_with_states_and_alias():
     layer.reset_states(states)  # Keras 2 name and form
     via_reset = layer(x)
     layer2, _ = make_pair(SPECS["lstm"], F, batch=B, time=T)
-    np.testing.assert_array_equal(np.asarray(via_reset), np.asarray(layer2(x, initial_state=states)))
+    np.testing.assert_array_equal(
+        np.asarray(via_reset), np.asarray(layer2(x, initial_state=states))
+    )
 
 
 @pytest.mark.parametrize(
     "policy,spec_name",
-    list(itertools.product(["mixed_bfloat16", "mixed_float16", "bfloat16"], ["lstm", "gru", "stack"])),
+    list(
+        itertools.product(["mixed_bfloat16", "mixed_float16", "bfloat16"], ["lstm", "gru", "stack"])
+    ),
 )
 def test_dtype_policy_parity(policy, spec_name):
     layer, klayer = make_pair(
-        SPECS[spec_name], F, batch=B, time=T, dtype=policy, return_sequences=True,
+        SPECS[spec_name],
+        F,
+        batch=B,
+        time=T,
+        dtype=policy,
+        return_sequences=True,
         return_state=True,
     )
     x = random_inputs(B, T, F)

@@ -35,10 +35,16 @@ def cell_spec(draw):
 @st.composite
 def case(draw):
     stacked = draw(st.booleans())
-    spec = [draw(cell_spec()) for _ in range(draw(st.integers(2, 3)))] if stacked else draw(
-        cell_spec()
+    spec = (
+        [draw(cell_spec()) for _ in range(draw(st.integers(2, 3)))]
+        if stacked
+        else draw(cell_spec())
     )
-    batch, time, features = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 4))
+    batch, time, features = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 9)),
+        draw(st.integers(1, 4)),
+    )
     mask = None
     if draw(st.booleans()):
         bits = draw(st.lists(st.booleans(), min_size=batch * time, max_size=batch * time))

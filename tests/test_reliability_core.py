@@ -15,8 +15,9 @@ from tests.keras_twins import flatten, keras_call, make_pair, random_inputs
 
 @pytest.mark.parametrize("kind", ["simple", "gru", "lstm"])
 def test_nan_and_inf_propagate_as_keras(kind):
-    layer, klayer = make_pair({"kind": kind, "units": 4}, 3, batch=3, time=6,
-                              return_sequences=True, return_state=True)
+    layer, klayer = make_pair(
+        {"kind": kind, "units": 4}, 3, batch=3, time=6, return_sequences=True, return_state=True
+    )
     x = random_inputs(3, 6, 3)
     x[0, 2, 1] = np.nan
     x[1, 4, 0] = np.inf
@@ -35,13 +36,16 @@ def test_nan_and_inf_propagate_as_keras(kind):
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_units_one_batch_one_time_one_and_all_masked(kind):
-    layer, klayer = make_pair({"kind": kind, "units": 1}, 1, batch=1, time=1,
-                              return_sequences=True, return_state=True)
+    layer, klayer = make_pair(
+        {"kind": kind, "units": 1}, 1, batch=1, time=1, return_sequences=True, return_state=True
+    )
     x = random_inputs(1, 1, 1)
     for a, e in zip(flatten(layer(x)), flatten(keras_call(klayer, x))):
         assert_close(a, e)
     all_masked = np.zeros((1, 1), bool)
-    for a, e in zip(flatten(layer(x, mask=all_masked)), flatten(keras_call(klayer, x, mask=all_masked))):
+    for a, e in zip(
+        flatten(layer(x, mask=all_masked)), flatten(keras_call(klayer, x, mask=all_masked))
+    ):
         assert_close(a, e)
 
 
@@ -69,8 +73,15 @@ def test_determinism_bit_identical():
     x = random_inputs(3, 9, 3)
     outs = []
     for _ in range(2):
-        layer = jrnn.GRU(5, 3, dropout=0.3, recurrent_dropout=0.3, seed=4, return_sequences=True,
-                         rngs=nnx.Rngs(0))
+        layer = jrnn.GRU(
+            5,
+            3,
+            dropout=0.3,
+            recurrent_dropout=0.3,
+            seed=4,
+            return_sequences=True,
+            rngs=nnx.Rngs(0),
+        )
         outs.append(np.asarray(layer(x, training=True)))
     np.testing.assert_array_equal(outs[0], outs[1])
 

@@ -86,7 +86,7 @@ class RNNCellBase(Configurable, nnx.Module):
 
     # ----------------------------------------------------------------- protocol
     def params(self) -> dict[str, Array]:
-        """Parameters as a dict of arrays cast to the compute dtype (bias split as the step needs)."""
+        """Parameters as arrays in the compute dtype (bias split as the step needs)."""
         raise NotImplementedError(f"{type(self).__name__} must implement params()")
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
@@ -165,7 +165,12 @@ class RNNCellBase(Configurable, nnx.Module):
 
     # ----------------------------------------------------------------- Flax protocol
     def __call__(
-        self, carry: Carry, inputs: Array, *, training: bool = False, rngs: Any = None,
+        self,
+        carry: Carry,
+        inputs: Array,
+        *,
+        training: bool = False,
+        rngs: Any = None,
         constants: Any = None,
     ) -> tuple[Carry, Array]:
         """One step, Flax's cell protocol: ``new_carry, y = cell(carry, x_t)``.

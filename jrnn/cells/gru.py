@@ -21,8 +21,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import _checks
-from jrnn._config import capture, register
 from jrnn import activations as activations_lib
+from jrnn._config import capture, register
 from jrnn.cells.base import (
     Array,
     DenseCellMixin,
@@ -106,7 +106,8 @@ class GRUCell(RNNCellBase, DenseCellMixin):
       >>> import jrnn
       >>> cell = jrnn.GRUCell(4, 3, rngs=nnx.Rngs(0))
       >>> (h,), y = cell(cell.initialize_carry((2, 3)), jnp.ones((2, 3)))
-      >>> y.shape, cell.bias.shape, jrnn.GRUCell(4, 3, reset_after=False, rngs=nnx.Rngs(0)).bias.shape
+      >>> reset_before = jrnn.GRUCell(4, 3, reset_after=False, rngs=nnx.Rngs(0))
+      >>> y.shape, cell.bias.shape, reset_before.bias.shape
       ((2, 4), (2, 12), (12,))
     """
 

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import _checks
-from jrnn._config import capture, register
 from jrnn import activations as activations_lib
 from jrnn import initializers as initializers_lib
+from jrnn._config import capture, register
 from jrnn.cells.base import (
     Array,
     DenseCellMixin,
@@ -62,7 +62,11 @@ def lstm_step(
     o = recurrent_activation(zo)
     c_new = f * c + i * c_tilde
     h_new = o * activation(c_new)
-    return (h_new, c_new), h_new, {"i": i, "f": f, "c_tilde": c_tilde, "o": o, "c": c_new, "h": h_new}
+    return (
+        (h_new, c_new),
+        h_new,
+        {"i": i, "f": f, "c_tilde": c_tilde, "o": o, "c": c_new, "h": h_new},
+    )
 
 
 @register

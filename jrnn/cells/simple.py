@@ -33,7 +33,9 @@ def simple_rnn_step(
 ) -> tuple[tuple[Array], Array, dict[str, Array]]:
     """One SimpleRNN step: ``h' = act(x_projected + h R)``; activations ``{"h": h'}``."""
     (h,) = carry
-    h_new = activation(x_projected + recurrent_projection(h, params["recurrent_kernel"], recurrent_masks, 1))
+    h_new = activation(
+        x_projected + recurrent_projection(h, params["recurrent_kernel"], recurrent_masks, 1)
+    )
     return (h_new,), h_new, {"h": h_new}
 
 

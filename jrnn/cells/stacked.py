@@ -28,7 +28,8 @@ class StackedRNNCells(RNNCellBase):
       >>> from flax import nnx
       >>> import jrnn
       >>> rngs = nnx.Rngs(0)
-      >>> cell = jrnn.StackedRNNCells([jrnn.LSTMCell(4, 3, rngs=rngs), jrnn.GRUCell(5, 4, rngs=rngs)])
+      >>> cells = [jrnn.LSTMCell(4, 3, rngs=rngs), jrnn.GRUCell(5, 4, rngs=rngs)]
+      >>> cell = jrnn.StackedRNNCells(cells)
       >>> cell.state_size, cell.output_size
       ([[4, 4], 5], 5)
     """
@@ -38,7 +39,9 @@ class StackedRNNCells(RNNCellBase):
         self.name = name
         cells = list(cells)
         if not cells:
-            raise ValueError("StackedRNNCells: `cells` must contain at least one cell; received [].")
+            raise ValueError(
+                "StackedRNNCells: `cells` must contain at least one cell; received []."
+            )
         for k, cell in enumerate(cells):
             if not isinstance(cell, RNNCellBase):
                 raise TypeError(

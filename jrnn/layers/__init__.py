@@ -1,4 +1,4 @@
-"""jrnn layers: the recurrent layers, wrappers, and the non-recurrent layers a ported model needs."""
+"""jrnn layers: recurrent layers, wrappers, and the other layers a ported model needs."""
 
 from jrnn.layers.recurrent import GRU as GRU
 from jrnn.layers.recurrent import LSTM as LSTM

@@ -1,0 +1,272 @@
+"""Run the benchmark grid: ``python -m bench [--profile quick|typical|full] ...``.
+
+For every case (layer, shape, mode, dtype) every implementation runs in its own
+subprocess; rounds alternate implementations (A B C, A B C, ...) and the reported time
+is the median over rounds of each worker's median. Also measured once per run: the
+machine's GEMM roofline (NumPy float32 matmul GFLOP/s), against which each time is
+expressed as a percentage (the FLOPs of the recurrent + input matmuls only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {
+    # name: (batch, time, features, units)
+    "streaming": (1, 1000, 64, 256),
+    "typical": (64, 100, 128, 256),
+    "throughput": (256, 50, 256, 512),
+    "long": (8, 10000, 32, 128),
+}
+GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1, "bilstm": 8, "conv_lstm2d": 4}
+IMPLS = ("jrnn", "keras-jax", "keras-tf", "torch", "flax")
+# extra jrnn configurations selectable with --impls (name -> worker impl and flags)
+VARIANTS = {
+    "jrnn-hoisted": ("jrnn", ["--hoist", "true"]),
+    "jrnn-per-step": ("jrnn", ["--hoist", "false"]),
+    "jrnn-remat": ("jrnn", ["--remat"]),
+}
+PROFILES = {
+    "quick": {
+        "layers": ["lstm"],
+        "shapes": ["typical"],
+        "modes": ["forward", "train"],
+        "dtypes": ["float32"],
+    },
+    "typical": {
+        "layers": ["lstm", "gru", "simple_rnn", "bilstm"],
+        "shapes": ["typical"],
+        "modes": ["forward", "train"],
+        "dtypes": ["float32"],
+    },
+    "full": {
+        "layers": ["lstm", "gru", "simple_rnn", "bilstm", "conv_lstm2d"],
+        "shapes": list(SHAPES),
+        "modes": ["forward", "train"],
+        "dtypes": ["float32", "bfloat16"],
+    },
+}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def gemm_roofline_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """Measured float32 GEMM throughput of this machine (NumPy), GFLOP/s."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.copy()
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def case_flops(layer: str, shape: tuple[int, int, int, int], mode: str) -> float:
+    batch, steps, features, units = shape
+    flops = 2 * batch * steps * (features + units) * GATES[layer] * units
+    return flops * (3 if mode == "train" else 1)
+
+
+def run_worker(
+    impl: str, layer: str, shape, mode: str, dtype: str, iters: int, extra: list[str]
+) -> dict:
+    batch, steps, features, units = shape
+    worker_impl, flags = VARIANTS.get(impl, (impl, []))
+    extra = [*flags, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.worker",
+        "--impl",
+        worker_impl,
+        "--layer",
+        layer,
+        "--batch",
+        str(batch),
+        "--time",
+        str(steps),
+        "--features",
+        str(features),
+        "--units",
+        str(units),
+        "--mode",
+        mode,
+        "--dtype",
+        dtype,
+        "--iters",
+        str(iters),
+        *extra,
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=1800,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        return {"impl": impl, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return {**json.loads(lines[-1]), "impl": impl}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p.add_argument("--layers", help="comma list, overrides the profile")
+    p.add_argument("--shapes", help=f"comma list of {sorted(SHAPES)}, overrides the profile")
+    p.add_argument("--modes", help="comma list of forward,train")
+    p.add_argument("--dtypes", help="comma list of float32,bfloat16")
+    p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--out", default=str(RESULTS / "latest"))
+    a = p.parse_args(argv)
+    prof = dict(PROFILES[a.profile])
+    for key in ("layers", "shapes", "modes", "dtypes"):
+        if getattr(a, key):
+            prof[key] = getattr(a, key).split(",")
+    impls = a.impls.split(",")
+    roofline = gemm_roofline_gflops()
+    print(f"GEMM roofline (NumPy float32, 1024^3): {roofline:.1f} GFLOP/s; {os.cpu_count()} cores")
+    rows = []
+    for layer in prof["layers"]:
+        for shape_name in prof["shapes"]:
+            shape = SHAPES[shape_name]
+            for mode in prof["modes"]:
+                for dtype in prof["dtypes"]:
+                    per_impl: dict[str, list[dict]] = {i: [] for i in impls}
+                    for _ in range(a.rounds):
+                        for impl in impls:
+                            iters = max(2, a.iters // 5) if shape_name == "long" else a.iters
+                            per_impl[impl].append(
+                                run_worker(impl, layer, shape, mode, dtype, iters, [])
+                            )
+                    row = {
+                        "layer": layer,
+                        "shape": shape_name,
+                        "dims": shape,
+                        "mode": mode,
+                        "dtype": dtype,
+                        "results": {},
+                    }
+                    for impl, runs in per_impl.items():
+                        ok = [r for r in runs if "median_ms" in r]
+                        if not ok:
+                            row["results"][impl] = {
+                                "note": runs[0].get("unsupported") or runs[0].get("error", "failed")
+                            }
+                            continue
+                        ms = statistics.median(r["median_ms"] for r in ok)
+                        row["results"][impl] = {
+                            "ms": ms,
+                            "first_call_s": statistics.median(r["first_call_s"] for r in ok),
+                            "peak_mb": max(r["peak_rss_growth_mb"] for r in ok),
+                            "roofline_pct": 100
+                            * case_flops(layer, shape, mode)
+                            / (ms / 1e3)
+                            / (roofline * 1e9),
+                        }
+                    rows.append(row)
+                    print(format_row(row), flush=True)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(
+        json.dumps({"roofline_gflops": roofline, "rows": rows}, indent=1)
+    )
+    out.with_suffix(".md").write_text(markdown(rows, roofline, impls))
+    try:
+        chart(rows, impls, out.with_suffix(".png"))
+    except ImportError:
+        pass
+    print(f"wrote {out.with_suffix('.md')}")
+    return 0
+
+
+def format_row(row: dict) -> str:
+    parts = []
+    for impl, r in row["results"].items():
+        parts.append(f"{impl} {r['ms']:.1f}ms" if "ms" in r else f"{impl} n/a")
+    return f"{row['layer']:<11} {row['shape']:<10} {row['mode']:<7} {row['dtype']:<8} " + ", ".join(
+        parts
+    )
+
+
+def markdown(rows: list[dict], roofline: float, impls: list[str]) -> str:
+    head = [
+        "layer",
+        "shape (B,T,in,units)",
+        "mode",
+        "dtype",
+        *[f"{i} ms" for i in impls],
+        "jrnn vs fastest peer",
+        "jrnn % roofline",
+        "jrnn first call s",
+    ]
+    lines = [
+        f"GEMM roofline: {roofline:.1f} GFLOP/s (NumPy float32), {os.cpu_count()} cores.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row in rows:
+        res = row["results"]
+        cells = [row["layer"], str(tuple(row["dims"])), row["mode"], row["dtype"]]
+        cells += [f"{res[i]['ms']:.1f}" if "ms" in res.get(i, {}) else "n/a" for i in impls]
+        peers = [res[i]["ms"] for i in impls if not i.startswith("jrnn") and "ms" in res.get(i, {})]
+        jr = res.get("jrnn", {})
+        if "ms" in jr and peers:
+            cells.append(f"{min(peers) / jr['ms']:.2f}x")
+        else:
+            cells.append("n/a")
+        cells.append(f"{jr['roofline_pct']:.0f}%" if "ms" in jr else "n/a")
+        cells.append(f"{jr['first_call_s']:.2f}" if "ms" in jr else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "`jrnn vs fastest peer` > 1 means jrnn is faster. Medians over rounds of "
+        "per-process medians; implementations alternate within each round."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict], impls: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [f"{r['layer']}\n{r['shape']} {r['mode']}\n{r['dtype']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 4.5))
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        vals = [r["results"].get(impl, {}).get("ms", np.nan) for r in rows]
+        ax.bar(np.arange(len(rows)) + k * width, vals, width, label=impl)
+    ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2)
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel("median time per call (ms, lower is better)")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title(f"jrnn vs peers on this machine ({os.cpu_count()} CPU cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Time ONE implementation of one benchmark case, in its own process; print one JSON line.
+
+Run by :mod:`bench.__main__` (never imported by it: each implementation gets a fresh
+interpreter so that TensorFlow, PyTorch and JAX do not share threads or memory).
+
+    python -m bench.worker --impl jrnn --layer lstm --batch 64 --time 100 --features 128 \
+        --units 256 --mode forward --dtype float32 --iters 10
+
+Implementations: jrnn, keras-jax, keras-tf, torch, flax. Modes: ``forward`` (inference)
+and ``train`` (forward + backward + SGD update). Reports the median step time after
+warm-up, the first call (trace + compile) time, and the peak resident memory growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+LAYERS = ("lstm", "gru", "simple_rnn", "bilstm", "conv_lstm2d")
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _time(fn, iters: int) -> tuple[float, float]:
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    fn()  # second warm-up
+    samples = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return first, statistics.median(samples)
+
+
+def _data(a):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if a.layer == "conv_lstm2d":
+        shape = (a.batch, a.time, a.spatial, a.spatial, a.features)
+    else:
+        shape = (a.batch, a.time, a.features)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------------ jrnn / flax
+def _jax_common(a, build):
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    x = jnp.asarray(_data(a), a.dtype)
+    model = build()
+    if a.mode == "forward":
+        step = nnx.jit(lambda m, x: m(x))
+        return lambda: jax.block_until_ready(step(model, x))
+    optimizer = nnx.Optimizer(model, optax.sgd(1e-3), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, optimizer, x):
+        def loss_fn(model):
+            y = model(x)
+            return jnp.mean(jnp.square(y.astype(jnp.float32)))
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    return lambda: jax.block_until_ready(train_step(model, optimizer, x))
+
+
+def build_jrnn(a):
+    from flax import nnx
+
+    import jrnn
+
+    rngs = nnx.Rngs(0)
+    kw = {"return_sequences": True, "dtype": a.dtype, "rngs": rngs}
+    if a.remat:
+        kw["remat"] = True
+    if a.hoist != "auto":
+        kw["hoist_input_projection"] = a.hoist == "true"
+    cls = {"lstm": jrnn.LSTM, "gru": jrnn.GRU, "simple_rnn": jrnn.SimpleRNN}
+
+    def build():
+        if a.layer in cls:
+            return cls[a.layer](a.units, a.features, **kw)
+        if a.layer == "bilstm":
+            return jrnn.Bidirectional(jrnn.LSTM(a.units, a.features, **kw), rngs=rngs)
+        if a.layer == "conv_lstm2d":
+            return jrnn.ConvLSTM2D(
+                a.units,
+                (3, 3),
+                in_channels=a.features,
+                input_shape=(a.spatial, a.spatial),
+                padding="same",
+                return_sequences=True,
+                rngs=rngs,
+            )
+        raise SystemExit(f"jrnn: unknown layer {a.layer}")
+
+    return _jax_common(a, build)
+
+
+def build_flax(a):
+    from flax import nnx
+
+    rngs = nnx.Rngs(0)
+    cells = {
+        "lstm": lambda: nnx.OptimizedLSTMCell(a.features, a.units, dtype=a.dtype, rngs=rngs),
+        "gru": lambda: nnx.GRUCell(a.features, a.units, dtype=a.dtype, rngs=rngs),
+        "simple_rnn": lambda: nnx.SimpleCell(a.features, a.units, dtype=a.dtype, rngs=rngs),
+    }
+
+    def build():
+        if a.layer in cells:
+            return nnx.RNN(cells[a.layer]())
+        if a.layer == "bilstm":
+            fwd = nnx.RNN(cells["lstm"]())
+            bwd = nnx.RNN(cells["lstm"]())
+            return nnx.Bidirectional(fwd, bwd)
+        raise SystemExit(f"flax has no {a.layer}")
+
+    return _jax_common(a, build)
+
+
+# ------------------------------------------------------------------------ Keras
+def _keras_layer(a, keras):
+    kw = {"return_sequences": True}
+    if a.layer == "lstm":
+        return keras.layers.LSTM(a.units, **kw)
+    if a.layer == "gru":
+        return keras.layers.GRU(a.units, **kw)
+    if a.layer == "simple_rnn":
+        return keras.layers.SimpleRNN(a.units, **kw)
+    if a.layer == "bilstm":
+        return keras.layers.Bidirectional(keras.layers.LSTM(a.units, **kw))
+    if a.layer == "conv_lstm2d":
+        return keras.layers.ConvLSTM2D(a.units, (3, 3), padding="same", **kw)
+    raise SystemExit(f"keras: unknown layer {a.layer}")
+
+
+def build_keras_jax(a):
+    os.environ["KERAS_BACKEND"] = "jax"
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    if a.dtype != "float32":
+        keras.config.set_dtype_policy(f"mixed_{a.dtype}")
+    x_np = _data(a)
+    model = keras.Sequential(
+        [keras.Input(x_np.shape[1:], batch_size=a.batch), _keras_layer(a, keras)]
+    )
+    x = jnp.asarray(x_np)
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    if a.mode == "forward":
+
+        @jax.jit
+        def fwd(tv, ntv, x):
+            y, _ = model.stateless_call(tv, ntv, x)
+            return y
+
+        return lambda: jax.block_until_ready(fwd(tv, ntv, x))
+
+    @jax.jit
+    def train(tv, ntv, x):
+        def loss_fn(tv):
+            y, _ = model.stateless_call(tv, ntv, x, training=True)
+            return jnp.mean(jnp.square(y.astype(jnp.float32)))
+
+        loss, grads = jax.value_and_grad(loss_fn)(tv)
+        return [w - 1e-3 * g for w, g in zip(tv, grads)], loss
+
+    state = {"tv": tv}
+
+    def run():
+        state["tv"], loss = train(state["tv"], ntv, x)
+        jax.block_until_ready(loss)
+
+    return run
+
+
+def build_keras_tf(a):
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    if a.dtype != "float32":
+        keras.config.set_dtype_policy(f"mixed_{a.dtype}")
+    x_np = _data(a)
+    model = keras.Sequential(
+        [keras.Input(x_np.shape[1:], batch_size=a.batch), _keras_layer(a, keras)]
+    )
+    x = tf.constant(x_np)
+    if a.mode == "forward":
+        fwd = tf.function(lambda x: model(x, training=False))
+        return lambda: fwd(x).numpy()
+    opt = keras.optimizers.SGD(1e-3)
+
+    @tf.function
+    def train(x):
+        with tf.GradientTape() as tape:
+            y = model(x, training=True)
+            loss = tf.reduce_mean(tf.square(tf.cast(y, tf.float32)))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return lambda: train(x).numpy()
+
+
+# ------------------------------------------------------------------------ PyTorch
+def build_torch(a):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[a.dtype]
+    x = torch.from_numpy(_data(a)).to(dtype)
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}
+    if a.layer in cls:
+        model = cls[a.layer](a.features, a.units, batch_first=True)
+    elif a.layer == "bilstm":
+        model = torch.nn.LSTM(a.features, a.units, batch_first=True, bidirectional=True)
+    else:
+        raise SystemExit(f"torch has no {a.layer}")
+    model = model.to(dtype)
+    if a.mode == "forward":
+
+        def fwd():
+            with torch.no_grad():
+                model(x)
+
+        return fwd
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def train():
+        opt.zero_grad()
+        y, _ = model(x)
+        loss = y.float().square().mean()
+        loss.backward()
+        opt.step()
+
+    return train
+
+
+BUILDERS = {
+    "jrnn": build_jrnn,
+    "flax": build_flax,
+    "keras-jax": build_keras_jax,
+    "keras-tf": build_keras_tf,
+    "torch": build_torch,
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--impl", choices=sorted(BUILDERS), required=True)
+    p.add_argument("--layer", choices=LAYERS, default="lstm")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--time", type=int, default=100)
+    p.add_argument("--features", type=int, default=128)
+    p.add_argument("--units", type=int, default=256)
+    p.add_argument("--spatial", type=int, default=16)
+    p.add_argument("--mode", choices=("forward", "train"), default="forward")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--remat", action="store_true")
+    p.add_argument(
+        "--hoist",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="jrnn only: input projection schedule",
+    )
+    a = p.parse_args(argv)
+    try:
+        fn = BUILDERS[a.impl](a)
+        base = _rss_mb()  # after imports and model/data creation
+        first, median = _time(fn, a.iters)
+    except SystemExit as unsupported:
+        print(json.dumps({"impl": a.impl, "unsupported": str(unsupported)}))
+        return 0
+    print(
+        json.dumps(
+            {
+                "impl": a.impl,
+                "median_ms": median * 1e3,
+                "first_call_s": first,
+                "peak_rss_growth_mb": _rss_mb() - base,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
