@@ -6,7 +6,10 @@ TensorFlow or Keras.
 """
 
 from jrnn import activations as activations
+from jrnn import constraints as constraints
 from jrnn import initializers as initializers
+from jrnn import regularizers as regularizers
+from jrnn import training as training
 from jrnn import utils as utils
 from jrnn._dtypes import DTypePolicy as DTypePolicy
 from jrnn.cells import GRUCell as GRUCell
@@ -21,6 +24,8 @@ from jrnn.rnn import RNN as RNN
 from jrnn.rnn import RNNResult as RNNResult
 from jrnn.rnn import RNNState as RNNState
 from jrnn.rnn import rnn_scan as rnn_scan
+from jrnn.training import apply_constraints as apply_constraints
+from jrnn.training import regularization_loss as regularization_loss
 
 __version__ = "0.1.0"
 
@@ -38,7 +43,12 @@ __all__ = [
     "SimpleRNNCell",
     "StackedRNNCells",
     "activations",
+    "apply_constraints",
+    "constraints",
     "initializers",
+    "regularization_loss",
+    "regularizers",
     "rnn_scan",
+    "training",
     "utils",
 ]

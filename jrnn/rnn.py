@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from jrnn import _checks
+from jrnn import regularizers as regularizers_lib
 from jrnn._config import Configurable, capture, register
 from jrnn.cells.base import RNNCellBase
 from jrnn.cells.stacked import StackedRNNCells
@@ -33,6 +34,10 @@ Array = jax.Array
 
 class RNNState(nnx.Variable):
     """The states a ``stateful=True`` layer carries from one call to the next (not trainable)."""
+
+
+class ActivityLoss(nnx.Variable):
+    """The activity-regularization penalty of a layer's last call (Keras' ``layer.losses``)."""
 
 
 class RNNResult(NamedTuple):
@@ -263,7 +268,8 @@ class RNN(Configurable, nnx.Module):
         if hoist_input_projection is not None:
             _checks.boolean(hoist_input_projection, "hoist_input_projection", self)
         self.hoist_input_projection = hoist_input_projection
-        self.activity_regularizer = activity_regularizer
+        self.activity_regularizer = regularizers_lib.get(activity_regularizer)
+        self.activity_loss = nnx.data(None)
         self.states = nnx.data(None)
         if batch_size is not None:
             batch_size = _checks.positive_int(batch_size, "batch_size", self)
@@ -494,9 +500,25 @@ class RNN(Configurable, nnx.Module):
             constants=constants,
             rngs=rngs,
         )
-        if self.return_state:
-            return (result.output, *result.states)
-        return result.output
+        outputs = (result.output, *result.states) if self.return_state else result.output
+        if self.activity_regularizer is not None:
+            record_activity_loss(self, outputs)
+        return outputs
+
+
+def record_activity_loss(layer: nnx.Module, outputs: Any) -> None:
+    """Keras 3: the activity penalty of every output tensor, each divided by its batch size,
+    summed, and kept on ``layer.activity_loss`` until the next call."""
+    total = jnp.zeros((), jnp.float32)
+    for out in jax.tree_util.tree_leaves(outputs):
+        loss = layer.activity_regularizer(out).astype(jnp.float32)
+        if out.ndim > 0 and out.shape[0] > 0:
+            loss = loss / out.shape[0]
+        total = total + loss
+    if isinstance(layer.activity_loss, ActivityLoss):
+        layer.activity_loss.set_value(total)
+    else:
+        layer.activity_loss = ActivityLoss(total)
 
 
 def _bound_step(cell_step, params, rec_masks, constants, carry, x_t):
@@ -507,4 +529,12 @@ def _bound_projection(project_inputs, params, in_masks, xs):
     return project_inputs(params, xs, in_masks)
 
 
-__all__ = ["RNN", "RNNResult", "RNNState", "rnn_scan", "segment_length"]
+__all__ = [
+    "RNN",
+    "ActivityLoss",
+    "RNNResult",
+    "RNNState",
+    "record_activity_loss",
+    "rnn_scan",
+    "segment_length",
+]

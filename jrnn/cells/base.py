@@ -27,7 +27,9 @@ from flax import nnx
 
 from jrnn import _checks
 from jrnn import activations as activations_lib
+from jrnn import constraints as constraints_lib
 from jrnn import initializers as initializers_lib
+from jrnn import regularizers as regularizers_lib
 from jrnn._config import Configurable
 from jrnn._dtypes import DTypePolicy, resolve_policy
 
@@ -298,7 +300,9 @@ def common_cell_args(
     cell.policy = resolve_policy(dtype, param_dtype, _checks.where(cell))
     cell.input_shape = (cell.in_features,)
     cell.output_shape = (cell.units,)
-    # Regularizers and constraints are kept as given (Keras objects, names, configs or
-    # callables) and applied by jrnn.regularization_loss / jrnn.apply_constraints.
-    for key, value in {**regularizers, **constraints}.items():
-        setattr(cell, key, value)
+    # Resolved now (bad names fail here); applied by jrnn.regularization_loss and
+    # jrnn.apply_constraints / jrnn.training.constraints.
+    for key, value in regularizers.items():
+        setattr(cell, key, regularizers_lib.get(value))
+    for key, value in constraints.items():
+        setattr(cell, key, constraints_lib.get(value))

@@ -1,0 +1,231 @@
+"""Issue 8: Keras-exact regularizers/constraints, fit-equivalent optax steps, TBPTT, sharding."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import optax
+import pytest
+import tensorflow as tf
+from flax import nnx
+
+import jrnn
+from jrnn import training
+from tests.helpers import assert_close, cell_weights, randomize
+from tests.keras_twins import random_inputs
+
+B, T, F, U = 3, 6, 3, 4
+
+
+def _keras_regs():
+    return {
+        "kernel_regularizer": keras.regularizers.L1L2(l1=0.01, l2=0.02),
+        "recurrent_regularizer": "l2",
+        "bias_regularizer": keras.regularizers.L1(0.05),
+        "activity_regularizer": keras.regularizers.L2(0.03),
+    }
+
+
+def _jrnn_regs():
+    return {
+        "kernel_regularizer": {"class_name": "L1L2", "config": {"l1": 0.01, "l2": 0.02}},
+        "recurrent_regularizer": "l2",
+        "bias_regularizer": jrnn.regularizers.L1(0.05),
+        "activity_regularizer": jrnn.regularizers.L2(0.03),
+    }
+
+
+@pytest.mark.parametrize("return_state", [False, True])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple"])
+def test_regularization_loss_equals_keras_losses(kind, return_state):
+    jcls = {"lstm": jrnn.LSTM, "gru": jrnn.GRU, "simple": jrnn.SimpleRNN}[kind]
+    kcls = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple": keras.layers.SimpleRNN}
+    layer = jcls(U, F, return_state=return_state, rngs=nnx.Rngs(0), **_jrnn_regs())
+    randomize(layer, 1)
+    klayer = kcls[kind](U, return_state=return_state, **_keras_regs())
+    klayer.build((B, T, F))
+    klayer.set_weights(cell_weights(layer.cell))
+    x = random_inputs(B, T, F)
+    outputs = layer(x)
+    klayer(tf.constant(x))
+    expected = float(sum(klayer.losses))
+    if kind == "simple":
+        # Keras 3.15.1's SimpleRNN accepts `activity_regularizer` but never passes it on to
+        # the base layer, so its losses omit it; jrnn applies it as documented (Keras'
+        # formula: penalty of each output divided by its batch size).
+        expected += sum(
+            float(keras.regularizers.L2(0.03)(tf.constant(np.asarray(o)))) / B
+            for o in jax.tree_util.tree_leaves(outputs)
+        )
+    assert abs(float(jrnn.regularization_loss(layer)) - expected) <= 1e-5 * max(1, expected)
+
+
+def test_orthogonal_regularizer_and_serialization():
+    for mode in ("rows", "columns"):
+        w = np.random.default_rng(0).standard_normal((5, 7)).astype(np.float32)
+        ours = jrnn.regularizers.OrthogonalRegularizer(0.3, mode)(w)
+        theirs = keras.regularizers.OrthogonalRegularizer(0.3, mode)(tf.constant(w))
+        assert_close(ours, np.asarray(theirs))
+    for name in ("l1", "l2", "l1l2", "orthogonal_regularizer", "L1L2"):
+        config = keras.regularizers.serialize(keras.regularizers.get(name))
+        assert (
+            jrnn.regularizers.get(config).get_config() == keras.regularizers.get(name).get_config()
+        )
+    with pytest.raises(ValueError, match=r"Unknown regularizer 'l3'"):
+        jrnn.LSTM(U, F, kernel_regularizer="l3", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"non-negative float"):
+        jrnn.regularizers.L2(-1.0)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("MaxNorm", {"max_value": 0.5, "axis": 0}),
+        ("MinMaxNorm", {"min_value": 0.2, "max_value": 0.6, "rate": 0.7, "axis": 1}),
+        ("NonNeg", {}),
+        ("UnitNorm", {"axis": 0}),
+    ],
+)
+def test_constraints_equal_keras(name, kwargs):
+    w = np.random.default_rng(3).standard_normal((4, 12)).astype(np.float32)
+    ours = getattr(jrnn.constraints, name)(**kwargs)(jnp.asarray(w))
+    theirs = getattr(keras.constraints, name)(**kwargs)(tf.constant(w))
+    assert_close(ours, np.asarray(theirs))
+    config = keras.constraints.serialize(getattr(keras.constraints, name)(**kwargs))
+    assert (
+        jrnn.constraints.get(config).get_config()
+        == getattr(jrnn.constraints, name)(**kwargs).get_config()
+    )
+
+
+def test_apply_constraints_and_optax_form_agree():
+    def make():
+        layer = jrnn.LSTM(
+            U,
+            F,
+            kernel_constraint="non_neg",
+            recurrent_constraint=jrnn.constraints.MaxNorm(0.3),
+            bias_constraint="unit_norm",
+            rngs=nnx.Rngs(0),
+        )
+        randomize(layer, 2)
+        return layer
+
+    a, b = make(), make()
+    x = jnp.asarray(random_inputs(B, T, F))
+
+    def loss(m):
+        return jnp.mean(m(x) ** 2)
+
+    opt_a = nnx.Optimizer(a, optax.sgd(0.5), wrt=nnx.Param)
+    opt_a.update(a, nnx.grad(loss)(a))
+    jrnn.apply_constraints(a)
+    opt_b = nnx.Optimizer(b, optax.chain(optax.sgd(0.5), training.constraints(b)), wrt=nnx.Param)
+    opt_b.update(b, nnx.grad(loss)(b))
+    for u, v in zip(cell_weights(a.cell), cell_weights(b.cell)):
+        assert_close(u, v)
+    assert float(jnp.min(a.cell.kernel[...])) >= 0.0
+    norms = jnp.linalg.norm(a.cell.recurrent_kernel[...], axis=0)
+    assert float(jnp.max(norms)) <= 0.3 + 1e-5
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_optax_steps_equal_keras_fit(optimizer):
+    """A few `fit` steps (same loss, data order, hyper-parameters; dropout off) give the
+    same weights in Keras 3 and in jrnn + optax."""
+    x = random_inputs(8, T, F, seed=4)
+    y = np.random.default_rng(5).standard_normal((8, U)).astype(np.float32)
+    regs = {"kernel_regularizer": "l2", "recurrent_constraint": "max_norm"}
+    layer = jrnn.LSTM(U, F, rngs=nnx.Rngs(0), **regs)
+    randomize(layer, 6)
+    kmodel = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U, **regs)])
+    kmodel.layers[0].set_weights(cell_weights(layer.cell))
+    if optimizer == "sgd":
+        kopt, tx = keras.optimizers.SGD(0.1, momentum=0.9), optax.sgd(0.1, momentum=0.9)
+    else:
+        kopt, tx = keras.optimizers.Adam(0.01), training.keras_adam(0.01)
+    kmodel.compile(optimizer=kopt, loss="mse")
+    kmodel.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    opt = nnx.Optimizer(layer, tx, wrt=nnx.Param)
+    step = training.make_train_step("mse")
+    for _ in range(2):
+        for start in (0, 4):
+            step(layer, opt, jnp.asarray(x[start : start + 4]), jnp.asarray(y[start : start + 4]))
+    for ours, theirs in zip(cell_weights(layer.cell), kmodel.layers[0].get_weights()):
+        assert_close(ours, theirs, what=f"{optimizer} weights")
+
+
+def test_truncated_bptt_carries_states_and_cuts_gradients():
+    x = jnp.asarray(random_inputs(2, 12, F, seed=7))
+    y = jnp.asarray(np.random.default_rng(8).standard_normal((2, 12, U)), jnp.float32)
+    layer = jrnn.GRU(U, F, stateful=True, return_sequences=True, rngs=nnx.Rngs(0))
+    reference = jrnn.GRU(U, F, return_sequences=True, return_state=True, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(layer, optax.sgd(0.0), wrt=nnx.Param)  # lr 0: states only
+    losses = training.truncated_bptt(layer, opt, x, y, chunk_length=4)
+    assert len(losses) == 3
+    h = None
+    for k, start in enumerate(range(0, 12, 4)):
+        out, h = reference(x[:, start : start + 4], initial_state=h)
+        expected = float(jnp.mean(jnp.mean((out - y[:, start : start + 4]) ** 2, -1)))
+        assert abs(losses[k] - expected) < 1e-5
+    with pytest.raises(ValueError, match=r"stateful=True"):
+        training.truncated_bptt(reference, opt, x, y, chunk_length=4)
+
+
+_SHARDING_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    import jrnn
+    assert len(jax.devices()) == 8
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((16, 7, 3)), jnp.float32)
+    layer = jrnn.LSTM(8, 3, return_sequences=True, rngs=nnx.Rngs(0))
+    single = np.asarray(layer(x))
+    xs, mesh = jrnn.training.data_parallel(layer, x)
+    out = nnx.jit(lambda m, x: m(x))(layer, xs)
+    # model parallel: shard the gate dimension of every kernel over a "model" axis
+    mesh2 = jax.make_mesh((2, 4), ("batch", "model"))
+    P = jax.sharding.PartitionSpec
+    state = nnx.state(layer)
+    def place(path, v):
+        name = str(path[-2].key) if len(path) > 1 else ""
+        spec = P(None, "model") if v.ndim == 2 else P("model") if v.ndim == 1 else P()
+        return jax.device_put(v, jax.sharding.NamedSharding(mesh2, spec))
+    nnx.update(layer, jax.tree_util.tree_map_with_path(place, state))
+    x2 = jax.device_put(x, jax.sharding.NamedSharding(mesh2, P("batch")))
+    out2 = nnx.jit(lambda m, x: m(x))(layer, x2)
+    print(json.dumps({
+        "dp_err": float(np.max(np.abs(np.asarray(out) - single))),
+        "mp_err": float(np.max(np.abs(np.asarray(out2) - single))),
+        "dp_spec": str(out.sharding.spec), "dp_devices": len(out.sharding.device_set),
+        "kernel_spec": str(layer.cell.kernel[...].sharding.spec),
+    }))
+    """
+)
+
+
+def test_sharded_results_equal_single_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARDING_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["dp_err"] <= 1e-5 and result["mp_err"] <= 1e-5
+    assert result["dp_spec"] == "PartitionSpec('batch',)" and result["dp_devices"] == 8
+    assert result["kernel_spec"] == "PartitionSpec(None, 'model')"
