@@ -37,6 +37,12 @@ def _cell_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in ("kind", "units")}
 
 
+def _keras_cell_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
+    # Weights are overwritten after build; zeros avoid Keras' orthogonal QR, which
+    # TensorFlow cannot run in bfloat16.
+    return {"recurrent_initializer": "zeros", **_cell_kwargs(spec)}
+
+
 def make_pair(
     spec: dict[str, Any] | list[dict[str, Any]],
     in_features: int,
@@ -60,7 +66,7 @@ def make_pair(
             cells.append(
                 JRNN_CELLS[s["kind"]](s["units"], n_in, dtype=dtype, rngs=rngs, **_cell_kwargs(s))
             )
-            kcells.append(KERAS_CELLS[s["kind"]](s["units"], **kdtype, **_cell_kwargs(s)))
+            kcells.append(KERAS_CELLS[s["kind"]](s["units"], **kdtype, **_keras_cell_kwargs(s)))
             n_in = s["units"]
         layer = jrnn.RNN(cells, **rnn_kwargs)
         klayer = keras.layers.RNN(kcells, **kdtype, **keras_rnn_kwargs)
@@ -70,7 +76,7 @@ def make_pair(
             spec["units"], in_features, dtype=dtype, rngs=rngs, **_cell_kwargs(spec), **rnn_kwargs
         )
         klayer = KERAS_LAYERS[spec["kind"]](
-            spec["units"], **kdtype, **_cell_kwargs(spec), **keras_rnn_kwargs
+            spec["units"], **kdtype, **_keras_cell_kwargs(spec), **keras_rnn_kwargs
         )
         jcells = [layer.cell]
     randomize(layer, seed)
