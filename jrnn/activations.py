@@ -171,13 +171,21 @@ def sparse_sigmoid(x: Array) -> Array:
 
 
 def sparsemax(x: Array) -> Array:
-    """Sparsemax over the last axis (Martins & Astudillo, 2016)."""
-    z = jnp.sort(x, axis=-1)[..., ::-1]
-    k = jnp.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    """Keras 3.15's sparsemax over the last axis, formula for formula.
+
+    Keras computes the threshold as ``(sum of the cumulative sums over the support - 1) / k``
+    rather than the published ``(cumsum[k] - 1) / k`` (Martins & Astudillo, 2016), so its
+    outputs need not sum to 1 when the support has more than one element; jrnn follows
+    Keras so that ported models give Keras' numbers.
+    """
+    z = -jnp.sort(-x, axis=-1)
     cumsum = jnp.cumsum(z, axis=-1)
-    support = (1 + k * z) > cumsum
-    k_z = jnp.sum(support, axis=-1, keepdims=True)
-    tau = (jnp.take_along_axis(cumsum, k_z - 1, axis=-1) - 1) / k_z.astype(x.dtype)
+    r = jnp.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    support = z - (cumsum - 1) / r > 0
+    k = jnp.sum(support, axis=-1, keepdims=True).astype(x.dtype)
+    tau = (
+        jnp.sum(jnp.where(support, cumsum, jnp.zeros_like(cumsum)), axis=-1, keepdims=True) - 1
+    ) / k
     return jnp.maximum(x - tau, jnp.zeros_like(x))
 
 
