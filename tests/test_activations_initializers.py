@@ -1,4 +1,4 @@
-"""jrnn.activations and jrnn.initializers against Keras 3 (values, distributions, names, configs)."""
+"""jrnn.activations and jrnn.initializers against Keras 3: values, distributions, configs."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_normal_family_matches_keras_statistics(name):
     np.testing.assert_allclose(w.std(), k.std(), rtol=0.03)
     np.testing.assert_allclose(w.mean(), k.mean(), atol=0.01 * k.std() + 1e-4)
     np.testing.assert_allclose(np.abs(w).max(), np.abs(k).max(), rtol=0.15)
-    if "truncated" in name or name.endswith("_normal") and name != "random_normal":
+    if "truncated" in name or (name.endswith("_normal") and name != "random_normal"):
         assert np.abs(w).max() <= 1.02 * 2 * k.std() / 0.8796  # truncated at 2 stddev
 
 
