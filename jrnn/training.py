@@ -198,7 +198,10 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
     def step(model, optimizer, x, y):
         def objective(model):
             pred = model(x, training=True) if _takes_training(model) else model(x)
-            value = jnp.mean(per_sample(y, pred).astype(jnp.float32))
+            # Keras computes losses in float32 whatever the compute dtype.
+            pred = pred.astype(jnp.float32)
+            target = y.astype(jnp.float32) if jnp.issubdtype(y.dtype, jnp.floating) else y
+            value = jnp.mean(per_sample(target, pred))
             value = value + regularization_loss(model)
             return value * loss_scale if loss_scale else value, value
 

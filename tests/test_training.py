@@ -230,3 +230,25 @@ def test_sharded_results_equal_single_device():
     assert result["dp_err"] <= 1e-5 and result["mp_err"] <= 1e-5
     assert result["dp_spec"][0] == "batch" and result["dp_devices"] == 8
     assert result["kernel_spec"] == ["None", "model"]
+
+
+def test_float16_training_with_loss_scale():
+    """mixed_float16 training: the scaled step equals the unscaled float32-param step, and a
+    step whose scaled gradients overflow is skipped (weights unchanged)."""
+    x = jnp.asarray(random_inputs(4, T, F, seed=9))
+    y = jnp.asarray(np.random.default_rng(10).standard_normal((4, U)), jnp.float32)
+
+    def run(loss_scale, lr=0.1):
+        layer = jrnn.GRU(U, F, dtype="mixed_float16", rngs=nnx.Rngs(0))
+        randomize(layer, 11)
+        assert layer.cell.kernel[...].dtype == jnp.float32
+        opt = nnx.Optimizer(layer, optax.sgd(lr), wrt=nnx.Param)
+        step = training.make_train_step("mse", loss_scale=loss_scale)
+        step(layer, opt, x, y)
+        return cell_weights(layer.cell)
+
+    for a, e in zip(run(2.0**10), run(None)):
+        assert_close(a, e, dtype="float16")
+    before = run(None, lr=0.0)
+    for a, e in zip(run(1e30), before):  # scaled loss overflows float32 -> step skipped
+        np.testing.assert_array_equal(a, e)
