@@ -13,6 +13,7 @@ from jrnn import training as training
 from jrnn import utils as utils
 from jrnn._dtypes import DTypePolicy as DTypePolicy
 from jrnn.cells import GRUCell as GRUCell
+from jrnn.layers import Bidirectional as Bidirectional
 from jrnn.cells import LSTMCell as LSTMCell
 from jrnn.cells import RNNCellBase as RNNCellBase
 from jrnn.cells import SimpleRNNCell as SimpleRNNCell
@@ -20,6 +21,7 @@ from jrnn.cells import StackedRNNCells as StackedRNNCells
 from jrnn.layers import GRU as GRU
 from jrnn.layers import LSTM as LSTM
 from jrnn.layers import SimpleRNN as SimpleRNN
+from jrnn.layers import TimeDistributed as TimeDistributed
 from jrnn.rnn import RNN as RNN
 from jrnn.rnn import RNNResult as RNNResult
 from jrnn.rnn import RNNState as RNNState
@@ -33,6 +35,7 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Bidirectional",
     "DTypePolicy",
     "GRUCell",
     "LSTMCell",
@@ -42,6 +45,7 @@ __all__ = [
     "SimpleRNN",
     "SimpleRNNCell",
     "StackedRNNCells",
+    "TimeDistributed",
     "activations",
     "apply_constraints",
     "constraints",

@@ -3,5 +3,7 @@
 from jrnn.layers.recurrent import GRU as GRU
 from jrnn.layers.recurrent import LSTM as LSTM
 from jrnn.layers.recurrent import SimpleRNN as SimpleRNN
+from jrnn.layers.wrappers import Bidirectional as Bidirectional
+from jrnn.layers.wrappers import TimeDistributed as TimeDistributed
 
-__all__ = ["GRU", "LSTM", "SimpleRNN"]
+__all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN", "TimeDistributed"]
