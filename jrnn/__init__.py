@@ -13,6 +13,7 @@ from jrnn import training as training
 from jrnn import utils as utils
 from jrnn._dtypes import DTypePolicy as DTypePolicy
 from jrnn.cells import GRUCell as GRUCell
+from jrnn.cells import IndRNNCell as IndRNNCell
 from jrnn.cells import LSTMCell as LSTMCell
 from jrnn.cells import RNNCellBase as RNNCellBase
 from jrnn.cells import SimpleRNNCell as SimpleRNNCell
@@ -20,6 +21,7 @@ from jrnn.cells import StackedRNNCells as StackedRNNCells
 from jrnn.layers import GRU as GRU
 from jrnn.layers import LSTM as LSTM
 from jrnn.layers import Bidirectional as Bidirectional
+from jrnn.layers import IndRNN as IndRNN
 from jrnn.layers import SimpleRNN as SimpleRNN
 from jrnn.layers import TimeDistributed as TimeDistributed
 from jrnn.rnn import RNN as RNN
@@ -38,6 +40,8 @@ __all__ = [
     "Bidirectional",
     "DTypePolicy",
     "GRUCell",
+    "IndRNN",
+    "IndRNNCell",
     "LSTMCell",
     "RNNCellBase",
     "RNNResult",

@@ -450,7 +450,7 @@ class RNN(Configurable, nnx.Module):
                 carry = self.cell.initialize_carry(batch)
 
             in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
-            params = self.cell.params()
+            params = self.cell.params_for_length(time)
             project = functools.partial(
                 _bound_projection, self.cell.project_inputs, params, in_masks
             )

@@ -43,6 +43,9 @@ FACTORIES = {
     "LSTM": lambda rngs, dtype=None, **kw: jrnn.LSTM(
         4, F, return_sequences=True, dtype=dtype, rngs=rngs, **kw
     ),
+    "IndRNN": lambda rngs, dtype=None, **kw: jrnn.IndRNN(
+        4, F, activation="tanh", return_sequences=True, dtype=dtype, rngs=rngs, **kw
+    ),
     "RNN_stack": lambda rngs, dtype=None, **kw: jrnn.RNN(
         _stack(rngs, dtype=dtype), return_sequences=True, **kw
     ),

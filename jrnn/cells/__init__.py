@@ -3,6 +3,8 @@
 from jrnn.cells.base import RNNCellBase as RNNCellBase
 from jrnn.cells.gru import GRUCell as GRUCell
 from jrnn.cells.gru import gru_step as gru_step
+from jrnn.cells.indrnn import IndRNNCell as IndRNNCell
+from jrnn.cells.indrnn import indrnn_step as indrnn_step
 from jrnn.cells.lstm import LSTMCell as LSTMCell
 from jrnn.cells.lstm import lstm_step as lstm_step
 from jrnn.cells.simple import SimpleRNNCell as SimpleRNNCell
@@ -11,11 +13,13 @@ from jrnn.cells.stacked import StackedRNNCells as StackedRNNCells
 
 __all__ = [
     "GRUCell",
+    "IndRNNCell",
     "LSTMCell",
     "RNNCellBase",
     "SimpleRNNCell",
     "StackedRNNCells",
     "gru_step",
+    "indrnn_step",
     "lstm_step",
     "simple_rnn_step",
 ]

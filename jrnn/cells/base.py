@@ -91,6 +91,11 @@ class RNNCellBase(Configurable, nnx.Module):
         """Parameters as arrays in the compute dtype (bias split as the step needs)."""
         raise NotImplementedError(f"{type(self).__name__} must implement params()")
 
+    def params_for_length(self, time: int) -> Any:
+        """Parameters for a call on ``time`` steps (IndRNN derives its clip range from it)."""
+        del time
+        return self.params()
+
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """Input-side pre-activations. Default: identity (no hoistable projection)."""
         del params

@@ -88,6 +88,10 @@ class StackedRNNCells(RNNCellBase):
         """One params dict per cell."""
         return tuple(c.params() for c in self.cells)
 
+    def params_for_length(self, time: int) -> tuple[Any, ...]:
+        """One params dict per cell, for a call on ``time`` steps."""
+        return tuple(c.params_for_length(time) for c in self.cells)
+
     def project_inputs(self, params, x, input_masks):
         """The first cell's input projection."""
         return self.cells[0].project_inputs(params[0], x, input_masks)

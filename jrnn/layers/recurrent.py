@@ -15,6 +15,7 @@ from flax import nnx
 from jrnn import _checks
 from jrnn._config import capture, register
 from jrnn.cells.gru import GRUCell
+from jrnn.cells.indrnn import IndRNNCell
 from jrnn.cells.lstm import LSTMCell
 from jrnn.cells.simple import SimpleRNNCell
 from jrnn.rnn import RNN
@@ -232,4 +233,65 @@ class LSTM(RNN):
         super().__init__(LSTMCell(**cell_arguments), **rnn_arguments)
 
 
-__all__ = ["GRU", "LSTM", "SimpleRNN"]
+@register
+class IndRNN(RNN):
+    """Independently recurrent layer (titu1994/Keras-IndRNN ``IndRNN``).
+
+    ``h' = act(x W + u ⊙ h + b)`` with a recurrent vector ``u`` clipped in the forward
+    pass; the layer defaults ``recurrent_clip_min = recurrent_clip_max = -1`` clip ``u`` to
+    ``[0, 2 ** (1 / timesteps)]`` (see :mod:`jrnn.cells.indrnn`). ``timesteps=None`` uses
+    each call's sequence length (Keras-IndRNN fixes it from the declared input length).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import jrnn
+      >>> layer = jrnn.IndRNN(4, 3, return_sequences=True, rngs=nnx.Rngs(0))
+      >>> layer(jnp.ones((2, 7, 3))).shape
+      (2, 7, 4)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        in_features: int,
+        *,
+        recurrent_clip_min: float | None = -1,
+        recurrent_clip_max: float | None = -1,
+        activation: Any = "relu",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = None,
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        timesteps: int | None = None,
+        seed: int | None = None,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool | int = False,
+        zero_output_for_mask: bool = False,
+        remat: bool | int = False,
+        hoist_input_projection: bool | None = None,
+        implementation: int = 2,
+        batch_size: int | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self._config = capture(locals())
+        cell_arguments, rnn_arguments = _split_arguments(locals())
+        super().__init__(IndRNNCell(**cell_arguments), **rnn_arguments)
+
+
+__all__ = ["GRU", "LSTM", "IndRNN", "SimpleRNN"]
