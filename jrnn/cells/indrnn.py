@@ -78,7 +78,8 @@ class IndRNNCell(RNNCellBase, DenseCellMixin):
       >>> from flax import nnx
       >>> import jrnn
       >>> cell = jrnn.IndRNNCell(4, 3, rngs=nnx.Rngs(0))
-      >>> cell.recurrent_kernel.shape, cell(cell.initialize_carry((2, 3)), jnp.ones((2, 3)))[1].shape
+      >>> (h,), y = cell(cell.initialize_carry((2, 3)), jnp.ones((2, 3)))
+      >>> cell.recurrent_kernel.shape, y.shape
       ((4,), (2, 4))
     """
 
