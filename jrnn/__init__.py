@@ -12,6 +12,8 @@ from jrnn import regularizers as regularizers
 from jrnn import training as training
 from jrnn import utils as utils
 from jrnn._dtypes import DTypePolicy as DTypePolicy
+from jrnn.cells import CuDNNGRUCell as CuDNNGRUCell
+from jrnn.cells import CuDNNLSTMCell as CuDNNLSTMCell
 from jrnn.cells import GRUCell as GRUCell
 from jrnn.cells import IndRNNCell as IndRNNCell
 from jrnn.cells import LSTMCell as LSTMCell
@@ -21,6 +23,8 @@ from jrnn.cells import StackedRNNCells as StackedRNNCells
 from jrnn.layers import GRU as GRU
 from jrnn.layers import LSTM as LSTM
 from jrnn.layers import Bidirectional as Bidirectional
+from jrnn.layers import CuDNNGRU as CuDNNGRU
+from jrnn.layers import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers import IndRNN as IndRNN
 from jrnn.layers import SimpleRNN as SimpleRNN
 from jrnn.layers import TimeDistributed as TimeDistributed
@@ -38,6 +42,10 @@ __all__ = [
     "LSTM",
     "RNN",
     "Bidirectional",
+    "CuDNNGRU",
+    "CuDNNGRUCell",
+    "CuDNNLSTM",
+    "CuDNNLSTMCell",
     "DTypePolicy",
     "GRUCell",
     "IndRNN",

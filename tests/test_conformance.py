@@ -43,6 +43,12 @@ FACTORIES = {
     "LSTM": lambda rngs, dtype=None, **kw: jrnn.LSTM(
         4, F, return_sequences=True, dtype=dtype, rngs=rngs, **kw
     ),
+    "CuDNNLSTM": lambda rngs, dtype=None, **kw: jrnn.CuDNNLSTM(
+        4, F, return_sequences=True, dtype=dtype, rngs=rngs, **kw
+    ),
+    "CuDNNGRU": lambda rngs, dtype=None, **kw: jrnn.CuDNNGRU(
+        4, F, return_sequences=True, dtype=dtype, rngs=rngs, **kw
+    ),
     "IndRNN": lambda rngs, dtype=None, **kw: jrnn.IndRNN(
         4, F, activation="tanh", return_sequences=True, dtype=dtype, rngs=rngs, **kw
     ),

@@ -1,6 +1,8 @@
 """jrnn cells: one file per cell family, all following :mod:`jrnn.cells.base`'s protocol."""
 
 from jrnn.cells.base import RNNCellBase as RNNCellBase
+from jrnn.cells.cudnn import CuDNNGRUCell as CuDNNGRUCell
+from jrnn.cells.cudnn import CuDNNLSTMCell as CuDNNLSTMCell
 from jrnn.cells.gru import GRUCell as GRUCell
 from jrnn.cells.gru import gru_step as gru_step
 from jrnn.cells.indrnn import IndRNNCell as IndRNNCell
@@ -12,6 +14,8 @@ from jrnn.cells.simple import simple_rnn_step as simple_rnn_step
 from jrnn.cells.stacked import StackedRNNCells as StackedRNNCells
 
 __all__ = [
+    "CuDNNGRUCell",
+    "CuDNNLSTMCell",
     "GRUCell",
     "IndRNNCell",
     "LSTMCell",

@@ -2,9 +2,20 @@
 
 from jrnn.layers.recurrent import GRU as GRU
 from jrnn.layers.recurrent import LSTM as LSTM
+from jrnn.layers.recurrent import CuDNNGRU as CuDNNGRU
+from jrnn.layers.recurrent import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers.recurrent import IndRNN as IndRNN
 from jrnn.layers.recurrent import SimpleRNN as SimpleRNN
 from jrnn.layers.wrappers import Bidirectional as Bidirectional
 from jrnn.layers.wrappers import TimeDistributed as TimeDistributed
 
-__all__ = ["GRU", "LSTM", "Bidirectional", "IndRNN", "SimpleRNN", "TimeDistributed"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "Bidirectional",
+    "CuDNNGRU",
+    "CuDNNLSTM",
+    "IndRNN",
+    "SimpleRNN",
+    "TimeDistributed",
+]

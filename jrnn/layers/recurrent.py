@@ -14,6 +14,7 @@ from flax import nnx
 
 from jrnn import _checks
 from jrnn._config import capture, register
+from jrnn.cells.cudnn import CuDNNGRUCell, CuDNNLSTMCell
 from jrnn.cells.gru import GRUCell
 from jrnn.cells.indrnn import IndRNNCell
 from jrnn.cells.lstm import LSTMCell
@@ -294,4 +295,111 @@ class IndRNN(RNN):
         super().__init__(IndRNNCell(**cell_arguments), **rnn_arguments)
 
 
-__all__ = ["GRU", "LSTM", "IndRNN", "SimpleRNN"]
+class _CuDNNLayer(RNN):
+    def run(self, inputs, *, mask=None, **kwargs):
+        """As :meth:`jrnn.RNN.run`; masks are refused as by Keras 2's CuDNN layers."""
+        if mask is not None:
+            raise ValueError(
+                f"{type(self).__name__}: masking is not supported for CuDNN RNNs (Keras 2 "
+                "raises the same); use jrnn.LSTM/jrnn.GRU with the converted weights "
+                "(`layer.cell.keras_weights()`) for masked sequences."
+            )
+        return super().run(inputs, **kwargs)
+
+
+@register
+class CuDNNLSTM(_CuDNNLayer):
+    """Keras 2 ``CuDNNLSTM`` (weights in its CuDNN layout; computes what Keras 2's
+    conversion to ``LSTM`` computes). tanh/sigmoid, no dropout, no masks.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import jrnn
+      >>> jrnn.CuDNNLSTM(4, 3, return_sequences=True, rngs=nnx.Rngs(0))(jnp.ones((2, 5, 3))).shape
+      (2, 5, 4)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        in_features: int,
+        *,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        unit_forget_bias: bool = True,
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool | int = False,
+        zero_output_for_mask: bool = False,
+        remat: bool | int = False,
+        hoist_input_projection: bool | None = None,
+        batch_size: int | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self._config = capture(locals())
+        cell_arguments, rnn_arguments = _split_arguments(locals())
+        super().__init__(CuDNNLSTMCell(**cell_arguments), **rnn_arguments)
+
+
+@register
+class CuDNNGRU(_CuDNNLayer):
+    """Keras 2 ``CuDNNGRU`` (weights in its CuDNN layout; computes what Keras 2's
+    conversion to ``GRU(reset_after=True)`` computes). tanh/sigmoid, no dropout, no masks.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import jrnn
+      >>> jrnn.CuDNNGRU(4, 3, rngs=nnx.Rngs(0))(jnp.ones((2, 5, 3))).shape
+      (2, 4)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        in_features: int,
+        *,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool | int = False,
+        zero_output_for_mask: bool = False,
+        remat: bool | int = False,
+        hoist_input_projection: bool | None = None,
+        batch_size: int | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self._config = capture(locals())
+        cell_arguments, rnn_arguments = _split_arguments(locals())
+        super().__init__(CuDNNGRUCell(**cell_arguments), **rnn_arguments)
+
+
+__all__ = ["GRU", "LSTM", "CuDNNGRU", "CuDNNLSTM", "IndRNN", "SimpleRNN"]

@@ -1,0 +1,252 @@
+"""Keras 2's CuDNNLSTM / CuDNNGRU weights, computed exactly as Keras 2 converts them.
+
+The CuDNN layers store each gate's cuDNN matrix row-major in a Keras-shaped slot
+(``keras/layers/cudnn_recurrent.py`` @2.2.4 flattens blocks with no transpose), gates in
+Keras order. Keras 2's ``_convert_rnn_weights`` maps them to LSTM / GRU(reset_after=True):
+
+* input kernel, per gate block ``k (in, u)``: ``k.T.reshape((in, u), order="F")``, i.e.
+  ``k.reshape(u, in).T``;
+* recurrent kernel, per gate block: ``k.T``;
+* LSTM bias ``(8u,)`` = input biases then recurrent biases: their sum;
+* GRU bias ``(6u,)``: ``reshape(2, 3u)`` (row 0 input, row 1 recurrent).
+
+The cells keep the CuDNN layout as their parameters and convert in ``params()`` (once per
+call, outside the time loop), then run :func:`jrnn.cells.lstm.lstm_step` /
+:func:`jrnn.cells.gru.gru_step` with tanh/sigmoid, as cuDNN does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jrnn import activations as activations_lib
+from jrnn import initializers as initializers_lib
+from jrnn._config import capture, register
+from jrnn.cells.base import Array, DenseCellMixin, RNNCellBase, common_cell_args, dense_projection
+from jrnn.cells.gru import gru_step
+from jrnn.cells.lstm import lstm_step
+
+
+def cudnn_kernel_to_keras(kernel: Array, gates: int) -> Array:
+    """Input kernel ``(in, gates*u)`` in CuDNN-layer layout -> Keras layout."""
+    n_in, width = kernel.shape
+    u = width // gates
+    blocks = [kernel[:, g * u : (g + 1) * u].reshape(u, n_in).T for g in range(gates)]
+    return jnp.concatenate(blocks, axis=1)
+
+
+def cudnn_recurrent_to_keras(recurrent_kernel: Array, gates: int) -> Array:
+    """Recurrent kernel ``(u, gates*u)`` in CuDNN-layer layout -> Keras layout."""
+    u = recurrent_kernel.shape[0]
+    blocks = [recurrent_kernel[:, g * u : (g + 1) * u].T for g in range(gates)]
+    return jnp.concatenate(blocks, axis=1)
+
+
+class _CuDNNCell(RNNCellBase, DenseCellMixin):
+    gates: int = 4
+
+    def _setup(self, arguments: dict[str, Any], bias_shape: tuple[int, ...], bias_init: Any):
+        rngs = arguments["rngs"]
+        self.name = arguments["name"]
+        common_cell_args(
+            self,
+            units=arguments["units"],
+            in_features=arguments["in_features"],
+            activation="tanh",
+            dropout=0.0,
+            recurrent_dropout=0.0,
+            dtype=arguments["dtype"],
+            param_dtype=arguments["param_dtype"],
+            regularizers={
+                k: arguments[k]
+                for k in ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
+            },
+            constraints={
+                k: arguments[k]
+                for k in ("kernel_constraint", "recurrent_constraint", "bias_constraint")
+            },
+        )
+        self.recurrent_activation = activations_lib.sigmoid
+        self.use_bias = True
+        u = self.units
+        self._create_dense_params(
+            rngs=rngs,
+            kernel_shape=(self.in_features, self.gates * u),
+            recurrent_shape=(u, self.gates * u),
+            bias_shape=bias_shape,
+            kernel_initializer=arguments["kernel_initializer"],
+            recurrent_initializer=arguments["recurrent_initializer"],
+            bias_initializer=bias_init,
+        )
+        self._init_dropout_rngs(rngs, None)
+
+    def keras_weights(self) -> list[Array]:
+        """The equivalent Keras LSTM / GRU(reset_after=True) weights (Keras 2's conversion)."""
+        p = self.params()
+        bias = p["bias"] if self.gates == 4 else jnp.stack([p["input_bias"], p["recurrent_bias"]])
+        return [p["kernel"], p["recurrent_kernel"], bias]
+
+    def _converted(self) -> tuple[Array, Array, Array]:
+        dt = self.policy.compute_dtype
+        kernel = cudnn_kernel_to_keras(self.kernel[...], self.gates).astype(dt)
+        recurrent = cudnn_recurrent_to_keras(self.recurrent_kernel[...], self.gates).astype(dt)
+        return kernel, recurrent, self.bias[...].astype(dt)
+
+
+@register
+class CuDNNLSTMCell(_CuDNNCell):
+    """Keras 2 ``CuDNNLSTM``'s weights and maths as a cell.
+
+    Parameters (CuDNN-layer layout, gates i, f, c, o): ``kernel (in_features, 4u)``,
+    ``recurrent_kernel (u, 4u)``, ``bias (8u,)`` = input biases then recurrent biases.
+    tanh/sigmoid are fixed; no dropout (as the Keras 2 layer).
+
+    Example:
+      >>> from flax import nnx
+      >>> import jrnn
+      >>> cell = jrnn.CuDNNLSTMCell(4, 3, rngs=nnx.Rngs(0))
+      >>> cell.bias.shape, float(cell.bias[20:24].sum())  # unit_forget_bias: recurrent f block
+      ((32,), 4.0)
+    """
+
+    gates = 4
+    gate_names = ("i", "f", "c", "o")
+
+    def __init__(
+        self,
+        units: int,
+        in_features: int,
+        *,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        unit_forget_bias: bool = True,
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self._config = capture(locals())
+        self.unit_forget_bias = bool(unit_forget_bias)
+        base = initializers_lib.get(bias_initializer)
+        bias_init = base
+        if self.unit_forget_bias:
+
+            def bias_init(key, shape, dtype=jnp.float32):  # Keras 2.2.4 CuDNNLSTM.build
+                k1, k2 = jax.random.split(key)
+                return jnp.concatenate(
+                    [
+                        base(k1, (5 * units,), dtype),
+                        jnp.ones((units,), dtype),
+                        base(k2, (2 * units,), dtype),
+                    ]
+                )
+
+        self._setup(dict(locals(), units=units, in_features=in_features), (8 * units,), bias_init)
+        self.state_shapes = ((self.units,), (self.units,))
+
+    def params(self) -> dict[str, Array]:
+        """Keras-layout kernel, recurrent kernel and summed bias in the compute dtype."""
+        kernel, recurrent, bias = self._converted()
+        u4 = 4 * self.units
+        return {"kernel": kernel, "recurrent_kernel": recurrent, "bias": bias[:u4] + bias[u4:]}
+
+    def project_inputs(self, params, x, input_masks):
+        """``x W + b``: ``(..., batch, in)`` -> ``(..., batch, 4u)``."""
+        return dense_projection(x, params["kernel"], params["bias"], input_masks, 4)
+
+    def step(self, params, carry, x_projected, recurrent_masks, constants=None):
+        """One LSTM step with tanh/sigmoid."""
+        del constants
+        return lstm_step(
+            params,
+            carry,
+            x_projected,
+            recurrent_masks,
+            activation=activations_lib.tanh,
+            recurrent_activation=activations_lib.sigmoid,
+        )
+
+
+@register
+class CuDNNGRUCell(_CuDNNCell):
+    """Keras 2 ``CuDNNGRU``'s weights and maths as a cell (reset-after GRU).
+
+    Parameters (CuDNN-layer layout, gates z, r, h): ``kernel (in_features, 3u)``,
+    ``recurrent_kernel (u, 3u)``, ``bias (6u,)`` = input biases then recurrent biases.
+
+    Example:
+      >>> from flax import nnx
+      >>> import jrnn
+      >>> jrnn.CuDNNGRUCell(4, 3, rngs=nnx.Rngs(0)).bias.shape
+      (24,)
+    """
+
+    gates = 3
+    gate_names = ("z", "r", "h")
+
+    def __init__(
+        self,
+        units: int,
+        in_features: int,
+        *,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self._config = capture(locals())
+        self._setup(
+            dict(locals(), units=units, in_features=in_features), (6 * units,), bias_initializer
+        )
+        self.state_shapes = ((self.units,),)
+
+    def params(self) -> dict[str, Array]:
+        """Keras-layout kernels and the (input, recurrent) bias rows in the compute dtype."""
+        kernel, recurrent, bias = self._converted()
+        u3 = 3 * self.units
+        return {
+            "kernel": kernel,
+            "recurrent_kernel": recurrent,
+            "input_bias": bias[:u3],
+            "recurrent_bias": bias[u3:],
+        }
+
+    def project_inputs(self, params, x, input_masks):
+        """``x W + b_input``: ``(..., batch, in)`` -> ``(..., batch, 3u)``."""
+        return dense_projection(x, params["kernel"], params["input_bias"], input_masks, 3)
+
+    def step(self, params, carry, x_projected, recurrent_masks, constants=None):
+        """One reset-after GRU step with tanh/sigmoid."""
+        del constants
+        return gru_step(
+            params,
+            carry,
+            x_projected,
+            recurrent_masks,
+            reset_after=True,
+            activation=activations_lib.tanh,
+            recurrent_activation=activations_lib.sigmoid,
+        )
+
+
+__all__ = ["CuDNNGRUCell", "CuDNNLSTMCell", "cudnn_kernel_to_keras", "cudnn_recurrent_to_keras"]
