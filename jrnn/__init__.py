@@ -12,6 +12,7 @@ from jrnn import regularizers as regularizers
 from jrnn import training as training
 from jrnn import utils as utils
 from jrnn._dtypes import DTypePolicy as DTypePolicy
+from jrnn.cells import ConvLSTMCell as ConvLSTMCell
 from jrnn.cells import CuDNNGRUCell as CuDNNGRUCell
 from jrnn.cells import CuDNNLSTMCell as CuDNNLSTMCell
 from jrnn.cells import GRUCell as GRUCell
@@ -23,6 +24,10 @@ from jrnn.cells import StackedRNNCells as StackedRNNCells
 from jrnn.layers import GRU as GRU
 from jrnn.layers import LSTM as LSTM
 from jrnn.layers import Bidirectional as Bidirectional
+from jrnn.layers import ConvLSTM as ConvLSTM
+from jrnn.layers import ConvLSTM1D as ConvLSTM1D
+from jrnn.layers import ConvLSTM2D as ConvLSTM2D
+from jrnn.layers import ConvLSTM3D as ConvLSTM3D
 from jrnn.layers import CuDNNGRU as CuDNNGRU
 from jrnn.layers import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers import IndRNN as IndRNN
@@ -42,6 +47,11 @@ __all__ = [
     "LSTM",
     "RNN",
     "Bidirectional",
+    "ConvLSTM",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+    "ConvLSTM3D",
+    "ConvLSTMCell",
     "CuDNNGRU",
     "CuDNNGRUCell",
     "CuDNNLSTM",

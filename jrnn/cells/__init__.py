@@ -1,6 +1,7 @@
 """jrnn cells: one file per cell family, all following :mod:`jrnn.cells.base`'s protocol."""
 
 from jrnn.cells.base import RNNCellBase as RNNCellBase
+from jrnn.cells.conv_lstm import ConvLSTMCell as ConvLSTMCell
 from jrnn.cells.cudnn import CuDNNGRUCell as CuDNNGRUCell
 from jrnn.cells.cudnn import CuDNNLSTMCell as CuDNNLSTMCell
 from jrnn.cells.gru import GRUCell as GRUCell
@@ -14,6 +15,7 @@ from jrnn.cells.simple import simple_rnn_step as simple_rnn_step
 from jrnn.cells.stacked import StackedRNNCells as StackedRNNCells
 
 __all__ = [
+    "ConvLSTMCell",
     "CuDNNGRUCell",
     "CuDNNLSTMCell",
     "GRUCell",

@@ -55,18 +55,28 @@ def lstm_step(
     """
     h, c = carry
     z = x_projected + recurrent_projection(h, params["recurrent_kernel"], recurrent_masks, 4)
-    zi, zf, zc, zo = jnp.split(z, 4, axis=-1)
+    return lstm_update(z, c, activation=activation, recurrent_activation=recurrent_activation)
+
+
+def lstm_update(
+    z: Array,
+    c: Array,
+    *,
+    activation: Callable[[Array], Array],
+    recurrent_activation: Callable[[Array], Array],
+    axis: int = -1,
+) -> tuple[tuple[Array, Array], Array, dict[str, Array]]:
+    """The LSTM state update from the summed pre-activations ``z`` (gate blocks i, f, c, o
+    along ``axis``) and the previous carry ``c``; shared by LSTM and ConvLSTM."""
+    zi, zf, zc, zo = jnp.split(z, 4, axis=axis)
     i = recurrent_activation(zi)
     f = recurrent_activation(zf)
     c_tilde = activation(zc)
     o = recurrent_activation(zo)
     c_new = f * c + i * c_tilde
     h_new = o * activation(c_new)
-    return (
-        (h_new, c_new),
-        h_new,
-        {"i": i, "f": f, "c_tilde": c_tilde, "o": o, "c": c_new, "h": h_new},
-    )
+    acts = {"i": i, "f": f, "c_tilde": c_tilde, "o": o, "c": c_new, "h": h_new}
+    return (h_new, c_new), h_new, acts
 
 
 @register
@@ -208,4 +218,4 @@ class LSTMCell(RNNCellBase, DenseCellMixin):
         )
 
 
-__all__ = ["LSTMCell", "lstm_step"]
+__all__ = ["LSTMCell", "lstm_step", "lstm_update"]

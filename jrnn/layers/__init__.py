@@ -1,5 +1,9 @@
 """jrnn layers: recurrent layers, wrappers, and the other layers a ported model needs."""
 
+from jrnn.layers.conv_lstm import ConvLSTM as ConvLSTM
+from jrnn.layers.conv_lstm import ConvLSTM1D as ConvLSTM1D
+from jrnn.layers.conv_lstm import ConvLSTM2D as ConvLSTM2D
+from jrnn.layers.conv_lstm import ConvLSTM3D as ConvLSTM3D
 from jrnn.layers.recurrent import GRU as GRU
 from jrnn.layers.recurrent import LSTM as LSTM
 from jrnn.layers.recurrent import CuDNNGRU as CuDNNGRU
@@ -13,6 +17,10 @@ __all__ = [
     "GRU",
     "LSTM",
     "Bidirectional",
+    "ConvLSTM",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+    "ConvLSTM3D",
     "CuDNNGRU",
     "CuDNNLSTM",
     "IndRNN",

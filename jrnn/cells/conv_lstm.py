@@ -1,0 +1,275 @@
+"""ConvLSTM (rank 1, 2, 3): Keras 3's ``ConvLSTMCell`` maths on ``lax.conv_general_dilated``.
+
+Kernel ``(*kernel_size, in_channels, 4*filters)``, recurrent kernel
+``(*kernel_size, filters, 4*filters)``, bias ``(4*filters,)``; gates i, f, c, o on the
+channel axis. ``z = conv(x, W; strides, padding, dilation) + b + conv(h, R; 1, "same")``,
+then the LSTM update (:func:`jrnn.cells.lstm.lstm_update`). The input convolution of
+every timestep runs as one convolution over ``time * batch`` frames (hoisted), or per
+step like the dense cells' projection. Keras draws 4 dropout masks for the inputs and 4
+for ``h`` (one per gate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jrnn import _checks
+from jrnn import activations as activations_lib
+from jrnn import constraints as constraints_lib
+from jrnn import initializers as initializers_lib
+from jrnn import regularizers as regularizers_lib
+from jrnn._config import capture, register
+from jrnn._dtypes import resolve_policy
+from jrnn.cells.base import Array, RNNCellBase
+from jrnn.cells.lstm import lstm_update
+
+_SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+
+
+def _tuple(value: Any, rank: int, argument: str, owner: Any) -> tuple[int, ...]:
+    values = (value,) * rank if isinstance(value, int) else tuple(value)
+    if len(values) != rank or not all(isinstance(v, int) and v >= 1 for v in values):
+        raise ValueError(
+            f"{_checks.where(owner)}: `{argument}` must be a positive int or a tuple of {rank} "
+            f"positive ints; received {value!r}."
+        )
+    return values
+
+
+def conv_output_length(length: int, kernel: int, stride: int, padding: str, dilation: int) -> int:
+    """Keras/TF convolution output length for "same" and "valid" padding."""
+    if padding == "same":
+        return -(-length // stride)
+    return (length - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv(x: Array, w: Array, *, strides, padding: str, dilation, channels_last: bool) -> Array:
+    """N-D convolution with Keras' layouts: ``x (N, *spatial, C)`` or ``(N, C, *spatial)``,
+    ``w (*kernel, C_in, C_out)``."""
+    rank = w.ndim - 2
+    spatial = _SPATIAL[rank]
+    lhs = f"N{spatial}C" if channels_last else f"NC{spatial}"
+    dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, (lhs, f"{spatial}IO", lhs))
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=strides,
+        padding=padding.upper(),
+        rhs_dilation=dilation,
+        dimension_numbers=dn,
+    )
+
+
+@register
+class ConvLSTMCell(RNNCellBase):
+    """Convolutional LSTM cell of rank 1, 2 or 3 (Keras 3 ``ConvLSTMCell``).
+
+    Args:
+      rank: 1, 2 or 3.
+      filters: output channels (the "units").
+      kernel_size, strides, dilation_rate: ints or tuples of ``rank`` ints; strides > 1
+        together with dilation > 1 is refused (as Keras).
+      in_channels: channels of the input frames.
+      spatial_shape: spatial size of the input frames (``rank`` ints); it fixes the state
+        shape, since jrnn builds modules eagerly.
+      padding: "valid" or "same" (input convolution; the recurrent one is always "same",
+        stride 1, no dilation).
+      data_format: "channels_last" (default) or "channels_first".
+      other arguments: as :class:`jrnn.LSTMCell`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import jrnn
+      >>> cell = jrnn.ConvLSTMCell(2, 4, 3, in_channels=2, spatial_shape=(6, 5), rngs=nnx.Rngs(0))
+      >>> cell.kernel.shape, cell.state_shapes[0]
+      ((3, 3, 2, 16), (4, 3, 4))
+    """
+
+    gate_names = ("i", "f", "c", "o")
+    dropout_mask_count = 4
+
+    def __init__(
+        self,
+        rank: int,
+        filters: int,
+        kernel_size: Any,
+        *,
+        in_channels: int,
+        spatial_shape: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: Any = 1,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        unit_forget_bias: bool = True,
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self._config = capture(locals())
+        self.name = name
+        self.rank = _checks.one_of(rank, "rank", (1, 2, 3), self)
+        self.filters = self.units = _checks.positive_int(filters, "filters", self)
+        self.in_channels = _checks.positive_int(in_channels, "in_channels", self)
+        self.kernel_size = _tuple(kernel_size, rank, "kernel_size", self)
+        self.strides = _tuple(strides, rank, "strides", self)
+        self.dilation_rate = _tuple(dilation_rate, rank, "dilation_rate", self)
+        self.spatial_shape = _tuple(spatial_shape, rank, "spatial_shape", self)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"{_checks.where(self)}: strides > 1 together with dilation_rate > 1 is not "
+                f"supported (as Keras); received strides={self.strides}, "
+                f"dilation_rate={self.dilation_rate}."
+            )
+        self.padding = _checks.one_of(str(padding).lower(), "padding", ("valid", "same"), self)
+        data_format = data_format or "channels_last"
+        self.data_format = _checks.one_of(
+            data_format, "data_format", ("channels_last", "channels_first"), self
+        )
+        self.activation = activations_lib.get(activation)
+        self.recurrent_activation = activations_lib.get(recurrent_activation)
+        self.use_bias = _checks.boolean(use_bias, "use_bias", self)
+        self.unit_forget_bias = _checks.boolean(unit_forget_bias, "unit_forget_bias", self)
+        self.dropout = _checks.rate(dropout, "dropout", self)
+        self.recurrent_dropout = _checks.rate(recurrent_dropout, "recurrent_dropout", self)
+        self.policy = resolve_policy(dtype, param_dtype, _checks.where(self))
+        for key, value in (
+            ("kernel_regularizer", kernel_regularizer),
+            ("recurrent_regularizer", recurrent_regularizer),
+            ("bias_regularizer", bias_regularizer),
+        ):
+            setattr(self, key, regularizers_lib.get(value))
+        for key, value in (
+            ("kernel_constraint", kernel_constraint),
+            ("recurrent_constraint", recurrent_constraint),
+            ("bias_constraint", bias_constraint),
+        ):
+            setattr(self, key, constraints_lib.get(value))
+        out_spatial = tuple(
+            conv_output_length(n, k, s, self.padding, d)
+            for n, k, s, d in zip(
+                self.spatial_shape, self.kernel_size, self.strides, self.dilation_rate
+            )
+        )
+        if min(out_spatial) < 1:
+            raise ValueError(
+                f"{_checks.where(self)}: `spatial_shape` {self.spatial_shape} is too small for "
+                f"kernel_size={self.kernel_size} with padding='valid' (output {out_spatial})."
+            )
+        channels_last = self.data_format == "channels_last"
+        self.input_shape = (
+            (*self.spatial_shape, self.in_channels)
+            if channels_last
+            else (self.in_channels, *self.spatial_shape)
+        )
+        state = (*out_spatial, self.filters) if channels_last else (self.filters, *out_spatial)
+        self.state_shapes = (state, state)
+        self.output_shape = state
+        dt = self.policy.param_dtype
+        f = self.filters
+        self.kernel = nnx.Param(
+            initializers_lib.get(kernel_initializer)(
+                rngs.params(), (*self.kernel_size, self.in_channels, 4 * f), dt
+            )
+        )
+        self.recurrent_kernel = nnx.Param(
+            initializers_lib.get(recurrent_initializer)(
+                rngs.params(), (*self.kernel_size, f, 4 * f), dt
+            )
+        )
+        if self.use_bias:
+            bias_init = initializers_lib.get(bias_initializer)
+            if self.unit_forget_bias:
+                bias_init = initializers_lib.unit_forget_bias(bias_init, f)
+            self.bias = nnx.Param(bias_init(rngs.params(), (4 * f,), dt))
+        else:
+            self.bias = nnx.data(None)
+        self._init_dropout_rngs(rngs, seed)
+
+    @property
+    def _channel_axis(self) -> int:
+        return -1 if self.data_format == "channels_last" else -(self.rank + 1)
+
+    def params(self) -> dict[str, Array]:
+        """Kernel, recurrent kernel and bias in the compute dtype."""
+        dt = self.policy.compute_dtype
+        return {
+            "kernel": self.kernel[...].astype(dt),
+            "recurrent_kernel": self.recurrent_kernel[...].astype(dt),
+            "bias": None if self.bias is None else self.bias[...].astype(dt),
+        }
+
+    def _conv_gates(self, x: Array, w: Array, masks: Array | None, **conv_args) -> Array:
+        """Convolve ``x (..., batch, *frame)``; per-gate masks give one conv per gate."""
+        frame = x.shape[-(self.rank + 1) :]
+        lead = x.shape[: -(self.rank + 1)]
+        channels_last = self.data_format == "channels_last"
+        if masks is None:
+            flat = x.reshape(-1, *frame)
+            out = conv(flat, w, channels_last=channels_last, **conv_args)
+            return out.reshape(*lead, *out.shape[1:])
+        outs = []
+        for g, w_g in enumerate(jnp.split(w, 4, axis=-1)):
+            flat = (x * masks[g]).reshape(-1, *frame)
+            out = conv(flat, w_g, channels_last=channels_last, **conv_args)
+            outs.append(out.reshape(*lead, *out.shape[1:]))
+        return jnp.concatenate(outs, axis=self._channel_axis)
+
+    def project_inputs(self, params, x, input_masks):
+        """Input convolution + bias: ``(..., batch, *frame)`` -> ``(..., batch, *state)`` x4."""
+        z = self._conv_gates(
+            x,
+            params["kernel"],
+            input_masks,
+            strides=self.strides,
+            padding=self.padding,
+            dilation=self.dilation_rate,
+        )
+        if params["bias"] is not None:
+            shape = [1] * z.ndim
+            shape[self._channel_axis] = -1
+            z = z + params["bias"].reshape(shape)
+        return z
+
+    def step(self, params, carry, x_projected, recurrent_masks, constants=None):
+        """One ConvLSTM step: recurrent "same" convolution, then the LSTM update."""
+        del constants
+        h, c = carry
+        rz = self._conv_gates(
+            h,
+            params["recurrent_kernel"],
+            recurrent_masks,
+            strides=(1,) * self.rank,
+            padding="same",
+            dilation=(1,) * self.rank,
+        )
+        return lstm_update(
+            x_projected + rz,
+            c,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            axis=self._channel_axis,
+        )
+
+
+__all__ = ["ConvLSTMCell", "conv", "conv_output_length"]
