@@ -102,7 +102,7 @@ def build_jrnn(a):
                 a.units,
                 (3, 3),
                 in_channels=a.features,
-                input_shape=(a.spatial, a.spatial),
+                spatial_shape=(a.spatial, a.spatial),
                 padding="same",
                 return_sequences=True,
                 rngs=rngs,
