@@ -257,6 +257,15 @@ def recurrent_projection(h: Array, kernel: Array, masks: Array | None, gates: in
 class DenseCellMixin:
     """Parameter creation shared by the dense cells (SimpleRNN, GRU, LSTM, IndRNN)."""
 
+    def params(self) -> dict[str, Array]:
+        """``kernel``, ``recurrent_kernel`` and ``bias`` (or None) in the compute dtype."""
+        dt = self.policy.compute_dtype
+        return {
+            "kernel": self.kernel[...].astype(dt),
+            "recurrent_kernel": self.recurrent_kernel[...].astype(dt),
+            "bias": None if self.bias is None else self.bias[...].astype(dt),
+        }
+
     def _create_dense_params(
         self,
         *,
@@ -283,31 +292,35 @@ class DenseCellMixin:
             )
 
 
-def common_cell_args(
-    cell: Any,
-    *,
-    units: Any,
-    in_features: Any,
-    activation: Any,
-    dropout: Any,
-    recurrent_dropout: Any,
-    dtype: Any,
-    param_dtype: Any,
-    regularizers: dict[str, Any],
-    constraints: dict[str, Any],
-) -> None:
-    """Validate and set the arguments every dense cell shares."""
-    cell.units = _checks.positive_int(units, "units", cell)
-    cell.in_features = _checks.positive_int(in_features, "in_features", cell)
-    cell.activation = activations_lib.get(activation)
-    cell.dropout = _checks.rate(dropout, "dropout", cell)
-    cell.recurrent_dropout = _checks.rate(recurrent_dropout, "recurrent_dropout", cell)
-    cell.policy = resolve_policy(dtype, param_dtype, _checks.where(cell))
+_REGULARIZED = ("kernel", "recurrent", "bias")
+
+
+def set_regularizers_and_constraints(cell: Any, arguments: dict[str, Any]) -> None:
+    """Resolve ``{kernel,recurrent,bias}_{regularizer,constraint}`` from a constructor's
+    arguments (bad names fail here); :func:`jrnn.regularization_loss` and
+    :func:`jrnn.apply_constraints` apply them."""
+    for prefix in _REGULARIZED:
+        setattr(
+            cell,
+            f"{prefix}_regularizer",
+            regularizers_lib.get(arguments.get(f"{prefix}_regularizer")),
+        )
+        setattr(
+            cell, f"{prefix}_constraint", constraints_lib.get(arguments.get(f"{prefix}_constraint"))
+        )
+
+
+def common_cell_args(cell: Any, arguments: dict[str, Any]) -> None:
+    """Validate and set what every dense cell shares, from its constructor's ``locals()``:
+    units, in_features, activation, dropout rates, dtype policy, regularizers, constraints."""
+    cell.units = _checks.positive_int(arguments["units"], "units", cell)
+    cell.in_features = _checks.positive_int(arguments["in_features"], "in_features", cell)
+    cell.activation = activations_lib.get(arguments["activation"])
+    cell.dropout = _checks.rate(arguments.get("dropout", 0.0), "dropout", cell)
+    cell.recurrent_dropout = _checks.rate(
+        arguments.get("recurrent_dropout", 0.0), "recurrent_dropout", cell
+    )
+    cell.policy = resolve_policy(arguments["dtype"], arguments["param_dtype"], _checks.where(cell))
     cell.input_shape = (cell.in_features,)
     cell.output_shape = (cell.units,)
-    # Resolved now (bad names fail here); applied by jrnn.regularization_loss and
-    # jrnn.apply_constraints / jrnn.training.constraints.
-    for key, value in regularizers.items():
-        setattr(cell, key, regularizers_lib.get(value))
-    for key, value in constraints.items():
-        setattr(cell, key, constraints_lib.get(value))
+    set_regularizers_and_constraints(cell, arguments)

@@ -19,12 +19,10 @@ from flax import nnx
 
 from jrnn import _checks
 from jrnn import activations as activations_lib
-from jrnn import constraints as constraints_lib
 from jrnn import initializers as initializers_lib
-from jrnn import regularizers as regularizers_lib
 from jrnn._config import capture, register
 from jrnn._dtypes import resolve_policy
-from jrnn.cells.base import Array, RNNCellBase
+from jrnn.cells.base import Array, RNNCellBase, set_regularizers_and_constraints
 from jrnn.cells.lstm import lstm_update
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
@@ -153,18 +151,7 @@ class ConvLSTMCell(RNNCellBase):
         self.dropout = _checks.rate(dropout, "dropout", self)
         self.recurrent_dropout = _checks.rate(recurrent_dropout, "recurrent_dropout", self)
         self.policy = resolve_policy(dtype, param_dtype, _checks.where(self))
-        for key, value in (
-            ("kernel_regularizer", kernel_regularizer),
-            ("recurrent_regularizer", recurrent_regularizer),
-            ("bias_regularizer", bias_regularizer),
-        ):
-            setattr(self, key, regularizers_lib.get(value))
-        for key, value in (
-            ("kernel_constraint", kernel_constraint),
-            ("recurrent_constraint", recurrent_constraint),
-            ("bias_constraint", bias_constraint),
-        ):
-            setattr(self, key, constraints_lib.get(value))
+        set_regularizers_and_constraints(self, locals())
         out_spatial = tuple(
             conv_output_length(n, k, s, self.padding, d)
             for n, k, s, d in zip(

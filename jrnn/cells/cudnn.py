@@ -46,30 +46,13 @@ def cudnn_recurrent_to_keras(recurrent_kernel: Array, gates: int) -> Array:
     return jnp.concatenate(blocks, axis=1)
 
 
-class _CuDNNCell(RNNCellBase, DenseCellMixin):
+class _CuDNNCell(DenseCellMixin, RNNCellBase):
     gates: int = 4
 
     def _setup(self, arguments: dict[str, Any], bias_shape: tuple[int, ...], bias_init: Any):
         rngs = arguments["rngs"]
         self.name = arguments["name"]
-        common_cell_args(
-            self,
-            units=arguments["units"],
-            in_features=arguments["in_features"],
-            activation="tanh",
-            dropout=0.0,
-            recurrent_dropout=0.0,
-            dtype=arguments["dtype"],
-            param_dtype=arguments["param_dtype"],
-            regularizers={
-                k: arguments[k]
-                for k in ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
-            },
-            constraints={
-                k: arguments[k]
-                for k in ("kernel_constraint", "recurrent_constraint", "bias_constraint")
-            },
-        )
+        common_cell_args(self, {**arguments, "activation": "tanh"})
         self.recurrent_activation = activations_lib.sigmoid
         self.use_bias = True
         u = self.units

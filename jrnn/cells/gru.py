@@ -79,7 +79,7 @@ def gru_step(
 
 
 @register
-class GRUCell(RNNCellBase, DenseCellMixin):
+class GRUCell(DenseCellMixin, RNNCellBase):
     """Gated recurrent unit cell with Keras 3 ``GRUCell`` arguments and weights.
 
     Parameters (``nnx.Param``, Keras layout): ``kernel (in_features, 3*units)``,
@@ -142,26 +142,7 @@ class GRUCell(RNNCellBase, DenseCellMixin):
     ):
         self._config = capture(locals())
         self.name = name
-        common_cell_args(
-            self,
-            units=units,
-            in_features=in_features,
-            activation=activation,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            regularizers={
-                "kernel_regularizer": kernel_regularizer,
-                "recurrent_regularizer": recurrent_regularizer,
-                "bias_regularizer": bias_regularizer,
-            },
-            constraints={
-                "kernel_constraint": kernel_constraint,
-                "recurrent_constraint": recurrent_constraint,
-                "bias_constraint": bias_constraint,
-            },
-        )
+        common_cell_args(self, locals())
         self.recurrent_activation = activations_lib.get(recurrent_activation)
         self.use_bias = _checks.boolean(use_bias, "use_bias", self)
         self.reset_after = _checks.boolean(reset_after, "reset_after", self)

@@ -55,7 +55,7 @@ def clip_recurrent_kernel(
 
 
 @register
-class IndRNNCell(RNNCellBase, DenseCellMixin):
+class IndRNNCell(DenseCellMixin, RNNCellBase):
     """Independently recurrent cell (titu1994/Keras-IndRNN ``IndRNNCell``).
 
     Parameters: ``kernel (in_features, units)``, ``recurrent_kernel (units,)``,
@@ -113,26 +113,7 @@ class IndRNNCell(RNNCellBase, DenseCellMixin):
     ):
         self._config = capture(locals())
         self.name = name
-        common_cell_args(
-            self,
-            units=units,
-            in_features=in_features,
-            activation=activation,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            regularizers={
-                "kernel_regularizer": kernel_regularizer,
-                "recurrent_regularizer": recurrent_regularizer,
-                "bias_regularizer": bias_regularizer,
-            },
-            constraints={
-                "kernel_constraint": kernel_constraint,
-                "recurrent_constraint": recurrent_constraint,
-                "bias_constraint": bias_constraint,
-            },
-        )
+        common_cell_args(self, locals())
         if implementation != 2:
             raise ValueError(
                 f"IndRNNCell: only `implementation=2` exists; received {implementation!r}."

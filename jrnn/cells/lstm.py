@@ -80,7 +80,7 @@ def lstm_update(
 
 
 @register
-class LSTMCell(RNNCellBase, DenseCellMixin):
+class LSTMCell(DenseCellMixin, RNNCellBase):
     """Long short-term memory cell with Keras 3 ``LSTMCell`` arguments and weights.
 
     Parameters (``nnx.Param``, Keras layout): ``kernel (in_features, 4*units)``,
@@ -149,26 +149,7 @@ class LSTMCell(RNNCellBase, DenseCellMixin):
     ):
         self._config = capture(locals())
         self.name = name
-        common_cell_args(
-            self,
-            units=units,
-            in_features=in_features,
-            activation=activation,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            regularizers={
-                "kernel_regularizer": kernel_regularizer,
-                "recurrent_regularizer": recurrent_regularizer,
-                "bias_regularizer": bias_regularizer,
-            },
-            constraints={
-                "kernel_constraint": kernel_constraint,
-                "recurrent_constraint": recurrent_constraint,
-                "bias_constraint": bias_constraint,
-            },
-        )
+        common_cell_args(self, locals())
         self.recurrent_activation = activations_lib.get(recurrent_activation)
         self.use_bias = _checks.boolean(use_bias, "use_bias", self)
         self.unit_forget_bias = _checks.boolean(unit_forget_bias, "unit_forget_bias", self)
@@ -191,15 +172,6 @@ class LSTMCell(RNNCellBase, DenseCellMixin):
             bias_initializer=bias_init,
         )
         self._init_dropout_rngs(rngs, seed)
-
-    def params(self) -> dict[str, Array]:
-        """``kernel``, ``recurrent_kernel`` and ``bias`` (or None) in the compute dtype."""
-        dt = self.policy.compute_dtype
-        return {
-            "kernel": self.kernel[...].astype(dt),
-            "recurrent_kernel": self.recurrent_kernel[...].astype(dt),
-            "bias": None if self.bias is None else self.bias[...].astype(dt),
-        }
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """``x W + b``: ``(..., batch, in)`` -> ``(..., batch, 4u)``."""

@@ -40,7 +40,7 @@ def simple_rnn_step(
 
 
 @register
-class SimpleRNNCell(RNNCellBase, DenseCellMixin):
+class SimpleRNNCell(DenseCellMixin, RNNCellBase):
     """Fully-connected RNN cell with Keras 3 ``SimpleRNNCell`` arguments and weights.
 
     Parameters: ``kernel (in_features, units)``, ``recurrent_kernel (units, units)``,
@@ -90,26 +90,7 @@ class SimpleRNNCell(RNNCellBase, DenseCellMixin):
     ):
         self._config = capture(locals())
         self.name = name
-        common_cell_args(
-            self,
-            units=units,
-            in_features=in_features,
-            activation=activation,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            regularizers={
-                "kernel_regularizer": kernel_regularizer,
-                "recurrent_regularizer": recurrent_regularizer,
-                "bias_regularizer": bias_regularizer,
-            },
-            constraints={
-                "kernel_constraint": kernel_constraint,
-                "recurrent_constraint": recurrent_constraint,
-                "bias_constraint": bias_constraint,
-            },
-        )
+        common_cell_args(self, locals())
         self.use_bias = _checks.boolean(use_bias, "use_bias", self)
         self.state_shapes = ((self.units,),)
         self._create_dense_params(
@@ -122,15 +103,6 @@ class SimpleRNNCell(RNNCellBase, DenseCellMixin):
             bias_initializer=bias_initializer,
         )
         self._init_dropout_rngs(rngs, seed)
-
-    def params(self) -> dict[str, Array]:
-        """``kernel``, ``recurrent_kernel`` and ``bias`` (or None) in the compute dtype."""
-        dt = self.policy.compute_dtype
-        return {
-            "kernel": self.kernel[...].astype(dt),
-            "recurrent_kernel": self.recurrent_kernel[...].astype(dt),
-            "bias": None if self.bias is None else self.bias[...].astype(dt),
-        }
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """``x W + b``: ``(..., batch, in)`` -> ``(..., batch, u)``."""
