@@ -8,6 +8,7 @@ TensorFlow or Keras.
 from jrnn import activations as activations
 from jrnn import constraints as constraints
 from jrnn import initializers as initializers
+from jrnn import inspect as inspect
 from jrnn import regularizers as regularizers
 from jrnn import training as training
 from jrnn import utils as utils
@@ -72,6 +73,7 @@ __all__ = [
     "apply_constraints",
     "constraints",
     "initializers",
+    "inspect",
     "regularization_loss",
     "regularizers",
     "rnn_scan",

@@ -181,13 +181,23 @@ def test_conv_lstm_dropout_masks_and_errors():
 
 def test_bidirectional_conv_lstm_matches_keras():
     rngs = nnx.Rngs(0)
-    fwd = jrnn.ConvLSTM2D(FILTERS, KERNEL[2], in_channels=C, spatial_shape=SPATIAL[2],
-                          padding="same", return_sequences=True, rngs=rngs)
+    fwd = jrnn.ConvLSTM2D(
+        FILTERS,
+        KERNEL[2],
+        in_channels=C,
+        spatial_shape=SPATIAL[2],
+        padding="same",
+        return_sequences=True,
+        rngs=rngs,
+    )
     bi = jrnn.Bidirectional(fwd, merge_mode="sum", rngs=rngs)
     randomize(bi, 3, scale=0.3)
     kbi = keras.layers.Bidirectional(
-        keras.layers.ConvLSTM2D(FILTERS, KERNEL[2], padding="same", return_sequences=True,
-                                recurrent_initializer="zeros"), merge_mode="sum")
+        keras.layers.ConvLSTM2D(
+            FILTERS, KERNEL[2], padding="same", return_sequences=True, recurrent_initializer="zeros"
+        ),
+        merge_mode="sum",
+    )
     kbi.build((B, T, *SPATIAL[2], C))
     kbi.set_weights(cell_weights(bi.forward_layer.cell) + cell_weights(bi.backward_layer.cell))
     x = np.random.default_rng(4).standard_normal((B, T, *SPATIAL[2], C)).astype(np.float32)

@@ -1,0 +1,239 @@
+"""see-rnn style introspection of jrnn recurrent layers: weights per gate, per-step gate
+activations, gradients over time, weight norms, NaN detection, a summary table.
+
+Pure JAX/NumPy (no plotting here). Gate names follow see-rnn: LSTM (and ConvLSTM,
+CuDNNLSTM) ``INPUT, FORGET, CELL, OUTPUT``; GRU (and CuDNNGRU) ``UPDATE, RESET, NEW``;
+SimpleRNN and IndRNN one ungated block ``""``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jrnn.cells.base import RNNCellBase
+from jrnn.cells.cudnn import _CuDNNCell
+from jrnn.cells.stacked import StackedRNNCells
+from jrnn.layers.wrappers import Bidirectional
+from jrnn.rnn import RNN
+
+GATE_LABELS = {
+    ("i", "f", "c", "o"): ("INPUT", "FORGET", "CELL", "OUTPUT"),
+    ("z", "r", "h"): ("UPDATE", "RESET", "NEW"),
+    (): ("",),
+}
+
+
+def gate_labels(cell: RNNCellBase) -> tuple[str, ...]:
+    """see-rnn's gate labels of a cell (``("",)`` for ungated cells)."""
+    return GATE_LABELS[tuple(cell.gate_names)]
+
+
+def _split(array: np.ndarray, labels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    if len(labels) == 1:
+        return {labels[0]: array}
+    return dict(zip(labels, np.split(array, len(labels), axis=-1)))
+
+
+def _cell_weights(cell: RNNCellBase, concat_gates: bool) -> dict[str, Any]:
+    weights = {
+        "kernel": np.asarray(cell.kernel[...]),
+        "recurrent_kernel": np.asarray(cell.recurrent_kernel[...]),
+    }
+    bias = getattr(cell, "bias", None)
+    if bias is not None:
+        weights["bias"] = np.asarray(bias[...])
+    if concat_gates:
+        return weights
+    labels = gate_labels(cell)
+    out = {name: _split(w, labels) for name, w in weights.items() if name != "bias"}
+    if "bias" in weights:
+        b = weights["bias"]
+        if b.ndim == 2 or isinstance(cell, _CuDNNCell):  # input and recurrent biases
+            rows = b if b.ndim == 2 else np.stack(np.split(b, 2))
+            out["bias"] = {
+                label: {"input": i, "recurrent": r}
+                for label, i, r in zip(
+                    labels, np.split(rows[0], len(labels)), np.split(rows[1], len(labels))
+                )
+            }
+        else:
+            out["bias"] = _split(b, labels)
+    return out
+
+
+def get_rnn_weights(layer: Any, concat_gates: bool = True) -> Any:
+    """Kernel, recurrent kernel and bias of a recurrent layer or cell, as NumPy arrays.
+
+    Returns ``{"kernel", "recurrent_kernel", "bias"}`` (bias absent without ``use_bias``).
+    With ``concat_gates=False`` each entry is a dict by gate label (e.g. ``kernel["FORGET"]``
+    of shape ``(in, units)``); two-part biases (GRU ``reset_after``, CuDNN layers) give
+    ``bias[gate] = {"input": ..., "recurrent": ...}``. Stacked cells give a list (one entry
+    per cell); Bidirectional gives ``{"forward": ..., "backward": ...}``.
+    """
+    if isinstance(layer, Bidirectional):
+        return {
+            "forward": get_rnn_weights(layer.forward_layer, concat_gates),
+            "backward": get_rnn_weights(layer.backward_layer, concat_gates),
+        }
+    cell = layer.cell if isinstance(layer, RNN) else layer
+    if isinstance(cell, StackedRNNCells):
+        return [_cell_weights(c, concat_gates) for c in cell.cells]
+    if not isinstance(cell, RNNCellBase):
+        raise TypeError(
+            f"get_rnn_weights: expected a jrnn recurrent layer, cell or Bidirectional; received "
+            f"{type(layer).__name__}."
+        )
+    return _cell_weights(cell, concat_gates)
+
+
+def get_activations(layer: Any, x: Any, *, mask: Any = None, initial_state: Any = None) -> Any:
+    """Per-timestep internal values from the layer's own scan (no second implementation).
+
+    LSTM/ConvLSTM: ``i, f, c_tilde, o, c, h``; GRU: ``z, r, h_tilde, h``; SimpleRNN/IndRNN:
+    ``h``; each ``(batch, time, *state_shape)`` in INPUT time order (reversed back for
+    ``go_backwards``). Stacked cells give a tuple per cell; Bidirectional gives
+    ``{"forward": ..., "backward": ...}``. Values are computed at masked steps too (the
+    carried state is what the mask keeps).
+    """
+    if isinstance(layer, Bidirectional):
+        return {
+            "forward": get_activations(layer.forward_layer, x, mask=mask),
+            "backward": get_activations(layer.backward_layer, x, mask=mask),
+        }
+    if not isinstance(layer, RNN):
+        raise TypeError(
+            f"get_activations: expected a jrnn recurrent layer; received {type(layer).__name__}."
+        )
+    acts = layer.run(x, mask=mask, initial_state=initial_state, record=True).activations
+    if layer.go_backwards:
+        acts = jax.tree_util.tree_map(lambda a: jnp.flip(a, 1), acts)
+    return acts
+
+
+def gradients_over_time(layer: Any, x: Any, *, loss=None, mask: Any = None) -> jax.Array:
+    """``(batch, time)`` norms of d loss / d x_t: how much each timestep's input still
+    moves the loss — the vanishing/exploding-gradient picture over time.
+
+    ``loss(outputs) -> scalar`` defaults to the sum of squares of the layer's (first)
+    output, e.g. the last output of a ``return_sequences=False`` layer.
+    """
+    graphdef, state = nnx.split(layer)
+    loss = loss or (lambda y: jnp.sum(jnp.square(y)))
+
+    def f(x):
+        y = nnx.merge(graphdef, state)(x, mask=mask)
+        return loss(y[0] if isinstance(y, tuple) else y)
+
+    g = jax.grad(f)(jnp.asarray(x))
+    return jnp.sqrt(jnp.sum(jnp.square(g).reshape(*g.shape[:2], -1), axis=-1))
+
+
+def get_gradients(
+    model: nnx.Module, x: Any, y: Any = None, *, loss=None, wrt: str = "weights", **call_kwargs: Any
+) -> Any:
+    """Gradients of a loss w.r.t. the model's weights (``wrt="weights"``; an ``nnx.State``
+    shaped like the parameters) or w.r.t. its output (``wrt="outputs"``).
+
+    ``loss(y_pred, y)`` defaults to the mean squared error when ``y`` is given, else the sum
+    of squares of the output. Per gate: pass the weights' gradient state through
+    :func:`get_rnn_weights` after ``nnx.update`` on a copy, or use
+    :func:`gate_gradients`.
+    """
+    if loss is None:
+        loss = (
+            (lambda p, t: jnp.mean(jnp.square(p - t)))
+            if y is not None
+            else (lambda p, t: jnp.sum(jnp.square(p)))
+        )
+
+    def first(out):
+        return out[0] if isinstance(out, tuple) else out
+
+    if wrt == "weights":
+        return nnx.grad(lambda m: loss(first(m(x, **call_kwargs)), y))(model)
+    if wrt == "outputs":
+        out = first(model(x, **call_kwargs))
+        return jax.grad(lambda o: loss(o, y))(out)
+    raise ValueError(f"get_gradients: `wrt` must be 'weights' or 'outputs'; received {wrt!r}.")
+
+
+def gate_gradients(layer: Any, x: Any, y: Any = None, *, loss=None, **call_kwargs: Any) -> Any:
+    """Weight gradients of a recurrent layer split per gate (same structure as
+    :func:`get_rnn_weights` with ``concat_gates=False``)."""
+    grads = get_gradients(layer, x, y, loss=loss, wrt="weights", **call_kwargs)
+    twin = nnx.clone(layer)
+    nnx.update(twin, grads)
+    return get_rnn_weights(twin, concat_gates=False)
+
+
+def detect_nans(data: Any, include_inf: bool = True) -> str | None:
+    """see-rnn's text: ``None`` or e.g. ``"12.5% NaN, 3 Inf"`` (counts below 0.1%)."""
+    a = np.asarray(data)
+    parts = []
+    checks = [("NaN", np.isnan(a))] + ([("Inf", np.isinf(a))] if include_inf else [])
+    for label, found in checks:
+        n = int(found.sum())
+        if n:
+            share = 100.0 * n / a.size
+            parts.append(f"{share:.3g}% {label}" if share >= 0.1 else f"{n} {label}")
+    return ", ".join(parts) or None
+
+
+def weights_norm(layer: Any, *, axis: int = -1, stat_fns=(np.max, np.mean)) -> dict[str, list]:
+    """see-rnn's per-unit weight norms: for each weight, the L2 norm over every axis but
+    ``axis`` (one norm per output column), then each statistic in ``stat_fns``."""
+    out = {}
+    for path, param in nnx.iter_graph(layer):
+        if isinstance(param, nnx.Param):
+            w = np.asarray(param[...])
+            axes = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
+            norms = np.sqrt(np.sum(np.square(w), axis=axes)) if axes else np.abs(w)
+            out["/".join(map(str, path))] = [float(fn(norms)) for fn in stat_fns]
+    return out
+
+
+def summary(model: nnx.Module) -> str:
+    """A table of every recurrent layer: path, class, units, gates, parameter shapes,
+    parameter count and NaN report."""
+    rows = [("layer", "class", "units", "gates", "parameters", "count", "NaN")]
+    for path, module in nnx.iter_graph(model):
+        if not isinstance(module, (RNN, Bidirectional)):
+            continue
+        params = [(p, v) for p, v in nnx.iter_graph(module) if isinstance(v, nnx.Param)]
+        shapes = ", ".join(f"{'/'.join(map(str, p))}{tuple(v.shape)}" for p, v in params)
+        count = sum(int(np.prod(v.shape)) for _, v in params)
+        nan = "; ".join(filter(None, (detect_nans(v[...]) for _, v in params))) or "-"
+        cell = module.forward_layer.cell if isinstance(module, Bidirectional) else module.cell
+        gates = "/".join(gate_labels(cell)) if not isinstance(cell, StackedRNNCells) else "stack"
+        rows.append(
+            (
+                "/".join(map(str, path)) or "(model)",
+                type(module).__name__,
+                str(module.units),
+                gates or "-",
+                shapes,
+                str(count),
+                nan,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+__all__ = [
+    "GATE_LABELS",
+    "detect_nans",
+    "gate_gradients",
+    "gate_labels",
+    "get_activations",
+    "get_gradients",
+    "get_rnn_weights",
+    "gradients_over_time",
+    "summary",
+    "weights_norm",
+]

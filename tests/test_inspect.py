@@ -1,0 +1,129 @@
+"""jrnn.inspect: weights per gate equal Keras slices, activations equal a hand computation,
+gradients equal tf.GradientTape's."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+from flax import nnx
+
+import jrnn
+from jrnn import inspect
+from tests.helpers import assert_close, randomize
+from tests.keras_twins import make_pair, random_inputs
+
+B, T, F, U = 2, 5, 3, 4
+
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def test_lstm_weights_per_gate_equal_keras_slices():
+    layer, klayer = make_pair({"kind": "lstm", "units": U}, F, batch=B, time=T)
+    k, rk, b = klayer.get_weights()
+    w = inspect.get_rnn_weights(layer, concat_gates=False)
+    for g, label in enumerate(("INPUT", "FORGET", "CELL", "OUTPUT")):
+        np.testing.assert_array_equal(w["kernel"][label], k[:, g * U : (g + 1) * U])
+        np.testing.assert_array_equal(w["recurrent_kernel"][label], rk[:, g * U : (g + 1) * U])
+        np.testing.assert_array_equal(w["bias"][label], b[g * U : (g + 1) * U])
+    full = inspect.get_rnn_weights(layer)
+    np.testing.assert_array_equal(full["kernel"], k)
+
+
+def test_gru_cudnn_bidirectional_and_stack_structures():
+    layer, klayer = make_pair({"kind": "gru", "units": U}, F, batch=B, time=T)
+    _, _, b = klayer.get_weights()
+    w = inspect.get_rnn_weights(layer, concat_gates=False)
+    np.testing.assert_array_equal(w["bias"]["RESET"]["input"], b[0, U : 2 * U])
+    np.testing.assert_array_equal(w["bias"]["RESET"]["recurrent"], b[1, U : 2 * U])
+    cudnn = jrnn.CuDNNLSTM(U, F, rngs=nnx.Rngs(0))
+    randomize(cudnn, 1)
+    cb = np.asarray(cudnn.cell.bias[...])
+    wc = inspect.get_rnn_weights(cudnn, concat_gates=False)
+    np.testing.assert_array_equal(wc["bias"]["FORGET"]["recurrent"], cb[5 * U : 6 * U])
+    rngs = nnx.Rngs(0)
+    bi = jrnn.Bidirectional(jrnn.SimpleRNN(U, F, rngs=rngs), rngs=rngs)
+    wb = inspect.get_rnn_weights(bi, concat_gates=False)
+    assert set(wb) == {"forward", "backward"} and set(wb["forward"]["kernel"]) == {""}
+    stack = jrnn.RNN([jrnn.LSTMCell(U, F, rngs=rngs), jrnn.IndRNNCell(3, U, rngs=rngs)])
+    ws = inspect.get_rnn_weights(stack, concat_gates=False)
+    assert len(ws) == 2 and ws[1]["recurrent_kernel"][""].shape == (3,)
+    with pytest.raises(TypeError, match=r"expected a jrnn recurrent layer"):
+        inspect.get_rnn_weights(nnx.Linear(2, 2, rngs=rngs))
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_lstm_activations_equal_hand_computation(go_backwards):
+    layer = jrnn.LSTM(U, F, return_sequences=True, go_backwards=go_backwards, rngs=nnx.Rngs(0))
+    randomize(layer, 2)
+    x = random_inputs(B, T, F)
+    acts = inspect.get_activations(layer, x)
+    w = inspect.get_rnn_weights(layer)
+    k, rk, b = w["kernel"], w["recurrent_kernel"], w["bias"]
+    h = c = np.zeros((B, U), np.float32)
+    order = range(T - 1, -1, -1) if go_backwards else range(T)
+    for t in order:
+        z = x[:, t] @ k + h @ rk + b
+        i, f, g, o = (z[:, n * U : (n + 1) * U] for n in range(4))
+        i, f, o, g = _sigmoid(i), _sigmoid(f), _sigmoid(o), np.tanh(g)
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        for name, value in (("i", i), ("f", f), ("c_tilde", g), ("o", o), ("c", c), ("h", h)):
+            assert_close(acts[name][:, t], value, what=f"{name} at step {t}")
+
+
+def test_gru_activations_equal_hand_computation():
+    layer = jrnn.GRU(U, F, return_sequences=True, rngs=nnx.Rngs(0))
+    randomize(layer, 3)
+    x = random_inputs(B, T, F)
+    acts = inspect.get_activations(layer, x)
+    w = inspect.get_rnn_weights(layer)
+    h = np.zeros((B, U), np.float32)
+    for t in range(3):
+        xz = x[:, t] @ w["kernel"] + w["bias"][0]
+        hz = h @ w["recurrent_kernel"] + w["bias"][1]
+        z = _sigmoid(xz[:, :U] + hz[:, :U])
+        r = _sigmoid(xz[:, U : 2 * U] + hz[:, U : 2 * U])
+        hh = np.tanh(xz[:, 2 * U :] + r * hz[:, 2 * U :])
+        h = z * h + (1 - z) * hh
+        for name, value in (("z", z), ("r", r), ("h_tilde", hh), ("h", h)):
+            assert_close(acts[name][:, t], value)
+
+
+def test_gate_gradients_and_gradients_over_time_equal_tf():
+    layer, klayer = make_pair({"kind": "lstm", "units": U}, F, batch=B, time=T)
+    x = random_inputs(B, T, F)
+    xt = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(tf.square(klayer(xt)))
+    k_kernel = tape.gradient(loss, klayer.trainable_weights[0]).numpy()
+    k_x = tape.gradient(loss, xt).numpy()
+    g = inspect.gate_gradients(layer, x)
+    assert_close(g["kernel"]["CELL"], k_kernel[:, 2 * U : 3 * U])
+    norms = inspect.gradients_over_time(layer, x)
+    assert_close(norms, np.sqrt((k_x**2).sum(-1)))
+    out_grad = inspect.get_gradients(layer, x, wrt="outputs")
+    assert_close(out_grad, 2 * np.asarray(layer(x)))
+    with pytest.raises(ValueError, match=r"`wrt` must be 'weights' or 'outputs'"):
+        inspect.get_gradients(layer, x, wrt="states")
+
+
+def test_detect_nans_weights_norm_summary():
+    assert inspect.detect_nans(np.ones(4)) is None
+    assert inspect.detect_nans(np.array([1.0, np.nan, np.inf, 2.0])) == "25% NaN, 25% Inf"
+    big = np.zeros(10_000)
+    big[3] = np.nan
+    assert inspect.detect_nans(big) == "1 NaN"
+    layer = jrnn.LSTM(U, F, rngs=nnx.Rngs(0))
+    norms = inspect.weights_norm(layer)
+    k = np.asarray(layer.cell.kernel[...])
+    assert norms["cell/kernel"][0] == pytest.approx(float(np.sqrt((k**2).sum(0)).max()))
+    rngs = nnx.Rngs(0)
+    text = inspect.summary(jrnn.Bidirectional(jrnn.GRU(U, F, rngs=rngs), rngs=rngs))
+    assert "Bidirectional" in text and "GRU" in text and "UPDATE/RESET/NEW" in text
+    jax.block_until_ready(jnp.ones(1))
