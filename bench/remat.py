@@ -20,8 +20,7 @@ import jrnn
 
 
 def measure(remat, batch, steps, features, units, iters=3):
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, steps, features)),
-                    jnp.float32)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, steps, features)), jnp.float32)
     layer = jrnn.LSTM(units, features, return_sequences=True, remat=remat, rngs=nnx.Rngs(0))
     graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
 
@@ -49,9 +48,11 @@ def main(argv=None) -> int:
     shape = (a.batch, a.time, a.features, a.units)
     plain = measure(False, *shape)
     rematted = measure(True, *shape)
-    print(f"LSTM training step {shape}: temp memory {plain[0] / 2**20:.1f} MiB -> "
-          f"{rematted[0] / 2**20:.1f} MiB ({rematted[0] / plain[0]:.2f}x), time "
-          f"{plain[1] * 1e3:.0f} ms -> {rematted[1] * 1e3:.0f} ms ({rematted[1] / plain[1]:.2f}x)")
+    print(
+        f"LSTM training step {shape}: temp memory {plain[0] / 2**20:.1f} MiB -> "
+        f"{rematted[0] / 2**20:.1f} MiB ({rematted[0] / plain[0]:.2f}x), time "
+        f"{plain[1] * 1e3:.0f} ms -> {rematted[1] * 1e3:.0f} ms ({rematted[1] / plain[1]:.2f}x)"
+    )
     return 0
 
 
