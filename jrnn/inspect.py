@@ -171,6 +171,50 @@ def gate_gradients(layer: Any, x: Any, y: Any = None, *, loss=None, **call_kwarg
     return get_rnn_weights(twin, concat_gates=False)
 
 
+def get_outputs(model: nnx.Module, x: Any, layers: Any, **call_kwargs: Any) -> dict[str, Any]:
+    """Outputs of chosen sub-layers in ONE forward pass of ``model(x, **call_kwargs)``.
+
+    ``layers``: a name or a list of names; a name is a layer's ``name`` or its attribute
+    path in the model (``"encoder/lstm"``). Returns ``{name: output}``. The sub-layers'
+    classes are swapped for recording subclasses during the call and restored afterwards.
+    """
+    names = [layers] if isinstance(layers, str) else list(layers)
+    found: dict[str, nnx.Module] = {}
+    available = []
+    for path, module in nnx.iter_graph(model):
+        if not isinstance(module, nnx.Module) or not path:
+            continue
+        key = "/".join(map(str, path))
+        label = getattr(module, "name", None)
+        available.append(label or key)
+        for name in names:
+            if name in (key, label):
+                found.setdefault(name, module)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(f"get_outputs: no layer named {missing}; available: {available}.")
+    captured: dict[str, Any] = {}
+    swapped = []
+    try:
+        for name, module in found.items():
+            cls = type(module)
+
+            def __call__(self, *args, _name=name, _cls=cls, **kwargs):
+                out = _cls.__call__(self, *args, **kwargs)
+                captured[_name] = out
+                return out
+
+            object.__setattr__(
+                module, "__class__", type(cls.__name__, (cls,), {"__call__": __call__})
+            )
+            swapped.append((module, cls))
+        model(x, **call_kwargs)
+    finally:
+        for module, cls in swapped:
+            object.__setattr__(module, "__class__", cls)
+    return captured
+
+
 def detect_nans(data: Any, include_inf: bool = True) -> str | None:
     """see-rnn's text: ``None`` or e.g. ``"12.5% NaN, 3 Inf"`` (counts below 0.1%)."""
     a = np.asarray(data)
@@ -232,6 +276,7 @@ __all__ = [
     "gate_labels",
     "get_activations",
     "get_gradients",
+    "get_outputs",
     "get_rnn_weights",
     "gradients_over_time",
     "summary",

@@ -127,3 +127,22 @@ def test_detect_nans_weights_norm_summary():
     text = inspect.summary(jrnn.Bidirectional(jrnn.GRU(U, F, rngs=rngs), rngs=rngs))
     assert "Bidirectional" in text and "GRU" in text and "UPDATE/RESET/NEW" in text
     jax.block_until_ready(jnp.ones(1))
+
+
+def test_get_outputs_one_pass():
+    class Model(nnx.Module):
+        def __init__(self, rngs):
+            self.encoder = jrnn.LSTM(U, F, return_sequences=True, name="enc", rngs=rngs)
+            self.head = jrnn.GRU(3, U, rngs=rngs)
+
+        def __call__(self, x):
+            return self.head(self.encoder(x))
+
+    model = Model(nnx.Rngs(0))
+    x = random_inputs(B, T, F)
+    outs = inspect.get_outputs(model, x, ["enc", "head"])
+    assert_close(outs["enc"], model.encoder(x))
+    assert_close(outs["head"], model(x))
+    assert type(model.encoder) is jrnn.LSTM  # restored
+    with pytest.raises(ValueError, match=r"no layer named \['nope'\]"):
+        inspect.get_outputs(model, x, "nope")
