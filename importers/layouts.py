@@ -6,7 +6,7 @@ naming the expected and received shapes. The Keras layout (Keras 2/3, jrnn):
 | layer | kernel | recurrent kernel | bias | gates |
 |---|---|---|---|---|
 | LSTM | ``(in, 4u)`` | ``(u, 4u)`` | ``(4u,)`` | i, f, c, o |
-| GRU reset_after=True | ``(in, 3u)`` | ``(u, 3u)`` | ``(2, 3u)`` (input row, recurrent row) | z, r, h |
+| GRU reset_after=True | ``(in, 3u)`` | ``(u, 3u)`` | ``(2, 3u)`` (input, recurrent) | z, r, h |
 | GRU reset_after=False | ``(in, 3u)`` | ``(u, 3u)`` | ``(3u,)`` | z, r, h |
 | SimpleRNN | ``(in, u)`` | ``(u, u)`` | ``(u,)`` | — |
 
@@ -116,7 +116,7 @@ def keras1_lstm_to_keras(weights: Sequence[np.ndarray]) -> Arrays:
 
 
 def keras1_gru_to_keras(weights: Sequence[np.ndarray]) -> Arrays:
-    """Keras 1 GRU's 9 arrays ``W_z,U_z,b_z, W_r,U_r,b_r, W_h,U_h,b_h`` -> GRU(reset_after=False)."""
+    """Keras 1 GRU's 9 arrays ``W_z,U_z,b_z, W_r,U_r,b_r, W_h,U_h,b_h`` -> GRU (reset-before)."""
     if len(weights) != 9:
         raise ValueError(f"Keras 1 GRU: expected 9 arrays; received {len(weights)}.")
     w = [np.asarray(a) for a in weights]

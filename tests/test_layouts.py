@@ -125,7 +125,7 @@ def test_keras1_lstm_and_gru_per_gate():
         ys.append(h)
     assert_close(layer(x), np.stack(ys, 1), time=T)
     g9 = [_rand(*s, seed=n) for n, s in enumerate([(F, U), (U, U), (U,)] * 3)]
-    k, rk, b = layouts.keras1_gru_to_keras(g9)
+    k, _, b = layouts.keras1_gru_to_keras(g9)
     assert k.shape == (F, 3 * U) and b.shape == (3 * U,)
     np.testing.assert_array_equal(k[:, U : 2 * U], g9[3])
     with pytest.raises(ValueError, match=r"expected 12 arrays; received 3"):
