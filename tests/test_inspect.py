@@ -109,7 +109,7 @@ def test_gate_gradients_and_gradients_over_time_equal_tf():
     assert_close(norms, np.sqrt((k_x**2).sum(-1)))
     out_grad = inspect.get_gradients(layer, x, wrt="outputs")
     assert_close(out_grad, 2 * np.asarray(layer(x)))
-    with pytest.raises(ValueError, match=r"`wrt` must be 'weights' or 'outputs'"):
+    with pytest.raises(ValueError, match=r"`wrt` must be 'weights', 'outputs' or a list"):
         inspect.get_gradients(layer, x, wrt="states")
 
 
@@ -146,3 +146,25 @@ def test_get_outputs_one_pass():
     assert type(model.encoder) is jrnn.LSTM  # restored
     with pytest.raises(ValueError, match=r"no layer named \['nope'\]"):
         inspect.get_outputs(model, x, "nope")
+
+
+def test_gradients_wrt_layer_outputs_per_timestep_equal_tf():
+    enc, kenc = make_pair({"kind": "lstm", "units": U}, F, batch=B, time=T, return_sequences=True)
+    head, khead = make_pair({"kind": "gru", "units": 3}, U, batch=B, time=T, seed=1)
+
+    class Model(nnx.Module):
+        def __init__(self):
+            self.encoder, self.head = enc, head
+
+        def __call__(self, x):
+            return self.head(self.encoder(x))
+
+    x = random_inputs(B, T, F)
+    with tf.GradientTape() as tape:
+        h = kenc(tf.constant(x))
+        tape.watch(h)
+        loss = tf.reduce_sum(tf.square(khead(h)))
+    expected = tape.gradient(loss, h).numpy()
+    grads = inspect.get_gradients(Model(), x, wrt=["encoder"])
+    assert grads["encoder"].shape == (B, T, U)
+    assert_close(grads["encoder"], expected)

@@ -1,0 +1,111 @@
+"""importers.load_weights: Keras 3 (.keras, .weights.h5, legacy .h5) and tf_keras .h5 files
+made at test time load into jrnn modules that then give Keras' outputs."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tf_keras
+from flax import nnx
+
+import importers
+import jrnn
+from tests.helpers import assert_close
+from tests.keras_twins import random_inputs
+
+B, T, F = 2, 6, 3
+# Legacy .h5 saving is what this test is about; Keras warns that it is legacy.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:You are saving your model as an HDF5 file:UserWarning"
+)
+FILES = {
+    ".keras": "m.keras",
+    ".weights.h5": "m.weights.h5",
+    "legacy.h5": "m.h5",
+    "tf_keras.h5": "m.h5",
+    "tf_keras.weights.h5": "w.h5",
+}
+
+
+def _keras_model(lib):
+    inp = lib.Input((T, F))
+    x = lib.layers.Bidirectional(lib.layers.LSTM(4, return_sequences=True), name="bi")(inp)
+    x = lib.layers.RNN(
+        [lib.layers.LSTMCell(3), lib.layers.GRUCell(2), lib.layers.LSTMCell(2)],
+        return_sequences=True,
+        name="stack",
+    )(x)
+    x = lib.layers.GRU(3, reset_after=False, return_sequences=True, name="gru")(x)
+    x = lib.layers.TimeDistributed(lib.layers.Dense(2), name="td")(x)
+    return lib.Model(inp, x)
+
+
+def _jrnn_model():
+    rngs = nnx.Rngs(0)
+    bi = jrnn.Bidirectional(jrnn.LSTM(4, F, return_sequences=True, rngs=rngs), rngs=rngs)
+    stack = jrnn.RNN(
+        [
+            jrnn.LSTMCell(3, 8, rngs=rngs),
+            jrnn.GRUCell(2, 3, rngs=rngs),
+            jrnn.LSTMCell(2, 2, rngs=rngs),
+        ],
+        return_sequences=True,
+    )
+    gru = jrnn.GRU(3, 2, reset_after=False, return_sequences=True, rngs=rngs)
+    td = jrnn.TimeDistributed(nnx.Linear(3, 2, rngs=rngs))
+    layers = {"bi": bi, "stack": stack, "gru": gru, "td": td}
+
+    def run(x):
+        return td(gru(stack(bi(x))))
+
+    return layers, run
+
+
+@pytest.mark.parametrize(
+    "fmt", [".keras", ".weights.h5", "legacy.h5", "tf_keras.h5", "tf_keras.weights.h5"]
+)
+def test_load_weights_formats(fmt, tmp_path):
+    lib = tf_keras if fmt.startswith("tf_keras") else keras
+    model = _keras_model(lib)
+    for w in model.weights:  # random asymmetric weights, not the initial ones
+        w.assign(
+            np.random.default_rng(abs(hash(w.name)) % 2**32)
+            .standard_normal(w.shape)
+            .astype("float32")
+            * 0.4
+        )
+    path = str(tmp_path / FILES[fmt])
+    if fmt in (".weights.h5", "tf_keras.weights.h5"):
+        model.save_weights(path)
+    else:
+        model.save(path)
+    layers, run = _jrnn_model()
+    assert sorted(importers.load_weights(layers, path)) == ["bi", "gru", "stack", "td"]
+    x = random_inputs(B, T, F)
+    assert_close(run(x), np.asarray(model(x)), time=T)
+
+
+def test_load_weights_errors(tmp_path):
+    model = _keras_model(keras)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    layers, _ = _jrnn_model()
+    before = np.asarray(layers["gru"].cell.kernel[...]).copy()
+    wrong = {"gru": jrnn.GRU(4, 2, reset_after=False, rngs=nnx.Rngs(0)), **{"bi": layers["bi"]}}
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'gru' weight 0: expected shape \(2, 12\), "
+        r"received \(2, 9\)",
+    ):
+        importers.load_weights(wrong, path)
+    with pytest.raises(ValueError, match=r"no layer named 'nope'"):
+        importers.load_weights({"nope": layers["gru"]}, path)
+    np.testing.assert_array_equal(np.asarray(layers["gru"].cell.kernel[...]), before)
+    assert importers.load_weights(
+        {"nope": layers["gru"], "gru": layers["gru"]}, path, strict=False
+    ) == ["gru"]
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    with pytest.raises(ValueError, match=r"not a readable HDF5 or .keras file"):
+        importers.load_weights(layers, str(bad))
