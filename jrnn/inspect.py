@@ -8,6 +8,7 @@ SimpleRNN and IndRNN one ungated block ``""``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import jax
@@ -101,6 +102,12 @@ def get_activations(layer: Any, x: Any, *, mask: Any = None, initial_state: Any 
     carried state is what the mask keeps).
     """
     if isinstance(layer, Bidirectional):
+        if initial_state is not None:
+            raise ValueError(
+                "get_activations: `initial_state` for a Bidirectional layer is not supported; "
+                "expected None (call it on `layer.forward_layer` / `layer.backward_layer`); "
+                "received a value."
+            )
         return {
             "forward": get_activations(layer.forward_layer, x, mask=mask),
             "backward": get_activations(layer.backward_layer, x, mask=mask),
@@ -134,10 +141,13 @@ def gradients_over_time(layer: Any, x: Any, *, loss=None, mask: Any = None) -> j
 
 
 def get_gradients(
-    model: nnx.Module, x: Any, y: Any = None, *, loss=None, wrt: str = "weights", **call_kwargs: Any
+    model: nnx.Module, x: Any, y: Any = None, *, loss=None, wrt: Any = "weights", **call_kwargs: Any
 ) -> Any:
     """Gradients of a loss w.r.t. the model's weights (``wrt="weights"``; an ``nnx.State``
-    shaped like the parameters) or w.r.t. its output (``wrt="outputs"``).
+    shaped like the parameters), w.r.t. its output (``wrt="outputs"``), or w.r.t. the
+    outputs of named sub-layers (``wrt=["enc", ...]``; ``{name: gradient}`` shaped like
+    each output, e.g. ``(batch, time, units)`` per timestep for ``return_sequences``
+    layers: a zero perturbation is added to each output and differentiated).
 
     ``loss(y_pred, y)`` defaults to the mean squared error when ``y`` is given, else the sum
     of squares of the output. Per gate: pass the weights' gradient state through
@@ -159,7 +169,38 @@ def get_gradients(
     if wrt == "outputs":
         out = first(model(x, **call_kwargs))
         return jax.grad(lambda o: loss(o, y))(out)
-    raise ValueError(f"get_gradients: `wrt` must be 'weights' or 'outputs'; received {wrt!r}.")
+    if isinstance(wrt, (list, tuple)):
+        names = list(wrt)
+        shapes = get_outputs(model, x, names, **call_kwargs)
+
+        def f(eps):
+            with _hooked(
+                model, names, lambda name, out: jax.tree_util.tree_map(jnp.add, out, eps[name])
+            ):
+                return loss(first(model(x, **call_kwargs)), y)
+
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, shapes)
+        return jax.grad(f)(zeros)
+    raise ValueError(
+        "get_gradients: `wrt` must be 'weights', 'outputs' or a list of layer names; "
+        f"received {wrt!r}."
+    )
+
+
+def gradient_norms_over_time(
+    model: nnx.Module, x: Any, layer: str, y: Any = None, *, loss=None, **call_kwargs: Any
+) -> jax.Array:
+    """``(batch, time)`` L2 norms over units of d loss / d h_t, where ``h_t`` is the
+    per-timestep output of the named ``return_sequences`` sub-layer ``layer`` (see
+    :func:`get_gradients` with ``wrt=[layer]``): vanishing/exploding gradient diagnosis."""
+    g = get_gradients(model, x, y, loss=loss, wrt=[layer], **call_kwargs)[layer]
+    g = g[0] if isinstance(g, tuple) else g
+    if g.ndim < 3:
+        raise ValueError(
+            f"gradient_norms_over_time: layer {layer!r} must return sequences, expected an "
+            f"output of shape (batch, time, ...); received shape {tuple(g.shape)}."
+        )
+    return jnp.sqrt(jnp.sum(jnp.square(g).reshape(*g.shape[:2], -1), axis=-1))
 
 
 def gate_gradients(layer: Any, x: Any, y: Any = None, *, loss=None, **call_kwargs: Any) -> Any:
@@ -179,40 +220,56 @@ def get_outputs(model: nnx.Module, x: Any, layers: Any, **call_kwargs: Any) -> d
     classes are swapped for recording subclasses during the call and restored afterwards.
     """
     names = [layers] if isinstance(layers, str) else list(layers)
+    captured: dict[str, Any] = {}
+
+    def record(name, out):
+        captured[name] = out
+        return out
+
+    with _hooked(model, names, record):
+        model(x, **call_kwargs)
+    return captured
+
+
+def _find(model: nnx.Module, names: list[str]) -> dict[str, nnx.Module]:
     found: dict[str, nnx.Module] = {}
     available = []
     for path, module in nnx.iter_graph(model):
-        if not isinstance(module, nnx.Module) or not path:
+        if not isinstance(module, nnx.Module):
             continue
         key = "/".join(map(str, path))
         label = getattr(module, "name", None)
-        available.append(label or key)
+        available.append(label or key or "(model)")
         for name in names:
             if name in (key, label):
                 found.setdefault(name, module)
     missing = [n for n in names if n not in found]
     if missing:
         raise ValueError(f"get_outputs: no layer named {missing}; available: {available}.")
-    captured: dict[str, Any] = {}
+    return found
+
+
+@contextlib.contextmanager
+def _hooked(model: nnx.Module, names: list[str], hook):
+    """Swap the named sub-layers' classes for subclasses whose ``__call__`` returns
+    ``hook(name, output)``; restored on exit, also on exceptions."""
+    found = _find(model, names)
     swapped = []
     try:
         for name, module in found.items():
             cls = type(module)
 
             def __call__(self, *args, _name=name, _cls=cls, **kwargs):
-                out = _cls.__call__(self, *args, **kwargs)
-                captured[_name] = out
-                return out
+                return hook(_name, _cls.__call__(self, *args, **kwargs))
 
             object.__setattr__(
                 module, "__class__", type(cls.__name__, (cls,), {"__call__": __call__})
             )
             swapped.append((module, cls))
-        model(x, **call_kwargs)
+        yield
     finally:
         for module, cls in swapped:
             object.__setattr__(module, "__class__", cls)
-    return captured
 
 
 def detect_nans(data: Any, include_inf: bool = True) -> str | None:
@@ -278,6 +335,7 @@ __all__ = [
     "get_gradients",
     "get_outputs",
     "get_rnn_weights",
+    "gradient_norms_over_time",
     "gradients_over_time",
     "summary",
     "weights_norm",

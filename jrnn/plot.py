@@ -154,6 +154,11 @@ def rnn_heatmap(
                     ax.axvline(g * step - 0.5, color="black", linewidth=gate_sep_width)
                 ax.set_xticks([step * (g + 0.5) - 0.5 for g in range(len(labels))])
                 ax.set_xticklabels(labels, fontsize=8)
+            if width == 1:  # 1-D recurrent kernel (IndRNN): a narrow strip
+                ax.set_box_aspect(None)
+                ax.set_aspect(0.25 * m.shape[0] / max(m.shape[0], 1), adjustable="box")
+                ax.set_xticks([0])
+                ax.set_xticklabels(["diag"], fontsize=8)
             ax.set_ylabel("Channel units" if name == "kernel" else "Hidden units")
             ax.set_title(f"{title} {name.upper()}".strip(), fontsize=9)
             fig.colorbar(image, ax=ax)
@@ -164,11 +169,21 @@ def rnn_heatmap(
                 ax.axis("off")
                 continue
             bias = np.atleast_2d(np.asarray(bias))
-            image = ax.imshow(bias, cmap=cmap, aspect="auto", interpolation="nearest")
+            bias = np.abs(bias) if absolute_value else bias
+            if norm == "auto" and not (absolute_value or normalize):
+                bmax = float(np.nanmax(np.abs(bias))) or 1.0
+                bmin = -bmax
+            else:
+                bmin, bmax = (None, None) if norm == "auto" else (vmin, vmax)
+            image = ax.imshow(
+                bias, cmap=cmap, vmin=bmin, vmax=bmax, aspect="auto", interpolation="nearest"
+            )
             if len(labels) > 1 and bias.shape[1] % len(labels) == 0:
                 step = bias.shape[1] // len(labels)
                 for g in range(1, len(labels)):
                     ax.axvline(g * step - 0.5, color="black", linewidth=gate_sep_width)
+                ax.set_xticks([step * (g + 0.5) - 0.5 for g in range(len(labels))])
+                ax.set_xticklabels(labels, fontsize=8)
             ax.set_yticks(range(bias.shape[0]))
             ax.set_yticklabels(
                 ["input", "recurrent"][: bias.shape[0]] if bias.shape[0] == 2 else [""]

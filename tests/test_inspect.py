@@ -168,3 +168,40 @@ def test_gradients_wrt_layer_outputs_per_timestep_equal_tf():
     grads = inspect.get_gradients(Model(), x, wrt=["encoder"])
     assert grads["encoder"].shape == (B, T, U)
     assert_close(grads["encoder"], expected)
+    norms = inspect.gradient_norms_over_time(Model(), x, "encoder")
+    assert_close(norms, np.sqrt((expected**2).sum(-1)))
+    with pytest.raises(ValueError, match="must return sequences"):
+        inspect.gradient_norms_over_time(Model(), x, "head")
+
+
+def test_gru_reset_before_simple_rnn_and_stack_activations_equal_hand_computation():
+    rngs = nnx.Rngs(0)
+    gru = jrnn.GRU(U, F, reset_after=False, return_sequences=True, rngs=rngs)
+    simple = jrnn.SimpleRNN(U, F, return_sequences=True, rngs=rngs)
+    stack = jrnn.RNN([jrnn.SimpleRNNCell(U, F, rngs=rngs), jrnn.SimpleRNNCell(3, U, rngs=rngs)])
+    for n, m in enumerate((gru, simple, stack)):
+        randomize(m, 4 + n)
+    x = random_inputs(B, T, F)
+    acts, w = inspect.get_activations(gru, x), inspect.get_rnn_weights(gru)
+    k, rk, b = w["kernel"], w["recurrent_kernel"], w["bias"]
+    h = np.zeros((B, U), np.float32)
+    for t in range(3):
+        xz = x[:, t] @ k + b
+        z = _sigmoid(xz[:, :U] + h @ rk[:, :U])
+        r = _sigmoid(xz[:, U : 2 * U] + h @ rk[:, U : 2 * U])
+        hh = np.tanh(xz[:, 2 * U :] + (r * h) @ rk[:, 2 * U :])
+        h = z * h + (1 - z) * hh
+        for name, value in (("z", z), ("r", r), ("h_tilde", hh), ("h", h)):
+            assert_close(acts[name][:, t], value)
+    acts, w = inspect.get_activations(simple, x), inspect.get_rnn_weights(simple)
+    h = np.zeros((B, U), np.float32)
+    for t in range(3):
+        h = np.tanh(x[:, t] @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"])
+        assert_close(acts["h"][:, t], h)
+    acts, ws = inspect.get_activations(stack, x), inspect.get_rnn_weights(stack)
+    h0, h1 = np.zeros((B, U), np.float32), np.zeros((B, 3), np.float32)
+    for t in range(3):
+        h0 = np.tanh(x[:, t] @ ws[0]["kernel"] + h0 @ ws[0]["recurrent_kernel"] + ws[0]["bias"])
+        h1 = np.tanh(h0 @ ws[1]["kernel"] + h1 @ ws[1]["recurrent_kernel"] + ws[1]["bias"])
+        assert_close(acts[0]["h"][:, t], h0)
+        assert_close(acts[1]["h"][:, t], h1)
