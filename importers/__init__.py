@@ -7,7 +7,8 @@ built. Rebuilding whole models from their config is the open part of the importe
 """
 
 from importers import layouts as layouts
+from importers.model import load as load
 from importers.weights import keras_params as keras_params
 from importers.weights import load_weights as load_weights
 
-__all__ = ["keras_params", "layouts", "load_weights"]
+__all__ = ["keras_params", "layouts", "load", "load_weights"]

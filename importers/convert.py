@@ -80,11 +80,38 @@ def _embedding(config, arrays, in_shape):
     return m
 
 
+def _inner(layer_cfg: dict, arrays: list):
+    cls = layer_cfg["class_name"]
+    if cls not in CONVERTERS:
+        raise ValueError(f"wrapped layer class {cls!r} has no jrnn converter")
+    return CONVERTERS[cls](layer_cfg["config"], arrays, (arrays[0].shape[0],) if arrays else ())
+
+
+def _bidirectional(config, arrays, in_shape):
+    """Keras order: forward weights then backward weights (equal halves)."""
+    half = len(arrays) // 2
+    fwd = _inner(config["layer"], arrays[:half])
+    bcfg = config.get("backward_layer")
+    if bcfg is None:
+        inner = dict(config["layer"]["config"])
+        inner["go_backwards"] = not inner.get("go_backwards", False)
+        inner["name"] = "backward_" + str(inner.get("name"))
+        bcfg = {"class_name": config["layer"]["class_name"], "config": inner}
+    bwd = _inner(bcfg, arrays[half:])
+    return jrnn.Bidirectional(fwd, config.get("merge_mode", "concat"), bwd, name=config.get("name"))
+
+
+def _time_distributed(config, arrays, in_shape):
+    return jrnn.TimeDistributed(_inner(config["layer"], arrays), name=config.get("name"))
+
+
 CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "SimpleRNN": _rnn(jrnn.SimpleRNN),
     "GRU": _rnn(jrnn.GRU),
     "LSTM": _rnn(jrnn.LSTM),
     "Dense": _dense,
+    "Bidirectional": _bidirectional,
+    "TimeDistributed": _time_distributed,
     "Embedding": _embedding,
     "Masking": lambda c, a, s: core.Masking(c.get("mask_value", 0.0), name=c.get("name")),
     "Activation": lambda c, a, s: core.Activation(c["activation"], name=c.get("name")),

@@ -48,7 +48,15 @@ def _in_features(arrays: list) -> tuple[int, ...]:
 class ImportedModel(nnx.Module):
     """A Keras model rebuilt in jrnn; call as the Keras model; ``layers[name]`` by Keras name."""
 
-    def __init__(self, config: dict, weights: Callable[[str], list], custom_layers: dict):
+    def __init__(
+        self,
+        config: dict,
+        weights: Callable[[str], list],
+        custom_layers: dict,
+        keras_major: int = 3,
+    ):
+        if keras_major < 3:
+            config = _keras2_activations(config)
         cfg = config.get("config", config)
         self.name = cfg.get("name")
         layers: dict[str, Any] = {}
@@ -120,6 +128,18 @@ class ImportedModel(nnx.Module):
         )
 
 
+def _keras2_activations(obj: Any) -> Any:
+    """Keras 1/2 ``hard_sigmoid`` is ``clip(0.2x + 0.5)``: rename to jrnn's Keras 2 variant."""
+    if isinstance(obj, dict):
+        return {
+            k: ("keras2_hard_sigmoid" if v == "hard_sigmoid" else _keras2_activations(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_keras2_activations(v) for v in obj]
+    return obj
+
+
 def _merge_masks(masks, vals):
     if all(m is None for m in masks):
         return None
@@ -133,7 +153,9 @@ def _merge_masks(masks, vals):
 def _apply(layer, x, mask, training):
     import jrnn
 
-    if isinstance(layer, jrnn.RNN):
+    if isinstance(layer, jrnn.TimeDistributed):
+        return layer(x, mask=mask, training=training), mask
+    if isinstance(layer, (jrnn.RNN, jrnn.Bidirectional)):
         y = layer(x, mask=mask, training=training)
         return y, (mask if layer.return_sequences else None)
     y = layer(x, training=training)
@@ -147,14 +169,40 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
     custom_layers = custom_layers or {}
     if hasattr(source, "get_config") and hasattr(source, "get_layer"):
         config = {"class_name": type(source).__name__, "config": source.get_config()}
+        major = 2 if type(source).__module__.startswith(("tf_keras", "keras.src.engine")) else 3
         return ImportedModel(
-            config, lambda n: [w for w in source.get_layer(n).get_weights()], custom_layers
+            config, lambda n: list(source.get_layer(n).get_weights()), custom_layers, major
         )
-    from importers._files import read_keras_file
-
+    try:
+        from importers._files import read_keras_file
+    except ImportError:
+        return _load_legacy_h5(str(source), custom_layers)
     kf = read_keras_file(source)
     return ImportedModel(
         kf.model_config,
         lambda n: list(kf.layer_weights[n].arrays) if n in kf.layer_weights else [],
         custom_layers,
     )
+
+
+def _load_legacy_h5(path: str, custom_layers: dict) -> ImportedModel:
+    """Legacy ``.h5`` (tf_keras or Keras 3 ``save(..., .h5)``): JSON config + weight groups."""
+    import json
+
+    from importers.weights import _legacy_arrays, _open
+
+    with _open(path) as root:
+        raw = root.attrs.get("model_config")
+        if raw is None:
+            raise ValueError(f"{path}: no model_config attribute (a weights-only file?).")
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        version = root.attrs.get("keras_version", b"3")
+        version = version.decode() if isinstance(version, bytes) else str(version)
+        cache: dict[str, list] = {}
+
+        def weights(name: str) -> list:
+            if name not in cache:
+                cache[name] = _legacy_arrays(root, name, path) or []
+            return cache[name]
+
+        return ImportedModel(config, weights, custom_layers, int(version.split(".")[0]))

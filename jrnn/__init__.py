@@ -25,14 +25,20 @@ from jrnn.cells import SimpleRNNCell as SimpleRNNCell
 from jrnn.cells import StackedRNNCells as StackedRNNCells
 from jrnn.layers import GRU as GRU
 from jrnn.layers import LSTM as LSTM
+from jrnn.layers import Activation as Activation
 from jrnn.layers import Bidirectional as Bidirectional
+from jrnn.layers import Concatenate as Concatenate
 from jrnn.layers import ConvLSTM as ConvLSTM
 from jrnn.layers import ConvLSTM1D as ConvLSTM1D
 from jrnn.layers import ConvLSTM2D as ConvLSTM2D
 from jrnn.layers import ConvLSTM3D as ConvLSTM3D
 from jrnn.layers import CuDNNGRU as CuDNNGRU
 from jrnn.layers import CuDNNLSTM as CuDNNLSTM
+from jrnn.layers import Dense as Dense
+from jrnn.layers import Dropout as Dropout
+from jrnn.layers import Embedding as Embedding
 from jrnn.layers import IndRNN as IndRNN
+from jrnn.layers import Masking as Masking
 from jrnn.layers import SimpleRNN as SimpleRNN
 from jrnn.layers import TimeDistributed as TimeDistributed
 from jrnn.rnn import RNN as RNN
@@ -48,7 +54,9 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Activation",
     "Bidirectional",
+    "Concatenate",
     "ConvLSTM",
     "ConvLSTM1D",
     "ConvLSTM2D",
@@ -59,10 +67,14 @@ __all__ = [
     "CuDNNLSTM",
     "CuDNNLSTMCell",
     "DTypePolicy",
+    "Dense",
+    "Dropout",
+    "Embedding",
     "GRUCell",
     "IndRNN",
     "IndRNNCell",
     "LSTMCell",
+    "Masking",
     "RNNCellBase",
     "RNNResult",
     "RNNState",
