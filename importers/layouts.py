@@ -1,296 +1,1365 @@
-"""Gate-layout conversions between Keras (jrnn's layout) and the layouts found in the wild.
+"""Gate-layout conversions between Keras (jrnn's layout) and every layout found in the wild.
 
-Pure NumPy on bare arrays; every function returns new arrays and raises ``ValueError``
-naming the expected and received shapes. The Keras layout (Keras 2/3, jrnn):
+Pure NumPy on bare arrays: no jax, keras, tensorflow or torch import. Every function
+validates its inputs once, raises ``ValueError`` naming the weight, the expected and the
+received shape, returns new arrays (never views of its inputs) and keeps the dtype.
 
-| layer | kernel | recurrent kernel | bias | gates |
-|---|---|---|---|---|
-| LSTM | ``(in, 4u)`` | ``(u, 4u)`` | ``(4u,)`` | i, f, c, o |
-| GRU reset_after=True | ``(in, 3u)`` | ``(u, 3u)`` | ``(2, 3u)`` (input, recurrent) | z, r, h |
-| GRU reset_after=False | ``(in, 3u)`` | ``(u, 3u)`` | ``(3u,)`` | z, r, h |
-| SimpleRNN | ``(in, u)`` | ``(u, u)`` | ``(u,)`` | — |
+**Canonical layout** (Keras 2/3 and jrnn; ``u`` = units, ``in`` = input features; gate
+blocks are contiguous column slices of the last axis):
 
-Other layouts (sources in ``../shared/reference/keras-rnn-facts.md`` §3.5 and §4):
+=====================  ============  ================  ===============================  =======
+layer                  kernel        recurrent_kernel  bias                             gates
+=====================  ============  ================  ===============================  =======
+LSTM                   ``(in, 4u)``  ``(u, 4u)``       ``(4u,)``                        i f c o
+GRU reset_after=True   ``(in, 3u)``  ``(u, 3u)``       ``(2, 3u)`` row 0 input, 1 rec.  z r h
+GRU reset_after=False  ``(in, 3u)``  ``(u, 3u)``       ``(3u,)`` (input side only)      z r h
+SimpleRNN              ``(in, u)``   ``(u, u)``        ``(u,)``                         --
+=====================  ============  ================  ===============================  =======
 
-* Keras 2 CuDNNLSTM/CuDNNGRU: per-gate cuDNN matrices stored row-major in Keras-shaped
-  slots, biases doubled (``(8u,)``/``(6u,)``); Keras 2's ``_convert_rnn_weights`` rules.
-* Keras 1 per-gate weights: LSTM stored i, c, f, o as ``W_*, U_*, b_*``; GRU z, r, h
-  (reset-before maths).
-* PyTorch ``nn.LSTM`` (i, f, g, o; ``weight_ih (4u, in)``, ``weight_hh``, two biases),
-  ``nn.GRU`` (r, z, n; reset-after maths), ``nn.RNN``.
-* Flax NNX ``OptimizedLSTMCell`` (identical to Keras LSTM) and linen ``GRUCell``
-  (r, z, n per-gate dense params with ``b_hn``).
+**Other layouts** (facts with sources: ``shared/reference/keras-rnn-facts.md`` §3.5, §4).
+Gate letters are Keras' throughout: torch/Flax ``g`` and TF1 ``j`` are Keras ``c``; torch/Flax
+``n`` is Keras ``h``; TF1 GRU ``u`` is Keras ``z``.
+
+======================================  ==========================================  ==========
+source (where the layout is defined)    arrays                                      gates
+======================================  ==========================================  ==========
+Keras 2 ``CuDNNLSTM`` (keras 2.2.4       kernel ``(in, 4u)``: each gate's cuDNN     i f c o
+``keras/layers/cudnn_recurrent.py``;     ``(u, in)`` matrix row-major in an
+``_convert_rnn_weights`` in              ``(in, u)`` slot; recurrent ``(u, 4u)``
+``engine/saving.py``, tf_keras           per gate transposed; bias ``(8u,)`` =
+``saving/legacy/hdf5_format.py``)        input biases then recurrent biases
+Keras 2 ``CuDNNGRU`` (same files)        as CuDNNLSTM with 3 gates; bias ``(6u,)``  z r h
+                                         = input then recurrent (reset-after maths)
+Keras 1 LSTM (keras 1.2.2                12 arrays ``W_*, U_*, b_*`` stored in      i c f o
+``layers/recurrent.py``)                 order i, c, f, o; names ``<layer>_W_i``...
+Keras 1 GRU (same)                       9 arrays ``W_z,U_z,b_z, W_r,..., b_h``     z r h
+                                         (reset-before maths)
+Keras 1 SimpleRNN; LSTM/GRU with         3 arrays ``W, U, b`` already in Keras      --
+``consume_less='gpu'``                   layout
+PyTorch ``nn.LSTM`` (torch.nn.RNNBase)   ``weight_ih (4u, in)``, ``weight_hh        i f c o
+                                         (4u, u)``, ``bias_ih``, ``bias_hh (4u,)``
+PyTorch ``nn.GRU``                       ``(3u, in)``, ``(3u, u)``, two biases;     r z h
+                                         reset-after maths
+PyTorch ``nn.RNN`` (tanh or relu)        ``(u, in)``, ``(u, u)``, two biases        --
+Flax linen ``LSTMCell`` and              ``ii, if, ig, io``: ``{kernel (in, u)}``;  i f c o
+``OptimizedLSTMCell``                    ``hi, hf, hg, ho``: ``{kernel (u, u),
+(``flax/linen/recurrent.py``)            bias (u,)}``
+Flax nnx ``LSTMCell``                    as linen, attribute ``if_`` for ``if``     i f c o
+(``flax/nnx/nn/recurrent.py``)
+Flax nnx ``OptimizedLSTMCell``           ``dense_i.kernel (in, 4u)``,               i f c o
+                                         ``dense_h.kernel (u, 4u)``, ``dense_h.bias``
+                                         = the Keras LSTM layout
+Flax linen ``GRUCell``                   ``ir, iz, in``: kernel + bias; ``hr, hz``: r z h
+                                         kernel; ``hn``: kernel + bias
+Flax nnx ``GRUCell``                     ``dense_i.kernel (in, 3u)``, ``dense_i.biasr z h
+                                         (3u,)``, ``dense_h.kernel (u, 3u)``; no
+                                         recurrent bias (google/flax#5594)
+Flax linen / nnx ``SimpleCell``          linen ``i`` (kernel, bias), ``h`` (kernel);--
+                                         nnx ``dense_i``, ``dense_h``
+TF1 ``LSTMCell`` / ``BasicLSTMCell``     ``kernel (in + u, 4u)`` on ``[x, h]``,     i c f o
+(``tensorflow/python/keras/layers/       ``bias (4u,)``; ``forget_bias`` added at
+legacy_rnn/rnn_cell_impl.py``)           run time, not stored
+TF1 ``GRUCell`` (same file)              ``gates/kernel (in + u, 2u)`` (r, z),      r z | h
+                                         ``gates/bias (2u,)``, ``candidate/kernel
+                                         (in + u, u)``, ``candidate/bias (u,)``;
+                                         reset-before maths
+TF1 ``BasicRNNCell`` (same file)         ``kernel (in + u, u)``, ``bias (u,)``      --
+======================================  ==========================================  ==========
+
+**Not representable** (the converters raise ``ValueError`` saying why): GRU
+``reset_after=False`` into any reset-after layout (cuDNN, PyTorch, Flax) and
+``reset_after=True`` into a reset-before one (Keras 1, TF1): the reset gate multiplies
+``h`` before the recurrent matmul in one and ``h @ U_h + b`` after it in the other, and no
+weights make the two equal (Keras 2 refuses this too); Keras GRU with a non-zero recurrent
+candidate bias into Flax nnx ``GRUCell``; PyTorch LSTM ``proj_size``. TF1 ``LSTMCell``
+peepholes (``w_f_diag`` ...), ``num_proj`` and ``cell_clip`` are not read here (Keras has
+no equivalent).
+
+Example:
+    >>> import numpy as np
+    >>> from importers import layouts
+    >>> k, rk, b = np.ones((3, 20)), np.ones((5, 20)), np.ones(20)
+    >>> w_ih, w_hh, b_ih, b_hh = layouts.keras_lstm_to_torch(k, rk, b)
+    >>> w_ih.shape, w_hh.shape, b_ih.shape, float(b_hh.sum())
+    ((20, 3), (20, 5), (20,), 0.0)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 Arrays = tuple[np.ndarray, ...]
+Order = str | Sequence[str]
+
+KERAS_LSTM_GATES = "ifco"
+"""Keras LSTM gate order (input, forget, cell candidate, output); also cuDNN, PyTorch, Flax."""
+KERAS_GRU_GATES = "zrh"
+"""Keras GRU gate order (update, reset, candidate); also Keras 1 and Keras 2 CuDNNGRU."""
+KERAS1_LSTM_GATES = "icfo"
+"""Keras 1 LSTM storage order of the per-gate arrays; TF1 LSTMCell's ``i, j, f, o`` too."""
+TORCH_GRU_GATES = "rzh"
+"""PyTorch ``nn.GRU``, Flax ``GRUCell`` and cuDNN order (reset, update, new)."""
+
+_GATE_COUNT = {"lstm": 4, "gru": 3, "simple_rnn": 1}
+_CLASS = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
+
+_RESET_BEFORE_MATHS = (
+    "GRU(reset_after=False) applies the reset gate to h before the recurrent matmul, "
+    "tanh(x W_h + b_h + (r * h) U_h), while {target} applies it after, "
+    "tanh(x W_h + b_h + r * (h U_h + b_hh)); no choice of weights makes the two equal "
+    "(Keras 2's loader refuses this conversion too: '... is not compatible with ...')"
+)
 
 
-def _check(array: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
-    a = np.asarray(array)
-    if a.shape != tuple(shape):
-        raise ValueError(f"{what}: expected shape {tuple(shape)}; received {a.shape}.")
+# ----------------------------------------------------------------------------- helpers
+def _array(value: Any) -> np.ndarray:
+    """NumPy view of an array-like, a torch tensor or a Flax nnx ``Variable`` (duck-typed)."""
+    if hasattr(value, "detach"):  # torch.Tensor
+        value = value.detach().cpu().numpy()
+    elif hasattr(value, "get_value"):  # flax.nnx.Variable
+        value = value.get_value()
+    return np.asarray(value)
+
+
+def _fmt(shape: Sequence[int | str]) -> str:
+    parts = [str(s) for s in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _expect(value: Any, shape: Sequence[int | str], what: str) -> np.ndarray:
+    """``value`` as an array of ``shape``; a ``str`` entry is a named free dimension."""
+    a = _array(value)
+    ok = a.ndim == len(shape) and all(
+        isinstance(s, str) or a.shape[d] == s for d, s in enumerate(shape)
+    )
+    if not ok:
+        raise ValueError(f"{what}: expected shape {_fmt(shape)}; received {a.shape}.")
     return a
 
 
-def reorder_gates(
-    array: np.ndarray, from_order: Sequence[str], to_order: Sequence[str], axis: int = -1
-) -> np.ndarray:
-    """Permute equal gate blocks along ``axis`` from ``from_order`` to ``to_order``."""
-    if sorted(from_order) != sorted(to_order):
-        raise ValueError(f"reorder_gates: {from_order} and {to_order} name different gates.")
-    blocks = np.split(np.asarray(array), len(from_order), axis=axis)
-    index = {g: b for g, b in zip(from_order, blocks)}
-    return np.concatenate([index[g] for g in to_order], axis=axis)
-
-
-def _units(recurrent_kernel: np.ndarray, gates: int, what: str) -> int:
-    rk = np.asarray(recurrent_kernel)
+def _units(recurrent_kernel: Any, gates: int, what: str) -> tuple[np.ndarray, int]:
+    rk = _array(recurrent_kernel)
     if rk.ndim != 2 or rk.shape[1] != gates * rk.shape[0]:
-        raise ValueError(f"{what}: recurrent kernel must be (u, {gates}u); received {rk.shape}.")
-    return rk.shape[0]
+        want = "(units, units)" if gates == 1 else f"(units, {gates} * units)"
+        raise ValueError(f"{what}: expected shape {want}; received {rk.shape}.")
+    return rk, rk.shape[0]
+
+
+def _keras(
+    kind: str,
+    kernel: Any,
+    recurrent_kernel: Any,
+    bias: Any,
+    target: str,
+    reset_after: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validate Keras-layout weights of ``kind`` being converted to ``target``.
+
+    For GRU, ``reset_after`` says which maths ``target`` computes (None: either).
+    """
+    name = _CLASS[kind]
+    n = _GATE_COUNT[kind]
+    rk, u = _units(recurrent_kernel, n, f"Keras {name} recurrent_kernel (to {target})")
+    k = _expect(kernel, ("in", n * u), f"Keras {name} kernel (to {target}, units={u})")
+    b = _array(bias)
+    if kind != "gru":
+        b = _expect(b, (n * u,), f"Keras {name} bias (to {target}, units={u})")
+        return k, rk, b, u
+    if b.shape == (3 * u,) and reset_after is True:
+        raise ValueError(
+            f"Keras GRU(reset_after=False) weights (bias shape {b.shape}) cannot be converted "
+            f"to {target}: " + _RESET_BEFORE_MATHS.format(target=target) + ". Load them into "
+            "a GRU(reset_after=False) (jrnn.GRU or Keras) instead."
+        )
+    if b.shape == (2, 3 * u) and reset_after is False:
+        raise ValueError(
+            f"Keras GRU(reset_after=True) weights (bias shape {b.shape}) cannot be converted "
+            f"to {target}, which computes the reset-before GRU: "
+            + _RESET_BEFORE_MATHS.format(target="GRU(reset_after=True)")
+            + ". Load them into a GRU(reset_after=True) (jrnn.GRU or Keras) instead."
+        )
+    if b.shape not in ((3 * u,), (2, 3 * u)):
+        raise ValueError(
+            f"Keras GRU bias (to {target}, units={u}): expected shape (2, {3 * u}) "
+            f"(reset_after=True) or ({3 * u},) (reset_after=False); received {b.shape}."
+        )
+    return k, rk, b, u
+
+
+def _order(order: Order) -> list[str]:
+    return list(order)
+
+
+def split_gates(array: Any, order: Order, axis: int = -1) -> dict[str, np.ndarray]:
+    """Split ``array`` into equal gate blocks along ``axis``, keyed by gate name.
+
+    Args:
+        array: any shape; ``array.shape[axis]`` must be ``len(order) * units``.
+        order: gate names in the order of the blocks, e.g. ``"ifco"`` or ``["i", "f"]``.
+        axis: the gate axis.
+
+    Returns:
+        ``{gate: block}`` with blocks of ``array.shape[axis] // len(order)`` along ``axis``.
+
+    Example:
+        >>> import numpy as np
+        >>> {g: b.tolist() for g, b in split_gates(np.arange(4), "ab").items()}
+        {'a': [0, 1], 'b': [2, 3]}
+    """
+    a = _array(array)
+    names = _order(order)
+    if len(set(names)) != len(names):
+        raise ValueError(f"split_gates: gate names must be distinct; received {names}.")
+    if a.ndim == 0 or a.shape[axis] % len(names):
+        raise ValueError(
+            f"split_gates: axis {axis} must hold {len(names)} equal gate blocks {names}; "
+            f"received an array of shape {a.shape}."
+        )
+    return dict(zip(names, np.split(a, len(names), axis=axis)))
+
+
+def join_gates(blocks: Mapping[str, Any], order: Order, axis: int = -1) -> np.ndarray:
+    """Concatenate gate blocks along ``axis`` in ``order`` (inverse of :func:`split_gates`).
+
+    Args:
+        blocks: ``{gate: array}``; every gate of ``order`` must be present.
+        order: gate names in the order wanted.
+        axis: the gate axis.
+
+    Returns:
+        A new array holding the blocks of ``order`` along ``axis``.
+    """
+    names = _order(order)
+    missing = [g for g in names if g not in blocks]
+    if missing:
+        raise ValueError(f"join_gates: blocks {sorted(blocks)} lack gates {missing}.")
+    return np.concatenate([_array(blocks[g]) for g in names], axis=axis)
+
+
+def reorder_gates(array: Any, from_order: Order, to_order: Order, axis: int = -1) -> np.ndarray:
+    """Permute the equal gate blocks of ``array`` along ``axis``: the one gate permutation.
+
+    Every converter of this module that reorders gates goes through this function.
+
+    Args:
+        array: any shape; ``array.shape[axis] = len(from_order) * units``.
+        from_order: gate names of the blocks as stored, e.g. ``"icfo"`` (Keras 1 LSTM).
+        to_order: gate names wanted, a permutation of ``from_order``, e.g. ``"ifco"``.
+        axis: the gate axis (``-1`` for kernels ``(in, G*u)`` and biases, ``0`` for
+            PyTorch's ``(G*u, in)`` weights).
+
+    Returns:
+        A new array of the same shape and dtype with the blocks in ``to_order``.
+
+    Example:
+        >>> import numpy as np
+        >>> reorder_gates(np.array([1, 1, 2, 2, 3, 3]), "rzh", "zrh").tolist()
+        [2, 2, 1, 1, 3, 3]
+    """
+    src, dst = _order(from_order), _order(to_order)
+    if sorted(src) != sorted(dst):
+        raise ValueError(
+            f"reorder_gates: to_order {dst} must be a permutation of from_order {src}."
+        )
+    return join_gates(split_gates(array, src, axis), dst, axis)
+
+
+def _per_gate(array: np.ndarray, gates: int, func: Callable[[np.ndarray], np.ndarray]):
+    """Apply ``func`` to each of the ``gates`` column blocks (Keras 2's ``transform_kernels``)."""
+    return np.concatenate([func(b) for b in np.split(array, gates, axis=-1)], axis=-1)
+
+
+def detect_keras_rnn_layout(kind: str, kernel: Any, recurrent_kernel: Any, bias: Any) -> str:
+    """Say which layout three LSTM/GRU arrays are in, from the bias shape as Keras 2 does.
+
+    The rule of Keras 2's ``_convert_rnn_weights`` (units ``u`` from the recurrent kernel):
+    LSTM bias ``(8u,)`` -> ``"cudnn"``, ``(4u,)`` -> ``"keras"``; GRU ``(6u,)`` ->
+    ``"cudnn"``, ``(2, 3u)`` -> ``"keras"`` (reset_after=True), ``(3u,)`` ->
+    ``"keras_reset_before"`` (reset_after=False). ``bias=None`` (``use_bias=False``) is
+    ``"keras"`` for LSTM and raises for GRU, whose maths the bias shape would tell.
+
+    Args:
+        kind: ``"lstm"`` or ``"gru"``.
+        kernel: ``(in, 4u)`` / ``(in, 3u)``.
+        recurrent_kernel: ``(u, 4u)`` / ``(u, 3u)``.
+        bias: see above.
+
+    Returns:
+        ``"cudnn"``, ``"keras"`` or ``"keras_reset_before"``.
+
+    Example:
+        >>> import numpy as np
+        >>> detect_keras_rnn_layout("gru", np.zeros((3, 15)), np.zeros((5, 15)), np.zeros(30))
+        'cudnn'
+    """
+    if kind not in ("lstm", "gru"):
+        raise ValueError(f"detect_keras_rnn_layout: kind must be 'lstm' or 'gru'; got {kind!r}.")
+    n = _GATE_COUNT[kind]
+    name = _CLASS[kind]
+    _, u = _units(recurrent_kernel, n, f"{name} recurrent_kernel")
+    _expect(kernel, ("in", n * u), f"{name} kernel (units={u})")
+    if bias is None:
+        if kind == "gru":
+            raise ValueError(
+                "GRU without bias: the layout (reset_after or not) cannot be told from the "
+                "weights; pass a zero bias of shape (2, 3u) or (3u,)."
+            )
+        return "keras"
+    shape = _array(bias).shape
+    layouts = {(2 * n * u,): "cudnn"}
+    if kind == "lstm":
+        layouts[(n * u,)] = "keras"
+    else:
+        layouts[(2, n * u)] = "keras"
+        layouts[(n * u,)] = "keras_reset_before"
+    if shape not in layouts:
+        expected = ", ".join(f"{_fmt(s)} ({v})" for s, v in layouts.items())
+        raise ValueError(f"{name} bias (units={u}): expected one of {expected}; received {shape}.")
+    return layouts[shape]
 
 
 # ----------------------------------------------------------------------------- CuDNN (Keras 2)
-def cudnn_lstm_to_keras(kernel, recurrent_kernel, bias) -> Arrays:
-    """Keras 2 CuDNNLSTM weights -> LSTM (Keras 2's ``_convert_rnn_weights``)."""
-    u = _units(recurrent_kernel, 4, "CuDNNLSTM")
-    n_in = np.asarray(kernel).shape[0]
-    k = _check(kernel, (n_in, 4 * u), "CuDNNLSTM kernel")
-    b = _check(bias, (8 * u,), "CuDNNLSTM bias")
-    kernel = np.concatenate([blk.T.reshape(blk.shape, order="F") for blk in np.hsplit(k, 4)], 1)
-    recurrent = np.concatenate([blk.T for blk in np.hsplit(np.asarray(recurrent_kernel), 4)], 1)
-    return kernel, recurrent, b[: 4 * u] + b[4 * u :]
+def _cudnn_to_keras(kernel, recurrent_kernel, gates: int, name: str):
+    rk, u = _units(recurrent_kernel, gates, f"{name} recurrent_kernel")
+    k = _expect(kernel, ("in", gates * u), f"{name} kernel (units={u})")
+    # Keras 2: per gate `k.T.reshape(k.shape, order='F')` == the row-major (u, in) cuDNN
+    # matrix transposed; recurrent kernels are transposed per gate.
+    kernel = _per_gate(k, gates, lambda g: g.T.reshape(g.shape, order="F"))
+    return kernel, _per_gate(rk, gates, lambda g: g.T), u
 
 
-def keras_lstm_to_cudnn(kernel, recurrent_kernel, bias) -> Arrays:
-    """LSTM weights -> Keras 2 CuDNNLSTM (bias split in two equal halves, as Keras 2)."""
-    u = _units(recurrent_kernel, 4, "LSTM")
-    k = np.asarray(kernel)
-    b = _check(bias, (4 * u,), "LSTM bias")
-    kernel = np.concatenate([blk.T.reshape(blk.shape, order="C") for blk in np.hsplit(k, 4)], 1)
-    recurrent = np.concatenate([blk.T for blk in np.hsplit(np.asarray(recurrent_kernel), 4)], 1)
-    return kernel, recurrent, np.tile(0.5 * b, 2)
+def _keras_to_cudnn(k: np.ndarray, rk: np.ndarray, gates: int):
+    kernel = _per_gate(k, gates, lambda g: g.T.reshape(g.shape, order="C"))
+    return kernel, _per_gate(rk, gates, lambda g: np.ascontiguousarray(g.T))
 
 
-def cudnn_gru_to_keras(kernel, recurrent_kernel, bias) -> Arrays:
-    """Keras 2 CuDNNGRU weights -> GRU(reset_after=True)."""
-    u = _units(recurrent_kernel, 3, "CuDNNGRU")
-    b = _check(bias, (6 * u,), "CuDNNGRU bias")
-    k = np.asarray(kernel)
-    kernel = np.concatenate([blk.T.reshape(blk.shape, order="F") for blk in np.hsplit(k, 3)], 1)
-    recurrent = np.concatenate([blk.T for blk in np.hsplit(np.asarray(recurrent_kernel), 3)], 1)
-    return kernel, recurrent, b.reshape(2, 3 * u)
+def cudnn_lstm_to_keras(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras 2 ``CuDNNLSTM`` weights -> Keras ``LSTM`` (Keras 2's ``_convert_rnn_weights``).
+
+    Args:
+        kernel: ``(in, 4u)``, gates i, f, c, o, each block the cuDNN ``(u, in)`` matrix
+            stored row-major in an ``(in, u)`` slot.
+        recurrent_kernel: ``(u, 4u)``, each block the cuDNN ``(u, u)`` matrix.
+        bias: ``(8u,)`` = input biases (i, f, c, o) then recurrent biases (i, f, c, o).
+
+    Returns:
+        ``(kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,))``, gates i, f, c, o; the
+        bias is the sum of the two halves (LSTM adds them anyway).
+    """
+    k, rk, u = _cudnn_to_keras(kernel, recurrent_kernel, 4, "CuDNNLSTM")
+    b = _expect(bias, (8 * u,), f"CuDNNLSTM bias (units={u})")
+    return k, rk, b[: 4 * u] + b[4 * u :]
 
 
-def keras_gru_to_cudnn(kernel, recurrent_kernel, bias) -> Arrays:
-    """GRU(reset_after=True) weights -> Keras 2 CuDNNGRU. A reset-before GRU (bias (3u,))
-    is refused: its maths (reset gate before the recurrent matmul) has no cuDNN form."""
-    u = _units(recurrent_kernel, 3, "GRU")
-    b = np.asarray(bias)
-    if b.shape == (3 * u,):
-        raise ValueError(
-            "GRU(reset_after=False) cannot be converted to CuDNNGRU: cuDNN applies the reset "
-            "gate after the recurrent matmul (Keras 2 refuses this conversion too)."
-        )
-    b = _check(b, (2, 3 * u), "GRU bias")
-    k = np.asarray(kernel)
-    kernel = np.concatenate([blk.T.reshape(blk.shape, order="C") for blk in np.hsplit(k, 3)], 1)
-    recurrent = np.concatenate([blk.T for blk in np.hsplit(np.asarray(recurrent_kernel), 3)], 1)
-    return kernel, recurrent, b.reshape(-1)
+def keras_lstm_to_cudnn(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras ``LSTM`` weights -> Keras 2 ``CuDNNLSTM`` (inverse of :func:`cudnn_lstm_to_keras`).
+
+    Args:
+        kernel: ``(in, 4u)``, recurrent_kernel ``(u, 4u)``, bias ``(4u,)``; gates i, f, c, o.
+
+    Returns:
+        ``(kernel (in, 4u), recurrent_kernel (u, 4u), bias (8u,))`` in the CuDNNLSTM layout;
+        the bias is ``tile(0.5 * bias, 2)`` (input and recurrent halves equal, as Keras 2).
+    """
+    k, rk, b, _ = _keras("lstm", kernel, recurrent_kernel, bias, "CuDNNLSTM")
+    k, rk = _keras_to_cudnn(k, rk, 4)
+    return k, rk, np.tile(0.5 * b, 2).astype(b.dtype)
+
+
+def cudnn_gru_to_keras(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras 2 ``CuDNNGRU`` weights -> Keras ``GRU(reset_after=True)``.
+
+    There is no conversion to ``GRU(reset_after=False)``: cuDNN's GRU is reset-after.
+
+    Args:
+        kernel: ``(in, 3u)``, gates z, r, h, each block a row-major cuDNN ``(u, in)`` matrix.
+        recurrent_kernel: ``(u, 3u)``, each block the cuDNN ``(u, u)`` matrix.
+        bias: ``(6u,)`` = input biases (z, r, h) then recurrent biases (z, r, h).
+
+    Returns:
+        ``(kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u))``, gates z, r, h.
+    """
+    k, rk, u = _cudnn_to_keras(kernel, recurrent_kernel, 3, "CuDNNGRU")
+    b = _expect(bias, (6 * u,), f"CuDNNGRU bias (units={u})")
+    return k, rk, b.reshape(2, 3 * u).copy()
+
+
+def keras_gru_to_cudnn(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras ``GRU(reset_after=True)`` weights -> Keras 2 ``CuDNNGRU``.
+
+    A ``GRU(reset_after=False)`` (bias ``(3u,)``) raises ``ValueError``: cuDNN computes the
+    reset-after GRU.
+
+    Args:
+        kernel: ``(in, 3u)``, recurrent_kernel ``(u, 3u)``, bias ``(2, 3u)``; gates z, r, h.
+
+    Returns:
+        ``(kernel (in, 3u), recurrent_kernel (u, 3u), bias (6u,))`` in the CuDNNGRU layout.
+    """
+    k, rk, b, _ = _keras("gru", kernel, recurrent_kernel, bias, "CuDNNGRU", reset_after=True)
+    k, rk = _keras_to_cudnn(k, rk, 3)
+    return k, rk, b.reshape(-1).copy()
 
 
 # ----------------------------------------------------------------------------- Keras 1
-def keras1_lstm_to_keras(weights: Sequence[np.ndarray]) -> Arrays:
-    """Keras 1 LSTM's 12 arrays ``W_i,U_i,b_i, W_c,U_c,b_c, W_f,U_f,b_f, W_o,U_o,b_o`` -> LSTM."""
-    if len(weights) != 12:
-        raise ValueError(f"Keras 1 LSTM: expected 12 arrays; received {len(weights)}.")
-    w = [np.asarray(a) for a in weights]
-    order = (0, 6, 3, 9)  # i, f, c, o from the stored i, c, f, o
-    return tuple(np.concatenate([w[g + part] for g in order], axis=-1) for part in range(3))
+_KERAS1 = {
+    "lstm": (KERAS1_LSTM_GATES, KERAS_LSTM_GATES),
+    "gru": (KERAS_GRU_GATES, KERAS_GRU_GATES),
+}
 
 
-def keras1_gru_to_keras(weights: Sequence[np.ndarray]) -> Arrays:
-    """Keras 1 GRU's 9 arrays ``W_z,U_z,b_z, W_r,U_r,b_r, W_h,U_h,b_h`` -> GRU (reset-before)."""
-    if len(weights) != 9:
-        raise ValueError(f"Keras 1 GRU: expected 9 arrays; received {len(weights)}.")
-    w = [np.asarray(a) for a in weights]
-    return tuple(np.concatenate([w[g + part] for g in (0, 3, 6)], axis=-1) for part in range(3))
+def keras1_weight_names(kind: str, layer_name: str) -> list[str]:
+    """Keras 1's weight names for a layer, in storage order (``"<layer>_W_i"`` ...).
+
+    Args:
+        kind: ``"lstm"`` (12 names, gates i, c, f, o), ``"gru"`` (9, z, r, h) or
+            ``"simple_rnn"`` (``W, U, b``).
+        layer_name: the Keras 1 layer name, e.g. ``"lstm_1"``.
+
+    Example:
+        >>> keras1_weight_names("gru", "gru_1")[:3]
+        ['gru_1_W_z', 'gru_1_U_z', 'gru_1_b_z']
+    """
+    return [f"{layer_name}_{s}" for s in _keras1_suffixes(kind)]
+
+
+def _keras1_suffixes(kind: str) -> list[str]:
+    if kind == "simple_rnn":
+        return ["W", "U", "b"]
+    if kind not in _KERAS1:
+        raise ValueError(f"kind must be 'lstm', 'gru' or 'simple_rnn'; received {kind!r}.")
+    return [f"{p}_{g}" for g in _KERAS1[kind][0] for p in "WUb"]
+
+
+def _keras1_arrays(weights: Any, kind: str) -> list[np.ndarray]:
+    """The Keras 1 arrays in storage order, from a sequence or a ``{name: array}`` mapping.
+
+    Names match by suffix (``lstm_1_W_i``, ``lstm_1_W_i:0`` or ``model/lstm_1_W_i:0``);
+    three arrays ``W, U, b`` are the ``consume_less='gpu'`` / SimpleRNN form.
+    """
+    name = f"Keras 1 {_CLASS[kind]}"
+    per_gate, fused = _keras1_suffixes(kind), ["W", "U", "b"]
+    if not isinstance(weights, Mapping):
+        arrays = [_array(w) for w in weights]
+        allowed = {len(per_gate), 3}
+        if len(arrays) not in allowed:
+            raise ValueError(
+                f"{name}: expected {' or '.join(map(str, sorted(allowed)))} arrays "
+                f"({', '.join(per_gate)}); received {len(arrays)}."
+            )
+        return arrays
+    bases = {key: re.sub(r":\d+$", "", str(key)).rsplit("/", 1)[-1] for key in weights}
+    for suffixes in (per_gate, fused):
+        found: dict[str, Any] = {}
+        for key, base in bases.items():
+            hits = [s for s in suffixes if base == s or base.endswith("_" + s)]
+            if hits:
+                if hits[0] in found:
+                    raise ValueError(f"{name}: two weights end in {hits[0]!r}: {sorted(bases)}.")
+                found[hits[0]] = weights[key]
+        if len(found) == len(suffixes) == len(weights):
+            return [_array(found[s]) for s in suffixes]
+    raise ValueError(
+        f"{name}: expected weights named '<layer>_' + one of {per_gate} (or {fused}); "
+        f"received {sorted(map(str, weights))}."
+    )
+
+
+def _keras1_to_keras(weights: Any, kind: str) -> Arrays:
+    arrays = _keras1_arrays(weights, kind)
+    if len(arrays) == 3:  # SimpleRNN or consume_less='gpu': already the Keras layout
+        w, u_, b = arrays
+        _keras(
+            kind,
+            w,
+            u_,
+            b,
+            "Keras (from Keras 1 W, U, b)",
+            reset_after=False if kind == "gru" else None,
+        )
+        return w.copy(), u_.copy(), b.copy()
+    stored, keras_order = _KERAS1[kind]
+    name = f"Keras 1 {_CLASS[kind]}"
+    _, u = _units(arrays[1], 1, f"{name} U_{stored[0]}")
+    n_in = _expect(arrays[0], ("in", u), f"{name} W_{stored[0]} (units={u})").shape[0]
+    parts = []
+    for p, (prefix, shape) in enumerate((("W", (n_in, u)), ("U", (u, u)), ("b", (u,)))):
+        blocks = {
+            g: _expect(arrays[3 * j + p], shape, f"{name} {prefix}_{g}")
+            for j, g in enumerate(stored)
+        }
+        parts.append(join_gates(blocks, keras_order))
+    return tuple(parts)
+
+
+def _keras_to_keras1(kind: str, kernel, recurrent_kernel, bias) -> list[np.ndarray]:
+    k, rk, b, _ = _keras(
+        kind,
+        kernel,
+        recurrent_kernel,
+        bias,
+        "Keras 1",
+        reset_after=False if kind == "gru" else None,
+    )
+    stored, keras_order = _KERAS1[kind]
+    per = [split_gates(a, keras_order) for a in (k, rk, b)]
+    return [per[p][g].copy() for g in stored for p in range(3)]
+
+
+def keras1_lstm_to_keras(weights: Sequence[Any] | Mapping[str, Any]) -> Arrays:
+    """Keras 1 LSTM weights -> Keras ``LSTM`` (Keras 2's ``preprocess_weights_for_loading``).
+
+    Args:
+        weights: the 12 per-gate arrays in Keras 1's storage order ``W_i, U_i, b_i, W_c,
+            U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o`` (``W (in, u)``, ``U (u, u)``,
+            ``b (u,)``), or a mapping keyed by Keras 1 names (``lstm_1_W_i``, suffix
+            matched, ``:0`` and ``scope/`` prefixes ignored). Three arrays ``W, U, b``
+            (``consume_less='gpu'``) are already in the Keras layout and are copied.
+
+    Returns:
+        ``(kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,))``, gates i, f, c, o.
+    """
+    return _keras1_to_keras(weights, "lstm")
+
+
+def keras_lstm_to_keras1(kernel: Any, recurrent_kernel: Any, bias: Any) -> list[np.ndarray]:
+    """Keras ``LSTM`` -> Keras 1's 12 per-gate arrays in storage order (gates i, c, f, o).
+
+    Returns:
+        ``[W_i, U_i, b_i, W_c, U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o]``; zip with
+        :func:`keras1_weight_names` for names.
+    """
+    return _keras_to_keras1("lstm", kernel, recurrent_kernel, bias)
+
+
+def keras1_gru_to_keras(weights: Sequence[Any] | Mapping[str, Any]) -> Arrays:
+    """Keras 1 GRU weights -> Keras ``GRU(reset_after=False)`` (Keras 1's GRU is reset-before).
+
+    Args:
+        weights: the 9 arrays ``W_z, U_z, b_z, W_r, U_r, b_r, W_h, U_h, b_h`` (``W (in, u)``,
+            ``U (u, u)``, ``b (u,)``), or a mapping keyed by Keras 1 names (``gru_1_W_z``),
+            or the three fused arrays ``W, U, b`` (``consume_less='gpu'``).
+
+    Returns:
+        ``(kernel (in, 3u), recurrent_kernel (u, 3u), bias (3u,))``, gates z, r, h.
+    """
+    return _keras1_to_keras(weights, "gru")
+
+
+def keras_gru_to_keras1(kernel: Any, recurrent_kernel: Any, bias: Any) -> list[np.ndarray]:
+    """Keras ``GRU(reset_after=False)`` -> Keras 1's 9 per-gate arrays (z, r, h).
+
+    A ``GRU(reset_after=True)`` (bias ``(2, 3u)``) raises: Keras 1's GRU is reset-before.
+    """
+    return _keras_to_keras1("gru", kernel, recurrent_kernel, bias)
+
+
+def keras1_simple_rnn_to_keras(weights: Sequence[Any] | Mapping[str, Any]) -> Arrays:
+    """Keras 1 ``SimpleRNN`` ``W (in, u), U (u, u), b (u,)`` -> Keras (same layout, checked)."""
+    return _keras1_to_keras(weights, "simple_rnn")
+
+
+def keras_simple_rnn_to_keras1(kernel: Any, recurrent_kernel: Any, bias: Any) -> list[np.ndarray]:
+    """Keras ``SimpleRNN`` -> Keras 1 ``[W, U, b]`` (same layout, checked and copied)."""
+    k, rk, b, _ = _keras("simple_rnn", kernel, recurrent_kernel, bias, "Keras 1")
+    return [k.copy(), rk.copy(), b.copy()]
 
 
 # ----------------------------------------------------------------------------- PyTorch
-def torch_lstm_to_keras(weight_ih, weight_hh, bias_ih, bias_hh) -> Arrays:
-    """PyTorch ``nn.LSTM`` layer weights (gates i, f, g, o) -> Keras LSTM (biases summed)."""
-    u = np.asarray(weight_hh).shape[1]
-    w_ih = _check(weight_ih, (4 * u, np.asarray(weight_ih).shape[1]), "weight_ih")
-    w_hh = _check(weight_hh, (4 * u, u), "weight_hh")
-    b = _check(bias_ih, (4 * u,), "bias_ih") + _check(bias_hh, (4 * u,), "bias_hh")
-    return w_ih.T.copy(), w_hh.T.copy(), b
+_TORCH_ORDERS = {  # (PyTorch's gate order, Keras'); a SimpleRNN is one "gate" h
+    "lstm": (KERAS_LSTM_GATES, KERAS_LSTM_GATES),
+    "gru": (TORCH_GRU_GATES, KERAS_GRU_GATES),
+    "simple_rnn": ("h", "h"),
+}
 
 
-def keras_lstm_to_torch(kernel, recurrent_kernel, bias) -> Arrays:
-    """Keras LSTM -> PyTorch (``weight_ih, weight_hh, bias_ih, bias_hh``); the whole bias
-    goes to ``bias_ih`` and ``bias_hh`` is zero (the sum is what both compute)."""
-    u = _units(recurrent_kernel, 4, "LSTM")
-    b = _check(bias, (4 * u,), "LSTM bias")
-    return np.asarray(kernel).T.copy(), np.asarray(recurrent_kernel).T.copy(), b, np.zeros_like(b)
-
-
-def torch_gru_to_keras(weight_ih, weight_hh, bias_ih, bias_hh) -> Arrays:
-    """PyTorch ``nn.GRU`` (gates r, z, n; reset after) -> Keras GRU(reset_after=True)."""
-    u = np.asarray(weight_hh).shape[1]
-    kernel = reorder_gates(np.asarray(weight_ih).T, "rzh", "zrh")
-    recurrent = reorder_gates(_check(weight_hh, (3 * u, u), "weight_hh").T, "rzh", "zrh")
-    bias = np.stack(
-        [
-            reorder_gates(_check(bias_ih, (3 * u,), "bias_ih"), "rzh", "zrh"),
-            reorder_gates(_check(bias_hh, (3 * u,), "bias_hh"), "rzh", "zrh"),
-        ]
-    )
+def _torch_to_keras(kind: str, weight_ih, weight_hh, bias_ih, bias_hh) -> Arrays:
+    name = {"lstm": "nn.LSTM", "gru": "nn.GRU", "simple_rnn": "nn.RNN"}[kind]
+    n = _GATE_COUNT[kind]
+    w_hh = _array(weight_hh)
+    if w_hh.ndim != 2 or w_hh.shape[0] != n * w_hh.shape[1]:
+        want = "(hidden, hidden)" if n == 1 else f"({n} * hidden, hidden)"
+        raise ValueError(f"torch {name} weight_hh: expected shape {want}; received {w_hh.shape}.")
+    u = w_hh.shape[1]
+    w_ih = _expect(weight_ih, (n * u, "in"), f"torch {name} weight_ih (hidden={u})")
+    dtype = w_ih.dtype
+    b_ih = np.zeros(n * u, dtype) if bias_ih is None else _array(bias_ih)
+    b_hh = np.zeros(n * u, dtype) if bias_hh is None else _array(bias_hh)
+    b_ih = _expect(b_ih, (n * u,), f"torch {name} bias_ih (hidden={u})")
+    b_hh = _expect(b_hh, (n * u,), f"torch {name} bias_hh (hidden={u})")
+    torch_order, keras_order = _TORCH_ORDERS[kind]
+    kernel = reorder_gates(w_ih.T, torch_order, keras_order)
+    recurrent = reorder_gates(w_hh.T, torch_order, keras_order)
+    if kind == "gru":  # reset-after: the two biases stay apart
+        bias = np.stack([reorder_gates(b, torch_order, keras_order) for b in (b_ih, b_hh)])
+    else:  # the two biases are only ever added
+        bias = reorder_gates(b_ih + b_hh, torch_order, keras_order)
     return kernel, recurrent, bias
 
 
-def keras_gru_to_torch(kernel, recurrent_kernel, bias) -> Arrays:
-    """Keras GRU(reset_after=True) -> PyTorch ``nn.GRU``; reset_after=False is refused."""
-    u = _units(recurrent_kernel, 3, "GRU")
-    b = np.asarray(bias)
-    if b.shape == (3 * u,):
-        raise ValueError(
-            "GRU(reset_after=False) cannot be expressed by torch.nn.GRU, which applies the "
-            "reset gate after the recurrent matmul."
-        )
-    b = _check(b, (2, 3 * u), "GRU bias")
+def torch_lstm_to_keras(
+    weight_ih: Any, weight_hh: Any, bias_ih: Any = None, bias_hh: Any = None
+) -> Arrays:
+    """One direction of one layer of PyTorch ``nn.LSTM`` -> Keras ``LSTM``.
+
+    Args:
+        weight_ih: ``(4u, in)`` rows ``W_ii | W_if | W_ig | W_io`` (gates i, f, g=c, o).
+        weight_hh: ``(4u, u)``.
+        bias_ih, bias_hh: ``(4u,)`` each, or None (``bias=False``: zeros).
+
+    Returns:
+        ``(kernel = weight_ih.T (in, 4u), recurrent_kernel = weight_hh.T (u, 4u),
+        bias = bias_ih + bias_hh (4u,))``, gates i, f, c, o.
+    """
+    return _torch_to_keras("lstm", weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+def keras_lstm_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras ``LSTM`` -> PyTorch ``nn.LSTM`` ``(weight_ih, weight_hh, bias_ih, bias_hh)``.
+
+    Keras has one bias, PyTorch two that are only ever added: the whole Keras bias goes to
+    ``bias_ih`` and ``bias_hh`` is zeros (so a torch -> Keras -> torch trip keeps the sum,
+    not the split).
+
+    Args:
+        kernel: ``(in, 4u)``, recurrent_kernel ``(u, 4u)``, bias ``(4u,)``; gates i, f, c, o.
+
+    Returns:
+        ``weight_ih (4u, in)``, ``weight_hh (4u, u)``, ``bias_ih (4u,)``, ``bias_hh (4u,)``
+        (zeros), gates i, f, g, o.
+    """
+    k, rk, b, _ = _keras("lstm", kernel, recurrent_kernel, bias, "torch nn.LSTM")
+    return _keras_to_torch_arrays(k, rk, b, np.zeros_like(b), "lstm")
+
+
+def _keras_to_torch_arrays(k, rk, b_ih, b_hh, kind: str) -> Arrays:
+    torch_order, keras_order = _TORCH_ORDERS[kind]
+
+    def rows(a):
+        return np.ascontiguousarray(reorder_gates(a, keras_order, torch_order).T)
+
     return (
-        reorder_gates(np.asarray(kernel), "zrh", "rzh").T.copy(),
-        reorder_gates(np.asarray(recurrent_kernel), "zrh", "rzh").T.copy(),
-        reorder_gates(b[0], "zrh", "rzh"),
-        reorder_gates(b[1], "zrh", "rzh"),
+        rows(k),
+        rows(rk),
+        reorder_gates(b_ih, keras_order, torch_order),
+        reorder_gates(b_hh, keras_order, torch_order),
     )
 
 
-def torch_rnn_to_keras(weight_ih, weight_hh, bias_ih, bias_hh) -> Arrays:
-    """PyTorch ``nn.RNN`` -> Keras SimpleRNN (biases summed)."""
-    return (
-        np.asarray(weight_ih).T.copy(),
-        np.asarray(weight_hh).T.copy(),
-        np.asarray(bias_ih) + np.asarray(bias_hh),
-    )
+def torch_gru_to_keras(
+    weight_ih: Any, weight_hh: Any, bias_ih: Any = None, bias_hh: Any = None
+) -> Arrays:
+    """One direction of one layer of PyTorch ``nn.GRU`` -> Keras ``GRU(reset_after=True)``.
+
+    PyTorch computes ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, the Keras
+    reset-after maths, with gates in order r, z, n.
+
+    Args:
+        weight_ih: ``(3u, in)`` rows ``W_ir | W_iz | W_in``.
+        weight_hh: ``(3u, u)``.
+        bias_ih, bias_hh: ``(3u,)`` each, or None (``bias=False``: zeros).
+
+    Returns:
+        ``(kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u))``, gates z, r, h, bias
+        row 0 = reordered ``bias_ih``, row 1 = reordered ``bias_hh``. Exact both ways.
+    """
+    return _torch_to_keras("gru", weight_ih, weight_hh, bias_ih, bias_hh)
 
 
-_TORCH = {"lstm": torch_lstm_to_keras, "gru": torch_gru_to_keras, "rnn": torch_rnn_to_keras}
+def keras_gru_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras ``GRU(reset_after=True)`` -> PyTorch ``nn.GRU`` (exact inverse of
+    :func:`torch_gru_to_keras`). ``GRU(reset_after=False)`` raises ``ValueError``.
+
+    Args:
+        kernel: ``(in, 3u)``, recurrent_kernel ``(u, 3u)``, bias ``(2, 3u)``; gates z, r, h.
+
+    Returns:
+        ``weight_ih (3u, in)``, ``weight_hh (3u, u)``, ``bias_ih (3u,)``, ``bias_hh (3u,)``,
+        gates r, z, n.
+    """
+    k, rk, b, _ = _keras("gru", kernel, recurrent_kernel, bias, "torch nn.GRU", reset_after=True)
+    return _keras_to_torch_arrays(k, rk, b[0], b[1], "gru")
 
 
-def torch_state_dict_to_keras(state_dict: dict, kind: str) -> list[dict[str, Arrays]]:
-    """A whole ``nn.LSTM``/``nn.GRU``/``nn.RNN`` state dict -> one dict per layer with
-    ``"forward"`` (and ``"backward"`` for bidirectional modules) Keras weight tuples."""
-    if kind not in _TORCH:
+def torch_rnn_to_keras(
+    weight_ih: Any, weight_hh: Any, bias_ih: Any = None, bias_hh: Any = None
+) -> Arrays:
+    """PyTorch ``nn.RNN`` (``tanh`` or ``relu``) -> Keras ``SimpleRNN`` (same activation).
+
+    Args:
+        weight_ih: ``(u, in)``; weight_hh ``(u, u)``; bias_ih, bias_hh ``(u,)`` or None.
+
+    Returns:
+        ``(kernel (in, u), recurrent_kernel (u, u), bias = bias_ih + bias_hh (u,))``.
+    """
+    return _torch_to_keras("simple_rnn", weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+def keras_simple_rnn_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras ``SimpleRNN`` -> PyTorch ``nn.RNN``; the bias goes to ``bias_ih``, ``bias_hh``
+    is zeros (PyTorch only adds the two).
+
+    Returns:
+        ``weight_ih (u, in)``, ``weight_hh (u, u)``, ``bias_ih (u,)``, ``bias_hh (u,)``.
+    """
+    k, rk, b, _ = _keras("simple_rnn", kernel, recurrent_kernel, bias, "torch nn.RNN")
+    return _keras_to_torch_arrays(k, rk, b, np.zeros_like(b), "simple_rnn")
+
+
+_TORCH_KINDS = {
+    "lstm": (torch_lstm_to_keras, keras_lstm_to_torch, "nn.LSTM"),
+    "gru": (torch_gru_to_keras, keras_gru_to_torch, "nn.GRU"),
+    "rnn": (torch_rnn_to_keras, keras_simple_rnn_to_torch, "nn.RNN"),
+}
+_TORCH_KEY = re.compile(r"^(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?$")
+_DIRECTIONS = (("forward", ""), ("backward", "_reverse"))
+
+
+def _torch_kind(kind: str, what: str) -> tuple:
+    if kind not in _TORCH_KINDS:
+        raise ValueError(f"{what}: kind must be one of {sorted(_TORCH_KINDS)}; received {kind!r}.")
+    return _TORCH_KINDS[kind]
+
+
+def torch_state_dict_to_keras(
+    state_dict: Mapping[str, Any],
+    kind: str,
+    num_layers: int | None = None,
+    bidirectional: bool | None = None,
+) -> list[dict[str, Arrays]]:
+    """A whole PyTorch ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` state dict -> Keras weights.
+
+    Layers and directions are read from the keys ``weight_ih_l{k}``, ``weight_hh_l{k}``,
+    ``bias_ih_l{k}``, ``bias_hh_l{k}`` and their ``_reverse`` twins; ``bias=False`` modules
+    (no bias keys) give zero biases. ``proj_size`` (``weight_hr_l{k}``) raises: Keras has
+    no projected LSTM.
+
+    Args:
+        state_dict: ``module.state_dict()`` (tensors or arrays) of the RNN module itself
+            (strip a prefix such as ``"lstm."`` from a larger model's keys first).
+        kind: ``"lstm"``, ``"gru"`` or ``"rnn"``.
+        num_layers: if given, the number of layers expected.
+        bidirectional: if given, whether ``_reverse`` weights are expected.
+
+    Returns:
+        One dict per layer: ``{"forward": (kernel, recurrent_kernel, bias)}`` plus
+        ``"backward"`` for bidirectional modules, in the Keras layout of
+        :func:`torch_lstm_to_keras` / :func:`torch_gru_to_keras` /
+        :func:`torch_rnn_to_keras`. A Keras ``Bidirectional`` layer ``k`` takes
+        ``forward`` for its ``forward_layer`` and ``backward`` for its ``backward_layer``.
+    """
+    to_keras, _, name = _torch_kind(kind, "torch_state_dict_to_keras")
+    entries: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    unknown = []
+    for key, value in state_dict.items():
+        m = _TORCH_KEY.match(str(key))
+        if not m:
+            unknown.append(key)
+            continue
+        wb, part, layer, rev = m.groups()
+        if part == "hr":
+            raise ValueError(
+                f"torch {name} state dict has {key} of shape {_array(value).shape}: the module "
+                "was built with proj_size > 0, which projects h before the recurrence; Keras "
+                "LSTM has no projection, so these weights cannot be converted."
+            )
+        direction = "backward" if rev else "forward"
+        entries.setdefault((int(layer), direction), {})[f"{wb}_{part}"] = _array(value)
+    if unknown:
         raise ValueError(
-            f"torch_state_dict_to_keras: `kind` must be one of {sorted(_TORCH)}; received {kind!r}."
+            f"torch_state_dict_to_keras: unexpected keys {sorted(map(str, unknown))}; expected "
+            "only weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k} (and _reverse). "
+            "Pass the RNN module's own state_dict, with any prefix stripped."
         )
-    sd = {
-        k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-        for k, v in state_dict.items()
-    }
-    if any(k.startswith("weight_hr") for k in sd):
-        raise ValueError("torch LSTM with proj_size (weight_hr_l*) has no Keras equivalent.")
-    layers = []
-    layer = 0
-    while f"weight_ih_l{layer}" in sd:
+    if not entries:
+        raise ValueError("torch_state_dict_to_keras: the state dict has no weight_ih_l0.")
+    layers = sorted({layer for layer, _ in entries})
+    if layers != list(range(len(layers))):
+        raise ValueError(
+            f"torch_state_dict_to_keras: layers {layers} found; expected 0 .. {layers[-1]}."
+        )
+    has_reverse = {layer for layer, d in entries if d == "backward"}
+    if has_reverse and has_reverse != set(layers):
+        raise ValueError(
+            f"torch_state_dict_to_keras: _reverse weights only for layers {sorted(has_reverse)} "
+            f"of {layers}."
+        )
+    if num_layers is not None and num_layers != len(layers):
+        raise ValueError(
+            f"torch_state_dict_to_keras: num_layers={num_layers} expected; the state dict "
+            f"has {len(layers)} layers."
+        )
+    if bidirectional is not None and bidirectional != bool(has_reverse):
+        raise ValueError(
+            f"torch_state_dict_to_keras: bidirectional={bidirectional} expected; the state "
+            f"dict is {'bi' if has_reverse else 'uni'}directional."
+        )
+    out = []
+    for layer in layers:
         entry = {}
-        for direction, suffix in (("forward", ""), ("backward", "_reverse")):
-            key = f"l{layer}{suffix}"
-            if f"weight_ih_{key}" not in sd:
+        for direction, suffix in _DIRECTIONS:
+            arrays = entries.get((layer, direction))
+            if arrays is None:
                 continue
-            bias = [sd.get(f"bias_ih_{key}"), sd.get(f"bias_hh_{key}")]
-            if bias[0] is None:
-                rows = sd[f"weight_hh_{key}"].shape[0]
-                bias = [np.zeros(rows, np.float32)] * 2
-            entry[direction] = _TORCH[kind](sd[f"weight_ih_{key}"], sd[f"weight_hh_{key}"], *bias)
-        layers.append(entry)
-        layer += 1
+            key = f"l{layer}{suffix}"
+            missing = [p for p in ("weight_ih", "weight_hh") if p not in arrays]
+            if missing or len([p for p in arrays if p.startswith("bias")]) == 1:
+                raise ValueError(
+                    f"torch_state_dict_to_keras: layer {key} has {sorted(arrays)}; expected "
+                    "weight_ih, weight_hh and both or neither of bias_ih, bias_hh."
+                )
+            entry[direction] = to_keras(
+                arrays["weight_ih"],
+                arrays["weight_hh"],
+                arrays.get("bias_ih"),
+                arrays.get("bias_hh"),
+            )
+        out.append(entry)
+    return out
+
+
+def keras_to_torch_state_dict(
+    layers: Sequence[Mapping[str, Sequence[Any]]], kind: str, bias: bool = True
+) -> dict[str, np.ndarray]:
+    """Keras weights per layer and direction -> a PyTorch ``nn.LSTM``/``nn.GRU``/``nn.RNN``
+    state dict of NumPy arrays (inverse of :func:`torch_state_dict_to_keras`).
+
+    Load it with ``module.load_state_dict({k: torch.from_numpy(v) for k, v in
+    sd.items()}, strict=True)`` into a module built with the same ``num_layers``,
+    ``bidirectional`` and ``bias``. LSTM and RNN biases go to ``bias_ih`` (``bias_hh`` zeros).
+
+    Args:
+        layers: one mapping per layer, ``{"forward": (kernel, recurrent_kernel, bias)}``
+            plus ``"backward"`` for a bidirectional module (every layer alike). Layer
+            ``k > 0`` takes ``(directions * u)`` input features.
+        kind: ``"lstm"``, ``"gru"`` (reset_after=True weights only) or ``"rnn"``.
+        bias: False for a ``bias=False`` module: bias keys are left out, and a non-zero
+            Keras bias raises.
+
+    Returns:
+        ``{"weight_ih_l0": (G*u, in), "weight_hh_l0": (G*u, u), "bias_ih_l0": (G*u,),
+        "bias_hh_l0": (G*u,), ..._reverse ...}`` in PyTorch's own key order.
+    """
+    _, to_torch, name = _torch_kind(kind, "keras_to_torch_state_dict")
     if not layers:
-        raise ValueError(
-            f"torch_state_dict_to_keras: no weight_ih_l0 in the state dict; keys: {sorted(sd)}."
-        )
-    return layers
+        raise ValueError("keras_to_torch_state_dict: no layers given.")
+    directions = None
+    previous = None
+    out: dict[str, np.ndarray] = {}
+    for layer, entry in enumerate(layers):
+        present = [d for d, _ in _DIRECTIONS if d in entry]
+        extra = sorted(set(entry) - {"forward", "backward"})
+        if "forward" not in entry or extra or (directions and present != directions):
+            want = directions or "'forward' and optionally 'backward'"
+            raise ValueError(
+                f"keras_to_torch_state_dict: layer {layer} has keys {sorted(entry)}; expected "
+                f"{want}, the same in every layer."
+            )
+        directions = present
+        for direction, suffix in _DIRECTIONS:
+            if direction not in entry:
+                continue
+            w_ih, w_hh, b_ih, b_hh = to_torch(*entry[direction])
+            if previous is not None and w_ih.shape[1] != previous:
+                raise ValueError(
+                    f"keras_to_torch_state_dict: layer {layer} {direction} kernel has "
+                    f"{w_ih.shape[1]} input features; expected {previous} "
+                    "(directions * units of the layer below)."
+                )
+            key = f"l{layer}{suffix}"
+            out[f"weight_ih_{key}"], out[f"weight_hh_{key}"] = w_ih, w_hh
+            if bias:
+                out[f"bias_ih_{key}"], out[f"bias_hh_{key}"] = b_ih, b_hh
+            elif np.any(b_ih) or np.any(b_hh):
+                raise ValueError(
+                    f"keras_to_torch_state_dict: bias=False, but layer {key} has a non-zero "
+                    f"Keras bias; build the torch {name} with bias=True."
+                )
+        previous = len(directions) * w_hh.shape[1]
+    return out
 
 
 # ----------------------------------------------------------------------------- Flax
-def flax_optimized_lstm_to_keras(params: dict) -> Arrays:
-    """Flax NNX ``OptimizedLSTMCell`` state ``{"dense_i": {"kernel"}, "dense_h": {"kernel",
-    "bias"}}`` -> Keras LSTM: the same layout (gates i, f, g, o), so a copy."""
-    return (
-        np.asarray(params["dense_i"]["kernel"]),
-        np.asarray(params["dense_h"]["kernel"]),
-        np.asarray(params["dense_h"]["bias"]),
-    )
+def _flax_params(params: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{what}: expected a nested mapping of parameters; got {type(params)}.")
+    if set(params) == {"params"}:  # linen `variables` passed whole
+        params = params["params"]
+    return params
 
 
-def keras_lstm_to_flax_optimized(kernel, recurrent_kernel, bias) -> dict:
-    """Keras LSTM -> Flax NNX ``OptimizedLSTMCell`` state dict."""
-    return {
-        "dense_i": {"kernel": np.asarray(kernel)},
-        "dense_h": {"kernel": np.asarray(recurrent_kernel), "bias": np.asarray(bias)},
-    }
-
-
-def flax_linen_gru_to_keras(params: dict) -> Arrays:
-    """Flax linen ``GRUCell`` params (``ir, iz, in`` kernel+bias; ``hr, hz`` kernel;
-    ``hn`` kernel+bias) -> Keras GRU(reset_after=True); input biases of r/z go to row 0."""
-    p = {k: {n: np.asarray(v) for n, v in d.items()} for k, d in params.items()}
-    kernel = np.concatenate([p["iz"]["kernel"], p["ir"]["kernel"], p["in"]["kernel"]], 1)
-    recurrent = np.concatenate([p["hz"]["kernel"], p["hr"]["kernel"], p["hn"]["kernel"]], 1)
-    zeros = np.zeros_like(p["hn"]["bias"])
-    bias = np.stack(
-        [
-            np.concatenate([p["iz"]["bias"], p["ir"]["bias"], p["in"]["bias"]]),
-            np.concatenate([zeros, zeros, p["hn"]["bias"]]),
-        ]
-    )
-    return kernel, recurrent, bias
-
-
-def keras_gru_to_flax_linen(kernel, recurrent_kernel, bias) -> dict:
-    """Keras GRU(reset_after=True) -> Flax linen ``GRUCell`` params (z/r biases summed)."""
-    u = _units(recurrent_kernel, 3, "GRU")
-    b = np.asarray(bias)
-    if b.shape != (2, 3 * u):
+def _flax_leaf(
+    params: Mapping[str, Any], module: str, leaf: str, shape: Sequence[int | str], what: str
+) -> np.ndarray:
+    try:
+        value = params[module][leaf]
+    except (KeyError, TypeError):
         raise ValueError(
-            "Only GRU(reset_after=True) (bias (2, 3u)) maps to Flax's GRUCell; "
-            f"received bias {b.shape}."
+            f"{what}: missing parameter {module}.{leaf}; received modules {sorted(params)}."
+        ) from None
+    return _expect(value, shape, f"{what} {module}.{leaf}")
+
+
+def _flax_units(params, module: str, what: str) -> int:
+    rk = _flax_leaf(params, module, "kernel", ("u", "u"), what)
+    return _units(rk, 1, f"{what} {module}.kernel")[1]
+
+
+_LINEN_LSTM = {"i": ("ii", "hi"), "f": ("if", "hf"), "c": ("ig", "hg"), "o": ("io", "ho")}
+_NNX_LSTM = {**_LINEN_LSTM, "f": ("if_", "hf")}
+
+
+def _flax_lstm_to_keras(params, names, what) -> Arrays:
+    p = _flax_params(params, what)
+    u = _flax_units(p, names["i"][1], what)
+    k = {g: _flax_leaf(p, i, "kernel", ("in", u), what) for g, (i, _) in names.items()}
+    rk = {g: _flax_leaf(p, h, "kernel", (u, u), what) for g, (_, h) in names.items()}
+    b = {g: _flax_leaf(p, h, "bias", (u,), what) for g, (_, h) in names.items()}
+    return tuple(join_gates(a, KERAS_LSTM_GATES) for a in (k, rk, b))
+
+
+def _keras_lstm_to_flax(kernel, recurrent_kernel, bias, names, what) -> dict:
+    k, rk, b, _ = _keras("lstm", kernel, recurrent_kernel, bias, what)
+    k, rk, b = (split_gates(a, KERAS_LSTM_GATES) for a in (k, rk, b))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for g, (i, h) in names.items():
+        out[i] = {"kernel": k[g].copy()}
+        out[h] = {"kernel": rk[g].copy(), "bias": b[g].copy()}
+    return out
+
+
+def flax_linen_lstm_to_keras(params: Mapping[str, Any]) -> Arrays:
+    """Flax linen ``LSTMCell`` or ``OptimizedLSTMCell`` params -> Keras ``LSTM``.
+
+    Args:
+        params: ``{"ii": {"kernel": (in, u)}, "if": ..., "ig": ..., "io": ...,
+            "hi": {"kernel": (u, u), "bias": (u,)}, "hf", "hg", "ho"}`` (gates i, f, g=c,
+            o; input kernels without bias), or linen's ``{"params": {...}}`` variables.
+
+    Returns:
+        ``(kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,))``, gates i, f, c, o.
+        Exact both ways (with :func:`keras_lstm_to_flax_linen`).
+    """
+    return _flax_lstm_to_keras(params, _LINEN_LSTM, "Flax linen LSTMCell")
+
+
+def keras_lstm_to_flax_linen(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+    """Keras ``LSTM`` -> Flax linen ``LSTMCell`` / ``OptimizedLSTMCell`` params.
+
+    Returns:
+        ``{"ii": {"kernel"}, "if", "ig", "io", "hi": {"kernel", "bias"}, "hf", "hg", "ho"}``
+        (NumPy); apply with ``cell.apply({"params": params}, carry, x)``, carry ``(c, h)``.
+    """
+    return _keras_lstm_to_flax(kernel, recurrent_kernel, bias, _LINEN_LSTM, "Flax LSTMCell")
+
+
+def flax_nnx_lstm_to_keras(state: Mapping[str, Any]) -> Arrays:
+    """Flax nnx ``LSTMCell`` state -> Keras ``LSTM``.
+
+    Args:
+        state: ``nnx.to_pure_dict(nnx.state(cell, nnx.Param))``: ``{"ii": {"kernel": (in, u)},
+            "if_", "ig", "io", "hi": {"kernel": (u, u), "bias": (u,)}, "hf", "hg", "ho"}``.
+
+    Returns:
+        ``(kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,))``, gates i, f, c, o.
+    """
+    return _flax_lstm_to_keras(state, _NNX_LSTM, "Flax nnx LSTMCell")
+
+
+def keras_lstm_to_flax_nnx(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+    """Keras ``LSTM`` -> Flax nnx ``LSTMCell`` pure state dict (attribute ``if_``).
+
+    Load it with ``state = nnx.state(cell, nnx.Param); nnx.replace_by_pure_dict(state,
+    d); nnx.update(cell, state)``.
+    """
+    return _keras_lstm_to_flax(kernel, recurrent_kernel, bias, _NNX_LSTM, "Flax nnx LSTMCell")
+
+
+def flax_nnx_optimized_lstm_to_keras(state: Mapping[str, Any]) -> Arrays:
+    """Flax nnx ``OptimizedLSTMCell`` state -> Keras ``LSTM``: the same layout, copied.
+
+    Args:
+        state: ``{"dense_i": {"kernel": (in, 4u)}, "dense_h": {"kernel": (u, 4u),
+            "bias": (4u,)}}``, gates i, f, g=c, o.
+
+    Returns:
+        ``(dense_i.kernel, dense_h.kernel, dense_h.bias)`` as Keras' kernel,
+        recurrent_kernel and bias.
+    """
+    what = "Flax nnx OptimizedLSTMCell"
+    p = _flax_params(state, what)
+    rk = _flax_leaf(p, "dense_h", "kernel", ("u", "4u"), what)
+    rk, u = _units(rk, 4, f"{what} dense_h.kernel")
+    return (
+        _flax_leaf(p, "dense_i", "kernel", ("in", 4 * u), what).copy(),
+        rk.copy(),
+        _flax_leaf(p, "dense_h", "bias", (4 * u,), what).copy(),
+    )
+
+
+def keras_lstm_to_flax_nnx_optimized(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+    """Keras ``LSTM`` -> Flax nnx ``OptimizedLSTMCell`` pure state dict (same layout).
+
+    Returns:
+        ``{"dense_i": {"kernel": (in, 4u)}, "dense_h": {"kernel": (u, 4u), "bias": (4u,)}}``.
+    """
+    k, rk, b, _ = _keras("lstm", kernel, recurrent_kernel, bias, "Flax nnx OptimizedLSTMCell")
+    return {"dense_i": {"kernel": k.copy()}, "dense_h": {"kernel": rk.copy(), "bias": b.copy()}}
+
+
+_LINEN_GRU = {"z": ("iz", "hz"), "r": ("ir", "hr"), "h": ("in", "hn")}
+
+
+def flax_linen_gru_to_keras(params: Mapping[str, Any]) -> Arrays:
+    """Flax linen ``GRUCell`` params -> Keras ``GRU(reset_after=True)``.
+
+    Linen computes ``r = σ(x W_ir + b_ir + h W_hr)``, ``z = σ(x W_iz + b_iz + h W_hz)``,
+    ``n = tanh(x W_in + b_in + r * (h W_hn + b_hn))``, ``h' = (1 - z) n + z h``.
+
+    Args:
+        params: ``{"ir", "iz", "in": {"kernel": (in, u), "bias": (u,)}, "hr", "hz":
+            {"kernel": (u, u)}, "hn": {"kernel": (u, u), "bias": (u,)}}`` (or
+            ``{"params": {...}}``).
+
+    Returns:
+        ``(kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u))``, gates z, r, h; bias
+        row 0 ``[b_iz, b_ir, b_in]``, row 1 ``[0, 0, b_hn]``. Exact.
+    """
+    what = "Flax linen GRUCell"
+    p = _flax_params(params, what)
+    u = _flax_units(p, "hn", what)
+    k = {g: _flax_leaf(p, i, "kernel", ("in", u), what) for g, (i, _) in _LINEN_GRU.items()}
+    rk = {g: _flax_leaf(p, h, "kernel", (u, u), what) for g, (_, h) in _LINEN_GRU.items()}
+    b_in = {g: _flax_leaf(p, i, "bias", (u,), what) for g, (i, _) in _LINEN_GRU.items()}
+    b_hn = _flax_leaf(p, "hn", "bias", (u,), what)
+    b_rec = {"z": np.zeros_like(b_hn), "r": np.zeros_like(b_hn), "h": b_hn}
+    bias = np.stack([join_gates(b_in, KERAS_GRU_GATES), join_gates(b_rec, KERAS_GRU_GATES)])
+    return join_gates(k, KERAS_GRU_GATES), join_gates(rk, KERAS_GRU_GATES), bias
+
+
+def keras_gru_to_flax_linen(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+    """Keras ``GRU(reset_after=True)`` -> Flax linen ``GRUCell`` params.
+
+    Linen has no recurrent bias for z and r, so those are folded into the input biases:
+    ``b_iz = b[0, z] + b[1, z]``, ``b_ir = b[0, r] + b[1, r]``, ``b_in = b[0, h]``,
+    ``b_hn = b[1, h]`` (equal outputs; a Keras -> linen -> Keras trip therefore returns the
+    summed biases in row 0 and zeros in row 1 for z and r). ``GRU(reset_after=False)``
+    raises ``ValueError``: linen's GRU is reset-after.
+
+    Returns:
+        ``{"iz", "ir", "in": {"kernel", "bias"}, "hz", "hr": {"kernel"}, "hn": {"kernel",
+        "bias"}}`` (NumPy).
+    """
+    k, rk, b, _ = _keras("gru", kernel, recurrent_kernel, bias, "Flax GRUCell", reset_after=True)
+    k, rk, b_x, b_h = (split_gates(a, KERAS_GRU_GATES) for a in (k, rk, b[0], b[1]))
+    out = {}
+    for g, (i, h) in _LINEN_GRU.items():
+        out[i] = {"kernel": k[g].copy(), "bias": b_x[g] + b_h[g] if g != "h" else b_x[g].copy()}
+        out[h] = {"kernel": rk[g].copy()}
+    out["hn"]["bias"] = b_h["h"].copy()
+    return out
+
+
+def flax_nnx_gru_to_keras(state: Mapping[str, Any]) -> Arrays:
+    """Flax nnx ``GRUCell`` state -> Keras ``GRU(reset_after=True)`` (exact).
+
+    Args:
+        state: ``{"dense_i": {"kernel": (in, 3u), "bias": (3u,)}, "dense_h": {"kernel":
+            (u, 3u)}}``, gates r, z, n; nnx has no recurrent bias.
+
+    Returns:
+        ``(kernel (in, 3u), recurrent_kernel (u, 3u), bias (2, 3u))``, gates z, r, h; bias
+        row 0 = reordered ``dense_i.bias``, row 1 zeros.
+    """
+    what = "Flax nnx GRUCell"
+    p = _flax_params(state, what)
+    rk = _flax_leaf(p, "dense_h", "kernel", ("u", "3u"), what)
+    rk, u = _units(rk, 3, f"{what} dense_h.kernel")
+    k = _flax_leaf(p, "dense_i", "kernel", ("in", 3 * u), what)
+    b = _flax_leaf(p, "dense_i", "bias", (3 * u,), what)
+    order = (TORCH_GRU_GATES, KERAS_GRU_GATES)
+    bias = np.stack([reorder_gates(b, *order), np.zeros_like(b)])
+    return reorder_gates(k, *order), reorder_gates(rk, *order), bias
+
+
+def keras_gru_to_flax_nnx(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+    """Keras ``GRU(reset_after=True)`` -> Flax nnx ``GRUCell`` pure state dict.
+
+    ``dense_i.bias = [b[0, r] + b[1, r], b[0, z] + b[1, z], b[0, h]]``. nnx ``GRUCell``
+    has no recurrent bias (its docstring's ``b_hn`` is missing: google/flax#5594), so a
+    non-zero recurrent candidate bias ``bias[1, 2u:]`` raises ``ValueError`` (use linen's
+    ``GRUCell`` or jrnn), as does ``GRU(reset_after=False)``.
+
+    Returns:
+        ``{"dense_i": {"kernel": (in, 3u), "bias": (3u,)}, "dense_h": {"kernel": (u, 3u)}}``,
+        gates r, z, n.
+    """
+    target = "Flax nnx GRUCell"
+    k, rk, b, u = _keras("gru", kernel, recurrent_kernel, bias, target, reset_after=True)
+    b_hh = b[1, 2 * u :]
+    if np.any(b_hh):
+        raise ValueError(
+            f"Keras GRU recurrent candidate bias bias[1, {2 * u}:] is non-zero (max |b| = "
+            f"{float(np.max(np.abs(b_hh))):.3g}), but {target} has no recurrent bias "
+            "(dense_h has use_bias=False; google/flax issue #5594), so r * (h U_h + b_hh) "
+            "cannot be expressed. Use flax.linen.GRUCell (which has hn.bias) or jrnn.GRU."
         )
-    kz, kr, kh = np.hsplit(np.asarray(kernel), 3)
-    rz, rr, rh = np.hsplit(np.asarray(recurrent_kernel), 3)
-    (bz, br, bh), (cz, cr, ch) = np.split(b[0], 3), np.split(b[1], 3)
+    b_x, b_h = split_gates(b[0], KERAS_GRU_GATES), split_gates(b[1], KERAS_GRU_GATES)
+    folded = {g: b_x[g] + b_h[g] for g in KERAS_GRU_GATES}
+    order = (KERAS_GRU_GATES, TORCH_GRU_GATES)
     return {
-        "iz": {"kernel": kz, "bias": bz + cz},
-        "ir": {"kernel": kr, "bias": br + cr},
-        "in": {"kernel": kh, "bias": bh},
-        "hz": {"kernel": rz},
-        "hr": {"kernel": rr},
-        "hn": {"kernel": rh, "bias": ch},
+        "dense_i": {"kernel": reorder_gates(k, *order), "bias": join_gates(folded, order[1])},
+        "dense_h": {"kernel": reorder_gates(rk, *order)},
     }
+
+
+def _identity_if(residual: bool, u: int, dtype) -> np.ndarray:
+    return np.eye(u, dtype=dtype) if residual else np.zeros((u, u), dtype)
+
+
+def _flax_simple_to_keras(params, i_name, h_name, residual, what) -> Arrays:
+    p = _flax_params(params, what)
+    u = _flax_units(p, h_name, what)
+    rk = _flax_leaf(p, h_name, "kernel", (u, u), what)
+    return (
+        _flax_leaf(p, i_name, "kernel", ("in", u), what).copy(),
+        rk + _identity_if(residual, u, rk.dtype),
+        _flax_leaf(p, i_name, "bias", (u,), what).copy(),
+    )
+
+
+def _keras_simple_to_flax(kernel, recurrent_kernel, bias, i_name, h_name, residual, what):
+    k, rk, b, u = _keras("simple_rnn", kernel, recurrent_kernel, bias, what)
+    return {
+        i_name: {"kernel": k.copy(), "bias": b.copy()},
+        h_name: {"kernel": rk - _identity_if(residual, u, rk.dtype)},
+    }
+
+
+def flax_linen_simple_to_keras(params: Mapping[str, Any], residual: bool = False) -> Arrays:
+    """Flax linen ``SimpleCell`` params -> Keras ``SimpleRNN``.
+
+    Args:
+        params: ``{"i": {"kernel": (in, u), "bias": (u,)}, "h": {"kernel": (u, u)}}``.
+        residual: the cell's ``residual`` flag; ``act(x W + b + h R + h)`` is a SimpleRNN
+            with recurrent kernel ``R + I``.
+
+    Returns:
+        ``(kernel (in, u), recurrent_kernel (u, u), bias (u,))``.
+    """
+    return _flax_simple_to_keras(params, "i", "h", residual, "Flax linen SimpleCell")
+
+
+def keras_simple_rnn_to_flax_linen(
+    kernel: Any, recurrent_kernel: Any, bias: Any, residual: bool = False
+) -> dict:
+    """Keras ``SimpleRNN`` -> Flax linen ``SimpleCell`` params ``{"i": {"kernel", "bias"},
+    "h": {"kernel"}}`` (``h.kernel = recurrent_kernel - I`` for a ``residual`` cell)."""
+    return _keras_simple_to_flax(
+        kernel, recurrent_kernel, bias, "i", "h", residual, "Flax linen SimpleCell"
+    )
+
+
+def flax_nnx_simple_to_keras(state: Mapping[str, Any], residual: bool = False) -> Arrays:
+    """Flax nnx ``SimpleCell`` state ``{"dense_i": {"kernel", "bias"}, "dense_h":
+    {"kernel"}}`` -> Keras ``SimpleRNN`` (``residual`` as in
+    :func:`flax_linen_simple_to_keras`)."""
+    return _flax_simple_to_keras(state, "dense_i", "dense_h", residual, "Flax nnx SimpleCell")
+
+
+def keras_simple_rnn_to_flax_nnx(
+    kernel: Any, recurrent_kernel: Any, bias: Any, residual: bool = False
+) -> dict:
+    """Keras ``SimpleRNN`` -> Flax nnx ``SimpleCell`` pure state dict ``{"dense_i":
+    {"kernel", "bias"}, "dense_h": {"kernel"}}``."""
+    return _keras_simple_to_flax(
+        kernel, recurrent_kernel, bias, "dense_i", "dense_h", residual, "Flax nnx SimpleCell"
+    )
+
+
+# ----------------------------------------------------------------------------- TF1
+def _tf1_rows(kernel: Any, cols: int, u: int, input_size: int | None, what: str):
+    """Split a TF1 kernel ``(in + u, cols)`` acting on ``concat([x, h])`` into x and h rows."""
+    k = _expect(kernel, ("in + units", cols), f"{what} (units={u})")
+    n_in = k.shape[0] - u
+    if n_in < 1 or (input_size is not None and n_in != input_size):
+        want = f"({input_size} + {u}, {cols})" if input_size is not None else f"(in + {u}, {cols})"
+        raise ValueError(f"{what} (units={u}): expected shape {want}; received {k.shape}.")
+    return k[:n_in], k[n_in:]
+
+
+def tf1_lstm_to_keras(
+    kernel: Any, bias: Any, input_size: int | None = None, forget_bias: float = 1.0
+) -> Arrays:
+    """TF1 ``LSTMCell`` / ``BasicLSTMCell`` checkpoint weights -> Keras ``LSTM``.
+
+    TF1 computes ``[i, j, f, o] = [x, h] @ kernel + bias``, ``c' = σ(f + forget_bias) c +
+    σ(i) tanh(j)``, ``h' = σ(o) tanh(c')`` (``j`` is Keras' ``c``); ``forget_bias`` is a
+    constructor argument (default 1.0), not stored, so it is added to the f block here.
+    Peepholes, ``num_proj`` and ``cell_clip`` have no Keras equivalent and are not read.
+
+    Args:
+        kernel: ``(in + u, 4u)`` (``rnn/lstm_cell/kernel``), gates i, j, f, o.
+        bias: ``(4u,)`` (``rnn/lstm_cell/bias``).
+        input_size: ``in``, checked if given (else ``kernel.shape[0] - u``).
+        forget_bias: the cell's ``forget_bias``.
+
+    Returns:
+        ``(kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,))``, gates i, f, c, o.
+    """
+    b = _array(bias)
+    if b.ndim != 1 or b.shape[0] % 4 or b.shape[0] == 0:
+        raise ValueError(f"TF1 LSTMCell bias: expected shape (4 * units,); received {b.shape}.")
+    u = b.shape[0] // 4
+    k_x, k_h = _tf1_rows(kernel, 4 * u, u, input_size, "TF1 LSTMCell kernel")
+    order = (KERAS1_LSTM_GATES, KERAS_LSTM_GATES)
+    blocks = split_gates(reorder_gates(b, *order), KERAS_LSTM_GATES)
+    blocks["f"] = blocks["f"] + np.asarray(forget_bias, b.dtype)
+    return reorder_gates(k_x, *order), reorder_gates(k_h, *order), join_gates(blocks, order[1])
+
+
+def keras_lstm_to_tf1(
+    kernel: Any, recurrent_kernel: Any, bias: Any, forget_bias: float = 1.0
+) -> Arrays:
+    """Keras ``LSTM`` -> TF1 ``LSTMCell`` / ``BasicLSTMCell`` ``(kernel, bias)``.
+
+    ``forget_bias`` (the TF1 cell's, added at run time) is subtracted from the f block, so
+    with the default 1.0 a Keras forget bias of exactly 1 is stored as 0.
+
+    Returns:
+        ``kernel (in + u, 4u)`` acting on ``[x, h]``, ``bias (4u,)``, gates i, j, f, o.
+    """
+    k, rk, b, _ = _keras("lstm", kernel, recurrent_kernel, bias, "TF1 LSTMCell")
+    blocks = split_gates(b, KERAS_LSTM_GATES)
+    blocks["f"] = blocks["f"] - np.asarray(forget_bias, b.dtype)
+    order = (KERAS_LSTM_GATES, KERAS1_LSTM_GATES)
+    stacked = np.concatenate([k, rk], axis=0)
+    return reorder_gates(stacked, *order), join_gates(blocks, order[1])
+
+
+def tf1_gru_to_keras(
+    gates_kernel: Any,
+    gates_bias: Any,
+    candidate_kernel: Any,
+    candidate_bias: Any,
+    input_size: int | None = None,
+) -> Arrays:
+    """TF1 ``GRUCell`` checkpoint weights -> Keras ``GRU(reset_after=False)`` (exact).
+
+    TF1 computes ``[r, u] = σ([x, h] @ gates/kernel + gates/bias)``, ``c = tanh([x, r * h]
+    @ candidate/kernel + candidate/bias)``, ``h' = u h + (1 - u) c``: Keras' reset-before
+    GRU with ``z = u``.
+
+    Args:
+        gates_kernel: ``(in + u, 2u)``, gates r, u (``rnn/gru_cell/gates/kernel``).
+        gates_bias: ``(2u,)``.
+        candidate_kernel: ``(in + u, u)``.
+        candidate_bias: ``(u,)``.
+        input_size: ``in``, checked if given.
+
+    Returns:
+        ``(kernel (in, 3u), recurrent_kernel (u, 3u), bias (3u,))``, gates z, r, h.
+    """
+    cb = _array(candidate_bias)
+    if cb.ndim != 1 or cb.shape[0] == 0:
+        raise ValueError(
+            f"TF1 GRUCell candidate/bias: expected shape (units,); received {cb.shape}."
+        )
+    u = cb.shape[0]
+    gb = _expect(gates_bias, (2 * u,), f"TF1 GRUCell gates/bias (units={u})")
+    gx, gh = _tf1_rows(gates_kernel, 2 * u, u, input_size, "TF1 GRUCell gates/kernel")
+    cx, ch = _tf1_rows(candidate_kernel, u, u, gx.shape[0], "TF1 GRUCell candidate/kernel")
+    order = (TORCH_GRU_GATES, KERAS_GRU_GATES)  # [r, u | candidate] -> [z, r, h]
+    return tuple(
+        reorder_gates(np.concatenate(pair, axis=-1), *order)
+        for pair in ((gx, cx), (gh, ch), (gb, cb))
+    )
+
+
+def keras_gru_to_tf1(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras ``GRU(reset_after=False)`` -> TF1 ``GRUCell`` (exact inverse of
+    :func:`tf1_gru_to_keras`). ``GRU(reset_after=True)`` raises: TF1's GRU is reset-before.
+
+    Returns:
+        ``gates/kernel (in + u, 2u)`` (r, u), ``gates/bias (2u,)``, ``candidate/kernel
+        (in + u, u)``, ``candidate/bias (u,)``.
+    """
+    k, rk, b, u = _keras("gru", kernel, recurrent_kernel, bias, "TF1 GRUCell", reset_after=False)
+    stacked = reorder_gates(np.concatenate([k, rk], axis=0), KERAS_GRU_GATES, TORCH_GRU_GATES)
+    b = reorder_gates(b, KERAS_GRU_GATES, TORCH_GRU_GATES)
+    gates, candidate = np.split(stacked, [2 * u], axis=-1)
+    return (
+        np.ascontiguousarray(gates),
+        b[: 2 * u].copy(),
+        np.ascontiguousarray(candidate),
+        b[2 * u :].copy(),
+    )
+
+
+def tf1_rnn_to_keras(kernel: Any, bias: Any, input_size: int | None = None) -> Arrays:
+    """TF1 ``BasicRNNCell`` ``kernel (in + u, u)``, ``bias (u,)`` -> Keras ``SimpleRNN``
+    ``(kernel (in, u), recurrent_kernel (u, u), bias (u,))``."""
+    b = _array(bias)
+    if b.ndim != 1 or b.shape[0] == 0:
+        raise ValueError(f"TF1 BasicRNNCell bias: expected shape (units,); received {b.shape}.")
+    k_x, k_h = _tf1_rows(kernel, b.shape[0], b.shape[0], input_size, "TF1 BasicRNNCell kernel")
+    return k_x.copy(), k_h.copy(), b.copy()
+
+
+def keras_simple_rnn_to_tf1(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+    """Keras ``SimpleRNN`` -> TF1 ``BasicRNNCell`` ``(kernel (in + u, u), bias (u,))``."""
+    k, rk, b, _ = _keras("simple_rnn", kernel, recurrent_kernel, bias, "TF1 BasicRNNCell")
+    return np.concatenate([k, rk], axis=0), b.copy()
 
 
 __all__ = [
+    "KERAS1_LSTM_GATES",
+    "KERAS_GRU_GATES",
+    "KERAS_LSTM_GATES",
+    "TORCH_GRU_GATES",
     "cudnn_gru_to_keras",
     "cudnn_lstm_to_keras",
+    "detect_keras_rnn_layout",
     "flax_linen_gru_to_keras",
-    "flax_optimized_lstm_to_keras",
+    "flax_linen_lstm_to_keras",
+    "flax_linen_simple_to_keras",
+    "flax_nnx_gru_to_keras",
+    "flax_nnx_lstm_to_keras",
+    "flax_nnx_optimized_lstm_to_keras",
+    "flax_nnx_simple_to_keras",
+    "join_gates",
     "keras1_gru_to_keras",
     "keras1_lstm_to_keras",
+    "keras1_simple_rnn_to_keras",
+    "keras1_weight_names",
     "keras_gru_to_cudnn",
     "keras_gru_to_flax_linen",
+    "keras_gru_to_flax_nnx",
+    "keras_gru_to_keras1",
+    "keras_gru_to_tf1",
     "keras_gru_to_torch",
     "keras_lstm_to_cudnn",
-    "keras_lstm_to_flax_optimized",
+    "keras_lstm_to_flax_linen",
+    "keras_lstm_to_flax_nnx",
+    "keras_lstm_to_flax_nnx_optimized",
+    "keras_lstm_to_keras1",
+    "keras_lstm_to_tf1",
     "keras_lstm_to_torch",
+    "keras_simple_rnn_to_flax_linen",
+    "keras_simple_rnn_to_flax_nnx",
+    "keras_simple_rnn_to_keras1",
+    "keras_simple_rnn_to_tf1",
+    "keras_simple_rnn_to_torch",
+    "keras_to_torch_state_dict",
     "reorder_gates",
+    "split_gates",
+    "tf1_gru_to_keras",
+    "tf1_lstm_to_keras",
+    "tf1_rnn_to_keras",
     "torch_gru_to_keras",
     "torch_lstm_to_keras",
     "torch_rnn_to_keras",
