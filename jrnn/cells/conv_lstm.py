@@ -2,15 +2,20 @@
 
 Kernel ``(*kernel_size, in_channels, 4*filters)``, recurrent kernel
 ``(*kernel_size, filters, 4*filters)``, bias ``(4*filters,)``; gates i, f, c, o on the
-channel axis. ``z = conv(x, W; strides, padding, dilation) + b + conv(h, R; 1, "same")``,
-then the LSTM update (:func:`jrnn.cells.lstm.lstm_update`). The input convolution of
-every timestep runs as one convolution over ``time * batch`` frames (hoisted), or per
-step like the dense cells' projection. Keras draws 4 dropout masks for the inputs and 4
-for ``h`` (one per gate).
+channel axis (``keras/src/layers/rnn/conv_lstm.py``, ``ConvLSTMCell.build``/``call``)::
+
+    z = conv(x, W; strides, padding, dilation_rate) + b + conv(h, R; strides 1, "same")
+
+then the LSTM update shared with :class:`jrnn.LSTMCell` (:func:`jrnn.cells.lstm.lstm_update`).
+The input convolution of every timestep runs as one convolution over ``time * batch``
+frames when the driver hoists it (:meth:`ConvLSTMCell.project_inputs` on a whole
+sequence), or per step. Keras draws 4 dropout masks for the inputs and 4 for ``h`` (one
+per gate).
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
@@ -22,32 +27,56 @@ from jrnn import activations as activations_lib
 from jrnn import initializers as initializers_lib
 from jrnn._config import capture, register
 from jrnn._dtypes import resolve_policy
-from jrnn.cells.base import Array, RNNCellBase, set_regularizers_and_constraints
+from jrnn.cells.base import (
+    Array,
+    DenseCellMixin,
+    RNNCellBase,
+    set_regularizers_and_constraints,
+)
 from jrnn.cells.lstm import lstm_update
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
 
 
 def _tuple(value: Any, rank: int, argument: str, owner: Any) -> tuple[int, ...]:
-    values = (value,) * rank if isinstance(value, int) else tuple(value)
-    if len(values) != rank or not all(isinstance(v, int) and v >= 1 for v in values):
+    def is_positive_int(v: Any) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+
+    if isinstance(value, numbers.Integral):
+        values = (value,) * rank
+    elif isinstance(value, (tuple, list)):
+        values = tuple(value)
+    else:
+        values = ()
+    if len(values) != rank or not all(is_positive_int(v) for v in values):
         raise ValueError(
             f"{_checks.where(owner)}: `{argument}` must be a positive int or a tuple of {rank} "
             f"positive ints; received {value!r}."
         )
-    return values
+    return tuple(int(v) for v in values)
 
 
 def conv_output_length(length: int, kernel: int, stride: int, padding: str, dilation: int) -> int:
-    """Keras/TF convolution output length for "same" and "valid" padding."""
+    """Keras/TF convolution output length: ``ceil(length / stride)`` for "same",
+    ``floor((length - dilation * (kernel - 1) - 1) / stride) + 1`` for "valid"."""
     if padding == "same":
         return -(-length // stride)
     return (length - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def conv(x: Array, w: Array, *, strides, padding: str, dilation, channels_last: bool) -> Array:
-    """N-D convolution with Keras' layouts: ``x (N, *spatial, C)`` or ``(N, C, *spatial)``,
-    ``w (*kernel, C_in, C_out)``."""
+    """N-D convolution in Keras' layouts (``keras.ops.conv``).
+
+    Args:
+      x: ``(N, *spatial, C_in)`` (channels_last) or ``(N, C_in, *spatial)``.
+      w: ``(*kernel_size, C_in, C_out)``.
+      strides, dilation: tuples of ``rank`` ints (dilation applies to the kernel).
+      padding: "valid" or "same" (TensorFlow's "SAME": the odd pixel is padded after).
+      channels_last: the layout of ``x`` and of the result.
+
+    Returns:
+      ``(N, *out_spatial, C_out)`` or ``(N, C_out, *out_spatial)``.
+    """
     rank = w.ndim - 2
     spatial = _SPATIAL[rank]
     lhs = f"N{spatial}C" if channels_last else f"NC{spatial}"
@@ -63,29 +92,59 @@ def conv(x: Array, w: Array, *, strides, padding: str, dilation, channels_last: 
 
 
 @register
-class ConvLSTMCell(RNNCellBase):
+class ConvLSTMCell(DenseCellMixin, RNNCellBase):
     """Convolutional LSTM cell of rank 1, 2 or 3 (Keras 3 ``ConvLSTMCell``).
+
+    Parameters (``nnx.Param``, Keras layout): ``kernel (*kernel_size, in_channels,
+    4*filters)``, ``recurrent_kernel (*kernel_size, filters, 4*filters)``, ``bias
+    (4*filters,)``; gate blocks i, f, c, o on the last axis. With ``⊛`` a convolution::
+
+        z = (x ⊛ W; strides, padding, dilation_rate) + b + (h ⊛ R; stride 1, "same")
+        i, f, c~, o = split(z, 4, channel axis)
+        c' = σ(f) ⊙ c + σ(i) ⊙ act(c~)
+        h' = σ(o) ⊙ act(c')
+
+    σ = ``recurrent_activation`` (sigmoid), act = ``activation`` (tanh). States ``(h, c)``.
+
+    Shapes (channels_last; channels_first puts the channel axis right after batch):
+    a step input ``x_t (batch, *spatial_shape, in_channels)``; ``h``, ``c`` and the output
+    ``(batch, *out_spatial, filters)`` with ``out_spatial`` the input convolution's
+    output size (:func:`conv_output_length`: ``ceil(n / s)`` for "same").
 
     Args:
       rank: 1, 2 or 3.
       filters: output channels (the "units").
-      kernel_size, strides, dilation_rate: ints or tuples of ``rank`` ints; strides > 1
-        together with dilation > 1 is refused (as Keras).
+      kernel_size: int or tuple of ``rank`` ints.
       in_channels: channels of the input frames.
-      spatial_shape: spatial size of the input frames (``rank`` ints); it fixes the state
-        shape, since jrnn builds modules eagerly.
-      padding: "valid" or "same" (input convolution; the recurrent one is always "same",
-        stride 1, no dilation).
-      data_format: "channels_last" (default) or "channels_first".
-      other arguments: as :class:`jrnn.LSTMCell`.
+      spatial_shape: spatial size of the input frames (int or ``rank`` ints). Keras reads
+        it from the first input at ``build``; jrnn builds eagerly and the state shape
+        depends on it, so it is given here, like ``in_channels``.
+      strides, dilation_rate: ints or tuples of ``rank`` ints for the input convolution;
+        strides > 1 together with dilation_rate > 1 is refused, as Keras does.
+      padding: "valid" or "same" (case-insensitive) for the input convolution; the
+        recurrent convolution is always stride 1, "same", undilated (Keras).
+      data_format: "channels_last" (default, also for None) or "channels_first".
+      activation, recurrent_activation, use_bias, kernel_initializer,
+        recurrent_initializer, bias_initializer, unit_forget_bias, regularizers,
+        constraints, seed, dtype, param_dtype: as :class:`jrnn.LSTMCell`.
+      dropout, recurrent_dropout: rates in [0, 1) (Keras clips out-of-range rates; jrnn
+        refuses them). Training draws 4 inverted-dropout masks of the step input's shape
+        and 4 of ``h``'s (one per gate), once per call, as Keras.
+      rngs: ``nnx.Rngs`` for initialisation (``params``) and dropout.
+
+    Call (Flax protocol): ``(h, c), y = cell((h, c), x_t)``.
 
     Example:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
       >>> import jrnn
-      >>> cell = jrnn.ConvLSTMCell(2, 4, 3, in_channels=2, spatial_shape=(6, 5), rngs=nnx.Rngs(0))
-      >>> cell.kernel.shape, cell.state_shapes[0]
-      ((3, 3, 2, 16), (4, 3, 4))
+      >>> cell = jrnn.ConvLSTMCell(2, 4, 3, in_channels=2, spatial_shape=(6, 5),
+      ...                          rngs=nnx.Rngs(0))
+      >>> cell.kernel.shape, cell.recurrent_kernel.shape, cell.bias.shape
+      ((3, 3, 2, 16), (3, 3, 4, 16), (16,))
+      >>> (h, c), y = cell(cell.initialize_carry(2), jnp.ones((2, 6, 5, 2)))
+      >>> y.shape
+      (2, 4, 3, 4)
     """
 
     gate_names = ("i", "f", "c", "o")
@@ -135,14 +194,23 @@ class ConvLSTMCell(RNNCellBase):
         self.spatial_shape = _tuple(spatial_shape, rank, "spatial_shape", self)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
-                f"{_checks.where(self)}: strides > 1 together with dilation_rate > 1 is not "
-                f"supported (as Keras); received strides={self.strides}, "
-                f"dilation_rate={self.dilation_rate}."
+                f"{_checks.where(self)}: `strides` > 1 together with `dilation_rate` > 1 is not "
+                "supported (Keras refuses it too); pass strides=1 or dilation_rate=1. Received "
+                f"strides={self.strides}, dilation_rate={self.dilation_rate}."
             )
-        self.padding = _checks.one_of(str(padding).lower(), "padding", ("valid", "same"), self)
-        data_format = data_format or "channels_last"
+        self.padding = _checks.one_of(
+            padding.lower() if isinstance(padding, str) else padding,
+            "padding",
+            ("valid", "same"),
+            self,
+        )
+        if data_format is None:
+            data_format = "channels_last"
         self.data_format = _checks.one_of(
-            data_format, "data_format", ("channels_last", "channels_first"), self
+            data_format.lower() if isinstance(data_format, str) else data_format,
+            "data_format",
+            ("channels_last", "channels_first"),
+            self,
         )
         self.activation = activations_lib.get(activation)
         self.recurrent_activation = activations_lib.get(recurrent_activation)
@@ -172,39 +240,24 @@ class ConvLSTMCell(RNNCellBase):
         state = (*out_spatial, self.filters) if channels_last else (self.filters, *out_spatial)
         self.state_shapes = (state, state)
         self.output_shape = state
-        dt = self.policy.param_dtype
         f = self.filters
-        self.kernel = nnx.Param(
-            initializers_lib.get(kernel_initializer)(
-                rngs.params(), (*self.kernel_size, self.in_channels, 4 * f), dt
-            )
+        bias_init = initializers_lib.get(bias_initializer)
+        if self.use_bias and self.unit_forget_bias:
+            bias_init = initializers_lib.unit_forget_bias(bias_init, f)
+        self._create_dense_params(
+            rngs=rngs,
+            kernel_shape=(*self.kernel_size, self.in_channels, 4 * f),
+            recurrent_shape=(*self.kernel_size, f, 4 * f),
+            bias_shape=(4 * f,) if self.use_bias else None,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_init,
         )
-        self.recurrent_kernel = nnx.Param(
-            initializers_lib.get(recurrent_initializer)(
-                rngs.params(), (*self.kernel_size, f, 4 * f), dt
-            )
-        )
-        if self.use_bias:
-            bias_init = initializers_lib.get(bias_initializer)
-            if self.unit_forget_bias:
-                bias_init = initializers_lib.unit_forget_bias(bias_init, f)
-            self.bias = nnx.Param(bias_init(rngs.params(), (4 * f,), dt))
-        else:
-            self.bias = nnx.data(None)
         self._init_dropout_rngs(rngs, seed)
 
     @property
     def _channel_axis(self) -> int:
         return -1 if self.data_format == "channels_last" else -(self.rank + 1)
-
-    def params(self) -> dict[str, Array]:
-        """Kernel, recurrent kernel and bias in the compute dtype."""
-        dt = self.policy.compute_dtype
-        return {
-            "kernel": self.kernel[...].astype(dt),
-            "recurrent_kernel": self.recurrent_kernel[...].astype(dt),
-            "bias": None if self.bias is None else self.bias[...].astype(dt),
-        }
 
     def _conv_gates(self, x: Array, w: Array, masks: Array | None, **conv_args) -> Array:
         """Convolve ``x (..., batch, *frame)``; per-gate masks give one conv per gate."""
@@ -222,8 +275,14 @@ class ConvLSTMCell(RNNCellBase):
             outs.append(out.reshape(*lead, *out.shape[1:]))
         return jnp.concatenate(outs, axis=self._channel_axis)
 
-    def project_inputs(self, params, x, input_masks):
-        """Input convolution + bias: ``(..., batch, *frame)`` -> ``(..., batch, *state)`` x4."""
+    def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
+        """Input convolution plus bias, for one step or a whole time-major sequence.
+
+        ``x (..., batch, *frame)`` -> ``(..., batch, *state)`` with ``4*filters``
+        channels (gate blocks i, f, c, o). Leading axes are folded into the batch, so a
+        sequence ``(time, batch, ...)`` is one convolution over ``time * batch`` frames.
+        ``input_masks``: None or ``(4, batch, *frame)`` (one dropout mask per gate).
+        """
         z = self._conv_gates(
             x,
             params["kernel"],
@@ -239,7 +298,9 @@ class ConvLSTMCell(RNNCellBase):
         return z
 
     def step(self, params, carry, x_projected, recurrent_masks, constants=None):
-        """One ConvLSTM step: recurrent "same" convolution, then the LSTM update."""
+        """One ConvLSTM step: the recurrent convolution (stride 1, "same") of ``h``, then
+        the LSTM update; ``((h', c'), h', activations)`` with activations ``i, f,
+        c_tilde, o, c, h``, each ``(batch, *state)``."""
         del constants
         h, c = carry
         rz = self._conv_gates(

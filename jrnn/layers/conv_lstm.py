@@ -14,12 +14,48 @@ from jrnn.rnn import RNN
 
 @register
 class ConvLSTM(RNN):
-    """Keras' rank-generic ``ConvLSTM`` layer (use ConvLSTM1D/2D/3D).
+    """Keras' rank-generic ``ConvLSTM`` layer (use ConvLSTM1D/2D/3D, which fix ``rank``).
 
-    Inputs ``(batch, time, *spatial_shape, in_channels)`` (channels_last) or
-    ``(batch, time, in_channels, *spatial_shape)`` (channels_first); output and states
-    ``(batch, [time,] *out_spatial, filters)``. Arguments: those of
-    :class:`jrnn.ConvLSTMCell` and :class:`jrnn.RNN`.
+    An LSTM whose input and recurrent transformations are convolutions; maths, weights
+    and gate order as :class:`jrnn.ConvLSTMCell` (``layer.cell.kernel
+    (*kernel_size, in_channels, 4*filters)``, ``recurrent_kernel (*kernel_size, filters,
+    4*filters)``, ``bias (4*filters,)``, gates i, f, c, o).
+
+    Args:
+      rank, filters, kernel_size, strides, padding, data_format, dilation_rate,
+        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias,
+        *_regularizer, *_constraint, dropout, recurrent_dropout, seed: Keras 3's
+        arguments, as :class:`jrnn.ConvLSTMCell`.
+      in_channels: channels of the input frames (Keras reads them at ``build``).
+      spatial_shape: spatial size of the input frames, ``(W,)``, ``(H, W)`` or
+        ``(D, H, W)`` (an int for all axes). Keras also requires static spatial
+        dimensions; jrnn takes them here because it builds eagerly and the state shape
+        depends on them. Inputs of another spatial size are refused.
+      return_sequences, return_state, go_backwards, stateful, unroll,
+        zero_output_for_mask, remat, hoist_input_projection, activity_regularizer,
+        batch_size, dtype, param_dtype, name: as :class:`jrnn.RNN` / :class:`jrnn.LSTM`.
+      rngs: ``nnx.Rngs`` for initialisation and dropout.
+
+    Call: ``layer(inputs, mask=None, initial_state=None, training=False)`` with
+
+    * ``inputs (batch, time, *spatial_shape, in_channels)`` (channels_last) or
+      ``(batch, time, in_channels, *spatial_shape)`` (channels_first);
+    * ``mask (batch, time)``; ``initial_state [h, c]``, each shaped like one output step.
+
+    Returns ``(batch, *out_spatial, filters)`` (channels_first: ``(batch, filters,
+    *out_spatial)``), ``(batch, time, ...)`` with ``return_sequences``, and ``(output, h,
+    c)`` with ``return_state``; ``out_spatial`` is the input convolution's output size.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import jrnn
+      >>> layer = jrnn.ConvLSTM(2, 4, (3, 2), in_channels=3, spatial_shape=(6, 5),
+      ...                       strides=2, padding="same", return_state=True,
+      ...                       rngs=nnx.Rngs(0))
+      >>> y, h, c = layer(jnp.ones((2, 7, 6, 5, 3)))
+      >>> y.shape, c.shape, layer.cell.kernel.shape
+      ((2, 3, 3, 4), (2, 3, 3, 4), (3, 2, 3, 16))
     """
 
     def __init__(
@@ -71,26 +107,12 @@ class ConvLSTM(RNN):
         super().__init__(ConvLSTMCell(**cell_arguments), **rnn_arguments)
 
 
-def _ranked(rank: int, doc: str) -> type:
-    class _Layer(ConvLSTM):
-        def __init__(self, filters: int, kernel_size: Any, **kwargs: Any):
-            self._config = capture({"filters": filters, "kernel_size": kernel_size, **kwargs})
-            super().__init__(rank, filters, kernel_size, **kwargs)
+@register
+class ConvLSTM1D(ConvLSTM):
+    """1-D convolutional LSTM (Keras ``ConvLSTM1D``): :class:`jrnn.ConvLSTM` with rank 1.
 
-        @classmethod
-        def from_config(cls, config, *, rngs):
-            return cls(**{**config, "rngs": rngs})
-
-    _Layer.__name__ = _Layer.__qualname__ = f"ConvLSTM{rank}D"
-    _Layer.__doc__ = doc
-    _Layer.__init__.__doc__ = f"See :class:`jrnn.ConvLSTM`; rank {rank}."
-    _Layer.from_config.__func__.__doc__ = "Rebuild from :meth:`get_config` with fresh weights."
-    return register(_Layer)
-
-
-ConvLSTM1D = _ranked(
-    1,
-    """1-D convolutional LSTM (Keras ``ConvLSTM1D``).
+    Inputs ``(batch, time, width, in_channels)`` (channels_last) or ``(batch, time,
+    in_channels, width)``; ``spatial_shape=(width,)``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -99,11 +121,20 @@ ConvLSTM1D = _ranked(
       >>> layer = jrnn.ConvLSTM1D(4, 3, in_channels=2, spatial_shape=(9,), rngs=nnx.Rngs(0))
       >>> layer(jnp.ones((2, 5, 9, 2))).shape
       (2, 7, 4)
-    """,
-)
-ConvLSTM2D = _ranked(
-    2,
-    """2-D convolutional LSTM (Keras ``ConvLSTM2D``).
+    """
+
+    def __init__(self, filters: int, kernel_size: Any, *, rngs: nnx.Rngs, **kwargs: Any):
+        """Arguments as :class:`jrnn.ConvLSTM` without ``rank``."""
+        self._config = capture({"filters": filters, "kernel_size": kernel_size, **kwargs})
+        super().__init__(1, filters, kernel_size, rngs=rngs, **kwargs)
+
+
+@register
+class ConvLSTM2D(ConvLSTM):
+    """2-D convolutional LSTM (Keras ``ConvLSTM2D``): :class:`jrnn.ConvLSTM` with rank 2.
+
+    Inputs ``(batch, time, height, width, in_channels)`` (channels_last) or ``(batch,
+    time, in_channels, height, width)``; ``spatial_shape=(height, width)``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -113,11 +144,21 @@ ConvLSTM2D = _ranked(
       ...                         padding="same", return_sequences=True, rngs=nnx.Rngs(0))
       >>> layer(jnp.ones((2, 3, 6, 5, 2))).shape
       (2, 3, 6, 5, 4)
-    """,
-)
-ConvLSTM3D = _ranked(
-    3,
-    """3-D convolutional LSTM (Keras ``ConvLSTM3D``).
+    """
+
+    def __init__(self, filters: int, kernel_size: Any, *, rngs: nnx.Rngs, **kwargs: Any):
+        """Arguments as :class:`jrnn.ConvLSTM` without ``rank``."""
+        self._config = capture({"filters": filters, "kernel_size": kernel_size, **kwargs})
+        super().__init__(2, filters, kernel_size, rngs=rngs, **kwargs)
+
+
+@register
+class ConvLSTM3D(ConvLSTM):
+    """3-D convolutional LSTM (Keras ``ConvLSTM3D``): :class:`jrnn.ConvLSTM` with rank 3.
+
+    Inputs ``(batch, time, depth, height, width, in_channels)`` (channels_last) or
+    ``(batch, time, in_channels, depth, height, width)``; ``spatial_shape=(depth, height,
+    width)``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -126,7 +167,12 @@ ConvLSTM3D = _ranked(
       >>> layer = jrnn.ConvLSTM3D(2, 2, in_channels=1, spatial_shape=(3, 4, 4), rngs=nnx.Rngs(0))
       >>> layer(jnp.ones((1, 2, 3, 4, 4, 1))).shape
       (1, 2, 3, 3, 2)
-    """,
-)
+    """
+
+    def __init__(self, filters: int, kernel_size: Any, *, rngs: nnx.Rngs, **kwargs: Any):
+        """Arguments as :class:`jrnn.ConvLSTM` without ``rank``."""
+        self._config = capture({"filters": filters, "kernel_size": kernel_size, **kwargs})
+        super().__init__(3, filters, kernel_size, rngs=rngs, **kwargs)
+
 
 __all__ = ["ConvLSTM", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"]
