@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jrnn import _checks
 from jrnn import activations as activations_lib
 from jrnn import initializers as initializers_lib
 from jrnn._config import capture, register
@@ -32,7 +33,11 @@ from jrnn.cells.lstm import lstm_step
 
 
 def cudnn_kernel_to_keras(kernel: Array, gates: int) -> Array:
-    """Input kernel ``(in, gates*u)`` in CuDNN-layer layout -> Keras layout."""
+    """Input kernel ``(in, gates*u)`` in the CuDNN layer's layout -> Keras layout.
+
+    Per gate block ``k (in, u)``: ``k.reshape(u, in).T``, which is Keras 2's
+    ``k.T.reshape(k.shape, order="F")``.
+    """
     n_in, width = kernel.shape
     u = width // gates
     blocks = [kernel[:, g * u : (g + 1) * u].reshape(u, n_in).T for g in range(gates)]
@@ -40,7 +45,8 @@ def cudnn_kernel_to_keras(kernel: Array, gates: int) -> Array:
 
 
 def cudnn_recurrent_to_keras(recurrent_kernel: Array, gates: int) -> Array:
-    """Recurrent kernel ``(u, gates*u)`` in CuDNN-layer layout -> Keras layout."""
+    """Recurrent kernel ``(u, gates*u)`` in the CuDNN layer's layout -> Keras layout
+    (each ``(u, u)`` gate block transposed)."""
     u = recurrent_kernel.shape[0]
     blocks = [recurrent_kernel[:, g * u : (g + 1) * u].T for g in range(gates)]
     return jnp.concatenate(blocks, axis=1)
@@ -68,7 +74,10 @@ class _CuDNNCell(DenseCellMixin, RNNCellBase):
         self._init_dropout_rngs(rngs, None)
 
     def keras_weights(self) -> list[Array]:
-        """The equivalent Keras LSTM / GRU(reset_after=True) weights (Keras 2's conversion)."""
+        """The equivalent Keras ``LSTM`` / ``GRU(reset_after=True)`` weights, as Keras 2's
+        ``_convert_rnn_weights`` makes them: ``[kernel (in, gu), recurrent_kernel (u, gu),
+        bias]`` with the LSTM bias ``(4u,)`` the sum of the two halves and the GRU bias
+        ``(2, 3u)`` (row 0 input, row 1 recurrent), in the compute dtype."""
         p = self.params()
         bias = p["bias"] if self.gates == 4 else jnp.stack([p["input_bias"], p["recurrent_bias"]])
         return [p["kernel"], p["recurrent_kernel"], bias]
@@ -84,16 +93,31 @@ class _CuDNNCell(DenseCellMixin, RNNCellBase):
 class CuDNNLSTMCell(_CuDNNCell):
     """Keras 2 ``CuDNNLSTM``'s weights and maths as a cell.
 
-    Parameters (CuDNN-layer layout, gates i, f, c, o): ``kernel (in_features, 4u)``,
-    ``recurrent_kernel (u, 4u)``, ``bias (8u,)`` = input biases then recurrent biases.
-    tanh/sigmoid are fixed; no dropout (as the Keras 2 layer).
+    Parameters (the CuDNN layer's layout, gate blocks i, f, c, o):
+    ``kernel (in_features, 4u)`` (each block a cuDNN ``(u, in)`` matrix stored row-major),
+    ``recurrent_kernel (u, 4u)`` (each block transposed), ``bias (8u,)`` = input biases
+    ``b_x`` then recurrent biases ``b_h``. With ``W``, ``R`` the Keras-layout matrices
+    (:meth:`keras_weights`)::
+
+        z = x W + b_x + h R + b_h;     i, f, c~, o = split(z, 4)
+        c' = sigmoid(f) * c + sigmoid(i) * tanh(c~);   h' = sigmoid(o) * tanh(c')
+
+    State ``(h, c)``. tanh/sigmoid are fixed; no dropout (as the Keras 2 layer).
+
+    Args:
+      units, in_features: sizes.
+      kernel_initializer, recurrent_initializer, bias_initializer: applied to the stored
+        ``(in, 4u)``, ``(u, 4u)`` and ``(8u,)`` arrays, as Keras 2.
+      unit_forget_bias: ones in the recurrent forget block ``bias[5u:6u]`` only (Keras
+        2.2.4 ``CuDNNLSTM.build``), ``bias_initializer`` elsewhere.
+      regularizers, constraints, dtype, param_dtype, name, rngs: as :class:`jrnn.LSTMCell`.
 
     Example:
       >>> from flax import nnx
       >>> import jrnn
       >>> cell = jrnn.CuDNNLSTMCell(4, 3, rngs=nnx.Rngs(0))
-      >>> cell.bias.shape, float(cell.bias[20:24].sum())  # unit_forget_bias: recurrent f block
-      ((32,), 4.0)
+      >>> cell.bias.shape, float(cell.bias[20:24].sum()), float(cell.bias[...].sum())
+      ((32,), 4.0, 4.0)
     """
 
     gates = 4
@@ -120,7 +144,8 @@ class CuDNNLSTMCell(_CuDNNCell):
         rngs: nnx.Rngs,
     ):
         self._config = capture(locals())
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.name = name
+        self.unit_forget_bias = _checks.boolean(unit_forget_bias, "unit_forget_bias", self)
         base = initializers_lib.get(bias_initializer)
         bias_init = base
         if self.unit_forget_bias:
@@ -165,14 +190,30 @@ class CuDNNLSTMCell(_CuDNNCell):
 class CuDNNGRUCell(_CuDNNCell):
     """Keras 2 ``CuDNNGRU``'s weights and maths as a cell (reset-after GRU).
 
-    Parameters (CuDNN-layer layout, gates z, r, h): ``kernel (in_features, 3u)``,
-    ``recurrent_kernel (u, 3u)``, ``bias (6u,)`` = input biases then recurrent biases.
+    Parameters (the CuDNN layer's layout, gate blocks z, r, h):
+    ``kernel (in_features, 3u)`` (each block a cuDNN ``(u, in)`` matrix stored row-major),
+    ``recurrent_kernel (u, 3u)`` (each block transposed), ``bias (6u,)`` = input biases
+    ``b_x`` then recurrent biases ``b_h``. With ``W``, ``R`` the Keras-layout matrices
+    (:meth:`keras_weights`; Keras' ``GRU(reset_after=True)`` bias is ``[b_x; b_h]``)::
+
+        zx, rx, hx = split(x W + b_x, 3);   zh, rh, hh = split(h R + b_h, 3)
+        z = sigmoid(zx + zh);  r = sigmoid(rx + rh);  h~ = tanh(hx + r * hh)
+        h' = z * h + (1 - z) * h~
+
+    State ``(h,)``. tanh/sigmoid are fixed; no dropout (as the Keras 2 layer).
+
+    Args:
+      units, in_features: sizes.
+      kernel_initializer, recurrent_initializer, bias_initializer: applied to the stored
+        ``(in, 3u)``, ``(u, 3u)`` and ``(6u,)`` arrays, as Keras 2.
+      regularizers, constraints, dtype, param_dtype, name, rngs: as :class:`jrnn.GRUCell`.
 
     Example:
       >>> from flax import nnx
       >>> import jrnn
-      >>> jrnn.CuDNNGRUCell(4, 3, rngs=nnx.Rngs(0)).bias.shape
-      (24,)
+      >>> cell = jrnn.CuDNNGRUCell(4, 3, rngs=nnx.Rngs(0))
+      >>> cell.bias.shape, [w.shape for w in cell.keras_weights()]
+      ((24,), [(3, 12), (4, 12), (2, 12)])
     """
 
     gates = 3

@@ -10,11 +10,11 @@ from jrnn.layers.core import Dense as Dense
 from jrnn.layers.core import Dropout as Dropout
 from jrnn.layers.core import Embedding as Embedding
 from jrnn.layers.core import Masking as Masking
+from jrnn.layers.cudnn import CuDNNGRU as CuDNNGRU
+from jrnn.layers.cudnn import CuDNNLSTM as CuDNNLSTM
+from jrnn.layers.indrnn import IndRNN as IndRNN
 from jrnn.layers.recurrent import GRU as GRU
 from jrnn.layers.recurrent import LSTM as LSTM
-from jrnn.layers.recurrent import CuDNNGRU as CuDNNGRU
-from jrnn.layers.recurrent import CuDNNLSTM as CuDNNLSTM
-from jrnn.layers.recurrent import IndRNN as IndRNN
 from jrnn.layers.recurrent import SimpleRNN as SimpleRNN
 from jrnn.layers.wrappers import Bidirectional as Bidirectional
 from jrnn.layers.wrappers import TimeDistributed as TimeDistributed
