@@ -1,8 +1,14 @@
-"""Bidirectional and TimeDistributed (Keras 3 semantics)."""
+"""Bidirectional and TimeDistributed, with Keras 3 semantics.
+
+Keras sources: ``keras/src/layers/rnn/bidirectional.py`` and
+``keras/src/layers/rnn/time_distributed.py`` (v3.15.1); where Keras 3 and Keras 2
+(``tf.keras`` v2.15) differ, the class docstrings say which one jrnn follows and why.
+"""
 
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 import jax
@@ -11,50 +17,132 @@ from flax import nnx
 
 from jrnn import _checks
 from jrnn._config import Configurable, capture, register
-from jrnn.rnn import RNN
+from jrnn._dtypes import resolve_policy
+from jrnn.rnn import RNN, RNNState
 
+#: The accepted ``merge_mode`` values, as Keras lists them.
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
-def _flat_states(states: Any) -> list:
-    return jax.tree_util.tree_leaves(states)
+def _snake_case(name: str) -> str:
+    """Keras' ``to_snake_case`` (``keras/src/utils/naming.py``): ``SimpleRNN`` -> ``simple_rnn``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _removeprefix(name: str, prefix: str) -> str:
+    return name[len(prefix) :] if name.startswith(prefix) else name
+
+
+def _state_count(layer: RNN) -> int:
+    """Number of state arrays (carry leaves) of ``layer``: LSTM 2, GRU 1, stacks the sum."""
+    shapes = jax.eval_shape(lambda: layer.cell.initialize_carry(1))
+    return len(jax.tree_util.tree_leaves(shapes))
+
+
+def _split_keys(rngs: Any) -> tuple[Any, Any]:
+    """One ``rngs`` call argument for each direction.
+
+    ``nnx.Rngs`` and ``nnx.RngStream`` are stateful (each direction draws its own key
+    from them); a raw key is split in two, so the directions never share a dropout mask.
+    """
+    if rngs is None or isinstance(rngs, (nnx.Rngs, nnx.RngStream)):
+        return rngs, rngs
+    forward_key, backward_key = jax.random.split(rngs)
+    return forward_key, backward_key
 
 
 @register
 class Bidirectional(Configurable, nnx.Module):
     """Keras ``Bidirectional``: a forward and a backward recurrent layer, outputs merged.
 
+    Both directions read the same ``inputs (batch, time, *features)``; the backward one
+    has ``go_backwards=True``, so its sequence output is in reversed time order and is
+    flipped back to input time order before merging. With forward output ``y`` and
+    backward output ``y_rev`` (after the flip), ``merge_mode`` gives::
+
+        "concat": concatenate([y, y_rev], axis=-1)      "sum": y + y_rev
+        "mul":    y * y_rev      "ave": (y + y_rev) / 2  None:  (y, y_rev)
+
     Args:
-      layer: a jrnn recurrent layer (any :class:`jrnn.RNN` subclass). It becomes the
-        forward layer itself, so weights already set on it are kept (Keras re-creates the
-        forward layer from its config instead; jrnn keeps your instance).
-      merge_mode: "concat" (default), "sum", "mul", "ave" or None (return both).
-      backward_layer: optional backward layer; by default ``layer``'s config with
-        ``go_backwards`` flipped and fresh parameters from ``rngs``. A given one must have
-        the opposite ``go_backwards`` and the same ``stateful``, ``return_sequences`` and
-        ``return_state`` (Keras' checks).
-      rngs: ``nnx.Rngs`` for the backward layer's parameters (needed without
-        ``backward_layer``).
-      name: Keras layer name. The default backward layer is named
-        ``backward_<layer name>`` as in Keras.
+      layer: a jrnn recurrent layer: any :class:`jrnn.RNN` subclass (SimpleRNN, GRU,
+        LSTM, RNN over a cell or a list of cells, ConvLSTM1D/2D/3D, IndRNN, CuDNNLSTM,
+        CuDNNGRU, ...). Only the ``RNN`` API is used: ``get_config``/``rebuild``,
+        ``go_backwards``, ``return_sequences``, ``return_state``, ``stateful``,
+        ``zero_output_for_mask``, ``reset_state`` and the call.
+      merge_mode: one of ``"concat"`` (default), ``"sum"``, ``"mul"``, ``"ave"`` or
+        ``None`` (return both outputs).
+      backward_layer: optional jrnn recurrent layer for the backward direction. It must
+        have the opposite ``go_backwards`` and the same ``stateful``,
+        ``return_sequences`` and ``return_state`` as ``layer`` (Keras' checks and
+        messages). It may differ otherwise (another cell type, other ``units``; then
+        only ``"concat"`` and ``None`` can merge outputs of different sizes). It is used
+        as given (not copied), as in Keras.
+      rngs: ``nnx.Rngs`` for fresh parameters. **With** ``rngs`` jrnn does what Keras
+        does: the forward layer is a new layer built from ``layer``'s config (named
+        ``forward_<name>``) and the default backward layer another one with
+        ``go_backwards`` flipped (named ``backward_<name>``), both freshly initialised;
+        ``layer`` itself is left untouched and unused. **Without** ``rngs``, ``layer``
+        itself becomes ``forward_layer`` (its weights, e.g. loaded or trained, are kept
+        and shared with the caller; its name is kept) and ``backward_layer`` must be
+        given, since a fresh backward layer needs ``rngs`` (to keep trained forward
+        weights and build a fresh backward layer, pass
+        ``backward_layer=layer.rebuild(rngs=..., go_backwards=not layer.go_backwards)``).
+        Rebuilding needs ``layer``'s recorded config, so a custom cell must be registered
+        (``jrnn._config.register``); otherwise give both layers and no ``rngs``.
+      name: Keras layer name. Names of the default directions come from ``layer.name``
+        (or Keras' snake-case class name, e.g. ``lstm``, ``simple_rnn``).
+      dtype: Keras dtype policy of the wrapper: both directions' outputs (not the states)
+        are cast to its compute dtype before merging, as Keras does. ``None`` is float32,
+        Keras' default policy, so a ``mixed_bfloat16`` layer gives float32 outputs, as in
+        Keras unless the wrapper itself gets ``dtype="mixed_bfloat16"``.
 
-    As Keras, both directions get ``zero_output_for_mask = return_sequences``.
+    As Keras, both directions get ``zero_output_for_mask = return_sequences`` (masked
+    steps of a returned sequence are zeros); this attribute is set on the layers
+    Bidirectional runs, including a given ``backward_layer`` and, without ``rngs``,
+    ``layer``.
 
-    Call: ``layer(inputs, mask=None, initial_state=None, training=False)``;
-    ``initial_state`` is the forward states followed by the backward states (split in
-    halves). Returns the merged output ``(batch, time, 2*units)`` (concat) or
-    ``(batch, 2*units)``; with ``return_state`` ``(output, *forward_states,
-    *backward_states)``, and with ``merge_mode=None`` ``(y_forward, y_backward, *states)``.
-    The backward sequence is flipped back to input time order before merging.
+    Differences from Keras 3: a ``layer`` with ``go_backwards=True`` is accepted and its
+    flipped twin (``go_backwards=False``) runs backwards, as in Keras 2 (Keras 3 sets the
+    twin's ``go_backwards=True`` and then refuses the pair); Keras' ``weights=`` argument
+    is not taken (set parameters on ``forward_layer``/``backward_layer``); ``constants``
+    (Keras 2) are passed to both directions; ``initial_state`` is split at the forward
+    layer's state count, which is Keras' split in halves whenever the directions have the
+    same states, and also works for a backward layer with other states.
+
+    Call args:
+      inputs: ``(batch, time, *features)``.
+      mask: optional ``(batch, time)`` booleans, passed to both directions.
+      initial_state: optional list: the forward layer's states then the backward
+        layer's (``[h_f, c_f, h_b, c_b]`` for LSTM; nested per cell or flat for stacks).
+      training: apply the layers' dropout (passed to both).
+      constants: Keras-2 constants, passed to both (for cells that accept them).
+      rngs: optional ``nnx.Rngs``/stream/key for dropout; a raw key is split in two.
+
+    Returns:
+      The merged output: ``(batch, time, 2 * units)`` for ``"concat"`` with
+      ``return_sequences``, ``(batch, 2 * units)`` without (``units`` for the other
+      modes); ``merge_mode=None`` gives ``(y, y_rev)``. With ``return_state``:
+      ``(output, *forward_states, *backward_states)``, or with ``merge_mode=None``
+      ``(y, y_rev, *forward_states, *backward_states)``, as Keras.
 
     Example:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
       >>> import jrnn
       >>> rngs = nnx.Rngs(0)
-      >>> bi = jrnn.Bidirectional(jrnn.LSTM(4, 3, return_sequences=True, rngs=rngs), rngs=rngs)
-      >>> bi(jnp.ones((2, 7, 3))).shape
-      (2, 7, 8)
+      >>> bi = jrnn.Bidirectional(
+      ...     jrnn.LSTM(4, 3, return_sequences=True, return_state=True, rngs=rngs), rngs=rngs
+      ... )
+      >>> y, h_f, c_f, h_b, c_b = bi(jnp.ones((2, 7, 3)))
+      >>> y.shape, h_b.shape, bi.forward_layer.name, bi.backward_layer.name
+      ((2, 7, 8), (2, 4), 'forward_lstm', 'backward_lstm')
+      >>> fwd = jrnn.GRU(4, 3, rngs=rngs)  # e.g. with trained weights: kept without rngs
+      >>> bwd = jrnn.SimpleRNN(2, 3, go_backwards=True, rngs=rngs)
+      >>> bi = jrnn.Bidirectional(fwd, backward_layer=bwd)
+      >>> bi.forward_layer is fwd, bi(jnp.ones((2, 7, 3))).shape
+      (True, (2, 6))
     """
 
     def __init__(
@@ -65,139 +153,236 @@ class Bidirectional(Configurable, nnx.Module):
         *,
         rngs: nnx.Rngs | None = None,
         name: str | None = None,
+        dtype: Any = None,
     ):
-        self._config = capture(
-            {
-                "layer": layer,
-                "merge_mode": merge_mode,
-                "backward_layer": backward_layer,
-                "name": name,
-            }
-        )
+        self._config = capture(locals())
         self.name = name
         if not isinstance(layer, RNN):
             raise ValueError(
-                f"Bidirectional: `layer` must be a jrnn recurrent layer (jrnn.RNN); received "
-                f"{type(layer).__name__}."
+                f"{_checks.where(self)}: `layer` must be a jrnn recurrent layer (a jrnn.RNN "
+                f"subclass such as jrnn.LSTM); received {type(layer).__name__}."
             )
-        _checks.one_of(merge_mode, "merge_mode", MERGE_MODES, self)
+        if backward_layer is not None and not isinstance(backward_layer, RNN):
+            raise ValueError(
+                f"{_checks.where(self)}: `backward_layer` must be a jrnn recurrent layer (a "
+                f"jrnn.RNN subclass) or None; received {type(backward_layer).__name__}."
+            )
+        if merge_mode is not None and not (
+            isinstance(merge_mode, str) and merge_mode in MERGE_MODES
+        ):
+            raise ValueError(
+                f"{_checks.where(self)}: Invalid merge mode. Received: `merge_mode`="
+                f'{merge_mode!r}. Merge mode should be one of {{"sum", "mul", "ave", "concat", '
+                "None}."
+            )
+        self.policy = resolve_policy(dtype, None, _checks.where(self))
+        base = layer.name or _snake_case(type(layer).__name__)
+        if rngs is not None:
+            forward = layer.rebuild(rngs=rngs, name=f"forward_{_removeprefix(base, 'forward_')}")
+        elif backward_layer is not None:
+            forward = layer
+        else:
+            raise ValueError(
+                f"{_checks.where(self)}: the backward layer needs fresh parameters; expected "
+                "`rngs=nnx.Rngs(...)` (Keras' behaviour: both directions are rebuilt from "
+                "`layer`'s config) or `backward_layer=` (then `layer` is used as the forward "
+                "layer with its weights); received neither."
+            )
         if backward_layer is None:
-            if rngs is None:
-                raise ValueError(
-                    "Bidirectional: pass `rngs=nnx.Rngs(...)` to initialise the backward layer "
-                    "(or give `backward_layer`)."
-                )
-            base = layer.name or type(layer).__name__.lower()
             backward_layer = layer.rebuild(
-                rngs=rngs, go_backwards=not layer.go_backwards, name=f"backward_{base}"
+                rngs=rngs,
+                go_backwards=not layer.go_backwards,
+                name=f"backward_{_removeprefix(base, 'backward_')}",
             )
-        elif not isinstance(backward_layer, RNN):
-            raise ValueError(
-                f"Bidirectional: `backward_layer` must be a jrnn recurrent layer; received "
-                f"{type(backward_layer).__name__}."
-            )
-        if layer.go_backwards == backward_layer.go_backwards:
-            raise ValueError(
-                "Bidirectional: the forward and backward layers must have different "
-                f"`go_backwards`; received forward_layer.go_backwards={layer.go_backwards}, "
-                f"backward_layer.go_backwards={backward_layer.go_backwards}."
-            )
-        for attribute in ("stateful", "return_sequences", "return_state"):
-            fwd, bwd = getattr(layer, attribute), getattr(backward_layer, attribute)
-            if fwd != bwd:
-                raise ValueError(
-                    f"Bidirectional: the forward and backward layers must have the same "
-                    f"`{attribute}`; received {fwd} for the forward layer and {bwd} for the "
-                    "backward layer."
-                )
-        for sub in (layer, backward_layer):
-            sub.zero_output_for_mask = sub.return_sequences  # as Keras
-        self.forward_layer = layer
+        self._verify_layer_config(forward, backward_layer)
+        for direction in (forward, backward_layer):
+            direction.zero_output_for_mask = direction.return_sequences  # as Keras
+        self.forward_layer = forward
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
-        self.return_sequences = layer.return_sequences
-        self.return_state = layer.return_state
-        self.stateful = layer.stateful
+        self.return_sequences = forward.return_sequences
+        self.return_state = forward.return_state
+        self.stateful = forward.stateful
+
+    def _verify_layer_config(self, forward: RNN, backward: RNN) -> None:
+        where = _checks.where(self)
+        if forward.go_backwards == backward.go_backwards:
+            raise ValueError(
+                f"{where}: Forward layer and backward layer should have different "
+                f"`go_backwards` value. Received: forward_layer.go_backwards "
+                f"{forward.go_backwards}, backward_layer.go_backwards={backward.go_backwards}"
+            )
+        for attribute in ("stateful", "return_sequences", "return_state"):
+            forward_value, backward_value = (
+                getattr(forward, attribute),
+                getattr(backward, attribute),
+            )
+            if forward_value != backward_value:
+                raise ValueError(
+                    f"{where}: Forward layer and backward layer are expected to have the same "
+                    f'value for attribute "{attribute}", got "{forward_value}" for forward '
+                    f'layer and "{backward_value}" for backward layer'
+                )
 
     @property
     def units(self) -> int:
-        """The forward layer's units."""
+        """The forward layer's ``units`` (what see-rnn style summaries report)."""
         return self.forward_layer.units
 
+    # ------------------------------------------------------------------ states
+    def _split_states(self, states: Any, argument: str) -> tuple[list, list]:
+        flat = jax.tree_util.tree_leaves(states)
+        n_forward = _state_count(self.forward_layer)
+        n_backward = _state_count(self.backward_layer)
+        if len(flat) != n_forward + n_backward:
+            raise ValueError(
+                f"{_checks.where(self)}: `{argument}` must hold the forward layer's "
+                f"{n_forward} state(s) then the backward layer's {n_backward} state(s) "
+                f"({n_forward + n_backward} arrays); received {len(flat)}."
+            )
+        return flat[:n_forward], flat[n_forward:]
+
+    @property
+    def states(self) -> tuple | None:
+        """The current states of a stateful wrapper, forward's then backward's (flat), as
+        Keras' ``states``; None before the first call or when not stateful."""
+        values = []
+        for direction in (self.forward_layer, self.backward_layer):
+            if direction.states is None:
+                return None
+            values += [
+                v.get_value()
+                for v in jax.tree_util.tree_leaves(
+                    direction.states, is_leaf=lambda v: isinstance(v, RNNState)
+                )
+            ]
+        return tuple(values)
+
     def reset_state(self, states: Any = None) -> None:
-        """Reset both directions (stateful only, as Keras); ``states`` split in halves."""
+        """Reset both directions' states to zeros, or to ``states`` (forward's then
+        backward's, as ``initial_state``). Raises AttributeError when the wrapper is not
+        stateful, with Keras' message "Layer must be stateful."."""
         if not self.stateful:
             raise AttributeError(
-                "Bidirectional.reset_state(): the layer is not stateful; build the wrapped "
-                "layer with stateful=True."
+                f"{_checks.where(self)}: Layer must be stateful. reset_state() needs the "
+                "wrapped layer built with stateful=True; received stateful=False."
             )
         if states is None:
             self.forward_layer.reset_state()
             self.backward_layer.reset_state()
             return
-        flat = _flat_states(states)
-        half = len(flat) // 2
-        self.forward_layer.reset_state(flat[:half])
-        self.backward_layer.reset_state(flat[half:])
+        forward_states, backward_states = self._split_states(states, "states")
+        self.forward_layer.reset_state(forward_states)
+        self.backward_layer.reset_state(backward_states)
 
     def reset_states(self, states: Any = None) -> None:
         """Keras 2 name of :meth:`reset_state`."""
         self.reset_state(states)
 
+    # ------------------------------------------------------------------ call
     def __call__(
-        self, inputs, *, mask=None, initial_state=None, training=False, constants=None, rngs=None
-    ):
-        """See the class docstring."""
-        forward_state = backward_state = None
-        if initial_state is not None:
-            flat = _flat_states(initial_state)
-            if len(flat) % 2:
-                raise ValueError(
-                    f"Bidirectional: `initial_state` must hold the forward states then the "
-                    f"backward states (an even count); received {len(flat)} arrays."
-                )
-            half = len(flat) // 2
-            forward_state, backward_state = flat[:half], flat[half:]
-        kwargs = {"mask": mask, "training": training, "constants": constants, "rngs": rngs}
-        y = self.forward_layer(inputs, initial_state=forward_state, **kwargs)
-        y_rev = self.backward_layer(inputs, initial_state=backward_state, **kwargs)
-        states: tuple = ()
-        if self.return_state:
-            states = (*y[1:], *y_rev[1:])
-            y, y_rev = y[0], y_rev[0]
-        if self.return_sequences:
-            y_rev = jnp.flip(y_rev, axis=1)
+        self,
+        inputs: Any,
+        *,
+        mask: Any = None,
+        initial_state: Any = None,
+        training: bool = False,
+        constants: Any = None,
+        rngs: Any = None,
+    ) -> Any:
+        """Run both directions and merge; see the class docstring."""
+        with jax.named_scope("jrnn.Bidirectional"):
+            forward_state = backward_state = None
+            if initial_state is not None:
+                forward_state, backward_state = self._split_states(initial_state, "initial_state")
+            forward_rngs, backward_rngs = _split_keys(rngs)
+            common = {"mask": mask, "training": training, "constants": constants}
+            y = self.forward_layer(inputs, initial_state=forward_state, rngs=forward_rngs, **common)
+            y_rev = self.backward_layer(
+                inputs, initial_state=backward_state, rngs=backward_rngs, **common
+            )
+            states: tuple = ()
+            if self.return_state:
+                states = (*y[1:], *y_rev[1:])
+                y, y_rev = y[0], y_rev[0]
+            dtype = self.policy.compute_dtype
+            y, y_rev = y.astype(dtype), y_rev.astype(dtype)
+            if self.return_sequences:
+                y_rev = jnp.flip(y_rev, axis=1)
+            output = self._merge(y, y_rev)
+            if self.return_state:
+                return (*output, *states) if self.merge_mode is None else (output, *states)
+            return output
+
+    def _merge(self, y: jax.Array, y_rev: jax.Array) -> Any:
+        if self.merge_mode is None:
+            return (y, y_rev)
         if self.merge_mode == "concat":
-            output = jnp.concatenate([y, y_rev], axis=-1)
-        elif self.merge_mode == "sum":
-            output = y + y_rev
-        elif self.merge_mode == "ave":
-            output = (y + y_rev) / 2
-        elif self.merge_mode == "mul":
-            output = y * y_rev
-        else:
-            output = (y, y_rev)
-        if self.return_state:
-            return (*output, *states) if self.merge_mode is None else (output, *states)
-        return output
+            if y.shape[:-1] != y_rev.shape[:-1]:
+                raise ValueError(
+                    f"{_checks.where(self)}: merge_mode='concat' needs outputs that differ only "
+                    f"in the last axis; received forward {y.shape}, backward {y_rev.shape}."
+                )
+            return jnp.concatenate([y, y_rev], axis=-1)
+        if y.shape != y_rev.shape:
+            raise ValueError(
+                f"{_checks.where(self)}: merge_mode={self.merge_mode!r} needs forward and "
+                f"backward outputs of the same shape; received forward {y.shape}, backward "
+                f"{y_rev.shape}. Use merge_mode='concat' or None for layers of different sizes."
+            )
+        if self.merge_mode == "sum":
+            return y + y_rev
+        if self.merge_mode == "ave":
+            return (y + y_rev) / 2
+        return y * y_rev
 
 
 def _accepts(module: Any, argument: str) -> bool:
+    """Whether ``module.__call__`` has a parameter named ``argument`` (Keras'
+    ``_call_has_mask_arg`` / ``_call_has_training_arg``)."""
     try:
-        return argument in inspect.signature(module.__call__).parameters
+        parameters = inspect.signature(module.__call__).parameters
     except (TypeError, ValueError):
         return False
+    parameter = parameters.get(argument)
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 @register
 class TimeDistributed(Configurable, nnx.Module):
-    """Keras ``TimeDistributed``: apply ``module`` to every timestep, vectorised.
+    """Keras ``TimeDistributed``: apply one module to every timestep, with shared weights.
 
-    The module sees ``(batch * time, *features)`` in one call (no Python loop over time).
-    A ``mask (batch, time, ...)`` is passed on as ``mask (batch * time, ...)`` to modules
-    whose ``__call__`` takes ``mask`` (e.g. a jrnn recurrent layer on
-    ``(batch, time, inner_time, features)`` inputs with a ``(batch, time, inner_time)``
-    mask); ``training`` is passed to modules that take it.
+    ``output[:, t] = module(inputs[:, t])`` for every ``t``, computed in one vectorised
+    call: ``inputs (batch, time, *features)`` is reshaped to ``(batch * time,
+    *features)``, given to ``module`` once and the result reshaped to ``(batch, time,
+    *module_output)`` (no Python loop over time; Keras loops over a static time axis).
+
+    Args:
+      module: any Flax NNX module that maps a batch ``(n, *features)`` to ``(n, ...)``:
+        ``nnx.Linear``, :class:`jrnn.Dense`, a jrnn recurrent layer on
+        ``(batch, time, inner_time, features)`` inputs, ... (Keras' argument is named
+        ``layer``; the module is kept as ``self.layer``, as Keras). A stateful recurrent
+        module is refused: Keras runs it on the timesteps one after another, so its
+        states would flow from timestep to timestep of the outer axis.
+      name: Keras layer name.
+
+    Call args:
+      inputs: ``(batch, time, *features)``, rank >= 3.
+      mask: optional ``(batch, time, ...)`` booleans. As Keras, it is passed on (as
+        ``mask[:, t]``, here all timesteps at once: ``(batch * time, ...)``) only to a
+        module whose ``__call__`` takes ``mask``: for a recurrent module on 4-D inputs,
+        give ``(batch, time, inner_time)``. A module without a ``mask`` argument runs on
+        every timestep (masking then concerns downstream layers).
+      training: passed to a module whose ``__call__`` takes ``training`` (Flax modules
+        that use ``deterministic`` keep their own setting).
+      rngs: passed, when given, to a module whose ``__call__`` takes ``rngs``.
+
+    Returns:
+      ``(batch, time, *module_output)``; a tuple output (e.g. ``return_state``) gives a
+      tuple of such arrays.
 
     Example:
       >>> import jax.numpy as jnp
@@ -206,49 +391,60 @@ class TimeDistributed(Configurable, nnx.Module):
       >>> td = jrnn.TimeDistributed(nnx.Linear(3, 5, rngs=nnx.Rngs(0)))
       >>> td(jnp.ones((2, 7, 3))).shape
       (2, 7, 5)
+      >>> td = jrnn.TimeDistributed(jrnn.LSTM(4, 3, rngs=nnx.Rngs(0)))
+      >>> td(jnp.ones((2, 7, 6, 3)), mask=jnp.ones((2, 7, 6), bool)).shape
+      (2, 7, 4)
     """
 
     def __init__(self, module: nnx.Module, *, name: str | None = None):
-        self._config = capture({"module": module, "name": name})
+        self._config = capture(locals())
         self.name = name
+        if not isinstance(module, nnx.Module):
+            raise ValueError(
+                f"{_checks.where(self)}: `module` must be a Flax NNX module (nnx.Module); "
+                f"received {type(module).__name__}."
+            )
         if getattr(module, "stateful", False):
             raise ValueError(
-                "TimeDistributed: a stateful inner layer is not supported (its states would "
-                "be shared across timesteps); build it with stateful=False."
+                f"{_checks.where(self)}: `module` must not be stateful (its states would flow "
+                "across the distributed timesteps); expected stateful=False, received "
+                "stateful=True."
             )
         self.layer = module
 
-    def __call__(self, inputs, *, mask=None, training=False):
+    def __call__(
+        self, inputs: Any, *, mask: Any = None, training: bool = False, rngs: Any = None
+    ) -> Any:
         """``inputs (batch, time, *features)`` -> ``(batch, time, *module_output)``."""
-        x = jnp.asarray(inputs)
-        if x.ndim < 3:
-            raise ValueError(
-                f"TimeDistributed: `inputs` must have rank >= 3 (batch, time, ...); received "
-                f"shape {x.shape}."
-            )
-        batch, time = x.shape[:2]
-        kwargs = {}
-        if mask is not None:
-            m = jnp.asarray(mask)
-            if m.ndim < 2 or m.shape[:2] != (batch, time):
+        with jax.named_scope("jrnn.TimeDistributed"):
+            x = jnp.asarray(inputs)
+            if x.ndim < 3:
                 raise ValueError(
-                    f"TimeDistributed: `mask` must start with (batch, time) = ({batch}, {time}); "
-                    f"received shape {m.shape}."
+                    f"{_checks.where(self)}: `inputs` must have at least 3 dimensions (batch, "
+                    f"time, ...); received shape {x.shape}."
                 )
-            if _accepts(self.layer, "mask"):
-                kwargs["mask"] = m.reshape(batch * time, *m.shape[2:]) if m.ndim > 2 else None
-        if _accepts(self.layer, "training"):
-            kwargs["training"] = training
-        kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "training"}
-        y = self.layer(x.reshape(batch * time, *x.shape[2:]), **kwargs)
-        return jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y)
-
-    @classmethod
-    def from_config(cls, config, *, rngs):
-        """Rebuild (the inner module must be a registered jrnn module)."""
-        from jrnn._config import deserialize
-
-        return cls(deserialize(config["module"], rngs), name=config.get("name"))
+            batch, time = x.shape[:2]
+            kwargs: dict[str, Any] = {}
+            if mask is not None:
+                m = jnp.asarray(mask)
+                if m.ndim < 2:
+                    raise ValueError(
+                        f"{_checks.where(self)}: `mask` must be at least 2D (batch, time, ...); "
+                        f"received shape {m.shape}."
+                    )
+                if m.shape[:2] != (batch, time):
+                    raise ValueError(
+                        f"{_checks.where(self)}: `mask` must start with (batch, time) = "
+                        f"({batch}, {time}) as the inputs {x.shape}; received shape {m.shape}."
+                    )
+                if _accepts(self.layer, "mask"):
+                    kwargs["mask"] = m.reshape(batch * time, *m.shape[2:])
+            if _accepts(self.layer, "training"):
+                kwargs["training"] = training
+            if rngs is not None and _accepts(self.layer, "rngs"):
+                kwargs["rngs"] = rngs
+            y = self.layer(x.reshape(batch * time, *x.shape[2:]), **kwargs)
+            return jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y)
 
 
 __all__ = ["MERGE_MODES", "Bidirectional", "TimeDistributed"]
