@@ -14,19 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from importers.convert import CONVERTERS
-
-
-class UnsupportedLayer(ValueError):
-    """Raised for a Keras layer with no exact jrnn converter (fallback error class)."""
-
-
-def _error_class():
-    try:
-        from importers.errors import UnsupportedLayerError
-
-        return UnsupportedLayerError
-    except ImportError:
-        return UnsupportedLayer
+from importers.errors import UnsupportedLayerError
 
 
 def _refs(node: Any) -> tuple[list[tuple[str, int, int]], bool]:
@@ -94,9 +82,11 @@ class ImportedModel(nnx.Module):
         if cls in custom_layers:
             return custom_layers[cls](lc["config"], arrays)
         if cls not in CONVERTERS:
-            raise _error_class()(
-                f"Layer {name!r} of class {cls!r} cannot be converted exactly to jrnn; "
-                f"pass custom_layers={{{cls!r}: factory}} to supply a module."
+            raise UnsupportedLayerError(
+                cls,
+                name,
+                detail=f"jrnn cannot convert it exactly; pass custom_layers={{{cls!r}: "
+                "factory}} to supply a jrnn module for it.",
             )
         return CONVERTERS[cls](lc["config"], arrays, _in_features(arrays))
 
