@@ -15,6 +15,7 @@ from flax import nnx
 
 from importers.convert import CONVERTERS
 from importers.errors import UnsupportedLayerError
+from jrnn._config import _freeze, _thaw
 
 
 def _refs(node: Any) -> tuple[list[tuple[str, int, int]], bool]:
@@ -47,6 +48,10 @@ class ImportedModel(nnx.Module):
             config = _keras2_activations(config)
         cfg = config.get("config", config)
         self.name = cfg.get("name")
+        # The Keras model config this model was rebuilt from (hashable, read-only): what
+        # `importers.save_keras` and checkpoints write back. `model_config` thaws it.
+        self._keras_config = _freeze(config)
+        self.keras_major = keras_major
         layers: dict[str, Any] = {}
         self._plan: list = []
         if config.get("class_name") == "Sequential" or "input_layers" not in cfg:
@@ -90,6 +95,11 @@ class ImportedModel(nnx.Module):
             )
         return CONVERTERS[cls](lc["config"], arrays, _in_features(arrays))
 
+    @property
+    def model_config(self) -> dict:
+        """The Keras model config (``{"class_name", "config"}``) the model was rebuilt from."""
+        return _thaw(self._keras_config)
+
     def get_layer(self, name: str) -> nnx.Module:
         return self.layers[name]
 
@@ -107,7 +117,12 @@ class ImportedModel(nnx.Module):
             masks = [a[1] for a in args]
             layer = self.layers[name]
             x = vals if is_list else vals[0]
-            mask = masks[0] if not is_list else _merge_masks(masks, vals)
+            if not is_list:
+                mask = masks[0]
+            elif hasattr(layer, "compute_mask") or _takes_mask(layer):
+                mask = masks
+            else:
+                mask = _merge_masks(masks, vals)
             out = _apply(layer, x, mask, training)
             outs = list(out[0]) if isinstance(out[0], (list, tuple)) else [out[0]]
             for t, o in enumerate(outs):
@@ -141,17 +156,35 @@ def _merge_masks(masks, vals):
 
 
 def _apply(layer, x, mask, training):
+    """Call one converted layer and return ``(outputs, output mask)``.
+
+    The contract for converted modules: ``__call__(x, *, training=False)`` plus ``mask=``
+    when the layer consumes the Keras mask (its signature has a ``mask`` parameter; for
+    list inputs the mask is the list of input masks). The output mask is
+    ``layer.compute_mask(x, mask)`` when the module defines it (Keras 3.15's rule for that
+    class), otherwise the input mask passes through unchanged.
+    """
     import jrnn
 
-    if isinstance(layer, jrnn.TimeDistributed):
-        return layer(x, mask=mask, training=training), mask
     if isinstance(layer, (jrnn.RNN, jrnn.Bidirectional)):
         y = layer(x, mask=mask, training=training)
         return y, (mask if layer.return_sequences else None)
-    y = layer(x, training=training)
+    kwargs = {"training": training}
+    if _takes_mask(layer):
+        kwargs["mask"] = mask
+    y = layer(x, **kwargs)
     if hasattr(layer, "compute_mask"):
         return y, layer.compute_mask(x, mask)
     return y, mask
+
+
+def _takes_mask(layer) -> bool:
+    import inspect
+
+    try:
+        return "mask" in inspect.signature(layer.__call__).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:

@@ -38,9 +38,16 @@ _KERAS_CELL_NAMES = {
 
 
 def keras_params(module: nnx.Module) -> list[nnx.Param]:
-    """The module's parameters in Keras' ``get_weights()`` order."""
+    """The module's variables in Keras' ``get_weights()`` order.
+
+    A module that is not a jrnn recurrent layer, cell or wrapper declares its order with a
+    ``keras_weights()`` method returning its ``nnx.Variable``s (non-trainable ones, e.g.
+    BatchNormalization's moving statistics, included where Keras puts them).
+    """
     import jrnn
 
+    if hasattr(module, "keras_weights"):
+        return list(module.keras_weights())
     if isinstance(module, jrnn.Bidirectional):
         return keras_params(module.forward_layer) + keras_params(module.backward_layer)
     if isinstance(module, jrnn.TimeDistributed):

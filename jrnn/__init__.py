@@ -50,6 +50,17 @@ from jrnn.training import regularization_loss as regularization_loss
 
 __version__ = "0.1.0"
 
+
+def load(source, **options):
+    """Load a Keras model (``.keras``, ``.h5``, live model) or a jrnn checkpoint directory.
+
+    The same as :func:`importers.load` (imported lazily; TensorFlow is never imported for
+    files).
+    """
+    from importers import load as _load
+
+    return _load(source, **options)
+
 __all__ = [
     "GRU",
     "LSTM",
@@ -87,6 +98,7 @@ __all__ = [
     "constraints",
     "initializers",
     "inspect",
+    "load",
     "plot",
     "regularization_loss",
     "regularizers",
