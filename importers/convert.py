@@ -118,3 +118,7 @@ CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "Dropout": lambda c, a, s: core.Dropout(c.get("rate", 0.0), name=c.get("name")),
     "Concatenate": lambda c, a, s: core.Concatenate(c.get("axis", -1), name=c.get("name")),
 }
+
+from importers._convert_core import CORE_CONVERTERS  # noqa: E402
+
+CONVERTERS.update(CORE_CONVERTERS)
