@@ -1,13 +1,22 @@
 """One converter per Keras class: ``CONVERTERS[class_name](config, arrays, in_shape) -> module``.
 
-Layouts: arrays come in Keras ``get_weights()`` order and Keras layout (Dense ``kernel (in,
-out), bias``; Embedding ``embeddings (vocab, dim)``; SimpleRNN/GRU/LSTM ``kernel (in, G*units),
-recurrent_kernel (units, G*units), bias`` with Keras gate order i,f,c,o / z,r,h).
-``in_shape`` is the input shape without batch.
+``config`` is the Keras layer config (``layer.get_config()``; Keras 3 or Keras 2 keys),
+``arrays`` its weights in Keras ``get_weights()`` order and layout (SimpleRNN/GRU/LSTM:
+``kernel (in, G*units)``, ``recurrent_kernel (units, G*units)``, ``bias``; gate orders
+i,f,c,o and z,r,h), ``in_shape`` the input shape without the batch axis when the loader
+knows it (a tuple; a list of tuples for layers called on several tensors), else None.
+
+The recurrent layers are built from their Keras config directly: every jrnn recurrent
+layer takes Keras' argument names, so a config key is passed through when the jrnn class
+accepts it, dropped when it only restates a default jrnn shares (``trainable``,
+``time_major=False``, ``implementation``...), and anything else raises
+:class:`~importers.errors.UnsupportedLayerError` naming the key and its value, never
+silently ignored. Every array's shape is checked against the parameter it fills.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -16,55 +25,336 @@ import numpy as np
 from flax import nnx
 
 import jrnn
+from importers.errors import UnsupportedLayerError, WeightShapeError
 from jrnn.layers import core
 
-_RNN_KEYS = (
-    "activation",
-    "recurrent_activation",
-    "use_bias",
-    "return_sequences",
-    "return_state",
-    "go_backwards",
-    "unroll",
-    "unit_forget_bias",
-    "reset_after",
-)
+# Keys of Keras layer configs that carry no meaning for a jrnn module, with the values
+# jrnn supports (None: any value). `trainable` is kept on the module as an attribute.
+_NEUTRAL_KEYS: dict[str, Any] = {
+    "trainable": None,
+    "implementation": None,  # Keras' 1/2 split only changes the op grouping, not the math
+    "time_major": (False,),
+    "batch_input_shape": None,
+    "batch_shape": None,
+    "input_dim": None,
+    "input_length": None,
+    "input_shape": None,
+    "module": None,
+    "registered_name": None,
+    "reset_after": None,  # filtered by class below
+    "unit_forget_bias": None,  # only used by initialisation
+}
 
 
-def _assign(params: list, arrays: list) -> None:
-    for p, a in zip(params, arrays, strict=True):
+def _signature(cls: type) -> set[str]:
+    for klass in cls.__mro__:
+        params = inspect.signature(klass.__init__).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return set(params)
+    return set()
+
+
+def keras_kwargs(cls: type, config: dict, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The Keras config as keyword arguments of the jrnn class ``cls`` (see module doc)."""
+    accepted = _signature(cls) - {"self", "rngs", "in_features", "in_channels", "cell"}
+    name = config.get("name")
+    out = {}
+    for key, value in config.items():
+        if key in drop:
+            continue
+        if key in accepted:
+            out[key] = value
+        elif key in _NEUTRAL_KEYS:
+            allowed = _NEUTRAL_KEYS[key]
+            if allowed is not None and value not in allowed:
+                raise UnsupportedLayerError(
+                    cls.__name__,
+                    str(name),
+                    detail=f"config {key}={value!r} is not supported by jrnn (supported: "
+                    f"{list(allowed)}).",
+                )
+        else:
+            raise UnsupportedLayerError(
+                cls.__name__,
+                str(name),
+                detail=f"config key {key!r} (value {value!r}) has no jrnn equivalent, so the "
+                "layer cannot be converted exactly.",
+            )
+    return out
+
+
+def assign(params: list, arrays: list, layer: str, names: tuple[str, ...] | None = None) -> None:
+    """Copy ``arrays`` into ``params`` (nnx Variables) after checking every shape first."""
+    if len(params) != len(arrays):
+        raise WeightShapeError(
+            path=None,
+            layer=layer,
+            weight="<count>",
+            expected=(len(params),),
+            received=(len(arrays),),
+            hint=f"the layer needs {len(params)} weight arrays, the source has {len(arrays)}.",
+        )
+    for k, (p, a) in enumerate(zip(params, arrays)):
         if tuple(p[...].shape) != tuple(np.shape(a)):
-            raise ValueError(f"weight shape {np.shape(a)} != expected {p[...].shape}")
+            raise WeightShapeError(
+                path=None,
+                layer=layer,
+                weight=names[k] if names else str(k),
+                expected=tuple(p[...].shape),
+                received=tuple(np.shape(a)),
+            )
+    for p, a in zip(params, arrays):
         p[...] = jnp.asarray(a, dtype=p[...].dtype)
 
 
-def _rnn(cls):
-    def convert(config, arrays, in_shape):
-        kw = {k: config[k] for k in _RNN_KEYS if k in config}
-        if cls is not jrnn.GRU:
-            kw.pop("reset_after", None)
-        if cls is not jrnn.LSTM:
-            kw.pop("unit_forget_bias", None)
-        if cls is jrnn.SimpleRNN:
-            kw.pop("recurrent_activation", None)
-        layer = cls(config["units"], in_shape[-1], name=config.get("name"), rngs=nnx.Rngs(0), **kw)
-        c = layer.cell
-        _assign([c.kernel, c.recurrent_kernel] + ([c.bias] if c.bias is not None else []), arrays)
-        return layer
+def _keras_params(module) -> list:
+    from importers.weights import keras_params
+
+    return keras_params(module)
+
+
+def _finish(module, config: dict, arrays: list):
+    """Assign arrays in Keras order and record ``trainable``."""
+    assign(_keras_params(module), arrays, str(config.get("name")))
+    if config.get("trainable") is False:
+        module.trainable = False
+    return module
+
+
+# -- recurrent cells and layers ------------------------------------------------------------
+
+_CELLS: dict[str, type] = {
+    "SimpleRNNCell": jrnn.SimpleRNNCell,
+    "GRUCell": jrnn.GRUCell,
+    "LSTMCell": jrnn.LSTMCell,
+    "IndRNNCell": jrnn.IndRNNCell,
+}
+
+
+def _cell_drop(cls: type, config: dict) -> tuple[str, ...]:
+    drop = ["name"] if "name" not in _signature(cls) else []
+    return tuple(drop)
+
+
+def n_cell_weights(entry: dict) -> int:
+    """Number of arrays a Keras recurrent cell / layer entry owns (``get_weights()``)."""
+    cls, cfg = entry["class_name"], entry["config"]
+    if cls == "StackedRNNCells":
+        return sum(n_cell_weights(c) for c in cfg["cells"])
+    if cls == "RNN":
+        cell = cfg["cell"]
+        cells = cell if isinstance(cell, list) else [cell]
+        return sum(n_cell_weights(c) for c in cells)
+    if cls == "Bidirectional":
+        back = cfg.get("backward_layer") or cfg["layer"]
+        return n_cell_weights(cfg["layer"]) + n_cell_weights(back)
+    if cls in ("CuDNNLSTM", "CuDNNGRU"):
+        return 3
+    return 2 + (1 if cfg.get("use_bias", True) else 0)
+
+
+def _cell(entry: dict, arrays: list, in_features: int):
+    cls_name, cfg = entry["class_name"], entry["config"]
+    if cls_name == "StackedRNNCells":
+        return _stack(cfg["cells"], arrays, in_features)
+    if cls_name not in _CELLS:
+        raise UnsupportedLayerError(
+            cls_name,
+            str(cfg.get("name")),
+            detail="not a recurrent cell class jrnn knows (SimpleRNNCell, GRUCell, "
+            "LSTMCell, IndRNNCell, StackedRNNCells).",
+        )
+    cls = _CELLS[cls_name]
+    kw = keras_kwargs(cls, cfg, drop=_cell_drop(cls, cfg))
+    if cls is jrnn.GRUCell:
+        kw["reset_after"] = cfg.get("reset_after", False)
+    cell = cls(
+        cfg["units"], in_features, rngs=nnx.Rngs(0), **{k: v for k, v in kw.items() if k != "units"}
+    )
+    return _finish(cell, cfg, arrays)
+
+
+def _stack(cells: list, arrays: list, in_features: int):
+    built, start = [], 0
+    for entry in cells:
+        n = n_cell_weights(entry)
+        cell = _cell(entry, arrays[start : start + n], in_features)
+        built.append(cell)
+        in_features = entry["config"]["units"]
+        start += n
+    if start != len(arrays):
+        raise WeightShapeError(
+            path=None,
+            layer="stacked cells",
+            weight="<count>",
+            expected=(start,),
+            received=(len(arrays),),
+        )
+    return jrnn.StackedRNNCells(built)
+
+
+def _in_features(arrays: list, in_shape, name: str) -> int:
+    if arrays:
+        return int(np.shape(arrays[0])[0])
+    if in_shape:
+        return int(in_shape[-1])
+    raise UnsupportedLayerError(None, name, detail="its input size is unknown (no weights).")
+
+
+def _from_cudnn_layout(cls: type, config: dict, arrays: list) -> list:
+    """CuDNN-layout arrays in an LSTM/GRU layer converted by Keras 2's own rule.
+
+    Keras 2 does this when a CuDNNLSTM/CuDNNGRU weights file is loaded into LSTM/GRU (the
+    bias shape tells the layout); CuDNNGRU into ``GRU(reset_after=False)`` is refused, as
+    Keras refuses it.
+    """
+    from importers import layouts
+
+    kind = "lstm" if cls is jrnn.LSTM else "gru"
+    if len(arrays) != 3:
+        return arrays
+    try:
+        layout = layouts.detect_keras_rnn_layout(kind, *arrays)
+    except ValueError:
+        return arrays  # not a layout question: the shape check reports the mismatch
+    if layout != "cudnn":
+        return arrays
+    if kind == "gru" and not config.get("reset_after", False):
+        raise UnsupportedLayerError(
+            "GRU",
+            str(config.get("name")),
+            detail="the weights are in CuDNNGRU layout, which is reset-after; Keras 2 refuses "
+            "to load them into GRU(reset_after=False) and so does jrnn.",
+        )
+    convert = layouts.cudnn_lstm_to_keras if kind == "lstm" else layouts.cudnn_gru_to_keras
+    return list(convert(*arrays))
+
+
+def _rnn_layer(cls: type, *, gru: bool = False):
+    def convert(config: dict, arrays: list, in_shape: Any):
+        kw = keras_kwargs(cls, config)
+        if gru:
+            # Keras 2 (multi-backend) GRU defaulted to reset_after=False; configs written
+            # before the argument existed do not record it.
+            kw["reset_after"] = config.get("reset_after", False)
+        if cls in (jrnn.LSTM, jrnn.GRU):
+            arrays = _from_cudnn_layout(cls, config, arrays)
+        units = kw.pop("units")
+        layer = cls(
+            units, _in_features(arrays, in_shape, str(config.get("name"))), rngs=nnx.Rngs(0), **kw
+        )
+        return _finish(layer, config, arrays)
 
     return convert
+
+
+def _rnn(config: dict, arrays: list, in_shape: Any):
+    """Keras ``RNN(cell)`` / ``RNN([cells])``."""
+    cell_cfg = config["cell"]
+    in_features = _in_features(arrays, in_shape, str(config.get("name")))
+    if isinstance(cell_cfg, list):
+        cell = _stack(cell_cfg, arrays, in_features)
+    else:
+        cell = _cell(cell_cfg, arrays, in_features)
+    kw = keras_kwargs(jrnn.RNN, config, drop=("cell", "dtype"))  # cells carry the policy
+    layer = jrnn.RNN(cell, **kw)
+    if config.get("trainable") is False:
+        layer.trainable = False
+    return layer
+
+
+def _conv_lstm(cls: type, rank: int):
+    def convert(config: dict, arrays: list, in_shape: Any):
+        name = str(config.get("name"))
+        if not in_shape or any(d is None for d in in_shape[1:]):
+            raise UnsupportedLayerError(
+                type(cls).__name__,
+                name,
+                detail=f"its input shape (time, {rank} spatial dims, channels) is not recorded "
+                "in the model, and jrnn's ConvLSTM needs the spatial shape; give the Keras "
+                "model a fully specified keras.Input shape.",
+            )
+        kw = keras_kwargs(cls, config)
+        channels_first = kw.get("data_format") == "channels_first"
+        spatial = tuple(in_shape[2:]) if channels_first else tuple(in_shape[1:-1])
+        channels = in_shape[1] if channels_first else in_shape[-1]
+        layer = cls(
+            kw.pop("filters"),
+            kw.pop("kernel_size"),
+            in_channels=int(channels),
+            spatial_shape=spatial,
+            rngs=nnx.Rngs(0),
+            **kw,
+        )
+        return _finish(layer, config, arrays)
+
+    return convert
+
+
+def _cudnn(cls: type):
+    def convert(config: dict, arrays: list, in_shape: Any):
+        kw = keras_kwargs(cls, config)
+        units = kw.pop("units")
+        layer = cls(
+            units, _in_features(arrays, in_shape, str(config.get("name"))), rngs=nnx.Rngs(0), **kw
+        )
+        return _finish(layer, config, arrays)
+
+    return convert
+
+
+# -- wrappers ---------------------------------------------------------------------------------
+
+
+def inner(entry: dict, arrays: list, in_shape: Any):
+    cls = entry["class_name"]
+    if cls not in CONVERTERS:
+        raise UnsupportedLayerError(
+            cls,
+            str(entry.get("config", {}).get("name")),
+            detail="it is wrapped (Bidirectional/TimeDistributed) and jrnn has no converter "
+            "for the class.",
+        )
+    return CONVERTERS[cls](entry["config"], arrays, in_shape)
+
+
+def _bidirectional(config, arrays, in_shape):
+    """Keras order: the forward layer's weights, then the backward layer's."""
+    n_forward = (
+        n_cell_weights(config["layer"]) if _is_recurrent(config["layer"]) else (len(arrays) // 2)
+    )
+    fwd = inner(config["layer"], arrays[:n_forward], in_shape)
+    bcfg = config.get("backward_layer")
+    if bcfg is None:
+        cfg = dict(config["layer"]["config"])
+        cfg["go_backwards"] = not cfg.get("go_backwards", False)
+        cfg["name"] = "backward_" + str(cfg.get("name"))
+        bcfg = {"class_name": config["layer"]["class_name"], "config": cfg}
+    bwd = inner(bcfg, arrays[n_forward:], in_shape)
+    kw = keras_kwargs(jrnn.Bidirectional, config, drop=("layer", "backward_layer", "dtype"))
+    return jrnn.Bidirectional(fwd, backward_layer=bwd, **kw)
+
+
+def _is_recurrent(entry: dict) -> bool:
+    return entry["class_name"] in _RECURRENT
+
+
+def _time_distributed(config, arrays, in_shape):
+    sub = tuple(in_shape[1:]) if in_shape else None
+    kw = keras_kwargs(jrnn.TimeDistributed, config, drop=("layer", "dtype"))
+    return jrnn.TimeDistributed(inner(config["layer"], arrays, sub), **kw)
 
 
 def _dense(config, arrays, in_shape):
     m = core.Dense(
         config["units"],
-        in_shape[-1],
+        _in_features(arrays, in_shape, str(config.get("name"))),
         activation=config.get("activation"),
         use_bias=config.get("use_bias", True),
         name=config.get("name"),
         rngs=nnx.Rngs(0),
     )
-    _assign([m.kernel] + ([m.bias] if m.bias is not None else []), arrays)
+    assign([m.kernel] + ([m.bias] if m.bias is not None else []), arrays, config.get("name"))
     return m
 
 
@@ -76,42 +366,28 @@ def _embedding(config, arrays, in_shape):
         name=config.get("name"),
         rngs=nnx.Rngs(0),
     )
-    _assign([m.embeddings], arrays)
+    assign([m.embeddings], arrays, config.get("name"))
     return m
 
 
-def _inner(layer_cfg: dict, arrays: list):
-    cls = layer_cfg["class_name"]
-    if cls not in CONVERTERS:
-        raise ValueError(f"wrapped layer class {cls!r} has no jrnn converter")
-    return CONVERTERS[cls](layer_cfg["config"], arrays, (arrays[0].shape[0],) if arrays else ())
-
-
-def _bidirectional(config, arrays, in_shape):
-    """Keras order: forward weights then backward weights (equal halves)."""
-    half = len(arrays) // 2
-    fwd = _inner(config["layer"], arrays[:half])
-    bcfg = config.get("backward_layer")
-    if bcfg is None:
-        inner = dict(config["layer"]["config"])
-        inner["go_backwards"] = not inner.get("go_backwards", False)
-        inner["name"] = "backward_" + str(inner.get("name"))
-        bcfg = {"class_name": config["layer"]["class_name"], "config": inner}
-    bwd = _inner(bcfg, arrays[half:])
-    return jrnn.Bidirectional(fwd, config.get("merge_mode", "concat"), bwd, name=config.get("name"))
-
-
-def _time_distributed(config, arrays, in_shape):
-    return jrnn.TimeDistributed(_inner(config["layer"], arrays), name=config.get("name"))
-
+_RECURRENT = {
+    "SimpleRNN": _rnn_layer(jrnn.SimpleRNN),
+    "GRU": _rnn_layer(jrnn.GRU, gru=True),
+    "LSTM": _rnn_layer(jrnn.LSTM),
+    "RNN": _rnn,
+    "CuDNNLSTM": _cudnn(jrnn.CuDNNLSTM),
+    "CuDNNGRU": _cudnn(jrnn.CuDNNGRU),
+    "IndRNN": _rnn_layer(jrnn.IndRNN),
+    "ConvLSTM1D": _conv_lstm(jrnn.ConvLSTM1D, 1),
+    "ConvLSTM2D": _conv_lstm(jrnn.ConvLSTM2D, 2),
+    "ConvLSTM3D": _conv_lstm(jrnn.ConvLSTM3D, 3),
+}
 
 CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
-    "SimpleRNN": _rnn(jrnn.SimpleRNN),
-    "GRU": _rnn(jrnn.GRU),
-    "LSTM": _rnn(jrnn.LSTM),
-    "Dense": _dense,
+    **_RECURRENT,
     "Bidirectional": _bidirectional,
     "TimeDistributed": _time_distributed,
+    "Dense": _dense,
     "Embedding": _embedding,
     "Masking": lambda c, a, s: core.Masking(c.get("mask_value", 0.0), name=c.get("name")),
     "Activation": lambda c, a, s: core.Activation(c["activation"], name=c.get("name")),

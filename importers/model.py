@@ -1,99 +1,265 @@
 """Rebuild a whole Keras model (Sequential or Functional config) as a jrnn ``nnx.Module``.
 
-Entry point: :func:`load`. So far the source is a live ``keras.Model`` (Keras 3 or tf_keras;
-Keras is imported only when such an object is given) or a file read by
-``importers._files.read_keras_file`` when that reader exists.
+Entry point: :func:`load`. Sources: a live ``keras.Model`` (Keras 3 or tf_keras; Keras is
+imported only when such an object is given), a ``.keras`` archive or a legacy full-model
+``.h5`` (read by :func:`importers._files.read_keras_file` with h5py, json and zipfile
+only), or a jrnn checkpoint directory (:mod:`importers.checkpoint`).
+
+How a model is rebuilt:
+
+* The config's layers are converted in config order (Keras stores them topologically)
+  by :data:`importers.convert.CONVERTERS`; ``custom_layers={"ClassName": factory}``
+  supplies modules for classes jrnn does not convert (``factory(config, arrays)``).
+* Shapes flow through the graph while it is built: the ``InputLayer`` shapes (unknown
+  sizes taken as 1) are propagated with :func:`flax.nnx.eval_shape`, so converters
+  that need an input shape (ConvLSTM's spatial shape) get it.
+* Calls follow the node list (``inbound_nodes``) of each layer, so shared layers,
+  several inputs/outputs, ``initial_state=`` tensors and nested models work; masks
+  propagate as in Keras 3 (see :func:`_apply`).
+* Keras 1/2 files and tf_keras models are read with Keras 2 semantics:
+  ``hard_sigmoid`` is ``clip(0.2x + 0.5)`` (jrnn's ``keras2_hard_sigmoid``) and GRU
+  configs without ``reset_after`` use Keras 2's default ``False``. Each layer's dtype
+  policy (``mixed_float16``, ``mixed_bfloat16``) is carried over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from importers.convert import CONVERTERS
-from importers.errors import UnsupportedLayerError
+from importers.errors import KerasFileError, UnsupportedLayerError
 from jrnn._config import _freeze, _thaw
 
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+_UNKNOWN_DIM = 1  # stands for a None size while shapes are propagated
 
-def _refs(node: Any) -> tuple[list[tuple[str, int, int]], bool]:
-    """Inbound tensors of one node, Keras 2 or Keras 3 format; bool: list-valued call."""
-    if isinstance(node, dict):  # Keras 3
+
+# -- weight sources -------------------------------------------------------------------------
+
+
+class _Weights:
+    """Arrays by Keras layer name; ``child(name)`` for a nested model's layers."""
+
+    def __init__(self, arrays: Callable[[str], list], child: Callable[[str], _Weights]):
+        self.arrays, self.child = arrays, child
+
+
+def _from_callable(fn: Callable[[str], list], prefix: str = "") -> _Weights:
+    """Nested layers are asked for as ``"outer/inner"``."""
+    return _Weights(lambda n: list(fn(prefix + n)), lambda n: _from_callable(fn, f"{prefix}{n}/"))
+
+
+def _from_live(model: Any) -> _Weights:
+    return _Weights(
+        lambda n: [np.asarray(w) for w in model.get_layer(n).get_weights()],
+        lambda n: _from_live(model.get_layer(n)),
+    )
+
+
+def _from_layer_weights(layers: Mapping[str, Any]) -> _Weights:
+    def arrays(name: str) -> list:
+        return list(layers[name].arrays) if name in layers else []
+
+    def child(name: str) -> _Weights:
+        lw = layers.get(name)
+        if lw is None:
+            return _from_layer_weights({})
+        if lw.children:
+            return _from_layer_weights(lw.children)
+        # Legacy .h5: a nested model is one group; weight names start with the inner layer.
+        groups: dict[str, list] = {}
+        for wname, arr in zip(lw.weight_names, lw.arrays):
+            parts = wname.split("/")
+            key = parts[1] if parts[0] == name and len(parts) > 2 else parts[0]
+            groups.setdefault(key, []).append(arr)
+        return _Weights(lambda n: groups.get(n, []), lambda n: _from_layer_weights({}))
+
+    return _Weights(arrays, child)
+
+
+# -- the model --------------------------------------------------------------------------------
+
+
+def _refs(node: Any) -> tuple[list[tuple[str, int, int]], bool, dict]:
+    """Inbound tensors of one node (Keras 2 or 3 format), list-valued call?, tensor kwargs."""
+    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         args = node.get("args", [])
         first = args[0] if args else None
         is_list = isinstance(first, list)
         items = first if is_list else [first]
-        return [tuple(t["config"]["keras_history"]) for t in items], is_list
-    refs = [(r[0], r[1], r[2]) for r in node]  # Keras 2: [["name", node, tensor, kwargs], ...]
-    return refs, len(refs) > 1
+        kwargs = {k: v for k, v in node.get("kwargs", {}).items() if _has_tensor(v)}
+        return [_history(t) for t in items], is_list, kwargs
+    refs = [(r[0], r[1], r[2]) for r in node]  # Keras 2: [["name", node, tensor, kwargs]]
+    return refs, len(refs) > 1, {}
 
 
-def _in_features(arrays: list) -> tuple[int, ...]:
-    return (arrays[0].shape[0],) if arrays else ()
+def _history(t: Any) -> tuple[str, int, int]:
+    if not (isinstance(t, dict) and "keras_history" in t.get("config", {})):
+        raise KerasFileError(f"a layer input is not a Keras tensor reference: {t!r}")
+    return tuple(t["config"]["keras_history"])
+
+
+def _has_tensor(v: Any) -> bool:
+    if isinstance(v, dict):
+        return v.get("class_name") == "__keras_tensor__"
+    if isinstance(v, list):
+        return any(_has_tensor(x) for x in v)
+    return False
+
+
+def _resolve(v: Any, tensors: dict) -> Any:
+    if isinstance(v, dict):
+        return tensors[_history(v)][0]
+    return [_resolve(x, tensors) for x in v]
+
+
+def _entry_name(entry: dict) -> str:
+    return entry.get("name") or entry["config"]["name"]
+
+
+def _batch_shape(entry: dict) -> tuple | None:
+    cfg = entry["config"]
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    return tuple(shape) if shape is not None else None
+
+
+def _input_dtype(entry: dict) -> Any:
+    dtype = entry["config"].get("dtype", "float32")
+    if isinstance(dtype, dict):
+        dtype = dtype.get("config", {}).get("name", "float32")
+    if dtype in ("mixed_float16", "mixed_bfloat16"):
+        dtype = "float32"
+    return jnp.dtype(dtype)
+
+
+def _spec(shape: tuple | None, dtype: Any):
+    if shape is None:
+        return None
+    return jax.ShapeDtypeStruct(tuple(_UNKNOWN_DIM if d is None else int(d) for d in shape), dtype)
 
 
 class ImportedModel(nnx.Module):
-    """A Keras model rebuilt in jrnn; call as the Keras model; ``layers[name]`` by Keras name."""
+    """A Keras model rebuilt in jrnn: call it as the Keras model; ``layers[name]`` by name.
+
+    ``model(x)`` (one input) or ``model([x1, x2])``; ``training=True`` applies dropout
+    and batch statistics as Keras does. Returns one array or a list, as Keras.
+    """
 
     def __init__(
         self,
         config: dict,
-        weights: Callable[[str], list],
-        custom_layers: dict,
+        weights: Callable[[str], list] | _Weights,
+        custom_layers: dict | None = None,
         keras_major: int = 3,
     ):
+        if not isinstance(weights, _Weights):
+            weights = _from_callable(weights)
+        custom_layers = dict(custom_layers or {})
         if keras_major < 3:
-            config = _keras2_activations(config)
+            config = _keras2_semantics(config)
         cfg = config.get("config", config)
         self.name = cfg.get("name")
         # The Keras model config this model was rebuilt from (hashable, read-only): what
         # `importers.save_keras` and checkpoints write back. `model_config` thaws it.
         self._keras_config = _freeze(config)
         self.keras_major = keras_major
+        self._build(config, cfg, weights, custom_layers, keras_major)
+
+    # Building ------------------------------------------------------------------------
+
+    def _build(self, config, cfg, weights, custom_layers, keras_major):
+        entries = cfg["layers"]
+        is_sequential = config.get("class_name") == "Sequential" or "input_layers" not in cfg
         layers: dict[str, Any] = {}
-        self._plan: list = []
-        if config.get("class_name") == "Sequential" or "input_layers" not in cfg:
-            prev = None
-            for lc in cfg["layers"]:
-                if lc["class_name"] == "InputLayer":
+        plan: list = []
+        specs: dict = {}
+        if is_sequential:
+            first = entries[0] if entries else None
+            shape = cfg.get("build_input_shape")
+            dtype = jnp.dtype("float32")
+            if first is not None and (first["class_name"] == "InputLayer" or _batch_shape(first)):
+                shape = _batch_shape(first) or shape
+                dtype = _input_dtype(first)
+            specs[("__input__", 0, 0)] = (_spec(shape, dtype), None)
+            prev = ("__input__", 0, 0)
+            for entry in entries:
+                if entry["class_name"] == "InputLayer":
                     continue
-                name = lc["config"]["name"]
-                layers[name] = self._convert(lc, weights, custom_layers)
-                self._plan.append((name, [(prev, 0, 0)] if prev else [("__input__", 0, 0)], False))
-                prev = name
-            self._inputs = [("__input__", 0, 0)]
-            self._outputs = [(prev, 0, 0)]
+                name = _entry_name(entry)
+                plan.append((name, [prev], False, {}))
+                prev = (name, 0, 0)
+            inputs, outputs, single = [("__input__", 0, 0)], [prev], True
         else:
-            for lc in cfg["layers"]:
-                name = lc["config"]["name"]
-                if lc["class_name"] == "InputLayer":
+            for entry in entries:
+                if entry["class_name"] == "InputLayer":
+                    specs[(_entry_name(entry), 0, 0)] = (
+                        _spec(_batch_shape(entry), _input_dtype(entry)),
+                        None,
+                    )
                     continue
-                layers[name] = self._convert(lc, weights, custom_layers)
-                for node in lc.get("inbound_nodes", []):
-                    refs, is_list = _refs(node)
-                    self._plan.append((name, refs, is_list))
+                for node in entry.get("inbound_nodes", []):
+                    refs, is_list, kwargs = _refs(node)
+                    plan.append((_entry_name(entry), refs, is_list, kwargs))
             norm = lambda r: [tuple(x) for x in (r if isinstance(r[0], list) else [r])]
-            self._inputs = [(n, 0, 0) for n, _, _ in norm(cfg["input_layers"])]
-            self._outputs = norm(cfg["output_layers"])
-            self._single_output = not isinstance(cfg["output_layers"][0], list)
+            inputs = [(n, 0, 0) for n, _, _ in norm(cfg["input_layers"])]
+            outputs = norm(cfg["output_layers"])
+            single = not isinstance(cfg["output_layers"][0], list)
+        by_name = {_entry_name(e): e for e in entries}
+        node_count: dict[str, int] = {}
+        for name, refs, is_list, kwargs in plan:
+            idx = node_count.get(name, 0)
+            node_count[name] = idx + 1
+            args = [specs.get(r, (None, None)) for r in refs]
+            known = all(a[0] is not None for a in args)
+            if name not in layers:
+                in_shape = None
+                if known:
+                    shapes = [tuple(a[0].shape[1:]) for a in args]
+                    in_shape = shapes if is_list else shapes[0]
+                layers[name] = self._convert(
+                    by_name[name], weights, custom_layers, keras_major, in_shape
+                )
+            if not known:
+                continue
+            outs = _propagate(layers[name], args, is_list, kwargs, specs)
+            for t, o in enumerate(outs):
+                specs[(name, idx, t)] = o
         self.layers = nnx.Dict(layers)
+        self._plan = tuple((n, tuple(r), il, _freeze(kw)) for n, r, il, kw in plan)
+        self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single
 
     @staticmethod
-    def _convert(lc: dict, weights, custom_layers):
-        cls, name = lc["class_name"], lc["config"]["name"]
-        arrays = weights(name)
+    def _convert(entry, weights: _Weights, custom_layers, keras_major, in_shape):
+        cls, name = entry["class_name"], _entry_name(entry)
         if cls in custom_layers:
-            return custom_layers[cls](lc["config"], arrays)
+            return custom_layers[cls](entry["config"], weights.arrays(name))
+        if cls in _MODEL_CLASSES:
+            return ImportedModel(entry, weights.child(name), custom_layers, keras_major)
         if cls not in CONVERTERS:
+            detail = f"jrnn cannot convert it exactly; pass custom_layers={{{cls!r}: factory}}"
+            if cls == "Lambda":
+                detail = (
+                    "a Lambda layer holds Python code, which jrnn never executes; "
+                    f"pass custom_layers={{{cls!r}: factory}}"
+                )
             raise UnsupportedLayerError(
-                cls,
-                name,
-                detail=f"jrnn cannot convert it exactly; pass custom_layers={{{cls!r}: "
-                "factory}} to supply a jrnn module for it.",
+                cls, name, detail=detail + " (factory(config, arrays) -> jrnn module)."
             )
-        return CONVERTERS[cls](lc["config"], arrays, _in_features(arrays))
+        try:
+            return CONVERTERS[cls](entry["config"], weights.arrays(name), in_shape)
+        except KerasFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as err:
+            raise UnsupportedLayerError(
+                cls, name, detail=f"its config could not be converted: {err}"
+            ) from err
 
     @property
     def model_config(self) -> dict:
@@ -101,47 +267,108 @@ class ImportedModel(nnx.Module):
         return _thaw(self._keras_config)
 
     def get_layer(self, name: str) -> nnx.Module:
+        """The jrnn module converted from the Keras layer ``name``."""
+        if name not in self.layers:
+            raise KeyError(
+                f"{self.name}: no layer named {name!r}; layers: {list(self.layers.keys())}"
+            )
         return self.layers[name]
 
+    def keras_weights(self) -> list:
+        """Every variable in Keras ``model.get_weights()`` order (layers in config order)."""
+        from importers.weights import keras_params
+
+        return [v for layer in self.layers.values() for v in keras_params(layer)]
+
+    # Calling -------------------------------------------------------------------------
+
     def __call__(self, inputs: Any, *, training: bool = False) -> Any:
+        return self.call_with_mask(inputs, None, training=training)[0]
+
+    def call_with_mask(self, inputs: Any, mask: Any = None, *, training: bool = False):
+        """``(outputs, output mask)``; used when this model is nested in another."""
         xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if len(xs) != len(self._inputs):
+            raise ValueError(
+                f"{self.name}: expected {len(self._inputs)} input(s); received {len(xs)}."
+            )
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(xs)
         tensors: dict = {}
-        for (n, _, _), x in zip(self._inputs, xs, strict=True):
-            tensors[(n, 0, 0)] = (jnp.asarray(x), None)
+        for ref, x, m in zip(self._inputs, xs, masks):
+            tensors[ref] = (jnp.asarray(x), m)
         node_count: dict[str, int] = {}
-        for name, refs, is_list in self._plan:
+        for name, refs, is_list, kwargs in self._plan:
             idx = node_count.get(name, 0)
             node_count[name] = idx + 1
-            args = [tensors[r] for r in refs]
-            vals = [a[0] for a in args]
-            masks = [a[1] for a in args]
-            layer = self.layers[name]
-            x = vals if is_list else vals[0]
-            if not is_list:
-                mask = masks[0]
-            elif hasattr(layer, "compute_mask") or _takes_mask(layer):
-                mask = masks
-            else:
-                mask = _merge_masks(masks, vals)
-            out = _apply(layer, x, mask, training)
-            outs = list(out[0]) if isinstance(out[0], (list, tuple)) else [out[0]]
+            vals = [tensors[r][0] for r in refs]
+            masks = [tensors[r][1] for r in refs]
+            extra = {k: _resolve(v, tensors) for k, v in _thaw(kwargs).items()}
+            outs = _run(self.layers[name], vals, masks, is_list, extra, training)
             for t, o in enumerate(outs):
-                tensors[(name, idx, t)] = (o, out[1] if t == 0 else None)
+                tensors[(name, idx, t)] = o
         results = [tensors[r][0] for r in self._outputs]
-        return (
-            results[0] if len(results) == 1 and getattr(self, "_single_output", True) else results
+        out_masks = [tensors[r][1] for r in self._outputs]
+        if len(results) == 1 and self._single_output:
+            return results[0], out_masks[0]
+        return results, out_masks
+
+
+def _run(layer, vals, masks, is_list, extra, training):
+    """Apply one layer to resolved values and masks; one ``(value, mask)`` per output."""
+    import jrnn
+
+    if isinstance(layer, (jrnn.RNN, jrnn.Bidirectional)) and is_list and len(vals) > 1:
+        # Keras 2 records `rnn(x, initial_state=[h, c])` as one node with inputs [x, h, c].
+        extra = {"initial_state": list(vals[1:]), **extra}
+        vals, masks, is_list = vals[:1], masks[:1], False
+    if not is_list:
+        x, mask = vals[0], masks[0]
+    elif isinstance(layer, ImportedModel) or hasattr(layer, "compute_mask") or _takes_mask(layer):
+        x, mask = list(vals), list(masks)
+    else:
+        x, mask = list(vals), _merge_masks(masks, vals)
+    out, out_mask = _apply(layer, x, mask, training, extra)
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+    out_masks = list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
+    if len(out_masks) != len(outs):
+        out_masks = [out_masks[0]] + [None] * (len(outs) - 1)
+    return list(zip(outs, out_masks))
+
+
+def _propagate(layer, args, is_list, kwargs, specs):
+    """Output specs of one node from input specs (shape inference while building)."""
+    vals = [a[0] for a in args]
+    masks = [a[1] for a in args]
+    extra = {k: _resolve_spec(v, specs) for k, v in kwargs.items()}
+    if any(v is None for v in jax.tree_util.tree_leaves(extra, is_leaf=lambda x: x is None)):
+        return []
+    try:
+        return nnx.eval_shape(
+            lambda layer, vals, masks, extra: _run(layer, vals, masks, is_list, extra, False),
+            layer,
+            vals,
+            masks,
+            extra,
         )
+    except Exception:  # shape inference is best effort; the real call checks
+        return []
 
 
-def _keras2_activations(obj: Any) -> Any:
-    """Keras 1/2 ``hard_sigmoid`` is ``clip(0.2x + 0.5)``: rename to jrnn's Keras 2 variant."""
+def _resolve_spec(v: Any, specs: dict) -> Any:
+    if isinstance(v, dict):
+        return specs.get(_history(v), (None, None))[0]
+    return [_resolve_spec(x, specs) for x in v]
+
+
+def _keras2_semantics(obj: Any) -> Any:
+    """Keras 1/2 ``hard_sigmoid`` is ``clip(0.2x + 0.5)``: jrnn's ``keras2_hard_sigmoid``."""
     if isinstance(obj, dict):
         return {
-            k: ("keras2_hard_sigmoid" if v == "hard_sigmoid" else _keras2_activations(v))
+            k: ("keras2_hard_sigmoid" if v == "hard_sigmoid" else _keras2_semantics(v))
             for k, v in obj.items()
         }
     if isinstance(obj, list):
-        return [_keras2_activations(v) for v in obj]
+        return [_keras2_semantics(v) for v in obj]
     return obj
 
 
@@ -155,21 +382,29 @@ def _merge_masks(masks, vals):
     return out
 
 
-def _apply(layer, x, mask, training):
+def _apply(layer, x, mask, training, extra=None):
     """Call one converted layer and return ``(outputs, output mask)``.
 
     The contract for converted modules: ``__call__(x, *, training=False)`` plus ``mask=``
     when the layer consumes the Keras mask (its signature has a ``mask`` parameter; for
     list inputs the mask is the list of input masks). The output mask is
     ``layer.compute_mask(x, mask)`` when the module defines it (Keras 3.15's rule for that
-    class), otherwise the input mask passes through unchanged.
+    class), otherwise the input mask passes through unchanged. Recurrent layers keep the
+    mask only when they return sequences (as Keras); ``extra`` holds tensor keyword
+    arguments of the Keras call (``initial_state``).
     """
     import jrnn
 
+    extra = extra or {}
+    if isinstance(layer, ImportedModel):
+        return layer.call_with_mask(x, mask, training=training)
     if isinstance(layer, (jrnn.RNN, jrnn.Bidirectional)):
-        y = layer(x, mask=mask, training=training)
-        return y, (mask if layer.return_sequences else None)
-    kwargs = {"training": training}
+        y = layer(x, mask=mask, training=training, **extra)
+        out_mask = mask if layer.return_sequences else None
+        if isinstance(y, (list, tuple)):
+            return y, [out_mask] + [None] * (len(y) - 1)
+        return y, out_mask
+    kwargs = {"training": training, **extra}
     if _takes_mask(layer):
         kwargs["mask"] = mask
     y = layer(x, **kwargs)
@@ -187,45 +422,67 @@ def _takes_mask(layer) -> bool:
         return False
 
 
+# -- entry point ------------------------------------------------------------------------------
+
+
 def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
-    """Rebuild ``source`` (a live Keras model, or a path when the file reader exists) in jrnn."""
+    """Rebuild a Keras model in jrnn, without TensorFlow for files.
+
+    Args:
+      source: a live ``keras.Model`` (Keras 3 or tf_keras), a path to a ``.keras`` archive
+        or a legacy full-model ``.h5``/``.hdf5`` (Keras 1, Keras 2, tf.keras, Keras 3's
+        legacy writer), or a jrnn checkpoint directory written by
+        :func:`importers.checkpoint.save_checkpoint`.
+      custom_layers: ``{"KerasClassName": factory}``; ``factory(config, arrays)`` returns
+        the jrnn module for a layer class jrnn does not convert (``Lambda``, custom
+        classes), ``arrays`` being the layer's weights in ``get_weights()`` order.
+
+    Returns:
+      An :class:`ImportedModel`: ``model(x)`` / ``model([x1, x2], training=...)`` as the
+      Keras model, ``model.layers[keras_name]`` the converted layers.
+
+    Raises:
+      UnsupportedLayerError: a layer class or config jrnn cannot convert exactly.
+      KerasFileError: (and its subclasses) the file is corrupt, unsafe, or weights-only.
+      FileNotFoundError: no such path.
+
+    Example:
+      >>> import importers  # doctest: +SKIP
+      >>> model = importers.load("model.keras")  # doctest: +SKIP
+      >>> y = model(x)  # doctest: +SKIP
+    """
     custom_layers = custom_layers or {}
     if hasattr(source, "get_config") and hasattr(source, "get_layer"):
         config = {"class_name": type(source).__name__, "config": source.get_config()}
+        if config["class_name"] not in ("Sequential",) and "input_layers" in config["config"]:
+            config["class_name"] = "Functional"
         major = 2 if type(source).__module__.startswith(("tf_keras", "keras.src.engine")) else 3
-        return ImportedModel(
-            config, lambda n: list(source.get_layer(n).get_weights()), custom_layers, major
+        return ImportedModel(config, _from_live(source), custom_layers, major)
+    path = os.fspath(source)
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "jrnn_checkpoint.json")):
+        from importers.checkpoint import load_checkpoint
+
+        return load_checkpoint(path, custom_layers=custom_layers)
+    from importers._files import read_keras_file
+
+    kf = read_keras_file(path)
+    if kf.model_config is None:
+        raise KerasFileError(
+            f"{path}: a weights-only file ({kf.format}) has no model config to rebuild; build "
+            "the jrnn layers and use importers.load_weights(target, path), or load the "
+            "model's .keras/.h5 file.",
+            path=path,
         )
-    try:
-        from importers._files import read_keras_file
-    except ImportError:
-        return _load_legacy_h5(str(source), custom_layers)
-    kf = read_keras_file(source)
+    major = _major(kf.keras_version)
     return ImportedModel(
-        kf.model_config,
-        lambda n: list(kf.layer_weights[n].arrays) if n in kf.layer_weights else [],
-        custom_layers,
+        kf.model_config, _from_layer_weights(kf.layer_weights), custom_layers, major
     )
 
 
-def _load_legacy_h5(path: str, custom_layers: dict) -> ImportedModel:
-    """Legacy ``.h5`` (tf_keras or Keras 3 ``save(..., .h5)``): JSON config + weight groups."""
-    import json
-
-    from importers.weights import _legacy_arrays, _open
-
-    with _open(path) as root:
-        raw = root.attrs.get("model_config")
-        if raw is None:
-            raise ValueError(f"{path}: no model_config attribute (a weights-only file?).")
-        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        version = root.attrs.get("keras_version", b"3")
-        version = version.decode() if isinstance(version, bytes) else str(version)
-        cache: dict[str, list] = {}
-
-        def weights(name: str) -> list:
-            if name not in cache:
-                cache[name] = _legacy_arrays(root, name, path) or []
-            return cache[name]
-
-        return ImportedModel(config, weights, custom_layers, int(version.split(".")[0]))
+def _major(version: str | None) -> int:
+    if not version:
+        return 3
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return 3

@@ -121,7 +121,7 @@ def test_equal_to_keras2_loading_cudnn_weights(kind, flags, tmp_path):
     for a, e in zip(ours, expected, strict=True):
         assert_close(a, e.numpy(), time=T)
     # the cell's converted weights are what Keras holds after its own conversion
-    for a, e in zip(layer.cell.keras_weights(), klayer.get_weights(), strict=True):
+    for a, e in zip(layer.cell.keras_equivalent_weights(), klayer.get_weights(), strict=True):
         np.testing.assert_array_equal(np.asarray(a), e)
 
     # gradients w.r.t. the inputs and the parameters, against tf.GradientTape
@@ -193,7 +193,7 @@ def test_kernel_and_bias_algebra():
         else:
             np.testing.assert_array_equal(p["input_bias"], b.reshape(2, -1)[0])
             np.testing.assert_array_equal(p["recurrent_bias"], b.reshape(2, -1)[1])
-            np.testing.assert_array_equal(cell.keras_weights()[2], b.reshape(2, -1))
+            np.testing.assert_array_equal(cell.keras_equivalent_weights()[2], b.reshape(2, -1))
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

@@ -20,15 +20,26 @@ def _rand_weights(model, seed=0):
             layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in ws])
 
 
-def _check(model, inputs):
-    _rand_weights(model)
+def _save(model, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    return path
+
+
+def _check(model, inputs, tmp_path=None, files=(".keras",), atol=1e-5, randomize=True):
+    """The live model and each saved file give Keras' outputs (files read without Keras)."""
+    if randomize:
+        _rand_weights(model)
     expected = model.predict(inputs, verbose=0)
-    got = load(model)(inputs)
     exp = expected if isinstance(expected, list) else [expected]
-    got = got if isinstance(got, list) else [got]
-    assert len(exp) == len(got)
-    for e, g in zip(exp, got, strict=True):
-        np.testing.assert_allclose(np.asarray(g), e, atol=1e-5)
+    sources = [model] + [_save(model, tmp_path / f"m{ext}") for ext in (files if tmp_path else ())]
+    for source in sources:
+        got = load(source)(inputs)
+        got = got if isinstance(got, list) else [got]
+        assert len(exp) == len(got), source
+        for e, g in zip(exp, got, strict=True):
+            np.testing.assert_allclose(np.asarray(g, np.float32), e, atol=atol, err_msg=str(source))
 
 
 def test_stacked_gru_regressor():
@@ -160,3 +171,224 @@ def test_legacy_h5_file_blocked_keras(tmp_path, flavour):
         check=True,
         cwd=str(pathlib.Path(__file__).parents[1]),
     )
+
+
+# -- files, nested models, the whole recurrent family ------------------------------------
+
+
+def _x(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_keras_file_and_h5_of_a_tagger(tmp_path):
+    m = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            keras.layers.Embedding(12, 5, mask_zero=True),
+            keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
+            keras.layers.GRU(3, return_sequences=True),
+            keras.layers.TimeDistributed(keras.layers.Dense(3)),
+        ]
+    )
+    ids = np.array([[3, 4, 5, 0, 0, 0], [1, 2, 0, 7, 8, 11]], np.int32)
+    _check(m, ids, tmp_path, files=(".keras", ".h5"))
+
+
+def test_nested_sequential_in_functional(tmp_path):
+    inner = keras.Sequential(
+        [keras.Input((5, 3)), keras.layers.LSTM(4, return_sequences=True), keras.layers.Dense(2)],
+        name="encoder",
+    )
+    x = keras.Input((5, 3))
+    y = keras.layers.GRU(3)(inner(x))
+    m = keras.Model(x, y)
+    _rand_weights(inner, seed=7)
+    _check(m, _x(2, 5, 3), tmp_path, files=(".keras", ".h5"))
+    assert set(load(m).get_layer("encoder").layers.keys()) == {layer.name for layer in inner.layers}
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_conv_lstm_in_a_model(tmp_path, rank):
+    spatial = (6,) if rank == 1 else (5, 4)
+    cls = keras.layers.ConvLSTM1D if rank == 1 else keras.layers.ConvLSTM2D
+    m = keras.Sequential(
+        [
+            keras.Input((3, *spatial, 2)),
+            cls(3, 3, padding="same", return_sequences=True),
+            cls(2, 2, strides=1),
+        ]
+    )
+    _check(m, _x(2, 3, *spatial, 2), tmp_path)
+
+
+def test_rnn_with_stacked_cells_and_single_cell(tmp_path):
+    x = keras.Input((5, 3))
+    y = keras.layers.RNN(
+        [keras.layers.LSTMCell(4), keras.layers.GRUCell(3), keras.layers.SimpleRNNCell(2)],
+        return_sequences=True,
+    )(x)
+    y = keras.layers.RNN(keras.layers.GRUCell(2, reset_after=False))(y)
+    _check(keras.Model(x, y), _x(2, 5, 3), tmp_path, files=(".keras", ".h5"))
+
+
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+def test_initial_state_from_other_layers(tmp_path, lib_name):
+    lib = keras if lib_name == "keras" else pytest.importorskip("tf_keras")
+    x, ctx = lib.Input((5, 3)), lib.Input((2,))
+    h = lib.layers.Dense(4, activation="tanh")(ctx)
+    c = lib.layers.Dense(4)(ctx)
+    y = lib.layers.LSTM(4, return_sequences=True)(x, initial_state=[h, c])
+    m = lib.Model([x, ctx], y)
+    _check(m, [_x(2, 5, 3), _x(2, 2, seed=1)], tmp_path, files=(".keras", ".h5"))
+
+
+def test_multiple_outputs_and_states(tmp_path):
+    x = keras.Input((5, 3))
+    seq, h, c = keras.layers.LSTM(4, return_sequences=True, return_state=True)(x)
+    out = keras.layers.Dense(1, name="head")(h)
+    m = keras.Model(x, [seq, c, out])
+    _check(m, _x(2, 5, 3), tmp_path)
+
+
+def test_tf_keras_files_with_keras2_semantics(tmp_path):
+    tfk = pytest.importorskip("tf_keras")
+    m = tfk.Sequential(
+        [
+            tfk.Input((5, 3)),
+            tfk.layers.LSTM(4, recurrent_activation="hard_sigmoid", return_sequences=True),
+            tfk.layers.GRU(3, reset_after=False, recurrent_activation="hard_sigmoid"),
+        ]
+    )
+    _rand_weights(m)
+    x = _x(2, 5, 3) * 3  # reach the region where the two hard_sigmoids differ
+    _check(m, x, tmp_path, files=(".keras", ".h5"), randomize=False)
+    layer = load(tmp_path / "m.h5").get_layer(m.layers[0].name)
+    assert layer.cell.recurrent_activation.__name__ == "keras2_hard_sigmoid"
+
+
+def test_gru_config_without_reset_after_uses_keras2_default():
+    from importers.model import ImportedModel
+
+    cfg = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "old",
+            "layers": [
+                {
+                    "class_name": "GRU",
+                    "config": {"name": "gru_1", "units": 2, "batch_input_shape": [None, 4, 3]},
+                }
+            ],
+        },
+    }
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(3, 6), (2, 6), (6,)]]
+    model = ImportedModel(cfg, lambda n: arrays, keras_major=2)
+    assert model.get_layer("gru_1").cell.reset_after is False
+
+
+def test_cudnn_weights_in_lstm_config_are_converted_like_keras2():
+    from importers import layouts
+    from importers.model import ImportedModel
+
+    rng = np.random.default_rng(0)
+    k, rk, b = (rng.standard_normal(s).astype(np.float32) for s in [(3, 8), (2, 8), (8,)])
+    cudnn = layouts.keras_lstm_to_cudnn(k, rk, b)
+    cfg = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "m",
+            "layers": [{"class_name": "LSTM", "config": {"name": "l", "units": 2}}],
+        },
+    }
+    x = _x(2, 4, 3)
+    direct = ImportedModel(cfg, lambda n: [k, rk, b])(x)
+    via_cudnn = ImportedModel(cfg, lambda n: list(cudnn))(x)
+    np.testing.assert_allclose(np.asarray(via_cudnn), np.asarray(direct), atol=1e-6)
+
+
+def test_cudnn_layers_from_a_keras2_file(tmp_path):
+    tfk = pytest.importorskip("tf_keras")
+    from tf_keras.src.layers.rnn.cudnn_gru import CuDNNGRU
+    from tf_keras.src.layers.rnn.cudnn_lstm import CuDNNLSTM
+
+    import jrnn
+
+    m = tfk.Sequential(
+        [tfk.Input((5, 3)), CuDNNLSTM(4, return_sequences=True, name="cl"), CuDNNGRU(3, name="cg")]
+    )
+    _rand_weights(m)
+    path = _save(m, tmp_path / "cudnn.h5")
+    model = load(path)
+    assert isinstance(model.get_layer("cl"), jrnn.CuDNNLSTM)
+    assert isinstance(model.get_layer("cg"), jrnn.CuDNNGRU)
+    # tf_keras cannot run CuDNN layers on CPU: its LSTM/GRU twins load the same file.
+    twin = tfk.Sequential(
+        [
+            tfk.Input((5, 3)),
+            tfk.layers.LSTM(4, return_sequences=True, name="cl"),
+            tfk.layers.GRU(3, reset_after=True, recurrent_activation="sigmoid", name="cg"),
+        ]
+    )
+    twin.load_weights(path)
+    x = _x(2, 5, 3)
+    np.testing.assert_allclose(np.asarray(model(x)), twin.predict(x, verbose=0), atol=1e-5)
+
+
+def test_mixed_bfloat16_policy_is_carried_over(tmp_path):
+    import jax.numpy as jnp
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        m = keras.Sequential(
+            [keras.Input((5, 3)), keras.layers.LSTM(4, return_sequences=True), keras.layers.GRU(2)]
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    _check(m, _x(2, 5, 3), tmp_path, atol=6e-2)
+    layer = load(tmp_path / "m.keras").get_layer(m.layers[0].name)
+    assert layer.cell.policy.compute_dtype == jnp.bfloat16
+    assert layer.cell.kernel[...].dtype == jnp.float32
+
+
+def test_lambda_in_a_file_is_refused_not_executed(tmp_path):
+    from importers.errors import UnsupportedLayerError
+
+    x = keras.Input((3,))
+    m = keras.Model(x, keras.layers.Lambda(lambda t: t * 2, name="double")(x))
+    path = _save(m, tmp_path / "lam.keras")
+    with pytest.raises(UnsupportedLayerError, match=r"'double'.*'Lambda'.*never executes"):
+        load(path)
+
+
+def test_weights_only_file_and_unknown_config_key(tmp_path):
+    from importers.errors import KerasFileError, UnsupportedLayerError
+    from importers.model import ImportedModel
+
+    m = keras.Sequential([keras.Input((4, 3)), keras.layers.LSTM(2)])
+    m.save_weights(tmp_path / "w.weights.h5")
+    with pytest.raises(KerasFileError, match="weights-only"):
+        load(tmp_path / "w.weights.h5")
+    cfg = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "m",
+            "layers": [{"class_name": "LSTM", "config": {"name": "l", "units": 2, "peephole": 1}}],
+        },
+    }
+    with pytest.raises(UnsupportedLayerError, match="'peephole'"):
+        ImportedModel(cfg, lambda n: [])
+
+
+def test_training_applies_dropout_and_inference_does_not(tmp_path):
+    import jax
+
+    m = keras.Sequential(
+        [keras.Input((5, 3)), keras.layers.LSTM(4, dropout=0.5, recurrent_dropout=0.3)]
+    )
+    _check(m, _x(2, 5, 3), tmp_path)
+    model = load(tmp_path / "m.keras")
+    infer = model(_x(2, 5, 3))
+    train = model(_x(2, 5, 3), training=True)
+    assert jax.numpy.abs(train - infer).max() > 1e-3

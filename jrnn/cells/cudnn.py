@@ -73,7 +73,7 @@ class _CuDNNCell(DenseCellMixin, RNNCellBase):
         )
         self._init_dropout_rngs(rngs, None)
 
-    def keras_weights(self) -> list[Array]:
+    def keras_equivalent_weights(self) -> list[Array]:
         """The equivalent Keras ``LSTM`` / ``GRU(reset_after=True)`` weights, as Keras 2's
         ``_convert_rnn_weights`` makes them: ``[kernel (in, gu), recurrent_kernel (u, gu),
         bias]`` with the LSTM bias ``(4u,)`` the sum of the two halves and the GRU bias
@@ -97,7 +97,7 @@ class CuDNNLSTMCell(_CuDNNCell):
     ``kernel (in_features, 4u)`` (each block a cuDNN ``(u, in)`` matrix stored row-major),
     ``recurrent_kernel (u, 4u)`` (each block transposed), ``bias (8u,)`` = input biases
     ``b_x`` then recurrent biases ``b_h``. With ``W``, ``R`` the Keras-layout matrices
-    (:meth:`keras_weights`)::
+    (:meth:`keras_equivalent_weights`)::
 
         z = x W + b_x + h R + b_h;     i, f, c~, o = split(z, 4)
         c' = sigmoid(f) * c + sigmoid(i) * tanh(c~);   h' = sigmoid(o) * tanh(c')
@@ -194,7 +194,7 @@ class CuDNNGRUCell(_CuDNNCell):
     ``kernel (in_features, 3u)`` (each block a cuDNN ``(u, in)`` matrix stored row-major),
     ``recurrent_kernel (u, 3u)`` (each block transposed), ``bias (6u,)`` = input biases
     ``b_x`` then recurrent biases ``b_h``. With ``W``, ``R`` the Keras-layout matrices
-    (:meth:`keras_weights`; Keras' ``GRU(reset_after=True)`` bias is ``[b_x; b_h]``)::
+    (:meth:`keras_equivalent_weights`; Keras' ``GRU(reset_after=True)`` bias is ``[b_x; b_h]``)::
 
         zx, rx, hx = split(x W + b_x, 3);   zh, rh, hh = split(h R + b_h, 3)
         z = sigmoid(zx + zh);  r = sigmoid(rx + rh);  h~ = tanh(hx + r * hh)
@@ -212,7 +212,7 @@ class CuDNNGRUCell(_CuDNNCell):
       >>> from flax import nnx
       >>> import jrnn
       >>> cell = jrnn.CuDNNGRUCell(4, 3, rngs=nnx.Rngs(0))
-      >>> cell.bias.shape, [w.shape for w in cell.keras_weights()]
+      >>> cell.bias.shape, [w.shape for w in cell.keras_equivalent_weights()]
       ((24,), [(3, 12), (4, 12), (2, 12)])
     """
 
