@@ -239,6 +239,8 @@ def _rnn_layer(cls: type, *, gru: bool = False):
             kw["reset_after"] = config.get("reset_after", False)
         if cls in (jrnn.LSTM, jrnn.GRU):
             arrays = _from_cudnn_layout(cls, config, arrays)
+        if kw.get("implementation") == 0:  # Keras 2.0-2.2's (and Keras 1 'cpu') mode 0 is 1
+            kw["implementation"] = 1
         units = kw.pop("units")
         layer = cls(
             units, _in_features(arrays, in_shape, str(config.get("name"))), rngs=nnx.Rngs(0), **kw

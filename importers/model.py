@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from importers import legacy
 from importers.convert import CONVERTERS
 from importers.errors import KerasFileError, UnsupportedLayerError
 from jrnn._config import _freeze, _thaw
@@ -474,9 +475,29 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
             path=path,
         )
     major = _major(kf.keras_version)
-    return ImportedModel(
-        kf.model_config, _from_layer_weights(kf.layer_weights), custom_layers, major
-    )
+    config = kf.model_config
+    weights = _from_layer_weights(kf.layer_weights)
+    if major == 1:
+        config = legacy.keras1_model_config(config)
+    if major == 1 or kf.backend == "theano":
+        weights = _converting(weights, config, kf.keras_version, kf.backend)
+    return ImportedModel(config, weights, custom_layers, major)
+
+
+def _converting(base: _Weights, config: dict, version: str | None, backend: str | None):
+    """Keras 1 / Theano arrays converted as Keras 2 converts them (:mod:`importers.legacy`)."""
+    cfg = config.get("config", config)
+    entries = {_entry_name(e): e for e in cfg.get("layers", [])} if isinstance(cfg, dict) else {}
+
+    def arrays(name: str) -> list:
+        entry = entries.get(name)
+        raw = base.arrays(name)
+        return legacy.convert_weights(entry, raw, version, backend) if entry else raw
+
+    def child(name: str) -> _Weights:
+        return _converting(base.child(name), entries.get(name, {}), version, backend)
+
+    return _Weights(arrays, child)
 
 
 def _major(version: str | None) -> int:

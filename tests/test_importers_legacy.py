@@ -1,0 +1,193 @@
+"""Keras 1 model files and Theano-trained kernels, read as Keras 2 reads them.
+
+No Keras 1 or Theano is installed, so the files are written here in their formats (a
+Keras 1 ``model.save``: ``model_config`` in Keras 1 argument names, per-gate weights named
+``<layer>_W_i``..., no ``keras_version`` attribute; a Theano file: ``backend="theano"`` and
+spatially flipped convolution kernels). The reference is tf_keras (Keras 2) holding the
+same weights in Keras 2's layout: what Keras 2's ``load_model`` would compute.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+
+from importers import layouts
+from importers.errors import UnsupportedLayerError
+from importers.model import load
+
+tfk = pytest.importorskip("tf_keras")
+
+
+def _rand(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if ws:
+            layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.4 for w in ws])
+
+
+def _keras1_rnn(name, units, **extra):
+    cfg = {
+        "name": name,
+        "output_dim": units,
+        "init": "glorot_uniform",
+        "inner_init": "orthogonal",
+        "activation": "tanh",
+        "inner_activation": "hard_sigmoid",
+        "W_regularizer": None,
+        "U_regularizer": None,
+        "b_regularizer": None,
+        "dropout_W": 0.0,
+        "dropout_U": 0.0,
+        "return_sequences": True,
+        "go_backwards": False,
+        "stateful": False,
+        "unroll": False,
+        "consume_less": "cpu",
+        "trainable": True,
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def _write_keras1(path, config, weights):
+    """A Keras 1 ``model.save`` file: no keras_version, per-layer weight_names."""
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config).encode()
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [n.encode() for n in weights]
+        for layer, named in weights.items():
+            lg = g.create_group(layer)
+            lg.attrs["weight_names"] = [n.encode() for n, _ in named]
+            for n, a in named:
+                lg[n] = a
+
+
+def test_keras1_sequential_tagger(tmp_path):
+    ref = tfk.Sequential(
+        [
+            tfk.Input((6,), dtype="int32"),
+            tfk.layers.Embedding(10, 4, mask_zero=True),
+            tfk.layers.LSTM(3, return_sequences=True, recurrent_activation="hard_sigmoid"),
+            tfk.layers.GRU(
+                2, return_sequences=True, reset_after=False, recurrent_activation="hard_sigmoid"
+            ),
+            tfk.layers.TimeDistributed(tfk.layers.Dense(2)),
+        ]
+    )
+    _rand(ref)
+    emb, lstm, gru, td = (layer.get_weights() for layer in ref.layers)
+    config = {
+        "class_name": "Sequential",
+        "config": [
+            {
+                "class_name": "Embedding",
+                "config": {
+                    "name": "embedding_1",
+                    "input_dim": 10,
+                    "output_dim": 4,
+                    "mask_zero": True,
+                    "init": "uniform",
+                    "W_regularizer": None,
+                    "W_constraint": None,
+                    "activity_regularizer": None,
+                    "dropout": 0.0,
+                    "input_length": 6,
+                    "input_dtype": "int32",
+                    "batch_input_shape": [None, 6],
+                    "trainable": True,
+                },
+            },
+            {"class_name": "LSTM", "config": _keras1_rnn("lstm_1", 3, forget_bias_init="one")},
+            {"class_name": "GRU", "config": _keras1_rnn("gru_1", 2)},
+            {
+                "class_name": "TimeDistributed",
+                "config": {
+                    "name": "timedistributed_1",
+                    "trainable": True,
+                    "layer": {
+                        "class_name": "Dense",
+                        "config": {
+                            "name": "dense_1",
+                            "output_dim": 2,
+                            "init": "glorot_uniform",
+                            "activation": "linear",
+                            "W_regularizer": None,
+                            "b_regularizer": None,
+                            "activity_regularizer": None,
+                            "W_constraint": None,
+                            "b_constraint": None,
+                            "bias": True,
+                            "input_dim": None,
+                            "trainable": True,
+                        },
+                    },
+                },
+            },
+        ],
+    }
+    weights = {
+        "embedding_1": [("embedding_1_W", emb[0])],
+        "lstm_1": list(
+            zip(layouts.keras1_weight_names("lstm", "lstm_1"), layouts.keras_lstm_to_keras1(*lstm))
+        ),
+        "gru_1": list(
+            zip(layouts.keras1_weight_names("gru", "gru_1"), layouts.keras_gru_to_keras1(*gru))
+        ),
+        "timedistributed_1": [("dense_1_W", td[0]), ("dense_1_b", td[1])],
+    }
+    path = tmp_path / "keras1.h5"
+    _write_keras1(path, config, weights)
+    ids = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9]], np.int32)
+    model = load(path)
+    np.testing.assert_allclose(np.asarray(model(ids)), ref.predict(ids, verbose=0), atol=1e-5)
+    assert model.get_layer("lstm_1").cell.recurrent_activation.__name__ == "keras2_hard_sigmoid"
+    assert model.get_layer("gru_1").cell.reset_after is False
+
+
+def test_keras1_merge_modes():
+    from importers.legacy import keras1_layer_entry
+
+    entry = keras1_layer_entry(
+        {"class_name": "Merge", "config": {"name": "m", "mode": "concat", "concat_axis": -1}}
+    )
+    assert entry["class_name"] == "Concatenate" and entry["config"]["axis"] == -1
+    assert (
+        keras1_layer_entry({"class_name": "Merge", "config": {"name": "s", "mode": "sum"}})[
+            "class_name"
+        ]
+        == "Add"
+    )
+    with pytest.raises(UnsupportedLayerError, match="'cos'"):
+        keras1_layer_entry({"class_name": "Merge", "config": {"name": "c", "mode": "cos"}})
+    with pytest.raises(UnsupportedLayerError, match="word dropout"):
+        keras1_layer_entry(
+            {"class_name": "Embedding", "config": {"name": "e", "output_dim": 2, "dropout": 0.2}}
+        )
+
+
+def test_theano_conv_lstm_kernels_are_flipped(tmp_path):
+    ref = tfk.Sequential(
+        [tfk.Input((3, 5, 4, 2)), tfk.layers.ConvLSTM2D(3, (3, 2), padding="same", name="cl")]
+    )
+    _rand(ref)
+    path = tmp_path / "theano.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref.save(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["backend"] = b"theano"
+        f["model_weights"].attrs["backend"] = b"theano"
+        group = f["model_weights"]["cl"]
+        for wname in group.attrs["weight_names"]:
+            wname = wname.decode() if isinstance(wname, bytes) else wname
+            if "kernel" in wname:  # kernel and recurrent_kernel, as Theano would hold them
+                data = group[wname][...]
+                group[wname][...] = data[::-1, ::-1]
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(load(path)(x)), ref.predict(x, verbose=0), atol=1e-5)
