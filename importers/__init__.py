@@ -1,14 +1,38 @@
-"""importers: Keras weights and gate layouts into jrnn (and back).
+"""importers: Keras models, weights and gate layouts into jrnn, and back.
 
-So far: :mod:`importers.layouts` — every gate-layout conversion on bare NumPy arrays
-(Keras 2 CuDNN, Keras 1 per-gate, PyTorch, Flax) — and :func:`load_weights`, which loads
-Keras 3 ``.keras``/``.weights.h5`` and legacy ``.h5`` weights into jrnn modules you
-built. Rebuilding whole models from their config is the open part of the importers issue.
+* :func:`load` rebuilds a whole Keras model (``.keras``, legacy ``.h5`` of Keras 1/2/3 and
+  tf.keras, a live ``keras.Model``, or a jrnn checkpoint directory) as one ``nnx.Module``.
+* :func:`load_weights` loads a weights file into jrnn modules you built.
+* :func:`read_keras_file` reads any Keras file into NumPy arrays safely (bounded reads,
+  no pickle, no code), the single reader behind both.
+* :mod:`importers.layouts`: every gate-layout conversion on bare arrays (Keras 2 CuDNN,
+  Keras 1 per-gate, PyTorch, Flax, TF1), both ways.
+* :mod:`importers.legacy`: Keras 1 configs/weights and Theano kernels as Keras 2 reads them.
+* :mod:`importers.errors`: the exceptions, all :class:`~importers.errors.KerasFileError`
+  (a ``ValueError``).
+
+Only h5py, json, zipfile and NumPy are used for files; Keras is imported only when a live
+Keras model is passed.
 """
 
+from importers import errors as errors
 from importers import layouts as layouts
+from importers import legacy as legacy
+from importers._files import KerasFile as KerasFile
+from importers._files import read_keras_file as read_keras_file
+from importers.model import ImportedModel as ImportedModel
 from importers.model import load as load
 from importers.weights import keras_params as keras_params
 from importers.weights import load_weights as load_weights
 
-__all__ = ["keras_params", "layouts", "load", "load_weights"]
+__all__ = [
+    "ImportedModel",
+    "KerasFile",
+    "errors",
+    "keras_params",
+    "layouts",
+    "legacy",
+    "load",
+    "load_weights",
+    "read_keras_file",
+]

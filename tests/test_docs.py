@@ -9,29 +9,33 @@ import pkgutil
 
 import pytest
 
+import importers
 import jrnn
 
 
 def _public_objects():
-    for name in jrnn.__all__:
-        yield name, getattr(jrnn, name)
+    for package in (jrnn, importers):
+        for name in package.__all__:
+            yield f"{package.__name__}.{name}", getattr(package, name)
 
 
 @pytest.mark.parametrize("name,obj", list(_public_objects()), ids=[n for n, _ in _public_objects()])
 def test_public_names_have_docstrings(name, obj):
-    assert inspect.getdoc(obj), f"jrnn.{name} has no docstring"
+    assert inspect.getdoc(obj), f"{name} has no docstring"
     if inspect.isclass(obj):
         for attr, member in vars(obj).items():
             if attr.startswith("_") or not callable(member):
                 continue
-            assert inspect.getdoc(member), f"jrnn.{name}.{attr} has no docstring"
+            assert inspect.getdoc(member), f"{name}.{attr} has no docstring"
 
 
 def _modules():
-    for info in pkgutil.walk_packages(jrnn.__path__, "jrnn."):
-        if info.name.endswith("__main__"):
-            continue
-        yield info.name
+    for package in (jrnn, importers):
+        yield package.__name__
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith("__main__"):
+                continue
+            yield info.name
 
 
 @pytest.mark.parametrize("module_name", list(_modules()))

@@ -137,7 +137,8 @@ def test_tf_keras_hard_sigmoid_is_keras2():
 
 
 @pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
-def test_legacy_h5_file_blocked_keras(tmp_path, flavour):
+@pytest.mark.parametrize("ext", [".h5", ".keras"])
+def test_files_load_with_keras_blocked(tmp_path, flavour, ext):
     import subprocess
     import sys
 
@@ -152,7 +153,7 @@ def test_legacy_h5_file_blocked_keras(tmp_path, flavour):
     )
     _rand_weights(m)
     ids = np.array([[3, 4, 5, 0, 0, 0], [1, 2, 0, 7, 8, 1]], np.int32)
-    path = tmp_path / "m.h5"
+    path = tmp_path / f"m{ext}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m.save(path)
