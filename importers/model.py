@@ -121,6 +121,14 @@ def _resolve(v: Any, tensors: dict) -> Any:
     return [_resolve(x, tensors) for x in v]
 
 
+def _has_input_layer(entry: dict) -> bool:
+    """A nested model config whose layers start from an InputLayer (Keras 2 rule)."""
+    if entry["class_name"] not in _MODEL_CLASSES:
+        return False
+    layers = entry["config"].get("layers") or []
+    return bool(layers) and layers[0].get("class_name") == "InputLayer"
+
+
 def _entry_name(entry: dict) -> str:
     return entry.get("name") or entry["config"]["name"]
 
@@ -194,7 +202,7 @@ class ImportedModel(nnx.Module):
                 if entry["class_name"] == "InputLayer":
                     continue
                 name = _entry_name(entry)
-                plan.append((name, [prev], False, {}))
+                plan.append((name, 0, [prev], False, {}))
                 prev = (name, 0, 0)
             inputs, outputs, single = [("__input__", 0, 0)], [prev], True
         else:
@@ -205,18 +213,18 @@ class ImportedModel(nnx.Module):
                         None,
                     )
                     continue
-                for node in entry.get("inbound_nodes", []):
+                # Keras 2 numbers a nested model's nodes from 1: its node 0 is the call
+                # made when it was built on its own Input (`_should_skip_first_node`).
+                first = 1 if keras_major < 3 and _has_input_layer(entry) else 0
+                for k, node in enumerate(entry.get("inbound_nodes", [])):
                     refs, is_list, kwargs = _refs(node)
-                    plan.append((_entry_name(entry), refs, is_list, kwargs))
+                    plan.append((_entry_name(entry), first + k, refs, is_list, kwargs))
             norm = lambda r: [tuple(x) for x in (r if isinstance(r[0], list) else [r])]
             inputs = [(n, 0, 0) for n, _, _ in norm(cfg["input_layers"])]
             outputs = norm(cfg["output_layers"])
             single = not isinstance(cfg["output_layers"][0], list)
         by_name = {_entry_name(e): e for e in entries}
-        node_count: dict[str, int] = {}
-        for name, refs, is_list, kwargs in plan:
-            idx = node_count.get(name, 0)
-            node_count[name] = idx + 1
+        for name, idx, refs, is_list, kwargs in plan:
             args = [specs.get(r, (None, None)) for r in refs]
             known = all(a[0] is not None for a in args)
             if name not in layers:
@@ -233,7 +241,7 @@ class ImportedModel(nnx.Module):
             for t, o in enumerate(outs):
                 specs[(name, idx, t)] = o
         self.layers = nnx.Dict(layers)
-        self._plan = tuple((n, tuple(r), il, _freeze(kw)) for n, r, il, kw in plan)
+        self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
         self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single
 
     @staticmethod
@@ -297,10 +305,7 @@ class ImportedModel(nnx.Module):
         tensors: dict = {}
         for ref, x, m in zip(self._inputs, xs, masks):
             tensors[ref] = (jnp.asarray(x), m)
-        node_count: dict[str, int] = {}
-        for name, refs, is_list, kwargs in self._plan:
-            idx = node_count.get(name, 0)
-            node_count[name] = idx + 1
+        for name, idx, refs, is_list, kwargs in self._plan:
             vals = [tensors[r][0] for r in refs]
             masks = [tensors[r][1] for r in refs]
             extra = {k: _resolve(v, tensors) for k, v in _thaw(kwargs).items()}

@@ -202,14 +202,16 @@ def test_keras_file_and_h5_of_a_tagger(tmp_path):
     _check(m, ids, tmp_path, files=(".keras", ".h5"))
 
 
-def test_nested_sequential_in_functional(tmp_path):
-    inner = keras.Sequential(
-        [keras.Input((5, 3)), keras.layers.LSTM(4, return_sequences=True), keras.layers.Dense(2)],
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+def test_nested_sequential_in_functional(tmp_path, lib_name):
+    lib = keras if lib_name == "keras" else pytest.importorskip("tf_keras")
+    inner = lib.Sequential(
+        [lib.Input((5, 3)), lib.layers.LSTM(4, return_sequences=True), lib.layers.Dense(2)],
         name="encoder",
     )
-    x = keras.Input((5, 3))
-    y = keras.layers.GRU(3)(inner(x))
-    m = keras.Model(x, y)
+    x = lib.Input((5, 3))
+    y = lib.layers.GRU(3)(inner(x))
+    m = lib.Model(x, y)
     _rand_weights(inner, seed=7)
     _check(m, _x(2, 5, 3), tmp_path, files=(".keras", ".h5"))
     assert set(load(m).get_layer("encoder").layers.keys()) == {layer.name for layer in inner.layers}
