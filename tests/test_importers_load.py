@@ -458,3 +458,24 @@ def test_stateful_layer_carries_state_across_calls(tmp_path):
     model = load(_save(m, tmp_path / "s.keras"))
     for _ in range(2):  # the second call starts from the first call's final state
         np.testing.assert_allclose(np.asarray(model(x)), m.predict(x, verbose=0), atol=1e-5)
+
+
+def test_ported_model_under_jit_split_merge_and_grad(tmp_path):
+    import jax
+    from flax import nnx
+
+    m = keras.Sequential(
+        [keras.Input((5, 3)), keras.layers.LSTM(4, return_sequences=True), keras.layers.GRU(2)]
+    )
+    _rand_weights(m)
+    x = _x(2, 5, 3)
+    model = load(_save(m, tmp_path / "m.keras"))
+    expected = m.predict(x, verbose=0)
+    np.testing.assert_allclose(
+        np.asarray(nnx.jit(lambda mod, x: mod(x))(model, x)), expected, atol=1e-5
+    )
+    graphdef, state = nnx.split(model)
+    pure = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    np.testing.assert_allclose(np.asarray(pure(state, x)), expected, atol=1e-5)
+    grads = nnx.grad(lambda mod: (mod(x) ** 2).sum())(model)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
