@@ -9,6 +9,7 @@ SimpleRNN and IndRNN one ungated block ``""``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import jax
@@ -259,6 +260,7 @@ def _hooked(model: nnx.Module, names: list[str], hook):
         for name, module in found.items():
             cls = type(module)
 
+            @functools.wraps(cls.__call__)  # keeps the signature (e.g. a `mask` parameter)
             def __call__(self, *args, _name=name, _cls=cls, **kwargs):
                 return hook(_name, _cls.__call__(self, *args, **kwargs))
 
