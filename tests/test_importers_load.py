@@ -479,3 +479,34 @@ def test_ported_model_under_jit_split_merge_and_grad(tmp_path):
     np.testing.assert_allclose(np.asarray(pure(state, x)), expected, atol=1e-5)
     grads = nnx.grad(lambda mod: (mod(x) ** 2).sum())(model)
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_inspection_works_on_ported_models(tmp_path):
+    import jrnn
+
+    m = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            keras.layers.Embedding(12, 5, mask_zero=True, name="embed"),
+            keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi"),
+            keras.layers.GRU(3, name="gru"),
+        ]
+    )
+    _rand_weights(m)
+    ids = np.array([[3, 4, 5, 0, 0, 0], [1, 2, 9, 7, 8, 11]], np.int32)
+    model = load(_save(m, tmp_path / "m.keras"))
+    table = jrnn.inspect.summary(model)
+    assert "Bidirectional" in table and "GRU" in table
+    gates = jrnn.inspect.get_rnn_weights(model.get_layer("gru"), concat_gates=False)
+    np.testing.assert_array_equal(
+        gates["kernel"]["RESET"], m.get_layer("gru").get_weights()[0][:, 3:6]
+    )
+    outs = jrnn.inspect.get_outputs(model, ids, ["bi", "gru"])
+    np.testing.assert_allclose(
+        np.asarray(outs["bi"]),
+        keras.Model(m.inputs, m.get_layer("bi").output).predict(ids, verbose=0),
+        atol=1e-5,
+    )
+    norms = jrnn.inspect.gradient_norms_over_time(model, ids, "bi")
+    assert norms.shape == (2, 6) and np.isfinite(np.asarray(norms)).all()
+    assert float(norms[0, 4]) == 0.0  # a masked step gets no gradient from the output
