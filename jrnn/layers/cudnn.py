@@ -28,8 +28,8 @@ class _CuDNNLayer(RNN):
             raise ValueError(
                 f"{_checks.where(self)}: `mask` must be None — masking is not supported for "
                 "CuDNN RNNs (Keras 2 raises the same); received a mask. Use jrnn.LSTM / "
-                "jrnn.GRU(reset_after=True) with `layer.cell.keras_equivalent_weights()` for masked "
-                "sequences."
+                "jrnn.GRU(reset_after=True) with `layer.cell.keras_equivalent_weights()` for "
+                "masked sequences."
             )
         return super().run(inputs, **kwargs)
 
