@@ -1,7 +1,9 @@
-"""Converters for the non-recurrent Keras layers around RNNs (filled in by the core-layers work).
+"""Converters for the non-recurrent Keras layers around RNNs.
 
 ``CORE_CONVERTERS[class_name](config, arrays, in_shape) -> nnx.Module`` with the contract of
-:mod:`importers.convert`.
+:mod:`importers.convert`: ``config`` is the Keras 3 or tf_keras 2 layer config, ``arrays`` its
+weights in ``get_weights()`` order. Sizes come from the arrays; every array's shape is checked,
+and config values jrnn does not reproduce exactly raise ``ValueError`` naming layer, key, value.
 """
 
 from __future__ import annotations
@@ -9,6 +11,262 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {}
+from jrnn.layers import core
+
+
+def _name(config: dict) -> str:
+    return str(config.get("name"))
+
+
+def _refuse(config: dict, key: str, value: Any, supported: str) -> ValueError:
+    return ValueError(
+        f"layer {_name(config)!r}: {key}={value!r} is not supported (supported: {supported})."
+    )
+
+
+def _n_arrays(config: dict, arrays: list, names: list[str]) -> None:
+    if len(arrays) != len(names):
+        raise ValueError(
+            f"layer {_name(config)!r}: expected {len(names)} weight arrays {names}; "
+            f"received {len(arrays)}."
+        )
+
+
+def _assign(config: dict, variables: list, arrays: list, names: list[str]) -> None:
+    _n_arrays(config, arrays, names)
+    for var, arr, wname in zip(variables, arrays, names):
+        arr = np.asarray(arr)
+        if tuple(arr.shape) != tuple(var.shape):
+            raise ValueError(
+                f"layer {_name(config)!r}: weight {wname!r} must have shape {tuple(var.shape)}; "
+                f"received {tuple(arr.shape)}."
+            )
+        var[...] = jnp.asarray(arr, dtype=var[...].dtype)
+
+
+def _first(config: dict, arrays: list, wname: str, ndim: int) -> np.ndarray:
+    if not arrays:
+        raise ValueError(f"layer {_name(config)!r}: expected weight {wname!r}; received none.")
+    arr = np.asarray(arrays[0])
+    if arr.ndim != ndim:
+        raise ValueError(
+            f"layer {_name(config)!r}: weight {wname!r} must be {ndim}-D; received shape "
+            f"{tuple(arr.shape)}."
+        )
+    return arr
+
+
+def _only(config: dict, key: str, allowed: tuple, default: Any = None) -> Any:
+    value = config.get(key, default)
+    if value not in allowed:
+        raise _refuse(config, key, value, ", ".join(repr(a) for a in allowed))
+    return value
+
+
+def _falsy(config: dict, *keys: str) -> None:
+    for key in keys:
+        if config.get(key):
+            raise _refuse(config, key, config[key], "a false/None value")
+
+
+def _dense(config, arrays, in_shape):
+    use_bias = config.get("use_bias", True)
+    kernel = _first(config, arrays, "kernel", 2)
+    m = core.Dense(
+        int(config["units"]),
+        int(kernel.shape[0]),
+        activation=config.get("activation"),
+        use_bias=use_bias,
+        name=config.get("name"),
+        rngs=nnx.Rngs(0),
+    )
+    _assign(config, m.keras_weights(), arrays, ["kernel", "bias"][: 1 + bool(use_bias)])
+    return m
+
+
+def _embedding(config, arrays, in_shape):
+    emb = _first(config, arrays, "embeddings", 2)
+    m = core.Embedding(
+        int(config.get("input_dim", emb.shape[0])),
+        int(config.get("output_dim", emb.shape[1])),
+        mask_zero=bool(config.get("mask_zero", False)),
+        name=config.get("name"),
+        rngs=nnx.Rngs(0),
+    )
+    _assign(config, m.keras_weights(), arrays, ["embeddings"])
+    return m
+
+
+def _noise_shape_none(config):
+    if config.get("noise_shape") is not None:
+        raise _refuse(config, "noise_shape", config["noise_shape"], "None")
+
+
+def _dropout(cls):
+    def convert(config, arrays, in_shape):
+        _n_arrays(config, arrays, [])
+        if cls is core.Dropout:
+            _noise_shape_none(config)
+        if cls is core.SpatialDropout1D:
+            _only(config, "data_format", ("channels_last", None))
+        return cls(float(config.get("rate", 0.0)), name=config.get("name"))
+
+    return convert
+
+
+def _merge(cls):
+    def convert(config, arrays, in_shape):
+        _n_arrays(config, arrays, [])
+        if cls is core.Concatenate:
+            return cls(int(config.get("axis", -1)), name=config.get("name"))
+        return cls(name=config.get("name"))
+
+    return convert
+
+
+def _conv1d(config, arrays, in_shape):
+    use_bias = config.get("use_bias", True)
+    kernel = _first(config, arrays, "kernel", 3)
+    groups = int(config.get("groups", 1))
+    fmt = _only(config, "data_format", ("channels_last", "channels_first"), "channels_last")
+    padding = _only(config, "padding", ("valid", "same", "causal"), "valid")
+    m = core.Conv1D(
+        int(config["filters"]),
+        config["kernel_size"],
+        int(kernel.shape[1]) * groups,
+        strides=config.get("strides", 1),
+        padding=padding,
+        data_format=fmt,
+        dilation_rate=config.get("dilation_rate", 1),
+        groups=groups,
+        activation=config.get("activation"),
+        use_bias=use_bias,
+        name=config.get("name"),
+        rngs=nnx.Rngs(0),
+    )
+    _assign(config, m.keras_weights(), arrays, ["kernel", "bias"][: 1 + bool(use_bias)])
+    return m
+
+
+def _pool(cls):
+    def convert(config, arrays, in_shape):
+        _n_arrays(config, arrays, [])
+        return cls(
+            config.get("pool_size", 2),
+            config.get("strides"),
+            _only(config, "padding", ("valid", "same"), "valid"),
+            _only(config, "data_format", ("channels_last", "channels_first"), "channels_last"),
+            name=config.get("name"),
+        )
+
+    return convert
+
+
+def _global_pool(cls):
+    def convert(config, arrays, in_shape):
+        _n_arrays(config, arrays, [])
+        fmt = _only(config, "data_format", ("channels_last", "channels_first"), "channels_last")
+        return cls(fmt, bool(config.get("keepdims", False)), name=config.get("name"))
+
+    return convert
+
+
+def _batch_norm(config, arrays, in_shape):
+    _falsy(config, "renorm", "virtual_batch_size", "adjustment", "synchronized")
+    center, scale = config.get("center", True), config.get("scale", True)
+    names = ["gamma"] * bool(scale) + ["beta"] * bool(center) + ["moving_mean", "moving_variance"]
+    _n_arrays(config, arrays, names)
+    axis = config.get("axis", -1)
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            raise _refuse(config, "axis", axis, "a single axis")
+        axis = axis[0]
+    m = core.BatchNormalization(
+        int(np.asarray(arrays[-1]).reshape(-1).shape[0]),
+        axis=int(axis),
+        momentum=config.get("momentum", 0.99),
+        epsilon=config.get("epsilon", 1e-3),
+        center=center,
+        scale=scale,
+        name=config.get("name"),
+    )
+    _assign(config, m.keras_weights(), arrays, names)
+    return m
+
+
+def _layer_norm(config, arrays, in_shape):
+    _falsy(config, "rms_scaling")
+    center, scale = config.get("center", True), config.get("scale", True)
+    names = ["gamma"] * bool(scale) + ["beta"] * bool(center)
+    _n_arrays(config, arrays, names)
+    if not arrays:
+        raise _refuse(config, "center/scale", (center, scale), "at least one of them True")
+    m = core.LayerNormalization(
+        np.asarray(arrays[0]).shape,
+        axis=config.get("axis", -1),
+        epsilon=config.get("epsilon", 1e-3),
+        center=center,
+        scale=scale,
+        name=config.get("name"),
+    )
+    _assign(config, m.keras_weights(), arrays, names)
+    return m
+
+
+def _no_weights(build):
+    def convert(config, arrays, in_shape):
+        _n_arrays(config, arrays, [])
+        return build(config)
+
+    return convert
+
+
+CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
+    "Dense": _dense,
+    "Embedding": _embedding,
+    "Masking": _no_weights(
+        lambda c: core.Masking(float(c.get("mask_value", 0.0)), name=c.get("name"))
+    ),
+    "Activation": _no_weights(lambda c: core.Activation(c["activation"], name=c.get("name"))),
+    "Dropout": _dropout(core.Dropout),
+    "SpatialDropout1D": _dropout(core.SpatialDropout1D),
+    "GaussianNoise": _no_weights(
+        lambda c: core.GaussianNoise(float(c["stddev"]), name=c.get("name"))
+    ),
+    "GaussianDropout": _no_weights(
+        lambda c: core.GaussianDropout(float(c["rate"]), name=c.get("name"))
+    ),
+    "Concatenate": _merge(core.Concatenate),
+    "Add": _merge(core.Add),
+    "Subtract": _merge(core.Subtract),
+    "Multiply": _merge(core.Multiply),
+    "Average": _merge(core.Average),
+    "Maximum": _merge(core.Maximum),
+    "Minimum": _merge(core.Minimum),
+    "Flatten": _no_weights(
+        lambda c: core.Flatten(
+            _only(c, "data_format", ("channels_last", "channels_first", None), None)
+            or "channels_last",
+            name=c.get("name"),
+        )
+    ),
+    "Reshape": _no_weights(lambda c: core.Reshape(c["target_shape"], name=c.get("name"))),
+    "Permute": _no_weights(lambda c: core.Permute(c["dims"], name=c.get("name"))),
+    "RepeatVector": _no_weights(lambda c: core.RepeatVector(c["n"], name=c.get("name"))),
+    "Conv1D": _conv1d,
+    "MaxPooling1D": _pool(core.MaxPooling1D),
+    "AveragePooling1D": _pool(core.AveragePooling1D),
+    "GlobalMaxPooling1D": _global_pool(core.GlobalMaxPooling1D),
+    "GlobalAveragePooling1D": _global_pool(core.GlobalAveragePooling1D),
+    "BatchNormalization": _batch_norm,
+    "LayerNormalization": _layer_norm,
+}
+# tf_keras 2 aliases
+CORE_CONVERTERS["MaxPool1D"] = CORE_CONVERTERS["MaxPooling1D"]
+CORE_CONVERTERS["AvgPool1D"] = CORE_CONVERTERS["AveragePooling1D"]
+CORE_CONVERTERS["GlobalMaxPool1D"] = CORE_CONVERTERS["GlobalMaxPooling1D"]
+CORE_CONVERTERS["GlobalAvgPool1D"] = CORE_CONVERTERS["GlobalAveragePooling1D"]

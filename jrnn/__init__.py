@@ -26,8 +26,13 @@ from jrnn.cells import StackedRNNCells as StackedRNNCells
 from jrnn.layers import GRU as GRU
 from jrnn.layers import LSTM as LSTM
 from jrnn.layers import Activation as Activation
+from jrnn.layers import Add as Add
+from jrnn.layers import Average as Average
+from jrnn.layers import AveragePooling1D as AveragePooling1D
+from jrnn.layers import BatchNormalization as BatchNormalization
 from jrnn.layers import Bidirectional as Bidirectional
 from jrnn.layers import Concatenate as Concatenate
+from jrnn.layers import Conv1D as Conv1D
 from jrnn.layers import ConvLSTM as ConvLSTM
 from jrnn.layers import ConvLSTM1D as ConvLSTM1D
 from jrnn.layers import ConvLSTM2D as ConvLSTM2D
@@ -37,9 +42,24 @@ from jrnn.layers import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers import Dense as Dense
 from jrnn.layers import Dropout as Dropout
 from jrnn.layers import Embedding as Embedding
+from jrnn.layers import Flatten as Flatten
+from jrnn.layers import GaussianDropout as GaussianDropout
+from jrnn.layers import GaussianNoise as GaussianNoise
+from jrnn.layers import GlobalAveragePooling1D as GlobalAveragePooling1D
+from jrnn.layers import GlobalMaxPooling1D as GlobalMaxPooling1D
 from jrnn.layers import IndRNN as IndRNN
+from jrnn.layers import LayerNormalization as LayerNormalization
 from jrnn.layers import Masking as Masking
+from jrnn.layers import Maximum as Maximum
+from jrnn.layers import MaxPooling1D as MaxPooling1D
+from jrnn.layers import Minimum as Minimum
+from jrnn.layers import Multiply as Multiply
+from jrnn.layers import Permute as Permute
+from jrnn.layers import RepeatVector as RepeatVector
+from jrnn.layers import Reshape as Reshape
 from jrnn.layers import SimpleRNN as SimpleRNN
+from jrnn.layers import SpatialDropout1D as SpatialDropout1D
+from jrnn.layers import Subtract as Subtract
 from jrnn.layers import TimeDistributed as TimeDistributed
 from jrnn.rnn import RNN as RNN
 from jrnn.rnn import RNNResult as RNNResult
@@ -61,13 +81,19 @@ def load(source, **options):
 
     return _load(source, **options)
 
+
 __all__ = [
     "GRU",
     "LSTM",
     "RNN",
     "Activation",
+    "Add",
+    "Average",
+    "AveragePooling1D",
+    "BatchNormalization",
     "Bidirectional",
     "Concatenate",
+    "Conv1D",
     "ConvLSTM",
     "ConvLSTM1D",
     "ConvLSTM2D",
@@ -81,17 +107,32 @@ __all__ = [
     "Dense",
     "Dropout",
     "Embedding",
+    "Flatten",
     "GRUCell",
+    "GaussianDropout",
+    "GaussianNoise",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
     "IndRNN",
     "IndRNNCell",
     "LSTMCell",
+    "LayerNormalization",
     "Masking",
+    "MaxPooling1D",
+    "Maximum",
+    "Minimum",
+    "Multiply",
+    "Permute",
     "RNNCellBase",
     "RNNResult",
     "RNNState",
+    "RepeatVector",
+    "Reshape",
     "SimpleRNN",
     "SimpleRNNCell",
+    "SpatialDropout1D",
     "StackedRNNCells",
+    "Subtract",
     "TimeDistributed",
     "activations",
     "apply_constraints",

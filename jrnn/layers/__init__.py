@@ -5,11 +5,31 @@ from jrnn.layers.conv_lstm import ConvLSTM1D as ConvLSTM1D
 from jrnn.layers.conv_lstm import ConvLSTM2D as ConvLSTM2D
 from jrnn.layers.conv_lstm import ConvLSTM3D as ConvLSTM3D
 from jrnn.layers.core import Activation as Activation
+from jrnn.layers.core import Add as Add
+from jrnn.layers.core import Average as Average
+from jrnn.layers.core import AveragePooling1D as AveragePooling1D
+from jrnn.layers.core import BatchNormalization as BatchNormalization
 from jrnn.layers.core import Concatenate as Concatenate
+from jrnn.layers.core import Conv1D as Conv1D
 from jrnn.layers.core import Dense as Dense
 from jrnn.layers.core import Dropout as Dropout
 from jrnn.layers.core import Embedding as Embedding
+from jrnn.layers.core import Flatten as Flatten
+from jrnn.layers.core import GaussianDropout as GaussianDropout
+from jrnn.layers.core import GaussianNoise as GaussianNoise
+from jrnn.layers.core import GlobalAveragePooling1D as GlobalAveragePooling1D
+from jrnn.layers.core import GlobalMaxPooling1D as GlobalMaxPooling1D
+from jrnn.layers.core import LayerNormalization as LayerNormalization
 from jrnn.layers.core import Masking as Masking
+from jrnn.layers.core import Maximum as Maximum
+from jrnn.layers.core import MaxPooling1D as MaxPooling1D
+from jrnn.layers.core import Minimum as Minimum
+from jrnn.layers.core import Multiply as Multiply
+from jrnn.layers.core import Permute as Permute
+from jrnn.layers.core import RepeatVector as RepeatVector
+from jrnn.layers.core import Reshape as Reshape
+from jrnn.layers.core import SpatialDropout1D as SpatialDropout1D
+from jrnn.layers.core import Subtract as Subtract
 from jrnn.layers.cudnn import CuDNNGRU as CuDNNGRU
 from jrnn.layers.cudnn import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers.indrnn import IndRNN as IndRNN
@@ -23,8 +43,13 @@ __all__ = [
     "GRU",
     "LSTM",
     "Activation",
+    "Add",
+    "Average",
+    "AveragePooling1D",
+    "BatchNormalization",
     "Bidirectional",
     "Concatenate",
+    "Conv1D",
     "ConvLSTM",
     "ConvLSTM1D",
     "ConvLSTM2D",
@@ -34,8 +59,23 @@ __all__ = [
     "Dense",
     "Dropout",
     "Embedding",
+    "Flatten",
+    "GaussianDropout",
+    "GaussianNoise",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
     "IndRNN",
+    "LayerNormalization",
     "Masking",
+    "MaxPooling1D",
+    "Maximum",
+    "Minimum",
+    "Multiply",
+    "Permute",
+    "RepeatVector",
+    "Reshape",
     "SimpleRNN",
+    "SpatialDropout1D",
+    "Subtract",
     "TimeDistributed",
 ]

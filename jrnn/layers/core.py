@@ -1,8 +1,10 @@
 """Non-recurrent Keras layers a ported model needs, as thin nnx Modules (Keras names/layout).
 
-So far: Dense (kernel ``(in, out)``, bias ``(out,)``), Embedding (``embeddings (vocab, dim)``,
-``mask_zero`` -> :meth:`Embedding.compute_mask`), Masking, Activation, Dropout (identity
-at inference) and Concatenate.
+Dense (kernel ``(in, out)``, bias ``(out,)``), Embedding (``embeddings (vocab, dim)``,
+``mask_zero``), Masking, Activation, the dropout/noise family (identity at inference, Keras'
+training behaviour drawn from an ``rngs`` ``dropout`` stream), the merges, Flatten, Reshape,
+Permute, RepeatVector, Conv1D, 1D pooling, BatchNormalization and LayerNormalization.
+Each module's ``compute_mask(x, mask)`` follows Keras 3.15's rule for its class.
 
 Example:
     >>> import jax.numpy as jnp
@@ -13,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -22,8 +25,15 @@ from flax import nnx
 from jrnn import activations
 
 
+def _bad(layer: Any, arg: str, expected: str, received: Any) -> ValueError:
+    return ValueError(f"{type(layer).__name__}: {arg} must be {expected}; received {received!r}.")
+
+
 class Dense(nnx.Module):
-    """``activation(x @ kernel + bias)``; x ``(..., in_features)`` -> ``(..., units)``."""
+    """``activation(x @ kernel + bias)``; x ``(..., in_features)`` -> ``(..., units)``.
+
+    Keras weights: ``kernel (in_features, units)``, ``bias (units,)``. The mask passes through.
+    """
 
     def __init__(
         self,
@@ -46,9 +56,16 @@ class Dense(nnx.Module):
             y = y + self.bias[...]
         return self.activation(y)
 
+    def keras_weights(self) -> list:
+        """``[kernel, bias]`` (bias only with ``use_bias``)."""
+        return [self.kernel] + ([self.bias] if self.bias is not None else [])
+
 
 class Embedding(nnx.Module):
-    """Lookup ``embeddings[ids]``; ids ``(batch, time)`` -> ``(batch, time, output_dim)``."""
+    """Lookup ``embeddings[ids]``; ids ``(batch, time)`` -> ``(batch, time, output_dim)``.
+
+    Keras weight: ``embeddings (input_dim, output_dim)``; ``mask_zero`` masks id 0.
+    """
 
     def __init__(
         self,
@@ -69,9 +86,13 @@ class Embedding(nnx.Module):
         """``ids != 0`` when ``mask_zero``, else None."""
         return jnp.asarray(ids) != 0 if self.mask_zero else None
 
+    def keras_weights(self) -> list:
+        """``[embeddings]``."""
+        return [self.embeddings]
+
 
 class Masking(nnx.Module):
-    """Zeroes steps whose features all equal ``mask_value`` and masks them."""
+    """Masks steps ``(batch, time, features)`` whose features all equal ``mask_value``."""
 
     def __init__(self, mask_value: float = 0.0, *, name: str | None = None):
         self.mask_value, self.name = mask_value, name
@@ -85,7 +106,7 @@ class Masking(nnx.Module):
 
 
 class Activation(nnx.Module):
-    """Applies a named activation."""
+    """Applies a named activation elementwise (any shape); the mask passes through."""
 
     def __init__(self, activation: Any, *, name: str | None = None):
         self.activation, self.name = activations.get(activation), name
@@ -94,21 +115,537 @@ class Activation(nnx.Module):
         return self.activation(x)
 
 
-class Dropout(nnx.Module):
-    """Identity at inference (only inference is supported so far)."""
-
-    def __init__(self, rate: float = 0.0, *, name: str | None = None):
-        self.rate, self.name = rate, name
-
-    def __call__(self, x, *, training: bool = False):
-        return x
+# -- regularisation: identity at inference ---------------------------------------------------
 
 
-class Concatenate(nnx.Module):
-    """Concatenates a list of tensors along ``axis``."""
+class _Noise(nnx.Module):
+    def __init__(self, rate: float, *, name: str | None, rngs: nnx.Rngs | None, arg: str):
+        if not 0.0 <= rate < 1.0 and arg == "rate":
+            raise _bad(self, arg, "in [0, 1)", rate)
+        if rate < 0.0:
+            raise _bad(self, arg, ">= 0", rate)
+        self.name = name
+        self.rngs = rngs if rngs is not None else nnx.Rngs(dropout=0)
 
-    def __init__(self, axis: int = -1, *, name: str | None = None):
-        self.axis, self.name = axis, name
+    def _key(self, rngs):
+        if rngs is None:
+            return self.rngs.dropout()
+        if isinstance(rngs, nnx.Rngs):
+            return rngs.dropout()
+        return rngs
+
+    def __call__(self, x, *, training: bool = False, rngs: Any = None):
+        if not training:
+            return x
+        return self._train(x, self._key(rngs))
+
+
+class Dropout(_Noise):
+    """Inverted dropout on ``(batch, ..., features)``: identity at inference.
+
+    With ``training=True`` each element is zeroed with probability ``rate`` and the rest scaled
+    by ``1 / (1 - rate)``, the key drawn from ``rngs.dropout`` (call-time ``rngs=`` overrides).
+    """
+
+    def __init__(self, rate: float = 0.0, *, name: str | None = None, rngs: nnx.Rngs | None = None):
+        super().__init__(rate, name=name, rngs=rngs, arg="rate")
+        self.rate = rate
+
+    def _noise_shape(self, x):
+        return x.shape
+
+    def _train(self, x, key):
+        if self.rate == 0.0:
+            return x
+        keep = jax.random.bernoulli(key, 1.0 - self.rate, self._noise_shape(x))
+        return jnp.where(keep, x / jnp.asarray(1.0 - self.rate, x.dtype), jnp.zeros((), x.dtype))
+
+
+class SpatialDropout1D(Dropout):
+    """Dropout of whole channels of ``(batch, time, channels)``: one draw per (batch, channel)."""
+
+    def _noise_shape(self, x):
+        if x.ndim != 3:
+            raise _bad(self, "inputs", "3-D (batch, time, channels)", x.shape)
+        return (x.shape[0], 1, x.shape[2])
+
+
+class GaussianNoise(_Noise):
+    """Adds ``N(0, stddev^2)`` noise to any-shape inputs when ``training``; identity otherwise."""
+
+    def __init__(self, stddev: float, *, name: str | None = None, rngs: nnx.Rngs | None = None):
+        super().__init__(stddev, name=name, rngs=rngs, arg="stddev")
+        self.stddev = stddev
+
+    def _train(self, x, key):
+        return x + jnp.asarray(self.stddev, x.dtype) * jax.random.normal(key, x.shape, x.dtype)
+
+
+class GaussianDropout(_Noise):
+    """Multiplies by ``N(1, rate / (1 - rate))`` noise when ``training``; identity otherwise."""
+
+    def __init__(self, rate: float, *, name: str | None = None, rngs: nnx.Rngs | None = None):
+        super().__init__(rate, name=name, rngs=rngs, arg="rate")
+        self.rate = rate
+
+    def _train(self, x, key):
+        if self.rate == 0.0:
+            return x
+        std = math.sqrt(self.rate / (1.0 - self.rate))
+        return x * (1.0 + jnp.asarray(std, x.dtype) * jax.random.normal(key, x.shape, x.dtype))
+
+
+# -- merging -----------------------------------------------------------------------------
+
+
+class _Merge(nnx.Module):
+    def __init__(self, *, name: str | None = None):
+        self.name = name
 
     def __call__(self, xs, *, training: bool = False):
-        return jnp.concatenate(list(xs), axis=self.axis)
+        xs = list(xs)
+        if len(xs) < 2 and type(self) is not Concatenate:
+            raise _bad(self, "inputs", "a list of at least 2 tensors", len(xs))
+        return self._merge(xs)
+
+    def compute_mask(self, xs, mask=None):
+        """Keras' Merge rule: the OR of the input masks; None if any is None."""
+        if mask is None or not isinstance(mask, (list, tuple)) or any(m is None for m in mask):
+            return None
+        out = mask[0]
+        for m in mask[1:]:
+            out = out | m
+        return out
+
+
+class Add(_Merge):
+    """Sum of a list of same-shape tensors; output mask: OR of masks (None if any is None)."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Subtract(_Merge):
+    """``x0 - x1`` of exactly two same-shape tensors."""
+
+    def _merge(self, xs):
+        if len(xs) != 2:
+            raise _bad(self, "inputs", "a list of exactly 2 tensors", len(xs))
+        return xs[0] - xs[1]
+
+
+class Multiply(_Merge):
+    """Elementwise product of a list of same-shape tensors."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+
+class Average(_Merge):
+    """Elementwise mean of a list of same-shape tensors."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out / jnp.asarray(len(xs), out.dtype)
+
+
+class Maximum(_Merge):
+    """Elementwise maximum of a list of same-shape tensors."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = jnp.maximum(out, x)
+        return out
+
+
+class Minimum(_Merge):
+    """Elementwise minimum of a list of same-shape tensors."""
+
+    def _merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = jnp.minimum(out, x)
+        return out
+
+
+class Concatenate(_Merge):
+    """Concatenates a list of tensors along ``axis`` (e.g. features of ``(batch, time, f_i)``).
+
+    Output mask (Keras 3): the input masks broadcast to the inputs' shapes (all True where
+    None), concatenated along ``axis`` and reduced with ``any`` over the last axis.
+    """
+
+    def __init__(self, axis: int = -1, *, name: str | None = None):
+        super().__init__(name=name)
+        self.axis = axis
+
+    def _merge(self, xs):
+        return jnp.concatenate(xs, axis=self.axis)
+
+    def compute_mask(self, xs, mask=None):
+        """Keras 3.15's Concatenate mask rule (see the class docstring)."""
+        if mask is None or not isinstance(mask, (list, tuple)) or all(m is None for m in mask):
+            return None
+        full = []
+        for x, m in zip(xs, mask):
+            if m is None:
+                full.append(jnp.ones(x.shape, bool))
+            elif m.ndim < x.ndim:
+                full.append(jnp.broadcast_to(m[..., None], x.shape))
+            else:
+                full.append(m)
+        return jnp.any(jnp.concatenate(full, axis=self.axis), axis=-1)
+
+
+# -- reshaping (Keras drops the mask: these layers do not support masking) --------------------
+
+
+class _NoMask(nnx.Module):
+    def compute_mask(self, x, mask=None):
+        """None: Keras 3 does not propagate a mask through this layer."""
+        return None
+
+
+class Flatten(_NoMask):
+    """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` (channels_last order)."""
+
+    def __init__(self, data_format: str = "channels_last", *, name: str | None = None):
+        if data_format not in ("channels_last", "channels_first"):
+            raise _bad(self, "data_format", "'channels_last' or 'channels_first'", data_format)
+        self.data_format, self.name = data_format, name
+
+    def __call__(self, x, *, training: bool = False):
+        if self.data_format == "channels_first" and x.ndim > 2:
+            x = jnp.moveaxis(x, 1, -1)
+        return x.reshape(x.shape[0], -1)
+
+
+class Reshape(_NoMask):
+    """``(batch, ...)`` -> ``(batch, *target_shape)``; one entry may be -1."""
+
+    def __init__(self, target_shape: tuple, *, name: str | None = None):
+        self.target_shape, self.name = tuple(int(d) for d in target_shape), name
+
+    def __call__(self, x, *, training: bool = False):
+        return x.reshape(x.shape[0], *self.target_shape)
+
+
+class Permute(_NoMask):
+    """Permutes non-batch axes by ``dims`` (1-indexed, as Keras); ``(2, 1)`` swaps time/features."""
+
+    def __init__(self, dims: tuple, *, name: str | None = None):
+        dims = tuple(int(d) for d in dims)
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise _bad(self, "dims", f"a permutation of 1..{len(dims)}", dims)
+        self.dims, self.name = dims, name
+
+    def __call__(self, x, *, training: bool = False):
+        return jnp.transpose(x, (0, *self.dims))
+
+
+class RepeatVector(_NoMask):
+    """``(batch, features)`` -> ``(batch, n, features)``."""
+
+    def __init__(self, n: int, *, name: str | None = None):
+        self.n, self.name = int(n), name
+
+    def __call__(self, x, *, training: bool = False):
+        if x.ndim != 2:
+            raise _bad(self, "inputs", "2-D (batch, features)", x.shape)
+        return jnp.repeat(x[:, None, :], self.n, axis=1)
+
+
+# -- convolution and pooling ---------------------------------------------------------------
+
+
+def _one(layer, arg, v) -> int:
+    if isinstance(v, (list, tuple)):
+        if len(v) != 1:
+            raise _bad(layer, arg, "an int or a 1-tuple", v)
+        v = v[0]
+    return int(v)
+
+
+def _check_format(layer, data_format):
+    if data_format not in ("channels_last", "channels_first"):
+        raise _bad(layer, "data_format", "'channels_last' or 'channels_first'", data_format)
+
+
+class Conv1D(_NoMask):
+    """1-D convolution over time: ``(batch, time, in_channels)`` -> ``(batch, time', filters)``.
+
+    Keras weights: ``kernel (kernel_size, in_channels // groups, filters)``, ``bias (filters,)``.
+    ``padding`` is ``valid``, ``same`` (TensorFlow's split: extra padding on the right) or
+    ``causal`` (left padding ``dilation_rate * (kernel_size - 1)``). ``channels_first`` takes
+    ``(batch, in_channels, time)``. Keras 3 drops the mask.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int,
+        in_channels: int,
+        *,
+        strides: int = 1,
+        padding: str = "valid",
+        data_format: str = "channels_last",
+        dilation_rate: int = 1,
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        _check_format(self, data_format)
+        if padding not in ("valid", "same", "causal"):
+            raise _bad(self, "padding", "'valid', 'same' or 'causal'", padding)
+        kernel_size, strides = (
+            _one(self, "kernel_size", kernel_size),
+            _one(self, "strides", strides),
+        )
+        dilation_rate = _one(self, "dilation_rate", dilation_rate)
+        if in_channels % groups or filters % groups:
+            raise _bad(
+                self,
+                "groups",
+                f"a divisor of in_channels {in_channels} and filters {filters}",
+                groups,
+            )
+        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
+        self.padding, self.data_format, self.dilation_rate = padding, data_format, dilation_rate
+        self.groups, self.name = groups, name
+        self.activation = activations.get(activation)
+        shape = (kernel_size, in_channels // groups, filters)
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), shape) * 0.1)
+        self.bias = nnx.Param(jnp.zeros((filters,))) if use_bias else None
+
+    def __call__(self, x, *, training: bool = False):
+        if self.data_format == "channels_first":
+            x = jnp.swapaxes(x, 1, 2)
+        pad: Any = self.padding.upper()
+        if self.padding == "causal":
+            pad = [(self.dilation_rate * (self.kernel_size - 1), 0)]
+        y = jax.lax.conv_general_dilated(
+            x,
+            self.kernel[...].astype(x.dtype),
+            window_strides=(self.strides,),
+            padding=pad,
+            rhs_dilation=(self.dilation_rate,),
+            dimension_numbers=("NWC", "WIO", "NWC"),
+            feature_group_count=self.groups,
+            precision=jax.lax.Precision.HIGHEST,
+        )
+        if self.bias is not None:
+            y = y + self.bias[...]
+        y = self.activation(y)
+        return jnp.swapaxes(y, 1, 2) if self.data_format == "channels_first" else y
+
+    def keras_weights(self) -> list:
+        """``[kernel, bias]`` (bias only with ``use_bias``)."""
+        return [self.kernel] + ([self.bias] if self.bias is not None else [])
+
+
+class _Pool1D(_NoMask):
+    def __init__(
+        self,
+        pool_size: int = 2,
+        strides: int | None = None,
+        padding: str = "valid",
+        data_format: str = "channels_last",
+        *,
+        name: str | None = None,
+    ):
+        _check_format(self, data_format)
+        if padding not in ("valid", "same"):
+            raise _bad(self, "padding", "'valid' or 'same'", padding)
+        self.pool_size = _one(self, "pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else _one(self, "strides", strides)
+        self.padding, self.data_format, self.name = padding, data_format, name
+
+    def _window(self, x, init, op):
+        return jax.lax.reduce_window(
+            x, init, op, (1, self.pool_size, 1), (1, self.strides, 1), self.padding.upper()
+        )
+
+    def __call__(self, x, *, training: bool = False):
+        if self.data_format == "channels_first":
+            x = jnp.swapaxes(x, 1, 2)
+        y = self._pool(x)
+        return jnp.swapaxes(y, 1, 2) if self.data_format == "channels_first" else y
+
+
+class MaxPooling1D(_Pool1D):
+    """Max over windows of ``pool_size`` steps: ``(batch, time, ch)`` -> ``(batch, time', ch)``."""
+
+    def _pool(self, x):
+        return self._window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max)
+
+
+class AveragePooling1D(_Pool1D):
+    """Mean over windows of ``pool_size`` steps (``same`` padding excludes the padded steps)."""
+
+    def _pool(self, x):
+        total = self._window(x, jnp.array(0, x.dtype), jax.lax.add)
+        count = self._window(jnp.ones_like(x), jnp.array(0, x.dtype), jax.lax.add)
+        return total / count
+
+
+class _GlobalPool1D(_NoMask):
+    def __init__(self, data_format: str = "channels_last", keepdims: bool = False, *, name=None):
+        _check_format(self, data_format)
+        self.data_format, self.keepdims, self.name = data_format, keepdims, name
+
+    @property
+    def _axis(self) -> int:
+        return 1 if self.data_format == "channels_last" else 2
+
+
+class GlobalMaxPooling1D(_GlobalPool1D):
+    """Max over time: ``(batch, time, ch)`` -> ``(batch, ch)`` (Keras ignores the mask)."""
+
+    def __call__(self, x, *, training: bool = False):
+        return jnp.max(x, axis=self._axis, keepdims=self.keepdims)
+
+
+class GlobalAveragePooling1D(_GlobalPool1D):
+    """Mean over unmasked steps: ``(batch, time, channels)`` -> ``(batch, channels)``.
+
+    With a ``(batch, time)`` mask it is ``sum(x * mask) / sum(mask)``, as Keras 3.
+    """
+
+    def __call__(self, x, *, training: bool = False, mask=None):
+        if mask is None:
+            return jnp.mean(x, axis=self._axis, keepdims=self.keepdims)
+        m = jnp.expand_dims(mask.astype(x.dtype), 2 if self.data_format == "channels_last" else 1)
+        total = jnp.sum(x * m, axis=self._axis, keepdims=self.keepdims)
+        return total / jnp.sum(m, axis=self._axis, keepdims=self.keepdims)
+
+
+# -- normalisation -------------------------------------------------------------------------
+
+
+def _axes(layer, axis, ndim) -> tuple[int, ...]:
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    if ndim is None:
+        return tuple(int(a) for a in axes)
+    out = []
+    for a in axes:
+        if not -ndim <= int(a) < ndim:
+            raise _bad(layer, "axis", f"in [-{ndim}, {ndim})", axis)
+        out.append(int(a) % ndim)
+    return tuple(sorted(out))
+
+
+class BatchNormalization(nnx.Module):
+    """``gamma * (x - mean) / sqrt(var + epsilon) + beta`` over feature ``axis``.
+
+    x ``(batch, ..., features)`` for ``axis=-1``. Keras weights, in ``get_weights()`` order:
+    ``gamma, beta`` (each only with ``scale`` / ``center``), ``moving_mean, moving_variance``
+    (``nnx.BatchStat``), all ``(features,)``. Inference uses the moving statistics;
+    ``training=True`` uses the batch moments (masked steps excluded, as Keras) and updates
+    ``moving = moving * momentum + batch * (1 - momentum)`` in place. The mask passes through.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        name: str | None = None,
+    ):
+        self.axis = _axes(self, axis, None)
+        if len(self.axis) != 1:
+            raise _bad(self, "axis", "a single axis", axis)
+        self.momentum, self.epsilon, self.name = float(momentum), float(epsilon), name
+        self.gamma = nnx.Param(jnp.ones((num_features,))) if scale else None
+        self.beta = nnx.Param(jnp.zeros((num_features,))) if center else None
+        self.moving_mean = nnx.BatchStat(jnp.zeros((num_features,)))
+        self.moving_variance = nnx.BatchStat(jnp.ones((num_features,)))
+
+    def __call__(self, x, *, training: bool = False, mask=None):
+        axes = _axes(self, self.axis, x.ndim)
+        shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+        red = tuple(a for a in range(x.ndim) if a not in axes)
+        if training:
+            if mask is None:
+                mean = jnp.mean(x, axis=red, keepdims=True)
+                var = jnp.var(x, axis=red, keepdims=True)
+            else:
+                w = jnp.broadcast_to(mask[..., None], x.shape)
+                n = jnp.sum(w.astype(x.dtype), axis=red, keepdims=True)
+                mean = jnp.sum(jnp.where(w, x, 0), axis=red, keepdims=True) / (n + 1e-7)
+                d = jnp.where(w, x - mean, 0)
+                var = jnp.sum(d * d, axis=red, keepdims=True) / (n + 1e-7)
+            mom = self.momentum
+            self.moving_mean[...] = self.moving_mean[...] * mom + mean.reshape(-1) * (1 - mom)
+            self.moving_variance[...] = self.moving_variance[...] * mom + var.reshape(-1) * (
+                1 - mom
+            )
+        else:
+            mean = self.moving_mean[...].reshape(shape)
+            var = self.moving_variance[...].reshape(shape)
+        inv = jax.lax.rsqrt(var + self.epsilon)
+        if self.gamma is not None:
+            inv = inv * self.gamma[...].reshape(shape)
+        y = (x - mean) * inv
+        if self.beta is not None:
+            y = y + self.beta[...].reshape(shape)
+        return y
+
+    def keras_weights(self) -> list:
+        """``[gamma, beta, moving_mean, moving_variance]`` (those present)."""
+        ws = [self.gamma, self.beta, self.moving_mean, self.moving_variance]
+        return [w for w in ws if w is not None]
+
+
+class LayerNormalization(nnx.Module):
+    """Normalises each example over ``axis`` (default the features of ``(batch, time, features)``).
+
+    ``gamma * (x - mean) / sqrt(var + epsilon) + beta``; Keras weights ``gamma, beta`` of the
+    shape of ``x`` on ``axis`` (each only with ``scale`` / ``center``). The mask passes through.
+    """
+
+    def __init__(
+        self,
+        param_shape: tuple,
+        *,
+        axis: Any = -1,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        name: str | None = None,
+    ):
+        self.axis = _axes(self, axis, None)
+        self.epsilon, self.name = float(epsilon), name
+        param_shape = tuple(int(d) for d in param_shape)
+        self.gamma = nnx.Param(jnp.ones(param_shape)) if scale else None
+        self.beta = nnx.Param(jnp.zeros(param_shape)) if center else None
+
+    def __call__(self, x, *, training: bool = False):
+        axes = _axes(self, self.axis, x.ndim)
+        shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+        mean = jnp.mean(x, axis=axes, keepdims=True)
+        var = jnp.var(x, axis=axes, keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        if self.gamma is not None:
+            y = y * self.gamma[...].reshape(shape)
+        if self.beta is not None:
+            y = y + self.beta[...].reshape(shape)
+        return y
+
+    def keras_weights(self) -> list:
+        """``[gamma, beta]`` (those present)."""
+        return [w for w in (self.gamma, self.beta) if w is not None]

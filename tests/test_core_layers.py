@@ -1,0 +1,285 @@
+"""Non-recurrent layers around RNNs: jrnn modules + importers converters match Keras 3."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import pytest
+import tf_keras
+from flax import nnx
+
+import importers
+import jrnn
+from importers.errors import UnsupportedLayerError
+
+L = keras.layers
+
+
+def _rand(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if ws:
+            new = [rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in ws]
+            if "moving_variance" in str(getattr(layer.weights[-1], "name", "")):
+                new[-1] = np.abs(new[-1]) + 0.5
+            layer.set_weights(new)
+
+
+def _parity(model, x, atol=1e-5, randomize=True):
+    if randomize:
+        _rand(model)
+    xs = x if isinstance(x, list) else [x]
+    expected = model(xs if isinstance(x, list) else x, training=False)
+    got = importers.load(model)(x)
+    exp = expected if isinstance(expected, list) else [expected]
+    got = got if isinstance(got, list) else [got]
+    for e, g in zip(exp, got, strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), atol=atol)
+    return got
+
+
+def _x(*shape, seed=1):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _ids(seed=2):
+    ids = np.random.default_rng(seed).integers(1, 9, (2, 7)).astype(np.int32)
+    ids[0, 4:] = 0
+    ids[1, :2] = 0
+    return ids
+
+
+def _masked(layer, lstm_after=True):
+    """ids -> Embedding(mask_zero) -> layer -> LSTM(return_sequences) (mask observable)."""
+    layers = [L.Embedding(10, 4, mask_zero=True), layer]
+    if lstm_after:
+        layers.append(L.LSTM(5, return_sequences=True))
+    return keras.Sequential([keras.Input((7,), dtype="int32"), *layers])
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: L.Dense(6, activation="tanh"),
+        lambda: L.Dense(6, use_bias=False),
+        lambda: L.Activation("relu"),
+        lambda: L.Dropout(0.3),
+        lambda: L.SpatialDropout1D(0.3),
+        lambda: L.GaussianNoise(0.5),
+        lambda: L.GaussianDropout(0.3),
+        lambda: L.BatchNormalization(),
+        lambda: L.BatchNormalization(center=False, epsilon=0.01, momentum=0.9),
+        lambda: L.LayerNormalization(),
+        lambda: L.LayerNormalization(scale=False, epsilon=1e-5),
+    ],
+    ids=["dense_tanh", "dense_nobias", "act", "drop", "sdrop", "gnoise", "gdrop", "bn", "bn2",
+         "ln", "ln2"],
+)
+def test_mask_passing_layers(layer):
+    _parity(_masked(layer()), _ids())
+
+
+def test_masking_then_lstm():
+    x = _x(2, 7, 3)
+    x[0, 3:] = 0.0
+    m = keras.Sequential([keras.Input((7, 3)), L.Masking(0.0), L.Dense(4), L.LSTM(5)])
+    _parity(m, x)
+
+
+@pytest.mark.parametrize(
+    "cls", ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"]
+)
+def test_merges(cls):
+    a, b = keras.Input((7, 4)), keras.Input((7, 4))
+    h = getattr(L, cls)()([L.Dense(4)(a), b])
+    out = L.LSTM(5, return_sequences=True)(h)
+    _parity(keras.Model([a, b], out), [_x(2, 7, 4), _x(2, 7, 4, seed=3)])
+
+
+@pytest.mark.parametrize(
+    "layers,shape",
+    [
+        ([L.Flatten(), L.Dense(3)], (7, 3)),
+        ([L.Reshape((3, 7)), L.LSTM(4)], (7, 3)),
+        ([L.Reshape((-1, 7))], (7, 3)),
+        ([L.Permute((2, 1)), L.GRU(4)], (7, 3)),
+        ([L.LSTM(4), L.RepeatVector(5), L.LSTM(3, return_sequences=True)], (7, 3)),
+    ],
+    ids=["flatten", "reshape", "reshape_m1", "permute", "repeat"],
+)
+def test_reshaping(layers, shape):
+    _parity(keras.Sequential([keras.Input(shape), *layers]), _x(2, *shape))
+
+
+@pytest.mark.parametrize("padding", ["valid", "same", "causal"])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"strides": 2}, {"dilation_rate": 2}, {"groups": 2}],
+    ids=["plain", "strides", "dilation", "groups"],
+)
+def test_conv1d(padding, kw):
+    m = keras.Sequential(
+        [keras.Input((9, 4)), L.Conv1D(6, 3, padding=padding, activation="relu", **kw)]
+    )
+    _parity(m, _x(2, 9, 4))
+
+
+def test_conv1d_drops_mask():
+    _parity(_masked(L.Conv1D(4, 3, padding="same")), _ids())
+
+
+@pytest.mark.parametrize("cls", ["MaxPooling1D", "AveragePooling1D"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("strides", [None, 1])
+def test_pooling(cls, padding, fmt, strides):
+    layer = getattr(L, cls)(pool_size=3, strides=strides, padding=padding, data_format=fmt)
+    _parity(keras.Sequential([keras.Input((8, 4)), layer]), _x(2, 8, 4))
+
+
+@pytest.mark.parametrize("cls", ["GlobalMaxPooling1D", "GlobalAveragePooling1D"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling_masked(cls, keepdims):
+    m = _masked(L.LSTM(5, return_sequences=True), lstm_after=False)
+    m.add(getattr(L, cls)(keepdims=keepdims))
+    _parity(m, _ids())
+
+
+@pytest.mark.parametrize("cls", ["GlobalMaxPooling1D", "GlobalAveragePooling1D"])
+def test_global_pooling_channels_first(cls):
+    m = keras.Sequential([keras.Input((4, 7)), getattr(L, cls)(data_format="channels_first")])
+    _parity(m, _x(2, 4, 7))
+
+
+def test_layer_norm_axes():
+    m = keras.Sequential([keras.Input((7, 3)), L.LayerNormalization(axis=[1, 2])])
+    _parity(m, _x(2, 7, 3))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_batch_norm_training(masked):
+    bn = L.BatchNormalization(momentum=0.8)
+    if masked:
+        model = _masked(bn, lstm_after=False)
+        x = _ids()
+    else:
+        model = keras.Sequential([keras.Input((7, 4)), bn])
+        x = _x(2, 7, 4)
+    _rand(model)
+    jm = importers.load(model)
+    name = bn.name
+    got = jm(x, training=True)
+    expected = model(x, training=True)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5)
+    jb = jm.get_layer(name)
+    assert isinstance(jb.moving_mean, nnx.BatchStat)
+    np.testing.assert_allclose(np.asarray(jb.moving_mean[...]), bn.moving_mean.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(jb.moving_variance[...]), bn.moving_variance.numpy(), atol=1e-5
+    )
+    # keras_params order: gamma, beta, moving_mean, moving_variance
+    ws = importers.keras_params(jb) if hasattr(importers, "keras_params") else jb.keras_weights()
+    for v, w in zip(ws, bn.get_weights(), strict=True):
+        np.testing.assert_allclose(np.asarray(v[...]), w, atol=1e-5)
+
+
+def test_dropout_training_statistics():
+    layer = jrnn.Dropout(0.25, rngs=nnx.Rngs(dropout=0))
+    x = jnp.ones((4, 50, 20))
+    assert layer(x) is x
+    y = np.asarray(layer(x, training=True))
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
+    assert abs((y == 0).mean() - 0.25) < 0.03
+    y2 = np.asarray(layer(x, training=True))
+    assert not np.array_equal(y, y2)  # a fresh draw per call
+    y3 = np.asarray(layer(x, training=True, rngs=jax.random.key(5)))
+    np.testing.assert_array_equal(y3, layer(x, training=True, rngs=jax.random.key(5)))
+
+
+def test_spatial_dropout_drops_channels():
+    y = np.asarray(jrnn.SpatialDropout1D(0.5)(jnp.ones((3, 6, 40)), training=True))
+    assert (y == y[:, :1, :]).all()
+    assert 0.2 < (y[:, 0] == 0).mean() < 0.8
+
+
+def test_gaussian_layers_training():
+    x = jnp.ones((4, 100, 50))
+    n = np.asarray(jrnn.GaussianNoise(0.5)(x, training=True)) - 1.0
+    assert abs(n.std() - 0.5) < 0.02 and abs(n.mean()) < 0.02
+    g = np.asarray(jrnn.GaussianDropout(0.2)(x, training=True))
+    assert abs(g.std() - np.sqrt(0.2 / 0.8)) < 0.02 and abs(g.mean() - 1.0) < 0.02
+    assert jrnn.GaussianNoise(0.5)(x) is x and jrnn.GaussianDropout(0.2)(x) is x
+
+
+def test_model_training_dropout_is_random_but_inference_identity():
+    m = keras.Sequential([keras.Input((7, 3)), L.Dropout(0.5), L.Dense(2)])
+    jm = importers.load(m)
+    x = _x(2, 7, 3)
+    a, b = jm(x, training=True), jm(x, training=True)
+    assert not np.allclose(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(np.asarray(jm(x)), np.asarray(m(x)), atol=1e-5)
+
+
+def test_tf_keras_models():
+    TL = tf_keras.layers
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((8, 3)),
+            TL.Conv1D(4, 3, padding="causal"),
+            TL.BatchNormalization(),
+            TL.LayerNormalization(),
+            TL.MaxPool1D(2),
+            TL.GlobalAveragePooling1D(),
+            TL.Dense(2),
+        ]
+    )
+    _rand(model)
+    x = _x(2, 8, 3)
+    np.testing.assert_allclose(np.asarray(importers.load(model)(x)), model(x).numpy(), atol=1e-5)
+
+
+def test_weight_shape_error():
+    m = keras.Sequential([keras.Input((7, 3)), L.Conv1D(4, 3)])
+    cfg = m.layers[0].get_config()
+    conv = importers.convert.CONVERTERS["Conv1D"]
+    with pytest.raises(ValueError, match="'bias' must have shape \\(4,\\); received \\(5,\\)"):
+        conv(cfg, [np.zeros((3, 3, 4), np.float32), np.zeros(5, np.float32)], None)
+
+
+@pytest.mark.parametrize(
+    "cls,cfg,match",
+    [
+        ("Conv1D", {"padding": "full"}, "padding='full'"),
+        ("MaxPooling1D", {"data_format": "channels_middle"}, "data_format='channels_middle'"),
+        ("LayerNormalization", {"rms_scaling": True}, "rms_scaling=True"),
+        ("BatchNormalization", {"renorm": True}, "renorm=True"),
+        ("Dropout", {"noise_shape": [None, 1, 3]}, "noise_shape"),
+    ],
+)
+def test_unsupported_config(cls, cfg, match):
+    base = {"name": "lay", "filters": 4, "kernel_size": 3, "rate": 0.1}
+    arrays = {
+        "Conv1D": [np.zeros((3, 3, 4), np.float32), np.zeros(4, np.float32)],
+        "LayerNormalization": [np.ones(3, np.float32), np.zeros(3, np.float32)],
+        "BatchNormalization": [np.ones(3, np.float32)] * 4,
+    }.get(cls, [])
+    with pytest.raises(ValueError, match=match):
+        importers.convert.CONVERTERS[cls]({**base, **cfg}, arrays, None)
+
+
+def test_unsupported_config_through_load():
+    m = keras.Sequential([keras.Input((7, 3)), L.LayerNormalization(rms_scaling=True)])
+    with pytest.raises(UnsupportedLayerError, match="rms_scaling"):
+        importers.load(m)
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="Dropout: rate must be in"):
+        jrnn.Dropout(1.5)
+    with pytest.raises(ValueError, match="Permute: dims"):
+        jrnn.Permute((1, 3))
+    with pytest.raises(ValueError, match="Conv1D: padding"):
+        jrnn.Conv1D(2, 3, 4, padding="full", rngs=nnx.Rngs(0))
