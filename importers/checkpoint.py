@@ -1,0 +1,527 @@
+"""jrnn checkpoints: a model's Keras config and current weights, loadable without Keras.
+
+A checkpoint is a directory holding two files:
+
+``jrnn_checkpoint.json`` — a JSON object::
+
+    {"format": "jrnn-checkpoint", "format_version": 1,
+     "jrnn_version": "0.1.0", "keras_major": 3,
+     "model_config": {"class_name": ..., "config": ...},   # the Keras model config
+     "layers": {"lstm": ["lstm/cell/kernel", "lstm/cell/recurrent_kernel",
+                         "lstm/cell/bias"],
+                "dropout": [],
+                "sub/gru": [...]}}                           # nested model "sub", layer "gru"
+
+    ``layers`` maps every converted Keras layer (nested models' layers as
+    ``"outer/inner"``) to the keys of its tensors in ``weights.safetensors``, in Keras
+    ``get_weights()`` order (:func:`importers.keras_params`). ``keras_major`` is the Keras
+    major version whose semantics the config has (``< 3``: Keras 2's ``hard_sigmoid`` and
+    GRU default, see :mod:`importers.model`).
+
+``weights.safetensors`` — the safetensors format: an 8-byte little-endian unsigned header
+    length ``N``; ``N`` bytes of UTF-8 JSON ``{key: {"dtype": "F32", "shape": [3, 20],
+    "data_offsets": [begin, end]}, "__metadata__": {str: str}}`` (padded with spaces);
+    then the data buffer: each tensor's bytes, C order, little-endian, at
+    ``[begin, end)`` relative to the buffer start. Dtypes: ``F16 BF16 F32 F64 I8 I16 I32
+    I64 U8 U16 U32 U64 BOOL``.
+
+Reading is bounded and strict: the header length must fit the file and
+:data:`MAX_HEADER_BYTES`; every entry needs exactly those three fields; dtype names are
+checked; ``end - begin`` must equal the shape's element count times the item size; the
+tensors must tile the buffer exactly (no gaps, no overlap, nothing after the last), so
+the buffer's declared size must equal the file's; nothing is allocated before these
+checks pass. Problems raise :class:`~importers.errors.CorruptFileError` (malformed),
+:class:`~importers.errors.UnsafeFileError` (over the limits),
+:class:`~importers.errors.MissingWeightsError` /
+:class:`~importers.errors.ExtraWeightsError` (tensors named by the JSON but absent,
+tensors or layers nobody uses). Loading imports neither TensorFlow nor Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from importers._files import _parse_json
+from importers.errors import (
+    CorruptFileError,
+    ExtraWeightsError,
+    KerasFileError,
+    MissingWeightsError,
+    UnsafeFileError,
+)
+
+__all__ = [
+    "CHECKPOINT_JSON",
+    "WEIGHTS_FILE",
+    "load_checkpoint",
+    "read_safetensors",
+    "save_checkpoint",
+    "write_safetensors",
+]
+
+CHECKPOINT_JSON = "jrnn_checkpoint.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT = "jrnn-checkpoint"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 100 * 1024**2  # safetensors' own limit
+MAX_JSON_BYTES = 256 * 1024**2
+DEFAULT_MAX_TOTAL_BYTES = 16 * 1024**3
+
+_DTYPES = {
+    "F16": "<f2",
+    "F32": "<f4",
+    "F64": "<f8",
+    "I8": "i1",
+    "I16": "<i2",
+    "I32": "<i4",
+    "I64": "<i8",
+    "U8": "u1",
+    "U16": "<u2",
+    "U32": "<u4",
+    "U64": "<u8",
+    "BOOL": "?",
+}
+_ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
+
+
+def _bf16():
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _dtype_of(name: str) -> np.dtype:
+    return _bf16() if name == "BF16" else np.dtype(_DTYPES[name])
+
+
+def _name_of(dtype: np.dtype) -> str:
+    if dtype.name == "bfloat16":
+        return "BF16"
+    for name, code in _DTYPES.items():
+        if np.dtype(code) == dtype:
+            return name
+    raise ValueError(
+        f"safetensors has no dtype for {dtype}; supported: {sorted([*_DTYPES, 'BF16'])}."
+    )
+
+
+# -- safetensors ---------------------------------------------------------------------------
+
+
+def write_safetensors(
+    path: str | os.PathLike, tensors: Mapping[str, Any], metadata: dict | None = None
+) -> None:
+    """Write ``{key: array}`` to ``path`` in the safetensors format (see module doc).
+
+    Tensors are written in the mapping's order, each C-contiguous little-endian; the
+    header is padded with spaces to a multiple of 8 bytes. The file is replaced atomically.
+    """
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    arrays = []
+    offset = 0
+    for key, value in tensors.items():
+        if key == "__metadata__":
+            raise ValueError("'__metadata__' is reserved by safetensors; rename the tensor.")
+        array = np.asarray(value)
+        if array.dtype.name != "bfloat16" and array.dtype.byteorder == ">":
+            array = array.astype(array.dtype.newbyteorder("<"))
+        array = np.ascontiguousarray(array)
+        nbytes = array.size * array.dtype.itemsize
+        header[key] = {
+            "dtype": _name_of(array.dtype),
+            "shape": [int(d) for d in array.shape],
+            "data_offsets": [offset, offset + nbytes],
+        }
+        arrays.append(array)
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(text)))
+            f.write(text)
+            for array in arrays:
+                f.write(array.tobytes(order="C"))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_safetensors(
+    path: str | os.PathLike, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read a safetensors file strictly: ``({key: array}, metadata)``.
+
+    Args:
+        path: the file.
+        max_total_bytes: the largest file accepted.
+
+    Raises:
+        CorruptFileError: truncated file, header length past the end, header not a JSON
+            object, an entry without exactly ``dtype``/``shape``/``data_offsets``, an
+            unknown dtype, a shape that is not a list of non-negative integers, offsets
+            whose length disagrees with the shape, overlapping tensors, gaps or trailing
+            bytes in the buffer.
+        UnsafeFileError: the file or its header is over the limits.
+    """
+    label = os.fspath(path)
+    size = os.path.getsize(label)
+    if size > max_total_bytes:
+        raise UnsafeFileError(
+            f"{label}: the file is {size} bytes, over the limit of {max_total_bytes} "
+            "(max_total_bytes); refusing to read it.",
+            path=label,
+        )
+    with open(label, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) != 8:
+            raise CorruptFileError(
+                f"{label}: expected an 8-byte header length, the file has {len(prefix)} "
+                "bytes; it is truncated or not a safetensors file.",
+                path=label,
+            )
+        (n,) = struct.unpack("<Q", prefix)
+        if n > MAX_HEADER_BYTES:
+            raise UnsafeFileError(
+                f"{label}: the header declares {n} bytes, over the limit of "
+                f"{MAX_HEADER_BYTES}; refusing to read it.",
+                path=label,
+                where="header",
+            )
+        if n > size - 8:
+            raise CorruptFileError(
+                f"{label}: the header declares {n} bytes but only {size - 8} follow the "
+                "length; the file is truncated or not a safetensors file.",
+                path=label,
+                where="header",
+            )
+        raw = f.read(n)
+        header = _parse_json(raw.rstrip(b" "), label, "safetensors header")
+        if not isinstance(header, dict):
+            raise CorruptFileError(
+                f"{label}: the safetensors header must be a JSON object, found a JSON "
+                f"{type(header).__name__}.",
+                path=label,
+                where="header",
+            )
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise CorruptFileError(
+                f"{label}: '__metadata__' must map strings to strings; found {metadata!r:.200}.",
+                path=label,
+                where="__metadata__",
+            )
+        buffer_size = size - 8 - n
+        plan = sorted(
+            ((_entry(label, key, spec, buffer_size), key) for key, spec in header.items()),
+            key=lambda item: (item[0][2], item[0][3]),
+        )
+        position = 0
+        for (_, _, begin, end), key in plan:
+            if begin != position:
+                what = "overlaps the previous tensor" if begin < position else "leaves a gap"
+                raise CorruptFileError(
+                    f"{label}: tensor {key!r} starts at byte {begin}, expected {position}: "
+                    f"it {what}; safetensors buffers are tiled exactly.",
+                    path=label,
+                    where=key,
+                )
+            position = end
+        if position != buffer_size:
+            raise CorruptFileError(
+                f"{label}: the tensors cover {position} bytes of the data buffer, the file "
+                f"holds {buffer_size}; the file is truncated or has trailing bytes.",
+                path=label,
+                where="data",
+            )
+        data = f.read(buffer_size)
+    if len(data) != buffer_size:
+        raise CorruptFileError(
+            f"{label}: read {len(data)} bytes of data, expected {buffer_size}; the file "
+            "changed while it was read.",
+            path=label,
+        )
+    tensors = {}
+    for (dtype, shape, begin, end), key in plan:
+        count = (end - begin) // dtype.itemsize
+        tensors[key] = np.frombuffer(data, dtype, count, begin).reshape(shape).copy()
+    order = {key: tensors[key] for key in header}
+    return order, dict(metadata)
+
+
+def _entry(label: str, key: str, spec: Any, buffer_size: int):
+    def bad(what: str) -> CorruptFileError:
+        return CorruptFileError(
+            f"{label}: tensor {key!r}: {what}; the safetensors header is damaged or forged.",
+            path=label,
+            where=key,
+        )
+
+    if not isinstance(spec, dict) or set(spec) != _ENTRY_KEYS:
+        found = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+        raise bad(f"expected an object with keys {sorted(_ENTRY_KEYS)}, found {found}")
+    name, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
+    if not isinstance(name, str) or (name not in _DTYPES and name != "BF16"):
+        raise bad(f"unknown dtype {name!r} (supported: {sorted([*_DTYPES, 'BF16'])})")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise bad(f"shape must be a list of non-negative integers, found {shape!r:.200}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
+        raise bad(f"data_offsets must be [begin, end] integers, found {offsets!r:.200}")
+    begin, end = offsets
+    if not 0 <= begin <= end <= buffer_size:
+        raise bad(
+            f"data_offsets [{begin}, {end}] lie outside the data buffer of {buffer_size} bytes"
+        )
+    dtype = _dtype_of(name)
+    count = 1
+    for d in shape:
+        count *= d
+    if count * dtype.itemsize != end - begin:
+        raise bad(
+            f"shape {shape} of {name} needs {count * dtype.itemsize} bytes, data_offsets "
+            f"give {end - begin}"
+        )
+    return dtype, tuple(shape), begin, end
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def _layer_tensors(model: Any, prefix: str = "") -> dict[str, list[tuple[str, np.ndarray]]]:
+    """``{layer key: [(tensor key, array)]}`` for every converted layer, nested included."""
+    from flax import nnx
+
+    from importers.model import ImportedModel
+    from importers.weights import keras_params
+
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for name, layer in model.layers.items():
+        key = f"{prefix}{name}"
+        if isinstance(layer, ImportedModel):
+            out.update(_layer_tensors(layer, key + "/"))
+            continue
+        paths = {
+            id(v): "/".join(str(p) for p in path)
+            for path, v in nnx.iter_graph(layer)
+            if isinstance(v, nnx.Variable)
+        }
+        tensors, used = [], set()
+        for i, param in enumerate(keras_params(layer)):
+            tensor = f"{key}/{paths.get(id(param), i)}"
+            if tensor in used:
+                tensor = f"{key}/{i}"
+            used.add(tensor)
+            tensors.append((tensor, np.asarray(param[...])))
+        out[key] = tensors
+    return out
+
+
+def save_checkpoint(model: Any, path: str | os.PathLike) -> None:
+    """Save an :class:`importers.ImportedModel` as a jrnn checkpoint directory.
+
+    Args:
+        model: the model; its *current* parameter values are saved, with the Keras config
+            it was rebuilt from.
+        path: the directory (created if needed; the two checkpoint files in it are
+            replaced, nothing else is touched).
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from importers.model import ImportedModel
+        >>> config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        ...     {"class_name": "InputLayer", "config": {"batch_shape": [None, 5, 3], "name": "x"}},
+        ...     {"class_name": "LSTM", "config": {"name": "lstm", "units": 4}}]}}
+        >>> arrays = [np.full((3, 16), 0.1, "f4"), np.zeros((4, 16), "f4"), np.zeros(16, "f4")]
+        >>> model = ImportedModel(config, lambda layer_name: arrays)
+        >>> path = tempfile.mkdtemp()
+        >>> save_checkpoint(model, path)
+        >>> restored = load_checkpoint(path)  # imports neither TensorFlow nor Keras
+        >>> restored(np.ones((2, 5, 3), "f4")).shape
+        (2, 4)
+    """
+    import jrnn
+    from importers.model import ImportedModel
+
+    if not isinstance(model, ImportedModel):
+        raise TypeError(
+            "save_checkpoint: expected an importers.ImportedModel (from importers.load); "
+            f"received {type(model).__name__}."
+        )
+    directory = os.fspath(path)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"save_checkpoint: {directory!r} exists and is not a directory.")
+    os.makedirs(directory, exist_ok=True)
+    layers = _layer_tensors(model)
+    tensors = {key: array for items in layers.values() for key, array in items}
+    write_safetensors(
+        os.path.join(directory, WEIGHTS_FILE),
+        tensors,
+        metadata={"format": FORMAT, "jrnn_version": jrnn.__version__},
+    )
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "jrnn_version": jrnn.__version__,
+        "keras_major": int(model.keras_major),
+        "model_config": model.model_config,
+        "layers": {name: [k for k, _ in items] for name, items in layers.items()},
+    }
+    target = os.path.join(directory, CHECKPOINT_JSON)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read_manifest(label: str) -> dict:
+    path = os.path.join(label, CHECKPOINT_JSON)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{label}: not a jrnn checkpoint (no {CHECKPOINT_JSON}).")
+    size = os.path.getsize(path)
+    if size > MAX_JSON_BYTES:
+        raise UnsafeFileError(
+            f"{path}: {size} bytes, over the limit of {MAX_JSON_BYTES}; refusing to parse it.",
+            path=path,
+        )
+    with open(path, "rb") as f:
+        manifest = _parse_json(f.read(), path, CHECKPOINT_JSON)
+
+    def bad(what: str) -> CorruptFileError:
+        return CorruptFileError(f"{path}: {what}.", path=path, where=CHECKPOINT_JSON)
+
+    if not isinstance(manifest, dict):
+        raise bad(f"expected a JSON object, found a JSON {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT:
+        raise bad(f"'format' must be {FORMAT!r}, found {manifest.get('format')!r}")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise KerasFileError(
+            f"{path}: format_version {version!r} is not supported by this jrnn (it reads "
+            f"version {FORMAT_VERSION}); upgrade jrnn or save the checkpoint again.",
+            path=path,
+            where="format_version",
+        )
+    major = manifest.get("keras_major")
+    if not isinstance(major, int) or isinstance(major, bool) or not 1 <= major <= 3:
+        raise bad(f"'keras_major' must be 1, 2 or 3, found {major!r}")
+    config = manifest.get("model_config")
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("class_name"), str)
+        or not isinstance(config.get("config"), dict)
+    ):
+        raise bad("'model_config' must be a Keras model config {'class_name', 'config'}")
+    layers = manifest.get("layers")
+    if not isinstance(layers, dict) or not all(
+        isinstance(v, list) and all(isinstance(k, str) for k in v) for v in layers.values()
+    ):
+        raise bad("'layers' must map layer names to lists of tensor keys")
+    return manifest
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    custom_layers: dict | None = None,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+) -> Any:
+    """Rebuild the :class:`importers.ImportedModel` saved by :func:`save_checkpoint`.
+
+    Imports neither TensorFlow nor Keras.
+
+    Args:
+        path: the checkpoint directory.
+        custom_layers: as for :func:`importers.load` (``{"ClassName": factory}``).
+        max_total_bytes: the largest ``weights.safetensors`` accepted.
+
+    Returns:
+        The model, with the saved parameter values.
+
+    Raises:
+        FileNotFoundError: ``path`` holds no ``jrnn_checkpoint.json``.
+        CorruptFileError, UnsafeFileError: a malformed or oversized file (see module doc).
+        MissingWeightsError: a tensor the JSON lists is absent from the weights file, or a
+            layer of the config has no entry in ``layers``.
+        ExtraWeightsError: tensors or layers that the model does not use.
+    """
+    from importers.model import ImportedModel
+
+    label = os.fspath(path)
+    manifest = _read_manifest(label)
+    weights_path = os.path.join(label, WEIGHTS_FILE)
+    if not os.path.isfile(weights_path):
+        raise MissingWeightsError(
+            f"{label}: the checkpoint has no {WEIGHTS_FILE}.", path=label, where=WEIGHTS_FILE
+        )
+    tensors, _ = read_safetensors(weights_path, max_total_bytes=max_total_bytes)
+    layers: dict[str, list[str]] = manifest["layers"]
+    for name, keys in layers.items():
+        for key in keys:
+            if key not in tensors:
+                raise MissingWeightsError(
+                    f"{weights_path}: layer {name!r} needs tensor {key!r} (per "
+                    f"{CHECKPOINT_JSON}), which the file lacks.",
+                    path=weights_path,
+                    where=key,
+                )
+    listed = {k for keys in layers.values() for k in keys}
+    unused = [k for k in tensors if k not in listed]
+    if unused:
+        raise ExtraWeightsError(
+            f"{weights_path}: tensors {unused[:10]} belong to no layer of {CHECKPOINT_JSON}; "
+            "refusing to drop them.",
+            path=weights_path,
+            where=unused[0],
+        )
+    asked: set[str] = set()
+
+    def weights(name: str) -> list:
+        if name not in layers:
+            raise MissingWeightsError(
+                f"{label}: the model config has a layer {name!r}, which {CHECKPOINT_JSON} "
+                f"does not list (it lists {sorted(layers)[:20]}).",
+                path=label,
+                where=name,
+            )
+        asked.add(name)
+        return [tensors[k] for k in layers[name]]
+
+    model = ImportedModel(
+        manifest["model_config"], weights, custom_layers or {}, manifest["keras_major"]
+    )
+    never = sorted(set(layers) - asked)
+    if any(layers[n] for n in never):
+        raise ExtraWeightsError(
+            f"{label}: {CHECKPOINT_JSON} lists weights for layers {never[:10]} that the "
+            "model config does not have; refusing to drop them.",
+            path=label,
+            where=never[0],
+        )
+    return model

@@ -1,0 +1,534 @@
+"""Write a jrnn model back to Keras 3: a ``.keras`` archive or a ``.weights.h5`` file.
+
+:func:`save_keras` writes what ``keras.saving.load_model`` reads (no custom objects);
+:func:`save_weights` writes what ``keras_model.load_weights`` reads. The weights are the
+model's *current* jrnn values (:func:`importers.keras_params`), so a model imported with
+:func:`importers.load`, fine-tuned in JAX and saved here goes back to Keras. Only h5py,
+json and zipfile are used: Keras is not imported.
+
+Files written (as Keras 3.15 ``saving_lib`` writes them; see :mod:`importers._files`):
+
+``.keras`` — a zip archive (members stored, not deflated) with, in this order:
+    ``metadata.json`` ``{"keras_version": "3.15.1", "date_saved": "YYYY-mm-dd@HH:MM:SS",
+    "saved_by": "jrnn <version>"}``; ``config.json`` the model's serialised config
+    ``{"module", "class_name", "config", "registered_name", "build_config"}`` (no
+    ``compile_config``: jrnn holds no Keras optimizer state, compile the loaded model
+    again); ``model.weights.h5`` the weights tree below.
+
+``.weights.h5`` — the weights tree alone. Every saved object is a group with a ``vars``
+    group holding its variables as datasets ``0, 1, ...`` (``get_weights()`` order) and
+    the attribute ``name`` (the object's Keras name); sub-objects are groups named after
+    the attribute that holds them, lists are groups whose members are named by
+    snake-case class name with ``_1, _2, ...`` per class:
+
+    * root: ``vars`` (name = model name, empty) and ``layers/<snake>[_N]`` per layer of
+      ``model.layers`` (Functional models list their ``InputLayer``s, which save empty
+      ``vars``; Sequential models do not);
+    * ``LSTM``/``GRU``/``SimpleRNN``/``ConvLSTM{1,2,3}D``: empty ``vars``, then
+      ``cell/vars/0,1,2`` = kernel, recurrent_kernel, bias (cell names ``lstm_cell``,
+      ``gru_cell``, ``simple_rnn_cell``, ``conv_lstm_cell``);
+    * ``RNN(cell)``: ``cell/vars``; ``RNN([cells])``: ``cell/vars`` (name
+      ``stacked_rnn_cells``, empty) and ``cell/cells/<snake>[_N]/vars``;
+    * ``Bidirectional``: ``forward_layer/...`` and ``backward_layer/...`` (names
+      ``forward_<layer>``, ``backward_<layer>``); ``TimeDistributed``: ``layer/...``;
+    * nested models: their own ``vars`` and ``layers/...``;
+    * any other layer: its variables in its own ``vars``.
+
+Models imported from Keras 1/2 or tf_keras (``model.keras_major < 3``) have their config
+converted to Keras 3's where the conversion is exact (``batch_input_shape`` to an
+``InputLayer``'s ``batch_shape``, ``time_major=False``/``input_length`` dropped, GRU's
+Keras 2 default ``reset_after=False`` written out, ``Model`` to ``Functional``, pooling
+aliases to their class names, ``Policy`` dtypes to ``DTypePolicy``); what Keras 3 cannot
+represent raises :class:`~importers.errors.UnsupportedLayerError` naming the layer and
+the reason (Keras 2's ``hard_sigmoid``, ``time_major=True``, CuDNN and IndRNN layers,
+classes Keras 3 does not have).
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import h5py
+import numpy as np
+
+from importers._files import _snake_case_keras3
+from importers.errors import UnsupportedLayerError
+
+__all__ = ["keras_config", "save_keras", "save_weights"]
+
+KERAS_VERSION = "3.15.1"  # the Keras release whose file layout is written
+
+_MODELS = ("Sequential", "Functional", "Model")
+_RNN_CELL_NAMES = {
+    "LSTM": "lstm_cell",
+    "GRU": "gru_cell",
+    "SimpleRNN": "simple_rnn_cell",
+    "ConvLSTM1D": "conv_lstm_cell",
+    "ConvLSTM2D": "conv_lstm_cell",
+    "ConvLSTM3D": "conv_lstm_cell",
+}
+# Keras 3 built-in layer classes the exporter writes (with a jrnn converter). Layers
+# without sub-objects keep every variable in their own `vars`.
+_KERAS3_LAYERS = frozenset(
+    {
+        *_RNN_CELL_NAMES,
+        "RNN",
+        "Bidirectional",
+        "TimeDistributed",
+        "InputLayer",
+        "Dense",
+        "Embedding",
+        "Masking",
+        "Activation",
+        "Dropout",
+        "SpatialDropout1D",
+        "GaussianNoise",
+        "GaussianDropout",
+        "Concatenate",
+        "Add",
+        "Subtract",
+        "Multiply",
+        "Average",
+        "Maximum",
+        "Minimum",
+        "Flatten",
+        "Reshape",
+        "Permute",
+        "RepeatVector",
+        "Conv1D",
+        "MaxPooling1D",
+        "AveragePooling1D",
+        "GlobalMaxPooling1D",
+        "GlobalAveragePooling1D",
+        "BatchNormalization",
+        "LayerNormalization",
+    }
+)
+_CELLS = frozenset({"LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells"})
+_ALIASES = {
+    "MaxPool1D": "MaxPooling1D",
+    "AvgPool1D": "AveragePooling1D",
+    "GlobalMaxPool1D": "GlobalMaxPooling1D",
+    "GlobalAvgPool1D": "GlobalAveragePooling1D",
+}
+_KERAS2_HARD_SIGMOID = ("keras2_hard_sigmoid", "hard_sigmoid")
+
+
+# -- public API ----------------------------------------------------------------------------
+
+
+def keras_config(model: Any) -> dict:
+    """The Keras 3 ``config.json`` dict :func:`save_keras` writes for ``model``.
+
+    Args:
+        model: an :class:`importers.ImportedModel`.
+
+    Returns:
+        ``{"module", "class_name", "config", "registered_name", "build_config"}`` as Keras
+        3's ``serialize_keras_object(model)``, without ``compile_config``.
+
+    Raises:
+        UnsupportedLayerError: a layer Keras 3 cannot represent exactly (see module doc).
+    """
+    _check_model(model)
+    config = model.model_config
+    if model.keras_major < 3:
+        config = _Keras2(config).model(config)
+    else:
+        _check_keras3(config)
+    return _top_level(config)
+
+
+def save_keras(model: Any, path: str | os.PathLike) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` archive that ``keras.saving.load_model`` reads.
+
+    Args:
+        model: an :class:`importers.ImportedModel`; its current parameter values are saved.
+        path: the archive to write; must end in ``.keras`` (Keras refuses other names).
+            An existing file is replaced atomically.
+
+    Raises:
+        ValueError: ``path`` does not end in ``.keras``.
+        UnsupportedLayerError: a layer Keras 3 cannot represent exactly (see module doc).
+
+    Example:
+        >>> import os, tempfile, zipfile, numpy as np
+        >>> from importers.model import ImportedModel
+        >>> config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        ...     {"class_name": "InputLayer", "config": {"batch_shape": [None, 5, 3], "name": "x"}},
+        ...     {"class_name": "GRU", "config": {"name": "gru", "units": 4, "reset_after": True}}]}}
+        >>> arrays = [np.full((3, 12), 0.1, "f4"), np.zeros((4, 12), "f4"), np.zeros((2, 12), "f4")]
+        >>> model = ImportedModel(config, lambda layer_name: arrays)  # or importers.load(...)
+        >>> path = os.path.join(tempfile.mkdtemp(), "tuned.keras")
+        >>> save_keras(model, path)  # then keras.saving.load_model(path)
+        >>> zipfile.ZipFile(path).namelist()
+        ['metadata.json', 'config.json', 'model.weights.h5']
+    """
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ValueError(
+            f"save_keras: the path must end in '.keras' (Keras' load_model requires it); "
+            f"received {path!r}."
+        )
+    import jrnn
+
+    config = keras_config(model)
+    metadata = {
+        "keras_version": KERAS_VERSION,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "saved_by": f"jrnn {jrnn.__version__}",
+    }
+    weights = _weights_bytes(config, model)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("metadata.json", json.dumps(metadata))
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("model.weights.h5", weights)
+    _atomic_write(path, buffer.getvalue())
+
+
+def save_weights(model: Any, path: str | os.PathLike) -> None:
+    """Write ``model``'s current weights as a Keras 3 ``.weights.h5`` file.
+
+    ``keras_model.load_weights(path)`` loads it into the Keras model the jrnn model was
+    imported from (or any Keras 3 model with the same layers).
+
+    Args:
+        model: an :class:`importers.ImportedModel`.
+        path: the file to write; must end in ``.weights.h5`` (Keras' ``load_weights``
+            requires it). An existing file is replaced atomically.
+
+    Raises:
+        ValueError: ``path`` does not end in ``.weights.h5``.
+        UnsupportedLayerError: a layer Keras 3 cannot represent exactly (see module doc).
+    """
+    path = os.fspath(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(
+            "save_weights: the path must end in '.weights.h5' (Keras' load_weights requires "
+            f"it); received {path!r}."
+        )
+    _atomic_write(path, _weights_bytes(keras_config(model), model))
+
+
+# -- config --------------------------------------------------------------------------------
+
+
+def _check_model(model: Any) -> None:
+    from importers.model import ImportedModel
+
+    if not isinstance(model, ImportedModel):
+        raise TypeError(
+            "expected an importers.ImportedModel (from importers.load or "
+            f"importers.checkpoint.load_checkpoint); received {type(model).__name__}."
+        )
+
+
+def _name(entry: dict) -> str:
+    return str(entry.get("name") or entry.get("config", {}).get("name"))
+
+
+def _top_level(config: dict) -> dict:
+    cls = config["class_name"]
+    out = dict(config)
+    out.pop("compile_config", None)
+    if cls == "Functional":
+        out.setdefault("module", "keras.src.models.functional")
+        out.setdefault("registered_name", "Functional")
+        out.setdefault("build_config", {"input_shape": None})
+    else:
+        out.setdefault("module", "keras")
+        out.setdefault("registered_name", None)
+        shape = _sequential_input_shape(out["config"])
+        if shape is not None:
+            out.setdefault("build_config", {"input_shape": shape})
+    head = ("module", "class_name", "config", "registered_name")
+    return {k: out[k] for k in head} | {k: v for k, v in out.items() if k not in head}
+
+
+def _sequential_input_shape(cfg: dict) -> list | None:
+    layers = cfg.get("layers") or []
+    if layers and layers[0].get("class_name") == "InputLayer":
+        return layers[0]["config"].get("batch_shape")
+    return cfg.get("build_input_shape")
+
+
+def _walk_entries(entry: dict):
+    """Every layer/cell entry inside ``entry`` (itself included), depth first."""
+    yield entry
+    cfg = entry.get("config")
+    if not isinstance(cfg, dict):
+        return
+    for key in ("layer", "backward_layer", "cell"):
+        sub = cfg.get(key)
+        if isinstance(sub, dict) and "class_name" in sub:
+            yield from _walk_entries(sub)
+        elif isinstance(sub, list):
+            for s in sub:
+                yield from _walk_entries(s)
+    for key in ("layers", "cells"):
+        for sub in cfg.get(key) or []:
+            if isinstance(sub, dict):
+                yield from _walk_entries(sub)
+
+
+def _check_keras3(config: dict) -> None:
+    for entry in _walk_entries(config):
+        cls = entry.get("class_name")
+        if cls in _MODELS or cls in _KERAS3_LAYERS or cls in _CELLS:
+            continue
+        raise UnsupportedLayerError(
+            cls,
+            _name(entry),
+            detail="Keras 3 has no built-in class of that name (a custom layer or one jrnn "
+            "converts from Keras 2), so keras.saving.load_model could not rebuild it "
+            "without custom objects; the exporter writes Keras 3 built-in layers only.",
+        )
+
+
+class _Keras2:
+    """Converts a Keras 1/2 (tf_keras) model config into the Keras 3 config it equals."""
+
+    def __init__(self, config: dict):
+        self.root = _name(config)
+
+    def model(self, entry: dict) -> dict:
+        cls = entry["class_name"]
+        cfg = dict(entry["config"])
+        out = {k: v for k, v in entry.items() if k != "config"}
+        if cls == "Model":
+            cls = "Functional"
+        out["class_name"] = cls
+        layers = [self.layer(e) for e in cfg.get("layers") or []]
+        if cls == "Sequential":
+            first = (cfg.get("layers") or [{}])[0]
+            shape = first.get("config", {}).get("batch_input_shape") or cfg.get("build_input_shape")
+            if (not layers or layers[0]["class_name"] != "InputLayer") and shape is not None:
+                dtype = first.get("config", {}).get("dtype", "float32")
+                if not isinstance(dtype, str):
+                    dtype = "float32"
+                layers.insert(0, _input_layer(f"{_name(first)}_input", shape, dtype))
+        cfg["layers"] = layers
+        if cls == "Functional" and "module" in out:
+            out["module"] = "keras.src.models.functional"
+        out["config"] = cfg
+        return out
+
+    def layer(self, entry: dict) -> dict:
+        cls = _ALIASES.get(entry["class_name"], entry["class_name"])
+        name = _name(entry)
+        if cls in _MODELS:
+            return self.model(entry)
+        if cls not in _KERAS3_LAYERS and cls not in _CELLS:
+            reason = {
+                "CuDNNLSTM": "Keras 3 has no CuDNNLSTM class",
+                "CuDNNGRU": "Keras 3 has no CuDNNGRU class",
+                "IndRNN": "IndRNN is a Keras 2 custom layer (titu1994/Keras-IndRNN)",
+            }.get(cls, "Keras 3 has no built-in class of that name")
+            raise UnsupportedLayerError(
+                cls,
+                name,
+                detail=f"{reason}, so it cannot be written to a Keras 3 file exactly.",
+            )
+        cfg = dict(entry["config"])
+        for key, value in cfg.items():
+            if key in ("activation", "recurrent_activation") and value in _KERAS2_HARD_SIGMOID:
+                raise UnsupportedLayerError(
+                    cls,
+                    name,
+                    detail=f"{key}='hard_sigmoid' is Keras 2's clip(0.2x + 0.5, 0, 1); Keras "
+                    "3's hard_sigmoid is relu6(x + 3) / 6, a different function, and Keras 3 "
+                    "has no built-in activation equal to Keras 2's, so the layer cannot be "
+                    "written to a Keras 3 file exactly.",
+                )
+        if cfg.get("time_major", False):
+            raise UnsupportedLayerError(
+                cls, name, detail="time_major=True has no Keras 3 equivalent."
+            )
+        for key in ("time_major", "input_length", "input_shape"):
+            cfg.pop(key, None)
+        if cls != "Embedding":
+            cfg.pop("input_dim", None)  # Keras 2's input-shape shorthand
+        if cls == "InputLayer":
+            if "batch_input_shape" in cfg:
+                cfg["batch_shape"] = cfg.pop("batch_input_shape")
+        else:
+            cfg.pop("batch_input_shape", None)
+        if cls in ("GRU", "GRUCell"):
+            cfg.setdefault("reset_after", False)
+        if isinstance(cfg.get("dtype"), dict):
+            cfg["dtype"] = _policy(cfg["dtype"])
+        for key in ("layer", "backward_layer"):
+            if isinstance(cfg.get(key), dict):
+                cfg[key] = self.layer(cfg[key])
+        cell = cfg.get("cell")
+        if isinstance(cell, list):
+            cell = {"class_name": "StackedRNNCells", "config": {"cells": cell}}
+        if isinstance(cell, dict):
+            cfg["cell"] = self.layer(cell)
+        if isinstance(cfg.get("cells"), list):
+            cfg["cells"] = [self.layer(c) for c in cfg["cells"]]
+        if cls in ("BatchNormalization", "LayerNormalization"):
+            axis = cfg.get("axis")
+            if isinstance(axis, list) and len(axis) == 1:
+                cfg["axis"] = int(axis[0])
+        out = {k: v for k, v in entry.items() if k not in ("config", "class_name")}
+        out["class_name"] = cls
+        out.setdefault("module", "keras.layers")
+        out.setdefault("registered_name", None)
+        out["config"] = cfg
+        return out
+
+
+def _policy(dtype: dict) -> Any:
+    name = dtype.get("config", {}).get("name")
+    if not isinstance(name, str):
+        return dtype
+    return {
+        "module": "keras",
+        "class_name": "DTypePolicy",
+        "config": {"name": name},
+        "registered_name": None,
+    }
+
+
+def _input_layer(name: str, shape: list, dtype: str) -> dict:
+    return {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {
+            "batch_shape": list(shape),
+            "dtype": dtype,
+            "sparse": False,
+            "name": name,
+        },
+        "registered_name": None,
+    }
+
+
+# -- weights -------------------------------------------------------------------------------
+
+
+def _weights_bytes(config: dict, model: Any) -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        _Writer().model(f, config, model)
+    return buffer.getvalue()
+
+
+class _Writer:
+    """Writes the Keras 3 weights tree of a (converted) config with jrnn module values."""
+
+    def vars(self, group: h5py.Group, name: str, arrays: list) -> None:
+        v = group.create_group("vars")
+        v.attrs["name"] = name
+        for i, array in enumerate(arrays):
+            value = np.asarray(array)
+            if value.dtype.name == "bfloat16":  # as Keras 3's H5IOStore writes it
+                ds = v.create_dataset(str(i), data=value.view(np.uint16))
+                ds.attrs["dtype"] = "bfloat16"
+            else:
+                v[str(i)] = value
+
+    def model(self, group: h5py.Group, entry: dict, model: Any) -> None:
+        cfg = entry["config"]
+        self.vars(group, str(cfg.get("name")), [])
+        layers = group.create_group("layers")
+        counters: dict[str, int] = {}
+        sequential = entry["class_name"] == "Sequential"
+        for sub in cfg.get("layers") or []:
+            cls = sub["class_name"]
+            if sequential and cls == "InputLayer":
+                continue  # Sequential.layers leaves its InputLayer out
+            key = _unique(_snake_case_keras3(cls), counters)
+            module = None if cls == "InputLayer" else model.layers[_name(sub)]
+            self.layer(layers.create_group(key), sub, module)
+
+    def layer(self, group: h5py.Group, entry: dict, module: Any) -> None:
+        from importers.weights import keras_params
+
+        cls, cfg = entry["class_name"], entry["config"]
+        name = _name(entry)
+        if cls in _MODELS:
+            self.model(group, entry, module)
+        elif cls in _RNN_CELL_NAMES:
+            self.vars(group, name, [])
+            self.vars(group.create_group("cell"), _RNN_CELL_NAMES[cls], _values(module.cell))
+        elif cls == "RNN":
+            self.vars(group, name, [])
+            self.cell(group.create_group("cell"), cfg["cell"], module.cell)
+        elif cls == "Bidirectional":
+            self.vars(group, name, [])
+            fwd = cfg["layer"]
+            bwd = cfg.get("backward_layer") or fwd
+            self.layer(
+                group.create_group("forward_layer"),
+                _renamed(fwd, "forward_"),
+                module.forward_layer,
+            )
+            self.layer(
+                group.create_group("backward_layer"),
+                _renamed(bwd, "backward_"),
+                module.backward_layer,
+            )
+        elif cls == "TimeDistributed":
+            self.vars(group, name, [])
+            self.layer(group.create_group("layer"), cfg["layer"], module.layer)
+        elif module is None:
+            self.vars(group, name, [])
+        else:
+            self.vars(group, name, [np.asarray(p[...]) for p in keras_params(module)])
+
+    def cell(self, group: h5py.Group, entry: Any, module: Any) -> None:
+        if isinstance(entry, list):
+            entry = {"class_name": "StackedRNNCells", "config": {"cells": entry}}
+        if entry["class_name"] == "StackedRNNCells":
+            self.vars(group, str(entry["config"].get("name", "stacked_rnn_cells")), [])
+            cells = group.create_group("cells")
+            counters: dict[str, int] = {}
+            for sub, cell in zip(entry["config"]["cells"], module.cells, strict=True):
+                key = _unique(_snake_case_keras3(sub["class_name"]), counters)
+                self.cell(cells.create_group(key), sub, cell)
+        else:
+            self.vars(group, _name(entry), _values(module))
+
+
+def _values(module: Any) -> list:
+    from importers.weights import keras_params
+
+    return [np.asarray(p[...]) for p in keras_params(module)]
+
+
+def _renamed(entry: dict, prefix: str) -> dict:
+    cfg = dict(entry["config"])
+    name = str(cfg.get("name"))
+    cfg["name"] = prefix + (name[len(prefix) :] if name.startswith(prefix) else name)
+    return {**entry, "config": cfg}
+
+
+def _unique(base: str, counters: dict[str, int]) -> str:
+    """Keras' ``_get_unique_name``: ``base``, ``base_1``, ``base_2``, ..."""
+    if base in counters:
+        counters[base] += 1
+        return f"{base}_{counters[base]}"
+    counters[base] = 0
+    return base
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

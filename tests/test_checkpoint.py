@@ -1,0 +1,456 @@
+"""importers.checkpoint: jrnn checkpoints (config + safetensors), loaded without Keras.
+
+Round trips keep the tuned jrnn parameters bit for bit; the safetensors reader is checked
+against bytes written by hand from the format's specification and refuses hostile files
+with specific errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+
+import keras
+import ml_dtypes
+import numpy as np
+import pytest
+from keras import layers as L
+
+import importers
+from importers import checkpoint
+from importers.errors import (
+    CorruptFileError,
+    ExtraWeightsError,
+    KerasFileError,
+    MissingWeightsError,
+    UnsafeFileError,
+)
+from importers.model import ImportedModel
+from importers.weights import keras_params
+
+T, F = 7, 3
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rand_weights(model, seed=0):
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [rng.standard_normal(w.shape).astype(np.float32) * 0.4 for w in model.get_weights()]
+    )
+
+
+def _nudge(model: ImportedModel, delta=0.01):
+    for layer in model.layers.values():
+        if isinstance(layer, ImportedModel):
+            _nudge(layer, delta)
+            continue
+        for p in keras_params(layer):
+            p[...] = p[...] + np.asarray(delta, p[...].dtype)
+
+
+def _x(seed=1):
+    return np.random.default_rng(seed).standard_normal((2, T, F)).astype(np.float32)
+
+
+def embedding_model():
+    return keras.Sequential(
+        [
+            keras.Input((T,), dtype="int32"),
+            L.Embedding(10, F, mask_zero=True),
+            L.LSTM(5, return_sequences=True),
+            L.RNN([L.LSTMCell(3), L.GRUCell(2)], return_sequences=True),
+            L.Bidirectional(L.GRU(3, reset_after=False)),
+            L.Dense(2),
+        ]
+    )
+
+
+def functional_model():
+    inner = keras.Sequential([keras.Input((T, F)), L.SimpleRNN(4, return_sequences=True)])
+    i = keras.Input((T, F))
+    a = inner(i)
+    b = L.TimeDistributed(L.Dense(3))(a)
+    c = L.BatchNormalization()(b)
+    return keras.Model(i, [L.GRU(2)(c), L.LSTM(2)(a)])
+
+
+def _assert_same(a, b):
+    a = a if isinstance(a, list) else [a]
+    b = b if isinstance(b, list) else [b]
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+@pytest.mark.parametrize("kind", ["embedding", "functional"])
+def test_round_trip_keeps_tuned_weights(kind, tmp_path):
+    km = embedding_model() if kind == "embedding" else functional_model()
+    _rand_weights(km)
+    if kind == "embedding":
+        x = np.random.default_rng(2).integers(1, 10, (2, T)).astype(np.int32)
+        x[1, 3:] = 0
+    else:
+        x = _x()
+    m = importers.load(km)
+    _nudge(m)
+    ckpt = tmp_path / "ckpt"
+    checkpoint.save_checkpoint(m, ckpt)
+    assert sorted(os.listdir(ckpt)) == ["jrnn_checkpoint.json", "weights.safetensors"]
+    manifest = json.loads((ckpt / "jrnn_checkpoint.json").read_text())
+    assert manifest["format"] == "jrnn-checkpoint" and manifest["format_version"] == 1
+    assert manifest["keras_major"] == 3
+    assert manifest["model_config"] == json.loads(json.dumps(m.model_config))
+    restored = checkpoint.load_checkpoint(ckpt)
+    _assert_same(restored(x), m(x))
+    _assert_same(restored.keras_weights(), m.keras_weights())
+    # every layer is listed, with its tensors in get_weights() order
+    tensors, meta = checkpoint.read_safetensors(ckpt / "weights.safetensors")
+    assert meta["format"] == "jrnn-checkpoint"
+    listed = [tensors[k] for keys in manifest["layers"].values() for k in keys]
+    _assert_same(listed, m.keras_weights())
+    if kind == "embedding":  # tensor keys are the parameters' paths in the jrnn layer
+        emb, lstm = km.layers[0].name, km.layers[1].name
+        assert manifest["layers"][emb] == [f"{emb}/embeddings"]
+        assert manifest["layers"][lstm] == [
+            f"{lstm}/cell/{n}" for n in ("kernel", "recurrent_kernel", "bias")
+        ]
+    # saving again over the checkpoint replaces it
+    _nudge(restored, 0.5)
+    checkpoint.save_checkpoint(restored, ckpt)
+    _assert_same(checkpoint.load_checkpoint(ckpt)(x), restored(x))
+
+
+def test_keras2_model_keeps_keras2_semantics(tmp_path):
+    """A tf_keras model with Keras 2's hard_sigmoid reloads with the same function."""
+    import tf_keras as k
+
+    km = k.Sequential(
+        [k.Input((T, F)), k.layers.GRU(3, recurrent_activation="hard_sigmoid", reset_after=False)]
+    )
+    _rand_weights(km)
+    m = importers.load(km)
+    assert m.keras_major == 2
+    checkpoint.save_checkpoint(m, tmp_path)
+    restored = checkpoint.load_checkpoint(tmp_path)
+    assert restored.keras_major == 2
+    _assert_same(restored(_x()), m(_x()))
+    np.testing.assert_allclose(np.asarray(restored(_x())), km(_x()).numpy(), atol=1e-5)
+
+
+def test_custom_layers_are_passed_through(tmp_path):
+    km = keras.Sequential([keras.Input((T, F)), L.LSTM(3), L.Lambda(lambda t: t * 2.0)])
+    _rand_weights(km)
+
+    class Double:
+        def __call__(self, x, *, training=False):
+            return 2.0 * x
+
+    m = importers.load(km, custom_layers={"Lambda": lambda c, a: Double()})
+    checkpoint.save_checkpoint(m, tmp_path)
+    with pytest.raises(KerasFileError, match="Lambda"):
+        checkpoint.load_checkpoint(tmp_path)
+    restored = checkpoint.load_checkpoint(tmp_path, custom_layers={"Lambda": lambda c, a: Double()})
+    _assert_same(restored(_x()), m(_x()))
+
+
+_NO_KERAS = textwrap.dedent(
+    """
+    import sys
+
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+                raise ImportError(f"blocked import of {name}")
+            return None
+
+    sys.meta_path.insert(0, _Block())
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    from importers.checkpoint import load_checkpoint
+
+    model = load_checkpoint(sys.argv[2])
+    x = np.load(sys.argv[3])
+    np.testing.assert_array_equal(np.asarray(model(x)), np.load(sys.argv[4]))
+    assert not any(m.split(".")[0] in ("tensorflow", "keras", "tf_keras") for m in sys.modules)
+    print("ok")
+    """
+)
+
+
+def test_loading_imports_neither_tensorflow_nor_keras(tmp_path):
+    km = keras.Sequential([keras.Input((T, F)), L.Bidirectional(L.LSTM(3))])
+    _rand_weights(km)
+    m = importers.load(km)
+    _nudge(m)
+    checkpoint.save_checkpoint(m, tmp_path / "ckpt")
+    np.save(tmp_path / "x.npy", _x())
+    np.save(tmp_path / "y.npy", np.asarray(m(_x())))
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["JAX_PLATFORMS"] = "cpu"
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_KERAS, ROOT]
+        + [str(tmp_path / n) for n in ("ckpt", "x.npy", "y.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+# -- safetensors ------------------------------------------------------------------------------
+
+
+def _spec_file(path, header: dict, data: bytes, pad: bytes = b""):
+    """A safetensors file written byte by byte as the specification describes."""
+    text = json.dumps(header).encode() + pad
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+def test_reads_a_file_written_from_the_specification(tmp_path):
+    a = np.arange(6, dtype="<f4").reshape(2, 3)
+    b = np.array([1, -2], dtype="<i8")
+    header = {
+        "__metadata__": {"k": "v"},
+        "b": {"dtype": "I64", "shape": [2], "data_offsets": [24, 40]},
+        "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+    }
+    path = _spec_file(tmp_path / "w.safetensors", header, a.tobytes() + b.tobytes(), b"   ")
+    tensors, meta = checkpoint.read_safetensors(path)
+    assert meta == {"k": "v"} and list(tensors) == ["b", "a"]
+    np.testing.assert_array_equal(tensors["a"], a)
+    np.testing.assert_array_equal(tensors["b"], b)
+    assert tensors["a"].flags.writeable
+
+
+def test_writer_follows_the_specification(tmp_path):
+    arrays = {
+        "f32": np.arange(6, dtype=np.float32).reshape(3, 2),
+        "bf16": np.array([1.5, -2.0], dtype=ml_dtypes.bfloat16),
+        "f16": np.array([0.5], dtype=np.float16),
+        "f64": np.array(3.0),
+        "i32": np.array([[1, 2]], dtype=np.int32),
+        "u8": np.array([255], dtype=np.uint8),
+        "bool": np.array([True, False]),
+        "empty": np.zeros((0, 4), np.float32),
+        "big_endian": np.array([1.0, 2.0], dtype=">f4"),
+    }
+    path = tmp_path / "w.safetensors"
+    checkpoint.write_safetensors(path, arrays, {"a": "b"})
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    assert n % 8 == 0
+    header = json.loads(raw[8 : 8 + n])
+    assert header["__metadata__"] == {"a": "b"}
+    assert header["bf16"] == {"dtype": "BF16", "shape": [2], "data_offsets": [24, 28]}
+    assert header["big_endian"]["dtype"] == "F32"
+    start, end = header["big_endian"]["data_offsets"]
+    assert raw[8 + n + start : 8 + n + end] == np.array([1.0, 2.0], "<f4").tobytes()
+    tensors, _ = checkpoint.read_safetensors(path)
+    for key, value in arrays.items():
+        assert tensors[key].dtype == value.dtype.newbyteorder("=") or key == "big_endian"
+        np.testing.assert_array_equal(tensors[key], value)
+    with pytest.raises(ValueError, match="no dtype"):
+        checkpoint.write_safetensors(path, {"c": np.array([1j])})
+
+
+def _good(tmp_path):
+    a = np.arange(4, dtype="<f4")
+    header = {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
+    return header, a.tobytes()
+
+
+HOSTILE = {
+    "bad_json": (lambda h, d: (b"{not json", d), CorruptFileError, "not valid JSON"),
+    "header_list": (lambda h, d: (b"[1, 2]", d), CorruptFileError, "JSON object"),
+    "duplicate_key": (
+        lambda h, d: (b'{"a": {}, "a": {}}', d),
+        CorruptFileError,
+        "repeats the key",
+    ),
+    "unknown_dtype": (
+        lambda h, d: ({"a": {**h["a"], "dtype": "F128"}}, d),
+        CorruptFileError,
+        "unknown dtype 'F128'",
+    ),
+    "offsets_out_of_range": (
+        lambda h, d: ({"a": {**h["a"], "data_offsets": [0, 1 << 40]}}, d),
+        CorruptFileError,
+        "outside the data buffer",
+    ),
+    "negative_offset": (
+        lambda h, d: ({"a": {**h["a"], "data_offsets": [-4, 12]}}, d),
+        CorruptFileError,
+        "outside the data buffer",
+    ),
+    "shape_vs_bytes": (
+        lambda h, d: ({"a": {**h["a"], "shape": [5]}}, d),
+        CorruptFileError,
+        "needs 20 bytes",
+    ),
+    "huge_shape": (
+        lambda h, d: ({"a": {**h["a"], "shape": [1 << 40, 1 << 40]}}, d),
+        CorruptFileError,
+        "needs",
+    ),
+    "bad_shape": (
+        lambda h, d: ({"a": {**h["a"], "shape": [2, -2]}}, d),
+        CorruptFileError,
+        "non-negative integers",
+    ),
+    "bool_shape": (
+        lambda h, d: ({"a": {**h["a"], "shape": [True]}}, d),
+        CorruptFileError,
+        "non-negative integers",
+    ),
+    "extra_field": (
+        lambda h, d: ({"a": {**h["a"], "offset": 0}}, d),
+        CorruptFileError,
+        "expected an object with keys",
+    ),
+    "overlap": (
+        lambda h, d: (
+            {
+                "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]},
+            },
+            d,
+        ),
+        CorruptFileError,
+        "overlaps",
+    ),
+    "gap": (
+        lambda h, d: ({"a": {**h["a"], "shape": [3], "data_offsets": [4, 16]}}, d),
+        CorruptFileError,
+        "gap",
+    ),
+    "trailing_bytes": (lambda h, d: (h, d + b"\0" * 8), CorruptFileError, "trailing bytes"),
+    "truncated_data": (lambda h, d: (h, d[:10]), CorruptFileError, "outside the data buffer"),
+    "bad_metadata": (
+        lambda h, d: ({**h, "__metadata__": {"a": 1}}, d),
+        CorruptFileError,
+        "__metadata__",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_safetensors(case, tmp_path):
+    make, error, message = HOSTILE[case]
+    header, data = make(*_good(tmp_path))
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    with pytest.raises(error, match=message) as err:
+        checkpoint.read_safetensors(path)
+    assert str(path) in str(err.value)
+
+
+def test_truncated_and_oversized_headers(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"\x10\x00\x00")
+    with pytest.raises(CorruptFileError, match="8-byte header length"):
+        checkpoint.read_safetensors(path)
+    path.write_bytes(struct.pack("<Q", 64) + b"{}")
+    with pytest.raises(CorruptFileError, match="declares 64 bytes but only 2"):
+        checkpoint.read_safetensors(path)
+    path.write_bytes(struct.pack("<Q", 1 << 62) + b"{}")
+    with pytest.raises(UnsafeFileError, match="over the limit"):
+        checkpoint.read_safetensors(path)
+    header, data = _good(tmp_path)
+    _spec_file(path, header, data)
+    with pytest.raises(UnsafeFileError, match="max_total_bytes"):
+        checkpoint.read_safetensors(path, max_total_bytes=32)
+
+
+# -- hostile checkpoints ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    km = keras.Sequential([keras.Input((T, F)), L.LSTM(3), L.Dense(2)])
+    m = importers.load(km)
+    path = tmp_path_factory.mktemp("ckpt")
+    checkpoint.save_checkpoint(m, path)
+    return path
+
+
+def _copy(saved, tmp_path):
+    for name in os.listdir(saved):
+        (tmp_path / name).write_bytes((saved / name).read_bytes())
+    return json.loads((tmp_path / "jrnn_checkpoint.json").read_text())
+
+
+def _write_manifest(tmp_path, manifest):
+    (tmp_path / "jrnn_checkpoint.json").write_text(json.dumps(manifest))
+
+
+def test_manifest_errors(saved, tmp_path):
+    manifest = _copy(saved, tmp_path)
+    cases = [
+        ({**manifest, "format": "other"}, CorruptFileError, "'format' must be"),
+        ({**manifest, "format_version": 2}, KerasFileError, "format_version 2"),
+        ({**manifest, "keras_major": "3"}, CorruptFileError, "keras_major"),
+        ({**manifest, "model_config": [1]}, CorruptFileError, "model_config"),
+        ({**manifest, "layers": {"lstm": "x"}}, CorruptFileError, "'layers' must map"),
+    ]
+    for bad, error, message in cases:
+        _write_manifest(tmp_path, bad)
+        with pytest.raises(error, match=message):
+            checkpoint.load_checkpoint(tmp_path)
+    (tmp_path / "jrnn_checkpoint.json").write_text("[1, 2")
+    with pytest.raises(CorruptFileError, match="not valid JSON"):
+        checkpoint.load_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"jrnn_checkpoint\.json"):
+        checkpoint.load_checkpoint(tmp_path / "nowhere")
+
+
+def test_weights_that_do_not_match_the_manifest(saved, tmp_path):
+    manifest = _copy(saved, tmp_path)
+    lstm, dense = list(manifest["layers"])
+    missing = {**manifest, "layers": {**manifest["layers"], lstm: [*manifest["layers"][lstm], "x"]}}
+    _write_manifest(tmp_path, missing)
+    with pytest.raises(MissingWeightsError, match="needs tensor 'x'"):
+        checkpoint.load_checkpoint(tmp_path)
+    unused = {**manifest, "layers": {**manifest["layers"], dense: []}}
+    _write_manifest(tmp_path, unused)
+    with pytest.raises(ExtraWeightsError, match="belong to no layer"):
+        checkpoint.load_checkpoint(tmp_path)
+    layers = dict(manifest["layers"])
+    del layers[lstm]
+    _write_manifest(tmp_path, {**manifest, "layers": layers})
+    with pytest.raises((MissingWeightsError, ExtraWeightsError)):
+        checkpoint.load_checkpoint(tmp_path)
+    extra = {**manifest, "layers": {**manifest["layers"], "ghost": manifest["layers"][dense]}}
+    _write_manifest(tmp_path, extra)
+    with pytest.raises(ExtraWeightsError, match="ghost"):
+        checkpoint.load_checkpoint(tmp_path)
+    _write_manifest(tmp_path, manifest)
+    os.remove(tmp_path / "weights.safetensors")
+    with pytest.raises(MissingWeightsError, match=r"no weights\.safetensors"):
+        checkpoint.load_checkpoint(tmp_path)
+
+
+def test_wrong_shapes_are_refused(saved, tmp_path):
+    manifest = _copy(saved, tmp_path)
+    tensors, meta = checkpoint.read_safetensors(tmp_path / "weights.safetensors")
+    key = manifest["layers"][next(iter(manifest["layers"]))][0]
+    tensors[key] = np.zeros((1, 1), np.float32)
+    checkpoint.write_safetensors(tmp_path / "weights.safetensors", tensors, meta)
+    with pytest.raises(KerasFileError, match=r"\(1, 1\)"):
+        checkpoint.load_checkpoint(tmp_path)
+
+
+def test_save_refuses_other_objects(tmp_path):
+    with pytest.raises(TypeError, match="ImportedModel"):
+        checkpoint.save_checkpoint(object(), tmp_path)
+    (tmp_path / "file").write_text("")
+    m = importers.load(keras.Sequential([keras.Input((T, F)), L.GRU(2)]))
+    with pytest.raises(ValueError, match="not a directory"):
+        checkpoint.save_checkpoint(m, tmp_path / "file")

@@ -1,0 +1,335 @@
+"""importers.export: jrnn models back to Keras 3 (.keras and .weights.h5).
+
+Every model is imported from Keras with random asymmetric weights, its jrnn parameters are
+then changed (+0.01, as after fine-tuning), saved, loaded by Keras 3 and compared with the
+jrnn outputs; the HDF5 tree is compared with the one Keras itself writes for that model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+import zipfile
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from keras import layers as L
+
+import importers
+from importers import export
+from importers.errors import UnsupportedLayerError
+from importers.model import ImportedModel
+from importers.weights import keras_params
+
+T, F = 7, 3
+
+
+def _rand_weights(model, seed=0):
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [rng.standard_normal(w.shape).astype(np.float32) * 0.4 for w in model.get_weights()]
+    )
+
+
+def _nudge(model: ImportedModel, delta=0.01):
+    """Change every jrnn parameter, as fine-tuning would."""
+    for layer in model.layers.values():
+        modules = layer.layers.values() if isinstance(layer, ImportedModel) else [layer]
+        for module in modules:
+            for p in keras_params(module):
+                p[...] = p[...] + np.asarray(delta, p[...].dtype)
+
+
+def _float_inputs(seed=1):
+    return np.random.default_rng(seed).standard_normal((2, T, F)).astype(np.float32)
+
+
+def _int_inputs(seed=1):
+    x = np.random.default_rng(seed).integers(1, 10, (2, T)).astype(np.int32)
+    x[0, 4:] = 0  # masked tail
+    return x
+
+
+def _keras_save(model, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+
+
+def _keras_load(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return keras.saving.load_model(path)
+
+
+def _tree(h5: h5py.File) -> dict:
+    """{path: (name attr or shape, values)} of a weights tree."""
+    out = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            out[name] = (obj.shape, str(obj.dtype), np.asarray(obj))
+        else:
+            out[name] = ({k: str(v) for k, v in obj.attrs.items()}, None, None)
+
+    h5.visititems(visit)
+    return out
+
+
+def _keras_tree(path) -> dict:
+    with zipfile.ZipFile(path) as z, h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
+        return _tree(f)
+
+
+def _assert_same_tree(ours: dict, theirs: dict, names=True):
+    assert sorted(ours) == sorted(theirs)
+    for key, (a, dtype, value) in ours.items():
+        b, dtype2, value2 = theirs[key]
+        if value is None:
+            if names:
+                assert a == b, key
+            else:
+                assert set(a) == set(b), key
+        else:
+            assert (a, dtype) == (b, dtype2), key
+            np.testing.assert_array_equal(value, value2, err_msg=key)
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+def sequential_rnns():
+    return keras.Sequential(
+        [
+            keras.Input((T, F)),
+            L.LSTM(5, return_sequences=True),
+            L.GRU(4, return_sequences=True),  # reset_after=True
+            L.GRU(3, return_sequences=True, reset_after=False),
+            L.SimpleRNN(2),
+            L.Dense(2),
+        ]
+    )
+
+
+def functional_wrappers():
+    i = keras.Input((T, F), name="x")
+    a = L.Bidirectional(L.LSTM(3, return_sequences=True))(i)
+    b = L.TimeDistributed(L.Dense(4))(a)
+    c = L.RNN([L.LSTMCell(3), L.GRUCell(2)], return_sequences=True)(b)
+    d = L.RNN(L.SimpleRNNCell(2, name="my_cell"))(c)
+    e = L.GRU(2)(a)
+    return keras.Model(i, L.Concatenate()([d, e]))
+
+
+def embedding_mask():
+    return keras.Sequential(
+        [
+            keras.Input((T,), dtype="int32"),
+            L.Embedding(10, F, mask_zero=True),
+            L.LSTM(5, return_sequences=True),
+            L.Bidirectional(L.GRU(3)),
+            L.Dense(2),
+        ]
+    )
+
+
+def nested_and_norm():
+    inner = keras.Sequential([keras.Input((T, F)), L.LSTM(4, return_sequences=True)], name="inner")
+    i = keras.Input((T, F))
+    a = inner(i)
+    b = L.Conv1D(3, 2, padding="same")(a)
+    c = L.BatchNormalization()(b)
+    d = L.LayerNormalization()(c)
+    return keras.Model(i, L.GRU(2)(d))
+
+
+MODELS = {
+    "sequential_rnns": (sequential_rnns, _float_inputs),
+    "functional_wrappers": (functional_wrappers, _float_inputs),
+    "embedding_mask": (embedding_mask, _int_inputs),
+    "nested_and_norm": (nested_and_norm, _float_inputs),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_export_loads_in_keras_with_tuned_weights(kind, tmp_path):
+    build, inputs = MODELS[kind]
+    km = build()
+    _rand_weights(km)
+    x = inputs()
+    m = importers.load(km)
+    _nudge(m)
+    expected = np.asarray(m(x))
+    assert not np.allclose(expected, km(x).numpy(), atol=1e-4)  # the nudge changed outputs
+
+    path = tmp_path / "tuned.keras"
+    export.save_keras(m, path)
+    loaded = _keras_load(path)
+    np.testing.assert_allclose(loaded(x).numpy(), expected, atol=1e-5, rtol=0)
+    assert [w.shape for w in loaded.get_weights()] == [w.shape for w in km.get_weights()]
+
+    # The tree is the one Keras 3 writes for that model (paths, names, shapes, values).
+    again = tmp_path / "again.keras"
+    _keras_save(loaded, again)
+    _assert_same_tree(_keras_tree(path), _keras_tree(again))
+
+    # jrnn reads its own file back to the same model.
+    np.testing.assert_allclose(np.asarray(importers.load(path)(x)), expected, atol=0, rtol=0)
+
+    # save_weights: a .weights.h5 that the original Keras model loads.
+    weights = tmp_path / "tuned.weights.h5"
+    export.save_weights(m, weights)
+    km.load_weights(weights)
+    np.testing.assert_allclose(km(x).numpy(), expected, atol=1e-5, rtol=0)
+    reference = tmp_path / "keras.weights.h5"
+    km.save_weights(reference)
+    with h5py.File(weights, "r") as a, h5py.File(reference, "r") as b:
+        assert dict(a.attrs) == dict(b.attrs) == {}
+        _assert_same_tree(_tree(a), _tree(b))
+
+
+def test_keras_file_round_trip(tmp_path):
+    """.keras (written by Keras) -> jrnn -> tuned -> .keras -> Keras."""
+    km = functional_wrappers()
+    _rand_weights(km, seed=3)
+    original = tmp_path / "original.keras"
+    _keras_save(km, original)
+    m = importers.load(original)
+    x = _float_inputs()
+    np.testing.assert_allclose(np.asarray(m(x)), km(x).numpy(), atol=1e-5, rtol=0)
+    _nudge(m, -0.02)
+    out = tmp_path / "out.keras"
+    export.save_keras(m, out)
+    np.testing.assert_allclose(_keras_load(out)(x).numpy(), np.asarray(m(x)), atol=1e-5, rtol=0)
+    # config.json keeps every layer config of the original (names, arguments).
+    with zipfile.ZipFile(original) as a, zipfile.ZipFile(out) as b:
+        ca, cb = json.loads(a.read("config.json")), json.loads(b.read("config.json"))
+    assert cb["config"]["layers"] == ca["config"]["layers"]
+    assert (cb["module"], cb["class_name"]) == (ca["module"], ca["class_name"])
+
+
+def test_archive_members_and_metadata(tmp_path):
+    km = sequential_rnns()
+    km.compile(optimizer="adam", loss="mse")  # jrnn holds no Keras optimizer state
+    m = importers.load(km)
+    path = tmp_path / "m.keras"
+    export.save_keras(m, path)
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+        assert [i.filename for i in infos] == ["metadata.json", "config.json", "model.weights.h5"]
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in infos)
+        meta = json.loads(z.read("metadata.json"))
+        config = json.loads(z.read("config.json"))
+    assert meta["keras_version"] == export.KERAS_VERSION
+    assert meta["saved_by"].startswith("jrnn ")
+    assert (config["module"], config["class_name"]) == ("keras", "Sequential")
+    assert config["build_config"] == {"input_shape": [None, T, F]}
+    assert "compile_config" not in config
+    assert _keras_load(path).count_params() == km.count_params()
+
+
+# -- Keras 2 / tf_keras ---------------------------------------------------------------------
+
+
+def _one(y):
+    """The single output (a tf_keras Functional config lists even one output in a list)."""
+    return np.asarray(y[0] if isinstance(y, list) else y)
+
+
+def _tf_keras():
+    import tf_keras
+
+    return tf_keras
+
+
+def test_tf_keras_models_export_to_keras3(tmp_path):
+    k = _tf_keras()
+    kl = k.layers
+    seq = k.Sequential(
+        [
+            kl.Embedding(10, F, mask_zero=True, input_length=T),
+            kl.GRU(4, return_sequences=True),
+            kl.Bidirectional(kl.LSTM(2, return_sequences=True)),
+            kl.TimeDistributed(kl.Dense(2)),
+            kl.SimpleRNN(3),
+        ]
+    )
+    i = k.Input((T, F))
+    fn = k.Model(i, kl.Dense(2)(kl.LSTM(3, return_sequences=True)(i)))
+    for km, x in ((seq, _int_inputs()), (fn, _float_inputs())):
+        _rand_weights(km, seed=5)
+        m = importers.load(km)
+        assert m.keras_major == 2
+        np.testing.assert_allclose(_one(m(x)), km(x).numpy(), atol=1e-5, rtol=0)
+        _nudge(m)
+        path = tmp_path / f"{km.name}.keras"
+        export.save_keras(m, path)
+        loaded = _keras_load(path)
+        np.testing.assert_allclose(loaded(x).numpy(), _one(m(x)), atol=1e-5, rtol=0)
+
+
+def test_keras2_gru_without_reset_after_is_written_out():
+    """Keras <= 2.2 configs omit reset_after (Keras 2's default was False, Keras 3's True)
+    and the InputLayer (the first layer holds batch_input_shape)."""
+    k = _tf_keras()
+    km = k.Sequential([k.Input((T, F)), k.layers.GRU(3, reset_after=False)])
+    _rand_weights(km)
+    config = {"class_name": "Sequential", "config": km.get_config()}
+    old_input = config["config"]["layers"].pop(0)
+    gru_config = config["config"]["layers"][0]["config"]
+    del gru_config["reset_after"]
+    gru_config["batch_input_shape"] = old_input["config"]["batch_input_shape"]
+    weights = {layer.name: layer.get_weights() for layer in km.layers}
+    m = ImportedModel(config, lambda n: weights[n], {}, 2)
+    inp, gru = export.keras_config(m)["config"]["layers"]
+    assert inp["class_name"] == "InputLayer"
+    assert inp["config"]["batch_shape"] == [None, T, F]
+    assert gru["config"]["reset_after"] is False
+    assert not {"time_major", "batch_input_shape"} & set(gru["config"])
+    x = _float_inputs()
+    rebuilt = keras.Sequential.from_config(export.keras_config(m)["config"])
+    rebuilt.set_weights(km.get_weights())
+    np.testing.assert_allclose(rebuilt(x).numpy(), np.asarray(m(x)), atol=1e-5, rtol=0)
+
+
+def test_keras2_hard_sigmoid_is_refused_naming_the_layer(tmp_path):
+    k = _tf_keras()
+    km = k.Sequential([k.Input((T, F)), k.layers.LSTM(3, recurrent_activation="hard_sigmoid")])
+    m = importers.load(km)
+    with pytest.raises(UnsupportedLayerError, match=r"'lstm.*hard_sigmoid.*0\.2x") as err:
+        export.save_keras(m, tmp_path / "m.keras")
+    assert err.value.layer_name == km.layers[0].name
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_keras3_hard_sigmoid_is_kept(tmp_path):
+    km = keras.Sequential([keras.Input((T, F)), L.GRU(3, recurrent_activation="hard_sigmoid")])
+    _rand_weights(km)
+    m = importers.load(km)
+    path = tmp_path / "m.keras"
+    export.save_keras(m, path)
+    x = _float_inputs()
+    np.testing.assert_allclose(_keras_load(path)(x).numpy(), np.asarray(m(x)), atol=1e-5)
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+def test_custom_layers_are_refused(tmp_path):
+    km = keras.Sequential([keras.Input((T, F)), L.LSTM(3), L.Lambda(lambda t: t * 2.0)])
+    m = importers.load(km, custom_layers={"Lambda": lambda config, arrays: lambda x: 2.0 * x})
+    with pytest.raises(UnsupportedLayerError, match=r"Lambda.*built-in"):
+        export.save_keras(m, tmp_path / "m.keras")
+
+
+def test_bad_arguments(tmp_path):
+    m = importers.load(sequential_rnns())
+    with pytest.raises(ValueError, match=r"must end in '\.keras'"):
+        export.save_keras(m, tmp_path / "m.h5")
+    with pytest.raises(ValueError, match=r"must end in '\.weights\.h5'"):
+        export.save_weights(m, tmp_path / "m.h5")
+    with pytest.raises(TypeError, match="ImportedModel"):
+        export.save_keras(next(iter(m.layers.values())), tmp_path / "m.keras")
