@@ -1,0 +1,116 @@
+"""The ``jrnn`` command line (``jrnn ...`` or ``python -m jrnn ...``).
+
+Subcommands (``jrnn <command> --help`` for their options):
+
+  convert MODEL -o OUT   a Keras .keras/.h5 model as a jrnn checkpoint directory
+  check MODEL            jrnn vs Keras on the same inputs, per layer (needs Keras)
+  inspect MODEL          recurrent layers' summary; --plots DIR writes see-rnn figures
+  bench                  time jrnn against the installed peers on this machine
+  demo                   the whole job on a bundled example model
+
+Common options: --quiet, --json (one JSON object on stdout), --debug (tracebacks).
+Errors print one line, ``jrnn: error: <file>: <layer>: <what>; <what to do>``, and exit
+with status 2; ``check`` exits with 1 when an error exceeds its tolerance. Only ``check``
+and ``bench`` (in their worker processes) import Keras or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from jrnn.cli import bench, check, convert, demo, inspect_model
+from jrnn.cli._common import UI, CLIError, one_line, stderr
+
+__all__ = ["main"]
+
+COMMANDS = (convert, check, inspect_model, bench, demo)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line too: ``jrnn: error: <what>; see jrnn <command> --help``."""
+
+    def error(self, message: str):
+        stderr(f"jrnn: error: {one_line(message)}; see `{self.prog} --help`")
+        self.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    def common_options(default):
+        common = argparse.ArgumentParser(add_help=False)
+        group = common.add_argument_group("common options")
+        group.add_argument(
+            "-q", "--quiet", action="store_true", default=default, help="print nothing but errors"
+        )
+        group.add_argument(
+            "--json", action="store_true", default=default, help="print one JSON object on stdout"
+        )
+        group.add_argument(
+            "--debug", action="store_true", default=default, help="show full tracebacks"
+        )
+        return common
+
+    parser = _Parser(
+        prog="jrnn",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common_options(False)],
+    )
+    # Given after the subcommand, the common options must not reset those given before it.
+    sub_common = common_options(argparse.SUPPRESS)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    for command in COMMANDS:
+        command.add_parser(sub, sub_common)
+    return parser
+
+
+def _message(err: BaseException, args: argparse.Namespace) -> str:
+    """The one-line ``<file>: <layer>: <what>; <what to do>`` text of an error."""
+    from importers.errors import KerasFileError
+
+    model = getattr(args, "model", None)
+    text = one_line(err)
+    if isinstance(err, CLIError):
+        return text
+    if isinstance(err, KerasFileError):
+        path = err.path or model
+        return text if not path or text.startswith(str(path)) else f"{path}: {text}"
+    if isinstance(err, FileNotFoundError):
+        return f"{err.filename or model}: no such file or directory; check the path"
+    if isinstance(err, IsADirectoryError):
+        return f"{err.filename or model}: is a directory; pass a .keras or .h5 file"
+    if isinstance(err, PermissionError):
+        return f"{err.filename or model}: permission denied; check the file's permissions"
+    if isinstance(err, OSError):
+        what = err.strerror or text
+        return f"{err.filename or model}: {what}; check the file"
+    if isinstance(err, ValueError):
+        prefix = f"{model}: " if model and not text.startswith(str(model)) else ""
+        return f"{prefix}{text}"
+    prefix = f"{model}: " if model else ""
+    return (
+        f"{prefix}internal error ({type(err).__name__}: {text}); rerun with --debug for the "
+        "traceback and report it"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jrnn`` console script; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = _parser().parse_args(argv)
+    ui = UI(quiet=args.quiet, json=args.json, debug=args.debug)
+    try:
+        return args.func(args, ui)
+    except KeyboardInterrupt:
+        stderr("jrnn: interrupted")
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        message = _message(err, args)
+        stderr(f"jrnn: error: {message}")
+        ui.emit({"command": args.command, "error": message})
+        return 2

@@ -1,0 +1,289 @@
+"""The ``jrnn`` command line, driven as users drive it: ``python -m jrnn ...`` in a subprocess.
+
+Fixtures: the bundled example (``jrnn/data/example.keras``, a Keras 3 Embedding(mask_zero)
+-> Bidirectional(LSTM) -> GRU -> Dense model) and a legacy ``.h5`` Keras 3 model with a
+float input of unknown length (LSTM -> GRU -> Dense), built here once per
+module. ``convert``, ``inspect`` and ``demo`` run with TensorFlow, Keras and tf_keras
+imports blocked: they must never need them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "jrnn" / "data" / "example.keras"
+REFERENCE = ROOT / "jrnn" / "data" / "example_reference.npz"
+
+# Run `jrnn` with TensorFlow/Keras imports raising ImportError.
+BLOCKED = """
+import runpy, sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+            raise ImportError(f"blocked by the test: {name}")
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def jrnn_cli(*args, block_keras: bool = False, timeout: int = 240):
+    """``python -m jrnn *args`` -> CompletedProcess (text)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    if block_keras:
+        code = (
+            BLOCKED
+            + "sys.argv = ['jrnn', *sys.argv[1:]]\nrunpy.run_module('jrnn', run_name='__main__')\n"
+        )
+        cmd = [sys.executable, "-c", code, *map(str, args)]
+    else:
+        cmd = [sys.executable, "-m", "jrnn", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+def assert_one_line_error(proc, *fragments: str):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("jrnn: error: "), lines[0]
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def h5_model(tmp_path_factory):
+    """A legacy .h5 Keras 3 model, inputs, Keras' outputs on them (and the folder)."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((None, 3), name="signal")
+    h = keras.layers.LSTM(5, return_sequences=True, name="lstm")(inp)
+    h = keras.layers.GRU(4, name="gru")(h)
+    out = keras.layers.Dense(2, name="dense")(h)
+    model = keras.Model(inp, out, name="fixture")
+    # asymmetric, non-zero biases (the initialisers' zeros would hide gate mix-ups)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    folder = tmp_path_factory.mktemp("cli")
+    path = folder / "fixture.h5"
+    model.save(path)
+    x = rng.standard_normal((3, 7, 3)).astype("float32")
+    expected = np.asarray(model(x))
+    np.savez(folder / "inputs.npz", signal=x)
+    return {"path": path, "x": x, "expected": expected, "dir": folder}
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+def test_demo_runs_the_bundled_example_without_tensorflow():
+    proc = jrnn_cli("demo", "--repeat", "3", block_keras=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "max |jrnn - Keras|" in out and "TensorFlow imported: no" in out
+    assert "reloaded with jrnn.load" in out
+    assert out.strip().splitlines()[-1].startswith("OK")
+
+
+def test_bundled_example_is_small_and_matches_its_reference():
+    import importers
+
+    assert EXAMPLE.stat().st_size < 400_000
+    ref = np.load(REFERENCE)
+    model = importers.load(EXAMPLE)
+    assert [type(model.layers[n]).__name__ for n in ("embedding", "bilstm", "gru", "dense")] == [
+        "Embedding",
+        "Bidirectional",
+        "GRU",
+        "Dense",
+    ]
+    assert (ref["inputs"] == 0).any(), "the reference inputs must exercise the mask"
+    np.testing.assert_allclose(np.asarray(model(ref["inputs"])), ref["outputs"], atol=1e-5)
+
+
+# -- convert ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["h5", "keras"])
+def test_convert_then_load_without_tensorflow(h5_model, tmp_path, source):
+    if source == "h5":
+        path, x, expected = h5_model["path"], h5_model["x"], h5_model["expected"]
+    else:
+        ref = np.load(REFERENCE)
+        path, x, expected = EXAMPLE, ref["inputs"], ref["outputs"]
+    out = tmp_path / "checkpoint"
+    proc = jrnn_cli("convert", path, "-o", out, "--json", block_keras=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verified"] is True and Path(report["output"]) == out
+    np.savez(tmp_path / "io.npz", x=x, expected=expected)
+    check = (
+        BLOCKED
+        + f"""
+import numpy as np, jrnn
+data = np.load({str(tmp_path / "io.npz")!r})
+model = jrnn.load({str(out)!r})
+np.testing.assert_allclose(np.asarray(model(data["x"])), data["expected"], atol=1e-5)
+assert not any(m.split(".")[0] in ("tensorflow", "keras", "tf_keras") for m in sys.modules)
+print("loaded")
+"""
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT, timeout=240
+    )
+    assert loaded.returncode == 0 and "loaded" in loaded.stdout, loaded.stderr
+    if source == "h5":  # converting again over it needs --overwrite
+        again = jrnn_cli("convert", path, "-o", out, block_keras=True)
+        assert_one_line_error(again, str(out), "--overwrite")
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def test_check_passes_within_atol_and_fails_beyond(h5_model):
+    ok = jrnn_cli("check", h5_model["path"], "--inputs", h5_model["dir"] / "inputs.npz", "--json")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["ok"] is True and report["input_shapes"] == [[3, 7, 3]]
+    assert [row["layer"] for row in report["layers"]] == ["lstm", "gru", "dense", "(outputs)"]
+    assert all(row["max_abs_error"] <= 1e-5 for row in report["layers"])
+
+    strict = jrnn_cli("check", EXAMPLE, "--atol", "1e-12", "--batch", "2", "--seed", "3")
+    assert strict.returncode == 1, strict.stderr
+    assert "(2, 20)" in strict.stdout and "random, seed 3" in strict.stdout
+    assert "FAIL" in strict.stdout and "bilstm" in strict.stdout
+    assert strict.stdout.strip().splitlines()[-1].startswith("FAILED")
+
+
+def test_check_without_keras_says_so():
+    proc = jrnn_cli("check", EXAMPLE, block_keras=True)
+    assert_one_line_error(proc, str(EXAMPLE), "not installed", "jrnn[keras]")
+
+
+# -- inspect ------------------------------------------------------------------------------
+
+
+def test_inspect_prints_summary_and_writes_pngs(h5_model, tmp_path):
+    plots = tmp_path / "plots"
+    proc = jrnn_cli("inspect", h5_model["path"], "--plots", plots, "--time", "6", block_keras=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "LSTM" in proc.stdout and "GRU" in proc.stdout and "INPUT/FORGET" in proc.stdout
+    names = sorted(p.name for p in plots.iterdir())
+    for layer in ("lstm", "gru"):
+        for kind in ("rnn_histogram", "rnn_heatmap", "gate_heatmap"):
+            assert f"{layer}_{kind}.png" in names
+    assert "gradient_flow.png" in names
+    for png in plots.iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+
+
+def test_inspect_json_one_layer():
+    proc = jrnn_cli("inspect", EXAMPLE, "--layer", "gru", "--json", block_keras=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["recurrent_layers"] == ["gru"]
+    assert report["layers"] == ["embedding", "bilstm", "gru", "dense"]
+    assert "UPDATE/RESET/NEW" in report["summary"]
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    import keras
+
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "garbage.keras").write_bytes(b"not a keras file at all")
+    data = EXAMPLE.read_bytes()
+    (folder / "truncated.keras").write_bytes(data[: len(data) // 2])
+    inp = keras.Input((4, 3))
+    out = keras.layers.Lambda(lambda t: t * 2.0, name="doubler")(keras.layers.LSTM(2)(inp))
+    keras.Model(inp, out).save(folder / "lambda.keras")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "command,name,fragments",
+    [
+        (["inspect"], "missing.keras", ["missing.keras", "no such file"]),
+        (["convert", "-o", "OUT"], "garbage.keras", ["garbage.keras", "neither a zip"]),
+        (["check"], "truncated.keras", ["truncated.keras"]),
+        (["inspect", "--json"], "lambda.keras", ["lambda.keras", "'doubler'", "Lambda"]),
+    ],
+)
+def test_bad_inputs_give_one_line_and_status_2(bad_files, tmp_path, command, name, fragments):
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    proc = jrnn_cli(*args[:1], bad_files / name, *args[1:])
+    assert_one_line_error(proc, *fragments)
+    if "--json" in command:
+        assert "error" in json.loads(proc.stdout)
+
+
+def test_debug_shows_the_traceback(bad_files):
+    proc = jrnn_cli("inspect", bad_files / "garbage.keras", "--debug")
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+# -- bench --------------------------------------------------------------------------------
+
+
+def test_bench_times_jrnn_and_reports_json():
+    proc = jrnn_cli(
+        "bench",
+        "--impls",
+        "jrnn",
+        "--batch",
+        "2",
+        "--time",
+        "5",
+        "--units",
+        "4",
+        "--features",
+        "3",
+        "--iters",
+        "2",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (row,) = report["results"]
+    assert row["impl"] == "jrnn" and row["ms"] > 0
+    assert report["shape"] == {"batch": 2, "time": 5, "features": 3, "units": 4}
+
+
+def test_usage_errors_are_one_line():
+    proc = jrnn_cli("check", "model.keras", "--atol", "tight")
+    assert_one_line_error(proc, "--atol", "jrnn check --help")
+
+
+# -- progress helper (in process) ---------------------------------------------------------
+
+
+class _FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_draws_only_on_a_tty_and_only_when_enabled():
+    from jrnn._progress import Progress
+
+    tty = _FakeTTY()
+    with Progress(2, stream=tty, delay=0.0, interval=10) as bar:
+        bar.step("load")
+        bar.step("run")
+    assert "[############............] 1/2 run" in tty.getvalue()
+    assert tty.getvalue().endswith("\r\033[K") and bar.done == 2
+    for stream, enabled in ((io.StringIO(), None), (_FakeTTY(), False)):
+        with Progress(2, stream=stream, delay=0.0, enabled=enabled) as bar:
+            bar.step("load")
+        assert stream.getvalue() == ""
