@@ -156,6 +156,10 @@ class LayerWeights:
         config: the layer's entry from the model config (``{"class_name", "config", ...}``),
             when known.
         path: the HDF5 group the layer was read from.
+        ordered: False only for :func:`importers.load_weights`' reads of a Keras 3
+            ``.weights.h5`` without config, where a list of mixed-class members (stacked
+            cells) is kept in group-name order; the loader then orders it from the jrnn
+            modules. :func:`read_keras_file` raises instead, so it is always True there.
     """
 
     name: str
@@ -165,6 +169,7 @@ class LayerWeights:
     class_name: str | None = None
     config: dict | None = None
     path: str = ""
+    ordered: bool = True
 
 
 @dataclass(eq=False)
@@ -255,6 +260,13 @@ def read_keras_file(
         >>> kf.format, kf.keras_version, [a.shape for a in kf.layer_weights["dense_1"].arrays]
         ('h5_weights', '2.2.4', [(3, 2), (2,)])
     """
+    return _read(path, config, max_member_bytes, max_total_bytes, keep_unordered=False)
+
+
+def _read(
+    path, config, max_member_bytes: int, max_total_bytes: int, *, keep_unordered: bool
+) -> KerasFile:
+    """:func:`read_keras_file`; ``keep_unordered`` marks unordered lists instead of raising."""
     label = os.fspath(path)
     if not isinstance(label, str):
         label = os.fsdecode(label)
@@ -265,6 +277,8 @@ def read_keras_file(
             f"received {max_member_bytes} and {max_total_bytes}."
         )
     given_config = _given_config(config, label)
+    if given_config is not None:
+        _check_layer_entries(given_config, label, "config=")
     if os.path.isdir(label):
         raise _directory_error(label)
     with open(label, "rb") as f:
@@ -276,7 +290,7 @@ def read_keras_file(
         _no_config_used(given_config, label, "a .keras archive carries its own config.json")
         return _read_archive(label, limits)
     if is_h5:
-        return _read_hdf5(label, given_config, limits)
+        return _read_hdf5(label, given_config, limits, keep_unordered)
     if head.lstrip()[:1] in (b"{", b"["):
         raise KerasFileError(
             f"{label}: a JSON file, not a Keras model or weights file; if it is a sharded "
@@ -411,6 +425,59 @@ def _check_model_config(value: Any, label: str, where: str, allow_list: bool) ->
     return value
 
 
+def _check_layer_entries(model_config: Any, label: str, where: str) -> None:
+    """Every layer entry of a (nested) model config is an object with a string
+    ``class_name``, an object ``config`` and a string name, and names are unique per model.
+
+    A config with layers of wrong types, or two layers of one name (whose weights would be
+    ambiguous), is refused here so that no loader meets it.
+    """
+    stack = [(model_config, where)]
+    while stack:
+        config, at = stack.pop()
+        layers = _cfg_layers(config)
+        inner = config.get("config") if isinstance(config, dict) else None
+        if layers is None:
+            if isinstance(inner, dict) and "layers" in inner:
+                raise CorruptFileError(
+                    f"{label}: {at}: 'layers' must be a list of layer configs; found a JSON "
+                    f"{type(inner['layers']).__name__}. The file is damaged or forged.",
+                    path=label,
+                    where=at,
+                )
+            continue
+        seen: set[str] = set()
+        for k, entry in enumerate(layers):
+            entry_at = f"{at} layer {k}"
+            ok = (
+                isinstance(entry, dict)
+                and isinstance(entry.get("class_name"), str)
+                and isinstance(entry.get("config"), dict | list)
+            )
+            name = entry.get("name", _cfg_inner(entry).get("name")) if ok else None
+            if not ok or not isinstance(name, str | None):
+                raise CorruptFileError(
+                    f"{label}: {entry_at}: expected a layer config, a JSON object with a "
+                    "string 'class_name', an object 'config' and a string 'name'; found "
+                    f"{json.dumps(entry)[:200]}. The file is damaged or forged.",
+                    path=label,
+                    where=entry_at,
+                )
+            name = _cfg_name(entry)
+            if name is not None:
+                if name in seen:
+                    raise CorruptFileError(
+                        f"{label}: {at}: two layers are named {name!r}; Keras layer names "
+                        "are unique in a model, so which weights belong to which is "
+                        "ambiguous. The file is damaged or forged.",
+                        path=label,
+                        where=entry_at,
+                    )
+                seen.add(name)
+            if _cfg_layers(entry) is not None or "layers" in _cfg_inner(entry):
+                stack.append((entry, f"{entry_at} ({name!r})"))
+
+
 def _cfg_class(entry: Any) -> str | None:
     value = entry.get("class_name") if isinstance(entry, dict) else None
     return value if isinstance(value, str) else None
@@ -529,6 +596,7 @@ def _read_archive(label: str, limits: dict) -> KerasFile:
         model_config = _check_model_config(
             _parse_json(raw, label, _CONFIG_JSON), label, _CONFIG_JSON, allow_list=False
         )
+        _check_layer_entries(model_config, label, _CONFIG_JSON)
         if _WEIGHTS_H5 in names:
             data = zf.read(_WEIGHTS_H5)
         elif _WEIGHTS_NPZ in names:
@@ -606,7 +674,7 @@ def _refuse_npz(data: bytes, inner: str, label: str, limits: dict) -> None:
 # -- HDF5 files ---------------------------------------------------------------------------
 
 
-def _read_hdf5(label: str, config: dict | None, limits: dict) -> KerasFile:
+def _read_hdf5(label: str, config: dict | None, limits: dict, keep_unordered: bool) -> KerasFile:
     with _h5.open_file(label, label) as f:
         reader = _h5.H5Reader(label, **limits)
         root_keys = reader.keys(f, "/")
@@ -619,7 +687,9 @@ def _read_hdf5(label: str, config: dict | None, limits: dict) -> KerasFile:
             _no_config_used(config, label, "legacy .h5 files list their layers themselves")
             return _read_legacy(reader, f, label, fmt)
         if {"layers", "vars", "_layer_checkpoint_dependencies"} & set(root_keys):
-            layers, top = _V3Tree(reader, None).read(f, config)
+            tree = _V3Tree(reader, None)
+            tree.keep_unordered = keep_unordered
+            layers, top = tree.read(f, config)
             return KerasFile(
                 path=label,
                 format="weights_h5_v3",
@@ -673,6 +743,7 @@ def _read_legacy(reader: _h5.H5Reader, f: h5py.File, label: str, fmt: str) -> Ke
             "attribute 'model_config'",
             allow_list=True,
         )
+        _check_layer_entries(model_config, label, "attribute 'model_config'")
     text = reader.text(f, "training_config", "/")
     if text is not None:
         training_config = _parse_json(text, label, "attribute 'training_config'")
@@ -786,6 +857,7 @@ class _V3Tree:
         keras2 = keras_version is not None and keras_version.split(".")[0] in ("1", "2")
         self.snake = _snake_case_keras2 if keras2 else _snake_case_keras3
         self.visited: set[tuple[int, int]] = set()
+        self.keep_unordered = False
 
     def read(
         self, f: h5py.File, model_config: dict | None
@@ -919,8 +991,9 @@ class _V3Tree:
                     f"{list(_CHILD_ORDER)}."
                 ),
             )
+        complete = all(ordered for _, _, ordered in weighted)
         for key, members, ordered in weighted:
-            if not ordered:
+            if not ordered and not self.keep_unordered:
                 raise KerasFileError(
                     f"{self.label}: {where}/{key}: the list members "
                     f"{[m.path.rsplit('/', 1)[-1] for m in members]} of layer {name!r} have "
@@ -955,6 +1028,7 @@ class _V3Tree:
             class_name=_cfg_class(entry),
             config=entry,
             path=where,
+            ordered=complete and all(m.ordered for _, ms, _ in weighted for m in ms),
         )
 
     def container(

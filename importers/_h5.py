@@ -56,7 +56,15 @@ def converted(label: str, where: str, action: str) -> Iterator[None]:
         yield
     except KerasFileError:
         raise
-    except (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+    except (
+        OSError,
+        KeyError,
+        RuntimeError,
+        ValueError,
+        TypeError,
+        IndexError,
+        ArithmeticError,  # OverflowError from h5py's file-object driver at absurd offsets
+    ) as e:
         raise CorruptFileError(
             f"{label}: {where}: cannot {action} ({type(e).__name__}: {e}); the HDF5 file is "
             "truncated or damaged: save the weights again.",

@@ -17,6 +17,8 @@ a reader either returns a complete result or raises one of these.
 * :class:`MissingWeightsError`: a layer named by the config or ``layer_names`` has no
   weights group, a ``weight_names`` entry has no dataset, or a ``.keras`` archive has no
   ``model.weights.h5``.
+* :class:`ExtraWeightsError`: (loaders) the file holds more arrays for a layer than the
+  receiving module has parameters; they are never dropped silently.
 * :class:`WeightShapeError`: (loaders) an array's shape differs from the one the target
   parameter needs.
 * :class:`UnsupportedLayerError`: a Keras class or configuration jrnn cannot convert
@@ -39,6 +41,7 @@ from typing import Any
 
 __all__ = [
     "CorruptFileError",
+    "ExtraWeightsError",
     "KerasFileError",
     "MissingWeightsError",
     "UnsafeFileError",
@@ -86,6 +89,10 @@ class UnsafeFileError(KerasFileError):
 
 class MissingWeightsError(KerasFileError):
     """A layer or weight the file itself announces is absent from the file."""
+
+
+class ExtraWeightsError(KerasFileError):
+    """The file holds weights the receiving module has no parameter for (never dropped)."""
 
 
 class WeightShapeError(KerasFileError):

@@ -1,32 +1,38 @@
-"""``load_weights``: Keras weight files into jrnn modules the user built (h5py only).
+"""``load_weights``: Keras weight files into jrnn modules the user built.
 
-Files read:
+Every file is read by :func:`importers.read_keras_file` (bounded, validated, no pickle,
+no code; see :mod:`importers._files` for the layouts): ``.keras`` archives, Keras 3
+``.weights.h5``, and legacy HDF5 files of Keras 1/2/3 and tf.keras (``model.save`` and
+``save_weights``). Layers are matched by their Keras name; a layer's arrays come in
+Keras' ``get_weights()`` order, which is the order of :func:`keras_params`, so every
+weight naming variant of the files (``lstm_1/kernel:0``, ``lstm/lstm_cell/kernel:0``,
+``forward_lstm_1/...``, stacked cells ``rnn/stacked_rnn_cells/lstm_cell/...``, IndRNN's
+``input_kernel``) loads the same way. The one order a Keras 3 ``.weights.h5`` does not
+record, stacked cells of mixed classes (groups ``lstm_cell``, ``gru_cell``,
+``lstm_cell_1``), is recovered from the jrnn cells' classes as Keras names the groups.
 
-* Keras 3 ``.weights.h5`` (and the ``model.weights.h5`` inside a ``.keras`` zip): a layer
-  lives at ``layers/<snake_case_class>[_N]/`` and is identified by the ``name`` attribute
-  of its ``vars`` group; its variables are ``vars/0``, ``vars/1``... (numeric order); an
-  RNN's cell is at ``cell/vars``, a stack's cells at ``cell/cells/<snake_class>[_N]/vars``,
-  Bidirectional's directions at ``forward_layer``/``backward_layer``, TimeDistributed's
-  inner layer at ``layer``.
-* Legacy HDF5 (Keras 1/2/tf.keras ``save``/``save_weights``, Keras 3's legacy writer): layer
-  groups under ``model_weights`` (full model) or at the root (weights only), arrays read in
-  the order of each group's ``weight_names`` attribute (chunked ``weight_names0``... too).
-
-Arrays are assigned in Keras' ``get_weights()`` order to the module's parameters, with
-every shape checked. Keras 1/2 conversions (CuDNN biases into LSTM/GRU, Keras 1 per-gate
-arrays) are in :mod:`importers.layouts`; this module loads the arrays as stored.
+Loading is all or nothing: every count and shape is checked before any parameter is
+assigned. Keras 1/2 conversions (CuDNN biases into LSTM/GRU, Keras 1 per-gate arrays) are
+in :mod:`importers.layouts`; this module loads the arrays as stored.
 """
 
 from __future__ import annotations
 
-import io
-import zipfile
+import os
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from flax import nnx
 
-MAX_MEMBER_BYTES = 2 * 1024**3
+from importers import _files
+from importers.errors import (
+    ExtraWeightsError,
+    KerasFileError,
+    MissingWeightsError,
+    UnsupportedLayerError,
+    WeightShapeError,
+)
 
 _KERAS_CELL_NAMES = {
     "LSTMCell": "lstm_cell",
@@ -64,164 +70,196 @@ def keras_params(module: nnx.Module) -> list[nnx.Param]:
     return [getattr(module, n) for n in names if isinstance(getattr(module, n, None), nnx.Param)]
 
 
-def _vars(group, path: str) -> list[np.ndarray]:
-    if "vars" not in group:
-        raise ValueError(f"{path}: no `vars` group in the weights file.")
-    datasets = group["vars"]
-    return [_read(datasets[k], f"{path}/vars/{k}") for k in sorted(datasets, key=int)]
-
-
-def _read(dataset, where: str) -> np.ndarray:
-    if dataset.dtype.kind not in "fiu" or dataset.size * dataset.dtype.itemsize > MAX_MEMBER_BYTES:
-        raise ValueError(
-            f"{where}: refusing dataset of dtype {dataset.dtype} and shape "
-            f"{dataset.shape} (numeric arrays up to {MAX_MEMBER_BYTES} bytes only)."
-        )
-    return np.asarray(dataset[()])
-
-
-def _keras3_arrays(group, module: nnx.Module, path: str) -> list[np.ndarray]:
+def _unordered_arrays(module: Any, lw: _files.LayerWeights, label: str, layer: str) -> list:
+    """Arrays of a Keras 3 subtree whose stacked-cell order the file does not record."""
     import jrnn
 
-    if isinstance(module, jrnn.Bidirectional):
-        return _keras3_arrays(
-            group["forward_layer"], module.forward_layer, path + "/forward_layer"
-        ) + _keras3_arrays(group["backward_layer"], module.backward_layer, path + "/backward_layer")
-    if isinstance(module, jrnn.TimeDistributed):
-        return _keras3_arrays(group["layer"], module.layer, path + "/layer")
-    if isinstance(module, jrnn.RNN):
-        cell_group = group["cell"]
-        if isinstance(module.cell, jrnn.StackedRNNCells):
-            counts: dict[str, int] = {}
-            arrays = []
-            for cell in module.cell.cells:
-                base = _KERAS_CELL_NAMES.get(type(cell).__name__, type(cell).__name__.lower())
-                n = counts.get(base, 0)
-                counts[base] = n + 1
-                name = base if n == 0 else f"{base}_{n}"
-                arrays += _vars(cell_group["cells"][name], f"{path}/cell/cells/{name}")
-            return arrays
-        return _vars(cell_group, path + "/cell")
-    return _vars(group, path)
+    if lw.ordered:
+        return list(lw.arrays)
 
-
-def _find_layer(root, name: str):
-    """The group whose ``vars`` attribute ``name`` equals ``name`` (searched depth-first)."""
-    stack = [("", root)]
-    while stack:
-        path, group = stack.pop()
-        for key in group:
-            child = group[key]
-            if not hasattr(child, "keys"):
-                continue
-            child_path = f"{path}/{key}" if path else key
-            if key == "vars":
-                continue
-            vars_group = child.get("vars")
-            label = vars_group.attrs.get("name") if vars_group is not None else None
-            if isinstance(label, bytes):
-                label = label.decode()
-            if label == name:
-                return child, child_path
-            stack.append((child_path, child))
-    return None, None
-
-
-def _attr_list(group, name: str) -> list[str] | None:
-    if name in group.attrs:
-        values = list(group.attrs[name])
-    elif f"{name}0" in group.attrs:
-        values, k = [], 0
-        while f"{name}{k}" in group.attrs:
-            values += list(group.attrs[f"{name}{k}"])
-            k += 1
-    else:
-        return None
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
-
-
-def _legacy_arrays(root, name: str, path: str) -> list[np.ndarray] | None:
-    weights_root = root["model_weights"] if "model_weights" in root else root
-    if _attr_list(weights_root, "layer_names") is None or name not in weights_root:
-        return None
-    group = weights_root[name]
-    weight_names = _attr_list(group, "weight_names") or []
-    arrays = []
-    for weight_name in weight_names:
-        if weight_name not in group:
-            raise ValueError(
-                f"{path}: layer {name!r} lists weight {weight_name!r} but the file "
-                "has no such dataset."
+    def child(key: str) -> _files.LayerWeights:
+        if key not in lw.children:
+            raise MissingWeightsError(
+                f"{label}: layer {layer!r}: the file has no {key!r} under {lw.path!r} (it "
+                f"holds {sorted(lw.children)}); the jrnn module does not match the layer "
+                "that wrote the file.",
+                path=label,
+                where=f"{lw.path}/{key}",
             )
-        arrays.append(_read(group[weight_name], f"{path}:{name}/{weight_name}"))
-    return arrays
+        return lw.children[key]
 
-
-def _open(source: str):
-    import h5py
-
-    if zipfile.is_zipfile(source):
-        with zipfile.ZipFile(source) as archive:
-            names = archive.namelist()
-            if "model.weights.h5" not in names:
-                raise ValueError(
-                    f"{source}: a .keras archive without model.weights.h5 (members: {names})."
+    if isinstance(module, jrnn.Bidirectional):
+        return _unordered_arrays(
+            module.forward_layer, child("forward_layer"), label, layer
+        ) + _unordered_arrays(module.backward_layer, child("backward_layer"), label, layer)
+    if isinstance(module, jrnn.TimeDistributed):
+        return _unordered_arrays(module.layer, child("layer"), label, layer)
+    if isinstance(module, jrnn.RNN):
+        return _unordered_arrays(module.cell, child("cell"), label, layer)
+    if isinstance(module, jrnn.StackedRNNCells):
+        by_group = {m.path.rsplit("/", 1)[-1]: m for m in lw.children.values()}
+        counts: dict[str, int] = {}
+        arrays: list = []
+        for cell in module.cells:
+            base = _KERAS_CELL_NAMES.get(type(cell).__name__, type(cell).__name__.lower())
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            key = base if n == 0 else f"{base}_{n}"
+            if key not in by_group:
+                raise MissingWeightsError(
+                    f"{label}: layer {layer!r}: the jrnn stack's cell {len(counts) - 1} "
+                    f"({type(cell).__name__}) needs the group {lw.path}/cells/{key}, which "
+                    f"the file lacks (it holds {sorted(by_group)}).",
+                    path=label,
+                    where=f"{lw.path}/cells/{key}",
                 )
-            info = archive.getinfo("model.weights.h5")
-            if info.file_size > MAX_MEMBER_BYTES:
-                raise ValueError(
-                    f"{source}: model.weights.h5 declares {info.file_size} bytes, "
-                    f"over the {MAX_MEMBER_BYTES}-byte limit."
-                )
-            data = archive.read("model.weights.h5")
-        return h5py.File(io.BytesIO(data), "r")
-    try:
-        return h5py.File(source, "r")
-    except OSError as error:
-        raise ValueError(f"{source}: not a readable HDF5 or .keras file ({error}).") from error
+            arrays += _unordered_arrays(cell, by_group.pop(key), label, layer)
+        if any(m.arrays for m in by_group.values()):
+            raise ExtraWeightsError(
+                f"{label}: layer {layer!r}: the file holds weights of the cells "
+                f"{sorted(k for k, m in by_group.items() if m.arrays)} under {lw.path!r} "
+                "that the jrnn stack has no cell for; build the stack with the cells of the "
+                "Keras layer that wrote the file.",
+                path=label,
+                where=lw.path,
+            )
+        return arrays
+    raise UnsupportedLayerError(
+        lw.class_name,
+        layer,
+        path=label,
+        detail=(
+            f"the file does not record the order of the mixed-class list under {lw.path!r} "
+            f"and the target {type(module).__name__} does not say it; use "
+            "importers.read_keras_file(path, config=...) with the model's config."
+        ),
+    )
+
+
+def _layers_of(target: Any) -> Mapping[str, Any]:
+    layers = getattr(target, "layers", None) if not isinstance(target, Mapping) else target
+    if layers is None or not all(hasattr(layers, a) for a in ("items", "keys")):
+        raise TypeError(
+            "load_weights: target must be a mapping {keras_layer_name: jrnn module} or a "
+            "converted model with a `.layers` mapping (importers.load(...)); received "
+            f"{type(target).__name__}."
+        )
+    return layers
+
+
+def _plan_layer(name: str, module: Any, lw, label: str) -> list[tuple[nnx.Variable, np.ndarray]]:
+    """(parameter, array) pairs for one layer after every count and shape check."""
+    params = keras_params(module)
+    arrays = _unordered_arrays(module, lw, label, name)
+    names = list(lw.weight_names) if lw.ordered else [f"#{k}" for k in range(len(arrays))]
+    if len(arrays) < len(params):
+        raise MissingWeightsError(
+            f"{label}: layer {name!r} holds {len(arrays)} weights in the file "
+            f"({names}), but the jrnn {type(module).__name__} needs {len(params)} "
+            f"(shapes {[tuple(p.shape) for p in params]}); the file was written by a "
+            "different layer (use_bias, cell count) or is incomplete.",
+            path=label,
+            where=lw.path or name,
+        )
+    if len(arrays) > len(params):
+        raise ExtraWeightsError(
+            f"{label}: layer {name!r} holds {len(arrays)} weights in the file "
+            f"({names}), but the jrnn {type(module).__name__} has only {len(params)} "
+            f"parameters (shapes {[tuple(p.shape) for p in params]}); refusing to drop "
+            f"{names[len(params) :]}. Build the jrnn layer as the Keras layer that wrote "
+            "the file (use_bias, cells).",
+            path=label,
+            where=lw.path or name,
+        )
+    planned = []
+    for k, (param, array) in enumerate(zip(params, arrays)):
+        weight = names[k] if k < len(names) else f"#{k}"
+        if tuple(param.shape) != tuple(array.shape):
+            raise WeightShapeError(
+                path=label,
+                layer=name,
+                weight=f"{weight} (weight {k})",
+                expected=tuple(param.shape),
+                received=tuple(array.shape),
+            )
+        planned.append((param, array))
+    return planned
 
 
 def load_weights(
-    target: Mapping[str, nnx.Module], source: str, *, strict: bool = True
+    target: Any,
+    source: str | os.PathLike,
+    *,
+    strict: bool = True,
+    max_member_bytes: int = _files.DEFAULT_MAX_MEMBER_BYTES,
+    max_total_bytes: int = _files.DEFAULT_MAX_TOTAL_BYTES,
 ) -> list[str]:
-    """Load a Keras weights file into jrnn modules: ``target = {keras_layer_name: module}``.
+    """Load a Keras weights or model file into jrnn modules, matching layers by name.
 
-    Returns the names of the layers loaded. With ``strict=True`` (default) a layer missing
-    from the file, or a count or shape mismatch, raises ``ValueError`` naming the file,
-    layer, weight, expected and received shapes, and nothing is assigned; with
-    ``strict=False`` such layers are skipped and left out of the returned list.
+    Args:
+        target: ``{keras_layer_name: jrnn module}``, or a converted model with a ``.layers``
+            mapping (an :class:`importers.ImportedModel`). Each module receives its Keras
+            layer's arrays in :func:`keras_params` order.
+        source: a ``.keras`` archive, a Keras 3 ``.weights.h5`` or a legacy ``.h5`` (Keras
+            1/2/3, tf.keras), read by :func:`importers.read_keras_file`.
+        strict: with True (default) any layer that cannot be loaded raises and nothing is
+            assigned; with False such layers are skipped, left out of the returned list, and
+            the others are loaded. File-level problems (corrupt, unsafe) always raise.
+        max_member_bytes: largest archive member / array accepted (as in
+            :func:`importers.read_keras_file`).
+        max_total_bytes: largest total of bytes read (as in
+            :func:`importers.read_keras_file`).
+
+    Returns:
+        The Keras names of the layers loaded, in ``target`` order.
+
+    Raises:
+        MissingWeightsError: no layer of that name in the file, or fewer arrays than the
+            module needs.
+        ExtraWeightsError: more arrays in the file than the module has parameters.
+        WeightShapeError: an array's shape differs from its parameter's (naming file,
+            layer, weight, expected and received shapes).
+        CorruptFileError, UnsafeFileError, KerasFileError: the file cannot be read safely
+            (see :func:`importers.read_keras_file`).
+
+    Example:
+        >>> import os, tempfile, h5py, numpy as np
+        >>> from flax import nnx
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.h5")
+        >>> with h5py.File(path, "w") as f:  # a Keras-2-style save_weights("w.h5")
+        ...     f.attrs["layer_names"] = [b"dense_1"]
+        ...     g = f.create_group("dense_1")
+        ...     g.attrs["weight_names"] = [b"dense_1/kernel:0", b"dense_1/bias:0"]
+        ...     g["dense_1/kernel:0"] = np.ones((3, 2), "f4")
+        ...     g["dense_1/bias:0"] = np.zeros(2, "f4")
+        >>> dense = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+        >>> load_weights({"dense_1": dense}, path)
+        ['dense_1']
+        >>> float(dense.kernel[...].sum())
+        6.0
     """
-    planned: list[tuple[nnx.Param, np.ndarray]] = []
+    layers = _layers_of(target)
+    label = os.fspath(source)
+    kf = _files._read(label, None, max_member_bytes, max_total_bytes, keep_unordered=True)
+    planned: list[tuple[nnx.Variable, np.ndarray]] = []
     loaded = []
-    with _open(source) as root:
-        for name, module in target.items():
-            params = keras_params(module)
-            arrays = _legacy_arrays(root, name, source)
-            if arrays is None:
-                group, path = _find_layer(root, name)
-                if group is None:
-                    if strict:
-                        raise ValueError(f"{source}: no layer named {name!r} in the file.")
-                    continue
-                arrays = _keras3_arrays(group, module, f"{source}:{path}")
-            try:
-                if len(arrays) != len(params):
-                    raise ValueError(
-                        f"{source}: layer {name!r} has {len(arrays)} weights in the "
-                        f"file; the jrnn module expects {len(params)}."
-                    )
-                for k, (param, array) in enumerate(zip(params, arrays)):
-                    if tuple(param.shape) != array.shape:
-                        raise ValueError(
-                            f"{source}: layer {name!r} weight {k}: expected shape "
-                            f"{tuple(param.shape)}, received {array.shape}."
-                        )
-            except ValueError:
-                if strict:
-                    raise
-                continue
-            planned += list(zip(params, arrays))
-            loaded.append(name)
+    for name, module in layers.items():
+        try:
+            lw = kf.layer_weights.get(name)
+            if lw is None:
+                raise MissingWeightsError(
+                    f"{label}: no layer named {name!r} in the file (it holds "
+                    f"{list(kf.layer_weights)[:20]}); pass the Keras layer names as the keys "
+                    "of target.",
+                    path=label,
+                    where=name,
+                )
+            planned += _plan_layer(name, module, lw, label)
+        except KerasFileError:
+            if strict:
+                raise
+            continue
+        loaded.append(name)
     for param, array in planned:
         param.set_value(np.asarray(array, dtype=param[...].dtype))
     return loaded

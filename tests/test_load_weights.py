@@ -3,6 +3,7 @@ made at test time load into jrnn modules that then give Keras' outputs."""
 
 from __future__ import annotations
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from flax import nnx
 
 import importers
 import jrnn
+from importers.errors import CorruptFileError, MissingWeightsError, WeightShapeError
 from tests.helpers import assert_close
 from tests.keras_twins import random_inputs
 
@@ -94,12 +96,12 @@ def test_load_weights_errors(tmp_path):
     before = np.asarray(layers["gru"].cell.kernel[...]).copy()
     wrong = {"gru": jrnn.GRU(4, 2, reset_after=False, rngs=nnx.Rngs(0)), **{"bi": layers["bi"]}}
     with pytest.raises(
-        ValueError,
-        match=r"layer 'gru' weight 0: expected shape \(2, 12\), "
-        r"received \(2, 9\)",
+        WeightShapeError,
+        match=r"m\.weights\.h5: layer 'gru', weight 'layers/gru/cell/vars/0 \(weight 0\)': "
+        r"expected shape \(2, 12\), received \(2, 9\)",
     ):
         importers.load_weights(wrong, path)
-    with pytest.raises(ValueError, match=r"no layer named 'nope'"):
+    with pytest.raises(MissingWeightsError, match=r"no layer named 'nope'"):
         importers.load_weights({"nope": layers["gru"]}, path)
     np.testing.assert_array_equal(np.asarray(layers["gru"].cell.kernel[...]), before)
     assert importers.load_weights(
@@ -107,5 +109,36 @@ def test_load_weights_errors(tmp_path):
     ) == ["gru"]
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not an hdf5 file")
-    with pytest.raises(ValueError, match=r"not a readable HDF5 or .keras file"):
+    with pytest.raises(CorruptFileError, match=r"neither a zip archive \(\.keras\) nor an HDF5"):
         importers.load_weights(layers, str(bad))
+
+
+def test_load_weights_into_imported_model_and_indrnn_names(tmp_path):
+    """A converted model (its ``.layers``) is a target; IndRNN's ``input_kernel`` and Keras
+    1.2-style flat names (``ind_1/input_kernel:0``) load by order."""
+    model = _keras_model(keras)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    imported = importers.load(path)
+    for p in importers.keras_params(imported.layers["gru"]):
+        p.set_value(np.zeros(p.shape, p[...].dtype))
+    assert importers.load_weights(imported, path) == list(imported.layers.keys())
+    np.testing.assert_array_equal(
+        np.asarray(imported.layers["gru"].cell.kernel[...]),
+        model.get_layer("gru").get_weights()[0],
+    )
+    rng = np.random.default_rng(0)
+    kernel, recurrent, bias = (rng.standard_normal(s).astype("f4") for s in ((F, 5), (5,), (5,)))
+    legacy = tmp_path / "ind.h5"
+    with h5py.File(legacy, "w") as f:
+        f.attrs["layer_names"] = [b"ind_1"]
+        f.attrs["keras_version"] = b"2.1.6"
+        g = f.create_group("ind_1")
+        names = [b"ind_1/input_kernel:0", b"ind_1/recurrent_kernel:0", b"ind_1/bias:0"]
+        g.attrs["weight_names"] = names
+        for name, value in zip(names, (kernel, recurrent, bias)):
+            g[name.decode()] = value
+    ind = jrnn.IndRNN(5, F, rngs=nnx.Rngs(0))
+    assert importers.load_weights({"ind_1": ind}, legacy) == ["ind_1"]
+    for got, want in zip(importers.keras_params(ind), (kernel, recurrent, bias)):
+        np.testing.assert_array_equal(np.asarray(got[...]), want)

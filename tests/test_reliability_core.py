@@ -110,3 +110,65 @@ def test_bucketing_errors():
         jrnn.utils.pad_to_bucket(np.ones((2, 3, 1)), mask=np.ones((2, 4), bool))
     with pytest.raises(ValueError, match=r"`buckets` must be increasing"):
         jrnn.utils.bucket_length(3, buckets=(8, 4))
+
+
+# -- extreme shapes: T = 0, a fully masked first step, large units ----------------------------
+
+
+@pytest.mark.parametrize("kind", ["simple", "gru", "lstm"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_empty_time_axis_raises_naming_the_argument(kind, return_sequences):
+    """T = 0: Keras 3.15 fails too (TensorFlow: InvalidArgumentError from a strided slice,
+    JAX: IndexError), with no word about the cause; jrnn raises ValueError naming
+    ``inputs``, the layer and the shape, eagerly and under jit, instead of returning an
+    empty sequence or the initial state."""
+    layer, klayer = make_pair(
+        {"kind": kind, "units": 4},
+        3,
+        batch=2,
+        time=1,
+        return_sequences=return_sequences,
+        return_state=True,
+    )
+    x = np.zeros((2, 0, 3), np.float32)
+    name = type(layer).__name__
+    match = rf"{name}: `inputs` must have at least one timestep; received shape \(2, 0, 3\)"
+    with pytest.raises(ValueError, match=match):
+        layer(x)
+    with pytest.raises(ValueError, match=match):
+        nnx.jit(lambda m, x: m(x))(layer, x)
+    with pytest.raises(Exception):  # noqa: B017 - Keras' own failure has no useful type
+        keras_call(klayer, x)
+
+
+@pytest.mark.parametrize("kind", ["simple", "gru", "lstm"])
+def test_every_row_masked_at_step_zero(kind):
+    """Step 0 masked in every row (then ragged masks): outputs there are zeros and the
+    states carry the initial state, as in Keras' TensorFlow backend."""
+    layer, klayer = make_pair(
+        {"kind": kind, "units": 5}, 3, batch=3, time=7, return_sequences=True, return_state=True
+    )
+    x = random_inputs(3, 7, 3)
+    mask = np.ones((3, 7), bool)
+    mask[:, 0] = False
+    mask[1, :3] = False
+    mask[2, :] = False  # one row masked at every step
+    ours, theirs = flatten(layer(x, mask=mask)), flatten(keras_call(klayer, x, mask=mask))
+    for a, e in zip(ours, theirs):
+        assert_close(a, e, time=7)
+    np.testing.assert_array_equal(np.asarray(ours[0])[:, 0], 0.0)
+    np.testing.assert_array_equal(np.asarray(ours[0])[2], 0.0)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_units_1024_small_batch(kind):
+    layer, klayer = make_pair(
+        {"kind": kind, "units": 1024}, 3, batch=1, time=4, return_sequences=True, return_state=True
+    )
+    x = random_inputs(1, 4, 3)
+    # Each recurrent dot product sums 1024 float32 terms in another order than TensorFlow's
+    # GEMM: rounding grows like sqrt(n), so the bound is the float32 one times
+    # sqrt(1024 / 16) = 8 (the parity protocol's 1e-5 is for the usual <= 16 units).
+    for a, e in zip(flatten(layer(x)), flatten(keras_call(klayer, x))):
+        assert np.all(np.isfinite(a))
+        assert_close(np.asarray(a) / 8, np.asarray(e) / 8, time=4)
