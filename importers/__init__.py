@@ -15,11 +15,15 @@ Only h5py, json, zipfile and NumPy are used for files; Keras is imported only wh
 Keras model is passed.
 """
 
+from importers import checkpoint as checkpoint
 from importers import errors as errors
+from importers import export as export
 from importers import layouts as layouts
 from importers import legacy as legacy
 from importers._files import KerasFile as KerasFile
 from importers._files import read_keras_file as read_keras_file
+from importers.export import save_keras as save_keras
+from importers.export import save_weights as save_weights
 from importers.model import ImportedModel as ImportedModel
 from importers.model import load as load
 from importers.weights import keras_params as keras_params
@@ -28,11 +32,15 @@ from importers.weights import load_weights as load_weights
 __all__ = [
     "ImportedModel",
     "KerasFile",
+    "checkpoint",
     "errors",
+    "export",
     "keras_params",
     "layouts",
     "legacy",
     "load",
     "load_weights",
     "read_keras_file",
+    "save_keras",
+    "save_weights",
 ]

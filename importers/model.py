@@ -222,7 +222,10 @@ class ImportedModel(nnx.Module):
             norm = lambda r: [tuple(x) for x in (r if isinstance(r[0], list) else [r])]
             inputs = [(n, 0, 0) for n, _, _ in norm(cfg["input_layers"])]
             outputs = norm(cfg["output_layers"])
-            single = not isinstance(cfg["output_layers"][0], list)
+            # Keras 3 writes one output as a bare ref; Keras 2 always writes a list of refs.
+            single = not isinstance(cfg["output_layers"][0], list) or (
+                keras_major < 3 and len(outputs) == 1
+            )
         by_name = {_entry_name(e): e for e in entries}
         for name, idx, refs, is_list, kwargs in plan:
             args = [specs.get(r, (None, None)) for r in refs]
