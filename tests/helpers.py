@@ -68,3 +68,19 @@ def cell_weights(cell) -> list[np.ndarray]:
 
 def tree_to_numpy(tree):
     return jax.tree_util.tree_map(lambda a: np.asarray(jnp.asarray(a).astype(jnp.float32)), tree)
+
+
+def randomize_keras(model, seed: int = 0, scale: float = 0.4) -> None:
+    """Random asymmetric weights for every variable of a Keras model (``set_weights``)."""
+    rng = np.random.default_rng(seed)
+    model.set_weights(
+        [rng.standard_normal(w.shape).astype(np.float32) * scale for w in model.get_weights()]
+    )
+
+
+def nudge(model, delta: float = 0.01) -> None:
+    """Add ``delta`` to every parameter of a ported model, as fine-tuning would."""
+    from importers.weights import keras_params
+
+    for p in keras_params(model):
+        p[...] = p[...] + np.asarray(delta, p[...].dtype)

@@ -29,27 +29,10 @@ from importers.errors import (
     MissingWeightsError,
     UnsafeFileError,
 )
-from importers.model import ImportedModel
-from importers.weights import keras_params
+from tests.helpers import nudge, randomize_keras
 
 T, F = 7, 3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _rand_weights(model, seed=0):
-    rng = np.random.default_rng(seed)
-    model.set_weights(
-        [rng.standard_normal(w.shape).astype(np.float32) * 0.4 for w in model.get_weights()]
-    )
-
-
-def _nudge(model: ImportedModel, delta=0.01):
-    for layer in model.layers.values():
-        if isinstance(layer, ImportedModel):
-            _nudge(layer, delta)
-            continue
-        for p in keras_params(layer):
-            p[...] = p[...] + np.asarray(delta, p[...].dtype)
 
 
 def _x(seed=1):
@@ -89,14 +72,14 @@ def _assert_same(a, b):
 @pytest.mark.parametrize("kind", ["embedding", "functional"])
 def test_round_trip_keeps_tuned_weights(kind, tmp_path):
     km = embedding_model() if kind == "embedding" else functional_model()
-    _rand_weights(km)
+    randomize_keras(km)
     if kind == "embedding":
         x = np.random.default_rng(2).integers(1, 10, (2, T)).astype(np.int32)
         x[1, 3:] = 0
     else:
         x = _x()
     m = importers.load(km)
-    _nudge(m)
+    nudge(m)
     ckpt = tmp_path / "ckpt"
     checkpoint.save_checkpoint(m, ckpt)
     assert sorted(os.listdir(ckpt)) == ["jrnn_checkpoint.json", "weights.safetensors"]
@@ -119,7 +102,7 @@ def test_round_trip_keeps_tuned_weights(kind, tmp_path):
             f"{lstm}/cell/{n}" for n in ("kernel", "recurrent_kernel", "bias")
         ]
     # saving again over the checkpoint replaces it
-    _nudge(restored, 0.5)
+    nudge(restored, 0.5)
     checkpoint.save_checkpoint(restored, ckpt)
     _assert_same(checkpoint.load_checkpoint(ckpt)(x), restored(x))
 
@@ -131,7 +114,7 @@ def test_keras2_model_keeps_keras2_semantics(tmp_path):
     km = k.Sequential(
         [k.Input((T, F)), k.layers.GRU(3, recurrent_activation="hard_sigmoid", reset_after=False)]
     )
-    _rand_weights(km)
+    randomize_keras(km)
     m = importers.load(km)
     assert m.keras_major == 2
     checkpoint.save_checkpoint(m, tmp_path)
@@ -143,7 +126,7 @@ def test_keras2_model_keeps_keras2_semantics(tmp_path):
 
 def test_custom_layers_are_passed_through(tmp_path):
     km = keras.Sequential([keras.Input((T, F)), L.LSTM(3), L.Lambda(lambda t: t * 2.0)])
-    _rand_weights(km)
+    randomize_keras(km)
 
     class Double:
         def __call__(self, x, *, training=False):
@@ -183,9 +166,9 @@ _NO_KERAS = textwrap.dedent(
 
 def test_loading_imports_neither_tensorflow_nor_keras(tmp_path):
     km = keras.Sequential([keras.Input((T, F)), L.Bidirectional(L.LSTM(3))])
-    _rand_weights(km)
+    randomize_keras(km)
     m = importers.load(km)
-    _nudge(m)
+    nudge(m)
     checkpoint.save_checkpoint(m, tmp_path / "ckpt")
     np.save(tmp_path / "x.npy", _x())
     np.save(tmp_path / "y.npy", np.asarray(m(_x())))

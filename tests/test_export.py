@@ -22,25 +22,9 @@ import importers
 from importers import export
 from importers.errors import UnsupportedLayerError
 from importers.model import ImportedModel
-from importers.weights import keras_params
+from tests.helpers import nudge, randomize_keras
 
 T, F = 7, 3
-
-
-def _rand_weights(model, seed=0):
-    rng = np.random.default_rng(seed)
-    model.set_weights(
-        [rng.standard_normal(w.shape).astype(np.float32) * 0.4 for w in model.get_weights()]
-    )
-
-
-def _nudge(model: ImportedModel, delta=0.01):
-    """Change every jrnn parameter, as fine-tuning would."""
-    for layer in model.layers.values():
-        modules = layer.layers.values() if isinstance(layer, ImportedModel) else [layer]
-        for module in modules:
-            for p in keras_params(module):
-                p[...] = p[...] + np.asarray(delta, p[...].dtype)
 
 
 def _float_inputs(seed=1):
@@ -158,10 +142,10 @@ MODELS = {
 def test_export_loads_in_keras_with_tuned_weights(kind, tmp_path):
     build, inputs = MODELS[kind]
     km = build()
-    _rand_weights(km)
+    randomize_keras(km)
     x = inputs()
     m = importers.load(km)
-    _nudge(m)
+    nudge(m)
     expected = np.asarray(m(x))
     assert not np.allclose(expected, km(x).numpy(), atol=1e-4)  # the nudge changed outputs
 
@@ -194,13 +178,13 @@ def test_export_loads_in_keras_with_tuned_weights(kind, tmp_path):
 def test_keras_file_round_trip(tmp_path):
     """.keras (written by Keras) -> jrnn -> tuned -> .keras -> Keras."""
     km = functional_wrappers()
-    _rand_weights(km, seed=3)
+    randomize_keras(km, seed=3)
     original = tmp_path / "original.keras"
     _keras_save(km, original)
     m = importers.load(original)
     x = _float_inputs()
     np.testing.assert_allclose(np.asarray(m(x)), km(x).numpy(), atol=1e-5, rtol=0)
-    _nudge(m, -0.02)
+    nudge(m, -0.02)
     out = tmp_path / "out.keras"
     export.save_keras(m, out)
     np.testing.assert_allclose(_keras_load(out)(x).numpy(), np.asarray(m(x)), atol=1e-5, rtol=0)
@@ -260,11 +244,11 @@ def test_tf_keras_models_export_to_keras3(tmp_path):
     i = k.Input((T, F))
     fn = k.Model(i, kl.Dense(2)(kl.LSTM(3, return_sequences=True)(i)))
     for km, x in ((seq, _int_inputs()), (fn, _float_inputs())):
-        _rand_weights(km, seed=5)
+        randomize_keras(km, seed=5)
         m = importers.load(km)
         assert m.keras_major == 2
         np.testing.assert_allclose(_one(m(x)), km(x).numpy(), atol=1e-5, rtol=0)
-        _nudge(m)
+        nudge(m)
         path = tmp_path / f"{km.name}.keras"
         export.save_keras(m, path)
         loaded = _keras_load(path)
@@ -276,7 +260,7 @@ def test_keras2_gru_without_reset_after_is_written_out():
     and the InputLayer (the first layer holds batch_input_shape)."""
     k = _tf_keras()
     km = k.Sequential([k.Input((T, F)), k.layers.GRU(3, reset_after=False)])
-    _rand_weights(km)
+    randomize_keras(km)
     config = {"class_name": "Sequential", "config": km.get_config()}
     old_input = config["config"]["layers"].pop(0)
     gru_config = config["config"]["layers"][0]["config"]
@@ -307,7 +291,7 @@ def test_keras2_hard_sigmoid_is_refused_naming_the_layer(tmp_path):
 
 def test_keras3_hard_sigmoid_is_kept(tmp_path):
     km = keras.Sequential([keras.Input((T, F)), L.GRU(3, recurrent_activation="hard_sigmoid")])
-    _rand_weights(km)
+    randomize_keras(km)
     m = importers.load(km)
     path = tmp_path / "m.keras"
     export.save_keras(m, path)
