@@ -131,11 +131,6 @@ _CELLS: dict[str, type] = {
 }
 
 
-def _cell_drop(cls: type, config: dict) -> tuple[str, ...]:
-    drop = ["name"] if "name" not in _signature(cls) else []
-    return tuple(drop)
-
-
 def n_cell_weights(entry: dict) -> int:
     """Number of arrays a Keras recurrent cell / layer entry owns (``get_weights()``)."""
     cls, cfg = entry["class_name"], entry["config"]
@@ -165,12 +160,11 @@ def _cell(entry: dict, arrays: list, in_features: int):
             "LSTMCell, IndRNNCell, StackedRNNCells).",
         )
     cls = _CELLS[cls_name]
-    kw = keras_kwargs(cls, cfg, drop=_cell_drop(cls, cfg))
+    drop = () if "name" in _signature(cls) else ("name",)
+    kw = keras_kwargs(cls, cfg, drop=drop)
     if cls is jrnn.GRUCell:
         kw["reset_after"] = cfg.get("reset_after", False)
-    cell = cls(
-        cfg["units"], in_features, rngs=nnx.Rngs(0), **{k: v for k, v in kw.items() if k != "units"}
-    )
+    cell = cls(kw.pop("units"), in_features, rngs=nnx.Rngs(0), **kw)
     return _finish(cell, cfg, arrays)
 
 
@@ -270,7 +264,7 @@ def _conv_lstm(cls: type, rank: int):
         name = str(config.get("name"))
         if not in_shape or any(d is None for d in in_shape[1:]):
             raise UnsupportedLayerError(
-                type(cls).__name__,
+                cls.__name__,
                 name,
                 detail=f"its input shape (time, {rank} spatial dims, channels) is not recorded "
                 "in the model, and jrnn's ConvLSTM needs the spatial shape; give the Keras "
@@ -287,18 +281,6 @@ def _conv_lstm(cls: type, rank: int):
             spatial_shape=spatial,
             rngs=nnx.Rngs(0),
             **kw,
-        )
-        return _finish(layer, config, arrays)
-
-    return convert
-
-
-def _cudnn(cls: type):
-    def convert(config: dict, arrays: list, in_shape: Any):
-        kw = keras_kwargs(cls, config)
-        units = kw.pop("units")
-        layer = cls(
-            units, _in_features(arrays, in_shape, str(config.get("name"))), rngs=nnx.Rngs(0), **kw
         )
         return _finish(layer, config, arrays)
 
@@ -377,8 +359,8 @@ _RECURRENT = {
     "GRU": _rnn_layer(jrnn.GRU, gru=True),
     "LSTM": _rnn_layer(jrnn.LSTM),
     "RNN": _rnn,
-    "CuDNNLSTM": _cudnn(jrnn.CuDNNLSTM),
-    "CuDNNGRU": _cudnn(jrnn.CuDNNGRU),
+    "CuDNNLSTM": _rnn_layer(jrnn.CuDNNLSTM),
+    "CuDNNGRU": _rnn_layer(jrnn.CuDNNGRU),
     "IndRNN": _rnn_layer(jrnn.IndRNN),
     "ConvLSTM1D": _conv_lstm(jrnn.ConvLSTM1D, 1),
     "ConvLSTM2D": _conv_lstm(jrnn.ConvLSTM2D, 2),

@@ -115,10 +115,13 @@ def _has_tensor(v: Any) -> bool:
     return False
 
 
-def _resolve(v: Any, tensors: dict) -> Any:
+def _resolve(v: Any, tensors: dict, strict: bool = True) -> Any:
+    """The value(s) a Keras tensor reference (or a list of them) points to; with
+    ``strict=False`` an unknown reference gives None (shape inference)."""
     if isinstance(v, dict):
-        return tensors[_history(v)][0]
-    return [_resolve(x, tensors) for x in v]
+        ref = _history(v)
+        return tensors[ref][0] if strict else tensors.get(ref, (None, None))[0]
+    return [_resolve(x, tensors, strict) for x in v]
 
 
 def _has_input_layer(entry: dict) -> bool:
@@ -348,7 +351,7 @@ def _propagate(layer, args, is_list, kwargs, specs):
     """Output specs of one node from input specs (shape inference while building)."""
     vals = [a[0] for a in args]
     masks = [a[1] for a in args]
-    extra = {k: _resolve_spec(v, specs) for k, v in kwargs.items()}
+    extra = {k: _resolve(v, specs, strict=False) for k, v in kwargs.items()}
     if any(v is None for v in jax.tree_util.tree_leaves(extra, is_leaf=lambda x: x is None)):
         return []
     try:
@@ -361,12 +364,6 @@ def _propagate(layer, args, is_list, kwargs, specs):
         )
     except Exception:  # shape inference is best effort; the real call checks
         return []
-
-
-def _resolve_spec(v: Any, specs: dict) -> Any:
-    if isinstance(v, dict):
-        return specs.get(_history(v), (None, None))[0]
-    return [_resolve_spec(x, specs) for x in v]
 
 
 def _keras2_semantics(obj: Any) -> Any:

@@ -19,16 +19,13 @@ import pytest
 from importers import layouts
 from importers.errors import UnsupportedLayerError
 from importers.model import load
+from tests.helpers import randomize_keras
 
 tfk = pytest.importorskip("tf_keras")
 
 
 def _rand(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        ws = layer.get_weights()
-        if ws:
-            layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.4 for w in ws])
+    randomize_keras(model, seed, scale=0.4)
 
 
 def _keras1_rnn(name, units, **extra):

@@ -10,14 +10,11 @@ import numpy as np
 import pytest
 
 from importers.model import load
+from tests.helpers import randomize_keras
 
 
 def _rand_weights(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        ws = layer.get_weights()
-        if ws:
-            layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in ws])
+    randomize_keras(model, seed, scale=0.3)
 
 
 def _save(model, path):
