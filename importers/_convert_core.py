@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jrnn.layers import core
+from jrnn._dtypes import resolve_policy
+from jrnn.layers import attention, core
 
 
 def _name(config: dict) -> str:
@@ -128,16 +129,24 @@ def _merge(cls):
     return convert
 
 
-def _conv1d(config, arrays, in_shape):
+def _conv(cls):
+    def convert(config, arrays, in_shape):
+        return _conv_nd(cls, config, arrays)
+
+    return convert
+
+
+def _conv_nd(cls, config, arrays):
     use_bias = config.get("use_bias", True)
-    kernel = _first(config, arrays, "kernel", 3)
+    kernel = _first(config, arrays, "kernel", cls.rank + 2)
     groups = int(config.get("groups", 1))
     fmt = _only(config, "data_format", ("channels_last", "channels_first"), "channels_last")
-    padding = _only(config, "padding", ("valid", "same", "causal"), "valid")
-    m = core.Conv1D(
+    paddings = ("valid", "same", "causal") if cls.rank == 1 else ("valid", "same")
+    padding = _only(config, "padding", paddings, "valid")
+    m = cls(
         int(config["filters"]),
         config["kernel_size"],
-        int(kernel.shape[1]) * groups,
+        int(kernel.shape[-2]) * groups,
         strides=config.get("strides", 1),
         padding=padding,
         data_format=fmt,
@@ -217,6 +226,37 @@ def _layer_norm(config, arrays, in_shape):
     return m
 
 
+def _attention(config, arrays, in_shape):
+    use_scale = bool(config.get("use_scale", False))
+    mode = _only(config, "score_mode", ("dot", "concat"), "dot")
+    names = ["scale"] * use_scale + ["concat_score_weight"] * (mode == "concat")
+    _n_arrays(config, arrays, names)
+    m = attention.Attention(
+        use_scale=use_scale,
+        score_mode=mode,
+        dropout=float(config.get("dropout", 0.0)),
+        causal=bool(config.get("causal", False)),
+        name=config.get("name"),
+    )
+    _assign(config, m.keras_weights(), arrays, names)
+    return m
+
+
+def _additive_attention(config, arrays, in_shape):
+    use_scale = bool(config.get("use_scale", True))
+    names = ["scale"] * use_scale
+    _n_arrays(config, arrays, names)
+    m = attention.AdditiveAttention(
+        int(np.asarray(arrays[0]).shape[-1]) if use_scale else None,
+        use_scale=use_scale,
+        dropout=float(config.get("dropout", 0.0)),
+        causal=bool(config.get("causal", False)),
+        name=config.get("name"),
+    )
+    _assign(config, m.keras_weights(), arrays, names)
+    return m
+
+
 def _no_weights(build):
     def convert(config, arrays, in_shape):
         _n_arrays(config, arrays, [])
@@ -257,14 +297,39 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "Reshape": _no_weights(lambda c: core.Reshape(c["target_shape"], name=c.get("name"))),
     "Permute": _no_weights(lambda c: core.Permute(c["dims"], name=c.get("name"))),
     "RepeatVector": _no_weights(lambda c: core.RepeatVector(c["n"], name=c.get("name"))),
-    "Conv1D": _conv1d,
+    "Conv1D": _conv(core.Conv1D),
+    "Conv2D": _conv(core.Conv2D),
+    "Conv3D": _conv(core.Conv3D),
     "MaxPooling1D": _pool(core.MaxPooling1D),
     "AveragePooling1D": _pool(core.AveragePooling1D),
     "GlobalMaxPooling1D": _global_pool(core.GlobalMaxPooling1D),
     "GlobalAveragePooling1D": _global_pool(core.GlobalAveragePooling1D),
     "BatchNormalization": _batch_norm,
     "LayerNormalization": _layer_norm,
+    "Attention": _attention,
+    "AdditiveAttention": _additive_attention,
 }
+
+
+def _with_policy(convert):
+    """The layer's Keras dtype policy carried over: variables in its variable dtype, and the
+    compute dtype recorded as ``module.compute_dtype`` (``importers.load`` casts floating
+    inputs and outputs to it, as Keras autocasts)."""
+
+    def with_policy(config, arrays, in_shape):
+        module = convert(config, arrays, in_shape)
+        if config.get("dtype") is None:
+            return module
+        policy = resolve_policy(config["dtype"], owner=f"layer {_name(config)!r}")
+        for var in module.keras_weights() if hasattr(module, "keras_weights") else []:
+            var.set_value(var.get_value().astype(policy.param_dtype))
+        module.compute_dtype = jnp.dtype(policy.compute_dtype).name
+        return module
+
+    return with_policy
+
+
+CORE_CONVERTERS = {k: _with_policy(v) for k, v in CORE_CONVERTERS.items()}
 # tf_keras 2 aliases
 CORE_CONVERTERS["MaxPool1D"] = CORE_CONVERTERS["MaxPooling1D"]
 CORE_CONVERTERS["AvgPool1D"] = CORE_CONVERTERS["AveragePooling1D"]

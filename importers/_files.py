@@ -136,6 +136,12 @@ _ROOT_SKIP = {"vars", "optimizer", "metrics", "compiled_metrics", "compiled_loss
 _SUFFIX = re.compile(r"^(.*?)(?:_(\d+))?$")
 
 
+def is_op(entry: dict) -> bool:
+    """True for a Functional config entry that records a ``keras.ops`` call, not a layer
+    (``"module": "keras.src.ops.numpy"`` ...): such entries have no weights."""
+    return str(entry.get("module") or "").startswith(("keras.src.ops", "keras.ops"))
+
+
 @dataclass(eq=False)
 class LayerWeights:
     """The weights of one Keras layer (or cell, or nested model), in Keras' own order.
@@ -1083,7 +1089,12 @@ class _V3Tree:
     def match(
         self, subs: dict[str, h5py.Group], where: str, configs: list, owner_class: str | None
     ) -> list[tuple[str, dict | None]]:
-        """Pair each config entry with its group: by the ``vars`` name, else by Keras' path."""
+        """Pair each config entry with its group: by the ``vars`` name, else by Keras' path.
+
+        Operations recorded in a Functional config (``keras.ops`` calls) are not layers and
+        have no group.
+        """
+        configs = [e for e in configs if not (isinstance(e, dict) and is_op(e))]
         names = {k: self.peek_name(sub, f"{where}/{k}") for k, sub in subs.items()}
         plan: list[tuple[str, dict | None]] = []
         values = list(names.values())

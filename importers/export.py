@@ -40,8 +40,10 @@ converted to Keras 3's where the conversion is exact (``batch_input_shape`` to a
 Keras 2 default ``reset_after=False`` written out, ``Model`` to ``Functional``, pooling
 aliases to their class names, ``Policy`` dtypes to ``DTypePolicy``); what Keras 3 cannot
 represent raises :class:`~importers.errors.UnsupportedLayerError` naming the layer and
-the reason (Keras 2's ``hard_sigmoid``, ``time_major=True``, CuDNN and IndRNN layers,
-classes Keras 3 does not have).
+the reason (Keras 2's ``hard_sigmoid``, ``time_major=True``, IndRNN layers, classes Keras 3
+does not have). ``CuDNNLSTM``/``CuDNNGRU`` layers are written as the Keras 3 ``LSTM`` /
+``GRU(reset_after=True)`` they equal, with Keras 2's own weight conversion
+(``keras_equivalent_weights``): Keras 3 loads them with the same outputs.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from importers._files import _snake_case_keras3
+from importers._files import _snake_case_keras3, is_op
 from importers.errors import UnsupportedLayerError
 
 __all__ = ["keras_config", "save_keras", "save_weights"]
@@ -102,12 +104,16 @@ _KERAS3_LAYERS = frozenset(
         "Permute",
         "RepeatVector",
         "Conv1D",
+        "Conv2D",
+        "Conv3D",
         "MaxPooling1D",
         "AveragePooling1D",
         "GlobalMaxPooling1D",
         "GlobalAveragePooling1D",
         "BatchNormalization",
         "LayerNormalization",
+        "Attention",
+        "AdditiveAttention",
     }
 )
 _CELLS = frozenset({"LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells"})
@@ -281,7 +287,7 @@ def _walk_entries(entry: dict):
 def _check_keras3(config: dict) -> None:
     for entry in _walk_entries(config):
         cls = entry.get("class_name")
-        if cls in _MODELS or cls in _KERAS3_LAYERS or cls in _CELLS:
+        if cls in _MODELS or cls in _KERAS3_LAYERS or cls in _CELLS or is_op(entry):
             continue
         raise UnsupportedLayerError(
             cls,
@@ -325,10 +331,11 @@ class _Keras2:
         name = _name(entry)
         if cls in _MODELS:
             return self.model(entry)
+        if cls in _CUDNN_AS:
+            entry = _cudnn_as_keras3(entry)
+            cls = entry["class_name"]
         if cls not in _KERAS3_LAYERS and cls not in _CELLS:
             reason = {
-                "CuDNNLSTM": "Keras 3 has no CuDNNLSTM class",
-                "CuDNNGRU": "Keras 3 has no CuDNNGRU class",
                 "IndRNN": "IndRNN is a Keras 2 custom layer (titu1994/Keras-IndRNN)",
             }.get(cls, "Keras 3 has no built-in class of that name")
             raise UnsupportedLayerError(
@@ -379,11 +386,55 @@ class _Keras2:
             if isinstance(axis, list) and len(axis) == 1:
                 cfg["axis"] = int(axis[0])
         out = {k: v for k, v in entry.items() if k not in ("config", "class_name")}
+        if cfg.pop("causal", False):  # tf.keras <= 2.10: Keras 3 takes it as a call argument
+            out["inbound_nodes"] = [
+                [
+                    [*ref[:3], {**(ref[3] if len(ref) > 3 else {}), "use_causal_mask": True}]
+                    for ref in node
+                ]
+                for node in entry.get("inbound_nodes") or []
+            ]
         out["class_name"] = cls
         out.setdefault("module", "keras.layers")
         out.setdefault("registered_name", None)
         out["config"] = cfg
         return out
+
+
+_CUDNN_AS = {"CuDNNLSTM": "LSTM", "CuDNNGRU": "GRU"}
+_CUDNN_KEPT = (
+    "name",
+    "trainable",
+    "dtype",
+    "units",
+    "return_sequences",
+    "return_state",
+    "go_backwards",
+    "stateful",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "unit_forget_bias",
+)
+
+
+def _cudnn_as_keras3(entry: dict) -> dict:
+    """A Keras 2 CuDNN layer entry as the Keras 3 layer it equals (Keras 2's own rule: tanh,
+    sigmoid recurrent activation, biases; GRU with ``reset_after=True``)."""
+    cls = _CUDNN_AS[entry["class_name"]]
+    cfg = {k: v for k, v in entry["config"].items() if k in _CUDNN_KEPT}
+    cfg.update(activation="tanh", recurrent_activation="sigmoid", use_bias=True)
+    if cls == "GRU":
+        cfg.pop("unit_forget_bias", None)
+        cfg["reset_after"] = True
+    return {**entry, "class_name": cls, "config": cfg}
 
 
 def _policy(dtype: dict) -> Any:
@@ -430,8 +481,8 @@ class _Writer:
         v.attrs["name"] = name
         for i, array in enumerate(arrays):
             value = np.asarray(array)
-            if value.dtype.name == "bfloat16":  # as Keras 3's H5IOStore writes it
-                ds = v.create_dataset(str(i), data=value.view(np.uint16))
+            if value.dtype.name == "bfloat16":  # as Keras 3's H5IOStore: 2-byte opaque, tagged
+                ds = v.create_dataset(str(i), data=value)
                 ds.attrs["dtype"] = "bfloat16"
             else:
                 v[str(i)] = value
@@ -444,8 +495,8 @@ class _Writer:
         sequential = entry["class_name"] == "Sequential"
         for sub in cfg.get("layers") or []:
             cls = sub["class_name"]
-            if sequential and cls == "InputLayer":
-                continue  # Sequential.layers leaves its InputLayer out
+            if (sequential and cls == "InputLayer") or is_op(sub):
+                continue  # Sequential.layers leaves its InputLayer out; ops are not layers
             key = _unique(_snake_case_keras3(cls), counters)
             module = None if cls == "InputLayer" else model.layers[_name(sub)]
             self.layer(layers.create_group(key), sub, module)
@@ -459,7 +510,13 @@ class _Writer:
             self.model(group, entry, module)
         elif cls in _RNN_CELL_NAMES:
             self.vars(group, name, [])
-            self.vars(group.create_group("cell"), _RNN_CELL_NAMES[cls], _values(module.cell))
+            cell = module.cell
+            values = (  # a CuDNN layer written as the LSTM/GRU it equals
+                [np.asarray(w) for w in cell.keras_equivalent_weights()]
+                if hasattr(cell, "keras_equivalent_weights")
+                else _values(cell)
+            )
+            self.vars(group.create_group("cell"), _RNN_CELL_NAMES[cls], values)
         elif cls == "RNN":
             self.vars(group, name, [])
             self.cell(group.create_group("cell"), cfg["cell"], module.cell)

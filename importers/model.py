@@ -34,6 +34,7 @@ import numpy as np
 from flax import nnx
 
 from importers import legacy
+from importers._ops import KerasOp, constant, is_op
 from importers.convert import CONVERTERS
 from importers.errors import KerasFileError, UnsupportedLayerError
 from jrnn._config import _freeze, _thaw
@@ -88,17 +89,44 @@ def _from_layer_weights(layers: Mapping[str, Any]) -> _Weights:
 # -- the model --------------------------------------------------------------------------------
 
 
-def _refs(node: Any) -> tuple[list[tuple[str, int, int]], bool, dict]:
-    """Inbound tensors of one node (Keras 2 or 3 format), list-valued call?, tensor kwargs."""
+def _refs(node: Any, op: bool = False) -> tuple[list[tuple[str, int, int]], bool, dict]:
+    """Inbound tensors of one node (Keras 2 or 3 format), list-valued call?, call kwargs.
+
+    A layer's call kwargs are kept except ``training`` and None values (tensor ones, e.g.
+    ``mask``/``initial_state``, are resolved when called); an operation's (``op``) whole
+    ``args`` go in ``kwargs["__op_args__"]``, as any of them may be a tensor.
+    """
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         args = node.get("args", [])
+        kwargs = {
+            k: v for k, v in node.get("kwargs", {}).items() if k != "training" and v is not None
+        }
+        if op:
+            return [], False, {_OP_ARGS: args, **kwargs}
         first = args[0] if args else None
         is_list = isinstance(first, list)
         items = first if is_list else [first]
-        kwargs = {k: v for k, v in node.get("kwargs", {}).items() if _has_tensor(v)}
         return [_history(t) for t in items], is_list, kwargs
     refs = [(r[0], r[1], r[2]) for r in node]  # Keras 2: [["name", node, tensor, kwargs]]
-    return refs, len(refs) > 1, {}
+    call_kwargs = node[0][3] if node and len(node[0]) > 3 and node[0][3] else {}
+    kwargs = {
+        k: _keras2_tensor(v) for k, v in call_kwargs.items() if k != "training" and v is not None
+    }
+    return refs, len(refs) > 1, kwargs
+
+
+def _keras2_tensor(v: Any) -> Any:
+    """A Keras 2 call kwarg; its tensors (``["layer", node, tensor]``) as Keras 3 references."""
+    if (
+        isinstance(v, list)
+        and len(v) == 3
+        and isinstance(v[0], str)
+        and all(isinstance(i, int) for i in v[1:])
+    ):
+        return {"class_name": "__keras_tensor__", "config": {"keras_history": v}}
+    if isinstance(v, list):
+        return [_keras2_tensor(x) for x in v]
+    return v
 
 
 def _history(t: Any) -> tuple[str, int, int]:
@@ -107,21 +135,19 @@ def _history(t: Any) -> tuple[str, int, int]:
     return tuple(t["config"]["keras_history"])
 
 
-def _has_tensor(v: Any) -> bool:
-    if isinstance(v, dict):
-        return v.get("class_name") == "__keras_tensor__"
-    if isinstance(v, list):
-        return any(_has_tensor(x) for x in v)
-    return False
+_OP_ARGS = "__op_args__"
+_UNKNOWN = object()  # a tensor whose shape is not known while the model is built
 
 
 def _resolve(v: Any, tensors: dict, strict: bool = True) -> Any:
-    """The value(s) a Keras tensor reference (or a list of them) points to; with
-    ``strict=False`` an unknown reference gives None (shape inference)."""
-    if isinstance(v, dict):
+    """A call argument with its Keras tensor references replaced by their values (and Keras'
+    JSON constants decoded); with ``strict=False`` an unknown reference gives ``_UNKNOWN``."""
+    if isinstance(v, dict) and v.get("class_name") == "__keras_tensor__":
         ref = _history(v)
-        return tensors[ref][0] if strict else tensors.get(ref, (None, None))[0]
-    return [_resolve(x, tensors, strict) for x in v]
+        return tensors[ref][0] if strict else tensors.get(ref, (_UNKNOWN, None))[0]
+    if isinstance(v, (list, tuple)):
+        return [_resolve(x, tensors, strict) for x in v]
+    return constant(v)
 
 
 def _has_input_layer(entry: dict) -> bool:
@@ -220,7 +246,7 @@ class ImportedModel(nnx.Module):
                 # made when it was built on its own Input (`_should_skip_first_node`).
                 first = 1 if keras_major < 3 and _has_input_layer(entry) else 0
                 for k, node in enumerate(entry.get("inbound_nodes", [])):
-                    refs, is_list, kwargs = _refs(node)
+                    refs, is_list, kwargs = _refs(node, op=is_op(entry))
                     plan.append((_entry_name(entry), first + k, refs, is_list, kwargs))
             norm = lambda r: [tuple(x) for x in (r if isinstance(r[0], list) else [r])]
             inputs = [(n, 0, 0) for n, _, _ in norm(cfg["input_layers"])]
@@ -235,12 +261,13 @@ class ImportedModel(nnx.Module):
             known = all(a[0] is not None for a in args)
             if name not in layers:
                 in_shape = None
-                if known:
+                if known and refs:
                     shapes = [tuple(a[0].shape[1:]) for a in args]
                     in_shape = shapes if is_list else shapes[0]
                 layers[name] = self._convert(
                     by_name[name], weights, custom_layers, keras_major, in_shape
                 )
+                _check_call_kwargs(layers[name], by_name[name], kwargs)
             if not known:
                 continue
             outs = _propagate(layers[name], args, is_list, kwargs, specs)
@@ -255,6 +282,8 @@ class ImportedModel(nnx.Module):
         cls, name = entry["class_name"], _entry_name(entry)
         if cls in custom_layers:
             return custom_layers[cls](entry["config"], weights.arrays(name))
+        if is_op(entry):
+            return KerasOp(cls, entry.get("config"), name=name)
         if cls in _MODEL_CLASSES:
             return ImportedModel(entry, weights.child(name), custom_layers, keras_major)
         if cls not in CONVERTERS:
@@ -329,6 +358,11 @@ def _run(layer, vals, masks, is_list, extra, training):
     """Apply one layer to resolved values and masks; one ``(value, mask)`` per output."""
     import jrnn
 
+    if isinstance(layer, KerasOp):
+        extra = dict(extra)
+        out = layer(*extra.pop(_OP_ARGS), **extra)
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        return [(o, None) for o in outs]
     if isinstance(layer, (jrnn.RNN, jrnn.Bidirectional)) and is_list and len(vals) > 1:
         # Keras 2 records `rnn(x, initial_state=[h, c])` as one node with inputs [x, h, c].
         extra = {"initial_state": list(vals[1:]), **extra}
@@ -339,6 +373,9 @@ def _run(layer, vals, masks, is_list, extra, training):
         x, mask = list(vals), list(masks)
     else:
         x, mask = list(vals), _merge_masks(masks, vals)
+    if "mask" in extra:  # the mask Keras 3 recorded for this call wins over the propagated one
+        extra = dict(extra)
+        mask = extra.pop("mask")
     out, out_mask = _apply(layer, x, mask, training, extra)
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
     out_masks = list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
@@ -347,21 +384,50 @@ def _run(layer, vals, masks, is_list, extra, training):
     return list(zip(outs, out_masks))
 
 
+def _check_call_kwargs(layer, entry: dict, kwargs: dict) -> None:
+    """Refuse a recorded call argument (``use_causal_mask=True`` ...) the module does not take,
+    rather than drop it and compute something else."""
+    import inspect
+
+    import jrnn
+
+    if isinstance(layer, (KerasOp, ImportedModel)):
+        return
+    fn = layer.__call__
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    implicit = (
+        {"mask", "initial_state"} if isinstance(layer, (jrnn.RNN, jrnn.Bidirectional)) else {"mask"}
+    )
+    for key, value in kwargs.items():
+        if key not in params and key not in implicit:
+            raise UnsupportedLayerError(
+                entry["class_name"],
+                _entry_name(entry),
+                detail=f"its Keras call passes {key}={value!r}, which jrnn's "
+                f"{type(layer).__name__} does not take",
+            )
+
+
 def _propagate(layer, args, is_list, kwargs, specs):
     """Output specs of one node from input specs (shape inference while building)."""
     vals = [a[0] for a in args]
     masks = [a[1] for a in args]
     extra = {k: _resolve(v, specs, strict=False) for k, v in kwargs.items()}
-    if any(v is None for v in jax.tree_util.tree_leaves(extra, is_leaf=lambda x: x is None)):
+    leaves, tree = jax.tree_util.tree_flatten(extra)
+    if any(v is _UNKNOWN for v in leaves):
         return []
+    # Only array specs are traced; constants (slices, axes, Python scalars) stay static.
+    dynamic = [isinstance(v, jax.ShapeDtypeStruct) for v in leaves]
+
+    def run(layer, vals, masks, arrays):
+        it = iter(arrays)
+        full = [next(it) if d else v for v, d in zip(leaves, dynamic)]
+        return _run(layer, vals, masks, is_list, jax.tree_util.tree_unflatten(tree, full), False)
+
     try:
-        return nnx.eval_shape(
-            lambda layer, vals, masks, extra: _run(layer, vals, masks, is_list, extra, False),
-            layer,
-            vals,
-            masks,
-            extra,
-        )
+        return nnx.eval_shape(run, layer, vals, masks, [v for v, d in zip(leaves, dynamic) if d])
     except Exception:  # shape inference is best effort; the real call checks
         return []
 
@@ -413,10 +479,22 @@ def _apply(layer, x, mask, training, extra=None):
     kwargs = {"training": training, **extra}
     if _takes_mask(layer):
         kwargs["mask"] = mask
+    compute = getattr(layer, "compute_dtype", None)  # Keras' autocast to the layer's policy
+    if compute is not None:
+        x = _cast_floats(x, compute)
     y = layer(x, **kwargs)
+    if compute is not None:
+        y = _cast_floats(y, compute)
     if hasattr(layer, "compute_mask"):
         return y, layer.compute_mask(x, mask)
     return y, mask
+
+
+def _cast_floats(tree, dtype):
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a,
+        tree,
+    )
 
 
 def _takes_mask(layer) -> bool:

@@ -27,12 +27,16 @@ from jrnn.layers import GRU as GRU
 from jrnn.layers import LSTM as LSTM
 from jrnn.layers import Activation as Activation
 from jrnn.layers import Add as Add
+from jrnn.layers import AdditiveAttention as AdditiveAttention
+from jrnn.layers import Attention as Attention
 from jrnn.layers import Average as Average
 from jrnn.layers import AveragePooling1D as AveragePooling1D
 from jrnn.layers import BatchNormalization as BatchNormalization
 from jrnn.layers import Bidirectional as Bidirectional
 from jrnn.layers import Concatenate as Concatenate
 from jrnn.layers import Conv1D as Conv1D
+from jrnn.layers import Conv2D as Conv2D
+from jrnn.layers import Conv3D as Conv3D
 from jrnn.layers import ConvLSTM as ConvLSTM
 from jrnn.layers import ConvLSTM1D as ConvLSTM1D
 from jrnn.layers import ConvLSTM2D as ConvLSTM2D
@@ -88,12 +92,16 @@ __all__ = [
     "RNN",
     "Activation",
     "Add",
+    "AdditiveAttention",
+    "Attention",
     "Average",
     "AveragePooling1D",
     "BatchNormalization",
     "Bidirectional",
     "Concatenate",
     "Conv1D",
+    "Conv2D",
+    "Conv3D",
     "ConvLSTM",
     "ConvLSTM1D",
     "ConvLSTM2D",

@@ -75,8 +75,19 @@ def _masked(layer, lstm_after=True):
         lambda: L.LayerNormalization(),
         lambda: L.LayerNormalization(scale=False, epsilon=1e-5),
     ],
-    ids=["dense_tanh", "dense_nobias", "act", "drop", "sdrop", "gnoise", "gdrop", "bn", "bn2",
-         "ln", "ln2"],
+    ids=[
+        "dense_tanh",
+        "dense_nobias",
+        "act",
+        "drop",
+        "sdrop",
+        "gnoise",
+        "gdrop",
+        "bn",
+        "bn2",
+        "ln",
+        "ln2",
+    ],
 )
 def test_mask_passing_layers(layer):
     _parity(_masked(layer()), _ids())
@@ -125,6 +136,32 @@ def test_conv1d(padding, kw):
         [keras.Input((9, 4)), L.Conv1D(6, 3, padding=padding, activation="relu", **kw)]
     )
     _parity(m, _x(2, 9, 4))
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"strides": 2}, {"dilation_rate": 2}, {"groups": 2}],
+    ids=["plain", "strides", "dilation", "groups"],
+)
+def test_conv2d_conv3d(rank, padding, kw):
+    spatial = (7, 6) if rank == 2 else (6, 7, 5)
+    cls = L.Conv2D if rank == 2 else L.Conv3D
+    layer = cls(6, 3, padding=padding, activation="relu", **kw)
+    _parity(keras.Sequential([keras.Input((*spatial, 4)), layer]), _x(2, *spatial, 4))
+
+
+@pytest.mark.parametrize("cls", [jrnn.Conv1D, jrnn.Conv2D, jrnn.Conv3D])
+def test_conv_channels_first_is_channels_last_transposed(cls):
+    """TensorFlow's CPU kernels refuse NCHW, so channels_first is checked against
+    channels_last on the same weights."""
+    last = cls(5, 3, 4, strides=2, padding="same", rngs=nnx.Rngs(0))
+    first = cls(5, 3, 4, strides=2, padding="same", data_format="channels_first", rngs=nnx.Rngs(0))
+    x = jnp.asarray(_x(2, *(6,) * cls.rank, 4))
+    np.testing.assert_allclose(
+        first(jnp.moveaxis(x, -1, 1)), jnp.moveaxis(last(x), -1, 1), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_conv1d_drops_mask():
@@ -283,3 +320,109 @@ def test_constructor_errors():
         jrnn.Permute((1, 3))
     with pytest.raises(ValueError, match="Conv1D: padding"):
         jrnn.Conv1D(2, 3, 4, padding="full", rngs=nnx.Rngs(0))
+
+
+def _attention_model(kind, kw, call_kw, lib=keras):
+    """Two masked sequences -> recurrent encoders -> attention -> LSTM (masks observable)."""
+    La = lib.layers
+    a, b = lib.Input((7, 3)), lib.Input((6, 3))
+    q = La.LSTM(4, return_sequences=True)(La.Masking()(a))
+    v = La.GRU(4, return_sequences=True)(La.Masking()(b))
+    o = getattr(La, kind)(**kw)([q, v], **call_kw)
+    outs = list(o) if isinstance(o, (list, tuple)) else [o]
+    return lib.Model([a, b], [La.LSTM(3)(outs[0]), *outs])
+
+
+def _attention_inputs():
+    x, y = _x(2, 7, 3), _x(2, 6, 3, seed=4)
+    x[0, 5:] = 0.0
+    y[1, 3:] = 0.0
+    return [x, y]
+
+
+ATTENTION_CASES = [
+    ("Attention", {}, {}),
+    ("Attention", {"use_scale": True}, {"use_causal_mask": True}),
+    ("Attention", {"score_mode": "concat", "use_scale": True}, {}),
+    ("Attention", {"score_mode": "concat"}, {"return_attention_scores": True}),
+    ("AdditiveAttention", {}, {}),
+    ("AdditiveAttention", {"use_scale": False}, {"use_causal_mask": True}),
+]
+
+
+@pytest.mark.parametrize("kind,kw,call_kw", ATTENTION_CASES)
+def test_attention(kind, kw, call_kw, tmp_path):
+    model = _attention_model(kind, kw, call_kw)
+    x = _attention_inputs()
+    _parity(model, x)
+    model.save(tmp_path / "att.keras")
+    expected = model(x)
+    for got, exp in zip(importers.load(tmp_path / "att.keras")(x), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(exp), atol=1e-5)
+    importers.save_keras(importers.load(model), tmp_path / "back.keras")
+    back = keras.saving.load_model(tmp_path / "back.keras")
+    for got, exp in zip(back(x), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(exp), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,kw,call_kw", ATTENTION_CASES[:2] + ATTENTION_CASES[4:5])
+def test_attention_tf_keras(kind, kw, call_kw):
+    _parity(_attention_model(kind, kw, call_kw, lib=tf_keras), _attention_inputs())
+
+
+def test_attention_dropout_training():
+    m = jrnn.Attention(dropout=0.5, rngs=nnx.Rngs(dropout=3))
+    q, v = jnp.ones((2, 3, 4)), jnp.asarray(_x(2, 5, 4))
+    np.testing.assert_allclose(m([q, v]), jrnn.Attention()([q, v]))
+    out, w = m([q, v], training=True, return_attention_scores=True)
+    assert 0 < int(jnp.sum(w == 0)) < w.size
+    np.testing.assert_allclose(out, w @ v, rtol=1e-6)
+
+
+def test_attention_bad_arguments():
+    with pytest.raises(ValueError, match="score_mode must be 'dot' or 'concat'; received 'x'"):
+        jrnn.Attention(score_mode="x")
+    with pytest.raises(ValueError, match="inputs must be a list"):
+        jrnn.Attention()(jnp.ones((1, 2, 3)))
+    with pytest.raises(ValueError, match="dim must be"):
+        jrnn.AdditiveAttention()
+
+
+@pytest.mark.parametrize("cls", ["Multiply", "Maximum", "Minimum", "Add", "Average"])
+@pytest.mark.parametrize("masked", ["first", "second", "both"])
+def test_merges_with_masks(cls, masked):
+    """Keras 3.15's masked merges: Multiply counts masked steps as 1, Maximum/Minimum let
+    only unmasked steps compete; the output mask is the OR of the input masks."""
+    a, b = keras.Input((7, 4)), keras.Input((7, 4))
+    ha = L.Masking()(a) if masked in ("first", "both") else a
+    hb = L.Masking()(b) if masked in ("second", "both") else b
+    h = getattr(L, cls)()([L.Dense(4)(ha), L.Dense(4)(hb)])
+    out = L.LSTM(5, return_sequences=True)(h)
+    x, y = _x(2, 7, 4), _x(2, 7, 4, seed=3)
+    x[0, 4:] = 0.0
+    y[0, 2:5] = 0.0
+    y[1, :3] = 0.0
+    _parity(keras.Model([a, b], [out, h]), [x, y])
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_policies_carried_over(policy):
+    """Every layer keeps its Keras policy: float32 variables, 16-bit compute, outputs in the
+    compute dtype; normalisation layers compute in float32 as Keras does."""
+    kw = {"dtype": policy}
+    a = keras.Input((7,), dtype="int32")
+    h = L.Embedding(10, 6, mask_zero=True, **kw)(a)
+    q = L.LSTM(4, return_sequences=True, **kw)(h)
+    q = L.LayerNormalization(**kw)(L.BatchNormalization(**kw)(q))
+    o = L.Attention(use_scale=True, **kw)([q, q])
+    head = L.Dense(3, activation="softmax", name="head", **kw)
+    out = head(L.Conv1D(4, 3, padding="same", **kw)(o))
+    model = keras.Model(a, out)
+    _rand(model)
+    ids = _ids()
+    exp = np.asarray(model(ids))
+    jm = importers.load(model)
+    assert jm.layers["head"].kernel[...].dtype == jnp.float32
+    got = jm(ids)
+    assert got.dtype == exp.dtype == np.dtype(policy.split("_")[1])
+    np.testing.assert_allclose(np.asarray(got, np.float32), exp.astype(np.float32), atol=3e-2)

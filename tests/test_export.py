@@ -317,3 +317,52 @@ def test_bad_arguments(tmp_path):
         export.save_weights(m, tmp_path / "m.h5")
     with pytest.raises(TypeError, match="ImportedModel"):
         export.save_keras(next(iter(m.layers.values())), tmp_path / "m.keras")
+
+
+def test_cudnn_layers_export_as_keras3_lstm_gru(tmp_path):
+    """A Keras 2 CuDNNLSTM/CuDNNGRU file goes back to Keras 3 as the LSTM /
+    GRU(reset_after=True) it equals, with Keras 2's weight conversion; tuned values kept."""
+    tfk = _tf_keras()
+    from tf_keras.src.layers.rnn.cudnn_gru import CuDNNGRU
+    from tf_keras.src.layers.rnn.cudnn_lstm import CuDNNLSTM
+
+    km = tfk.Sequential(
+        [
+            tfk.Input((T, F)),
+            CuDNNLSTM(4, return_sequences=True, name="cl"),
+            tfk.layers.Bidirectional(CuDNNGRU(3, return_sequences=True), name="bi"),
+            CuDNNGRU(2, go_backwards=True, name="cg"),
+        ]
+    )
+    randomize_keras(km, seed=9)
+    _keras_save(km, tmp_path / "cudnn.h5")
+    m = importers.load(tmp_path / "cudnn.h5")
+    nudge(m)
+    x = _float_inputs()
+    export.save_keras(m, tmp_path / "back.keras")
+    loaded = _keras_load(tmp_path / "back.keras")
+    assert [type(layer).__name__ for layer in loaded.layers] == ["LSTM", "Bidirectional", "GRU"]
+    np.testing.assert_allclose(loaded(x).numpy(), _one(m(x)), atol=1e-5, rtol=0)
+
+
+def test_bfloat16_params_round_trip(tmp_path):
+    """A mixed_bfloat16 Keras 3 model: variables stay float32, compute in bfloat16; the
+    exported file reloads in Keras with the same outputs (bfloat16 tolerance)."""
+    km = keras.Sequential(
+        [
+            keras.Input((T, F)),
+            L.LSTM(4, return_sequences=True, dtype="mixed_bfloat16"),
+            L.Dense(2, dtype="bfloat16"),
+        ]
+    )
+    randomize_keras(km, seed=3)
+    m = importers.load(km)
+    x = _float_inputs()
+    ours = np.asarray(_one(m(x)), np.float32)
+    np.testing.assert_allclose(ours, np.asarray(km(x), np.float32), atol=3e-2, rtol=0)
+    export.save_keras(m, tmp_path / "bf16.keras")
+    loaded = _keras_load(tmp_path / "bf16.keras")
+    assert loaded.layers[1].weights[0].dtype == "bfloat16"
+    np.testing.assert_allclose(
+        np.asarray(loaded(x), np.float32), np.asarray(km(x), np.float32), atol=1e-6, rtol=0
+    )

@@ -228,6 +228,29 @@ def test_conv_lstm_in_a_model(tmp_path, rank):
     _check(m, _x(2, 3, *spatial, 2), tmp_path)
 
 
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+def test_conv_lstm2d_video_model_with_batch_norm(tmp_path, lib_name):
+    """Keras' next-frame video model: ConvLSTM2D + BatchNormalization stacks, Conv3D head;
+    and a clip classifier (ConvLSTM2D -> BatchNormalization -> Flatten -> Dense)."""
+    lib = keras if lib_name == "keras" else pytest.importorskip("tf_keras")
+    L = lib.layers
+    frames = lib.Input((4, 8, 8, 1))
+    h = L.ConvLSTM2D(4, (5, 5), padding="same", return_sequences=True, activation="relu")(frames)
+    h = L.BatchNormalization()(h)
+    h = L.ConvLSTM2D(3, (3, 3), padding="same", return_sequences=True)(h)
+    h = L.BatchNormalization()(h)
+    next_frames = L.Conv3D(1, (3, 3, 3), activation="sigmoid", padding="same")(h)
+    clip = L.ConvLSTM2D(2, (3, 3), strides=2)(h)
+    label = L.Dense(5, activation="softmax")(L.Flatten()(L.BatchNormalization()(clip)))
+    m = lib.Model(frames, [next_frames, label])
+    _rand_weights(m, seed=11)
+    for layer in m.layers:  # moving variances must stay positive
+        if "batch_normalization" in layer.name:
+            ws = layer.get_weights()
+            layer.set_weights([*ws[:-1], np.abs(ws[-1]) + 0.5])
+    _check(m, _x(2, 4, 8, 8, 1), tmp_path, files=(".keras", ".h5"), randomize=False)
+
+
 def test_rnn_with_stacked_cells_and_single_cell(tmp_path):
     x = keras.Input((5, 3))
     y = keras.layers.RNN(

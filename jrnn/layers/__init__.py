@@ -1,5 +1,7 @@
 """jrnn layers: recurrent layers, wrappers, and the other layers a ported model needs."""
 
+from jrnn.layers.attention import AdditiveAttention as AdditiveAttention
+from jrnn.layers.attention import Attention as Attention
 from jrnn.layers.conv_lstm import ConvLSTM as ConvLSTM
 from jrnn.layers.conv_lstm import ConvLSTM1D as ConvLSTM1D
 from jrnn.layers.conv_lstm import ConvLSTM2D as ConvLSTM2D
@@ -11,6 +13,8 @@ from jrnn.layers.core import AveragePooling1D as AveragePooling1D
 from jrnn.layers.core import BatchNormalization as BatchNormalization
 from jrnn.layers.core import Concatenate as Concatenate
 from jrnn.layers.core import Conv1D as Conv1D
+from jrnn.layers.core import Conv2D as Conv2D
+from jrnn.layers.core import Conv3D as Conv3D
 from jrnn.layers.core import Dense as Dense
 from jrnn.layers.core import Dropout as Dropout
 from jrnn.layers.core import Embedding as Embedding
@@ -44,12 +48,16 @@ __all__ = [
     "LSTM",
     "Activation",
     "Add",
+    "AdditiveAttention",
+    "Attention",
     "Average",
     "AveragePooling1D",
     "BatchNormalization",
     "Bidirectional",
     "Concatenate",
     "Conv1D",
+    "Conv2D",
+    "Conv3D",
     "ConvLSTM",
     "ConvLSTM1D",
     "ConvLSTM2D",

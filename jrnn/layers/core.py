@@ -3,7 +3,7 @@
 Dense (kernel ``(in, out)``, bias ``(out,)``), Embedding (``embeddings (vocab, dim)``,
 ``mask_zero``), Masking, Activation, the dropout/noise family (identity at inference, Keras'
 training behaviour drawn from an ``rngs`` ``dropout`` stream), the merges, Flatten, Reshape,
-Permute, RepeatVector, Conv1D, 1D pooling, BatchNormalization and LayerNormalization.
+Permute, RepeatVector, Conv1D/2D/3D, 1D pooling, BatchNormalization and LayerNormalization.
 Each module's ``compute_mask(x, mask)`` follows Keras 3.15's rule for its class.
 
 Example:
@@ -51,9 +51,9 @@ class Dense(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((units,))) if use_bias else None
 
     def __call__(self, x, *, training: bool = False):
-        y = x @ self.kernel[...]
+        y = x @ self.kernel[...].astype(x.dtype)
         if self.bias is not None:
-            y = y + self.bias[...]
+            y = y + self.bias[...].astype(y.dtype)
         return self.activation(y)
 
     def keras_weights(self) -> list:
@@ -237,14 +237,36 @@ class Subtract(_Merge):
         return xs[0] - xs[1]
 
 
+def _step_mask(x, m):
+    """A ``(batch, time)`` mask broadcast to ``x`` (``(batch, time, ...)``), or None."""
+    return None if m is None else jnp.broadcast_to(m[..., None], x.shape)
+
+
 class Multiply(_Merge):
-    """Elementwise product of a list of same-shape tensors."""
+    """Elementwise product of a list of same-shape tensors.
+
+    With masks (Keras 3.15): masked steps of a masked input count as 1; when every input is
+    masked the product is 0 outside the OR of the masks.
+    """
+
+    def __call__(self, xs, *, training: bool = False, mask=None):
+        xs = list(xs)
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(xs)
+        if len(xs) < 2:
+            raise _bad(self, "inputs", "a list of at least 2 tensors", len(xs))
+        full = [_step_mask(x, m) for x, m in zip(xs, masks)]
+        out = any_mask = None
+        for x, m in zip(xs, full):
+            if m is not None:
+                x = jnp.where(m, x, jnp.ones((), x.dtype))
+                any_mask = m if any_mask is None else any_mask | m
+            out = x if out is None else out * x
+        if all(m is not None for m in full):
+            out = jnp.where(any_mask, out, jnp.zeros((), out.dtype))
+        return out
 
     def _merge(self, xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out * x
-        return out
+        return self(xs)
 
 
 class Average(_Merge):
@@ -257,24 +279,42 @@ class Average(_Merge):
         return out / jnp.asarray(len(xs), out.dtype)
 
 
-class Maximum(_Merge):
-    """Elementwise maximum of a list of same-shape tensors."""
+class _MaskedExtremum(_Merge):
+    """Keras 3.15's ``_apply_merge_op_and_or_mask``: a masked step of one input takes the
+    other operand's value, so only unmasked values compete."""
 
-    def _merge(self, xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = jnp.maximum(out, x)
+    _op: Any = None
+
+    def __call__(self, xs, *, training: bool = False, mask=None):
+        xs = list(xs)
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(xs)
+        if len(xs) < 2:
+            raise _bad(self, "inputs", "a list of at least 2 tensors", len(xs))
+        out, out_mask = xs[0], _step_mask(xs[0], masks[0])
+        for x, m in zip(xs[1:], masks[1:]):
+            m = _step_mask(x, m)
+            if m is not None:
+                x = jnp.where(m, x, out)
+            if out_mask is not None:
+                out = jnp.where(out_mask, out, x)
+            out_mask = out_mask | m if m is not None and out_mask is not None else None
+            out = type(self)._op(out, x)
         return out
 
-
-class Minimum(_Merge):
-    """Elementwise minimum of a list of same-shape tensors."""
-
     def _merge(self, xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = jnp.minimum(out, x)
-        return out
+        return self(xs)
+
+
+class Maximum(_MaskedExtremum):
+    """Elementwise maximum of a list of same-shape tensors (masked steps do not compete)."""
+
+    _op = jnp.maximum
+
+
+class Minimum(_MaskedExtremum):
+    """Elementwise minimum of a list of same-shape tensors (masked steps do not compete)."""
+
+    _op = jnp.minimum
 
 
 class Concatenate(_Merge):
@@ -380,7 +420,86 @@ def _check_format(layer, data_format):
         raise _bad(layer, "data_format", "'channels_last' or 'channels_first'", data_format)
 
 
-class Conv1D(_NoMask):
+def _ntuple(layer, arg, v, rank: int) -> tuple[int, ...]:
+    if isinstance(v, (list, tuple)):
+        if len(v) != rank:
+            raise _bad(layer, arg, f"an int or a {rank}-tuple", v)
+        return tuple(int(i) for i in v)
+    return (int(v),) * rank
+
+
+class _Conv(_NoMask):
+    """Keras' ``Conv{rank}D`` (see :class:`Conv1D`, :class:`Conv2D`, :class:`Conv3D`)."""
+
+    rank = 1
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple,
+        in_channels: int,
+        *,
+        strides: int | tuple = 1,
+        padding: str = "valid",
+        data_format: str = "channels_last",
+        dilation_rate: int | tuple = 1,
+        groups: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        _check_format(self, data_format)
+        paddings = ("valid", "same", "causal") if self.rank == 1 else ("valid", "same")
+        if padding not in paddings:
+            raise _bad(self, "padding", " or ".join(repr(p) for p in paddings), padding)
+        r = self.rank
+        self.kernel_size = _ntuple(self, "kernel_size", kernel_size, r)
+        self.strides = _ntuple(self, "strides", strides, r)
+        self.dilation_rate = _ntuple(self, "dilation_rate", dilation_rate, r)
+        if in_channels % groups or filters % groups:
+            raise _bad(
+                self,
+                "groups",
+                f"a divisor of in_channels {in_channels} and filters {filters}",
+                groups,
+            )
+        self.filters, self.padding, self.data_format = filters, padding, data_format
+        self.groups, self.name = groups, name
+        self.activation = activations.get(activation)
+        shape = (*self.kernel_size, in_channels // groups, filters)
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), shape) * 0.1)
+        self.bias = nnx.Param(jnp.zeros((filters,))) if use_bias else None
+
+    def __call__(self, x, *, training: bool = False):
+        first = self.data_format == "channels_first"
+        if first:
+            x = jnp.moveaxis(x, 1, -1)
+        pad: Any = self.padding.upper()
+        if self.padding == "causal":
+            pad = [(self.dilation_rate[0] * (self.kernel_size[0] - 1), 0)]
+        spatial = "DHW"[-self.rank :] if self.rank > 1 else "W"
+        y = jax.lax.conv_general_dilated(
+            x,
+            self.kernel[...].astype(x.dtype),
+            window_strides=self.strides,
+            padding=pad,
+            rhs_dilation=self.dilation_rate,
+            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+            feature_group_count=self.groups,
+            precision=jax.lax.Precision.HIGHEST,
+        )
+        if self.bias is not None:
+            y = y + self.bias[...].astype(y.dtype)
+        y = self.activation(y)
+        return jnp.moveaxis(y, -1, 1) if first else y
+
+    def keras_weights(self) -> list:
+        """``[kernel, bias]`` (bias only with ``use_bias``)."""
+        return [self.kernel] + ([self.bias] if self.bias is not None else [])
+
+
+class Conv1D(_Conv):
     """1-D convolution over time: ``(batch, time, in_channels)`` -> ``(batch, time', filters)``.
 
     Keras weights: ``kernel (kernel_size, in_channels // groups, filters)``, ``bias (filters,)``.
@@ -389,69 +508,26 @@ class Conv1D(_NoMask):
     ``(batch, in_channels, time)``. Keras 3 drops the mask.
     """
 
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int,
-        in_channels: int,
-        *,
-        strides: int = 1,
-        padding: str = "valid",
-        data_format: str = "channels_last",
-        dilation_rate: int = 1,
-        groups: int = 1,
-        activation: Any = None,
-        use_bias: bool = True,
-        name: str | None = None,
-        rngs: nnx.Rngs,
-    ):
-        _check_format(self, data_format)
-        if padding not in ("valid", "same", "causal"):
-            raise _bad(self, "padding", "'valid', 'same' or 'causal'", padding)
-        kernel_size, strides = (
-            _one(self, "kernel_size", kernel_size),
-            _one(self, "strides", strides),
-        )
-        dilation_rate = _one(self, "dilation_rate", dilation_rate)
-        if in_channels % groups or filters % groups:
-            raise _bad(
-                self,
-                "groups",
-                f"a divisor of in_channels {in_channels} and filters {filters}",
-                groups,
-            )
-        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
-        self.padding, self.data_format, self.dilation_rate = padding, data_format, dilation_rate
-        self.groups, self.name = groups, name
-        self.activation = activations.get(activation)
-        shape = (kernel_size, in_channels // groups, filters)
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), shape) * 0.1)
-        self.bias = nnx.Param(jnp.zeros((filters,))) if use_bias else None
+    rank = 1
 
-    def __call__(self, x, *, training: bool = False):
-        if self.data_format == "channels_first":
-            x = jnp.swapaxes(x, 1, 2)
-        pad: Any = self.padding.upper()
-        if self.padding == "causal":
-            pad = [(self.dilation_rate * (self.kernel_size - 1), 0)]
-        y = jax.lax.conv_general_dilated(
-            x,
-            self.kernel[...].astype(x.dtype),
-            window_strides=(self.strides,),
-            padding=pad,
-            rhs_dilation=(self.dilation_rate,),
-            dimension_numbers=("NWC", "WIO", "NWC"),
-            feature_group_count=self.groups,
-            precision=jax.lax.Precision.HIGHEST,
-        )
-        if self.bias is not None:
-            y = y + self.bias[...]
-        y = self.activation(y)
-        return jnp.swapaxes(y, 1, 2) if self.data_format == "channels_first" else y
 
-    def keras_weights(self) -> list:
-        """``[kernel, bias]`` (bias only with ``use_bias``)."""
-        return [self.kernel] + ([self.bias] if self.bias is not None else [])
+class Conv2D(_Conv):
+    """2-D convolution: ``(batch, rows, cols, in_channels)`` -> ``(batch, rows', cols', filters)``.
+
+    Keras weights: ``kernel (*kernel_size, in_channels // groups, filters)``, ``bias (filters,)``;
+    ``padding`` ``valid`` or ``same``; ``channels_first`` takes ``(batch, in_channels, rows,
+    cols)``. Keras 3 drops the mask.
+    """
+
+    rank = 2
+
+
+class Conv3D(_Conv):
+    """3-D convolution: ``(batch, d1, d2, d3, in_channels)`` -> ``(batch, d1', d2', d3', filters)``
+    (e.g. over a video's time, rows and cols). Layout and options as :class:`Conv2D`.
+    """
+
+    rank = 3
 
 
 class _Pool1D(_NoMask):
@@ -576,6 +652,8 @@ class BatchNormalization(nnx.Module):
         self.moving_variance = nnx.BatchStat(jnp.ones((num_features,)))
 
     def __call__(self, x, *, training: bool = False, mask=None):
+        if x.dtype in (jnp.float16, jnp.bfloat16):  # Keras normalises half precision in float32
+            return self(x.astype(jnp.float32), training=training, mask=mask).astype(x.dtype)
         axes = _axes(self, self.axis, x.ndim)
         shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
         red = tuple(a for a in range(x.ndim) if a not in axes)
@@ -590,19 +668,18 @@ class BatchNormalization(nnx.Module):
                 d = jnp.where(w, x - mean, 0)
                 var = jnp.sum(d * d, axis=red, keepdims=True) / (n + 1e-7)
             mom = self.momentum
-            self.moving_mean[...] = self.moving_mean[...] * mom + mean.reshape(-1) * (1 - mom)
-            self.moving_variance[...] = self.moving_variance[...] * mom + var.reshape(-1) * (
-                1 - mom
-            )
+            for stat, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+                new = stat[...] * mom + batch.reshape(-1).astype(stat[...].dtype) * (1 - mom)
+                stat[...] = new
         else:
-            mean = self.moving_mean[...].reshape(shape)
-            var = self.moving_variance[...].reshape(shape)
+            mean = self.moving_mean[...].astype(x.dtype).reshape(shape)
+            var = self.moving_variance[...].astype(x.dtype).reshape(shape)
         inv = jax.lax.rsqrt(var + self.epsilon)
         if self.gamma is not None:
-            inv = inv * self.gamma[...].reshape(shape)
+            inv = inv * self.gamma[...].astype(x.dtype).reshape(shape)
         y = (x - mean) * inv
         if self.beta is not None:
-            y = y + self.beta[...].reshape(shape)
+            y = y + self.beta[...].astype(x.dtype).reshape(shape)
         return y
 
     def keras_weights(self) -> list:
@@ -635,15 +712,17 @@ class LayerNormalization(nnx.Module):
         self.beta = nnx.Param(jnp.zeros(param_shape)) if center else None
 
     def __call__(self, x, *, training: bool = False):
+        if x.dtype in (jnp.float16, jnp.bfloat16):  # Keras normalises half precision in float32
+            return self(x.astype(jnp.float32), training=training).astype(x.dtype)
         axes = _axes(self, self.axis, x.ndim)
         shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
         mean = jnp.mean(x, axis=axes, keepdims=True)
         var = jnp.var(x, axis=axes, keepdims=True)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
         if self.gamma is not None:
-            y = y * self.gamma[...].reshape(shape)
+            y = y * self.gamma[...].astype(x.dtype).reshape(shape)
         if self.beta is not None:
-            y = y + self.beta[...].reshape(shape)
+            y = y + self.beta[...].astype(x.dtype).reshape(shape)
         return y
 
     def keras_weights(self) -> list:

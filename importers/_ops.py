@@ -1,0 +1,250 @@
+"""Keras 3 operations recorded in Functional configs, replayed with ``jax.numpy``.
+
+A Keras 3 Functional model records every ``keras.ops`` call made on symbolic tensors as a
+graph node whose entry has ``"module": "keras.src.ops.<family>"`` and no weights. Keras
+itself adds such nodes: a Functional model fed by ``Masking`` or ``Embedding(mask_zero=True)``
+stores the mask computation as ``NotEqual``/``Any`` nodes and passes their output as the
+``mask=`` argument of the next layer. Users add them with ``x[:, -1]`` (``GetItem``),
+``a + b`` (``Add``), ``keras.ops.mean(x, axis=1)`` (``Mean``) and so on.
+
+The entry's ``config`` holds the operation's constructor arguments (``axis``, ``keepdims``,
+``dtype`` ...), its node's ``args``/``kwargs`` the call arguments, tensors among them given as
+``__keras_tensor__`` references and constants as JSON (``__slice__``, ``__ellipsis__``,
+``__numpy__``/``__tensor__`` arrays). :class:`KerasOp` applies one operation; its outputs carry
+no Keras mask (Keras' ``Operation`` does not propagate masks). An operation jrnn does not
+know raises :class:`~importers.errors.UnsupportedLayerError` naming it.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> KerasOp("Sum", {"axis": 1, "keepdims": False})(jnp.ones((2, 3))).tolist()
+    [3.0, 3.0]
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from importers._files import is_op as is_op
+from importers.errors import UnsupportedLayerError
+
+
+def _unary(fn: Callable) -> Callable:
+    return lambda x: fn(x)
+
+
+def _binary(fn: Callable) -> Callable:
+    return lambda x1, x2: fn(x1, x2)
+
+
+def _reduce(fn: Callable) -> Callable:
+    return lambda x, axis=None, keepdims=False: fn(x, axis=_axis(axis), keepdims=keepdims)
+
+
+def _axis(axis: Any) -> Any:
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _frozen(value: Any) -> Any:
+    """JSON lists as (nested) tuples: hashable, and what jnp takes for shapes and axes."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _where(condition, x1=None, x2=None):
+    if x1 is None or x2 is None:
+        raise ValueError(
+            "Where: x1 and x2 are required (one-argument where has a data-"
+            "dependent shape, which a compiled model cannot replay)."
+        )
+    return jnp.where(condition, x1, x2)
+
+
+def _convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
+    if sparse or ragged:
+        raise ValueError("ConvertToTensor: sparse/ragged tensors have no jrnn equivalent.")
+    return jnp.asarray(x, dtype=dtype)
+
+
+def _get_item(x, key):
+    return x[tuple(key) if isinstance(key, list) else key]
+
+
+_UNARY = {
+    "Negative": jnp.negative,
+    "Abs": jnp.abs,
+    "Absolute": jnp.abs,
+    "Square": jnp.square,
+    "Sqrt": jnp.sqrt,
+    "Exp": jnp.exp,
+    "Expm1": jnp.expm1,
+    "Log": jnp.log,
+    "Log1p": jnp.log1p,
+    "Tanh": jnp.tanh,
+    "Sin": jnp.sin,
+    "Cos": jnp.cos,
+    "Sign": jnp.sign,
+    "Floor": jnp.floor,
+    "Ceil": jnp.ceil,
+    "Reciprocal": jnp.reciprocal,
+    "LogicalNot": jnp.logical_not,
+    "Erf": jax.scipy.special.erf,
+    "Rsqrt": jax.lax.rsqrt,
+    "Relu": jax.nn.relu,
+    "Sigmoid": jax.nn.sigmoid,
+    "Softplus": jax.nn.softplus,
+    "Silu": jax.nn.silu,
+}
+_BINARY = {
+    "Add": jnp.add,
+    "Subtract": jnp.subtract,
+    "Multiply": jnp.multiply,
+    "Divide": jnp.true_divide,
+    "TrueDivide": jnp.true_divide,
+    "Power": jnp.power,
+    "Maximum": jnp.maximum,
+    "Minimum": jnp.minimum,
+    "Equal": jnp.equal,
+    "NotEqual": jnp.not_equal,
+    "Greater": jnp.greater,
+    "GreaterEqual": jnp.greater_equal,
+    "Less": jnp.less,
+    "LessEqual": jnp.less_equal,
+    "LogicalAnd": jnp.logical_and,
+    "LogicalOr": jnp.logical_or,
+    "Matmul": jnp.matmul,
+    "Dot": jnp.dot,
+}
+_REDUCTIONS = {
+    "Mean": jnp.mean,
+    "Sum": jnp.sum,
+    "Any": jnp.any,
+    "All": jnp.all,
+    "Var": jnp.var,
+    "Std": jnp.std,
+    "Argmax": jnp.argmax,
+    "Argmin": jnp.argmin,
+    "Logsumexp": jax.scipy.special.logsumexp,
+}
+
+# Keras class name -> fn(*call_args, **call_kwargs, **constructor_args).
+OPS: dict[str, Callable] = {
+    **{k: _unary(f) for k, f in _UNARY.items()},
+    **{k: _binary(f) for k, f in _BINARY.items()},
+    **{k: _reduce(f) for k, f in _REDUCTIONS.items()},
+    "Max": lambda x, axis=None, keepdims=False, initial=None: jnp.max(
+        x, axis=_axis(axis), keepdims=keepdims, initial=initial
+    ),
+    "Min": lambda x, axis=None, keepdims=False, initial=None: jnp.min(
+        x, axis=_axis(axis), keepdims=keepdims, initial=initial
+    ),
+    "Prod": lambda x, axis=None, keepdims=False, dtype=None: jnp.prod(
+        x, axis=_axis(axis), keepdims=keepdims, dtype=dtype
+    ),
+    "Cumsum": lambda x, axis=None, dtype=None: jnp.cumsum(x, axis=axis, dtype=dtype),
+    "Softmax": lambda x, axis=-1: jax.nn.softmax(x, axis=_axis(axis)),
+    "LogSoftmax": lambda x, axis=-1: jax.nn.log_softmax(x, axis=_axis(axis)),
+    "Gelu": lambda x, approximate=True: jax.nn.gelu(x, approximate=approximate),
+    "Cast": lambda x, dtype: jnp.asarray(x).astype(dtype),
+    "ConvertToTensor": _convert_to_tensor,
+    "StopGradient": jax.lax.stop_gradient,
+    "Clip": lambda x, x_min, x_max: jnp.clip(x, x_min, x_max),
+    "Round": lambda x, decimals=0: jnp.round(x, decimals),
+    "Where": _where,
+    "GetItem": _get_item,
+    "Reshape": lambda x, newshape: jnp.reshape(x, tuple(newshape)),
+    "Transpose": lambda x, axes=None: jnp.transpose(x, _axis(axes)),
+    "ExpandDims": lambda x, axis: jnp.expand_dims(x, _axis(axis)),
+    "Squeeze": lambda x, axis=None: jnp.squeeze(x, _axis(axis)),
+    "Swapaxes": lambda x, axis1, axis2: jnp.swapaxes(x, axis1, axis2),
+    "Moveaxis": lambda x, source, destination: jnp.moveaxis(x, _axis(source), _axis(destination)),
+    "Concatenate": lambda xs, axis=0: jnp.concatenate(list(xs), axis=axis),
+    "Stack": lambda x, axis=0: jnp.stack(list(x), axis=axis),
+    "Flip": lambda x, axis=None: jnp.flip(x, _axis(axis)),
+    "Tile": lambda x, repeats: jnp.tile(x, _axis(repeats)),
+    "Repeat": lambda x, repeats, axis=None: jnp.repeat(x, repeats, axis=axis),
+    "Roll": lambda x, shift, axis=None: jnp.roll(x, _axis(shift), axis=_axis(axis)),
+    "BroadcastTo": lambda x, shape: jnp.broadcast_to(x, tuple(shape)),
+    "Einsum": lambda *operands, subscripts: jnp.einsum(subscripts, *operands),
+    "Tensordot": lambda x1, x2, axes=2: jnp.tensordot(x1, x2, _axis(axes)),
+    "Take": lambda x, indices, axis=None: jnp.take(x, indices, axis=axis),
+    "TakeAlongAxis": lambda x, indices, axis=None: jnp.take_along_axis(x, indices, axis=axis),
+    "OnesLike": lambda x, dtype=None: jnp.ones_like(x, dtype=dtype),
+    "ZerosLike": lambda x, dtype=None: jnp.zeros_like(x, dtype=dtype),
+    "Sort": lambda x, axis=-1: jnp.sort(x, axis=axis),
+    "Argsort": lambda x, axis=-1: jnp.argsort(x, axis=axis),
+    "Split": lambda x, indices_or_sections, axis=0: jnp.split(
+        x, _axis(indices_or_sections), axis=axis
+    ),
+    "Unstack": lambda x, num=None, axis=0: [
+        jnp.take(x, i, axis=axis) for i in range(x.shape[axis])
+    ],
+    "Pad": lambda x, pad_width, mode="constant", constant_values=None: jnp.pad(
+        x,
+        _frozen(pad_width),
+        mode=mode,
+        **({} if constant_values is None else {"constant_values": constant_values}),
+    ),
+}
+
+
+def constant(value: Any) -> Any:
+    """A node argument decoded from Keras' JSON (``__slice__``, ``__ellipsis__``, arrays)."""
+    if isinstance(value, dict):
+        cls, cfg = value.get("class_name"), value.get("config") or {}
+        if cls == "__slice__":
+            return slice(
+                constant(cfg.get("start")), constant(cfg.get("stop")), constant(cfg.get("step"))
+            )
+        if cls == "__ellipsis__":
+            return Ellipsis
+        if cls in ("__numpy__", "__tensor__"):
+            return np.asarray(cfg["value"], dtype=cfg.get("dtype"))
+        return {k: constant(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [constant(v) for v in value]
+    return value
+
+
+class KerasOp(nnx.Module):
+    """One recorded ``keras.ops`` call: ``KerasOp(class_name, config)(*args, **kwargs)``.
+
+    ``config`` is the entry's constructor arguments (``name`` ignored); call arguments are
+    those of the Keras operation's ``call`` (tensors, Python scalars, slices). No weights.
+    """
+
+    def __init__(self, class_name: str, config: dict | None = None, *, name: str | None = None):
+        if class_name not in OPS:
+            raise UnsupportedLayerError(
+                class_name,
+                name or class_name,
+                detail="it is a keras.ops operation jrnn does not replay; supported: "
+                f"{', '.join(sorted(OPS))}",
+            )
+        params = {k: v for k, v in (config or {}).items() if k != "name"}
+        try:
+            inspect.signature(OPS[class_name]).bind_partial(**params)
+        except TypeError as err:
+            raise UnsupportedLayerError(
+                class_name,
+                name or class_name,
+                detail=f"its arguments {params} are not those jrnn replays ({err})",
+            ) from None
+        self.class_name, self.name = class_name, name
+        self._params = tuple((k, _frozen(v)) for k, v in sorted(params.items()))
+
+    def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
+        return OPS[self.class_name](*args, **kwargs, **dict(self._params))
+
+    def compute_mask(self, *args: Any, **kwargs: Any) -> None:
+        """None: Keras operations do not propagate masks."""
+        return None
+
+    def keras_weights(self) -> list:
+        """``[]``: operations hold no weights."""
+        return []
