@@ -201,7 +201,7 @@ def constant(value: Any) -> Any:
             return slice(
                 constant(cfg.get("start")), constant(cfg.get("stop")), constant(cfg.get("step"))
             )
-        if cls == "__ellipsis__":
+        if cls == "__ellipsis__" or value == {"class_name": "__ellipsis__"}:
             return Ellipsis
         if cls in ("__numpy__", "__tensor__"):
             return np.asarray(cfg["value"], dtype=cfg.get("dtype"))
@@ -218,17 +218,20 @@ class KerasOp(nnx.Module):
     those of the Keras operation's ``call`` (tensors, Python scalars, slices). No weights.
     """
 
+    _registry: dict[str, Callable] = OPS
+    _what = "keras.ops operation"
+
     def __init__(self, class_name: str, config: dict | None = None, *, name: str | None = None):
-        if class_name not in OPS:
+        if class_name not in self._registry:
             raise UnsupportedLayerError(
                 class_name,
                 name or class_name,
-                detail="it is a keras.ops operation jrnn does not replay; supported: "
-                f"{', '.join(sorted(OPS))}",
+                detail=f"it is a {self._what} jrnn does not replay; supported: "
+                f"{', '.join(sorted(self._registry))}",
             )
         params = {k: v for k, v in (config or {}).items() if k != "name"}
         try:
-            inspect.signature(OPS[class_name]).bind_partial(**params)
+            inspect.signature(self._registry[class_name]).bind_partial(**params)
         except TypeError as err:
             raise UnsupportedLayerError(
                 class_name,
@@ -239,7 +242,7 @@ class KerasOp(nnx.Module):
         self._params = tuple((k, _frozen(v)) for k, v in sorted(params.items()))
 
     def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
-        return OPS[self.class_name](*args, **kwargs, **dict(self._params))
+        return self._registry[self.class_name](*args, **kwargs, **dict(self._params))
 
     def compute_mask(self, *args: Any, **kwargs: Any) -> None:
         """None: Keras operations do not propagate masks."""
@@ -248,3 +251,146 @@ class KerasOp(nnx.Module):
     def keras_weights(self) -> list:
         """``[]``: operations hold no weights."""
         return []
+
+
+# -- tf.keras 2: TFOpLambda / SlicingOpLambda ------------------------------------------------
+
+
+def _tf_slice(input, slice_spec):
+    spec = slice_spec if isinstance(slice_spec, list) else [slice_spec]
+    key = tuple(
+        slice(k["start"], k["stop"], k["step"])
+        if isinstance(k, dict) and set(k) == {"start", "stop", "step"}
+        else k
+        for k in spec
+    )
+    return input[key]
+
+
+def _tf_reduce(fn: Callable) -> Callable:
+    def reduce(input_tensor, axis=None, keepdims=False):
+        return fn(input_tensor, axis=_axis(axis), keepdims=keepdims)
+
+    return reduce
+
+
+def _tf_matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False):
+    if transpose_a or adjoint_a:
+        a = jnp.swapaxes(a, -1, -2)
+    if transpose_b or adjoint_b:
+        b = jnp.swapaxes(b, -1, -2)
+    return jnp.matmul(a, b)
+
+
+def _tf_cumsum(x, axis=0, exclusive=False, reverse=False):
+    if reverse:
+        x = jnp.flip(x, axis)
+    y = jnp.cumsum(x, axis=axis)
+    if exclusive:
+        y = y - x
+    return jnp.flip(y, axis) if reverse else y
+
+
+def _tf_binary(fn: Callable) -> Callable:
+    return lambda x, y: fn(x, y)
+
+
+def _tf_unary(fn: Callable) -> Callable:
+    return lambda x: fn(x)
+
+
+# TensorFlow function name (TFOpLambda's ``function``) -> fn(first_argument, **kwargs), the
+# keyword names TensorFlow's (``name=`` is dropped).
+TF_OPS: dict[str, Callable] = {
+    **{
+        k: _tf_binary(f)
+        for k, f in {
+            "__operators__.add": jnp.add,
+            "math.add": jnp.add,
+            "math.subtract": jnp.subtract,
+            "math.multiply": jnp.multiply,
+            "math.truediv": jnp.true_divide,
+            "math.pow": jnp.power,
+            "math.maximum": jnp.maximum,
+            "math.minimum": jnp.minimum,
+            "math.equal": jnp.equal,
+            "math.not_equal": jnp.not_equal,
+            "math.greater": jnp.greater,
+            "math.greater_equal": jnp.greater_equal,
+            "math.less": jnp.less,
+            "math.less_equal": jnp.less_equal,
+            "math.logical_and": jnp.logical_and,
+            "math.logical_or": jnp.logical_or,
+        }.items()
+    },
+    **{
+        k: _tf_unary(f)
+        for k, f in {
+            "math.negative": jnp.negative,
+            "math.abs": jnp.abs,
+            "math.square": jnp.square,
+            "math.sqrt": jnp.sqrt,
+            "math.rsqrt": jax.lax.rsqrt,
+            "math.exp": jnp.exp,
+            "math.log": jnp.log,
+            "math.tanh": jnp.tanh,
+            "math.sigmoid": jax.nn.sigmoid,
+            "math.logical_not": jnp.logical_not,
+        }.items()
+    },
+    **{
+        k: _tf_reduce(f)
+        for k, f in {
+            "math.reduce_mean": jnp.mean,
+            "math.reduce_sum": jnp.sum,
+            "math.reduce_max": jnp.max,
+            "math.reduce_min": jnp.min,
+            "math.reduce_prod": jnp.prod,
+            "math.reduce_any": jnp.any,
+            "math.reduce_all": jnp.all,
+            "math.reduce_std": jnp.std,
+            "math.reduce_variance": jnp.var,
+            "math.reduce_logsumexp": jax.scipy.special.logsumexp,
+        }.items()
+    },
+    "nn.relu": lambda features: jax.nn.relu(features),
+    "nn.softmax": lambda logits, axis=None: jax.nn.softmax(
+        logits, axis=-1 if axis is None else axis
+    ),
+    "identity": lambda input: input,
+    "cast": lambda x, dtype: jnp.asarray(x).astype(getattr(dtype, "name", dtype)),  # tf.DType
+    "where": lambda condition, x=None, y=None: _where(condition, x, y),
+    "concat": lambda values, axis: jnp.concatenate(list(values), axis=axis),
+    "stack": lambda values, axis=0: jnp.stack(list(values), axis=axis),
+    "expand_dims": lambda input, axis: jnp.expand_dims(input, axis),
+    "compat.v1.squeeze": lambda input, axis=None, squeeze_dims=None: jnp.squeeze(
+        input, _axis(axis if axis is not None else squeeze_dims)
+    ),
+    "reshape": lambda tensor, shape: jnp.reshape(tensor, tuple(shape)),
+    "compat.v1.transpose": lambda a, perm=None, conjugate=False: jnp.transpose(a, _axis(perm)),
+    "tile": lambda input, multiples: jnp.tile(input, tuple(multiples)),
+    "clip_by_value": lambda t, clip_value_min, clip_value_max: jnp.clip(
+        t, clip_value_min, clip_value_max
+    ),
+    "linalg.matmul": _tf_matmul,
+    "math.cumsum": _tf_cumsum,
+    "__operators__.getitem": _tf_slice,
+}
+
+
+class TFOpLambda(KerasOp):
+    """A tf.keras 2 ``TFOpLambda``/``SlicingOpLambda`` layer (a TensorFlow function called on
+    Keras tensors, e.g. ``tf.reduce_mean(x, axis=1)`` or ``x[:, -1]``), replayed with
+    ``jax.numpy``: ``TFOpLambda("math.reduce_mean")(x, axis=1)``. TensorFlow functions
+    outside :data:`TF_OPS` are refused by name. No weights, no mask.
+    """
+
+    _registry = TF_OPS
+    _what = "TensorFlow function (TFOpLambda)"
+
+    def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
+        kwargs.pop("name", None)
+        return super().__call__(*args, **kwargs)
+
+
+TF_OP_CLASSES = ("TFOpLambda", "SlicingOpLambda")

@@ -34,7 +34,7 @@ import numpy as np
 from flax import nnx
 
 from importers import legacy
-from importers._ops import KerasOp, constant, is_op
+from importers._ops import TF_OP_CLASSES, KerasOp, TFOpLambda, constant, is_op
 from importers.convert import CONVERTERS
 from importers.errors import KerasFileError, UnsupportedLayerError
 from jrnn._config import _freeze, _thaw
@@ -113,6 +113,18 @@ def _refs(node: Any, op: bool = False) -> tuple[list[tuple[str, int, int]], bool
         k: _keras2_tensor(v) for k, v in call_kwargs.items() if k != "training" and v is not None
     }
     return refs, len(refs) > 1, kwargs
+
+
+def _tf_op_call(node: list) -> dict:
+    """A tf.keras ``TFOpLambda`` node: ``["layer", node, tensor, kwargs]`` when its first
+    argument is one tensor, a list of such refs when it is a list (``tf.concat``); the other
+    arguments are the kwargs. As an operation call: ``{"__op_args__": [first], **kwargs}``."""
+    single = bool(node) and isinstance(node[0], str)
+    refs = [node] if single else list(node)
+    call_kwargs = refs[0][3] if refs and len(refs[0]) > 3 and refs[0][3] else {}
+    tensors = [_keras2_tensor(list(r[:3])) for r in refs]
+    kwargs = {k: _keras2_tensor(v) for k, v in call_kwargs.items() if v is not None}
+    return {_OP_ARGS: [tensors[0] if single else tensors], **kwargs}
 
 
 def _keras2_tensor(v: Any) -> Any:
@@ -246,7 +258,10 @@ class ImportedModel(nnx.Module):
                 # made when it was built on its own Input (`_should_skip_first_node`).
                 first = 1 if keras_major < 3 and _has_input_layer(entry) else 0
                 for k, node in enumerate(entry.get("inbound_nodes", [])):
-                    refs, is_list, kwargs = _refs(node, op=is_op(entry))
+                    if entry["class_name"] in TF_OP_CLASSES:
+                        refs, is_list, kwargs = [], False, _tf_op_call(node)
+                    else:
+                        refs, is_list, kwargs = _refs(node, op=is_op(entry))
                     plan.append((_entry_name(entry), first + k, refs, is_list, kwargs))
             norm = lambda r: [tuple(x) for x in (r if isinstance(r[0], list) else [r])]
             inputs = [(n, 0, 0) for n, _, _ in norm(cfg["input_layers"])]
@@ -284,6 +299,8 @@ class ImportedModel(nnx.Module):
             return custom_layers[cls](entry["config"], weights.arrays(name))
         if is_op(entry):
             return KerasOp(cls, entry.get("config"), name=name)
+        if cls in TF_OP_CLASSES:
+            return TFOpLambda(str(entry["config"].get("function")), name=name)
         if cls in _MODEL_CLASSES:
             return ImportedModel(entry, weights.child(name), custom_layers, keras_major)
         if cls not in CONVERTERS:

@@ -3,13 +3,15 @@ adds for Masking/Embedding(mask_zero)) are replayed exactly, from live models an
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
 import importers
-from importers._ops import OPS, KerasOp
+from importers._ops import OPS, TF_OPS, KerasOp
 from importers.errors import UnsupportedLayerError
 from tests.helpers import randomize_keras
 
@@ -238,3 +240,119 @@ def test_op_with_unknown_argument_is_refused():
 def test_where_needs_both_branches():
     with pytest.raises(ValueError, match="x1 and x2"):
         KerasOp("Where")(np.ones(3) > 0)
+
+
+# -- tf.keras 2: TFOpLambda / SlicingOpLambda -------------------------------------------------
+
+
+def _tf_op_model():
+    tf_keras = pytest.importorskip("tf_keras")
+    import tensorflow as tf
+
+    a = tf_keras.Input((5, 3))
+    h = tf_keras.layers.LSTM(4, return_sequences=True)(tf_keras.layers.Masking()(a))
+    o1, o2 = h[:, -1], tf.reduce_mean(h, axis=1)
+    pos = tf.math.abs(o1) + 0.5
+    outs = [
+        o1 * 2.0 + o2,
+        o1 - o2,
+        o1 / 3.0,
+        tf.math.add(o1, o2),
+        tf.math.divide(o1, pos),
+        tf.math.pow(pos, 2.0),
+        tf.math.maximum(o1, o2),
+        tf.math.minimum(o1, o2),
+        tf.cast(tf.math.equal(o1, o1), tf.float32),
+        tf.cast(tf.math.not_equal(o1, 0.0), "int32"),
+        tf.cast(o1 > 0, tf.float32),
+        o1 >= 0,
+        o1 < 0,
+        o1 <= 0,
+        tf.math.logical_and(o1 > 0, o2 > 0),
+        tf.math.logical_or(o1 > 0, o2 > 0),
+        tf.math.logical_not(o1 > 0),
+        -o1,
+        tf.math.sqrt(pos),
+        tf.math.rsqrt(pos),
+        tf.math.exp(o1),
+        tf.math.log(pos),
+        tf.math.tanh(o1),
+        tf.math.sigmoid(o2),
+        tf.math.square(o1),
+        tf.nn.relu(o1),
+        tf.nn.softmax(o1),
+        tf.math.softmax(o2, axis=-1),
+        tf.math.reduce_sum(h, 1),
+        tf.math.reduce_max(h, axis=[1], keepdims=True),
+        tf.math.reduce_min(h, 2),
+        tf.math.reduce_prod(h, 1),
+        tf.math.reduce_any(h > 0, 1),
+        tf.math.reduce_all(h > 0, 1),
+        tf.math.reduce_std(h, 1),
+        tf.math.reduce_variance(h, 2),
+        tf.math.reduce_logsumexp(h, 1),
+        tf.concat([o1, o2], axis=-1),
+        tf.stack([o1, o2], 1),
+        tf.expand_dims(o1, 1),
+        tf.squeeze(h[:, :1], 1),
+        tf.reshape(h, [-1, 20]),
+        tf.transpose(h, [0, 2, 1]),
+        tf.tile(o1, [1, 2]),
+        tf.clip_by_value(h, -0.1, 0.1),
+        tf.matmul(h, h, transpose_b=True),
+        tf.math.cumsum(h, axis=1, exclusive=True, reverse=True),
+        tf.where(o1 > 0, o1, -o1),
+        tf.identity(o1),
+        h[:, 1:3, ::2],
+        h[:, :, 0],
+    ]
+    return tf_keras.Model(a, outs)
+
+
+def test_tf_keras_tf_op_layers_replay(tmp_path):
+    """tf.keras 2 models calling TensorFlow functions on Keras tensors (TFOpLambda,
+    SlicingOpLambda): live, from .h5 and from tf_keras' .keras, equal to tf.keras."""
+    from tests.helpers import randomize_keras as rand
+
+    model = _tf_op_model()
+    rand(model, seed=4)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    x[0, 3:] = 0.0
+    exp = model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(tmp_path / "tfop.h5")
+        model.save(tmp_path / "tfop.keras")
+    for source in (model, tmp_path / "tfop.h5", tmp_path / "tfop.keras"):
+        got = importers.load(source)(x)
+        assert len(got) == len(exp)
+        for g, e in zip(got, exp):
+            np.testing.assert_allclose(
+                np.asarray(g, np.float64),
+                e.numpy().astype(np.float64),
+                atol=1e-5,
+                err_msg=str(source),
+            )
+
+
+def test_every_tf_function_is_tested():
+    seen = {e["config"].get("function") for e in _tf_op_model().get_config()["layers"]}
+    assert set(TF_OPS) <= seen, sorted(set(TF_OPS) - seen)
+
+
+def test_tf_slicing_with_ellipsis_live():
+    tf_keras = pytest.importorskip("tf_keras")
+    a = tf_keras.Input((5, 3))
+    model = tf_keras.Model(a, a[..., 1:])
+    x = np.random.default_rng(1).standard_normal((2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(importers.load(model)(x)), model(x).numpy())
+
+
+def test_unknown_tf_function_names_itself():
+    tf_keras = pytest.importorskip("tf_keras")
+    import tensorflow as tf
+
+    a = tf_keras.Input((5,))
+    model = tf_keras.Model(a, tf.math.cumprod(a, axis=1))
+    with pytest.raises(UnsupportedLayerError, match=r"math\.cumprod.*TensorFlow function"):
+        importers.load(model)

@@ -94,10 +94,18 @@ def existing_path(path: str) -> str:
 
 
 def layer_names(model) -> list[str]:
-    """The model's top-level layer names in Keras' config order."""
+    """The model's top-level layer names in Keras' config order (operations recorded in a
+    Functional graph, ``keras.ops`` calls or tf.keras ``TFOpLambda``s, are not layers)."""
+    from importers._ops import KerasOp
+
     config = model.model_config
     entries = config.get("config", config).get("layers", [])
-    names = [_name(e) for e in entries if e.get("class_name") != "InputLayer"]
+    names = [
+        _name(e)
+        for e in entries
+        if e.get("class_name") != "InputLayer"
+        and not isinstance(model.layers.get(_name(e)), KerasOp)
+    ]
     return [n for n in names if n in model.layers] or list(model.layers.keys())
 
 
