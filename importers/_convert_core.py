@@ -226,35 +226,27 @@ def _layer_norm(config, arrays, in_shape):
     return m
 
 
-def _attention(config, arrays, in_shape):
-    use_scale = bool(config.get("use_scale", False))
-    mode = _only(config, "score_mode", ("dot", "concat"), "dot")
-    names = ["scale"] * use_scale + ["concat_score_weight"] * (mode == "concat")
-    _n_arrays(config, arrays, names)
-    m = attention.Attention(
-        use_scale=use_scale,
-        score_mode=mode,
-        dropout=float(config.get("dropout", 0.0)),
-        causal=bool(config.get("causal", False)),
-        name=config.get("name"),
-    )
-    _assign(config, m.keras_weights(), arrays, names)
-    return m
+def _attention(additive: bool):
+    def convert(config, arrays, in_shape):
+        use_scale = bool(config.get("use_scale", additive))
+        mode = "dot" if additive else _only(config, "score_mode", ("dot", "concat"), "dot")
+        names = ["scale"] * use_scale + ["concat_score_weight"] * (mode == "concat")
+        _n_arrays(config, arrays, names)
+        common = {
+            "use_scale": use_scale,
+            "dropout": float(config.get("dropout", 0.0)),
+            "causal": bool(config.get("causal", False)),
+            "name": config.get("name"),
+        }
+        if additive:
+            dim = int(np.asarray(arrays[0]).shape[-1]) if use_scale else None
+            m = attention.AdditiveAttention(dim, **common)
+        else:
+            m = attention.Attention(score_mode=mode, **common)
+        _assign(config, m.keras_weights(), arrays, names)
+        return m
 
-
-def _additive_attention(config, arrays, in_shape):
-    use_scale = bool(config.get("use_scale", True))
-    names = ["scale"] * use_scale
-    _n_arrays(config, arrays, names)
-    m = attention.AdditiveAttention(
-        int(np.asarray(arrays[0]).shape[-1]) if use_scale else None,
-        use_scale=use_scale,
-        dropout=float(config.get("dropout", 0.0)),
-        causal=bool(config.get("causal", False)),
-        name=config.get("name"),
-    )
-    _assign(config, m.keras_weights(), arrays, names)
-    return m
+    return convert
 
 
 def _no_weights(build):
@@ -306,8 +298,8 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "GlobalAveragePooling1D": _global_pool(core.GlobalAveragePooling1D),
     "BatchNormalization": _batch_norm,
     "LayerNormalization": _layer_norm,
-    "Attention": _attention,
-    "AdditiveAttention": _additive_attention,
+    "Attention": _attention(additive=False),
+    "AdditiveAttention": _attention(additive=True),
 }
 
 
