@@ -58,6 +58,8 @@ CASES = [
         (4, 5),
         lambda x: [
             x + 2.0,
+            x * np.arange(5, dtype="float32"),
+            ops.add(x, ops.convert_to_tensor(np.linspace(0, 1, 5, dtype="float32"))),
             x - x * 0.5,
             3.0 * x,
             x / 2.0,
