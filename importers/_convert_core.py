@@ -303,12 +303,12 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
 }
 
 
-def _with_policy(convert):
+def with_policy(convert):
     """The layer's Keras dtype policy carried over: variables in its variable dtype, and the
     compute dtype recorded as ``module.compute_dtype`` (``importers.load`` casts floating
     inputs and outputs to it, as Keras autocasts)."""
 
-    def with_policy(config, arrays, in_shape):
+    def convert_with_policy(config, arrays, in_shape):
         module = convert(config, arrays, in_shape)
         if config.get("dtype") is None:
             return module
@@ -318,10 +318,10 @@ def _with_policy(convert):
         module.compute_dtype = jnp.dtype(policy.compute_dtype).name
         return module
 
-    return with_policy
+    return convert_with_policy
 
 
-CORE_CONVERTERS = {k: _with_policy(v) for k, v in CORE_CONVERTERS.items()}
+CORE_CONVERTERS = {k: with_policy(v) for k, v in CORE_CONVERTERS.items()}
 # tf_keras 2 aliases
 CORE_CONVERTERS["MaxPool1D"] = CORE_CONVERTERS["MaxPooling1D"]
 CORE_CONVERTERS["AvgPool1D"] = CORE_CONVERTERS["AveragePooling1D"]

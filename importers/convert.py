@@ -26,7 +26,6 @@ from flax import nnx
 
 import jrnn
 from importers.errors import UnsupportedLayerError, WeightShapeError
-from jrnn.layers import core
 
 # Keys of Keras layer configs that carry no meaning for a jrnn module, with the values
 # jrnn supports (None: any value). `trainable` is kept on the module as an attribute.
@@ -329,31 +328,6 @@ def _time_distributed(config, arrays, in_shape):
     return jrnn.TimeDistributed(inner(config["layer"], arrays, sub), **kw)
 
 
-def _dense(config, arrays, in_shape):
-    m = core.Dense(
-        config["units"],
-        _in_features(arrays, in_shape, str(config.get("name"))),
-        activation=config.get("activation"),
-        use_bias=config.get("use_bias", True),
-        name=config.get("name"),
-        rngs=nnx.Rngs(0),
-    )
-    assign([m.kernel] + ([m.bias] if m.bias is not None else []), arrays, config.get("name"))
-    return m
-
-
-def _embedding(config, arrays, in_shape):
-    m = core.Embedding(
-        config["input_dim"],
-        config["output_dim"],
-        mask_zero=config.get("mask_zero", False),
-        name=config.get("name"),
-        rngs=nnx.Rngs(0),
-    )
-    assign([m.embeddings], arrays, config.get("name"))
-    return m
-
-
 _RECURRENT = {
     "SimpleRNN": _rnn_layer(jrnn.SimpleRNN),
     "GRU": _rnn_layer(jrnn.GRU, gru=True),
@@ -371,14 +345,10 @@ CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     **_RECURRENT,
     "Bidirectional": _bidirectional,
     "TimeDistributed": _time_distributed,
-    "Dense": _dense,
-    "Embedding": _embedding,
-    "Masking": lambda c, a, s: core.Masking(c.get("mask_value", 0.0), name=c.get("name")),
-    "Activation": lambda c, a, s: core.Activation(c["activation"], name=c.get("name")),
-    "Dropout": lambda c, a, s: core.Dropout(c.get("rate", 0.0), name=c.get("name")),
-    "Concatenate": lambda c, a, s: core.Concatenate(c.get("axis", -1), name=c.get("name")),
 }
 
-from importers._convert_core import CORE_CONVERTERS  # noqa: E402
+from importers._convert_core import CORE_CONVERTERS, with_policy  # noqa: E402
 
 CONVERTERS.update(CORE_CONVERTERS)
+# TimeDistributed autocasts its inputs to its own policy, as Keras layers do.
+CONVERTERS["TimeDistributed"] = with_policy(_time_distributed)

@@ -426,3 +426,22 @@ def test_mixed_precision_policies_carried_over(policy):
     got = jm(ids)
     assert got.dtype == exp.dtype == np.dtype(policy.split("_")[1])
     np.testing.assert_allclose(np.asarray(got, np.float32), exp.astype(np.float32), atol=3e-2)
+
+
+def test_mixed_precision_tagger_under_a_global_policy():
+    """A tagger built under keras' global mixed_bfloat16 policy (Embedding, Bidirectional
+    LSTM, TimeDistributed Dense): same dtype and values as Keras."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        ids = keras.Input((7,), dtype="int32")
+        h = L.Embedding(10, 6, mask_zero=True)(ids)
+        h = L.Bidirectional(L.LSTM(5, return_sequences=True))(h)
+        model = keras.Model(ids, L.TimeDistributed(L.Dense(3, activation="softmax"))(h))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    _rand(model)
+    exp = np.asarray(model(_ids()))
+    got = importers.load(model)(_ids())
+    assert got.dtype == exp.dtype == np.dtype("bfloat16")
+    np.testing.assert_allclose(np.asarray(got, np.float32), exp.astype(np.float32), atol=2e-2)
