@@ -3,6 +3,8 @@
 * :func:`load` rebuilds a whole Keras model (``.keras``, legacy ``.h5`` of Keras 1/2/3 and
   tf.keras, a live ``keras.Model``, or a jrnn checkpoint directory) as one ``nnx.Module``.
 * :func:`load_weights` loads a weights file into jrnn modules you built.
+* :func:`save_keras` / :func:`save_weights` write a model back for Keras 3;
+  :func:`keras_sequential` makes one from jrnn layers assembled by hand.
 * :func:`read_keras_file` reads any Keras file into NumPy arrays safely (bounded reads,
   no pickle, no code), the single reader behind both.
 * :mod:`importers.layouts`: every gate-layout conversion on bare arrays (Keras 2 CuDNN,
@@ -22,6 +24,7 @@ from importers import layouts as layouts
 from importers import legacy as legacy
 from importers._files import KerasFile as KerasFile
 from importers._files import read_keras_file as read_keras_file
+from importers._from_jrnn import keras_sequential as keras_sequential
 from importers.export import save_keras as save_keras
 from importers.export import save_weights as save_weights
 from importers.model import ImportedModel as ImportedModel
@@ -36,6 +39,7 @@ __all__ = [
     "errors",
     "export",
     "keras_params",
+    "keras_sequential",
     "layouts",
     "legacy",
     "load",

@@ -366,3 +366,89 @@ def test_bfloat16_params_round_trip(tmp_path):
     np.testing.assert_allclose(
         np.asarray(loaded(x), np.float32), np.asarray(km(x), np.float32), atol=1e-6, rtol=0
     )
+
+
+# -- models assembled from jrnn layers by hand ----------------------------------------------
+
+
+def _hand_built_cases():
+    from flax import nnx
+
+    import jrnn
+
+    r = nnx.Rngs(0)
+    tagger = [
+        jrnn.Embedding(20, 6, mask_zero=True, rngs=r),
+        jrnn.Bidirectional(jrnn.LSTM(5, 6, return_sequences=True, rngs=r), rngs=r),
+        jrnn.LayerNormalization((10,)),
+        jrnn.Dropout(0.3),
+        jrnn.Bidirectional(
+            jrnn.GRU(4, 10, return_sequences=True, reset_after=False, rngs=r),
+            backward_layer=jrnn.SimpleRNN(4, 10, return_sequences=True, go_backwards=True, rngs=r),
+            merge_mode="concat",
+        ),
+        jrnn.TimeDistributed(jrnn.Dense(3, 8, activation="softmax", rngs=r)),
+    ]
+    ids = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9]], np.int32)
+    conv = [
+        jrnn.Masking(0.0),
+        jrnn.Conv1D(6, 3, 3, padding="causal", activation="relu", rngs=r),
+        jrnn.MaxPooling1D(2, None, "same"),
+        jrnn.GaussianNoise(0.1),
+        jrnn.SimpleRNN(4, 6, return_sequences=True, activation="relu", rngs=r),
+        jrnn.GlobalAveragePooling1D(),
+        jrnn.Dense(2, 4, use_bias=False, rngs=r),
+    ]
+    video = [
+        jrnn.ConvLSTM2D(
+            3, 3, in_channels=1, spatial_shape=(6, 6), padding="same", return_sequences=True, rngs=r
+        ),
+        jrnn.BatchNormalization(3),
+        jrnn.ConvLSTM2D(2, 3, in_channels=3, spatial_shape=(6, 6), rngs=r),
+        jrnn.Flatten(),
+        jrnn.Dense(4, 32, activation="tanh", rngs=r),
+    ]
+    rng = np.random.default_rng(0)
+    return [
+        (tagger, (None,), "int32", ids),
+        (conv, (None, 3), "float32", rng.standard_normal((2, 8, 3)).astype(np.float32)),
+        (video, (4, 6, 6, 1), "float32", rng.standard_normal((2, 4, 6, 6, 1)).astype(np.float32)),
+    ]
+
+
+@pytest.mark.parametrize("case", [0, 1, 2], ids=["tagger", "conv_rnn", "video"])
+def test_hand_built_jrnn_models_export(case, tmp_path):
+    """jrnn layers assembled by hand (weights nudged as training would) -> keras_sequential
+    -> save_keras: Keras 3 loads the file and gives the same outputs."""
+    layers, shape, dtype, x = _hand_built_cases()[case]
+    model = importers.keras_sequential(layers, shape, input_dtype=dtype)
+    nudge(model)
+    export.save_keras(model, tmp_path / "hand.keras")
+    loaded = _keras_load(tmp_path / "hand.keras")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5, rtol=0)
+
+
+def test_hand_built_export_refusals():
+    from flax import nnx
+
+    import jrnn
+
+    r = nnx.Rngs(0)
+    with pytest.raises(UnsupportedLayerError, match=r"IndRNN.*no built-in layer"):
+        importers.keras_sequential([jrnn.IndRNN(4, 3, rngs=r)], (5, 3))
+    with pytest.raises(ValueError, match="Cannot serialize activation"):
+        importers.keras_sequential([jrnn.Dense(2, 3, activation=lambda v: v * 2, rngs=r)], (3,))
+    with pytest.raises(UnsupportedLayerError, match="different units"):
+        importers.keras_sequential(
+            [
+                jrnn.Bidirectional(
+                    jrnn.GRU(4, 3, rngs=r),
+                    backward_layer=jrnn.SimpleRNN(2, 3, go_backwards=True, rngs=r),
+                )
+            ],
+            (5, 3),
+        )
+    with pytest.raises(ValueError, match="two layers are named 'd'"):
+        importers.keras_sequential(
+            [jrnn.Dense(3, 3, name="d", rngs=r), jrnn.Dense(2, 3, name="d", rngs=r)], (3,)
+        )

@@ -1,0 +1,271 @@
+"""Keras 3 configs for models assembled from jrnn layers by hand (not imported from Keras).
+
+:func:`keras_sequential` turns a jrnn layer, or a list of them applied in order, into an
+:class:`importers.ImportedModel` over a Keras 3 ``Sequential`` config, holding the layers'
+current weights, so that :func:`importers.save_keras` / :func:`importers.save_weights`
+write it for Keras. The config is rebuilt into jrnn modules by the importer's own
+converters, so what Keras will read is checked to be what the layers compute: a layer or
+setting Keras 3 has no exact equivalent for (a custom activation callable, ``param_dtype``
+other than the policy's, IndRNN/CuDNN layers, ``RNN`` over custom cells) raises
+:class:`~importers.errors.UnsupportedLayerError` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from importers.errors import UnsupportedLayerError
+
+# jrnn-only constructor arguments of the recurrent layers (Keras 3 takes the others).
+_JRNN_ONLY = ("in_features", "in_channels", "spatial_shape", "hoist_input_projection", "remat")
+
+
+def _activation(fn: Any) -> str:
+    from jrnn import activations
+
+    return activations.serialize(fn)
+
+
+def _policy_name(module: Any) -> str:
+    policy = getattr(module, "policy", None)
+    return policy.name if policy is not None else "float32"
+
+
+def _core_configs() -> dict[type, Callable[[Any], dict]]:
+    from jrnn.layers import core
+
+    def conv(m):
+        return {
+            "filters": m.filters,
+            "kernel_size": list(m.kernel_size),
+            "strides": list(m.strides),
+            "padding": m.padding,
+            "data_format": m.data_format,
+            "dilation_rate": list(m.dilation_rate),
+            "groups": m.groups,
+            "activation": _activation(m.activation),
+            "use_bias": m.bias is not None,
+        }
+
+    def pool(m):
+        return {
+            "pool_size": m.pool_size,
+            "strides": m.strides,
+            "padding": m.padding,
+            "data_format": m.data_format,
+        }
+
+    def norm(m):
+        return {
+            "axis": list(m.axis),
+            "epsilon": m.epsilon,
+            "center": m.beta is not None,
+            "scale": m.gamma is not None,
+        }
+
+    return {
+        core.Dense: lambda m: {
+            "units": m.units,
+            "activation": _activation(m.activation),
+            "use_bias": m.bias is not None,
+        },
+        core.Embedding: lambda m: {
+            "input_dim": int(m.embeddings.shape[0]),
+            "output_dim": int(m.embeddings.shape[1]),
+            "mask_zero": bool(m.mask_zero),
+        },
+        core.Masking: lambda m: {"mask_value": float(m.mask_value)},
+        core.Activation: lambda m: {"activation": _activation(m.activation)},
+        core.Dropout: lambda m: {"rate": m.rate},
+        core.SpatialDropout1D: lambda m: {"rate": m.rate},
+        core.GaussianNoise: lambda m: {"stddev": m.stddev},
+        core.GaussianDropout: lambda m: {"rate": m.rate},
+        core.Flatten: lambda m: {"data_format": m.data_format},
+        core.Reshape: lambda m: {"target_shape": list(m.target_shape)},
+        core.Permute: lambda m: {"dims": list(m.dims)},
+        core.RepeatVector: lambda m: {"n": m.n},
+        core.Conv1D: conv,
+        core.Conv2D: conv,
+        core.Conv3D: conv,
+        core.MaxPooling1D: pool,
+        core.AveragePooling1D: pool,
+        core.GlobalMaxPooling1D: lambda m: {"data_format": m.data_format, "keepdims": m.keepdims},
+        core.GlobalAveragePooling1D: lambda m: {
+            "data_format": m.data_format,
+            "keepdims": m.keepdims,
+        },
+        core.BatchNormalization: lambda m: {**norm(m), "axis": m.axis[0], "momentum": m.momentum},
+        core.LayerNormalization: norm,
+    }
+
+
+class _Namer:
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def __call__(self, module: Any, cls: str) -> str:
+        from importers._files import _snake_case_keras3
+
+        name = getattr(module, "name", None)
+        if not name:
+            base = _snake_case_keras3(cls)
+            name, k = base, 0
+            while name in self.used:
+                k += 1
+                name = f"{base}_{k}"
+        if name in self.used:
+            raise ValueError(
+                f"keras_sequential: two layers are named {name!r}; Keras names are unique."
+            )
+        self.used.add(name)
+        return name
+
+
+def _recurrent(module: Any, namer: _Namer) -> dict:
+    import jrnn
+
+    cls = type(module).__name__
+    if type(module) not in (
+        jrnn.SimpleRNN,
+        jrnn.GRU,
+        jrnn.LSTM,
+        jrnn.ConvLSTM1D,
+        jrnn.ConvLSTM2D,
+        jrnn.ConvLSTM3D,
+    ):
+        raise UnsupportedLayerError(
+            cls,
+            str(getattr(module, "name", None) or cls),
+            detail="Keras 3 has no built-in layer equal to it, so it cannot be written to a "
+            "Keras 3 file (SimpleRNN, GRU, LSTM and ConvLSTM1D/2D/3D can)",
+        )
+    config = dict(module.get_config())
+    policy = module.cell.policy
+    if config.pop("param_dtype", None) not in (None, np.dtype(policy.param_dtype).name):
+        raise UnsupportedLayerError(
+            cls,
+            str(module.name),
+            detail="a param_dtype other than its policy's has no Keras 3 equivalent",
+        )
+    for key in (*_JRNN_ONLY, "batch_size", "implementation"):
+        config.pop(key, None)
+    for key in ("activation", "recurrent_activation"):
+        if key in config and not isinstance(config[key], str):
+            config[key] = _activation(config[key])
+    for key, value in config.items():
+        if key.endswith(("_initializer", "_regularizer", "_constraint")) and not (
+            value is None or isinstance(value, (str, dict))
+        ):
+            raise UnsupportedLayerError(
+                cls, str(module.name), detail=f"{key}={value!r} is not a Keras name or config"
+            )
+    config["zero_output_for_mask"] = module.zero_output_for_mask
+    config["dtype"] = policy.name
+    config["name"] = namer(module, cls)
+    return _entry(cls, config)
+
+
+def _entry(cls: str, config: dict) -> dict:
+    return {"module": "keras.layers", "class_name": cls, "config": config, "registered_name": None}
+
+
+def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
+    """The Keras 3 ``{"module", "class_name", "config", "registered_name"}`` entry of one
+    jrnn module."""
+    import jrnn
+
+    namer = namer or _Namer()
+    cls = type(module).__name__
+    if isinstance(module, jrnn.Bidirectional):
+        inner = layer_entry(module.forward_layer, _Namer())
+        inner["config"]["name"] = inner["config"]["name"].removeprefix("forward_")
+        config = {
+            "layer": inner,
+            "merge_mode": module.merge_mode,
+            "dtype": module.policy.name,
+            "name": namer(module, cls),
+        }
+        backward = layer_entry(module.backward_layer, _Namer())
+        twin = dict(inner["config"], go_backwards=not inner["config"].get("go_backwards"))
+        if {**backward["config"], "name": None} != {**twin, "name": None}:
+            if getattr(module.backward_layer, "units", None) != getattr(
+                module.forward_layer, "units", None
+            ):
+                raise UnsupportedLayerError(
+                    cls,
+                    str(module.name or cls),
+                    detail="Keras 3's Bidirectional takes both directions' outputs to have the "
+                    "forward layer's size, so directions of different units cannot be written",
+                )
+            config["backward_layer"] = backward
+        return _entry(cls, config)
+    if isinstance(module, jrnn.TimeDistributed):
+        return {
+            "class_name": cls,
+            "config": {"layer": layer_entry(module.layer, _Namer()), "name": namer(module, cls)},
+        }
+    if isinstance(module, jrnn.RNN):
+        return _recurrent(module, namer)
+    mappers = _core_configs()
+    if type(module) not in mappers:
+        raise UnsupportedLayerError(
+            cls,
+            str(getattr(module, "name", None) or cls),
+            detail="jrnn does not know the Keras 3 layer equal to this module",
+        )
+    config = mappers[type(module)](module)
+    config["name"] = namer(module, cls)
+    config["dtype"] = getattr(module, "compute_dtype", None) or "float32"
+    return _entry(cls, config)
+
+
+def keras_sequential(
+    layers: Any,
+    input_shape: tuple,
+    *,
+    input_dtype: str = "float32",
+    name: str = "sequential",
+    batch_size: int | None = None,
+):
+    """An :class:`importers.ImportedModel` over a Keras 3 ``Sequential`` of jrnn ``layers``.
+
+    Args:
+      layers: a jrnn layer or a list of them, applied in order.
+      input_shape: the input shape without the batch axis, ``None`` for any size
+        (``(None, 16)`` for variable-length sequences of 16 features).
+      input_dtype: the input's dtype (``"int32"`` for token ids).
+      name: the Keras model name.
+      batch_size: a fixed batch size (stateful layers need one).
+
+    Returns:
+      The model, holding the layers' current weights; ``importers.save_keras(model, path)``
+      writes it for Keras 3.
+
+    Raises:
+      UnsupportedLayerError: a layer or setting Keras 3 cannot represent exactly.
+    """
+    from importers.model import ImportedModel
+    from importers.weights import keras_params
+
+    modules = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+    namer = _Namer()
+    entries = [layer_entry(m, namer) for m in modules]
+    by_name = {e["config"]["name"]: m for e, m in zip(entries, modules)}
+    first = _entry(
+        "InputLayer",
+        {
+            "batch_shape": [batch_size, *input_shape],
+            "dtype": input_dtype,
+            "sparse": False,
+            "name": "input_layer",
+        },
+    )
+    config = {"class_name": "Sequential", "config": {"name": name, "layers": [first, *entries]}}
+
+    def arrays(layer_name: str) -> list:
+        return [np.asarray(p[...]) for p in keras_params(by_name[layer_name])]
+
+    return ImportedModel(config, arrays)
