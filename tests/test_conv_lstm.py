@@ -495,3 +495,35 @@ def test_bidirectional_conv_lstm_matches_keras():
     x = np.random.default_rng(4).standard_normal((B, T, *SPATIAL[2], C)).astype(np.float32)
     mask = np.array([[1, 1, 0, 1], [1, 0, 1, 1]], bool)
     assert_close(bi(x, mask=mask), kbi(tf.constant(x), mask=tf.constant(mask)).numpy(), time=T)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides,dilation", [(1, 1), (2, 1), (1, 2)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv_patch_gradient_equals_convolution_gradient(
+    rank, padding, strides, dilation, channels_last
+):
+    """The kernel gradient taken as a patches GEMM (and forward mode) equals XLA's."""
+    from jrnn.cells.conv_lstm import _conv_plain, conv
+
+    rng = np.random.default_rng(rank)
+    spatial = (7, 6, 5)[:rank]
+    x = rng.standard_normal((2, *spatial, 3) if channels_last else (2, 3, *spatial))
+    w = rng.standard_normal((*(3,) * rank, 3, 4))
+    x, w = jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32)
+    args = ((strides,) * rank, padding, (dilation,) * rank, channels_last)
+
+    def loss(f):
+        return lambda x, w: jnp.sum(jnp.sin(f(x, w, *args)))
+
+    fast = loss(
+        lambda x, w, s, p, d, c: conv(x, w, strides=s, padding=p, dilation=d, channels_last=c)
+    )
+    plain = loss(_conv_plain)
+    for got, want in zip(jax.grad(fast, (0, 1))(x, w), jax.grad(plain, (0, 1))(x, w)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    t = jax.jvp(lambda w: fast(x, w), (w,), (jnp.ones_like(w),))[1]
+    np.testing.assert_allclose(
+        t, jax.jvp(lambda w: plain(x, w), (w,), (jnp.ones_like(w),))[1], rtol=1e-4, atol=1e-4
+    )

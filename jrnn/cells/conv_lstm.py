@@ -15,6 +15,8 @@ per gate).
 
 from __future__ import annotations
 
+import functools
+import math
 import numbers
 from typing import Any
 
@@ -76,7 +78,17 @@ def conv(x: Array, w: Array, *, strides, padding: str, dilation, channels_last: 
 
     Returns:
       ``(N, *out_spatial, C_out)`` or ``(N, C_out, *out_spatial)``.
+
+    Its derivative with respect to ``w`` is computed as one GEMM over image patches
+    (``patches(x)ᵀ · dz``) instead of XLA's filter-gradient convolution, which XLA:CPU runs
+    ~10x slower (ConvLSTM2D training step, batch 8, T 10, 16x16x8 -> 32 filters: 137 ms vs
+    1171 ms in one process); the patches are recomputed in the backward pass, not stored.
+    Forward values, forward-mode and reverse-mode derivatives are those of the convolution.
     """
+    return _conv(x, w, tuple(strides), padding, tuple(dilation), bool(channels_last))
+
+
+def _conv_plain(x, w, strides, padding, dilation, channels_last):
     rank = w.ndim - 2
     spatial = _SPATIAL[rank]
     lhs = f"N{spatial}C" if channels_last else f"NC{spatial}"
@@ -89,6 +101,41 @@ def conv(x: Array, w: Array, *, strides, padding: str, dilation, channels_last: 
         rhs_dilation=dilation,
         dimension_numbers=dn,
     )
+
+
+def _patches_matmul(x, w, strides, padding, dilation, channels_last):
+    """``conv(x, w)`` as patches(x) @ w: linear in ``w`` with a GEMM transpose."""
+    rank = w.ndim - 2
+    spatial = _SPATIAL[rank]
+    if not channels_last:
+        x = jnp.moveaxis(x, 1, -1)
+    lhs = f"N{spatial}C"
+    patches = jax.lax.conv_general_dilated_patches(
+        x,
+        filter_shape=w.shape[:rank],
+        window_strides=strides,
+        padding=padding.upper(),
+        rhs_dilation=dilation,
+        dimension_numbers=(lhs, f"{spatial}IO", lhs),
+    )  # features ordered (C_in, *kernel)
+    c_in, c_out = w.shape[-2], w.shape[-1]
+    y = patches @ jnp.moveaxis(w, rank, 0).reshape(c_in * math.prod(w.shape[:rank]), c_out)
+    return y if channels_last else jnp.moveaxis(y, -1, 1)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _conv(x, w, strides, padding, dilation, channels_last):
+    return _conv_plain(x, w, strides, padding, dilation, channels_last)
+
+
+@_conv.defjvp
+def _conv_jvp(strides, padding, dilation, channels_last, primals, tangents):
+    x, w = primals
+    x_dot, w_dot = tangents
+    args = (strides, padding, dilation, channels_last)
+    out = _conv_plain(x, w, *args)
+    w_term = jax.checkpoint(_patches_matmul, static_argnums=(2, 3, 4, 5))(x, w_dot, *args)
+    return out, _conv_plain(x_dot, w, *args) + w_term
 
 
 @register
