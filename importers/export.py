@@ -422,6 +422,7 @@ _CUDNN_KEPT = (
     "recurrent_constraint",
     "bias_constraint",
     "unit_forget_bias",
+    "time_major",  # refused below when True, dropped when False
 )
 
 

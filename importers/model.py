@@ -282,7 +282,7 @@ class ImportedModel(nnx.Module):
                 layers[name] = self._convert(
                     by_name[name], weights, custom_layers, keras_major, in_shape
                 )
-                _check_call_kwargs(layers[name], by_name[name], kwargs)
+            _check_call_kwargs(layers[name], by_name[name], kwargs)  # every node of a shared layer
             if not known:
                 continue
             outs = _propagate(layers[name], args, is_list, kwargs, specs)
