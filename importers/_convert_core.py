@@ -75,11 +75,17 @@ def _falsy(config: dict, *keys: str) -> None:
 
 
 def _dense(config, arrays, in_shape):
-    use_bias = config.get("use_bias", True)
     kernel = _first(config, arrays, "kernel", 2)
-    m = core.Dense(
-        int(config["units"]),
-        int(kernel.shape[0]),
+    return _kernel_bias(
+        config, arrays, lambda **kw: core.Dense(int(config["units"]), int(kernel.shape[0]), **kw)
+    )
+
+
+def _kernel_bias(config, arrays, make):
+    """A Dense/Conv-like module ``make(activation=, use_bias=, name=, rngs=)`` with the
+    Keras ``kernel`` (and ``bias``) assigned."""
+    use_bias = config.get("use_bias", True)
+    m = make(
         activation=config.get("activation"),
         use_bias=use_bias,
         name=config.get("name"),
@@ -131,34 +137,28 @@ def _merge(cls):
 
 def _conv(cls):
     def convert(config, arrays, in_shape):
-        return _conv_nd(cls, config, arrays)
+        kernel = _first(config, arrays, "kernel", cls.rank + 2)
+        groups = int(config.get("groups", 1))
+        fmt = _only(config, "data_format", ("channels_last", "channels_first"), "channels_last")
+        paddings = ("valid", "same", "causal") if cls.rank == 1 else ("valid", "same")
+        padding = _only(config, "padding", paddings, "valid")
+        return _kernel_bias(
+            config,
+            arrays,
+            lambda **kw: cls(
+                int(config["filters"]),
+                config["kernel_size"],
+                int(kernel.shape[-2]) * groups,
+                strides=config.get("strides", 1),
+                padding=padding,
+                data_format=fmt,
+                dilation_rate=config.get("dilation_rate", 1),
+                groups=groups,
+                **kw,
+            ),
+        )
 
     return convert
-
-
-def _conv_nd(cls, config, arrays):
-    use_bias = config.get("use_bias", True)
-    kernel = _first(config, arrays, "kernel", cls.rank + 2)
-    groups = int(config.get("groups", 1))
-    fmt = _only(config, "data_format", ("channels_last", "channels_first"), "channels_last")
-    paddings = ("valid", "same", "causal") if cls.rank == 1 else ("valid", "same")
-    padding = _only(config, "padding", paddings, "valid")
-    m = cls(
-        int(config["filters"]),
-        config["kernel_size"],
-        int(kernel.shape[-2]) * groups,
-        strides=config.get("strides", 1),
-        padding=padding,
-        data_format=fmt,
-        dilation_rate=config.get("dilation_rate", 1),
-        groups=groups,
-        activation=config.get("activation"),
-        use_bias=use_bias,
-        name=config.get("name"),
-        rngs=nnx.Rngs(0),
-    )
-    _assign(config, m.keras_weights(), arrays, ["kernel", "bias"][: 1 + bool(use_bias)])
-    return m
 
 
 def _pool(cls):

@@ -295,49 +295,43 @@ def _tf_binary(fn: Callable) -> Callable:
     return lambda x, y: fn(x, y)
 
 
-def _tf_unary(fn: Callable) -> Callable:
-    return lambda x: fn(x)
-
+# TensorFlow elementwise functions -> the Keras operation they equal (one jnp choice each).
+_TF_BINARY = {
+    "__operators__.add": "Add",
+    "math.add": "Add",
+    "math.subtract": "Subtract",
+    "math.multiply": "Multiply",
+    "math.truediv": "TrueDivide",
+    "math.pow": "Power",
+    "math.maximum": "Maximum",
+    "math.minimum": "Minimum",
+    "math.equal": "Equal",
+    "math.not_equal": "NotEqual",
+    "math.greater": "Greater",
+    "math.greater_equal": "GreaterEqual",
+    "math.less": "Less",
+    "math.less_equal": "LessEqual",
+    "math.logical_and": "LogicalAnd",
+    "math.logical_or": "LogicalOr",
+}
+_TF_UNARY = {
+    "math.negative": "Negative",
+    "math.abs": "Abs",
+    "math.square": "Square",
+    "math.sqrt": "Sqrt",
+    "math.rsqrt": "Rsqrt",
+    "math.exp": "Exp",
+    "math.log": "Log",
+    "math.tanh": "Tanh",
+    "math.sigmoid": "Sigmoid",
+    "math.logical_not": "LogicalNot",
+}
 
 # TensorFlow function name (TFOpLambda's ``function``) -> fn(first_argument, **kwargs), the
 # keyword names TensorFlow's (``name=`` is dropped).
 TF_OPS: dict[str, Callable] = {
-    **{
-        k: _tf_binary(f)
-        for k, f in {
-            "__operators__.add": jnp.add,
-            "math.add": jnp.add,
-            "math.subtract": jnp.subtract,
-            "math.multiply": jnp.multiply,
-            "math.truediv": jnp.true_divide,
-            "math.pow": jnp.power,
-            "math.maximum": jnp.maximum,
-            "math.minimum": jnp.minimum,
-            "math.equal": jnp.equal,
-            "math.not_equal": jnp.not_equal,
-            "math.greater": jnp.greater,
-            "math.greater_equal": jnp.greater_equal,
-            "math.less": jnp.less,
-            "math.less_equal": jnp.less_equal,
-            "math.logical_and": jnp.logical_and,
-            "math.logical_or": jnp.logical_or,
-        }.items()
-    },
-    **{
-        k: _tf_unary(f)
-        for k, f in {
-            "math.negative": jnp.negative,
-            "math.abs": jnp.abs,
-            "math.square": jnp.square,
-            "math.sqrt": jnp.sqrt,
-            "math.rsqrt": jax.lax.rsqrt,
-            "math.exp": jnp.exp,
-            "math.log": jnp.log,
-            "math.tanh": jnp.tanh,
-            "math.sigmoid": jax.nn.sigmoid,
-            "math.logical_not": jnp.logical_not,
-        }.items()
-    },
+    **{k: _tf_binary(_BINARY[op]) for k, op in _TF_BINARY.items()},
+    **{k: _unary(_UNARY[op]) for k, op in _TF_UNARY.items()},
     **{
         k: _tf_reduce(f)
         for k, f in {

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import initializers
+from jrnn.layers.core import Dropout
 
 
 def _bad(layer: Any, arg: str, expected: str, received: Any) -> ValueError:
@@ -61,7 +62,7 @@ class Attention(nnx.Module):
             name,
         )
         self.causal = bool(causal)
-        self.rngs = rngs if rngs is not None else nnx.Rngs(dropout=0)
+        self.weights_dropout = Dropout(dropout, rngs=rngs) if 0.0 < dropout < 1.0 else None
         self.scale = self._make_scale(rngs) if use_scale else None
         self.concat_score_weight = nnx.Param(jnp.ones(())) if score_mode == "concat" else None
 
@@ -109,22 +110,15 @@ class Attention(nnx.Module):
             scores = jnp.where(keep, scores, scores - jnp.asarray(big, scores.dtype))
         weights = jax.nn.softmax(scores, axis=-1)
         if training and self.dropout > 0:
-            weights = self._dropout(weights, rngs)
+            weights = (
+                jnp.zeros_like(weights)
+                if self.weights_dropout is None  # rate 1: Keras drops everything
+                else self.weights_dropout(weights, training=True, rngs=rngs)
+            )
         out = weights @ v
         if q_mask is not None:
             out = jnp.where(jnp.asarray(q_mask, bool)[..., None], out, jnp.zeros((), out.dtype))
         return (out, weights) if return_attention_scores else out
-
-    def _dropout(self, w, rngs):
-        if self.dropout >= 1.0:
-            return jnp.zeros_like(w)
-        key = (
-            rngs
-            if rngs is not None and not isinstance(rngs, nnx.Rngs)
-            else (rngs or self.rngs).dropout()
-        )
-        keep = jax.random.bernoulli(key, 1.0 - self.dropout, w.shape)
-        return jnp.where(keep, w / jnp.asarray(1.0 - self.dropout, w.dtype), jnp.zeros((), w.dtype))
 
     def compute_mask(self, inputs, mask=None):
         """The query mask (Keras: ``mask[0]``), or None."""

@@ -202,11 +202,14 @@ class _Merge(nnx.Module):
     def __init__(self, *, name: str | None = None):
         self.name = name
 
-    def __call__(self, xs, *, training: bool = False):
+    def __call__(self, xs, *, training: bool = False, mask=None):
+        """Merge ``xs``; ``mask`` is the list of the inputs' ``(batch, time)`` masks (or None),
+        which only Multiply, Maximum and Minimum read, as Keras 3.15."""
         xs = list(xs)
         if len(xs) < 2 and type(self) is not Concatenate:
             raise _bad(self, "inputs", "a list of at least 2 tensors", len(xs))
-        return self._merge(xs)
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(xs)
+        return self._merge(xs, masks)
 
     def compute_mask(self, xs, mask=None):
         """Keras' Merge rule: the OR of the input masks; None if any is None."""
@@ -221,7 +224,7 @@ class _Merge(nnx.Module):
 class Add(_Merge):
     """Sum of a list of same-shape tensors; output mask: OR of masks (None if any is None)."""
 
-    def _merge(self, xs):
+    def _merge(self, xs, masks):
         out = xs[0]
         for x in xs[1:]:
             out = out + x
@@ -231,7 +234,7 @@ class Add(_Merge):
 class Subtract(_Merge):
     """``x0 - x1`` of exactly two same-shape tensors."""
 
-    def _merge(self, xs):
+    def _merge(self, xs, masks):
         if len(xs) != 2:
             raise _bad(self, "inputs", "a list of exactly 2 tensors", len(xs))
         return xs[0] - xs[1]
@@ -249,11 +252,7 @@ class Multiply(_Merge):
     masked the product is 0 outside the OR of the masks.
     """
 
-    def __call__(self, xs, *, training: bool = False, mask=None):
-        xs = list(xs)
-        masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(xs)
-        if len(xs) < 2:
-            raise _bad(self, "inputs", "a list of at least 2 tensors", len(xs))
+    def _merge(self, xs, masks):
         full = [_step_mask(x, m) for x, m in zip(xs, masks)]
         out = any_mask = None
         for x, m in zip(xs, full):
@@ -265,14 +264,11 @@ class Multiply(_Merge):
             out = jnp.where(any_mask, out, jnp.zeros((), out.dtype))
         return out
 
-    def _merge(self, xs):
-        return self(xs)
-
 
 class Average(_Merge):
     """Elementwise mean of a list of same-shape tensors."""
 
-    def _merge(self, xs):
+    def _merge(self, xs, masks):
         out = xs[0]
         for x in xs[1:]:
             out = out + x
@@ -285,11 +281,7 @@ class _MaskedExtremum(_Merge):
 
     _op: Any = None
 
-    def __call__(self, xs, *, training: bool = False, mask=None):
-        xs = list(xs)
-        masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(xs)
-        if len(xs) < 2:
-            raise _bad(self, "inputs", "a list of at least 2 tensors", len(xs))
+    def _merge(self, xs, masks):
         out, out_mask = xs[0], _step_mask(xs[0], masks[0])
         for x, m in zip(xs[1:], masks[1:]):
             m = _step_mask(x, m)
@@ -300,9 +292,6 @@ class _MaskedExtremum(_Merge):
             out_mask = out_mask | m if m is not None and out_mask is not None else None
             out = type(self)._op(out, x)
         return out
-
-    def _merge(self, xs):
-        return self(xs)
 
 
 class Maximum(_MaskedExtremum):
@@ -328,7 +317,7 @@ class Concatenate(_Merge):
         super().__init__(name=name)
         self.axis = axis
 
-    def _merge(self, xs):
+    def _merge(self, xs, masks):
         return jnp.concatenate(xs, axis=self.axis)
 
     def compute_mask(self, xs, mask=None):
