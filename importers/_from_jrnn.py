@@ -20,7 +20,14 @@ import numpy as np
 from importers.errors import UnsupportedLayerError
 
 # jrnn-only constructor arguments of the recurrent layers (Keras 3 takes the others).
-_JRNN_ONLY = ("in_features", "in_channels", "spatial_shape", "hoist_input_projection", "remat")
+_JRNN_ONLY = (
+    "in_features",
+    "in_channels",
+    "spatial_shape",
+    "hoist_input_projection",
+    "remat",
+    "native",
+)
 
 
 def _activation(fn: Any) -> str:

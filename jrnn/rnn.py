@@ -196,6 +196,15 @@ class RNN(Configurable, nnx.Module):
         per backend: hoisted on GPU/TPU; per step on CPU, where XLA's CPU matmuls run the
         small per-step GEMM from cache faster than they stream a hoisted
         ``(time, batch, gates*units)`` buffer (measured in ``bench/``). Same results.
+      native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn._native`, built
+        at install) instead of the XLA scan. None (default): wherever it applies — a cell
+        with a native kernel (LSTM with tanh/sigmoid, CuDNNLSTM), float32, the CPU
+        backend, a CPU with AVX-512, and no mask, recurrent dropout, ``constants``,
+        ``remat`` or recorded activations in the call. True: require it (an error names
+        what prevents it). False: always the XLA scan. Both compute the same function
+        (float32 rounding differs, ~1e-6); the native path has reverse-mode autodiff
+        (``grad``, ``vjp``) but no forward mode (``jvp``, ``jacfwd``): use False there.
+        ``JRNN_NATIVE=0`` in the environment turns it off process-wide.
       batch_size: for stateful layers, create the state variables now (otherwise the
         first call creates them).
       name: Keras layer name (kept for importers and inspection).
@@ -237,6 +246,7 @@ class RNN(Configurable, nnx.Module):
         zero_output_for_mask: bool = False,
         remat: bool | int = False,
         hoist_input_projection: bool | None = None,
+        native: bool | None = None,
         activity_regularizer: Any = None,
         batch_size: int | None = None,
         name: str | None = None,
@@ -268,6 +278,9 @@ class RNN(Configurable, nnx.Module):
         if hoist_input_projection is not None:
             _checks.boolean(hoist_input_projection, "hoist_input_projection", self)
         self.hoist_input_projection = hoist_input_projection
+        if native is not None:
+            _checks.boolean(native, "native", self)
+        self.native = native
         self.activity_regularizer = regularizers_lib.get(activity_regularizer)
         self.activity_loss = nnx.data(None)
         self.states = nnx.data(None)
@@ -451,35 +464,94 @@ class RNN(Configurable, nnx.Module):
 
             in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
             params = self.cell.params_for_length(time)
-            project = functools.partial(
-                _bound_projection, self.cell.project_inputs, params, in_masks
-            )
-            step = functools.partial(_bound_step, self.cell.step, params, rec_masks, constants)
-            last, ys, final, acts = rnn_scan(
-                step,
-                jnp.swapaxes(x, 0, 1),
-                carry,
-                project=project,
-                hoist=self._hoist(),
-                remat=self.remat,
-                mask=None if time_mask is None else jnp.swapaxes(time_mask, 0, 1),
-                go_backwards=self.go_backwards,
-                unroll=self.unroll,
-                zero_output_for_mask=self.zero_output_for_mask,
-                return_sequences=self.return_sequences,
-                record=record,
-            )
+            blocker = self._native_blocker(x, time_mask, rec_masks, constants, record)
+            if blocker is None:
+                last, sequence, final = self._run_native(x, carry, params, in_masks)
+                acts = None
+            else:
+                if self.native:
+                    raise ValueError(
+                        f"{_checks.where(self)}: native=True but the native kernel cannot run "
+                        f"this call: {blocker}. Use native=None to fall back to the XLA scan."
+                    )
+                last, sequence, final, acts = self._run_scan(
+                    x, carry, params, in_masks, rec_masks, constants, time_mask, record
+                )
             if self.stateful:
                 leaves = jax.tree_util.tree_leaves(
                     self.states, is_leaf=lambda v: isinstance(v, RNNState)
                 )
                 for var, value in zip(leaves, jax.tree_util.tree_leaves(final)):
                     var.set_value(value)
-            sequence = None if ys is None else _batch_major(ys)
             output = sequence if self.return_sequences else last
-            return RNNResult(
-                output, sequence, last, final, None if acts is None else _batch_major(acts)
-            )
+            return RNNResult(output, sequence, last, final, acts)
+
+    def _run_scan(self, x, carry, params, in_masks, rec_masks, constants, time_mask, record):
+        """The XLA path: :func:`rnn_scan` over time-major inputs; batch-major results."""
+        project = functools.partial(_bound_projection, self.cell.project_inputs, params, in_masks)
+        step = functools.partial(_bound_step, self.cell.step, params, rec_masks, constants)
+        last, ys, final, acts = rnn_scan(
+            step,
+            jnp.swapaxes(x, 0, 1),
+            carry,
+            project=project,
+            hoist=self._hoist(),
+            remat=self.remat,
+            mask=None if time_mask is None else jnp.swapaxes(time_mask, 0, 1),
+            go_backwards=self.go_backwards,
+            unroll=self.unroll,
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_sequences=self.return_sequences,
+            record=record,
+        )
+        sequence = None if ys is None else _batch_major(ys)
+        return last, sequence, final, None if acts is None else _batch_major(acts)
+
+    def _native_blocker(self, x, time_mask, rec_masks, constants, record) -> str | None:
+        """None if this call can run on the native kernel, else the reason it cannot."""
+        from jrnn import _native
+
+        kernel = self.cell.native_kernel
+        if self.native is False:
+            return "native=False"
+        if kernel is None:
+            return f"{type(self.cell).__name__} in this configuration has no native kernel"
+        for what, value in (
+            ("a mask", time_mask),
+            ("recurrent dropout", rec_masks),
+            ("constants", constants),
+        ):
+            if value is not None:
+                return f"the call has {what}"
+        if record:
+            return "activations are recorded (record=True)"
+        if getattr(self.cell, "dropout_mask_count", 1) != 1 and self.cell.dropout > 0:
+            return "input dropout draws one mask per gate (implementation=1)"
+        if self.remat:
+            return "remat is set"
+        if x.dtype != jnp.float32 or jnp.dtype(self.cell.compute_dtype) != jnp.float32:
+            return f"it runs in float32 only (input {x.dtype}, compute {self.cell.compute_dtype})"
+        if jax.default_backend() != "cpu":
+            return f"it runs on the CPU backend only (default backend: {jax.default_backend()})"
+        if not _native.lstm_available():
+            return _native.unavailable_reason()
+        return None
+
+    def _run_native(self, x, carry, params, in_masks):
+        """The native path (:func:`jrnn._native.lstm_recurrence`); batch-major throughout."""
+        from jrnn import _native
+
+        if self.go_backwards:
+            x = jnp.flip(x, 1)
+        if in_masks is not None:
+            x = x * in_masks[:, None]
+        kernel, recurrent = params["kernel"], params["recurrent_kernel"]
+        bias = params.get("bias")
+        if bias is None:
+            bias = jnp.zeros((kernel.shape[1],), kernel.dtype)
+        h0, c0 = carry
+        y, h, c = _native.lstm(x, kernel, bias, recurrent, h0, c0)
+        return h, (y if self.return_sequences else None), (h, c)
 
     def __call__(
         self,

@@ -122,6 +122,7 @@ class CuDNNLSTMCell(_CuDNNCell):
 
     gates = 4
     gate_names = ("i", "f", "c", "o")
+    native_kernel = "lstm"
 
     def __init__(
         self,

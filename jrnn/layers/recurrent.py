@@ -28,6 +28,7 @@ _RNN_ARGUMENTS = (
     "zero_output_for_mask",
     "remat",
     "hoist_input_projection",
+    "native",
     "activity_regularizer",
     "batch_size",
     "name",
@@ -37,7 +38,7 @@ _RNN_ARGUMENTS = (
 def _split_arguments(arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a layer's ``locals()`` into (cell arguments, RNN arguments)."""
     arguments = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
-    rnn_arguments = {k: arguments.pop(k) for k in _RNN_ARGUMENTS}
+    rnn_arguments = {k: arguments.pop(k) for k in _RNN_ARGUMENTS if k in arguments}
     arguments["name"] = rnn_arguments["name"] and f"{rnn_arguments['name']}_cell"
     return arguments, rnn_arguments
 
@@ -174,6 +175,8 @@ class LSTM(RNN):
 
     Args: ``units``, ``in_features`` and every argument of :class:`jrnn.LSTMCell` and
     :class:`jrnn.RNN`; ``use_cudnn`` ("auto", True, False) is accepted as Keras does.
+    On CPU the recurrence runs on jrnn's native kernel where it applies (``native``, see
+    :class:`jrnn.RNN`).
 
     Call: ``layer(inputs (batch, time, in_features), mask=None, initial_state=None,
     training=False)``; ``return_state`` gives ``(output, h, c)`` (Keras' order).
@@ -218,6 +221,7 @@ class LSTM(RNN):
         zero_output_for_mask: bool = False,
         remat: bool | int = False,
         hoist_input_projection: bool | None = None,
+        native: bool | None = None,
         use_cudnn: Any = "auto",
         implementation: int = 2,
         batch_size: int | None = None,

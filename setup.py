@@ -1,0 +1,33 @@
+"""Build jrnn's native CPU kernels (``jrnn/_native/lstm_cpu.cc``) as an optional extension.
+
+Everything else about the package is in ``pyproject.toml``. The kernel is an XLA FFI
+handler: it compiles against the FFI headers shipped in ``jaxlib`` (a build requirement)
+and is loaded with ``ctypes`` at run time, not imported as a Python module. A machine
+without a C++ compiler still installs jrnn (``optional=True``); the layers then use their
+XLA scan (``jrnn._native.unavailable_reason()`` says why).
+"""
+
+from setuptools import Extension, setup
+
+
+def _ffi_include() -> list[str]:
+    import os
+
+    import jaxlib  # build requirement (pyproject.toml [build-system])
+
+    return [os.path.join(os.path.dirname(jaxlib.__file__), "include")]
+
+
+setup(
+    ext_modules=[
+        Extension(
+            "jrnn._native._lstm_cpu",
+            sources=["jrnn/_native/lstm_cpu.cc"],
+            include_dirs=_ffi_include(),
+            language="c++",
+            extra_compile_args=["-O3", "-std=c++17", "-Wno-attributes", "-Wno-return-type"],
+            extra_link_args=["-lpthread"],
+            optional=True,
+        )
+    ]
+)
