@@ -1,4 +1,4 @@
-"""Build jrnn's native CPU kernels (``jrnn/_native/lstm_cpu.cc``) as an optional extension.
+"""Build jrnn's native CPU kernels (``jrnn/_native/*.cc``) as an optional extension.
 
 Everything else about the package is in ``pyproject.toml``. The kernel is an XLA FFI
 handler: it compiles against the FFI headers shipped in ``jaxlib`` (a build requirement)
@@ -21,8 +21,9 @@ def _ffi_include() -> list[str]:
 setup(
     ext_modules=[
         Extension(
-            "jrnn._native._lstm_cpu",
-            sources=["jrnn/_native/lstm_cpu.cc"],
+            "jrnn._native._kernels",
+            sources=["jrnn/_native/common.cc", "jrnn/_native/lstm.cc", "jrnn/_native/gru.cc"],
+            depends=["jrnn/_native/common.h"],
             include_dirs=_ffi_include(),
             language="c++",
             extra_compile_args=["-O3", "-std=c++17", "-Wno-attributes", "-Wno-return-type"],

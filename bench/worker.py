@@ -90,6 +90,8 @@ def build_jrnn(a):
         kw["remat"] = True
     if a.hoist != "auto":
         kw["hoist_input_projection"] = a.hoist == "true"
+    if a.native != "auto" and a.layer in ("lstm", "bilstm", "gru"):
+        kw["native"] = a.native == "true"
     cls = {"lstm": jrnn.LSTM, "gru": jrnn.GRU, "simple_rnn": jrnn.SimpleRNN}
 
     def build():
@@ -283,6 +285,12 @@ def main(argv=None) -> int:
         choices=("auto", "true", "false"),
         default="auto",
         help="jrnn only: input projection schedule",
+    )
+    p.add_argument(
+        "--native",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="jrnn only: the native CPU LSTM kernel (RNN(native=...))",
     )
     a = p.parse_args(argv)
     try:

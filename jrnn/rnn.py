@@ -198,7 +198,8 @@ class RNN(Configurable, nnx.Module):
         ``(time, batch, gates*units)`` buffer (measured in ``bench/``). Same results.
       native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn._native`, built
         at install) instead of the XLA scan. None (default): wherever it applies — a cell
-        with a native kernel (LSTM with tanh/sigmoid, CuDNNLSTM), float32, the CPU
+        with a native kernel (LSTM, or GRU with ``reset_after=True``, with Keras' default
+        tanh/sigmoid activations; CuDNNLSTM, CuDNNGRU), float32, the CPU
         backend, a CPU with AVX-512, and no mask, recurrent dropout, ``constants``,
         ``remat`` or recorded activations in the call. True: require it (an error names
         what prevents it). False: always the XLA scan. Both compute the same function
@@ -527,31 +528,32 @@ class RNN(Configurable, nnx.Module):
             return "activations are recorded (record=True)"
         if getattr(self.cell, "dropout_mask_count", 1) != 1 and self.cell.dropout > 0:
             return "input dropout draws one mask per gate (implementation=1)"
-        if self.remat:
-            return "remat is set"
         if x.dtype != jnp.float32 or jnp.dtype(self.cell.compute_dtype) != jnp.float32:
             return f"it runs in float32 only (input {x.dtype}, compute {self.cell.compute_dtype})"
         if jax.default_backend() != "cpu":
             return f"it runs on the CPU backend only (default backend: {jax.default_backend()})"
-        if not _native.lstm_available():
+        if not _native.available():
             return _native.unavailable_reason()
         return None
 
     def _run_native(self, x, carry, params, in_masks):
-        """The native path (:func:`jrnn._native.lstm_recurrence`); batch-major throughout."""
-        from jrnn import _native
-
+        """The native path (:mod:`jrnn._native`); batch-major throughout."""
         if self.go_backwards:
             x = jnp.flip(x, 1)
         if in_masks is not None:
             x = x * in_masks[:, None]
-        kernel, recurrent = params["kernel"], params["recurrent_kernel"]
-        bias = params.get("bias")
-        if bias is None:
-            bias = jnp.zeros((kernel.shape[1],), kernel.dtype)
-        h0, c0 = carry
-        y, h, c = _native.lstm(x, kernel, bias, recurrent, h0, c0)
-        return h, (y if self.return_sequences else None), (h, c)
+        run = _native_runner(self.cell.native_kernel, params)
+        if not self.remat:
+            y, final = run(x, carry)
+        else:
+            # Checkpointed segments, as rnn_scan does: only the states at segment boundaries
+            # are kept; each segment's kernel runs again in the backward pass.
+            batch, time = x.shape[:2]
+            seg = segment_length(time, self.remat)
+            chunks = jnp.swapaxes(x.reshape(batch, time // seg, seg, *x.shape[2:]), 0, 1)
+            final, ys = jax.lax.scan(jax.checkpoint(lambda s, xs: run(xs, s)[::-1]), carry, chunks)
+            y = jnp.swapaxes(ys, 0, 1).reshape(batch, time, -1)
+        return final[0], (y if self.return_sequences else None), final
 
     def __call__(
         self,
@@ -591,6 +593,36 @@ def record_activity_loss(layer: nnx.Module, outputs: Any) -> None:
         layer.activity_loss.set_value(total)
     else:
         layer.activity_loss = ActivityLoss(total)
+
+
+def _native_runner(kernel: str, params: dict[str, Any]):
+    """``run(x (batch, time, in), carry) -> (y (batch, time, units), final carry)`` on the
+    native kernel ``kernel`` (a cell's ``native_kernel``) with the cell's ``params()``."""
+    from jrnn import _native
+
+    w, r = params["kernel"], params["recurrent_kernel"]
+
+    def bias(name):
+        b = params.get(name)
+        return jnp.zeros((w.shape[1],), w.dtype) if b is None else b
+
+    if kernel == "lstm":
+        b = bias("bias")
+
+        def run(x, carry):
+            y, h, c = _native.lstm(x, w, b, r, *carry)
+            return y, (h, c)
+
+    elif kernel == "gru":
+        bi, br = bias("input_bias"), bias("recurrent_bias")
+
+        def run(x, carry):
+            y, h = _native.gru(x, w, bi, br, r, *carry)
+            return y, (h,)
+
+    else:
+        raise ValueError(f"unknown native kernel {kernel!r}; expected 'lstm' or 'gru'.")
+    return run
 
 
 def _bound_step(cell_step, params, rec_masks, constants, carry, x_t):

@@ -43,6 +43,10 @@ FACTORIES = {
     "LSTM": lambda rngs, dtype=None, **kw: jrnn.LSTM(
         4, F, return_sequences=True, dtype=dtype, rngs=rngs, **kw
     ),
+    # LSTM runs on the native CPU kernel where it applies; this keeps the XLA scan covered.
+    "LSTM_scan": lambda rngs, dtype=None, **kw: jrnn.LSTM(
+        4, F, return_sequences=True, native=False, dtype=dtype, rngs=rngs, **kw
+    ),
     "CuDNNLSTM": lambda rngs, dtype=None, **kw: jrnn.CuDNNLSTM(
         4, F, return_sequences=True, dtype=dtype, rngs=rngs, **kw
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 
@@ -34,6 +35,9 @@ def _modules():
         yield package.__name__
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             if info.name.endswith("__main__"):
+                continue
+            origin = importlib.util.find_spec(info.name).origin or ""
+            if origin.endswith((".so", ".pyd")):  # the native kernel: a ctypes library
                 continue
             yield info.name
 

@@ -1,15 +1,20 @@
-"""Native CPU kernels (XLA FFI) for the sequential part of recurrent layers.
+"""Native CPU kernels (XLA FFI custom calls) for the recurrences of LSTM and GRU.
 
-``lstm_cpu.cc`` is compiled when jrnn is installed (``pip install``; an optional
-extension: a machine without a C++ compiler installs jrnn without it). At run time
-:func:`lstm_available` says whether the kernel can run here: the extension was built, the
-CPU has AVX-512, and ``JRNN_NATIVE`` is not ``0``. Otherwise the layers use their XLA
-scan, which computes the same function.
+``lstm.cc``, ``gru.cc`` and ``common.h`` are compiled into one library when jrnn is
+installed (``pip install``; an optional extension: a machine without a C++ compiler still
+installs jrnn). At run time :func:`available` says whether the kernels can run here (the
+library was built, the CPU has AVX-512, ``JRNN_NATIVE`` is not ``0``) and
+:func:`unavailable_reason` why not; the layers then run their XLA scan, which computes the
+same function. ``JRNN_NATIVE_THREADS`` caps the threads a kernel uses (default: XLA's
+intra-op pool).
 
-The kernels cover the recurrence only: the input projection ``x W + b`` and every weight
-gradient are ordinary XLA ops around them, so :func:`lstm_recurrence` is differentiable
-(``jax.custom_vjp``) and composes with ``jit``/``grad``; ``vmap`` of it runs the kernel
-once per batched element (``vmap_method="sequential"``).
+:func:`lstm` and :func:`gru` run a whole sequence: the input and recurrent products of a
+step are one register-tiled GEMM with the gate maths applied in registers. Their
+backward kernels produce the gate pre-activation gradients; the weight and input
+gradients are large GEMMs left to XLA. Both are ``jax.custom_vjp`` functions: ``jit``,
+``grad``/``vjp`` and ``vmap`` (one kernel call per batched element) work; forward-mode
+autodiff (``jvp``, ``jacfwd``) and second derivatives do not (use the layers'
+``native=False``). Float32 only.
 """
 
 from __future__ import annotations
@@ -24,88 +29,94 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-_LIB_GLOB = os.path.join(os.path.dirname(__file__), "_lstm_cpu*.so")
+_LIB_GLOB = os.path.join(os.path.dirname(__file__), "_kernels*.so")
+_TARGETS = ("jrnn_lstm_fwd", "jrnn_lstm_bwd", "jrnn_gru_fwd", "jrnn_gru_bwd")
+_F32 = jnp.float32
 
 
 @functools.cache
 def _library() -> ctypes.CDLL | None:
-    """Load the compiled extension and register its FFI targets (once); None if absent
-    or unusable on this CPU."""
+    """Load the compiled library and register its FFI targets (once); None if it is
+    absent or this CPU lacks AVX-512."""
     paths = sorted(glob.glob(_LIB_GLOB))
     if not paths:
         return None
     lib = ctypes.CDLL(paths[0])
     if not lib.jrnn_native_supported():
         return None
-    for name in ("jrnn_lstm_fwd", "jrnn_lstm_bwd"):
+    for name in _TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     return lib
 
 
-def lstm_available() -> bool:
-    """Whether the native CPU LSTM kernel can run in this process (see module docs)."""
-    return unavailable_reason() is None
-
-
 def unavailable_reason() -> str | None:
-    """Why the native kernel cannot run here, or None when it can."""
+    """Why the native kernels cannot run in this process, or None when they can."""
     if os.environ.get("JRNN_NATIVE", "1") == "0":
         return "JRNN_NATIVE=0 is set"
     if not glob.glob(_LIB_GLOB):
         return (
-            "the extension jrnn/_native/_lstm_cpu*.so was not built (reinstall jrnn on a "
+            "the library jrnn/_native/_kernels*.so was not built (reinstall jrnn on a "
             "machine with a C++ compiler)"
         )
     if _library() is None:
-        return "this CPU lacks AVX-512 (the kernel's instruction set)"
+        return "this CPU lacks AVX-512 (the kernels' instruction set)"
     return None
 
 
-def _pack_forward(w: Array) -> Array:
-    """``W (K, 4H)`` -> ``(ceil(H/16), K, 64)``: panel p holds the i, f, c, o columns of
-    units 16p..16p+15 (zero-padded past H). Used for the kernel and the recurrent kernel."""
-    k, h = w.shape[0], w.shape[1] // 4
-    p = -(-h // 16)
-    w4 = jnp.pad(w.reshape(k, 4, h), ((0, 0), (0, 0), (0, 16 * p - h)))
-    return w4.reshape(k, 4, p, 16).transpose(2, 0, 1, 3).reshape(p, k, 64)
-
-
-def _pack_backward(r: Array) -> Array:
-    """``R (H, 4H)`` -> ``(ceil(H/64), 4H, 64)``: panel p holds ``Rᵀ`` for units
-    64p..64p+63 (zero-padded past H)."""
-    h = r.shape[0]
-    p = -(-h // 64)
-    rt = jnp.pad(r.T, ((0, 0), (0, 64 * p - h)))
-    return rt.reshape(4 * h, p, 64).transpose(1, 0, 2)
+def available() -> bool:
+    """Whether the native kernels can run in this process (see :func:`unavailable_reason`)."""
+    return unavailable_reason() is None
 
 
 def _require() -> None:
     reason = unavailable_reason()
     if reason is not None:
-        raise RuntimeError(f"jrnn's native CPU LSTM kernel cannot run here: {reason}.")
+        raise RuntimeError(f"jrnn's native CPU kernels cannot run here: {reason}.")
 
 
-def _forward_call(x, w, b, r, h0, c0, save: bool):
+def _call(target: str, shapes: list[tuple[int, ...]], *args: Array) -> tuple[Array, ...]:
     _require()
+    out = [jax.ShapeDtypeStruct(s, _F32) for s in shapes]
+    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(*args)
+
+
+def _pack(w: Array, gates: int, order: tuple[int, ...]) -> Array:
+    """``W (K, gates*H)`` -> ``(ceil(H/16), K, 16*len(order))``: panel p holds, for units
+    16p..16p+15 (zero-padded past H), the gate blocks ``order`` side by side."""
+    k, h = w.shape[0], w.shape[1] // gates
+    p = -(-h // 16)
+    blocks = jnp.pad(w.reshape(k, gates, h)[:, list(order)], ((0, 0), (0, 0), (0, 16 * p - h)))
+    return blocks.reshape(k, len(order), p, 16).transpose(2, 0, 1, 3).reshape(p, k, -1)
+
+
+def _pack_transposed(r: Array) -> Array:
+    """``R (H, G)`` -> ``(ceil(H/64), G, 64)``: panel p holds ``Rᵀ`` for units 64p..64p+63
+    (zero-padded past H): the backward pass's ``dz Rᵀ``."""
+    h = r.shape[0]
+    p = -(-h // 64)
+    rt = jnp.pad(r.T, ((0, 0), (0, 64 * p - h)))
+    return rt.reshape(r.shape[1], p, 64).transpose(1, 0, 2)
+
+
+def _previous_outputs(h0: Array, y: Array) -> Array:
+    """``h_{t-1}`` for every step: ``(batch, time, H)``."""
+    return jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
+
+
+# ---------------------------------------------------------------------------- LSTM
+def _lstm_forward(x, w, b, r, h0, c0, save: bool):
     batch, time, _ = x.shape
     h = r.shape[0]
-    f32 = jnp.float32
-    out = [
-        jax.ShapeDtypeStruct((batch, time, h), f32),
-        jax.ShapeDtypeStruct((batch, h), f32),
-        jax.ShapeDtypeStruct((batch, h), f32),
-        jax.ShapeDtypeStruct((batch, time, 4 * h) if save else (0,), f32),
-        jax.ShapeDtypeStruct((batch, time, h) if save else (0,), f32),
-    ]
-    call = jax.ffi.ffi_call("jrnn_lstm_fwd", out, vmap_method="sequential")
-    return call(x, _pack_forward(w), b, _pack_forward(r), h0, c0)
+    shapes = [(batch, time, h), (batch, h), (batch, h)]
+    shapes += [(batch, time, 4 * h), (batch, time, h)] if save else [(0,), (0,)]
+    order = (0, 1, 2, 3)
+    return _call("jrnn_lstm_fwd", shapes, x, _pack(w, 4, order), b, _pack(r, 4, order), h0, c0)
 
 
 @jax.custom_vjp
-def lstm(
-    x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array
-) -> tuple[Array, Array, Array]:
-    """An LSTM over a whole sequence (sigmoid gates, tanh activations), float32.
+def lstm(x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array):
+    """An LSTM over a whole sequence with sigmoid gates and tanh activations (Keras'
+    defaults), float32.
 
     Args:
       x: inputs ``(batch, time, F)``.
@@ -117,37 +128,103 @@ def lstm(
     Returns:
       ``(y, h_T, c_T)``: the outputs ``(batch, time, H)`` and the final states.
     """
-    y, ht, ct, _, _ = _forward_call(x, w, b, r, h0, c0, save=False)
-    return y, ht, ct
+    y, h, c, _, _ = _lstm_forward(x, w, b, r, h0, c0, save=False)
+    return y, h, c
 
 
 def _lstm_fwd(x, w, b, r, h0, c0):
-    y, ht, ct, gates, cseq = _forward_call(x, w, b, r, h0, c0, save=True)
-    return (y, ht, ct), (x, w, r, h0, c0, y, gates, cseq)
+    y, h, c, gates, cs = _lstm_forward(x, w, b, r, h0, c0, save=True)
+    return (y, h, c), (x, w, r, h0, c0, y, gates, cs)
 
 
-def _lstm_bwd(res, cts):
-    _require()
-    x, w, r, h0, c0, y, gates, cseq = res
-    dy, dht, dct = cts
-    batch, time, g = gates.shape
-    h = g // 4
-    f32 = jnp.float32
-    call = jax.ffi.ffi_call(
+def _lstm_bwd(res, cotangents):
+    x, w, r, h0, c0, y, gates, cs = res
+    dy, dh, dc = cotangents
+    batch, time, _ = gates.shape
+    h = r.shape[0]
+    dz, dc0 = _call(
         "jrnn_lstm_bwd",
-        [jax.ShapeDtypeStruct((batch, time, g), f32), jax.ShapeDtypeStruct((batch, h), f32)],
-        vmap_method="sequential",
+        [(batch, time, 4 * h), (batch, h)],
+        _pack_transposed(r),
+        gates,
+        cs,
+        c0,
+        dy,
+        dh,
+        dc,
     )
-    dz, dc0 = call(_pack_backward(r), gates, cseq, c0, dy, dht, dct)
-    h_prev = jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
-    dx = jnp.einsum("btg,fg->btf", dz, w)
-    dw = jnp.einsum("btf,btg->fg", x, dz)
-    db = jnp.sum(dz, axis=(0, 1))
-    dr = jnp.einsum("btu,btg->ug", h_prev, dz)
-    dh0 = dz[:, 0] @ r.T
-    return dx, dw, db, dr, dh0, dc0
+    return (
+        jnp.einsum("btg,fg->btf", dz, w),
+        jnp.einsum("btf,btg->fg", x, dz),
+        jnp.sum(dz, axis=(0, 1)),
+        jnp.einsum("btu,btg->ug", _previous_outputs(h0, y), dz),
+        dz[:, 0] @ r.T,
+        dc0,
+    )
 
 
 lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
-__all__ = ["lstm", "lstm_available", "unavailable_reason"]
+
+# ---------------------------------------------------------------------------- GRU
+def _gru_forward(x, w, bi, br, r, h0, save: bool):
+    batch, time, _ = x.shape
+    h = r.shape[0]
+    shapes = [(batch, time, h), (batch, h), (batch, time, 4 * h) if save else (0,)]
+    # Input panels hold (x_h, x_z, x_r), recurrent ones (m_z, m_r, m_h): see gru.cc.
+    wp, rp = _pack(w, 3, (2, 0, 1)), _pack(r, 3, (0, 1, 2))
+    return _call("jrnn_gru_fwd", shapes, x, wp, bi, br, rp, h0)
+
+
+@jax.custom_vjp
+def gru(x: Array, w: Array, bi: Array, br: Array, r: Array, h0: Array):
+    """A GRU with ``reset_after=True`` (Keras 3's default and CuDNNGRU's maths) over a
+    whole sequence, sigmoid gates and tanh activation, float32.
+
+    Args:
+      x: inputs ``(batch, time, F)``.
+      w: the kernel ``(F, 3H)``, gate blocks z, r, h (Keras layout).
+      bi, br: the input and recurrent biases ``(3H,)`` (Keras' ``bias[0]``, ``bias[1]``).
+      r: the recurrent kernel ``(H, 3H)``.
+      h0: initial state ``(batch, H)``.
+
+    Returns:
+      ``(y, h_T)``: the outputs ``(batch, time, H)`` and the final state.
+    """
+    y, h, _ = _gru_forward(x, w, bi, br, r, h0, save=False)
+    return y, h
+
+
+def _gru_fwd(x, w, bi, br, r, h0):
+    y, h, gates = _gru_forward(x, w, bi, br, r, h0, save=True)
+    return (y, h), (x, w, r, h0, y, gates)
+
+
+def _gru_bwd(res, cotangents):
+    x, w, r, h0, y, gates = res
+    dy, dh = cotangents
+    batch, time, _ = gates.shape
+    h = r.shape[0]
+    gx, gh, dh0 = _call(
+        "jrnn_gru_bwd",
+        [(batch, time, 3 * h), (batch, time, 3 * h), (batch, h)],
+        _pack_transposed(r),
+        gates,
+        y,
+        h0,
+        dy,
+        dh,
+    )
+    return (
+        jnp.einsum("btg,fg->btf", gx, w),
+        jnp.einsum("btf,btg->fg", x, gx),
+        jnp.sum(gx, axis=(0, 1)),
+        jnp.sum(gh, axis=(0, 1)),
+        jnp.einsum("btu,btg->ug", _previous_outputs(h0, y), gh),
+        dh0 + gh[:, 0] @ r.T,
+    )
+
+
+gru.defvjp(_gru_fwd, _gru_bwd)
+
+__all__ = ["available", "gru", "lstm", "unavailable_reason"]

@@ -219,6 +219,7 @@ class CuDNNGRUCell(_CuDNNCell):
 
     gates = 3
     gate_names = ("z", "r", "h")
+    native_kernel = "gru"
 
     def __init__(
         self,

@@ -51,7 +51,8 @@ class CuDNNLSTM(_CuDNNLayer):
       kernel_initializer, recurrent_initializer, bias_initializer, unit_forget_bias,
       regularizers, constraints, dtype, param_dtype: as :class:`jrnn.CuDNNLSTMCell`.
       return_sequences, return_state, go_backwards, stateful, unroll, remat,
-      hoist_input_projection, activity_regularizer, batch_size, name: as :class:`jrnn.RNN`.
+      hoist_input_projection, native, activity_regularizer, batch_size, name: as
+      :class:`jrnn.RNN` (on CPU the recurrence runs on jrnn's native LSTM kernel).
       rngs: ``nnx.Rngs`` for the parameters.
 
     Call: ``layer(inputs (batch, time, in_features), initial_state=None)`` ->
@@ -90,6 +91,7 @@ class CuDNNLSTM(_CuDNNLayer):
         unroll: bool | int = False,
         remat: bool | int = False,
         hoist_input_projection: bool | None = None,
+        native: bool | None = None,
         batch_size: int | None = None,
         dtype: Any = None,
         param_dtype: Any = None,
@@ -114,7 +116,8 @@ class CuDNNGRU(_CuDNNLayer):
       kernel_initializer, recurrent_initializer, bias_initializer, regularizers,
       constraints, dtype, param_dtype: as :class:`jrnn.CuDNNGRUCell`.
       return_sequences, return_state, go_backwards, stateful, unroll, remat,
-      hoist_input_projection, activity_regularizer, batch_size, name: as :class:`jrnn.RNN`.
+      hoist_input_projection, native, activity_regularizer, batch_size, name: as
+      :class:`jrnn.RNN` (on CPU the recurrence runs on jrnn's native GRU kernel).
       rngs: ``nnx.Rngs`` for the parameters.
 
     Call: ``layer(inputs (batch, time, in_features), initial_state=None)`` ->
@@ -152,6 +155,7 @@ class CuDNNGRU(_CuDNNLayer):
         unroll: bool | int = False,
         remat: bool | int = False,
         hoist_input_projection: bool | None = None,
+        native: bool | None = None,
         batch_size: int | None = None,
         dtype: Any = None,
         param_dtype: Any = None,

@@ -112,6 +112,8 @@ class GRU(RNN):
 
     Args: ``units``, ``in_features`` and every argument of :class:`jrnn.GRUCell` and
     :class:`jrnn.RNN`; ``use_cudnn`` ("auto", True, False) is accepted as Keras does.
+    On CPU a ``reset_after=True`` GRU runs on jrnn's native kernel where it applies
+    (``native``, see :class:`jrnn.RNN`).
 
     Call: as :class:`jrnn.SimpleRNN`; ``return_state`` gives ``(output, h)``.
 
@@ -154,6 +156,7 @@ class GRU(RNN):
         zero_output_for_mask: bool = False,
         remat: bool | int = False,
         hoist_input_projection: bool | None = None,
+        native: bool | None = None,
         reset_after: bool = True,
         use_cudnn: Any = "auto",
         implementation: int = 2,

@@ -1,0 +1,228 @@
+// Shared pieces of jrnn's native CPU recurrences (lstm.cc, gru.cc): AVX-512 gate math,
+// the register-tile GEMM, and the driver that runs tiles over time on XLA's thread pool.
+//
+// Every kernel computes, per (block of up to kMaxRows batch rows, panel of units), the
+// gate pre-activations of one step in registers from weights packed once per call
+// (panels of 16 units x 4 blocks = 64 columns, or 64 units for the transposed recurrent
+// kernel of the backward pass), then applies the cell's gate math there: neither x W nor
+// z reaches memory, so a forward pass allocates only what it returns (XLA's CPU runtime
+// maps large temporaries afresh on every call, and their page faults cost as much as the
+// arithmetic).
+#ifndef JRNN_NATIVE_COMMON_H_
+#define JRNN_NATIVE_COMMON_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "xla/ffi/api/ffi.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define JRNN_X86 1
+#include <immintrin.h>
+#endif
+
+namespace ffi = xla::ffi;
+
+#include <type_traits>
+
+namespace jrnn {
+
+ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
+                     std::initializer_list<int64_t> want);
+
+#define JRNN_CHECK(expr)             \
+  do {                               \
+    ffi::Error err_ = (expr);        \
+    if (err_.failure()) return err_; \
+  } while (0)
+
+inline ffi::Error Unsupported() {
+  return ffi::Error(ffi::ErrorCode::kUnimplemented, "jrnn native kernels need x86-64 AVX-512");
+}
+
+}  // namespace jrnn
+
+#if defined(JRNN_X86)
+namespace jrnn {
+
+// ------------------------------------------------------------------ vector math
+#define JRNN_TARGET __attribute__((target("avx512f,avx512dq,fma")))
+
+JRNN_TARGET inline __m512 Exp(__m512 x) {  // Cephes expf, ~1 ulp
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3365447f)), _mm512_set1_ps(88.3762626f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+JRNN_TARGET inline __m512 Sigmoid(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_div_ps(one, _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+JRNN_TARGET inline __m512 Tanh(__m512 x) {  // Cephes tanhf: odd polynomial below 0.625
+  const __m512 ax = _mm512_abs_ps(x);
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 e = Exp(_mm512_add_ps(ax, ax));
+  __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+  big = _mm512_or_ps(big, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));  // copy the sign
+  const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(is_small, big, small);
+}
+
+JRNN_TARGET inline __m512 Load(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+JRNN_TARGET inline void Store(__mmask16 m, float* p, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+
+inline __mmask16 TailMask(int remaining) {
+  return remaining >= 16 ? static_cast<__mmask16>(0xFFFF)
+                         : static_cast<__mmask16>((1u << std::max(remaining, 0)) - 1u);
+}
+
+constexpr int kMaxRows = 6;  // rows per register tile (6 x 4 zmm accumulators)
+
+struct Dims {
+  int64_t B, T, H;
+};
+
+// acc[r][Q0 + q] += sum_k a[r * lda + k] * w[k * 16 NQ + 16 q .. + 15], q < NQ, k < K:
+// the register-tile GEMM (a packed panel of NQ x 16 columns, rows K).
+template <int MR, int Q0, int NQ>
+JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const float* a, int64_t lda,
+                                   const float* w, int64_t K) {
+  static_assert(Q0 + NQ <= 4, "four accumulators per row");
+  for (int64_t k = 0; k < K; ++k, w += 16 * NQ) {
+    __m512 wq[NQ];
+    for (int q = 0; q < NQ; ++q) wq[q] = _mm512_loadu_ps(w + 16 * q);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 v = _mm512_set1_ps(a[r * lda + k]);
+      for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = _mm512_fmadd_ps(v, wq[q], acc[r][Q0 + q]);
+    }
+  }
+}
+
+// Calls f(std::integral_constant<int, rows>{}) for rows in 1..kMaxRows: a tile template
+// instantiated per row count.
+template <typename F>
+void ByRows(int rows, F&& f) {
+  switch (rows) {
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 1>{}); break;
+  }
+}
+
+// Runs tile(t, b0, panel, rows) over every row block and unit panel of every step, in
+// time order (or reversed), on the calling thread and helpers scheduled on XLA's
+// intra-op thread pool (so no thread outside XLA's pool competes for the cores).
+//
+// Work is cut into chunks claimed from one counter. The caller can finish every chunk
+// alone, so a helper that never gets a thread (the pool busy with another custom call,
+// e.g. the other direction of a Bidirectional layer) only means less parallelism, never
+// a deadlock. Two ways to cut:
+//   * by batch rows, when there are enough: rows never interact, so each chunk runs all
+//     T steps for its rows with no synchronisation at all, and threads write disjoint
+//     memory (no contention on first-touch page faults of the fresh result buffers);
+//   * by unit panels within each step (small batches): chunk k of step s starts once
+//     every chunk of the steps before it is done.
+// Waits until counter >= target: spins briefly (the other threads are normally running on
+// their own cores), then yields, so that a thread waiting on one that was descheduled (more
+// threads than cores, e.g. several processes) hands it the core instead of burning it.
+inline void WaitFor(const std::atomic<int64_t>& counter, int64_t target) {
+  for (int spin = 0; counter.load(std::memory_order_acquire) < target; ++spin) {
+    if (spin < 4096) {
+      _mm_pause();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+template <typename TileFn>
+void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t fmas_per_step,
+           bool reverse, const TileFn& tile) {
+  const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
+  const int64_t items = row_blocks * panels;
+  int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  if (const char* env = std::getenv("JRNN_NATIVE_THREADS")) threads = std::atoi(env);
+  const bool by_rows = row_blocks >= threads;
+  // Per-step hand-offs between cores cost ~1 us: below ~64k FMAs per step one thread wins.
+  if (!by_rows && fmas_per_step < (1 << 16)) threads = 1;
+  threads = std::max<int64_t>(1, std::min(threads, items));
+  const int64_t chunks = by_rows ? std::min(row_blocks, 2 * threads)
+                                 : (threads == 1 ? 1 : std::min<int64_t>(items, 4 * threads));
+  const int64_t total = by_rows ? chunks : T * chunks;
+
+  // Rows [lo, hi) in balanced blocks of at most kMaxRows, every panel, step t. Panel-outer:
+  // one weight panel stays in L2 while every row block of the chunk uses it.
+  auto rows_step = [&tile, panels](int64_t t, int64_t lo, int64_t hi) {
+    const int64_t n = hi - lo, blocks = (n + kMaxRows - 1) / kMaxRows;
+    for (int64_t p = 0; p < panels; ++p) {
+      for (int64_t j = 0; j < blocks; ++j) {
+        const int64_t b0 = lo + n * j / blocks, b1 = lo + n * (j + 1) / blocks;
+        tile(t, b0, p, static_cast<int>(b1 - b0));
+      }
+    }
+  };
+  struct Shared {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+  };
+  auto shared = std::make_shared<Shared>();
+  // `tile` is only touched for claimed chunks (index < total), all of which finish before
+  // this function returns; a late helper only sees next >= total and leaves.
+  auto work = [shared, total, chunks, items, row_blocks, B, T, reverse, by_rows, &tile,
+               rows_step] {
+    for (;;) {
+      const int64_t g = shared->next.fetch_add(1, std::memory_order_acq_rel);
+      if (g >= total) return;
+      if (by_rows) {
+        const int64_t lo = B * g / chunks, hi = B * (g + 1) / chunks;
+        for (int64_t s = 0; s < T; ++s) rows_step(reverse ? T - 1 - s : s, lo, hi);
+      } else {
+        const int64_t s = g / chunks, c = g % chunks;
+        WaitFor(shared->done, s * chunks);
+        const int64_t t = reverse ? T - 1 - s : s;
+        for (int64_t it = items * c / chunks, hi = items * (c + 1) / chunks; it < hi; ++it) {
+          const int64_t p = it / row_blocks, b0 = (it % row_blocks) * kMaxRows;
+          tile(t, b0, p, static_cast<int>(std::min<int64_t>(kMaxRows, B - b0)));
+        }
+      }
+      shared->done.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  for (int64_t i = 1; i < threads; ++i) {
+    auto helper = work;  // Schedule takes its task by value
+    pool.Schedule(std::move(helper));
+  }
+  work();
+  WaitFor(shared->done, total);
+}
+
+}  // namespace jrnn
+#endif  // JRNN_X86
+
+#endif  // JRNN_NATIVE_COMMON_H_

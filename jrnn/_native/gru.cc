@@ -1,0 +1,259 @@
+// jrnn native CPU GRU, reset_after=True (Keras 3's default and CuDNNGRU's maths; XLA FFI
+// custom calls); shared machinery in common.h.
+//
+//   jrnn_gru_fwd: for t in 0..T-1:
+//       x_z, x_r, x_h = x[:, t] W + b_i;   m_z, m_r, m_h = h R + b_r
+//       z = σ(x_z + m_z);  r = σ(x_r + m_r);  h~ = tanh(x_h + r m_h);  h = z h + (1 - z) h~
+//   jrnn_gru_bwd: the reverse recurrence. Per step it writes the pre-activation gradients
+//       gx = (dz·z(1-z), dr·r(1-r), da)      for x W + b_i     (da = dh~·(1 - h~²))
+//       gh = (dz·z(1-z), dr·r(1-r), da·r)    for h R + b_r
+//   and carries dh_{t-1} = dh·z + gh Rᵀ. Weight and input gradients (Xᵀ gx, gx Wᵀ,
+//   Hᵀ gh, Σ gx, Σ gh) are left to XLA.
+//
+// The register tile keeps four accumulators per row: [x_h, z, r, m_h]; the input product
+// fills the first three, the recurrent product the last three, so x_h and m_h stay apart
+// (r multiplies only m_h).
+//
+// Layouts (row-major float32; gate blocks z, r, h in Keras' order):
+//   x (B, T, F)   bi, br (3H)   y (B, T, H)   gates (B, T, 4H) = z, r, h~, m_h per step
+//   wpack (ceil(H/16), F, 48)   [k][q*16+j] = W[k, blk(q) H + 16p + j], blk = (h, z, r)
+//   rpack (ceil(H/16), H, 48)   [k][q*16+j] = R[k, q H + 16p + j]       (z, r, h)
+//   rtpack (ceil(H/64), 3H, 64) [k][j]      = R[64p + j, k]
+//   h0, hT, dh0 (B, H)   gx, gh (B, T, 3H)
+#include <algorithm>
+#include <cstdint>
+
+#include "common.h"
+
+#if defined(JRNN_X86)
+namespace jrnn {
+namespace {
+
+struct GruFwdArgs {
+  Dims d;
+  int64_t F;
+  const float *x, *wpack, *bi, *br, *rpack, *h0;
+  float *y, *hT, *gates;  // gates null unless saving for the backward pass
+};
+
+template <int MR>
+JRNN_TARGET void GruFwdTile(const GruFwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+  const int64_t u0 = 16 * p;
+  const __mmask16 m = TailMask(static_cast<int>(H - u0));
+  const __m512 init[4] = {
+      Load(m, a.bi + 2 * H + u0),
+      _mm512_add_ps(Load(m, a.bi + u0), Load(m, a.br + u0)),
+      _mm512_add_ps(Load(m, a.bi + H + u0), Load(m, a.br + H + u0)),
+      Load(m, a.br + 2 * H + u0),
+  };
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
+  }
+  const float* hprev = t == 0 ? a.h0 + b0 * H : a.y + (b0 * T + t - 1) * H;
+  const int64_t ldh = t == 0 ? H : T * H;
+  Accumulate<MR, 0, 3>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * F * 48, F);
+  Accumulate<MR, 1, 3>(acc, hprev, ldh, a.rpack + p * H * 48, H);
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    const __m512 z = Sigmoid(acc[r][1]), rr = Sigmoid(acc[r][2]);
+    const __m512 hh = Tanh(_mm512_fmadd_ps(rr, acc[r][3], acc[r][0]));
+    const __m512 hp = Load(m, hprev + r * ldh + u0);
+    // h = z h_prev + (1 - z) h~ = h~ + z (h_prev - h~)
+    const __m512 h = _mm512_fmadd_ps(z, _mm512_sub_ps(hp, hh), hh);
+    Store(m, a.y + (b * T + t) * H + u0, h);
+    if (t == T - 1) Store(m, a.hT + b * H + u0, h);
+    if (a.gates != nullptr) {
+      float* gs = a.gates + (b * T + t) * 4 * H + u0;
+      Store(m, gs, z);
+      Store(m, gs + H, rr);
+      Store(m, gs + 2 * H, hh);
+      Store(m, gs + 3 * H, acc[r][3]);
+    }
+  }
+}
+
+void GruForward(ffi::ThreadPool& pool, const GruFwdArgs& a) {
+  const int64_t panels = (a.d.H + 15) / 16;
+  Recur(pool, a.d.B, a.d.T, panels, a.d.B * (a.F + a.d.H) * 3 * a.d.H, false,
+        [&](int64_t t, int64_t b0, int64_t p, int rows) {
+          ByRows(rows, [&](auto mr) { GruFwdTile<decltype(mr)::value>(a, t, b0, p); });
+        });
+}
+
+struct GruBwdArgs {
+  Dims d;
+  const float *rtpack, *gates, *y, *h0, *dy, *dhT;
+  float *gx, *gh, *dh0;  // dh0 also carries dh·z between steps
+};
+
+template <int MR>
+JRNN_TARGET void GruBwdTile(const GruBwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, G = 3 * H;
+  const int64_t u0 = 64 * p;
+  __mmask16 m[4];
+  for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - u0 - 16 * q));
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    for (int q = 0; q < 4; ++q) {
+      const int64_t u = u0 + 16 * q;
+      // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
+      const float* carry = t == T - 1 ? a.dhT : a.dh0;
+      acc[r][q] = _mm512_add_ps(Load(m[q], a.dy + (b * T + t) * H + u),
+                                Load(m[q], carry + b * H + u));
+    }
+  }
+  if (t < T - 1) {
+    Accumulate<MR, 0, 4>(acc, a.gh + (b0 * T + t + 1) * G, T * G, a.rtpack + p * G * 64, G);
+  }
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    for (int q = 0; q < 4; ++q) {
+      const __mmask16 mq = m[q];
+      if (mq == 0) continue;
+      const int64_t u = u0 + 16 * q;
+      const float* gs = a.gates + (b * T + t) * 4 * H + u;
+      const __m512 z = Load(mq, gs), rr = Load(mq, gs + H), hh = Load(mq, gs + 2 * H);
+      const __m512 mh = Load(mq, gs + 3 * H);
+      const __m512 hp =
+          t == 0 ? Load(mq, a.h0 + b * H + u) : Load(mq, a.y + (b * T + t - 1) * H + u);
+      const __m512 dh = acc[r][q];
+      const __m512 dz = _mm512_mul_ps(dh, _mm512_sub_ps(hp, hh));
+      const __m512 da = _mm512_mul_ps(_mm512_mul_ps(dh, _mm512_sub_ps(one, z)),
+                                      _mm512_fnmadd_ps(hh, hh, one));
+      const __m512 dz_pre = _mm512_mul_ps(dz, _mm512_mul_ps(z, _mm512_sub_ps(one, z)));
+      const __m512 dr_pre =
+          _mm512_mul_ps(_mm512_mul_ps(da, mh), _mm512_mul_ps(rr, _mm512_sub_ps(one, rr)));
+      float* gx = a.gx + (b * T + t) * G + u;
+      float* gh = a.gh + (b * T + t) * G + u;
+      Store(mq, gx, dz_pre);
+      Store(mq, gx + H, dr_pre);
+      Store(mq, gx + 2 * H, da);
+      Store(mq, gh, dz_pre);
+      Store(mq, gh + H, dr_pre);
+      Store(mq, gh + 2 * H, _mm512_mul_ps(da, rr));
+      Store(mq, a.dh0 + b * H + u, _mm512_mul_ps(dh, z));
+    }
+  }
+}
+
+void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs& a) {
+  const int64_t panels = (a.d.H + 63) / 64;
+  Recur(pool, a.d.B, a.d.T, panels, a.d.B * a.d.H * 3 * a.d.H, true,
+        [&](int64_t t, int64_t b0, int64_t p, int rows) {
+          ByRows(rows, [&](auto mr) { GruBwdTile<decltype(mr)::value>(a, t, b0, p); });
+        });
+}
+
+}  // namespace
+}  // namespace jrnn
+#endif  // JRNN_X86
+
+namespace jrnn {
+namespace {
+
+ffi::Error GruFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
+                      ffi::Buffer<ffi::F32> bi, ffi::Buffer<ffi::F32> br,
+                      ffi::Buffer<ffi::F32> rpack, ffi::Buffer<ffi::F32> h0,
+                      ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> hT,
+                      ffi::ResultBuffer<ffi::F32> gates, ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  const auto xd = x.dimensions();
+  const auto hd = h0.dimensions();
+  if (xd.size() != 3 || hd.size() != 2) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native GRU: x must be (B, T, F) and h0 (B, H)");
+  }
+  const int64_t B = xd[0], T = xd[1], F = xd[2], H = hd[1];
+  JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 15) / 16, F, 48}));
+  JRNN_CHECK(CheckDims("bi", bi.dimensions(), {3 * H}));
+  JRNN_CHECK(CheckDims("br", br.dimensions(), {3 * H}));
+  JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 15) / 16, H, 48}));
+  JRNN_CHECK(CheckDims("h0", hd, {B, H}));
+  JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
+  const bool save = gates->element_count() != 0;
+  if (save) JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
+  if (B == 0 || H == 0) return ffi::Error::Success();
+  if (T == 0) {
+    std::copy(h0.typed_data(), h0.typed_data() + B * H, hT->typed_data());
+    return ffi::Error::Success();
+  }
+  GruFwdArgs a{{B, T, H},         F,
+               x.typed_data(),    wpack.typed_data(),
+               bi.typed_data(),   br.typed_data(),
+               rpack.typed_data(), h0.typed_data(),
+               y->typed_data(),   hT->typed_data(),
+               save ? gates->typed_data() : nullptr};
+  GruForward(pool, a);
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
+ffi::Error GruBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates,
+                      ffi::Buffer<ffi::F32> y, ffi::Buffer<ffi::F32> h0,
+                      ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> dhT,
+                      ffi::ResultBuffer<ffi::F32> gx, ffi::ResultBuffer<ffi::F32> gh,
+                      ffi::ResultBuffer<ffi::F32> dh0, ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  const auto gd = gates.dimensions();
+  if (gd.size() != 3 || gd[2] % 4 != 0) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native GRU: gates must be (B, T, 4H)");
+  }
+  const int64_t B = gd[0], T = gd[1], H = gd[2] / 4;
+  JRNN_CHECK(CheckDims("rtpack", rtpack.dimensions(), {(H + 63) / 64, 3 * H, 64}));
+  JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, H}));
+  JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));
+  JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
+  JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
+  JRNN_CHECK(CheckDims("gx", gx->dimensions(), {B, T, 3 * H}));
+  JRNN_CHECK(CheckDims("gh", gh->dimensions(), {B, T, 3 * H}));
+  JRNN_CHECK(CheckDims("dh0", dh0->dimensions(), {B, H}));
+  if (B == 0 || H == 0) return ffi::Error::Success();
+  if (T == 0) {
+    std::copy(dhT.typed_data(), dhT.typed_data() + B * H, dh0->typed_data());
+    return ffi::Error::Success();
+  }
+  GruBwdArgs a{{B, T, H},        rtpack.typed_data(), gates.typed_data(), y.typed_data(),
+               h0.typed_data(),  dy.typed_data(),     dhT.typed_data(),   gx->typed_data(),
+               gh->typed_data(), dh0->typed_data()};
+  GruBackward(pool, a);
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
+}  // namespace
+}  // namespace jrnn
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_fwd, jrnn::GruFwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_bwd, jrnn::GruBwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());

@@ -1,0 +1,264 @@
+// jrnn native CPU LSTM (XLA FFI custom calls); shared machinery in common.h.
+//
+//   jrnn_lstm_fwd: for t in 0..T-1:  z = x[:, t] W + b + h R;  i,f,g,o = σ,σ,tanh,σ(z)
+//                  c = f c + i g;  h = o tanh(c);  y[:, t] = h
+//   jrnn_lstm_bwd: the reverse recurrence: dz[:, t] from dy, the saved gates and c, and
+//                  dh_t = dy[:, t] + dz[:, t+1] Rᵀ.
+// The weight and input gradients (Xᵀ dz, dz Wᵀ, Hᵀ dz, Σ dz) are large GEMMs left to XLA.
+//
+// Layouts (row-major float32; B batch, T time, F features, H units, 4H gate columns in
+// Keras' i, f, c, o order):
+//   x (B, T, F)   bias (4H)   y, cseq (B, T, H)   gates (B, T, 4H) post-activation
+//   wpack (ceil(H/16), F, 64)   [k][q*16+j] = W[k, q*H + 16p + j]   (zero past H)
+//   rpack (ceil(H/16), H, 64)   [k][q*16+j] = R[k, q*H + 16p + j]
+//   rtpack (ceil(H/64), 4H, 64) [k][j]      = R[64p + j, k]
+//   h0, c0, hT, cT, dc0 (B, H)   dz (B, T, 4H)
+
+#include <algorithm>
+#include <cstdint>
+
+#include "common.h"
+
+#if defined(JRNN_X86)
+namespace jrnn {
+namespace {
+
+// ------------------------------------------------------------------ forward
+struct FwdArgs {
+  Dims d;
+  int64_t F;
+  const float *x, *wpack, *bias, *rpack, *h0, *c0;
+  float *y, *hT, *cT, *gates, *cseq;  // gates/cseq null unless saving for the backward pass
+};
+
+template <int MR>
+JRNN_TARGET void FwdTile(const FwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, G = 4 * H, F = a.F;
+  const int64_t u0 = 16 * p;
+  const __mmask16 m = TailMask(static_cast<int>(H - u0));
+  __m512 acc[MR][4];
+  for (int q = 0; q < 4; ++q) {
+    const __m512 bq = Load(m, a.bias + q * H + u0);
+    for (int r = 0; r < MR; ++r) acc[r][q] = bq;
+  }
+  // z = x_t W + b + h_{t-1} R, both products on the packed panel p.
+  Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * F * 64, F);
+  if (t == 0) {
+    Accumulate<MR, 0, 4>(acc, a.h0 + b0 * H, H, a.rpack + p * H * 64, H);
+  } else {
+    Accumulate<MR, 0, 4>(acc, a.y + (b0 * T + t - 1) * H, T * H, a.rpack + p * H * 64, H);
+  }
+  const float* c_in = t == 0 ? a.c0 : a.cT;  // cT holds the running c
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    const __m512 i = Sigmoid(acc[r][0]), f = Sigmoid(acc[r][1]);
+    const __m512 g = Tanh(acc[r][2]), o = Sigmoid(acc[r][3]);
+    const __m512 c = _mm512_fmadd_ps(f, Load(m, c_in + b * H + u0), _mm512_mul_ps(i, g));
+    const __m512 h = _mm512_mul_ps(o, Tanh(c));
+    Store(m, a.cT + b * H + u0, c);
+    Store(m, a.y + (b * T + t) * H + u0, h);
+    if (t == T - 1) Store(m, a.hT + b * H + u0, h);
+    if (a.gates != nullptr) {
+      float* gs = a.gates + (b * T + t) * G + u0;
+      Store(m, gs, i);
+      Store(m, gs + H, f);
+      Store(m, gs + 2 * H, g);
+      Store(m, gs + 3 * H, o);
+      Store(m, a.cseq + (b * T + t) * H + u0, c);
+    }
+  }
+}
+
+void Forward(ffi::ThreadPool& pool, const FwdArgs& a) {
+  const int64_t panels = (a.d.H + 15) / 16;
+  Recur(pool, a.d.B, a.d.T, panels, a.d.B * (a.F + a.d.H) * 4 * a.d.H, false,
+        [&](int64_t t, int64_t b0, int64_t p, int rows) {
+          ByRows(rows, [&](auto mr) { FwdTile<decltype(mr)::value>(a, t, b0, p); });
+        });
+}
+
+// ------------------------------------------------------------------ backward
+struct BwdArgs {
+  Dims d;
+  const float *rtpack, *gates, *cseq, *c0, *dy, *dhT, *dcT;
+  float *dz, *dc0;  // dc0 also carries dc between steps
+};
+
+template <int MR>
+JRNN_TARGET void BwdTile(const BwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, G = 4 * H;
+  const int64_t u0 = 64 * p;
+  __mmask16 m[4];
+  for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - u0 - 16 * q));
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    const float* dy = a.dy + (b * T + t) * H + u0;
+    for (int q = 0; q < 4; ++q) {
+      acc[r][q] = Load(m[q], dy + 16 * q);
+      if (t == T - 1) acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], a.dhT + b * H + u0 + 16 * q));
+    }
+  }
+  if (t < T - 1) {  // dh_t += dz_{t+1} Rᵀ
+    Accumulate<MR, 0, 4>(acc, a.dz + (b0 * T + t + 1) * G, T * G, a.rtpack + p * G * 64, G);
+  }
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    for (int q = 0; q < 4; ++q) {
+      const __mmask16 mq = m[q];
+      if (mq == 0) continue;
+      const int64_t u = u0 + 16 * q;
+      const float* gs = a.gates + (b * T + t) * G + u;
+      const __m512 i = Load(mq, gs), f = Load(mq, gs + H), g = Load(mq, gs + 2 * H);
+      const __m512 o = Load(mq, gs + 3 * H);
+      const __m512 c = Load(mq, a.cseq + (b * T + t) * H + u);
+      const __m512 c_prev =
+          t == 0 ? Load(mq, a.c0 + b * H + u) : Load(mq, a.cseq + (b * T + t - 1) * H + u);
+      const __m512 dc_next = Load(mq, (t == T - 1 ? a.dcT : a.dc0) + b * H + u);
+      const __m512 dh = acc[r][q];
+      const __m512 tc = Tanh(c);
+      const __m512 dout = _mm512_mul_ps(dh, tc);
+      const __m512 dc = _mm512_fmadd_ps(_mm512_mul_ps(dh, o), _mm512_fnmadd_ps(tc, tc, one), dc_next);
+      float* dz = a.dz + (b * T + t) * G + u;
+      // dz_i = dc g i (1 - i); dz_f = dc c_prev f (1 - f); dz_g = dc i (1 - g²); dz_o = dout o (1 - o)
+      Store(mq, dz, _mm512_mul_ps(_mm512_mul_ps(dc, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i))));
+      Store(mq, dz + H,
+            _mm512_mul_ps(_mm512_mul_ps(dc, c_prev), _mm512_mul_ps(f, _mm512_sub_ps(one, f))));
+      Store(mq, dz + 2 * H, _mm512_mul_ps(_mm512_mul_ps(dc, i), _mm512_fnmadd_ps(g, g, one)));
+      Store(mq, dz + 3 * H,
+            _mm512_mul_ps(dout, _mm512_mul_ps(o, _mm512_sub_ps(one, o))));
+      Store(mq, a.dc0 + b * H + u, _mm512_mul_ps(dc, f));
+    }
+  }
+}
+
+void Backward(ffi::ThreadPool& pool, const BwdArgs& a) {
+  const int64_t panels = (a.d.H + 63) / 64;
+  Recur(pool, a.d.B, a.d.T, panels, a.d.B * a.d.H * 4 * a.d.H, true,
+        [&](int64_t t, int64_t b0, int64_t p, int rows) {
+          ByRows(rows, [&](auto mr) { BwdTile<decltype(mr)::value>(a, t, b0, p); });
+        });
+}
+
+}  // namespace
+}  // namespace jrnn
+#endif  // JRNN_X86
+
+namespace jrnn {
+namespace {
+
+ffi::Error LstmFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
+                       ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> rpack,
+                       ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
+                       ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> hT,
+                       ffi::ResultBuffer<ffi::F32> cT, ffi::ResultBuffer<ffi::F32> gates,
+                       ffi::ResultBuffer<ffi::F32> cseq, ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  const auto xd = x.dimensions();
+  const auto hd = h0.dimensions();
+  if (xd.size() != 3 || hd.size() != 2) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native LSTM: x must be (B, T, F) and h0 (B, H)");
+  }
+  const int64_t B = xd[0], T = xd[1], F = xd[2], H = hd[1];
+  JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 15) / 16, F, 64}));
+  JRNN_CHECK(CheckDims("bias", bias.dimensions(), {4 * H}));
+  JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 15) / 16, H, 64}));
+  JRNN_CHECK(CheckDims("h0", hd, {B, H}));
+  JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
+  JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
+  const bool save = gates->element_count() != 0;
+  if (save) {
+    JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
+    JRNN_CHECK(CheckDims("cseq", cseq->dimensions(), {B, T, H}));
+  }
+  if (B == 0 || H == 0) return ffi::Error::Success();
+  if (T == 0) {
+    std::copy(h0.typed_data(), h0.typed_data() + B * H, hT->typed_data());
+    std::copy(c0.typed_data(), c0.typed_data() + B * H, cT->typed_data());
+    return ffi::Error::Success();
+  }
+  FwdArgs a{{B, T, H},
+            F,
+            x.typed_data(),
+            wpack.typed_data(),
+            bias.typed_data(),
+            rpack.typed_data(),
+            h0.typed_data(),
+            c0.typed_data(),
+            y->typed_data(),
+            hT->typed_data(),
+            cT->typed_data(),
+            save ? gates->typed_data() : nullptr,
+            save ? cseq->typed_data() : nullptr};
+  Forward(pool, a);
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
+ffi::Error LstmBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates,
+                       ffi::Buffer<ffi::F32> cseq, ffi::Buffer<ffi::F32> c0,
+                       ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> dhT,
+                       ffi::Buffer<ffi::F32> dcT, ffi::ResultBuffer<ffi::F32> dz,
+                       ffi::ResultBuffer<ffi::F32> dc0, ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  const auto gd = gates.dimensions();
+  if (gd.size() != 3 || gd[2] % 4 != 0) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jrnn native LSTM: gates must be (B, T, 4H)");
+  }
+  const int64_t B = gd[0], T = gd[1], H = gd[2] / 4;
+  JRNN_CHECK(CheckDims("rtpack", rtpack.dimensions(), {(H + 63) / 64, 4 * H, 64}));
+  JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, H}));
+  JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
+  JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
+  JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
+  JRNN_CHECK(CheckDims("dcT", dcT.dimensions(), {B, H}));
+  JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, 4 * H}));
+  if (B == 0 || H == 0) return ffi::Error::Success();
+  if (T == 0) {
+    std::copy(dcT.typed_data(), dcT.typed_data() + B * H, dc0->typed_data());
+    return ffi::Error::Success();
+  }
+  BwdArgs a{{B, T, H},        rtpack.typed_data(), gates.typed_data(), cseq.typed_data(),
+            c0.typed_data(),  dy.typed_data(),     dhT.typed_data(),   dcT.typed_data(),
+            dz->typed_data(), dc0->typed_data()};
+  Backward(pool, a);
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
+}  // namespace
+}  // namespace jrnn
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_fwd, jrnn::LstmFwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_bwd, jrnn::LstmBwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());

@@ -1,0 +1,277 @@
+"""The native CPU LSTM and GRU kernels (``jrnn._native``) against jrnn's XLA scan.
+
+Both paths compute the same function; the scan is the reference (it is what the Keras
+parity tests were first proven on, and they now run through the kernel by default).
+Every comparison uses random asymmetric weights and non-zero initial states, at shapes
+that exercise both ways the kernel splits work (by batch rows, and by unit panels within
+a step for small batches), unit counts that are not multiples of the 16/64-unit panels,
+and batch sizes that are not multiples of the 6-row register tile.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jrnn
+from jrnn import _native
+from tests.helpers import assert_close, randomize
+
+
+def _cpu_has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512f " in flags and " avx512dq " in flags
+
+
+def test_extension_is_built_where_a_compiler_exists():
+    # The extension is optional at install (a machine without a compiler still installs
+    # jrnn), so a broken build would otherwise hide behind the XLA fallback.
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler on this machine: the extension is not expected")
+    built = glob.glob(os.path.join(os.path.dirname(_native.__file__), "_kernels*.so"))
+    assert built, "a C++ compiler exists but jrnn/_native/_kernels*.so was not built"
+    if _cpu_has_avx512():
+        assert _native.unavailable_reason() is None
+
+
+needs_kernel = pytest.mark.skipif(
+    not _native.available(),
+    reason=f"native kernel unavailable: {_native.unavailable_reason()}",
+)
+
+# (batch, time, features, units): row split with odd sizes; one row (panel split within
+# each step, one thread and several); a partial 6-row tile; one step; 64+ units.
+SHAPES = [(13, 9, 5, 20), (1, 7, 3, 5), (1, 6, 64, 256), (64, 4, 16, 33), (7, 1, 3, 4)]
+
+
+def _pair(units, features, seed=0, layer=jrnn.LSTM, **kw):
+    """The same randomized layer twice: native (required) and the XLA scan."""
+    layers = []
+    # Random asymmetric weights, scaled as trained ones are (~1/sqrt(fan-in)) so that wide
+    # layers do not saturate every gate.
+    scale = min(0.5, 2.0 / np.sqrt(features + units))
+    for native in (True, False):
+        made = layer(units, features, native=native, rngs=nnx.Rngs(0), **kw)
+        randomize(made, seed, scale=scale)
+        layers.append(made)
+    return layers
+
+
+def _inputs(shape, seed=1):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.standard_normal(shape), jnp.float32)
+
+
+def _states(batch, units, seed=2):
+    rng = np.random.default_rng(seed)
+    return [jnp.asarray(rng.standard_normal((batch, units)) * 0.5, jnp.float32) for _ in "hc"]
+
+
+@needs_kernel
+@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+@pytest.mark.parametrize("batch,time,features,units", SHAPES)
+def test_outputs_states_and_gradients_equal_the_scan(layer, batch, time, features, units):
+    native, scan = _pair(units, features, layer=layer, return_sequences=True, return_state=True)
+    x = _inputs((batch, time, features))
+    states = _states(batch, units)[: len(scan.cell.state_shapes)]
+    for a, b in zip(native(x, initial_state=states), scan(x, initial_state=states)):
+        assert_close(a, b, time=time)
+
+    weights = jnp.asarray(np.random.default_rng(3).standard_normal((batch, time, units)))
+
+    def loss(layer, x, states):
+        y, *final = layer(x, initial_state=states)
+        return jnp.sum(y * weights) + sum(
+            jnp.sum(jnp.sin(s) * (i + 1)) for i, s in enumerate(final)
+        )
+
+    grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
+    for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
+        assert a.shape == b.shape
+        # Relative to the largest gradient: random weights at 256 units saturate the
+        # gates and give gradients ~100, where float32 sums of ~300 terms differ by ~1e-5.
+        scale = max(1.0, float(jnp.max(jnp.abs(b))))
+        assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"go_backwards": True},
+        {"use_bias": False},
+        {"return_sequences": False},
+        {"unroll": True},
+    ],
+    ids=lambda kw: ",".join(kw),
+)
+@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+def test_layer_options_equal_the_scan(layer, kw):
+    native, scan = _pair(12, 5, layer=layer, **kw)
+    x = _inputs((9, 8, 5))
+    assert_close(native(x), scan(x), time=8)
+    g = [nnx.grad(lambda m: jnp.sum(jnp.tanh(m(x))))(m) for m in (native, scan)]
+    for a, b in zip(jax.tree_util.tree_leaves(g[0]), jax.tree_util.tree_leaves(g[1])):
+        assert_close(a, b, time=8)
+
+
+@needs_kernel
+@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+def test_stateful_calls_carry_states_as_the_scan_does(layer):
+    native, scan = _pair(10, 4, layer=layer, stateful=True, return_sequences=True)
+    for seed in (1, 2):
+        x = _inputs((6, 5, 4), seed)
+        assert_close(native(x), scan(x), time=10)
+    for a, b in zip(native.states, scan.states):
+        assert_close(a[...], b[...], time=10)
+
+
+@needs_kernel
+@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+def test_input_dropout_in_training_equals_the_scan(layer):
+    native, scan = _pair(8, 6, layer=layer, dropout=0.4, seed=5, return_sequences=True)
+    x = _inputs((7, 6, 6))
+    a = native(x, training=True, rngs=nnx.Rngs(dropout=3))
+    b = scan(x, training=True, rngs=nnx.Rngs(dropout=3))
+    assert_close(a, b, time=6)
+    assert not np.allclose(np.asarray(a), np.asarray(native(x)))  # dropout did apply
+
+
+@needs_kernel
+def test_cudnn_layers_and_bidirectional_equal_the_scan():
+    x = _inputs((5, 7, 4))
+    for make in (
+        lambda native: jrnn.CuDNNLSTM(6, 4, return_sequences=True, native=native, rngs=nnx.Rngs(0)),
+        lambda native: jrnn.CuDNNGRU(6, 4, return_sequences=True, native=native, rngs=nnx.Rngs(0)),
+        lambda native: jrnn.Bidirectional(
+            jrnn.LSTM(6, 4, return_sequences=True, native=native, rngs=nnx.Rngs(0)),
+            rngs=nnx.Rngs(1),
+        ),
+    ):
+        a, b = make(True), make(False)
+        randomize(a, 4)
+        randomize(b, 4)
+        assert_close(a(x), b(x), time=7)
+        ga = nnx.grad(lambda m: jnp.sum(jnp.sin(m(x))))(a)
+        gb = nnx.grad(lambda m: jnp.sum(jnp.sin(m(x))))(b)
+        for u, v in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
+            assert_close(u, v, time=7)
+
+
+@needs_kernel
+def test_results_do_not_depend_on_the_thread_count():
+    # Each (row, unit) is computed by the same register tile whichever thread runs it.
+    code = (
+        "import numpy as np, jax.numpy as jnp; from flax import nnx; import jrnn\n"
+        "from tests.helpers import randomize\n"
+        "for b, t in ((64, 20), (1, 30)):\n"
+        "    for layer in (jrnn.LSTM, jrnn.GRU):\n"
+        "        m = layer(256, 64, native=True, return_sequences=True, rngs=nnx.Rngs(0))\n"
+        "        randomize(m, 0, scale=0.1)\n"
+        "        x = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, 64)), 'float32')\n"
+        "        np.save(f'{OUT}/{layer.__name__}{b}.npy', np.asarray(m(x)))\n"
+    )
+    outs = []
+    for threads in ("1", "2", "3"):
+        out = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"jrnn-native-{os.getpid()}-{threads}")
+        os.makedirs(out, exist_ok=True)
+        env = dict(os.environ, JRNN_NATIVE_THREADS=threads)
+        subprocess.run(
+            [sys.executable, "-c", f"OUT = {out!r}\n" + code],
+            check=True,
+            env=env,
+            cwd=os.path.dirname(os.path.dirname(__file__)),
+        )
+        outs.append(
+            [np.load(os.path.join(out, f"{n}{b}.npy")) for n in ("LSTM", "GRU") for b in (64, 1)]
+        )
+        shutil.rmtree(out)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@needs_kernel
+def test_function_api_under_jit_and_vmap():
+    rng = np.random.default_rng(0)
+    b, t, f, h = 3, 4, 5, 7
+    x = jnp.asarray(rng.standard_normal((2, b, t, f)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((f, 4 * h)) * 0.3, jnp.float32)
+    bias = jnp.asarray(rng.standard_normal((4 * h,)) * 0.3, jnp.float32)
+    r = jnp.asarray(rng.standard_normal((h, 4 * h)) * 0.3, jnp.float32)
+    h0, c0 = _states(b, h)
+    batched = jax.jit(jax.vmap(lambda x: _native.lstm(x, w, bias, r, h0, c0)))(x)
+    for i in range(2):
+        for got, want in zip(batched, _native.lstm(x[i], w, bias, r, h0, c0)):
+            assert_close(got[i], want)
+    w3, r3, b3 = w[:, : 3 * h], r[:, : 3 * h], bias[: 3 * h]
+    batched = jax.jit(jax.vmap(lambda x: _native.gru(x, w3, b3, -b3, r3, h0)))(x)
+    for i in range(2):
+        for got, want in zip(batched, _native.gru(x[i], w3, b3, -b3, r3, h0)):
+            assert_close(got[i], want)
+
+
+@needs_kernel
+def test_native_true_names_what_prevents_it():
+    x = _inputs((2, 3, 4))
+    with pytest.raises(ValueError, match=r"native=True.*has a mask"):
+        jrnn.LSTM(5, 4, native=True, rngs=nnx.Rngs(0))(x, mask=jnp.ones((2, 3), bool))
+    with pytest.raises(ValueError, match=r"native=True.*no native kernel"):
+        jrnn.LSTM(5, 4, activation="relu", native=True, rngs=nnx.Rngs(0))(x)
+    with pytest.raises(ValueError, match=r"native=True.*GRUCell in this configuration"):
+        jrnn.GRU(5, 4, reset_after=False, native=True, rngs=nnx.Rngs(0))(x)
+    with pytest.raises(ValueError, match=r"native=True.*SimpleRNNCell"):
+        jrnn.RNN(jrnn.SimpleRNNCell(5, 4, rngs=nnx.Rngs(0)), native=True)(x)
+    with pytest.raises(ValueError, match=r"native=True.*recurrent dropout"):
+        layer = jrnn.LSTM(5, 4, recurrent_dropout=0.3, native=True, rngs=nnx.Rngs(0))
+        layer(x, training=True)
+    with pytest.raises(ValueError, match=r"native=True.*float32 only"):
+        jrnn.LSTM(5, 4, dtype="mixed_bfloat16", native=True, rngs=nnx.Rngs(0))(x)
+    with pytest.raises(ValueError, match=r"native=True.*record"):
+        jrnn.LSTM(5, 4, native=True, rngs=nnx.Rngs(0)).run(x, record=True)
+    with pytest.raises(ValueError, match="`native` must be a bool"):
+        jrnn.LSTM(5, 4, native="yes", rngs=nnx.Rngs(0))
+
+
+def test_unsupported_calls_fall_back_to_the_scan():
+    # native=None: masks, recorded activations, custom activations all still work.
+    layer = jrnn.LSTM(5, 4, return_sequences=True, rngs=nnx.Rngs(0))
+    scan = jrnn.LSTM(5, 4, return_sequences=True, native=False, rngs=nnx.Rngs(0))
+    x = _inputs((2, 3, 4))
+    mask = jnp.asarray([[True, False, True], [True, True, False]])
+    assert_close(layer(x, mask=mask), scan(x, mask=mask))
+    assert layer.run(x, record=True).activations is not None
+
+
+def test_env_switch_turns_it_off(monkeypatch):
+    monkeypatch.setenv("JRNN_NATIVE", "0")
+    assert not _native.available()
+    assert _native.unavailable_reason() == "JRNN_NATIVE=0 is set"
+    with pytest.raises(ValueError, match="JRNN_NATIVE=0"):
+        jrnn.LSTM(5, 4, native=True, rngs=nnx.Rngs(0))(_inputs((2, 3, 4)))
+
+
+@needs_kernel
+@pytest.mark.parametrize("remat", [True, 3])
+@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+def test_remat_segments_equal_the_scan(layer, remat):
+    native, scan = _pair(9, 4, layer=layer, remat=remat, return_sequences=True, return_state=True)
+    x = _inputs((5, 12, 4))
+    for a, b in zip(native(x), scan(x)):
+        assert_close(a, b, time=12)
+    g = [nnx.grad(lambda m: jnp.sum(jnp.sin(m(x)[0])))(m) for m in (native, scan)]
+    for a, b in zip(jax.tree_util.tree_leaves(g[0]), jax.tree_util.tree_leaves(g[1])):
+        assert_close(a, b, time=12)
