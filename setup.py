@@ -1,10 +1,10 @@
-"""Build jrnn's native CPU kernels (``jrnn/_native/*.cc``) as an optional extension.
+"""Build jrnn's native CPU kernels (``jrnn/native/*.cc``) as an optional extension.
 
 Everything else about the package is in ``pyproject.toml``. The kernel is an XLA FFI
 handler: it compiles against the FFI headers shipped in ``jaxlib`` (a build requirement)
 and is loaded with ``ctypes`` at run time, not imported as a Python module. A machine
 without a C++ compiler still installs jrnn (``optional=True``); the layers then use their
-XLA scan (``jrnn._native.unavailable_reason()`` says why).
+XLA scan (``jrnn.native.unavailable_reason()`` says why).
 """
 
 from setuptools import Extension, setup
@@ -21,9 +21,9 @@ def _ffi_include() -> list[str]:
 setup(
     ext_modules=[
         Extension(
-            "jrnn._native._kernels",
-            sources=["jrnn/_native/common.cc", "jrnn/_native/lstm.cc", "jrnn/_native/gru.cc"],
-            depends=["jrnn/_native/common.h"],
+            "jrnn.native._kernels",
+            sources=["jrnn/native/common.cc", "jrnn/native/lstm.cc", "jrnn/native/gru.cc"],
+            depends=["jrnn/native/common.h"],
             include_dirs=_ffi_include(),
             language="c++",
             extra_compile_args=["-O3", "-std=c++17", "-Wno-attributes", "-Wno-return-type"],

@@ -9,6 +9,7 @@ from jrnn import activations as activations
 from jrnn import constraints as constraints
 from jrnn import initializers as initializers
 from jrnn import inspect as inspect
+from jrnn import native as native
 from jrnn import plot as plot
 from jrnn import regularizers as regularizers
 from jrnn import training as training

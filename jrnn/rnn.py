@@ -196,7 +196,7 @@ class RNN(Configurable, nnx.Module):
         per backend: hoisted on GPU/TPU; per step on CPU, where XLA's CPU matmuls run the
         small per-step GEMM from cache faster than they stream a hoisted
         ``(time, batch, gates*units)`` buffer (measured in ``bench/``). Same results.
-      native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn._native`, built
+      native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn.native`, built
         at install) instead of the XLA scan. None (default): wherever it applies — a cell
         with a native kernel (LSTM, or GRU with ``reset_after=True``, with Keras' default
         tanh/sigmoid activations; CuDNNLSTM, CuDNNGRU), float32, the CPU
@@ -465,7 +465,7 @@ class RNN(Configurable, nnx.Module):
 
             in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
             params = self.cell.params_for_length(time)
-            blocker = self._native_blocker(x, time_mask, rec_masks, constants, record)
+            blocker = self._native_blocker(x, params, time_mask, rec_masks, constants, record)
             if blocker is None:
                 last, sequence, final = self._run_native(x, carry, params, in_masks)
                 acts = None
@@ -508,9 +508,9 @@ class RNN(Configurable, nnx.Module):
         sequence = None if ys is None else _batch_major(ys)
         return last, sequence, final, None if acts is None else _batch_major(acts)
 
-    def _native_blocker(self, x, time_mask, rec_masks, constants, record) -> str | None:
+    def _native_blocker(self, x, params, time_mask, rec_masks, constants, record) -> str | None:
         """None if this call can run on the native kernel, else the reason it cannot."""
-        from jrnn import _native
+        from jrnn import native
 
         kernel = self.cell.native_kernel
         if self.native is False:
@@ -530,30 +530,34 @@ class RNN(Configurable, nnx.Module):
             return "input dropout draws one mask per gate (implementation=1)"
         if x.dtype != jnp.float32 or jnp.dtype(self.cell.compute_dtype) != jnp.float32:
             return f"it runs in float32 only (input {x.dtype}, compute {self.cell.compute_dtype})"
+        arrays = [x, *jax.tree_util.tree_leaves(params)]
+        if any(_explicitly_sharded(a) for a in arrays):
+            return "its inputs or weights are sharded over a mesh (it runs on one device)"
         if jax.default_backend() != "cpu":
             return f"it runs on the CPU backend only (default backend: {jax.default_backend()})"
-        if not _native.available():
-            return _native.unavailable_reason()
+        if not native.available():
+            return native.unavailable_reason()
         return None
 
     def _run_native(self, x, carry, params, in_masks):
-        """The native path (:mod:`jrnn._native`); batch-major throughout."""
+        """The native path (:mod:`jrnn.native`); batch-major throughout."""
         if self.go_backwards:
             x = jnp.flip(x, 1)
         if in_masks is not None:
             x = x * in_masks[:, None]
-        run = _native_runner(self.cell.native_kernel, params)
         if not self.remat:
+            run = _native_runner(self.cell.native_kernel, params, self.return_sequences)
             y, final = run(x, carry)
         else:
+            run = _native_runner(self.cell.native_kernel, params, True)
             # Checkpointed segments, as rnn_scan does: only the states at segment boundaries
             # are kept; each segment's kernel runs again in the backward pass.
             batch, time = x.shape[:2]
             seg = segment_length(time, self.remat)
             chunks = jnp.swapaxes(x.reshape(batch, time // seg, seg, *x.shape[2:]), 0, 1)
             final, ys = jax.lax.scan(jax.checkpoint(lambda s, xs: run(xs, s)[::-1]), carry, chunks)
-            y = jnp.swapaxes(ys, 0, 1).reshape(batch, time, -1)
-        return final[0], (y if self.return_sequences else None), final
+            y = jnp.swapaxes(ys, 0, 1).reshape(batch, time, -1) if self.return_sequences else None
+        return final[0], y, final
 
     def __call__(
         self,
@@ -595,10 +599,17 @@ def record_activity_loss(layer: nnx.Module, outputs: Any) -> None:
         layer.activity_loss = ActivityLoss(total)
 
 
-def _native_runner(kernel: str, params: dict[str, Any]):
-    """``run(x (batch, time, in), carry) -> (y (batch, time, units), final carry)`` on the
-    native kernel ``kernel`` (a cell's ``native_kernel``) with the cell's ``params()``."""
-    from jrnn import _native
+def _explicitly_sharded(a: Any) -> bool:
+    """Whether ``a``'s type carries a sharding over mesh axes (JAX's explicit sharding)."""
+    spec = getattr(getattr(jax.typeof(a), "sharding", None), "spec", None)
+    return spec is not None and any(s is not None for s in spec)
+
+
+def _native_runner(kernel: str, params: dict[str, Any], sequence: bool):
+    """``run(x (batch, time, in), carry) -> (y (batch, time, units) or None, final carry)``
+    on the native kernel ``kernel`` (a cell's ``native_kernel``) with the cell's
+    ``params()``; ``sequence=False`` skips the output sequence."""
+    from jrnn import native
 
     w, r = params["kernel"], params["recurrent_kernel"]
 
@@ -610,14 +621,14 @@ def _native_runner(kernel: str, params: dict[str, Any]):
         b = bias("bias")
 
         def run(x, carry):
-            y, h, c = _native.lstm(x, w, b, r, *carry)
+            y, h, c = native.lstm(x, w, b, r, *carry, sequence=sequence)
             return y, (h, c)
 
     elif kernel == "gru":
         bi, br = bias("input_bias"), bias("recurrent_bias")
 
         def run(x, carry):
-            y, h = _native.gru(x, w, bi, br, r, *carry)
+            y, h = native.gru(x, w, bi, br, r, *carry, sequence=sequence)
             return y, (h,)
 
     else:

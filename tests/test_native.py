@@ -1,4 +1,4 @@
-"""The native CPU LSTM and GRU kernels (``jrnn._native``) against jrnn's XLA scan.
+"""The native CPU LSTM and GRU kernels (``jrnn.native``) against jrnn's XLA scan.
 
 Both paths compute the same function; the scan is the reference (it is what the Keras
 parity tests were first proven on, and they now run through the kernel by default).
@@ -23,7 +23,7 @@ import pytest
 from flax import nnx
 
 import jrnn
-from jrnn import _native
+from jrnn import native as native_kernels
 from tests.helpers import assert_close, randomize
 
 
@@ -41,15 +41,15 @@ def test_extension_is_built_where_a_compiler_exists():
     # jrnn), so a broken build would otherwise hide behind the XLA fallback.
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler on this machine: the extension is not expected")
-    built = glob.glob(os.path.join(os.path.dirname(_native.__file__), "_kernels*.so"))
-    assert built, "a C++ compiler exists but jrnn/_native/_kernels*.so was not built"
+    built = glob.glob(os.path.join(os.path.dirname(native_kernels.__file__), "_kernels*.so"))
+    assert built, "a C++ compiler exists but jrnn/native/_kernels*.so was not built"
     if _cpu_has_avx512():
-        assert _native.unavailable_reason() is None
+        assert native_kernels.unavailable_reason() is None
 
 
 needs_kernel = pytest.mark.skipif(
-    not _native.available(),
-    reason=f"native kernel unavailable: {_native.unavailable_reason()}",
+    not native_kernels.available(),
+    reason=f"native kernel unavailable: {native_kernels.unavailable_reason()}",
 )
 
 # (batch, time, features, units): row split with odd sizes; one row (panel split within
@@ -213,14 +213,14 @@ def test_function_api_under_jit_and_vmap():
     bias = jnp.asarray(rng.standard_normal((4 * h,)) * 0.3, jnp.float32)
     r = jnp.asarray(rng.standard_normal((h, 4 * h)) * 0.3, jnp.float32)
     h0, c0 = _states(b, h)
-    batched = jax.jit(jax.vmap(lambda x: _native.lstm(x, w, bias, r, h0, c0)))(x)
+    batched = jax.jit(jax.vmap(lambda x: native_kernels.lstm(x, w, bias, r, h0, c0)))(x)
     for i in range(2):
-        for got, want in zip(batched, _native.lstm(x[i], w, bias, r, h0, c0)):
+        for got, want in zip(batched, native_kernels.lstm(x[i], w, bias, r, h0, c0)):
             assert_close(got[i], want)
     w3, r3, b3 = w[:, : 3 * h], r[:, : 3 * h], bias[: 3 * h]
-    batched = jax.jit(jax.vmap(lambda x: _native.gru(x, w3, b3, -b3, r3, h0)))(x)
+    batched = jax.jit(jax.vmap(lambda x: native_kernels.gru(x, w3, b3, -b3, r3, h0)))(x)
     for i in range(2):
-        for got, want in zip(batched, _native.gru(x[i], w3, b3, -b3, r3, h0)):
+        for got, want in zip(batched, native_kernels.gru(x[i], w3, b3, -b3, r3, h0)):
             assert_close(got[i], want)
 
 
@@ -258,8 +258,8 @@ def test_unsupported_calls_fall_back_to_the_scan():
 
 def test_env_switch_turns_it_off(monkeypatch):
     monkeypatch.setenv("JRNN_NATIVE", "0")
-    assert not _native.available()
-    assert _native.unavailable_reason() == "JRNN_NATIVE=0 is set"
+    assert not native_kernels.available()
+    assert native_kernels.unavailable_reason() == "JRNN_NATIVE=0 is set"
     with pytest.raises(ValueError, match="JRNN_NATIVE=0"):
         jrnn.LSTM(5, 4, native=True, rngs=nnx.Rngs(0))(_inputs((2, 3, 4)))
 

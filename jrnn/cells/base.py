@@ -55,7 +55,7 @@ class RNNCellBase(Configurable, nnx.Module):
     dropout_mask_count: int = 1
     #: jrnn cells are built eagerly; kept for Keras-style code that checks it.
     built: bool = True
-    #: The :mod:`jrnn._native` kernel whose recurrence equals :meth:`step` (``"lstm"``), or
+    #: The :mod:`jrnn.native` kernel whose recurrence equals :meth:`step` (``"lstm"``), or
     #: None. The kernel then runs from :meth:`params` (``recurrent_kernel``) and the
     #: output of :meth:`project_inputs`.
     native_kernel: str | None = None

@@ -22,6 +22,7 @@
 //   h0, hT, dh0 (B, H)   gx, gh (B, T, 3H)
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "common.h"
 
@@ -32,8 +33,9 @@ namespace {
 struct GruFwdArgs {
   Dims d;
   int64_t F;
-  const float *x, *wpack, *bi, *br, *rpack, *h0;
-  float *y, *hT, *gates;  // gates null unless saving for the backward pass
+  const float *x, *wpack, *bi, *br, *rpack;
+  HSeq h;
+  float *hT, *gates;  // gates null unless saving for the backward pass
 };
 
 template <int MR>
@@ -51,8 +53,8 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs& a, int64_t t, int64_t b0, int64_t 
   for (int r = 0; r < MR; ++r) {
     for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
   }
-  const float* hprev = t == 0 ? a.h0 + b0 * H : a.y + (b0 * T + t - 1) * H;
-  const int64_t ldh = t == 0 ? H : T * H;
+  int64_t ldh;
+  const float* hprev = a.h.Prev(t, b0, &ldh);
   Accumulate<MR, 0, 3>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * F * 48, F);
   Accumulate<MR, 1, 3>(acc, hprev, ldh, a.rpack + p * H * 48, H);
   for (int r = 0; r < MR; ++r) {
@@ -62,7 +64,7 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs& a, int64_t t, int64_t b0, int64_t 
     const __m512 hp = Load(m, hprev + r * ldh + u0);
     // h = z h_prev + (1 - z) h~ = h~ + z (h_prev - h~)
     const __m512 h = _mm512_fmadd_ps(z, _mm512_sub_ps(hp, hh), hh);
-    Store(m, a.y + (b * T + t) * H + u0, h);
+    Store(m, a.h.Out(t, b) + u0, h);
     if (t == T - 1) Store(m, a.hT + b * H + u0, h);
     if (a.gates != nullptr) {
       float* gs = a.gates + (b * T + t) * 4 * H + u0;
@@ -173,8 +175,13 @@ ffi::Error GruFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
   JRNN_CHECK(CheckDims("br", br.dimensions(), {3 * H}));
   JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 15) / 16, H, 48}));
   JRNN_CHECK(CheckDims("h0", hd, {B, H}));
-  JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
+  const bool sequence = y->element_count() != 0;
+  if (sequence) JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
   const bool save = gates->element_count() != 0;
+  if (save && !sequence) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native GRU: saving for the backward pass needs y");
+  }
   if (save) JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
   if (B == 0 || H == 0) return ffi::Error::Success();
   if (T == 0) {
@@ -184,9 +191,12 @@ ffi::Error GruFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
   GruFwdArgs a{{B, T, H},         F,
                x.typed_data(),    wpack.typed_data(),
                bi.typed_data(),   br.typed_data(),
-               rpack.typed_data(), h0.typed_data(),
-               y->typed_data(),   hT->typed_data(),
+               rpack.typed_data(),
+               {sequence ? y->typed_data() : nullptr, nullptr, h0.typed_data(), B, T, H},
+               hT->typed_data(),
                save ? gates->typed_data() : nullptr};
+  std::vector<float> buffers(sequence ? 0 : 2 * B * H);
+  a.h.buf = buffers.data();
   GruForward(pool, a);
   return ffi::Error::Success();
 #else

@@ -54,7 +54,8 @@ namespace jrnn {
 #define JRNN_TARGET __attribute__((target("avx512f,avx512dq,fma")))
 
 JRNN_TARGET inline __m512 Exp(__m512 x) {  // Cephes expf, ~1 ulp
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3365447f)), _mm512_set1_ps(88.3762626f));
+  // max/min return their second operand when one is NaN: NaN stays NaN, as in XLA.
+  x = _mm512_min_ps(_mm512_set1_ps(88.3762626f), _mm512_max_ps(_mm512_set1_ps(-87.3365447f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -100,6 +101,29 @@ inline __mmask16 TailMask(int remaining) {
 }
 
 constexpr int kMaxRows = 6;  // rows per register tile (6 x 4 zmm accumulators)
+
+// The hidden-state sequence of a forward pass: h_t lives in the output y (B, T, H), or,
+// when the caller does not want the sequence (inference without return_sequences), in two
+// (B, H) buffers used alternately (a step reads one and writes the other; threads split
+// a step by rows or synchronise between steps, so neither is overwritten while read).
+struct HSeq {
+  float* y;    // (B, T, H) or null
+  float* buf;  // (2, B, H) when y is null
+  const float* h0;
+  int64_t B, T, H;
+  // h_{t-1} of row b and the stride between rows.
+  const float* Prev(int64_t t, int64_t b, int64_t* ld) const {
+    if (t == 0) {
+      *ld = H;
+      return h0 + b * H;
+    }
+    *ld = y != nullptr ? T * H : H;
+    return y != nullptr ? y + (b * T + t - 1) * H : buf + ((t - 1) & 1) * B * H + b * H;
+  }
+  float* Out(int64_t t, int64_t b) const {
+    return y != nullptr ? y + (b * T + t) * H : buf + (t & 1) * B * H + b * H;
+  }
+};
 
 struct Dims {
   int64_t B, T, H;

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "common.h"
 
@@ -27,8 +28,9 @@ namespace {
 struct FwdArgs {
   Dims d;
   int64_t F;
-  const float *x, *wpack, *bias, *rpack, *h0, *c0;
-  float *y, *hT, *cT, *gates, *cseq;  // gates/cseq null unless saving for the backward pass
+  const float *x, *wpack, *bias, *rpack, *c0;
+  HSeq h;
+  float *hT, *cT, *gates, *cseq;  // gates/cseq null unless saving for the backward pass
 };
 
 template <int MR>
@@ -43,11 +45,9 @@ JRNN_TARGET void FwdTile(const FwdArgs& a, int64_t t, int64_t b0, int64_t p) {
   }
   // z = x_t W + b + h_{t-1} R, both products on the packed panel p.
   Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * F * 64, F);
-  if (t == 0) {
-    Accumulate<MR, 0, 4>(acc, a.h0 + b0 * H, H, a.rpack + p * H * 64, H);
-  } else {
-    Accumulate<MR, 0, 4>(acc, a.y + (b0 * T + t - 1) * H, T * H, a.rpack + p * H * 64, H);
-  }
+  int64_t ldh;
+  const float* hprev = a.h.Prev(t, b0, &ldh);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * H * 64, H);
   const float* c_in = t == 0 ? a.c0 : a.cT;  // cT holds the running c
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -56,7 +56,7 @@ JRNN_TARGET void FwdTile(const FwdArgs& a, int64_t t, int64_t b0, int64_t p) {
     const __m512 c = _mm512_fmadd_ps(f, Load(m, c_in + b * H + u0), _mm512_mul_ps(i, g));
     const __m512 h = _mm512_mul_ps(o, Tanh(c));
     Store(m, a.cT + b * H + u0, c);
-    Store(m, a.y + (b * T + t) * H + u0, h);
+    Store(m, a.h.Out(t, b) + u0, h);
     if (t == T - 1) Store(m, a.hT + b * H + u0, h);
     if (a.gates != nullptr) {
       float* gs = a.gates + (b * T + t) * G + u0;
@@ -167,8 +167,13 @@ ffi::Error LstmFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
   JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 15) / 16, H, 64}));
   JRNN_CHECK(CheckDims("h0", hd, {B, H}));
   JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
-  JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
+  const bool sequence = y->element_count() != 0;
+  if (sequence) JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
   const bool save = gates->element_count() != 0;
+  if (save && !sequence) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native LSTM: saving for the backward pass needs y");
+  }
   if (save) {
     JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
     JRNN_CHECK(CheckDims("cseq", cseq->dimensions(), {B, T, H}));
@@ -185,13 +190,14 @@ ffi::Error LstmFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
             wpack.typed_data(),
             bias.typed_data(),
             rpack.typed_data(),
-            h0.typed_data(),
             c0.typed_data(),
-            y->typed_data(),
+            {sequence ? y->typed_data() : nullptr, nullptr, h0.typed_data(), B, T, H},
             hT->typed_data(),
             cT->typed_data(),
             save ? gates->typed_data() : nullptr,
             save ? cseq->typed_data() : nullptr};
+  std::vector<float> buffers(sequence ? 0 : 2 * B * H);
+  a.h.buf = buffers.data();
   Forward(pool, a);
   return ffi::Error::Success();
 #else

@@ -55,7 +55,7 @@ def unavailable_reason() -> str | None:
         return "JRNN_NATIVE=0 is set"
     if not glob.glob(_LIB_GLOB):
         return (
-            "the library jrnn/_native/_kernels*.so was not built (reinstall jrnn on a "
+            "the library jrnn/native/_kernels*.so was not built (reinstall jrnn on a "
             "machine with a C++ compiler)"
         )
     if _library() is None:
@@ -85,7 +85,8 @@ def _pack(w: Array, gates: int, order: tuple[int, ...]) -> Array:
     16p..16p+15 (zero-padded past H), the gate blocks ``order`` side by side."""
     k, h = w.shape[0], w.shape[1] // gates
     p = -(-h // 16)
-    blocks = jnp.pad(w.reshape(k, gates, h)[:, list(order)], ((0, 0), (0, 0), (0, 16 * p - h)))
+    blocks = jnp.stack([w[:, g * h : (g + 1) * h] for g in order], axis=1)  # static slices
+    blocks = jnp.pad(blocks, ((0, 0), (0, 0), (0, 16 * p - h)))
     return blocks.reshape(k, len(order), p, 16).transpose(2, 0, 1, 3).reshape(p, k, -1)
 
 
@@ -104,17 +105,16 @@ def _previous_outputs(h0: Array, y: Array) -> Array:
 
 
 # ---------------------------------------------------------------------------- LSTM
-def _lstm_forward(x, w, b, r, h0, c0, save: bool):
+def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool):
     batch, time, _ = x.shape
     h = r.shape[0]
-    shapes = [(batch, time, h), (batch, h), (batch, h)]
+    shapes = [(batch, time, h) if sequence else (0,), (batch, h), (batch, h)]
     shapes += [(batch, time, 4 * h), (batch, time, h)] if save else [(0,), (0,)]
     order = (0, 1, 2, 3)
     return _call("jrnn_lstm_fwd", shapes, x, _pack(w, 4, order), b, _pack(r, 4, order), h0, c0)
 
 
-@jax.custom_vjp
-def lstm(x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array):
+def lstm(x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array, *, sequence=True):
     """An LSTM over a whole sequence with sigmoid gates and tanh activations (Keras'
     defaults), float32.
 
@@ -124,24 +124,35 @@ def lstm(x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array):
       b: the bias ``(4H,)``.
       r: the recurrent kernel ``(H, 4H)``.
       h0, c0: initial states ``(batch, H)``.
+      sequence: return the outputs of every step; False returns None in their place and,
+        outside differentiation, keeps only the last state in memory.
 
     Returns:
-      ``(y, h_T, c_T)``: the outputs ``(batch, time, H)`` and the final states.
+      ``(y, h_T, c_T)``: the outputs ``(batch, time, H)`` (or None) and the final states.
     """
-    y, h, c, _, _ = _lstm_forward(x, w, b, r, h0, c0, save=False)
+    y, h, c = _lstm(x, w, b, r, h0, c0, sequence)
+    return (y if sequence else None), h, c
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _lstm(x, w, b, r, h0, c0, sequence):
+    y, h, c, _, _ = _lstm_forward(x, w, b, r, h0, c0, sequence, save=False)
     return y, h, c
 
 
-def _lstm_fwd(x, w, b, r, h0, c0):
-    y, h, c, gates, cs = _lstm_forward(x, w, b, r, h0, c0, save=True)
-    return (y, h, c), (x, w, r, h0, c0, y, gates, cs)
+def _lstm_fwd(x, w, b, r, h0, c0, sequence):
+    y, h, c, gates, cs = _lstm_forward(x, w, b, r, h0, c0, True, save=True)
+    out = y if sequence else jnp.zeros((0,), _F32)
+    return (out, h, c), (x, w, r, h0, c0, y, gates, cs)
 
 
-def _lstm_bwd(res, cotangents):
+def _lstm_bwd(sequence, res, cotangents):
     x, w, r, h0, c0, y, gates, cs = res
     dy, dh, dc = cotangents
     batch, time, _ = gates.shape
     h = r.shape[0]
+    if not sequence:
+        dy = jnp.zeros((batch, time, h), _F32)
     dz, dc0 = _call(
         "jrnn_lstm_bwd",
         [(batch, time, 4 * h), (batch, h)],
@@ -163,21 +174,21 @@ def _lstm_bwd(res, cotangents):
     )
 
 
-lstm.defvjp(_lstm_fwd, _lstm_bwd)
+_lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 
 # ---------------------------------------------------------------------------- GRU
-def _gru_forward(x, w, bi, br, r, h0, save: bool):
+def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool):
     batch, time, _ = x.shape
     h = r.shape[0]
-    shapes = [(batch, time, h), (batch, h), (batch, time, 4 * h) if save else (0,)]
+    shapes = [(batch, time, h) if sequence else (0,), (batch, h)]
+    shapes.append((batch, time, 4 * h) if save else (0,))
     # Input panels hold (x_h, x_z, x_r), recurrent ones (m_z, m_r, m_h): see gru.cc.
     wp, rp = _pack(w, 3, (2, 0, 1)), _pack(r, 3, (0, 1, 2))
     return _call("jrnn_gru_fwd", shapes, x, wp, bi, br, rp, h0)
 
 
-@jax.custom_vjp
-def gru(x: Array, w: Array, bi: Array, br: Array, r: Array, h0: Array):
+def gru(x: Array, w: Array, bi: Array, br: Array, r: Array, h0: Array, *, sequence=True):
     """A GRU with ``reset_after=True`` (Keras 3's default and CuDNNGRU's maths) over a
     whole sequence, sigmoid gates and tanh activation, float32.
 
@@ -187,24 +198,34 @@ def gru(x: Array, w: Array, bi: Array, br: Array, r: Array, h0: Array):
       bi, br: the input and recurrent biases ``(3H,)`` (Keras' ``bias[0]``, ``bias[1]``).
       r: the recurrent kernel ``(H, 3H)``.
       h0: initial state ``(batch, H)``.
+      sequence: as :func:`lstm`.
 
     Returns:
-      ``(y, h_T)``: the outputs ``(batch, time, H)`` and the final state.
+      ``(y, h_T)``: the outputs ``(batch, time, H)`` (or None) and the final state.
     """
-    y, h, _ = _gru_forward(x, w, bi, br, r, h0, save=False)
+    y, h = _gru(x, w, bi, br, r, h0, sequence)
+    return (y if sequence else None), h
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _gru(x, w, bi, br, r, h0, sequence):
+    y, h, _ = _gru_forward(x, w, bi, br, r, h0, sequence, save=False)
     return y, h
 
 
-def _gru_fwd(x, w, bi, br, r, h0):
-    y, h, gates = _gru_forward(x, w, bi, br, r, h0, save=True)
-    return (y, h), (x, w, r, h0, y, gates)
+def _gru_fwd(x, w, bi, br, r, h0, sequence):
+    y, h, gates = _gru_forward(x, w, bi, br, r, h0, True, save=True)
+    out = y if sequence else jnp.zeros((0,), _F32)
+    return (out, h), (x, w, r, h0, y, gates)
 
 
-def _gru_bwd(res, cotangents):
+def _gru_bwd(sequence, res, cotangents):
     x, w, r, h0, y, gates = res
     dy, dh = cotangents
     batch, time, _ = gates.shape
     h = r.shape[0]
+    if not sequence:
+        dy = jnp.zeros((batch, time, h), _F32)
     gx, gh, dh0 = _call(
         "jrnn_gru_bwd",
         [(batch, time, 3 * h), (batch, time, 3 * h), (batch, h)],
@@ -225,6 +246,6 @@ def _gru_bwd(res, cotangents):
     )
 
 
-gru.defvjp(_gru_fwd, _gru_bwd)
+_gru.defvjp(_gru_fwd, _gru_bwd)
 
 __all__ = ["available", "gru", "lstm", "unavailable_reason"]
