@@ -22,7 +22,7 @@ setup(
     ext_modules=[
         Extension(
             "jrnn.native._kernels",
-            sources=["jrnn/native/common.cc", "jrnn/native/lstm.cc", "jrnn/native/gru.cc"],
+            sources=[f"jrnn/native/{n}.cc" for n in ("common", "lstm", "gru", "simple")],
             depends=["jrnn/native/common.h"],
             include_dirs=_ffi_include(),
             language="c++",

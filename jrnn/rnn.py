@@ -631,8 +631,17 @@ def _native_runner(kernel: str, params: dict[str, Any], sequence: bool):
             y, h = native.gru(x, w, bi, br, r, *carry, sequence=sequence)
             return y, (h,)
 
+    elif kernel == "simple_rnn":
+        b = bias("bias")
+
+        def run(x, carry):
+            y, h = native.simple_rnn(x, w, b, r, *carry, sequence=sequence)
+            return y, (h,)
+
     else:
-        raise ValueError(f"unknown native kernel {kernel!r}; expected 'lstm' or 'gru'.")
+        raise ValueError(
+            f"unknown native kernel {kernel!r}; expected 'lstm', 'gru' or 'simple_rnn'."
+        )
     return run
 
 

@@ -1,4 +1,4 @@
-"""The native CPU LSTM and GRU kernels (``jrnn.native``) against jrnn's XLA scan.
+"""The native CPU LSTM, GRU and SimpleRNN kernels (``jrnn.native``) against jrnn's XLA scan.
 
 Both paths compute the same function; the scan is the reference (it is what the Keras
 parity tests were first proven on, and they now run through the kernel by default).
@@ -47,6 +47,8 @@ def test_extension_is_built_where_a_compiler_exists():
         assert native_kernels.unavailable_reason() is None
 
 
+LAYERS = [jrnn.LSTM, jrnn.GRU, jrnn.SimpleRNN]
+
 needs_kernel = pytest.mark.skipif(
     not native_kernels.available(),
     reason=f"native kernel unavailable: {native_kernels.unavailable_reason()}",
@@ -81,7 +83,7 @@ def _states(batch, units, seed=2):
 
 
 @needs_kernel
-@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
 @pytest.mark.parametrize("batch,time,features,units", SHAPES)
 def test_outputs_states_and_gradients_equal_the_scan(layer, batch, time, features, units):
     native, scan = _pair(units, features, layer=layer, return_sequences=True, return_state=True)
@@ -118,7 +120,7 @@ def test_outputs_states_and_gradients_equal_the_scan(layer, batch, time, feature
     ],
     ids=lambda kw: ",".join(kw),
 )
-@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
 def test_layer_options_equal_the_scan(layer, kw):
     native, scan = _pair(12, 5, layer=layer, **kw)
     x = _inputs((9, 8, 5))
@@ -129,7 +131,7 @@ def test_layer_options_equal_the_scan(layer, kw):
 
 
 @needs_kernel
-@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
 def test_stateful_calls_carry_states_as_the_scan_does(layer):
     native, scan = _pair(10, 4, layer=layer, stateful=True, return_sequences=True)
     for seed in (1, 2):
@@ -140,7 +142,7 @@ def test_stateful_calls_carry_states_as_the_scan_does(layer):
 
 
 @needs_kernel
-@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
 def test_input_dropout_in_training_equals_the_scan(layer):
     native, scan = _pair(8, 6, layer=layer, dropout=0.4, seed=5, return_sequences=True)
     x = _inputs((7, 6, 6))
@@ -156,6 +158,9 @@ def test_cudnn_layers_and_bidirectional_equal_the_scan():
     for make in (
         lambda native: jrnn.CuDNNLSTM(6, 4, return_sequences=True, native=native, rngs=nnx.Rngs(0)),
         lambda native: jrnn.CuDNNGRU(6, 4, return_sequences=True, native=native, rngs=nnx.Rngs(0)),
+        lambda native: jrnn.RNN(
+            jrnn.SimpleRNNCell(6, 4, rngs=nnx.Rngs(0)), return_sequences=True, native=native
+        ),
         lambda native: jrnn.Bidirectional(
             jrnn.LSTM(6, 4, return_sequences=True, native=native, rngs=nnx.Rngs(0)),
             rngs=nnx.Rngs(1),
@@ -178,7 +183,7 @@ def test_results_do_not_depend_on_the_thread_count():
         "import numpy as np, jax.numpy as jnp; from flax import nnx; import jrnn\n"
         "from tests.helpers import randomize\n"
         "for b, t in ((64, 20), (1, 30)):\n"
-        "    for layer in (jrnn.LSTM, jrnn.GRU):\n"
+        "    for layer in (jrnn.LSTM, jrnn.GRU, jrnn.SimpleRNN):\n"
         "        m = layer(256, 64, native=True, return_sequences=True, rngs=nnx.Rngs(0))\n"
         "        randomize(m, 0, scale=0.1)\n"
         "        x = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, 64)), 'float32')\n"
@@ -196,7 +201,11 @@ def test_results_do_not_depend_on_the_thread_count():
             cwd=os.path.dirname(os.path.dirname(__file__)),
         )
         outs.append(
-            [np.load(os.path.join(out, f"{n}{b}.npy")) for n in ("LSTM", "GRU") for b in (64, 1)]
+            [
+                np.load(os.path.join(out, f"{n}{b}.npy"))
+                for n in ("LSTM", "GRU", "SimpleRNN")
+                for b in (64, 1)
+            ]
         )
         shutil.rmtree(out)
     for other in outs[1:]:
@@ -217,6 +226,11 @@ def test_function_api_under_jit_and_vmap():
     for i in range(2):
         for got, want in zip(batched, native_kernels.lstm(x[i], w, bias, r, h0, c0)):
             assert_close(got[i], want)
+    w1, r1, b1 = w[:, :h], r[:, :h], bias[:h]
+    batched = jax.jit(jax.vmap(lambda x: native_kernels.simple_rnn(x, w1, b1, r1, h0)))(x)
+    for i in range(2):
+        for got, want in zip(batched, native_kernels.simple_rnn(x[i], w1, b1, r1, h0)):
+            assert_close(got[i], want)
     w3, r3, b3 = w[:, : 3 * h], r[:, : 3 * h], bias[: 3 * h]
     batched = jax.jit(jax.vmap(lambda x: native_kernels.gru(x, w3, b3, -b3, r3, h0)))(x)
     for i in range(2):
@@ -233,8 +247,10 @@ def test_native_true_names_what_prevents_it():
         jrnn.LSTM(5, 4, activation="relu", native=True, rngs=nnx.Rngs(0))(x)
     with pytest.raises(ValueError, match=r"native=True.*GRUCell in this configuration"):
         jrnn.GRU(5, 4, reset_after=False, native=True, rngs=nnx.Rngs(0))(x)
-    with pytest.raises(ValueError, match=r"native=True.*SimpleRNNCell"):
-        jrnn.RNN(jrnn.SimpleRNNCell(5, 4, rngs=nnx.Rngs(0)), native=True)(x)
+    with pytest.raises(ValueError, match=r"native=True.*SimpleRNNCell in this configuration"):
+        jrnn.SimpleRNN(5, 4, activation="relu", native=True, rngs=nnx.Rngs(0))(x)
+    with pytest.raises(ValueError, match=r"native=True.*IndRNNCell"):
+        jrnn.RNN(jrnn.IndRNNCell(5, 4, rngs=nnx.Rngs(0)), native=True)(x)
     with pytest.raises(ValueError, match=r"native=True.*recurrent dropout"):
         layer = jrnn.LSTM(5, 4, recurrent_dropout=0.3, native=True, rngs=nnx.Rngs(0))
         layer(x, training=True)
@@ -266,7 +282,7 @@ def test_env_switch_turns_it_off(monkeypatch):
 
 @needs_kernel
 @pytest.mark.parametrize("remat", [True, 3])
-@pytest.mark.parametrize("layer", [jrnn.LSTM, jrnn.GRU], ids=["LSTM", "GRU"])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
 def test_remat_segments_equal_the_scan(layer, remat):
     native, scan = _pair(9, 4, layer=layer, remat=remat, return_sequences=True, return_state=True)
     x = _inputs((5, 12, 4))

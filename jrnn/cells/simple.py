@@ -12,6 +12,7 @@ from typing import Any
 from flax import nnx
 
 from jrnn import _checks
+from jrnn import activations as activations_lib
 from jrnn._config import capture, register
 from jrnn.cells.base import (
     Array,
@@ -103,6 +104,11 @@ class SimpleRNNCell(DenseCellMixin, RNNCellBase):
             bias_initializer=bias_initializer,
         )
         self._init_dropout_rngs(rngs, seed)
+
+    @property
+    def native_kernel(self) -> str | None:  # type: ignore[override]
+        """``"simple_rnn"`` with tanh, Keras' default (what the native kernel computes)."""
+        return "simple_rnn" if self.activation is activations_lib.tanh else None
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """``x W + b``: ``(..., batch, in)`` -> ``(..., batch, u)``."""

@@ -52,7 +52,8 @@ class SimpleRNN(RNN):
     """Fully-connected RNN layer (Keras ``SimpleRNN``): ``h' = act(x W + b + h R)``.
 
     Args: ``units``, ``in_features`` and every argument of :class:`jrnn.SimpleRNNCell` and
-    :class:`jrnn.RNN`.
+    :class:`jrnn.RNN`. On CPU a tanh SimpleRNN runs on jrnn's native kernel where it
+    applies (``native``, see :class:`jrnn.RNN`).
 
     Call: ``layer(inputs (batch, time, in_features), mask=None, initial_state=None,
     training=False)`` -> ``(batch, units)``, ``(batch, time, units)`` with
@@ -95,6 +96,7 @@ class SimpleRNN(RNN):
         zero_output_for_mask: bool = False,
         remat: bool | int = False,
         hoist_input_projection: bool | None = None,
+        native: bool | None = None,
         batch_size: int | None = None,
         dtype: Any = None,
         param_dtype: Any = None,

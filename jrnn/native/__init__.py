@@ -1,6 +1,6 @@
-"""Native CPU kernels (XLA FFI custom calls) for the recurrences of LSTM and GRU.
+"""Native CPU kernels (XLA FFI custom calls) for the recurrences of LSTM, GRU and SimpleRNN.
 
-``lstm.cc``, ``gru.cc`` and ``common.h`` are compiled into one library when jrnn is
+``lstm.cc``, ``gru.cc``, ``simple.cc`` and ``common.h`` are compiled into one library when jrnn is
 installed (``pip install``; an optional extension: a machine without a C++ compiler still
 installs jrnn). At run time :func:`available` says whether the kernels can run here (the
 library was built, the CPU has AVX-512, ``JRNN_NATIVE`` is not ``0``) and
@@ -8,8 +8,9 @@ library was built, the CPU has AVX-512, ``JRNN_NATIVE`` is not ``0``) and
 same function. ``JRNN_NATIVE_THREADS`` caps the threads a kernel uses (default: XLA's
 intra-op pool).
 
-:func:`lstm` and :func:`gru` run a whole sequence: the input and recurrent products of a
-step are one register-tiled GEMM with the gate maths applied in registers. Their
+:func:`lstm`, :func:`gru` and :func:`simple_rnn` run a whole sequence: the input and
+recurrent products of a step are one register-tiled GEMM with the gate maths applied in
+registers. Their
 backward kernels produce the gate pre-activation gradients; the weight and input
 gradients are large GEMMs left to XLA. Both are ``jax.custom_vjp`` functions: ``jit``,
 ``grad``/``vjp`` and ``vmap`` (one kernel call per batched element) work; forward-mode
@@ -30,7 +31,14 @@ import jax.numpy as jnp
 Array = jax.Array
 
 _LIB_GLOB = os.path.join(os.path.dirname(__file__), "_kernels*.so")
-_TARGETS = ("jrnn_lstm_fwd", "jrnn_lstm_bwd", "jrnn_gru_fwd", "jrnn_gru_bwd")
+_TARGETS = (
+    "jrnn_lstm_fwd",
+    "jrnn_lstm_bwd",
+    "jrnn_gru_fwd",
+    "jrnn_gru_bwd",
+    "jrnn_simple_fwd",
+    "jrnn_simple_bwd",
+)
 _F32 = jnp.float32
 
 
@@ -90,13 +98,18 @@ def _pack(w: Array, gates: int, order: tuple[int, ...]) -> Array:
     return blocks.reshape(k, len(order), p, 16).transpose(2, 0, 1, 3).reshape(p, k, -1)
 
 
+def _panels64(w: Array) -> Array:
+    """``W (K, N)`` -> ``(ceil(N/64), K, 64)``: panel p holds columns 64p..64p+63
+    (zero-padded past N)."""
+    k, n = w.shape
+    p = -(-n // 64)
+    return jnp.pad(w, ((0, 0), (0, 64 * p - n))).reshape(k, p, 64).transpose(1, 0, 2)
+
+
 def _pack_transposed(r: Array) -> Array:
     """``R (H, G)`` -> ``(ceil(H/64), G, 64)``: panel p holds ``Rᵀ`` for units 64p..64p+63
     (zero-padded past H): the backward pass's ``dz Rᵀ``."""
-    h = r.shape[0]
-    p = -(-h // 64)
-    rt = jnp.pad(r.T, ((0, 0), (0, 64 * p - h)))
-    return rt.reshape(r.shape[1], p, 64).transpose(1, 0, 2)
+    return _panels64(r.T)
 
 
 def _previous_outputs(h0: Array, y: Array) -> Array:
@@ -248,4 +261,57 @@ def _gru_bwd(sequence, res, cotangents):
 
 _gru.defvjp(_gru_fwd, _gru_bwd)
 
-__all__ = ["available", "gru", "lstm", "unavailable_reason"]
+
+# ---------------------------------------------------------------------------- SimpleRNN
+def simple_rnn(x: Array, w: Array, b: Array, r: Array, h0: Array, *, sequence=True):
+    """A SimpleRNN with tanh (Keras' default) over a whole sequence, float32.
+
+    Args:
+      x: inputs ``(batch, time, F)``.
+      w: the kernel ``(F, H)``; b: the bias ``(H,)``; r: the recurrent kernel ``(H, H)``.
+      h0: initial state ``(batch, H)``.
+      sequence: as :func:`lstm`.
+
+    Returns:
+      ``(y, h_T)``: the outputs ``(batch, time, H)`` (or None) and the final state.
+    """
+    y, h = _simple(x, w, b, r, h0, sequence)
+    return (y if sequence else None), h
+
+
+def _simple_forward(x, w, b, r, h0, sequence: bool):
+    batch, time, _ = x.shape
+    h = r.shape[0]
+    shapes = [(batch, time, h) if sequence else (0,), (batch, h)]
+    return _call("jrnn_simple_fwd", shapes, x, _panels64(w), b, _panels64(r), h0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _simple(x, w, b, r, h0, sequence):
+    y, h = _simple_forward(x, w, b, r, h0, sequence)
+    return y, h
+
+
+def _simple_fwd(x, w, b, r, h0, sequence):
+    y, h = _simple_forward(x, w, b, r, h0, True)
+    return ((y if sequence else jnp.zeros((0,), _F32)), h), (x, w, r, h0, y)
+
+
+def _simple_bwd(sequence, res, cotangents):
+    x, w, r, h0, y = res
+    dy, dh = cotangents
+    if not sequence:
+        dy = jnp.zeros(y.shape, _F32)
+    (dz,) = _call("jrnn_simple_bwd", [y.shape], _pack_transposed(r), y, dy, dh)
+    return (
+        jnp.einsum("bth,fh->btf", dz, w),
+        jnp.einsum("btf,bth->fh", x, dz),
+        jnp.sum(dz, axis=(0, 1)),
+        jnp.einsum("btu,bth->uh", _previous_outputs(h0, y), dz),
+        dz[:, 0] @ r.T,
+    )
+
+
+_simple.defvjp(_simple_fwd, _simple_bwd)
+
+__all__ = ["available", "gru", "lstm", "simple_rnn", "unavailable_reason"]

@@ -1,0 +1,193 @@
+// jrnn native CPU SimpleRNN with tanh (Keras' default; XLA FFI custom calls); shared
+// machinery in common.h.
+//
+//   jrnn_simple_fwd: for t in 0..T-1:  h = tanh(x[:, t] W + b + h R);  y[:, t] = h
+//   jrnn_simple_bwd: dz[:, t] = (dy[:, t] + dz[:, t+1] Rᵀ) (1 - y[:, t]²); the weight and
+//                    input gradients (Xᵀ dz, dz Wᵀ, Hᵀ dz, Σ dz) are left to XLA.
+//
+// One register tile holds 64 consecutive units (4 accumulators) of up to 6 batch rows.
+//
+// Layouts (row-major float32):
+//   x (B, T, F)   b (H)   y (B, T, H)   h0, hT (B, H)   dz (B, T, H)
+//   wpack (ceil(H/64), F, 64)   [k][j] = W[k, 64p + j]   (zero past H)
+//   rpack (ceil(H/64), H, 64)   [k][j] = R[k, 64p + j]
+//   rtpack (ceil(H/64), H, 64)  [k][j] = R[64p + j, k]
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "common.h"
+
+#if defined(JRNN_X86)
+namespace jrnn {
+namespace {
+
+struct SimpleFwdArgs {
+  Dims d;
+  int64_t F;
+  const float *x, *wpack, *bias, *rpack;
+  HSeq h;
+  float* hT;
+};
+
+template <int MR>
+JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+  const int64_t u0 = 64 * p;
+  __mmask16 m[4];
+  __m512 acc[MR][4];
+  for (int q = 0; q < 4; ++q) {
+    m[q] = TailMask(static_cast<int>(H - u0 - 16 * q));
+    const __m512 bq = Load(m[q], a.bias + u0 + 16 * q);
+    for (int r = 0; r < MR; ++r) acc[r][q] = bq;
+  }
+  int64_t ldh;
+  const float* hprev = a.h.Prev(t, b0, &ldh);
+  Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * F * 64, F);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * H * 64, H);
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    for (int q = 0; q < 4; ++q) {
+      if (m[q] == 0) continue;
+      const __m512 h = Tanh(acc[r][q]);
+      Store(m[q], a.h.Out(t, b) + u0 + 16 * q, h);
+      if (t == T - 1) Store(m[q], a.hT + b * H + u0 + 16 * q, h);
+    }
+  }
+}
+
+struct SimpleBwdArgs {
+  Dims d;
+  const float *rtpack, *y, *dy, *dhT;
+  float* dz;
+};
+
+template <int MR>
+JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H;
+  const int64_t u0 = 64 * p;
+  __mmask16 m[4];
+  for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - u0 - 16 * q));
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    for (int q = 0; q < 4; ++q) {
+      const int64_t u = u0 + 16 * q;
+      acc[r][q] = Load(m[q], a.dy + (b * T + t) * H + u);
+      if (t == T - 1) acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], a.dhT + b * H + u));
+    }
+  }
+  if (t < T - 1) {  // dh_t += dz_{t+1} Rᵀ
+    Accumulate<MR, 0, 4>(acc, a.dz + (b0 * T + t + 1) * H, T * H, a.rtpack + p * H * 64, H);
+  }
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    for (int q = 0; q < 4; ++q) {
+      if (m[q] == 0) continue;
+      const int64_t at = (b * T + t) * H + u0 + 16 * q;
+      const __m512 h = Load(m[q], a.y + at);
+      Store(m[q], a.dz + at, _mm512_mul_ps(acc[r][q], _mm512_fnmadd_ps(h, h, one)));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace jrnn
+#endif  // JRNN_X86
+
+namespace jrnn {
+namespace {
+
+ffi::Error SimpleFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
+                         ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> rpack,
+                         ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> y,
+                         ffi::ResultBuffer<ffi::F32> hT, ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  const auto xd = x.dimensions();
+  const auto hd = h0.dimensions();
+  if (xd.size() != 3 || hd.size() != 2) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native SimpleRNN: x must be (B, T, F) and h0 (B, H)");
+  }
+  const int64_t B = xd[0], T = xd[1], F = xd[2], H = hd[1];
+  JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 63) / 64, F, 64}));
+  JRNN_CHECK(CheckDims("bias", bias.dimensions(), {H}));
+  JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 63) / 64, H, 64}));
+  JRNN_CHECK(CheckDims("h0", hd, {B, H}));
+  const bool sequence = y->element_count() != 0;
+  if (sequence) JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
+  if (B == 0 || H == 0) return ffi::Error::Success();
+  if (T == 0) {
+    std::copy(h0.typed_data(), h0.typed_data() + B * H, hT->typed_data());
+    return ffi::Error::Success();
+  }
+  std::vector<float> buffers(sequence ? 0 : 2 * B * H);
+  const SimpleFwdArgs a{{B, T, H},
+                        F,
+                        x.typed_data(),
+                        wpack.typed_data(),
+                        bias.typed_data(),
+                        rpack.typed_data(),
+                        {sequence ? y->typed_data() : nullptr, buffers.data(), h0.typed_data(),
+                         B, T, H},
+                        hT->typed_data()};
+  Recur(pool, B, T, (H + 63) / 64, B * (F + H) * H, false,
+        [&](int64_t t, int64_t b0, int64_t p, int rows) {
+          ByRows(rows, [&](auto mr) { SimpleFwdTile<decltype(mr)::value>(a, t, b0, p); });
+        });
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
+ffi::Error SimpleBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> y,
+                         ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> dhT,
+                         ffi::ResultBuffer<ffi::F32> dz, ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  const auto yd = y.dimensions();
+  if (yd.size() != 3) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native SimpleRNN: y must be (B, T, H)");
+  }
+  const int64_t B = yd[0], T = yd[1], H = yd[2];
+  JRNN_CHECK(CheckDims("rtpack", rtpack.dimensions(), {(H + 63) / 64, H, 64}));
+  JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
+  JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
+  JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, H}));
+  if (B == 0 || H == 0 || T == 0) return ffi::Error::Success();
+  const SimpleBwdArgs a{{B, T, H},      rtpack.typed_data(), y.typed_data(),
+                        dy.typed_data(), dhT.typed_data(),    dz->typed_data()};
+  Recur(pool, B, T, (H + 63) / 64, B * H * H, true,
+        [&](int64_t t, int64_t b0, int64_t p, int rows) {
+          ByRows(rows, [&](auto mr) { SimpleBwdTile<decltype(mr)::value>(a, t, b0, p); });
+        });
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
+}  // namespace
+}  // namespace jrnn
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_fwd, jrnn::SimpleFwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_bwd, jrnn::SimpleBwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());
