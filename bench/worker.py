@@ -90,7 +90,7 @@ def build_jrnn(a):
         kw["remat"] = True
     if a.hoist != "auto":
         kw["hoist_input_projection"] = a.hoist == "true"
-    if a.native != "auto" and a.layer in ("lstm", "bilstm", "gru"):
+    if a.native != "auto" and a.layer in ("lstm", "bilstm", "gru", "simple_rnn"):
         kw["native"] = a.native == "true"
     cls = {"lstm": jrnn.LSTM, "gru": jrnn.GRU, "simple_rnn": jrnn.SimpleRNN}
 
