@@ -112,9 +112,19 @@ def _pack_transposed(r: Array) -> Array:
     return _panels64(r.T)
 
 
-def _previous_outputs(h0: Array, y: Array) -> Array:
-    """``h_{t-1}`` for every step: ``(batch, time, H)``."""
-    return jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
+def _product_grads(x, w, r, h0, y, g_in, g_rec):
+    """The gradients a backward kernel leaves to XLA (large GEMMs), from the gradients
+    ``g_in``/``g_rec`` ``(batch, time, G)`` of the pre-activations ``x W + b_i`` and
+    ``h_{t-1} R + b_r``: ``(dx, dW, db_i, db_r, dR, dh0 through R)``."""
+    h_prev = jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
+    return (
+        jnp.einsum("btg,fg->btf", g_in, w),
+        jnp.einsum("btf,btg->fg", x, g_in),
+        jnp.sum(g_in, axis=(0, 1)),
+        jnp.sum(g_rec, axis=(0, 1)),
+        jnp.einsum("btu,btg->ug", h_prev, g_rec),
+        g_rec[:, 0] @ r.T,
+    )
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -177,14 +187,8 @@ def _lstm_bwd(sequence, res, cotangents):
         dh,
         dc,
     )
-    return (
-        jnp.einsum("btg,fg->btf", dz, w),
-        jnp.einsum("btf,btg->fg", x, dz),
-        jnp.sum(dz, axis=(0, 1)),
-        jnp.einsum("btu,btg->ug", _previous_outputs(h0, y), dz),
-        dz[:, 0] @ r.T,
-        dc0,
-    )
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h0, y, dz, dz)
+    return dx, dw, db, dr, dh0, dc0
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
@@ -249,14 +253,8 @@ def _gru_bwd(sequence, res, cotangents):
         dy,
         dh,
     )
-    return (
-        jnp.einsum("btg,fg->btf", gx, w),
-        jnp.einsum("btf,btg->fg", x, gx),
-        jnp.sum(gx, axis=(0, 1)),
-        jnp.sum(gh, axis=(0, 1)),
-        jnp.einsum("btu,btg->ug", _previous_outputs(h0, y), gh),
-        dh0 + gh[:, 0] @ r.T,
-    )
+    dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h0, y, gx, gh)
+    return dx, dw, dbi, dbr, dr, dh0 + dh0_rec
 
 
 _gru.defvjp(_gru_fwd, _gru_bwd)
@@ -303,13 +301,8 @@ def _simple_bwd(sequence, res, cotangents):
     if not sequence:
         dy = jnp.zeros(y.shape, _F32)
     (dz,) = _call("jrnn_simple_bwd", [y.shape], _pack_transposed(r), y, dy, dh)
-    return (
-        jnp.einsum("bth,fh->btf", dz, w),
-        jnp.einsum("btf,bth->fh", x, dz),
-        jnp.sum(dz, axis=(0, 1)),
-        jnp.einsum("btu,bth->uh", _previous_outputs(h0, y), dz),
-        dz[:, 0] @ r.T,
-    )
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h0, y, dz, dz)
+    return dx, dw, db, dr, dh0
 
 
 _simple.defvjp(_simple_fwd, _simple_bwd)

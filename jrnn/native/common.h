@@ -29,6 +29,8 @@
 namespace ffi = xla::ffi;
 
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace jrnn {
 
@@ -40,6 +42,42 @@ ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
     ffi::Error err_ = (expr);        \
     if (err_.failure()) return err_; \
   } while (0)
+
+// Ffi::Bind() for NArgs float32 buffer arguments, NRets float32 results and XLA's intra-op
+// thread pool: the signature of every jrnn kernel.
+// (Bindings are neither copyable nor movable: every step passes a prvalue along.)
+template <int N, typename B>
+auto WithArgs(B binding) {
+  static_assert(N >= 1);
+  if constexpr (N == 1) {
+    return std::move(binding).template Arg<ffi::Buffer<ffi::F32>>();
+  } else {
+    return WithArgs<N - 1>(std::move(binding).template Arg<ffi::Buffer<ffi::F32>>());
+  }
+}
+template <int N, typename B>
+auto WithRets(B binding) {
+  static_assert(N >= 1);
+  if constexpr (N == 1) {
+    return std::move(binding).template Ret<ffi::Buffer<ffi::F32>>();
+  } else {
+    return WithRets<N - 1>(std::move(binding).template Ret<ffi::Buffer<ffi::F32>>());
+  }
+}
+template <int NArgs, int NRets>
+auto F32Binding() {
+  return WithRets<NRets>(WithArgs<NArgs>(ffi::Ffi::Bind())).template Ctx<ffi::ThreadPool>();
+}
+
+// The sizes of a forward call, read from x (B, T, F) and h0 (B, H), with the output
+// sequence y checked against them: (B, T, H), or empty when the caller does not want it.
+struct ForwardDims {
+  int64_t B, T, F, H;
+  bool sequence;
+};
+ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
+                           ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
+                           ForwardDims* out);
 
 inline ffi::Error Unsupported() {
   return ffi::Error(ffi::ErrorCode::kUnimplemented, "jrnn native kernels need x86-64 AVX-512");
@@ -123,6 +161,11 @@ struct HSeq {
   float* Out(int64_t t, int64_t b) const {
     return y != nullptr ? y + (b * T + t) * H : buf + (t & 1) * B * H + b * H;
   }
+  // Over y, or, when y is null, over two buffers held in *storage.
+  static HSeq Make(float* y, const float* h0, const ForwardDims& d, std::vector<float>* storage) {
+    if (y == nullptr) storage->assign(2 * d.B * d.H, 0.0f);
+    return HSeq{y, y == nullptr ? storage->data() : nullptr, h0, d.B, d.T, d.H};
+  }
 };
 
 struct Dims {
@@ -159,7 +202,8 @@ void ByRows(int rows, F&& f) {
   }
 }
 
-// Runs tile(t, b0, panel, rows) over every row block and unit panel of every step, in
+// Runs tile(rows, t, b0, panel) over every row block and unit panel of every step, in
+// (rows: a std::integral_constant, so tiles are templates instantiated per row count),
 // time order (or reversed), on the calling thread and helpers scheduled on XLA's
 // intra-op thread pool (so no thread outside XLA's pool competes for the cores).
 //
@@ -207,7 +251,7 @@ void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t 
     for (int64_t p = 0; p < panels; ++p) {
       for (int64_t j = 0; j < blocks; ++j) {
         const int64_t b0 = lo + n * j / blocks, b1 = lo + n * (j + 1) / blocks;
-        tile(t, b0, p, static_cast<int>(b1 - b0));
+        ByRows(static_cast<int>(b1 - b0), [&](auto mr) { tile(mr, t, b0, p); });
       }
     }
   };
@@ -232,7 +276,8 @@ void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t 
         const int64_t t = reverse ? T - 1 - s : s;
         for (int64_t it = items * c / chunks, hi = items * (c + 1) / chunks; it < hi; ++it) {
           const int64_t p = it / row_blocks, b0 = (it % row_blocks) * kMaxRows;
-          tile(t, b0, p, static_cast<int>(std::min<int64_t>(kMaxRows, B - b0)));
+          ByRows(static_cast<int>(std::min<int64_t>(kMaxRows, B - b0)),
+                 [&](auto mr) { tile(mr, t, b0, p); });
         }
       }
       shared->done.fetch_add(1, std::memory_order_acq_rel);

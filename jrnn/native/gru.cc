@@ -79,9 +79,7 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs& a, int64_t t, int64_t b0, int64_t 
 void GruForward(ffi::ThreadPool& pool, const GruFwdArgs& a) {
   const int64_t panels = (a.d.H + 15) / 16;
   Recur(pool, a.d.B, a.d.T, panels, a.d.B * (a.F + a.d.H) * 3 * a.d.H, false,
-        [&](int64_t t, int64_t b0, int64_t p, int rows) {
-          ByRows(rows, [&](auto mr) { GruFwdTile<decltype(mr)::value>(a, t, b0, p); });
-        });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruFwdTile<mr()>(a, t, b0, p); });
 }
 
 struct GruBwdArgs {
@@ -145,9 +143,7 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs& a, int64_t t, int64_t b0, int64_t 
 void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs& a) {
   const int64_t panels = (a.d.H + 63) / 64;
   Recur(pool, a.d.B, a.d.T, panels, a.d.B * a.d.H * 3 * a.d.H, true,
-        [&](int64_t t, int64_t b0, int64_t p, int rows) {
-          ByRows(rows, [&](auto mr) { GruBwdTile<decltype(mr)::value>(a, t, b0, p); });
-        });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruBwdTile<mr()>(a, t, b0, p); });
 }
 
 }  // namespace
@@ -163,20 +159,14 @@ ffi::Error GruFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
                       ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> hT,
                       ffi::ResultBuffer<ffi::F32> gates, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
-  const auto xd = x.dimensions();
-  const auto hd = h0.dimensions();
-  if (xd.size() != 3 || hd.size() != 2) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jrnn native GRU: x must be (B, T, F) and h0 (B, H)");
-  }
-  const int64_t B = xd[0], T = xd[1], F = xd[2], H = hd[1];
+  ForwardDims d;
+  JRNN_CHECK(ReadForwardDims("GRU", x.dimensions(), h0.dimensions(), y->dimensions(), &d));
+  const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
+  const bool sequence = d.sequence;
   JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 15) / 16, F, 48}));
   JRNN_CHECK(CheckDims("bi", bi.dimensions(), {3 * H}));
   JRNN_CHECK(CheckDims("br", br.dimensions(), {3 * H}));
   JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 15) / 16, H, 48}));
-  JRNN_CHECK(CheckDims("h0", hd, {B, H}));
-  const bool sequence = y->element_count() != 0;
-  if (sequence) JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
   const bool save = gates->element_count() != 0;
   if (save && !sequence) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
@@ -188,15 +178,14 @@ ffi::Error GruFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
     std::copy(h0.typed_data(), h0.typed_data() + B * H, hT->typed_data());
     return ffi::Error::Success();
   }
+  std::vector<float> buffers;
   GruFwdArgs a{{B, T, H},         F,
                x.typed_data(),    wpack.typed_data(),
                bi.typed_data(),   br.typed_data(),
                rpack.typed_data(),
-               {sequence ? y->typed_data() : nullptr, nullptr, h0.typed_data(), B, T, H},
+               HSeq::Make(sequence ? y->typed_data() : nullptr, h0.typed_data(), d, &buffers),
                hT->typed_data(),
                save ? gates->typed_data() : nullptr};
-  std::vector<float> buffers(sequence ? 0 : 2 * B * H);
-  a.h.buf = buffers.data();
   GruForward(pool, a);
   return ffi::Error::Success();
 #else
@@ -243,27 +232,7 @@ ffi::Error GruBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates,
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_fwd, jrnn::GruFwdImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ctx<ffi::ThreadPool>());
+                              (jrnn::F32Binding<6, 3>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_bwd, jrnn::GruBwdImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ctx<ffi::ThreadPool>());
+                              (jrnn::F32Binding<6, 3>()));

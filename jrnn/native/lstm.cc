@@ -72,9 +72,7 @@ JRNN_TARGET void FwdTile(const FwdArgs& a, int64_t t, int64_t b0, int64_t p) {
 void Forward(ffi::ThreadPool& pool, const FwdArgs& a) {
   const int64_t panels = (a.d.H + 15) / 16;
   Recur(pool, a.d.B, a.d.T, panels, a.d.B * (a.F + a.d.H) * 4 * a.d.H, false,
-        [&](int64_t t, int64_t b0, int64_t p, int rows) {
-          ByRows(rows, [&](auto mr) { FwdTile<decltype(mr)::value>(a, t, b0, p); });
-        });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { FwdTile<mr()>(a, t, b0, p); });
 }
 
 // ------------------------------------------------------------------ backward
@@ -136,9 +134,7 @@ JRNN_TARGET void BwdTile(const BwdArgs& a, int64_t t, int64_t b0, int64_t p) {
 void Backward(ffi::ThreadPool& pool, const BwdArgs& a) {
   const int64_t panels = (a.d.H + 63) / 64;
   Recur(pool, a.d.B, a.d.T, panels, a.d.B * a.d.H * 4 * a.d.H, true,
-        [&](int64_t t, int64_t b0, int64_t p, int rows) {
-          ByRows(rows, [&](auto mr) { BwdTile<decltype(mr)::value>(a, t, b0, p); });
-        });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { BwdTile<mr()>(a, t, b0, p); });
 }
 
 }  // namespace
@@ -155,20 +151,14 @@ ffi::Error LstmFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
                        ffi::ResultBuffer<ffi::F32> cT, ffi::ResultBuffer<ffi::F32> gates,
                        ffi::ResultBuffer<ffi::F32> cseq, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
-  const auto xd = x.dimensions();
-  const auto hd = h0.dimensions();
-  if (xd.size() != 3 || hd.size() != 2) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jrnn native LSTM: x must be (B, T, F) and h0 (B, H)");
-  }
-  const int64_t B = xd[0], T = xd[1], F = xd[2], H = hd[1];
+  ForwardDims d;
+  JRNN_CHECK(ReadForwardDims("LSTM", x.dimensions(), h0.dimensions(), y->dimensions(), &d));
+  const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
+  const bool sequence = d.sequence;
   JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 15) / 16, F, 64}));
   JRNN_CHECK(CheckDims("bias", bias.dimensions(), {4 * H}));
   JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 15) / 16, H, 64}));
-  JRNN_CHECK(CheckDims("h0", hd, {B, H}));
   JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
-  const bool sequence = y->element_count() != 0;
-  if (sequence) JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
   const bool save = gates->element_count() != 0;
   if (save && !sequence) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
@@ -184,6 +174,7 @@ ffi::Error LstmFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
     std::copy(c0.typed_data(), c0.typed_data() + B * H, cT->typed_data());
     return ffi::Error::Success();
   }
+  std::vector<float> buffers;
   FwdArgs a{{B, T, H},
             F,
             x.typed_data(),
@@ -191,13 +182,11 @@ ffi::Error LstmFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
             bias.typed_data(),
             rpack.typed_data(),
             c0.typed_data(),
-            {sequence ? y->typed_data() : nullptr, nullptr, h0.typed_data(), B, T, H},
+            HSeq::Make(sequence ? y->typed_data() : nullptr, h0.typed_data(), d, &buffers),
             hT->typed_data(),
             cT->typed_data(),
             save ? gates->typed_data() : nullptr,
             save ? cseq->typed_data() : nullptr};
-  std::vector<float> buffers(sequence ? 0 : 2 * B * H);
-  a.h.buf = buffers.data();
   Forward(pool, a);
   return ffi::Error::Success();
 #else
@@ -242,29 +231,7 @@ ffi::Error LstmBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_fwd, jrnn::LstmFwdImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ctx<ffi::ThreadPool>());
+                              (jrnn::F32Binding<6, 5>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_bwd, jrnn::LstmBwdImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ctx<ffi::ThreadPool>());
+                              (jrnn::F32Binding<7, 2>()));

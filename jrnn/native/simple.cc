@@ -104,38 +104,29 @@ ffi::Error SimpleFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
                          ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> y,
                          ffi::ResultBuffer<ffi::F32> hT, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
-  const auto xd = x.dimensions();
-  const auto hd = h0.dimensions();
-  if (xd.size() != 3 || hd.size() != 2) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jrnn native SimpleRNN: x must be (B, T, F) and h0 (B, H)");
-  }
-  const int64_t B = xd[0], T = xd[1], F = xd[2], H = hd[1];
+  ForwardDims d;
+  JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), &d));
+  const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
+  const bool sequence = d.sequence;
   JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 63) / 64, F, 64}));
   JRNN_CHECK(CheckDims("bias", bias.dimensions(), {H}));
   JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 63) / 64, H, 64}));
-  JRNN_CHECK(CheckDims("h0", hd, {B, H}));
-  const bool sequence = y->element_count() != 0;
-  if (sequence) JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, H}));
   if (B == 0 || H == 0) return ffi::Error::Success();
   if (T == 0) {
     std::copy(h0.typed_data(), h0.typed_data() + B * H, hT->typed_data());
     return ffi::Error::Success();
   }
-  std::vector<float> buffers(sequence ? 0 : 2 * B * H);
+  std::vector<float> buffers;
   const SimpleFwdArgs a{{B, T, H},
                         F,
                         x.typed_data(),
                         wpack.typed_data(),
                         bias.typed_data(),
                         rpack.typed_data(),
-                        {sequence ? y->typed_data() : nullptr, buffers.data(), h0.typed_data(),
-                         B, T, H},
+                        HSeq::Make(sequence ? y->typed_data() : nullptr, h0.typed_data(), d, &buffers),
                         hT->typed_data()};
   Recur(pool, B, T, (H + 63) / 64, B * (F + H) * H, false,
-        [&](int64_t t, int64_t b0, int64_t p, int rows) {
-          ByRows(rows, [&](auto mr) { SimpleFwdTile<decltype(mr)::value>(a, t, b0, p); });
-        });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleFwdTile<mr()>(a, t, b0, p); });
   return ffi::Error::Success();
 #else
   return Unsupported();
@@ -160,9 +151,7 @@ ffi::Error SimpleBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> y,
   const SimpleBwdArgs a{{B, T, H},      rtpack.typed_data(), y.typed_data(),
                         dy.typed_data(), dhT.typed_data(),    dz->typed_data()};
   Recur(pool, B, T, (H + 63) / 64, B * H * H, true,
-        [&](int64_t t, int64_t b0, int64_t p, int rows) {
-          ByRows(rows, [&](auto mr) { SimpleBwdTile<decltype(mr)::value>(a, t, b0, p); });
-        });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleBwdTile<mr()>(a, t, b0, p); });
   return ffi::Error::Success();
 #else
   return Unsupported();
@@ -173,21 +162,7 @@ ffi::Error SimpleBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> y,
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_fwd, jrnn::SimpleFwdImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ctx<ffi::ThreadPool>());
+                              (jrnn::F32Binding<5, 2>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_bwd, jrnn::SimpleBwdImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ctx<ffi::ThreadPool>());
+                              (jrnn::F32Binding<4, 1>()));
