@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from jrnn import _checks
+from jrnn import native as native_kernels
 from jrnn import regularizers as regularizers_lib
 from jrnn._config import Configurable, capture, register
 from jrnn.cells.base import RNNCellBase
@@ -199,9 +200,10 @@ class RNN(Configurable, nnx.Module):
       native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn.native`, built
         at install) instead of the XLA scan. None (default): wherever it applies — a cell
         with a native kernel (LSTM, or GRU with ``reset_after=True``, with Keras' default
-        tanh/sigmoid activations; CuDNNLSTM, CuDNNGRU), float32, the CPU
-        backend, a CPU with AVX-512, and no mask, recurrent dropout, ``constants``,
-        ``remat`` or recorded activations in the call. True: require it (an error names
+        tanh/sigmoid activations; SimpleRNN with tanh; CuDNNLSTM, CuDNNGRU), float32, the
+        CPU backend, a CPU with AVX-512, inputs and weights not sharded over a mesh, and no
+        mask, recurrent dropout, per-gate input dropout masks, ``constants`` or recorded
+        activations in the call (``remat`` works on both paths). True: require it (an error names
         what prevents it). False: always the XLA scan. Both compute the same function
         (float32 rounding differs, ~1e-6); the native path has reverse-mode autodiff
         (``grad``, ``vjp``) but no forward mode (``jvp``, ``jacfwd``): use False there.
@@ -465,7 +467,9 @@ class RNN(Configurable, nnx.Module):
 
             in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
             params = self.cell.params_for_length(time)
-            blocker = self._native_blocker(x, params, time_mask, rec_masks, constants, record)
+            blocker = self._native_blocker(
+                x, params, time_mask, in_masks, rec_masks, constants, record
+            )
             if blocker is None:
                 last, sequence, final = self._run_native(x, carry, params, in_masks)
                 acts = None
@@ -508,10 +512,10 @@ class RNN(Configurable, nnx.Module):
         sequence = None if ys is None else _batch_major(ys)
         return last, sequence, final, None if acts is None else _batch_major(acts)
 
-    def _native_blocker(self, x, params, time_mask, rec_masks, constants, record) -> str | None:
+    def _native_blocker(
+        self, x, params, time_mask, in_masks, rec_masks, constants, record
+    ) -> str | None:
         """None if this call can run on the native kernel, else the reason it cannot."""
-        from jrnn import native
-
         kernel = self.cell.native_kernel
         if self.native is False:
             return "native=False"
@@ -526,7 +530,7 @@ class RNN(Configurable, nnx.Module):
                 return f"the call has {what}"
         if record:
             return "activations are recorded (record=True)"
-        if getattr(self.cell, "dropout_mask_count", 1) != 1 and self.cell.dropout > 0:
+        if in_masks is not None and in_masks.ndim != 2:
             return "input dropout draws one mask per gate (implementation=1)"
         if x.dtype != jnp.float32 or jnp.dtype(self.cell.compute_dtype) != jnp.float32:
             return f"it runs in float32 only (input {x.dtype}, compute {self.cell.compute_dtype})"
@@ -535,9 +539,7 @@ class RNN(Configurable, nnx.Module):
             return "its inputs or weights are sharded over a mesh (it runs on one device)"
         if jax.default_backend() != "cpu":
             return f"it runs on the CPU backend only (default backend: {jax.default_backend()})"
-        if not native.available():
-            return native.unavailable_reason()
-        return None
+        return native_kernels.unavailable_reason()
 
     def _run_native(self, x, carry, params, in_masks):
         """The native path (:mod:`jrnn.native`); batch-major throughout."""
@@ -550,12 +552,18 @@ class RNN(Configurable, nnx.Module):
             y, final = run(x, carry)
         else:
             run = _native_runner(self.cell.native_kernel, params, True)
+
             # Checkpointed segments, as rnn_scan does: only the states at segment boundaries
             # are kept; each segment's kernel runs again in the backward pass.
+            @jax.checkpoint
+            def segment(state, x_segment):
+                y_segment, new_state = run(x_segment, state)
+                return new_state, y_segment
+
             batch, time = x.shape[:2]
             seg = segment_length(time, self.remat)
             chunks = jnp.swapaxes(x.reshape(batch, time // seg, seg, *x.shape[2:]), 0, 1)
-            final, ys = jax.lax.scan(jax.checkpoint(lambda s, xs: run(xs, s)[::-1]), carry, chunks)
+            final, ys = jax.lax.scan(segment, carry, chunks)
             y = jnp.swapaxes(ys, 0, 1).reshape(batch, time, -1) if self.return_sequences else None
         return final[0], y, final
 
@@ -609,8 +617,6 @@ def _native_runner(kernel: str, params: dict[str, Any], sequence: bool):
     """``run(x (batch, time, in), carry) -> (y (batch, time, units) or None, final carry)``
     on the native kernel ``kernel`` (a cell's ``native_kernel``) with the cell's
     ``params()``; ``sequence=False`` skips the output sequence."""
-    from jrnn import native
-
     w, r = params["kernel"], params["recurrent_kernel"]
 
     def bias(name):
@@ -621,21 +627,21 @@ def _native_runner(kernel: str, params: dict[str, Any], sequence: bool):
         b = bias("bias")
 
         def run(x, carry):
-            y, h, c = native.lstm(x, w, b, r, *carry, sequence=sequence)
+            y, h, c = native_kernels.lstm(x, w, b, r, *carry, sequence=sequence)
             return y, (h, c)
 
     elif kernel == "gru":
         bi, br = bias("input_bias"), bias("recurrent_bias")
 
         def run(x, carry):
-            y, h = native.gru(x, w, bi, br, r, *carry, sequence=sequence)
+            y, h = native_kernels.gru(x, w, bi, br, r, *carry, sequence=sequence)
             return y, (h,)
 
     elif kernel == "simple_rnn":
         b = bias("bias")
 
         def run(x, carry):
-            y, h = native.simple_rnn(x, w, b, r, *carry, sequence=sequence)
+            y, h = native_kernels.simple_rnn(x, w, b, r, *carry, sequence=sequence)
             return y, (h,)
 
     else:

@@ -55,9 +55,9 @@ class RNNCellBase(Configurable, nnx.Module):
     dropout_mask_count: int = 1
     #: jrnn cells are built eagerly; kept for Keras-style code that checks it.
     built: bool = True
-    #: The :mod:`jrnn.native` kernel whose recurrence equals :meth:`step` (``"lstm"``), or
-    #: None. The kernel then runs from :meth:`params` (``recurrent_kernel``) and the
-    #: output of :meth:`project_inputs`.
+    #: The :mod:`jrnn.native` kernel whose recurrence equals :meth:`step` (``"lstm"``,
+    #: ``"gru"`` or ``"simple_rnn"``), or None. The kernel runs from :meth:`params`
+    #: (``kernel``, ``recurrent_kernel`` and the biases).
     native_kernel: str | None = None
 
     units: int

@@ -43,32 +43,28 @@ _F32 = jnp.float32
 
 
 @functools.cache
-def _library() -> ctypes.CDLL | None:
-    """Load the compiled library and register its FFI targets (once); None if it is
-    absent or this CPU lacks AVX-512."""
+def _load() -> tuple[ctypes.CDLL | None, str | None]:
+    """Load the compiled library and register its FFI targets, once per process:
+    ``(library, None)``, or ``(None, why not)``."""
     paths = sorted(glob.glob(_LIB_GLOB))
     if not paths:
-        return None
+        return None, (
+            "the library jrnn/native/_kernels*.so was not built (reinstall jrnn on a "
+            "machine with a C++ compiler)"
+        )
     lib = ctypes.CDLL(paths[0])
     if not lib.jrnn_native_supported():
-        return None
+        return None, "this CPU lacks AVX-512 (the kernels' instruction set)"
     for name in _TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
-    return lib
+    return lib, None
 
 
 def unavailable_reason() -> str | None:
     """Why the native kernels cannot run in this process, or None when they can."""
     if os.environ.get("JRNN_NATIVE", "1") == "0":
         return "JRNN_NATIVE=0 is set"
-    if not glob.glob(_LIB_GLOB):
-        return (
-            "the library jrnn/native/_kernels*.so was not built (reinstall jrnn on a "
-            "machine with a C++ compiler)"
-        )
-    if _library() is None:
-        return "this CPU lacks AVX-512 (the kernels' instruction set)"
-    return None
+    return _load()[1]
 
 
 def available() -> bool:

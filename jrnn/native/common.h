@@ -1,5 +1,6 @@
-// Shared pieces of jrnn's native CPU recurrences (lstm.cc, gru.cc): AVX-512 gate math,
-// the register-tile GEMM, and the driver that runs tiles over time on XLA's thread pool.
+// Shared pieces of jrnn's native CPU recurrences (lstm.cc, gru.cc, simple.cc): AVX-512
+// gate math, the register-tile GEMM, and the driver that runs tiles over time on XLA's
+// thread pool.
 //
 // Every kernel computes, per (block of up to kMaxRows batch rows, panel of units), the
 // gate pre-activations of one step in registers from weights packed once per call
@@ -18,6 +19,9 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -27,10 +31,6 @@
 #endif
 
 namespace ffi = xla::ffi;
-
-#include <type_traits>
-#include <utility>
-#include <vector>
 
 namespace jrnn {
 
@@ -188,6 +188,31 @@ JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const float* a, int64_t
   }
 }
 
+// Lane masks of the four 16-unit blocks of a backward tile's units 64p..64p+63.
+inline void UnitMasks(int64_t H, int64_t p, __mmask16 (&m)[4]) {
+  for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - 64 * p - 16 * q));
+}
+
+// A backward tile's incoming state gradient dh_t (rows b0.., units 64p..64p+63) into acc:
+// dy[:, t] + carry + (t < T-1 ? g[:, t+1] Rᵀ : 0), with carry (B, H) what the step after
+// passes back directly (null for none) and g (B, T, G) the pre-activation gradients that
+// reach h through R (rtpack: the packed Rᵀ, G rows).
+template <int MR>
+JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const Dims& d,
+                            int64_t G, int64_t t, int64_t b0, int64_t p, const float* dy,
+                            const float* carry, const float* g, const float* rtpack) {
+  const int64_t T = d.T, H = d.H;
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    for (int q = 0; q < 4; ++q) {
+      const int64_t u = 64 * p + 16 * q;
+      acc[r][q] = Load(m[q], dy + (b * T + t) * H + u);
+      if (carry != nullptr) acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], carry + b * H + u));
+    }
+  }
+  if (t < T - 1) Accumulate<MR, 0, 4>(acc, g + (b0 * T + t + 1) * G, T * G, rtpack + p * G * 64, G);
+}
+
 // Calls f(std::integral_constant<int, rows>{}) for rows in 1..kMaxRows: a tile template
 // instantiated per row count.
 template <typename F>
@@ -202,20 +227,6 @@ void ByRows(int rows, F&& f) {
   }
 }
 
-// Runs tile(rows, t, b0, panel) over every row block and unit panel of every step, in
-// (rows: a std::integral_constant, so tiles are templates instantiated per row count),
-// time order (or reversed), on the calling thread and helpers scheduled on XLA's
-// intra-op thread pool (so no thread outside XLA's pool competes for the cores).
-//
-// Work is cut into chunks claimed from one counter. The caller can finish every chunk
-// alone, so a helper that never gets a thread (the pool busy with another custom call,
-// e.g. the other direction of a Bidirectional layer) only means less parallelism, never
-// a deadlock. Two ways to cut:
-//   * by batch rows, when there are enough: rows never interact, so each chunk runs all
-//     T steps for its rows with no synchronisation at all, and threads write disjoint
-//     memory (no contention on first-touch page faults of the fresh result buffers);
-//   * by unit panels within each step (small batches): chunk k of step s starts once
-//     every chunk of the steps before it is done.
 // Waits until counter >= target: spins briefly (the other threads are normally running on
 // their own cores), then yields, so that a thread waiting on one that was descheduled (more
 // threads than cores, e.g. several processes) hands it the core instead of burning it.
@@ -229,6 +240,20 @@ inline void WaitFor(const std::atomic<int64_t>& counter, int64_t target) {
   }
 }
 
+// Runs tile(rows, t, b0, panel) over every row block and unit panel of every step, in
+// time order (or reversed), on the calling thread and helpers scheduled on XLA's intra-op
+// thread pool (so no thread outside XLA's pool competes for the cores). rows is a
+// std::integral_constant: tiles are templates instantiated per row count.
+//
+// Work is cut into chunks claimed from one counter. The caller can finish every chunk
+// alone, so a helper that never gets a thread (the pool busy with another custom call,
+// e.g. the other direction of a Bidirectional layer) only means less parallelism, never
+// a deadlock. Two ways to cut:
+//   * by batch rows, when there are enough: rows never interact, so each chunk runs all
+//     T steps for its rows with no synchronisation at all, and threads write disjoint
+//     memory (no contention on first-touch page faults of the fresh result buffers);
+//   * by unit panels within each step (small batches): chunk k of step s starts once
+//     every chunk of the steps before it is done.
 template <typename TileFn>
 void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t fmas_per_step,
            bool reverse, const TileFn& tile) {

@@ -93,21 +93,10 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs& a, int64_t t, int64_t b0, int64_t 
   const int64_t T = a.d.T, H = a.d.H, G = 3 * H;
   const int64_t u0 = 64 * p;
   __mmask16 m[4];
-  for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - u0 - 16 * q));
+  UnitMasks(H, p, m);
+  // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
   __m512 acc[MR][4];
-  for (int r = 0; r < MR; ++r) {
-    const int64_t b = b0 + r;
-    for (int q = 0; q < 4; ++q) {
-      const int64_t u = u0 + 16 * q;
-      // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
-      const float* carry = t == T - 1 ? a.dhT : a.dh0;
-      acc[r][q] = _mm512_add_ps(Load(m[q], a.dy + (b * T + t) * H + u),
-                                Load(m[q], carry + b * H + u));
-    }
-  }
-  if (t < T - 1) {
-    Accumulate<MR, 0, 4>(acc, a.gh + (b0 * T + t + 1) * G, T * G, a.rtpack + p * G * 64, G);
-  }
+  IncomingDh<MR>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gh, a.rtpack);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;

@@ -87,19 +87,9 @@ JRNN_TARGET void BwdTile(const BwdArgs& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, G = 4 * H;
   const int64_t u0 = 64 * p;
   __mmask16 m[4];
-  for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - u0 - 16 * q));
-  __m512 acc[MR][4];
-  for (int r = 0; r < MR; ++r) {
-    const int64_t b = b0 + r;
-    const float* dy = a.dy + (b * T + t) * H + u0;
-    for (int q = 0; q < 4; ++q) {
-      acc[r][q] = Load(m[q], dy + 16 * q);
-      if (t == T - 1) acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], a.dhT + b * H + u0 + 16 * q));
-    }
-  }
-  if (t < T - 1) {  // dh_t += dz_{t+1} Rᵀ
-    Accumulate<MR, 0, 4>(acc, a.dz + (b0 * T + t + 1) * G, T * G, a.rtpack + p * G * 64, G);
-  }
+  UnitMasks(H, p, m);
+  __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
+  IncomingDh<MR>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz, a.rtpack);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
