@@ -200,12 +200,15 @@ class RNN(Configurable, nnx.Module):
       native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn.native`, built
         at install) instead of the XLA scan. None (default): wherever it applies — a cell
         with a native kernel (LSTM, or GRU with ``reset_after=True``, with Keras' default
-        tanh/sigmoid activations; SimpleRNN with tanh; CuDNNLSTM, CuDNNGRU), float32, the
-        CPU backend, a CPU with AVX-512, inputs and weights not sharded over a mesh, and no
-        mask, recurrent dropout, per-gate input dropout masks, ``constants`` or recorded
-        activations in the call (``remat`` works on both paths). True: require it (an error names
-        what prevents it). False: always the XLA scan. Both compute the same function
-        (float32 rounding differs, ~1e-6); the native path has reverse-mode autodiff
+        tanh/sigmoid activations; SimpleRNN with tanh; CuDNNLSTM, CuDNNGRU), a float32 or
+        bfloat16 compute dtype (bfloat16 needs AVX512_BF16), the CPU backend, a CPU with
+        AVX-512, inputs and weights not sharded over a mesh, and no mask, recurrent
+        dropout, per-gate input dropout masks, ``constants`` or recorded activations in the
+        call (``remat`` works on both paths). True: require it (an error names what
+        prevents it). False: always the XLA scan. Both compute the same function (float32
+        rounding differs, ~1e-6; in bfloat16 the kernel accumulates products and keeps the
+        gate maths and LSTM's ``c`` in float32, rounding ``h`` once per step, where the scan
+        rounds every operation, as Keras does); the native path has reverse-mode autodiff
         (``grad``, ``vjp``) but no forward mode (``jvp``, ``jacfwd``): use False there.
         ``JRNN_NATIVE=0`` in the environment turns it off process-wide.
       batch_size: for stateful layers, create the state variables now (otherwise the
@@ -532,14 +535,18 @@ class RNN(Configurable, nnx.Module):
             return "activations are recorded (record=True)"
         if in_masks is not None and in_masks.ndim != 2:
             return "input dropout draws one mask per gate (implementation=1)"
-        if x.dtype != jnp.float32 or jnp.dtype(self.cell.compute_dtype) != jnp.float32:
-            return f"it runs in float32 only (input {x.dtype}, compute {self.cell.compute_dtype})"
+        compute = jnp.dtype(self.cell.compute_dtype)
+        if compute not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)) or x.dtype != compute:
+            return (
+                f"it runs in float32 and bfloat16 only (input {x.dtype}, compute "
+                f"{self.cell.compute_dtype})"
+            )
         arrays = [x, *jax.tree_util.tree_leaves(params)]
         if any(_explicitly_sharded(a) for a in arrays):
             return "its inputs or weights are sharded over a mesh (it runs on one device)"
         if jax.default_backend() != "cpu":
             return f"it runs on the CPU backend only (default backend: {jax.default_backend()})"
-        return native_kernels.unavailable_reason()
+        return native_kernels.unavailable_reason(compute)
 
     def _run_native(self, x, carry, params, in_masks):
         """The native path (:mod:`jrnn.native`); batch-major throughout."""

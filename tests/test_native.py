@@ -254,8 +254,8 @@ def test_native_true_names_what_prevents_it():
     with pytest.raises(ValueError, match=r"native=True.*recurrent dropout"):
         layer = jrnn.LSTM(5, 4, recurrent_dropout=0.3, native=True, rngs=nnx.Rngs(0))
         layer(x, training=True)
-    with pytest.raises(ValueError, match=r"native=True.*float32 only"):
-        jrnn.LSTM(5, 4, dtype="mixed_bfloat16", native=True, rngs=nnx.Rngs(0))(x)
+    with pytest.raises(ValueError, match=r"native=True.*float32 and bfloat16 only"):
+        jrnn.LSTM(5, 4, dtype="mixed_float16", native=True, rngs=nnx.Rngs(0))(x)
     with pytest.raises(ValueError, match=r"native=True.*record"):
         jrnn.LSTM(5, 4, native=True, rngs=nnx.Rngs(0)).run(x, record=True)
     with pytest.raises(ValueError, match="`native` must be a bool"):
@@ -291,3 +291,110 @@ def test_remat_segments_equal_the_scan(layer, remat):
     g = [nnx.grad(lambda m: jnp.sum(jnp.sin(m(x)[0])))(m) for m in (native, scan)]
     for a, b in zip(jax.tree_util.tree_leaves(g[0]), jax.tree_util.tree_leaves(g[1])):
         assert_close(a, b, time=12)
+
+
+# ------------------------------------------------------------------ bfloat16
+needs_bf16_kernel = pytest.mark.skipif(
+    not native_kernels.available(jnp.bfloat16),
+    reason=f"bfloat16 kernels unavailable: {native_kernels.unavailable_reason(jnp.bfloat16)}",
+)
+
+
+def _function_args(kind, batch, time, features, units, seed=0):
+    """Random float32 arguments of ``jrnn.native.<kind>`` (asymmetric, scaled as trained
+    weights are)."""
+    rng = np.random.default_rng(seed)
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+    scale = min(0.5, 2.0 / np.sqrt(features + units))
+
+    def normal(*shape, s=scale):
+        return jnp.asarray(rng.standard_normal(shape) * s, jnp.float32)
+
+    x = normal(batch, time, features, s=1.0)
+    w, r = normal(features, gates * units), normal(units, gates * units)
+    biases = [normal(gates * units, s=0.1)] * (2 if kind == "gru" else 1)
+    states = [normal(batch, units, s=0.5)] * (2 if kind == "lstm" else 1)
+    if kind == "gru":
+        return [x, w, *biases, r, *states]
+    return [x, w, biases[0], r, *states]
+
+
+@needs_bf16_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("batch,time,features,units", SHAPES)
+def test_bfloat16_kernel_is_the_float32_kernel_on_the_rounded_values(
+    kind, batch, time, features, units
+):
+    # The bfloat16 kernel accumulates in float32 and rounds only h, once per step: on
+    # bfloat16 arguments it must match the float32 kernel on the same (rounded) values to
+    # within that rounding (a packing or conversion error would be off by O(1)).
+    fn = getattr(native_kernels, kind)
+    args = _function_args(kind, batch, time, features, units)
+    low = [a.astype(jnp.bfloat16) for a in args]
+    rounded = [a.astype(jnp.float32) for a in low]
+    for sequence in (True, False):
+        got, want = fn(*low, sequence=sequence), fn(*rounded, sequence=sequence)
+        for a, b in zip(got, want):
+            if b is None:
+                assert a is None
+                continue
+            assert a.dtype == jnp.bfloat16 and a.shape == b.shape
+            assert float(jnp.max(jnp.abs(a.astype(jnp.float32) - b))) <= 2e-2
+
+    def loss(*a):
+        out = [o for o in fn(*a) if o is not None]
+        return sum(jnp.sum(jnp.sin(o.astype(jnp.float32)) * (i + 1)) for i, o in enumerate(out))
+
+    argnums = tuple(range(len(args)))
+    g_low = jax.grad(loss, argnums)(*low)
+    g_ref = jax.grad(loss, argnums)(*rounded)
+    for a, b in zip(g_low, g_ref):
+        assert a.dtype == jnp.bfloat16 and a.shape == b.shape
+        scale = max(1.0, float(jnp.max(jnp.abs(b))))
+        assert float(jnp.max(jnp.abs(a.astype(jnp.float32) - b))) <= 2e-2 * scale
+
+
+@needs_bf16_kernel
+@pytest.mark.parametrize("dtype", ["bfloat16", "mixed_bfloat16"])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
+def test_bfloat16_layers_run_the_kernel_within_the_bfloat16_tolerance(layer, dtype):
+    units, features, batch, time = 33, 5, 13, 20
+    made = {}
+    for key, kw in {
+        "native": dict(dtype=dtype, native=True),
+        "scan": dict(dtype=dtype, native=False),
+        "float32": dict(native=False),
+    }.items():
+        made[key] = layer(units, features, return_sequences=True, return_state=True,
+                          rngs=nnx.Rngs(0), **kw)
+        # ~1/sqrt(fan-in), as trained weights are: a chaotic recurrence (larger weights)
+        # would amplify any rounding, float32 included, past every tolerance.
+        randomize(made[key], 0, scale=1.0 / np.sqrt(features + units))
+    x = _inputs((batch, time, features))
+    ref = made["float32"](x)
+    for key in ("native", "scan"):
+        for a, b in zip(made[key](x), ref):
+            assert a.dtype == jnp.bfloat16
+            assert_close(a, b, dtype="bfloat16", time=time, what=key)
+
+    def loss(m):
+        y, *_ = m(x)
+        return jnp.sum(jnp.sin(y.astype(jnp.float32)))
+
+    grads = {k: jax.tree_util.tree_leaves(nnx.grad(loss)(m)) for k, m in made.items()}
+    param_dtype = jnp.float32 if dtype == "mixed_bfloat16" else jnp.bfloat16
+    for a, b in zip(grads["native"], grads["float32"]):
+        assert a.dtype == param_dtype
+        scale = max(1.0, float(jnp.max(jnp.abs(b))))
+        assert float(jnp.max(jnp.abs(a.astype(jnp.float32) - b))) <= 6e-2 * scale
+
+
+@needs_kernel
+def test_function_dtypes_are_checked():
+    args = _function_args("lstm", 2, 3, 4, 5)
+    with pytest.raises(ValueError, match=r"`kernel` must have the dtype of `x` \(float32\); "
+                       r"received bfloat16"):
+        native_kernels.lstm(args[0], args[1].astype(jnp.bfloat16), *args[2:])
+    with pytest.raises(RuntimeError, match="float32 and bfloat16 only, not float16"):
+        native_kernels.gru(*[a.astype(jnp.float16) for a in _function_args("gru", 2, 3, 4, 5)])
+    assert "float16" in native_kernels.unavailable_reason(jnp.float16)

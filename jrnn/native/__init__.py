@@ -15,7 +15,15 @@ backward kernels produce the gate pre-activation gradients; the weight and input
 gradients are large GEMMs left to XLA. Both are ``jax.custom_vjp`` functions: ``jit``,
 ``grad``/``vjp`` and ``vmap`` (one kernel call per batched element) work; forward-mode
 autodiff (``jvp``, ``jacfwd``) and second derivatives do not (use the layers'
-``native=False``). Float32 only.
+``native=False``).
+
+They run float32, and bfloat16 where the CPU has AVX512_BF16: with bfloat16 inputs, weights
+and states, the products accumulate in float32 (``vdpbf16ps``), the gate maths and LSTM's
+cell state ``c`` run in float32, and ``h`` is rounded to bfloat16 once per step (as it is
+stored; the next step reads that). That is more accurate than computing every operation in
+bfloat16 (what the XLA scan and Keras do under a bfloat16 policy) and within the same
+tolerance of float32. Their gradients are computed in float32 from the bfloat16 values the
+forward pass used, and returned in bfloat16.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ _TARGETS = (
     "jrnn_simple_bwd",
 )
 _F32 = jnp.float32
+_BF16 = jnp.bfloat16
 
 
 @functools.cache
@@ -60,28 +69,67 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     return lib, None
 
 
-def unavailable_reason() -> str | None:
-    """Why the native kernels cannot run in this process, or None when they can."""
+def unavailable_reason(dtype=jnp.float32) -> str | None:
+    """Why the native kernels cannot run in this process on ``dtype`` (float32 or
+    bfloat16), or None when they can."""
     if os.environ.get("JRNN_NATIVE", "1") == "0":
         return "JRNN_NATIVE=0 is set"
-    return _load()[1]
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.dtype(_F32), jnp.dtype(_BF16)):
+        return f"the kernels run float32 and bfloat16 only, not {dtype}"
+    lib, reason = _load()
+    if reason is None and dtype == jnp.dtype(_BF16) and not lib.jrnn_native_bf16_supported():
+        return "this CPU lacks AVX512_BF16 (the bfloat16 kernels' instruction set)"
+    return reason
 
 
-def available() -> bool:
-    """Whether the native kernels can run in this process (see :func:`unavailable_reason`)."""
-    return unavailable_reason() is None
+def available(dtype=jnp.float32) -> bool:
+    """Whether the native kernels can run in this process on ``dtype`` (see
+    :func:`unavailable_reason`)."""
+    return unavailable_reason(dtype) is None
 
 
-def _require() -> None:
-    reason = unavailable_reason()
+def _storage_dtype(**arrays: Array):
+    """The one dtype of a kernel's inputs, weights and states, checked: all equal, and one
+    the kernels run here."""
+    dtypes = {name: jnp.dtype(a.dtype) for name, a in arrays.items()}
+    first, dtype = next(iter(dtypes.items()))
+    for name, d in dtypes.items():
+        if d != dtype:
+            raise ValueError(
+                f"jrnn.native: `{name}` must have the dtype of `{first}` ({dtype}); "
+                f"received {d}."
+            )
+    reason = unavailable_reason(dtype)
     if reason is not None:
         raise RuntimeError(f"jrnn's native CPU kernels cannot run here: {reason}.")
+    return dtype
 
 
-def _call(target: str, shapes: list[tuple[int, ...]], *args: Array) -> tuple[Array, ...]:
-    _require()
-    out = [jax.ShapeDtypeStruct(s, _F32) for s in shapes]
+def _call(target: str, outs: list[tuple[tuple[int, ...], object]], *args: Array):
+    """The FFI call ``target`` with results of the given (shape, dtype)."""
+    out = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in outs]
     return jax.ffi.ffi_call(target, out, vmap_method="sequential")(*args)
+
+
+def _weights(packed: Array) -> Array:
+    """A packed panel ``(P, K, C)`` as the kernel reads it: unchanged for float32; for
+    bfloat16 ``(P, ceil(K/2), 2C)`` with rows 2kk and 2kk+1 interleaved per column (one
+    ``vdpbf16ps`` takes both), zero past K."""
+    if packed.dtype != _BF16:
+        return packed
+    p, k, c = packed.shape
+    packed = jnp.pad(packed, ((0, 0), (0, k % 2), (0, 0)))
+    return packed.reshape(p, -1, 2, c).transpose(0, 1, 3, 2).reshape(p, -1, 2 * c)
+
+
+def _f32(*arrays: Array) -> list[Array]:
+    return [a.astype(_F32) for a in arrays]
+
+
+def _like(grads, primals) -> tuple[Array, ...]:
+    """Cotangents in their primals' dtypes (the bfloat16 kernels' gradients run float32)."""
+    return tuple(g.astype(p.dtype) for g, p in zip(grads, primals))
 
 
 def _pack(w: Array, gates: int, order: tuple[int, ...]) -> Array:
@@ -111,7 +159,8 @@ def _pack_transposed(r: Array) -> Array:
 def _product_grads(x, w, r, h0, y, g_in, g_rec):
     """The gradients a backward kernel leaves to XLA (large GEMMs), from the gradients
     ``g_in``/``g_rec`` ``(batch, time, G)`` of the pre-activations ``x W + b_i`` and
-    ``h_{t-1} R + b_r``: ``(dx, dW, db_i, db_r, dR, dh0 through R)``."""
+    ``h_{t-1} R + b_r``: ``(dx, dW, db_i, db_r, dR, dh0 through R)``, float32."""
+    x, w, r, h0, y = _f32(x, w, r, h0, y)
     h_prev = jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
     return (
         jnp.einsum("btg,fg->btf", g_in, w),
@@ -125,17 +174,20 @@ def _product_grads(x, w, r, h0, y, g_in, g_rec):
 
 # ---------------------------------------------------------------------------- LSTM
 def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool):
+    dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0, c0=c0)
     batch, time, _ = x.shape
     h = r.shape[0]
-    shapes = [(batch, time, h) if sequence else (0,), (batch, h), (batch, h)]
-    shapes += [(batch, time, 4 * h), (batch, time, h)] if save else [(0,), (0,)]
+    outs = [((batch, time, h) if sequence else (0,), dt), ((batch, h), dt), ((batch, h), dt)]
+    outs += [((batch, time, 4 * h), _F32), ((batch, time, h), _F32)] if save else [((0,), _F32)] * 2
     order = (0, 1, 2, 3)
-    return _call("jrnn_lstm_fwd", shapes, x, _pack(w, 4, order), b, _pack(r, 4, order), h0, c0)
+    wp, rp = _weights(_pack(w, 4, order)), _weights(_pack(r, 4, order))
+    return _call("jrnn_lstm_fwd", outs, x, wp, b.astype(_F32), rp, h0, c0)
 
 
 def lstm(x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array, *, sequence=True):
     """An LSTM over a whole sequence with sigmoid gates and tanh activations (Keras'
-    defaults), float32.
+    defaults), float32 or bfloat16 (every argument the same dtype; see the module
+    docstring for bfloat16's arithmetic).
 
     Args:
       x: inputs ``(batch, time, F)``.
@@ -147,7 +199,8 @@ def lstm(x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array, *, sequen
         outside differentiation, keeps only the last state in memory.
 
     Returns:
-      ``(y, h_T, c_T)``: the outputs ``(batch, time, H)`` (or None) and the final states.
+      ``(y, h_T, c_T)``: the outputs ``(batch, time, H)`` (or None) and the final states,
+      in the arguments' dtype.
     """
     y, h, c = _lstm(x, w, b, r, h0, c0, sequence)
     return (y if sequence else None), h, c
@@ -161,30 +214,30 @@ def _lstm(x, w, b, r, h0, c0, sequence):
 
 def _lstm_fwd(x, w, b, r, h0, c0, sequence):
     y, h, c, gates, cs = _lstm_forward(x, w, b, r, h0, c0, True, save=True)
-    out = y if sequence else jnp.zeros((0,), _F32)
+    out = y if sequence else jnp.zeros((0,), y.dtype)
     return (out, h, c), (x, w, r, h0, c0, y, gates, cs)
 
 
 def _lstm_bwd(sequence, res, cotangents):
     x, w, r, h0, c0, y, gates, cs = res
-    dy, dh, dc = cotangents
+    dy, dh, dc = _f32(*cotangents)
     batch, time, _ = gates.shape
     h = r.shape[0]
     if not sequence:
         dy = jnp.zeros((batch, time, h), _F32)
     dz, dc0 = _call(
         "jrnn_lstm_bwd",
-        [(batch, time, 4 * h), (batch, h)],
-        _pack_transposed(r),
+        [((batch, time, 4 * h), _F32), ((batch, h), _F32)],
+        _pack_transposed(r.astype(_F32)),
         gates,
         cs,
-        c0,
+        c0.astype(_F32),
         dy,
         dh,
         dc,
     )
     dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h0, y, dz, dz)
-    return dx, dw, db, dr, dh0, dc0
+    return _like((dx, dw, db, dr, dh0, dc0), (x, w, x, r, h0, c0))
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
@@ -192,18 +245,20 @@ _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 # ---------------------------------------------------------------------------- GRU
 def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool):
+    dt = _storage_dtype(x=x, kernel=w, input_bias=bi, recurrent_bias=br, recurrent_kernel=r, h0=h0)
     batch, time, _ = x.shape
     h = r.shape[0]
-    shapes = [(batch, time, h) if sequence else (0,), (batch, h)]
-    shapes.append((batch, time, 4 * h) if save else (0,))
+    outs = [((batch, time, h) if sequence else (0,), dt), ((batch, h), dt)]
+    outs.append(((batch, time, 4 * h) if save else (0,), _F32))
     # Input panels hold (x_h, x_z, x_r), recurrent ones (m_z, m_r, m_h): see gru.cc.
-    wp, rp = _pack(w, 3, (2, 0, 1)), _pack(r, 3, (0, 1, 2))
-    return _call("jrnn_gru_fwd", shapes, x, wp, bi, br, rp, h0)
+    wp, rp = _weights(_pack(w, 3, (2, 0, 1))), _weights(_pack(r, 3, (0, 1, 2)))
+    return _call("jrnn_gru_fwd", outs, x, wp, bi.astype(_F32), br.astype(_F32), rp, h0)
 
 
 def gru(x: Array, w: Array, bi: Array, br: Array, r: Array, h0: Array, *, sequence=True):
     """A GRU with ``reset_after=True`` (Keras 3's default and CuDNNGRU's maths) over a
-    whole sequence, sigmoid gates and tanh activation, float32.
+    whole sequence, sigmoid gates and tanh activation, float32 or bfloat16 (as
+    :func:`lstm`).
 
     Args:
       x: inputs ``(batch, time, F)``.
@@ -228,29 +283,28 @@ def _gru(x, w, bi, br, r, h0, sequence):
 
 def _gru_fwd(x, w, bi, br, r, h0, sequence):
     y, h, gates = _gru_forward(x, w, bi, br, r, h0, True, save=True)
-    out = y if sequence else jnp.zeros((0,), _F32)
+    out = y if sequence else jnp.zeros((0,), y.dtype)
     return (out, h), (x, w, r, h0, y, gates)
 
 
 def _gru_bwd(sequence, res, cotangents):
     x, w, r, h0, y, gates = res
-    dy, dh = cotangents
+    dy, dh = _f32(*cotangents)
     batch, time, _ = gates.shape
     h = r.shape[0]
     if not sequence:
         dy = jnp.zeros((batch, time, h), _F32)
     gx, gh, dh0 = _call(
         "jrnn_gru_bwd",
-        [(batch, time, 3 * h), (batch, time, 3 * h), (batch, h)],
-        _pack_transposed(r),
+        [((batch, time, 3 * h), _F32), ((batch, time, 3 * h), _F32), ((batch, h), _F32)],
+        _pack_transposed(r.astype(_F32)),
         gates,
-        y,
-        h0,
+        *_f32(y, h0),
         dy,
         dh,
     )
     dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h0, y, gx, gh)
-    return dx, dw, dbi, dbr, dr, dh0 + dh0_rec
+    return _like((dx, dw, dbi, dbr, dr, dh0 + dh0_rec), (x, w, x, x, r, h0))
 
 
 _gru.defvjp(_gru_fwd, _gru_bwd)
@@ -258,7 +312,8 @@ _gru.defvjp(_gru_fwd, _gru_bwd)
 
 # ---------------------------------------------------------------------------- SimpleRNN
 def simple_rnn(x: Array, w: Array, b: Array, r: Array, h0: Array, *, sequence=True):
-    """A SimpleRNN with tanh (Keras' default) over a whole sequence, float32.
+    """A SimpleRNN with tanh (Keras' default) over a whole sequence, float32 or bfloat16
+    (as :func:`lstm`).
 
     Args:
       x: inputs ``(batch, time, F)``.
@@ -274,10 +329,12 @@ def simple_rnn(x: Array, w: Array, b: Array, r: Array, h0: Array, *, sequence=Tr
 
 
 def _simple_forward(x, w, b, r, h0, sequence: bool):
+    dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0)
     batch, time, _ = x.shape
     h = r.shape[0]
-    shapes = [(batch, time, h) if sequence else (0,), (batch, h)]
-    return _call("jrnn_simple_fwd", shapes, x, _panels64(w), b, _panels64(r), h0)
+    outs = [((batch, time, h) if sequence else (0,), dt), ((batch, h), dt)]
+    wp, rp = _weights(_panels64(w)), _weights(_panels64(r))
+    return _call("jrnn_simple_fwd", outs, x, wp, b.astype(_F32), rp, h0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -288,17 +345,19 @@ def _simple(x, w, b, r, h0, sequence):
 
 def _simple_fwd(x, w, b, r, h0, sequence):
     y, h = _simple_forward(x, w, b, r, h0, True)
-    return ((y if sequence else jnp.zeros((0,), _F32)), h), (x, w, r, h0, y)
+    return ((y if sequence else jnp.zeros((0,), y.dtype)), h), (x, w, r, h0, y)
 
 
 def _simple_bwd(sequence, res, cotangents):
     x, w, r, h0, y = res
-    dy, dh = cotangents
+    dy, dh = _f32(*cotangents)
     if not sequence:
         dy = jnp.zeros(y.shape, _F32)
-    (dz,) = _call("jrnn_simple_bwd", [y.shape], _pack_transposed(r), y, dy, dh)
+    (dz,) = _call(
+        "jrnn_simple_bwd", [(y.shape, _F32)], _pack_transposed(r.astype(_F32)), y.astype(_F32), dy, dh
+    )
     dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h0, y, dz, dz)
-    return dx, dw, db, dr, dh0
+    return _like((dx, dw, db, dr, dh0), (x, w, x, r, h0))
 
 
 _simple.defvjp(_simple_fwd, _simple_bwd)

@@ -6,13 +6,35 @@
 extern "C" int jrnn_native_supported() {
 #if defined(JRNN_X86)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 #else
   return 0;
 #endif
 }
 
+extern "C" int jrnn_native_bf16_supported() { return jrnn::Bf16Supported(); }
+
 namespace jrnn {
+
+bool Bf16Supported() {
+#if defined(JRNN_X86)
+  static const bool supported = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+  }();
+  return supported;
+#else
+  return false;
+#endif
+}
+
+ffi::Error CheckType(const char* what, ffi::DataType got, ffi::DataType want) {
+  if (got == want) return ffi::Error::Success();
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                    std::string("jrnn native kernel: dtype mismatch for ") + what);
+}
 
 ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
                      std::initializer_list<int64_t> want) {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -43,30 +44,93 @@ ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
     if (err_.failure()) return err_; \
   } while (0)
 
-// Ffi::Bind() for NArgs float32 buffer arguments, NRets float32 results and XLA's intra-op
-// thread pool: the signature of every jrnn kernel.
+// Ffi::Bind() for NArgs buffer arguments and NRets results, all of type Buf
+// (ffi::Buffer<ffi::F32>, or ffi::AnyBuffer where the dtype is checked at run time), and
+// XLA's intra-op thread pool: the signature of every jrnn kernel.
 // (Bindings are neither copyable nor movable: every step passes a prvalue along.)
-template <int N, typename B>
+template <typename Buf, int N, typename B>
 auto WithArgs(B binding) {
   static_assert(N >= 1);
   if constexpr (N == 1) {
-    return std::move(binding).template Arg<ffi::Buffer<ffi::F32>>();
+    return std::move(binding).template Arg<Buf>();
   } else {
-    return WithArgs<N - 1>(std::move(binding).template Arg<ffi::Buffer<ffi::F32>>());
+    return WithArgs<Buf, N - 1>(std::move(binding).template Arg<Buf>());
   }
 }
-template <int N, typename B>
+template <typename Buf, int N, typename B>
 auto WithRets(B binding) {
   static_assert(N >= 1);
   if constexpr (N == 1) {
-    return std::move(binding).template Ret<ffi::Buffer<ffi::F32>>();
+    return std::move(binding).template Ret<Buf>();
   } else {
-    return WithRets<N - 1>(std::move(binding).template Ret<ffi::Buffer<ffi::F32>>());
+    return WithRets<Buf, N - 1>(std::move(binding).template Ret<Buf>());
   }
+}
+template <typename Buf, int NArgs, int NRets>
+auto Binding() {
+  return WithRets<Buf, NRets>(WithArgs<Buf, NArgs>(ffi::Ffi::Bind())).template Ctx<ffi::ThreadPool>();
 }
 template <int NArgs, int NRets>
 auto F32Binding() {
-  return WithRets<NRets>(WithArgs<NArgs>(ffi::Ffi::Bind())).template Ctx<ffi::ThreadPool>();
+  return Binding<ffi::Buffer<ffi::F32>, NArgs, NRets>();
+}
+template <int NArgs, int NRets>
+auto AnyBinding() {
+  return Binding<ffi::AnyBuffer, NArgs, NRets>();
+}
+
+// Storage types of a forward kernel's inputs, outputs and weights: float32, or bfloat16
+// (its bits; products accumulate in float32 and gate maths runs in float32).
+using bf16 = uint16_t;
+template <typename S>
+constexpr bool kIsF32 = std::is_same_v<S, float>;
+template <typename S>
+constexpr ffi::DataType kDataType = kIsF32<S> ? ffi::DataType::F32 : ffi::DataType::BF16;
+
+// Rows of a packed weight panel for K input rows: K for float32; bfloat16 panels hold
+// pairs of rows interleaved (vdpbf16ps), K rounded up to even.
+template <typename S>
+constexpr int64_t PackedRows(int64_t K) {
+  return kIsF32<S> ? K : K + (K & 1);
+}
+
+// A packed weight of P panels of C columns over K input rows: (P, K, C) for float32,
+// (P, ceil(K/2), 2C) for bfloat16 (element [kk][2c + e] = row 2kk + e, column c).
+template <typename S>
+ffi::Error CheckPacked(const char* what, ffi::AnyBuffer::Dimensions dims, int64_t P, int64_t K,
+                       int64_t C) {
+  return kIsF32<S> ? CheckDims(what, dims, {P, K, C}) : CheckDims(what, dims, {P, (K + 1) / 2, 2 * C});
+}
+
+// Whether this CPU runs bfloat16 dot products (AVX512_BF16).
+bool Bf16Supported();
+
+// Checks buffer `what` has dtype want.
+ffi::Error CheckType(const char* what, ffi::DataType got, ffi::DataType want);
+
+// Calls f(S{}) for the storage type S of dtype (float32 or bfloat16) and returns its
+// result; any other dtype, or bfloat16 on a CPU without AVX512_BF16, is an error.
+template <typename Fn>
+ffi::Error ByStorage(const char* cell, ffi::DataType dtype, Fn&& f) {
+  if (dtype == ffi::DataType::F32) return f(float{});
+  if (dtype == ffi::DataType::BF16) {
+    if (!Bf16Supported()) {
+      return ffi::Error(ffi::ErrorCode::kUnimplemented,
+                        std::string("jrnn native ") + cell + ": bfloat16 needs AVX512_BF16");
+    }
+    return f(bf16{});
+  }
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                    std::string("jrnn native ") + cell + ": x must be float32 or bfloat16");
+}
+
+template <typename S>
+S* Data(ffi::AnyBuffer b) {
+  return reinterpret_cast<S*>(b.untyped_data());
+}
+template <typename S>
+S* Data(ffi::Result<ffi::AnyBuffer>& b) {
+  return reinterpret_cast<S*>(b->untyped_data());
 }
 
 // The sizes of a forward call, read from x (B, T, F) and h0 (B, H), with the output
@@ -89,7 +153,9 @@ inline ffi::Error Unsupported() {
 namespace jrnn {
 
 // ------------------------------------------------------------------ vector math
-#define JRNN_TARGET __attribute__((target("avx512f,avx512dq,fma")))
+// bfloat16 instructions appear only where bf16 intrinsics are written (the bfloat16
+// instantiations), which run only when Bf16Supported().
+#define JRNN_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,fma")))
 
 JRNN_TARGET inline __m512 Exp(__m512 x) {  // Cephes expf, ~1 ulp
   // max/min return their second operand when one is NaN: NaN stays NaN, as in XLA.
@@ -132,6 +198,14 @@ JRNN_TARGET inline __m512 Tanh(__m512 x) {  // Cephes tanhf: odd polynomial belo
 
 JRNN_TARGET inline __m512 Load(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
 JRNN_TARGET inline void Store(__mmask16 m, float* p, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+// bfloat16 <-> float32: widening is exact; narrowing rounds to nearest even.
+JRNN_TARGET inline __m512 Load(__mmask16 m, const bf16* p) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+JRNN_TARGET inline void Store(__mmask16 m, bf16* p, __m512 v) {
+  _mm256_mask_storeu_epi16(p, m, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+}
 
 inline __mmask16 TailMask(int remaining) {
   return remaining >= 16 ? static_cast<__mmask16>(0xFFFF)
@@ -144,13 +218,14 @@ constexpr int kMaxRows = 6;  // rows per register tile (6 x 4 zmm accumulators)
 // when the caller does not want the sequence (inference without return_sequences), in two
 // (B, H) buffers used alternately (a step reads one and writes the other; threads split
 // a step by rows or synchronise between steps, so neither is overwritten while read).
+template <typename S>
 struct HSeq {
-  float* y;    // (B, T, H) or null
-  float* buf;  // (2, B, H) when y is null
-  const float* h0;
+  S* y;    // (B, T, H) or null
+  S* buf;  // (2, B, H) when y is null
+  const S* h0;
   int64_t B, T, H;
   // h_{t-1} of row b and the stride between rows.
-  const float* Prev(int64_t t, int64_t b, int64_t* ld) const {
+  const S* Prev(int64_t t, int64_t b, int64_t* ld) const {
     if (t == 0) {
       *ld = H;
       return h0 + b * H;
@@ -158,12 +233,12 @@ struct HSeq {
     *ld = y != nullptr ? T * H : H;
     return y != nullptr ? y + (b * T + t - 1) * H : buf + ((t - 1) & 1) * B * H + b * H;
   }
-  float* Out(int64_t t, int64_t b) const {
+  S* Out(int64_t t, int64_t b) const {
     return y != nullptr ? y + (b * T + t) * H : buf + (t & 1) * B * H + b * H;
   }
   // Over y, or, when y is null, over two buffers held in *storage.
-  static HSeq Make(float* y, const float* h0, const ForwardDims& d, std::vector<float>* storage) {
-    if (y == nullptr) storage->assign(2 * d.B * d.H, 0.0f);
+  static HSeq Make(S* y, const S* h0, const ForwardDims& d, std::vector<S>* storage) {
+    if (y == nullptr) storage->assign(2 * d.B * d.H, S{});
     return HSeq{y, y == nullptr ? storage->data() : nullptr, h0, d.B, d.T, d.H};
   }
 };
@@ -186,6 +261,31 @@ JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const float* a, int64_t
       for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = _mm512_fmadd_ps(v, wq[q], acc[r][Q0 + q]);
     }
   }
+}
+
+// Row k's and k+1's products of a bfloat16 tile (only row k's when last, for odd K):
+// one vdpbf16ps adds two rows' products per lane, in float32.
+template <int MR, int Q0, int NQ>
+JRNN_TARGET inline void DotPair(__m512 (&acc)[MR][4], const bf16* a, int64_t lda, const bf16* w,
+                                int64_t k, bool last) {
+  __m512bh wq[NQ];
+  for (int q = 0; q < NQ; ++q) wq[q] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + 32 * q));
+  for (int r = 0; r < MR; ++r) {
+    int32_t two = 0;  // (row k, row k+1) as bfloat16 bits, low half first
+    std::memcpy(&two, a + r * lda + k, last ? sizeof(bf16) : sizeof two);
+    const __m512bh v = reinterpret_cast<__m512bh>(_mm512_set1_epi32(two));
+    for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = _mm512_dpbf16_ps(acc[r][Q0 + q], v, wq[q]);
+  }
+}
+
+// The same GEMM over bfloat16 rows and a pair-interleaved panel (PackedRows(K) rows).
+template <int MR, int Q0, int NQ>
+JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const bf16* a, int64_t lda,
+                                   const bf16* w, int64_t K) {
+  static_assert(Q0 + NQ <= 4, "four accumulators per row");
+  int64_t k = 0;
+  for (; k + 1 < K; k += 2, w += 32 * NQ) DotPair<MR, Q0, NQ>(acc, a, lda, w, k, false);
+  if (k < K) DotPair<MR, Q0, NQ>(acc, a, lda, w, k, true);
 }
 
 // Lane masks of the four 16-unit blocks of a backward tile's units 64p..64p+63.

@@ -14,6 +14,11 @@
 // fills the first three, the recurrent product the last three, so x_h and m_h stay apart
 // (r multiplies only m_h).
 //
+// The forward kernel also runs on bfloat16 x, h0, weights and outputs (y, hT): products
+// accumulate in float32, the gate maths is float32, and h is rounded to bfloat16 as it is
+// stored (the next step reads that). The biases and the saved gates stay float32; the
+// backward kernel is float32 only. bfloat16 panels interleave pairs of rows (common.h).
+//
 // Layouts (row-major float32; gate blocks z, r, h in Keras' order):
 //   x (B, T, F)   bi, br (3H)   y (B, T, H)   gates (B, T, 4H) = z, r, h~, m_h per step
 //   wpack (ceil(H/16), F, 48)   [k][q*16+j] = W[k, blk(q) H + 16p + j], blk = (h, z, r)
@@ -30,16 +35,21 @@
 namespace jrnn {
 namespace {
 
+template <typename S>
 struct GruFwdArgs {
   Dims d;
   int64_t F;
-  const float *x, *wpack, *bi, *br, *rpack;
-  HSeq h;
-  float *hT, *gates;  // gates null unless saving for the backward pass
+  const S* x;
+  const S* wpack;
+  const float *bi, *br;
+  const S* rpack;
+  HSeq<S> h;
+  S* hT;
+  float* gates;  // null unless saving for the backward pass
 };
 
-template <int MR>
-JRNN_TARGET void GruFwdTile(const GruFwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+template <int MR, typename S>
+JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, F = a.F;
   const int64_t u0 = 16 * p;
   const __mmask16 m = TailMask(static_cast<int>(H - u0));
@@ -54,9 +64,9 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs& a, int64_t t, int64_t b0, int64_t 
     for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
   }
   int64_t ldh;
-  const float* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 3>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * F * 48, F);
-  Accumulate<MR, 1, 3>(acc, hprev, ldh, a.rpack + p * H * 48, H);
+  const S* hprev = a.h.Prev(t, b0, &ldh);
+  Accumulate<MR, 0, 3>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 48, F);
+  Accumulate<MR, 1, 3>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 48, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const __m512 z = Sigmoid(acc[r][1]), rr = Sigmoid(acc[r][2]);
@@ -76,10 +86,11 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs& a, int64_t t, int64_t b0, int64_t 
   }
 }
 
-void GruForward(ffi::ThreadPool& pool, const GruFwdArgs& a) {
+template <typename S>
+void GruForward(ffi::ThreadPool& pool, const GruFwdArgs<S>& a) {
   const int64_t panels = (a.d.H + 15) / 16;
   Recur(pool, a.d.B, a.d.T, panels, a.d.B * (a.F + a.d.H) * 3 * a.d.H, false,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruFwdTile<mr()>(a, t, b0, p); });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruFwdTile<mr(), S>(a, t, b0, p); });
 }
 
 struct GruBwdArgs {
@@ -142,41 +153,56 @@ void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs& a) {
 namespace jrnn {
 namespace {
 
-ffi::Error GruFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
-                      ffi::Buffer<ffi::F32> bi, ffi::Buffer<ffi::F32> br,
-                      ffi::Buffer<ffi::F32> rpack, ffi::Buffer<ffi::F32> h0,
-                      ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> hT,
-                      ffi::ResultBuffer<ffi::F32> gates, ffi::ThreadPool pool) {
+ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
+                      ffi::AnyBuffer br, ffi::AnyBuffer rpack, ffi::AnyBuffer h0,
+                      ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
+                      ffi::Result<ffi::AnyBuffer> gates, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("GRU", x.dimensions(), h0.dimensions(), y->dimensions(), &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
   const bool sequence = d.sequence;
-  JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 15) / 16, F, 48}));
-  JRNN_CHECK(CheckDims("bi", bi.dimensions(), {3 * H}));
-  JRNN_CHECK(CheckDims("br", br.dimensions(), {3 * H}));
-  JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 15) / 16, H, 48}));
   const bool save = gates->element_count() != 0;
   if (save && !sequence) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       "jrnn native GRU: saving for the backward pass needs y");
   }
-  if (save) JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
-  if (B == 0 || H == 0) return ffi::Error::Success();
-  if (T == 0) {
-    std::copy(h0.typed_data(), h0.typed_data() + B * H, hT->typed_data());
+  return ByStorage("GRU", x.element_type(), [&](auto s) -> ffi::Error {
+    using S = decltype(s);
+    constexpr ffi::DataType dt = kDataType<S>;
+    for (const auto& [what, type] : {std::pair("wpack", wpack.element_type()),
+                                     {"rpack", rpack.element_type()}, {"h0", h0.element_type()},
+                                     {"y", y->element_type()}, {"hT", hT->element_type()}}) {
+      JRNN_CHECK(CheckType(what, type, dt));
+    }
+    for (const auto& [what, type] : {std::pair("bi", bi.element_type()), {"br", br.element_type()},
+                                     {"gates", gates->element_type()}}) {
+      JRNN_CHECK(CheckType(what, type, ffi::DataType::F32));
+    }
+    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 48));
+    JRNN_CHECK(CheckDims("bi", bi.dimensions(), {3 * H}));
+    JRNN_CHECK(CheckDims("br", br.dimensions(), {3 * H}));
+    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 15) / 16, H, 48));
+    if (save) JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
+    if (B == 0 || H == 0) return ffi::Error::Success();
+    if (T == 0) {
+      std::copy(Data<S>(h0), Data<S>(h0) + B * H, Data<S>(hT));
+      return ffi::Error::Success();
+    }
+    std::vector<S> buffers;
+    GruFwdArgs<S> a{{B, T, H},
+                    F,
+                    Data<S>(x),
+                    Data<S>(wpack),
+                    Data<float>(bi),
+                    Data<float>(br),
+                    Data<S>(rpack),
+                    HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), d, &buffers),
+                    Data<S>(hT),
+                    save ? Data<float>(gates) : nullptr};
+    GruForward(pool, a);
     return ffi::Error::Success();
-  }
-  std::vector<float> buffers;
-  GruFwdArgs a{{B, T, H},         F,
-               x.typed_data(),    wpack.typed_data(),
-               bi.typed_data(),   br.typed_data(),
-               rpack.typed_data(),
-               HSeq::Make(sequence ? y->typed_data() : nullptr, h0.typed_data(), d, &buffers),
-               hT->typed_data(),
-               save ? gates->typed_data() : nullptr};
-  GruForward(pool, a);
-  return ffi::Error::Success();
+  });
 #else
   return Unsupported();
 #endif
@@ -221,7 +247,7 @@ ffi::Error GruBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates,
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_fwd, jrnn::GruFwdImpl,
-                              (jrnn::F32Binding<6, 3>()));
+                              (jrnn::AnyBinding<6, 3>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_bwd, jrnn::GruBwdImpl,
                               (jrnn::F32Binding<6, 3>()));

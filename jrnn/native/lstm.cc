@@ -6,11 +6,18 @@
 //                  dh_t = dy[:, t] + dz[:, t+1] Rᵀ.
 // The weight and input gradients (Xᵀ dz, dz Wᵀ, Hᵀ dz, Σ dz) are large GEMMs left to XLA.
 //
+// The forward kernel also runs on bfloat16 x, h0, c0, weights and outputs (y, hT, cT):
+// products accumulate in float32 (vdpbf16ps), the gate maths and the running c are float32,
+// h is rounded to bfloat16 as it is stored (and so as the next step reads it); the bias
+// and the saved gates/cseq stay float32. The backward kernel is float32 only.
+//
 // Layouts (row-major float32; B batch, T time, F features, H units, 4H gate columns in
 // Keras' i, f, c, o order):
 //   x (B, T, F)   bias (4H)   y, cseq (B, T, H)   gates (B, T, 4H) post-activation
 //   wpack (ceil(H/16), F, 64)   [k][q*16+j] = W[k, q*H + 16p + j]   (zero past H)
 //   rpack (ceil(H/16), H, 64)   [k][q*16+j] = R[k, q*H + 16p + j]
+//   (bfloat16: wpack (ceil(H/16), ceil(F/2), 128) [kk][2c + e] = the float32 layout's
+//   [2kk + e][c], zero past F; rpack likewise)
 //   rtpack (ceil(H/64), 4H, 64) [k][j]      = R[64p + j, k]
 //   h0, c0, hT, cT, dc0 (B, H)   dz (B, T, 4H)
 
@@ -25,16 +32,21 @@ namespace jrnn {
 namespace {
 
 // ------------------------------------------------------------------ forward
+template <typename S>
 struct FwdArgs {
   Dims d;
   int64_t F;
-  const float *x, *wpack, *bias, *rpack, *c0;
-  HSeq h;
-  float *hT, *cT, *gates, *cseq;  // gates/cseq null unless saving for the backward pass
+  const S *x, *wpack;
+  const float* bias;
+  const S *rpack, *c0;
+  HSeq<S> h;
+  S *hT, *cT;
+  float* c;                // the running c (B, H), float32: cT itself, or a buffer for bfloat16
+  float *gates, *cseq;     // null unless saving for the backward pass
 };
 
-template <int MR>
-JRNN_TARGET void FwdTile(const FwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+template <int MR, typename S>
+JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, G = 4 * H, F = a.F;
   const int64_t u0 = 16 * p;
   const __mmask16 m = TailMask(static_cast<int>(H - u0));
@@ -44,20 +56,23 @@ JRNN_TARGET void FwdTile(const FwdArgs& a, int64_t t, int64_t b0, int64_t p) {
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
   // z = x_t W + b + h_{t-1} R, both products on the packed panel p.
-  Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * F * 64, F);
+  Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 64, F);
   int64_t ldh;
-  const float* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * H * 64, H);
-  const float* c_in = t == 0 ? a.c0 : a.cT;  // cT holds the running c
+  const S* hprev = a.h.Prev(t, b0, &ldh);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const __m512 i = Sigmoid(acc[r][0]), f = Sigmoid(acc[r][1]);
     const __m512 g = Tanh(acc[r][2]), o = Sigmoid(acc[r][3]);
-    const __m512 c = _mm512_fmadd_ps(f, Load(m, c_in + b * H + u0), _mm512_mul_ps(i, g));
+    const __m512 c_prev = t == 0 ? Load(m, a.c0 + b * H + u0) : Load(m, a.c + b * H + u0);
+    const __m512 c = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, g));
     const __m512 h = _mm512_mul_ps(o, Tanh(c));
-    Store(m, a.cT + b * H + u0, c);
+    Store(m, a.c + b * H + u0, c);
     Store(m, a.h.Out(t, b) + u0, h);
-    if (t == T - 1) Store(m, a.hT + b * H + u0, h);
+    if (t == T - 1) {
+      Store(m, a.hT + b * H + u0, h);
+      if constexpr (!kIsF32<S>) Store(m, a.cT + b * H + u0, c);
+    }
     if (a.gates != nullptr) {
       float* gs = a.gates + (b * T + t) * G + u0;
       Store(m, gs, i);
@@ -69,10 +84,11 @@ JRNN_TARGET void FwdTile(const FwdArgs& a, int64_t t, int64_t b0, int64_t p) {
   }
 }
 
-void Forward(ffi::ThreadPool& pool, const FwdArgs& a) {
+template <typename S>
+void Forward(ffi::ThreadPool& pool, const FwdArgs<S>& a) {
   const int64_t panels = (a.d.H + 15) / 16;
   Recur(pool, a.d.B, a.d.T, panels, a.d.B * (a.F + a.d.H) * 4 * a.d.H, false,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { FwdTile<mr()>(a, t, b0, p); });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { FwdTile<mr(), S>(a, t, b0, p); });
 }
 
 // ------------------------------------------------------------------ backward
@@ -134,51 +150,65 @@ void Backward(ffi::ThreadPool& pool, const BwdArgs& a) {
 namespace jrnn {
 namespace {
 
-ffi::Error LstmFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
-                       ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> rpack,
-                       ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
-                       ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> hT,
-                       ffi::ResultBuffer<ffi::F32> cT, ffi::ResultBuffer<ffi::F32> gates,
-                       ffi::ResultBuffer<ffi::F32> cseq, ffi::ThreadPool pool) {
+ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
+                       ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
+                       ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
+                       ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> gates,
+                       ffi::Result<ffi::AnyBuffer> cseq, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("LSTM", x.dimensions(), h0.dimensions(), y->dimensions(), &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
   const bool sequence = d.sequence;
-  JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 15) / 16, F, 64}));
-  JRNN_CHECK(CheckDims("bias", bias.dimensions(), {4 * H}));
-  JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 15) / 16, H, 64}));
-  JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
   const bool save = gates->element_count() != 0;
   if (save && !sequence) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       "jrnn native LSTM: saving for the backward pass needs y");
   }
-  if (save) {
-    JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
-    JRNN_CHECK(CheckDims("cseq", cseq->dimensions(), {B, T, H}));
-  }
-  if (B == 0 || H == 0) return ffi::Error::Success();
-  if (T == 0) {
-    std::copy(h0.typed_data(), h0.typed_data() + B * H, hT->typed_data());
-    std::copy(c0.typed_data(), c0.typed_data() + B * H, cT->typed_data());
+  return ByStorage("LSTM", x.element_type(), [&](auto s) -> ffi::Error {
+    using S = decltype(s);
+    constexpr ffi::DataType dt = kDataType<S>;
+    for (const auto& [what, type] : {std::pair("wpack", wpack.element_type()),
+                                     {"rpack", rpack.element_type()}, {"h0", h0.element_type()},
+                                     {"c0", c0.element_type()}, {"y", y->element_type()},
+                                     {"hT", hT->element_type()}, {"cT", cT->element_type()}}) {
+      JRNN_CHECK(CheckType(what, type, dt));
+    }
+    JRNN_CHECK(CheckType("bias", bias.element_type(), ffi::DataType::F32));
+    JRNN_CHECK(CheckType("gates", gates->element_type(), ffi::DataType::F32));
+    JRNN_CHECK(CheckType("cseq", cseq->element_type(), ffi::DataType::F32));
+    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 64));
+    JRNN_CHECK(CheckDims("bias", bias.dimensions(), {4 * H}));
+    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 15) / 16, H, 64));
+    JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
+    if (save) {
+      JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
+      JRNN_CHECK(CheckDims("cseq", cseq->dimensions(), {B, T, H}));
+    }
+    if (B == 0 || H == 0) return ffi::Error::Success();
+    if (T == 0) {
+      std::copy(Data<S>(h0), Data<S>(h0) + B * H, Data<S>(hT));
+      std::copy(Data<S>(c0), Data<S>(c0) + B * H, Data<S>(cT));
+      return ffi::Error::Success();
+    }
+    std::vector<S> buffers;
+    std::vector<float> c32(kIsF32<S> ? 0 : B * H);
+    FwdArgs<S> a{{B, T, H},
+                 F,
+                 Data<S>(x),
+                 Data<S>(wpack),
+                 Data<float>(bias),
+                 Data<S>(rpack),
+                 Data<S>(c0),
+                 HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), d, &buffers),
+                 Data<S>(hT),
+                 Data<S>(cT),
+                 kIsF32<S> ? reinterpret_cast<float*>(Data<S>(cT)) : c32.data(),
+                 save ? Data<float>(gates) : nullptr,
+                 save ? Data<float>(cseq) : nullptr};
+    Forward(pool, a);
     return ffi::Error::Success();
-  }
-  std::vector<float> buffers;
-  FwdArgs a{{B, T, H},
-            F,
-            x.typed_data(),
-            wpack.typed_data(),
-            bias.typed_data(),
-            rpack.typed_data(),
-            c0.typed_data(),
-            HSeq::Make(sequence ? y->typed_data() : nullptr, h0.typed_data(), d, &buffers),
-            hT->typed_data(),
-            cT->typed_data(),
-            save ? gates->typed_data() : nullptr,
-            save ? cseq->typed_data() : nullptr};
-  Forward(pool, a);
-  return ffi::Error::Success();
+  });
 #else
   return Unsupported();
 #endif
@@ -221,7 +251,7 @@ ffi::Error LstmBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_fwd, jrnn::LstmFwdImpl,
-                              (jrnn::F32Binding<6, 5>()));
+                              (jrnn::AnyBinding<6, 5>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_bwd, jrnn::LstmBwdImpl,
                               (jrnn::F32Binding<7, 2>()));

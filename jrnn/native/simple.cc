@@ -7,6 +7,10 @@
 //
 // One register tile holds 64 consecutive units (4 accumulators) of up to 6 batch rows.
 //
+// The forward kernel also runs on bfloat16 x, h0, weights and outputs: products accumulate
+// in float32, tanh is float32 and h is rounded to bfloat16 as it is stored; the bias stays
+// float32 and the backward kernel is float32 only (common.h: bfloat16 panels).
+//
 // Layouts (row-major float32):
 //   x (B, T, F)   b (H)   y (B, T, H)   h0, hT (B, H)   dz (B, T, H)
 //   wpack (ceil(H/64), F, 64)   [k][j] = W[k, 64p + j]   (zero past H)
@@ -22,16 +26,19 @@
 namespace jrnn {
 namespace {
 
+template <typename S>
 struct SimpleFwdArgs {
   Dims d;
   int64_t F;
-  const float *x, *wpack, *bias, *rpack;
-  HSeq h;
-  float* hT;
+  const S *x, *wpack;
+  const float* bias;
+  const S* rpack;
+  HSeq<S> h;
+  S* hT;
 };
 
-template <int MR>
-JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+template <int MR, typename S>
+JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, F = a.F;
   const int64_t u0 = 64 * p;
   __mmask16 m[4];
@@ -42,9 +49,9 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs& a, int64_t t, int64_t b0, in
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
   int64_t ldh;
-  const float* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * F * 64, F);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * H * 64, H);
+  const S* hprev = a.h.Prev(t, b0, &ldh);
+  Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 64, F);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     for (int q = 0; q < 4; ++q) {
@@ -89,35 +96,44 @@ JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs& a, int64_t t, int64_t b0, in
 namespace jrnn {
 namespace {
 
-ffi::Error SimpleFwdImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> wpack,
-                         ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> rpack,
-                         ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> y,
-                         ffi::ResultBuffer<ffi::F32> hT, ffi::ThreadPool pool) {
+ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
+                         ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::Result<ffi::AnyBuffer> y,
+                         ffi::Result<ffi::AnyBuffer> hT, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
   const bool sequence = d.sequence;
-  JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(H + 63) / 64, F, 64}));
-  JRNN_CHECK(CheckDims("bias", bias.dimensions(), {H}));
-  JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(H + 63) / 64, H, 64}));
-  if (B == 0 || H == 0) return ffi::Error::Success();
-  if (T == 0) {
-    std::copy(h0.typed_data(), h0.typed_data() + B * H, hT->typed_data());
+  return ByStorage("SimpleRNN", x.element_type(), [&](auto s) -> ffi::Error {
+    using S = decltype(s);
+    constexpr ffi::DataType dt = kDataType<S>;
+    for (const auto& [what, type] : {std::pair("wpack", wpack.element_type()),
+                                     {"rpack", rpack.element_type()}, {"h0", h0.element_type()},
+                                     {"y", y->element_type()}, {"hT", hT->element_type()}}) {
+      JRNN_CHECK(CheckType(what, type, dt));
+    }
+    JRNN_CHECK(CheckType("bias", bias.element_type(), ffi::DataType::F32));
+    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 63) / 64, F, 64));
+    JRNN_CHECK(CheckDims("bias", bias.dimensions(), {H}));
+    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 63) / 64, H, 64));
+    if (B == 0 || H == 0) return ffi::Error::Success();
+    if (T == 0) {
+      std::copy(Data<S>(h0), Data<S>(h0) + B * H, Data<S>(hT));
+      return ffi::Error::Success();
+    }
+    std::vector<S> buffers;
+    const SimpleFwdArgs<S> a{{B, T, H},
+                             F,
+                             Data<S>(x),
+                             Data<S>(wpack),
+                             Data<float>(bias),
+                             Data<S>(rpack),
+                             HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), d, &buffers),
+                             Data<S>(hT)};
+    Recur(pool, B, T, (H + 63) / 64, B * (F + H) * H, false,
+          [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleFwdTile<mr(), S>(a, t, b0, p); });
     return ffi::Error::Success();
-  }
-  std::vector<float> buffers;
-  const SimpleFwdArgs a{{B, T, H},
-                        F,
-                        x.typed_data(),
-                        wpack.typed_data(),
-                        bias.typed_data(),
-                        rpack.typed_data(),
-                        HSeq::Make(sequence ? y->typed_data() : nullptr, h0.typed_data(), d, &buffers),
-                        hT->typed_data()};
-  Recur(pool, B, T, (H + 63) / 64, B * (F + H) * H, false,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleFwdTile<mr()>(a, t, b0, p); });
-  return ffi::Error::Success();
+  });
 #else
   return Unsupported();
 #endif
@@ -152,7 +168,7 @@ ffi::Error SimpleBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> y,
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_fwd, jrnn::SimpleFwdImpl,
-                              (jrnn::F32Binding<5, 2>()));
+                              (jrnn::AnyBinding<5, 2>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_bwd, jrnn::SimpleBwdImpl,
                               (jrnn::F32Binding<4, 1>()));
