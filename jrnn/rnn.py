@@ -200,7 +200,8 @@ class RNN(Configurable, nnx.Module):
       native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn.native`, built
         at install) instead of the XLA scan. None (default): wherever it applies — a cell
         with a native kernel (LSTM, or GRU with ``reset_after=True``, with Keras' default
-        tanh/sigmoid activations; SimpleRNN with tanh; CuDNNLSTM, CuDNNGRU), a float32 or
+        tanh/sigmoid activations; SimpleRNN with tanh; CuDNNLSTM, CuDNNGRU; a stack of
+        such cells, one kernel per cell, input dropout of inner cells included), a float32 or
         bfloat16 compute dtype (bfloat16 needs AVX512_BF16), the CPU backend, a CPU with
         AVX-512, inputs and weights not sharded over a mesh, and no mask, recurrent
         dropout, per-gate input dropout masks, ``constants`` or recorded activations in the
@@ -474,7 +475,7 @@ class RNN(Configurable, nnx.Module):
                 x, params, time_mask, in_masks, rec_masks, constants, record
             )
             if blocker is None:
-                last, sequence, final = self._run_native(x, carry, params, in_masks)
+                last, sequence, final = self._run_native(x, carry, params, in_masks, rec_masks)
                 acts = None
             else:
                 if self.native:
@@ -524,16 +525,17 @@ class RNN(Configurable, nnx.Module):
             return "native=False"
         if kernel is None:
             return f"{type(self.cell).__name__} in this configuration has no native kernel"
+        per_cell_in, per_cell_rec = self._per_cell_masks(in_masks, rec_masks)
         for what, value in (
             ("a mask", time_mask),
-            ("recurrent dropout", rec_masks),
+            ("recurrent dropout", jax.tree_util.tree_leaves(per_cell_rec) or None),
             ("constants", constants),
         ):
             if value is not None:
                 return f"the call has {what}"
         if record:
             return "activations are recorded (record=True)"
-        if in_masks is not None and in_masks.ndim != 2:
+        if any(m is not None and m.ndim != 2 for m in per_cell_in):
             return "input dropout draws one mask per gate (implementation=1)"
         compute = jnp.dtype(self.cell.compute_dtype)
         if compute not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)) or x.dtype != compute:
@@ -548,31 +550,53 @@ class RNN(Configurable, nnx.Module):
             return f"it runs on the CPU backend only (default backend: {jax.default_backend()})"
         return native_kernels.unavailable_reason(compute)
 
-    def _run_native(self, x, carry, params, in_masks):
-        """The native path (:mod:`jrnn.native`); batch-major throughout."""
+    def _per_cell_masks(self, in_masks, rec_masks) -> tuple[list[Any], list[Any]]:
+        """The dropout masks of each cell: ``([input masks], [recurrent masks])``, one
+        entry per cell of a stack (see :meth:`StackedRNNCells.dropout_masks`)."""
+        if not isinstance(self.cell, StackedRNNCells):
+            return [in_masks], [rec_masks]
+        inner = rec_masks if rec_masks is not None else ((None, None),) * len(self.cell.cells)
+        return [in_masks, *(m for m, _ in inner[1:])], [m for _, m in inner]
+
+    def _run_native(self, x, carry, params, in_masks, rec_masks):
+        """The native path (:mod:`jrnn.native`); batch-major throughout. A stack runs its
+        cells one after another, each over the whole sequence."""
+        stacked = isinstance(self.cell, StackedRNNCells)
+        cells = list(self.cell.cells) if stacked else [self.cell]
+        per_cell_params = params if stacked else (params,)
+        per_cell_in, _ = self._per_cell_masks(in_masks, rec_masks)
         if self.go_backwards:
             x = jnp.flip(x, 1)
-        if in_masks is not None:
-            x = x * in_masks[:, None]
-        if not self.remat:
-            run = _native_runner(self.cell.native_kernel, params, self.return_sequences)
-            y, final = run(x, carry)
-        else:
-            run = _native_runner(self.cell.native_kernel, params, True)
 
+        def run(x, carries, sequence):
+            finals = []
+            for k, (cell, p, m) in enumerate(zip(cells, per_cell_params, per_cell_in)):
+                if m is not None:
+                    x = x * m[:, None]
+                last_cell = k == len(cells) - 1
+                x, final = _native_runner(cell.native_kernel, p, sequence or not last_cell)(
+                    x, carries[k]
+                )
+                finals.append(final)
+            return x, tuple(finals)
+
+        carries = carry if stacked else (carry,)
+        if not self.remat:
+            y, finals = run(x, carries, self.return_sequences)
+        else:
             # Checkpointed segments, as rnn_scan does: only the states at segment boundaries
-            # are kept; each segment's kernel runs again in the backward pass.
+            # are kept; each segment's kernels run again in the backward pass.
             @jax.checkpoint
             def segment(state, x_segment):
-                y_segment, new_state = run(x_segment, state)
+                y_segment, new_state = run(x_segment, state, True)
                 return new_state, y_segment
 
             batch, time = x.shape[:2]
             seg = segment_length(time, self.remat)
             chunks = jnp.swapaxes(x.reshape(batch, time // seg, seg, *x.shape[2:]), 0, 1)
-            final, ys = jax.lax.scan(segment, carry, chunks)
+            finals, ys = jax.lax.scan(segment, carries, chunks)
             y = jnp.swapaxes(ys, 0, 1).reshape(batch, time, -1) if self.return_sequences else None
-        return final[0], y, final
+        return finals[-1][0], y, (finals if stacked else finals[0])
 
     def __call__(
         self,

@@ -398,3 +398,69 @@ def test_function_dtypes_are_checked():
     with pytest.raises(RuntimeError, match="float32 and bfloat16 only, not float16"):
         native_kernels.gru(*[a.astype(jnp.float16) for a in _function_args("gru", 2, 3, 4, 5)])
     assert "float16" in native_kernels.unavailable_reason(jnp.float16)
+
+
+# ------------------------------------------------------------------ stacks
+def _stack_pair(features=4, **kw):
+    """The same randomized stack [LSTM, GRU, SimpleRNN] twice: native and the scan."""
+    layers = []
+    for native in (True, False):
+        rngs = nnx.Rngs(0)
+        cells = [
+            jrnn.LSTMCell(7, features, rngs=rngs, **kw),
+            jrnn.GRUCell(6, 7, rngs=rngs, **kw),
+            jrnn.SimpleRNNCell(5, 6, rngs=rngs, **kw),
+        ]
+        made = jrnn.RNN(cells, return_sequences=True, return_state=True, native=native)
+        randomize(made, 0, scale=0.4)
+        layers.append(made)
+    return layers
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "kw", [{}, {"go_backwards": True}, {"remat": 3}, {"return_sequences": False}],
+    ids=lambda kw: ",".join(kw) or "default",
+)
+def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw):
+    native, scan = _stack_pair()
+    for layer in (native, scan):
+        for key, value in kw.items():
+            setattr(layer, key, value)
+    x = _inputs((5, 11, 4))
+    rng = np.random.default_rng(4)
+    states = tuple(
+        tuple(jnp.asarray(rng.standard_normal((5, u)) * 0.5, jnp.float32) for _ in range(n))
+        for u, n in ((7, 2), (6, 1), (5, 1))
+    )
+    for a, b in zip(jax.tree_util.tree_leaves(native(x, initial_state=states)),
+                    jax.tree_util.tree_leaves(scan(x, initial_state=states))):
+        assert_close(a, b, time=11)
+
+    def loss(m, x, states):
+        return sum(jnp.sum(jnp.sin(v) * (i + 1))
+                   for i, v in enumerate(jax.tree_util.tree_leaves(m(x, initial_state=states))))
+
+    grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
+    for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
+        scale = max(1.0, float(jnp.max(jnp.abs(b))))  # sums of many terms: relative
+        assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
+    # The kernel path ran: the jaxpr holds one forward kernel call per cell.
+    text = str(jax.make_jaxpr(lambda x: native(x, initial_state=states))(x))
+    for target in ("jrnn_lstm_fwd", "jrnn_gru_fwd", "jrnn_simple_fwd"):
+        assert target in text
+
+
+@needs_kernel
+def test_stacked_cells_input_dropout_equals_the_scan_and_recurrent_dropout_falls_back():
+    native, scan = _stack_pair(dropout=0.3)
+    x = _inputs((5, 6, 4))
+    outs = [m(x, training=True, rngs=nnx.Rngs(dropout=7)) for m in (native, scan)]
+    for a, b in zip(jax.tree_util.tree_leaves(outs[0]), jax.tree_util.tree_leaves(outs[1])):
+        assert_close(a, b, time=6)
+    native, _ = _stack_pair(recurrent_dropout=0.3)
+    with pytest.raises(ValueError, match=r"native=True.*recurrent dropout"):
+        native(x, training=True)
+    with pytest.raises(ValueError, match=r"native=True.*StackedRNNCells in this configuration"):
+        rngs = nnx.Rngs(0)
+        jrnn.RNN([jrnn.LSTMCell(3, 4, rngs=rngs), jrnn.IndRNNCell(3, 3, rngs=rngs)], native=True)(x)

@@ -64,6 +64,14 @@ class StackedRNNCells(RNNCellBase):
         self.recurrent_dropout = max(c.recurrent_dropout for c in cells)
 
     @property
+    def native_kernel(self) -> str | None:  # type: ignore[override]
+        """``"stacked"`` when every cell has a native kernel: without masks or recurrent
+        dropout, the stack over time equals its cells run one after another over the
+        whole sequence (cell ``k`` at step ``t`` needs only cell ``k-1``'s output at ``t``
+        and its own state), so :class:`~jrnn.RNN` runs one kernel per cell."""
+        return "stacked" if all(c.native_kernel is not None for c in self.cells) else None
+
+    @property
     def state_shapes(self) -> tuple[Any, ...]:  # type: ignore[override]
         """Per-cell tuples of state shapes."""
         return tuple(c.state_shapes for c in self.cells)
