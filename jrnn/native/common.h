@@ -44,8 +44,8 @@ ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
     if (err_.failure()) return err_; \
   } while (0)
 
-// Ffi::Bind() for NArgs buffer arguments and NRets results, all of type Buf
-// (ffi::Buffer<ffi::F32>, or ffi::AnyBuffer where the dtype is checked at run time), and
+// Ffi::Bind() for NArgs buffer arguments and NRets results, all of type Buf (every kernel
+// uses ffi::AnyBuffer and checks dtypes itself: float32 or bfloat16 storage), and
 // XLA's intra-op thread pool: the signature of every jrnn kernel.
 // (Bindings are neither copyable nor movable: every step passes a prvalue along.)
 template <typename Buf, int N, typename B>
@@ -69,10 +69,6 @@ auto WithRets(B binding) {
 template <typename Buf, int NArgs, int NRets>
 auto Binding() {
   return WithRets<Buf, NRets>(WithArgs<Buf, NArgs>(ffi::Ffi::Bind())).template Ctx<ffi::ThreadPool>();
-}
-template <int NArgs, int NRets>
-auto F32Binding() {
-  return Binding<ffi::Buffer<ffi::F32>, NArgs, NRets>();
 }
 template <int NArgs, int NRets>
 auto AnyBinding() {
@@ -296,11 +292,12 @@ inline void UnitMasks(int64_t H, int64_t p, __mmask16 (&m)[4]) {
 // A backward tile's incoming state gradient dh_t (rows b0.., units 64p..64p+63) into acc:
 // dy[:, t] + carry + (t < T-1 ? g[:, t+1] Rᵀ : 0), with carry (B, H) what the step after
 // passes back directly (null for none) and g (B, T, G) the pre-activation gradients that
-// reach h through R (rtpack: the packed Rᵀ, G rows).
-template <int MR>
+// reach h through R (rtpack: the packed Rᵀ, G rows). S: float32, or bfloat16 for dy, g and
+// rtpack (the bfloat16 kernels' backward pass; the carry and acc stay float32).
+template <int MR, typename S>
 JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const Dims& d,
-                            int64_t G, int64_t t, int64_t b0, int64_t p, const float* dy,
-                            const float* carry, const float* g, const float* rtpack) {
+                            int64_t G, int64_t t, int64_t b0, int64_t p, const S* dy,
+                            const float* carry, const S* g, const S* rtpack) {
   const int64_t T = d.T, H = d.H;
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -310,7 +307,9 @@ JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const
       if (carry != nullptr) acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], carry + b * H + u));
     }
   }
-  if (t < T - 1) Accumulate<MR, 0, 4>(acc, g + (b0 * T + t + 1) * G, T * G, rtpack + p * G * 64, G);
+  if (t < T - 1) {
+    Accumulate<MR, 0, 4>(acc, g + (b0 * T + t + 1) * G, T * G, rtpack + p * PackedRows<S>(G) * 64, G);
+  }
 }
 
 // Calls f(std::integral_constant<int, rows>{}) for rows in 1..kMaxRows: a tile template

@@ -93,21 +93,26 @@ void GruForward(ffi::ThreadPool& pool, const GruFwdArgs<S>& a) {
         [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruFwdTile<mr(), S>(a, t, b0, p); });
 }
 
+template <typename S>
 struct GruBwdArgs {
   Dims d;
-  const float *rtpack, *gates, *y, *h0, *dy, *dhT;
-  float *gx, *gh, *dh0;  // dh0 also carries dh·z between steps
+  const S* rtpack;
+  const float* gates;
+  const S *y, *h0, *dy;
+  const float* dhT;
+  S *gx, *gh;
+  float* dh0;  // also carries dh·z between steps
 };
 
-template <int MR>
-JRNN_TARGET void GruBwdTile(const GruBwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+template <int MR, typename S>
+JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, G = 3 * H;
   const int64_t u0 = 64 * p;
   __mmask16 m[4];
   UnitMasks(H, p, m);
   // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
   __m512 acc[MR][4];
-  IncomingDh<MR>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gh, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gh, a.rtpack);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -127,8 +132,8 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs& a, int64_t t, int64_t b0, int64_t 
       const __m512 dz_pre = _mm512_mul_ps(dz, _mm512_mul_ps(z, _mm512_sub_ps(one, z)));
       const __m512 dr_pre =
           _mm512_mul_ps(_mm512_mul_ps(da, mh), _mm512_mul_ps(rr, _mm512_sub_ps(one, rr)));
-      float* gx = a.gx + (b * T + t) * G + u;
-      float* gh = a.gh + (b * T + t) * G + u;
+      S* gx = a.gx + (b * T + t) * G + u;
+      S* gh = a.gh + (b * T + t) * G + u;
       Store(mq, gx, dz_pre);
       Store(mq, gx + H, dr_pre);
       Store(mq, gx + 2 * H, da);
@@ -140,10 +145,11 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs& a, int64_t t, int64_t b0, int64_t 
   }
 }
 
-void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs& a) {
+template <typename S>
+void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs<S>& a) {
   const int64_t panels = (a.d.H + 63) / 64;
   Recur(pool, a.d.B, a.d.T, panels, a.d.B * a.d.H * 3 * a.d.H, true,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruBwdTile<mr()>(a, t, b0, p); });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruBwdTile<mr(), S>(a, t, b0, p); });
 }
 
 }  // namespace
@@ -208,11 +214,10 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
 #endif
 }
 
-ffi::Error GruBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates,
-                      ffi::Buffer<ffi::F32> y, ffi::Buffer<ffi::F32> h0,
-                      ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> dhT,
-                      ffi::ResultBuffer<ffi::F32> gx, ffi::ResultBuffer<ffi::F32> gh,
-                      ffi::ResultBuffer<ffi::F32> dh0, ffi::ThreadPool pool) {
+ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffer y,
+                      ffi::AnyBuffer h0, ffi::AnyBuffer dy, ffi::AnyBuffer dhT,
+                      ffi::Result<ffi::AnyBuffer> gx, ffi::Result<ffi::AnyBuffer> gh,
+                      ffi::Result<ffi::AnyBuffer> dh0, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   const auto gd = gates.dimensions();
   if (gd.size() != 3 || gd[2] % 4 != 0) {
@@ -220,24 +225,36 @@ ffi::Error GruBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates,
                       "jrnn native GRU: gates must be (B, T, 4H)");
   }
   const int64_t B = gd[0], T = gd[1], H = gd[2] / 4;
-  JRNN_CHECK(CheckDims("rtpack", rtpack.dimensions(), {(H + 63) / 64, 3 * H, 64}));
-  JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, H}));
-  JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));
-  JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
-  JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
-  JRNN_CHECK(CheckDims("gx", gx->dimensions(), {B, T, 3 * H}));
-  JRNN_CHECK(CheckDims("gh", gh->dimensions(), {B, T, 3 * H}));
-  JRNN_CHECK(CheckDims("dh0", dh0->dimensions(), {B, H}));
-  if (B == 0 || H == 0) return ffi::Error::Success();
-  if (T == 0) {
-    std::copy(dhT.typed_data(), dhT.typed_data() + B * H, dh0->typed_data());
+  return ByStorage("GRU", dy.element_type(), [&](auto s) -> ffi::Error {
+    using S = decltype(s);
+    for (const auto& [what, type, want] :
+         {std::tuple("rtpack", rtpack.element_type(), kDataType<S>),
+          {"y", y.element_type(), kDataType<S>}, {"h0", h0.element_type(), kDataType<S>},
+          {"gx", gx->element_type(), kDataType<S>}, {"gh", gh->element_type(), kDataType<S>},
+          {"gates", gates.element_type(), ffi::DataType::F32},
+          {"dhT", dhT.element_type(), ffi::DataType::F32},
+          {"dh0", dh0->element_type(), ffi::DataType::F32}}) {
+      JRNN_CHECK(CheckType(what, type, want));
+    }
+    JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 3 * H, 64));
+    JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));
+    JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
+    JRNN_CHECK(CheckDims("gx", gx->dimensions(), {B, T, 3 * H}));
+    JRNN_CHECK(CheckDims("gh", gh->dimensions(), {B, T, 3 * H}));
+    JRNN_CHECK(CheckDims("dh0", dh0->dimensions(), {B, H}));
+    if (B == 0 || H == 0) return ffi::Error::Success();
+    if (T == 0) {
+      std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, Data<float>(dh0));
+      return ffi::Error::Success();
+    }
+    GruBwdArgs<S> a{{B, T, H},    Data<S>(rtpack), Data<float>(gates), Data<S>(y),
+                    Data<S>(h0),  Data<S>(dy),     Data<float>(dhT),   Data<S>(gx),
+                    Data<S>(gh),  Data<float>(dh0)};
+    GruBackward(pool, a);
     return ffi::Error::Success();
-  }
-  GruBwdArgs a{{B, T, H},        rtpack.typed_data(), gates.typed_data(), y.typed_data(),
-               h0.typed_data(),  dy.typed_data(),     dhT.typed_data(),   gx->typed_data(),
-               gh->typed_data(), dh0->typed_data()};
-  GruBackward(pool, a);
-  return ffi::Error::Success();
+  });
 #else
   return Unsupported();
 #endif
@@ -250,4 +267,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_fwd, jrnn::GruFwdImpl,
                               (jrnn::AnyBinding<6, 3>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_bwd, jrnn::GruBwdImpl,
-                              (jrnn::F32Binding<6, 3>()));
+                              (jrnn::AnyBinding<6, 3>()));

@@ -92,20 +92,25 @@ void Forward(ffi::ThreadPool& pool, const FwdArgs<S>& a) {
 }
 
 // ------------------------------------------------------------------ backward
+template <typename S>
 struct BwdArgs {
   Dims d;
-  const float *rtpack, *gates, *cseq, *c0, *dy, *dhT, *dcT;
-  float *dz, *dc0;  // dc0 also carries dc between steps
+  const S* rtpack;
+  const float *gates, *cseq;
+  const S *c0, *dy;
+  const float *dhT, *dcT;
+  S* dz;
+  float* dc0;  // also carries dc between steps
 };
 
-template <int MR>
-JRNN_TARGET void BwdTile(const BwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+template <int MR, typename S>
+JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, G = 4 * H;
   const int64_t u0 = 64 * p;
   __mmask16 m[4];
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz, a.rtpack);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -124,7 +129,7 @@ JRNN_TARGET void BwdTile(const BwdArgs& a, int64_t t, int64_t b0, int64_t p) {
       const __m512 tc = Tanh(c);
       const __m512 dout = _mm512_mul_ps(dh, tc);
       const __m512 dc = _mm512_fmadd_ps(_mm512_mul_ps(dh, o), _mm512_fnmadd_ps(tc, tc, one), dc_next);
-      float* dz = a.dz + (b * T + t) * G + u;
+      S* dz = a.dz + (b * T + t) * G + u;
       // dz_i = dc g i (1 - i); dz_f = dc c_prev f (1 - f); dz_g = dc i (1 - g²); dz_o = dout o (1 - o)
       Store(mq, dz, _mm512_mul_ps(_mm512_mul_ps(dc, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i))));
       Store(mq, dz + H,
@@ -137,10 +142,11 @@ JRNN_TARGET void BwdTile(const BwdArgs& a, int64_t t, int64_t b0, int64_t p) {
   }
 }
 
-void Backward(ffi::ThreadPool& pool, const BwdArgs& a) {
+template <typename S>
+void Backward(ffi::ThreadPool& pool, const BwdArgs<S>& a) {
   const int64_t panels = (a.d.H + 63) / 64;
   Recur(pool, a.d.B, a.d.T, panels, a.d.B * a.d.H * 4 * a.d.H, true,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { BwdTile<mr()>(a, t, b0, p); });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p) { BwdTile<mr(), S>(a, t, b0, p); });
 }
 
 }  // namespace
@@ -214,34 +220,46 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
 #endif
 }
 
-ffi::Error LstmBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> gates,
-                       ffi::Buffer<ffi::F32> cseq, ffi::Buffer<ffi::F32> c0,
-                       ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> dhT,
-                       ffi::Buffer<ffi::F32> dcT, ffi::ResultBuffer<ffi::F32> dz,
-                       ffi::ResultBuffer<ffi::F32> dc0, ffi::ThreadPool pool) {
+ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffer cseq,
+                       ffi::AnyBuffer c0, ffi::AnyBuffer dy, ffi::AnyBuffer dhT,
+                       ffi::AnyBuffer dcT, ffi::Result<ffi::AnyBuffer> dz,
+                       ffi::Result<ffi::AnyBuffer> dc0, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   const auto gd = gates.dimensions();
   if (gd.size() != 3 || gd[2] % 4 != 0) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jrnn native LSTM: gates must be (B, T, 4H)");
   }
   const int64_t B = gd[0], T = gd[1], H = gd[2] / 4;
-  JRNN_CHECK(CheckDims("rtpack", rtpack.dimensions(), {(H + 63) / 64, 4 * H, 64}));
-  JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, H}));
-  JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
-  JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
-  JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
-  JRNN_CHECK(CheckDims("dcT", dcT.dimensions(), {B, H}));
-  JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, 4 * H}));
-  if (B == 0 || H == 0) return ffi::Error::Success();
-  if (T == 0) {
-    std::copy(dcT.typed_data(), dcT.typed_data() + B * H, dc0->typed_data());
+  return ByStorage("LSTM", dy.element_type(), [&](auto s) -> ffi::Error {
+    using S = decltype(s);
+    for (const auto& [what, type, want] :
+         {std::tuple("rtpack", rtpack.element_type(), kDataType<S>),
+          {"c0", c0.element_type(), kDataType<S>}, {"dz", dz->element_type(), kDataType<S>},
+          {"gates", gates.element_type(), ffi::DataType::F32},
+          {"cseq", cseq.element_type(), ffi::DataType::F32},
+          {"dhT", dhT.element_type(), ffi::DataType::F32},
+          {"dcT", dcT.element_type(), ffi::DataType::F32},
+          {"dc0", dc0->element_type(), ffi::DataType::F32}}) {
+      JRNN_CHECK(CheckType(what, type, want));
+    }
+    JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 4 * H, 64));
+    JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
+    JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
+    JRNN_CHECK(CheckDims("dcT", dcT.dimensions(), {B, H}));
+    JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, 4 * H}));
+    if (B == 0 || H == 0) return ffi::Error::Success();
+    if (T == 0) {
+      std::copy(Data<float>(dcT), Data<float>(dcT) + B * H, Data<float>(dc0));
+      return ffi::Error::Success();
+    }
+    BwdArgs<S> a{{B, T, H},         Data<S>(rtpack),   Data<float>(gates), Data<float>(cseq),
+                 Data<S>(c0),       Data<S>(dy),       Data<float>(dhT),   Data<float>(dcT),
+                 Data<S>(dz),       Data<float>(dc0)};
+    Backward(pool, a);
     return ffi::Error::Success();
-  }
-  BwdArgs a{{B, T, H},        rtpack.typed_data(), gates.typed_data(), cseq.typed_data(),
-            c0.typed_data(),  dy.typed_data(),     dhT.typed_data(),   dcT.typed_data(),
-            dz->typed_data(), dc0->typed_data()};
-  Backward(pool, a);
-  return ffi::Error::Success();
+  });
 #else
   return Unsupported();
 #endif
@@ -254,4 +272,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_fwd, jrnn::LstmFwdImpl,
                               (jrnn::AnyBinding<6, 5>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_bwd, jrnn::LstmBwdImpl,
-                              (jrnn::F32Binding<7, 2>()));
+                              (jrnn::AnyBinding<7, 2>()));

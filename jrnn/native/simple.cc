@@ -63,20 +63,22 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
   }
 }
 
+template <typename S>
 struct SimpleBwdArgs {
   Dims d;
-  const float *rtpack, *y, *dy, *dhT;
-  float* dz;
+  const S *rtpack, *y, *dy;
+  const float* dhT;
+  S* dz;
 };
 
-template <int MR>
-JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs& a, int64_t t, int64_t b0, int64_t p) {
+template <int MR, typename S>
+JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H;
   const int64_t u0 = 64 * p;
   __mmask16 m[4];
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR>(acc, m, a.d, H, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, H, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz, a.rtpack);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -139,9 +141,9 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
 #endif
 }
 
-ffi::Error SimpleBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> y,
-                         ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> dhT,
-                         ffi::ResultBuffer<ffi::F32> dz, ffi::ThreadPool pool) {
+ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer dy,
+                         ffi::AnyBuffer dhT, ffi::Result<ffi::AnyBuffer> dz,
+                         ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   const auto yd = y.dimensions();
   if (yd.size() != 3) {
@@ -149,16 +151,25 @@ ffi::Error SimpleBwdImpl(ffi::Buffer<ffi::F32> rtpack, ffi::Buffer<ffi::F32> y,
                       "jrnn native SimpleRNN: y must be (B, T, H)");
   }
   const int64_t B = yd[0], T = yd[1], H = yd[2];
-  JRNN_CHECK(CheckDims("rtpack", rtpack.dimensions(), {(H + 63) / 64, H, 64}));
-  JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
-  JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
-  JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, H}));
-  if (B == 0 || H == 0 || T == 0) return ffi::Error::Success();
-  const SimpleBwdArgs a{{B, T, H},      rtpack.typed_data(), y.typed_data(),
-                        dy.typed_data(), dhT.typed_data(),    dz->typed_data()};
-  Recur(pool, B, T, (H + 63) / 64, B * H * H, true,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleBwdTile<mr()>(a, t, b0, p); });
-  return ffi::Error::Success();
+  return ByStorage("SimpleRNN", dy.element_type(), [&](auto s) -> ffi::Error {
+    using S = decltype(s);
+    for (const auto& [what, type, want] :
+         {std::tuple("rtpack", rtpack.element_type(), kDataType<S>),
+          {"y", y.element_type(), kDataType<S>}, {"dz", dz->element_type(), kDataType<S>},
+          {"dhT", dhT.element_type(), ffi::DataType::F32}}) {
+      JRNN_CHECK(CheckType(what, type, want));
+    }
+    JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, H, 64));
+    JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
+    JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, H}));
+    if (B == 0 || H == 0 || T == 0) return ffi::Error::Success();
+    const SimpleBwdArgs<S> a{{B, T, H},   Data<S>(rtpack),  Data<S>(y),
+                             Data<S>(dy), Data<float>(dhT), Data<S>(dz)};
+    Recur(pool, B, T, (H + 63) / 64, B * H * H, true,
+          [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleBwdTile<mr(), S>(a, t, b0, p); });
+    return ffi::Error::Success();
+  });
 #else
   return Unsupported();
 #endif
@@ -171,4 +182,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_fwd, jrnn::SimpleFwdImpl,
                               (jrnn::AnyBinding<5, 2>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_bwd, jrnn::SimpleBwdImpl,
-                              (jrnn::F32Binding<4, 1>()));
+                              (jrnn::AnyBinding<4, 1>()));
