@@ -165,8 +165,8 @@ def _product_grads(x, w, r, h0, y, g_in, g_rec):
     ``h_{t-1} R + b_r``: ``(dx, dW, db_i, db_r, dR, dh0 through R)``, float32.
 
     In bfloat16 (the primals and, from the backward kernels, the gradients) the GEMMs
-    accumulate in float32, as the forward kernel does; XLA runs them ~2.7x faster than in
-    float32 (18 vs 50 ms for the typical LSTM's ``dW`` and ``dx``)."""
+    accumulate in float32, as the forward kernel does (XLA runs them ~2.7x faster than in
+    float32: the typical LSTM's bfloat16 training step went from 89.5 to 76.8 ms)."""
     dot = functools.partial(jnp.einsum, preferred_element_type=_F32)
     h_prev = jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
     return (
