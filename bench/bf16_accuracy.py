@@ -24,8 +24,14 @@ from flax import nnx
 import jrnn
 from jrnn import native
 
-SHAPES = [(13, 9, 5, 20), (1, 7, 3, 5), (1, 6, 64, 256), (64, 4, 16, 33), (7, 1, 3, 4),
-          (16, 100, 32, 64)]
+SHAPES = [
+    (13, 9, 5, 20),
+    (1, 7, 3, 5),
+    (1, 6, 64, 256),
+    (64, 4, 16, 33),
+    (7, 1, 3, 4),
+    (16, 100, 32, 64),
+]
 LAYERS = {"lstm": jrnn.LSTM, "gru": jrnn.GRU, "simple_rnn": jrnn.SimpleRNN}
 
 
@@ -48,7 +54,9 @@ def _errors(made: dict, x) -> dict[str, tuple[float, float]]:
         y_err = float(jnp.max(jnp.abs(made[key](x).astype(jnp.float32) - ref_y)))
         grads = jax.tree_util.tree_leaves(nnx.grad(loss)(made[key]))
         g_err = max(
-            float(jnp.max(jnp.abs(a.astype(jnp.float32) - b)) / max(1.0, float(jnp.max(jnp.abs(b)))))
+            float(
+                jnp.max(jnp.abs(a.astype(jnp.float32) - b)) / max(1.0, float(jnp.max(jnp.abs(b))))
+            )
             for a, b in zip(grads, ref_g)
         )
         out[key] = (y_err, g_err)
@@ -82,18 +90,28 @@ def main() -> int:
                 if isinstance(param, nnx.Param):
                     v = param.get_value()
                     param.set_value(v.astype(jnp.bfloat16).astype(jnp.float32))
-            x = jnp.asarray(np.random.default_rng(1).standard_normal((batch, time, features)),
-                            jnp.float32)
+            x = jnp.asarray(
+                np.random.default_rng(1).standard_normal((batch, time, features)), jnp.float32
+            )
             errs = _errors(made, x)
-            print(f"{name:10s} {(batch, time, features, units)!s:18s} " + ", ".join(
-                f"{k}: y {y:.4f}" + ("" if g != g else f" grad {g:.4f}") for k, (y, g) in errs.items()))
+            print(
+                f"{name:10s} {(batch, time, features, units)!s:18s} "
+                + ", ".join(
+                    f"{k}: y {y:.4f}" + ("" if g != g else f" grad {g:.4f}")
+                    for k, (y, g) in errs.items()
+                )
+            )
             for k, (y, g) in errs.items():
                 w = worst.setdefault(k, [0.0, 0.0])
                 w[0] = max(w[0], y)
                 w[1] = max(w[1], g) if g == g else w[1]
-    print("worst: " + ", ".join(
-        f"{k}: y {y:.4f}" + ("" if k == "kernel vs rounded" else f" grad {g:.4f}")
-        for k, (y, g) in worst.items()))
+    print(
+        "worst: "
+        + ", ".join(
+            f"{k}: y {y:.4f}" + ("" if k == "kernel vs rounded" else f" grad {g:.4f}")
+            for k, (y, g) in worst.items()
+        )
+    )
     return 0
 
 

@@ -365,8 +365,9 @@ def test_bfloat16_layers_run_the_kernel_within_the_bfloat16_tolerance(layer, dty
         "scan": dict(dtype=dtype, native=False),
         "float32": dict(native=False),
     }.items():
-        made[key] = layer(units, features, return_sequences=True, return_state=True,
-                          rngs=nnx.Rngs(0), **kw)
+        made[key] = layer(
+            units, features, return_sequences=True, return_state=True, rngs=nnx.Rngs(0), **kw
+        )
         # ~1/sqrt(fan-in), as trained weights are: a chaotic recurrence (larger weights)
         # would amplify any rounding, float32 included, past every tolerance.
         randomize(made[key], 0, scale=1.0 / np.sqrt(features + units))
@@ -392,8 +393,11 @@ def test_bfloat16_layers_run_the_kernel_within_the_bfloat16_tolerance(layer, dty
 @needs_kernel
 def test_function_dtypes_are_checked():
     args = _function_args("lstm", 2, 3, 4, 5)
-    with pytest.raises(ValueError, match=r"`kernel` must have the dtype of `x` \(float32\); "
-                       r"received bfloat16"):
+    with pytest.raises(
+        ValueError,
+        match=r"`kernel` must have the dtype of `x` \(float32\); "
+        r"received bfloat16",
+    ):
         native_kernels.lstm(args[0], args[1].astype(jnp.bfloat16), *args[2:])
     with pytest.raises(RuntimeError, match="float32 and bfloat16 only, not float16"):
         native_kernels.gru(*[a.astype(jnp.float16) for a in _function_args("gru", 2, 3, 4, 5)])
@@ -419,7 +423,8 @@ def _stack_pair(features=4, **kw):
 
 @needs_kernel
 @pytest.mark.parametrize(
-    "kw", [{}, {"go_backwards": True}, {"remat": 3}, {"return_sequences": False}],
+    "kw",
+    [{}, {"go_backwards": True}, {"remat": 3}, {"return_sequences": False}],
     ids=lambda kw: ",".join(kw) or "default",
 )
 def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw):
@@ -433,13 +438,17 @@ def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw):
         tuple(jnp.asarray(rng.standard_normal((5, u)) * 0.5, jnp.float32) for _ in range(n))
         for u, n in ((7, 2), (6, 1), (5, 1))
     )
-    for a, b in zip(jax.tree_util.tree_leaves(native(x, initial_state=states)),
-                    jax.tree_util.tree_leaves(scan(x, initial_state=states))):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(native(x, initial_state=states)),
+        jax.tree_util.tree_leaves(scan(x, initial_state=states)),
+    ):
         assert_close(a, b, time=11)
 
     def loss(m, x, states):
-        return sum(jnp.sum(jnp.sin(v) * (i + 1))
-                   for i, v in enumerate(jax.tree_util.tree_leaves(m(x, initial_state=states))))
+        return sum(
+            jnp.sum(jnp.sin(v) * (i + 1))
+            for i, v in enumerate(jax.tree_util.tree_leaves(m(x, initial_state=states)))
+        )
 
     grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
     for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):

@@ -100,8 +100,7 @@ def _storage_dtype(**arrays: Array):
     for name, d in dtypes.items():
         if d != dtype:
             raise ValueError(
-                f"jrnn.native: `{name}` must have the dtype of `{first}` ({dtype}); "
-                f"received {d}."
+                f"jrnn.native: `{name}` must have the dtype of `{first}` ({dtype}); received {d}."
             )
     reason = unavailable_reason(dtype)
     if reason is not None:
