@@ -103,6 +103,14 @@ bool Bf16Supported();
 
 // Checks buffer `what` has dtype want.
 ffi::Error CheckType(const char* what, ffi::DataType got, ffi::DataType want);
+struct TypeCheck {
+  const char* what;
+  ffi::DataType got, want;
+};
+inline ffi::Error CheckTypes(std::initializer_list<TypeCheck> checks) {
+  for (const TypeCheck& c : checks) JRNN_CHECK(CheckType(c.what, c.got, c.want));
+  return ffi::Error::Success();
+}
 
 // Calls f(S{}) for the storage type S of dtype (float32 or bfloat16) and returns its
 // result; any other dtype, or bfloat16 on a CPU without AVX512_BF16, is an error.

@@ -175,16 +175,15 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
   }
   return ByStorage("GRU", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
-    constexpr ffi::DataType dt = kDataType<S>;
-    for (const auto& [what, type] : {std::pair("wpack", wpack.element_type()),
-                                     {"rpack", rpack.element_type()}, {"h0", h0.element_type()},
-                                     {"y", y->element_type()}, {"hT", hT->element_type()}}) {
-      JRNN_CHECK(CheckType(what, type, dt));
-    }
-    for (const auto& [what, type] : {std::pair("bi", bi.element_type()), {"br", br.element_type()},
-                                     {"gates", gates->element_type()}}) {
-      JRNN_CHECK(CheckType(what, type, ffi::DataType::F32));
-    }
+    constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
+    JRNN_CHECK(CheckTypes({{"wpack", wpack.element_type(), dt},
+                           {"rpack", rpack.element_type(), dt},
+                           {"h0", h0.element_type(), dt},
+                           {"y", y->element_type(), dt},
+                           {"hT", hT->element_type(), dt},
+                           {"bi", bi.element_type(), f32},
+                           {"br", br.element_type(), f32},
+                           {"gates", gates->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 48));
     JRNN_CHECK(CheckDims("bi", bi.dimensions(), {3 * H}));
     JRNN_CHECK(CheckDims("br", br.dimensions(), {3 * H}));
@@ -227,15 +226,15 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffe
   const int64_t B = gd[0], T = gd[1], H = gd[2] / 4;
   return ByStorage("GRU", dy.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
-    for (const auto& [what, type, want] :
-         {std::tuple("rtpack", rtpack.element_type(), kDataType<S>),
-          {"y", y.element_type(), kDataType<S>}, {"h0", h0.element_type(), kDataType<S>},
-          {"gx", gx->element_type(), kDataType<S>}, {"gh", gh->element_type(), kDataType<S>},
-          {"gates", gates.element_type(), ffi::DataType::F32},
-          {"dhT", dhT.element_type(), ffi::DataType::F32},
-          {"dh0", dh0->element_type(), ffi::DataType::F32}}) {
-      JRNN_CHECK(CheckType(what, type, want));
-    }
+    constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
+    JRNN_CHECK(CheckTypes({{"rtpack", rtpack.element_type(), dt},
+                           {"y", y.element_type(), dt},
+                           {"h0", h0.element_type(), dt},
+                           {"gx", gx->element_type(), dt},
+                           {"gh", gh->element_type(), dt},
+                           {"gates", gates.element_type(), f32},
+                           {"dhT", dhT.element_type(), f32},
+                           {"dh0", dh0->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 3 * H, 64));
     JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));

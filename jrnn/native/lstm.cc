@@ -173,16 +173,17 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
   }
   return ByStorage("LSTM", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
-    constexpr ffi::DataType dt = kDataType<S>;
-    for (const auto& [what, type] : {std::pair("wpack", wpack.element_type()),
-                                     {"rpack", rpack.element_type()}, {"h0", h0.element_type()},
-                                     {"c0", c0.element_type()}, {"y", y->element_type()},
-                                     {"hT", hT->element_type()}, {"cT", cT->element_type()}}) {
-      JRNN_CHECK(CheckType(what, type, dt));
-    }
-    JRNN_CHECK(CheckType("bias", bias.element_type(), ffi::DataType::F32));
-    JRNN_CHECK(CheckType("gates", gates->element_type(), ffi::DataType::F32));
-    JRNN_CHECK(CheckType("cseq", cseq->element_type(), ffi::DataType::F32));
+    constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
+    JRNN_CHECK(CheckTypes({{"wpack", wpack.element_type(), dt},
+                           {"rpack", rpack.element_type(), dt},
+                           {"h0", h0.element_type(), dt},
+                           {"c0", c0.element_type(), dt},
+                           {"y", y->element_type(), dt},
+                           {"hT", hT->element_type(), dt},
+                           {"cT", cT->element_type(), dt},
+                           {"bias", bias.element_type(), f32},
+                           {"gates", gates->element_type(), f32},
+                           {"cseq", cseq->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 64));
     JRNN_CHECK(CheckDims("bias", bias.dimensions(), {4 * H}));
     JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 15) / 16, H, 64));
@@ -232,16 +233,15 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
   const int64_t B = gd[0], T = gd[1], H = gd[2] / 4;
   return ByStorage("LSTM", dy.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
-    for (const auto& [what, type, want] :
-         {std::tuple("rtpack", rtpack.element_type(), kDataType<S>),
-          {"c0", c0.element_type(), kDataType<S>}, {"dz", dz->element_type(), kDataType<S>},
-          {"gates", gates.element_type(), ffi::DataType::F32},
-          {"cseq", cseq.element_type(), ffi::DataType::F32},
-          {"dhT", dhT.element_type(), ffi::DataType::F32},
-          {"dcT", dcT.element_type(), ffi::DataType::F32},
-          {"dc0", dc0->element_type(), ffi::DataType::F32}}) {
-      JRNN_CHECK(CheckType(what, type, want));
-    }
+    constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
+    JRNN_CHECK(CheckTypes({{"rtpack", rtpack.element_type(), dt},
+                           {"c0", c0.element_type(), dt},
+                           {"dz", dz->element_type(), dt},
+                           {"gates", gates.element_type(), f32},
+                           {"cseq", cseq.element_type(), f32},
+                           {"dhT", dhT.element_type(), f32},
+                           {"dcT", dcT.element_type(), f32},
+                           {"dc0", dc0->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 4 * H, 64));
     JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));

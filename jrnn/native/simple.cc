@@ -108,13 +108,13 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
   const bool sequence = d.sequence;
   return ByStorage("SimpleRNN", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
-    constexpr ffi::DataType dt = kDataType<S>;
-    for (const auto& [what, type] : {std::pair("wpack", wpack.element_type()),
-                                     {"rpack", rpack.element_type()}, {"h0", h0.element_type()},
-                                     {"y", y->element_type()}, {"hT", hT->element_type()}}) {
-      JRNN_CHECK(CheckType(what, type, dt));
-    }
-    JRNN_CHECK(CheckType("bias", bias.element_type(), ffi::DataType::F32));
+    constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
+    JRNN_CHECK(CheckTypes({{"wpack", wpack.element_type(), dt},
+                           {"rpack", rpack.element_type(), dt},
+                           {"h0", h0.element_type(), dt},
+                           {"y", y->element_type(), dt},
+                           {"hT", hT->element_type(), dt},
+                           {"bias", bias.element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 63) / 64, F, 64));
     JRNN_CHECK(CheckDims("bias", bias.dimensions(), {H}));
     JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 63) / 64, H, 64));
@@ -153,12 +153,11 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
   const int64_t B = yd[0], T = yd[1], H = yd[2];
   return ByStorage("SimpleRNN", dy.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
-    for (const auto& [what, type, want] :
-         {std::tuple("rtpack", rtpack.element_type(), kDataType<S>),
-          {"y", y.element_type(), kDataType<S>}, {"dz", dz->element_type(), kDataType<S>},
-          {"dhT", dhT.element_type(), ffi::DataType::F32}}) {
-      JRNN_CHECK(CheckType(what, type, want));
-    }
+    constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
+    JRNN_CHECK(CheckTypes({{"rtpack", rtpack.element_type(), dt},
+                           {"y", y.element_type(), dt},
+                           {"dz", dz->element_type(), dt},
+                           {"dhT", dhT.element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, H, 64));
     JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
