@@ -55,12 +55,16 @@ ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
 
 ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
-                           ForwardDims* out) {
+                           size_t saved, ForwardDims* out) {
   if (x.size() != 3 || h0.size() != 2) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       std::string("jrnn native ") + cell + ": x must be (B, T, F) and h0 (B, H)");
   }
-  *out = {x[0], x[1], x[2], h0[1], !(y.size() == 1 && y[0] == 0)};
+  *out = {x[0], x[1], x[2], h0[1], !(y.size() == 1 && y[0] == 0), saved != 0};
+  if (out->save && !out->sequence) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      std::string("jrnn native ") + cell + ": saving for the backward pass needs y");
+  }
   JRNN_CHECK(CheckDims("h0", h0, {out->B, out->H}));
   if (out->sequence) JRNN_CHECK(CheckDims("y", y, {out->B, out->T, out->H}));
   return ffi::Error::Success();

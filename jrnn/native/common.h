@@ -139,13 +139,15 @@ S* Data(ffi::Result<ffi::AnyBuffer>& b) {
 
 // The sizes of a forward call, read from x (B, T, F) and h0 (B, H), with the output
 // sequence y checked against them: (B, T, H), or empty when the caller does not want it.
+// saved: the element count of what the call saves for the backward pass (0: nothing),
+// which needs y.
 struct ForwardDims {
   int64_t B, T, F, H;
-  bool sequence;
+  bool sequence, save;
 };
 ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
-                           ForwardDims* out);
+                           size_t saved, ForwardDims* out);
 
 inline ffi::Error Unsupported() {
   return ffi::Error(ffi::ErrorCode::kUnimplemented, "jrnn native kernels need x86-64 AVX-512");

@@ -163,14 +163,10 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                        ffi::Result<ffi::AnyBuffer> cseq, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   ForwardDims d;
-  JRNN_CHECK(ReadForwardDims("LSTM", x.dimensions(), h0.dimensions(), y->dimensions(), &d));
+  JRNN_CHECK(ReadForwardDims("LSTM", x.dimensions(), h0.dimensions(), y->dimensions(),
+                             gates->element_count(), &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
-  const bool sequence = d.sequence;
-  const bool save = gates->element_count() != 0;
-  if (save && !sequence) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jrnn native LSTM: saving for the backward pass needs y");
-  }
+  const bool sequence = d.sequence, save = d.save;
   return ByStorage("LSTM", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;

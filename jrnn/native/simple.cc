@@ -103,7 +103,7 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
                          ffi::Result<ffi::AnyBuffer> hT, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   ForwardDims d;
-  JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), &d));
+  JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), 0, &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
   const bool sequence = d.sequence;
   return ByStorage("SimpleRNN", x.element_type(), [&](auto s) -> ffi::Error {
