@@ -22,7 +22,9 @@ setup(
     ext_modules=[
         Extension(
             "jrnn.native._kernels",
-            sources=[f"jrnn/native/{n}.cc" for n in ("common", "lstm", "gru", "simple")],
+            sources=[
+                f"jrnn/native/{n}.cc" for n in ("common", "lstm", "gru", "simple", "conv_lstm")
+            ],
             depends=["jrnn/native/common.h"],
             include_dirs=_ffi_include(),
             language="c++",

@@ -536,13 +536,18 @@ class RNN(Configurable, nnx.Module):
         if record:
             return "activations are recorded (record=True)"
         if any(m is not None and m.ndim != 2 for m in per_cell_in):
-            return "input dropout draws one mask per gate (implementation=1)"
+            return "input dropout draws one mask per gate (implementation=1, ConvLSTM)"
         compute = jnp.dtype(self.cell.compute_dtype)
         if compute not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)) or x.dtype != compute:
             return (
                 f"it runs in float32 and bfloat16 only (input {x.dtype}, compute "
                 f"{self.cell.compute_dtype})"
             )
+        cells = self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
+        if compute != jnp.dtype(jnp.float32) and any(
+            c.native_kernel not in native_kernels.BFLOAT16_KERNELS for c in cells
+        ):
+            return f"the ConvLSTM kernel runs in float32 only (compute {compute})"
         arrays = [x, *jax.tree_util.tree_leaves(params)]
         if any(_explicitly_sharded(a) for a in arrays):
             return "its inputs or weights are sharded over a mesh (it runs on one device)"
@@ -574,9 +579,10 @@ class RNN(Configurable, nnx.Module):
                 if m is not None:
                     x = x * m[:, None]
                 last_cell = k == len(cells) - 1
-                x, final = _native_runner(cell.native_kernel, p, sequence or not last_cell)(
-                    x, carries[k]
+                runner = _native_runner(
+                    cell, p, sequence or not last_cell, in_loop=bool(self.remat)
                 )
+                x, final = runner(x, carries[k])
                 finals.append(final)
             return x, tuple(finals)
 
@@ -595,7 +601,11 @@ class RNN(Configurable, nnx.Module):
             seg = segment_length(time, self.remat)
             chunks = jnp.swapaxes(x.reshape(batch, time // seg, seg, *x.shape[2:]), 0, 1)
             finals, ys = jax.lax.scan(segment, carries, chunks)
-            y = jnp.swapaxes(ys, 0, 1).reshape(batch, time, -1) if self.return_sequences else None
+            y = (
+                jnp.swapaxes(ys, 0, 1).reshape(batch, time, *ys.shape[3:])
+                if self.return_sequences
+                else None
+            )
         return finals[-1][0], y, (finals if stacked else finals[0])
 
     def __call__(
@@ -644,10 +654,13 @@ def _explicitly_sharded(a: Any) -> bool:
     return spec is not None and any(s is not None for s in spec)
 
 
-def _native_runner(kernel: str, params: dict[str, Any], sequence: bool):
-    """``run(x (batch, time, in), carry) -> (y (batch, time, units) or None, final carry)``
-    on the native kernel ``kernel`` (a cell's ``native_kernel``) with the cell's
-    ``params()``; ``sequence=False`` skips the output sequence."""
+def _native_runner(cell: RNNCellBase, params: dict[str, Any], sequence: bool, in_loop: bool):
+    """``run(x (batch, time, *in), carry) -> (y (batch, time, *out) or None, final
+    carry)`` on the cell's native kernel (its ``native_kernel``) with the cell's
+    ``params()``; ``sequence=False`` skips the output sequence. ``in_loop``: the call
+    runs inside a loop (remat segments), which picks how convolution weight gradients
+    are computed (:func:`jrnn.cells.conv_lstm.conv`)."""
+    kernel = cell.native_kernel
     w, r = params["kernel"], params["recurrent_kernel"]
 
     def bias(name):
@@ -675,9 +688,19 @@ def _native_runner(kernel: str, params: dict[str, Any], sequence: bool):
             y, h = native_kernels.simple_rnn(x, w, b, r, *carry, sequence=sequence)
             return y, (h,)
 
+    elif kernel == "conv_lstm":
+
+        def run(x, carry):
+            # The input convolution of every step at once (XLA), then the recurrence.
+            grad = "patches" if in_loop else "xla"
+            xz = cell.project_inputs(params, x, None, weight_grad=grad)
+            y, h, c = native_kernels.conv_lstm(xz, r, *carry, sequence=sequence, weight_grad=grad)
+            return y, (h, c)
+
     else:
         raise ValueError(
-            f"unknown native kernel {kernel!r}; expected 'lstm', 'gru' or 'simple_rnn'."
+            f"unknown native kernel {kernel!r}; expected 'lstm', 'gru', 'simple_rnn' or "
+            "'conv_lstm'."
         )
     return run
 

@@ -178,7 +178,8 @@ def test_cudnn_layers_and_bidirectional_equal_the_scan():
 
 @needs_kernel
 def test_results_do_not_depend_on_the_thread_count():
-    # Each (row, unit) is computed by the same register tile whichever thread runs it.
+    # Each (row, unit) is computed by the same register tile whichever thread runs it
+    # (ConvLSTM: each (frame, pixel, unit)).
     code = (
         "import numpy as np, jax.numpy as jnp; from flax import nnx; import jrnn\n"
         "from tests.helpers import randomize\n"
@@ -188,6 +189,12 @@ def test_results_do_not_depend_on_the_thread_count():
         "        randomize(m, 0, scale=0.1)\n"
         "        x = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, 64)), 'float32')\n"
         "        np.save(f'{OUT}/{layer.__name__}{b}.npy', np.asarray(m(x)))\n"
+        "    m = jrnn.ConvLSTM2D(20, 3, in_channels=3, spatial_shape=(9, 9), padding='same',\n"
+        "                        native=True, return_sequences=True, rngs=nnx.Rngs(0))\n"
+        "    randomize(m, 0, scale=0.3)\n"
+        "    x = np.random.default_rng(0).standard_normal((b, 5, 9, 9, 3))\n"
+        "    x = jnp.asarray(x, 'float32')\n"
+        "    np.save(f'{OUT}/ConvLSTM2D{b}.npy', np.asarray(m(x)))\n"
     )
     outs = []
     for threads in ("1", "2", "3"):
@@ -203,7 +210,7 @@ def test_results_do_not_depend_on_the_thread_count():
         outs.append(
             [
                 np.load(os.path.join(out, f"{n}{b}.npy"))
-                for n in ("LSTM", "GRU", "SimpleRNN")
+                for n in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM2D")
                 for b in (64, 1)
             ]
         )

@@ -56,8 +56,8 @@ class RNNCellBase(Configurable, nnx.Module):
     #: jrnn cells are built eagerly; kept for Keras-style code that checks it.
     built: bool = True
     #: The :mod:`jrnn.native` kernel whose recurrence equals :meth:`step` (``"lstm"``,
-    #: ``"gru"`` or ``"simple_rnn"``), or None. The kernel runs from :meth:`params`
-    #: (``kernel``, ``recurrent_kernel`` and the biases).
+    #: ``"gru"``, ``"simple_rnn"`` or ``"conv_lstm"``), or None. The kernel runs from
+    #: :meth:`params` (``kernel``, ``recurrent_kernel`` and the biases).
     native_kernel: str | None = None
 
     units: int

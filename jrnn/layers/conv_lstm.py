@@ -34,6 +34,10 @@ class ConvLSTM(RNN):
       return_sequences, return_state, go_backwards, stateful, unroll,
         zero_output_for_mask, remat, hoist_input_projection, activity_regularizer,
         batch_size, dtype, param_dtype, name: as :class:`jrnn.RNN` / :class:`jrnn.LSTM`.
+      native: as :class:`jrnn.RNN`. On CPU, with the default activations, channels_last and
+        float32, the recurrence (the recurrent convolution and the gate maths of every
+        step) runs on jrnn's native ConvLSTM kernel (:func:`jrnn.native.conv_lstm`); the
+        input convolution of all steps runs in XLA before it.
       rngs: ``nnx.Rngs`` for initialisation and dropout.
 
     Call: ``layer(inputs, mask=None, initial_state=None, training=False)`` with
@@ -95,6 +99,7 @@ class ConvLSTM(RNN):
         zero_output_for_mask: bool = False,
         remat: bool | int = False,
         hoist_input_projection: bool | None = None,
+        native: bool | None = None,
         batch_size: int | None = None,
         dtype: Any = None,
         param_dtype: Any = None,

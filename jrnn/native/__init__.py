@@ -35,9 +35,13 @@ import ctypes
 import functools
 import glob
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jrnn.cells.conv_lstm import recurrent_conv_grads
 
 Array = jax.Array
 
@@ -49,7 +53,11 @@ _TARGETS = (
     "jrnn_gru_bwd",
     "jrnn_simple_fwd",
     "jrnn_simple_bwd",
+    "jrnn_conv_lstm_fwd",
+    "jrnn_conv_lstm_bwd",
 )
+#: The kernels (a cell's ``native_kernel``) that also run bfloat16.
+BFLOAT16_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
 _F32 = jnp.float32
 _BF16 = jnp.bfloat16
 
@@ -67,6 +75,12 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     lib = ctypes.CDLL(paths[0])
     if not lib.jrnn_native_supported():
         return None, "this CPU lacks AVX-512 (the kernels' instruction set)"
+    missing = [name for name in _TARGETS if not hasattr(lib, name)]
+    if missing:
+        return None, (
+            f"the library {paths[0]} predates this jrnn (it lacks {', '.join(missing)}); "
+            "reinstall jrnn to rebuild it"
+        )
     for name in _TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     return lib, None
@@ -144,12 +158,17 @@ def _pack(w: Array, gates: int, order: tuple[int, ...]) -> Array:
     return blocks.reshape(k, len(order), p, 16).transpose(2, 0, 1, 3).reshape(p, k, -1)
 
 
-def _panels64(w: Array) -> Array:
-    """``W (K, N)`` -> ``(ceil(N/64), K, 64)``: panel p holds columns 64p..64p+63
-    (zero-padded past N)."""
+def _panels(w: Array, width: int) -> Array:
+    """``W (K, N)`` -> ``(ceil(N/width), K, width)``: panel p holds columns
+    ``width*p .. width*p + width - 1`` (zero-padded past N)."""
     k, n = w.shape
-    p = -(-n // 64)
-    return jnp.pad(w, ((0, 0), (0, 64 * p - n))).reshape(k, p, 64).transpose(1, 0, 2)
+    p = -(-n // width)
+    return jnp.pad(w, ((0, 0), (0, width * p - n))).reshape(k, p, width).transpose(1, 0, 2)
+
+
+def _panels64(w: Array) -> Array:
+    """``W (K, N)`` -> ``(ceil(N/64), K, 64)`` (:func:`_panels`)."""
+    return _panels(w, 64)
 
 
 def _pack_transposed(r: Array) -> Array:
@@ -375,4 +394,161 @@ def _simple_bwd(sequence, res, cotangents):
 
 _simple.defvjp(_simple_fwd, _simple_bwd)
 
-__all__ = ["available", "gru", "lstm", "simple_rnn", "unavailable_reason"]
+
+# ---------------------------------------------------------------------------- ConvLSTM
+@functools.cache
+def _neighbours(spatial: tuple[int, ...], kernel: tuple[int, ...]) -> tuple[Any, Any]:
+    """The recurrent convolution's geometry (stride 1, "same", TensorFlow's padding: the
+    odd pixel after) as two ``(pixels, taps)`` int32 tables over row-major flattened
+    pixels and kernel taps: ``nbr[p, k]``, the pixel tap k of pixel p reads, and
+    ``nbr_t[p, k]``, the pixel whose tap k reads p; -1 where there is none."""
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in spatial], indexing="ij"), -1)
+    grid = grid.reshape(-1, len(spatial))  # (P, rank)
+    taps = np.stack(np.meshgrid(*[np.arange(k) for k in kernel], indexing="ij"), -1)
+    offsets = taps.reshape(-1, len(kernel)) - np.array([(k - 1) // 2 for k in kernel])
+    size = np.array(spatial)
+
+    def flat(coords):  # (P, K, rank) -> (P, K) pixel index, -1 outside
+        inside = np.all((coords >= 0) & (coords < size), axis=-1)
+        index = np.ravel_multi_index(
+            tuple(np.moveaxis(np.where(inside[..., None], coords, 0), -1, 0)), spatial
+        )
+        return np.where(inside, index, -1).astype(np.int32)
+
+    return flat(grid[:, None] + offsets), flat(grid[:, None] - offsets)
+
+
+def _conv_backward_units(filters: int) -> int:
+    """Units per panel of the backward ConvLSTM kernel (``BackwardBlocks`` in
+    conv_lstm.cc): 16, 32 or 64, the fewest 16-unit blocks that hold ``filters``."""
+    return 16 if filters <= 16 else 32 if filters <= 32 else 64
+
+
+def conv_lstm(
+    xz: Array, r: Array, h0: Array, c0: Array, *, sequence=True, weight_grad: str = "xla"
+):
+    """The recurrence of a ConvLSTM (rank 1, 2 or 3; channels_last) over a whole sequence,
+    with sigmoid gates and tanh activations (Keras' defaults), float32::
+
+        z_t = xz[:, t] + (h_{t-1} ⊛ R; stride 1, "same")
+        c_t = σ(f) c_{t-1} + σ(i) tanh(c~);  h_t = σ(o) tanh(c_t)
+
+    Args:
+      xz: the input convolution plus bias of every step, ``(batch, time, *spatial, 4F)``
+        (gate blocks i, f, c, o): :meth:`jrnn.ConvLSTMCell.project_inputs`.
+      r: the recurrent kernel ``(*kernel_size, F, 4F)`` (Keras layout).
+      h0, c0: initial states ``(batch, *spatial, F)``.
+      sequence: as :func:`lstm`.
+      weight_grad: how the backward pass computes ``dR``: "xla" (default), XLA's
+        convolution gradient over all frames at once, or "patches", a GEMM over image
+        patches, which is faster when this call sits inside a ``lax.scan`` or other loop
+        (see :func:`jrnn.cells.conv_lstm.conv`).
+
+    Returns:
+      ``(y, h_T, c_T)``: the outputs ``(batch, time, *spatial, F)`` (or None) and the
+      final states.
+    """
+    if weight_grad not in ("xla", "patches"):
+        raise ValueError(
+            f"jrnn.native.conv_lstm: `weight_grad` must be 'xla' or 'patches'; received "
+            f"{weight_grad!r}."
+        )
+    y, h, c = _conv_lstm(xz, r, h0, c0, sequence, weight_grad)
+    return (y if sequence else None), h, c
+
+
+def _conv_geometry(xz, r, **states):
+    """``(batch, time, pixels, filters, neighbour tables)`` of a ConvLSTM call, with the
+    shapes of ``xz (batch, time, *spatial, 4F)``, ``r (*kernel, F, 4F)`` and the states
+    ``(batch, *spatial, F)`` checked against each other."""
+    rank = r.ndim - 2
+    filters = r.shape[-2]
+    if r.ndim < 3 or r.shape[-1] != 4 * filters or xz.ndim != rank + 3:
+        raise ValueError(
+            f"jrnn.native.conv_lstm: `r` must be (*kernel_size, F, 4F) and `xz` (batch, time, "
+            f"*spatial, 4F) of rank {rank} + 3; received r {r.shape} and xz {xz.shape}."
+        )
+    batch, time, *spatial = xz.shape[:-1]
+    want = {"xz": (batch, time, *spatial, 4 * filters)}
+    want.update({name: (batch, *spatial, filters) for name in states})
+    for name, a in (("xz", xz), *states.items()):
+        if a.shape != want[name]:
+            raise ValueError(
+                f"jrnn.native.conv_lstm: `{name}` must have shape {want[name]} (from `xz` "
+                f"{xz.shape} and the recurrent kernel {r.shape}); received {a.shape}."
+            )
+    pixels = int(np.prod(spatial))
+    return batch, time, pixels, filters, _neighbours(tuple(spatial), tuple(r.shape[:rank]))
+
+
+def _conv_lstm_forward(xz, r, h0, c0, sequence: bool, save: bool):
+    dt = _storage_dtype(xz=xz, recurrent_kernel=r, h0=h0, c0=c0)
+    if dt != jnp.dtype(_F32):
+        raise ValueError(f"jrnn.native.conv_lstm runs float32 only; received {dt}.")
+    batch, time, pixels, f, (nbr, _) = _conv_geometry(xz, r, h0=h0, c0=c0)
+    outs = [((batch, time, pixels, f) if sequence else (0,), dt)] + [((batch, pixels, f), dt)] * 2
+    outs += (
+        [((batch, time, pixels, 4 * f), _F32), ((batch, time, pixels, f), _F32)]
+        if save
+        else [((0,), _F32)] * 2
+    )
+    rp = _pack(r.reshape(-1, 4 * f), 4, (0, 1, 2, 3))
+    flat = functools.partial(jnp.reshape, shape=(batch, pixels, f))
+    y, h, c, gates, cs = _call(
+        "jrnn_conv_lstm_fwd",
+        outs,
+        xz.reshape(batch, time, pixels, 4 * f),
+        rp,
+        jnp.asarray(nbr),
+        flat(h0),
+        flat(c0),
+    )
+    unflat = functools.partial(jnp.reshape, shape=h0.shape)
+    y = y.reshape(batch, time, *h0.shape[1:]) if sequence else y
+    return y, unflat(h), unflat(c), gates, cs
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _conv_lstm(xz, r, h0, c0, sequence, weight_grad):
+    y, h, c, _, _ = _conv_lstm_forward(xz, r, h0, c0, sequence, save=False)
+    return y, h, c
+
+
+def _conv_lstm_fwd(xz, r, h0, c0, sequence, weight_grad):
+    y, h, c, gates, cs = _conv_lstm_forward(xz, r, h0, c0, True, save=True)
+    out = y if sequence else jnp.zeros((0,), y.dtype)
+    return (out, h, c), (r, h0, c0, y, gates, cs)
+
+
+def _conv_lstm_bwd(sequence, weight_grad, res, cotangents):
+    r, h0, c0, y, gates, cs = res
+    dy, dh, dc = cotangents
+    batch, time, pixels, g = gates.shape
+    f = g // 4
+    nbr_t = _neighbours(tuple(h0.shape[1:-1]), tuple(r.shape[:-2]))[1]
+    if not sequence:
+        dy = jnp.zeros(y.shape, y.dtype)
+    units = _conv_backward_units(f)
+    flat = functools.partial(jnp.reshape, shape=(batch, pixels, f))
+    rt = jnp.moveaxis(r.reshape(-1, f, g), 1, 2)  # (taps, 4F, F): Rᵀ per tap
+    rtp = _panels(rt.reshape(-1, f), units)
+    dz, dc0 = _call(
+        "jrnn_conv_lstm_bwd",
+        [((batch, time, pixels, g), _F32), ((batch, pixels, f), _F32)],
+        rtp,
+        jnp.asarray(nbr_t),
+        gates,
+        cs,
+        flat(c0),
+        dy.reshape(batch, time, pixels, f),
+        *[flat(a.astype(_F32)) for a in (dh, dc)],
+    )
+    dz = dz.reshape(batch, time, *h0.shape[1:-1], g)
+    h_prev = jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
+    dr, dh0 = recurrent_conv_grads(h_prev, r, dz, weight_grad)
+    return dz, dr, dh0, dc0.reshape(c0.shape)
+
+
+_conv_lstm.defvjp(_conv_lstm_fwd, _conv_lstm_bwd)
+
+__all__ = ["available", "conv_lstm", "gru", "lstm", "simple_rnn", "unavailable_reason"]

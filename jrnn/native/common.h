@@ -294,6 +294,70 @@ JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const bf16* a, int64_t 
   if (k < K) DotPair<MR, Q0, NQ>(acc, a, lda, w, k, true);
 }
 
+// The same GEMM with one pointer per row (rows gathered from anywhere, e.g. the
+// neighbouring pixels a convolution reads): acc[r][Q0 + q] += sum_k a[r][k] * w[k][16q..].
+template <int MR, int Q0, int NQ>
+JRNN_TARGET inline void AccumulateRows(__m512 (&acc)[MR][4], const float* const (&a)[MR],
+                                       const float* w, int64_t K) {
+  static_assert(Q0 + NQ <= 4, "four accumulators per row");
+  for (int64_t k = 0; k < K; ++k, w += 16 * NQ) {
+    __m512 wq[NQ];
+    for (int q = 0; q < NQ; ++q) wq[q] = _mm512_loadu_ps(w + 16 * q);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 v = _mm512_set1_ps(a[r][k]);
+      for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = _mm512_fmadd_ps(v, wq[q], acc[r][Q0 + q]);
+    }
+  }
+}
+
+// LSTM's gate maths (sigmoid gates, tanh) for 16 units of one row: the gates, c and h from
+// the pre-activations z (i, f, c, o) and the previous c (lstm.cc, conv_lstm.cc).
+struct LstmUnits {
+  __m512 i, f, g, o, c, h;
+};
+JRNN_TARGET inline LstmUnits LstmStep(const __m512 (&z)[4], __m512 c_prev) {
+  LstmUnits u;
+  u.i = Sigmoid(z[0]);
+  u.f = Sigmoid(z[1]);
+  u.g = Tanh(z[2]);
+  u.o = Sigmoid(z[3]);
+  u.c = _mm512_fmadd_ps(u.f, c_prev, _mm512_mul_ps(u.i, u.g));
+  u.h = _mm512_mul_ps(u.o, Tanh(u.c));
+  return u;
+}
+
+// Saves what LSTM's backward pass reads: the gates i, f, g, o at gs, gs + H, gs + 2H,
+// gs + 3H, and c at cs.
+JRNN_TARGET inline void SaveLstmStep(__mmask16 m, const LstmUnits& u, float* gs, int64_t H,
+                                     float* cs) {
+  Store(m, gs, u.i);
+  Store(m, gs + H, u.f);
+  Store(m, gs + 2 * H, u.g);
+  Store(m, gs + 3 * H, u.o);
+  Store(m, cs, u.c);
+}
+
+// Back through LSTM's gate maths for 16 units of one row: from dh, the dc that step t+1
+// passes back, the saved gates (i, f, g, o H apart from gs), c and the previous c, writes
+// the pre-activation gradients (H apart from dz) and returns the dc passed to step t-1.
+template <typename S>
+JRNN_TARGET inline __m512 LstmStepGrads(__mmask16 m, __m512 dh, __m512 dc_next, const float* gs,
+                                        int64_t H, __m512 c, __m512 c_prev, S* dz) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 i = Load(m, gs), f = Load(m, gs + H), g = Load(m, gs + 2 * H);
+  const __m512 o = Load(m, gs + 3 * H);
+  const __m512 tc = Tanh(c);
+  const __m512 dout = _mm512_mul_ps(dh, tc);
+  const __m512 dc = _mm512_fmadd_ps(_mm512_mul_ps(dh, o), _mm512_fnmadd_ps(tc, tc, one), dc_next);
+  // dz_i = dc g i (1 - i); dz_f = dc c_prev f (1 - f); dz_g = dc i (1 - g²); dz_o = dout o (1 - o)
+  Store(m, dz, _mm512_mul_ps(_mm512_mul_ps(dc, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i))));
+  Store(m, dz + H,
+        _mm512_mul_ps(_mm512_mul_ps(dc, c_prev), _mm512_mul_ps(f, _mm512_sub_ps(one, f))));
+  Store(m, dz + 2 * H, _mm512_mul_ps(_mm512_mul_ps(dc, i), _mm512_fnmadd_ps(g, g, one)));
+  Store(m, dz + 3 * H, _mm512_mul_ps(dout, _mm512_mul_ps(o, _mm512_sub_ps(one, o))));
+  return _mm512_mul_ps(dc, f);
+}
+
 // Lane masks of the four 16-unit blocks of a backward tile's units 64p..64p+63.
 inline void UnitMasks(int64_t H, int64_t p, __mmask16 (&m)[4]) {
   for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - 64 * p - 16 * q));

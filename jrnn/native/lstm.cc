@@ -62,24 +62,16 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
-    const __m512 i = Sigmoid(acc[r][0]), f = Sigmoid(acc[r][1]);
-    const __m512 g = Tanh(acc[r][2]), o = Sigmoid(acc[r][3]);
     const __m512 c_prev = t == 0 ? Load(m, a.c0 + b * H + u0) : Load(m, a.c + b * H + u0);
-    const __m512 c = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, g));
-    const __m512 h = _mm512_mul_ps(o, Tanh(c));
-    Store(m, a.c + b * H + u0, c);
-    Store(m, a.h.Out(t, b) + u0, h);
+    const LstmUnits u = LstmStep(acc[r], c_prev);
+    Store(m, a.c + b * H + u0, u.c);
+    Store(m, a.h.Out(t, b) + u0, u.h);
     if (t == T - 1) {
-      Store(m, a.hT + b * H + u0, h);
-      if constexpr (!kIsF32<S>) Store(m, a.cT + b * H + u0, c);
+      Store(m, a.hT + b * H + u0, u.h);
+      if constexpr (!kIsF32<S>) Store(m, a.cT + b * H + u0, u.c);
     }
     if (a.gates != nullptr) {
-      float* gs = a.gates + (b * T + t) * G + u0;
-      Store(m, gs, i);
-      Store(m, gs + H, f);
-      Store(m, gs + 2 * H, g);
-      Store(m, gs + 3 * H, o);
-      Store(m, a.cseq + (b * T + t) * H + u0, c);
+      SaveLstmStep(m, u, a.gates + (b * T + t) * G + u0, H, a.cseq + (b * T + t) * H + u0);
     }
   }
 }
@@ -111,33 +103,19 @@ JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
   IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz, a.rtpack);
-  const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     for (int q = 0; q < 4; ++q) {
       const __mmask16 mq = m[q];
       if (mq == 0) continue;
       const int64_t u = u0 + 16 * q;
-      const float* gs = a.gates + (b * T + t) * G + u;
-      const __m512 i = Load(mq, gs), f = Load(mq, gs + H), g = Load(mq, gs + 2 * H);
-      const __m512 o = Load(mq, gs + 3 * H);
       const __m512 c = Load(mq, a.cseq + (b * T + t) * H + u);
       const __m512 c_prev =
           t == 0 ? Load(mq, a.c0 + b * H + u) : Load(mq, a.cseq + (b * T + t - 1) * H + u);
       const __m512 dc_next = Load(mq, (t == T - 1 ? a.dcT : a.dc0) + b * H + u);
-      const __m512 dh = acc[r][q];
-      const __m512 tc = Tanh(c);
-      const __m512 dout = _mm512_mul_ps(dh, tc);
-      const __m512 dc = _mm512_fmadd_ps(_mm512_mul_ps(dh, o), _mm512_fnmadd_ps(tc, tc, one), dc_next);
-      S* dz = a.dz + (b * T + t) * G + u;
-      // dz_i = dc g i (1 - i); dz_f = dc c_prev f (1 - f); dz_g = dc i (1 - g²); dz_o = dout o (1 - o)
-      Store(mq, dz, _mm512_mul_ps(_mm512_mul_ps(dc, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i))));
-      Store(mq, dz + H,
-            _mm512_mul_ps(_mm512_mul_ps(dc, c_prev), _mm512_mul_ps(f, _mm512_sub_ps(one, f))));
-      Store(mq, dz + 2 * H, _mm512_mul_ps(_mm512_mul_ps(dc, i), _mm512_fnmadd_ps(g, g, one)));
-      Store(mq, dz + 3 * H,
-            _mm512_mul_ps(dout, _mm512_mul_ps(o, _mm512_sub_ps(one, o))));
-      Store(mq, a.dc0 + b * H + u, _mm512_mul_ps(dc, f));
+      const __m512 dc_prev = LstmStepGrads(mq, acc[r][q], dc_next, a.gates + (b * T + t) * G + u,
+                                           H, c, c_prev, a.dz + (b * T + t) * G + u);
+      Store(mq, a.dc0 + b * H + u, dc_prev);
     }
   }
 }

@@ -1,0 +1,334 @@
+// jrnn native CPU ConvLSTM recurrence (rank 1, 2, 3; XLA FFI custom calls); shared
+// machinery in common.h.
+//
+//   jrnn_conv_lstm_fwd: for t in 0..T-1:  z = xz[:, t] + (h ⊛ R)  (stride 1, "same");
+//                       i,f,g,o = σ,σ,tanh,σ(z);  c = f c + i g;  h = o tanh(c);  y[:, t] = h
+//   jrnn_conv_lstm_bwd: the reverse recurrence: dz[:, t] from dy, the saved gates and c,
+//                       and dh_t = dy[:, t] + (dz[:, t+1] ⊛ᵀ R).
+// The input convolution (xz: x ⊛ W + b, any strides/padding/dilation) and the weight and
+// input gradients are left to XLA.
+//
+// The recurrent convolution is a GEMM over gathered rows: a register tile holds up to 6
+// pixels of one frame and 16 units of each gate (or, backward, 16·NQ units of h); for each
+// kernel tap k the tile multiplies the rows h[nbr[p][k]] (the pixel tap k of pixel p reads;
+// -1, outside the frame, reads zeros) by R's tap-k block. The spatial geometry lives in
+// the neighbour tables the caller builds, so one kernel serves every rank and kernel size.
+// float32 only.
+//
+// Layouts (row-major float32; B batch, T time, P pixels of a frame, K taps, F filters,
+// 4F gate channels in Keras' i, f, c, o order):
+//   xz (B, T, P, 4F)   y, cseq (B, T, P, F)   gates, dz (B, T, P, 4F)   h0, c0, ... (B, P, F)
+//   nbr, nbr_t (P, K) int32: the pixel tap k of pixel p reads forward, and the pixel whose
+//     tap k reads p (backward); -1 for none
+//   rpack (ceil(F/16), K F, 64)     [k F + c][q*16 + j] = R[k, c, q F + 16p + j]   (zero past F)
+//   rtpack (ceil(F/16NQ), K 4F, 16NQ)  [k 4F + g][j] = R[k, 16NQ p + j, g]
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "common.h"
+
+#if defined(JRNN_X86)
+namespace jrnn {
+namespace {
+
+struct ConvDims {
+  int64_t B, T, P, K, F;
+  int64_t Frame() const { return P * F; }  // one (P, F) frame
+};
+
+// h_{t-1} of frame b: in h0, the output y, or (no y) one of two alternating buffers.
+struct Frames {
+  const float* h0;
+  float* y;    // (B, T, P, F) or null
+  float* buf;  // (2, B, P, F) when y is null
+  ConvDims d;
+  const float* Prev(int64_t t, int64_t b) const {
+    if (t == 0) return h0 + b * d.Frame();
+    return y != nullptr ? y + (b * d.T + t - 1) * d.Frame()
+                        : buf + (((t - 1) & 1) * d.B + b) * d.Frame();
+  }
+  float* Out(int64_t t, int64_t b) const {
+    return y != nullptr ? y + (b * d.T + t) * d.Frame() : buf + ((t & 1) * d.B + b) * d.Frame();
+  }
+};
+
+// acc += the rows that taps 0..K-1 of pixels p0..p0+MR-1 read from `frame` (stride `ld`
+// per pixel) times the packed tap blocks of `w` (Kw rows per tap).
+template <int MR, int NQ>
+JRNN_TARGET inline void GatherTaps(__m512 (&acc)[MR][4], const int32_t* nbr, int64_t K,
+                                   int64_t p0, const float* frame, int64_t ld, const float* zeros,
+                                   const float* w, int64_t Kw) {
+  for (int64_t k = 0; k < K; ++k) {
+    const float* rows[MR];
+    for (int r = 0; r < MR; ++r) {
+      const int32_t n = nbr[(p0 + r) * K + k];
+      rows[r] = n >= 0 ? frame + n * ld : zeros;
+    }
+    AccumulateRows<MR, 0, NQ>(acc, rows, w + k * Kw * 16 * NQ, Kw);
+  }
+}
+
+// ------------------------------------------------------------------ forward
+struct ConvFwdArgs {
+  ConvDims d;
+  const float *xz, *rpack;
+  const int32_t* nbr;
+  const float* c0;
+  Frames h;
+  float *hT, *c;           // c: the running c, in cT
+  float *gates, *cseq;     // null unless saving for the backward pass
+  const float* zeros;      // F zeros: what a tap outside the frame reads
+};
+
+template <int MR>
+JRNN_TARGET void ConvFwdTile(const ConvFwdArgs& a, int64_t t, int64_t b, int64_t p0, int64_t u) {
+  const ConvDims& d = a.d;
+  const int64_t F = d.F, G = 4 * F, u0 = 16 * u;
+  const __mmask16 m = TailMask(static_cast<int>(F - u0));
+  __m512 acc[MR][4];
+  const int64_t row0 = (b * d.T + t) * d.P + p0;  // (b, t, p0) in the (B, T, P) rows
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = Load(m, a.xz + (row0 + r) * G + q * F + u0);
+  }
+  GatherTaps<MR, 4>(acc, a.nbr, d.K, p0, a.h.Prev(t, b), F, a.zeros,
+                    a.rpack + u * d.K * F * 64, F);
+  float* out = a.h.Out(t, b);
+  for (int r = 0; r < MR; ++r) {
+    const int64_t p = p0 + r, s = (b * d.P + p) * F + u0;  // (b, p) in (B, P, F) states
+    const __m512 c_prev = Load(m, (t == 0 ? a.c0 : a.c) + s);
+    const LstmUnits v = LstmStep(acc[r], c_prev);
+    Store(m, a.c + s, v.c);
+    Store(m, out + p * F + u0, v.h);
+    if (t == d.T - 1) Store(m, a.hT + s, v.h);
+    if (a.gates != nullptr) SaveLstmStep(m, v, a.gates + (row0 + r) * G + u0, F, a.cseq + (row0 + r) * F + u0);
+  }
+}
+
+// Runs tile<rows>(t, b, p0, panel) over every frame, pixel block and unit panel of every
+// step (Recur's rows are frames here; its panels, pixel blocks x unit panels, unit panel
+// outer so that one weight panel serves every pixel block in turn).
+template <typename TileFn>
+void OverFrames(ffi::ThreadPool& pool, const ConvDims& d, int64_t unit_panels, int64_t fmas,
+                bool reverse, const TileFn& tile) {
+  const int64_t blocks = (d.P + kMaxRows - 1) / kMaxRows;
+  Recur(pool, d.B, d.T, blocks * unit_panels, fmas, reverse,
+        [&](auto frames, int64_t t, int64_t b0, int64_t item) {
+          const int64_t u = item / blocks, p0 = (item % blocks) * kMaxRows;
+          for (int64_t b = b0; b < b0 + frames(); ++b) {
+            ByRows(static_cast<int>(std::min<int64_t>(kMaxRows, d.P - p0)),
+                   [&](auto mr) { tile(mr, t, b, p0, u); });
+          }
+        });
+}
+
+void ConvForward(ffi::ThreadPool& pool, const ConvFwdArgs& a) {
+  const ConvDims& d = a.d;
+  OverFrames(pool, d, (d.F + 15) / 16, d.B * d.P * d.K * d.F * 4 * d.F, false,
+             [&](auto mr, int64_t t, int64_t b, int64_t p0, int64_t u) {
+               ConvFwdTile<mr()>(a, t, b, p0, u);
+             });
+}
+
+// ------------------------------------------------------------------ backward
+struct ConvBwdArgs {
+  ConvDims d;
+  const float* rtpack;
+  const int32_t* nbr_t;
+  const float *gates, *cseq, *c0, *dy, *dhT, *dcT;
+  float* dz;
+  float* dc0;  // also carries dc between steps
+  const float* zeros;  // 4F zeros
+};
+
+template <int MR, int NQ>
+JRNN_TARGET void ConvBwdTile(const ConvBwdArgs& a, int64_t t, int64_t b, int64_t p0, int64_t u) {
+  const ConvDims& d = a.d;
+  const int64_t T = d.T, F = d.F, G = 4 * F, u0 = 16 * NQ * u;
+  __mmask16 m[4];
+  for (int q = 0; q < 4; ++q) m[q] = q < NQ ? TailMask(static_cast<int>(F - u0 - 16 * q)) : 0;
+  const int64_t row0 = (b * T + t) * d.P + p0;
+  __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} ⊛ᵀ R
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < NQ; ++q) {
+      acc[r][q] = Load(m[q], a.dy + (row0 + r) * F + u0 + 16 * q);
+      if (t == T - 1) {
+        acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], a.dhT + (b * d.P + p0 + r) * F + u0 + 16 * q));
+      }
+    }
+  }
+  if (t < T - 1) {
+    GatherTaps<MR, NQ>(acc, a.nbr_t, d.K, p0, a.dz + (b * T + t + 1) * d.P * G, G, a.zeros,
+                       a.rtpack + u * d.K * G * 16 * NQ, G);
+  }
+  for (int r = 0; r < MR; ++r) {
+    const int64_t row = row0 + r, s = (b * d.P + p0 + r) * F;
+    for (int q = 0; q < NQ; ++q) {
+      const __mmask16 mq = m[q];
+      if (mq == 0) continue;
+      const int64_t v = u0 + 16 * q;
+      const __m512 c = Load(mq, a.cseq + row * F + v);
+      const __m512 c_prev = t == 0 ? Load(mq, a.c0 + s + v) : Load(mq, a.cseq + (row - d.P) * F + v);
+      const __m512 dc_next = Load(mq, (t == T - 1 ? a.dcT : a.dc0) + s + v);
+      Store(mq, a.dc0 + s + v,
+            LstmStepGrads(mq, acc[r][q], dc_next, a.gates + row * G + v, F, c, c_prev, a.dz + row * G + v));
+    }
+  }
+}
+
+// Units per backward panel: 16·NQ, the fewest 16-unit blocks (up to 4) that hold F.
+inline int BackwardBlocks(int64_t F) { return F <= 16 ? 1 : F <= 32 ? 2 : 4; }
+
+template <int NQ>
+void ConvBackward(ffi::ThreadPool& pool, const ConvBwdArgs& a) {
+  const ConvDims& d = a.d;
+  OverFrames(pool, d, (d.F + 16 * NQ - 1) / (16 * NQ), d.B * d.P * d.K * d.F * 4 * d.F, true,
+             [&](auto mr, int64_t t, int64_t b, int64_t p0, int64_t u) {
+               ConvBwdTile<mr(), NQ>(a, t, b, p0, u);
+             });
+}
+
+}  // namespace
+}  // namespace jrnn
+#endif  // JRNN_X86
+
+namespace jrnn {
+namespace {
+
+constexpr ffi::DataType kF32 = ffi::DataType::F32;
+
+// B, T, P, F from xz (B, T, P, 4F) and K from the neighbour table (P, K), checked.
+ffi::Error ReadConvDims(ffi::AnyBuffer::Dimensions xz, ffi::AnyBuffer::Dimensions nbr,
+                        ConvDims* d) {
+  if (xz.size() != 4 || xz[3] % 4 != 0 || nbr.size() != 2 || nbr[0] != xz[2]) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native ConvLSTM: xz must be (B, T, P, 4F) and the neighbour table (P, K)");
+  }
+  *d = {xz[0], xz[1], xz[2], nbr[1], xz[3] / 4};
+  return ffi::Error::Success();
+}
+
+ffi::Error ConvLstmFwdImpl(ffi::AnyBuffer xz, ffi::AnyBuffer rpack, ffi::AnyBuffer nbr,
+                           ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::Result<ffi::AnyBuffer> y,
+                           ffi::Result<ffi::AnyBuffer> hT, ffi::Result<ffi::AnyBuffer> cT,
+                           ffi::Result<ffi::AnyBuffer> gates, ffi::Result<ffi::AnyBuffer> cseq,
+                           ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  ConvDims d;
+  JRNN_CHECK(ReadConvDims(xz.dimensions(), nbr.dimensions(), &d));
+  const int64_t B = d.B, T = d.T, P = d.P, F = d.F;
+  const bool sequence = !(y->dimensions().size() == 1 && y->dimensions()[0] == 0);
+  const bool save = gates->element_count() != 0;
+  if (save && !sequence) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native ConvLSTM: saving for the backward pass needs y");
+  }
+  JRNN_CHECK(CheckTypes({{"xz", xz.element_type(), kF32},
+                         {"rpack", rpack.element_type(), kF32},
+                         {"nbr", nbr.element_type(), ffi::DataType::S32},
+                         {"h0", h0.element_type(), kF32},
+                         {"c0", c0.element_type(), kF32},
+                         {"y", y->element_type(), kF32},
+                         {"hT", hT->element_type(), kF32},
+                         {"cT", cT->element_type(), kF32},
+                         {"gates", gates->element_type(), kF32},
+                         {"cseq", cseq->element_type(), kF32}}));
+  JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(F + 15) / 16, d.K * F, 64}));
+  JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, P, F}));
+  JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, P, F}));
+  if (sequence) JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, P, F}));
+  if (save) {
+    JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, P, 4 * F}));
+    JRNN_CHECK(CheckDims("cseq", cseq->dimensions(), {B, T, P, F}));
+  }
+  if (B == 0 || P == 0 || F == 0) return ffi::Error::Success();
+  if (T == 0) {
+    std::copy(Data<float>(h0), Data<float>(h0) + B * P * F, Data<float>(hT));
+    std::copy(Data<float>(c0), Data<float>(c0) + B * P * F, Data<float>(cT));
+    return ffi::Error::Success();
+  }
+  std::vector<float> buffers(sequence ? 0 : 2 * B * P * F), zeros(F, 0.0f);
+  ConvFwdArgs a{d,
+                Data<float>(xz),
+                Data<float>(rpack),
+                Data<int32_t>(nbr),
+                Data<float>(c0),
+                Frames{Data<float>(h0), sequence ? Data<float>(y) : nullptr, buffers.data(), d},
+                Data<float>(hT),
+                Data<float>(cT),
+                save ? Data<float>(gates) : nullptr,
+                save ? Data<float>(cseq) : nullptr,
+                zeros.data()};
+  ConvForward(pool, a);
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
+ffi::Error ConvLstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer nbr_t, ffi::AnyBuffer gates,
+                           ffi::AnyBuffer cseq, ffi::AnyBuffer c0, ffi::AnyBuffer dy,
+                           ffi::AnyBuffer dhT, ffi::AnyBuffer dcT, ffi::Result<ffi::AnyBuffer> dz,
+                           ffi::Result<ffi::AnyBuffer> dc0, ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  ConvDims d;
+  JRNN_CHECK(ReadConvDims(gates.dimensions(), nbr_t.dimensions(), &d));
+  const int64_t B = d.B, T = d.T, P = d.P, F = d.F;
+  JRNN_CHECK(CheckTypes({{"rtpack", rtpack.element_type(), kF32},
+                         {"nbr_t", nbr_t.element_type(), ffi::DataType::S32},
+                         {"gates", gates.element_type(), kF32},
+                         {"cseq", cseq.element_type(), kF32},
+                         {"c0", c0.element_type(), kF32},
+                         {"dy", dy.element_type(), kF32},
+                         {"dhT", dhT.element_type(), kF32},
+                         {"dcT", dcT.element_type(), kF32},
+                         {"dz", dz->element_type(), kF32},
+                         {"dc0", dc0->element_type(), kF32}}));
+  const int nq = BackwardBlocks(F);
+  JRNN_CHECK(CheckDims("rtpack", rtpack.dimensions(), {(F + 16 * nq - 1) / (16 * nq), d.K * 4 * F, 16 * nq}));
+  JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, P, F}));
+  JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, P, F}));
+  for (auto [what, dims] : {std::pair{"c0", c0.dimensions()}, std::pair{"dhT", dhT.dimensions()},
+                            std::pair{"dcT", dcT.dimensions()}}) {
+    JRNN_CHECK(CheckDims(what, dims, {B, P, F}));
+  }
+  JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, P, 4 * F}));
+  if (B == 0 || P == 0 || F == 0) return ffi::Error::Success();
+  if (T == 0) {
+    std::copy(Data<float>(dcT), Data<float>(dcT) + B * P * F, Data<float>(dc0));
+    return ffi::Error::Success();
+  }
+  std::vector<float> zeros(4 * F, 0.0f);
+  ConvBwdArgs a{d,
+                Data<float>(rtpack),
+                Data<int32_t>(nbr_t),
+                Data<float>(gates),
+                Data<float>(cseq),
+                Data<float>(c0),
+                Data<float>(dy),
+                Data<float>(dhT),
+                Data<float>(dcT),
+                Data<float>(dz),
+                Data<float>(dc0),
+                zeros.data()};
+  if (nq == 1) {
+    ConvBackward<1>(pool, a);
+  } else if (nq == 2) {
+    ConvBackward<2>(pool, a);
+  } else {
+    ConvBackward<4>(pool, a);
+  }
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
+}  // namespace
+}  // namespace jrnn
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_fwd, jrnn::ConvLstmFwdImpl,
+                              (jrnn::AnyBinding<5, 5>()));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_bwd, jrnn::ConvLstmBwdImpl,
+                              (jrnn::AnyBinding<8, 2>()));

@@ -1,0 +1,220 @@
+"""The native ConvLSTM recurrence kernel (``jrnn.native.conv_lstm``) against jrnn's XLA scan.
+
+The scan is the reference (the Keras parity tests of ``test_conv_lstm.py`` were proven on
+it, and run through the kernel now). Shapes cover ranks 1-3, odd and even kernel sizes
+(TensorFlow's "same" pads the odd pixel after), filter counts below, at and above the
+16-unit blocks, frame sizes that are not multiples of the 6-pixel register tile, and
+both ways the kernel splits work (by frames, and by pixel blocks within a step for a
+batch of one).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jrnn
+from jrnn import native as native_kernels
+from tests.helpers import assert_close, randomize
+from tests.test_native import needs_kernel
+
+# (rank, batch, time, spatial, in_channels, filters, kernel_size, extra layer arguments)
+CASES = [
+    (2, 3, 4, (6, 7), 3, 5, (3, 3), {"padding": "same"}),
+    (1, 1, 5, (9,), 2, 20, (2,), {"strides": 2}),
+    (3, 2, 3, (3, 4, 5), 2, 33, (3, 2, 2), {"padding": "same"}),
+    (2, 8, 3, (9, 9), 4, 17, (3, 3), {"go_backwards": True, "dilation_rate": 2}),
+    (2, 13, 2, (4, 4), 3, 16, (1, 1), {}),
+]
+
+
+def _pair(rank, spatial, channels, filters, kernel, seed=0, **kw):
+    """The same randomized ConvLSTM twice: native (required) and the XLA scan."""
+    layers = []
+    for native in (True, False):
+        layer = jrnn.ConvLSTM(
+            rank,
+            filters,
+            kernel,
+            in_channels=channels,
+            spatial_shape=spatial,
+            native=native,
+            rngs=nnx.Rngs(0),
+            **kw,
+        )
+        randomize(layer, seed, scale=0.3)
+        layers.append(layer)
+    return layers
+
+
+def _normal(shape, seed):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _assert_grads_close(got, want):
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        assert a.shape == b.shape
+        scale = max(1.0, float(jnp.max(jnp.abs(b))))  # sums of many terms: relative
+        assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"rank{c[0]}-b{c[1]}-f{c[5]}")
+def test_outputs_states_and_gradients_equal_the_scan(case):
+    rank, batch, time, spatial, channels, filters, kernel, kw = case
+    native, scan = _pair(
+        rank, spatial, channels, filters, kernel, return_sequences=True, return_state=True, **kw
+    )
+    x = _normal((batch, time, *spatial, channels), 1)
+    state_shape = (batch, *scan.cell.state_shapes[0])
+    states = [_normal(state_shape, 2) * 0.5, _normal(state_shape, 3) * 0.5]
+    for a, b in zip(native(x, initial_state=states), scan(x, initial_state=states)):
+        assert_close(a, b, time=time)
+
+    def loss(layer, x, states):
+        y, h, c = layer(x, initial_state=states)
+        return jnp.sum(jnp.sin(y)) + jnp.sum(jnp.cos(h)) + 2 * jnp.sum(jnp.sin(c))
+
+    grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
+    _assert_grads_close(grads[0], grads[1])
+    text = str(jax.make_jaxpr(lambda x: native(x, initial_state=states))(x))
+    assert "jrnn_conv_lstm_fwd" in text
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"return_sequences": False},
+        {"use_bias": False, "return_sequences": True},
+        {"remat": True, "return_sequences": True},
+        {"remat": 2, "return_state": True},
+        {"unroll": True, "return_sequences": True},
+    ],
+    ids=lambda kw: ",".join(k for k in kw if k not in ("return_sequences",)) or "last",
+)
+def test_layer_options_equal_the_scan(kw):
+    native, scan = _pair(2, (5, 6), 3, 7, (3, 3), padding="same", **kw)
+    x = _normal((4, 6, 5, 6, 3), 1)
+    for a, b in zip(jax.tree_util.tree_leaves(native(x)), jax.tree_util.tree_leaves(scan(x))):
+        assert_close(a, b, time=6)
+
+    def loss(m):
+        return sum(jnp.sum(jnp.sin(v)) for v in jax.tree_util.tree_leaves(m(x)))
+
+    _assert_grads_close(nnx.grad(loss)(native), nnx.grad(loss)(scan))
+
+
+@needs_kernel
+def test_stateful_calls_carry_states_as_the_scan_does():
+    native, scan = _pair(1, (8,), 2, 6, (3,), padding="same", stateful=True)
+    for seed in (1, 2):
+        x = _normal((3, 4, 8, 2), seed)
+        assert_close(native(x), scan(x), time=8)
+
+
+@needs_kernel
+def test_stacked_conv_cells_run_one_kernel_per_cell():
+    def stack(native):
+        cells = [
+            jrnn.ConvLSTMCell(
+                2, 6, 3, in_channels=2, spatial_shape=(5, 5), padding="same", rngs=nnx.Rngs(0)
+            ),
+            jrnn.ConvLSTMCell(
+                2, 4, 2, in_channels=6, spatial_shape=(5, 5), padding="same", rngs=nnx.Rngs(1)
+            ),
+        ]
+        layer = jrnn.RNN(cells, return_sequences=True, native=native)
+        randomize(layer, 0, scale=0.3)
+        return layer
+
+    native, scan = stack(True), stack(False)
+    x = _normal((3, 4, 5, 5, 2), 1)
+    assert_close(native(x), scan(x), time=4)
+    grads = [nnx.grad(lambda m: jnp.sum(jnp.sin(m(x))))(m) for m in (native, scan)]
+    _assert_grads_close(*grads)
+    assert str(jax.make_jaxpr(lambda x: native(x))(x)).count("jrnn_conv_lstm_fwd") == 2
+
+
+@needs_kernel
+def test_what_falls_back_to_the_scan():
+    x = _normal((2, 3, 5, 5, 2), 1)
+    kw = {"in_channels": 2, "spatial_shape": (5, 5), "native": True, "rngs": nnx.Rngs(0)}
+    with pytest.raises(ValueError, match=r"native=True.*ConvLSTMCell in this configuration"):
+        jrnn.ConvLSTM2D(3, 3, activation="relu", **kw)(x)
+    with pytest.raises(ValueError, match=r"native=True.*float32 only"):
+        jrnn.ConvLSTM2D(3, 3, dtype="bfloat16", **kw)(x.astype(jnp.bfloat16))
+    with pytest.raises(ValueError, match=r"native=True.*one mask per gate"):
+        jrnn.ConvLSTM2D(3, 3, dropout=0.5, **kw)(x, training=True)
+    with pytest.raises(ValueError, match=r"native=True.*recurrent dropout"):
+        jrnn.ConvLSTM2D(3, 3, recurrent_dropout=0.5, **kw)(x, training=True)
+    with pytest.raises(ValueError, match=r"native=True.*ConvLSTMCell in this configuration"):
+        jrnn.ConvLSTM2D(3, 3, data_format="channels_first", **kw)(jnp.moveaxis(x, 4, 2))
+    # native=None: the same calls run on the scan; dropout outside training uses the kernel.
+    layer = jrnn.ConvLSTM2D(
+        3, 3, dropout=0.5, in_channels=2, spatial_shape=(5, 5), rngs=nnx.Rngs(0)
+    )
+    assert layer(x, training=True).shape == (2, 3, 3, 3)
+    assert "jrnn_conv_lstm_fwd" in str(jax.make_jaxpr(lambda x: layer(x))(x))
+
+
+@needs_kernel
+def test_function_api_checks_and_weight_gradient_choices():
+    b, t, s, f = 2, 3, (4, 5), 6
+    xz, r = _normal((b, t, *s, 4 * f), 1), _normal((3, 3, f, 4 * f), 2) * 0.2
+    h0, c0 = _normal((b, *s, f), 3), _normal((b, *s, f), 4)
+
+    def loss(weight_grad):
+        def f_(xz, r, h0, c0):
+            y, h, c = native_kernels.conv_lstm(xz, r, h0, c0, weight_grad=weight_grad)
+            return jnp.sum(jnp.sin(y)) + jnp.sum(h * c)
+
+        return jax.jit(jax.grad(f_, argnums=(0, 1, 2, 3)))
+
+    _assert_grads_close(loss("patches")(xz, r, h0, c0), loss("xla")(xz, r, h0, c0))
+    y, h, c = native_kernels.conv_lstm(xz, r, h0, c0)
+    none, h2, c2 = native_kernels.conv_lstm(xz, r, h0, c0, sequence=False)
+    assert none is None and y.shape == (b, t, *s, f)
+    np.testing.assert_array_equal(h, h2)
+    np.testing.assert_array_equal(c, c2)
+    batched = jax.vmap(lambda xz: native_kernels.conv_lstm(xz, r, h0, c0)[1])(jnp.stack([xz, -xz]))
+    assert_close(batched[1], native_kernels.conv_lstm(-xz, r, h0, c0)[1])
+    with pytest.raises(ValueError, match=r"`h0` must have shape \(2, 4, 5, 6\).*ed \(2, 5, 6\)"):
+        native_kernels.conv_lstm(xz, r, h0[:, 0], c0)
+    with pytest.raises(ValueError, match=r"`xz` must have shape \(2, 3, 4, 5, 24\)"):
+        native_kernels.conv_lstm(xz[..., :-1], r, h0, c0)
+    with pytest.raises(ValueError, match=r"`c0` must have shape"):
+        native_kernels.conv_lstm(xz, r, h0, c0[:1])
+    with pytest.raises(ValueError, match=r"`r` must be \(\*kernel_size, F, 4F\)"):
+        native_kernels.conv_lstm(xz, r[..., :-1], h0, c0)
+    with pytest.raises(ValueError, match="runs float32 only; received bfloat16"):
+        args = (xz, r, h0, c0)
+        native_kernels.conv_lstm(*(a.astype(jnp.bfloat16) for a in args))
+    with pytest.raises(ValueError, match="`weight_grad` must be 'xla' or 'patches'"):
+        native_kernels.conv_lstm(xz, r, h0, c0, weight_grad="fast")
+    from jrnn.cells.conv_lstm import conv
+
+    with pytest.raises(ValueError, match="`weight_grad` must be 'patches' or 'xla'"):
+        conv(
+            h0,
+            r,
+            strides=(1, 1),
+            padding="same",
+            dilation=(1, 1),
+            channels_last=True,
+            weight_grad="gemm",
+        )
+
+
+@needs_kernel
+def test_neighbour_tables_follow_tensorflow_same_padding():
+    nbr, nbr_t = native_kernels._neighbours((4,), (2,))
+    # Kernel 2, "same": output i reads inputs i and i+1 (the odd pixel padded after).
+    np.testing.assert_array_equal(nbr, [[0, 1], [1, 2], [2, 3], [3, -1]])
+    np.testing.assert_array_equal(nbr_t, [[0, -1], [1, 0], [2, 1], [3, 2]])
+    nbr, _ = native_kernels._neighbours((2, 3), (3, 3))
+    assert nbr.shape == (6, 9)
+    np.testing.assert_array_equal(nbr[4], [0, 1, 2, 3, 4, 5, -1, -1, -1])
