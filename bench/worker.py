@@ -90,7 +90,7 @@ def build_jrnn(a):
         kw["remat"] = True
     if a.hoist != "auto":
         kw["hoist_input_projection"] = a.hoist == "true"
-    if a.native != "auto" and a.layer in ("lstm", "bilstm", "gru", "simple_rnn"):
+    if a.native != "auto":
         kw["native"] = a.native == "true"
     cls = {"lstm": jrnn.LSTM, "gru": jrnn.GRU, "simple_rnn": jrnn.SimpleRNN}
 
@@ -108,6 +108,7 @@ def build_jrnn(a):
                 padding="same",
                 return_sequences=True,
                 rngs=rngs,
+                **({"native": kw["native"]} if "native" in kw else {}),
             )
         raise SystemExit(f"jrnn: unknown layer {a.layer}")
 
@@ -290,7 +291,7 @@ def main(argv=None) -> int:
         "--native",
         choices=("auto", "true", "false"),
         default="auto",
-        help="jrnn only: the native CPU LSTM kernel (RNN(native=...))",
+        help="jrnn only: the native CPU kernels (RNN(native=...))",
     )
     a = p.parse_args(argv)
     try:

@@ -200,8 +200,9 @@ class RNN(Configurable, nnx.Module):
       native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn.native`, built
         at install) instead of the XLA scan. None (default): wherever it applies — a cell
         with a native kernel (LSTM, or GRU with ``reset_after=True``, with Keras' default
-        tanh/sigmoid activations; SimpleRNN with tanh; CuDNNLSTM, CuDNNGRU; a stack of
-        such cells, one kernel per cell, input dropout of inner cells included), a float32 or
+        tanh/sigmoid activations; SimpleRNN with tanh; CuDNNLSTM, CuDNNGRU; ConvLSTM with
+        those activations and channels_last, float32 only; a stack of such cells, one
+        kernel per cell, input dropout of inner cells included), a float32 or
         bfloat16 compute dtype (bfloat16 needs AVX512_BF16), the CPU backend, a CPU with
         AVX-512, inputs and weights not sharded over a mesh, and no mask, recurrent
         dropout, per-gate input dropout masks, ``constants`` or recorded activations in the
@@ -579,10 +580,7 @@ class RNN(Configurable, nnx.Module):
                 if m is not None:
                     x = x * m[:, None]
                 last_cell = k == len(cells) - 1
-                runner = _native_runner(
-                    cell, p, sequence or not last_cell, in_loop=bool(self.remat)
-                )
-                x, final = runner(x, carries[k])
+                x, final = _native_runner(cell, p, sequence or not last_cell)(x, carries[k])
                 finals.append(final)
             return x, tuple(finals)
 
@@ -654,18 +652,16 @@ def _explicitly_sharded(a: Any) -> bool:
     return spec is not None and any(s is not None for s in spec)
 
 
-def _native_runner(cell: RNNCellBase, params: dict[str, Any], sequence: bool, in_loop: bool):
+def _native_runner(cell: RNNCellBase, params: dict[str, Any], sequence: bool):
     """``run(x (batch, time, *in), carry) -> (y (batch, time, *out) or None, final
     carry)`` on the cell's native kernel (its ``native_kernel``) with the cell's
-    ``params()``; ``sequence=False`` skips the output sequence. ``in_loop``: the call
-    runs inside a loop (remat segments), which picks how convolution weight gradients
-    are computed (:func:`jrnn.cells.conv_lstm.conv`)."""
+    ``params()``; ``sequence=False`` skips the output sequence."""
     kernel = cell.native_kernel
     w, r = params["kernel"], params["recurrent_kernel"]
 
     def bias(name):
         b = params.get(name)
-        return jnp.zeros((w.shape[1],), w.dtype) if b is None else b
+        return jnp.zeros((w.shape[-1],), w.dtype) if b is None else b
 
     if kernel == "lstm":
         b = bias("bias")
@@ -691,10 +687,16 @@ def _native_runner(cell: RNNCellBase, params: dict[str, Any], sequence: bool, in
     elif kernel == "conv_lstm":
 
         def run(x, carry):
-            # The input convolution of every step at once (XLA), then the recurrence.
-            grad = "patches" if in_loop else "xla"
-            xz = cell.project_inputs(params, x, None, weight_grad=grad)
-            y, h, c = native_kernels.conv_lstm(xz, r, *carry, sequence=sequence, weight_grad=grad)
+            # The input convolution of every step at once, then the recurrence.
+            xz = native_kernels.conv_projection(
+                x,
+                w,
+                bias("bias"),
+                strides=cell.strides,
+                padding=cell.padding,
+                dilation=cell.dilation_rate,
+            )
+            y, h, c = native_kernels.conv_lstm(xz, r, *carry, sequence=sequence)
             return y, (h, c)
 
     else:

@@ -162,20 +162,11 @@ def test_what_falls_back_to_the_scan():
 
 
 @needs_kernel
-def test_function_api_checks_and_weight_gradient_choices():
+def test_function_api_checks():
     b, t, s, f = 2, 3, (4, 5), 6
     xz, r = _normal((b, t, *s, 4 * f), 1), _normal((3, 3, f, 4 * f), 2) * 0.2
     h0, c0 = _normal((b, *s, f), 3), _normal((b, *s, f), 4)
-
-    def loss(weight_grad):
-        def f_(xz, r, h0, c0):
-            y, h, c = native_kernels.conv_lstm(xz, r, h0, c0, weight_grad=weight_grad)
-            return jnp.sum(jnp.sin(y)) + jnp.sum(h * c)
-
-        return jax.jit(jax.grad(f_, argnums=(0, 1, 2, 3)))
-
-    _assert_grads_close(loss("patches")(xz, r, h0, c0), loss("xla")(xz, r, h0, c0))
-    y, h, c = native_kernels.conv_lstm(xz, r, h0, c0)
+    y, h, c = jax.jit(native_kernels.conv_lstm)(xz, r, h0, c0)
     none, h2, c2 = native_kernels.conv_lstm(xz, r, h0, c0, sequence=False)
     assert none is None and y.shape == (b, t, *s, f)
     np.testing.assert_array_equal(h, h2)
@@ -193,28 +184,53 @@ def test_function_api_checks_and_weight_gradient_choices():
     with pytest.raises(ValueError, match="runs float32 only; received bfloat16"):
         args = (xz, r, h0, c0)
         native_kernels.conv_lstm(*(a.astype(jnp.bfloat16) for a in args))
-    with pytest.raises(ValueError, match="`weight_grad` must be 'xla' or 'patches'"):
-        native_kernels.conv_lstm(xz, r, h0, c0, weight_grad="fast")
-    from jrnn.cells.conv_lstm import conv
-
-    with pytest.raises(ValueError, match="`weight_grad` must be 'patches' or 'xla'"):
-        conv(
-            h0,
-            r,
-            strides=(1, 1),
-            padding="same",
-            dilation=(1, 1),
-            channels_last=True,
-            weight_grad="gemm",
-        )
 
 
 @needs_kernel
-def test_neighbour_tables_follow_tensorflow_same_padding():
-    nbr, nbr_t = native_kernels._neighbours((4,), (2,))
+@pytest.mark.parametrize(
+    "rank,spatial,kernel,strides,dilation,padding",
+    [
+        (1, (9,), (2,), (1,), (1,), "same"),
+        (1, (10,), (3,), (2,), (1,), "same"),
+        (2, (7, 6), (3, 2), (2, 3), (1, 1), "same"),
+        (2, (7, 8), (3, 3), (1, 1), (2, 1), "same"),
+        (2, (7, 8), (3, 3), (1, 1), (2, 2), "valid"),
+        (3, (4, 5, 6), (2, 3, 3), (2, 1, 2), (1, 1, 1), "valid"),
+    ],
+)
+def test_conv_projection_equals_the_convolution_and_its_gradients(
+    rank, spatial, kernel, strides, dilation, padding
+):
+    # The weight-gradient kernel's tap tables against XLA's own convolution gradients.
+    from jrnn.cells.conv_lstm import _conv_plain
+
+    x = _normal((2, 3, *spatial, 5), 1)
+    w, b = _normal((*kernel, 5, 12), 2), _normal((12,), 3)
+    geometry = {"strides": strides, "padding": padding, "dilation": dilation}
+
+    def native(x, w, b):
+        return native_kernels.conv_projection(x, w, b, **geometry)
+
+    def plain(x, w, b):
+        z = _conv_plain(x.reshape(6, *spatial, 5), w, strides, padding, dilation, True) + b
+        return z.reshape(2, 3, *z.shape[1:])
+
+    assert_close(jax.jit(native)(x, w, b), plain(x, w, b))
+    loss = [lambda *a, f=f: jnp.sum(jnp.sin(f(*a))) for f in (native, plain)]
+    grads = [jax.jit(jax.grad(f, argnums=(0, 1, 2)))(x, w, b) for f in loss]
+    _assert_grads_close(*grads)
+
+
+@needs_kernel
+def test_tap_tables_follow_tensorflow_padding():
+    nbr, nbr_t = native_kernels._taps((4,), (2,))
     # Kernel 2, "same": output i reads inputs i and i+1 (the odd pixel padded after).
     np.testing.assert_array_equal(nbr, [[0, 1], [1, 2], [2, 3], [3, -1]])
     np.testing.assert_array_equal(nbr_t, [[0, -1], [1, 0], [2, 1], [3, 2]])
-    nbr, _ = native_kernels._neighbours((2, 3), (3, 3))
+    nbr, _ = native_kernels._taps((2, 3), (3, 3))
     assert nbr.shape == (6, 9)
     np.testing.assert_array_equal(nbr[4], [0, 1, 2, 3, 4, 5, -1, -1, -1])
+    # Kernel 3, stride 2, "same" on 6 pixels: 3 outputs, pad total 1, all after.
+    tab, tab_t = native_kernels._taps((6,), (3,), (2,), (1,), "same")
+    np.testing.assert_array_equal(tab, [[0, 1, 2], [2, 3, 4], [4, 5, -1]])
+    np.testing.assert_array_equal(tab_t[2], [1, -1, 0])

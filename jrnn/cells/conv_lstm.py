@@ -66,16 +66,7 @@ def conv_output_length(length: int, kernel: int, stride: int, padding: str, dila
     return (length - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def conv(
-    x: Array,
-    w: Array,
-    *,
-    strides,
-    padding: str,
-    dilation,
-    channels_last: bool,
-    weight_grad: str = "patches",
-) -> Array:
+def conv(x: Array, w: Array, *, strides, padding: str, dilation, channels_last: bool) -> Array:
     """N-D convolution in Keras' layouts (``keras.ops.conv``).
 
     Args:
@@ -84,30 +75,19 @@ def conv(
       strides, dilation: tuples of ``rank`` ints (dilation applies to the kernel).
       padding: "valid" or "same" (TensorFlow's "SAME": the odd pixel is padded after).
       channels_last: the layout of ``x`` and of the result.
-      weight_grad: how the derivative with respect to ``w`` is computed. "patches"
-        (default): one GEMM over image patches (``patches(x)ᵀ · dz``; the patches are
-        recomputed in the backward pass, not stored). Inside a ``lax.scan``/``fori_loop``
-        XLA:CPU runs its own filter-gradient convolution 20-90x slower than outside one
-        (batch 8, 16x16 frames, 8 or 32 -> 128 channels, 10 iterations: 201 vs 15 ms and
-        909 vs 40 ms), so the recurrences' per-step convolutions use this. "xla": XLA's
-        filter-gradient convolution, 2.5-5x faster than the patches outside loops (80
-        frames: 6.3 vs 19.5 ms and 12.3 vs 64.8 ms), for convolutions over a whole
-        sequence at once.
 
     Returns:
       ``(N, *out_spatial, C_out)`` or ``(N, C_out, *out_spatial)``.
 
-    Forward values, forward-mode and reverse-mode derivatives are those of the
-    convolution either way.
+    Its derivative with respect to ``w`` is computed as one GEMM over image patches
+    (``patches(x)ᵀ · dz``; the patches are recomputed in the backward pass, not stored).
+    The recurrences call this once per step, inside a ``lax.scan``, where XLA:CPU runs its
+    own filter-gradient convolution 20-90x slower than outside a loop (batch 8, 16x16
+    frames, 8 or 32 -> 128 channels, 10 iterations: 201 vs 15 ms and 909 vs 40 ms); the
+    native ConvLSTM path takes whole sequences to :mod:`jrnn.native` instead. Forward
+    values, forward-mode and reverse-mode derivatives are those of the convolution.
     """
-    args = (tuple(strides), padding, tuple(dilation), bool(channels_last))
-    if weight_grad == "xla":
-        return _conv_plain(x, w, *args)
-    if weight_grad != "patches":
-        raise ValueError(
-            f"conv: `weight_grad` must be 'patches' or 'xla'; received {weight_grad!r}."
-        )
-    return _conv(x, w, *args)
+    return _conv(x, w, tuple(strides), padding, tuple(dilation), bool(channels_last))
 
 
 def _conv_plain(x, w, strides, padding, dilation, channels_last):
@@ -145,24 +125,15 @@ def _patches_matmul(x, w, strides, padding, dilation, channels_last):
     return y if channels_last else jnp.moveaxis(y, -1, 1)
 
 
-def recurrent_conv_grads(
-    h_prev: Array, r: Array, dz: Array, weight_grad: str = "xla"
-) -> tuple[Array, Array]:
-    """The gradients of the recurrent convolutions ``z_t += h_{t-1} ⊛ R`` (stride 1,
-    "same", channels_last) of a whole sequence, given ``dz (batch, time, *spatial, 4F)``
-    and ``h_prev (batch, time, *spatial, F)`` (``h_0 .. h_{T-1}``): ``(dR, dh_0)``, with
-    ``dR`` one convolution gradient over all frames (``weight_grad`` as :func:`conv`) and
-    ``dh_0`` the transposed convolution of ``dz[:, 0]`` (the native kernel passes the
-    later steps' ``dh`` itself)."""
+def recurrent_conv_input_grad(r: Array, dz: Array) -> Array:
+    """The gradient of a recurrent convolution ``z = h ⊛ R`` (stride 1, "same",
+    channels_last) with respect to ``h``, given ``dz (batch, *spatial, 4F)``: the
+    transposed convolution, ``(batch, *spatial, F)``."""
     rank = r.ndim - 2
     args = ((1,) * rank, "same", (1,) * rank, True)
-    frames = h_prev.reshape(-1, *h_prev.shape[2:])
-    conv_w = _conv_plain if weight_grad == "xla" else _patches_matmul
-    _, dr_of = jax.vjp(lambda w: conv_w(frames, w, *args), r)
-    _, dh0_of = jax.vjp(lambda h: _conv_plain(h, r, *args), h_prev[:, 0])
-    (dr,) = dr_of(dz.reshape(-1, *dz.shape[2:]))
-    (dh0,) = dh0_of(dz[:, 0])
-    return dr, dh0
+    h = jnp.zeros((*dz.shape[:-1], r.shape[-2]), dz.dtype)
+    _, h_of = jax.vjp(lambda h: _conv_plain(h, r, *args), h)
+    return h_of(dz)[0]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
@@ -375,21 +346,13 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
             outs.append(out.reshape(*lead, *out.shape[1:]))
         return jnp.concatenate(outs, axis=self._channel_axis)
 
-    def project_inputs(
-        self,
-        params: dict[str, Array],
-        x: Array,
-        input_masks: Any,
-        *,
-        weight_grad: str = "patches",
-    ) -> Array:
-        """Input convolution plus bias, for one step or a whole sequence.
+    def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
+        """Input convolution plus bias, for one step or a whole time-major sequence.
 
         ``x (..., batch, *frame)`` -> ``(..., batch, *state)`` with ``4*filters``
         channels (gate blocks i, f, c, o). Leading axes are folded into the batch, so a
         sequence ``(time, batch, ...)`` is one convolution over ``time * batch`` frames.
         ``input_masks``: None or ``(4, batch, *frame)`` (one dropout mask per gate).
-        ``weight_grad``: as :func:`conv` ("xla" for a whole sequence outside any loop).
         """
         z = self._conv_gates(
             x,
@@ -398,7 +361,6 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
             strides=self.strides,
             padding=self.padding,
             dilation=self.dilation_rate,
-            weight_grad=weight_grad,
         )
         if params["bias"] is not None:
             shape = [1] * z.ndim

@@ -1,6 +1,8 @@
-"""Native CPU kernels (XLA FFI custom calls) for the recurrences of LSTM, GRU and SimpleRNN.
+"""Native CPU kernels (XLA FFI custom calls) for the recurrences of LSTM, GRU, SimpleRNN and
+ConvLSTM.
 
-``lstm.cc``, ``gru.cc``, ``simple.cc`` and ``common.h`` are compiled into one library when jrnn is
+``lstm.cc``, ``gru.cc``, ``simple.cc``, ``conv_lstm.cc`` and ``common.h`` are compiled into one
+library when jrnn is
 installed (``pip install``; an optional extension: a machine without a C++ compiler still
 installs jrnn). At run time :func:`available` says whether the kernels can run here (the
 library was built, the CPU has AVX-512, ``JRNN_NATIVE`` is not ``0``) and
@@ -27,6 +29,15 @@ or smaller. Their backward kernels read the saved float32 gates, accumulate
 ``dh`` in float32 and write the pre-activation gradients in bfloat16; the weight and input
 gradients are GEMMs on those with float32 accumulation; gradients return in the arguments'
 dtype.
+
+:func:`conv_lstm` runs a ConvLSTM's recurrence (rank 1, 2 or 3, channels_last, float32)
+from its input convolution :func:`conv_projection`: per step and kernel tap, a register
+tile multiplies the ``h`` rows of the pixels that tap reads (gathered through a table of
+the convolution's geometry; padding reads zeros) by that tap's block of ``R``, and
+applies LSTM's gate maths in registers. Its backward kernel gathers ``dz_{t+1}`` the same
+way through the transposed table, and a third kernel computes the kernel gradients
+``dR`` and ``dW`` as one GEMM over gathered rows of every frame (XLA:CPU's
+filter-gradient convolution is slower, and 20-90x slower inside a loop).
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jrnn.cells.conv_lstm import recurrent_conv_grads
+from jrnn.cells.conv_lstm import _conv_plain, conv_output_length, recurrent_conv_input_grad
 
 Array = jax.Array
 
@@ -55,6 +66,7 @@ _TARGETS = (
     "jrnn_simple_bwd",
     "jrnn_conv_lstm_fwd",
     "jrnn_conv_lstm_bwd",
+    "jrnn_conv_weight_grad",
 )
 #: The kernels (a cell's ``native_kernel``) that also run bfloat16.
 BFLOAT16_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
@@ -397,25 +409,94 @@ _simple.defvjp(_simple_fwd, _simple_bwd)
 
 # ---------------------------------------------------------------------------- ConvLSTM
 @functools.cache
-def _neighbours(spatial: tuple[int, ...], kernel: tuple[int, ...]) -> tuple[Any, Any]:
-    """The recurrent convolution's geometry (stride 1, "same", TensorFlow's padding: the
-    odd pixel after) as two ``(pixels, taps)`` int32 tables over row-major flattened
-    pixels and kernel taps: ``nbr[p, k]``, the pixel tap k of pixel p reads, and
-    ``nbr_t[p, k]``, the pixel whose tap k reads p; -1 where there is none."""
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in spatial], indexing="ij"), -1)
-    grid = grid.reshape(-1, len(spatial))  # (P, rank)
-    taps = np.stack(np.meshgrid(*[np.arange(k) for k in kernel], indexing="ij"), -1)
-    offsets = taps.reshape(-1, len(kernel)) - np.array([(k - 1) // 2 for k in kernel])
-    size = np.array(spatial)
+def _taps(
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...] | None = None,
+    dilation: tuple[int, ...] | None = None,
+    padding: str = "same",
+) -> tuple[Any, Any]:
+    """A convolution's geometry (TensorFlow's/XLA's padding: "same" pads the odd pixel
+    after) as two int32 tables over row-major flattened pixels and kernel taps:
+    ``tab (out_pixels, taps)``, the input pixel tap k of output pixel p reads, and
+    ``tab_t (in_pixels, taps)``, the output pixel whose tap k reads input pixel q; -1
+    where there is none (padding). Defaults: the recurrent convolution (stride 1, "same")."""
+    rank = len(spatial)
+    strides = strides or (1,) * rank
+    dilation = dilation or (1,) * rank
+    out = [
+        conv_output_length(n, k, s, padding, d)
+        for n, k, s, d in zip(spatial, kernel, strides, dilation)
+    ]
+    pad = [
+        max((o - 1) * s + (k - 1) * d + 1 - n, 0) // 2 if padding == "same" else 0
+        for n, k, s, d, o in zip(spatial, kernel, strides, dilation, out)
+    ]
 
-    def flat(coords):  # (P, K, rank) -> (P, K) pixel index, -1 outside
-        inside = np.all((coords >= 0) & (coords < size), axis=-1)
-        index = np.ravel_multi_index(
-            tuple(np.moveaxis(np.where(inside[..., None], coords, 0), -1, 0)), spatial
+    def grid(shape):  # (prod(shape), rank) row-major coordinates
+        return np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(
+            -1, len(shape)
         )
-        return np.where(inside, index, -1).astype(np.int32)
 
-    return flat(grid[:, None] + offsets), flat(grid[:, None] - offsets)
+    coords = grid(out)[:, None] * strides + grid(kernel)[None] * dilation - pad
+    inside = np.all((coords >= 0) & (coords < np.array(spatial)), axis=-1)
+    index = np.ravel_multi_index(
+        tuple(np.moveaxis(np.where(inside[..., None], coords, 0), -1, 0)), spatial
+    )
+    tab = np.where(inside, index, -1).astype(np.int32)
+    tab_t = np.full((int(np.prod(spatial)), tab.shape[1]), -1, np.int32)
+    p, k = np.nonzero(inside)
+    tab_t[tab[p, k], k] = p  # one output pixel per (input pixel, tap): p -> q is injective
+    return tab, tab_t
+
+
+def _weight_grad(src: Array, dz: Array, tab) -> Array:
+    """``dW (taps, C, G)`` of a convolution from its input frames ``src (N, Pin, C)``, the
+    output gradients ``dz (N, Pout, G)`` and its tap table (:func:`_taps`): one GEMM over
+    gathered rows in the native kernel (XLA:CPU's filter-gradient convolution is slower,
+    and 20-90x slower still inside a loop)."""
+    return _call(
+        "jrnn_conv_weight_grad",
+        [((tab.shape[1], src.shape[-1], dz.shape[-1]), _F32)],
+        src,
+        dz,
+        jnp.asarray(tab),
+    )[0]
+
+
+def conv_projection(x: Array, w: Array, b: Array, *, strides, padding: str, dilation) -> Array:
+    """A ConvLSTM's input convolution plus bias over frames with any leading axes
+    (channels_last, float32): ``x (..., *spatial, C)`` -> ``(..., *out_spatial, G)``
+    (:func:`jrnn.cells.conv_lstm.conv` with ``w (*kernel_size, C, G)``), its kernel
+    gradient on the native weight-gradient kernel."""
+    rank = w.ndim - 2
+    geometry = (tuple(strides), padding, tuple(dilation))
+    frames = x.reshape(-1, *x.shape[-(rank + 1) :])
+    z = _conv_projection(frames, w, b, geometry)
+    return z.reshape(*x.shape[: -(rank + 1)], *z.shape[1:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv_projection(x, w, b, geometry):
+    return _conv_plain(x, w, *geometry, True) + b
+
+
+def _conv_projection_fwd(x, w, b, geometry):
+    return _conv_projection(x, w, b, geometry), (x, w)
+
+
+def _conv_projection_bwd(geometry, res, dz):
+    x, w = res
+    strides, padding, dilation = geometry
+    rank = w.ndim - 2
+    tab, _ = _taps(x.shape[1:-1], w.shape[:rank], strides, dilation, padding)
+    _, dx_of = jax.vjp(lambda x: _conv_plain(x, w, *geometry, True), x)
+    n, c, g = x.shape[0], x.shape[-1], w.shape[-1]
+    dw = _weight_grad(x.reshape(n, -1, c), dz.reshape(n, -1, g), tab)
+    return dx_of(dz)[0], dw.reshape(w.shape), jnp.sum(dz, axis=tuple(range(dz.ndim - 1)))
+
+
+_conv_projection.defvjp(_conv_projection_fwd, _conv_projection_bwd)
 
 
 def _conv_backward_units(filters: int) -> int:
@@ -424,9 +505,7 @@ def _conv_backward_units(filters: int) -> int:
     return 16 if filters <= 16 else 32 if filters <= 32 else 64
 
 
-def conv_lstm(
-    xz: Array, r: Array, h0: Array, c0: Array, *, sequence=True, weight_grad: str = "xla"
-):
+def conv_lstm(xz: Array, r: Array, h0: Array, c0: Array, *, sequence=True):
     """The recurrence of a ConvLSTM (rank 1, 2 or 3; channels_last) over a whole sequence,
     with sigmoid gates and tanh activations (Keras' defaults), float32::
 
@@ -439,21 +518,12 @@ def conv_lstm(
       r: the recurrent kernel ``(*kernel_size, F, 4F)`` (Keras layout).
       h0, c0: initial states ``(batch, *spatial, F)``.
       sequence: as :func:`lstm`.
-      weight_grad: how the backward pass computes ``dR``: "xla" (default), XLA's
-        convolution gradient over all frames at once, or "patches", a GEMM over image
-        patches, which is faster when this call sits inside a ``lax.scan`` or other loop
-        (see :func:`jrnn.cells.conv_lstm.conv`).
 
     Returns:
       ``(y, h_T, c_T)``: the outputs ``(batch, time, *spatial, F)`` (or None) and the
       final states.
     """
-    if weight_grad not in ("xla", "patches"):
-        raise ValueError(
-            f"jrnn.native.conv_lstm: `weight_grad` must be 'xla' or 'patches'; received "
-            f"{weight_grad!r}."
-        )
-    y, h, c = _conv_lstm(xz, r, h0, c0, sequence, weight_grad)
+    y, h, c = _conv_lstm(xz, r, h0, c0, sequence)
     return (y if sequence else None), h, c
 
 
@@ -478,7 +548,7 @@ def _conv_geometry(xz, r, **states):
                 f"{xz.shape} and the recurrent kernel {r.shape}); received {a.shape}."
             )
     pixels = int(np.prod(spatial))
-    return batch, time, pixels, filters, _neighbours(tuple(spatial), tuple(r.shape[:rank]))
+    return batch, time, pixels, filters, _taps(tuple(spatial), tuple(r.shape[:rank]))
 
 
 def _conv_lstm_forward(xz, r, h0, c0, sequence: bool, save: bool):
@@ -508,24 +578,24 @@ def _conv_lstm_forward(xz, r, h0, c0, sequence: bool, save: bool):
     return y, unflat(h), unflat(c), gates, cs
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _conv_lstm(xz, r, h0, c0, sequence, weight_grad):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _conv_lstm(xz, r, h0, c0, sequence):
     y, h, c, _, _ = _conv_lstm_forward(xz, r, h0, c0, sequence, save=False)
     return y, h, c
 
 
-def _conv_lstm_fwd(xz, r, h0, c0, sequence, weight_grad):
+def _conv_lstm_fwd(xz, r, h0, c0, sequence):
     y, h, c, gates, cs = _conv_lstm_forward(xz, r, h0, c0, True, save=True)
     out = y if sequence else jnp.zeros((0,), y.dtype)
     return (out, h, c), (r, h0, c0, y, gates, cs)
 
 
-def _conv_lstm_bwd(sequence, weight_grad, res, cotangents):
+def _conv_lstm_bwd(sequence, res, cotangents):
     r, h0, c0, y, gates, cs = res
     dy, dh, dc = cotangents
     batch, time, pixels, g = gates.shape
     f = g // 4
-    nbr_t = _neighbours(tuple(h0.shape[1:-1]), tuple(r.shape[:-2]))[1]
+    nbr, nbr_t = _taps(tuple(h0.shape[1:-1]), tuple(r.shape[:-2]))
     if not sequence:
         dy = jnp.zeros(y.shape, y.dtype)
     units = _conv_backward_units(f)
@@ -543,12 +613,21 @@ def _conv_lstm_bwd(sequence, weight_grad, res, cotangents):
         dy.reshape(batch, time, pixels, f),
         *[flat(a.astype(_F32)) for a in (dh, dc)],
     )
+    # dR = Σ_t h_{t-1} ⊛ᵀ dz_t, one GEMM over gathered rows of every frame; dh_0 = dz_0 ⊛ᵀ R.
+    h_prev = jnp.concatenate([flat(h0)[:, None], y.reshape(batch, time, pixels, f)[:, :-1]], 1)
+    dr = _weight_grad(h_prev.reshape(batch * time, pixels, f), dz.reshape(-1, pixels, g), nbr)
     dz = dz.reshape(batch, time, *h0.shape[1:-1], g)
-    h_prev = jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
-    dr, dh0 = recurrent_conv_grads(h_prev, r, dz, weight_grad)
-    return dz, dr, dh0, dc0.reshape(c0.shape)
+    return dz, dr.reshape(r.shape), recurrent_conv_input_grad(r, dz[:, 0]), dc0.reshape(c0.shape)
 
 
 _conv_lstm.defvjp(_conv_lstm_fwd, _conv_lstm_bwd)
 
-__all__ = ["available", "conv_lstm", "gru", "lstm", "simple_rnn", "unavailable_reason"]
+__all__ = [
+    "available",
+    "conv_lstm",
+    "conv_projection",
+    "gru",
+    "lstm",
+    "simple_rnn",
+    "unavailable_reason",
+]

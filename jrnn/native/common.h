@@ -413,15 +413,50 @@ inline void WaitFor(const std::atomic<int64_t>& counter, int64_t target) {
   }
 }
 
+// Runs chunk(g, done) for every g in [0, total), in claim order, on the calling thread and
+// up to threads - 1 helpers scheduled on XLA's intra-op thread pool (so no thread outside
+// XLA's pool competes for the cores); done counts the chunks finished so far (a chunk may
+// wait on it for earlier ones). The caller can finish every chunk alone, so a helper that
+// never gets a thread (the pool busy with another custom call, e.g. the other direction
+// of a Bidirectional layer) only means less parallelism, never a deadlock.
+template <typename ChunkFn>
+void ParallelChunks(ffi::ThreadPool& pool, int64_t threads, int64_t total, const ChunkFn& chunk) {
+  struct Shared {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+  };
+  auto shared = std::make_shared<Shared>();
+  // `chunk` is only touched for claimed chunks (index < total), all of which finish before
+  // this function returns; a late helper only sees next >= total and leaves.
+  auto work = [shared, total, &chunk] {
+    for (;;) {
+      const int64_t g = shared->next.fetch_add(1, std::memory_order_acq_rel);
+      if (g >= total) return;
+      chunk(g, shared->done);
+      shared->done.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  for (int64_t i = 1; i < threads; ++i) {
+    auto helper = work;  // Schedule takes its task by value
+    pool.Schedule(std::move(helper));
+  }
+  work();
+  WaitFor(shared->done, total);
+}
+
+// The thread count a kernel uses: XLA's intra-op pool, or JRNN_NATIVE_THREADS.
+inline int64_t PoolThreads(ffi::ThreadPool& pool) {
+  int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  if (const char* env = std::getenv("JRNN_NATIVE_THREADS")) threads = std::atoi(env);
+  return std::max<int64_t>(1, threads);
+}
+
 // Runs tile(rows, t, b0, panel) over every row block and unit panel of every step, in
 // time order (or reversed), on the calling thread and helpers scheduled on XLA's intra-op
 // thread pool (so no thread outside XLA's pool competes for the cores). rows is a
 // std::integral_constant: tiles are templates instantiated per row count.
 //
-// Work is cut into chunks claimed from one counter. The caller can finish every chunk
-// alone, so a helper that never gets a thread (the pool busy with another custom call,
-// e.g. the other direction of a Bidirectional layer) only means less parallelism, never
-// a deadlock. Two ways to cut:
+// Work is cut into chunks claimed from one counter (ParallelChunks), two ways:
 //   * by batch rows, when there are enough: rows never interact, so each chunk runs all
 //     T steps for its rows with no synchronisation at all, and threads write disjoint
 //     memory (no contention on first-touch page faults of the fresh result buffers);
@@ -432,8 +467,7 @@ void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t 
            bool reverse, const TileFn& tile) {
   const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
   const int64_t items = row_blocks * panels;
-  int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  if (const char* env = std::getenv("JRNN_NATIVE_THREADS")) threads = std::atoi(env);
+  int64_t threads = PoolThreads(pool);
   const bool by_rows = row_blocks >= threads;
   // Per-step hand-offs between cores cost ~1 us: below ~64k FMAs per step one thread wins.
   if (!by_rows && fmas_per_step < (1 << 16)) threads = 1;
@@ -453,40 +487,21 @@ void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t 
       }
     }
   };
-  struct Shared {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-  };
-  auto shared = std::make_shared<Shared>();
-  // `tile` is only touched for claimed chunks (index < total), all of which finish before
-  // this function returns; a late helper only sees next >= total and leaves.
-  auto work = [shared, total, chunks, items, row_blocks, B, T, reverse, by_rows, &tile,
-               rows_step] {
-    for (;;) {
-      const int64_t g = shared->next.fetch_add(1, std::memory_order_acq_rel);
-      if (g >= total) return;
-      if (by_rows) {
-        const int64_t lo = B * g / chunks, hi = B * (g + 1) / chunks;
-        for (int64_t s = 0; s < T; ++s) rows_step(reverse ? T - 1 - s : s, lo, hi);
-      } else {
-        const int64_t s = g / chunks, c = g % chunks;
-        WaitFor(shared->done, s * chunks);
-        const int64_t t = reverse ? T - 1 - s : s;
-        for (int64_t it = items * c / chunks, hi = items * (c + 1) / chunks; it < hi; ++it) {
-          const int64_t p = it / row_blocks, b0 = (it % row_blocks) * kMaxRows;
-          ByRows(static_cast<int>(std::min<int64_t>(kMaxRows, B - b0)),
-                 [&](auto mr) { tile(mr, t, b0, p); });
-        }
+  ParallelChunks(pool, threads, total, [&](int64_t g, const std::atomic<int64_t>& done) {
+    if (by_rows) {
+      const int64_t lo = B * g / chunks, hi = B * (g + 1) / chunks;
+      for (int64_t s = 0; s < T; ++s) rows_step(reverse ? T - 1 - s : s, lo, hi);
+    } else {
+      const int64_t s = g / chunks, c = g % chunks;
+      WaitFor(done, s * chunks);
+      const int64_t t = reverse ? T - 1 - s : s;
+      for (int64_t it = items * c / chunks, hi = items * (c + 1) / chunks; it < hi; ++it) {
+        const int64_t p = it / row_blocks, b0 = (it % row_blocks) * kMaxRows;
+        ByRows(static_cast<int>(std::min<int64_t>(kMaxRows, B - b0)),
+               [&](auto mr) { tile(mr, t, b0, p); });
       }
-      shared->done.fetch_add(1, std::memory_order_acq_rel);
     }
-  };
-  for (int64_t i = 1; i < threads; ++i) {
-    auto helper = work;  // Schedule takes its task by value
-    pool.Schedule(std::move(helper));
-  }
-  work();
-  WaitFor(shared->done, total);
+  });
 }
 
 }  // namespace jrnn

@@ -5,8 +5,12 @@
 //                       i,f,g,o = σ,σ,tanh,σ(z);  c = f c + i g;  h = o tanh(c);  y[:, t] = h
 //   jrnn_conv_lstm_bwd: the reverse recurrence: dz[:, t] from dy, the saved gates and c,
 //                       and dh_t = dy[:, t] + (dz[:, t+1] ⊛ᵀ R).
-// The input convolution (xz: x ⊛ W + b, any strides/padding/dilation) and the weight and
-// input gradients are left to XLA.
+//   jrnn_conv_weight_grad: dW[k] = Σ_{n, p} src[n, tab[p][k]]ᵀ dz[n, p] over frames n and
+//                       output pixels p: the gradient of a convolution's kernel as a GEMM
+//                       over gathered rows (dR from the h_{t-1} frames, dW from the input
+//                       frames), the same speed inside a loop (remat) as outside.
+// The input convolution (xz: x ⊛ W + b, any strides/padding/dilation) and the input
+// gradients are left to XLA.
 //
 // The recurrent convolution is a GEMM over gathered rows: a register tile holds up to 6
 // pixels of one frame and 16 units of each gate (or, backward, 16·NQ units of h); for each
@@ -188,6 +192,83 @@ void ConvBackward(ffi::ThreadPool& pool, const ConvBwdArgs& a) {
              });
 }
 
+// ------------------------------------------------------------------ kernel gradient
+constexpr int64_t kPixelBlock = 32;  // pixels whose dz rows a weight-gradient pass keeps in L1
+
+struct WeightGradArgs {
+  int64_t N, Pin, Pout, K, C, G;
+  const float *src, *dz;  // (N, Pin, C), (N, Pout, G)
+  const int32_t* tab;     // (Pout, K)
+};
+
+// out (channels c0..c0+MR-1 x columns 64j..64j+63 of tap k) += the sum over frame n's
+// output pixels p0..p1-1 of src[n, tab[p][k], c] dz[n, p, :].
+// out (channels c0..c0+MR-1 x columns 64j..64j+63 of one tap) += at[c0..][p] dzp[j][p]
+// over the n pixels of a block: the register-tile GEMM of the forward kernels, on the
+// block's gathered source rows transposed (at: C x kPixelBlock) and its dz rows packed
+// in 64-column panels (dzp: panels x kPixelBlock x 64).
+template <int MR>
+JRNN_TARGET void WeightGradTile(const float* at, const float* dzp, int64_t n, int64_t c0,
+                                int64_t j, int64_t ld, float* out /* (C, ld) of the tap */) {
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_loadu_ps(out + (c0 + r) * ld + 64 * j + 16 * q);
+  }
+  Accumulate<MR, 0, 4>(acc, at + c0 * kPixelBlock, kPixelBlock, dzp + j * kPixelBlock * 64, n);
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + (c0 + r) * ld + 64 * j + 16 * q, acc[r][q]);
+  }
+}
+
+// Frames are split into one chunk per thread, each summed into its own (K, C, 64·panels)
+// partial; within a frame, blocks of kPixelBlock pixels, whose dz rows stay in L1 while
+// every tile (tap, column panel, channel block) runs over them. The partials are added at
+// the end in chunk order, so a given thread count always gives the same sums.
+
+void WeightGrad(ffi::ThreadPool& pool, const WeightGradArgs& a, float* dw) {
+  const int64_t panels = (a.G + 63) / 64, ld = 64 * panels, size = a.K * a.C * ld;
+  const int64_t chunks = std::max<int64_t>(1, std::min(a.N, PoolThreads(pool)));
+  std::vector<float> partial(chunks * size, 0.0f);
+  ParallelChunks(pool, chunks, chunks, [&](int64_t g, const std::atomic<int64_t>&) {
+    float* out = partial.data() + g * size;
+    std::vector<float> at(a.C * kPixelBlock), dzp(panels * kPixelBlock * 64);
+    for (int64_t n = a.N * g / chunks; n < a.N * (g + 1) / chunks; ++n) {
+      const float* src = a.src + n * a.Pin * a.C;
+      for (int64_t p0 = 0; p0 < a.Pout; p0 += kPixelBlock) {
+        const int64_t np = std::min(a.Pout - p0, kPixelBlock);
+        const float* dz = a.dz + (n * a.Pout + p0) * a.G;
+        for (int64_t j = 0; j < panels; ++j) {  // dz rows in 64-column panels, zero past G
+          for (int64_t p = 0; p < np; ++p) {
+            for (int64_t c = 0; c < 64; ++c) {
+              dzp[(j * kPixelBlock + p) * 64 + c] = 64 * j + c < a.G ? dz[p * a.G + 64 * j + c] : 0.0f;
+            }
+          }
+        }
+        for (int64_t k = 0; k < a.K; ++k) {
+          for (int64_t p = 0; p < np; ++p) {  // the rows tap k reads, transposed
+            const int32_t i = a.tab[(p0 + p) * a.K + k];
+            for (int64_t c = 0; c < a.C; ++c) at[c * kPixelBlock + p] = i >= 0 ? src[i * a.C + c] : 0.0f;
+          }
+          for (int64_t j = 0; j < panels; ++j) {
+            for (int64_t c0 = 0; c0 < a.C; c0 += kMaxRows) {
+              ByRows(static_cast<int>(std::min<int64_t>(kMaxRows, a.C - c0)), [&](auto mr) {
+                WeightGradTile<mr()>(at.data(), dzp.data(), np, c0, j, ld, out + k * a.C * ld);
+              });
+            }
+          }
+        }
+      }
+    }
+  });
+  for (int64_t kc = 0; kc < a.K * a.C; ++kc) {
+    for (int64_t c = 0; c < a.G; ++c) {
+      float sum = 0.0f;
+      for (int64_t g = 0; g < chunks; ++g) sum += partial[g * size + kc * ld + c];
+      dw[kc * a.G + c] = sum;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace jrnn
 #endif  // JRNN_X86
@@ -324,8 +405,35 @@ ffi::Error ConvLstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer nbr_t, ffi::Any
 #endif
 }
 
+ffi::Error ConvWeightGradImpl(ffi::AnyBuffer src, ffi::AnyBuffer dz, ffi::AnyBuffer tab,
+                              ffi::Result<ffi::AnyBuffer> dw, ffi::ThreadPool pool) {
+#if defined(JRNN_X86)
+  const auto s = src.dimensions(), z = dz.dimensions(), t = tab.dimensions();
+  if (s.size() != 3 || z.size() != 3 || t.size() != 2 || z[0] != s[0] || t[0] != z[1]) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native conv weight gradient: src must be (N, Pin, C), dz (N, Pout, G) "
+                      "and the tap table (Pout, K)");
+  }
+  WeightGradArgs a{s[0], s[1], z[1], t[1], s[2], z[2], Data<float>(src), Data<float>(dz),
+                   Data<int32_t>(tab)};
+  JRNN_CHECK(CheckTypes({{"src", src.element_type(), kF32},
+                         {"dz", dz.element_type(), kF32},
+                         {"tab", tab.element_type(), ffi::DataType::S32},
+                         {"dw", dw->element_type(), kF32}}));
+  JRNN_CHECK(CheckDims("dw", dw->dimensions(), {a.K, a.C, a.G}));
+  if (a.K * a.C * a.G == 0) return ffi::Error::Success();
+  WeightGrad(pool, a, Data<float>(dw));
+  return ffi::Error::Success();
+#else
+  return Unsupported();
+#endif
+}
+
 }  // namespace
 }  // namespace jrnn
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_weight_grad, jrnn::ConvWeightGradImpl,
+                              (jrnn::AnyBinding<3, 1>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_fwd, jrnn::ConvLstmFwdImpl,
                               (jrnn::AnyBinding<5, 5>()));
