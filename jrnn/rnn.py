@@ -687,16 +687,17 @@ def _native_runner(cell: RNNCellBase, params: dict[str, Any], sequence: bool):
     elif kernel == "conv_lstm":
 
         def run(x, carry):
-            # The input convolution of every step at once, then the recurrence.
-            xz = native_kernels.conv_projection(
+            y, h, c = native_kernels.conv_lstm(
                 x,
                 w,
                 bias("bias"),
+                r,
+                *carry,
                 strides=cell.strides,
                 padding=cell.padding,
                 dilation=cell.dilation_rate,
+                sequence=sequence,
             )
-            y, h, c = native_kernels.conv_lstm(xz, r, *carry, sequence=sequence)
             return y, (h, c)
 
     else:

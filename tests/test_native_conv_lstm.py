@@ -163,61 +163,62 @@ def test_what_falls_back_to_the_scan():
 
 @needs_kernel
 def test_function_api_checks():
-    b, t, s, f = 2, 3, (4, 5), 6
-    xz, r = _normal((b, t, *s, 4 * f), 1), _normal((3, 3, f, 4 * f), 2) * 0.2
-    h0, c0 = _normal((b, *s, f), 3), _normal((b, *s, f), 4)
-    y, h, c = jax.jit(native_kernels.conv_lstm)(xz, r, h0, c0)
-    none, h2, c2 = native_kernels.conv_lstm(xz, r, h0, c0, sequence=False)
-    assert none is None and y.shape == (b, t, *s, f)
+    bt, s, c, f = (2, 3), (4, 5), 3, 6
+    x, w = _normal((*bt, *s, c), 1), _normal((3, 3, c, 4 * f), 2) * 0.3
+    b, r = _normal((4 * f,), 3), _normal((3, 3, f, 4 * f), 4) * 0.2
+    h0, c0 = _normal((2, *s, f), 5), _normal((2, *s, f), 6)
+    same = {"padding": "same"}
+    y, h, c_t = jax.jit(lambda *a: native_kernels.conv_lstm(*a, **same))(x, w, b, r, h0, c0)
+    none, h2, c2 = native_kernels.conv_lstm(x, w, b, r, h0, c0, sequence=False, **same)
+    assert none is None and y.shape == (*bt, *s, f)
     np.testing.assert_array_equal(h, h2)
-    np.testing.assert_array_equal(c, c2)
-    batched = jax.vmap(lambda xz: native_kernels.conv_lstm(xz, r, h0, c0)[1])(jnp.stack([xz, -xz]))
-    assert_close(batched[1], native_kernels.conv_lstm(-xz, r, h0, c0)[1])
-    with pytest.raises(ValueError, match=r"`h0` must have shape \(2, 4, 5, 6\).*ed \(2, 5, 6\)"):
-        native_kernels.conv_lstm(xz, r, h0[:, 0], c0)
-    with pytest.raises(ValueError, match=r"`xz` must have shape \(2, 3, 4, 5, 24\)"):
-        native_kernels.conv_lstm(xz[..., :-1], r, h0, c0)
+    np.testing.assert_array_equal(c_t, c2)
+    batched = jax.vmap(lambda x: native_kernels.conv_lstm(x, w, b, r, h0, c0, **same)[1])(
+        jnp.stack([x, -x])
+    )
+    assert_close(batched[1], native_kernels.conv_lstm(-x, w, b, r, h0, c0, **same)[1])
+    # "valid": 4x5 frames give 2x3 states.
+    with pytest.raises(ValueError, match=r"`h0` must have shape \(2, 2, 3, 6\).*ed \(2, 4, 5, 6\)"):
+        native_kernels.conv_lstm(x, w, b, r, h0, c0)
     with pytest.raises(ValueError, match=r"`c0` must have shape"):
-        native_kernels.conv_lstm(xz, r, h0, c0[:1])
+        native_kernels.conv_lstm(x, w, b, r, h0, c0[:1], **same)
+    with pytest.raises(ValueError, match=r"`w` must have shape \(3, 3, 3, 24\)"):
+        native_kernels.conv_lstm(x, w[..., :-1], b, r, h0, c0, **same)
+    with pytest.raises(ValueError, match=r"`b` must have shape"):
+        native_kernels.conv_lstm(x, w, b[:-1], r, h0, c0, **same)
     with pytest.raises(ValueError, match=r"`r` must be \(\*kernel_size, F, 4F\)"):
-        native_kernels.conv_lstm(xz, r[..., :-1], h0, c0)
+        native_kernels.conv_lstm(x, w, b, r[..., :-1], h0, c0, **same)
+    with pytest.raises(ValueError, match=r"`strides` and `dilation` need 2 values"):
+        native_kernels.conv_lstm(x, w, b, r, h0, c0, strides=(1, 1, 1), **same)
+    with pytest.raises(ValueError, match=r"`padding` must be 'valid' or 'same'"):
+        native_kernels.conv_lstm(x, w, b, r, h0, c0, padding="full")
     with pytest.raises(ValueError, match="runs float32 only; received bfloat16"):
-        args = (xz, r, h0, c0)
-        native_kernels.conv_lstm(*(a.astype(jnp.bfloat16) for a in args))
+        args = (x, w, b, r, h0, c0)
+        native_kernels.conv_lstm(*(a.astype(jnp.bfloat16) for a in args), **same)
 
 
 @needs_kernel
 @pytest.mark.parametrize(
-    "rank,spatial,kernel,strides,dilation,padding",
+    "rank,spatial,kernel,kw",
     [
-        (1, (9,), (2,), (1,), (1,), "same"),
-        (1, (10,), (3,), (2,), (1,), "same"),
-        (2, (7, 6), (3, 2), (2, 3), (1, 1), "same"),
-        (2, (7, 8), (3, 3), (1, 1), (2, 1), "same"),
-        (2, (7, 8), (3, 3), (1, 1), (2, 2), "valid"),
-        (3, (4, 5, 6), (2, 3, 3), (2, 1, 2), (1, 1, 1), "valid"),
+        (1, (9,), 2, {"padding": "same"}),
+        (1, (10,), 3, {"padding": "same", "strides": 2}),
+        (2, (7, 6), (3, 2), {"padding": "same", "strides": (2, 3)}),
+        (2, (7, 8), 3, {"padding": "same", "dilation_rate": (2, 1)}),
+        (2, (7, 8), 3, {"dilation_rate": 2}),
+        (3, (4, 5, 6), (2, 3, 3), {"strides": (2, 1, 2)}),
     ],
+    ids=lambda v: str(v).replace(" ", ""),
 )
-def test_conv_projection_equals_the_convolution_and_its_gradients(
-    rank, spatial, kernel, strides, dilation, padding
-):
-    # The weight-gradient kernel's tap tables against XLA's own convolution gradients.
-    from jrnn.cells.conv_lstm import _conv_plain
-
+def test_input_convolution_geometries_equal_the_scan(rank, spatial, kernel, kw):
+    # The input tap tables (and the weight-gradient kernel on them) against XLA's
+    # convolutions and their gradients.
+    native, scan = _pair(rank, spatial, 5, 9, kernel, return_sequences=True, **kw)
     x = _normal((2, 3, *spatial, 5), 1)
-    w, b = _normal((*kernel, 5, 12), 2), _normal((12,), 3)
-    geometry = {"strides": strides, "padding": padding, "dilation": dilation}
-
-    def native(x, w, b):
-        return native_kernels.conv_projection(x, w, b, **geometry)
-
-    def plain(x, w, b):
-        z = _conv_plain(x.reshape(6, *spatial, 5), w, strides, padding, dilation, True) + b
-        return z.reshape(2, 3, *z.shape[1:])
-
-    assert_close(jax.jit(native)(x, w, b), plain(x, w, b))
-    loss = [lambda *a, f=f: jnp.sum(jnp.sin(f(*a))) for f in (native, plain)]
-    grads = [jax.jit(jax.grad(f, argnums=(0, 1, 2)))(x, w, b) for f in loss]
+    assert_close(native(x), scan(x), time=3)
+    grads = [
+        nnx.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1))(m, x) for m in (native, scan)
+    ]
     _assert_grads_close(*grads)
 
 

@@ -35,9 +35,9 @@ class ConvLSTM(RNN):
         zero_output_for_mask, remat, hoist_input_projection, activity_regularizer,
         batch_size, dtype, param_dtype, name: as :class:`jrnn.RNN` / :class:`jrnn.LSTM`.
       native: as :class:`jrnn.RNN`. On CPU, with the default activations, channels_last and
-        float32, the recurrence (the recurrent convolution and the gate maths of every
-        step) runs on jrnn's native ConvLSTM kernel (:func:`jrnn.native.conv_lstm`); the
-        input convolution of all steps runs in XLA before it.
+        float32, both convolutions and the gate maths of every step run on jrnn's native
+        ConvLSTM kernel (:func:`jrnn.native.conv_lstm`; per-gate input dropout and
+        recurrent dropout in training run the XLA scan).
       rngs: ``nnx.Rngs`` for initialisation and dropout.
 
     Call: ``layer(inputs, mask=None, initial_state=None, training=False)`` with

@@ -30,13 +30,13 @@ or smaller. Their backward kernels read the saved float32 gates, accumulate
 gradients are GEMMs on those with float32 accumulation; gradients return in the arguments'
 dtype.
 
-:func:`conv_lstm` runs a ConvLSTM's recurrence (rank 1, 2 or 3, channels_last, float32)
-from its input convolution :func:`conv_projection`: per step and kernel tap, a register
-tile multiplies the ``h`` rows of the pixels that tap reads (gathered through a table of
-the convolution's geometry; padding reads zeros) by that tap's block of ``R``, and
-applies LSTM's gate maths in registers. Its backward kernel gathers ``dz_{t+1}`` the same
-way through the transposed table, and a third kernel computes the kernel gradients
-``dR`` and ``dW`` as one GEMM over gathered rows of every frame (XLA:CPU's
+:func:`conv_lstm` runs a ConvLSTM (rank 1, 2 or 3, channels_last, float32): per step and
+kernel tap, a register tile multiplies the input rows and the ``h`` rows of the pixels
+that tap reads (gathered through tables of the two convolutions' geometry; padding reads
+zeros) by that tap's blocks of ``W`` and ``R``, and applies LSTM's gate maths in
+registers. Its backward kernel gathers ``dz_{t+1}`` the same way through the transposed
+table, and a third kernel computes the kernel gradients ``dW`` and ``dR`` as one GEMM
+over gathered rows of every frame (XLA:CPU's
 filter-gradient convolution is slower, and 20-90x slower inside a loop).
 """
 
@@ -464,111 +464,119 @@ def _weight_grad(src: Array, dz: Array, tab) -> Array:
     )[0]
 
 
-def conv_projection(x: Array, w: Array, b: Array, *, strides, padding: str, dilation) -> Array:
-    """A ConvLSTM's input convolution plus bias over frames with any leading axes
-    (channels_last, float32): ``x (..., *spatial, C)`` -> ``(..., *out_spatial, G)``
-    (:func:`jrnn.cells.conv_lstm.conv` with ``w (*kernel_size, C, G)``), its kernel
-    gradient on the native weight-gradient kernel."""
-    rank = w.ndim - 2
-    geometry = (tuple(strides), padding, tuple(dilation))
-    frames = x.reshape(-1, *x.shape[-(rank + 1) :])
-    z = _conv_projection(frames, w, b, geometry)
-    return z.reshape(*x.shape[: -(rank + 1)], *z.shape[1:])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _conv_projection(x, w, b, geometry):
-    return _conv_plain(x, w, *geometry, True) + b
-
-
-def _conv_projection_fwd(x, w, b, geometry):
-    return _conv_projection(x, w, b, geometry), (x, w)
-
-
-def _conv_projection_bwd(geometry, res, dz):
-    x, w = res
-    strides, padding, dilation = geometry
-    rank = w.ndim - 2
-    tab, _ = _taps(x.shape[1:-1], w.shape[:rank], strides, dilation, padding)
-    _, dx_of = jax.vjp(lambda x: _conv_plain(x, w, *geometry, True), x)
-    n, c, g = x.shape[0], x.shape[-1], w.shape[-1]
-    dw = _weight_grad(x.reshape(n, -1, c), dz.reshape(n, -1, g), tab)
-    return dx_of(dz)[0], dw.reshape(w.shape), jnp.sum(dz, axis=tuple(range(dz.ndim - 1)))
-
-
-_conv_projection.defvjp(_conv_projection_fwd, _conv_projection_bwd)
-
-
 def _conv_backward_units(filters: int) -> int:
     """Units per panel of the backward ConvLSTM kernel (``BackwardBlocks`` in
     conv_lstm.cc): 16, 32 or 64, the fewest 16-unit blocks that hold ``filters``."""
     return 16 if filters <= 16 else 32 if filters <= 32 else 64
 
 
-def conv_lstm(xz: Array, r: Array, h0: Array, c0: Array, *, sequence=True):
-    """The recurrence of a ConvLSTM (rank 1, 2 or 3; channels_last) over a whole sequence,
-    with sigmoid gates and tanh activations (Keras' defaults), float32::
+def conv_lstm(
+    x: Array,
+    w: Array,
+    b: Array,
+    r: Array,
+    h0: Array,
+    c0: Array,
+    *,
+    strides: Any = 1,
+    padding: str = "valid",
+    dilation: Any = 1,
+    sequence: bool = True,
+):
+    """A ConvLSTM (rank 1, 2 or 3; channels_last) over a whole sequence, with sigmoid gates
+    and tanh activations (Keras' defaults), float32::
 
-        z_t = xz[:, t] + (h_{t-1} ⊛ R; stride 1, "same")
+        z_t = (x_t ⊛ W; strides, padding, dilation) + b + (h_{t-1} ⊛ R; stride 1, "same")
         c_t = σ(f) c_{t-1} + σ(i) tanh(c~);  h_t = σ(o) tanh(c_t)
 
     Args:
-      xz: the input convolution plus bias of every step, ``(batch, time, *spatial, 4F)``
-        (gate blocks i, f, c, o): :meth:`jrnn.ConvLSTMCell.project_inputs`.
-      r: the recurrent kernel ``(*kernel_size, F, 4F)`` (Keras layout).
-      h0, c0: initial states ``(batch, *spatial, F)``.
+      x: inputs ``(batch, time, *spatial, C)``.
+      w: the kernel ``(*kernel_size, C, 4F)``, gate blocks i, f, c, o (Keras layout).
+      b: the bias ``(4F,)``.
+      r: the recurrent kernel ``(*kernel_size, F, 4F)``.
+      h0, c0: initial states ``(batch, *out_spatial, F)``, ``out_spatial`` the input
+        convolution's output size (:func:`jrnn.cells.conv_lstm.conv_output_length`).
+      strides, dilation: ints or tuples of ``rank`` ints, and padding ("valid" or
+        "same"), of the input convolution.
       sequence: as :func:`lstm`.
 
     Returns:
-      ``(y, h_T, c_T)``: the outputs ``(batch, time, *spatial, F)`` (or None) and the
+      ``(y, h_T, c_T)``: the outputs ``(batch, time, *out_spatial, F)`` (or None) and the
       final states.
     """
-    y, h, c = _conv_lstm(xz, r, h0, c0, sequence)
+    rank = r.ndim - 2
+    geometry = tuple(
+        tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * rank for v in (strides, dilation)
+    )
+    if padding not in ("valid", "same"):
+        raise ValueError(
+            f"jrnn.native.conv_lstm: `padding` must be 'valid' or 'same'; received {padding!r}."
+        )
+    y, h, c = _conv_lstm(x, w, b, r, h0, c0, sequence, (*geometry, padding))
     return (y if sequence else None), h, c
 
 
-def _conv_geometry(xz, r, **states):
-    """``(batch, time, pixels, filters, neighbour tables)`` of a ConvLSTM call, with the
-    shapes of ``xz (batch, time, *spatial, 4F)``, ``r (*kernel, F, 4F)`` and the states
-    ``(batch, *spatial, F)`` checked against each other."""
+def _conv_geometry(x, w, b, r, h0, c0, geometry):
+    """``(batch, time, pixels, filters, tab_x, nbr)`` of a ConvLSTM call, every shape
+    checked against ``x``'s and ``r``'s."""
+    strides, dilation, padding = geometry
     rank = r.ndim - 2
     filters = r.shape[-2]
-    if r.ndim < 3 or r.shape[-1] != 4 * filters or xz.ndim != rank + 3:
+    if rank not in (1, 2, 3) or r.shape[-1] != 4 * filters or x.ndim != rank + 3:
         raise ValueError(
-            f"jrnn.native.conv_lstm: `r` must be (*kernel_size, F, 4F) and `xz` (batch, time, "
-            f"*spatial, 4F) of rank {rank} + 3; received r {r.shape} and xz {xz.shape}."
+            f"jrnn.native.conv_lstm: `r` must be (*kernel_size, F, 4F) with 1 to 3 spatial "
+            f"axes and `x` (batch, time, *spatial, C) of rank {rank} + 3; received r "
+            f"{r.shape} and x {x.shape}."
         )
-    batch, time, *spatial = xz.shape[:-1]
-    want = {"xz": (batch, time, *spatial, 4 * filters)}
-    want.update({name: (batch, *spatial, filters) for name in states})
-    for name, a in (("xz", xz), *states.items()):
+    if len(strides) != rank or len(dilation) != rank:
+        raise ValueError(
+            f"jrnn.native.conv_lstm: `strides` and `dilation` need {rank} values; received "
+            f"{strides} and {dilation}."
+        )
+    batch, time, *spatial, channels = x.shape
+    kernel = w.shape[:rank]
+    out = [
+        conv_output_length(n, k, s, padding, d)
+        for n, k, s, d in zip(spatial, kernel, strides, dilation)
+    ]
+    want = {
+        "w": (*kernel, channels, 4 * filters),
+        "b": (4 * filters,),
+        "h0": (batch, *out, filters),
+        "c0": (batch, *out, filters),
+    }
+    for name, a in (("w", w), ("b", b), ("h0", h0), ("c0", c0)):
         if a.shape != want[name]:
             raise ValueError(
-                f"jrnn.native.conv_lstm: `{name}` must have shape {want[name]} (from `xz` "
-                f"{xz.shape} and the recurrent kernel {r.shape}); received {a.shape}."
+                f"jrnn.native.conv_lstm: `{name}` must have shape {want[name]} (from `x` "
+                f"{x.shape}, the recurrent kernel {r.shape} and the convolution's geometry); "
+                f"received {a.shape}."
             )
-    pixels = int(np.prod(spatial))
-    return batch, time, pixels, filters, _taps(tuple(spatial), tuple(r.shape[:rank]))
+    tab_x, _ = _taps(tuple(spatial), tuple(kernel), strides, dilation, padding)
+    nbr, _ = _taps(tuple(out), tuple(r.shape[:rank]))
+    return batch, time, int(np.prod(out)), filters, tab_x, nbr
 
 
-def _conv_lstm_forward(xz, r, h0, c0, sequence: bool, save: bool):
-    dt = _storage_dtype(xz=xz, recurrent_kernel=r, h0=h0, c0=c0)
+def _conv_lstm_forward(x, w, b, r, h0, c0, geometry, sequence: bool, save: bool):
+    dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0, c0=c0)
     if dt != jnp.dtype(_F32):
         raise ValueError(f"jrnn.native.conv_lstm runs float32 only; received {dt}.")
-    batch, time, pixels, f, (nbr, _) = _conv_geometry(xz, r, h0=h0, c0=c0)
+    batch, time, pixels, f, tab_x, nbr = _conv_geometry(x, w, b, r, h0, c0, geometry)
     outs = [((batch, time, pixels, f) if sequence else (0,), dt)] + [((batch, pixels, f), dt)] * 2
-    outs += (
-        [((batch, time, pixels, 4 * f), _F32), ((batch, time, pixels, f), _F32)]
-        if save
-        else [((0,), _F32)] * 2
-    )
-    rp = _pack(r.reshape(-1, 4 * f), 4, (0, 1, 2, 3))
+    if save:
+        outs += [((batch, time, pixels, 4 * f), _F32), ((batch, time, pixels, f), _F32)]
+    else:
+        outs += [((0,), _F32)] * 2
+    order = (0, 1, 2, 3)
     flat = functools.partial(jnp.reshape, shape=(batch, pixels, f))
     y, h, c, gates, cs = _call(
         "jrnn_conv_lstm_fwd",
         outs,
-        xz.reshape(batch, time, pixels, 4 * f),
-        rp,
+        x.reshape(batch, time, -1, x.shape[-1]),
+        _pack(w.reshape(-1, 4 * f), 4, order),
+        b,
+        jnp.asarray(tab_x),
+        _pack(r.reshape(-1, 4 * f), 4, order),
         jnp.asarray(nbr),
         flat(h0),
         flat(c0),
@@ -578,34 +586,36 @@ def _conv_lstm_forward(xz, r, h0, c0, sequence: bool, save: bool):
     return y, unflat(h), unflat(c), gates, cs
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _conv_lstm(xz, r, h0, c0, sequence):
-    y, h, c, _, _ = _conv_lstm_forward(xz, r, h0, c0, sequence, save=False)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _conv_lstm(x, w, b, r, h0, c0, sequence, geometry):
+    y, h, c, _, _ = _conv_lstm_forward(x, w, b, r, h0, c0, geometry, sequence, save=False)
     return y, h, c
 
 
-def _conv_lstm_fwd(xz, r, h0, c0, sequence):
-    y, h, c, gates, cs = _conv_lstm_forward(xz, r, h0, c0, True, save=True)
+def _conv_lstm_fwd(x, w, b, r, h0, c0, sequence, geometry):
+    y, h, c, gates, cs = _conv_lstm_forward(x, w, b, r, h0, c0, geometry, True, save=True)
     out = y if sequence else jnp.zeros((0,), y.dtype)
-    return (out, h, c), (r, h0, c0, y, gates, cs)
+    return (out, h, c), (x, w, r, h0, c0, y, gates, cs)
 
 
-def _conv_lstm_bwd(sequence, res, cotangents):
-    r, h0, c0, y, gates, cs = res
+def _conv_lstm_bwd(sequence, geometry, res, cotangents):
+    x, w, r, h0, c0, y, gates, cs = res
     dy, dh, dc = cotangents
     batch, time, pixels, g = gates.shape
     f = g // 4
-    nbr, nbr_t = _taps(tuple(h0.shape[1:-1]), tuple(r.shape[:-2]))
+    strides, dilation, padding = geometry
+    rank = r.ndim - 2
+    spatial = x.shape[2:-1]
+    tab_x, _ = _taps(tuple(spatial), tuple(w.shape[:rank]), strides, dilation, padding)
+    nbr, nbr_t = _taps(tuple(h0.shape[1:-1]), tuple(r.shape[:rank]))
     if not sequence:
         dy = jnp.zeros(y.shape, y.dtype)
-    units = _conv_backward_units(f)
     flat = functools.partial(jnp.reshape, shape=(batch, pixels, f))
     rt = jnp.moveaxis(r.reshape(-1, f, g), 1, 2)  # (taps, 4F, F): Rᵀ per tap
-    rtp = _panels(rt.reshape(-1, f), units)
     dz, dc0 = _call(
         "jrnn_conv_lstm_bwd",
         [((batch, time, pixels, g), _F32), ((batch, pixels, f), _F32)],
-        rtp,
+        _panels(rt.reshape(-1, f), _conv_backward_units(f)),
         jnp.asarray(nbr_t),
         gates,
         cs,
@@ -613,11 +623,25 @@ def _conv_lstm_bwd(sequence, res, cotangents):
         dy.reshape(batch, time, pixels, f),
         *[flat(a.astype(_F32)) for a in (dh, dc)],
     )
-    # dR = Σ_t h_{t-1} ⊛ᵀ dz_t, one GEMM over gathered rows of every frame; dh_0 = dz_0 ⊛ᵀ R.
+    # Kernel gradients: one GEMM over gathered rows of every frame each (dW from the input
+    # frames, dR from the h_{t-1} frames); dx and dh_0 are transposed convolutions (XLA).
+    frames = dz.reshape(batch * time, pixels, g)
+    x_frames = x.reshape(batch * time, *spatial, x.shape[-1])
+    dw = _weight_grad(x_frames.reshape(batch * time, -1, x.shape[-1]), frames, tab_x)
     h_prev = jnp.concatenate([flat(h0)[:, None], y.reshape(batch, time, pixels, f)[:, :-1]], 1)
-    dr = _weight_grad(h_prev.reshape(batch * time, pixels, f), dz.reshape(-1, pixels, g), nbr)
-    dz = dz.reshape(batch, time, *h0.shape[1:-1], g)
-    return dz, dr.reshape(r.shape), recurrent_conv_input_grad(r, dz[:, 0]), dc0.reshape(c0.shape)
+    dr = _weight_grad(h_prev.reshape(batch * time, pixels, f), frames, nbr)
+    dz = dz.reshape(batch * time, *h0.shape[1:-1], g)
+    conv_args = (strides, padding, dilation, True)
+    _, dx_of = jax.vjp(lambda x: _conv_plain(x, w, *conv_args), x_frames)
+    dz0 = dz.reshape(batch, time, *dz.shape[1:])[:, 0]
+    return (
+        dx_of(dz)[0].reshape(x.shape),
+        dw.reshape(w.shape),
+        jnp.sum(frames, axis=(0, 1)),
+        dr.reshape(r.shape),
+        recurrent_conv_input_grad(r, dz0),
+        dc0.reshape(c0.shape),
+    )
 
 
 _conv_lstm.defvjp(_conv_lstm_fwd, _conv_lstm_bwd)
@@ -625,7 +649,6 @@ _conv_lstm.defvjp(_conv_lstm_fwd, _conv_lstm_bwd)
 __all__ = [
     "available",
     "conv_lstm",
-    "conv_projection",
     "gru",
     "lstm",
     "simple_rnn",

@@ -1,7 +1,9 @@
 // jrnn native CPU ConvLSTM recurrence (rank 1, 2, 3; XLA FFI custom calls); shared
 // machinery in common.h.
 //
-//   jrnn_conv_lstm_fwd: for t in 0..T-1:  z = xz[:, t] + (h ⊛ R)  (stride 1, "same");
+//   jrnn_conv_lstm_fwd: for t in 0..T-1:  z = (x[:, t] ⊛ W) + b + (h ⊛ R)  (the input
+//                       convolution of any strides/padding/dilation; the recurrent one
+//                       stride 1, "same");
 //                       i,f,g,o = σ,σ,tanh,σ(z);  c = f c + i g;  h = o tanh(c);  y[:, t] = h
 //   jrnn_conv_lstm_bwd: the reverse recurrence: dz[:, t] from dy, the saved gates and c,
 //                       and dh_t = dy[:, t] + (dz[:, t+1] ⊛ᵀ R).
@@ -9,22 +11,23 @@
 //                       output pixels p: the gradient of a convolution's kernel as a GEMM
 //                       over gathered rows (dR from the h_{t-1} frames, dW from the input
 //                       frames), the same speed inside a loop (remat) as outside.
-// The input convolution (xz: x ⊛ W + b, any strides/padding/dilation) and the input
-// gradients are left to XLA.
+// The input gradient dx is left to XLA.
 //
-// The recurrent convolution is a GEMM over gathered rows: a register tile holds up to 6
-// pixels of one frame and 16 units of each gate (or, backward, 16·NQ units of h); for each
-// kernel tap k the tile multiplies the rows h[nbr[p][k]] (the pixel tap k of pixel p reads;
-// -1, outside the frame, reads zeros) by R's tap-k block. The spatial geometry lives in
-// the neighbour tables the caller builds, so one kernel serves every rank and kernel size.
-// float32 only.
+// Both convolutions are GEMMs over gathered rows: a register tile holds up to 6 pixels of
+// one frame and 16 units of each gate (or, backward, 16·NQ units of h); for each kernel
+// tap k the tile multiplies the rows x[tab_x[p][k]] and h[nbr[p][k]] (the pixels tap k of
+// pixel p reads; -1, padding, reads zeros) by W's and R's tap-k blocks. The geometry lives
+// in the tables the caller builds, so one kernel serves every rank, kernel size, stride,
+// dilation and padding. float32 only.
 //
 // Layouts (row-major float32; B batch, T time, P pixels of a frame, K taps, F filters,
 // 4F gate channels in Keras' i, f, c, o order):
-//   xz (B, T, P, 4F)   y, cseq (B, T, P, F)   gates, dz (B, T, P, 4F)   h0, c0, ... (B, P, F)
+//   x (B, T, Pin, C)   bias (4F)   tab_x (P, Kx) int32: the input pixel tap k of pixel p reads
+//   y, cseq (B, T, P, F)   gates, dz (B, T, P, 4F)   h0, c0, ... (B, P, F)
 //   nbr, nbr_t (P, K) int32: the pixel tap k of pixel p reads forward, and the pixel whose
 //     tap k reads p (backward); -1 for none
-//   rpack (ceil(F/16), K F, 64)     [k F + c][q*16 + j] = R[k, c, q F + 16p + j]   (zero past F)
+//   wpack (ceil(F/16), Kx C, 64)    [k C + c][q*16 + j] = W[k, c, q F + 16p + j]   (zero past F)
+//   rpack (ceil(F/16), K F, 64)     [k F + c][q*16 + j] = R[k, c, q F + 16p + j]
 //   rtpack (ceil(F/16NQ), K 4F, 16NQ)  [k 4F + g][j] = R[k, 16NQ p + j, g]
 #include <algorithm>
 #include <cstdint>
@@ -76,13 +79,16 @@ JRNN_TARGET inline void GatherTaps(__m512 (&acc)[MR][4], const int32_t* nbr, int
 // ------------------------------------------------------------------ forward
 struct ConvFwdArgs {
   ConvDims d;
-  const float *xz, *rpack;
+  int64_t Pin, C, Kx;  // input pixels, channels and taps
+  const float *x, *wpack, *bias;
+  const int32_t* tab_x;
+  const float* rpack;
   const int32_t* nbr;
   const float* c0;
   Frames h;
   float *hT, *c;           // c: the running c, in cT
   float *gates, *cseq;     // null unless saving for the backward pass
-  const float* zeros;      // F zeros: what a tap outside the frame reads
+  const float* zeros;      // max(C, F) zeros: what a tap outside the frame reads
 };
 
 template <int MR>
@@ -92,9 +98,12 @@ JRNN_TARGET void ConvFwdTile(const ConvFwdArgs& a, int64_t t, int64_t b, int64_t
   const __mmask16 m = TailMask(static_cast<int>(F - u0));
   __m512 acc[MR][4];
   const int64_t row0 = (b * d.T + t) * d.P + p0;  // (b, t, p0) in the (B, T, P) rows
-  for (int r = 0; r < MR; ++r) {
-    for (int q = 0; q < 4; ++q) acc[r][q] = Load(m, a.xz + (row0 + r) * G + q * F + u0);
+  for (int q = 0; q < 4; ++q) {
+    const __m512 bq = Load(m, a.bias + q * F + u0);
+    for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
+  GatherTaps<MR, 4>(acc, a.tab_x, a.Kx, p0, a.x + (b * d.T + t) * a.Pin * a.C, a.C, a.zeros,
+                    a.wpack + u * a.Kx * a.C * 64, a.C);
   GatherTaps<MR, 4>(acc, a.nbr, d.K, p0, a.h.Prev(t, b), F, a.zeros,
                     a.rpack + u * d.K * F * 64, F);
   float* out = a.h.Out(t, b);
@@ -128,7 +137,7 @@ void OverFrames(ffi::ThreadPool& pool, const ConvDims& d, int64_t unit_panels, i
 
 void ConvForward(ffi::ThreadPool& pool, const ConvFwdArgs& a) {
   const ConvDims& d = a.d;
-  OverFrames(pool, d, (d.F + 15) / 16, d.B * d.P * d.K * d.F * 4 * d.F, false,
+  OverFrames(pool, d, (d.F + 15) / 16, d.B * d.P * (d.K * d.F + a.Kx * a.C) * 4 * d.F, false,
              [&](auto mr, int64_t t, int64_t b, int64_t p0, int64_t u) {
                ConvFwdTile<mr()>(a, t, b, p0, u);
              });
@@ -278,33 +287,43 @@ namespace {
 
 constexpr ffi::DataType kF32 = ffi::DataType::F32;
 
-// B, T, P, F from xz (B, T, P, 4F) and K from the neighbour table (P, K), checked.
-ffi::Error ReadConvDims(ffi::AnyBuffer::Dimensions xz, ffi::AnyBuffer::Dimensions nbr,
+// B, T, P, F from the saved gates (B, T, P, 4F) and K from the tap table (P, K), checked.
+ffi::Error ReadConvDims(ffi::AnyBuffer::Dimensions gates, ffi::AnyBuffer::Dimensions nbr,
                         ConvDims* d) {
-  if (xz.size() != 4 || xz[3] % 4 != 0 || nbr.size() != 2 || nbr[0] != xz[2]) {
+  if (gates.size() != 4 || gates[3] % 4 != 0 || nbr.size() != 2 || nbr[0] != gates[2]) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jrnn native ConvLSTM: xz must be (B, T, P, 4F) and the neighbour table (P, K)");
+                      "jrnn native ConvLSTM: gates must be (B, T, P, 4F) and the tap table (P, K)");
   }
-  *d = {xz[0], xz[1], xz[2], nbr[1], xz[3] / 4};
+  *d = {gates[0], gates[1], gates[2], nbr[1], gates[3] / 4};
   return ffi::Error::Success();
 }
 
-ffi::Error ConvLstmFwdImpl(ffi::AnyBuffer xz, ffi::AnyBuffer rpack, ffi::AnyBuffer nbr,
+ffi::Error ConvLstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
+                           ffi::AnyBuffer tab_x, ffi::AnyBuffer rpack, ffi::AnyBuffer nbr,
                            ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::Result<ffi::AnyBuffer> y,
                            ffi::Result<ffi::AnyBuffer> hT, ffi::Result<ffi::AnyBuffer> cT,
                            ffi::Result<ffi::AnyBuffer> gates, ffi::Result<ffi::AnyBuffer> cseq,
                            ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
-  ConvDims d;
-  JRNN_CHECK(ReadConvDims(xz.dimensions(), nbr.dimensions(), &d));
-  const int64_t B = d.B, T = d.T, P = d.P, F = d.F;
+  const auto xd = x.dimensions(), hd = h0.dimensions(), nd = nbr.dimensions(), td = tab_x.dimensions();
+  if (xd.size() != 4 || hd.size() != 3 || nd.size() != 2 || td.size() != 2 || nd[0] != hd[1] ||
+      td[0] != hd[1]) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native ConvLSTM: x must be (B, T, Pin, C), h0 (B, P, F) and the tap "
+                      "tables (P, K)");
+  }
+  const ConvDims d{xd[0], xd[1], hd[1], nd[1], hd[2]};
+  const int64_t B = d.B, T = d.T, P = d.P, F = d.F, C = xd[3], Kx = td[1];
   const bool sequence = !(y->dimensions().size() == 1 && y->dimensions()[0] == 0);
   const bool save = gates->element_count() != 0;
   if (save && !sequence) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       "jrnn native ConvLSTM: saving for the backward pass needs y");
   }
-  JRNN_CHECK(CheckTypes({{"xz", xz.element_type(), kF32},
+  JRNN_CHECK(CheckTypes({{"x", x.element_type(), kF32},
+                         {"wpack", wpack.element_type(), kF32},
+                         {"bias", bias.element_type(), kF32},
+                         {"tab_x", tab_x.element_type(), ffi::DataType::S32},
                          {"rpack", rpack.element_type(), kF32},
                          {"nbr", nbr.element_type(), ffi::DataType::S32},
                          {"h0", h0.element_type(), kF32},
@@ -314,8 +333,9 @@ ffi::Error ConvLstmFwdImpl(ffi::AnyBuffer xz, ffi::AnyBuffer rpack, ffi::AnyBuff
                          {"cT", cT->element_type(), kF32},
                          {"gates", gates->element_type(), kF32},
                          {"cseq", cseq->element_type(), kF32}}));
+  JRNN_CHECK(CheckDims("wpack", wpack.dimensions(), {(F + 15) / 16, Kx * C, 64}));
+  JRNN_CHECK(CheckDims("bias", bias.dimensions(), {4 * F}));
   JRNN_CHECK(CheckDims("rpack", rpack.dimensions(), {(F + 15) / 16, d.K * F, 64}));
-  JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, P, F}));
   JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, P, F}));
   if (sequence) JRNN_CHECK(CheckDims("y", y->dimensions(), {B, T, P, F}));
   if (save) {
@@ -328,9 +348,15 @@ ffi::Error ConvLstmFwdImpl(ffi::AnyBuffer xz, ffi::AnyBuffer rpack, ffi::AnyBuff
     std::copy(Data<float>(c0), Data<float>(c0) + B * P * F, Data<float>(cT));
     return ffi::Error::Success();
   }
-  std::vector<float> buffers(sequence ? 0 : 2 * B * P * F), zeros(F, 0.0f);
+  std::vector<float> buffers(sequence ? 0 : 2 * B * P * F), zeros(std::max(C, F), 0.0f);
   ConvFwdArgs a{d,
-                Data<float>(xz),
+                xd[2],
+                C,
+                Kx,
+                Data<float>(x),
+                Data<float>(wpack),
+                Data<float>(bias),
+                Data<int32_t>(tab_x),
                 Data<float>(rpack),
                 Data<int32_t>(nbr),
                 Data<float>(c0),
@@ -436,7 +462,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_weight_grad, jrnn::ConvWeightGradImpl,
                               (jrnn::AnyBinding<3, 1>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_fwd, jrnn::ConvLstmFwdImpl,
-                              (jrnn::AnyBinding<5, 5>()));
+                              (jrnn::AnyBinding<8, 5>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_bwd, jrnn::ConvLstmBwdImpl,
                               (jrnn::AnyBinding<8, 2>()));
