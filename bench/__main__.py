@@ -58,6 +58,16 @@ PROFILES = {
     },
 }
 RESULTS = Path(__file__).resolve().parent / "results"
+# --malloc retain: glibc settings under which freed memory is reused instead of returned
+# to the kernel (one arena, no mmap for large blocks, no trimming). XLA:CPU allocates each
+# call's temporaries afresh (one block of ~70-85 MB for an LSTM/GRU training step at the
+# typical shape); by default glibc maps it anew from the kernel on every call and the page
+# faults (~20k per call) cost as much as the arithmetic. Applied to every implementation.
+MALLOC_RETAIN = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 32),
+}
 
 
 def gemm_roofline_gflops(n: int = 1024, repeats: int = 10) -> float:
@@ -84,7 +94,14 @@ def case_flops(layer: str, shape: tuple[int, int, int, int], mode: str) -> float
 
 
 def run_worker(
-    impl: str, layer: str, shape, mode: str, dtype: str, iters: int, extra: list[str]
+    impl: str,
+    layer: str,
+    shape,
+    mode: str,
+    dtype: str,
+    iters: int,
+    extra: list[str],
+    env_extra: dict[str, str] | None = None,
 ) -> dict:
     batch, steps, features, units = shape
     worker_impl, flags = VARIANTS.get(impl, (impl, []))
@@ -113,7 +130,7 @@ def run_worker(
         str(iters),
         *extra,
     ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
     proc = subprocess.run(
         cmd,
         capture_output=True,
@@ -141,7 +158,15 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--out", default=str(RESULTS / "latest"))
+    p.add_argument(
+        "--malloc",
+        choices=("default", "retain"),
+        default="default",
+        help="retain: glibc keeps freed memory for reuse (MALLOC_ARENA_MAX=1, no mmap or "
+        "trimming for large blocks) in every worker, see MALLOC_RETAIN",
+    )
     a = p.parse_args(argv)
+    env_extra = MALLOC_RETAIN if a.malloc == "retain" else None
     prof = dict(PROFILES[a.profile])
     for key in ("layers", "shapes", "modes", "dtypes"):
         if getattr(a, key):
@@ -162,7 +187,7 @@ def main(argv=None) -> int:
                         for impl in impls:
                             iters = max(2, a.iters // 5) if shape_name == "long" else a.iters
                             per_impl[impl].append(
-                                run_worker(impl, layer, shape, mode, dtype, iters, [])
+                                run_worker(impl, layer, shape, mode, dtype, iters, [], env_extra)
                             )
                     row = {
                         "layer": layer,
@@ -196,7 +221,14 @@ def main(argv=None) -> int:
     out.with_suffix(".json").write_text(
         json.dumps({"roofline_gflops": roofline, "rows": rows}, indent=1)
     )
-    out.with_suffix(".md").write_text(markdown(rows, roofline, impls))
+    note = (
+        "Every worker ran with glibc's malloc retaining freed memory (`--malloc retain`: "
+        + ", ".join(f"{k}={v}" for k, v in MALLOC_RETAIN.items())
+        + ")."
+        if env_extra
+        else ""
+    )
+    out.with_suffix(".md").write_text(markdown(rows, roofline, impls, note))
     try:
         chart(rows, impls, out.with_suffix(".png"))
     except ImportError:
@@ -214,7 +246,7 @@ def format_row(row: dict) -> str:
     )
 
 
-def markdown(rows: list[dict], roofline: float, impls: list[str]) -> str:
+def markdown(rows: list[dict], roofline: float, impls: list[str], note: str = "") -> str:
     head = [
         "layer",
         "shape (B,T,in,units)",
@@ -227,7 +259,8 @@ def markdown(rows: list[dict], roofline: float, impls: list[str]) -> str:
         "jrnn first call s",
     ]
     lines = [
-        f"GEMM roofline: {roofline:.1f} GFLOP/s (NumPy float32), {os.cpu_count()} cores.",
+        f"GEMM roofline: {roofline:.1f} GFLOP/s (NumPy float32), {os.cpu_count()} cores."
+        + (f" {note}" if note else ""),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

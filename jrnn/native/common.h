@@ -253,20 +253,30 @@ struct Dims {
   int64_t B, T, H;
 };
 
-// acc[r][Q0 + q] += sum_k a[r * lda + k] * w[k * 16 NQ + 16 q .. + 15], q < NQ, k < K:
-// the register-tile GEMM (a packed panel of NQ x 16 columns, rows K).
+// acc[r][Q0 + q] += sum_k a[r][k] * w[k * 16 NQ + 16 q .. + 15], q < NQ, k < K: the
+// register-tile GEMM (a packed panel of NQ x 16 columns, rows K) over one pointer per row
+// (rows gathered from anywhere, e.g. the pixels a convolution's tap reads).
 template <int MR, int Q0, int NQ>
-JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const float* a, int64_t lda,
-                                   const float* w, int64_t K) {
+JRNN_TARGET inline void AccumulateRows(__m512 (&acc)[MR][4], const float* const (&a)[MR],
+                                       const float* w, int64_t K) {
   static_assert(Q0 + NQ <= 4, "four accumulators per row");
   for (int64_t k = 0; k < K; ++k, w += 16 * NQ) {
     __m512 wq[NQ];
     for (int q = 0; q < NQ; ++q) wq[q] = _mm512_loadu_ps(w + 16 * q);
     for (int r = 0; r < MR; ++r) {
-      const __m512 v = _mm512_set1_ps(a[r * lda + k]);
+      const __m512 v = _mm512_set1_ps(a[r][k]);
       for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = _mm512_fmadd_ps(v, wq[q], acc[r][Q0 + q]);
     }
   }
+}
+
+// The same GEMM over rows lda apart: a[r * lda + k].
+template <int MR, int Q0, int NQ>
+JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const float* a, int64_t lda,
+                                   const float* w, int64_t K) {
+  const float* rows[MR];
+  for (int r = 0; r < MR; ++r) rows[r] = a + r * lda;
+  AccumulateRows<MR, Q0, NQ>(acc, rows, w, K);
 }
 
 // Row k's and k+1's products of a bfloat16 tile (only row k's when last, for odd K):
@@ -294,21 +304,6 @@ JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const bf16* a, int64_t 
   if (k < K) DotPair<MR, Q0, NQ>(acc, a, lda, w, k, true);
 }
 
-// The same GEMM with one pointer per row (rows gathered from anywhere, e.g. the
-// neighbouring pixels a convolution reads): acc[r][Q0 + q] += sum_k a[r][k] * w[k][16q..].
-template <int MR, int Q0, int NQ>
-JRNN_TARGET inline void AccumulateRows(__m512 (&acc)[MR][4], const float* const (&a)[MR],
-                                       const float* w, int64_t K) {
-  static_assert(Q0 + NQ <= 4, "four accumulators per row");
-  for (int64_t k = 0; k < K; ++k, w += 16 * NQ) {
-    __m512 wq[NQ];
-    for (int q = 0; q < NQ; ++q) wq[q] = _mm512_loadu_ps(w + 16 * q);
-    for (int r = 0; r < MR; ++r) {
-      const __m512 v = _mm512_set1_ps(a[r][k]);
-      for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = _mm512_fmadd_ps(v, wq[q], acc[r][Q0 + q]);
-    }
-  }
-}
 
 // LSTM's gate maths (sigmoid gates, tanh) for 16 units of one row: the gates, c and h from
 // the pre-activations z (i, f, c, o) and the previous c (lstm.cc, conv_lstm.cc).
