@@ -261,6 +261,26 @@ def test_bench_times_jrnn_and_reports_json():
     assert report["shape"] == {"batch": 2, "time": 5, "features": 3, "units": 4}
 
 
+def test_bench_runner_passes_the_malloc_setting_to_workers_and_notes_it(monkeypatch):
+    import subprocess
+
+    import bench.__main__ as bench_main
+    from bench.__main__ import MALLOC_RETAIN, markdown, run_worker
+
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen.update(kw["env"])
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"median_ms": 1.0}\n', stderr="")
+
+    monkeypatch.setattr(bench_main.subprocess, "run", fake_run)
+    result = run_worker("jrnn", "lstm", (2, 5, 3, 4), "forward", "float32", 2, [], MALLOC_RETAIN)
+    assert result["median_ms"] == 1.0
+    assert all(seen[k] == v for k, v in MALLOC_RETAIN.items())
+    table = markdown([], 100.0, ["jrnn"], note="under --malloc retain")
+    assert table.splitlines()[0].endswith("cores. under --malloc retain")
+
+
 def test_usage_errors_are_one_line():
     proc = jrnn_cli("check", "model.keras", "--atol", "tight")
     assert_one_line_error(proc, "--atol", "jrnn check --help")

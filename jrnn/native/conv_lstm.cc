@@ -210,8 +210,6 @@ struct WeightGradArgs {
   const int32_t* tab;     // (Pout, K)
 };
 
-// out (channels c0..c0+MR-1 x columns 64j..64j+63 of tap k) += the sum over frame n's
-// output pixels p0..p1-1 of src[n, tab[p][k], c] dz[n, p, :].
 // out (channels c0..c0+MR-1 x columns 64j..64j+63 of one tap) += at[c0..][p] dzp[j][p]
 // over the n pixels of a block: the register-tile GEMM of the forward kernels, on the
 // block's gathered source rows transposed (at: C x kPixelBlock) and its dz rows packed
@@ -233,7 +231,6 @@ JRNN_TARGET void WeightGradTile(const float* at, const float* dzp, int64_t n, in
 // partial; within a frame, blocks of kPixelBlock pixels, whose dz rows stay in L1 while
 // every tile (tap, column panel, channel block) runs over them. The partials are added at
 // the end in chunk order, so a given thread count always gives the same sums.
-
 void WeightGrad(ffi::ThreadPool& pool, const WeightGradArgs& a, float* dw) {
   const int64_t panels = (a.G + 63) / 64, ld = 64 * panels, size = a.K * a.C * ld;
   const int64_t chunks = std::max<int64_t>(1, std::min(a.N, PoolThreads(pool)));
