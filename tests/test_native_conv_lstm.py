@@ -28,12 +28,16 @@ CASES = [
     (3, 2, 3, (3, 4, 5), 2, 33, (3, 2, 2), {"padding": "same"}),
     (2, 8, 3, (9, 9), 4, 17, (3, 3), {"go_backwards": True, "dilation_rate": 2}),
     (2, 13, 2, (4, 4), 3, 16, (1, 1), {}),
+    (2, 2, 3, (5, 5), 7, 100, (3, 3), {"padding": "same"}),  # several unit panels both ways
 ]
 
 
 def _pair(rank, spatial, channels, filters, kernel, seed=0, **kw):
     """The same randomized ConvLSTM twice: native (required) and the XLA scan."""
     layers = []
+    # Scaled as trained weights are (~1/sqrt(fan-in)), so that wide layers do not saturate.
+    taps = int(np.prod(kernel)) if isinstance(kernel, tuple) else kernel**rank
+    scale = min(0.3, 2.0 / np.sqrt(taps * (channels + filters)))
     for native in (True, False):
         layer = jrnn.ConvLSTM(
             rank,
@@ -45,7 +49,7 @@ def _pair(rank, spatial, channels, filters, kernel, seed=0, **kw):
             rngs=nnx.Rngs(0),
             **kw,
         )
-        randomize(layer, seed, scale=0.3)
+        randomize(layer, seed, scale=scale)
         layers.append(layer)
     return layers
 
