@@ -68,6 +68,15 @@ class RNNCellBase(Configurable, nnx.Module):
     recurrent_dropout: float = 0.0
     policy: DTypePolicy
 
+    @property
+    def _default_gate_activations(self) -> bool:
+        """Whether the cell has Keras' default tanh activation and sigmoid recurrent
+        activation: what the gated native kernels compute."""
+        return (
+            getattr(self, "activation", None) is activations_lib.tanh
+            and getattr(self, "recurrent_activation", None) is activations_lib.sigmoid
+        )
+
     # ----------------------------------------------------------------- Keras-style views
     @property
     def state_size(self) -> int | list[int]:

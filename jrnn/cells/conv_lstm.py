@@ -319,11 +319,7 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
     def native_kernel(self) -> str | None:  # type: ignore[override]
         """``"conv_lstm"`` with Keras' default activations and channels_last (what the
         native kernel computes; float32)."""
-        default = (
-            self.activation is activations_lib.tanh
-            and self.recurrent_activation is activations_lib.sigmoid
-            and self.data_format == "channels_last"
-        )
+        default = self._default_gate_activations and self.data_format == "channels_last"
         return "conv_lstm" if default else None
 
     @property

@@ -187,12 +187,7 @@ class GRUCell(DenseCellMixin, RNNCellBase):
     def native_kernel(self) -> str | None:  # type: ignore[override]
         """``"gru"`` for ``reset_after=True`` with Keras' default activations (what the
         native kernel computes)."""
-        default = (
-            self.reset_after
-            and self.activation is activations_lib.tanh
-            and self.recurrent_activation is activations_lib.sigmoid
-        )
-        return "gru" if default else None
+        return "gru" if self.reset_after and self._default_gate_activations else None
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """``x W + b_input``: ``(..., batch, in)`` -> ``(..., batch, 3u)``."""

@@ -176,11 +176,7 @@ class LSTMCell(DenseCellMixin, RNNCellBase):
     @property
     def native_kernel(self) -> str | None:  # type: ignore[override]
         """``"lstm"`` with Keras' default activations (what the native kernel computes)."""
-        default = (
-            self.activation is activations_lib.tanh
-            and self.recurrent_activation is activations_lib.sigmoid
-        )
-        return "lstm" if default else None
+        return "lstm" if self._default_gate_activations else None
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """``x W + b``: ``(..., batch, in)`` -> ``(..., batch, 4u)``."""
