@@ -360,12 +360,13 @@ inline void UnitMasks(int64_t H, int64_t p, __mmask16 (&m)[4]) {
 
 // A backward tile's incoming state gradient dh_t (rows b0.., units 64p..64p+63) into acc:
 // dy[:, t] + carry + (t < T-1 ? g[:, t+1] Rᵀ : 0), with carry (B, H) what the step after
-// passes back directly (null for none) and g (B, T, G) the pre-activation gradients that
-// reach h through R (rtpack: the packed Rᵀ, G rows). S: float32, or bfloat16 for dy, g and
-// rtpack (the bfloat16 kernels' backward pass; the carry and acc stay float32).
+// passes back directly (null for none) and g (B, T, ld) whose first G columns are the
+// pre-activation gradients that reach h through R (rtpack: the packed Rᵀ, G rows). S:
+// float32, or bfloat16 for dy, g and rtpack (the bfloat16 kernels' backward pass; the
+// carry and acc stay float32).
 template <int MR, typename S>
 JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const Dims& d,
-                            int64_t G, int64_t t, int64_t b0, int64_t p, const S* dy,
+                            int64_t G, int64_t ld, int64_t t, int64_t b0, int64_t p, const S* dy,
                             const float* carry, const S* g, const S* rtpack) {
   const int64_t T = d.T, H = d.H;
   for (int r = 0; r < MR; ++r) {
@@ -377,7 +378,22 @@ JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const
     }
   }
   if (t < T - 1) {
-    Accumulate<MR, 0, 4>(acc, g + (b0 * T + t + 1) * G, T * G, rtpack + p * PackedRows<S>(G) * 64, G);
+    Accumulate<MR, 0, 4>(acc, g + (b0 * T + t + 1) * ld, T * ld, rtpack + p * PackedRows<S>(G) * 64,
+                         G);
+  }
+}
+
+// h_{t-1} of a backward tile's rows b0.. and units 64p..64p+63 (h0 at t = 0, else
+// y[:, t-1]) into hprev (B, T, H): the left operand of the recurrent kernel's gradient
+// Hᵀ g, written over dy's buffer (XLA aliases the two), whose entries the tile has read.
+template <int MR, typename S>
+inline void StorePrevH(const Dims& d, int64_t t, int64_t b0, int64_t p, const S* y, const S* h0,
+                       S* hprev) {
+  const int64_t T = d.T, H = d.H, u0 = 64 * p, n = std::min<int64_t>(64, H - u0);
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    const S* src = t == 0 ? h0 + b * H + u0 : y + (b * T + t - 1) * H + u0;
+    std::copy_n(src, n, hprev + (b * T + t) * H + u0);
   }
 }
 

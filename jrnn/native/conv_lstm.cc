@@ -6,7 +6,8 @@
 //                       stride 1, "same");
 //                       i,f,g,o = σ,σ,tanh,σ(z);  c = f c + i g;  h = o tanh(c);  y[:, t] = h
 //   jrnn_conv_lstm_bwd: the reverse recurrence: dz[:, t] from dy, the saved gates and c,
-//                       and dh_t = dy[:, t] + (dz[:, t+1] ⊛ᵀ R).
+//                       and dh_t = dy[:, t] + (dz[:, t+1] ⊛ᵀ R); dz may overwrite the
+//                       gates (XLA aliases the two): each entry is read first.
 //   jrnn_conv_weight_grad: dW[k] = Σ_{n, p} src[n, tab[p][k]]ᵀ dz[n, p] over frames n and
 //                       output pixels p: the gradient of a convolution's kernel as a GEMM
 //                       over gathered rows (dR from the h_{t-1} frames, dW from the input

@@ -5,10 +5,14 @@
 //       x_z, x_r, x_h = x[:, t] W + b_i;   m_z, m_r, m_h = h R + b_r
 //       z = σ(x_z + m_z);  r = σ(x_r + m_r);  h~ = tanh(x_h + r m_h);  h = z h + (1 - z) h~
 //   jrnn_gru_bwd: the reverse recurrence. Per step it writes the pre-activation gradients
-//       gx = (dz·z(1-z), dr·r(1-r), da)      for x W + b_i     (da = dh~·(1 - h~²))
-//       gh = (dz·z(1-z), dr·r(1-r), da·r)    for h R + b_r
-//   and carries dh_{t-1} = dh·z + gh Rᵀ. Weight and input gradients (Xᵀ gx, gx Wᵀ,
-//   Hᵀ gh, Σ gx, Σ gh) are left to XLA.
+//       g = (da, dz·z(1-z), dr·r(1-r), da·r)      (da = dh~·(1 - h~²))
+//   of which gx = g[.., (1, 2, 0)] is that of x W + b_i and gh = g[.., 1:] that of
+//   h R + b_r, carries dh_{t-1} = dh·z + gh Rᵀ, and writes h_{t-1} (hprev). Weight and
+//   input gradients (Xᵀ gx, gx Wᵀ, hprevᵀ gh, Σ gx, Σ gh) are left to XLA, as GEMMs over
+//   all four blocks of g (a fourth of their FLOPs unused: cheaper than XLA copying a
+//   column slice). In place: g reuses the buffer of the gates it replaces (float32) and
+//   hprev that of dy (each entry is read before it is overwritten), so a training step
+//   maps no (B, T, ·) buffer beyond what the forward pass saved and dy.
 //
 // The register tile keeps four accumulators per row: [x_h, z, r, m_h]; the input product
 // fills the first three, the recurrent product the last three, so x_h and m_h stay apart
@@ -24,7 +28,7 @@
 //   wpack (ceil(H/16), F, 48)   [k][q*16+j] = W[k, blk(q) H + 16p + j], blk = (h, z, r)
 //   rpack (ceil(H/16), H, 48)   [k][q*16+j] = R[k, q H + 16p + j]       (z, r, h)
 //   rtpack (ceil(H/64), 3H, 64) [k][j]      = R[64p + j, k]
-//   h0, hT, dh0 (B, H)   gx, gh (B, T, 3H)
+//   h0, hT, dh0 (B, H)   g (B, T, 4H)   hprev (B, T, H)
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -100,19 +104,21 @@ struct GruBwdArgs {
   const float* gates;
   const S *y, *h0, *dy;
   const float* dhT;
-  S *gx, *gh;
+  S *g, *hprev;
   float* dh0;  // also carries dh·z between steps
 };
 
 template <int MR, typename S>
 JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H, G = 3 * H;
+  const int64_t T = a.d.T, H = a.d.H;
   const int64_t u0 = 64 * p;
   __mmask16 m[4];
   UnitMasks(H, p, m);
   // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
   __m512 acc[MR][4];
-  IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gh, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, 3 * H, 4 * H, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0,
+                    a.g + H, a.rtpack);
+  StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -132,14 +138,11 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64
       const __m512 dz_pre = _mm512_mul_ps(dz, _mm512_mul_ps(z, _mm512_sub_ps(one, z)));
       const __m512 dr_pre =
           _mm512_mul_ps(_mm512_mul_ps(da, mh), _mm512_mul_ps(rr, _mm512_sub_ps(one, rr)));
-      S* gx = a.gx + (b * T + t) * G + u;
-      S* gh = a.gh + (b * T + t) * G + u;
-      Store(mq, gx, dz_pre);
-      Store(mq, gx + H, dr_pre);
-      Store(mq, gx + 2 * H, da);
-      Store(mq, gh, dz_pre);
-      Store(mq, gh + H, dr_pre);
-      Store(mq, gh + 2 * H, _mm512_mul_ps(da, rr));
+      S* g = a.g + (b * T + t) * 4 * H + u;  // may be gs: every gate above is loaded
+      Store(mq, g, da);
+      Store(mq, g + H, dz_pre);
+      Store(mq, g + 2 * H, dr_pre);
+      Store(mq, g + 3 * H, _mm512_mul_ps(da, rr));
       Store(mq, a.dh0 + b * H + u, _mm512_mul_ps(dh, z));
     }
   }
@@ -211,7 +214,7 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
 
 ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffer y,
                       ffi::AnyBuffer h0, ffi::AnyBuffer dy, ffi::AnyBuffer dhT,
-                      ffi::Result<ffi::AnyBuffer> gx, ffi::Result<ffi::AnyBuffer> gh,
+                      ffi::Result<ffi::AnyBuffer> g, ffi::Result<ffi::AnyBuffer> hprev,
                       ffi::Result<ffi::AnyBuffer> dh0, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   const auto gd = gates.dimensions();
@@ -226,8 +229,8 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffe
     JRNN_CHECK(CheckTypes({{"rtpack", rtpack.element_type(), dt},
                            {"y", y.element_type(), dt},
                            {"h0", h0.element_type(), dt},
-                           {"gx", gx->element_type(), dt},
-                           {"gh", gh->element_type(), dt},
+                           {"g", g->element_type(), dt},
+                           {"hprev", hprev->element_type(), dt},
                            {"gates", gates.element_type(), f32},
                            {"dhT", dhT.element_type(), f32},
                            {"dh0", dh0->element_type(), f32}}));
@@ -236,17 +239,17 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffe
     JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
-    JRNN_CHECK(CheckDims("gx", gx->dimensions(), {B, T, 3 * H}));
-    JRNN_CHECK(CheckDims("gh", gh->dimensions(), {B, T, 3 * H}));
+    JRNN_CHECK(CheckDims("g", g->dimensions(), {B, T, 4 * H}));
+    JRNN_CHECK(CheckDims("hprev", hprev->dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dh0", dh0->dimensions(), {B, H}));
     if (B == 0 || H == 0) return ffi::Error::Success();
     if (T == 0) {
       std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, Data<float>(dh0));
       return ffi::Error::Success();
     }
-    GruBwdArgs<S> a{{B, T, H},    Data<S>(rtpack), Data<float>(gates), Data<S>(y),
-                    Data<S>(h0),  Data<S>(dy),     Data<float>(dhT),   Data<S>(gx),
-                    Data<S>(gh),  Data<float>(dh0)};
+    GruBwdArgs<S> a{{B, T, H},      Data<S>(rtpack), Data<float>(gates), Data<S>(y),
+                    Data<S>(h0),    Data<S>(dy),     Data<float>(dhT),   Data<S>(g),
+                    Data<S>(hprev), Data<float>(dh0)};
     GruBackward(pool, a);
     return ffi::Error::Success();
   });

@@ -3,8 +3,11 @@
 //   jrnn_lstm_fwd: for t in 0..T-1:  z = x[:, t] W + b + h R;  i,f,g,o = σ,σ,tanh,σ(z)
 //                  c = f c + i g;  h = o tanh(c);  y[:, t] = h
 //   jrnn_lstm_bwd: the reverse recurrence: dz[:, t] from dy, the saved gates and c, and
-//                  dh_t = dy[:, t] + dz[:, t+1] Rᵀ.
-// The weight and input gradients (Xᵀ dz, dz Wᵀ, Hᵀ dz, Σ dz) are large GEMMs left to XLA.
+//                  dh_t = dy[:, t] + dz[:, t+1] Rᵀ; also h_{t-1} per step (hprev).
+// The weight and input gradients (Xᵀ dz, dz Wᵀ, hprevᵀ dz, Σ dz) are large GEMMs left to
+// XLA. In place: dz reuses the buffer of the gates it replaces (float32) and hprev that of
+// dy (each entry is read before it is overwritten), so a training step maps no
+// (B, T, ·) buffer beyond what the forward pass saved and dy.
 //
 // The forward kernel also runs on bfloat16 x, h0, c0, weights and outputs (y, hT, cT):
 // products accumulate in float32 (vdpbf16ps), the gate maths and the running c are float32,
@@ -19,7 +22,7 @@
 //   (bfloat16: wpack (ceil(H/16), ceil(F/2), 128) [kk][2c + e] = the float32 layout's
 //   [2kk + e][c], zero past F; rpack likewise)
 //   rtpack (ceil(H/64), 4H, 64) [k][j]      = R[64p + j, k]
-//   h0, c0, hT, cT, dc0 (B, H)   dz (B, T, 4H)
+//   h0, c0, hT, cT, dc0 (B, H)   dz (B, T, 4H)   hprev (B, T, H)
 
 #include <algorithm>
 #include <cstdint>
@@ -89,9 +92,9 @@ struct BwdArgs {
   Dims d;
   const S* rtpack;
   const float *gates, *cseq;
-  const S *c0, *dy;
+  const S *y, *h0, *c0, *dy;
   const float *dhT, *dcT;
-  S* dz;
+  S *dz, *hprev;
   float* dc0;  // also carries dc between steps
 };
 
@@ -102,7 +105,9 @@ JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   __mmask16 m[4];
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, G, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz,
+                    a.rtpack);
+  StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     for (int q = 0; q < 4; ++q) {
@@ -196,9 +201,10 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
 }
 
 ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffer cseq,
-                       ffi::AnyBuffer c0, ffi::AnyBuffer dy, ffi::AnyBuffer dhT,
-                       ffi::AnyBuffer dcT, ffi::Result<ffi::AnyBuffer> dz,
-                       ffi::Result<ffi::AnyBuffer> dc0, ffi::ThreadPool pool) {
+                       ffi::AnyBuffer y, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer dy,
+                       ffi::AnyBuffer dhT, ffi::AnyBuffer dcT, ffi::Result<ffi::AnyBuffer> dz,
+                       ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dc0,
+                       ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   const auto gd = gates.dimensions();
   if (gd.size() != 3 || gd[2] % 4 != 0) {
@@ -209,8 +215,11 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
     JRNN_CHECK(CheckTypes({{"rtpack", rtpack.element_type(), dt},
+                           {"y", y.element_type(), dt},
+                           {"h0", h0.element_type(), dt},
                            {"c0", c0.element_type(), dt},
                            {"dz", dz->element_type(), dt},
+                           {"hprev", hprev->element_type(), dt},
                            {"gates", gates.element_type(), f32},
                            {"cseq", cseq.element_type(), f32},
                            {"dhT", dhT.element_type(), f32},
@@ -218,19 +227,23 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
                            {"dc0", dc0->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 4 * H, 64));
     JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dcT", dcT.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, 4 * H}));
+    JRNN_CHECK(CheckDims("hprev", hprev->dimensions(), {B, T, H}));
     if (B == 0 || H == 0) return ffi::Error::Success();
     if (T == 0) {
       std::copy(Data<float>(dcT), Data<float>(dcT) + B * H, Data<float>(dc0));
       return ffi::Error::Success();
     }
-    BwdArgs<S> a{{B, T, H},         Data<S>(rtpack),   Data<float>(gates), Data<float>(cseq),
-                 Data<S>(c0),       Data<S>(dy),       Data<float>(dhT),   Data<float>(dcT),
-                 Data<S>(dz),       Data<float>(dc0)};
+    BwdArgs<S> a{{B, T, H},        Data<S>(rtpack),   Data<float>(gates), Data<float>(cseq),
+                 Data<S>(y),       Data<S>(h0),       Data<S>(c0),        Data<S>(dy),
+                 Data<float>(dhT), Data<float>(dcT),  Data<S>(dz),        Data<S>(hprev),
+                 Data<float>(dc0)};
     Backward(pool, a);
     return ffi::Error::Success();
   });
@@ -246,4 +259,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_fwd, jrnn::LstmFwdImpl,
                               (jrnn::AnyBinding<6, 5>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_bwd, jrnn::LstmBwdImpl,
-                              (jrnn::AnyBinding<7, 2>()));
+                              (jrnn::AnyBinding<9, 3>()));

@@ -2,8 +2,9 @@
 // machinery in common.h.
 //
 //   jrnn_simple_fwd: for t in 0..T-1:  h = tanh(x[:, t] W + b + h R);  y[:, t] = h
-//   jrnn_simple_bwd: dz[:, t] = (dy[:, t] + dz[:, t+1] Rᵀ) (1 - y[:, t]²); the weight and
-//                    input gradients (Xᵀ dz, dz Wᵀ, Hᵀ dz, Σ dz) are left to XLA.
+//   jrnn_simple_bwd: dz[:, t] = (dy[:, t] + dz[:, t+1] Rᵀ) (1 - y[:, t]²), in place over dy
+//                    (XLA aliases the two); the weight and input gradients (Xᵀ dz, dz Wᵀ,
+//                    Hᵀ dz, Σ dz) are left to XLA.
 //
 // One register tile holds 64 consecutive units (4 accumulators) of up to 6 batch rows.
 //
@@ -78,7 +79,8 @@ JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0,
   __mmask16 m[4];
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR, S>(acc, m, a.d, H, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, H, H, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz,
+                    a.rtpack);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
