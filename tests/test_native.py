@@ -534,3 +534,38 @@ def test_training_step_maps_no_sequence_buffer_beyond_the_saved_ones(kind, saved
     unit = batch * time * units * 4
     temp = compiled.memory_analysis().temp_size_in_bytes / unit
     assert saved <= temp < saved + 0.5, f"{kind}: temporaries of {temp:.2f} units"
+
+
+@needs_kernel
+def test_huge_page_advice_changes_no_result():
+    # The forward kernels advise huge pages for the buffers they save for training (an OS
+    # hint, JRNN_NATIVE_HUGEPAGES=0 turns it off): gradients are bit-identical either way.
+    code = (
+        "import jax, numpy as np, jax.numpy as jnp; from jrnn import native\n"
+        "from tests.test_native import _function_args\n"
+        "for kind in ('lstm', 'gru'):\n"
+        "    x, *p = _function_args(kind, 64, 40, 16, 256)\n"
+        "    f = getattr(native, kind)\n"
+        "    g = jax.grad(lambda *p: jnp.sum(jnp.sin(f(x, *p)[0])), range(len(p)))(*p)\n"
+        "    np.savez(f'{OUT}/{kind}.npz', *[np.asarray(a) for a in g])\n"
+    )
+    results = []
+    for advice in ("1", "0"):
+        out = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"jrnn-thp-{os.getpid()}-{advice}")
+        os.makedirs(out, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-c", f"OUT = {out!r}\n" + code],
+            check=True,
+            env=dict(os.environ, JRNN_NATIVE_HUGEPAGES=advice),
+            cwd=os.path.dirname(os.path.dirname(__file__)),
+        )
+        results.append(
+            [
+                np.load(os.path.join(out, f"{k}.npz"))[n]
+                for k in ("lstm", "gru")
+                for n in ("arr_0", "arr_3")
+            ]
+        )
+        shutil.rmtree(out)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

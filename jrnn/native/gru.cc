@@ -204,6 +204,10 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                     HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), d, &buffers),
                     Data<S>(hT),
                     save ? Data<float>(gates) : nullptr};
+    if (save) {
+      AdviseHugePages(Data<float>(gates), B * T * 4 * H * 4);
+      if (sequence) AdviseHugePages(Data<S>(y), B * T * H * sizeof(S));
+    }
     GruForward(pool, a);
     return ffi::Error::Success();
   });
