@@ -8,13 +8,19 @@ installs jrnn). At run time :func:`available` says whether the kernels can run h
 library was built, the CPU has AVX-512, ``JRNN_NATIVE`` is not ``0``) and
 :func:`unavailable_reason` why not; the layers then run their XLA scan, which computes the
 same function. ``JRNN_NATIVE_THREADS`` caps the threads a kernel uses (default: XLA's
-intra-op pool).
+intra-op pool); ``JRNN_NATIVE_HUGEPAGES=0`` stops the forward kernels advising huge pages
+for the buffers they save for training (below).
 
 :func:`lstm`, :func:`gru` and :func:`simple_rnn` run a whole sequence: the input and
 recurrent products of a step are one register-tiled GEMM with the gate maths applied in
 registers. Their
 backward kernels produce the gate pre-activation gradients; the weight and input
-gradients are large GEMMs left to XLA. Both are ``jax.custom_vjp`` functions: ``jit``,
+gradients are large GEMMs left to XLA. XLA:CPU maps a training step's temporaries afresh on
+every call and each page faults on first touch, so the training path keeps them few: the
+backward kernels write their gradients over the saved gates and ``h_{t-1}`` over ``dy``
+(input/output aliases; XLA copies an argument first wherever it is still needed), and the
+forward kernels advise transparent huge pages (``MADV_HUGEPAGE``) for the buffers they
+save. Both are ``jax.custom_vjp`` functions: ``jit``,
 ``grad``/``vjp`` and ``vmap`` (one kernel call per batched element) work; forward-mode
 autodiff (``jvp``, ``jacfwd``) and second derivatives do not (use the layers'
 ``native=False``).
