@@ -569,3 +569,21 @@ def test_huge_page_advice_changes_no_result():
         shutil.rmtree(out)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+def test_per_example_gradients_under_vmap_equal_a_loop(kind):
+    # vmap runs the kernels once per example (a loop in XLA), the in-place backward
+    # kernels included: each example's buffers must be its own.
+    fn = getattr(native_kernels, kind)
+    xs = jnp.stack([_function_args(kind, 3, 6, 5, 20, seed=s)[0] for s in range(3)])
+    _, *params = _function_args(kind, 3, 6, 5, 20)
+
+    def loss(x, params):
+        return jnp.sum(jnp.sin(fn(x, *params)[0]))
+
+    batched = jax.jit(jax.vmap(jax.grad(loss, argnums=1), in_axes=(0, None)))(xs, params)
+    for i in range(len(xs)):
+        for got, want in zip(batched, jax.grad(loss, argnums=1)(xs[i], params)):
+            assert_close(got[i], want)
