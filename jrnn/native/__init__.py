@@ -203,7 +203,7 @@ def _pack_transposed(r: Array) -> Array:
     return _panels64(r.T)
 
 
-def _product_grads(x, w, r, h0, h_prev, g, in_blocks=None, rec_blocks=None):
+def _product_grads(x, w, r, h_prev, g, in_blocks=None, rec_blocks=None):
     """The gradients a backward kernel leaves to XLA (large GEMMs), from the gradients
     ``g (batch, time, n·H)`` of the pre-activations, the inputs ``x`` and the states
     ``h_prev (batch, time, H)`` that step t's recurrent product read:
@@ -319,7 +319,7 @@ def _lstm_bwd(sequence, res, cotangents):
         *_f32(dh, dc),
         aliases={1: 0, 6: 1} if dt == _F32 else {6: 1},
     )
-    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h0, h_prev, dz)
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h_prev, dz)
     return _like((dx, dw, db, dr, dh0, dc0), (x, w, x, r, h0, c0))
 
 
@@ -390,7 +390,7 @@ def _gru_bwd(sequence, res, cotangents):
         dh.astype(_F32),
         aliases={1: 0, 4: 1} if dt == _F32 else {4: 1},
     )
-    dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h0, h_prev, g, (1, 2, 0), (1, 2, 3))
+    dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h_prev, g, (1, 2, 0), (1, 2, 3))
     return _like((dx, dw, dbi, dbr, dr, dh0 + dh0_rec), (x, w, x, x, r, h0))
 
 
@@ -449,7 +449,7 @@ def _simple_bwd(sequence, res, cotangents):
         dh.astype(_F32),
         aliases={2: 0},  # dz overwrites dy
     )
-    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h0, _h_prev(h0, y), dz)
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, _h_prev(h0, y), dz)
     return _like((dx, dw, db, dr, dh0), (x, w, x, r, h0))
 
 
