@@ -203,46 +203,35 @@ def _pack_transposed(r: Array) -> Array:
     return _panels64(r.T)
 
 
-def _product_grads(x, w, r, h_prev, g, in_blocks=None, rec_blocks=None):
-    """The gradients a backward kernel leaves to XLA (large GEMMs), from the gradients
-    ``g (batch, time, n·H)`` of the pre-activations, the inputs ``x`` and the states
-    ``h_prev (batch, time, H)`` that step t's recurrent product read:
-    ``(dx, dW, db_i, db_r, dR, dh0 through R)``, float32.
+def _product_grads(x, w, r, h_prev, g_in, g_rec):
+    """The gradients a backward kernel leaves to XLA (large GEMMs), from the gradients of
+    the pre-activations ``x W + b_i`` (``g_in``) and ``h_{t-1} R + b_r`` (``g_rec``), the
+    inputs ``x`` and the states ``h_prev (batch, time, H)`` that each step's recurrent
+    product read: ``(dx, dW, db_i, db_r, dR, dh0 through R)``, float32.
 
-    ``in_blocks``/``rec_blocks`` list, in Keras' gate order, the blocks of ``g`` (H columns
-    each) that are the gradients of ``x W + b_i`` and of ``h_{t-1} R + b_r`` (GRU's differ;
-    None: all of ``g``, in order). Each GEMM runs over all of ``g`` and drops the unused
-    blocks of its result: XLA would copy a column slice of ``g`` into a fresh buffer first,
-    whose page faults cost more than the unused FLOPs.
+    ``g_in`` and ``g_rec`` are each a list of ``(batch, time, ·)`` arrays, side by side in
+    Keras' gate order (GRU's two share the z, r array): one GEMM per array, because XLA
+    would copy a column slice of one array into a fresh buffer first.
 
     In bfloat16 (the primals and, from the backward kernels, the gradients) the GEMMs
     accumulate in float32, as the forward kernel does (XLA runs them ~2.7x faster than in
     float32: the typical LSTM's bfloat16 training step went from 89.5 to 76.8 ms)."""
-    h = r.shape[0]
-    n = g.shape[-1] // h
-
-    def gather(m, blocks):  # columns of g's blocks -> Keras' gate order
-        if blocks is None:
-            return m
-        return jnp.concatenate([m[..., k * h : (k + 1) * h] for k in blocks], axis=-1)
-
-    def spread(m, blocks):  # Keras' gate order (.., len(blocks) H) -> g's blocks, zeros elsewhere
-        if blocks is None:
-            return m
-        parts = [jnp.zeros((*m.shape[:-1], h), m.dtype)] * n
-        for j, k in enumerate(blocks):
-            parts[k] = m[..., j * h : (j + 1) * h]
-        return jnp.concatenate(parts, axis=-1)
-
     dot = functools.partial(jnp.einsum, preferred_element_type=_F32)
-    sums = jnp.sum(g, axis=(0, 1), dtype=_F32)
+
+    def split(m, parts):  # m's columns as parts' widths
+        bounds = np.cumsum([p.shape[-1] for p in parts])[:-1]
+        return jnp.split(m, bounds, axis=-1)
+
+    def cat(arrays):
+        return jnp.concatenate(arrays, axis=-1)
+
     return (
-        dot("btg,fg->btf", g, spread(w, in_blocks)),
-        gather(dot("btf,btg->fg", x, g), in_blocks),
-        gather(sums, in_blocks),
-        gather(sums, rec_blocks),
-        gather(dot("btu,btg->ug", h_prev, g), rec_blocks),
-        dot("bg,ug->bu", g[:, 0], spread(r, rec_blocks)),
+        sum(dot("btg,fg->btf", g, wk) for g, wk in zip(g_in, split(w, g_in))),
+        cat([dot("btf,btg->fg", x, g) for g in g_in]),
+        cat([jnp.sum(g, axis=(0, 1), dtype=_F32) for g in g_in]),
+        cat([jnp.sum(g, axis=(0, 1), dtype=_F32) for g in g_rec]),
+        cat([dot("btu,btg->ug", h_prev, g) for g in g_rec]),
+        sum(dot("bg,ug->bu", g[:, 0], rk) for g, rk in zip(g_rec, split(r, g_rec))),
     )
 
 
@@ -319,7 +308,7 @@ def _lstm_bwd(sequence, res, cotangents):
         *_f32(dh, dc),
         aliases={1: 0, 6: 1} if dt == _F32 else {6: 1},
     )
-    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h_prev, dz)
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h_prev, [dz], [dz])
     return _like((dx, dw, db, dr, dh0, dc0), (x, w, x, r, h0, c0))
 
 
@@ -332,7 +321,8 @@ def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool):
     batch, time, _ = x.shape
     h = r.shape[0]
     outs = [((batch, time, h) if sequence else (0,), dt), ((batch, h), dt)]
-    outs.append(((batch, time, 4 * h) if save else (0,), _F32))
+    # Saved for the backward pass: (z, r), h~ and m_h = h R_h + b_rh (gru.cc).
+    outs += [((batch, time, n * h) if save else (0,), _F32) for n in (2, 1, 1)]
     # Input panels hold (x_h, x_z, x_r), recurrent ones (m_z, m_r, m_h): see gru.cc.
     wp, rp = _weights(_pack(w, 3, (2, 0, 1))), _weights(_pack(r, 3, (0, 1, 2)))
     return _call("jrnn_gru_fwd", outs, x, wp, bi.astype(_F32), br.astype(_F32), rp, h0)
@@ -360,37 +350,36 @@ def gru(x: Array, w: Array, bi: Array, br: Array, r: Array, h0: Array, *, sequen
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
 def _gru(x, w, bi, br, r, h0, sequence):
-    y, h, _ = _gru_forward(x, w, bi, br, r, h0, sequence, save=False)
+    y, h, *_ = _gru_forward(x, w, bi, br, r, h0, sequence, save=False)
     return y, h
 
 
 def _gru_fwd(x, w, bi, br, r, h0, sequence):
-    y, h, gates = _gru_forward(x, w, bi, br, r, h0, True, save=True)
+    y, h, *saved = _gru_forward(x, w, bi, br, r, h0, True, save=True)
     out = y if sequence else jnp.zeros((0,), y.dtype)
-    return (out, h), (x, w, r, h0, y, gates)
+    return (out, h), (x, w, r, h0, y, saved)
 
 
 def _gru_bwd(sequence, res, cotangents):
-    x, w, r, h0, y, gates = res
+    x, w, r, h0, y, saved = res
     dy, dh = cotangents
     dt = y.dtype
-    batch, time, _ = gates.shape
-    h = r.shape[0]
+    batch, time, h = y.shape
     if not sequence:
         dy = jnp.zeros((batch, time, h), dt)
-    # g = (da, dz, dr, da·r) overwrites the gates (float32) and h_prev dy (gru.cc).
-    g, h_prev, dh0 = _call(
+    # gzr, gax = da, gah = da·r overwrite the saved zr, h~, m_h (float32), h_prev dy.
+    gzr, gax, gah, h_prev, dh0 = _call(
         "jrnn_gru_bwd",
-        [((batch, time, 4 * h), dt), ((batch, time, h), dt), ((batch, h), _F32)],
+        [((batch, time, n * h), dt) for n in (2, 1, 1, 1)] + [((batch, h), _F32)],
         _weights(_pack_transposed(r)),
-        gates,
+        *saved,
         y,
         h0,
         dy.astype(dt),
         dh.astype(_F32),
-        aliases={1: 0, 4: 1} if dt == _F32 else {4: 1},
+        aliases={1: 0, 2: 1, 3: 2, 6: 3} if dt == _F32 else {6: 3},
     )
-    dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h_prev, g, (1, 2, 0), (1, 2, 3))
+    dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h_prev, [gzr, gax], [gzr, gah])
     return _like((dx, dw, dbi, dbr, dr, dh0 + dh0_rec), (x, w, x, x, r, h0))
 
 
@@ -449,7 +438,7 @@ def _simple_bwd(sequence, res, cotangents):
         dh.astype(_F32),
         aliases={2: 0},  # dz overwrites dy
     )
-    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, _h_prev(h0, y), dz)
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, _h_prev(h0, y), [dz], [dz])
     return _like((dx, dw, db, dr, dh0), (x, w, x, r, h0))
 
 

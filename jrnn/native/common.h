@@ -362,14 +362,15 @@ inline void UnitMasks(int64_t H, int64_t p, __mmask16 (&m)[4]) {
 
 // A backward tile's incoming state gradient dh_t (rows b0.., units 64p..64p+63) into acc:
 // dy[:, t] + carry + (t < T-1 ? g[:, t+1] Rᵀ : 0), with carry (B, H) what the step after
-// passes back directly (null for none) and g (B, T, ld) whose first G columns are the
-// pre-activation gradients that reach h through R (rtpack: the packed Rᵀ, G rows). S:
-// float32, or bfloat16 for dy, g and rtpack (the bfloat16 kernels' backward pass; the
-// carry and acc stay float32).
+// passes back directly (null for none) and g (B, T, G) the pre-activation gradients that
+// reach h through R (rtpack: the packed Rᵀ, G + G2 rows), or, where g2 is given, their
+// first G columns, the other G2 being g2 (B, T, G2). S: float32, or bfloat16 for dy, g
+// and rtpack (the bfloat16 kernels' backward pass; the carry and acc stay float32).
 template <int MR, typename S>
 JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const Dims& d,
-                            int64_t G, int64_t ld, int64_t t, int64_t b0, int64_t p, const S* dy,
-                            const float* carry, const S* g, const S* rtpack) {
+                            int64_t G, int64_t t, int64_t b0, int64_t p, const S* dy,
+                            const float* carry, const S* g, const S* rtpack,
+                            const S* g2 = nullptr, int64_t G2 = 0) {
   const int64_t T = d.T, H = d.H;
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -380,8 +381,10 @@ JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const
     }
   }
   if (t < T - 1) {
-    Accumulate<MR, 0, 4>(acc, g + (b0 * T + t + 1) * ld, T * ld, rtpack + p * PackedRows<S>(G) * 64,
-                         G);
+    const S* panel = rtpack + p * PackedRows<S>(G + G2) * 64;
+    Accumulate<MR, 0, 4>(acc, g + (b0 * T + t + 1) * G, T * G, panel, G);
+    // Rows G.. of a bfloat16 panel start at pair G/2: G is even wherever g2 is given.
+    if (g2 != nullptr) Accumulate<MR, 0, 4>(acc, g2 + (b0 * T + t + 1) * G2, T * G2, panel + G * 64, G2);
   }
 }
 

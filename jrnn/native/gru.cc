@@ -5,14 +5,15 @@
 //       x_z, x_r, x_h = x[:, t] W + b_i;   m_z, m_r, m_h = h R + b_r
 //       z = σ(x_z + m_z);  r = σ(x_r + m_r);  h~ = tanh(x_h + r m_h);  h = z h + (1 - z) h~
 //   jrnn_gru_bwd: the reverse recurrence. Per step it writes the pre-activation gradients
-//       g = (da, dz·z(1-z), dr·r(1-r), da·r)      (da = dh~·(1 - h~²))
-//   of which gx = g[.., (1, 2, 0)] is that of x W + b_i and gh = g[.., 1:] that of
-//   h R + b_r, carries dh_{t-1} = dh·z + gh Rᵀ, and writes h_{t-1} (hprev). Weight and
-//   input gradients (Xᵀ gx, gx Wᵀ, hprevᵀ gh, Σ gx, Σ gh) are left to XLA, as GEMMs over
-//   all four blocks of g (a fourth of their FLOPs unused: cheaper than XLA copying a
-//   column slice). In place: g reuses the buffer of the gates it replaces (float32) and
-//   hprev that of dy (each entry is read before it is overwritten), so a training step
-//   maps no (B, T, ·) buffer beyond what the forward pass saved and dy.
+//       gzr = (dz·z(1-z), dr·r(1-r)),  gax = da,  gah = da·r      (da = dh~·(1 - h~²))
+//   in three arrays: the gradient of x W + b_i is (gzr, gax), that of h R + b_r is
+//   (gzr, gah). It carries dh_{t-1} = dh·z + (gzr, gah) Rᵀ and writes h_{t-1} (hprev).
+//   Weight and input gradients (Xᵀ (gzr, gax), hprevᵀ (gzr, gah), ...) are left to XLA,
+//   one GEMM per array: XLA would copy a column slice of a single array into a fresh
+//   buffer, and GEMMs over a superset of the columns would waste a fourth of their FLOPs.
+//   In place: the three reuse the buffers of the saved zr, h~ and m_h they replace
+//   (float32), and hprev that of dy (each entry is read before it is overwritten), so a
+//   training step maps no (B, T, ·) buffer beyond what the forward pass saved and dy.
 //
 // The register tile keeps four accumulators per row: [x_h, z, r, m_h]; the input product
 // fills the first three, the recurrent product the last three, so x_h and m_h stay apart
@@ -24,11 +25,12 @@
 // backward kernel is float32 only. bfloat16 panels interleave pairs of rows (common.h).
 //
 // Layouts (row-major float32; gate blocks z, r, h in Keras' order):
-//   x (B, T, F)   bi, br (3H)   y (B, T, H)   gates (B, T, 4H) = z, r, h~, m_h per step
+//   x (B, T, F)   bi, br (3H)   y (B, T, H)
+//   saved: zr (B, T, 2H) = z, r   hh (B, T, H) = h~   mh (B, T, H) = m_h per step
 //   wpack (ceil(H/16), F, 48)   [k][q*16+j] = W[k, blk(q) H + 16p + j], blk = (h, z, r)
 //   rpack (ceil(H/16), H, 48)   [k][q*16+j] = R[k, q H + 16p + j]       (z, r, h)
 //   rtpack (ceil(H/64), 3H, 64) [k][j]      = R[64p + j, k]
-//   h0, hT, dh0 (B, H)   g (B, T, 4H)   hprev (B, T, H)
+//   h0, hT, dh0 (B, H)   gzr (B, T, 2H)   gax, gah, hprev (B, T, H)
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -49,7 +51,7 @@ struct GruFwdArgs {
   const S* rpack;
   HSeq<S> h;
   S* hT;
-  float* gates;  // null unless saving for the backward pass
+  float *zr, *hh, *mh;  // null unless saving for the backward pass
 };
 
 template <int MR, typename S>
@@ -80,12 +82,12 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
     const __m512 h = _mm512_fmadd_ps(z, _mm512_sub_ps(hp, hh), hh);
     Store(m, a.h.Out(t, b) + u0, h);
     if (t == T - 1) Store(m, a.hT + b * H + u0, h);
-    if (a.gates != nullptr) {
-      float* gs = a.gates + (b * T + t) * 4 * H + u0;
-      Store(m, gs, z);
-      Store(m, gs + H, rr);
-      Store(m, gs + 2 * H, hh);
-      Store(m, gs + 3 * H, acc[r][3]);
+    if (a.zr != nullptr) {
+      const int64_t row = b * T + t;
+      Store(m, a.zr + row * 2 * H + u0, z);
+      Store(m, a.zr + row * 2 * H + H + u0, rr);
+      Store(m, a.hh + row * H + u0, hh);
+      Store(m, a.mh + row * H + u0, acc[r][3]);
     }
   }
 }
@@ -101,10 +103,10 @@ template <typename S>
 struct GruBwdArgs {
   Dims d;
   const S* rtpack;
-  const float* gates;
+  const float *zr, *hh, *mh;
   const S *y, *h0, *dy;
   const float* dhT;
-  S *g, *hprev;
+  S *gzr, *gax, *gah, *hprev;
   float* dh0;  // also carries dh·z between steps
 };
 
@@ -116,8 +118,8 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64
   UnitMasks(H, p, m);
   // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
   __m512 acc[MR][4];
-  IncomingDh<MR, S>(acc, m, a.d, 3 * H, 4 * H, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0,
-                    a.g + H, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, 2 * H, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gzr,
+                    a.rtpack, a.gah, H);
   StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
@@ -126,9 +128,9 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64
       const __mmask16 mq = m[q];
       if (mq == 0) continue;
       const int64_t u = u0 + 16 * q;
-      const float* gs = a.gates + (b * T + t) * 4 * H + u;
-      const __m512 z = Load(mq, gs), rr = Load(mq, gs + H), hh = Load(mq, gs + 2 * H);
-      const __m512 mh = Load(mq, gs + 3 * H);
+      const int64_t row = b * T + t;
+      const __m512 z = Load(mq, a.zr + row * 2 * H + u), rr = Load(mq, a.zr + row * 2 * H + H + u);
+      const __m512 hh = Load(mq, a.hh + row * H + u), mh = Load(mq, a.mh + row * H + u);
       const __m512 hp =
           t == 0 ? Load(mq, a.h0 + b * H + u) : Load(mq, a.y + (b * T + t - 1) * H + u);
       const __m512 dh = acc[r][q];
@@ -138,11 +140,11 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64
       const __m512 dz_pre = _mm512_mul_ps(dz, _mm512_mul_ps(z, _mm512_sub_ps(one, z)));
       const __m512 dr_pre =
           _mm512_mul_ps(_mm512_mul_ps(da, mh), _mm512_mul_ps(rr, _mm512_sub_ps(one, rr)));
-      S* g = a.g + (b * T + t) * 4 * H + u;  // may be gs: every gate above is loaded
-      Store(mq, g, da);
-      Store(mq, g + H, dz_pre);
-      Store(mq, g + 2 * H, dr_pre);
-      Store(mq, g + 3 * H, _mm512_mul_ps(da, rr));
+      // In place over zr, hh, mh: every gate above is loaded.
+      Store(mq, a.gzr + row * 2 * H + u, dz_pre);
+      Store(mq, a.gzr + row * 2 * H + H + u, dr_pre);
+      Store(mq, a.gax + row * H + u, da);
+      Store(mq, a.gah + row * H + u, _mm512_mul_ps(da, rr));
       Store(mq, a.dh0 + b * H + u, _mm512_mul_ps(dh, z));
     }
   }
@@ -165,11 +167,12 @@ namespace {
 ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                       ffi::AnyBuffer br, ffi::AnyBuffer rpack, ffi::AnyBuffer h0,
                       ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
-                      ffi::Result<ffi::AnyBuffer> gates, ffi::ThreadPool pool) {
+                      ffi::Result<ffi::AnyBuffer> zr, ffi::Result<ffi::AnyBuffer> hh,
+                      ffi::Result<ffi::AnyBuffer> mh, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("GRU", x.dimensions(), h0.dimensions(), y->dimensions(),
-                             gates->element_count(), &d));
+                             zr->element_count(), &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
   const bool sequence = d.sequence, save = d.save;
   return ByStorage("GRU", x.element_type(), [&](auto s) -> ffi::Error {
@@ -182,12 +185,18 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                            {"hT", hT->element_type(), dt},
                            {"bi", bi.element_type(), f32},
                            {"br", br.element_type(), f32},
-                           {"gates", gates->element_type(), f32}}));
+                           {"zr", zr->element_type(), f32},
+                           {"hh", hh->element_type(), f32},
+                           {"mh", mh->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 48));
     JRNN_CHECK(CheckDims("bi", bi.dimensions(), {3 * H}));
     JRNN_CHECK(CheckDims("br", br.dimensions(), {3 * H}));
     JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 15) / 16, H, 48));
-    if (save) JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
+    if (save) {
+      JRNN_CHECK(CheckDims("zr", zr->dimensions(), {B, T, 2 * H}));
+      JRNN_CHECK(CheckDims("hh", hh->dimensions(), {B, T, H}));
+      JRNN_CHECK(CheckDims("mh", mh->dimensions(), {B, T, H}));
+    }
     if (B == 0 || H == 0) return ffi::Error::Success();
     if (T == 0) {
       std::copy(Data<S>(h0), Data<S>(h0) + B * H, Data<S>(hT));
@@ -203,9 +212,13 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                     Data<S>(rpack),
                     HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), d, &buffers),
                     Data<S>(hT),
-                    save ? Data<float>(gates) : nullptr};
+                    save ? Data<float>(zr) : nullptr,
+                    save ? Data<float>(hh) : nullptr,
+                    save ? Data<float>(mh) : nullptr};
     if (save) {
-      AdviseHugePages(Data<float>(gates), B * T * 4 * H * 4);
+      AdviseHugePages(Data<float>(zr), B * T * 2 * H * 4);
+      AdviseHugePages(Data<float>(hh), B * T * H * 4);
+      AdviseHugePages(Data<float>(mh), B * T * H * 4);
       if (sequence) AdviseHugePages(Data<S>(y), B * T * H * sizeof(S));
     }
     GruForward(pool, a);
@@ -216,26 +229,31 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
 #endif
 }
 
-ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffer y,
-                      ffi::AnyBuffer h0, ffi::AnyBuffer dy, ffi::AnyBuffer dhT,
-                      ffi::Result<ffi::AnyBuffer> g, ffi::Result<ffi::AnyBuffer> hprev,
-                      ffi::Result<ffi::AnyBuffer> dh0, ffi::ThreadPool pool) {
+ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer hh,
+                      ffi::AnyBuffer mh, ffi::AnyBuffer y, ffi::AnyBuffer h0, ffi::AnyBuffer dy,
+                      ffi::AnyBuffer dhT, ffi::Result<ffi::AnyBuffer> gzr,
+                      ffi::Result<ffi::AnyBuffer> gax, ffi::Result<ffi::AnyBuffer> gah,
+                      ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dh0,
+                      ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
-  const auto gd = gates.dimensions();
-  if (gd.size() != 3 || gd[2] % 4 != 0) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jrnn native GRU: gates must be (B, T, 4H)");
+  const auto hd = hh.dimensions();
+  if (hd.size() != 3) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jrnn native GRU: hh must be (B, T, H)");
   }
-  const int64_t B = gd[0], T = gd[1], H = gd[2] / 4;
+  const int64_t B = hd[0], T = hd[1], H = hd[2];
   return ByStorage("GRU", dy.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
     JRNN_CHECK(CheckTypes({{"rtpack", rtpack.element_type(), dt},
                            {"y", y.element_type(), dt},
                            {"h0", h0.element_type(), dt},
-                           {"g", g->element_type(), dt},
+                           {"gzr", gzr->element_type(), dt},
+                           {"gax", gax->element_type(), dt},
+                           {"gah", gah->element_type(), dt},
                            {"hprev", hprev->element_type(), dt},
-                           {"gates", gates.element_type(), f32},
+                           {"zr", zr.element_type(), f32},
+                           {"hh", hh.element_type(), f32},
+                           {"mh", mh.element_type(), f32},
                            {"dhT", dhT.element_type(), f32},
                            {"dh0", dh0->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 3 * H, 64));
@@ -243,7 +261,11 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffe
     JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
-    JRNN_CHECK(CheckDims("g", g->dimensions(), {B, T, 4 * H}));
+    JRNN_CHECK(CheckDims("zr", zr.dimensions(), {B, T, 2 * H}));
+    JRNN_CHECK(CheckDims("mh", mh.dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("gzr", gzr->dimensions(), {B, T, 2 * H}));
+    JRNN_CHECK(CheckDims("gax", gax->dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("gah", gah->dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("hprev", hprev->dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dh0", dh0->dimensions(), {B, H}));
     if (B == 0 || H == 0) return ffi::Error::Success();
@@ -251,8 +273,9 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffe
       std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, Data<float>(dh0));
       return ffi::Error::Success();
     }
-    GruBwdArgs<S> a{{B, T, H},      Data<S>(rtpack), Data<float>(gates), Data<S>(y),
-                    Data<S>(h0),    Data<S>(dy),     Data<float>(dhT),   Data<S>(g),
+    GruBwdArgs<S> a{{B, T, H},      Data<S>(rtpack), Data<float>(zr),  Data<float>(hh),
+                    Data<float>(mh), Data<S>(y),     Data<S>(h0),      Data<S>(dy),
+                    Data<float>(dhT), Data<S>(gzr),  Data<S>(gax),     Data<S>(gah),
                     Data<S>(hprev), Data<float>(dh0)};
     GruBackward(pool, a);
     return ffi::Error::Success();
@@ -266,7 +289,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffe
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_fwd, jrnn::GruFwdImpl,
-                              (jrnn::AnyBinding<6, 3>()));
+                              (jrnn::AnyBinding<6, 5>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_bwd, jrnn::GruBwdImpl,
-                              (jrnn::AnyBinding<6, 3>()));
+                              (jrnn::AnyBinding<8, 5>()));

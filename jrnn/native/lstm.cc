@@ -105,7 +105,7 @@ JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   __mmask16 m[4];
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR, S>(acc, m, a.d, G, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz,
+  IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz,
                     a.rtpack);
   StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
   for (int r = 0; r < MR; ++r) {

@@ -79,7 +79,7 @@ JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0,
   __mmask16 m[4];
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR, S>(acc, m, a.d, H, H, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz,
+  IncomingDh<MR, S>(acc, m, a.d, H, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz,
                     a.rtpack);
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int r = 0; r < MR; ++r) {
