@@ -24,7 +24,9 @@
 #include <utility>
 #include <vector>
 
-#include <sys/mman.h>
+#if defined(__linux__)
+#include <sys/mman.h>  // madvise: transparent huge pages (Linux only)
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -472,7 +474,11 @@ inline void AdviseHugePages(void* p, int64_t bytes) {
   constexpr uintptr_t kHuge = uintptr_t{1} << 21;
   const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
   const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
   if (bytes > 0 && hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+#else
+  (void)lo, (void)hi;
+#endif
 }
 
 // The thread count a kernel uses: XLA's intra-op pool, or JRNN_NATIVE_THREADS.
