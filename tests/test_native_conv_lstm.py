@@ -239,3 +239,35 @@ def test_tap_tables_follow_tensorflow_padding():
     tab, tab_t = native_kernels._taps((6,), (3,), (2,), (1,), "same")
     np.testing.assert_array_equal(tab, [[0, 1, 2], [2, 3, 4], [4, 5, -1]])
     np.testing.assert_array_equal(tab_t[2], [1, -1, 0])
+
+
+@needs_kernel
+def test_backward_kernel_never_overwrites_residuals_still_in_use():
+    # The backward kernel writes dz over the saved gates and h_{t-1} over dy (XLA aliases
+    # the buffers, copying an argument first where it is still needed): one VJP applied
+    # twice, eagerly and within one jit, gives the first application's gradients.
+    s, c, f = (4, 5), 3, 6
+    args = [
+        _normal((2, 3, *s, c), 1),
+        _normal((3, 3, c, 4 * f), 2) * 0.3,
+        _normal((4 * f,), 3),
+        _normal((3, 3, f, 4 * f), 4) * 0.2,
+        _normal((2, *s, f), 5),
+        _normal((2, *s, f), 6),
+    ]
+
+    def fn(*a):
+        return native_kernels.conv_lstm(*a, padding="same")
+
+    outs, vjp = jax.vjp(fn, *args)
+    cts = [tuple(_normal(o.shape, 10 + i + 3 * k) for i, o in enumerate(outs)) for k in range(2)]
+
+    @jax.jit
+    def twice(args, ct1, ct2):
+        _, vjp = jax.vjp(fn, *args)
+        return vjp(ct1), vjp(ct2)
+
+    first = [vjp(ct) for ct in cts]
+    for got in ([vjp(ct) for ct in cts], twice(args, *cts)):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(first)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -650,24 +650,25 @@ def _conv_lstm_bwd(sequence, geometry, res, cotangents):
         dy = jnp.zeros(y.shape, y.dtype)
     flat = functools.partial(jnp.reshape, shape=(batch, pixels, f))
     rt = jnp.moveaxis(r.reshape(-1, f, g), 1, 2)  # (taps, 4F, F): Rᵀ per tap
-    dz, dc0 = _call(
+    dz, h_prev, dc0 = _call(
         "jrnn_conv_lstm_bwd",
-        [((batch, time, pixels, g), _F32), ((batch, pixels, f), _F32)],
+        [((batch, time, pixels, n), _F32) for n in (g, f)] + [((batch, pixels, f), _F32)],
         _panels(rt.reshape(-1, f), _conv_backward_units(f)),
         jnp.asarray(nbr_t),
         gates,
         cs,
+        y.reshape(batch, time, pixels, f),
+        flat(h0),
         flat(c0),
         dy.reshape(batch, time, pixels, f),
         *[flat(a.astype(_F32)) for a in (dh, dc)],
-        aliases={2: 0},  # dz overwrites the gates
+        aliases={2: 0, 7: 1},  # dz overwrites the gates, h_{t-1} dy
     )
     # Kernel gradients: one GEMM over gathered rows of every frame each (dW from the input
     # frames, dR from the h_{t-1} frames); dx and dh_0 are transposed convolutions (XLA).
     frames = dz.reshape(batch * time, pixels, g)
     x_frames = x.reshape(batch * time, *spatial, x.shape[-1])
     dw = _weight_grad(x_frames.reshape(batch * time, -1, x.shape[-1]), frames, tab_x)
-    h_prev = jnp.concatenate([flat(h0)[:, None], y.reshape(batch, time, pixels, f)[:, :-1]], 1)
     dr = _weight_grad(h_prev.reshape(batch * time, pixels, f), frames, nbr)
     dz = dz.reshape(batch * time, *h0.shape[1:-1], g)
     conv_args = (strides, padding, dilation, True)

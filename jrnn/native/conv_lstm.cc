@@ -6,8 +6,9 @@
 //                       stride 1, "same");
 //                       i,f,g,o = σ,σ,tanh,σ(z);  c = f c + i g;  h = o tanh(c);  y[:, t] = h
 //   jrnn_conv_lstm_bwd: the reverse recurrence: dz[:, t] from dy, the saved gates and c,
-//                       and dh_t = dy[:, t] + (dz[:, t+1] ⊛ᵀ R); dz may overwrite the
-//                       gates (XLA aliases the two): each entry is read first.
+//                       and dh_t = dy[:, t] + (dz[:, t+1] ⊛ᵀ R); also h_{t-1} per step
+//                       (hprev, for dR). dz may overwrite the gates and hprev dy (XLA
+//                       aliases them): each entry is read first.
 //   jrnn_conv_weight_grad: dW[k] = Σ_{n, p} src[n, tab[p][k]]ᵀ dz[n, p] over frames n and
 //                       output pixels p: the gradient of a convolution's kernel as a GEMM
 //                       over gathered rows (dR from the h_{t-1} frames, dW from the input
@@ -149,8 +150,8 @@ struct ConvBwdArgs {
   ConvDims d;
   const float* rtpack;
   const int32_t* nbr_t;
-  const float *gates, *cseq, *c0, *dy, *dhT, *dcT;
-  float* dz;
+  const float *gates, *cseq, *y, *h0, *c0, *dy, *dhT, *dcT;
+  float *dz, *hprev;
   float* dc0;  // also carries dc between steps
   const float* zeros;  // 4F zeros
 };
@@ -174,6 +175,13 @@ JRNN_TARGET void ConvBwdTile(const ConvBwdArgs& a, int64_t t, int64_t b, int64_t
   if (t < T - 1) {
     GatherTaps<MR, NQ>(acc, a.nbr_t, d.K, p0, a.dz + (b * T + t + 1) * d.P * G, G, a.zeros,
                        a.rtpack + u * d.K * G * 16 * NQ, G);
+  }
+  for (int r = 0; r < MR; ++r) {  // h_{t-1} over the dy just read
+    const float* src = t == 0 ? a.h0 + (b * d.P + p0 + r) * F : a.y + (row0 + r - d.P) * F;
+    for (int q = 0; q < NQ; ++q) {
+      const int64_t v = u0 + 16 * q;
+      Store(m[q], a.hprev + (row0 + r) * F + v, Load(m[q], src + v));
+    }
   }
   for (int r = 0; r < MR; ++r) {
     const int64_t row = row0 + r, s = (b * d.P + p0 + r) * F;
@@ -377,9 +385,11 @@ ffi::Error ConvLstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffe
 }
 
 ffi::Error ConvLstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer nbr_t, ffi::AnyBuffer gates,
-                           ffi::AnyBuffer cseq, ffi::AnyBuffer c0, ffi::AnyBuffer dy,
-                           ffi::AnyBuffer dhT, ffi::AnyBuffer dcT, ffi::Result<ffi::AnyBuffer> dz,
-                           ffi::Result<ffi::AnyBuffer> dc0, ffi::ThreadPool pool) {
+                           ffi::AnyBuffer cseq, ffi::AnyBuffer y, ffi::AnyBuffer h0,
+                           ffi::AnyBuffer c0, ffi::AnyBuffer dy, ffi::AnyBuffer dhT,
+                           ffi::AnyBuffer dcT, ffi::Result<ffi::AnyBuffer> dz,
+                           ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dc0,
+                           ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
   ConvDims d;
   JRNN_CHECK(ReadConvDims(gates.dimensions(), nbr_t.dimensions(), &d));
@@ -388,17 +398,24 @@ ffi::Error ConvLstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer nbr_t, ffi::Any
                          {"nbr_t", nbr_t.element_type(), ffi::DataType::S32},
                          {"gates", gates.element_type(), kF32},
                          {"cseq", cseq.element_type(), kF32},
+                         {"y", y.element_type(), kF32},
+                         {"h0", h0.element_type(), kF32},
                          {"c0", c0.element_type(), kF32},
                          {"dy", dy.element_type(), kF32},
                          {"dhT", dhT.element_type(), kF32},
                          {"dcT", dcT.element_type(), kF32},
                          {"dz", dz->element_type(), kF32},
+                         {"hprev", hprev->element_type(), kF32},
                          {"dc0", dc0->element_type(), kF32}}));
   const int nq = BackwardBlocks(F);
   JRNN_CHECK(CheckDims("rtpack", rtpack.dimensions(), {(F + 16 * nq - 1) / (16 * nq), d.K * 4 * F, 16 * nq}));
   JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, P, F}));
-  JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, P, F}));
-  for (auto [what, dims] : {std::pair{"c0", c0.dimensions()}, std::pair{"dhT", dhT.dimensions()},
+  for (auto [what, dims] : {std::pair{"y", y.dimensions()}, std::pair{"dy", dy.dimensions()},
+                            std::pair{"hprev", hprev->dimensions()}}) {
+    JRNN_CHECK(CheckDims(what, dims, {B, T, P, F}));
+  }
+  for (auto [what, dims] : {std::pair{"h0", h0.dimensions()}, std::pair{"c0", c0.dimensions()},
+                            std::pair{"dhT", dhT.dimensions()},
                             std::pair{"dcT", dcT.dimensions()}}) {
     JRNN_CHECK(CheckDims(what, dims, {B, P, F}));
   }
@@ -414,11 +431,14 @@ ffi::Error ConvLstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer nbr_t, ffi::Any
                 Data<int32_t>(nbr_t),
                 Data<float>(gates),
                 Data<float>(cseq),
+                Data<float>(y),
+                Data<float>(h0),
                 Data<float>(c0),
                 Data<float>(dy),
                 Data<float>(dhT),
                 Data<float>(dcT),
                 Data<float>(dz),
+                Data<float>(hprev),
                 Data<float>(dc0),
                 zeros.data()};
   if (nq == 1) {
@@ -468,4 +488,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_fwd, jrnn::ConvLstmFwdImpl,
                               (jrnn::AnyBinding<8, 5>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_bwd, jrnn::ConvLstmBwdImpl,
-                              (jrnn::AnyBinding<8, 2>()));
+                              (jrnn::AnyBinding<10, 3>()));
