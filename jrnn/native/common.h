@@ -462,23 +462,27 @@ void ParallelChunks(ffi::ThreadPool& pool, int64_t threads, int64_t total, const
   WaitFor(shared->done, total);
 }
 
-// Asks Linux to back the 2 MiB-aligned interior of [p, p + bytes) with transparent huge
+// Asks Linux to back the 2 MiB-aligned interior of each buffer with transparent huge
 // pages (MADV_HUGEPAGE; honoured where THP is "madvise" or "always"). For the buffers a
 // forward kernel saves for training: XLA:CPU maps a call's temporaries afresh every time,
 // and each 4 KiB page faults on first touch (~1.7 us on the benchmark machine; 10.4k per
-// typical GRU training step). JRNN_NATIVE_HUGEPAGES=0 turns this off.
-inline void AdviseHugePages(void* p, int64_t bytes) {
+// typical GRU training step). An empty buffer (y when only the last state is returned)
+// is skipped. JRNN_NATIVE_HUGEPAGES=0 turns this off.
+template <typename... Buffers>
+inline void AdviseHugePages(Buffers&... buffers) {
   if (const char* env = std::getenv("JRNN_NATIVE_HUGEPAGES")) {
     if (env[0] == '0') return;
   }
   constexpr uintptr_t kHuge = uintptr_t{1} << 21;
-  const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  for (const ffi::AnyBuffer* b : {&*buffers...}) {
+    const uintptr_t p = reinterpret_cast<uintptr_t>(b->untyped_data());
+    const uintptr_t lo = (p + kHuge - 1) & ~(kHuge - 1), hi = (p + b->size_bytes()) & ~(kHuge - 1);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (bytes > 0 && hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
 #else
-  (void)lo, (void)hi;
+    (void)lo, (void)hi;
 #endif
+  }
 }
 
 // The thread count a kernel uses: XLA's intra-op pool, or JRNN_NATIVE_THREADS.

@@ -372,11 +372,7 @@ ffi::Error ConvLstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffe
                 save ? Data<float>(gates) : nullptr,
                 save ? Data<float>(cseq) : nullptr,
                 zeros.data()};
-  if (save) {
-    AdviseHugePages(Data<float>(gates), B * T * P * 4 * F * 4);
-    AdviseHugePages(Data<float>(cseq), B * T * P * F * 4);
-    if (sequence) AdviseHugePages(Data<float>(y), B * T * P * F * 4);
-  }
+  if (save) AdviseHugePages(gates, cseq, y);
   ConvForward(pool, a);
   return ffi::Error::Success();
 #else

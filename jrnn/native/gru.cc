@@ -215,12 +215,7 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                     save ? Data<float>(zr) : nullptr,
                     save ? Data<float>(hh) : nullptr,
                     save ? Data<float>(mh) : nullptr};
-    if (save) {
-      AdviseHugePages(Data<float>(zr), B * T * 2 * H * 4);
-      AdviseHugePages(Data<float>(hh), B * T * H * 4);
-      AdviseHugePages(Data<float>(mh), B * T * H * 4);
-      if (sequence) AdviseHugePages(Data<S>(y), B * T * H * sizeof(S));
-    }
+    if (save) AdviseHugePages(zr, hh, mh, y);
     GruForward(pool, a);
     return ffi::Error::Success();
   });

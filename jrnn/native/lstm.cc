@@ -192,11 +192,7 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                  kIsF32<S> ? reinterpret_cast<float*>(Data<S>(cT)) : c32.data(),
                  save ? Data<float>(gates) : nullptr,
                  save ? Data<float>(cseq) : nullptr};
-    if (save) {
-      AdviseHugePages(Data<float>(gates), B * T * 4 * H * 4);
-      AdviseHugePages(Data<float>(cseq), B * T * H * 4);
-      if (sequence) AdviseHugePages(Data<S>(y), B * T * H * sizeof(S));
-    }
+    if (save) AdviseHugePages(gates, cseq, y);
     Forward(pool, a);
     return ffi::Error::Success();
   });
