@@ -41,6 +41,18 @@ class ActivityLoss(nnx.Variable):
     """The activity-regularization penalty of a layer's last call (Keras' ``layer.losses``)."""
 
 
+class _Call(NamedTuple):
+    """One call's checked inputs ``x (batch, time, *features)``, initial carry, time mask,
+    dropout masks and parameters (:meth:`RNN._prepare`)."""
+
+    x: Array
+    carry: Any
+    time_mask: Array | None
+    in_masks: Any
+    rec_masks: Any
+    params: Any
+
+
 class RNNResult(NamedTuple):
     """Everything one pass of :meth:`RNN.run` computes.
 
@@ -446,32 +458,8 @@ class RNN(Configurable, nnx.Module):
         """Run the layer and return an :class:`RNNResult` (output, sequence, states and,
         with ``record=True``, the per-step activations of the cell)."""
         with jax.named_scope(f"jrnn.{type(self).__name__}"):
-            x = self._check_inputs(inputs)
-            batch, time = x.shape[0], x.shape[1]
-            time_mask = self._check_mask(mask, batch, time)
-            if constants is not None and not self.cell.accepts_constants:
-                raise ValueError(
-                    f"{_checks.where(self)}: `constants` were given but the cell "
-                    f"{type(self.cell).__name__} does not accept constants."
-                )
-            if initial_state is not None:
-                carry = self._normalize_initial_state(initial_state, batch)
-            elif self.stateful:
-                if self.states is None:
-                    self._create_states(batch)
-                carry = self._state_values()
-                expected = jax.tree_util.tree_leaves(carry)[0].shape[0]
-                if expected != batch:
-                    raise ValueError(
-                        f"{_checks.where(self)}: a stateful layer must be called with the batch "
-                        f"size of its states; expected batch size {expected}, received {batch}. "
-                        "Call reset_state(states=...) with states of the new batch size first."
-                    )
-            else:
-                carry = self.cell.initialize_carry(batch)
-
-            in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
-            params = self.cell.params_for_length(time)
+            call = self._prepare(inputs, mask, initial_state, training, constants, rngs)
+            x, carry, time_mask, in_masks, rec_masks, params = call
             blocker = self._native_blocker(
                 x, params, time_mask, in_masks, rec_masks, constants, record
             )
@@ -487,14 +475,48 @@ class RNN(Configurable, nnx.Module):
                 last, sequence, final, acts = self._run_scan(
                     x, carry, params, in_masks, rec_masks, constants, time_mask, record
                 )
-            if self.stateful:
-                leaves = jax.tree_util.tree_leaves(
-                    self.states, is_leaf=lambda v: isinstance(v, RNNState)
-                )
-                for var, value in zip(leaves, jax.tree_util.tree_leaves(final)):
-                    var.set_value(value)
+            self._keep_states(final)
             output = sequence if self.return_sequences else last
             return RNNResult(output, sequence, last, final, acts)
+
+    def _prepare(self, inputs, mask, initial_state, training, constants, rngs) -> _Call:
+        """The checked inputs, initial carry, time mask, dropout masks and parameters of
+        one call (:meth:`run` before it picks the native kernel or the scan)."""
+        x = self._check_inputs(inputs)
+        batch, time = x.shape[0], x.shape[1]
+        time_mask = self._check_mask(mask, batch, time)
+        if constants is not None and not self.cell.accepts_constants:
+            raise ValueError(
+                f"{_checks.where(self)}: `constants` were given but the cell "
+                f"{type(self.cell).__name__} does not accept constants."
+            )
+        if initial_state is not None:
+            carry = self._normalize_initial_state(initial_state, batch)
+        elif self.stateful:
+            if self.states is None:
+                self._create_states(batch)
+            carry = self._state_values()
+            expected = jax.tree_util.tree_leaves(carry)[0].shape[0]
+            if expected != batch:
+                raise ValueError(
+                    f"{_checks.where(self)}: a stateful layer must be called with the batch "
+                    f"size of its states; expected batch size {expected}, received {batch}. "
+                    "Call reset_state(states=...) with states of the new batch size first."
+                )
+        else:
+            carry = self.cell.initialize_carry(batch)
+        in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
+        params = self.cell.params_for_length(time)
+        return _Call(x, carry, time_mask, in_masks, rec_masks, params)
+
+    def _keep_states(self, final: Any) -> None:
+        """A stateful layer keeps the final carry of a call as its states."""
+        if self.stateful:
+            leaves = jax.tree_util.tree_leaves(
+                self.states, is_leaf=lambda v: isinstance(v, RNNState)
+            )
+            for var, value in zip(leaves, jax.tree_util.tree_leaves(final)):
+                var.set_value(value)
 
     def _run_scan(self, x, carry, params, in_masks, rec_masks, constants, time_mask, record):
         """The XLA path: :func:`rnn_scan` over time-major inputs; batch-major results."""
@@ -566,12 +588,18 @@ class RNN(Configurable, nnx.Module):
 
     def _run_native(self, x, carry, params, in_masks, rec_masks):
         """The native path (:mod:`jrnn.native`); batch-major throughout. A stack runs its
-        cells one after another, each over the whole sequence."""
+        cells one after another, each over the whole sequence. With ``go_backwards`` the
+        kernels that can run backwards in time do so over ``x`` as given (each output at
+        its input's time index), and only the returned sequence is flipped into Keras'
+        processing order; the others read a flipped ``x``."""
         stacked = isinstance(self.cell, StackedRNNCells)
         cells = list(self.cell.cells) if stacked else [self.cell]
         per_cell_params = params if stacked else (params,)
         per_cell_in, _ = self._per_cell_masks(in_masks, rec_masks)
-        if self.go_backwards:
+        reverse = self.go_backwards and all(
+            c.native_kernel in native_kernels.REVERSIBLE_KERNELS for c in cells
+        )
+        if self.go_backwards and not reverse:
             x = jnp.flip(x, 1)
 
         def run(x, carries, sequence):
@@ -580,7 +608,9 @@ class RNN(Configurable, nnx.Module):
                 if m is not None:
                     x = x * m[:, None]
                 last_cell = k == len(cells) - 1
-                x, final = _native_runner(cell, p, sequence or not last_cell)(x, carries[k])
+                x, final = _native_runner(cell, p, sequence or not last_cell, reverse)(
+                    x, carries[k]
+                )
                 finals.append(final)
             return x, tuple(finals)
 
@@ -589,7 +619,8 @@ class RNN(Configurable, nnx.Module):
             y, finals = run(x, carries, self.return_sequences)
         else:
             # Checkpointed segments, as rnn_scan does: only the states at segment boundaries
-            # are kept; each segment's kernels run again in the backward pass.
+            # are kept; each segment's kernels run again in the backward pass. Backwards in
+            # time, the segments run last to first (each output lands at its own index).
             @jax.checkpoint
             def segment(state, x_segment):
                 y_segment, new_state = run(x_segment, state, True)
@@ -598,12 +629,14 @@ class RNN(Configurable, nnx.Module):
             batch, time = x.shape[:2]
             seg = segment_length(time, self.remat)
             chunks = jnp.swapaxes(x.reshape(batch, time // seg, seg, *x.shape[2:]), 0, 1)
-            finals, ys = jax.lax.scan(segment, carries, chunks)
+            finals, ys = jax.lax.scan(segment, carries, chunks, reverse=reverse)
             y = (
                 jnp.swapaxes(ys, 0, 1).reshape(batch, time, *ys.shape[3:])
                 if self.return_sequences
                 else None
             )
+        if reverse and y is not None:
+            y = jnp.flip(y, 1)  # Keras' go_backwards returns the sequence in processing order
         return finals[-1][0], y, (finals if stacked else finals[0])
 
     def __call__(
@@ -652,36 +685,100 @@ def _explicitly_sharded(a: Any) -> bool:
     return spec is not None and any(s is not None for s in spec)
 
 
-def _native_runner(cell: RNNCellBase, params: dict[str, Any], sequence: bool):
+def _bias(params: dict[str, Any], name: str) -> Array:
+    """A cell's bias ``params[name]``, or zeros of the kernel's width without one."""
+    b = params.get(name)
+    w = params["kernel"]
+    return jnp.zeros((w.shape[-1],), w.dtype) if b is None else b
+
+
+def native_lstm_pair(
+    forward: RNN, backward: RNN, inputs: Any, training: bool, states: tuple[Any, Any]
+) -> tuple[Array | None, tuple[Array, Array], tuple[Array, Array]] | None:
+    """Both layers of a Bidirectional LSTM in one native call
+    (:func:`jrnn.native.lstm_bidirectional`), or None when the pair cannot run that way:
+    each must be an LSTM layer whose call runs on the native kernel (see ``native``) with
+    no input dropout, ``forward`` running forwards and ``backward`` backwards in time, of
+    one size and dtype, without ``remat`` or an activity regularizer. ``states``: each
+    direction's ``initial_state`` (or None).
+
+    Returns ``(y, (h_f, c_f), (h_b, c_b))``: ``y (batch, time, 2 units)`` (the forward
+    outputs, then the backward ones at their inputs' time index; None without
+    ``return_sequences``) and the final states, which stateful layers keep.
+    """
+    layers = (forward, backward)
+    if forward.go_backwards or not backward.go_backwards:
+        return None
+    for layer in layers:
+        if (
+            layer.cell.native_kernel != "lstm"
+            or (training and (layer.cell.dropout or layer.cell.recurrent_dropout))
+            or layer.remat
+            or layer.activity_regularizer is not None
+            or type(layer).__call__ is not RNN.__call__
+            or type(layer).run is not RNN.run
+        ):
+            return None
+    calls = [
+        layer._prepare(inputs, None, state, training, None, None)
+        for layer, state in zip(layers, states)
+    ]
+    for layer, call in zip(layers, calls):
+        blocker = layer._native_blocker(
+            call.x, call.params, None, call.in_masks, call.rec_masks, None, False
+        )
+        if blocker is not None or call.in_masks is not None:
+            return None
+    arrays = [
+        (c.params["kernel"], _bias(c.params, "bias"), c.params["recurrent_kernel"]) for c in calls
+    ]
+    if any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(*arrays)):
+        return None
+    w, b, r = (jnp.stack(pair) for pair in zip(*arrays))
+    h0, c0 = (jnp.stack(pair) for pair in zip(*(c.carry for c in calls)))
+    y, h, c = native_kernels.lstm_bidirectional(
+        calls[0].x, w, b, r, h0, c0, sequence=forward.return_sequences
+    )
+    finals = ((h[0], c[0]), (h[1], c[1]))
+    for layer, final in zip(layers, finals):
+        layer._keep_states(final)
+    return y, *finals
+
+
+def _native_runner(
+    cell: RNNCellBase, params: dict[str, Any], sequence: bool, reverse: bool = False
+):
     """``run(x (batch, time, *in), carry) -> (y (batch, time, *out) or None, final
     carry)`` on the cell's native kernel (its ``native_kernel``) with the cell's
-    ``params()``; ``sequence=False`` skips the output sequence."""
+    ``params()``; ``sequence=False`` skips the output sequence; ``reverse`` runs from the
+    last time index to the first (kernels in ``jrnn.native.REVERSIBLE_KERNELS``)."""
     kernel = cell.native_kernel
+    if reverse and kernel not in native_kernels.REVERSIBLE_KERNELS:
+        raise ValueError(f"jrnn: the native {kernel} kernel does not run backwards in time")
     w, r = params["kernel"], params["recurrent_kernel"]
 
     def bias(name):
-        b = params.get(name)
-        return jnp.zeros((w.shape[-1],), w.dtype) if b is None else b
+        return _bias(params, name)
 
     if kernel == "lstm":
         b = bias("bias")
 
         def run(x, carry):
-            y, h, c = native_kernels.lstm(x, w, b, r, *carry, sequence=sequence)
+            y, h, c = native_kernels.lstm(x, w, b, r, *carry, sequence=sequence, reverse=reverse)
             return y, (h, c)
 
     elif kernel == "gru":
         bi, br = bias("input_bias"), bias("recurrent_bias")
 
         def run(x, carry):
-            y, h = native_kernels.gru(x, w, bi, br, r, *carry, sequence=sequence)
+            y, h = native_kernels.gru(x, w, bi, br, r, *carry, sequence=sequence, reverse=reverse)
             return y, (h,)
 
     elif kernel == "simple_rnn":
         b = bias("bias")
 
         def run(x, carry):
-            y, h = native_kernels.simple_rnn(x, w, b, r, *carry, sequence=sequence)
+            y, h = native_kernels.simple_rnn(x, w, b, r, *carry, sequence=sequence, reverse=reverse)
             return y, (h,)
 
     elif kernel == "conv_lstm":

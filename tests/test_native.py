@@ -10,6 +10,7 @@ and batch sizes that are not multiples of the 6-row register tile.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
@@ -102,11 +103,17 @@ def test_outputs_states_and_gradients_equal_the_scan(layer, batch, time, feature
 
     grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
     for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
-        assert a.shape == b.shape
-        # Relative to the largest gradient: random weights at 256 units saturate the
-        # gates and give gradients ~100, where float32 sums of ~300 terms differ by ~1e-5.
-        scale = max(1.0, float(jnp.max(jnp.abs(b))))
-        assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
+        _assert_gradients_close(a, b)
+
+
+def _assert_gradients_close(a, b):
+    """Gradients equal within float32 summation error, relative to the largest: random
+    weights at 256 units saturate the gates and give gradients ~100, where float32 sums of
+    ~300 terms differ by ~1e-5."""
+    assert a.shape == b.shape and a.dtype == b.dtype
+    a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+    scale = max(1.0, float(jnp.max(jnp.abs(b))))
+    assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
 
 
 @needs_kernel
@@ -587,3 +594,186 @@ def test_per_example_gradients_under_vmap_equal_a_loop(kind):
     for i in range(len(xs)):
         for got, want in zip(batched, jax.grad(loss, argnums=1)(xs[i], params)):
             assert_close(got[i], want)
+
+
+# ------------------------------------------------------------------ backwards in time
+def _flip(a):
+    return jnp.flip(a, 1)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("batch,time,features,units", [(13, 9, 5, 20), (1, 7, 3, 70)])
+def test_reverse_is_the_kernel_over_flipped_time(kind, dtype, batch, time, features, units):
+    # reverse=True runs from the last time index to the first and writes each output at
+    # its input's index: the same arithmetic as the forward kernel over flipped inputs
+    # (bit for bit), without the flipped copies. Gradients sum the same terms in another
+    # order (the weight-gradient GEMMs run over the time axis as stored).
+    if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
+        pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
+    fn = getattr(native_kernels, kind)
+    x, *params = [a.astype(dtype) for a in _function_args(kind, batch, time, features, units)]
+    got = fn(x, *params, reverse=True)
+    want = fn(_flip(x), *params)
+    np.testing.assert_array_equal(_flip(got[0]), want[0])
+    for a, b in zip(got[1:], want[1:]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(fn(x, *params, reverse=True, sequence=False)[1:], want[1:]):
+        np.testing.assert_array_equal(a, b)
+
+    weights = jnp.asarray(np.random.default_rng(5).standard_normal((batch, time, units)))
+
+    def loss(reverse, x, *params):
+        if reverse:
+            y, *final = fn(x, *params, reverse=True)
+        else:
+            y, *final = fn(_flip(x), *params)
+            y = _flip(y)
+        return jnp.sum(y.astype(jnp.float32) * weights) + sum(
+            jnp.sum(jnp.sin(s.astype(jnp.float32)) * (i + 1)) for i, s in enumerate(final)
+        )
+
+    argnums = tuple(range(1 + len(params)))
+    for got, want in zip(
+        jax.jit(jax.grad(functools.partial(loss, True), argnums))(x, *params),
+        jax.grad(functools.partial(loss, False), argnums)(x, *params),
+    ):
+        _assert_gradients_close(got, want)
+
+
+def _bidirectional_args(batch, time, features, units, seed=0):
+    forward = _function_args("lstm", batch, time, features, units, seed=seed)
+    backward = _function_args("lstm", batch, time, features, units, seed=seed + 1)
+    return [forward[0]] + [jnp.stack(pair) for pair in zip(forward[1:], backward[1:])]
+
+
+def _two_directions(x, w, b, r, h0, c0, sequence=True):
+    outs = [
+        native_kernels.lstm(x, w[k], b[k], r[k], h0[k], c0[k], sequence=sequence, reverse=k == 1)
+        for k in (0, 1)
+    ]
+    y = jnp.concatenate([o[0] for o in outs], -1) if sequence else None
+    return y, jnp.stack([o[1] for o in outs]), jnp.stack([o[2] for o in outs])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(
+    "batch,time,features,units", [(13, 9, 5, 20), (1, 7, 3, 70), (2, 5, 4, 33)]
+)
+def test_bidirectional_call_is_two_directions_concatenated(dtype, batch, time, features, units):
+    # One call runs both directions (threads share their rows, or their unit panels at
+    # small batches) and writes each half of the concatenated output: bit-identical to the
+    # two directions run apart; gradients through the two-call training path.
+    if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
+        pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
+    args = [a.astype(dtype) for a in _bidirectional_args(batch, time, features, units)]
+    got = native_kernels.lstm_bidirectional(*args)
+    want = _two_directions(*args)
+    assert got[0].shape == (batch, time, 2 * units)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    last = native_kernels.lstm_bidirectional(*args, sequence=False)
+    assert last[0] is None
+    for a, b in zip(last[1:], want[1:]):
+        np.testing.assert_array_equal(a, b)
+
+    weights = jnp.asarray(np.random.default_rng(5).standard_normal((batch, time, 2 * units)))
+
+    def loss(fn, sequence, *args):
+        y, h, c = fn(*args, sequence=sequence)
+        total = jnp.sum(jnp.sin(h.astype(jnp.float32))) + jnp.sum(c.astype(jnp.float32) ** 2)
+        return total + (jnp.sum(y.astype(jnp.float32) * weights) if sequence else 0.0)
+
+    argnums = tuple(range(len(args)))
+    for sequence in (True, False):
+        grads = [
+            jax.jit(jax.grad(functools.partial(loss, fn, sequence), argnums))(*args)
+            for fn in (native_kernels.lstm_bidirectional, _two_directions)
+        ]
+        for a, b in zip(*grads):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+
+
+def _ops(fn, *args) -> str:
+    return str(jax.make_jaxpr(fn)(*args))
+
+
+@needs_kernel
+def test_bidirectional_lstm_layer_runs_one_call_without_flips_or_concatenation():
+    x = _inputs((6, 8, 5))
+    bi = jrnn.Bidirectional(
+        jrnn.LSTM(7, 5, return_sequences=True, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1)
+    )
+    graph, state = nnx.split(bi)
+    ops = _ops(lambda s, x: nnx.merge(graph, s)(x), state, x)
+    assert ops.count("jrnn_lstm_fwd") == 1
+    assert "rev[" not in ops and "concatenate" not in ops
+    # go_backwards alone: x is read as given; only the returned sequence is flipped.
+    layer = jrnn.LSTM(7, 5, go_backwards=True, return_sequences=True, rngs=nnx.Rngs(0))
+    graph, state = nnx.split(layer)
+    ops = _ops(lambda s, x: nnx.merge(graph, s)(x), state, x)
+    assert ops.count("rev[") == 1
+    layer = jrnn.LSTM(7, 5, go_backwards=True, rngs=nnx.Rngs(0))
+    graph, state = nnx.split(layer)
+    assert "rev[" not in _ops(lambda s, x: nnx.merge(graph, s)(x), state, x)
+
+
+def _bidirectional_pair(merge_mode="concat", seed=4, **kw):
+    made = []
+    for native in (None, False):  # None: the one native call where it can run
+        bi = jrnn.Bidirectional(
+            jrnn.LSTM(7, 5, native=native, rngs=nnx.Rngs(0), **kw),
+            merge_mode=merge_mode,
+            rngs=nnx.Rngs(1),
+        )
+        randomize(bi, seed, scale=0.4)
+        made.append(bi)
+    return made
+
+
+@needs_kernel
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_bidirectional_lstm_one_call_equals_the_scan(merge_mode, return_sequences):
+    fused, scan = _bidirectional_pair(
+        merge_mode, return_sequences=return_sequences, return_state=True
+    )
+    x = _inputs((6, 8, 5))
+    states = [s[:, :7] for s in _states(6, 7)] * 2
+    for kw in ({}, {"initial_state": states}):
+        a, b = fused(x, **kw), scan(x, **kw)
+        assert len(a) == len(b)
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            assert_close(u, v, time=8)
+
+    def loss(m):
+        return sum(jnp.sum(jnp.sin(o) * (i + 1)) for i, o in enumerate(jax.tree.leaves(m(x))))
+
+    for u, v in zip(jax.tree.leaves(nnx.grad(loss)(fused)), jax.tree.leaves(nnx.grad(loss)(scan))):
+        _assert_gradients_close(u, v)
+
+
+@needs_kernel
+def test_bidirectional_lstm_states_masks_and_dropout_keep_their_semantics():
+    x = _inputs((4, 6, 5))
+    # Stateful: one call keeps both directions' final states, as two calls do.
+    fused, scan = _bidirectional_pair(return_sequences=True, stateful=True)
+    for _ in range(2):
+        assert_close(fused(x), scan(x), time=12)
+    for u, v in zip(fused.states, scan.states):
+        assert_close(u, v, time=12)
+    # A mask, input dropout in training, other sizes: the two directions run apart.
+    mask = jnp.asarray(np.arange(6)[None, :] < np.array([6, 3, 1, 5])[:, None])
+    fused, scan = _bidirectional_pair(return_sequences=True)
+    assert_close(fused(x, mask=mask), scan(x, mask=mask), time=6)
+    fused, scan = _bidirectional_pair(return_sequences=True, dropout=0.5)
+    a = fused(x, training=True, rngs=jax.random.key(0))
+    b = scan(x, training=True, rngs=jax.random.key(0))
+    assert_close(a, b, time=6)
+    backward = jrnn.LSTM(3, 5, go_backwards=True, rngs=nnx.Rngs(2))
+    forward = jrnn.LSTM(7, 5, rngs=nnx.Rngs(3))
+    bi = jrnn.Bidirectional(forward, backward_layer=backward)
+    assert_close(bi(x), jnp.concatenate([forward(x), backward(x)], -1), time=6)

@@ -18,7 +18,7 @@ from flax import nnx
 from jrnn import _checks
 from jrnn._config import Configurable, capture, register
 from jrnn._dtypes import resolve_policy
-from jrnn.rnn import RNN, RNNState
+from jrnn.rnn import RNN, RNNState, native_lstm_pair
 
 #: The accepted ``merge_mode`` values, as Keras lists them.
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -295,21 +295,46 @@ class Bidirectional(Configurable, nnx.Module):
             forward_state = backward_state = None
             if initial_state is not None:
                 forward_state, backward_state = self._split_states(initial_state, "initial_state")
-            forward_rngs, backward_rngs = _split_keys(rngs)
-            common = {"mask": mask, "training": training, "constants": constants}
-            y = self.forward_layer(inputs, initial_state=forward_state, rngs=forward_rngs, **common)
-            y_rev = self.backward_layer(
-                inputs, initial_state=backward_state, rngs=backward_rngs, **common
-            )
-            states: tuple = ()
-            if self.return_state:
-                states = (*y[1:], *y_rev[1:])
-                y, y_rev = y[0], y_rev[0]
+            pair = None
+            if mask is None and constants is None and isinstance(self.forward_layer, RNN):
+                pair = native_lstm_pair(
+                    self.forward_layer,
+                    self.backward_layer,
+                    inputs,
+                    training,
+                    (forward_state, backward_state),
+                )
             dtype = self.policy.compute_dtype
-            y, y_rev = y.astype(dtype), y_rev.astype(dtype)
-            if self.return_sequences:
-                y_rev = jnp.flip(y_rev, axis=1)
-            output = self._merge(y, y_rev)
+            if pair is not None:
+                # Both directions in one native call, the output already concatenated.
+                both, forward_final, backward_final = pair
+                states = (*forward_final, *backward_final) if self.return_state else ()
+                if both is not None and self.merge_mode == "concat":
+                    output = both.astype(dtype)
+                else:
+                    y, y_rev = (
+                        jnp.split(both, 2, axis=-1)
+                        if both is not None
+                        else (forward_final[0], backward_final[0])
+                    )
+                    output = self._merge(y.astype(dtype), y_rev.astype(dtype))
+            else:
+                forward_rngs, backward_rngs = _split_keys(rngs)
+                common = {"mask": mask, "training": training, "constants": constants}
+                y = self.forward_layer(
+                    inputs, initial_state=forward_state, rngs=forward_rngs, **common
+                )
+                y_rev = self.backward_layer(
+                    inputs, initial_state=backward_state, rngs=backward_rngs, **common
+                )
+                states = ()
+                if self.return_state:
+                    states = (*y[1:], *y_rev[1:])
+                    y, y_rev = y[0], y_rev[0]
+                y, y_rev = y.astype(dtype), y_rev.astype(dtype)
+                if self.return_sequences:
+                    y_rev = jnp.flip(y_rev, axis=1)
+                output = self._merge(y, y_rev)
             if self.return_state:
                 return (*output, *states) if self.merge_mode is None else (output, *states)
             return output

@@ -13,7 +13,10 @@ for the buffers they save for training (below).
 
 :func:`lstm`, :func:`gru` and :func:`simple_rnn` run a whole sequence: the input and
 recurrent products of a step are one register-tiled GEMM with the gate maths applied in
-registers. Their
+registers. ``reverse=True`` runs from the last time index to the first with each output
+at its input's index (Keras' ``go_backwards`` without flipped copies of the inputs and
+outputs), and :func:`lstm_bidirectional` runs both directions of a ``Bidirectional``
+LSTM in one call, writing the concatenated output directly. Their
 backward kernels produce the gate pre-activation gradients; the weight and input
 gradients are large GEMMs left to XLA. XLA:CPU maps a training step's temporaries afresh on
 every call and each page faults on first touch, so the training path keeps them few: the
@@ -76,6 +79,8 @@ _TARGETS = (
 )
 #: The kernels (a cell's ``native_kernel``) that also run bfloat16.
 BFLOAT16_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
+#: The kernels that run backwards in time in place (``reverse=True``).
+REVERSIBLE_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
 _F32 = jnp.float32
 _BF16 = jnp.bfloat16
 
@@ -145,24 +150,27 @@ def _call(
     outs: list[tuple[tuple[int, ...], object]],
     *args: Array,
     aliases: dict[int, int] | None = None,
+    **attributes: Any,
 ):
     """The FFI call ``target`` with results of the given (shape, dtype); ``aliases`` maps
     argument indices to the results that may reuse their buffers (XLA copies the argument
-    first where it is still needed elsewhere)."""
+    first where it is still needed elsewhere); ``attributes`` are the handler's static
+    attributes (``reverse``)."""
     out = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in outs]
     call = jax.ffi.ffi_call(target, out, vmap_method="sequential", input_output_aliases=aliases)
-    return call(*args)
+    return call(*args, **attributes)
 
 
 def _weights(packed: Array) -> Array:
-    """A packed panel ``(P, K, C)`` as the kernel reads it: unchanged for float32; for
-    bfloat16 ``(P, ceil(K/2), 2C)`` with rows 2kk and 2kk+1 interleaved per column (one
+    """Packed panels ``(..., P, K, C)`` as the kernel reads them: unchanged for float32; for
+    bfloat16 ``(..., P, ceil(K/2), 2C)`` with rows 2kk and 2kk+1 interleaved per column (one
     ``vdpbf16ps`` takes both), zero past K."""
     if packed.dtype != _BF16:
         return packed
-    p, k, c = packed.shape
-    packed = jnp.pad(packed, ((0, 0), (0, k % 2), (0, 0)))
-    return packed.reshape(p, -1, 2, c).transpose(0, 1, 3, 2).reshape(p, -1, 2 * c)
+    *lead, k, c = packed.shape
+    packed = jnp.pad(packed, [(0, 0)] * len(lead) + [(0, k % 2), (0, 0)])
+    packed = packed.reshape(*lead, -1, 2, c)
+    return jnp.swapaxes(packed, -1, -2).reshape(*lead, -1, 2 * c)
 
 
 def _f32(*arrays: Array) -> list[Array]:
@@ -175,13 +183,15 @@ def _like(grads, primals) -> tuple[Array, ...]:
 
 
 def _pack(w: Array, gates: int, order: tuple[int, ...]) -> Array:
-    """``W (K, gates*H)`` -> ``(ceil(H/16), K, 16*len(order))``: panel p holds, for units
-    16p..16p+15 (zero-padded past H), the gate blocks ``order`` side by side."""
-    k, h = w.shape[0], w.shape[1] // gates
+    """``W (..., K, gates*H)`` -> ``(..., ceil(H/16), K, 16*len(order))``: panel p holds, for
+    units 16p..16p+15 (zero-padded past H), the gate blocks ``order`` side by side."""
+    *lead, k, n = w.shape
+    h = n // gates
     p = -(-h // 16)
-    blocks = jnp.stack([w[:, g * h : (g + 1) * h] for g in order], axis=1)  # static slices
-    blocks = jnp.pad(blocks, ((0, 0), (0, 0), (0, 16 * p - h)))
-    return blocks.reshape(k, len(order), p, 16).transpose(2, 0, 1, 3).reshape(p, k, -1)
+    blocks = jnp.stack([w[..., g * h : (g + 1) * h] for g in order], axis=-2)  # static slices
+    blocks = jnp.pad(blocks, [(0, 0)] * (len(lead) + 2) + [(0, 16 * p - h)])
+    blocks = jnp.moveaxis(blocks.reshape(*lead, k, len(order), p, 16), -2, -4)
+    return blocks.reshape(*lead, p, k, -1)
 
 
 def _panels(w: Array, width: int) -> Array:
@@ -203,11 +213,13 @@ def _pack_transposed(r: Array) -> Array:
     return _panels64(r.T)
 
 
-def _product_grads(x, w, r, h_prev, g_in, g_rec):
+def _product_grads(x, w, r, h_prev, g_in, g_rec, reverse=False):
     """The gradients a backward kernel leaves to XLA (large GEMMs), from the gradients of
     the pre-activations ``x W + b_i`` (``g_in``) and ``h_{t-1} R + b_r`` (``g_rec``), the
     inputs ``x`` and the states ``h_prev (batch, time, H)`` that each step's recurrent
-    product read: ``(dx, dW, db_i, db_r, dR, dh0 through R)``, float32.
+    product read: ``(dx, dW, db_i, db_r, dR, dh0 through R)``, float32. ``reverse``: the
+    recurrence ran from the last time index to the first (its first step, which read
+    ``h0``, is the last index).
 
     ``g_in`` and ``g_rec`` are each a list of ``(batch, time, ·)`` arrays, side by side in
     Keras' gate order (GRU's two share the z, r array): one GEMM per array, because XLA
@@ -217,6 +229,7 @@ def _product_grads(x, w, r, h_prev, g_in, g_rec):
     accumulate in float32, as the forward kernel does (XLA runs them ~2.7x faster than in
     float32: the typical LSTM's bfloat16 training step went from 89.5 to 76.8 ms)."""
     dot = functools.partial(jnp.einsum, preferred_element_type=_F32)
+    first = -1 if reverse else 0
 
     def split(m, parts):  # m's columns as parts' widths
         bounds = np.cumsum([p.shape[-1] for p in parts])[:-1]
@@ -231,28 +244,55 @@ def _product_grads(x, w, r, h_prev, g_in, g_rec):
         cat([jnp.sum(g, axis=(0, 1), dtype=_F32) for g in g_in]),
         cat([jnp.sum(g, axis=(0, 1), dtype=_F32) for g in g_rec]),
         cat([dot("btu,btg->ug", h_prev, g) for g in g_rec]),
-        sum(dot("bg,ug->bu", g[:, 0], rk) for g, rk in zip(g_rec, split(r, g_rec))),
+        sum(dot("bg,ug->bu", g[:, first], rk) for g, rk in zip(g_rec, split(r, g_rec))),
     )
 
 
-def _h_prev(h0: Array, y: Array) -> Array:
-    """The states ``(batch, time, H)`` each step's recurrent product read: h0, y[:, :-1]."""
+def _h_prev(h0: Array, y: Array, reverse: bool) -> Array:
+    """The states ``(batch, time, H)`` each step's recurrent product read: h0, y[:, :-1]
+    (reversed: y[:, 1:], h0)."""
+    if reverse:
+        return jnp.concatenate([y[:, 1:], h0[:, None]], axis=1)
     return jnp.concatenate([h0[:, None], y[:, :-1]], axis=1)
 
 
 # ---------------------------------------------------------------------------- LSTM
-def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool):
+def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool, reverse: bool):
+    """The forward kernel over D directions side by side: ``w (D, F, 4H)``, ``b (D, 4H)``,
+    ``r (D, H, 4H)``, ``h0``/``c0 (D, batch, H)``; direction d runs backwards in time when
+    ``reverse != (d odd)``. Returns ``y (batch, time, D H)`` (or ``(0,)``), ``h_T``, ``c_T``
+    ``(D, batch, H)`` and, with ``save``, the gates ``(D, batch, time, 4H)`` and cell
+    states ``(D, batch, time, H)`` the backward kernel reads (without the D axis when
+    D = 1)."""
     dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0, c0=c0)
     batch, time, _ = x.shape
-    h = r.shape[0]
-    outs = [((batch, time, h) if sequence else (0,), dt), ((batch, h), dt), ((batch, h), dt)]
-    outs += [((batch, time, 4 * h), _F32), ((batch, time, h), _F32)] if save else [((0,), _F32)] * 2
+    d, h = r.shape[0], r.shape[1]
+    outs = [((batch, time, d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
+    outs += [((d, batch, h), dt)]
+    # One direction saves (batch, time, .) arrays: the backward kernel aliases them, which
+    # XLA does without a copy only for a custom call's own result, not a reshape of it.
+    lead = (d,) if d > 1 else ()
+    outs += (
+        [((*lead, batch, time, 4 * h), _F32), ((*lead, batch, time, h), _F32)]
+        if save
+        else [((0,), _F32)] * 2
+    )
     order = (0, 1, 2, 3)
     wp, rp = _weights(_pack(w, 4, order)), _weights(_pack(r, 4, order))
-    return _call("jrnn_lstm_fwd", outs, x, wp, b.astype(_F32), rp, h0, c0)
+    return _call("jrnn_lstm_fwd", outs, x, wp, b.astype(_F32), rp, h0, c0, reverse=reverse)
 
 
-def lstm(x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array, *, sequence=True):
+def lstm(
+    x: Array,
+    w: Array,
+    b: Array,
+    r: Array,
+    h0: Array,
+    c0: Array,
+    *,
+    sequence: bool = True,
+    reverse: bool = False,
+):
     """An LSTM over a whole sequence with sigmoid gates and tanh activations (Keras'
     defaults), float32 or bfloat16 (every argument the same dtype; see the module
     docstring for bfloat16's arithmetic).
@@ -265,28 +305,66 @@ def lstm(x: Array, w: Array, b: Array, r: Array, h0: Array, c0: Array, *, sequen
       h0, c0: initial states ``(batch, H)``.
       sequence: return the outputs of every step; False returns None in their place and,
         outside differentiation, keeps only the last state in memory.
+      reverse: run from the last time index to the first (Keras' ``go_backwards``), with
+        each output at its input's time index: ``lstm(x, ..., reverse=True)[0]`` equals
+        ``flip(lstm(flip(x), ...)[0])`` (flip: along time), with no flipped copies.
 
     Returns:
       ``(y, h_T, c_T)``: the outputs ``(batch, time, H)`` (or None) and the final states,
       in the arguments' dtype.
     """
-    y, h, c = _lstm(x, w, b, r, h0, c0, sequence)
+    y, h, c = _lstm(x, w, b, r, h0, c0, sequence, reverse)
     return (y if sequence else None), h, c
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def _lstm(x, w, b, r, h0, c0, sequence):
-    y, h, c, _, _ = _lstm_forward(x, w, b, r, h0, c0, sequence, save=False)
-    return y, h, c
+def lstm_bidirectional(
+    x: Array,
+    w: Array,
+    b: Array,
+    r: Array,
+    h0: Array,
+    c0: Array,
+    *,
+    sequence: bool = True,
+):
+    """A bidirectional LSTM in one kernel call (as :func:`lstm`): direction 0 runs forwards
+    in time, direction 1 backwards, each with its own weights; the threads share both
+    directions' rows, and each direction writes its half of the concatenated output
+    directly (no flipped or concatenated copies).
+
+    Args:
+      x: inputs ``(batch, time, F)``.
+      w: the two kernels ``(2, F, 4H)``; b: the biases ``(2, 4H)``; r: the recurrent
+        kernels ``(2, H, 4H)`` (forward's, then backward's).
+      h0, c0: initial states ``(2, batch, H)``.
+      sequence: as :func:`lstm`.
+
+    Returns:
+      ``(y, h_T, c_T)``: ``y (batch, time, 2H)``, Keras' ``Bidirectional`` concat of the
+      forward outputs and the backward ones at their inputs' time index (or None), and the
+      final states ``(2, batch, H)``.
+    """
+    y, h, c = _lstm_bi(x, w, b, r, h0, c0, sequence)
+    return (y if sequence else None), h, c
 
 
-def _lstm_fwd(x, w, b, r, h0, c0, sequence):
-    y, h, c, gates, cs = _lstm_forward(x, w, b, r, h0, c0, True, save=True)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _lstm(x, w, b, r, h0, c0, sequence, reverse):
+    y, h, c, _, _ = _lstm_forward(
+        x, w[None], b[None], r[None], h0[None], c0[None], sequence, save=False, reverse=reverse
+    )
+    return y, h[0], c[0]
+
+
+def _lstm_fwd(x, w, b, r, h0, c0, sequence, reverse):
+    y, h, c, gates, cs = _lstm_forward(
+        x, w[None], b[None], r[None], h0[None], c0[None], True, save=True, reverse=reverse
+    )
     out = y if sequence else jnp.zeros((0,), y.dtype)
-    return (out, h, c), (x, w, r, h0, c0, y, gates, cs)
+    return (out, h[0], c[0]), (x, w, r, h0, c0, y, gates, cs)
 
 
-def _lstm_bwd(sequence, res, cotangents):
+def _lstm_bwd(sequence, reverse, res, cotangents):
     x, w, r, h0, c0, y, gates, cs = res
     dy, dh, dc = cotangents
     dt = y.dtype
@@ -307,16 +385,51 @@ def _lstm_bwd(sequence, res, cotangents):
         dy.astype(dt),
         *_f32(dh, dc),
         aliases={1: 0, 6: 1} if dt == _F32 else {6: 1},
+        reverse=reverse,
     )
-    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h_prev, [dz], [dz])
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h_prev, [dz], [dz], reverse)
     return _like((dx, dw, db, dr, dh0, dc0), (x, w, x, r, h0, c0))
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _lstm_bi(x, w, b, r, h0, c0, sequence):
+    y, h, c, _, _ = _lstm_forward(x, w, b, r, h0, c0, sequence, save=False, reverse=False)
+    return y, h, c
+
+
+# Training runs the two directions as two calls: the backward kernels alias each
+# direction's saved gates, which a slice of one (2, ...) array could not give them.
+def _lstm_bi_fwd(x, w, b, r, h0, c0, sequence):
+    outs, res = zip(*(_lstm_fwd(x, w[k], b[k], r[k], h0[k], c0[k], True, k == 1) for k in (0, 1)))
+    y = jnp.concatenate([o[0] for o in outs], axis=-1)
+    h, c = (jnp.stack([o[i] for o in outs]) for i in (1, 2))
+    return (y if sequence else jnp.zeros((0,), y.dtype), h, c), res
+
+
+def _lstm_bi_bwd(sequence, res, cotangents):
+    dy, dh, dc = cotangents
+    units = dh.shape[-1]
+    grads = [
+        _lstm_bwd(
+            sequence,
+            k == 1,
+            res[k],
+            (dy[..., k * units : (k + 1) * units] if sequence else dy, dh[k], dc[k]),
+        )
+        for k in (0, 1)
+    ]
+    dx = grads[0][0] + grads[1][0]
+    return (dx, *(jnp.stack([g[i] for g in grads]) for i in range(1, 6)))
+
+
+_lstm_bi.defvjp(_lstm_bi_fwd, _lstm_bi_bwd)
+
+
 # ---------------------------------------------------------------------------- GRU
-def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool):
+def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool, reverse: bool):
     dt = _storage_dtype(x=x, kernel=w, input_bias=bi, recurrent_bias=br, recurrent_kernel=r, h0=h0)
     batch, time, _ = x.shape
     h = r.shape[0]
@@ -325,10 +438,22 @@ def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool):
     outs += [((batch, time, n * h) if save else (0,), _F32) for n in (2, 1, 1)]
     # Input panels hold (x_h, x_z, x_r), recurrent ones (m_z, m_r, m_h): see gru.cc.
     wp, rp = _weights(_pack(w, 3, (2, 0, 1))), _weights(_pack(r, 3, (0, 1, 2)))
-    return _call("jrnn_gru_fwd", outs, x, wp, bi.astype(_F32), br.astype(_F32), rp, h0)
+    return _call(
+        "jrnn_gru_fwd", outs, x, wp, bi.astype(_F32), br.astype(_F32), rp, h0, reverse=reverse
+    )
 
 
-def gru(x: Array, w: Array, bi: Array, br: Array, r: Array, h0: Array, *, sequence=True):
+def gru(
+    x: Array,
+    w: Array,
+    bi: Array,
+    br: Array,
+    r: Array,
+    h0: Array,
+    *,
+    sequence: bool = True,
+    reverse: bool = False,
+):
     """A GRU with ``reset_after=True`` (Keras 3's default and CuDNNGRU's maths) over a
     whole sequence, sigmoid gates and tanh activation, float32 or bfloat16 (as
     :func:`lstm`).
@@ -339,28 +464,28 @@ def gru(x: Array, w: Array, bi: Array, br: Array, r: Array, h0: Array, *, sequen
       bi, br: the input and recurrent biases ``(3H,)`` (Keras' ``bias[0]``, ``bias[1]``).
       r: the recurrent kernel ``(H, 3H)``.
       h0: initial state ``(batch, H)``.
-      sequence: as :func:`lstm`.
+      sequence, reverse: as :func:`lstm`.
 
     Returns:
       ``(y, h_T)``: the outputs ``(batch, time, H)`` (or None) and the final state.
     """
-    y, h = _gru(x, w, bi, br, r, h0, sequence)
+    y, h = _gru(x, w, bi, br, r, h0, sequence, reverse)
     return (y if sequence else None), h
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def _gru(x, w, bi, br, r, h0, sequence):
-    y, h, *_ = _gru_forward(x, w, bi, br, r, h0, sequence, save=False)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _gru(x, w, bi, br, r, h0, sequence, reverse):
+    y, h, *_ = _gru_forward(x, w, bi, br, r, h0, sequence, save=False, reverse=reverse)
     return y, h
 
 
-def _gru_fwd(x, w, bi, br, r, h0, sequence):
-    y, h, *saved = _gru_forward(x, w, bi, br, r, h0, True, save=True)
+def _gru_fwd(x, w, bi, br, r, h0, sequence, reverse):
+    y, h, *saved = _gru_forward(x, w, bi, br, r, h0, True, save=True, reverse=reverse)
     out = y if sequence else jnp.zeros((0,), y.dtype)
     return (out, h), (x, w, r, h0, y, saved)
 
 
-def _gru_bwd(sequence, res, cotangents):
+def _gru_bwd(sequence, reverse, res, cotangents):
     x, w, r, h0, y, saved = res
     dy, dh = cotangents
     dt = y.dtype
@@ -378,8 +503,9 @@ def _gru_bwd(sequence, res, cotangents):
         dy.astype(dt),
         dh.astype(_F32),
         aliases={1: 0, 2: 1, 3: 2, 6: 3} if dt == _F32 else {6: 3},
+        reverse=reverse,
     )
-    dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h_prev, [gzr, gax], [gzr, gah])
+    dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h_prev, [gzr, gax], [gzr, gah], reverse)
     return _like((dx, dw, dbi, dbr, dr, dh0 + dh0_rec), (x, w, x, x, r, h0))
 
 
@@ -387,7 +513,16 @@ _gru.defvjp(_gru_fwd, _gru_bwd)
 
 
 # ---------------------------------------------------------------------------- SimpleRNN
-def simple_rnn(x: Array, w: Array, b: Array, r: Array, h0: Array, *, sequence=True):
+def simple_rnn(
+    x: Array,
+    w: Array,
+    b: Array,
+    r: Array,
+    h0: Array,
+    *,
+    sequence: bool = True,
+    reverse: bool = False,
+):
     """A SimpleRNN with tanh (Keras' default) over a whole sequence, float32 or bfloat16
     (as :func:`lstm`).
 
@@ -395,36 +530,36 @@ def simple_rnn(x: Array, w: Array, b: Array, r: Array, h0: Array, *, sequence=Tr
       x: inputs ``(batch, time, F)``.
       w: the kernel ``(F, H)``; b: the bias ``(H,)``; r: the recurrent kernel ``(H, H)``.
       h0: initial state ``(batch, H)``.
-      sequence: as :func:`lstm`.
+      sequence, reverse: as :func:`lstm`.
 
     Returns:
       ``(y, h_T)``: the outputs ``(batch, time, H)`` (or None) and the final state.
     """
-    y, h = _simple(x, w, b, r, h0, sequence)
+    y, h = _simple(x, w, b, r, h0, sequence, reverse)
     return (y if sequence else None), h
 
 
-def _simple_forward(x, w, b, r, h0, sequence: bool):
+def _simple_forward(x, w, b, r, h0, sequence: bool, reverse: bool):
     dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0)
     batch, time, _ = x.shape
     h = r.shape[0]
     outs = [((batch, time, h) if sequence else (0,), dt), ((batch, h), dt)]
     wp, rp = _weights(_panels64(w)), _weights(_panels64(r))
-    return _call("jrnn_simple_fwd", outs, x, wp, b.astype(_F32), rp, h0)
+    return _call("jrnn_simple_fwd", outs, x, wp, b.astype(_F32), rp, h0, reverse=reverse)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _simple(x, w, b, r, h0, sequence):
-    y, h = _simple_forward(x, w, b, r, h0, sequence)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _simple(x, w, b, r, h0, sequence, reverse):
+    y, h = _simple_forward(x, w, b, r, h0, sequence, reverse)
     return y, h
 
 
-def _simple_fwd(x, w, b, r, h0, sequence):
-    y, h = _simple_forward(x, w, b, r, h0, True)
+def _simple_fwd(x, w, b, r, h0, sequence, reverse):
+    y, h = _simple_forward(x, w, b, r, h0, True, reverse)
     return ((y if sequence else jnp.zeros((0,), y.dtype)), h), (x, w, r, h0, y)
 
 
-def _simple_bwd(sequence, res, cotangents):
+def _simple_bwd(sequence, reverse, res, cotangents):
     x, w, r, h0, y = res
     dy, dh = cotangents
     if not sequence:
@@ -437,8 +572,9 @@ def _simple_bwd(sequence, res, cotangents):
         dy.astype(y.dtype),
         dh.astype(_F32),
         aliases={2: 0},  # dz overwrites dy
+        reverse=reverse,
     )
-    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, _h_prev(h0, y), [dz], [dz])
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, _h_prev(h0, y, reverse), [dz], [dz], reverse)
     return _like((dx, dw, db, dr, dh0), (x, w, x, r, h0))
 
 
@@ -691,6 +827,7 @@ __all__ = [
     "conv_lstm",
     "gru",
     "lstm",
+    "lstm_bidirectional",
     "simple_rnn",
     "unavailable_reason",
 ]

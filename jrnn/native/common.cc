@@ -55,18 +55,29 @@ ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
 
 ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
-                           size_t saved, ForwardDims* out) {
-  if (x.size() != 3 || h0.size() != 2) {
+                           size_t saved, ForwardDims* out, bool directions) {
+  const size_t h0_rank = directions ? 3 : 2;
+  if (x.size() != 3 || h0.size() != h0_rank) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      std::string("jrnn native ") + cell + ": x must be (B, T, F) and h0 (B, H)");
+                      std::string("jrnn native ") + cell + ": x must be (B, T, F) and h0 " +
+                          (directions ? "(D, B, H)" : "(B, H)"));
   }
-  *out = {x[0], x[1], x[2], h0[1], !(y.size() == 1 && y[0] == 0), saved != 0};
+  const int64_t D = directions ? h0[0] : 1;
+  *out = {x[0], x[1], x[2], h0[h0_rank - 1], !(y.size() == 1 && y[0] == 0), saved != 0, D};
   if (out->save && !out->sequence) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       std::string("jrnn native ") + cell + ": saving for the backward pass needs y");
   }
-  JRNN_CHECK(CheckDims("h0", h0, {out->B, out->H}));
-  if (out->sequence) JRNN_CHECK(CheckDims("y", y, {out->B, out->T, out->H}));
+  if (D < 1) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      std::string("jrnn native ") + cell + ": needs at least one direction");
+  }
+  if (directions) {
+    JRNN_CHECK(CheckDims("h0", h0, {D, out->B, out->H}));
+  } else {
+    JRNN_CHECK(CheckDims("h0", h0, {out->B, out->H}));
+  }
+  if (out->sequence) JRNN_CHECK(CheckDims("y", y, {out->B, out->T, D * out->H}));
   return ffi::Error::Success();
 }
 

@@ -101,6 +101,13 @@ ffi::Error CheckPacked(const char* what, ffi::AnyBuffer::Dimensions dims, int64_
                        int64_t C) {
   return kIsF32<S> ? CheckDims(what, dims, {P, K, C}) : CheckDims(what, dims, {P, (K + 1) / 2, 2 * C});
 }
+// The same, one panel set per direction: (D, P, ...).
+template <typename S>
+ffi::Error CheckPacked(const char* what, ffi::AnyBuffer::Dimensions dims, int64_t P, int64_t K,
+                       int64_t C, int64_t D) {
+  return kIsF32<S> ? CheckDims(what, dims, {D, P, K, C})
+                   : CheckDims(what, dims, {D, P, (K + 1) / 2, 2 * C});
+}
 
 // Whether this CPU runs bfloat16 dot products (AVX512_BF16).
 bool Bf16Supported();
@@ -148,10 +155,14 @@ S* Data(ffi::Result<ffi::AnyBuffer>& b) {
 struct ForwardDims {
   int64_t B, T, F, H;
   bool sequence, save;
+  int64_t D;  // directions
 };
+// The sizes of a forward call from x (B, T, F), h0 ((B, H), or (D, B, H) with `directions`:
+// D independent recurrences in one call, y (B, T, D H)), y ((0,) when the sequence is not
+// wanted) and the element count of a saved array (0 when not saving).
 ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
-                           size_t saved, ForwardDims* out);
+                           size_t saved, ForwardDims* out, bool directions = false);
 
 inline ffi::Error Unsupported() {
   return ffi::Error(ffi::ErrorCode::kUnimplemented, "jrnn native kernels need x86-64 AVX-512");
@@ -224,37 +235,47 @@ inline __mmask16 TailMask(int remaining) {
 
 constexpr int kMaxRows = 6;  // rows per register tile (6 x 4 zmm accumulators)
 
-// The hidden-state sequence of a forward pass: h_t lives in the output y (B, T, H), or,
-// when the caller does not want the sequence (inference without return_sequences), in two
-// (B, H) buffers used alternately (a step reads one and writes the other; threads split
-// a step by rows or synchronise between steps, so neither is overwritten while read).
-template <typename S>
-struct HSeq {
-  S* y;    // (B, T, H) or null
-  S* buf;  // (2, B, H) when y is null
-  const S* h0;
-  int64_t B, T, H;
-  // h_{t-1} of row b and the stride between rows.
-  const S* Prev(int64_t t, int64_t b, int64_t* ld) const {
-    if (t == 0) {
-      *ld = H;
-      return h0 + b * H;
-    }
-    *ld = y != nullptr ? T * H : H;
-    return y != nullptr ? y + (b * T + t - 1) * H : buf + ((t - 1) & 1) * B * H + b * H;
-  }
-  S* Out(int64_t t, int64_t b) const {
-    return y != nullptr ? y + (b * T + t) * H : buf + (t & 1) * B * H + b * H;
-  }
-  // Over y, or, when y is null, over two buffers held in *storage.
-  static HSeq Make(S* y, const S* h0, const ForwardDims& d, std::vector<S>* storage) {
-    if (y == nullptr) storage->assign(2 * d.B * d.H, S{});
-    return HSeq{y, y == nullptr ? storage->data() : nullptr, h0, d.B, d.T, d.H};
-  }
-};
-
+// The time axis of a recurrence: step s (0 .. T-1, in the order the recurrence runs)
+// reads and writes the arrays' time index s, or T-1-s when `reverse` (a backwards layer
+// over its inputs in their own order: Keras' go_backwards without flipping x and y).
+// Backward kernels run the steps last to first and index the same way.
 struct Dims {
   int64_t B, T, H;
+  bool reverse = false;
+  // Row (b, time index of step s) of a (B, T, ·) array.
+  int64_t Row(int64_t b, int64_t s) const { return b * T + (reverse ? T - 1 - s : s); }
+};
+
+// The hidden-state sequence of a forward pass: h of step s lives in the output y (B, T,
+// ld), at columns 0..H-1 of y's pointer (a fused bidirectional call offsets y by d H and
+// sets ld = D H), or, when the caller does not want the sequence (inference without
+// return_sequences), in two (B, H) buffers used alternately (a step reads one and writes
+// the other; threads split a step by rows or synchronise between steps, so neither is
+// overwritten while read).
+template <typename S>
+struct HSeq {
+  S* y;    // (B, T, ld) or null
+  S* buf;  // (2, B, H) when y is null
+  const S* h0;
+  Dims d;
+  int64_t ld;
+  // h of the step before s (h0 at s = 0) in row b, and the stride between rows.
+  const S* Prev(int64_t s, int64_t b, int64_t* stride) const {
+    if (s == 0) {
+      *stride = d.H;
+      return h0 + b * d.H;
+    }
+    *stride = y != nullptr ? d.T * ld : d.H;
+    return y != nullptr ? y + d.Row(b, s - 1) * ld : buf + ((s - 1) & 1) * d.B * d.H + b * d.H;
+  }
+  S* Out(int64_t s, int64_t b) const {
+    return y != nullptr ? y + d.Row(b, s) * ld : buf + (s & 1) * d.B * d.H + b * d.H;
+  }
+  // Over y, or, when y is null, over two buffers held in *storage.
+  static HSeq Make(S* y, const S* h0, const Dims& d, int64_t ld, std::vector<S>* storage) {
+    if (y == nullptr) storage->assign(2 * d.B * d.H, S{});
+    return HSeq{y, y == nullptr ? storage->data() : nullptr, h0, d, ld};
+  }
 };
 
 // acc[r][Q0 + q] += sum_k a[r][k] * w[k * 16 NQ + 16 q .. + 15], q < NQ, k < K: the
@@ -363,7 +384,8 @@ inline void UnitMasks(int64_t H, int64_t p, __mmask16 (&m)[4]) {
 }
 
 // A backward tile's incoming state gradient dh_t (rows b0.., units 64p..64p+63) into acc:
-// dy[:, t] + carry + (t < T-1 ? g[:, t+1] Rᵀ : 0), with carry (B, H) what the step after
+// dy[:, t] + carry + (t < T-1 ? g[:, t+1] Rᵀ : 0) (t a step, at its row: Dims), with
+// carry (B, H) what the step after
 // passes back directly (null for none) and g (B, T, G) the pre-activation gradients that
 // reach h through R (rtpack: the packed Rᵀ, G + G2 rows), or, where g2 is given, their
 // first G columns, the other G2 being g2 (B, T, G2). S: float32, or bfloat16 for dy, g
@@ -378,29 +400,32 @@ JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const
     const int64_t b = b0 + r;
     for (int q = 0; q < 4; ++q) {
       const int64_t u = 64 * p + 16 * q;
-      acc[r][q] = Load(m[q], dy + (b * T + t) * H + u);
+      acc[r][q] = Load(m[q], dy + d.Row(b, t) * H + u);
       if (carry != nullptr) acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], carry + b * H + u));
     }
   }
   if (t < T - 1) {
     const S* panel = rtpack + p * PackedRows<S>(G + G2) * 64;
-    Accumulate<MR, 0, 4>(acc, g + (b0 * T + t + 1) * G, T * G, panel, G);
+    Accumulate<MR, 0, 4>(acc, g + d.Row(b0, t + 1) * G, T * G, panel, G);
     // Rows G.. of a bfloat16 panel start at pair G/2: G is even wherever g2 is given.
-    if (g2 != nullptr) Accumulate<MR, 0, 4>(acc, g2 + (b0 * T + t + 1) * G2, T * G2, panel + G * 64, G2);
+    if (g2 != nullptr) {
+      Accumulate<MR, 0, 4>(acc, g2 + d.Row(b0, t + 1) * G2, T * G2, panel + G * 64, G2);
+    }
   }
 }
 
-// h_{t-1} of a backward tile's rows b0.. and units 64p..64p+63 (h0 at t = 0, else
-// y[:, t-1]) into hprev (B, T, H): the left operand of the recurrent kernel's gradient
-// Hᵀ g, written over dy's buffer (XLA aliases the two), whose entries the tile has read.
+// The h that step t's recurrent product read, for a backward tile's rows b0.. and units
+// 64p..64p+63 (h0 at t = 0, else the output of step t-1), into hprev (B, T, H) at step
+// t's row: the left operand of the recurrent kernel's gradient Hᵀ g, written over dy's
+// buffer (XLA aliases the two), whose entries the tile has read. t is a step (Dims).
 template <int MR, typename S>
 inline void StorePrevH(const Dims& d, int64_t t, int64_t b0, int64_t p, const S* y, const S* h0,
                        S* hprev) {
   const int64_t T = d.T, H = d.H, u0 = 64 * p, n = std::min<int64_t>(64, H - u0);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
-    const S* src = t == 0 ? h0 + b * H + u0 : y + (b * T + t - 1) * H + u0;
-    std::copy_n(src, n, hprev + (b * T + t) * H + u0);
+    const S* src = t == 0 ? h0 + b * H + u0 : y + d.Row(b, t - 1) * H + u0;
+    std::copy_n(src, n, hprev + d.Row(b, t) * H + u0);
   }
 }
 
@@ -492,57 +517,71 @@ inline int64_t PoolThreads(ffi::ThreadPool& pool) {
   return std::max<int64_t>(1, threads);
 }
 
-// Runs tile(rows, t, b0, panel) over every row block and unit panel of every step, in
-// time order (or reversed), on the calling thread and helpers scheduled on XLA's intra-op
-// thread pool (so no thread outside XLA's pool competes for the cores). rows is a
-// std::integral_constant: tiles are templates instantiated per row count.
-//
+// Runs tile(rows, d, s, b0, p) for every direction d < D (independent recurrences of one
+// call: a bidirectional layer's two), step s (first to last, or last to first when
+// `reverse`), row block b0 (rows b0 .. b0 + rows - 1) and unit panel p < panels; each
+// step's tiles of a direction run after its tiles of the step before. It runs on the
+// calling thread and helpers scheduled on XLA's intra-op thread pool (so no thread outside
+// XLA's pool competes for the cores). rows is a std::integral_constant: tiles are
+// templates instantiated per row count.
 // Work is cut into chunks claimed from one counter (ParallelChunks), two ways:
 //   * by batch rows, when there are enough: rows never interact, so each chunk runs all
-//     T steps for its rows with no synchronisation at all, and threads write disjoint
-//     memory (no contention on first-touch page faults of the fresh result buffers);
+//     T steps of one direction for its rows with no synchronisation at all, and threads
+//     write disjoint memory (no contention on first-touch page faults of the fresh result
+//     buffers);
 //   * by unit panels within each step (small batches): chunk k of step s starts once
 //     every chunk of the steps before it is done.
 template <typename TileFn>
-void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t fmas_per_step,
-           bool reverse, const TileFn& tile) {
+void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panels,
+           int64_t fmas_per_step, bool reverse, const TileFn& tile) {
   const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
-  const int64_t items = row_blocks * panels;
+  const int64_t items = D * row_blocks * panels;
   int64_t threads = PoolThreads(pool);
-  const bool by_rows = row_blocks >= threads;
+  const bool by_rows = D * row_blocks >= threads;
   // Per-step hand-offs between cores cost ~1 us: below ~64k FMAs per step one thread wins.
-  if (!by_rows && fmas_per_step < (1 << 16)) threads = 1;
+  if (!by_rows && D * fmas_per_step < (1 << 16)) threads = 1;
   threads = std::max<int64_t>(1, std::min(threads, items));
-  const int64_t chunks = by_rows ? std::min(row_blocks, 2 * threads)
+  const int64_t per_direction = std::min(row_blocks, std::max<int64_t>(1, 2 * threads / D));
+  const int64_t chunks = by_rows ? D * per_direction
                                  : (threads == 1 ? 1 : std::min<int64_t>(items, 4 * threads));
   const int64_t total = by_rows ? chunks : T * chunks;
 
-  // Rows [lo, hi) in balanced blocks of at most kMaxRows, every panel, step t. Panel-outer:
+  // Rows [lo, hi) in balanced blocks of at most kMaxRows, every panel, step s. Panel-outer:
   // one weight panel stays in L2 while every row block of the chunk uses it.
-  auto rows_step = [&tile, panels](int64_t t, int64_t lo, int64_t hi) {
+  auto rows_step = [&tile, panels](int64_t d, int64_t s, int64_t lo, int64_t hi) {
     const int64_t n = hi - lo, blocks = (n + kMaxRows - 1) / kMaxRows;
     for (int64_t p = 0; p < panels; ++p) {
       for (int64_t j = 0; j < blocks; ++j) {
         const int64_t b0 = lo + n * j / blocks, b1 = lo + n * (j + 1) / blocks;
-        ByRows(static_cast<int>(b1 - b0), [&](auto mr) { tile(mr, t, b0, p); });
+        ByRows(static_cast<int>(b1 - b0), [&](auto mr) { tile(mr, d, s, b0, p); });
       }
     }
   };
   ParallelChunks(pool, threads, total, [&](int64_t g, const std::atomic<int64_t>& done) {
     if (by_rows) {
-      const int64_t lo = B * g / chunks, hi = B * (g + 1) / chunks;
-      for (int64_t s = 0; s < T; ++s) rows_step(reverse ? T - 1 - s : s, lo, hi);
+      const int64_t d = g / per_direction, c = g % per_direction;
+      const int64_t lo = B * c / per_direction, hi = B * (c + 1) / per_direction;
+      for (int64_t s = 0; s < T; ++s) rows_step(d, reverse ? T - 1 - s : s, lo, hi);
     } else {
-      const int64_t s = g / chunks, c = g % chunks;
-      WaitFor(done, s * chunks);
-      const int64_t t = reverse ? T - 1 - s : s;
+      const int64_t i = g / chunks, c = g % chunks;
+      WaitFor(done, i * chunks);
+      const int64_t s = reverse ? T - 1 - i : i;
       for (int64_t it = items * c / chunks, hi = items * (c + 1) / chunks; it < hi; ++it) {
-        const int64_t p = it / row_blocks, b0 = (it % row_blocks) * kMaxRows;
+        const int64_t d = it / (row_blocks * panels), k = it % (row_blocks * panels);
+        const int64_t p = k / row_blocks, b0 = (k % row_blocks) * kMaxRows;
         ByRows(static_cast<int>(std::min<int64_t>(kMaxRows, B - b0)),
-               [&](auto mr) { tile(mr, t, b0, p); });
+               [&](auto mr) { tile(mr, d, s, b0, p); });
       }
     }
   });
+}
+
+// One recurrence: tile(rows, s, b0, p).
+template <typename TileFn>
+void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t fmas_per_step,
+           bool reverse, const TileFn& tile) {
+  Recur(pool, 1, B, T, panels, fmas_per_step, reverse,
+        [&](auto mr, int64_t, int64_t s, int64_t b0, int64_t p) { tile(mr, s, b0, p); });
 }
 
 }  // namespace jrnn

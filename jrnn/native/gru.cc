@@ -71,7 +71,7 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
   }
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 3>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 48, F);
+  Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 48, F);
   Accumulate<MR, 1, 3>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 48, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -83,7 +83,7 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
     Store(m, a.h.Out(t, b) + u0, h);
     if (t == T - 1) Store(m, a.hT + b * H + u0, h);
     if (a.zr != nullptr) {
-      const int64_t row = b * T + t;
+      const int64_t row = a.d.Row(b, t);
       Store(m, a.zr + row * 2 * H + u0, z);
       Store(m, a.zr + row * 2 * H + H + u0, rr);
       Store(m, a.hh + row * H + u0, hh);
@@ -128,11 +128,11 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64
       const __mmask16 mq = m[q];
       if (mq == 0) continue;
       const int64_t u = u0 + 16 * q;
-      const int64_t row = b * T + t;
+      const int64_t row = a.d.Row(b, t);
       const __m512 z = Load(mq, a.zr + row * 2 * H + u), rr = Load(mq, a.zr + row * 2 * H + H + u);
       const __m512 hh = Load(mq, a.hh + row * H + u), mh = Load(mq, a.mh + row * H + u);
       const __m512 hp =
-          t == 0 ? Load(mq, a.h0 + b * H + u) : Load(mq, a.y + (b * T + t - 1) * H + u);
+          t == 0 ? Load(mq, a.h0 + b * H + u) : Load(mq, a.y + a.d.Row(b, t - 1) * H + u);
       const __m512 dh = acc[r][q];
       const __m512 dz = _mm512_mul_ps(dh, _mm512_sub_ps(hp, hh));
       const __m512 da = _mm512_mul_ps(_mm512_mul_ps(dh, _mm512_sub_ps(one, z)),
@@ -168,7 +168,7 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                       ffi::AnyBuffer br, ffi::AnyBuffer rpack, ffi::AnyBuffer h0,
                       ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
                       ffi::Result<ffi::AnyBuffer> zr, ffi::Result<ffi::AnyBuffer> hh,
-                      ffi::Result<ffi::AnyBuffer> mh, ffi::ThreadPool pool) {
+                      ffi::Result<ffi::AnyBuffer> mh, ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("GRU", x.dimensions(), h0.dimensions(), y->dimensions(),
@@ -203,14 +203,15 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
       return ffi::Error::Success();
     }
     std::vector<S> buffers;
-    GruFwdArgs<S> a{{B, T, H},
+    const Dims dims{B, T, H, reverse};
+    GruFwdArgs<S> a{dims,
                     F,
                     Data<S>(x),
                     Data<S>(wpack),
                     Data<float>(bi),
                     Data<float>(br),
                     Data<S>(rpack),
-                    HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), d, &buffers),
+                    HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), dims, H, &buffers),
                     Data<S>(hT),
                     save ? Data<float>(zr) : nullptr,
                     save ? Data<float>(hh) : nullptr,
@@ -229,7 +230,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
                       ffi::AnyBuffer dhT, ffi::Result<ffi::AnyBuffer> gzr,
                       ffi::Result<ffi::AnyBuffer> gax, ffi::Result<ffi::AnyBuffer> gah,
                       ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dh0,
-                      ffi::ThreadPool pool) {
+                      ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   const auto hd = hh.dimensions();
   if (hd.size() != 3) {
@@ -268,7 +269,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
       std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, Data<float>(dh0));
       return ffi::Error::Success();
     }
-    GruBwdArgs<S> a{{B, T, H},      Data<S>(rtpack), Data<float>(zr),  Data<float>(hh),
+    GruBwdArgs<S> a{{B, T, H, reverse},      Data<S>(rtpack), Data<float>(zr),  Data<float>(hh),
                     Data<float>(mh), Data<S>(y),     Data<S>(h0),      Data<S>(dy),
                     Data<float>(dhT), Data<S>(gzr),  Data<S>(gax),     Data<S>(gah),
                     Data<S>(hprev), Data<float>(dh0)};
@@ -284,7 +285,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_fwd, jrnn::GruFwdImpl,
-                              (jrnn::AnyBinding<6, 5>()));
+                              (jrnn::AnyBinding<6, 5>().Attr<bool>("reverse")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_bwd, jrnn::GruBwdImpl,
-                              (jrnn::AnyBinding<8, 5>()));
+                              (jrnn::AnyBinding<8, 5>().Attr<bool>("reverse")));

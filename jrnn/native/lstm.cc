@@ -14,9 +14,16 @@
 // h is rounded to bfloat16 as it is stored (and so as the next step reads it); the bias
 // and the saved gates/cseq stay float32. The backward kernel is float32 only.
 //
+// Backwards in time (the handlers' `reverse` attribute): step s reads and writes time
+// index T-1-s of every (B, T, .) array (Dims::Row), so a go_backwards layer needs no
+// flipped copies of x or y. The forward kernel runs D directions in one call (a
+// Bidirectional layer's two, each with its own weights and states): direction d runs
+// backwards when reverse != (d odd) and writes columns dH..dH+H-1 of y (B, T, D H).
+//
 // Layouts (row-major float32; B batch, T time, F features, H units, 4H gate columns in
-// Keras' i, f, c, o order):
+// Keras' i, f, c, o order; the forward kernel's per-direction arrays have a leading D):
 //   x (B, T, F)   bias (4H)   y, cseq (B, T, H)   gates (B, T, 4H) post-activation
+//   (forward: y (B, T, D H); gates, cseq (D, B, T, .), or (B, T, .) when D = 1)
 //   wpack (ceil(H/16), F, 64)   [k][q*16+j] = W[k, q*H + 16p + j]   (zero past H)
 //   rpack (ceil(H/16), H, 64)   [k][q*16+j] = R[k, q*H + 16p + j]
 //   (bfloat16: wpack (ceil(H/16), ceil(F/2), 128) [kk][2c + e] = the float32 layout's
@@ -59,7 +66,7 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
   // z = x_t W + b + h_{t-1} R, both products on the packed panel p.
-  Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 64, F);
+  Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 64, F);
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
   Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
@@ -74,16 +81,20 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
       if constexpr (!kIsF32<S>) Store(m, a.cT + b * H + u0, u.c);
     }
     if (a.gates != nullptr) {
-      SaveLstmStep(m, u, a.gates + (b * T + t) * G + u0, H, a.cseq + (b * T + t) * H + u0);
+      SaveLstmStep(m, u, a.gates + a.d.Row(b, t) * G + u0, H, a.cseq + a.d.Row(b, t) * H + u0);
     }
   }
 }
 
+// Every direction's recurrence (one per FwdArgs, all of the same sizes).
 template <typename S>
-void Forward(ffi::ThreadPool& pool, const FwdArgs<S>& a) {
-  const int64_t panels = (a.d.H + 15) / 16;
-  Recur(pool, a.d.B, a.d.T, panels, a.d.B * (a.F + a.d.H) * 4 * a.d.H, false,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { FwdTile<mr(), S>(a, t, b0, p); });
+void Forward(ffi::ThreadPool& pool, const std::vector<FwdArgs<S>>& a) {
+  const Dims& d = a[0].d;
+  const int64_t panels = (d.H + 15) / 16, D = static_cast<int64_t>(a.size());
+  Recur(pool, D, d.B, d.T, panels, d.B * (a[0].F + d.H) * 4 * d.H, false,
+        [&](auto mr, int64_t k, int64_t t, int64_t b0, int64_t p) {
+          FwdTile<mr(), S>(a[k], t, b0, p);
+        });
 }
 
 // ------------------------------------------------------------------ backward
@@ -114,12 +125,12 @@ JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
       const __mmask16 mq = m[q];
       if (mq == 0) continue;
       const int64_t u = u0 + 16 * q;
-      const __m512 c = Load(mq, a.cseq + (b * T + t) * H + u);
+      const __m512 c = Load(mq, a.cseq + a.d.Row(b, t) * H + u);
       const __m512 c_prev =
-          t == 0 ? Load(mq, a.c0 + b * H + u) : Load(mq, a.cseq + (b * T + t - 1) * H + u);
+          t == 0 ? Load(mq, a.c0 + b * H + u) : Load(mq, a.cseq + a.d.Row(b, t - 1) * H + u);
       const __m512 dc_next = Load(mq, (t == T - 1 ? a.dcT : a.dc0) + b * H + u);
-      const __m512 dc_prev = LstmStepGrads(mq, acc[r][q], dc_next, a.gates + (b * T + t) * G + u,
-                                           H, c, c_prev, a.dz + (b * T + t) * G + u);
+      const __m512 dc_prev = LstmStepGrads(mq, acc[r][q], dc_next, a.gates + a.d.Row(b, t) * G + u,
+                                           H, c, c_prev, a.dz + a.d.Row(b, t) * G + u);
       Store(mq, a.dc0 + b * H + u, dc_prev);
     }
   }
@@ -143,12 +154,12 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                        ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
                        ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
                        ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> gates,
-                       ffi::Result<ffi::AnyBuffer> cseq, ffi::ThreadPool pool) {
+                       ffi::Result<ffi::AnyBuffer> cseq, ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("LSTM", x.dimensions(), h0.dimensions(), y->dimensions(),
-                             gates->element_count(), &d));
-  const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
+                             gates->element_count(), &d, /*directions=*/true));
+  const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence, save = d.save;
   return ByStorage("LSTM", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
@@ -163,35 +174,48 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                            {"bias", bias.element_type(), f32},
                            {"gates", gates->element_type(), f32},
                            {"cseq", cseq->element_type(), f32}}));
-    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 64));
-    JRNN_CHECK(CheckDims("bias", bias.dimensions(), {4 * H}));
-    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 15) / 16, H, 64));
-    JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
-    if (save) {
-      JRNN_CHECK(CheckDims("gates", gates->dimensions(), {B, T, 4 * H}));
-      JRNN_CHECK(CheckDims("cseq", cseq->dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 64, D));
+    JRNN_CHECK(CheckDims("bias", bias.dimensions(), {D, 4 * H}));
+    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 15) / 16, H, 64, D));
+    JRNN_CHECK(CheckDims("c0", c0.dimensions(), {D, B, H}));
+    JRNN_CHECK(CheckDims("hT", hT->dimensions(), {D, B, H}));
+    JRNN_CHECK(CheckDims("cT", cT->dimensions(), {D, B, H}));
+    if (save) {  // (D, B, T, .), or (B, T, .) for one direction (the training path's)
+      const bool one = D == 1 && gates->dimensions().size() == 3;
+      JRNN_CHECK(one ? CheckDims("gates", gates->dimensions(), {B, T, 4 * H})
+                     : CheckDims("gates", gates->dimensions(), {D, B, T, 4 * H}));
+      JRNN_CHECK(one ? CheckDims("cseq", cseq->dimensions(), {B, T, H})
+                     : CheckDims("cseq", cseq->dimensions(), {D, B, T, H}));
     }
     if (B == 0 || H == 0) return ffi::Error::Success();
     if (T == 0) {
-      std::copy(Data<S>(h0), Data<S>(h0) + B * H, Data<S>(hT));
-      std::copy(Data<S>(c0), Data<S>(c0) + B * H, Data<S>(cT));
+      std::copy(Data<S>(h0), Data<S>(h0) + D * B * H, Data<S>(hT));
+      std::copy(Data<S>(c0), Data<S>(c0) + D * B * H, Data<S>(cT));
       return ffi::Error::Success();
     }
-    std::vector<S> buffers;
-    std::vector<float> c32(kIsF32<S> ? 0 : B * H);
-    FwdArgs<S> a{{B, T, H},
-                 F,
-                 Data<S>(x),
-                 Data<S>(wpack),
-                 Data<float>(bias),
-                 Data<S>(rpack),
-                 Data<S>(c0),
-                 HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), d, &buffers),
-                 Data<S>(hT),
-                 Data<S>(cT),
-                 kIsF32<S> ? reinterpret_cast<float*>(Data<S>(cT)) : c32.data(),
-                 save ? Data<float>(gates) : nullptr,
-                 save ? Data<float>(cseq) : nullptr};
+    // Direction k runs backwards in time when reverse != (k odd): a bidirectional call
+    // (D = 2) runs forwards then backwards; reverse alone is one go_backwards layer.
+    std::vector<std::vector<S>> buffers(D);
+    std::vector<float> c32(kIsF32<S> ? 0 : D * B * H);
+    std::vector<FwdArgs<S>> a;
+    for (int64_t k = 0; k < D; ++k) {
+      const Dims dk{B, T, H, reverse != (k % 2 == 1)};
+      const int64_t state = k * B * H;
+      S* yk = sequence ? Data<S>(y) + k * H : nullptr;
+      a.push_back({dk,
+                   F,
+                   Data<S>(x),
+                   Data<S>(wpack) + k * (wpack.element_count() / D),
+                   Data<float>(bias) + k * 4 * H,
+                   Data<S>(rpack) + k * (rpack.element_count() / D),
+                   Data<S>(c0) + state,
+                   HSeq<S>::Make(yk, Data<S>(h0) + state, dk, D * H, &buffers[k]),
+                   Data<S>(hT) + state,
+                   Data<S>(cT) + state,
+                   (kIsF32<S> ? reinterpret_cast<float*>(Data<S>(cT)) : c32.data()) + state,
+                   save ? Data<float>(gates) + k * B * T * 4 * H : nullptr,
+                   save ? Data<float>(cseq) + k * B * T * H : nullptr});
+    }
     if (save) AdviseHugePages(gates, cseq, y);
     Forward(pool, a);
     return ffi::Error::Success();
@@ -205,7 +229,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
                        ffi::AnyBuffer y, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer dy,
                        ffi::AnyBuffer dhT, ffi::AnyBuffer dcT, ffi::Result<ffi::AnyBuffer> dz,
                        ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dc0,
-                       ffi::ThreadPool pool) {
+                       ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   const auto gd = gates.dimensions();
   if (gd.size() != 3 || gd[2] % 4 != 0) {
@@ -241,7 +265,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
       std::copy(Data<float>(dcT), Data<float>(dcT) + B * H, Data<float>(dc0));
       return ffi::Error::Success();
     }
-    BwdArgs<S> a{{B, T, H},        Data<S>(rtpack),   Data<float>(gates), Data<float>(cseq),
+    BwdArgs<S> a{{B, T, H, reverse},        Data<S>(rtpack),   Data<float>(gates), Data<float>(cseq),
                  Data<S>(y),       Data<S>(h0),       Data<S>(c0),        Data<S>(dy),
                  Data<float>(dhT), Data<float>(dcT),  Data<S>(dz),        Data<S>(hprev),
                  Data<float>(dc0)};
@@ -257,7 +281,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_fwd, jrnn::LstmFwdImpl,
-                              (jrnn::AnyBinding<6, 5>()));
+                              (jrnn::AnyBinding<6, 5>().Attr<bool>("reverse")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_bwd, jrnn::LstmBwdImpl,
-                              (jrnn::AnyBinding<9, 3>()));
+                              (jrnn::AnyBinding<9, 3>().Attr<bool>("reverse")));

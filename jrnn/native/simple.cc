@@ -51,7 +51,7 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
   }
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, a.x + (b0 * T + t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 64, F);
+  Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 64, F);
   Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -86,7 +86,7 @@ JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0,
     const int64_t b = b0 + r;
     for (int q = 0; q < 4; ++q) {
       if (m[q] == 0) continue;
-      const int64_t at = (b * T + t) * H + u0 + 16 * q;
+      const int64_t at = a.d.Row(b, t) * H + u0 + 16 * q;
       const __m512 h = Load(m[q], a.y + at);
       Store(m[q], a.dz + at, _mm512_mul_ps(acc[r][q], _mm512_fnmadd_ps(h, h, one)));
     }
@@ -102,7 +102,7 @@ namespace {
 
 ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
                          ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::Result<ffi::AnyBuffer> y,
-                         ffi::Result<ffi::AnyBuffer> hT, ffi::ThreadPool pool) {
+                         ffi::Result<ffi::AnyBuffer> hT, ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), 0, &d));
@@ -126,13 +126,14 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
       return ffi::Error::Success();
     }
     std::vector<S> buffers;
-    const SimpleFwdArgs<S> a{{B, T, H},
+    const Dims dims{B, T, H, reverse};
+    const SimpleFwdArgs<S> a{dims,
                              F,
                              Data<S>(x),
                              Data<S>(wpack),
                              Data<float>(bias),
                              Data<S>(rpack),
-                             HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), d, &buffers),
+                             HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), dims, H, &buffers),
                              Data<S>(hT)};
     Recur(pool, B, T, (H + 63) / 64, B * (F + H) * H, false,
           [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleFwdTile<mr(), S>(a, t, b0, p); });
@@ -145,7 +146,7 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
 
 ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer dy,
                          ffi::AnyBuffer dhT, ffi::Result<ffi::AnyBuffer> dz,
-                         ffi::ThreadPool pool) {
+                         ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   const auto yd = y.dimensions();
   if (yd.size() != 3) {
@@ -165,7 +166,7 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, H}));
     if (B == 0 || H == 0 || T == 0) return ffi::Error::Success();
-    const SimpleBwdArgs<S> a{{B, T, H},   Data<S>(rtpack),  Data<S>(y),
+    const SimpleBwdArgs<S> a{{B, T, H, reverse},   Data<S>(rtpack),  Data<S>(y),
                              Data<S>(dy), Data<float>(dhT), Data<S>(dz)};
     Recur(pool, B, T, (H + 63) / 64, B * H * H, true,
           [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleBwdTile<mr(), S>(a, t, b0, p); });
@@ -180,7 +181,7 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_fwd, jrnn::SimpleFwdImpl,
-                              (jrnn::AnyBinding<5, 2>()));
+                              (jrnn::AnyBinding<5, 2>().Attr<bool>("reverse")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_bwd, jrnn::SimpleBwdImpl,
-                              (jrnn::AnyBinding<4, 1>()));
+                              (jrnn::AnyBinding<4, 1>().Attr<bool>("reverse")));
