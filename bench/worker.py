@@ -62,8 +62,11 @@ def _jax_common(a, build):
     x = jnp.asarray(_data(a), a.dtype)
     model = build()
     if a.mode == "forward":
-        step = nnx.jit(lambda m, x: m(x))
-        return lambda: jax.block_until_ready(step(model, x))
+        # One jax.jit of a pure function of the parameters, as Keras-on-JAX is timed
+        # (stateless_call): nnx.jit's per-call graph traversal costs ~0.3 ms more.
+        graph, state = nnx.split(model)
+        step = jax.jit(lambda state, x: nnx.merge(graph, state)(x))
+        return lambda: jax.block_until_ready(step(state, x))
     optimizer = nnx.Optimizer(model, optax.sgd(1e-3), wrt=nnx.Param)
 
     @nnx.jit
