@@ -295,10 +295,20 @@ def test_env_switch_turns_it_off(monkeypatch):
 
 
 @needs_kernel
+@pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("remat", [True, 3])
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
-def test_remat_segments_equal_the_scan(layer, remat):
-    native, scan = _pair(9, 4, layer=layer, remat=remat, return_sequences=True, return_state=True)
+def test_remat_segments_equal_the_scan(layer, remat, go_backwards):
+    # Backwards in time the segments run last to first, each backwards in place.
+    native, scan = _pair(
+        9,
+        4,
+        layer=layer,
+        remat=remat,
+        go_backwards=go_backwards,
+        return_sequences=True,
+        return_state=True,
+    )
     x = _inputs((5, 12, 4))
     for a, b in zip(native(x), scan(x)):
         assert_close(a, b, time=12)
