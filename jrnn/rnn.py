@@ -692,26 +692,46 @@ def _bias(params: dict[str, Any], name: str) -> Array:
     return jnp.zeros((w.shape[-1],), w.dtype) if b is None else b
 
 
-def native_lstm_pair(
-    forward: RNN, backward: RNN, inputs: Any, training: bool, states: tuple[Any, Any]
-) -> tuple[Array | None, tuple[Array, Array], tuple[Array, Array]] | None:
-    """Both layers of a Bidirectional LSTM in one native call
-    (:func:`jrnn.native.lstm_bidirectional`), or None when the pair cannot run that way:
-    each must be an LSTM layer whose call runs on the native kernel (see ``native``) with
-    no input dropout, ``forward`` running forwards and ``backward`` backwards in time, of
-    one size and dtype, without ``remat`` or an activity regularizer. ``states``: each
-    direction's ``initial_state`` (or None).
+#: Per native kernel with a one-call bidirectional form: the cell parameters it takes (a
+#: bias name stands for zeros without one) and the function running both directions.
+_BIDIRECTIONAL = {
+    "lstm": (
+        ("kernel", "bias", "recurrent_kernel"),
+        lambda *a, sequence: native_kernels.lstm_bidirectional(*a, sequence=sequence),
+    ),
+    "gru": (
+        ("kernel", "input_bias", "recurrent_bias", "recurrent_kernel"),
+        lambda *a, sequence: native_kernels.gru_bidirectional(*a, sequence=sequence),
+    ),
+    "simple_rnn": (
+        ("kernel", "bias", "recurrent_kernel"),
+        lambda *a, sequence: native_kernels.simple_rnn_bidirectional(*a, sequence=sequence),
+    ),
+}
 
-    Returns ``(y, (h_f, c_f), (h_b, c_b))``: ``y (batch, time, 2 units)`` (the forward
-    outputs, then the backward ones at their inputs' time index; None without
-    ``return_sequences``) and the final states, which stateful layers keep.
+
+def native_pair(
+    forward: RNN, backward: RNN, inputs: Any, training: bool, states: tuple[Any, Any]
+) -> tuple[Array | None, tuple[Array, ...], tuple[Array, ...]] | None:
+    """Both layers of a Bidirectional LSTM, GRU or SimpleRNN in one native call
+    (:func:`jrnn.native.lstm_bidirectional` and its GRU and SimpleRNN twins), or
+    None when the pair cannot run that way: both must be layers of one such cell type
+    whose call runs on the native kernel (see ``native``) with no input dropout,
+    ``forward`` running forwards and ``backward`` backwards in time, of one size and dtype,
+    without ``remat`` or an activity regularizer. ``states``: each direction's
+    ``initial_state`` (or None).
+
+    Returns ``(y, forward's final carry, backward's)``: ``y (batch, time, 2 units)`` (the
+    forward outputs, then the backward ones at their inputs' time index; None without
+    ``return_sequences``); stateful layers keep their final carries.
     """
     layers = (forward, backward)
-    if forward.go_backwards or not backward.go_backwards:
+    kernel = forward.cell.native_kernel
+    if forward.go_backwards or not backward.go_backwards or kernel not in _BIDIRECTIONAL:
         return None
     for layer in layers:
         if (
-            layer.cell.native_kernel != "lstm"
+            layer.cell.native_kernel != kernel
             or (training and (layer.cell.dropout or layer.cell.recurrent_dropout))
             or layer.remat
             or layer.activity_regularizer is not None
@@ -729,20 +749,17 @@ def native_lstm_pair(
         )
         if blocker is not None or call.in_masks is not None:
             return None
-    arrays = [
-        (c.params["kernel"], _bias(c.params, "bias"), c.params["recurrent_kernel"]) for c in calls
-    ]
+    names, both_directions = _BIDIRECTIONAL[kernel]
+    arrays = [[_bias(c.params, n) if "bias" in n else c.params[n] for n in names] for c in calls]
     if any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(*arrays)):
         return None
-    w, b, r = (jnp.stack(pair) for pair in zip(*arrays))
-    h0, c0 = (jnp.stack(pair) for pair in zip(*(c.carry for c in calls)))
-    y, h, c = native_kernels.lstm_bidirectional(
-        calls[0].x, w, b, r, h0, c0, sequence=forward.return_sequences
-    )
-    finals = ((h[0], c[0]), (h[1], c[1]))
-    for layer, final in zip(layers, finals):
-        layer._keep_states(final)
-    return y, *finals
+    stacked = [jnp.stack(pair) for pair in zip(*arrays)]
+    initial = [jnp.stack(pair) for pair in zip(*(c.carry for c in calls))]
+    y, *finals = both_directions(calls[0].x, *stacked, *initial, sequence=forward.return_sequences)
+    carries = tuple(tuple(f[k] for f in finals) for k in (0, 1))
+    for layer, carry in zip(layers, carries):
+        layer._keep_states(carry)
+    return y, *carries
 
 
 def _native_runner(

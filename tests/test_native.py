@@ -652,39 +652,46 @@ def test_reverse_is_the_kernel_over_flipped_time(kind, dtype, batch, time, featu
         _assert_gradients_close(got, want)
 
 
-def _bidirectional_args(batch, time, features, units, seed=0):
-    forward = _function_args("lstm", batch, time, features, units, seed=seed)
-    backward = _function_args("lstm", batch, time, features, units, seed=seed + 1)
+def _bidirectional_args(kind, batch, time, features, units, seed=0):
+    forward = _function_args(kind, batch, time, features, units, seed=seed)
+    backward = _function_args(kind, batch, time, features, units, seed=seed + 1)
     return [forward[0]] + [jnp.stack(pair) for pair in zip(forward[1:], backward[1:])]
 
 
-def _two_directions(x, w, b, r, h0, c0, sequence=True):
-    outs = [
-        native_kernels.lstm(x, w[k], b[k], r[k], h0[k], c0[k], sequence=sequence, reverse=k == 1)
-        for k in (0, 1)
-    ]
-    y = jnp.concatenate([o[0] for o in outs], -1) if sequence else None
-    return y, jnp.stack([o[1] for o in outs]), jnp.stack([o[2] for o in outs])
+def _apart(kind):
+    """Both directions of ``jrnn.native.<kind>`` as two calls, outputs concatenated."""
+    fn = getattr(native_kernels, kind)
+
+    def run(x, *stacked, sequence=True):
+        outs = [fn(x, *(a[k] for a in stacked), sequence=sequence, reverse=k == 1) for k in (0, 1)]
+        y = jnp.concatenate([o[0] for o in outs], -1) if sequence else None
+        return y, *(jnp.stack([o[i] for o in outs]) for i in range(1, len(outs[0])))
+
+    return run
 
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize(
     "batch,time,features,units", [(13, 9, 5, 20), (1, 7, 3, 70), (2, 5, 4, 33)]
 )
-def test_bidirectional_call_is_two_directions_concatenated(dtype, batch, time, features, units):
+def test_bidirectional_call_is_two_directions_concatenated(
+    kind, dtype, batch, time, features, units
+):
     # One call runs both directions (threads share their rows, or their unit panels at
     # small batches) and writes each half of the concatenated output: bit-identical to the
     # two directions run apart; gradients through the two-call training path.
     if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
         pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
-    args = [a.astype(dtype) for a in _bidirectional_args(batch, time, features, units)]
-    got = native_kernels.lstm_bidirectional(*args)
-    want = _two_directions(*args)
+    one_call = getattr(native_kernels, f"{kind}_bidirectional")
+    args = [a.astype(dtype) for a in _bidirectional_args(kind, batch, time, features, units)]
+    got = one_call(*args)
+    want = _apart(kind)(*args)
     assert got[0].shape == (batch, time, 2 * units)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
-    last = native_kernels.lstm_bidirectional(*args, sequence=False)
+    last = one_call(*args, sequence=False)
     assert last[0] is None
     for a, b in zip(last[1:], want[1:]):
         np.testing.assert_array_equal(a, b)
@@ -692,15 +699,15 @@ def test_bidirectional_call_is_two_directions_concatenated(dtype, batch, time, f
     weights = jnp.asarray(np.random.default_rng(5).standard_normal((batch, time, 2 * units)))
 
     def loss(fn, sequence, *args):
-        y, h, c = fn(*args, sequence=sequence)
-        total = jnp.sum(jnp.sin(h.astype(jnp.float32))) + jnp.sum(c.astype(jnp.float32) ** 2)
+        y, *finals = fn(*args, sequence=sequence)
+        total = sum(jnp.sum(jnp.sin(f.astype(jnp.float32)) * (i + 1)) for i, f in enumerate(finals))
         return total + (jnp.sum(y.astype(jnp.float32) * weights) if sequence else 0.0)
 
     argnums = tuple(range(len(args)))
     for sequence in (True, False):
         grads = [
             jax.jit(jax.grad(functools.partial(loss, fn, sequence), argnums))(*args)
-            for fn in (native_kernels.lstm_bidirectional, _two_directions)
+            for fn in (one_call, _apart(kind))
         ]
         for a, b in zip(*grads):
             assert a.dtype == b.dtype and a.shape == b.shape
@@ -712,30 +719,29 @@ def _ops(fn, *args) -> str:
 
 
 @needs_kernel
-def test_bidirectional_lstm_layer_runs_one_call_without_flips_or_concatenation():
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
+def test_bidirectional_layer_runs_one_call_without_flips_or_concatenation(layer):
     x = _inputs((6, 8, 5))
-    bi = jrnn.Bidirectional(
-        jrnn.LSTM(7, 5, return_sequences=True, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1)
-    )
+    bi = jrnn.Bidirectional(layer(7, 5, return_sequences=True, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
     graph, state = nnx.split(bi)
     ops = _ops(lambda s, x: nnx.merge(graph, s)(x), state, x)
-    assert ops.count("jrnn_lstm_fwd") == 1
+    target = {jrnn.LSTM: "lstm", jrnn.GRU: "gru", jrnn.SimpleRNN: "simple"}[layer]
+    assert ops.count(f"jrnn_{target}_fwd") == 1
     assert "rev[" not in ops and "concatenate" not in ops
     # go_backwards alone: x is read as given; only the returned sequence is flipped.
-    layer = jrnn.LSTM(7, 5, go_backwards=True, return_sequences=True, rngs=nnx.Rngs(0))
-    graph, state = nnx.split(layer)
-    ops = _ops(lambda s, x: nnx.merge(graph, s)(x), state, x)
-    assert ops.count("rev[") == 1
-    layer = jrnn.LSTM(7, 5, go_backwards=True, rngs=nnx.Rngs(0))
-    graph, state = nnx.split(layer)
+    made = layer(7, 5, go_backwards=True, return_sequences=True, rngs=nnx.Rngs(0))
+    graph, state = nnx.split(made)
+    assert _ops(lambda s, x: nnx.merge(graph, s)(x), state, x).count("rev[") == 1
+    made = layer(7, 5, go_backwards=True, rngs=nnx.Rngs(0))
+    graph, state = nnx.split(made)
     assert "rev[" not in _ops(lambda s, x: nnx.merge(graph, s)(x), state, x)
 
 
-def _bidirectional_pair(merge_mode="concat", seed=4, **kw):
+def _bidirectional_pair(merge_mode="concat", seed=4, layer=jrnn.LSTM, **kw):
     made = []
     for native in (None, False):  # None: the one native call where it can run
         bi = jrnn.Bidirectional(
-            jrnn.LSTM(7, 5, native=native, rngs=nnx.Rngs(0), **kw),
+            layer(7, 5, native=native, rngs=nnx.Rngs(0), **kw),
             merge_mode=merge_mode,
             rngs=nnx.Rngs(1),
         )
@@ -745,14 +751,15 @@ def _bidirectional_pair(merge_mode="concat", seed=4, **kw):
 
 
 @needs_kernel
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_bidirectional_lstm_one_call_equals_the_scan(merge_mode, return_sequences):
+def test_bidirectional_one_call_equals_the_scan(layer, merge_mode, return_sequences):
     fused, scan = _bidirectional_pair(
-        merge_mode, return_sequences=return_sequences, return_state=True
+        merge_mode, layer=layer, return_sequences=return_sequences, return_state=True
     )
     x = _inputs((6, 8, 5))
-    states = [s[:, :7] for s in _states(6, 7)] * 2
+    states = _states(6, 7)[: len(scan.forward_layer.cell.state_shapes)] * 2
     for kw in ({}, {"initial_state": states}):
         a, b = fused(x, **kw), scan(x, **kw)
         assert len(a) == len(b)
@@ -767,23 +774,24 @@ def test_bidirectional_lstm_one_call_equals_the_scan(merge_mode, return_sequence
 
 
 @needs_kernel
-def test_bidirectional_lstm_states_masks_and_dropout_keep_their_semantics():
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
+def test_bidirectional_states_masks_and_dropout_keep_their_semantics(layer):
     x = _inputs((4, 6, 5))
     # Stateful: one call keeps both directions' final states, as two calls do.
-    fused, scan = _bidirectional_pair(return_sequences=True, stateful=True)
+    fused, scan = _bidirectional_pair(layer=layer, return_sequences=True, stateful=True)
     for _ in range(2):
         assert_close(fused(x), scan(x), time=12)
     for u, v in zip(fused.states, scan.states):
         assert_close(u, v, time=12)
     # A mask, input dropout in training, other sizes: the two directions run apart.
     mask = jnp.asarray(np.arange(6)[None, :] < np.array([6, 3, 1, 5])[:, None])
-    fused, scan = _bidirectional_pair(return_sequences=True)
+    fused, scan = _bidirectional_pair(layer=layer, return_sequences=True)
     assert_close(fused(x, mask=mask), scan(x, mask=mask), time=6)
-    fused, scan = _bidirectional_pair(return_sequences=True, dropout=0.5)
+    fused, scan = _bidirectional_pair(layer=layer, return_sequences=True, dropout=0.5)
     a = fused(x, training=True, rngs=jax.random.key(0))
     b = scan(x, training=True, rngs=jax.random.key(0))
     assert_close(a, b, time=6)
-    backward = jrnn.LSTM(3, 5, go_backwards=True, rngs=nnx.Rngs(2))
-    forward = jrnn.LSTM(7, 5, rngs=nnx.Rngs(3))
+    backward = layer(3, 5, go_backwards=True, rngs=nnx.Rngs(2))
+    forward = layer(7, 5, rngs=nnx.Rngs(3))
     bi = jrnn.Bidirectional(forward, backward_layer=backward)
     assert_close(bi(x), jnp.concatenate([forward(x), backward(x)], -1), time=6)

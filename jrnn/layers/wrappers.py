@@ -18,7 +18,7 @@ from flax import nnx
 from jrnn import _checks
 from jrnn._config import Configurable, capture, register
 from jrnn._dtypes import resolve_policy
-from jrnn.rnn import RNN, RNNState, native_lstm_pair
+from jrnn.rnn import RNN, RNNState, native_pair
 
 #: The accepted ``merge_mode`` values, as Keras lists them.
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -297,7 +297,7 @@ class Bidirectional(Configurable, nnx.Module):
                 forward_state, backward_state = self._split_states(initial_state, "initial_state")
             pair = None
             if mask is None and constants is None and isinstance(self.forward_layer, RNN):
-                pair = native_lstm_pair(
+                pair = native_pair(
                     self.forward_layer,
                     self.backward_layer,
                     inputs,

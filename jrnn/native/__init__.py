@@ -15,8 +15,9 @@ for the buffers they save for training (below).
 recurrent products of a step are one register-tiled GEMM with the gate maths applied in
 registers. ``reverse=True`` runs from the last time index to the first with each output
 at its input's index (Keras' ``go_backwards`` without flipped copies of the inputs and
-outputs), and :func:`lstm_bidirectional` runs both directions of a ``Bidirectional``
-LSTM in one call, writing the concatenated output directly. Their
+outputs), and :func:`lstm_bidirectional`, :func:`gru_bidirectional` and
+:func:`simple_rnn_bidirectional` run both directions of a ``Bidirectional`` layer in one
+call, writing the concatenated output directly. Their
 backward kernels produce the gate pre-activation gradients; the weight and input
 gradients are large GEMMs left to XLA. XLA:CPU maps a training step's temporaries afresh on
 every call and each page faults on first touch, so the training path keeps them few: the
@@ -195,11 +196,12 @@ def _pack(w: Array, gates: int, order: tuple[int, ...]) -> Array:
 
 
 def _panels(w: Array, width: int) -> Array:
-    """``W (K, N)`` -> ``(ceil(N/width), K, width)``: panel p holds columns
+    """``W (..., K, N)`` -> ``(..., ceil(N/width), K, width)``: panel p holds columns
     ``width*p .. width*p + width - 1`` (zero-padded past N)."""
-    k, n = w.shape
+    *lead, k, n = w.shape
     p = -(-n // width)
-    return jnp.pad(w, ((0, 0), (0, width * p - n))).reshape(k, p, width).transpose(1, 0, 2)
+    w = jnp.pad(w, [(0, 0)] * (len(lead) + 1) + [(0, width * p - n)])
+    return jnp.swapaxes(w.reshape(*lead, k, p, width), -2, -3)
 
 
 def _panels64(w: Array) -> Array:
@@ -344,7 +346,7 @@ def lstm_bidirectional(
       forward outputs and the backward ones at their inputs' time index (or None), and the
       final states ``(2, batch, H)``.
     """
-    y, h, c = _lstm_bi(x, w, b, r, h0, c0, sequence)
+    y, h, c = _lstm_bi(sequence, x, w, b, r, h0, c0)
     return (y if sequence else None), h, c
 
 
@@ -394,48 +396,62 @@ def _lstm_bwd(sequence, reverse, res, cotangents):
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def _lstm_bi(x, w, b, r, h0, c0, sequence):
-    y, h, c, _, _ = _lstm_forward(x, w, b, r, h0, c0, sequence, save=False, reverse=False)
-    return y, h, c
+def _two_directions(primal, one_fwd, one_bwd):
+    """``run(sequence, x, *stacked)``: a custom-VJP function of both directions of a
+    bidirectional layer. ``primal(x, *stacked, sequence)`` is the one forward call over
+    ``stacked`` (each argument with a leading axis of 2: forward's, backward's) giving ``(y
+    (batch, time, 2H), *finals (2, batch, H))``. Training runs the two directions as two
+    calls of the one-direction rules ``one_fwd(x, *args, sequence, reverse)`` and
+    ``one_bwd(sequence, reverse, residuals, cotangents)``: each backward kernel aliases its
+    own direction's saved arrays, which a slice of one ``(2, ...)`` array could not give it."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def run(sequence, x, *stacked):
+        return primal(x, *stacked, sequence)
+
+    def fwd(sequence, x, *stacked):
+        outs, res = zip(*(one_fwd(x, *(a[k] for a in stacked), True, k == 1) for k in (0, 1)))
+        y = jnp.concatenate([o[0] for o in outs], axis=-1)
+        finals = [jnp.stack([o[i] for o in outs]) for i in range(1, len(outs[0]))]
+        return (y if sequence else jnp.zeros((0,), y.dtype), *finals), res
+
+    def bwd(sequence, res, cotangents):
+        dy, *dfinals = cotangents
+        units = dfinals[0].shape[-1]
+
+        def direction(k):
+            dy_k = dy[..., k * units : (k + 1) * units] if sequence else dy
+            return one_bwd(sequence, k == 1, res[k], (dy_k, *(d[k] for d in dfinals)))
+
+        grads = [direction(k) for k in (0, 1)]
+        dx = grads[0][0] + grads[1][0]
+        return (dx, *(jnp.stack([g[i] for g in grads]) for i in range(1, len(grads[0]))))
+
+    run.defvjp(fwd, bwd)
+    return run
 
 
-# Training runs the two directions as two calls: the backward kernels alias each
-# direction's saved gates, which a slice of one (2, ...) array could not give them.
-def _lstm_bi_fwd(x, w, b, r, h0, c0, sequence):
-    outs, res = zip(*(_lstm_fwd(x, w[k], b[k], r[k], h0[k], c0[k], True, k == 1) for k in (0, 1)))
-    y = jnp.concatenate([o[0] for o in outs], axis=-1)
-    h, c = (jnp.stack([o[i] for o in outs]) for i in (1, 2))
-    return (y if sequence else jnp.zeros((0,), y.dtype), h, c), res
-
-
-def _lstm_bi_bwd(sequence, res, cotangents):
-    dy, dh, dc = cotangents
-    units = dh.shape[-1]
-    grads = [
-        _lstm_bwd(
-            sequence,
-            k == 1,
-            res[k],
-            (dy[..., k * units : (k + 1) * units] if sequence else dy, dh[k], dc[k]),
-        )
-        for k in (0, 1)
-    ]
-    dx = grads[0][0] + grads[1][0]
-    return (dx, *(jnp.stack([g[i] for g in grads]) for i in range(1, 6)))
-
-
-_lstm_bi.defvjp(_lstm_bi_fwd, _lstm_bi_bwd)
+_lstm_bi = _two_directions(
+    lambda x, w, b, r, h0, c0, sequence: _lstm_forward(
+        x, w, b, r, h0, c0, sequence, save=False, reverse=False
+    )[:3],
+    _lstm_fwd,
+    _lstm_bwd,
+)
 
 
 # ---------------------------------------------------------------------------- GRU
 def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool, reverse: bool):
+    """The forward kernel over D directions side by side (as :func:`_lstm_forward`):
+    ``w (D, F, 3H)``, ``bi``/``br (D, 3H)``, ``r (D, H, 3H)``, ``h0 (D, batch, H)``."""
     dt = _storage_dtype(x=x, kernel=w, input_bias=bi, recurrent_bias=br, recurrent_kernel=r, h0=h0)
     batch, time, _ = x.shape
-    h = r.shape[0]
-    outs = [((batch, time, h) if sequence else (0,), dt), ((batch, h), dt)]
-    # Saved for the backward pass: (z, r), h~ and m_h = h R_h + b_rh (gru.cc).
-    outs += [((batch, time, n * h) if save else (0,), _F32) for n in (2, 1, 1)]
+    d, h = r.shape[0], r.shape[1]
+    outs = [((batch, time, d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
+    # Saved for the backward pass: (z, r), h~ and m_h = h R_h + b_rh (gru.cc); without the
+    # D axis for one direction (see _lstm_forward).
+    lead = (d,) if d > 1 else ()
+    outs += [((*lead, batch, time, n * h) if save else (0,), _F32) for n in (2, 1, 1)]
     # Input panels hold (x_h, x_z, x_r), recurrent ones (m_z, m_r, m_h): see gru.cc.
     wp, rp = _weights(_pack(w, 3, (2, 0, 1))), _weights(_pack(r, 3, (0, 1, 2)))
     return _call(
@@ -473,14 +489,22 @@ def gru(
     return (y if sequence else None), h
 
 
+def _gru_one(x, w, bi, br, r, h0, sequence, save, reverse):
+    """:func:`_gru_forward` of one direction: ``(y, h_T (batch, H), *saved)``."""
+    y, h, *saved = _gru_forward(
+        x, w[None], bi[None], br[None], r[None], h0[None], sequence, save=save, reverse=reverse
+    )
+    return y, h[0], *saved
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
 def _gru(x, w, bi, br, r, h0, sequence, reverse):
-    y, h, *_ = _gru_forward(x, w, bi, br, r, h0, sequence, save=False, reverse=reverse)
+    y, h, *_ = _gru_one(x, w, bi, br, r, h0, sequence, save=False, reverse=reverse)
     return y, h
 
 
 def _gru_fwd(x, w, bi, br, r, h0, sequence, reverse):
-    y, h, *saved = _gru_forward(x, w, bi, br, r, h0, True, save=True, reverse=reverse)
+    y, h, *saved = _gru_one(x, w, bi, br, r, h0, True, save=True, reverse=reverse)
     out = y if sequence else jnp.zeros((0,), y.dtype)
     return (out, h), (x, w, r, h0, y, saved)
 
@@ -512,6 +536,36 @@ def _gru_bwd(sequence, reverse, res, cotangents):
 _gru.defvjp(_gru_fwd, _gru_bwd)
 
 
+def gru_bidirectional(
+    x: Array,
+    w: Array,
+    bi: Array,
+    br: Array,
+    r: Array,
+    h0: Array,
+    *,
+    sequence: bool = True,
+):
+    """A bidirectional GRU (``reset_after=True``) in one kernel call, as
+    :func:`lstm_bidirectional`: every argument but ``x`` stacks forward's and backward's
+    (``w (2, F, 3H)``, ``bi``/``br (2, 3H)``, ``r (2, H, 3H)``, ``h0 (2, batch, H)``).
+
+    Returns:
+      ``(y, h_T)``: ``y (batch, time, 2H)`` (or None) and the final states ``(2, batch, H)``.
+    """
+    y, h = _gru_bi(sequence, x, w, bi, br, r, h0)
+    return (y if sequence else None), h
+
+
+_gru_bi = _two_directions(
+    lambda x, w, bi, br, r, h0, sequence: _gru_forward(
+        x, w, bi, br, r, h0, sequence, save=False, reverse=False
+    )[:2],
+    _gru_fwd,
+    _gru_bwd,
+)
+
+
 # ---------------------------------------------------------------------------- SimpleRNN
 def simple_rnn(
     x: Array,
@@ -540,22 +594,28 @@ def simple_rnn(
 
 
 def _simple_forward(x, w, b, r, h0, sequence: bool, reverse: bool):
+    """The forward kernel over D directions side by side (as :func:`_lstm_forward`):
+    ``w (D, F, H)``, ``b (D, H)``, ``r (D, H, H)``, ``h0 (D, batch, H)``."""
     dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0)
     batch, time, _ = x.shape
-    h = r.shape[0]
-    outs = [((batch, time, h) if sequence else (0,), dt), ((batch, h), dt)]
+    d, h = r.shape[0], r.shape[1]
+    outs = [((batch, time, d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
     wp, rp = _weights(_panels64(w)), _weights(_panels64(r))
     return _call("jrnn_simple_fwd", outs, x, wp, b.astype(_F32), rp, h0, reverse=reverse)
 
 
+def _simple_one(x, w, b, r, h0, sequence, reverse):
+    y, h = _simple_forward(x, w[None], b[None], r[None], h0[None], sequence, reverse)
+    return y, h[0]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
 def _simple(x, w, b, r, h0, sequence, reverse):
-    y, h = _simple_forward(x, w, b, r, h0, sequence, reverse)
-    return y, h
+    return _simple_one(x, w, b, r, h0, sequence, reverse)
 
 
 def _simple_fwd(x, w, b, r, h0, sequence, reverse):
-    y, h = _simple_forward(x, w, b, r, h0, True, reverse)
+    y, h = _simple_one(x, w, b, r, h0, True, reverse)
     return ((y if sequence else jnp.zeros((0,), y.dtype)), h), (x, w, r, h0, y)
 
 
@@ -579,6 +639,27 @@ def _simple_bwd(sequence, reverse, res, cotangents):
 
 
 _simple.defvjp(_simple_fwd, _simple_bwd)
+
+
+def simple_rnn_bidirectional(
+    x: Array, w: Array, b: Array, r: Array, h0: Array, *, sequence: bool = True
+):
+    """A bidirectional SimpleRNN in one kernel call, as :func:`lstm_bidirectional`: every
+    argument but ``x`` stacks forward's and backward's (``w (2, F, H)``, ``b (2, H)``,
+    ``r (2, H, H)``, ``h0 (2, batch, H)``).
+
+    Returns:
+      ``(y, h_T)``: ``y (batch, time, 2H)`` (or None) and the final states ``(2, batch, H)``.
+    """
+    y, h = _simple_bi(sequence, x, w, b, r, h0)
+    return (y if sequence else None), h
+
+
+_simple_bi = _two_directions(
+    lambda x, w, b, r, h0, sequence: _simple_forward(x, w, b, r, h0, sequence, reverse=False),
+    _simple_fwd,
+    _simple_bwd,
+)
 
 
 # ---------------------------------------------------------------------------- ConvLSTM
@@ -826,8 +907,10 @@ __all__ = [
     "available",
     "conv_lstm",
     "gru",
+    "gru_bidirectional",
     "lstm",
     "lstm_bidirectional",
     "simple_rnn",
+    "simple_rnn_bidirectional",
     "unavailable_reason",
 ]

@@ -55,29 +55,22 @@ ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
 
 ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
-                           size_t saved, ForwardDims* out, bool directions) {
-  const size_t h0_rank = directions ? 3 : 2;
-  if (x.size() != 3 || h0.size() != h0_rank) {
+                           size_t saved, ForwardDims* out) {
+  if (x.size() != 3 || h0.size() != 3) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      std::string("jrnn native ") + cell + ": x must be (B, T, F) and h0 " +
-                          (directions ? "(D, B, H)" : "(B, H)"));
+                      std::string("jrnn native ") + cell + ": x must be (B, T, F) and h0 (D, B, H)");
   }
-  const int64_t D = directions ? h0[0] : 1;
-  *out = {x[0], x[1], x[2], h0[h0_rank - 1], !(y.size() == 1 && y[0] == 0), saved != 0, D};
+  *out = {x[0], x[1], x[2], h0[2], !(y.size() == 1 && y[0] == 0), saved != 0, h0[0]};
   if (out->save && !out->sequence) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       std::string("jrnn native ") + cell + ": saving for the backward pass needs y");
   }
-  if (D < 1) {
+  if (out->D < 1) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       std::string("jrnn native ") + cell + ": needs at least one direction");
   }
-  if (directions) {
-    JRNN_CHECK(CheckDims("h0", h0, {D, out->B, out->H}));
-  } else {
-    JRNN_CHECK(CheckDims("h0", h0, {out->B, out->H}));
-  }
-  if (out->sequence) JRNN_CHECK(CheckDims("y", y, {out->B, out->T, D * out->H}));
+  JRNN_CHECK(CheckDims("h0", h0, {out->D, out->B, out->H}));
+  if (out->sequence) JRNN_CHECK(CheckDims("y", y, {out->B, out->T, out->D * out->H}));
   return ffi::Error::Success();
 }
 

@@ -109,6 +109,15 @@ ffi::Error CheckPacked(const char* what, ffi::AnyBuffer::Dimensions dims, int64_
                    : CheckDims(what, dims, {D, P, (K + 1) / 2, 2 * C});
 }
 
+// A forward kernel's saved (B, T, width) array of each of D directions: (D, B, T, width),
+// or (B, T, width) when D = 1 (the training path's: its backward kernel aliases the array,
+// which XLA does without a copy only for a custom call's own result, not a reshape of it).
+inline ffi::Error CheckSaved(const char* what, ffi::AnyBuffer::Dimensions dims, int64_t D,
+                             int64_t B, int64_t T, int64_t width) {
+  if (D == 1 && dims.size() == 3) return CheckDims(what, dims, {B, T, width});
+  return CheckDims(what, dims, {D, B, T, width});
+}
+
 // Whether this CPU runs bfloat16 dot products (AVX512_BF16).
 bool Bf16Supported();
 
@@ -157,12 +166,12 @@ struct ForwardDims {
   bool sequence, save;
   int64_t D;  // directions
 };
-// The sizes of a forward call from x (B, T, F), h0 ((B, H), or (D, B, H) with `directions`:
-// D independent recurrences in one call, y (B, T, D H)), y ((0,) when the sequence is not
-// wanted) and the element count of a saved array (0 when not saving).
+// The sizes of a forward call from x (B, T, F), h0 (D, B, H: D independent recurrences in
+// one call, a bidirectional layer's two, or one), y ((B, T, D H), or (0,) when the sequence
+// is not wanted) and the element count of a saved array (0 when not saving).
 ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
-                           size_t saved, ForwardDims* out, bool directions = false);
+                           size_t saved, ForwardDims* out);
 
 inline ffi::Error Unsupported() {
   return ffi::Error(ffi::ErrorCode::kUnimplemented, "jrnn native kernels need x86-64 AVX-512");

@@ -24,8 +24,11 @@
 // stored (the next step reads that). The biases and the saved gates stay float32; the
 // backward kernel is float32 only. bfloat16 panels interleave pairs of rows (common.h).
 //
-// Layouts (row-major float32; gate blocks z, r, h in Keras' order):
-//   x (B, T, F)   bi, br (3H)   y (B, T, H)
+// Backwards in time and D directions per forward call: as the LSTM kernel (lstm.cc).
+//
+// Layouts (row-major float32; gate blocks z, r, h in Keras' order; the forward kernel's
+// per-direction arrays have a leading D, its saved ones too unless D = 1):
+//   x (B, T, F)   bi, br (3H)   y (B, T, H)   (forward: y (B, T, D H))
 //   saved: zr (B, T, 2H) = z, r   hh (B, T, H) = h~   mh (B, T, H) = m_h per step
 //   wpack (ceil(H/16), F, 48)   [k][q*16+j] = W[k, blk(q) H + 16p + j], blk = (h, z, r)
 //   rpack (ceil(H/16), H, 48)   [k][q*16+j] = R[k, q H + 16p + j]       (z, r, h)
@@ -92,11 +95,15 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
   }
 }
 
+// Every direction's recurrence (one per GruFwdArgs, all of the same sizes).
 template <typename S>
-void GruForward(ffi::ThreadPool& pool, const GruFwdArgs<S>& a) {
-  const int64_t panels = (a.d.H + 15) / 16;
-  Recur(pool, a.d.B, a.d.T, panels, a.d.B * (a.F + a.d.H) * 3 * a.d.H, false,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruFwdTile<mr(), S>(a, t, b0, p); });
+void GruForward(ffi::ThreadPool& pool, const std::vector<GruFwdArgs<S>>& a) {
+  const Dims& d = a[0].d;
+  const int64_t panels = (d.H + 15) / 16, D = static_cast<int64_t>(a.size());
+  Recur(pool, D, d.B, d.T, panels, d.B * (a[0].F + d.H) * 3 * d.H, false,
+        [&](auto mr, int64_t k, int64_t t, int64_t b0, int64_t p) {
+          GruFwdTile<mr(), S>(a[k], t, b0, p);
+        });
 }
 
 template <typename S>
@@ -173,7 +180,7 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("GRU", x.dimensions(), h0.dimensions(), y->dimensions(),
                              zr->element_count(), &d));
-  const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
+  const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence, save = d.save;
   return ByStorage("GRU", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
@@ -188,34 +195,41 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                            {"zr", zr->element_type(), f32},
                            {"hh", hh->element_type(), f32},
                            {"mh", mh->element_type(), f32}}));
-    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 48));
-    JRNN_CHECK(CheckDims("bi", bi.dimensions(), {3 * H}));
-    JRNN_CHECK(CheckDims("br", br.dimensions(), {3 * H}));
-    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 15) / 16, H, 48));
+    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 48, D));
+    JRNN_CHECK(CheckDims("bi", bi.dimensions(), {D, 3 * H}));
+    JRNN_CHECK(CheckDims("br", br.dimensions(), {D, 3 * H}));
+    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 15) / 16, H, 48, D));
+    JRNN_CHECK(CheckDims("hT", hT->dimensions(), {D, B, H}));
     if (save) {
-      JRNN_CHECK(CheckDims("zr", zr->dimensions(), {B, T, 2 * H}));
-      JRNN_CHECK(CheckDims("hh", hh->dimensions(), {B, T, H}));
-      JRNN_CHECK(CheckDims("mh", mh->dimensions(), {B, T, H}));
+      JRNN_CHECK(CheckSaved("zr", zr->dimensions(), D, B, T, 2 * H));
+      JRNN_CHECK(CheckSaved("hh", hh->dimensions(), D, B, T, H));
+      JRNN_CHECK(CheckSaved("mh", mh->dimensions(), D, B, T, H));
     }
     if (B == 0 || H == 0) return ffi::Error::Success();
     if (T == 0) {
-      std::copy(Data<S>(h0), Data<S>(h0) + B * H, Data<S>(hT));
+      std::copy(Data<S>(h0), Data<S>(h0) + D * B * H, Data<S>(hT));
       return ffi::Error::Success();
     }
-    std::vector<S> buffers;
-    const Dims dims{B, T, H, reverse};
-    GruFwdArgs<S> a{dims,
-                    F,
-                    Data<S>(x),
-                    Data<S>(wpack),
-                    Data<float>(bi),
-                    Data<float>(br),
-                    Data<S>(rpack),
-                    HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), dims, H, &buffers),
-                    Data<S>(hT),
-                    save ? Data<float>(zr) : nullptr,
-                    save ? Data<float>(hh) : nullptr,
-                    save ? Data<float>(mh) : nullptr};
+    // Direction k runs backwards in time when reverse != (k odd) (as the LSTM's).
+    std::vector<std::vector<S>> buffers(D);
+    std::vector<GruFwdArgs<S>> a;
+    for (int64_t k = 0; k < D; ++k) {
+      const Dims dk{B, T, H, reverse != (k % 2 == 1)};
+      const int64_t state = k * B * H, saved = k * B * T * H;
+      a.push_back({dk,
+                   F,
+                   Data<S>(x),
+                   Data<S>(wpack) + k * (wpack.element_count() / D),
+                   Data<float>(bi) + k * 3 * H,
+                   Data<float>(br) + k * 3 * H,
+                   Data<S>(rpack) + k * (rpack.element_count() / D),
+                   HSeq<S>::Make(sequence ? Data<S>(y) + k * H : nullptr, Data<S>(h0) + state, dk,
+                                 D * H, &buffers[k]),
+                   Data<S>(hT) + state,
+                   save ? Data<float>(zr) + 2 * saved : nullptr,
+                   save ? Data<float>(hh) + saved : nullptr,
+                   save ? Data<float>(mh) + saved : nullptr});
+    }
     if (save) AdviseHugePages(zr, hh, mh, y);
     GruForward(pool, a);
     return ffi::Error::Success();

@@ -158,7 +158,7 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("LSTM", x.dimensions(), h0.dimensions(), y->dimensions(),
-                             gates->element_count(), &d, /*directions=*/true));
+                             gates->element_count(), &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence, save = d.save;
   return ByStorage("LSTM", x.element_type(), [&](auto s) -> ffi::Error {
@@ -180,12 +180,9 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
     JRNN_CHECK(CheckDims("c0", c0.dimensions(), {D, B, H}));
     JRNN_CHECK(CheckDims("hT", hT->dimensions(), {D, B, H}));
     JRNN_CHECK(CheckDims("cT", cT->dimensions(), {D, B, H}));
-    if (save) {  // (D, B, T, .), or (B, T, .) for one direction (the training path's)
-      const bool one = D == 1 && gates->dimensions().size() == 3;
-      JRNN_CHECK(one ? CheckDims("gates", gates->dimensions(), {B, T, 4 * H})
-                     : CheckDims("gates", gates->dimensions(), {D, B, T, 4 * H}));
-      JRNN_CHECK(one ? CheckDims("cseq", cseq->dimensions(), {B, T, H})
-                     : CheckDims("cseq", cseq->dimensions(), {D, B, T, H}));
+    if (save) {
+      JRNN_CHECK(CheckSaved("gates", gates->dimensions(), D, B, T, 4 * H));
+      JRNN_CHECK(CheckSaved("cseq", cseq->dimensions(), D, B, T, H));
     }
     if (B == 0 || H == 0) return ffi::Error::Success();
     if (T == 0) {

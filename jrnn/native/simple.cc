@@ -12,7 +12,10 @@
 // in float32, tanh is float32 and h is rounded to bfloat16 as it is stored; the bias stays
 // float32 and the backward kernel is float32 only (common.h: bfloat16 panels).
 //
-// Layouts (row-major float32):
+// Backwards in time and D directions per forward call: as the LSTM kernel (lstm.cc).
+//
+// Layouts (row-major float32; the forward kernel's b, h0, hT and packed weights have a
+// leading D, and its y is (B, T, D H)):
 //   x (B, T, F)   b (H)   y (B, T, H)   h0, hT (B, H)   dz (B, T, H)
 //   wpack (ceil(H/64), F, 64)   [k][j] = W[k, 64p + j]   (zero past H)
 //   rpack (ceil(H/64), H, 64)   [k][j] = R[k, 64p + j]
@@ -106,7 +109,7 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), 0, &d));
-  const int64_t B = d.B, T = d.T, F = d.F, H = d.H;
+  const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence;
   return ByStorage("SimpleRNN", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
@@ -117,26 +120,34 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
                            {"y", y->element_type(), dt},
                            {"hT", hT->element_type(), dt},
                            {"bias", bias.element_type(), f32}}));
-    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 63) / 64, F, 64));
-    JRNN_CHECK(CheckDims("bias", bias.dimensions(), {H}));
-    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 63) / 64, H, 64));
+    JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 63) / 64, F, 64, D));
+    JRNN_CHECK(CheckDims("bias", bias.dimensions(), {D, H}));
+    JRNN_CHECK(CheckPacked<S>("rpack", rpack.dimensions(), (H + 63) / 64, H, 64, D));
+    JRNN_CHECK(CheckDims("hT", hT->dimensions(), {D, B, H}));
     if (B == 0 || H == 0) return ffi::Error::Success();
     if (T == 0) {
-      std::copy(Data<S>(h0), Data<S>(h0) + B * H, Data<S>(hT));
+      std::copy(Data<S>(h0), Data<S>(h0) + D * B * H, Data<S>(hT));
       return ffi::Error::Success();
     }
-    std::vector<S> buffers;
-    const Dims dims{B, T, H, reverse};
-    const SimpleFwdArgs<S> a{dims,
-                             F,
-                             Data<S>(x),
-                             Data<S>(wpack),
-                             Data<float>(bias),
-                             Data<S>(rpack),
-                             HSeq<S>::Make(sequence ? Data<S>(y) : nullptr, Data<S>(h0), dims, H, &buffers),
-                             Data<S>(hT)};
-    Recur(pool, B, T, (H + 63) / 64, B * (F + H) * H, false,
-          [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleFwdTile<mr(), S>(a, t, b0, p); });
+    // Direction k runs backwards in time when reverse != (k odd) (as the LSTM's).
+    std::vector<std::vector<S>> buffers(D);
+    std::vector<SimpleFwdArgs<S>> a;
+    for (int64_t k = 0; k < D; ++k) {
+      const Dims dk{B, T, H, reverse != (k % 2 == 1)};
+      a.push_back({dk,
+                   F,
+                   Data<S>(x),
+                   Data<S>(wpack) + k * (wpack.element_count() / D),
+                   Data<float>(bias) + k * H,
+                   Data<S>(rpack) + k * (rpack.element_count() / D),
+                   HSeq<S>::Make(sequence ? Data<S>(y) + k * H : nullptr, Data<S>(h0) + k * B * H,
+                                 dk, D * H, &buffers[k]),
+                   Data<S>(hT) + k * B * H});
+    }
+    Recur(pool, D, B, T, (H + 63) / 64, B * (F + H) * H, false,
+          [&](auto mr, int64_t k, int64_t t, int64_t b0, int64_t p) {
+            SimpleFwdTile<mr(), S>(a[k], t, b0, p);
+          });
     return ffi::Error::Success();
   });
 #else
