@@ -296,7 +296,8 @@ class Bidirectional(Configurable, nnx.Module):
             if initial_state is not None:
                 forward_state, backward_state = self._split_states(initial_state, "initial_state")
             pair = None
-            if mask is None and constants is None and isinstance(self.forward_layer, RNN):
+            layers = (self.forward_layer, self.backward_layer)
+            if mask is None and constants is None and all(isinstance(m, RNN) for m in layers):
                 pair = native_pair(
                     self.forward_layer,
                     self.backward_layer,
