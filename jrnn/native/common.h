@@ -585,6 +585,16 @@ void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panel
   });
 }
 
+// A forward call's directions: tile(rows, a[k], s, b0, p) for each direction k's
+// arguments a[k] (all of the same sizes, their Dims in member d).
+template <typename Args, typename TileFn>
+void RecurDirections(ffi::ThreadPool& pool, const std::vector<Args>& a, int64_t panels,
+                     int64_t fmas_per_step, const TileFn& tile) {
+  const Dims& d = a[0].d;
+  Recur(pool, static_cast<int64_t>(a.size()), d.B, d.T, panels, fmas_per_step, false,
+        [&](auto mr, int64_t k, int64_t s, int64_t b0, int64_t p) { tile(mr, a[k], s, b0, p); });
+}
+
 // One recurrence: tile(rows, s, b0, p).
 template <typename TileFn>
 void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t fmas_per_step,

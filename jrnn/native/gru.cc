@@ -95,15 +95,14 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
   }
 }
 
-// Every direction's recurrence (one per GruFwdArgs, all of the same sizes).
+// Every direction's recurrence (one GruFwdArgs each).
 template <typename S>
 void GruForward(ffi::ThreadPool& pool, const std::vector<GruFwdArgs<S>>& a) {
   const Dims& d = a[0].d;
-  const int64_t panels = (d.H + 15) / 16, D = static_cast<int64_t>(a.size());
-  Recur(pool, D, d.B, d.T, panels, d.B * (a[0].F + d.H) * 3 * d.H, false,
-        [&](auto mr, int64_t k, int64_t t, int64_t b0, int64_t p) {
-          GruFwdTile<mr(), S>(a[k], t, b0, p);
-        });
+  RecurDirections(pool, a, (d.H + 15) / 16, d.B * (a[0].F + d.H) * 3 * d.H,
+                  [](auto mr, const GruFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+                    GruFwdTile<mr(), S>(k, t, b0, p);
+                  });
 }
 
 template <typename S>

@@ -86,15 +86,14 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   }
 }
 
-// Every direction's recurrence (one per FwdArgs, all of the same sizes).
+// Every direction's recurrence (one FwdArgs each).
 template <typename S>
 void Forward(ffi::ThreadPool& pool, const std::vector<FwdArgs<S>>& a) {
   const Dims& d = a[0].d;
-  const int64_t panels = (d.H + 15) / 16, D = static_cast<int64_t>(a.size());
-  Recur(pool, D, d.B, d.T, panels, d.B * (a[0].F + d.H) * 4 * d.H, false,
-        [&](auto mr, int64_t k, int64_t t, int64_t b0, int64_t p) {
-          FwdTile<mr(), S>(a[k], t, b0, p);
-        });
+  RecurDirections(pool, a, (d.H + 15) / 16, d.B * (a[0].F + d.H) * 4 * d.H,
+                  [](auto mr, const FwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+                    FwdTile<mr(), S>(k, t, b0, p);
+                  });
 }
 
 // ------------------------------------------------------------------ backward

@@ -144,10 +144,10 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
                                  dk, D * H, &buffers[k]),
                    Data<S>(hT) + k * B * H});
     }
-    Recur(pool, D, B, T, (H + 63) / 64, B * (F + H) * H, false,
-          [&](auto mr, int64_t k, int64_t t, int64_t b0, int64_t p) {
-            SimpleFwdTile<mr(), S>(a[k], t, b0, p);
-          });
+    RecurDirections(pool, a, (H + 63) / 64, B * (F + H) * H,
+                    [](auto mr, const SimpleFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+                      SimpleFwdTile<mr(), S>(k, t, b0, p);
+                    });
     return ffi::Error::Success();
   });
 #else
