@@ -692,22 +692,30 @@ def _bias(params: dict[str, Any], name: str) -> Array:
     return jnp.zeros((w.shape[-1],), w.dtype) if b is None else b
 
 
-#: Per native kernel with a one-call bidirectional form: the cell parameters it takes (a
-#: bias name stands for zeros without one) and the function running both directions.
-_BIDIRECTIONAL = {
+#: The dense native kernels: the cell parameters each takes, in order (a bias the cell
+#: lacks stands for zeros), and its function over one direction and over both at once.
+_DENSE_KERNELS = {
     "lstm": (
         ("kernel", "bias", "recurrent_kernel"),
-        lambda *a, sequence: native_kernels.lstm_bidirectional(*a, sequence=sequence),
+        native_kernels.lstm,
+        native_kernels.lstm_bidirectional,
     ),
     "gru": (
         ("kernel", "input_bias", "recurrent_bias", "recurrent_kernel"),
-        lambda *a, sequence: native_kernels.gru_bidirectional(*a, sequence=sequence),
+        native_kernels.gru,
+        native_kernels.gru_bidirectional,
     ),
     "simple_rnn": (
         ("kernel", "bias", "recurrent_kernel"),
-        lambda *a, sequence: native_kernels.simple_rnn_bidirectional(*a, sequence=sequence),
+        native_kernels.simple_rnn,
+        native_kernels.simple_rnn_bidirectional,
     ),
 }
+
+
+def _dense_args(params: dict[str, Any], names: tuple[str, ...]) -> list[Array]:
+    """The arguments of a dense kernel (``_DENSE_KERNELS``) from a cell's parameters."""
+    return [_bias(params, n) if "bias" in n else params[n] for n in names]
 
 
 def native_pair(
@@ -727,7 +735,7 @@ def native_pair(
     """
     layers = (forward, backward)
     kernel = forward.cell.native_kernel
-    if forward.go_backwards or not backward.go_backwards or kernel not in _BIDIRECTIONAL:
+    if forward.go_backwards or not backward.go_backwards or kernel not in _DENSE_KERNELS:
         return None
     for layer in layers:
         if (
@@ -749,8 +757,8 @@ def native_pair(
         )
         if blocker is not None or call.in_masks is not None:
             return None
-    names, both_directions = _BIDIRECTIONAL[kernel]
-    arrays = [[_bias(c.params, n) if "bias" in n else c.params[n] for n in names] for c in calls]
+    names, _, both_directions = _DENSE_KERNELS[kernel]
+    arrays = [_dense_args(c.params, names) for c in calls]
     if any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(*arrays)):
         return None
     stacked = [jnp.stack(pair) for pair in zip(*arrays)]
@@ -772,40 +780,22 @@ def _native_runner(
     kernel = cell.native_kernel
     if reverse and kernel not in native_kernels.REVERSIBLE_KERNELS:
         raise ValueError(f"jrnn: the native {kernel} kernel does not run backwards in time")
-    w, r = params["kernel"], params["recurrent_kernel"]
-
-    def bias(name):
-        return _bias(params, name)
-
-    if kernel == "lstm":
-        b = bias("bias")
+    if kernel in _DENSE_KERNELS:
+        names, one_direction, _ = _DENSE_KERNELS[kernel]
+        args = _dense_args(params, names)
 
         def run(x, carry):
-            y, h, c = native_kernels.lstm(x, w, b, r, *carry, sequence=sequence, reverse=reverse)
-            return y, (h, c)
-
-    elif kernel == "gru":
-        bi, br = bias("input_bias"), bias("recurrent_bias")
-
-        def run(x, carry):
-            y, h = native_kernels.gru(x, w, bi, br, r, *carry, sequence=sequence, reverse=reverse)
-            return y, (h,)
-
-    elif kernel == "simple_rnn":
-        b = bias("bias")
-
-        def run(x, carry):
-            y, h = native_kernels.simple_rnn(x, w, b, r, *carry, sequence=sequence, reverse=reverse)
-            return y, (h,)
+            y, *final = one_direction(x, *args, *carry, sequence=sequence, reverse=reverse)
+            return y, tuple(final)
 
     elif kernel == "conv_lstm":
 
         def run(x, carry):
             y, h, c = native_kernels.conv_lstm(
                 x,
-                w,
-                bias("bias"),
-                r,
+                params["kernel"],
+                _bias(params, "bias"),
+                params["recurrent_kernel"],
                 *carry,
                 strides=cell.strides,
                 padding=cell.padding,

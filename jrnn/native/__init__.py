@@ -259,6 +259,14 @@ def _h_prev(h0: Array, y: Array, reverse: bool) -> Array:
 
 
 # ---------------------------------------------------------------------------- LSTM
+def _saved(directions: int, batch: int, time: int, width: int) -> tuple[int, ...]:
+    """The shape of an array a forward kernel saves for the backward pass: ``(D, batch,
+    time, width)``, without the D axis for one direction (the training path's: its backward
+    kernel aliases the array, which XLA does without a copy only for a custom call's own
+    result, not for a reshape of it)."""
+    return ((directions,) if directions > 1 else ()) + (batch, time, width)
+
+
 def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool, reverse: bool):
     """The forward kernel over D directions side by side: ``w (D, F, 4H)``, ``b (D, 4H)``,
     ``r (D, H, 4H)``, ``h0``/``c0 (D, batch, H)``; direction d runs backwards in time when
@@ -269,16 +277,8 @@ def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool, reverse: bool)
     dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0, c0=c0)
     batch, time, _ = x.shape
     d, h = r.shape[0], r.shape[1]
-    outs = [((batch, time, d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
-    outs += [((d, batch, h), dt)]
-    # One direction saves (batch, time, .) arrays: the backward kernel aliases them, which
-    # XLA does without a copy only for a custom call's own result, not a reshape of it.
-    lead = (d,) if d > 1 else ()
-    outs += (
-        [((*lead, batch, time, 4 * h), _F32), ((*lead, batch, time, h), _F32)]
-        if save
-        else [((0,), _F32)] * 2
-    )
+    outs = [((batch, time, d * h) if sequence else (0,), dt)] + [((d, batch, h), dt)] * 2
+    outs += [((_saved(d, batch, time, n * h) if save else (0,)), _F32) for n in (4, 1)]
     order = (0, 1, 2, 3)
     wp, rp = _weights(_pack(w, 4, order)), _weights(_pack(r, 4, order))
     return _call("jrnn_lstm_fwd", outs, x, wp, b.astype(_F32), rp, h0, c0, reverse=reverse)
@@ -448,10 +448,8 @@ def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool, reverse: bool)
     batch, time, _ = x.shape
     d, h = r.shape[0], r.shape[1]
     outs = [((batch, time, d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
-    # Saved for the backward pass: (z, r), h~ and m_h = h R_h + b_rh (gru.cc); without the
-    # D axis for one direction (see _lstm_forward).
-    lead = (d,) if d > 1 else ()
-    outs += [((*lead, batch, time, n * h) if save else (0,), _F32) for n in (2, 1, 1)]
+    # Saved for the backward pass: (z, r), h~ and m_h = h R_h + b_rh (gru.cc).
+    outs += [((_saved(d, batch, time, n * h) if save else (0,)), _F32) for n in (2, 1, 1)]
     # Input panels hold (x_h, x_z, x_r), recurrent ones (m_z, m_r, m_h): see gru.cc.
     wp, rp = _weights(_pack(w, 3, (2, 0, 1))), _weights(_pack(r, 3, (0, 1, 2)))
     return _call(
