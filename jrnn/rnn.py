@@ -29,6 +29,7 @@ from jrnn import regularizers as regularizers_lib
 from jrnn._config import Configurable, capture, register
 from jrnn.cells.base import RNNCellBase
 from jrnn.cells.stacked import StackedRNNCells
+from jrnn.native import cudnn
 
 Array = jax.Array
 
@@ -224,7 +225,13 @@ class RNN(Configurable, nnx.Module):
         gate maths and LSTM's ``c`` in float32, rounding ``h`` once per step, where the scan
         rounds every operation, as Keras does); the native path has reverse-mode autodiff
         (``grad``, ``vjp``) but no forward mode (``jvp``, ``jacfwd``): use False there.
-        ``JRNN_NATIVE=0`` in the environment turns it off process-wide.
+        ``JRNN_NATIVE=0`` in the environment turns it off process-wide. On the GPU
+        backend the kernel is cuDNN's, for LSTM cells only (LSTM, CuDNNLSTM, stacks of
+        LSTM cells, Bidirectional LSTM in one call; :mod:`jrnn.native.cudnn`), float32,
+        under the same conditions except the CPU ones; GRU and SimpleRNN run the XLA scan
+        with the input projection hoisted. ``use_cudnn=False`` on an LSTM layer keeps it
+        off cuDNN; ``use_cudnn=True`` demands the native kernel of the backend, as
+        ``native=True`` does (Keras raises there too when cuDNN cannot run the call).
       batch_size: for stateful layers, create the state variables now (otherwise the
         first call creates them).
       name: Keras layer name (kept for importers and inspection).
@@ -467,10 +474,12 @@ class RNN(Configurable, nnx.Module):
                 last, sequence, final = self._run_native(x, carry, params, in_masks, rec_masks)
                 acts = None
             else:
-                if self.native:
+                required = self._kernel_required()
+                if required:
                     raise ValueError(
-                        f"{_checks.where(self)}: native=True but the native kernel cannot run "
-                        f"this call: {blocker}. Use native=None to fall back to the XLA scan."
+                        f"{_checks.where(self)}: {required} but the native kernel cannot run "
+                        f"this call: {blocker}. Leave it at its default to fall back to the "
+                        "XLA scan."
                     )
                 last, sequence, final, acts = self._run_scan(
                     x, carry, params, in_masks, rec_masks, constants, time_mask, record
@@ -566,17 +575,33 @@ class RNN(Configurable, nnx.Module):
                 f"it runs in float32 and bfloat16 only (input {x.dtype}, compute "
                 f"{self.cell.compute_dtype})"
             )
+        arrays = [x, *jax.tree_util.tree_leaves(params)]
+        if any(_explicitly_sharded(a) for a in arrays):
+            return "its inputs or weights are sharded over a mesh (it runs on one device)"
         cells = self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
+        if cudnn.on_gpu():
+            if getattr(self, "use_cudnn", "auto") is False:
+                return "use_cudnn=False (on GPU the kernel is cuDNN's)"
+            others = sorted({type(c).__name__ for c in cells if c.native_kernel != "lstm"})
+            if others:
+                return f"on GPU only LSTM cells run on cuDNN, not {', '.join(others)}"
+            return cudnn.unavailable_reason(compute)
         if compute != jnp.dtype(jnp.float32) and any(
             c.native_kernel not in native_kernels.BFLOAT16_KERNELS for c in cells
         ):
             return f"the ConvLSTM kernel runs in float32 only (compute {compute})"
-        arrays = [x, *jax.tree_util.tree_leaves(params)]
-        if any(_explicitly_sharded(a) for a in arrays):
-            return "its inputs or weights are sharded over a mesh (it runs on one device)"
         if jax.default_backend() != "cpu":
             return f"it runs on the CPU backend only (default backend: {jax.default_backend()})"
         return native_kernels.unavailable_reason(compute)
+
+    def _kernel_required(self) -> str | None:
+        """The argument that demands the native kernel (``native=True``, or Keras'
+        ``use_cudnn=True`` on an LSTM or GRU layer), or None."""
+        if self.native:
+            return "native=True"
+        if getattr(self, "use_cudnn", "auto") is True:
+            return "use_cudnn=True"
+        return None
 
     def _per_cell_masks(self, in_masks, rec_masks) -> tuple[list[Any], list[Any]]:
         """The dropout masks of each cell: ``([input masks], [recurrent masks])``, one
@@ -713,6 +738,16 @@ _DENSE_KERNELS = {
 }
 
 
+#: The same on GPU: cuDNN's LSTM (:mod:`jrnn.native.cudnn`), LSTM only.
+_CUDNN_KERNELS = {"lstm": (_DENSE_KERNELS["lstm"][0], cudnn.lstm, cudnn.lstm_bidirectional)}
+
+
+def _dense_kernels() -> dict[str, tuple[tuple[str, ...], Any, Any]]:
+    """The dense kernel table of the default backend (``_DENSE_KERNELS`` or, on GPU,
+    ``_CUDNN_KERNELS``)."""
+    return _CUDNN_KERNELS if cudnn.on_gpu() else _DENSE_KERNELS
+
+
 def _dense_args(params: dict[str, Any], names: tuple[str, ...]) -> list[Array]:
     """The arguments of a dense kernel (``_DENSE_KERNELS``) from a cell's parameters."""
     return [_bias(params, n) if "bias" in n else params[n] for n in names]
@@ -722,7 +757,8 @@ def native_pair(
     forward: RNN, backward: RNN, inputs: Any, training: bool, states: tuple[Any, Any]
 ) -> tuple[Array | None, tuple[Array, ...], tuple[Array, ...]] | None:
     """Both layers of a Bidirectional LSTM, GRU or SimpleRNN in one native call
-    (:func:`jrnn.native.lstm_bidirectional` and its GRU and SimpleRNN twins), or
+    (:func:`jrnn.native.lstm_bidirectional` and its GRU and SimpleRNN twins; on GPU,
+    LSTM only, :func:`jrnn.native.cudnn.lstm_bidirectional`), or
     None when the pair cannot run that way: both must be layers of one such cell type
     whose call runs on the native kernel (see ``native``) with no input dropout,
     ``forward`` running forwards and ``backward`` backwards in time, of one size and dtype,
@@ -735,7 +771,8 @@ def native_pair(
     """
     layers = (forward, backward)
     kernel = forward.cell.native_kernel
-    if forward.go_backwards or not backward.go_backwards or kernel not in _DENSE_KERNELS:
+    kernels = _dense_kernels()
+    if forward.go_backwards or not backward.go_backwards or kernel not in kernels:
         return None
     for layer in layers:
         if (
@@ -757,7 +794,7 @@ def native_pair(
         )
         if blocker is not None or call.in_masks is not None:
             return None
-    names, _, both_directions = _DENSE_KERNELS[kernel]
+    names, _, both_directions = kernels[kernel]
     arrays = [_dense_args(c.params, names) for c in calls]
     if any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(*arrays)):
         return None
@@ -780,8 +817,9 @@ def _native_runner(
     kernel = cell.native_kernel
     if reverse and kernel not in native_kernels.REVERSIBLE_KERNELS:
         raise ValueError(f"jrnn: the native {kernel} kernel does not run backwards in time")
-    if kernel in _DENSE_KERNELS:
-        names, one_direction, _ = _DENSE_KERNELS[kernel]
+    kernels = _dense_kernels()
+    if kernel in kernels:
+        names, one_direction, _ = kernels[kernel]
         args = _dense_args(params, names)
 
         def run(x, carry):

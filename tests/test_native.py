@@ -25,7 +25,7 @@ from flax import nnx
 
 import jrnn
 from jrnn import native as native_kernels
-from tests.helpers import assert_close, randomize
+from tests.helpers import assert_close, assert_gradients_close, randomize
 
 
 def _cpu_has_avx512() -> bool:
@@ -103,17 +103,7 @@ def test_outputs_states_and_gradients_equal_the_scan(layer, batch, time, feature
 
     grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
     for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
-        _assert_gradients_close(a, b)
-
-
-def _assert_gradients_close(a, b):
-    """Gradients equal within float32 summation error, relative to the largest: random
-    weights at 256 units saturate the gates and give gradients ~100, where float32 sums of
-    ~300 terms differ by ~1e-5."""
-    assert a.shape == b.shape and a.dtype == b.dtype
-    a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
-    scale = max(1.0, float(jnp.max(jnp.abs(b))))
-    assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
+        assert_gradients_close(a, b)
 
 
 @needs_kernel
@@ -314,7 +304,7 @@ def test_remat_segments_equal_the_scan(layer, remat, go_backwards):
         assert_close(a, b, time=12)
     g = [nnx.grad(lambda m: jnp.sum(jnp.sin(m(x)[0])))(m) for m in (native, scan)]
     for a, b in zip(jax.tree_util.tree_leaves(g[0]), jax.tree_util.tree_leaves(g[1])):
-        _assert_gradients_close(a, b)
+        assert_gradients_close(a, b)
 
 
 # ------------------------------------------------------------------ bfloat16
@@ -649,7 +639,7 @@ def test_reverse_is_the_kernel_over_flipped_time(kind, dtype, batch, time, featu
         jax.jit(jax.grad(functools.partial(loss, True), argnums))(x, *params),
         jax.grad(functools.partial(loss, False), argnums)(x, *params),
     ):
-        _assert_gradients_close(got, want)
+        assert_gradients_close(got, want)
 
 
 def _bidirectional_args(kind, batch, time, features, units, seed=0):
@@ -770,7 +760,7 @@ def test_bidirectional_one_call_equals_the_scan(layer, merge_mode, return_sequen
         return sum(jnp.sum(jnp.sin(o) * (i + 1)) for i, o in enumerate(jax.tree.leaves(m(x))))
 
     for u, v in zip(jax.tree.leaves(nnx.grad(loss)(fused)), jax.tree.leaves(nnx.grad(loss)(scan))):
-        _assert_gradients_close(u, v)
+        assert_gradients_close(u, v)
 
 
 @needs_kernel

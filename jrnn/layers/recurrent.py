@@ -113,9 +113,10 @@ class GRU(RNN):
     """Gated recurrent unit layer (Keras ``GRU``), ``reset_after`` True (default) or False.
 
     Args: ``units``, ``in_features`` and every argument of :class:`jrnn.GRUCell` and
-    :class:`jrnn.RNN`; ``use_cudnn`` ("auto", True, False) is accepted as Keras does.
-    On CPU a ``reset_after=True`` GRU runs on jrnn's native kernel where it applies
-    (``native``, see :class:`jrnn.RNN`).
+    :class:`jrnn.RNN`; ``use_cudnn`` ("auto", True, False) as :class:`jrnn.LSTM` (JAX
+    has no cuDNN GRU: on GPU the GRU runs the XLA scan with its input projection hoisted,
+    as Keras-on-JAX's GRU does, so True raises there). On CPU a ``reset_after=True`` GRU
+    runs on jrnn's native kernel where it applies (``native``, see :class:`jrnn.RNN`).
 
     Call: as :class:`jrnn.SimpleRNN`; ``return_state`` gives ``(output, h)``.
 
@@ -179,9 +180,11 @@ class LSTM(RNN):
     """Long short-term memory layer (Keras ``LSTM``).
 
     Args: ``units``, ``in_features`` and every argument of :class:`jrnn.LSTMCell` and
-    :class:`jrnn.RNN`; ``use_cudnn`` ("auto", True, False) is accepted as Keras does.
-    On CPU the recurrence runs on jrnn's native kernel where it applies (``native``, see
-    :class:`jrnn.RNN`).
+    :class:`jrnn.RNN`; ``use_cudnn`` as Keras: "auto" (default) runs cuDNN on a GPU
+    where it applies, False never does, True requires it (on CPU: jrnn's native kernel),
+    raising an error that names what prevents it. On CPU the recurrence runs on jrnn's
+    native kernel where it applies (``native``, see :class:`jrnn.RNN`); on a CUDA GPU on
+    cuDNN (:mod:`jrnn.native.cudnn`).
 
     Call: ``layer(inputs (batch, time, in_features), mask=None, initial_state=None,
     training=False)``; ``return_state`` gives ``(output, h, c)`` (Keras' order).
