@@ -5,6 +5,12 @@ subprocess; rounds alternate implementations (A B C, A B C, ...) and the reporte
 is the median over rounds of each worker's median. Also measured once per run: the
 machine's GEMM roofline (NumPy float32 matmul GFLOP/s), against which each time is
 expressed as a percentage (the FLOPs of the recurrent + input matmuls only).
+
+``--device gpu`` times the cases on the GPU (JAX's default backend there, PyTorch on
+CUDA, TensorFlow where it sees a GPU; an implementation that would run on the CPU
+reports itself unsupported), with a JAX float32 GEMM on the GPU as the roofline and the
+peak GPU memory each framework allocated. ``--device cpu`` (default) hides any GPU from
+the workers (``JAX_PLATFORMS=cpu``, ``CUDA_VISIBLE_DEVICES=``).
 """
 
 from __future__ import annotations
@@ -85,6 +91,23 @@ def gemm_roofline_gflops(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def gpu_gemm_roofline_gflops(n: int = 8192, repeats: int = 10) -> float:
+    """Measured float32 GEMM throughput of JAX's default (GPU) device at JAX's default
+    precision (TF32 on GPUs that have it), GFLOP/s."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 def case_flops(layer: str, shape: tuple[int, int, int, int], mode: str) -> float:
     batch, steps, features, units = shape
     flops = 2 * batch * steps * (features + units) * GATES[layer] * units
@@ -102,6 +125,7 @@ def run_worker(
     iters: int,
     extra: list[str],
     env_extra: dict[str, str] | None = None,
+    device: str = "cpu",
 ) -> dict:
     batch, steps, features, units = shape
     worker_impl, flags = VARIANTS.get(impl, (impl, []))
@@ -128,9 +152,13 @@ def run_worker(
         dtype,
         "--iters",
         str(iters),
+        "--device",
+        device,
         *extra,
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
+    if device == "cpu":
+        env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(
         cmd,
         capture_output=True,
@@ -158,6 +186,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--out", default=str(RESULTS / "latest"))
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument(
         "--malloc",
         choices=("default", "retain"),
@@ -172,8 +201,13 @@ def main(argv=None) -> int:
         if getattr(a, key):
             prof[key] = getattr(a, key).split(",")
     impls = a.impls.split(",")
-    roofline = gemm_roofline_gflops()
-    print(f"GEMM roofline (NumPy float32, 1024^3): {roofline:.1f} GFLOP/s; {os.cpu_count()} cores")
+    if a.device == "gpu":
+        roofline = gpu_gemm_roofline_gflops()
+        machine = f"GEMM roofline: {roofline:.1f} GFLOP/s (JAX float32 on {_gpu_name()})."
+    else:
+        roofline = gemm_roofline_gflops()
+        machine = f"GEMM roofline: {roofline:.1f} GFLOP/s (NumPy float32), {os.cpu_count()} cores."
+    print(machine)
     rows = []
     for layer in prof["layers"]:
         for shape_name in prof["shapes"]:
@@ -187,7 +221,9 @@ def main(argv=None) -> int:
                         for impl in impls:
                             iters = max(2, a.iters // 5) if shape_name == "long" else a.iters
                             per_impl[impl].append(
-                                run_worker(impl, layer, shape, mode, dtype, iters, [], env_extra)
+                                run_worker(
+                                    impl, layer, shape, mode, dtype, iters, [], env_extra, a.device
+                                )
                             )
                     row = {
                         "layer": layer,
@@ -209,6 +245,11 @@ def main(argv=None) -> int:
                             "ms": ms,
                             "first_call_s": statistics.median(r["first_call_s"] for r in ok),
                             "peak_mb": max(r["peak_rss_growth_mb"] for r in ok),
+                            **(
+                                {"peak_device_mb": max(r["peak_device_mb"] or 0 for r in ok)}
+                                if a.device == "gpu"
+                                else {}
+                            ),
                             "roofline_pct": 100
                             * case_flops(layer, shape, mode)
                             / (ms / 1e3)
@@ -219,7 +260,7 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(
-        json.dumps({"roofline_gflops": roofline, "rows": rows}, indent=1)
+        json.dumps({"roofline_gflops": roofline, "device": a.device, "rows": rows}, indent=1)
     )
     note = (
         "Every worker ran with glibc's malloc retaining freed memory (`--malloc retain`: "
@@ -228,9 +269,9 @@ def main(argv=None) -> int:
         if env_extra
         else ""
     )
-    out.with_suffix(".md").write_text(markdown(rows, roofline, impls, note))
+    out.with_suffix(".md").write_text(markdown(rows, machine, impls, note))
     try:
-        chart(rows, impls, out.with_suffix(".png"))
+        chart(rows, impls, out.with_suffix(".png"), machine)
     except ImportError:
         pass
     print(f"wrote {out.with_suffix('.md')}")
@@ -246,7 +287,13 @@ def format_row(row: dict) -> str:
     )
 
 
-def markdown(rows: list[dict], roofline: float, impls: list[str], note: str = "") -> str:
+def _gpu_name() -> str:
+    import jax
+
+    return jax.devices()[0].device_kind
+
+
+def markdown(rows: list[dict], machine: str, impls: list[str], note: str = "") -> str:
     head = [
         "layer",
         "shape (B,T,in,units)",
@@ -259,8 +306,7 @@ def markdown(rows: list[dict], roofline: float, impls: list[str], note: str = ""
         "jrnn first call s",
     ]
     lines = [
-        f"GEMM roofline: {roofline:.1f} GFLOP/s (NumPy float32), {os.cpu_count()} cores."
-        + (f" {note}" if note else ""),
+        machine + (f" {note}" if note else ""),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -286,7 +332,7 @@ def markdown(rows: list[dict], roofline: float, impls: list[str], note: str = ""
     return "\n".join(lines) + "\n"
 
 
-def chart(rows: list[dict], impls: list[str], path: Path) -> None:
+def chart(rows: list[dict], impls: list[str], path: Path, machine: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -304,7 +350,7 @@ def chart(rows: list[dict], impls: list[str], path: Path) -> None:
     ax.set_ylabel("median time per call (ms, lower is better)")
     ax.set_yscale("log")
     ax.legend()
-    ax.set_title(f"jrnn vs peers on this machine ({os.cpu_count()} CPU cores)")
+    ax.set_title(f"jrnn vs peers. {machine}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -8,7 +8,10 @@ interpreter so that TensorFlow, PyTorch and JAX do not share threads or memory).
 
 Implementations: jrnn, keras-jax, keras-tf, torch, flax. Modes: ``forward`` (inference)
 and ``train`` (forward + backward + SGD update). Reports the median step time after
-warm-up, the first call (trace + compile) time, and the peak resident memory growth.
+warm-up, the first call (trace + compile) time, and the peak resident memory growth
+(with ``--device gpu`` also the peak GPU memory the framework allocated). ``--device``
+says where the case must run: an implementation that would run elsewhere (JAX on its
+CPU backend, TensorFlow without a GPU) reports itself unsupported instead of timing it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,30 @@ def _time(fn, iters: int) -> tuple[float, float]:
     return first, statistics.median(samples)
 
 
+def _check_jax_device(a) -> None:
+    import jax
+
+    if jax.default_backend() != a.device:
+        raise SystemExit(f"JAX runs on {jax.default_backend()} here, not {a.device}")
+
+
+def _peak_device_mb(impl: str) -> float | None:
+    """Peak GPU memory the implementation's framework allocated, MB (GPU runs only)."""
+    if impl == "torch":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    if impl == "keras-tf":
+        import tensorflow as tf
+
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
 def _data(a):
     import numpy as np
 
@@ -59,6 +86,7 @@ def _jax_common(a, build):
     import optax
     from flax import nnx
 
+    _check_jax_device(a)
     x = jnp.asarray(_data(a), a.dtype)
     model = build()
     if a.mode == "forward":
@@ -162,6 +190,7 @@ def build_keras_jax(a):
     import jax.numpy as jnp
     import keras
 
+    _check_jax_device(a)
     if a.dtype != "float32":
         keras.config.set_dtype_policy(f"mixed_{a.dtype}")
     x_np = _data(a)
@@ -204,6 +233,8 @@ def build_keras_tf(a):
     import keras
     import tensorflow as tf
 
+    if a.device == "gpu" and not tf.config.list_physical_devices("GPU"):
+        raise SystemExit("TensorFlow sees no GPU here")
     if a.dtype != "float32":
         keras.config.set_dtype_policy(f"mixed_{a.dtype}")
     x_np = _data(a)
@@ -233,8 +264,12 @@ def build_torch(a):
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
+    if a.device == "gpu" and not torch.cuda.is_available():
+        raise SystemExit("PyTorch sees no CUDA GPU here")
+    device = "cuda" if a.device == "gpu" else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[a.dtype]
-    x = torch.from_numpy(_data(a)).to(dtype)
+    x = torch.from_numpy(_data(a)).to(device=device, dtype=dtype)
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}
     if a.layer in cls:
         model = cls[a.layer](a.features, a.units, batch_first=True)
@@ -242,12 +277,13 @@ def build_torch(a):
         model = torch.nn.LSTM(a.features, a.units, batch_first=True, bidirectional=True)
     else:
         raise SystemExit(f"torch has no {a.layer}")
-    model = model.to(dtype)
+    model = model.to(device=device, dtype=dtype)
     if a.mode == "forward":
 
         def fwd():
             with torch.no_grad():
                 model(x)
+            sync()
 
         return fwd
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
@@ -258,6 +294,7 @@ def build_torch(a):
         loss = y.float().square().mean()
         loss.backward()
         opt.step()
+        sync()
 
     return train
 
@@ -283,6 +320,7 @@ def main(argv=None) -> int:
     p.add_argument("--mode", choices=("forward", "train"), default="forward")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--remat", action="store_true")
     p.add_argument(
         "--hoist",
@@ -304,16 +342,15 @@ def main(argv=None) -> int:
     except SystemExit as unsupported:
         print(json.dumps({"impl": a.impl, "unsupported": str(unsupported)}))
         return 0
-    print(
-        json.dumps(
-            {
-                "impl": a.impl,
-                "median_ms": median * 1e3,
-                "first_call_s": first,
-                "peak_rss_growth_mb": _rss_mb() - base,
-            }
-        )
-    )
+    result = {
+        "impl": a.impl,
+        "median_ms": median * 1e3,
+        "first_call_s": first,
+        "peak_rss_growth_mb": _rss_mb() - base,
+    }
+    if a.device == "gpu":
+        result["peak_device_mb"] = _peak_device_mb(a.impl)
+    print(json.dumps(result))
     return 0
 
 

@@ -270,15 +270,53 @@ def test_bench_runner_passes_the_malloc_setting_to_workers_and_notes_it(monkeypa
     seen = {}
 
     def fake_run(cmd, **kw):
-        seen.update(kw["env"])
+        seen.update(kw["env"], cmd=cmd)
         return subprocess.CompletedProcess(cmd, 0, stdout='{"median_ms": 1.0}\n', stderr="")
 
     monkeypatch.setattr(bench_main.subprocess, "run", fake_run)
     result = run_worker("jrnn", "lstm", (2, 5, 3, 4), "forward", "float32", 2, [], MALLOC_RETAIN)
     assert result["median_ms"] == 1.0
     assert all(seen[k] == v for k, v in MALLOC_RETAIN.items())
-    table = markdown([], 100.0, ["jrnn"], note="under --malloc retain")
-    assert table.splitlines()[0].endswith("cores. under --malloc retain")
+    # CPU cases hide any GPU from the workers.
+    assert seen["JAX_PLATFORMS"] == "cpu" and seen["CUDA_VISIBLE_DEVICES"] == ""
+    assert seen["cmd"][seen["cmd"].index("--device") + 1] == "cpu"
+    machine = "GEMM roofline: 100.0 GFLOP/s (NumPy float32), 2 cores."
+    table = markdown([], machine, ["jrnn"], note="under --malloc retain")
+    assert table.splitlines()[0] == machine + " under --malloc retain"
+
+
+def test_bench_worker_refuses_to_time_a_gpu_case_on_the_cpu():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.worker",
+            "--impl",
+            "jrnn",
+            "--device",
+            "gpu",
+            "--batch",
+            "2",
+            "--time",
+            "3",
+            "--features",
+            "3",
+            "--units",
+            "4",
+            "--iters",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "impl": "jrnn",
+        "unsupported": "JAX runs on cpu here, not gpu",
+    }
 
 
 def test_usage_errors_are_one_line():
