@@ -471,7 +471,9 @@ class RNN(Configurable, nnx.Module):
                 x, params, time_mask, in_masks, rec_masks, constants, record
             )
             if blocker is None:
-                last, sequence, final = self._run_native(x, carry, params, in_masks, rec_masks)
+                last, sequence, final = self._run_native(
+                    x, carry, params, in_masks, rec_masks, time_mask
+                )
                 acts = None
             else:
                 required = self._kernel_required()
@@ -558,8 +560,12 @@ class RNN(Configurable, nnx.Module):
         if kernel is None:
             return f"{type(self.cell).__name__} in this configuration has no native kernel"
         per_cell_in, per_cell_rec = self._per_cell_masks(in_masks, rec_masks)
+        cells = self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
+        masks_run = not cudnn.on_gpu() and all(
+            c.native_kernel in native_kernels.MASKED_KERNELS for c in cells
+        )
         for what, value in (
-            ("a mask", time_mask),
+            ("a mask", None if masks_run else time_mask),
             ("recurrent dropout", jax.tree_util.tree_leaves(per_cell_rec) or None),
             ("constants", constants),
         ):
@@ -578,7 +584,6 @@ class RNN(Configurable, nnx.Module):
         arrays = [x, *jax.tree_util.tree_leaves(params)]
         if any(_explicitly_sharded(a) for a in arrays):
             return "its inputs or weights are sharded over a mesh (it runs on one device)"
-        cells = self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
         if cudnn.on_gpu():
             if getattr(self, "use_cudnn", "auto") is False:
                 return "use_cudnn=False (on GPU the kernel is cuDNN's)"
@@ -611,12 +616,15 @@ class RNN(Configurable, nnx.Module):
         inner = rec_masks if rec_masks is not None else ((None, None),) * len(self.cell.cells)
         return [in_masks, *(m for m, _ in inner[1:])], [m for _, m in inner]
 
-    def _run_native(self, x, carry, params, in_masks, rec_masks):
+    def _run_native(self, x, carry, params, in_masks, rec_masks, time_mask=None):
         """The native path (:mod:`jrnn.native`); batch-major throughout. A stack runs its
         cells one after another, each over the whole sequence. With ``go_backwards`` the
         kernels that can run backwards in time do so over ``x`` as given (each output at
         its input's time index), and only the returned sequence is flipped into Keras'
-        processing order; the others read a flipped ``x``."""
+        processing order; the others read a flipped ``x``. With ``time_mask`` (kernels in
+        ``jrnn.native.MASKED_KERNELS``) every cell keeps its state at masked steps and
+        the kernels return state sequences, to which :func:`_keras_masked_outputs`
+        applies Keras' output rules."""
         stacked = isinstance(self.cell, StackedRNNCells)
         cells = list(self.cell.cells) if stacked else [self.cell]
         per_cell_params = params if stacked else (params,)
@@ -626,43 +634,56 @@ class RNN(Configurable, nnx.Module):
         )
         if self.go_backwards and not reverse:
             x = jnp.flip(x, 1)
+            time_mask = None if time_mask is None else jnp.flip(time_mask, 1)
 
-        def run(x, carries, sequence):
+        def run(x, carries, sequence, steps):
             finals = []
             for k, (cell, p, m) in enumerate(zip(cells, per_cell_params, per_cell_in)):
                 if m is not None:
                     x = x * m[:, None]
                 last_cell = k == len(cells) - 1
                 x, final = _native_runner(cell, p, sequence or not last_cell, reverse)(
-                    x, carries[k]
+                    x, carries[k], steps
                 )
                 finals.append(final)
             return x, tuple(finals)
 
         carries = carry if stacked else (carry,)
         if not self.remat:
-            y, finals = run(x, carries, self.return_sequences)
+            y, finals = run(x, carries, self.return_sequences, time_mask)
         else:
             # Checkpointed segments, as rnn_scan does: only the states at segment boundaries
             # are kept; each segment's kernels run again in the backward pass. Backwards in
             # time, the segments run last to first (each output lands at its own index).
             @jax.checkpoint
-            def segment(state, x_segment):
-                y_segment, new_state = run(x_segment, state, True)
+            def segment(state, chunk):
+                x_segment, steps = chunk
+                y_segment, new_state = run(x_segment, state, True, steps)
                 return new_state, y_segment
 
             batch, time = x.shape[:2]
             seg = segment_length(time, self.remat)
-            chunks = jnp.swapaxes(x.reshape(batch, time // seg, seg, *x.shape[2:]), 0, 1)
+
+            def segments(a):
+                return (
+                    None
+                    if a is None
+                    else jnp.swapaxes(a.reshape(batch, -1, seg, *a.shape[2:]), 0, 1)
+                )
+
+            chunks = (segments(x), segments(time_mask))
             finals, ys = jax.lax.scan(segment, carries, chunks, reverse=reverse)
             y = (
                 jnp.swapaxes(ys, 0, 1).reshape(batch, time, *ys.shape[3:])
                 if self.return_sequences
                 else None
             )
+        last = finals[-1][0]
+        if time_mask is not None:
+            y, last = _keras_masked_outputs(y, last, time_mask, reverse, self.zero_output_for_mask)
         if reverse and y is not None:
             y = jnp.flip(y, 1)  # Keras' go_backwards returns the sequence in processing order
-        return finals[-1][0], y, (finals if stacked else finals[0])
+        return last, y, (finals if stacked else finals[0])
 
     def __call__(
         self,
@@ -687,6 +708,24 @@ class RNN(Configurable, nnx.Module):
         if self.activity_regularizer is not None:
             record_activity_loss(self, outputs)
         return outputs
+
+
+def _keras_masked_outputs(
+    y: Array | None, h: Array, mask: Array, reverse: bool, zero_output: bool
+) -> tuple[Array | None, Array]:
+    """Keras' outputs of a masked call (as :func:`rnn_scan`) from a native kernel's state
+    sequence ``y (batch, time, units)`` (or None) and final ``h (batch, units)``: a masked
+    step outputs the previous output, zeros before the first unmasked step (in processing
+    order: last to first when ``reverse``), or zeros always with ``zero_output``. Returns
+    ``(outputs, last output)``; ``mask (batch, time)`` is in ``y``'s time order."""
+    if zero_output:
+        keep, keep_last = mask, mask[:, 0 if reverse else -1]
+    else:
+        keep = jax.lax.cummax(mask.astype(jnp.int32), axis=1, reverse=reverse) > 0
+        keep_last = jnp.any(mask, axis=1)
+    if y is not None:
+        y = jnp.where(keep[:, :, None], y, jnp.zeros((), y.dtype))
+    return y, jnp.where(keep_last[:, None], h, jnp.zeros((), h.dtype))
 
 
 def record_activity_loss(layer: nnx.Module, outputs: Any) -> None:
@@ -754,20 +793,27 @@ def _dense_args(params: dict[str, Any], names: tuple[str, ...]) -> list[Array]:
 
 
 def native_pair(
-    forward: RNN, backward: RNN, inputs: Any, training: bool, states: tuple[Any, Any]
-) -> tuple[Array | None, tuple[Array, ...], tuple[Array, ...]] | None:
+    forward: RNN,
+    backward: RNN,
+    inputs: Any,
+    training: bool,
+    states: tuple[Any, Any],
+    mask: Any = None,
+) -> tuple[Array | None, tuple[Array, Array], tuple[Array, ...], tuple[Array, ...]] | None:
     """Both layers of a Bidirectional LSTM, GRU or SimpleRNN in one native call
     (:func:`jrnn.native.lstm_bidirectional` and its GRU and SimpleRNN twins; on GPU,
     LSTM only, :func:`jrnn.native.cudnn.lstm_bidirectional`), or
     None when the pair cannot run that way: both must be layers of one such cell type
     whose call runs on the native kernel (see ``native``) with no input dropout,
     ``forward`` running forwards and ``backward`` backwards in time, of one size and dtype,
-    without ``remat`` or an activity regularizer. ``states``: each direction's
-    ``initial_state`` (or None).
+    without ``remat`` or an activity regularizer; a ``mask`` (``(batch, time)``, Keras'
+    masking) only for kernels in ``jrnn.native.MASKED_KERNELS``. ``states``: each
+    direction's ``initial_state`` (or None).
 
-    Returns ``(y, forward's final carry, backward's)``: ``y (batch, time, 2 units)`` (the
-    forward outputs, then the backward ones at their inputs' time index; None without
-    ``return_sequences``); stateful layers keep their final carries.
+    Returns ``(y, (forward's last output, backward's), forward's final carry,
+    backward's)``: ``y (batch, time, 2 units)`` (the forward outputs, then the backward
+    ones at their inputs' time index; None without ``return_sequences``); stateful layers
+    keep their final carries.
     """
     layers = (forward, backward)
     kernel = forward.cell.native_kernel
@@ -785,12 +831,12 @@ def native_pair(
         ):
             return None
     calls = [
-        layer._prepare(inputs, None, state, training, None, None)
+        layer._prepare(inputs, mask, state, training, None, None)
         for layer, state in zip(layers, states)
     ]
     for layer, call in zip(layers, calls):
         blocker = layer._native_blocker(
-            call.x, call.params, None, call.in_masks, call.rec_masks, None, False
+            call.x, call.params, call.time_mask, call.in_masks, call.rec_masks, None, False
         )
         if blocker is not None or call.in_masks is not None:
             return None
@@ -800,18 +846,33 @@ def native_pair(
         return None
     stacked = [jnp.stack(pair) for pair in zip(*arrays)]
     initial = [jnp.stack(pair) for pair in zip(*(c.carry for c in calls))]
-    y, *finals = both_directions(calls[0].x, *stacked, *initial, sequence=forward.return_sequences)
+    steps = calls[0].time_mask
+    masked = {} if steps is None else {"mask": steps}
+    y, *finals = both_directions(
+        calls[0].x, *stacked, *initial, sequence=forward.return_sequences, **masked
+    )
     carries = tuple(tuple(f[k] for f in finals) for k in (0, 1))
     for layer, carry in zip(layers, carries):
         layer._keep_states(carry)
-    return y, *carries
+    lasts = (carries[0][0], carries[1][0])
+    if steps is not None:  # Keras' outputs of masked steps, per direction
+        halves = (None, None) if y is None else jnp.split(y, 2, axis=-1)
+        outs = [
+            _keras_masked_outputs(
+                halves[k], lasts[k], steps, k == 1, layers[k].zero_output_for_mask
+            )
+            for k in (0, 1)
+        ]
+        y = None if y is None else jnp.concatenate([o[0] for o in outs], axis=-1)
+        lasts = (outs[0][1], outs[1][1])
+    return y, lasts, *carries
 
 
 def _native_runner(
     cell: RNNCellBase, params: dict[str, Any], sequence: bool, reverse: bool = False
 ):
-    """``run(x (batch, time, *in), carry) -> (y (batch, time, *out) or None, final
-    carry)`` on the cell's native kernel (its ``native_kernel``) with the cell's
+    """``run(x (batch, time, *in), carry, mask=None) -> (y (batch, time, *out) or None,
+    final carry)`` on the cell's native kernel (its ``native_kernel``) with the cell's
     ``params()``; ``sequence=False`` skips the output sequence; ``reverse`` runs from the
     last time index to the first (kernels in ``jrnn.native.REVERSIBLE_KERNELS``)."""
     kernel = cell.native_kernel
@@ -822,13 +883,18 @@ def _native_runner(
         names, one_direction, _ = kernels[kernel]
         args = _dense_args(params, names)
 
-        def run(x, carry):
-            y, *final = one_direction(x, *args, *carry, sequence=sequence, reverse=reverse)
+        def run(x, carry, steps=None):
+            masked = {} if steps is None else {"mask": steps}
+            y, *final = one_direction(
+                x, *args, *carry, sequence=sequence, reverse=reverse, **masked
+            )
             return y, tuple(final)
 
     elif kernel == "conv_lstm":
 
-        def run(x, carry):
+        def run(x, carry, steps=None):
+            if steps is not None:
+                raise ValueError("jrnn: the native ConvLSTM kernel takes no mask")
             y, h, c = native_kernels.conv_lstm(
                 x,
                 params["kernel"],

@@ -246,7 +246,7 @@ def test_function_api_under_jit_and_vmap():
 def test_native_true_names_what_prevents_it():
     x = _inputs((2, 3, 4))
     with pytest.raises(ValueError, match=r"native=True.*has a mask"):
-        jrnn.LSTM(5, 4, native=True, rngs=nnx.Rngs(0))(x, mask=jnp.ones((2, 3), bool))
+        jrnn.GRU(5, 4, native=True, rngs=nnx.Rngs(0))(x, mask=jnp.ones((2, 3), bool))
     with pytest.raises(ValueError, match=r"native=True.*no native kernel"):
         jrnn.LSTM(5, 4, activation="relu", native=True, rngs=nnx.Rngs(0))(x)
     with pytest.raises(ValueError, match=r"native=True.*GRUCell in this configuration"):
@@ -785,3 +785,124 @@ def test_bidirectional_states_masks_and_dropout_keep_their_semantics(layer):
     forward = layer(7, 5, rngs=nnx.Rngs(3))
     bi = jrnn.Bidirectional(forward, backward_layer=backward)
     assert_close(bi(x), jnp.concatenate([forward(x), backward(x)], -1), time=6)
+
+
+def _step_mask(batch, time, seed=5):
+    """Random steps masked, plus the patterns Keras' rules single out: a row masked
+    throughout, one masked at its first and last steps, one with no masked step."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((batch, time)) < 0.6
+    mask[0] = False
+    mask[1, [0, -1]] = False
+    mask[1, 1:-1] = True
+    mask[2] = True
+    return jnp.asarray(mask)
+
+
+MASKED_LAYERS = [layer for layer in LAYERS if layer.__name__.lower() in {"lstm"}]
+
+
+@needs_kernel
+@pytest.mark.parametrize("layer", MASKED_LAYERS, ids=lambda layer: layer.__name__)
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("batch,time,features,units", [(13, 9, 5, 20), (1, 6, 64, 70)])
+def test_masked_calls_run_the_kernel_and_equal_the_scan(
+    layer, go_backwards, zero_output_for_mask, return_sequences, batch, time, features, units
+):
+    kw = dict(
+        go_backwards=go_backwards,
+        zero_output_for_mask=zero_output_for_mask,
+        return_sequences=return_sequences,
+        return_state=True,
+    )
+    native, scan = _pair(units, features, layer=layer, **kw)
+    x = _inputs((batch, time, features))
+    mask = _step_mask(batch, time) if batch > 2 else jnp.asarray([[0, 1, 1, 0, 1, 0]], bool)
+    states = _states(batch, units)[: len(scan.cell.state_shapes)]
+    for a, b in zip(
+        native(x, mask=mask, initial_state=states), scan(x, mask=mask, initial_state=states)
+    ):
+        assert_close(a, b, time=time)
+    graph, state = nnx.split(native)
+    ops = _ops(lambda s, x: nnx.merge(graph, s)(x, mask=mask), state, x)
+    assert "jrnn_" in ops and "scan[" not in ops
+
+    weights = jnp.asarray(np.random.default_rng(3).standard_normal((batch, time, units)))
+
+    def loss(layer, x, states):
+        y, *final = layer(x, mask=mask, initial_state=states)
+        y = y * weights if return_sequences else y * weights[:, 0]
+        return jnp.sum(y) + sum(jnp.sum(jnp.sin(s) * (i + 2)) for i, s in enumerate(final))
+
+    grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
+    for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
+        assert_gradients_close(a, b)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", sorted(native_kernels.MASKED_KERNELS))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_masked_steps_keep_the_state_in_the_kernel(kind, dtype):
+    """The kernel's own contract: a masked step keeps the state, and its output is the
+    kept state; forwards and backwards in time."""
+    if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
+        pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
+    batch, time = 7, 8
+    x, *params = [a.astype(dtype) for a in _function_args(kind, batch, time, 5, 12)]
+    mask = np.asarray(_step_mask(batch, time))
+    fn = getattr(native_kernels, kind)
+    for reverse in (False, True):
+        y, *final = fn(x, *params, mask=jnp.asarray(mask), reverse=reverse)
+        plain = fn(x, *params, reverse=reverse)
+        initial = params[-len(final) :]
+        order = range(time - 1, -1, -1) if reverse else range(time)
+        y = np.asarray(y.astype(jnp.float32))
+        for b in range(batch):
+            kept = np.asarray(initial[0][b].astype(jnp.float32))
+            for t in order:
+                if not mask[b, t]:
+                    np.testing.assert_array_equal(y[b, t], kept)
+                kept = y[b, t]
+        for s, s0 in zip(final, initial):  # row 0: every step masked
+            np.testing.assert_array_equal(s[0], s0[0])
+        # Row 2 has no masked step: the plain kernel's, bit for bit.
+        np.testing.assert_array_equal(y[2], np.asarray(plain[0][2].astype(jnp.float32)))
+        for s, p in zip(final, plain[1:]):
+            np.testing.assert_array_equal(s[2], p[2])
+
+
+@needs_kernel
+@pytest.mark.parametrize("layer", MASKED_LAYERS, ids=lambda layer: layer.__name__)
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", None])
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_masked_bidirectional_runs_one_call_and_equals_the_scan(
+    layer, merge_mode, return_sequences, zero_output_for_mask
+):
+    fused, scan = _bidirectional_pair(
+        merge_mode,
+        layer=layer,
+        return_sequences=return_sequences,
+        return_state=True,
+        zero_output_for_mask=zero_output_for_mask,
+    )
+    x = _inputs((6, 8, 5))
+    mask = _step_mask(6, 8)
+    states = _states(6, 7)[: len(scan.forward_layer.cell.state_shapes)] * 2
+    for kw in ({"mask": mask}, {"mask": mask, "initial_state": states}):
+        a, b = fused(x, **kw), scan(x, **kw)
+        assert len(a) == len(b)
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            assert_close(u, v, time=8)
+    graph, state = nnx.split(fused)
+    ops = _ops(lambda s, x: nnx.merge(graph, s)(x, mask=mask), state, x)
+    assert ops.count("jrnn_") == 1 and "scan[" not in ops
+
+    def loss(m):
+        out = jax.tree.leaves(m(x, mask=mask, initial_state=states))
+        return sum(jnp.sum(jnp.sin(o) * (i + 1)) for i, o in enumerate(out))
+
+    for u, v in zip(jax.tree.leaves(nnx.grad(loss)(fused)), jax.tree.leaves(nnx.grad(loss)(scan))):
+        assert_gradients_close(u, v)

@@ -297,27 +297,24 @@ class Bidirectional(Configurable, nnx.Module):
                 forward_state, backward_state = self._split_states(initial_state, "initial_state")
             pair = None
             layers = (self.forward_layer, self.backward_layer)
-            if mask is None and constants is None and all(isinstance(m, RNN) for m in layers):
+            if constants is None and all(isinstance(m, RNN) for m in layers):
                 pair = native_pair(
                     self.forward_layer,
                     self.backward_layer,
                     inputs,
                     training,
                     (forward_state, backward_state),
+                    mask,
                 )
             dtype = self.policy.compute_dtype
             if pair is not None:
                 # Both directions in one native call, the output already concatenated.
-                both, forward_final, backward_final = pair
+                both, lasts, forward_final, backward_final = pair
                 states = (*forward_final, *backward_final) if self.return_state else ()
                 if both is not None and self.merge_mode == "concat":
                     output = both.astype(dtype)
                 else:
-                    y, y_rev = (
-                        jnp.split(both, 2, axis=-1)
-                        if both is not None
-                        else (forward_final[0], backward_final[0])
-                    )
+                    y, y_rev = jnp.split(both, 2, axis=-1) if both is not None else lasts
                     output = self._merge(y.astype(dtype), y_rev.astype(dtype))
             else:
                 forward_rngs, backward_rngs = _split_keys(rngs)

@@ -82,6 +82,8 @@ _TARGETS = (
 BFLOAT16_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
 #: The kernels that run backwards in time in place (``reverse=True``).
 REVERSIBLE_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
+#: The kernels that take a step mask (``mask=``: Keras' masking).
+MASKED_KERNELS = frozenset({"lstm"})
 _F32 = jnp.float32
 _BF16 = jnp.bfloat16
 
@@ -267,7 +269,13 @@ def _saved(directions: int, batch: int, time: int, width: int) -> tuple[int, ...
     return ((directions,) if directions > 1 else ()) + (batch, time, width)
 
 
-def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool, reverse: bool):
+def _steps(mask: Array | None) -> Array:
+    """A kernel's step mask argument: ``(batch, time)`` uint8 (0: the step keeps the
+    state), or ``(0,)`` for none."""
+    return jnp.zeros((0,), jnp.uint8) if mask is None else mask.astype(jnp.uint8)
+
+
+def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool, reverse: bool, mask=None):
     """The forward kernel over D directions side by side: ``w (D, F, 4H)``, ``b (D, 4H)``,
     ``r (D, H, 4H)``, ``h0``/``c0 (D, batch, H)``; direction d runs backwards in time when
     ``reverse != (d odd)``. Returns ``y (batch, time, D H)`` (or ``(0,)``), ``h_T``, ``c_T``
@@ -281,7 +289,9 @@ def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool, reverse: bool)
     outs += [((_saved(d, batch, time, n * h) if save else (0,)), _F32) for n in (4, 1)]
     order = (0, 1, 2, 3)
     wp, rp = _weights(_pack(w, 4, order)), _weights(_pack(r, 4, order))
-    return _call("jrnn_lstm_fwd", outs, x, wp, b.astype(_F32), rp, h0, c0, reverse=reverse)
+    return _call(
+        "jrnn_lstm_fwd", outs, x, wp, b.astype(_F32), rp, h0, c0, _steps(mask), reverse=reverse
+    )
 
 
 def lstm(
@@ -294,6 +304,7 @@ def lstm(
     *,
     sequence: bool = True,
     reverse: bool = False,
+    mask: Array | None = None,
 ):
     """An LSTM over a whole sequence with sigmoid gates and tanh activations (Keras'
     defaults), float32 or bfloat16 (every argument the same dtype; see the module
@@ -310,12 +321,16 @@ def lstm(
       reverse: run from the last time index to the first (Keras' ``go_backwards``), with
         each output at its input's time index: ``lstm(x, ..., reverse=True)[0]`` equals
         ``flip(lstm(flip(x), ...)[0])`` (flip: along time), with no flipped copies.
+      mask: optional ``(batch, time)`` booleans: a False step keeps ``h`` and ``c`` (Keras'
+        masking), and its output is the kept ``h``: ``y`` is the state sequence. (Keras'
+        layer outputs zeros before the first unmasked step; :class:`jrnn.RNN` applies
+        that rule, and ``zero_output_for_mask``, to this ``y``.)
 
     Returns:
       ``(y, h_T, c_T)``: the outputs ``(batch, time, H)`` (or None) and the final states,
       in the arguments' dtype.
     """
-    y, h, c = _lstm(x, w, b, r, h0, c0, sequence, reverse)
+    y, h, c = _lstm(x, w, b, r, h0, c0, mask, sequence, reverse)
     return (y if sequence else None), h, c
 
 
@@ -328,6 +343,7 @@ def lstm_bidirectional(
     c0: Array,
     *,
     sequence: bool = True,
+    mask: Array | None = None,
 ):
     """A bidirectional LSTM in one kernel call (as :func:`lstm`): direction 0 runs forwards
     in time, direction 1 backwards, each with its own weights; the threads share both
@@ -339,35 +355,35 @@ def lstm_bidirectional(
       w: the two kernels ``(2, F, 4H)``; b: the biases ``(2, 4H)``; r: the recurrent
         kernels ``(2, H, 4H)`` (forward's, then backward's).
       h0, c0: initial states ``(2, batch, H)``.
-      sequence: as :func:`lstm`.
+      sequence, mask: as :func:`lstm` (one mask for both directions).
 
     Returns:
       ``(y, h_T, c_T)``: ``y (batch, time, 2H)``, Keras' ``Bidirectional`` concat of the
       forward outputs and the backward ones at their inputs' time index (or None), and the
       final states ``(2, batch, H)``.
     """
-    y, h, c = _lstm_bi(sequence, x, w, b, r, h0, c0)
+    y, h, c = _lstm_bi(sequence, x, mask, w, b, r, h0, c0)
     return (y if sequence else None), h, c
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _lstm(x, w, b, r, h0, c0, sequence, reverse):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _lstm(x, w, b, r, h0, c0, mask, sequence, reverse):
     y, h, c, _, _ = _lstm_forward(
-        x, w[None], b[None], r[None], h0[None], c0[None], sequence, save=False, reverse=reverse
+        x, w[None], b[None], r[None], h0[None], c0[None], sequence, False, reverse, mask
     )
     return y, h[0], c[0]
 
 
-def _lstm_fwd(x, w, b, r, h0, c0, sequence, reverse):
+def _lstm_fwd(x, w, b, r, h0, c0, mask, sequence, reverse):
     y, h, c, gates, cs = _lstm_forward(
-        x, w[None], b[None], r[None], h0[None], c0[None], True, save=True, reverse=reverse
+        x, w[None], b[None], r[None], h0[None], c0[None], True, True, reverse, mask
     )
     out = y if sequence else jnp.zeros((0,), y.dtype)
-    return (out, h[0], c[0]), (x, w, r, h0, c0, y, gates, cs)
+    return (out, h[0], c[0]), (x, w, r, h0, c0, mask, y, gates, cs)
 
 
 def _lstm_bwd(sequence, reverse, res, cotangents):
-    x, w, r, h0, c0, y, gates, cs = res
+    x, w, r, h0, c0, mask, y, gates, cs = res
     dy, dh, dc = cotangents
     dt = y.dtype
     batch, time, _ = gates.shape
@@ -375,9 +391,10 @@ def _lstm_bwd(sequence, reverse, res, cotangents):
     if not sequence:
         dy = jnp.zeros((batch, time, h), dt)
     # dz overwrites the gates (float32) and h_prev dy: no fresh (batch, time, .) buffers.
-    dz, h_prev, dc0 = _call(
+    # dh_direct: the dh that reaches h0 past masked first steps (zero without a mask).
+    dz, h_prev, dc0, dh_direct = _call(
         "jrnn_lstm_bwd",
-        [((batch, time, 4 * h), dt), ((batch, time, h), dt), ((batch, h), _F32)],
+        [((batch, time, 4 * h), dt), ((batch, time, h), dt)] + [((batch, h), _F32)] * 2,
         _weights(_pack_transposed(r)),
         gates,
         cs,
@@ -386,31 +403,42 @@ def _lstm_bwd(sequence, reverse, res, cotangents):
         c0,
         dy.astype(dt),
         *_f32(dh, dc),
+        _steps(mask),
         aliases={1: 0, 6: 1} if dt == _F32 else {6: 1},
         reverse=reverse,
     )
     dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h_prev, [dz], [dz], reverse)
-    return _like((dx, dw, db, dr, dh0, dc0), (x, w, x, r, h0, c0))
+    grads = _like((dx, dw, db, dr, dh0 + dh_direct, dc0), (x, w, x, r, h0, c0))
+    return (*grads[:6], None)
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 
-def _two_directions(primal, one_fwd, one_bwd):
-    """``run(sequence, x, *stacked)``: a custom-VJP function of both directions of a
-    bidirectional layer. ``primal(x, *stacked, sequence)`` is the one forward call over
-    ``stacked`` (each argument with a leading axis of 2: forward's, backward's) giving ``(y
-    (batch, time, 2H), *finals (2, batch, H))``. Training runs the two directions as two
-    calls of the one-direction rules ``one_fwd(x, *args, sequence, reverse)`` and
-    ``one_bwd(sequence, reverse, residuals, cotangents)``: each backward kernel aliases its
-    own direction's saved arrays, which a slice of one ``(2, ...)`` array could not give it."""
+def _two_directions(primal, one_fwd, one_bwd, masked=False):
+    """``run(sequence, x, mask, *stacked)``: a custom-VJP function of both directions of a
+    bidirectional layer. ``primal(x, *stacked, sequence)`` (``masked``: ``primal(x,
+    *stacked, sequence, mask)``) is the one forward call over ``stacked`` (each argument
+    with a leading axis of 2: forward's, backward's) giving ``(y (batch, time, 2H), *finals
+    (2, batch, H))``. Training runs the two directions as two calls of the one-direction
+    rules ``one_fwd(x, *args, [mask,] sequence, reverse)`` and ``one_bwd(sequence, reverse,
+    residuals, cotangents)``: each backward kernel aliases its own direction's saved
+    arrays, which a slice of one ``(2, ...)`` array could not give it. ``mask``: the steps'
+    mask ``(batch, time)`` of a ``masked`` kernel's call (else None)."""
+
+    def with_mask(mask):
+        if mask is not None and not masked:
+            raise ValueError("jrnn.native: this kernel takes no mask")
+        return (mask,) if masked else ()
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-    def run(sequence, x, *stacked):
-        return primal(x, *stacked, sequence)
+    def run(sequence, x, mask, *stacked):
+        return primal(x, *stacked, sequence, *with_mask(mask))
 
-    def fwd(sequence, x, *stacked):
-        outs, res = zip(*(one_fwd(x, *(a[k] for a in stacked), True, k == 1) for k in (0, 1)))
+    def fwd(sequence, x, mask, *stacked):
+        outs, res = zip(
+            *(one_fwd(x, *(a[k] for a in stacked), *with_mask(mask), True, k == 1) for k in (0, 1))
+        )
         y = jnp.concatenate([o[0] for o in outs], axis=-1)
         finals = [jnp.stack([o[i] for o in outs]) for i in range(1, len(outs[0]))]
         return (y if sequence else jnp.zeros((0,), y.dtype), *finals), res
@@ -425,18 +453,20 @@ def _two_directions(primal, one_fwd, one_bwd):
 
         grads = [direction(k) for k in (0, 1)]
         dx = grads[0][0] + grads[1][0]
-        return (dx, *(jnp.stack([g[i] for g in grads]) for i in range(1, len(grads[0]))))
+        arrays = len(grads[0]) - (1 if masked else 0)  # a masked rule's last is the mask's
+        return (dx, None, *(jnp.stack([g[i] for g in grads]) for i in range(1, arrays)))
 
     run.defvjp(fwd, bwd)
     return run
 
 
 _lstm_bi = _two_directions(
-    lambda x, w, b, r, h0, c0, sequence: _lstm_forward(
-        x, w, b, r, h0, c0, sequence, save=False, reverse=False
+    lambda x, w, b, r, h0, c0, sequence, mask: _lstm_forward(
+        x, w, b, r, h0, c0, sequence, False, False, mask
     )[:3],
     _lstm_fwd,
     _lstm_bwd,
+    masked=True,
 )
 
 
@@ -551,7 +581,7 @@ def gru_bidirectional(
     Returns:
       ``(y, h_T)``: ``y (batch, time, 2H)`` (or None) and the final states ``(2, batch, H)``.
     """
-    y, h = _gru_bi(sequence, x, w, bi, br, r, h0)
+    y, h = _gru_bi(sequence, x, None, w, bi, br, r, h0)
     return (y if sequence else None), h
 
 
@@ -649,7 +679,7 @@ def simple_rnn_bidirectional(
     Returns:
       ``(y, h_T)``: ``y (batch, time, 2H)`` (or None) and the final states ``(2, batch, H)``.
     """
-    y, h = _simple_bi(sequence, x, w, b, r, h0)
+    y, h = _simple_bi(sequence, x, None, w, b, r, h0)
     return (y if sequence else None), h
 
 

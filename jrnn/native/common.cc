@@ -74,4 +74,16 @@ ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
   return ffi::Error::Success();
 }
 
+ffi::Error ReadMask(ffi::AnyBuffer mask, int64_t B, int64_t T, const uint8_t** out) {
+  JRNN_CHECK(CheckType("mask", mask.element_type(), ffi::DataType::U8));
+  const auto dims = mask.dimensions();
+  if (dims.size() == 1 && dims[0] == 0) {
+    *out = nullptr;
+    return ffi::Error::Success();
+  }
+  JRNN_CHECK(CheckDims("mask", dims, {B, T}));
+  *out = reinterpret_cast<const uint8_t*>(mask.untyped_data());
+  return ffi::Error::Success();
+}
+
 }  // namespace jrnn

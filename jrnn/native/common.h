@@ -173,6 +173,10 @@ ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
                            size_t saved, ForwardDims* out);
 
+// A call's step mask: (B, T) uint8, where 0 marks a step that keeps the state (Keras'
+// masking; the kernels' y then holds the kept h), or (0,) for none (*out = null).
+ffi::Error ReadMask(ffi::AnyBuffer mask, int64_t B, int64_t T, const uint8_t** out);
+
 inline ffi::Error Unsupported() {
   return ffi::Error(ffi::ErrorCode::kUnimplemented, "jrnn native kernels need x86-64 AVX-512");
 }
@@ -253,6 +257,10 @@ struct Dims {
   bool reverse = false;
   // Row (b, time index of step s) of a (B, T, ·) array.
   int64_t Row(int64_t b, int64_t s) const { return b * T + (reverse ? T - 1 - s : s); }
+  // Whether step s of row b is masked (keeps the state) under mask (B, T) (null: none).
+  bool Masked(const uint8_t* mask, int64_t b, int64_t s) const {
+    return mask != nullptr && mask[Row(b, s)] == 0;
+  }
 };
 
 // The hidden-state sequence of a forward pass: h of step s lives in the output y (B, T,

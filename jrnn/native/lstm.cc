@@ -20,6 +20,12 @@
 // Bidirectional layer's two, each with its own weights and states): direction d runs
 // backwards when reverse != (d odd) and writes columns dH..dH+H-1 of y (B, T, D H).
 //
+// Masks (Keras' masking; the handlers' `mask` argument, (B, T) uint8, or (0,) for none): a
+// step whose entry is 0 keeps h and c, and writes the kept h to y and the kept c to cseq,
+// so that y is the state sequence (the layer applies Keras' rules for masked outputs). Its
+// backward step writes zero gate gradients and passes dh (through `dhc`, (B, H), which
+// returns the dh that reaches h0 directly) and dc to the step before.
+//
 // Layouts (row-major float32; B batch, T time, F features, H units, 4H gate columns in
 // Keras' i, f, c, o order; the forward kernel's per-direction arrays have a leading D):
 //   x (B, T, F)   bias (4H)   y, cseq (B, T, H)   gates (B, T, 4H) post-activation
@@ -53,6 +59,7 @@ struct FwdArgs {
   S *hT, *cT;
   float* c;                // the running c (B, H), float32: cT itself, or a buffer for bfloat16
   float *gates, *cseq;     // null unless saving for the backward pass
+  const uint8_t* mask;     // (B, T), 0: the step keeps h and c; null: none
 };
 
 template <int MR, typename S>
@@ -73,7 +80,11 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const __m512 c_prev = t == 0 ? Load(m, a.c0 + b * H + u0) : Load(m, a.c + b * H + u0);
-    const LstmUnits u = LstmStep(acc[r], c_prev);
+    LstmUnits u = LstmStep(acc[r], c_prev);
+    if (a.d.Masked(a.mask, b, t)) {  // the state passes through (and y holds it)
+      u.c = c_prev;
+      u.h = Load(m, hprev + r * ldh + u0);
+    }
     Store(m, a.c + b * H + u0, u.c);
     Store(m, a.h.Out(t, b) + u0, u.h);
     if (t == T - 1) {
@@ -106,6 +117,8 @@ struct BwdArgs {
   const float *dhT, *dcT;
   S *dz, *hprev;
   float* dc0;  // also carries dc between steps
+  const uint8_t* mask;  // (B, T), 0: a step that kept the state; null: none
+  float* dhc;  // with a mask: the dh a masked step passes to the step before (B, H)
 };
 
 template <int MR, typename S>
@@ -115,15 +128,26 @@ JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   __mmask16 m[4];
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz,
-                    a.rtpack);
+  // With a mask, dhc carries dh past masked steps (it starts as dhT).
+  const float* carry = a.mask != nullptr ? a.dhc : (t == T - 1 ? a.dhT : nullptr);
+  IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, carry, a.dz, a.rtpack);
   StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
+  const __m512 zero = _mm512_setzero_ps();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
+    const bool masked = a.d.Masked(a.mask, b, t);
     for (int q = 0; q < 4; ++q) {
       const __mmask16 mq = m[q];
       if (mq == 0) continue;
       const int64_t u = u0 + 16 * q;
+      if (masked) {  // h and c passed through: dh and dc pass on; no gate gradients
+        S* dz = a.dz + a.d.Row(b, t) * G + u;
+        for (int k = 0; k < 4; ++k) Store(mq, dz + k * H, zero);
+        Store(mq, a.dhc + b * H + u, acc[r][q]);
+        if (t == T - 1) Store(mq, a.dc0 + b * H + u, Load(mq, a.dcT + b * H + u));
+        continue;
+      }
+      if (a.mask != nullptr) Store(mq, a.dhc + b * H + u, zero);
       const __m512 c = Load(mq, a.cseq + a.d.Row(b, t) * H + u);
       const __m512 c_prev =
           t == 0 ? Load(mq, a.c0 + b * H + u) : Load(mq, a.cseq + a.d.Row(b, t - 1) * H + u);
@@ -151,7 +175,7 @@ namespace {
 
 ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
                        ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
-                       ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
+                       ffi::AnyBuffer mask, ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
                        ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> gates,
                        ffi::Result<ffi::AnyBuffer> cseq, ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
@@ -160,6 +184,8 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                              gates->element_count(), &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence, save = d.save;
+  const uint8_t* steps = nullptr;
+  JRNN_CHECK(ReadMask(mask, B, T, &steps));
   return ByStorage("LSTM", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
@@ -210,7 +236,8 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                    Data<S>(cT) + state,
                    (kIsF32<S> ? reinterpret_cast<float*>(Data<S>(cT)) : c32.data()) + state,
                    save ? Data<float>(gates) + k * B * T * 4 * H : nullptr,
-                   save ? Data<float>(cseq) + k * B * T * H : nullptr});
+                   save ? Data<float>(cseq) + k * B * T * H : nullptr,
+                   steps});
     }
     if (save) AdviseHugePages(gates, cseq, y);
     Forward(pool, a);
@@ -223,8 +250,9 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
 
 ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuffer cseq,
                        ffi::AnyBuffer y, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer dy,
-                       ffi::AnyBuffer dhT, ffi::AnyBuffer dcT, ffi::Result<ffi::AnyBuffer> dz,
-                       ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dc0,
+                       ffi::AnyBuffer dhT, ffi::AnyBuffer dcT, ffi::AnyBuffer mask,
+                       ffi::Result<ffi::AnyBuffer> dz, ffi::Result<ffi::AnyBuffer> hprev,
+                       ffi::Result<ffi::AnyBuffer> dc0, ffi::Result<ffi::AnyBuffer> dhc,
                        ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   const auto gd = gates.dimensions();
@@ -232,6 +260,8 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jrnn native LSTM: gates must be (B, T, 4H)");
   }
   const int64_t B = gd[0], T = gd[1], H = gd[2] / 4;
+  const uint8_t* steps = nullptr;
+  JRNN_CHECK(ReadMask(mask, B, T, &steps));
   return ByStorage("LSTM", dy.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
@@ -245,7 +275,8 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
                            {"cseq", cseq.element_type(), f32},
                            {"dhT", dhT.element_type(), f32},
                            {"dcT", dcT.element_type(), f32},
-                           {"dc0", dc0->element_type(), f32}}));
+                           {"dc0", dc0->element_type(), f32},
+                           {"dhc", dhc->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 4 * H, 64));
     JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, H}));
@@ -256,7 +287,15 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
     JRNN_CHECK(CheckDims("dcT", dcT.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, 4 * H}));
     JRNN_CHECK(CheckDims("hprev", hprev->dimensions(), {B, T, H}));
+    JRNN_CHECK(CheckDims("dhc", dhc->dimensions(), {B, H}));
     if (B == 0 || H == 0) return ffi::Error::Success();
+    // dhc: the dh that reaches h0 directly (past masked first steps); zero without a mask.
+    float* carried = Data<float>(dhc);
+    if (steps != nullptr || T == 0) {
+      std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, carried);
+    } else {
+      std::fill(carried, carried + B * H, 0.0f);
+    }
     if (T == 0) {
       std::copy(Data<float>(dcT), Data<float>(dcT) + B * H, Data<float>(dc0));
       return ffi::Error::Success();
@@ -264,7 +303,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
     BwdArgs<S> a{{B, T, H, reverse},        Data<S>(rtpack),   Data<float>(gates), Data<float>(cseq),
                  Data<S>(y),       Data<S>(h0),       Data<S>(c0),        Data<S>(dy),
                  Data<float>(dhT), Data<float>(dcT),  Data<S>(dz),        Data<S>(hprev),
-                 Data<float>(dc0)};
+                 Data<float>(dc0), steps,          carried};
     Backward(pool, a);
     return ffi::Error::Success();
   });
@@ -277,7 +316,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_fwd, jrnn::LstmFwdImpl,
-                              (jrnn::AnyBinding<6, 5>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<7, 5>().Attr<bool>("reverse")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_bwd, jrnn::LstmBwdImpl,
-                              (jrnn::AnyBinding<9, 3>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<10, 4>().Attr<bool>("reverse")));
