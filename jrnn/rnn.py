@@ -217,21 +217,24 @@ class RNN(Configurable, nnx.Module):
         those activations and channels_last, float32 only; a stack of such cells, one
         kernel per cell, input dropout of inner cells included), a float32 or
         bfloat16 compute dtype (bfloat16 needs AVX512_BF16), the CPU backend, a CPU with
-        AVX-512, inputs and weights not sharded over a mesh, and no mask, recurrent
-        dropout, per-gate input dropout masks, ``constants`` or recorded activations in the
-        call (``remat`` works on both paths). True: require it (an error names what
-        prevents it). False: always the XLA scan. Both compute the same function (float32
-        rounding differs, ~1e-6; in bfloat16 the kernel accumulates products and keeps the
-        gate maths and LSTM's ``c`` in float32, rounding ``h`` once per step, where the scan
-        rounds every operation, as Keras does); the native path has reverse-mode autodiff
+        AVX-512, inputs and weights not sharded over a mesh, and no recurrent dropout,
+        per-gate input dropout masks, ``constants`` or recorded activations in the call
+        (``remat`` works on both paths; masks of any pattern run on the LSTM, GRU and
+        SimpleRNN kernels, which keep the state at masked steps, not on ConvLSTM's).
+        True: require it (an error names what prevents it). False: always the XLA scan.
+        Both compute the same function (float32 rounding differs, ~1e-6; in bfloat16 the
+        kernel accumulates products and keeps the gate maths and LSTM's ``c`` in float32,
+        rounding ``h`` once per step, where the scan rounds every operation, as Keras
+        does); the native path has reverse-mode autodiff
         (``grad``, ``vjp``) but no forward mode (``jvp``, ``jacfwd``): use False there.
         ``JRNN_NATIVE=0`` in the environment turns it off process-wide. On the GPU
         backend the kernel is cuDNN's, for LSTM cells only (LSTM, CuDNNLSTM, stacks of
         LSTM cells, Bidirectional LSTM in one call; :mod:`jrnn.native.cudnn`), float32,
-        under the same conditions except the CPU ones; GRU and SimpleRNN run the XLA scan
-        with the input projection hoisted. ``use_cudnn=False`` on an LSTM layer keeps it
-        off cuDNN; ``use_cudnn=True`` demands the native kernel of the backend, as
-        ``native=True`` does (Keras raises there too when cuDNN cannot run the call).
+        under the same conditions except the CPU ones and with no mask; GRU and
+        SimpleRNN run the XLA scan with the input projection hoisted. ``use_cudnn=False``
+        on an LSTM layer keeps it off cuDNN; ``use_cudnn=True`` demands the native kernel
+        of the backend, as ``native=True`` does (Keras raises there too when cuDNN cannot
+        run the call).
       batch_size: for stateful layers, create the state variables now (otherwise the
         first call creates them).
       name: Keras layer name (kept for importers and inspection).

@@ -246,7 +246,10 @@ def test_function_api_under_jit_and_vmap():
 def test_native_true_names_what_prevents_it():
     x = _inputs((2, 3, 4))
     with pytest.raises(ValueError, match=r"native=True.*has a mask"):
-        jrnn.GRU(5, 4, native=True, rngs=nnx.Rngs(0))(x, mask=jnp.ones((2, 3), bool))
+        conv = jrnn.ConvLSTM1D(
+            2, 3, in_channels=4, spatial_shape=(5,), native=True, rngs=nnx.Rngs(0)
+        )
+        conv(jnp.ones((2, 3, 5, 4)), mask=jnp.ones((2, 3), bool))
     with pytest.raises(ValueError, match=r"native=True.*no native kernel"):
         jrnn.LSTM(5, 4, activation="relu", native=True, rngs=nnx.Rngs(0))(x)
     with pytest.raises(ValueError, match=r"native=True.*GRUCell in this configuration"):
@@ -441,27 +444,29 @@ def _stack_pair(features=4, **kw):
     [{}, {"go_backwards": True}, {"remat": 3}, {"return_sequences": False}],
     ids=lambda kw: ",".join(kw) or "default",
 )
-def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw):
+@pytest.mark.parametrize("masked", [False, True])
+def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw, masked):
     native, scan = _stack_pair()
     for layer in (native, scan):
         for key, value in kw.items():
             setattr(layer, key, value)
     x = _inputs((5, 11, 4))
+    call = {"mask": _step_mask(5, 11)} if masked else {}
     rng = np.random.default_rng(4)
     states = tuple(
         tuple(jnp.asarray(rng.standard_normal((5, u)) * 0.5, jnp.float32) for _ in range(n))
         for u, n in ((7, 2), (6, 1), (5, 1))
     )
     for a, b in zip(
-        jax.tree_util.tree_leaves(native(x, initial_state=states)),
-        jax.tree_util.tree_leaves(scan(x, initial_state=states)),
+        jax.tree_util.tree_leaves(native(x, initial_state=states, **call)),
+        jax.tree_util.tree_leaves(scan(x, initial_state=states, **call)),
     ):
         assert_close(a, b, time=11)
 
     def loss(m, x, states):
         return sum(
             jnp.sum(jnp.sin(v) * (i + 1))
-            for i, v in enumerate(jax.tree_util.tree_leaves(m(x, initial_state=states)))
+            for i, v in enumerate(jax.tree_util.tree_leaves(m(x, initial_state=states, **call)))
         )
 
     grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
@@ -469,9 +474,10 @@ def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw):
         scale = max(1.0, float(jnp.max(jnp.abs(b))))  # sums of many terms: relative
         assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
     # The kernel path ran: the jaxpr holds one forward kernel call per cell.
-    text = str(jax.make_jaxpr(lambda x: native(x, initial_state=states))(x))
+    text = str(jax.make_jaxpr(lambda x: native(x, initial_state=states, **call))(x))
     for target in ("jrnn_lstm_fwd", "jrnn_gru_fwd", "jrnn_simple_fwd"):
         assert target in text
+    assert "scan[" not in text or kw.get("remat")
 
 
 @needs_kernel
@@ -799,7 +805,7 @@ def _step_mask(batch, time, seed=5):
     return jnp.asarray(mask)
 
 
-MASKED_LAYERS = [layer for layer in LAYERS if layer.__name__.lower() in {"lstm"}]
+MASKED_LAYERS = LAYERS  # every native dense kernel takes masks
 
 
 @needs_kernel

@@ -17,7 +17,8 @@ registers. ``reverse=True`` runs from the last time index to the first with each
 at its input's index (Keras' ``go_backwards`` without flipped copies of the inputs and
 outputs), and :func:`lstm_bidirectional`, :func:`gru_bidirectional` and
 :func:`simple_rnn_bidirectional` run both directions of a ``Bidirectional`` layer in one
-call, writing the concatenated output directly. Their
+call, writing the concatenated output directly. All of them take Keras' masks
+(``mask=``, ``(batch, time)`` booleans): a masked step keeps the state and outputs it. Their
 backward kernels produce the gate pre-activation gradients; the weight and input
 gradients are large GEMMs left to XLA. XLA:CPU maps a training step's temporaries afresh on
 every call and each page faults on first touch, so the training path keeps them few: the
@@ -83,7 +84,7 @@ BFLOAT16_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
 #: The kernels that run backwards in time in place (``reverse=True``).
 REVERSIBLE_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
 #: The kernels that take a step mask (``mask=``: Keras' masking).
-MASKED_KERNELS = frozenset({"lstm"})
+MASKED_KERNELS = frozenset({"lstm", "gru", "simple_rnn"})
 _F32 = jnp.float32
 _BF16 = jnp.bfloat16
 
@@ -415,30 +416,23 @@ def _lstm_bwd(sequence, reverse, res, cotangents):
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 
-def _two_directions(primal, one_fwd, one_bwd, masked=False):
+def _two_directions(primal, one_fwd, one_bwd):
     """``run(sequence, x, mask, *stacked)``: a custom-VJP function of both directions of a
-    bidirectional layer. ``primal(x, *stacked, sequence)`` (``masked``: ``primal(x,
-    *stacked, sequence, mask)``) is the one forward call over ``stacked`` (each argument
-    with a leading axis of 2: forward's, backward's) giving ``(y (batch, time, 2H), *finals
-    (2, batch, H))``. Training runs the two directions as two calls of the one-direction
-    rules ``one_fwd(x, *args, [mask,] sequence, reverse)`` and ``one_bwd(sequence, reverse,
-    residuals, cotangents)``: each backward kernel aliases its own direction's saved
-    arrays, which a slice of one ``(2, ...)`` array could not give it. ``mask``: the steps'
-    mask ``(batch, time)`` of a ``masked`` kernel's call (else None)."""
-
-    def with_mask(mask):
-        if mask is not None and not masked:
-            raise ValueError("jrnn.native: this kernel takes no mask")
-        return (mask,) if masked else ()
+    bidirectional layer. ``primal(x, *stacked, sequence, mask)`` is the one forward call
+    over ``stacked`` (each argument with a leading axis of 2: forward's, backward's) giving
+    ``(y (batch, time, 2H), *finals (2, batch, H))``; ``mask``: the steps' mask ``(batch,
+    time)`` or None. Training runs the two directions as two calls of the one-direction
+    rules ``one_fwd(x, *args, mask, sequence, reverse)`` and ``one_bwd(sequence, reverse,
+    residuals, cotangents)`` (whose last gradient is the mask's, None): each backward
+    kernel aliases its own direction's saved arrays, which a slice of one ``(2, ...)``
+    array could not give it."""
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
     def run(sequence, x, mask, *stacked):
-        return primal(x, *stacked, sequence, *with_mask(mask))
+        return primal(x, *stacked, sequence, mask)
 
     def fwd(sequence, x, mask, *stacked):
-        outs, res = zip(
-            *(one_fwd(x, *(a[k] for a in stacked), *with_mask(mask), True, k == 1) for k in (0, 1))
-        )
+        outs, res = zip(*(one_fwd(x, *(a[k] for a in stacked), mask, True, k == 1) for k in (0, 1)))
         y = jnp.concatenate([o[0] for o in outs], axis=-1)
         finals = [jnp.stack([o[i] for o in outs]) for i in range(1, len(outs[0]))]
         return (y if sequence else jnp.zeros((0,), y.dtype), *finals), res
@@ -453,7 +447,7 @@ def _two_directions(primal, one_fwd, one_bwd, masked=False):
 
         grads = [direction(k) for k in (0, 1)]
         dx = grads[0][0] + grads[1][0]
-        arrays = len(grads[0]) - (1 if masked else 0)  # a masked rule's last is the mask's
+        arrays = len(grads[0]) - 1  # the last is the mask's
         return (dx, None, *(jnp.stack([g[i] for g in grads]) for i in range(1, arrays)))
 
     run.defvjp(fwd, bwd)
@@ -466,12 +460,11 @@ _lstm_bi = _two_directions(
     )[:3],
     _lstm_fwd,
     _lstm_bwd,
-    masked=True,
 )
 
 
 # ---------------------------------------------------------------------------- GRU
-def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool, reverse: bool):
+def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool, reverse: bool, mask=None):
     """The forward kernel over D directions side by side (as :func:`_lstm_forward`):
     ``w (D, F, 3H)``, ``bi``/``br (D, 3H)``, ``r (D, H, 3H)``, ``h0 (D, batch, H)``."""
     dt = _storage_dtype(x=x, kernel=w, input_bias=bi, recurrent_bias=br, recurrent_kernel=r, h0=h0)
@@ -483,7 +476,16 @@ def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool, reverse: bool)
     # Input panels hold (x_h, x_z, x_r), recurrent ones (m_z, m_r, m_h): see gru.cc.
     wp, rp = _weights(_pack(w, 3, (2, 0, 1))), _weights(_pack(r, 3, (0, 1, 2)))
     return _call(
-        "jrnn_gru_fwd", outs, x, wp, bi.astype(_F32), br.astype(_F32), rp, h0, reverse=reverse
+        "jrnn_gru_fwd",
+        outs,
+        x,
+        wp,
+        bi.astype(_F32),
+        br.astype(_F32),
+        rp,
+        h0,
+        _steps(mask),
+        reverse=reverse,
     )
 
 
@@ -497,6 +499,7 @@ def gru(
     *,
     sequence: bool = True,
     reverse: bool = False,
+    mask: Array | None = None,
 ):
     """A GRU with ``reset_after=True`` (Keras 3's default and CuDNNGRU's maths) over a
     whole sequence, sigmoid gates and tanh activation, float32 or bfloat16 (as
@@ -508,37 +511,37 @@ def gru(
       bi, br: the input and recurrent biases ``(3H,)`` (Keras' ``bias[0]``, ``bias[1]``).
       r: the recurrent kernel ``(H, 3H)``.
       h0: initial state ``(batch, H)``.
-      sequence, reverse: as :func:`lstm`.
+      sequence, reverse, mask: as :func:`lstm`.
 
     Returns:
       ``(y, h_T)``: the outputs ``(batch, time, H)`` (or None) and the final state.
     """
-    y, h = _gru(x, w, bi, br, r, h0, sequence, reverse)
+    y, h = _gru(x, w, bi, br, r, h0, mask, sequence, reverse)
     return (y if sequence else None), h
 
 
-def _gru_one(x, w, bi, br, r, h0, sequence, save, reverse):
+def _gru_one(x, w, bi, br, r, h0, mask, sequence, save, reverse):
     """:func:`_gru_forward` of one direction: ``(y, h_T (batch, H), *saved)``."""
     y, h, *saved = _gru_forward(
-        x, w[None], bi[None], br[None], r[None], h0[None], sequence, save=save, reverse=reverse
+        x, w[None], bi[None], br[None], r[None], h0[None], sequence, save, reverse, mask
     )
     return y, h[0], *saved
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _gru(x, w, bi, br, r, h0, sequence, reverse):
-    y, h, *_ = _gru_one(x, w, bi, br, r, h0, sequence, save=False, reverse=reverse)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _gru(x, w, bi, br, r, h0, mask, sequence, reverse):
+    y, h, *_ = _gru_one(x, w, bi, br, r, h0, mask, sequence, save=False, reverse=reverse)
     return y, h
 
 
-def _gru_fwd(x, w, bi, br, r, h0, sequence, reverse):
-    y, h, *saved = _gru_one(x, w, bi, br, r, h0, True, save=True, reverse=reverse)
+def _gru_fwd(x, w, bi, br, r, h0, mask, sequence, reverse):
+    y, h, *saved = _gru_one(x, w, bi, br, r, h0, mask, True, save=True, reverse=reverse)
     out = y if sequence else jnp.zeros((0,), y.dtype)
-    return (out, h), (x, w, r, h0, y, saved)
+    return (out, h), (x, w, r, h0, mask, y, saved)
 
 
 def _gru_bwd(sequence, reverse, res, cotangents):
-    x, w, r, h0, y, saved = res
+    x, w, r, h0, mask, y, saved = res
     dy, dh = cotangents
     dt = y.dtype
     batch, time, h = y.shape
@@ -554,11 +557,12 @@ def _gru_bwd(sequence, reverse, res, cotangents):
         h0,
         dy.astype(dt),
         dh.astype(_F32),
+        _steps(mask),
         aliases={1: 0, 2: 1, 3: 2, 6: 3} if dt == _F32 else {6: 3},
         reverse=reverse,
     )
     dx, dw, dbi, dbr, dr, dh0_rec = _product_grads(x, w, r, h_prev, [gzr, gax], [gzr, gah], reverse)
-    return _like((dx, dw, dbi, dbr, dr, dh0 + dh0_rec), (x, w, x, x, r, h0))
+    return (*_like((dx, dw, dbi, dbr, dr, dh0 + dh0_rec), (x, w, x, x, r, h0)), None)
 
 
 _gru.defvjp(_gru_fwd, _gru_bwd)
@@ -573,21 +577,23 @@ def gru_bidirectional(
     h0: Array,
     *,
     sequence: bool = True,
+    mask: Array | None = None,
 ):
     """A bidirectional GRU (``reset_after=True``) in one kernel call, as
-    :func:`lstm_bidirectional`: every argument but ``x`` stacks forward's and backward's
-    (``w (2, F, 3H)``, ``bi``/``br (2, 3H)``, ``r (2, H, 3H)``, ``h0 (2, batch, H)``).
+    :func:`lstm_bidirectional`: every argument but ``x`` and ``mask`` stacks forward's and
+    backward's (``w (2, F, 3H)``, ``bi``/``br (2, 3H)``, ``r (2, H, 3H)``, ``h0 (2, batch,
+    H)``).
 
     Returns:
       ``(y, h_T)``: ``y (batch, time, 2H)`` (or None) and the final states ``(2, batch, H)``.
     """
-    y, h = _gru_bi(sequence, x, None, w, bi, br, r, h0)
+    y, h = _gru_bi(sequence, x, mask, w, bi, br, r, h0)
     return (y if sequence else None), h
 
 
 _gru_bi = _two_directions(
-    lambda x, w, bi, br, r, h0, sequence: _gru_forward(
-        x, w, bi, br, r, h0, sequence, save=False, reverse=False
+    lambda x, w, bi, br, r, h0, sequence, mask: _gru_forward(
+        x, w, bi, br, r, h0, sequence, False, False, mask
     )[:2],
     _gru_fwd,
     _gru_bwd,
@@ -604,6 +610,7 @@ def simple_rnn(
     *,
     sequence: bool = True,
     reverse: bool = False,
+    mask: Array | None = None,
 ):
     """A SimpleRNN with tanh (Keras' default) over a whole sequence, float32 or bfloat16
     (as :func:`lstm`).
@@ -612,16 +619,16 @@ def simple_rnn(
       x: inputs ``(batch, time, F)``.
       w: the kernel ``(F, H)``; b: the bias ``(H,)``; r: the recurrent kernel ``(H, H)``.
       h0: initial state ``(batch, H)``.
-      sequence, reverse: as :func:`lstm`.
+      sequence, reverse, mask: as :func:`lstm`.
 
     Returns:
       ``(y, h_T)``: the outputs ``(batch, time, H)`` (or None) and the final state.
     """
-    y, h = _simple(x, w, b, r, h0, sequence, reverse)
+    y, h = _simple(x, w, b, r, h0, mask, sequence, reverse)
     return (y if sequence else None), h
 
 
-def _simple_forward(x, w, b, r, h0, sequence: bool, reverse: bool):
+def _simple_forward(x, w, b, r, h0, sequence: bool, reverse: bool, mask=None):
     """The forward kernel over D directions side by side (as :func:`_lstm_forward`):
     ``w (D, F, H)``, ``b (D, H)``, ``r (D, H, H)``, ``h0 (D, batch, H)``."""
     dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0)
@@ -629,62 +636,73 @@ def _simple_forward(x, w, b, r, h0, sequence: bool, reverse: bool):
     d, h = r.shape[0], r.shape[1]
     outs = [((batch, time, d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
     wp, rp = _weights(_panels64(w)), _weights(_panels64(r))
-    return _call("jrnn_simple_fwd", outs, x, wp, b.astype(_F32), rp, h0, reverse=reverse)
+    return _call(
+        "jrnn_simple_fwd", outs, x, wp, b.astype(_F32), rp, h0, _steps(mask), reverse=reverse
+    )
 
 
-def _simple_one(x, w, b, r, h0, sequence, reverse):
-    y, h = _simple_forward(x, w[None], b[None], r[None], h0[None], sequence, reverse)
+def _simple_one(x, w, b, r, h0, mask, sequence, reverse):
+    y, h = _simple_forward(x, w[None], b[None], r[None], h0[None], sequence, reverse, mask)
     return y, h[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _simple(x, w, b, r, h0, sequence, reverse):
-    return _simple_one(x, w, b, r, h0, sequence, reverse)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _simple(x, w, b, r, h0, mask, sequence, reverse):
+    return _simple_one(x, w, b, r, h0, mask, sequence, reverse)
 
 
-def _simple_fwd(x, w, b, r, h0, sequence, reverse):
-    y, h = _simple_one(x, w, b, r, h0, True, reverse)
-    return ((y if sequence else jnp.zeros((0,), y.dtype)), h), (x, w, r, h0, y)
+def _simple_fwd(x, w, b, r, h0, mask, sequence, reverse):
+    y, h = _simple_one(x, w, b, r, h0, mask, True, reverse)
+    return ((y if sequence else jnp.zeros((0,), y.dtype)), h), (x, w, r, h0, mask, y)
 
 
 def _simple_bwd(sequence, reverse, res, cotangents):
-    x, w, r, h0, y = res
+    x, w, r, h0, mask, y = res
     dy, dh = cotangents
     if not sequence:
         dy = jnp.zeros(y.shape, y.dtype)
-    (dz,) = _call(
+    # dh_direct: the dh that reaches h0 past masked first steps (zero without a mask).
+    dz, dh_direct = _call(
         "jrnn_simple_bwd",
-        [(y.shape, y.dtype)],
+        [(y.shape, y.dtype), (dh.shape, _F32)],
         _weights(_pack_transposed(r)),
         y,
         dy.astype(y.dtype),
         dh.astype(_F32),
+        _steps(mask),
         aliases={2: 0},  # dz overwrites dy
         reverse=reverse,
     )
     dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, _h_prev(h0, y, reverse), [dz], [dz], reverse)
-    return _like((dx, dw, db, dr, dh0), (x, w, x, r, h0))
+    return (*_like((dx, dw, db, dr, dh0 + dh_direct), (x, w, x, r, h0)), None)
 
 
 _simple.defvjp(_simple_fwd, _simple_bwd)
 
 
 def simple_rnn_bidirectional(
-    x: Array, w: Array, b: Array, r: Array, h0: Array, *, sequence: bool = True
+    x: Array,
+    w: Array,
+    b: Array,
+    r: Array,
+    h0: Array,
+    *,
+    sequence: bool = True,
+    mask: Array | None = None,
 ):
     """A bidirectional SimpleRNN in one kernel call, as :func:`lstm_bidirectional`: every
-    argument but ``x`` stacks forward's and backward's (``w (2, F, H)``, ``b (2, H)``,
-    ``r (2, H, H)``, ``h0 (2, batch, H)``).
+    argument but ``x`` and ``mask`` stacks forward's and backward's (``w (2, F, H)``,
+    ``b (2, H)``, ``r (2, H, H)``, ``h0 (2, batch, H)``).
 
     Returns:
       ``(y, h_T)``: ``y (batch, time, 2H)`` (or None) and the final states ``(2, batch, H)``.
     """
-    y, h = _simple_bi(sequence, x, None, w, b, r, h0)
+    y, h = _simple_bi(sequence, x, mask, w, b, r, h0)
     return (y if sequence else None), h
 
 
 _simple_bi = _two_directions(
-    lambda x, w, b, r, h0, sequence: _simple_forward(x, w, b, r, h0, sequence, reverse=False),
+    lambda x, w, b, r, h0, sequence, mask: _simple_forward(x, w, b, r, h0, sequence, False, mask),
     _simple_fwd,
     _simple_bwd,
 )

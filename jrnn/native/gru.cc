@@ -24,7 +24,9 @@
 // stored (the next step reads that). The biases and the saved gates stay float32; the
 // backward kernel is float32 only. bfloat16 panels interleave pairs of rows (common.h).
 //
-// Backwards in time and D directions per forward call: as the LSTM kernel (lstm.cc).
+// Backwards in time, D directions per forward call and masks: as the LSTM kernel (lstm.cc);
+// a masked step keeps h, and its backward step writes zero gate gradients and passes all
+// of dh to the step before (through dh0, which carries dh·z otherwise).
 //
 // Layouts (row-major float32; gate blocks z, r, h in Keras' order; the forward kernel's
 // per-direction arrays have a leading D, its saved ones too unless D = 1):
@@ -55,6 +57,7 @@ struct GruFwdArgs {
   HSeq<S> h;
   S* hT;
   float *zr, *hh, *mh;  // null unless saving for the backward pass
+  const uint8_t* mask;  // (B, T), 0: the step keeps h; null: none
 };
 
 template <int MR, typename S>
@@ -82,7 +85,7 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
     const __m512 hh = Tanh(_mm512_fmadd_ps(rr, acc[r][3], acc[r][0]));
     const __m512 hp = Load(m, hprev + r * ldh + u0);
     // h = z h_prev + (1 - z) h~ = h~ + z (h_prev - h~)
-    const __m512 h = _mm512_fmadd_ps(z, _mm512_sub_ps(hp, hh), hh);
+    const __m512 h = a.d.Masked(a.mask, b, t) ? hp : _mm512_fmadd_ps(z, _mm512_sub_ps(hp, hh), hh);
     Store(m, a.h.Out(t, b) + u0, h);
     if (t == T - 1) Store(m, a.hT + b * H + u0, h);
     if (a.zr != nullptr) {
@@ -113,7 +116,8 @@ struct GruBwdArgs {
   const S *y, *h0, *dy;
   const float* dhT;
   S *gzr, *gax, *gah, *hprev;
-  float* dh0;  // also carries dh·z between steps
+  float* dh0;  // also carries dh·z between steps (all of dh past a masked step)
+  const uint8_t* mask;  // (B, T), 0: a step that kept h; null: none
 };
 
 template <int MR, typename S>
@@ -127,14 +131,23 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64
   IncomingDh<MR, S>(acc, m, a.d, 2 * H, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gzr,
                     a.rtpack, a.gah, H);
   StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
-  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
+    const bool masked = a.d.Masked(a.mask, b, t);
     for (int q = 0; q < 4; ++q) {
       const __mmask16 mq = m[q];
       if (mq == 0) continue;
       const int64_t u = u0 + 16 * q;
       const int64_t row = a.d.Row(b, t);
+      if (masked) {  // h passed through: dh passes on; no gate gradients
+        Store(mq, a.gzr + row * 2 * H + u, zero);
+        Store(mq, a.gzr + row * 2 * H + H + u, zero);
+        Store(mq, a.gax + row * H + u, zero);
+        Store(mq, a.gah + row * H + u, zero);
+        Store(mq, a.dh0 + b * H + u, acc[r][q]);
+        continue;
+      }
       const __m512 z = Load(mq, a.zr + row * 2 * H + u), rr = Load(mq, a.zr + row * 2 * H + H + u);
       const __m512 hh = Load(mq, a.hh + row * H + u), mh = Load(mq, a.mh + row * H + u);
       const __m512 hp =
@@ -172,7 +185,8 @@ namespace {
 
 ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                       ffi::AnyBuffer br, ffi::AnyBuffer rpack, ffi::AnyBuffer h0,
-                      ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
+                      ffi::AnyBuffer mask, ffi::Result<ffi::AnyBuffer> y,
+                      ffi::Result<ffi::AnyBuffer> hT,
                       ffi::Result<ffi::AnyBuffer> zr, ffi::Result<ffi::AnyBuffer> hh,
                       ffi::Result<ffi::AnyBuffer> mh, ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
@@ -181,6 +195,8 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                              zr->element_count(), &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence, save = d.save;
+  const uint8_t* steps = nullptr;
+  JRNN_CHECK(ReadMask(mask, B, T, &steps));
   return ByStorage("GRU", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
@@ -227,7 +243,8 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                    Data<S>(hT) + state,
                    save ? Data<float>(zr) + 2 * saved : nullptr,
                    save ? Data<float>(hh) + saved : nullptr,
-                   save ? Data<float>(mh) + saved : nullptr});
+                   save ? Data<float>(mh) + saved : nullptr,
+                   steps});
     }
     if (save) AdviseHugePages(zr, hh, mh, y);
     GruForward(pool, a);
@@ -240,7 +257,7 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
 
 ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer hh,
                       ffi::AnyBuffer mh, ffi::AnyBuffer y, ffi::AnyBuffer h0, ffi::AnyBuffer dy,
-                      ffi::AnyBuffer dhT, ffi::Result<ffi::AnyBuffer> gzr,
+                      ffi::AnyBuffer dhT, ffi::AnyBuffer mask, ffi::Result<ffi::AnyBuffer> gzr,
                       ffi::Result<ffi::AnyBuffer> gax, ffi::Result<ffi::AnyBuffer> gah,
                       ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dh0,
                       ffi::ThreadPool pool, bool reverse) {
@@ -250,6 +267,8 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jrnn native GRU: hh must be (B, T, H)");
   }
   const int64_t B = hd[0], T = hd[1], H = hd[2];
+  const uint8_t* steps = nullptr;
+  JRNN_CHECK(ReadMask(mask, B, T, &steps));
   return ByStorage("GRU", dy.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
@@ -285,7 +304,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
     GruBwdArgs<S> a{{B, T, H, reverse},      Data<S>(rtpack), Data<float>(zr),  Data<float>(hh),
                     Data<float>(mh), Data<S>(y),     Data<S>(h0),      Data<S>(dy),
                     Data<float>(dhT), Data<S>(gzr),  Data<S>(gax),     Data<S>(gah),
-                    Data<S>(hprev), Data<float>(dh0)};
+                    Data<S>(hprev), Data<float>(dh0), steps};
     GruBackward(pool, a);
     return ffi::Error::Success();
   });
@@ -298,7 +317,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_fwd, jrnn::GruFwdImpl,
-                              (jrnn::AnyBinding<6, 5>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<7, 5>().Attr<bool>("reverse")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_bwd, jrnn::GruBwdImpl,
-                              (jrnn::AnyBinding<8, 5>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<9, 5>().Attr<bool>("reverse")));

@@ -12,7 +12,8 @@
 // in float32, tanh is float32 and h is rounded to bfloat16 as it is stored; the bias stays
 // float32 and the backward kernel is float32 only (common.h: bfloat16 panels).
 //
-// Backwards in time and D directions per forward call: as the LSTM kernel (lstm.cc).
+// Backwards in time, D directions per forward call and masks: as the LSTM kernel
+// (lstm.cc), with `dhc` (B, H) carrying dh past masked steps.
 //
 // Layouts (row-major float32; the forward kernel's b, h0, hT and packed weights have a
 // leading D, and its y is (B, T, D H)):
@@ -39,6 +40,7 @@ struct SimpleFwdArgs {
   const S* rpack;
   HSeq<S> h;
   S* hT;
+  const uint8_t* mask;  // (B, T), 0: the step keeps h; null: none
 };
 
 template <int MR, typename S>
@@ -58,9 +60,10 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
   Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
+    const bool masked = a.d.Masked(a.mask, b, t);
     for (int q = 0; q < 4; ++q) {
       if (m[q] == 0) continue;
-      const __m512 h = Tanh(acc[r][q]);
+      const __m512 h = masked ? Load(m[q], hprev + r * ldh + u0 + 16 * q) : Tanh(acc[r][q]);
       Store(m[q], a.h.Out(t, b) + u0 + 16 * q, h);
       if (t == T - 1) Store(m[q], a.hT + b * H + u0 + 16 * q, h);
     }
@@ -73,6 +76,8 @@ struct SimpleBwdArgs {
   const S *rtpack, *y, *dy;
   const float* dhT;
   S* dz;
+  const uint8_t* mask;  // (B, T), 0: a step that kept h; null: none
+  float* dhc;           // with a mask: the dh a masked step passes to the step before (B, H)
 };
 
 template <int MR, typename S>
@@ -82,14 +87,20 @@ JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0,
   __mmask16 m[4];
   UnitMasks(H, p, m);
   __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR, S>(acc, m, a.d, H, t, b0, p, a.dy, t == T - 1 ? a.dhT : nullptr, a.dz,
-                    a.rtpack);
-  const __m512 one = _mm512_set1_ps(1.0f);
+  const float* carry = a.mask != nullptr ? a.dhc : (t == T - 1 ? a.dhT : nullptr);
+  IncomingDh<MR, S>(acc, m, a.d, H, t, b0, p, a.dy, carry, a.dz, a.rtpack);
+  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
+    const bool masked = a.d.Masked(a.mask, b, t);
     for (int q = 0; q < 4; ++q) {
       if (m[q] == 0) continue;
       const int64_t at = a.d.Row(b, t) * H + u0 + 16 * q;
+      if (a.mask != nullptr) Store(m[q], a.dhc + b * H + u0 + 16 * q, masked ? acc[r][q] : zero);
+      if (masked) {  // h passed through: dh passes on (dhc); no pre-activation gradient
+        Store(m[q], a.dz + at, zero);
+        continue;
+      }
       const __m512 h = Load(m[q], a.y + at);
       Store(m[q], a.dz + at, _mm512_mul_ps(acc[r][q], _mm512_fnmadd_ps(h, h, one)));
     }
@@ -104,13 +115,16 @@ namespace jrnn {
 namespace {
 
 ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
-                         ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::Result<ffi::AnyBuffer> y,
-                         ffi::Result<ffi::AnyBuffer> hT, ffi::ThreadPool pool, bool reverse) {
+                         ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::AnyBuffer mask,
+                         ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
+                         ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), 0, &d));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence;
+  const uint8_t* steps = nullptr;
+  JRNN_CHECK(ReadMask(mask, B, T, &steps));
   return ByStorage("SimpleRNN", x.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
@@ -142,7 +156,8 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
                    Data<S>(rpack) + k * (rpack.element_count() / D),
                    HSeq<S>::Make(sequence ? Data<S>(y) + k * H : nullptr, Data<S>(h0) + k * B * H,
                                  dk, D * H, &buffers[k]),
-                   Data<S>(hT) + k * B * H});
+                   Data<S>(hT) + k * B * H,
+                   steps});
     }
     RecurDirections(pool, a, (H + 63) / 64, B * (F + H) * H,
                     [](auto mr, const SimpleFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
@@ -156,8 +171,8 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
 }
 
 ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer dy,
-                         ffi::AnyBuffer dhT, ffi::Result<ffi::AnyBuffer> dz,
-                         ffi::ThreadPool pool, bool reverse) {
+                         ffi::AnyBuffer dhT, ffi::AnyBuffer mask, ffi::Result<ffi::AnyBuffer> dz,
+                         ffi::Result<ffi::AnyBuffer> dhc, ffi::ThreadPool pool, bool reverse) {
 #if defined(JRNN_X86)
   const auto yd = y.dimensions();
   if (yd.size() != 3) {
@@ -165,20 +180,32 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
                       "jrnn native SimpleRNN: y must be (B, T, H)");
   }
   const int64_t B = yd[0], T = yd[1], H = yd[2];
+  const uint8_t* steps = nullptr;
+  JRNN_CHECK(ReadMask(mask, B, T, &steps));
   return ByStorage("SimpleRNN", dy.element_type(), [&](auto s) -> ffi::Error {
     using S = decltype(s);
     constexpr ffi::DataType dt = kDataType<S>, f32 = ffi::DataType::F32;
     JRNN_CHECK(CheckTypes({{"rtpack", rtpack.element_type(), dt},
                            {"y", y.element_type(), dt},
                            {"dz", dz->element_type(), dt},
-                           {"dhT", dhT.element_type(), f32}}));
+                           {"dhT", dhT.element_type(), f32},
+                           {"dhc", dhc->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, H, 64));
     JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, H}));
-    if (B == 0 || H == 0 || T == 0) return ffi::Error::Success();
-    const SimpleBwdArgs<S> a{{B, T, H, reverse},   Data<S>(rtpack),  Data<S>(y),
-                             Data<S>(dy), Data<float>(dhT), Data<S>(dz)};
+    JRNN_CHECK(CheckDims("dhc", dhc->dimensions(), {B, H}));
+    if (B == 0 || H == 0) return ffi::Error::Success();
+    // dhc: the dh that reaches h0 directly (past masked first steps); zero without a mask.
+    float* carried = Data<float>(dhc);
+    if (steps != nullptr || T == 0) {
+      std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, carried);
+    } else {
+      std::fill(carried, carried + B * H, 0.0f);
+    }
+    if (T == 0) return ffi::Error::Success();
+    const SimpleBwdArgs<S> a{{B, T, H, reverse}, Data<S>(rtpack), Data<S>(y),   Data<S>(dy),
+                             Data<float>(dhT),   Data<S>(dz),     steps,        carried};
     Recur(pool, B, T, (H + 63) / 64, B * H * H, true,
           [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleBwdTile<mr(), S>(a, t, b0, p); });
     return ffi::Error::Success();
@@ -192,7 +219,7 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_fwd, jrnn::SimpleFwdImpl,
-                              (jrnn::AnyBinding<5, 2>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<6, 2>().Attr<bool>("reverse")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_bwd, jrnn::SimpleBwdImpl,
-                              (jrnn::AnyBinding<4, 1>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<5, 2>().Attr<bool>("reverse")));
