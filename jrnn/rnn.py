@@ -448,6 +448,10 @@ class RNN(Configurable, nnx.Module):
             out.append(g.astype(e.dtype))
         return jax.tree_util.tree_unflatten(treedef, out)
 
+    #: Whether Keras' ``use_cudnn=True`` demands the backend's fused kernel (LSTM: Keras
+    #: raises where cuDNN cannot run the call; its GRU's fast path on JAX is a plain scan).
+    _use_cudnn_demands_kernel = False
+
     # ------------------------------------------------------------------ call
     def _hoist(self) -> bool:
         if self.hoist_input_projection is not None:
@@ -604,10 +608,11 @@ class RNN(Configurable, nnx.Module):
 
     def _kernel_required(self) -> str | None:
         """The argument that demands the native kernel (``native=True``, or Keras'
-        ``use_cudnn=True`` on an LSTM or GRU layer), or None."""
+        ``use_cudnn=True`` on a layer whose Keras twin then demands cuDNN: LSTM), or
+        None."""
         if self.native:
             return "native=True"
-        if getattr(self, "use_cudnn", "auto") is True:
+        if self._use_cudnn_demands_kernel and getattr(self, "use_cudnn", "auto") is True:
             return "use_cudnn=True"
         return None
 

@@ -216,9 +216,11 @@ def test_what_does_not_dispatch_runs_the_scan_and_says_why(fake_gpu):
         with pytest.raises(ValueError, match=rf"native=True but .*{why}"):
             required = make(native=True)
             required(inputs, **call)
-    # Keras' use_cudnn=True demands cuDNN, as Keras does.
+    # Keras' use_cudnn=True demands cuDNN of an LSTM, as Keras does; a GRU's is ignored
+    # (Keras-on-JAX's GRU fast path is a scan, as jrnn's GRU on GPU).
     with pytest.raises(ValueError, match=r"use_cudnn=True but .*a mask"):
         jrnn.LSTM(4, 5, use_cudnn=True, rngs=nnx.Rngs(0))(x, mask=mask)
+    assert jrnn.GRU(4, 5, use_cudnn=True, rngs=nnx.Rngs(0))(x).shape == (3, 4)
 
 
 def test_use_cudnn_true_off_gpu_names_the_backend():

@@ -113,10 +113,11 @@ class GRU(RNN):
     """Gated recurrent unit layer (Keras ``GRU``), ``reset_after`` True (default) or False.
 
     Args: ``units``, ``in_features`` and every argument of :class:`jrnn.GRUCell` and
-    :class:`jrnn.RNN`; ``use_cudnn`` ("auto", True, False) as :class:`jrnn.LSTM` (JAX
-    has no cuDNN GRU: on GPU the GRU runs the XLA scan with its input projection hoisted,
-    as Keras-on-JAX's GRU does, so True raises there). On CPU a ``reset_after=True`` GRU
-    runs on jrnn's native kernel where it applies (``native``, see :class:`jrnn.RNN`).
+    :class:`jrnn.RNN`; ``use_cudnn`` ("auto", True, False) is accepted and changes
+    nothing: JAX has no cuDNN GRU, so on GPU the GRU runs the XLA scan with its input
+    projection hoisted, which is what Keras-on-JAX's GRU "fast path" does too. On CPU a
+    ``reset_after=True`` GRU runs on jrnn's native kernel where it applies (``native``,
+    see :class:`jrnn.RNN`).
 
     Call: as :class:`jrnn.SimpleRNN`; ``return_state`` gives ``(output, h)``.
 
@@ -198,6 +199,8 @@ class LSTM(RNN):
       >>> y.shape, h.shape, c.shape
       ((2, 7, 4), (2, 4), (2, 4))
     """
+
+    _use_cudnn_demands_kernel = True  # see jrnn.RNN
 
     def __init__(
         self,
