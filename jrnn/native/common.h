@@ -157,6 +157,20 @@ S* Data(ffi::Result<ffi::AnyBuffer>& b) {
   return reinterpret_cast<S*>(b->untyped_data());
 }
 
+// A backward kernel's dh carry `dhc` (B, H, float32), which returns the dh that reaches h0
+// directly (past masked first steps): dhT when `carries` (a mask, or T = 0), else zeros.
+inline float* StartCarry(ffi::Result<ffi::AnyBuffer>& dhc, ffi::AnyBuffer dhT, bool carries) {
+  float* out = Data<float>(dhc);
+  const float* from = Data<float>(dhT);
+  const size_t n = dhT.element_count();
+  if (carries) {
+    std::copy(from, from + n, out);
+  } else {
+    std::fill(out, out + n, 0.0f);
+  }
+  return out;
+}
+
 // The sizes of a forward call, read from x (B, T, F) and h0 (B, H), with the output
 // sequence y checked against them: (B, T, H), or empty when the caller does not want it.
 // saved: the element count of what the call saves for the backward pass (0: nothing),

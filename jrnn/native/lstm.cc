@@ -289,13 +289,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
     JRNN_CHECK(CheckDims("hprev", hprev->dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhc", dhc->dimensions(), {B, H}));
     if (B == 0 || H == 0) return ffi::Error::Success();
-    // dhc: the dh that reaches h0 directly (past masked first steps); zero without a mask.
-    float* carried = Data<float>(dhc);
-    if (steps != nullptr || T == 0) {
-      std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, carried);
-    } else {
-      std::fill(carried, carried + B * H, 0.0f);
-    }
+    float* carried = StartCarry(dhc, dhT, steps != nullptr || T == 0);
     if (T == 0) {
       std::copy(Data<float>(dcT), Data<float>(dcT) + B * H, Data<float>(dc0));
       return ffi::Error::Success();

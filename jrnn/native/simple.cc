@@ -196,13 +196,7 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
     JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhc", dhc->dimensions(), {B, H}));
     if (B == 0 || H == 0) return ffi::Error::Success();
-    // dhc: the dh that reaches h0 directly (past masked first steps); zero without a mask.
-    float* carried = Data<float>(dhc);
-    if (steps != nullptr || T == 0) {
-      std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, carried);
-    } else {
-      std::fill(carried, carried + B * H, 0.0f);
-    }
+    float* carried = StartCarry(dhc, dhT, steps != nullptr || T == 0);
     if (T == 0) return ffi::Error::Success();
     const SimpleBwdArgs<S> a{{B, T, H, reverse}, Data<S>(rtpack), Data<S>(y),   Data<S>(dy),
                              Data<float>(dhT),   Data<S>(dz),     steps,        carried};
