@@ -409,8 +409,7 @@ def _lstm_bwd(sequence, reverse, res, cotangents):
         reverse=reverse,
     )
     dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, h_prev, [dz], [dz], reverse)
-    grads = _like((dx, dw, db, dr, dh0 + dh_direct, dc0), (x, w, x, r, h0, c0))
-    return (*grads[:6], None)
+    return (*_like((dx, dw, db, dr, dh0 + dh_direct, dc0), (x, w, x, r, h0, c0)), None)
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
