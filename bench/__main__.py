@@ -202,6 +202,8 @@ def main(argv=None) -> int:
             prof[key] = getattr(a, key).split(",")
     impls = a.impls.split(",")
     if a.device == "gpu":
+        # This process and every worker share the GPU: none may take JAX's default 75%.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         roofline = gpu_gemm_roofline_gflops()
         machine = f"GEMM roofline: {roofline:.1f} GFLOP/s (JAX float32 on {_gpu_name()})."
     else:

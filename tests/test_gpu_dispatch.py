@@ -25,6 +25,14 @@ from jrnn.native import cudnn
 from tests.helpers import assert_close, assert_gradients_close, randomize
 
 
+@pytest.fixture(autouse=True)
+def _float32_products():
+    """float32 matrix products on a real GPU too (JAX's default there is TF32, whose
+    ~1e-3 relative error would swamp the comparisons of two summation orders)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """A GPU backend whose cuDNN LSTM is JAX's reference; returns the list of calls'
@@ -60,9 +68,9 @@ def _inputs(shape, seed=1):
 
 
 def _pair(make, seed=0):
-    """``make(native)`` twice, with the same random weights: (default, XLA scan)."""
+    """``make(native)`` twice, with the same random weights: (cuDNN, XLA scan)."""
     made = []
-    for native in (None, False):
+    for native in (True, False):
         layer = make(native)
         randomize(layer, seed, scale=0.4)
         made.append(layer)
@@ -223,6 +231,38 @@ def test_what_does_not_dispatch_runs_the_scan_and_says_why(fake_gpu):
     assert jrnn.GRU(4, 5, use_cudnn=True, rngs=nnx.Rngs(0))(x).shape == (3, 4)
 
 
+def test_default_on_gpu_is_the_scan_unrolled_16_steps(fake_gpu, monkeypatch):
+    # Measured on an H200 (bench/gpu_probe.py), the scan with 16 steps per loop iteration
+    # beat JAX's cuDNN LSTM; cuDNN runs on request (native=True or use_cudnn=True).
+    unrolls = []
+    scan = jax.lax.scan
+
+    def recording_scan(*args, unroll=1, **kw):
+        unrolls.append(unroll)
+        return scan(*args, unroll=unroll, **kw)
+
+    monkeypatch.setattr(jax.lax, "scan", recording_scan)
+    x = _inputs((2, 20, 5))
+    default = jrnn.LSTM(4, 5, rngs=nnx.Rngs(0))
+    default(x)
+    jrnn.Bidirectional(jrnn.LSTM(4, 5, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))(x)
+    jrnn.GRU(4, 5, rngs=nnx.Rngs(0))(x)
+    assert fake_gpu == [] and unrolls == [16] * 4
+    del unrolls[:]
+    jrnn.LSTM(4, 5, unroll=3, rngs=nnx.Rngs(0))(x)  # an int is exactly that
+    jrnn.ConvLSTM1D(2, 3, in_channels=1, spatial_shape=(6,), rngs=nnx.Rngs(0))(
+        _inputs((2, 5, 6, 1))
+    )  # convolutions: not measured, rolled
+    assert unrolls == [3, 1]
+    requested = jrnn.LSTM(4, 5, use_cudnn=True, rngs=nnx.Rngs(0))
+    nnx.update(requested, nnx.state(default))
+    assert_close(requested(x), default(x), time=20)
+    assert fake_gpu == [False]
+    monkeypatch.setattr(cudnn, "on_gpu", lambda: False)
+    assert default._scan_unroll() == 1  # CPU and TPU: a rolled loop
+
+
+@pytest.mark.skipif(cudnn.on_gpu(), reason="tests the CPU backend")
 def test_use_cudnn_true_off_gpu_names_the_backend():
     # Off GPU the LSTM runs jrnn's CPU kernel, which satisfies use_cudnn=True where it
     # runs; where it cannot (native=False), the error says why.
@@ -262,9 +302,7 @@ def test_an_unsupported_cudnn_call_says_how_to_avoid_it(fake_gpu, monkeypatch):
     monkeypatch.setattr(
         cudnn, "_rnn", lambda: types.SimpleNamespace(gpu_rnn=object(), lstm=unbatchable)
     )
-    layer = jrnn.LSTM(4, 5, rngs=nnx.Rngs(0))
-    with pytest.raises(NotImplementedError, match=r"rnn_fwd.*native=False"):
+    layer = jrnn.LSTM(4, 5, native=True, rngs=nnx.Rngs(0))
+    with pytest.raises(NotImplementedError, match=r"rnn_fwd.*without native=True"):
         jax.vmap(layer)(_inputs((2, 3, 6, 5)))
-    assert jax.vmap(jrnn.LSTM(4, 5, native=False, rngs=nnx.Rngs(0)))(
-        _inputs((2, 3, 6, 5))
-    ).shape == (2, 3, 4)
+    assert jax.vmap(jrnn.LSTM(4, 5, rngs=nnx.Rngs(0)))(_inputs((2, 3, 6, 5))).shape == (2, 3, 4)

@@ -62,6 +62,8 @@ class ConvLSTM(RNN):
       ((2, 3, 3, 4), (2, 3, 3, 4), (3, 2, 3, 16))
     """
 
+    _gpu_unroll = 1  # unroll=False on GPU: not measured for convolutions (see RNN)
+
     def __init__(
         self,
         rank: int,
