@@ -235,14 +235,14 @@ class RNN(Configurable, nnx.Module):
         backend None runs the XLA scan (input projection hoisted, 16 steps per loop
         iteration, see ``unroll``): measured on an H200 it beat JAX's cuDNN LSTM in 10 of
         12 LSTM and BiLSTM cases, by 1.6-3.7x (``bench/gpu_probe.py``); cuDNN won the
-        training steps at batch 256 (LSTM by 1.03x, BiLSTM by 1.30x). There the kernel is cuDNN's,
-        on request: ``native=True`` (or ``use_cudnn=True`` on an LSTM layer) runs LSTM
-        cells on it (LSTM, CuDNNLSTM, stacks of LSTM cells, Bidirectional LSTM in one
-        call; :mod:`jrnn.native.cudnn`), float32, under the same conditions except the
-        CPU ones and with no mask, and raises naming what prevents it; GRU and SimpleRNN
-        have no cuDNN path in JAX. ``use_cudnn=False`` keeps an LSTM off cuDNN even with
-        ``native=True`` (an error then says so); Keras raises too when ``use_cudnn=True``
-        and cuDNN cannot run the call.
+        training steps at batch 256 (LSTM by 1.03x, BiLSTM by 1.30x). There the kernel
+        is cuDNN's, on request: ``native=True`` (or ``use_cudnn=True`` on an LSTM layer)
+        runs LSTM cells on it (LSTM, CuDNNLSTM, stacks of LSTM cells, Bidirectional LSTM
+        in one call; :mod:`jrnn.native.cudnn`), float32, under the same conditions
+        except the CPU ones and with no mask, and raises naming what prevents it; GRU
+        and SimpleRNN have no cuDNN path in JAX. ``use_cudnn=False`` keeps an LSTM off
+        cuDNN even with ``native=True`` (an error then says so); Keras raises too when
+        ``use_cudnn=True`` and cuDNN cannot run the call.
       batch_size: for stateful layers, create the state variables now (otherwise the
         first call creates them).
       name: Keras layer name (kept for importers and inspection).
