@@ -319,6 +319,44 @@ def test_bench_worker_refuses_to_time_a_gpu_case_on_the_cpu():
     }
 
 
+def test_bench_fma_peak_measures_the_cpu_and_the_probe_reports_a_table(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.fma_peak", "--no-kernels", "--seconds", "0.02"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split()
+    assert words[:2] == ["FMA", "peak"] and words[2] in ("(avx512):", "(avx2):")
+    assert float(words[3]) > 0 and float(words[8]) > 0  # 1 thread, every core
+    # The GPU probe's Markdown table from its JSON lines (no GPU needed to read them).
+    rows = [
+        {"shape": "typical", "layer": "lstm", "path": "cudnn", "mode": "train", "ms": 4.0},
+        {
+            "shape": "typical",
+            "layer": "lstm",
+            "path": "scan-unroll16",
+            "mode": "train",
+            "ms": 2.0,
+            "first_call_s": 3.5,
+        },
+    ]
+    probe = tmp_path / "probe.jsonl"
+    probe.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_probe", "--report", str(probe)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.splitlines()[2]
+    assert line == "| typical | lstm | train | 4.00 | - | - | - | 2.00 | 2.00x | -/-/3.5 |"
+
+
 def test_usage_errors_are_one_line():
     proc = jrnn_cli("check", "model.keras", "--atol", "tight")
     assert_one_line_error(proc, "--atol", "jrnn check --help")
