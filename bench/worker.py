@@ -115,7 +115,8 @@ def jax_step(model, x, mode: str):
     carried = [params, sgd.init(params), rest]
 
     def run():
-        *carried[:], loss = train_step(*carried, x)
+        *state, loss = train_step(*carried, x)
+        carried[:] = state  # the next step's parameters, optimizer state and the rest
         return jax.block_until_ready(loss)
 
     return run
