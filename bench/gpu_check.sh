@@ -6,8 +6,9 @@
 # optree for the device's Python; see /work/.library/device/README.md).
 # 1. real cuDNN against the XLA scan (tests/test_gpu_dispatch.py runs its GPU test there);
 # 2. bench/gpu_probe.py: every GPU path of jrnn's LSTM, BiLSTM and GRU in one process;
-# 3. the typical LSTM and BiLSTM cases against the peers: jrnn, jrnn's scan, Keras-JAX,
-#    Flax, PyTorch (cuDNN). Each stage has its own time limit (~8 minutes in all).
+# 3. the typical LSTM and BiLSTM cases against the peers: jrnn (its default on GPU, the
+#    unrolled scan; jrnn-scan is the same path there), Keras-JAX, Flax, PyTorch (cuDNN).
+#    Each stage has its own time limit (~8 minutes in all).
 set -uo pipefail
 out="${OUT:-bench/results}"
 if compgen -G ".whl/*.whl" >/dev/null; then

@@ -4,9 +4,10 @@ one process, so that the paths' ratios are free of cross-process noise.
     python -m bench.gpu_probe --out probe.jsonl      (a CUDA machine; bench/gpu_check.sh)
 
 At the benchmark's typical, throughput and streaming shapes, forward and train (the
-bench's :func:`bench.worker.jax_step`), it times: the LSTM on cuDNN (jrnn's default on
-GPU), cuDNN with its weights packed once outside the step (what the packing costs), and
-the XLA scan (``native=False``) unrolled 1, 4 and 16 steps per loop iteration; the same
+bench's :func:`bench.worker.jax_step`), it times: the LSTM on cuDNN (``native=True``),
+cuDNN with its weights packed once outside the step (what the packing costs), and the
+XLA scan (``native=False``) unrolled 1, 4 and 16 steps per loop iteration (16 is jrnn's
+default on GPU); the same
 for Bidirectional(LSTM) (one bidirectional cuDNN call); the GRU's scan (JAX has no cuDNN
 GRU). Prints one line per case and appends it, as JSON, to ``--out``;
 ``--report probe.jsonl`` turns such a file into a Markdown table (no GPU needed).
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,22 +25,8 @@ from flax import nnx
 
 import jrnn
 from bench.__main__ import SHAPES
-from bench.worker import jax_step
+from bench.worker import _time, jax_step
 from jrnn.native import cudnn
-
-
-def _median_ms(fn, iters: int) -> tuple[float, float]:
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    for _ in range(3):
-        fn()
-    samples = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return first, 1e3 * statistics.median(samples)
 
 
 class _PrepackedLSTM(nnx.Module):
@@ -67,11 +52,11 @@ def _cases(features: int, units: int):
     def lstm(**kw):
         return jrnn.LSTM(units, features, return_sequences=True, rngs=rngs, **kw)
 
-    yield "lstm", "cudnn", lambda: lstm()
+    yield "lstm", "cudnn", lambda: lstm(native=True)
     yield "lstm", "cudnn-prepacked", lambda: _PrepackedLSTM(lstm())
     for unroll in (1, 4, 16):
         yield "lstm", f"scan-unroll{unroll}", lambda u=unroll: lstm(native=False, unroll=u)
-    yield "bilstm", "cudnn", lambda: jrnn.Bidirectional(lstm(), rngs=rngs)
+    yield "bilstm", "cudnn", lambda: jrnn.Bidirectional(lstm(native=True), rngs=rngs)
     for unroll in (1, 4, 16):
         yield (
             "bilstm",
@@ -139,8 +124,8 @@ def main(argv=None) -> int:
         for layer, path, make in _cases(features, units):
             for mode in ("forward", "train"):
                 try:
-                    first, ms = _median_ms(jax_step(make(), x, mode), a.iters)
-                    row = {"ms": round(ms, 3), "first_call_s": round(first, 2)}
+                    first, median = _time(jax_step(make(), x, mode), a.iters)
+                    row = {"ms": round(1e3 * median, 3), "first_call_s": round(first, 2)}
                 except Exception as e:  # a path that cannot run is a result too
                     row = {"error": f"{type(e).__name__}: {e}"[:200]}
                 row = {"shape": shape_name, "layer": layer, "path": path, "mode": mode, **row}
