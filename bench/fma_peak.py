@@ -23,9 +23,11 @@ from pathlib import Path
 SOURCE = Path(__file__).with_name("fma_peak.c")
 
 
-def fma_peak_gflops(threads: int, seconds: float = 0.5, runs: int = 5) -> tuple[float, str]:
-    """Best of ``runs`` runs of ``threads`` threads of independent FMA chains:
-    ``(GFLOP/s, instruction set)``."""
+def fma_peak_gflops(
+    threads: tuple[int, ...], seconds: float = 0.5, runs: int = 5
+) -> tuple[list[float], str]:
+    """Best of ``runs`` runs of independent FMA chains on each count of ``threads``, from
+    one build: ``([GFLOP/s per thread count], instruction set)``."""
     cc = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
     if cc is None:
         raise SystemExit("fma_peak: no C compiler (cc, gcc or clang) on PATH")
@@ -37,13 +39,16 @@ def fma_peak_gflops(threads: int, seconds: float = 0.5, runs: int = 5) -> tuple[
             raise SystemExit(f"fma_peak: {probe.stderr.strip()}")
         per_second = 1e6 / float(probe.stdout.split()[1])
         iterations = str(max(1, int(per_second * seconds)))
-        best = 0.0
-        for _ in range(runs):
-            out = subprocess.run(
-                [str(exe), str(threads), iterations], capture_output=True, text=True, check=True
+        peaks = []
+        for n in threads:
+            runs_out = (
+                subprocess.run(
+                    [str(exe), str(n), iterations], capture_output=True, text=True, check=True
+                ).stdout
+                for _ in range(runs)
             )
-            best = max(best, float(out.stdout.split()[0]))
-    return best, probe.stdout.split()[2]
+            peaks.append(max(float(out.split()[0]) for out in runs_out))
+    return peaks, probe.stdout.split()[2]
 
 
 def kernel_gflops(layer: str, shape: tuple[int, int, int, int], iters: int = 20) -> float:
@@ -74,8 +79,7 @@ def main(argv=None) -> int:
     from jrnn import native
 
     cores = os.cpu_count() or 1
-    one, isa = fma_peak_gflops(1, a.seconds)
-    every, _ = fma_peak_gflops(cores, a.seconds)
+    (one, every), isa = fma_peak_gflops((1, cores), a.seconds)
     print(f"FMA peak ({isa}): {one:.0f} GFLOP/s on 1 thread, {every:.0f} on {cores} threads")
     why = native.unavailable_reason()
     if a.no_kernels or why:
