@@ -22,10 +22,15 @@ setup(
     ext_modules=[
         Extension(
             "jrnn.native._kernels",
-            sources=[
-                f"jrnn/native/{n}.cc" for n in ("common", "lstm", "gru", "simple", "conv_lstm")
+            # Each kernel file twice: for AVX-512 and (its *_avx2.cc twin) for AVX2 + FMA.
+            sources=["jrnn/native/common.cc"]
+            + [
+                f"jrnn/native/{n}{isa}.cc"
+                for n in ("lstm", "gru", "simple", "conv_lstm")
+                for isa in ("", "_avx2")
             ],
-            depends=["jrnn/native/common.h"],
+            depends=["jrnn/native/common.h"]
+            + [f"jrnn/native/{n}.cc" for n in ("lstm", "gru", "simple", "conv_lstm")],
             include_dirs=_ffi_include(),
             language="c++",
             extra_compile_args=["-O3", "-std=c++17", "-Wno-attributes", "-Wno-return-type"],

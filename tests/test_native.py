@@ -28,13 +28,15 @@ from jrnn import native as native_kernels
 from tests.helpers import assert_close, assert_gradients_close, randomize
 
 
-def _cpu_has_avx512() -> bool:
+def _cpu_runs_kernels() -> bool:
+    """Whether /proc/cpuinfo lists an instruction set of the kernels (AVX2 with FMA, which
+    every AVX-512 CPU also has)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
     except OSError:
         return False
-    return " avx512f " in flags and " avx512dq " in flags
+    return " avx2 " in flags and " fma " in flags
 
 
 def test_extension_is_built_where_a_compiler_exists():
@@ -44,8 +46,9 @@ def test_extension_is_built_where_a_compiler_exists():
         pytest.skip("no C++ compiler on this machine: the extension is not expected")
     built = glob.glob(os.path.join(os.path.dirname(native_kernels.__file__), "_kernels*.so"))
     assert built, "a C++ compiler exists but jrnn/native/_kernels*.so was not built"
-    if _cpu_has_avx512():
+    if _cpu_runs_kernels():
         assert native_kernels.unavailable_reason() is None
+        assert native_kernels.isa() in ("avx512", "avx2")
 
 
 LAYERS = [jrnn.LSTM, jrnn.GRU, jrnn.SimpleRNN]
@@ -215,6 +218,76 @@ def test_results_do_not_depend_on_the_thread_count():
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def _run_isa(isa: str, code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JRNN_NATIVE_ISA=isa)
+    root = os.path.dirname(os.path.dirname(__file__))
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True
+    )
+
+
+@needs_kernel
+def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
+    # The AVX-512 and AVX2 builds share the packed layouts and run the same operations in
+    # the same order per lane (vscalefps is two exact power-of-two products on AVX2), so
+    # where the CPU runs both their results are bitwise equal; each equals the scan.
+    code = (
+        "import sys, numpy as np, jax, jax.numpy as jnp; from flax import nnx; import jrnn\n"
+        "from jrnn import native\n"
+        "from tests.helpers import randomize\n"
+        "if native.isa() is None: print(native.unavailable_reason()); sys.exit(3)\n"
+        "assert native.isa() == sys.argv[1], native.isa()\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = jnp.asarray(rng.standard_normal((7, 6, 20)), 'float32')\n"
+        "mask = jnp.asarray(rng.random((7, 6)) > 0.3)\n"
+        "out = {}\n"
+        "for layer in (jrnn.LSTM, jrnn.GRU, jrnn.SimpleRNN):\n"
+        "    for native_ in (None, False):\n"
+        "        m = layer(37, 20, native=native_, return_sequences=True, rngs=nnx.Rngs(0))\n"
+        "        randomize(m, 0, scale=0.3)\n"
+        "        f = lambda m, x: jnp.sum(jnp.sin(m(x, mask=mask)))\n"
+        "        y, g = nnx.value_and_grad(f, argnums=(0, 1))(m, x)\n"
+        "        key = f'{layer.__name__}-{native_}'\n"
+        "        out[key + '-y'] = np.asarray(m(x, mask=mask))\n"
+        "        out[key + '-dx'] = np.asarray(g[1])\n"
+        "        out[key + '-dk'] = np.asarray(g[0].cell.kernel.value)\n"
+        "c = jrnn.ConvLSTM2D(5, 3, in_channels=2, spatial_shape=(6, 5), padding='same',\n"
+        "                    return_sequences=True, rngs=nnx.Rngs(0))\n"
+        "randomize(c, 0, scale=0.3)\n"
+        "xc = jnp.asarray(rng.standard_normal((2, 4, 6, 5, 2)), 'float32')\n"
+        "out['conv-y'] = np.asarray(c(xc))\n"
+        "np.savez(sys.argv[2], **out)\n"
+    )
+    results = {}
+    for isa in ("avx512", "avx2"):
+        path = str(tmp_path / f"{isa}.npz")
+        run = _run_isa(
+            isa, code.replace("sys.argv[1]", repr(isa)).replace("sys.argv[2]", repr(path))
+        )
+        if run.returncode == 3:
+            assert isa == "avx512" and "lacks AVX-512" in run.stdout
+            continue
+        assert run.returncode == 0, run.stderr[-3000:]
+        results[isa] = dict(np.load(path))
+    assert "avx2" in results  # every CPU that runs the kernels runs the AVX2 build
+    for out in results.values():
+        for layer in ("LSTM", "GRU", "SimpleRNN"):
+            kernel, scan = (f"{layer}-{native_}-" for native_ in ("None", "False"))
+            assert_close(out[kernel + "y"], out[scan + "y"], what=layer)
+            for what in ("dx", "dk"):
+                assert_gradients_close(out[kernel + what], out[scan + what])
+    if len(results) == 2:
+        for key, value in results["avx512"].items():
+            np.testing.assert_array_equal(value, results["avx2"][key], err_msg=key)
+
+
+def test_unknown_instruction_set_is_an_error():
+    run = _run_isa("sse2", "from jrnn import native; native.isa()")
+    assert run.returncode != 0
+    assert "JRNN_NATIVE_ISA must be one of avx512, avx2" in run.stderr
+    assert "received 'sse2'" in run.stderr
 
 
 @needs_kernel
@@ -416,7 +489,7 @@ def test_function_dtypes_are_checked():
         r"received bfloat16",
     ):
         native_kernels.lstm(args[0], args[1].astype(jnp.bfloat16), *args[2:])
-    with pytest.raises(RuntimeError, match="float32 and bfloat16 only, not float16"):
+    with pytest.raises(ValueError, match="gru runs float32 and bfloat16 only; received float16"):
         native_kernels.gru(*[a.astype(jnp.float16) for a in _function_args("gru", 2, 3, 4, 5)])
     assert "float16" in native_kernels.unavailable_reason(jnp.float16)
 

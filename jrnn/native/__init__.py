@@ -4,12 +4,14 @@ ConvLSTM.
 ``lstm.cc``, ``gru.cc``, ``simple.cc``, ``conv_lstm.cc`` and ``common.h`` are compiled into one
 library when jrnn is
 installed (``pip install``; an optional extension: a machine without a C++ compiler still
-installs jrnn). At run time :func:`available` says whether the kernels can run here (the
-library was built, the CPU has AVX-512, ``JRNN_NATIVE`` is not ``0``) and
-:func:`unavailable_reason` why not; the layers then run their XLA scan, which computes the
-same function. ``JRNN_NATIVE_THREADS`` caps the threads a kernel uses (default: XLA's
-intra-op pool); ``JRNN_NATIVE_HUGEPAGES=0`` stops the forward kernels advising huge pages
-for the buffers they save for training (below).
+installs jrnn). Each kernel file is built twice, for AVX-512 and for AVX2 with FMA, and the
+library registers the build this CPU runs (:func:`isa`; ``JRNN_NATIVE_ISA=avx2`` picks the
+AVX2 build on an AVX-512 CPU). At run time :func:`available` says whether the kernels can
+run here (the library was built, the CPU has AVX-512 or AVX2 and FMA, ``JRNN_NATIVE`` is
+not ``0``) and :func:`unavailable_reason` why not; the layers then run their XLA scan,
+which computes the same function. ``JRNN_NATIVE_THREADS`` caps the threads a kernel uses
+(default: XLA's intra-op pool); ``JRNN_NATIVE_HUGEPAGES=0`` stops the forward kernels
+advising huge pages for the buffers they save for training (below).
 
 :func:`lstm`, :func:`gru` and :func:`simple_rnn` run a whole sequence: the input and
 recurrent products of a step are one register-tiled GEMM with the gate maths applied in
@@ -30,16 +32,16 @@ save. Both are ``jax.custom_vjp`` functions: ``jit``,
 autodiff (``jvp``, ``jacfwd``) and second derivatives do not (use the layers'
 ``native=False``).
 
-They run float32, and bfloat16 where the CPU has AVX512_BF16: with bfloat16 inputs, weights
-and states, the products accumulate in float32 (``vdpbf16ps``), the gate maths and LSTM's
-cell state ``c`` run in float32, and ``h`` is rounded to bfloat16 once per step (as it is
-stored; the next step reads that). That rounds far less often than computing every
-operation in bfloat16 (what the XLA scan and Keras do under a bfloat16 policy); the error
-against float32 comes mostly from rounding the inputs and weights, and is about the scan's
-or smaller. Their backward kernels read the saved float32 gates, accumulate
-``dh`` in float32 and write the pre-activation gradients in bfloat16; the weight and input
-gradients are GEMMs on those with float32 accumulation; gradients return in the arguments'
-dtype.
+They run float32, and bfloat16 where the AVX-512 build runs on a CPU with AVX512_BF16: with
+bfloat16 inputs, weights and states, the products accumulate in float32 (``vdpbf16ps``),
+the gate maths and LSTM's cell state ``c`` run in float32, and ``h`` is rounded to bfloat16
+once per step (as it is stored; the next step reads that). That rounds far less often than
+computing every operation in bfloat16 (what the XLA scan and Keras do under a bfloat16
+policy); the error against float32 comes mostly from rounding the inputs and weights, and
+is about the scan's or smaller. Their backward kernels read the saved float32 gates,
+accumulate ``dh`` in float32 and write the pre-activation gradients in bfloat16; the weight
+and input gradients are GEMMs on those with float32 accumulation; gradients return in the
+arguments' dtype.
 
 :func:`conv_lstm` runs a ConvLSTM (rank 1, 2 or 3, channels_last, float32): per step and
 kernel tap, a register tile multiplies the input rows and the ``h`` rows of the pixels
@@ -89,28 +91,72 @@ _F32 = jnp.float32
 _BF16 = jnp.bfloat16
 
 
+#: The instruction sets of the kernel builds, best first (``jrnn_native_isa()``'s codes).
+_ISAS = {"avx512": 2, "avx2": 1}
+
+
 @functools.cache
-def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    """Load the compiled library and register its FFI targets, once per process:
-    ``(library, None)``, or ``(None, why not)``."""
+def _load() -> tuple[ctypes.CDLL | None, str | None, str | None]:
+    """Load the compiled library and register the FFI targets of the build this CPU runs,
+    once per process: ``(library, instruction set, None)``, or ``(None, None, why not)``."""
     paths = sorted(glob.glob(_LIB_GLOB))
     if not paths:
-        return None, (
-            "the library jrnn/native/_kernels*.so was not built (reinstall jrnn on a "
-            "machine with a C++ compiler)"
+        return (
+            None,
+            None,
+            (
+                "the library jrnn/native/_kernels*.so was not built (reinstall jrnn on a "
+                "machine with a C++ compiler)"
+            ),
         )
     lib = ctypes.CDLL(paths[0])
-    if not lib.jrnn_native_supported():
-        return None, "this CPU lacks AVX-512 (the kernels' instruction set)"
-    missing = [name for name in _TARGETS if not hasattr(lib, name)]
+    if not hasattr(lib, "jrnn_native_isa"):
+        return (
+            None,
+            None,
+            (
+                f"the library {paths[0]} predates this jrnn (it has no AVX2 build); reinstall "
+                "jrnn to rebuild it"
+            ),
+        )
+    best = lib.jrnn_native_isa()
+    if best == 0:
+        return (
+            None,
+            None,
+            "this CPU has neither AVX-512 nor AVX2 with FMA (the kernels' instruction sets)",
+        )
+    wanted = os.environ.get("JRNN_NATIVE_ISA", "")
+    if wanted and wanted not in _ISAS:
+        raise ValueError(
+            f"JRNN_NATIVE_ISA must be one of {', '.join(_ISAS)} (or unset for the best this "
+            f"CPU runs); received {wanted!r}."
+        )
+    chosen = wanted or next(name for name, code in _ISAS.items() if code <= best)
+    if _ISAS[chosen] > best:
+        return None, None, f"JRNN_NATIVE_ISA={chosen} is set but this CPU lacks AVX-512"
+    missing = [name for name in _TARGETS if not hasattr(lib, f"{name}_{chosen}")]
     if missing:
-        return None, (
-            f"the library {paths[0]} predates this jrnn (it lacks {', '.join(missing)}); "
-            "reinstall jrnn to rebuild it"
+        return (
+            None,
+            None,
+            (
+                f"the library {paths[0]} predates this jrnn (it lacks {', '.join(missing)}); "
+                "reinstall jrnn to rebuild it"
+            ),
         )
     for name in _TARGETS:
-        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
-    return lib, None
+        handler = jax.ffi.pycapsule(getattr(lib, f"{name}_{chosen}"))
+        jax.ffi.register_ffi_target(name, handler, platform="cpu")
+    return lib, chosen, None
+
+
+def isa() -> str | None:
+    """The instruction set of the kernel build that runs here: ``"avx512"``, ``"avx2"``
+    (AVX2 with FMA), or None where the kernels cannot run (:func:`unavailable_reason`)."""
+    if os.environ.get("JRNN_NATIVE", "1") == "0":
+        return None
+    return _load()[1]
 
 
 def unavailable_reason(dtype=jnp.float32) -> str | None:
@@ -121,9 +167,12 @@ def unavailable_reason(dtype=jnp.float32) -> str | None:
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.dtype(_F32), jnp.dtype(_BF16)):
         return f"the kernels run float32 and bfloat16 only, not {dtype}"
-    lib, reason = _load()
-    if reason is None and dtype == jnp.dtype(_BF16) and not lib.jrnn_native_bf16_supported():
-        return "this CPU lacks AVX512_BF16 (the bfloat16 kernels' instruction set)"
+    lib, chosen, reason = _load()
+    if reason is None and dtype == jnp.dtype(_BF16):
+        if chosen != "avx512":
+            return "the bfloat16 kernels need AVX-512 with AVX512_BF16 (this build: AVX2)"
+        if not lib.jrnn_native_bf16_supported():
+            return "this CPU lacks AVX512_BF16 (the bfloat16 kernels' instruction set)"
     return reason
 
 
@@ -133,16 +182,20 @@ def available(dtype=jnp.float32) -> bool:
     return unavailable_reason(dtype) is None
 
 
-def _storage_dtype(**arrays: Array):
-    """The one dtype of a kernel's inputs, weights and states, checked: all equal, and one
-    the kernels run here."""
-    dtypes = {name: jnp.dtype(a.dtype) for name, a in arrays.items()}
-    first, dtype = next(iter(dtypes.items()))
-    for name, d in dtypes.items():
+def _storage_dtype(function: str, dtypes=(_F32, _BF16), /, **arrays: Array):
+    """The one dtype of a kernel's inputs, weights and states, checked: all equal, one the
+    kernel runs (``dtypes``; ``function`` names it in the error), and one that can run
+    here."""
+    dtypes_seen = {name: jnp.dtype(a.dtype) for name, a in arrays.items()}
+    first, dtype = next(iter(dtypes_seen.items()))
+    for name, d in dtypes_seen.items():
         if d != dtype:
             raise ValueError(
                 f"jrnn.native: `{name}` must have the dtype of `{first}` ({dtype}); received {d}."
             )
+    if dtype not in [jnp.dtype(d) for d in dtypes]:
+        runs = " and ".join(str(jnp.dtype(d)) for d in dtypes)
+        raise ValueError(f"jrnn.native.{function} runs {runs} only; received {dtype}.")
     reason = unavailable_reason(dtype)
     if reason is not None:
         raise RuntimeError(f"jrnn's native CPU kernels cannot run here: {reason}.")
@@ -283,7 +336,7 @@ def _lstm_forward(x, w, b, r, h0, c0, sequence: bool, save: bool, reverse: bool,
     ``(D, batch, H)`` and, with ``save``, the gates ``(D, batch, time, 4H)`` and cell
     states ``(D, batch, time, H)`` the backward kernel reads (without the D axis when
     D = 1)."""
-    dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0, c0=c0)
+    dt = _storage_dtype("lstm", x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0, c0=c0)
     batch, time, _ = x.shape
     d, h = r.shape[0], r.shape[1]
     outs = [((batch, time, d * h) if sequence else (0,), dt)] + [((d, batch, h), dt)] * 2
@@ -466,7 +519,9 @@ _lstm_bi = _two_directions(
 def _gru_forward(x, w, bi, br, r, h0, sequence: bool, save: bool, reverse: bool, mask=None):
     """The forward kernel over D directions side by side (as :func:`_lstm_forward`):
     ``w (D, F, 3H)``, ``bi``/``br (D, 3H)``, ``r (D, H, 3H)``, ``h0 (D, batch, H)``."""
-    dt = _storage_dtype(x=x, kernel=w, input_bias=bi, recurrent_bias=br, recurrent_kernel=r, h0=h0)
+    dt = _storage_dtype(
+        "gru", x=x, kernel=w, input_bias=bi, recurrent_bias=br, recurrent_kernel=r, h0=h0
+    )
     batch, time, _ = x.shape
     d, h = r.shape[0], r.shape[1]
     outs = [((batch, time, d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
@@ -630,7 +685,7 @@ def simple_rnn(
 def _simple_forward(x, w, b, r, h0, sequence: bool, reverse: bool, mask=None):
     """The forward kernel over D directions side by side (as :func:`_lstm_forward`):
     ``w (D, F, H)``, ``b (D, H)``, ``r (D, H, H)``, ``h0 (D, batch, H)``."""
-    dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0)
+    dt = _storage_dtype("simple_rnn", x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0)
     batch, time, _ = x.shape
     d, h = r.shape[0], r.shape[1]
     outs = [((batch, time, d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
@@ -858,9 +913,9 @@ def _conv_geometry(x, w, b, r, h0, c0, geometry):
 
 
 def _conv_lstm_forward(x, w, b, r, h0, c0, geometry, sequence: bool, save: bool):
-    dt = _storage_dtype(x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0, c0=c0)
-    if dt != jnp.dtype(_F32):
-        raise ValueError(f"jrnn.native.conv_lstm runs float32 only; received {dt}.")
+    dt = _storage_dtype(
+        "conv_lstm", (_F32,), x=x, kernel=w, bias=b, recurrent_kernel=r, h0=h0, c0=c0
+    )
     batch, time, pixels, f, tab_x, nbr = _conv_geometry(x, w, b, r, h0, c0, geometry)
     outs = [((batch, time, pixels, f) if sequence else (0,), dt)] + [((batch, pixels, f), dt)] * 2
     if save:

@@ -3,11 +3,16 @@
 
 #include <string>
 
-extern "C" int jrnn_native_supported() {
+// The best instruction set of this CPU that a kernel build runs: 2 = AVX-512 (F, DQ, BW,
+// VL: the *_avx512 handlers), 1 = AVX2 with FMA (the *_avx2 handlers), 0 = neither.
+extern "C" int jrnn_native_isa() {
 #if defined(JRNN_X86)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    return 2;
+  }
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 #else
   return 0;
 #endif

@@ -1,6 +1,6 @@
-// Shared pieces of jrnn's native CPU recurrences (lstm.cc, gru.cc, simple.cc): AVX-512
-// gate math, the register-tile GEMM, and the driver that runs tiles over time on XLA's
-// thread pool.
+// Shared pieces of jrnn's native CPU recurrences (lstm.cc, gru.cc, simple.cc,
+// conv_lstm.cc): a 16-lane vector layer (AVX-512, or AVX2 + FMA), the gate maths on it,
+// the register-tile GEMM, and the driver that runs tiles over time on XLA's thread pool.
 //
 // Every kernel computes, per (block of up to kMaxRows batch rows, panel of units), the
 // gate pre-activations of one step in registers from weights packed once per call
@@ -34,6 +34,22 @@
 #define JRNN_X86 1
 #include <immintrin.h>
 #endif
+
+// ------------------------------------------------------------------ instruction sets
+// Every kernel file is compiled twice (setup.py): as itself for AVX-512, and through its
+// *_avx2.cc twin, which defines JRNN_AVX2, for AVX2 + FMA. Each build keeps its code in
+// its own namespace (jrnn::avx512, jrnn::avx2: the two builds' inline functions never
+// meet in the linker) and exports its FFI handlers with that suffix (jrnn_lstm_fwd_avx512,
+// jrnn_lstm_fwd_avx2); jrnn/native/__init__.py registers the set this CPU runs
+// (jrnn_native_isa(), common.cc) under the plain target names.
+#if defined(JRNN_AVX2)
+#define JRNN_ISA avx2
+#else
+#define JRNN_ISA avx512
+#endif
+#define JRNN_PASTE_(a, b) a##_##b
+#define JRNN_PASTE(a, b) JRNN_PASTE_(a, b)
+#define JRNN_SYMBOL(name) JRNN_PASTE(name, JRNN_ISA)
 
 namespace ffi = xla::ffi;
 
@@ -132,22 +148,6 @@ inline ffi::Error CheckTypes(std::initializer_list<TypeCheck> checks) {
   return ffi::Error::Success();
 }
 
-// Calls f(S{}) for the storage type S of dtype (float32 or bfloat16) and returns its
-// result; any other dtype, or bfloat16 on a CPU without AVX512_BF16, is an error.
-template <typename Fn>
-ffi::Error ByStorage(const char* cell, ffi::DataType dtype, Fn&& f) {
-  if (dtype == ffi::DataType::F32) return f(float{});
-  if (dtype == ffi::DataType::BF16) {
-    if (!Bf16Supported()) {
-      return ffi::Error(ffi::ErrorCode::kUnimplemented,
-                        std::string("jrnn native ") + cell + ": bfloat16 needs AVX512_BF16");
-    }
-    return f(bf16{});
-  }
-  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                    std::string("jrnn native ") + cell + ": x must be float32 or bfloat16");
-}
-
 template <typename S>
 S* Data(ffi::AnyBuffer b) {
   return reinterpret_cast<S*>(b.untyped_data());
@@ -192,75 +192,196 @@ ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
 ffi::Error ReadMask(ffi::AnyBuffer mask, int64_t B, int64_t T, const uint8_t** out);
 
 inline ffi::Error Unsupported() {
-  return ffi::Error(ffi::ErrorCode::kUnimplemented, "jrnn native kernels need x86-64 AVX-512");
+  return ffi::Error(ffi::ErrorCode::kUnimplemented,
+                    "jrnn native kernels need x86-64 with AVX-512 or AVX2 and FMA");
 }
 
 }  // namespace jrnn
 
 #if defined(JRNN_X86)
 namespace jrnn {
+namespace JRNN_ISA {
 
-// ------------------------------------------------------------------ vector math
+// ------------------------------------------------------------------ vector layer
+// A Vec holds 16 float32 lanes: one zmm register (AVX-512) or two ymm (AVX2). The gate
+// maths, loads and stores below are written once against it; only the GEMM
+// (Accumulate) is tiled per instruction set. A Mask has one bit per lane (lane i: bit i).
+#if defined(JRNN_AVX2)
+#define JRNN_TARGET __attribute__((target("avx2,fma")))
+constexpr bool kBf16Kernels = false;  // no bfloat16 dot product below AVX512_BF16
+struct Vec {
+  __m256 lo, hi;  // lanes 0-7, 8-15
+};
+using Mask = uint16_t;
+
+#define JRNN_VEC1(name, op) \
+  JRNN_TARGET inline Vec name(Vec a) { return {op(a.lo), op(a.hi)}; }
+#define JRNN_VEC2(name, op) \
+  JRNN_TARGET inline Vec name(Vec a, Vec b) { return {op(a.lo, b.lo), op(a.hi, b.hi)}; }
+#define JRNN_VEC3(name, op) \
+  JRNN_TARGET inline Vec name(Vec a, Vec b, Vec c) { return {op(a.lo, b.lo, c.lo), op(a.hi, b.hi, c.hi)}; }
+JRNN_TARGET inline Vec Set1(float v) { return {_mm256_set1_ps(v), _mm256_set1_ps(v)}; }
+JRNN_TARGET inline Vec Zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+JRNN_VEC2(Add, _mm256_add_ps)
+JRNN_VEC2(Sub, _mm256_sub_ps)
+JRNN_VEC2(Mul, _mm256_mul_ps)
+JRNN_VEC2(Div, _mm256_div_ps)
+JRNN_VEC2(Min, _mm256_min_ps)
+JRNN_VEC2(Max, _mm256_max_ps)
+JRNN_VEC2(Or, _mm256_or_ps)
+JRNN_VEC2(And, _mm256_and_ps)
+JRNN_VEC3(Fmadd, _mm256_fmadd_ps)
+JRNN_VEC3(Fnmadd, _mm256_fnmadd_ps)
+JRNN_TARGET inline __m256 Abs8(__m256 a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+JRNN_VEC1(Abs, Abs8)
+JRNN_TARGET inline __m256 Round8(__m256 a) {
+  return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+JRNN_VEC1(RoundNearest, Round8)
+// p 2^n for integral n in [-126, 128] (Exp's range), as vscalefps: in two exact halves,
+// each a power of two that float32 represents, so only the last product rounds.
+JRNN_TARGET inline __m256 Pow2(__m256i e) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+}
+JRNN_TARGET inline __m256 Scale8(__m256 p, __m256 n) {
+  const __m256i k = _mm256_cvtps_epi32(n), k1 = _mm256_srai_epi32(k, 1);
+  return _mm256_mul_ps(_mm256_mul_ps(p, Pow2(k1)), Pow2(_mm256_sub_epi32(k, k1)));
+}
+JRNN_VEC2(ScaleByPow2, Scale8)
+// a < bound ? if_less : otherwise, per lane.
+JRNN_TARGET inline Vec SelectLess(Vec a, Vec bound, Vec if_less, Vec otherwise) {
+  return {_mm256_blendv_ps(otherwise.lo, if_less.lo, _mm256_cmp_ps(a.lo, bound.lo, _CMP_LT_OQ)),
+          _mm256_blendv_ps(otherwise.hi, if_less.hi, _mm256_cmp_ps(a.hi, bound.hi, _CMP_LT_OQ))};
+}
+#undef JRNN_VEC1
+#undef JRNN_VEC2
+#undef JRNN_VEC3
+
+// The lanes of bits 0-7 of m as a vmaskmov mask.
+JRNN_TARGET inline __m256i LaneMask(unsigned m) {
+  const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(m)), bits), bits);
+}
+JRNN_TARGET inline Vec LoadU(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+JRNN_TARGET inline void StoreU(float* p, Vec v) {
+  _mm256_storeu_ps(p, v.lo);
+  _mm256_storeu_ps(p + 8, v.hi);
+}
+// Masked-off lanes read as zero and are never touched in memory (no fault past an array).
+JRNN_TARGET inline Vec Load(Mask m, const float* p) {
+  if (m == 0xFFFF) return LoadU(p);
+  return {_mm256_maskload_ps(p, LaneMask(m & 0xFFu)), _mm256_maskload_ps(p + 8, LaneMask(m >> 8))};
+}
+JRNN_TARGET inline void Store(Mask m, float* p, Vec v) {
+  if (m == 0xFFFF) return StoreU(p, v);
+  _mm256_maskstore_ps(p, LaneMask(m & 0xFFu), v.lo);
+  _mm256_maskstore_ps(p + 8, LaneMask(m >> 8), v.hi);
+}
+#else  // AVX-512
 // bfloat16 instructions appear only where bf16 intrinsics are written (the bfloat16
 // instantiations), which run only when Bf16Supported().
 #define JRNN_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,fma")))
+constexpr bool kBf16Kernels = true;
+using Vec = __m512;
+using Mask = __mmask16;
 
-JRNN_TARGET inline __m512 Exp(__m512 x) {  // Cephes expf, ~1 ulp
-  // max/min return their second operand when one is NaN: NaN stays NaN, as in XLA.
-  x = _mm512_min_ps(_mm512_set1_ps(88.3762626f), _mm512_max_ps(_mm512_set1_ps(-87.3365447f), x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
+JRNN_TARGET inline Vec Set1(float v) { return _mm512_set1_ps(v); }
+JRNN_TARGET inline Vec Zero() { return _mm512_setzero_ps(); }
+JRNN_TARGET inline Vec Add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+JRNN_TARGET inline Vec Sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+JRNN_TARGET inline Vec Mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+JRNN_TARGET inline Vec Div(Vec a, Vec b) { return _mm512_div_ps(a, b); }
+JRNN_TARGET inline Vec Min(Vec a, Vec b) { return _mm512_min_ps(a, b); }
+JRNN_TARGET inline Vec Max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+JRNN_TARGET inline Vec Or(Vec a, Vec b) { return _mm512_or_ps(a, b); }
+JRNN_TARGET inline Vec And(Vec a, Vec b) { return _mm512_and_ps(a, b); }
+JRNN_TARGET inline Vec Fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+JRNN_TARGET inline Vec Fnmadd(Vec a, Vec b, Vec c) { return _mm512_fnmadd_ps(a, b, c); }
+JRNN_TARGET inline Vec Abs(Vec a) { return _mm512_abs_ps(a); }
+JRNN_TARGET inline Vec RoundNearest(Vec a) {
+  return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
-
-JRNN_TARGET inline __m512 Sigmoid(__m512 x) {
-  const __m512 one = _mm512_set1_ps(1.0f);
-  return _mm512_div_ps(one, _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+JRNN_TARGET inline Vec ScaleByPow2(Vec p, Vec n) { return _mm512_scalef_ps(p, n); }
+JRNN_TARGET inline Vec SelectLess(Vec a, Vec bound, Vec if_less, Vec otherwise) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, bound, _CMP_LT_OQ), otherwise, if_less);
 }
-
-JRNN_TARGET inline __m512 Tanh(__m512 x) {  // Cephes tanhf: odd polynomial below 0.625
-  const __m512 ax = _mm512_abs_ps(x);
-  const __m512 z = _mm512_mul_ps(x, x);
-  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
-  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 e = Exp(_mm512_add_ps(ax, ax));
-  __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
-  big = _mm512_or_ps(big, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));  // copy the sign
-  const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
-  return _mm512_mask_blend_ps(is_small, big, small);
-}
-
-JRNN_TARGET inline __m512 Load(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
-JRNN_TARGET inline void Store(__mmask16 m, float* p, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+JRNN_TARGET inline Vec LoadU(const float* p) { return _mm512_loadu_ps(p); }
+JRNN_TARGET inline void StoreU(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+JRNN_TARGET inline Vec Load(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+JRNN_TARGET inline void Store(Mask m, float* p, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
 // bfloat16 <-> float32: widening is exact; narrowing rounds to nearest even.
-JRNN_TARGET inline __m512 Load(__mmask16 m, const bf16* p) {
+JRNN_TARGET inline Vec Load(Mask m, const bf16* p) {
   const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
-JRNN_TARGET inline void Store(__mmask16 m, bf16* p, __m512 v) {
+JRNN_TARGET inline void Store(Mask m, bf16* p, Vec v) {
   _mm256_mask_storeu_epi16(p, m, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
 }
+#endif
 
-inline __mmask16 TailMask(int remaining) {
-  return remaining >= 16 ? static_cast<__mmask16>(0xFFFF)
-                         : static_cast<__mmask16>((1u << std::max(remaining, 0)) - 1u);
+// ------------------------------------------------------------------ gate maths
+JRNN_TARGET inline Vec Exp(Vec x) {  // Cephes expf, ~1 ulp
+  // max/min return their second operand when one is NaN: NaN stays NaN, as in XLA.
+  x = Min(Set1(88.3762626f), Max(Set1(-87.3365447f), x));
+  const Vec n = RoundNearest(Mul(x, Set1(1.44269504088896341f)));
+  Vec r = Fnmadd(n, Set1(0.693359375f), x);
+  r = Fnmadd(n, Set1(-2.12194440e-4f), r);
+  Vec p = Set1(1.9875691500e-4f);
+  p = Fmadd(p, r, Set1(1.3981999507e-3f));
+  p = Fmadd(p, r, Set1(8.3334519073e-3f));
+  p = Fmadd(p, r, Set1(4.1665795894e-2f));
+  p = Fmadd(p, r, Set1(1.6666665459e-1f));
+  p = Fmadd(p, r, Set1(5.0000001201e-1f));
+  p = Fmadd(p, Mul(r, r), Add(r, Set1(1.0f)));
+  return ScaleByPow2(p, n);
 }
 
-constexpr int kMaxRows = 6;  // rows per register tile (6 x 4 zmm accumulators)
+JRNN_TARGET inline Vec Sigmoid(Vec x) {
+  const Vec one = Set1(1.0f);
+  return Div(one, Add(one, Exp(Sub(Zero(), x))));
+}
+
+JRNN_TARGET inline Vec Tanh(Vec x) {  // Cephes tanhf: odd polynomial below 0.625
+  const Vec ax = Abs(x);
+  const Vec z = Mul(x, x);
+  Vec p = Set1(-5.70498872745e-3f);
+  p = Fmadd(p, z, Set1(2.06390887954e-2f));
+  p = Fmadd(p, z, Set1(-5.37397155531e-2f));
+  p = Fmadd(p, z, Set1(1.33314422036e-1f));
+  p = Fmadd(p, z, Set1(-3.33332819422e-1f));
+  const Vec small = Fmadd(Mul(p, z), x, x);
+  const Vec one = Set1(1.0f);
+  const Vec e = Exp(Add(ax, ax));
+  Vec big = Sub(one, Div(Set1(2.0f), Add(e, one)));
+  big = Or(big, And(x, Set1(-0.0f)));  // copy the sign
+  return SelectLess(ax, Set1(0.625f), small, big);
+}
+
+inline Mask TailMask(int remaining) {
+  return remaining >= 16 ? static_cast<Mask>(0xFFFF)
+                         : static_cast<Mask>((1u << std::max(remaining, 0)) - 1u);
+}
+
+// Calls f(S{}) for the storage type S of dtype (float32 or bfloat16) and returns its
+// result; any other dtype, or bfloat16 on a CPU without AVX512_BF16 (or in the AVX2
+// build), is an error.
+template <typename Fn>
+ffi::Error ByStorage(const char* cell, ffi::DataType dtype, Fn&& f) {
+  if (dtype == ffi::DataType::F32) return f(float{});
+  if (dtype == ffi::DataType::BF16) {
+    if constexpr (kBf16Kernels) {
+      if (Bf16Supported()) return f(bf16{});
+    }
+    return ffi::Error(ffi::ErrorCode::kUnimplemented,
+                      std::string("jrnn native ") + cell + ": bfloat16 needs AVX512_BF16");
+  }
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                    std::string("jrnn native ") + cell + ": x must be float32 or bfloat16");
+}
+
+// Rows per register tile: AVX-512 keeps 6 rows x 4 zmm accumulators; AVX2 runs the same
+// rows as 6 x 2 ymm per 16 columns (Accumulate).
+constexpr int kMaxRows = 6;
 
 // The time axis of a recurrence: step s (0 .. T-1, in the order the recurrence runs)
 // reads and writes the arrays' time index s, or T-1-s when `reverse` (a backwards layer
@@ -312,33 +433,60 @@ struct HSeq {
 // acc[r][Q0 + q] += sum_k a[r][k] * w[k * 16 NQ + 16 q .. + 15], q < NQ, k < K: the
 // register-tile GEMM (a packed panel of NQ x 16 columns, rows K) over one pointer per row
 // (rows gathered from anywhere, e.g. the pixels a convolution's tap reads).
+#if defined(JRNN_AVX2)
+// AVX2 has 16 ymm registers: a tile's 6 rows x 4 Vecs (48 ymm) cannot stay in them, so
+// each 16-column block q runs the K loop on its own 6 x 2 ymm accumulators (+ 2 weight
+// registers and one broadcast: the classic 6 x 16 AVX2 micro-kernel), over the same
+// packed panel; the other blocks wait outside the loop.
 template <int MR, int Q0, int NQ>
-JRNN_TARGET inline void AccumulateRows(__m512 (&acc)[MR][4], const float* const (&a)[MR],
+JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a)[MR],
+                                       const float* w, int64_t K) {
+  static_assert(Q0 + NQ <= 4, "four accumulators per row");
+  for (int q = 0; q < NQ; ++q) {
+    __m256 lo[MR], hi[MR];
+    for (int r = 0; r < MR; ++r) lo[r] = acc[r][Q0 + q].lo, hi[r] = acc[r][Q0 + q].hi;
+    const float* wk = w + 16 * q;
+    for (int64_t k = 0; k < K; ++k, wk += 16 * NQ) {
+      const __m256 w0 = _mm256_loadu_ps(wk), w1 = _mm256_loadu_ps(wk + 8);
+      for (int r = 0; r < MR; ++r) {
+        const __m256 v = _mm256_broadcast_ss(a[r] + k);
+        lo[r] = _mm256_fmadd_ps(v, w0, lo[r]);
+        hi[r] = _mm256_fmadd_ps(v, w1, hi[r]);
+      }
+    }
+    for (int r = 0; r < MR; ++r) acc[r][Q0 + q] = Vec{lo[r], hi[r]};
+  }
+}
+#else
+template <int MR, int Q0, int NQ>
+JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a)[MR],
                                        const float* w, int64_t K) {
   static_assert(Q0 + NQ <= 4, "four accumulators per row");
   for (int64_t k = 0; k < K; ++k, w += 16 * NQ) {
-    __m512 wq[NQ];
-    for (int q = 0; q < NQ; ++q) wq[q] = _mm512_loadu_ps(w + 16 * q);
+    Vec wq[NQ];
+    for (int q = 0; q < NQ; ++q) wq[q] = LoadU(w + 16 * q);
     for (int r = 0; r < MR; ++r) {
-      const __m512 v = _mm512_set1_ps(a[r][k]);
-      for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = _mm512_fmadd_ps(v, wq[q], acc[r][Q0 + q]);
+      const Vec v = Set1(a[r][k]);
+      for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = Fmadd(v, wq[q], acc[r][Q0 + q]);
     }
   }
 }
+#endif
 
 // The same GEMM over rows lda apart: a[r * lda + k].
 template <int MR, int Q0, int NQ>
-JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const float* a, int64_t lda,
+JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const float* a, int64_t lda,
                                    const float* w, int64_t K) {
   const float* rows[MR];
   for (int r = 0; r < MR; ++r) rows[r] = a + r * lda;
   AccumulateRows<MR, Q0, NQ>(acc, rows, w, K);
 }
 
+#if !defined(JRNN_AVX2)
 // Row k's and k+1's products of a bfloat16 tile (only row k's when last, for odd K):
 // one vdpbf16ps adds two rows' products per lane, in float32.
 template <int MR, int Q0, int NQ>
-JRNN_TARGET inline void DotPair(__m512 (&acc)[MR][4], const bf16* a, int64_t lda, const bf16* w,
+JRNN_TARGET inline void DotPair(Vec (&acc)[MR][4], const bf16* a, int64_t lda, const bf16* w,
                                 int64_t k, bool last) {
   __m512bh wq[NQ];
   for (int q = 0; q < NQ; ++q) wq[q] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + 32 * q));
@@ -352,34 +500,34 @@ JRNN_TARGET inline void DotPair(__m512 (&acc)[MR][4], const bf16* a, int64_t lda
 
 // The same GEMM over bfloat16 rows and a pair-interleaved panel (PackedRows(K) rows).
 template <int MR, int Q0, int NQ>
-JRNN_TARGET inline void Accumulate(__m512 (&acc)[MR][4], const bf16* a, int64_t lda,
+JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const bf16* a, int64_t lda,
                                    const bf16* w, int64_t K) {
   static_assert(Q0 + NQ <= 4, "four accumulators per row");
   int64_t k = 0;
   for (; k + 1 < K; k += 2, w += 32 * NQ) DotPair<MR, Q0, NQ>(acc, a, lda, w, k, false);
   if (k < K) DotPair<MR, Q0, NQ>(acc, a, lda, w, k, true);
 }
-
+#endif  // bfloat16: AVX-512 only
 
 // LSTM's gate maths (sigmoid gates, tanh) for 16 units of one row: the gates, c and h from
 // the pre-activations z (i, f, c, o) and the previous c (lstm.cc, conv_lstm.cc).
 struct LstmUnits {
-  __m512 i, f, g, o, c, h;
+  Vec i, f, g, o, c, h;
 };
-JRNN_TARGET inline LstmUnits LstmStep(const __m512 (&z)[4], __m512 c_prev) {
+JRNN_TARGET inline LstmUnits LstmStep(const Vec (&z)[4], Vec c_prev) {
   LstmUnits u;
   u.i = Sigmoid(z[0]);
   u.f = Sigmoid(z[1]);
   u.g = Tanh(z[2]);
   u.o = Sigmoid(z[3]);
-  u.c = _mm512_fmadd_ps(u.f, c_prev, _mm512_mul_ps(u.i, u.g));
-  u.h = _mm512_mul_ps(u.o, Tanh(u.c));
+  u.c = Fmadd(u.f, c_prev, Mul(u.i, u.g));
+  u.h = Mul(u.o, Tanh(u.c));
   return u;
 }
 
 // Saves what LSTM's backward pass reads: the gates i, f, g, o at gs, gs + H, gs + 2H,
 // gs + 3H, and c at cs.
-JRNN_TARGET inline void SaveLstmStep(__mmask16 m, const LstmUnits& u, float* gs, int64_t H,
+JRNN_TARGET inline void SaveLstmStep(Mask m, const LstmUnits& u, float* gs, int64_t H,
                                      float* cs) {
   Store(m, gs, u.i);
   Store(m, gs + H, u.f);
@@ -392,25 +540,25 @@ JRNN_TARGET inline void SaveLstmStep(__mmask16 m, const LstmUnits& u, float* gs,
 // passes back, the saved gates (i, f, g, o H apart from gs), c and the previous c, writes
 // the pre-activation gradients (H apart from dz) and returns the dc passed to step t-1.
 template <typename S>
-JRNN_TARGET inline __m512 LstmStepGrads(__mmask16 m, __m512 dh, __m512 dc_next, const float* gs,
-                                        int64_t H, __m512 c, __m512 c_prev, S* dz) {
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 i = Load(m, gs), f = Load(m, gs + H), g = Load(m, gs + 2 * H);
-  const __m512 o = Load(m, gs + 3 * H);
-  const __m512 tc = Tanh(c);
-  const __m512 dout = _mm512_mul_ps(dh, tc);
-  const __m512 dc = _mm512_fmadd_ps(_mm512_mul_ps(dh, o), _mm512_fnmadd_ps(tc, tc, one), dc_next);
+JRNN_TARGET inline Vec LstmStepGrads(Mask m, Vec dh, Vec dc_next, const float* gs,
+                                        int64_t H, Vec c, Vec c_prev, S* dz) {
+  const Vec one = Set1(1.0f);
+  const Vec i = Load(m, gs), f = Load(m, gs + H), g = Load(m, gs + 2 * H);
+  const Vec o = Load(m, gs + 3 * H);
+  const Vec tc = Tanh(c);
+  const Vec dout = Mul(dh, tc);
+  const Vec dc = Fmadd(Mul(dh, o), Fnmadd(tc, tc, one), dc_next);
   // dz_i = dc g i (1 - i); dz_f = dc c_prev f (1 - f); dz_g = dc i (1 - g²); dz_o = dout o (1 - o)
-  Store(m, dz, _mm512_mul_ps(_mm512_mul_ps(dc, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i))));
+  Store(m, dz, Mul(Mul(dc, g), Mul(i, Sub(one, i))));
   Store(m, dz + H,
-        _mm512_mul_ps(_mm512_mul_ps(dc, c_prev), _mm512_mul_ps(f, _mm512_sub_ps(one, f))));
-  Store(m, dz + 2 * H, _mm512_mul_ps(_mm512_mul_ps(dc, i), _mm512_fnmadd_ps(g, g, one)));
-  Store(m, dz + 3 * H, _mm512_mul_ps(dout, _mm512_mul_ps(o, _mm512_sub_ps(one, o))));
-  return _mm512_mul_ps(dc, f);
+        Mul(Mul(dc, c_prev), Mul(f, Sub(one, f))));
+  Store(m, dz + 2 * H, Mul(Mul(dc, i), Fnmadd(g, g, one)));
+  Store(m, dz + 3 * H, Mul(dout, Mul(o, Sub(one, o))));
+  return Mul(dc, f);
 }
 
 // Lane masks of the four 16-unit blocks of a backward tile's units 64p..64p+63.
-inline void UnitMasks(int64_t H, int64_t p, __mmask16 (&m)[4]) {
+inline void UnitMasks(int64_t H, int64_t p, Mask (&m)[4]) {
   for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - 64 * p - 16 * q));
 }
 
@@ -422,7 +570,7 @@ inline void UnitMasks(int64_t H, int64_t p, __mmask16 (&m)[4]) {
 // first G columns, the other G2 being g2 (B, T, G2). S: float32, or bfloat16 for dy, g
 // and rtpack (the bfloat16 kernels' backward pass; the carry and acc stay float32).
 template <int MR, typename S>
-JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const Dims& d,
+JRNN_TARGET void IncomingDh(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d,
                             int64_t G, int64_t t, int64_t b0, int64_t p, const S* dy,
                             const float* carry, const S* g, const S* rtpack,
                             const S* g2 = nullptr, int64_t G2 = 0) {
@@ -432,7 +580,7 @@ JRNN_TARGET void IncomingDh(__m512 (&acc)[MR][4], const __mmask16 (&m)[4], const
     for (int q = 0; q < 4; ++q) {
       const int64_t u = 64 * p + 16 * q;
       acc[r][q] = Load(m[q], dy + d.Row(b, t) * H + u);
-      if (carry != nullptr) acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], carry + b * H + u));
+      if (carry != nullptr) acc[r][q] = Add(acc[r][q], Load(m[q], carry + b * H + u));
     }
   }
   if (t < T - 1) {
@@ -625,6 +773,7 @@ void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t 
         [&](auto mr, int64_t, int64_t s, int64_t b0, int64_t p) { tile(mr, s, b0, p); });
 }
 
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 #endif  // JRNN_X86
 

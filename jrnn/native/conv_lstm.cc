@@ -39,6 +39,7 @@
 
 #if defined(JRNN_X86)
 namespace jrnn {
+namespace JRNN_ISA {
 namespace {
 
 struct ConvDims {
@@ -65,7 +66,7 @@ struct Frames {
 // acc += the rows that taps 0..K-1 of pixels p0..p0+MR-1 read from `frame` (stride `ld`
 // per pixel) times the packed tap blocks of `w` (Kw rows per tap).
 template <int MR, int NQ>
-JRNN_TARGET inline void GatherTaps(__m512 (&acc)[MR][4], const int32_t* nbr, int64_t K,
+JRNN_TARGET inline void GatherTaps(Vec (&acc)[MR][4], const int32_t* nbr, int64_t K,
                                    int64_t p0, const float* frame, int64_t ld, const float* zeros,
                                    const float* w, int64_t Kw) {
   for (int64_t k = 0; k < K; ++k) {
@@ -97,11 +98,11 @@ template <int MR>
 JRNN_TARGET void ConvFwdTile(const ConvFwdArgs& a, int64_t t, int64_t b, int64_t p0, int64_t u) {
   const ConvDims& d = a.d;
   const int64_t F = d.F, G = 4 * F, u0 = 16 * u;
-  const __mmask16 m = TailMask(static_cast<int>(F - u0));
-  __m512 acc[MR][4];
+  const Mask m = TailMask(static_cast<int>(F - u0));
+  Vec acc[MR][4];
   const int64_t row0 = (b * d.T + t) * d.P + p0;  // (b, t, p0) in the (B, T, P) rows
   for (int q = 0; q < 4; ++q) {
-    const __m512 bq = Load(m, a.bias + q * F + u0);
+    const Vec bq = Load(m, a.bias + q * F + u0);
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
   GatherTaps<MR, 4>(acc, a.tab_x, a.Kx, p0, a.x + (b * d.T + t) * a.Pin * a.C, a.C, a.zeros,
@@ -111,7 +112,7 @@ JRNN_TARGET void ConvFwdTile(const ConvFwdArgs& a, int64_t t, int64_t b, int64_t
   float* out = a.h.Out(t, b);
   for (int r = 0; r < MR; ++r) {
     const int64_t p = p0 + r, s = (b * d.P + p) * F + u0;  // (b, p) in (B, P, F) states
-    const __m512 c_prev = Load(m, (t == 0 ? a.c0 : a.c) + s);
+    const Vec c_prev = Load(m, (t == 0 ? a.c0 : a.c) + s);
     const LstmUnits v = LstmStep(acc[r], c_prev);
     Store(m, a.c + s, v.c);
     Store(m, out + p * F + u0, v.h);
@@ -160,15 +161,15 @@ template <int MR, int NQ>
 JRNN_TARGET void ConvBwdTile(const ConvBwdArgs& a, int64_t t, int64_t b, int64_t p0, int64_t u) {
   const ConvDims& d = a.d;
   const int64_t T = d.T, F = d.F, G = 4 * F, u0 = 16 * NQ * u;
-  __mmask16 m[4];
+  Mask m[4];
   for (int q = 0; q < 4; ++q) m[q] = q < NQ ? TailMask(static_cast<int>(F - u0 - 16 * q)) : 0;
   const int64_t row0 = (b * T + t) * d.P + p0;
-  __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} ⊛ᵀ R
+  Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} ⊛ᵀ R
   for (int r = 0; r < MR; ++r) {
     for (int q = 0; q < NQ; ++q) {
       acc[r][q] = Load(m[q], a.dy + (row0 + r) * F + u0 + 16 * q);
       if (t == T - 1) {
-        acc[r][q] = _mm512_add_ps(acc[r][q], Load(m[q], a.dhT + (b * d.P + p0 + r) * F + u0 + 16 * q));
+        acc[r][q] = Add(acc[r][q], Load(m[q], a.dhT + (b * d.P + p0 + r) * F + u0 + 16 * q));
       }
     }
   }
@@ -186,12 +187,12 @@ JRNN_TARGET void ConvBwdTile(const ConvBwdArgs& a, int64_t t, int64_t b, int64_t
   for (int r = 0; r < MR; ++r) {
     const int64_t row = row0 + r, s = (b * d.P + p0 + r) * F;
     for (int q = 0; q < NQ; ++q) {
-      const __mmask16 mq = m[q];
+      const Mask mq = m[q];
       if (mq == 0) continue;
       const int64_t v = u0 + 16 * q;
-      const __m512 c = Load(mq, a.cseq + row * F + v);
-      const __m512 c_prev = t == 0 ? Load(mq, a.c0 + s + v) : Load(mq, a.cseq + (row - d.P) * F + v);
-      const __m512 dc_next = Load(mq, (t == T - 1 ? a.dcT : a.dc0) + s + v);
+      const Vec c = Load(mq, a.cseq + row * F + v);
+      const Vec c_prev = t == 0 ? Load(mq, a.c0 + s + v) : Load(mq, a.cseq + (row - d.P) * F + v);
+      const Vec dc_next = Load(mq, (t == T - 1 ? a.dcT : a.dc0) + s + v);
       Store(mq, a.dc0 + s + v,
             LstmStepGrads(mq, acc[r][q], dc_next, a.gates + row * G + v, F, c, c_prev, a.dz + row * G + v));
     }
@@ -226,13 +227,13 @@ struct WeightGradArgs {
 template <int MR>
 JRNN_TARGET void WeightGradTile(const float* at, const float* dzp, int64_t n, int64_t c0,
                                 int64_t j, int64_t ld, float* out /* (C, ld) of the tap */) {
-  __m512 acc[MR][4];
+  Vec acc[MR][4];
   for (int r = 0; r < MR; ++r) {
-    for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_loadu_ps(out + (c0 + r) * ld + 64 * j + 16 * q);
+    for (int q = 0; q < 4; ++q) acc[r][q] = LoadU(out + (c0 + r) * ld + 64 * j + 16 * q);
   }
   Accumulate<MR, 0, 4>(acc, at + c0 * kPixelBlock, kPixelBlock, dzp + j * kPixelBlock * 64, n);
   for (int r = 0; r < MR; ++r) {
-    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + (c0 + r) * ld + 64 * j + 16 * q, acc[r][q]);
+    for (int q = 0; q < 4; ++q) StoreU(out + (c0 + r) * ld + 64 * j + 16 * q, acc[r][q]);
   }
 }
 
@@ -285,10 +286,12 @@ void WeightGrad(ffi::ThreadPool& pool, const WeightGradArgs& a, float* dw) {
 }
 
 }  // namespace
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 #endif  // JRNN_X86
 
 namespace jrnn {
+namespace JRNN_ISA {
 namespace {
 
 constexpr ffi::DataType kF32 = ffi::DataType::F32;
@@ -475,13 +478,14 @@ ffi::Error ConvWeightGradImpl(ffi::AnyBuffer src, ffi::AnyBuffer dz, ffi::AnyBuf
 }
 
 }  // namespace
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_weight_grad, jrnn::ConvWeightGradImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_conv_weight_grad), jrnn::JRNN_ISA::ConvWeightGradImpl,
                               (jrnn::AnyBinding<3, 1>()));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_fwd, jrnn::ConvLstmFwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_conv_lstm_fwd), jrnn::JRNN_ISA::ConvLstmFwdImpl,
                               (jrnn::AnyBinding<8, 5>()));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_conv_lstm_bwd, jrnn::ConvLstmBwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_conv_lstm_bwd), jrnn::JRNN_ISA::ConvLstmBwdImpl,
                               (jrnn::AnyBinding<10, 3>()));

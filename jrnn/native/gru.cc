@@ -44,6 +44,7 @@
 
 #if defined(JRNN_X86)
 namespace jrnn {
+namespace JRNN_ISA {
 namespace {
 
 template <typename S>
@@ -64,14 +65,14 @@ template <int MR, typename S>
 JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, F = a.F;
   const int64_t u0 = 16 * p;
-  const __mmask16 m = TailMask(static_cast<int>(H - u0));
-  const __m512 init[4] = {
+  const Mask m = TailMask(static_cast<int>(H - u0));
+  const Vec init[4] = {
       Load(m, a.bi + 2 * H + u0),
-      _mm512_add_ps(Load(m, a.bi + u0), Load(m, a.br + u0)),
-      _mm512_add_ps(Load(m, a.bi + H + u0), Load(m, a.br + H + u0)),
+      Add(Load(m, a.bi + u0), Load(m, a.br + u0)),
+      Add(Load(m, a.bi + H + u0), Load(m, a.br + H + u0)),
       Load(m, a.br + 2 * H + u0),
   };
-  __m512 acc[MR][4];
+  Vec acc[MR][4];
   for (int r = 0; r < MR; ++r) {
     for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
   }
@@ -81,11 +82,11 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
   Accumulate<MR, 1, 3>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 48, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
-    const __m512 z = Sigmoid(acc[r][1]), rr = Sigmoid(acc[r][2]);
-    const __m512 hh = Tanh(_mm512_fmadd_ps(rr, acc[r][3], acc[r][0]));
-    const __m512 hp = Load(m, hprev + r * ldh + u0);
+    const Vec z = Sigmoid(acc[r][1]), rr = Sigmoid(acc[r][2]);
+    const Vec hh = Tanh(Fmadd(rr, acc[r][3], acc[r][0]));
+    const Vec hp = Load(m, hprev + r * ldh + u0);
     // h = z h_prev + (1 - z) h~ = h~ + z (h_prev - h~)
-    const __m512 h = a.d.Masked(a.mask, b, t) ? hp : _mm512_fmadd_ps(z, _mm512_sub_ps(hp, hh), hh);
+    const Vec h = a.d.Masked(a.mask, b, t) ? hp : Fmadd(z, Sub(hp, hh), hh);
     Store(m, a.h.Out(t, b) + u0, h);
     if (t == T - 1) Store(m, a.hT + b * H + u0, h);
     if (a.zr != nullptr) {
@@ -124,19 +125,19 @@ template <int MR, typename S>
 JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H;
   const int64_t u0 = 64 * p;
-  __mmask16 m[4];
+  Mask m[4];
   UnitMasks(H, p, m);
   // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
-  __m512 acc[MR][4];
+  Vec acc[MR][4];
   IncomingDh<MR, S>(acc, m, a.d, 2 * H, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gzr,
                     a.rtpack, a.gah, H);
   StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
-  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  const Vec one = Set1(1.0f), zero = Zero();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const bool masked = a.d.Masked(a.mask, b, t);
     for (int q = 0; q < 4; ++q) {
-      const __mmask16 mq = m[q];
+      const Mask mq = m[q];
       if (mq == 0) continue;
       const int64_t u = u0 + 16 * q;
       const int64_t row = a.d.Row(b, t);
@@ -148,23 +149,23 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64
         Store(mq, a.dh0 + b * H + u, acc[r][q]);
         continue;
       }
-      const __m512 z = Load(mq, a.zr + row * 2 * H + u), rr = Load(mq, a.zr + row * 2 * H + H + u);
-      const __m512 hh = Load(mq, a.hh + row * H + u), mh = Load(mq, a.mh + row * H + u);
-      const __m512 hp =
+      const Vec z = Load(mq, a.zr + row * 2 * H + u), rr = Load(mq, a.zr + row * 2 * H + H + u);
+      const Vec hh = Load(mq, a.hh + row * H + u), mh = Load(mq, a.mh + row * H + u);
+      const Vec hp =
           t == 0 ? Load(mq, a.h0 + b * H + u) : Load(mq, a.y + a.d.Row(b, t - 1) * H + u);
-      const __m512 dh = acc[r][q];
-      const __m512 dz = _mm512_mul_ps(dh, _mm512_sub_ps(hp, hh));
-      const __m512 da = _mm512_mul_ps(_mm512_mul_ps(dh, _mm512_sub_ps(one, z)),
-                                      _mm512_fnmadd_ps(hh, hh, one));
-      const __m512 dz_pre = _mm512_mul_ps(dz, _mm512_mul_ps(z, _mm512_sub_ps(one, z)));
-      const __m512 dr_pre =
-          _mm512_mul_ps(_mm512_mul_ps(da, mh), _mm512_mul_ps(rr, _mm512_sub_ps(one, rr)));
+      const Vec dh = acc[r][q];
+      const Vec dz = Mul(dh, Sub(hp, hh));
+      const Vec da = Mul(Mul(dh, Sub(one, z)),
+                                      Fnmadd(hh, hh, one));
+      const Vec dz_pre = Mul(dz, Mul(z, Sub(one, z)));
+      const Vec dr_pre =
+          Mul(Mul(da, mh), Mul(rr, Sub(one, rr)));
       // In place over zr, hh, mh: every gate above is loaded.
       Store(mq, a.gzr + row * 2 * H + u, dz_pre);
       Store(mq, a.gzr + row * 2 * H + H + u, dr_pre);
       Store(mq, a.gax + row * H + u, da);
-      Store(mq, a.gah + row * H + u, _mm512_mul_ps(da, rr));
-      Store(mq, a.dh0 + b * H + u, _mm512_mul_ps(dh, z));
+      Store(mq, a.gah + row * H + u, Mul(da, rr));
+      Store(mq, a.dh0 + b * H + u, Mul(dh, z));
     }
   }
 }
@@ -177,10 +178,12 @@ void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs<S>& a) {
 }
 
 }  // namespace
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 #endif  // JRNN_X86
 
 namespace jrnn {
+namespace JRNN_ISA {
 namespace {
 
 ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
@@ -314,10 +317,11 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
 }
 
 }  // namespace
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_fwd, jrnn::GruFwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_gru_fwd), jrnn::JRNN_ISA::GruFwdImpl,
                               (jrnn::AnyBinding<7, 5>().Attr<bool>("reverse")));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_gru_bwd, jrnn::GruBwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_gru_bwd), jrnn::JRNN_ISA::GruBwdImpl,
                               (jrnn::AnyBinding<9, 5>().Attr<bool>("reverse")));

@@ -45,6 +45,7 @@
 
 #if defined(JRNN_X86)
 namespace jrnn {
+namespace JRNN_ISA {
 namespace {
 
 // ------------------------------------------------------------------ forward
@@ -66,10 +67,10 @@ template <int MR, typename S>
 JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, G = 4 * H, F = a.F;
   const int64_t u0 = 16 * p;
-  const __mmask16 m = TailMask(static_cast<int>(H - u0));
-  __m512 acc[MR][4];
+  const Mask m = TailMask(static_cast<int>(H - u0));
+  Vec acc[MR][4];
   for (int q = 0; q < 4; ++q) {
-    const __m512 bq = Load(m, a.bias + q * H + u0);
+    const Vec bq = Load(m, a.bias + q * H + u0);
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
   // z = x_t W + b + h_{t-1} R, both products on the packed panel p.
@@ -79,7 +80,7 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
-    const __m512 c_prev = t == 0 ? Load(m, a.c0 + b * H + u0) : Load(m, a.c + b * H + u0);
+    const Vec c_prev = t == 0 ? Load(m, a.c0 + b * H + u0) : Load(m, a.c + b * H + u0);
     LstmUnits u = LstmStep(acc[r], c_prev);
     if (a.d.Masked(a.mask, b, t)) {  // the state passes through (and y holds it)
       u.c = c_prev;
@@ -125,19 +126,19 @@ template <int MR, typename S>
 JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, G = 4 * H;
   const int64_t u0 = 64 * p;
-  __mmask16 m[4];
+  Mask m[4];
   UnitMasks(H, p, m);
-  __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
+  Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
   // With a mask, dhc carries dh past masked steps (it starts as dhT).
   const float* carry = a.mask != nullptr ? a.dhc : (t == T - 1 ? a.dhT : nullptr);
   IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, carry, a.dz, a.rtpack);
   StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
-  const __m512 zero = _mm512_setzero_ps();
+  const Vec zero = Zero();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const bool masked = a.d.Masked(a.mask, b, t);
     for (int q = 0; q < 4; ++q) {
-      const __mmask16 mq = m[q];
+      const Mask mq = m[q];
       if (mq == 0) continue;
       const int64_t u = u0 + 16 * q;
       if (masked) {  // h and c passed through: dh and dc pass on; no gate gradients
@@ -148,11 +149,11 @@ JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
         continue;
       }
       if (a.mask != nullptr) Store(mq, a.dhc + b * H + u, zero);
-      const __m512 c = Load(mq, a.cseq + a.d.Row(b, t) * H + u);
-      const __m512 c_prev =
+      const Vec c = Load(mq, a.cseq + a.d.Row(b, t) * H + u);
+      const Vec c_prev =
           t == 0 ? Load(mq, a.c0 + b * H + u) : Load(mq, a.cseq + a.d.Row(b, t - 1) * H + u);
-      const __m512 dc_next = Load(mq, (t == T - 1 ? a.dcT : a.dc0) + b * H + u);
-      const __m512 dc_prev = LstmStepGrads(mq, acc[r][q], dc_next, a.gates + a.d.Row(b, t) * G + u,
+      const Vec dc_next = Load(mq, (t == T - 1 ? a.dcT : a.dc0) + b * H + u);
+      const Vec dc_prev = LstmStepGrads(mq, acc[r][q], dc_next, a.gates + a.d.Row(b, t) * G + u,
                                            H, c, c_prev, a.dz + a.d.Row(b, t) * G + u);
       Store(mq, a.dc0 + b * H + u, dc_prev);
     }
@@ -167,10 +168,12 @@ void Backward(ffi::ThreadPool& pool, const BwdArgs<S>& a) {
 }
 
 }  // namespace
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 #endif  // JRNN_X86
 
 namespace jrnn {
+namespace JRNN_ISA {
 namespace {
 
 ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
@@ -307,10 +310,11 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
 }
 
 }  // namespace
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_fwd, jrnn::LstmFwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_lstm_fwd), jrnn::JRNN_ISA::LstmFwdImpl,
                               (jrnn::AnyBinding<7, 5>().Attr<bool>("reverse")));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_lstm_bwd, jrnn::LstmBwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_lstm_bwd), jrnn::JRNN_ISA::LstmBwdImpl,
                               (jrnn::AnyBinding<10, 4>().Attr<bool>("reverse")));

@@ -29,6 +29,7 @@
 
 #if defined(JRNN_X86)
 namespace jrnn {
+namespace JRNN_ISA {
 namespace {
 
 template <typename S>
@@ -47,11 +48,11 @@ template <int MR, typename S>
 JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H, F = a.F;
   const int64_t u0 = 64 * p;
-  __mmask16 m[4];
-  __m512 acc[MR][4];
+  Mask m[4];
+  Vec acc[MR][4];
   for (int q = 0; q < 4; ++q) {
     m[q] = TailMask(static_cast<int>(H - u0 - 16 * q));
-    const __m512 bq = Load(m[q], a.bias + u0 + 16 * q);
+    const Vec bq = Load(m[q], a.bias + u0 + 16 * q);
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
   int64_t ldh;
@@ -63,7 +64,7 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
     const bool masked = a.d.Masked(a.mask, b, t);
     for (int q = 0; q < 4; ++q) {
       if (m[q] == 0) continue;
-      const __m512 h = masked ? Load(m[q], hprev + r * ldh + u0 + 16 * q) : Tanh(acc[r][q]);
+      const Vec h = masked ? Load(m[q], hprev + r * ldh + u0 + 16 * q) : Tanh(acc[r][q]);
       Store(m[q], a.h.Out(t, b) + u0 + 16 * q, h);
       if (t == T - 1) Store(m[q], a.hT + b * H + u0 + 16 * q, h);
     }
@@ -84,12 +85,12 @@ template <int MR, typename S>
 JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   const int64_t T = a.d.T, H = a.d.H;
   const int64_t u0 = 64 * p;
-  __mmask16 m[4];
+  Mask m[4];
   UnitMasks(H, p, m);
-  __m512 acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
+  Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
   const float* carry = a.mask != nullptr ? a.dhc : (t == T - 1 ? a.dhT : nullptr);
   IncomingDh<MR, S>(acc, m, a.d, H, t, b0, p, a.dy, carry, a.dz, a.rtpack);
-  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  const Vec one = Set1(1.0f), zero = Zero();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const bool masked = a.d.Masked(a.mask, b, t);
@@ -101,17 +102,19 @@ JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0,
         Store(m[q], a.dz + at, zero);
         continue;
       }
-      const __m512 h = Load(m[q], a.y + at);
-      Store(m[q], a.dz + at, _mm512_mul_ps(acc[r][q], _mm512_fnmadd_ps(h, h, one)));
+      const Vec h = Load(m[q], a.y + at);
+      Store(m[q], a.dz + at, Mul(acc[r][q], Fnmadd(h, h, one)));
     }
   }
 }
 
 }  // namespace
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 #endif  // JRNN_X86
 
 namespace jrnn {
+namespace JRNN_ISA {
 namespace {
 
 ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
@@ -210,10 +213,11 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
 }
 
 }  // namespace
+}  // namespace JRNN_ISA
 }  // namespace jrnn
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_fwd, jrnn::SimpleFwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_simple_fwd), jrnn::JRNN_ISA::SimpleFwdImpl,
                               (jrnn::AnyBinding<6, 2>().Attr<bool>("reverse")));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jrnn_simple_bwd, jrnn::SimpleBwdImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_simple_bwd), jrnn::JRNN_ISA::SimpleBwdImpl,
                               (jrnn::AnyBinding<5, 2>().Attr<bool>("reverse")));
