@@ -214,17 +214,17 @@ class RNN(Configurable, nnx.Module):
         per backend: hoisted on GPU/TPU; per step on CPU, where XLA's CPU matmuls run the
         small per-step GEMM from cache faster than they stream a hoisted
         ``(time, batch, gates*units)`` buffer (measured in ``bench/``). Same results.
-      native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn.native`, built
-        at install) instead of the XLA scan. None (default): wherever it applies — a cell
-        with a native kernel (LSTM, or GRU with ``reset_after=True``, with Keras' default
+      native: run the recurrence on jrnn's native CPU kernel (:mod:`jrnn.native`, built at
+        install) instead of the XLA scan. None (default): wherever it applies — a cell with
+        a native kernel (LSTM, or GRU with ``reset_after=True``, with Keras' default
         tanh/sigmoid activations; SimpleRNN with tanh; CuDNNLSTM, CuDNNGRU; ConvLSTM with
-        those activations and channels_last, float32 only; a stack of such cells, one
-        kernel per cell, input dropout of inner cells included), a float32 or
-        bfloat16 compute dtype (bfloat16 needs AVX512_BF16), the CPU backend, a CPU with
-        AVX-512, inputs and weights not sharded over a mesh, and no recurrent dropout,
-        per-gate input dropout masks, ``constants`` or recorded activations in the call
-        (``remat`` works on both paths; masks of any pattern run on the LSTM, GRU and
-        SimpleRNN kernels, which keep the state at masked steps, not on ConvLSTM's).
+        those activations and channels_last, float32 only; a stack of such cells, one kernel
+        per cell, input dropout of inner cells included), a float32 or bfloat16 compute
+        dtype (bfloat16 needs AVX512_BF16), the CPU backend, a CPU with AVX-512 or AVX2 and
+        FMA, inputs and weights not sharded over a mesh, and no recurrent dropout, per-gate
+        input dropout masks, ``constants`` or recorded activations in the call (``remat``
+        works on both paths; masks of any pattern run on the LSTM, GRU and SimpleRNN
+        kernels, which keep the state at masked steps, not on ConvLSTM's).
         True: require it (an error names what prevents it). False: always the XLA scan.
         Both compute the same function (float32 rounding differs, ~1e-6; in bfloat16 the
         kernel accumulates products and keeps the gate maths and LSTM's ``c`` in float32,
