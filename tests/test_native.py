@@ -361,8 +361,7 @@ def test_env_switch_turns_it_off(monkeypatch):
 
 
 @needs_kernel
-@pytest.mark.parametrize("go_backwards", [False, True])
-@pytest.mark.parametrize("remat", [True, 3])
+@pytest.mark.parametrize("remat,go_backwards", [(True, False), (3, True)])
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
 def test_remat_segments_equal_the_scan(layer, remat, go_backwards):
     # Backwards in time the segments run last to first, each backwards in place.
@@ -819,10 +818,26 @@ def _bidirectional_pair(merge_mode="concat", seed=4, layer=jrnn.LSTM, **kw):
     return made
 
 
+# The merge runs in Python after the one kernel call (the same for every cell): every merge
+# mode on LSTM, both output forms on each cell.
+_BIDIRECTIONAL_CASES = [
+    *[(jrnn.LSTM, mode, True) for mode in ("concat", "sum", "mul", "ave", None)],
+    (jrnn.LSTM, "concat", False),
+    (jrnn.LSTM, None, False),
+    *[
+        (layer, mode, seq)
+        for layer in (jrnn.GRU, jrnn.SimpleRNN)
+        for mode, seq in (("concat", True), ("sum", False))
+    ],
+]
+
+
 @needs_kernel
-@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
-@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
-@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize(
+    "layer,merge_mode,return_sequences",
+    _BIDIRECTIONAL_CASES,
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
 def test_bidirectional_one_call_equals_the_scan(layer, merge_mode, return_sequences):
     fused, scan = _bidirectional_pair(
         merge_mode, layer=layer, return_sequences=return_sequences, return_state=True
@@ -881,11 +896,14 @@ def _step_mask(batch, time, seed=5):
 MASKED_LAYERS = LAYERS  # every native dense kernel takes masks
 
 
+# (go_backwards, zero_output_for_mask, return_sequences): the four runs that cover every
+# pair of their values.
+_FLAG_PAIRS = [(False, False, True), (False, True, False), (True, False, False), (True, True, True)]
+
+
 @needs_kernel
 @pytest.mark.parametrize("layer", MASKED_LAYERS, ids=lambda layer: layer.__name__)
-@pytest.mark.parametrize("go_backwards", [False, True])
-@pytest.mark.parametrize("zero_output_for_mask", [False, True])
-@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("go_backwards,zero_output_for_mask,return_sequences", _FLAG_PAIRS)
 @pytest.mark.parametrize("batch,time,features,units", [(13, 9, 5, 20), (1, 6, 64, 70)])
 def test_masked_calls_run_the_kernel_and_equal_the_scan(
     layer, go_backwards, zero_output_for_mask, return_sequences, batch, time, features, units
@@ -955,8 +973,7 @@ def test_masked_steps_keep_the_state_in_the_kernel(kind, dtype):
 @needs_kernel
 @pytest.mark.parametrize("layer", MASKED_LAYERS, ids=lambda layer: layer.__name__)
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", None])
-@pytest.mark.parametrize("return_sequences", [True, False])
-@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+@pytest.mark.parametrize("return_sequences,zero_output_for_mask", [(True, False), (False, True)])
 def test_masked_bidirectional_runs_one_call_and_equals_the_scan(
     layer, merge_mode, return_sequences, zero_output_for_mask
 ):
