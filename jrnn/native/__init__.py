@@ -95,36 +95,28 @@ _BF16 = jnp.bfloat16
 _ISAS = {"avx512": 2, "avx2": 1}
 
 
+def _unavailable(why: str) -> tuple[None, None, str]:
+    return None, None, why
+
+
 @functools.cache
 def _load() -> tuple[ctypes.CDLL | None, str | None, str | None]:
     """Load the compiled library and register the FFI targets of the build this CPU runs,
     once per process: ``(library, instruction set, None)``, or ``(None, None, why not)``."""
     paths = sorted(glob.glob(_LIB_GLOB))
     if not paths:
-        return (
-            None,
-            None,
-            (
-                "the library jrnn/native/_kernels*.so was not built (reinstall jrnn on a "
-                "machine with a C++ compiler)"
-            ),
+        return _unavailable(
+            "the library jrnn/native/_kernels*.so was not built (reinstall jrnn on a "
+            "machine with a C++ compiler)"
         )
     lib = ctypes.CDLL(paths[0])
+    reinstall = f"the library {paths[0]} predates this jrnn (it lacks {{}}); reinstall jrnn"
     if not hasattr(lib, "jrnn_native_isa"):
-        return (
-            None,
-            None,
-            (
-                f"the library {paths[0]} predates this jrnn (it has no AVX2 build); reinstall "
-                "jrnn to rebuild it"
-            ),
-        )
+        return _unavailable(reinstall.format("its AVX2 build"))
     best = lib.jrnn_native_isa()
     if best == 0:
-        return (
-            None,
-            None,
-            "this CPU has neither AVX-512 nor AVX2 with FMA (the kernels' instruction sets)",
+        return _unavailable(
+            "this CPU has neither AVX-512 nor AVX2 with FMA (the kernels' instruction sets)"
         )
     wanted = os.environ.get("JRNN_NATIVE_ISA", "")
     if wanted and wanted not in _ISAS:
@@ -134,17 +126,10 @@ def _load() -> tuple[ctypes.CDLL | None, str | None, str | None]:
         )
     chosen = wanted or next(name for name, code in _ISAS.items() if code <= best)
     if _ISAS[chosen] > best:
-        return None, None, f"JRNN_NATIVE_ISA={chosen} is set but this CPU lacks AVX-512"
+        return _unavailable(f"JRNN_NATIVE_ISA={chosen} is set but this CPU lacks AVX-512")
     missing = [name for name in _TARGETS if not hasattr(lib, f"{name}_{chosen}")]
     if missing:
-        return (
-            None,
-            None,
-            (
-                f"the library {paths[0]} predates this jrnn (it lacks {', '.join(missing)}); "
-                "reinstall jrnn to rebuild it"
-            ),
-        )
+        return _unavailable(reinstall.format(", ".join(f"{n}_{chosen}" for n in missing)))
     for name in _TARGETS:
         handler = jax.ffi.pycapsule(getattr(lib, f"{name}_{chosen}"))
         jax.ffi.register_ffi_target(name, handler, platform="cpu")
