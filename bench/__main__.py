@@ -208,7 +208,12 @@ def main(argv=None) -> int:
         machine = f"GEMM roofline: {roofline:.1f} GFLOP/s (JAX float32 on {_gpu_name()})."
     else:
         roofline = gemm_roofline_gflops()
-        machine = f"GEMM roofline: {roofline:.1f} GFLOP/s (NumPy float32), {os.cpu_count()} cores."
+        from jrnn import native
+
+        machine = (
+            f"GEMM roofline: {roofline:.1f} GFLOP/s (NumPy float32), {os.cpu_count()} cores; "
+            f"jrnn's native kernels: {native.isa() or native.unavailable_reason()}."
+        )
     print(machine)
     rows = []
     for layer in prof["layers"]:

@@ -4,7 +4,8 @@
 
 Builds ``bench/fma_peak.c`` (independent FMA chains per thread: AVX-512 where the CPU has
 it, else AVX2) into a temporary folder, takes the best of five runs on one thread and on
-every core, then, where the native kernels run (AVX-512), times jrnn's LSTM and GRU
+every core, then, where the native kernels run (their AVX-512 or AVX2 build, as
+``jrnn.native.isa()`` picks; ``JRNN_NATIVE_ISA=avx2`` for the other), times jrnn's LSTM and GRU
 forwards (float32) at the benchmark's typical and throughput shapes in this process and
 prints their GEMM FLOP rate against that peak. This is the
 ceiling behind the performance targets that the README reports as missed: a forward at
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         for shape_name in ("typical", "throughput"):
             rate = kernel_gflops(layer, SHAPES[shape_name])
             print(
-                f"jrnn {layer} {shape_name} forward: {rate:.0f} GFLOP/s, "
+                f"jrnn {layer} {shape_name} forward ({native.isa()} build): {rate:.0f} GFLOP/s, "
                 f"{100 * rate / every:.0f}% of the {cores}-thread FMA peak"
             )
     return 0
