@@ -220,11 +220,12 @@ def test_results_do_not_depend_on_the_thread_count():
             np.testing.assert_array_equal(a, b)
 
 
-def _run_isa(isa: str, code: str) -> subprocess.CompletedProcess:
+def _run_isa(isa: str, code: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -c code args...`` under ``JRNN_NATIVE_ISA=isa``, from the repository root."""
     env = dict(os.environ, JRNN_NATIVE_ISA=isa)
     root = os.path.dirname(os.path.dirname(__file__))
     return subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True
+        [sys.executable, "-c", code, *args], env=env, cwd=root, capture_output=True, text=True
     )
 
 
@@ -263,9 +264,7 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
     results = {}
     for isa in ("avx512", "avx2"):
         path = str(tmp_path / f"{isa}.npz")
-        run = _run_isa(
-            isa, code.replace("sys.argv[1]", repr(isa)).replace("sys.argv[2]", repr(path))
-        )
+        run = _run_isa(isa, code, isa, path)
         if run.returncode == 3:
             assert isa == "avx512" and "lacks AVX-512" in run.stdout
             continue
