@@ -720,7 +720,12 @@ void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panel
   // Per-step hand-offs between cores cost ~1 us: below ~64k FMAs per step one thread wins.
   if (!by_rows && D * fmas_per_step < (1 << 16)) threads = 1;
   threads = std::max<int64_t>(1, std::min(threads, items));
-  const int64_t per_direction = std::min(row_blocks, std::max<int64_t>(1, 2 * threads / D));
+  // By rows: about two chunks per thread, and a multiple of the thread count in all where
+  // the row blocks allow it (3 chunks on 2 threads leave one idle for a third of the call).
+  int64_t per_direction = std::min(row_blocks, std::max<int64_t>(1, 2 * threads / D));
+  while ((D * per_direction) % threads != 0 && D * (per_direction - 1) >= threads) {
+    --per_direction;
+  }
   const int64_t chunks = by_rows ? D * per_direction
                                  : (threads == 1 ? 1 : std::min<int64_t>(items, 4 * threads));
   const int64_t total = by_rows ? chunks : T * chunks;
