@@ -562,6 +562,21 @@ inline void UnitMasks(int64_t H, int64_t p, Mask (&m)[4]) {
   for (int q = 0; q < 4; ++q) m[q] = TailMask(static_cast<int>(H - 64 * p - 16 * q));
 }
 
+// Accumulate, for the backward tiles' product dz Rᵀ (IncomingDh). The AVX2 build never
+// inlines it: its micro-kernel needs 15 of the 16 ymm registers, and inlined into a
+// backward tile the compiler kept tile values in registers and spilled an accumulator
+// instead (a store and reload in every iteration of the K loop, which halved the GEMM
+// rate of the SimpleRNN and LSTM backward kernels). The forward tiles inline it unharmed.
+template <int MR, int Q0, int NQ, typename S>
+#if defined(JRNN_AVX2)
+JRNN_TARGET __attribute__((noinline)) void AccumulateApart(
+#else
+JRNN_TARGET inline void AccumulateApart(
+#endif
+    Vec (&acc)[MR][4], const S* a, int64_t lda, const S* w, int64_t K) {
+  Accumulate<MR, Q0, NQ>(acc, a, lda, w, K);
+}
+
 // A backward tile's incoming state gradient dh_t (rows b0.., units 64p..64p+63) into acc:
 // dy[:, t] + carry + (t < T-1 ? g[:, t+1] Rᵀ : 0) (t a step, at its row: Dims), with
 // carry (B, H) what the step after
@@ -585,10 +600,10 @@ JRNN_TARGET void IncomingDh(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d
   }
   if (t < T - 1) {
     const S* panel = rtpack + p * PackedRows<S>(G + G2) * 64;
-    Accumulate<MR, 0, 4>(acc, g + d.Row(b0, t + 1) * G, T * G, panel, G);
+    AccumulateApart<MR, 0, 4>(acc, g + d.Row(b0, t + 1) * G, T * G, panel, G);
     // Rows G.. of a bfloat16 panel start at pair G/2: G is even wherever g2 is given.
     if (g2 != nullptr) {
-      Accumulate<MR, 0, 4>(acc, g2 + d.Row(b0, t + 1) * G2, T * G2, panel + G * 64, G2);
+      AccumulateApart<MR, 0, 4>(acc, g2 + d.Row(b0, t + 1) * G2, T * G2, panel + G * 64, G2);
     }
   }
 }
