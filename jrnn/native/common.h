@@ -565,8 +565,8 @@ inline void UnitMasks(int64_t H, int64_t p, Mask (&m)[4]) {
 // Accumulate, for the backward tiles' product dz Rᵀ (IncomingDh). The AVX2 build never
 // inlines it: its micro-kernel needs 15 of the 16 ymm registers, and inlined into a
 // backward tile the compiler kept tile values in registers and spilled an accumulator
-// instead (a store and reload in every iteration of the K loop, which halved the GEMM
-// rate of the SimpleRNN and LSTM backward kernels). The forward tiles inline it unharmed.
+// instead (a store and reload in every iteration of the K loop, which halved the SimpleRNN
+// backward kernel's GEMM rate). The forward tiles inline it unharmed.
 template <int MR, int Q0, int NQ, typename S>
 #if defined(JRNN_AVX2)
 JRNN_TARGET __attribute__((noinline)) void AccumulateApart(
