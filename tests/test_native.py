@@ -976,8 +976,9 @@ def test_masked_steps_keep_the_state_in_the_kernel(kind, dtype):
             np.testing.assert_array_equal(s[2], p[2])
 
 
-# Every merge mode and flag pair on LSTM; two of them on the other cells (the merge and the
-# flags act in Python on the one call's output, the same for every cell).
+# Each merge mode on LSTM with two opposite flag pairs (return_sequences, zero_output_for_mask);
+# two cases on the other cells (the merge and the flags act in Python on the one call's
+# output, the same for every cell).
 _MASKED_BIDIRECTIONAL_CASES = [
     *[
         (jrnn.LSTM, mode, seq, zero)
