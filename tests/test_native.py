@@ -179,7 +179,8 @@ def test_cudnn_layers_and_bidirectional_equal_the_scan():
 @needs_kernel
 def test_results_do_not_depend_on_the_thread_count():
     # Each (row, unit) is computed by the same register tile whichever thread runs it
-    # (ConvLSTM: each (frame, pixel, unit)).
+    # (ConvLSTM: each (frame, pixel, unit)); the weight gradients' sums run over blocks of
+    # rows in one order whichever thread owns their columns (dense.cc).
     code = (
         "import numpy as np, jax.numpy as jnp; from flax import nnx; import jrnn\n"
         "from tests.helpers import randomize\n"
@@ -189,6 +190,10 @@ def test_results_do_not_depend_on_the_thread_count():
         "        randomize(m, 0, scale=0.1)\n"
         "        x = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, 64)), 'float32')\n"
         "        np.save(f'{OUT}/{layer.__name__}{b}.npy', np.asarray(m(x)))\n"
+        "        g = nnx.grad(lambda m: jnp.sum(jnp.sin(m(x))))(m).cell\n"
+        "        dk = [np.ravel(g.kernel.value), np.ravel(g.recurrent_kernel.value)]\n"
+        "        dk = np.concatenate(dk + [np.ravel(g.bias.value)])\n"
+        "        np.save(f'{OUT}/d{layer.__name__}{b}.npy', dk)\n"
         "    m = jrnn.ConvLSTM2D(20, 3, in_channels=3, spatial_shape=(9, 9), padding='same',\n"
         "                        native=True, return_sequences=True, rngs=nnx.Rngs(0))\n"
         "    randomize(m, 0, scale=0.3)\n"
@@ -210,7 +215,7 @@ def test_results_do_not_depend_on_the_thread_count():
         outs.append(
             [
                 np.load(os.path.join(out, f"{n}{b}.npy"))
-                for n in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM2D")
+                for n in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM2D", "dLSTM", "dGRU", "dSimpleRNN")
                 for b in (64, 1)
             ]
         )
@@ -218,6 +223,66 @@ def test_results_do_not_depend_on_the_thread_count():
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+# (N, P, C, G): a partial row tile and column panel; one column; many rows (several
+# 256-row blocks and a tail); one step; more columns than rows of dw.
+DENSE_GRAD_SHAPES = [(3, 5, 13, 70), (1, 1, 1, 1), (7, 100, 20, 130), (9, 1, 6, 64), (2, 3, 4, 200)]
+
+
+@needs_kernel
+@pytest.mark.parametrize("n,p,c,g", DENSE_GRAD_SHAPES)
+@pytest.mark.parametrize("shift", ["none", "forward", "reverse"])
+def test_dense_weight_grad_kernel_is_the_sum_of_row_products(n, p, c, g, shift, monkeypatch):
+    # dw = Σ a_iᵀ dz_i and db = Σ dz_i over the N P rows, where a row of a "shifted" left
+    # operand is the state the step read: a[n, p - 1] (reverse: p + 1), first[n] at the
+    # first step. Checked in float64 against NumPy, and bitwise across thread counts.
+    rng = np.random.default_rng(c * g + p)
+    a, dz = rng.standard_normal((n, p, c)), rng.standard_normal((n, p, g))
+    first = rng.standard_normal((n, c))
+    left = a
+    if shift == "forward":
+        left = np.concatenate([first[:, None], a[:, :-1]], axis=1)
+    elif shift == "reverse":
+        left = np.concatenate([a[:, 1:], first[:, None]], axis=1)
+    want_dw = np.einsum("npc,npg->cg", left, dz)
+    f32 = jnp.float32
+
+    def run():
+        return native_kernels._call(
+            "jrnn_dense_weight_grad",
+            [((c, g), f32), ((g,), f32)],
+            jnp.asarray(a, f32),
+            jnp.asarray(dz, f32),
+            jnp.asarray(first, f32) if shift != "none" else jnp.zeros((0,), f32),
+            shifted=shift != "none",
+            reverse=shift == "reverse",
+        )
+
+    dw, db = run()
+    scale = np.sqrt(n * p)
+    np.testing.assert_allclose(np.asarray(dw), want_dw, atol=1e-5 * scale, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(db), dz.sum(axis=(0, 1)), atol=1e-5 * scale, rtol=1e-5)
+    for threads in ("1", "3"):
+        monkeypatch.setenv("JRNN_NATIVE_THREADS", threads)
+        other = run()
+        np.testing.assert_array_equal(np.asarray(other[0]), np.asarray(dw))
+        np.testing.assert_array_equal(np.asarray(other[1]), np.asarray(db))
+
+
+@needs_kernel
+def test_dense_weight_grad_kernel_names_a_wrong_shape():
+    f32 = jnp.float32
+    with pytest.raises(Exception, match=r"first must have shape \(2, 4\), received \(3, 4\)"):
+        native_kernels._call(
+            "jrnn_dense_weight_grad",
+            [((4, 5), f32), ((5,), f32)],
+            jnp.zeros((2, 3, 4), f32),
+            jnp.zeros((2, 3, 5), f32),
+            jnp.zeros((3, 4), f32),
+            shifted=True,
+            reverse=False,
+        )
 
 
 def _run_isa(isa: str, code: str, *args: str) -> subprocess.CompletedProcess:
@@ -598,14 +663,15 @@ def test_backward_kernels_never_overwrite_residuals_still_in_use(kind, dtype):
 
 
 @needs_kernel
-@pytest.mark.parametrize("kind,saved", [("lstm", 7), ("gru", 6), ("simple_rnn", 3)])
+@pytest.mark.parametrize("kind,saved", [("lstm", 7), ("gru", 6), ("simple_rnn", 2)])
 def test_training_step_maps_no_sequence_buffer_beyond_the_saved_ones(kind, saved):
     # XLA:CPU maps a call's temporaries afresh each time, and every page of them faults on
     # first touch: at the typical shape that was a third of the GRU training step. In units
     # of one (batch, time, units) float32 array, the step needs y and dy plus what the
-    # forward kernel saves (LSTM: 4 gates and c; GRU: 4 gates; SimpleRNN: h_prev for dR);
-    # the backward kernels write their gradients (and LSTM's and GRU's h_prev) over the
-    # gates and dy. Before they did, the steps took 11, 13 and 4 units.
+    # forward kernel saves (LSTM: 4 gates and c; GRU: 4 gates; SimpleRNN: nothing, its dR
+    # reads y and h0 in place); the backward kernels write their gradients (and LSTM's and
+    # GRU's h_prev) over the gates and dy. Before they did, the steps took 11, 13 and 4
+    # units (SimpleRNN 3 while XLA built h_prev for dR).
     fn = getattr(native_kernels, kind)
     batch, time, features, units = 16, 200, 8, 64
     x, *params = _function_args(kind, batch, time, features, units)

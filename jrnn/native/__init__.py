@@ -79,6 +79,7 @@ _TARGETS = (
     "jrnn_simple_bwd",
     "jrnn_conv_lstm_fwd",
     "jrnn_conv_lstm_bwd",
+    "jrnn_dense_weight_grad",
     "jrnn_conv_weight_grad",
 )
 #: The kernels (a cell's ``native_kernel``) that also run bfloat16.
@@ -256,23 +257,34 @@ def _pack_transposed(r: Array) -> Array:
     return _panels64(r.T)
 
 
-def _product_grads(x, w, r, h_prev, g_in, g_rec, reverse=False):
-    """The gradients a backward kernel leaves to XLA (large GEMMs), from the gradients of
-    the pre-activations ``x W + b_i`` (``g_in``) and ``h_{t-1} R + b_r`` (``g_rec``), the
-    inputs ``x`` and the states ``h_prev (batch, time, H)`` that each step's recurrent
-    product read: ``(dx, dW, db_i, db_r, dR, dh0 through R)``, float32. ``reverse``: the
+def _product_grads(x, w, r, states, g_in, g_rec, reverse=False):
+    """The gradients a backward kernel leaves to GEMMs, from the gradients of the
+    pre-activations ``x W + b_i`` (``g_in``) and ``h_{t-1} R + b_r`` (``g_rec``), the
+    inputs ``x`` and the states each step's recurrent product read: ``(dx, dW, db_i, db_r,
+    dR, dh0 through R)``, float32. ``states`` is ``h_prev (batch, time, H)`` itself, or
+    ``(y, h0)``, whose shift by one step it is (:func:`_h_prev`). ``reverse``: the
     recurrence ran from the last time index to the first (its first step, which read
     ``h0``, is the last index).
 
     ``g_in`` and ``g_rec`` are each a list of ``(batch, time, ·)`` arrays, side by side in
-    Keras' gate order (GRU's two share the z, r array): one GEMM per array, because XLA
+    Keras' gate order (GRU's two share the z, r array): one product per array, because XLA
     would copy a column slice of one array into a fresh buffer first.
 
-    In bfloat16 (the primals and, from the backward kernels, the gradients) the GEMMs
-    accumulate in float32, as the forward kernel does (XLA runs them ~2.7x faster than in
-    float32: the typical LSTM's bfloat16 training step went from 89.5 to 76.8 ms)."""
+    In float32, dW with db_i and dR with db_r come from the native ``Σ aᵀ g`` kernel
+    (dense.cc), which reads ``(y, h0)`` in place instead of a copy shifted by XLA, and
+    whose sums do not depend on the thread count. On the AVX2 benchmark machine it runs
+    these products at 140-164 GFLOP/s. Inside LSTM's and GRU's training steps that is level
+    with XLA's GEMMs. It pays where XLA would first build h_prev (SimpleRNN's throughput
+    training step: 235.8 -> 212.1 ms) and at small batches (LSTM at batch 8, T 1000: 35.7
+    -> 34.2 ms). dx stays an XLA GEMM. In bfloat16 (the primals and, from the backward
+    kernels, the gradients) XLA's GEMMs accumulate in float32, as the forward kernel does
+    (XLA runs them ~2.7x faster than in float32: the typical LSTM's bfloat16 training step
+    went from 89.5 to 76.8 ms)."""
     dot = functools.partial(jnp.einsum, preferred_element_type=_F32)
     first = -1 if reverse else 0
+    native_sums = x.dtype == _F32
+    if isinstance(states, tuple) and not native_sums:
+        states = _h_prev(states[1], states[0], reverse)
 
     def split(m, parts):  # m's columns as parts' widths
         bounds = np.cumsum([p.shape[-1] for p in parts])[:-1]
@@ -281,12 +293,35 @@ def _product_grads(x, w, r, h_prev, g_in, g_rec, reverse=False):
     def cat(arrays):
         return jnp.concatenate(arrays, axis=-1)
 
+    def sums(a, gs):  # (Σ aᵀ g, Σ g) over batch and time, each g's side by side
+        if not native_sums:
+            return (
+                cat([dot("btf,btg->fg", a, g) for g in gs]),
+                cat([jnp.sum(g, axis=(0, 1), dtype=_F32) for g in gs]),
+            )
+        a, h0 = a if isinstance(a, tuple) else (a, None)
+        out = [
+            _call(
+                "jrnn_dense_weight_grad",
+                [((a.shape[-1], g.shape[-1]), _F32), ((g.shape[-1],), _F32)],
+                a,
+                g,
+                jnp.zeros((0,), _F32) if h0 is None else h0,
+                shifted=h0 is not None,
+                reverse=reverse,
+            )
+            for g in gs
+        ]
+        return cat([o[0] for o in out]), cat([o[1] for o in out])
+
+    dw, db_i = sums(x, g_in)
+    dr, db_r = sums(states, g_rec)
     return (
         sum(dot("btg,fg->btf", g, wk) for g, wk in zip(g_in, split(w, g_in))),
-        cat([dot("btf,btg->fg", x, g) for g in g_in]),
-        cat([jnp.sum(g, axis=(0, 1), dtype=_F32) for g in g_in]),
-        cat([jnp.sum(g, axis=(0, 1), dtype=_F32) for g in g_rec]),
-        cat([dot("btu,btg->ug", h_prev, g) for g in g_rec]),
+        dw,
+        db_i,
+        db_r,
+        dr,
         sum(dot("bg,ug->bu", g[:, first], rk) for g, rk in zip(g_rec, split(r, g_rec))),
     )
 
@@ -712,7 +747,7 @@ def _simple_bwd(sequence, reverse, res, cotangents):
         aliases={2: 0},  # dz overwrites dy
         reverse=reverse,
     )
-    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, _h_prev(h0, y, reverse), [dz], [dz], reverse)
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, (y, h0), [dz], [dz], reverse)
     return (*_like((dx, dw, db, dr, dh0 + dh_direct), (x, w, x, r, h0)), None)
 
 

@@ -35,25 +35,45 @@ bool Bf16Supported() {
 #endif
 }
 
+namespace {
+std::string TypeName(ffi::DataType t) {
+  switch (t) {
+    case ffi::DataType::F32: return "float32";
+    case ffi::DataType::BF16: return "bfloat16";
+    case ffi::DataType::F16: return "float16";
+    case ffi::DataType::F64: return "float64";
+    case ffi::DataType::U8: return "uint8";
+    case ffi::DataType::S32: return "int32";
+    default: return "XLA type " + std::to_string(static_cast<int>(t));
+  }
+}
+}  // namespace
+
 ffi::Error CheckType(const char* what, ffi::DataType got, ffi::DataType want) {
   if (got == want) return ffi::Error::Success();
-  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                    std::string("jrnn native kernel: dtype mismatch for ") + what);
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument, std::string("jrnn native kernel: ") + what +
+                                                          " must be " + TypeName(want) +
+                                                          ", received " + TypeName(got));
 }
 
 ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
                      std::initializer_list<int64_t> want) {
-  if (dims.size() != want.size()) {
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      std::string("jrnn native kernel: rank mismatch for ") + what);
-  }
+  bool ok = dims.size() == want.size();
   int i = 0;
   for (int64_t w : want) {
-    if (w >= 0 && dims[i] != w) {
-      return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                        std::string("jrnn native kernel: shape mismatch for ") + what);
-    }
+    ok = ok && (w < 0 || dims[i] == w);
     ++i;
+  }
+  if (!ok) {  // "dw must have shape (4, 5), received (4, 6)" (-1: any size)
+    auto shape = [](auto begin, auto end) {
+      std::string s = "(";
+      for (auto it = begin; it != end; ++it) s += (it == begin ? "" : ", ") + std::to_string(*it);
+      return s + ")";
+    };
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      std::string("jrnn native kernel: ") + what + " must have shape " +
+                          shape(want.begin(), want.end()) + ", received " +
+                          shape(dims.begin(), dims.end()));
   }
   return ffi::Error::Success();
 }

@@ -482,6 +482,53 @@ JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const float* a, int64_t ld
   AccumulateRows<MR, Q0, NQ>(acc, rows, w, K);
 }
 
+// acc[r][q] += sum_k at[k kMaxRows + r] * w(k, 16 q .. 16 q + 15), k < K: the same register
+// tile over a left operand packed as a (K, kMaxRows) micro-panel (MR columns of K rows of
+// a matrix A, side by side per row), for products Aᵀ B summed over many rows (dense.cc).
+// The right operand is a 64-column panel packed as each build reads it best (element (k, c)
+// at ColumnPanelAt(K, k, c)): AVX2 runs each 16-column block's K loop on its own, so each
+// block's K x 16 values are contiguous (rows 256 B apart would leave most L1 sets unused);
+// AVX-512 reads a whole 64-column row per k.
+#if defined(JRNN_AVX2)
+constexpr int64_t ColumnPanelAt(int64_t K, int64_t k, int64_t c) {
+  return (c / 16) * K * 16 + k * 16 + c % 16;
+}
+template <int MR>
+JRNN_TARGET inline void AccumulateColumns(Vec (&acc)[MR][4], const float* at, const float* w,
+                                          int64_t K) {
+  for (int q = 0; q < 4; ++q) {
+    __m256 lo[MR], hi[MR];
+    for (int r = 0; r < MR; ++r) lo[r] = acc[r][q].lo, hi[r] = acc[r][q].hi;
+    const float* wk = w + 16 * K * q;
+    const float* a = at;
+    for (int64_t k = 0; k < K; ++k, wk += 16, a += kMaxRows) {
+      const __m256 w0 = _mm256_loadu_ps(wk), w1 = _mm256_loadu_ps(wk + 8);
+      for (int r = 0; r < MR; ++r) {
+        const __m256 v = _mm256_broadcast_ss(a + r);
+        lo[r] = _mm256_fmadd_ps(v, w0, lo[r]);
+        hi[r] = _mm256_fmadd_ps(v, w1, hi[r]);
+      }
+    }
+    for (int r = 0; r < MR; ++r) acc[r][q] = Vec{lo[r], hi[r]};
+  }
+}
+#else
+constexpr int64_t ColumnPanelAt(int64_t, int64_t k, int64_t c) { return k * 64 + c; }
+template <int MR>
+JRNN_TARGET inline void AccumulateColumns(Vec (&acc)[MR][4], const float* at, const float* w,
+                                          int64_t K) {
+  for (int64_t k = 0; k < K; ++k, w += 64) {
+    Vec wq[4];
+    for (int q = 0; q < 4; ++q) wq[q] = LoadU(w + 16 * q);
+    const float* a = at + k * kMaxRows;
+    for (int r = 0; r < MR; ++r) {
+      const Vec v = Set1(a[r]);
+      for (int q = 0; q < 4; ++q) acc[r][q] = Fmadd(v, wq[q], acc[r][q]);
+    }
+  }
+}
+#endif
+
 #if !defined(JRNN_AVX2)
 // Row k's and k+1's products of a bfloat16 tile (only row k's when last, for odd K):
 // one vdpbf16ps adds two rows' products per lane, in float32.
