@@ -1,9 +1,8 @@
 """Native CPU kernels (XLA FFI custom calls) for the recurrences of LSTM, GRU, SimpleRNN and
 ConvLSTM.
 
-``lstm.cc``, ``gru.cc``, ``simple.cc``, ``conv_lstm.cc`` and ``common.h`` are compiled into one
-library when jrnn is
-installed (``pip install``; an optional extension: a machine without a C++ compiler still
+``lstm.cc``, ``gru.cc``, ``simple.cc``, ``conv_lstm.cc``, ``dense.cc`` and ``common.h`` are
+compiled into one library when jrnn is installed (``pip install``; an optional extension: a machine without a C++ compiler still
 installs jrnn). Each kernel file is built twice, for AVX-512 and for AVX2 with FMA, and the
 library registers the build this CPU runs (:func:`isa`; ``JRNN_NATIVE_ISA=avx2`` picks the
 AVX2 build on an AVX-512 CPU). At run time :func:`available` says whether the kernels can
@@ -21,8 +20,10 @@ outputs), and :func:`lstm_bidirectional`, :func:`gru_bidirectional` and
 :func:`simple_rnn_bidirectional` run both directions of a ``Bidirectional`` layer in one
 call, writing the concatenated output directly. All of them take Keras' masks
 (``mask=``, ``(batch, time)`` booleans): a masked step keeps the state and outputs it. Their
-backward kernels produce the gate pre-activation gradients; the weight and input
-gradients are large GEMMs left to XLA. XLA:CPU maps a training step's temporaries afresh on
+backward kernels produce the gate pre-activation gradients; in float32 one native kernel
+(``dense.cc``) sums the weight and bias gradients over all steps (reading ``y`` and ``h0``
+in place where ``dR`` needs the shifted states), and the input gradient is an XLA GEMM.
+XLA:CPU maps a training step's temporaries afresh on
 every call and each page faults on first touch, so the training path keeps them few: the
 backward kernels write their gradients over the saved gates and ``h_{t-1}`` over ``dy``
 (input/output aliases; XLA copies an argument first wherever it is still needed), and the
