@@ -225,6 +225,31 @@ def test_results_do_not_depend_on_the_thread_count():
             np.testing.assert_array_equal(a, b)
 
 
+@needs_kernel
+@pytest.mark.parametrize("batch", [1, 2])
+def test_small_batch_lstm_projection_is_bitwise_the_per_step_product(batch):
+    # At batch <= 2 the LSTM forward kernel computes b + x W for every step first (one GEMM,
+    # so a step reads only R); at batch 7 each step's tile computes it. The same operations
+    # run in the same order per row, so the rows of the small call equal the large call's
+    # bitwise: forwards, backwards in time, masked, and both directions in one call.
+    x, w, b, r, h0, c0 = _function_args("lstm", 7, 40, 24, 37)
+    mask = jnp.asarray(np.random.default_rng(1).random((7, 40)) > 0.3)
+    rows = slice(0, batch)
+    for kw in ({}, {"reverse": True}, {"mask": mask}):
+        big = native_kernels.lstm(x, w, b, r, h0, c0, **kw)
+        small_kw = {**kw, "mask": kw["mask"][rows]} if "mask" in kw else kw
+        small = native_kernels.lstm(x[rows], w, b, r, h0[rows], c0[rows], **small_kw)
+        for u, v in zip(small, big):
+            np.testing.assert_array_equal(np.asarray(u), np.asarray(v)[rows], err_msg=str(kw))
+    two = [jnp.stack([a, a[::-1] * 0.5]) for a in (w, b, r)]
+    states = [jnp.stack([a, -a]) for a in (h0, c0)]
+    big = native_kernels.lstm_bidirectional(x, *two, *states)
+    small = native_kernels.lstm_bidirectional(x[rows], *two, *(s[:, rows] for s in states))
+    np.testing.assert_array_equal(np.asarray(small[0]), np.asarray(big[0])[rows])
+    for u, v in zip(small[1:], big[1:]):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v)[:, rows])
+
+
 # (N, P, C, G): a partial row tile and column panel; one column; many rows (several
 # 256-row blocks and a tail); one step; more columns than rows of dw.
 DENSE_GRAD_SHAPES = [(3, 5, 13, 70), (1, 1, 1, 1), (7, 100, 20, 130), (9, 1, 6, 64), (2, 3, 4, 200)]

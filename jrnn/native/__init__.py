@@ -2,15 +2,16 @@
 ConvLSTM.
 
 ``lstm.cc``, ``gru.cc``, ``simple.cc``, ``conv_lstm.cc``, ``dense.cc`` and ``common.h`` are
-compiled into one library when jrnn is installed (``pip install``; an optional extension: a machine without a C++ compiler still
-installs jrnn). Each kernel file is built twice, for AVX-512 and for AVX2 with FMA, and the
-library registers the build this CPU runs (:func:`isa`; ``JRNN_NATIVE_ISA=avx2`` picks the
-AVX2 build on an AVX-512 CPU). At run time :func:`available` says whether the kernels can
-run here (the library was built, the CPU has AVX-512 or AVX2 and FMA, ``JRNN_NATIVE`` is
-not ``0``) and :func:`unavailable_reason` why not; the layers then run their XLA scan,
-which computes the same function. ``JRNN_NATIVE_THREADS`` caps the threads a kernel uses
-(default: XLA's intra-op pool); ``JRNN_NATIVE_HUGEPAGES=0`` stops the forward kernels
-advising huge pages for the buffers they save for training (below).
+compiled into one library when jrnn is installed (``pip install``; an optional extension: a
+machine without a C++ compiler still installs jrnn). Each kernel file is built twice, for
+AVX-512 and for AVX2 with FMA, and the library registers the build this CPU runs
+(:func:`isa`; ``JRNN_NATIVE_ISA=avx2`` picks the AVX2 build on an AVX-512 CPU). At run time
+:func:`available` says whether the kernels can run here (the library was built, the CPU has
+AVX-512 or AVX2 and FMA, ``JRNN_NATIVE`` is not ``0``) and :func:`unavailable_reason` why
+not; the layers then run their XLA scan, which computes the same function.
+``JRNN_NATIVE_THREADS`` caps the threads a kernel uses (default: XLA's intra-op pool);
+``JRNN_NATIVE_HUGEPAGES=0`` stops the forward kernels advising huge pages for the buffers
+they save for training (below).
 
 :func:`lstm`, :func:`gru` and :func:`simple_rnn` run a whole sequence: the input and
 recurrent products of a step are one register-tiled GEMM with the gate maths applied in

@@ -8,9 +8,10 @@
 //       gzr = (dz·z(1-z), dr·r(1-r)),  gax = da,  gah = da·r      (da = dh~·(1 - h~²))
 //   in three arrays: the gradient of x W + b_i is (gzr, gax), that of h R + b_r is
 //   (gzr, gah). It carries dh_{t-1} = dh·z + (gzr, gah) Rᵀ and writes h_{t-1} (hprev).
-//   Weight and input gradients (Xᵀ (gzr, gax), hprevᵀ (gzr, gah), ...) are left to XLA,
-//   one GEMM per array: XLA would copy a column slice of a single array into a fresh
-//   buffer, and GEMMs over a superset of the columns would waste a fourth of their FLOPs.
+//   The weight and input gradients (Xᵀ (gzr, gax), hprevᵀ (gzr, gah), ...) are one
+//   product per array (dense.cc for the weights in float32, XLA for dx): a column slice of
+//   a single array would be copied into a fresh buffer first, and products over a
+//   superset of the columns would waste a fourth of their FLOPs.
 //   In place: the three reuse the buffers of the saved zr, h~ and m_h they replace
 //   (float32), and hprev that of dy (each entry is read before it is overwritten), so a
 //   training step maps no (B, T, ·) buffer beyond what the forward pass saved and dy.

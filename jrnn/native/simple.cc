@@ -3,8 +3,8 @@
 //
 //   jrnn_simple_fwd: for t in 0..T-1:  h = tanh(x[:, t] W + b + h R);  y[:, t] = h
 //   jrnn_simple_bwd: dz[:, t] = (dy[:, t] + dz[:, t+1] Rᵀ) (1 - y[:, t]²), in place over dy
-//                    (XLA aliases the two); the weight and input gradients (Xᵀ dz, dz Wᵀ,
-//                    Hᵀ dz, Σ dz) are left to XLA.
+//                    (XLA aliases the two); the weight gradients (Xᵀ dz, Hᵀ dz, Σ dz) are
+//                    dense.cc's (float32; H read from y and h0 in place), dz Wᵀ is XLA's.
 //
 // One register tile holds 64 consecutive units (4 accumulators) of up to 6 batch rows.
 //
