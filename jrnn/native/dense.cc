@@ -8,10 +8,11 @@
 // a[n, p - 1] (a[n, p + 1] when `reverse`), or first[n] (N, C) at the first step. So dR
 // reads y and h0 in place, without XLA building h_prev.
 //
-// XLA:CPU runs these products at 115-150 GFLOP/s on the AVX2 benchmark machine, where
-// NumPy's BLAS reaches 180. Here a register tile is 6 rows of dw x 64 columns. Its 6 rows
-// are 6 columns of a, read in place through one pointer per row i (AccumulateColumns). Its
-// columns are a panel of dz, packed per block of kBlock rows. Each thread owns a set of
+// Measured alone on the AVX2 benchmark machine, XLA:CPU runs these products at 68-156
+// GFLOP/s, this kernel at 140-164 and NumPy's BLAS at 166-183. Here a register tile is 6
+// rows of dw x 64 columns (AccumulateColumns). Per block of kBlock rows, its 6 rows are 6
+// columns of a, packed side by side per row (a (K, 6) micro-panel), and its columns are a
+// panel of dz, packed as ColumnPanelAt says. Each thread owns a set of
 // column panels (and, when there are fewer panels than threads, a range of dw's rows), so
 // every dw and db entry is summed block by block in the same order whatever the thread
 // count.
@@ -26,7 +27,9 @@ namespace jrnn {
 namespace JRNN_ISA {
 namespace {
 
-constexpr int64_t kBlock = 256;  // rows per packed dz block: its panel (32 KiB) stays in L1
+// Rows per block (tried 32, 64, 128, 256, 512: 256 was fastest). An AVX2 K loop reads 16 KiB
+// of the dz panel and 6 KiB of a's micro-panel: both stay in L1.
+constexpr int64_t kBlock = 256;
 
 struct DenseGradArgs {
   int64_t N, P, C, G;

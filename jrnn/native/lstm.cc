@@ -66,20 +66,28 @@ struct FwdArgs {
   const float* xw = nullptr;  // b + x W of every row (B T, 64 panels) (Project), or null
 };
 
-// Rows i0 .. i0 + MR - 1 of x (B T, F) through panel p: b + x W, into xw (rows ld apart) in
-// the panel's column order, as FwdTile would have computed it (the same operations in the
-// same order, so the results are bitwise those of the unhoisted tile).
-template <int MR>
-JRNN_TARGET void ProjectTile(const FwdArgs<float>& a, int64_t i0, int64_t p, float* xw,
-                             int64_t ld) {
-  const int64_t H = a.d.H, F = a.F, u0 = 16 * p;
+// acc = b + x W on panel p for MR rows of x, lda apart from `rows`: the input half of a
+// step's pre-activations (FwdTile), or of every step's at once (ProjectTile).
+template <int MR, typename S>
+JRNN_TARGET inline void InputProduct(Vec (&acc)[MR][4], const FwdArgs<S>& a, const S* rows,
+                                     int64_t lda, int64_t p) {
+  const int64_t H = a.d.H, u0 = 16 * p;
   const Mask m = TailMask(static_cast<int>(H - u0));
-  Vec acc[MR][4];
   for (int q = 0; q < 4; ++q) {
     const Vec bq = Load(m, a.bias + q * H + u0);
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
-  Accumulate<MR, 0, 4>(acc, a.x + i0 * F, F, a.wpack + p * F * 64, F);
+  Accumulate<MR, 0, 4>(acc, rows, lda, a.wpack + p * PackedRows<S>(a.F) * 64, a.F);
+}
+
+// Rows i0 .. i0 + MR - 1 of x (B T, F) through panel p: b + x W, into xw (rows ld apart) in
+// the panel's column order. FwdTile runs the same InputProduct per step, so the results
+// are bitwise those of the unhoisted tile.
+template <int MR>
+JRNN_TARGET void ProjectTile(const FwdArgs<float>& a, int64_t i0, int64_t p, float* xw,
+                             int64_t ld) {
+  Vec acc[MR][4];
+  InputProduct<MR>(acc, a, a.x + i0 * a.F, a.F, p);
   for (int r = 0; r < MR; ++r) {
     for (int q = 0; q < 4; ++q) StoreU(xw + (i0 + r) * ld + 64 * p + 16 * q, acc[r][q]);
   }
@@ -91,19 +99,16 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   const int64_t u0 = 16 * p;
   const Mask m = TailMask(static_cast<int>(H - u0));
   Vec acc[MR][4];
-  if (a.xw != nullptr) {  // b + x_t W precomputed (float32 only)
+  // z = x_t W + b + h_{t-1} R, both products on the packed panel p (x_t W + b precomputed
+  // by Project where xw is set, float32 only).
+  if (a.xw != nullptr) {
     const int64_t ld = 64 * ((H + 15) / 16);
     for (int r = 0; r < MR; ++r) {
       for (int q = 0; q < 4; ++q) acc[r][q] = LoadU(a.xw + a.d.Row(b0 + r, t) * ld + 64 * p + 16 * q);
     }
   } else {
-    for (int q = 0; q < 4; ++q) {
-      const Vec bq = Load(m, a.bias + q * H + u0);
-      for (int r = 0; r < MR; ++r) acc[r][q] = bq;
-    }
-    Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 64, F);
+    InputProduct<MR>(acc, a, a.x + a.d.Row(b0, t) * F, T * F, p);
   }
-  // z = x_t W + b + h_{t-1} R, both products on the packed panel p.
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
   Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
