@@ -226,25 +226,46 @@ def test_results_do_not_depend_on_the_thread_count():
 
 
 @needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_small_batch_lstm_projection_is_bitwise_the_per_step_product(batch):
-    # At batch <= 2 the LSTM forward kernel computes b + x W for every step first (one GEMM,
-    # so a step reads only R); at batch 7 each step's tile computes it. The same operations
-    # run in the same order per row, so the rows of the small call equal the large call's
-    # bitwise: forwards, backwards in time, masked, and both directions in one call.
-    x, w, b, r, h0, c0 = _function_args("lstm", 7, 40, 24, 37)
-    mask = jnp.asarray(np.random.default_rng(1).random((7, 40)) > 0.3)
+def test_small_batch_rows_are_bitwise_the_large_batch_rows(kind, batch):
+    # Tiles of one or two rows run their K loops over several column blocks at once (the
+    # AVX2 build), and at batch <= 2 the LSTM forward kernel computes b + x W for every
+    # step first (one GEMM, so a step reads only R); at batch 7 six-row tiles run, and each
+    # LSTM step computes its own x W. Every sum runs over k in the same order either way, so
+    # the small call's rows equal the large call's bitwise: forwards, backwards in time,
+    # masked, and both directions in one call. The state gradients, which XLA's products
+    # finish (dh0 += dz_0 Rᵀ), agree to rounding.
+    fn, fn2 = getattr(native_kernels, kind), getattr(native_kernels, f"{kind}_bidirectional")
+    args = _function_args(kind, 7, 40, 24, 37)
+    n_states = 2 if kind == "lstm" else 1
+    weights, states = args[1:-n_states], args[-n_states:]
+    rng = np.random.default_rng(1)
+    mask = jnp.asarray(rng.random((7, 40)) > 0.3)
+    cotangent = jnp.asarray(rng.standard_normal((7, 40, 37)), jnp.float32)
     rows = slice(0, batch)
+
+    def state_grads(x, s, c, **kw):
+        def loss(s):
+            y, *last = fn(x, *weights, *s, **kw)
+            return jnp.sum(y * c) + sum(jnp.sum(h) for h in last)
+
+        return jax.grad(loss)(s)
+
     for kw in ({}, {"reverse": True}, {"mask": mask}):
-        big = native_kernels.lstm(x, w, b, r, h0, c0, **kw)
         small_kw = {**kw, "mask": kw["mask"][rows]} if "mask" in kw else kw
-        small = native_kernels.lstm(x[rows], w, b, r, h0[rows], c0[rows], **small_kw)
+        big = fn(args[0], *weights, *states, **kw)
+        small = fn(args[0][rows], *weights, *(s[rows] for s in states), **small_kw)
         for u, v in zip(small, big):
             np.testing.assert_array_equal(np.asarray(u), np.asarray(v)[rows], err_msg=str(kw))
-    two = [jnp.stack([a, a[::-1] * 0.5]) for a in (w, b, r)]
-    states = [jnp.stack([a, -a]) for a in (h0, c0)]
-    big = native_kernels.lstm_bidirectional(x, *two, *states)
-    small = native_kernels.lstm_bidirectional(x[rows], *two, *(s[:, rows] for s in states))
+        big = state_grads(args[0], states, cotangent, **kw)
+        small = state_grads(args[0][rows], [s[rows] for s in states], cotangent[rows], **small_kw)
+        for u, v in zip(small, big):
+            np.testing.assert_allclose(u, np.asarray(v)[rows], rtol=1e-5, atol=1e-6)
+    two = [jnp.stack([a, a[::-1] * 0.5]) for a in weights]
+    states = [jnp.stack([a, -a]) for a in states]
+    big = fn2(args[0], *two, *states)
+    small = fn2(args[0][rows], *two, *(s[:, rows] for s in states))
     np.testing.assert_array_equal(np.asarray(small[0]), np.asarray(big[0])[rows])
     for u, v in zip(small[1:], big[1:]):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v)[:, rows])
