@@ -226,6 +226,20 @@ def test_results_do_not_depend_on_the_thread_count():
 
 
 @needs_kernel
+def test_float32_panels_are_packed_as_the_running_build_reads_them():
+    # PackedPanel (common.h): AVX-512 reads row k of a panel (its C columns) at once; AVX2
+    # runs one K loop per 16-column block, so each block's rows lie one after another.
+    packed = jnp.arange(2 * 5 * 48, dtype=jnp.float32).reshape(2, 5, 48)  # (P, K, C)
+    got = np.asarray(native_kernels._weights(packed)).reshape(2, -1)
+    p, k, q, c = np.meshgrid(range(2), range(5), range(3), range(16), indexing="ij")
+    if native_kernels.isa() == "avx2":
+        at = 16 * 5 * q + 16 * k + c
+    else:
+        at = 48 * k + 16 * q + c
+    np.testing.assert_array_equal(got[p, at], np.asarray(packed)[p, k, 16 * q + c])
+
+
+@needs_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_small_batch_rows_are_bitwise_the_large_batch_rows(kind, batch):

@@ -207,11 +207,18 @@ def _call(
 
 
 def _weights(packed: Array) -> Array:
-    """Packed panels ``(..., P, K, C)`` as the kernel reads them: unchanged for float32; for
-    bfloat16 ``(..., P, ceil(K/2), 2C)`` with rows 2kk and 2kk+1 interleaved per column (one
-    ``vdpbf16ps`` takes both), zero past K."""
+    """Packed panels ``(..., P, K, C)`` as the kernel build that runs here reads them
+    (``PackedPanel`` in common.h). float32 on AVX-512: unchanged, row k holding the C
+    columns. float32 on AVX2: the same shape, but each panel holds its 16-column blocks one
+    after another, each block's K rows contiguous (element (k, 16q + c) at 16 K q + 16 k + c
+    of the panel). bfloat16 (AVX-512 only): ``(..., P, ceil(K/2), 2C)`` with rows 2kk and
+    2kk+1 interleaved per column (one ``vdpbf16ps`` takes both), zero past K."""
     if packed.dtype != _BF16:
-        return packed
+        if _load()[1] != "avx2":
+            return packed
+        *lead, k, c = packed.shape
+        blocks = jnp.swapaxes(packed.reshape(*lead, k, c // 16, 16), -2, -3)
+        return blocks.reshape(packed.shape)
     *lead, k, c = packed.shape
     packed = jnp.pad(packed, [(0, 0)] * len(lead) + [(0, k % 2), (0, 0)])
     packed = packed.reshape(*lead, -1, 2, c)
@@ -950,10 +957,10 @@ def _conv_lstm_forward(x, w, b, r, h0, c0, geometry, sequence: bool, save: bool)
         "jrnn_conv_lstm_fwd",
         outs,
         x.reshape(batch, time, -1, x.shape[-1]),
-        _pack(w.reshape(-1, 4 * f), 4, order),
+        _weights(_pack(w.reshape(-1, 4 * f), 4, order)),
         b,
         jnp.asarray(tab_x),
-        _pack(r.reshape(-1, 4 * f), 4, order),
+        _weights(_pack(r.reshape(-1, 4 * f), 4, order)),
         jnp.asarray(nbr),
         flat(h0),
         flat(c0),
@@ -992,7 +999,7 @@ def _conv_lstm_bwd(sequence, geometry, res, cotangents):
     dz, h_prev, dc0 = _call(
         "jrnn_conv_lstm_bwd",
         [((batch, time, pixels, n), _F32) for n in (g, f)] + [((batch, pixels, f), _F32)],
-        _panels(rt.reshape(-1, f), _conv_backward_units(f)),
+        _weights(_panels(rt.reshape(-1, f), _conv_backward_units(f))),
         jnp.asarray(nbr_t),
         gates,
         cs,

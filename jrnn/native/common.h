@@ -430,7 +430,35 @@ struct HSeq {
   }
 };
 
-// acc[r][Q0 + q] += sum_k a[r][k] * w[k * 16 NQ + 16 q .. + 15], q < NQ, k < K: the
+// A packed weight panel: NQ blocks of 16 columns, element (k, 16 q + c) at
+// w[q ldq + k ldk + c] (float32; a bfloat16 panel interleaves pairs of rows, ldk 16 NQ).
+// jrnn/native/__init__.py (_weights) packs weights as each build reads them best
+// (PackedPanel): AVX2 runs each block's K loop on its own, so each block's rows are
+// contiguous (ldk 16, ldq 16 K); with rows of 16 NQ floats (AVX-512's layout: one row per
+// k), each AVX2 K loop read 64 bytes of every 256, used a quarter of the L1 sets, and the
+// GEMM-bound forwards ran 5-12% slower.
+template <typename S>
+struct Panel {
+  const S* w;
+  int64_t ldk, ldq;
+  Panel From(int64_t k0) const { return {w + k0 * ldk, ldk, ldq}; }  // rows k0, k0 + 1, ..
+};
+// Panel p of a packed weight (panels of NQ blocks over K rows each).
+template <int NQ, typename S>
+JRNN_TARGET inline Panel<S> PackedPanel(const S* packed, int64_t p, int64_t K) {
+  const S* w = packed + p * PackedRows<S>(K) * 16 * NQ;
+#if defined(JRNN_AVX2)
+  if constexpr (kIsF32<S>) return {w, 16, 16 * K};
+#endif
+  return {w, 16 * NQ, 16};
+}
+// A panel packed with rows of 16 NQ floats whatever the build (conv_lstm.cc's dz panels).
+template <int NQ>
+inline Panel<float> RowPanel(const float* w) {
+  return {w, 16 * NQ, 16};
+}
+
+// acc[r][Q0 + q] += sum_k a[r][k] * w(k, 16 q .. 16 q + 15), q < NQ, k < K: the
 // register-tile GEMM (a packed panel of NQ x 16 columns, rows K) over one pointer per row
 // (rows gathered from anywhere, e.g. the pixels a convolution's tap reads).
 #if defined(JRNN_AVX2)
@@ -445,43 +473,44 @@ struct HSeq {
 // AccumulateGroup: blocks Q .. Q + G - 1 (G MR = sizeof...(I) chains) over one K loop;
 // chain i = g MR + r accumulates row r's block Q + g. The chains are indexed by template
 // constants only (a fold over I): under loops, a [G][MR] array stayed on the stack.
-template <int MR, int Q0, int NQ, int Q, int... I>
+template <int MR, int Q0, int Q, int... I>
 JRNN_TARGET inline void AccumulateGroup(Vec (&acc)[MR][4], const float* const (&a)[MR],
-                                        const float* w, int64_t K,
+                                        const Panel<float>& w, int64_t K,
                                         std::integer_sequence<int, I...>) {
   __m256 lo[] = {acc[I % MR][Q0 + Q + I / MR].lo...};
   __m256 hi[] = {acc[I % MR][Q0 + Q + I / MR].hi...};
-  const float* wk = w + 16 * Q;
-  for (int64_t k = 0; k < K; ++k, wk += 16 * NQ) {
+  const float* wk = w.w + Q * w.ldq;
+  const int64_t ldq = w.ldq;
+  for (int64_t k = 0; k < K; ++k, wk += w.ldk) {
     ((lo[I] = _mm256_fmadd_ps(_mm256_broadcast_ss(a[I % MR] + k),
-                              _mm256_loadu_ps(wk + 16 * (I / MR)), lo[I]),
+                              _mm256_loadu_ps(wk + (I / MR) * ldq), lo[I]),
       hi[I] = _mm256_fmadd_ps(_mm256_broadcast_ss(a[I % MR] + k),
-                              _mm256_loadu_ps(wk + 16 * (I / MR) + 8), hi[I])),
+                              _mm256_loadu_ps(wk + (I / MR) * ldq + 8), hi[I])),
      ...);
   }
   ((acc[I % MR][Q0 + Q + I / MR] = Vec{lo[I], hi[I]}), ...);
 }
 // A grouped K loop out of line: inlined into a forward tile, GCC kept 4 of its 8 chains
 // on the stack (a store and a reload per k; the batch-1 SimpleRNN forward ran 15% slower).
-template <int MR, int Q0, int NQ, int Q, int... I>
+template <int MR, int Q0, int Q, int... I>
 JRNN_TARGET __attribute__((noinline)) void AccumulateGroupApart(
-    Vec (&acc)[MR][4], const float* const (&a)[MR], const float* w, int64_t K,
+    Vec (&acc)[MR][4], const float* const (&a)[MR], const Panel<float>& w, int64_t K,
     std::integer_sequence<int, I...> chains) {
-  AccumulateGroup<MR, Q0, NQ, Q>(acc, a, w, K, chains);
+  AccumulateGroup<MR, Q0, Q>(acc, a, w, K, chains);
 }
 // Blocks Q .. NQ - 1 of a one- or two-row tile, 4 / MR blocks per K loop.
 template <int MR, int Q0, int NQ, int Q>
 JRNN_TARGET inline void AccumulateGroups(Vec (&acc)[MR][4], const float* const (&a)[MR],
-                                         const float* w, int64_t K) {
+                                         const Panel<float>& w, int64_t K) {
   if constexpr (Q < NQ) {
     constexpr int G = std::min(4 / MR, NQ - Q);
-    AccumulateGroupApart<MR, Q0, NQ, Q>(acc, a, w, K, std::make_integer_sequence<int, G * MR>{});
+    AccumulateGroupApart<MR, Q0, Q>(acc, a, w, K, std::make_integer_sequence<int, G * MR>{});
     AccumulateGroups<MR, Q0, NQ, Q + G>(acc, a, w, K);
   }
 }
 template <int MR, int Q0, int NQ>
 JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a)[MR],
-                                       const float* w, int64_t K) {
+                                       const Panel<float>& w, int64_t K) {
   static_assert(Q0 + NQ <= 4, "four accumulators per row");
   if constexpr (MR <= 2) {
     AccumulateGroups<MR, Q0, NQ, 0>(acc, a, w, K);
@@ -489,8 +518,8 @@ JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a
     for (int q = 0; q < NQ; ++q) {
       __m256 lo[MR], hi[MR];
       for (int r = 0; r < MR; ++r) lo[r] = acc[r][Q0 + q].lo, hi[r] = acc[r][Q0 + q].hi;
-      const float* wk = w + 16 * q;
-      for (int64_t k = 0; k < K; ++k, wk += 16 * NQ) {
+      const float* wk = w.w + q * w.ldq;
+      for (int64_t k = 0; k < K; ++k, wk += w.ldk) {
         const __m256 w0 = _mm256_loadu_ps(wk), w1 = _mm256_loadu_ps(wk + 8);
         for (int r = 0; r < MR; ++r) {
           const __m256 v = _mm256_broadcast_ss(a[r] + k);
@@ -505,11 +534,12 @@ JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a
 #else
 template <int MR, int Q0, int NQ>
 JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a)[MR],
-                                       const float* w, int64_t K) {
+                                       const Panel<float>& w, int64_t K) {
   static_assert(Q0 + NQ <= 4, "four accumulators per row");
-  for (int64_t k = 0; k < K; ++k, w += 16 * NQ) {
+  const float* wk = w.w;
+  for (int64_t k = 0; k < K; ++k, wk += w.ldk) {
     Vec wq[NQ];
-    for (int q = 0; q < NQ; ++q) wq[q] = LoadU(w + 16 * q);
+    for (int q = 0; q < NQ; ++q) wq[q] = LoadU(wk + q * w.ldq);
     for (int r = 0; r < MR; ++r) {
       const Vec v = Set1(a[r][k]);
       for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = Fmadd(v, wq[q], acc[r][Q0 + q]);
@@ -521,7 +551,7 @@ JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a
 // The same GEMM over rows lda apart: a[r * lda + k].
 template <int MR, int Q0, int NQ>
 JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const float* a, int64_t lda,
-                                   const float* w, int64_t K) {
+                                   const Panel<float>& w, int64_t K) {
   const float* rows[MR];
   for (int r = 0; r < MR; ++r) rows[r] = a + r * lda;
   AccumulateRows<MR, Q0, NQ>(acc, rows, w, K);
@@ -593,8 +623,9 @@ JRNN_TARGET inline void DotPair(Vec (&acc)[MR][4], const bf16* a, int64_t lda, c
 // The same GEMM over bfloat16 rows and a pair-interleaved panel (PackedRows(K) rows).
 template <int MR, int Q0, int NQ>
 JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const bf16* a, int64_t lda,
-                                   const bf16* w, int64_t K) {
+                                   const Panel<bf16>& panel, int64_t K) {
   static_assert(Q0 + NQ <= 4, "four accumulators per row");
+  const bf16* w = panel.w;
   int64_t k = 0;
   for (; k + 1 < K; k += 2, w += 32 * NQ) DotPair<MR, Q0, NQ>(acc, a, lda, w, k, false);
   if (k < K) DotPair<MR, Q0, NQ>(acc, a, lda, w, k, true);
@@ -665,7 +696,7 @@ JRNN_TARGET __attribute__((noinline)) void AccumulateApart(
 #else
 JRNN_TARGET inline void AccumulateApart(
 #endif
-    Vec (&acc)[MR][4], const S* a, int64_t lda, const S* w, int64_t K) {
+    Vec (&acc)[MR][4], const S* a, int64_t lda, const Panel<S>& w, int64_t K) {
   Accumulate<MR, Q0, NQ>(acc, a, lda, w, K);
 }
 
@@ -691,11 +722,11 @@ JRNN_TARGET void IncomingDh(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d
     }
   }
   if (t < T - 1) {
-    const S* panel = rtpack + p * PackedRows<S>(G + G2) * 64;
+    const Panel<S> panel = PackedPanel<4>(rtpack, p, G + G2);
     AccumulateApart<MR, 0, 4>(acc, g + d.Row(b0, t + 1) * G, T * G, panel, G);
     // Rows G.. of a bfloat16 panel start at pair G/2: G is even wherever g2 is given.
     if (g2 != nullptr) {
-      AccumulateApart<MR, 0, 4>(acc, g2 + d.Row(b0, t + 1) * G2, T * G2, panel + G * 64, G2);
+      AccumulateApart<MR, 0, 4>(acc, g2 + d.Row(b0, t + 1) * G2, T * G2, panel.From(G), G2);
     }
   }
 }

@@ -31,6 +31,8 @@
 //   wpack (ceil(F/16), Kx C, 64)    [k C + c][q*16 + j] = W[k, c, q F + 16p + j]   (zero past F)
 //   rpack (ceil(F/16), K F, 64)     [k F + c][q*16 + j] = R[k, c, q F + 16p + j]
 //   rtpack (ceil(F/16NQ), K 4F, 16NQ)  [k 4F + g][j] = R[k, 16NQ p + j, g]
+//   (the AVX2 build's float32 panels hold the same elements block by block: [k][16q + j] at
+//   16 K q + 16 k + j of panel p, K its rows: PackedPanel in common.h)
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -68,14 +70,14 @@ struct Frames {
 template <int MR, int NQ>
 JRNN_TARGET inline void GatherTaps(Vec (&acc)[MR][4], const int32_t* nbr, int64_t K,
                                    int64_t p0, const float* frame, int64_t ld, const float* zeros,
-                                   const float* w, int64_t Kw) {
+                                   const Panel<float>& w, int64_t Kw) {
   for (int64_t k = 0; k < K; ++k) {
     const float* rows[MR];
     for (int r = 0; r < MR; ++r) {
       const int32_t n = nbr[(p0 + r) * K + k];
       rows[r] = n >= 0 ? frame + n * ld : zeros;
     }
-    AccumulateRows<MR, 0, NQ>(acc, rows, w + k * Kw * 16 * NQ, Kw);
+    AccumulateRows<MR, 0, NQ>(acc, rows, w.From(k * Kw), Kw);
   }
 }
 
@@ -106,9 +108,9 @@ JRNN_TARGET void ConvFwdTile(const ConvFwdArgs& a, int64_t t, int64_t b, int64_t
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
   GatherTaps<MR, 4>(acc, a.tab_x, a.Kx, p0, a.x + (b * d.T + t) * a.Pin * a.C, a.C, a.zeros,
-                    a.wpack + u * a.Kx * a.C * 64, a.C);
+                    PackedPanel<4>(a.wpack, u, a.Kx * a.C), a.C);
   GatherTaps<MR, 4>(acc, a.nbr, d.K, p0, a.h.Prev(t, b), F, a.zeros,
-                    a.rpack + u * d.K * F * 64, F);
+                    PackedPanel<4>(a.rpack, u, d.K * F), F);
   float* out = a.h.Out(t, b);
   for (int r = 0; r < MR; ++r) {
     const int64_t p = p0 + r, s = (b * d.P + p) * F + u0;  // (b, p) in (B, P, F) states
@@ -175,7 +177,7 @@ JRNN_TARGET void ConvBwdTile(const ConvBwdArgs& a, int64_t t, int64_t b, int64_t
   }
   if (t < T - 1) {
     GatherTaps<MR, NQ>(acc, a.nbr_t, d.K, p0, a.dz + (b * T + t + 1) * d.P * G, G, a.zeros,
-                       a.rtpack + u * d.K * G * 16 * NQ, G);
+                       PackedPanel<NQ>(a.rtpack, u, d.K * G), G);
   }
   for (int r = 0; r < MR; ++r) {  // h_{t-1} over the dy just read
     const float* src = t == 0 ? a.h0 + (b * d.P + p0 + r) * F : a.y + (row0 + r - d.P) * F;
@@ -231,7 +233,7 @@ JRNN_TARGET void WeightGradTile(const float* at, const float* dzp, int64_t n, in
   for (int r = 0; r < MR; ++r) {
     for (int q = 0; q < 4; ++q) acc[r][q] = LoadU(out + (c0 + r) * ld + 64 * j + 16 * q);
   }
-  Accumulate<MR, 0, 4>(acc, at + c0 * kPixelBlock, kPixelBlock, dzp + j * kPixelBlock * 64, n);
+  Accumulate<MR, 0, 4>(acc, at + c0 * kPixelBlock, kPixelBlock, RowPanel<4>(dzp + j * kPixelBlock * 64), n);
   for (int r = 0; r < MR; ++r) {
     for (int q = 0; q < 4; ++q) StoreU(out + (c0 + r) * ld + 64 * j + 16 * q, acc[r][q]);
   }

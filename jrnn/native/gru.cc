@@ -36,6 +36,8 @@
 //   wpack (ceil(H/16), F, 48)   [k][q*16+j] = W[k, blk(q) H + 16p + j], blk = (h, z, r)
 //   rpack (ceil(H/16), H, 48)   [k][q*16+j] = R[k, q H + 16p + j]       (z, r, h)
 //   rtpack (ceil(H/64), 3H, 64) [k][j]      = R[64p + j, k]
+//   (the AVX2 build's float32 panels hold the same elements block by block: [k][16q + j] at
+//   16 K q + 16 k + j of panel p, K its rows: PackedPanel in common.h)
 //   h0, hT, dh0 (B, H)   gzr (B, T, 2H)   gax, gah, hprev (B, T, H)
 #include <algorithm>
 #include <cstdint>
@@ -79,8 +81,8 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
   }
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 48, F);
-  Accumulate<MR, 1, 3>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 48, H);
+  Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<3>(a.wpack, p, F), F);
+  Accumulate<MR, 1, 3>(acc, hprev, ldh, PackedPanel<3>(a.rpack, p, H), H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const Vec z = Sigmoid(acc[r][1]), rr = Sigmoid(acc[r][2]);

@@ -37,6 +37,8 @@
 //   (bfloat16: wpack (ceil(H/16), ceil(F/2), 128) [kk][2c + e] = the float32 layout's
 //   [2kk + e][c], zero past F; rpack likewise)
 //   rtpack (ceil(H/64), 4H, 64) [k][j]      = R[64p + j, k]
+//   (the AVX2 build's float32 panels hold the same elements block by block: [k][16q + j] at
+//   16 K q + 16 k + j of panel p, K its rows: PackedPanel in common.h)
 //   h0, c0, hT, cT, dc0 (B, H)   dz (B, T, 4H)   hprev (B, T, H)
 
 #include <algorithm>
@@ -77,7 +79,7 @@ JRNN_TARGET inline void InputProduct(Vec (&acc)[MR][4], const FwdArgs<S>& a, con
     const Vec bq = Load(m, a.bias + q * H + u0);
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
-  Accumulate<MR, 0, 4>(acc, rows, lda, a.wpack + p * PackedRows<S>(a.F) * 64, a.F);
+  Accumulate<MR, 0, 4>(acc, rows, lda, PackedPanel<4>(a.wpack, p, a.F), a.F);
 }
 
 // Rows i0 .. i0 + MR - 1 of x (B T, F) through panel p: b + x W, into xw (rows ld apart) in
@@ -111,7 +113,7 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   }
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, PackedPanel<4>(a.rpack, p, H), H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const Vec c_prev = t == 0 ? Load(m, a.c0 + b * H + u0) : Load(m, a.c + b * H + u0);

@@ -21,6 +21,8 @@
 //   wpack (ceil(H/64), F, 64)   [k][j] = W[k, 64p + j]   (zero past H)
 //   rpack (ceil(H/64), H, 64)   [k][j] = R[k, 64p + j]
 //   rtpack (ceil(H/64), H, 64)  [k][j] = R[64p + j, k]
+//   (the AVX2 build's float32 panels hold the same elements block by block: [k][16q + j] at
+//   16 K q + 16 k + j of panel p, K its rows: PackedPanel in common.h)
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -57,8 +59,8 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
   }
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, a.wpack + p * PackedRows<S>(F) * 64, F);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, a.rpack + p * PackedRows<S>(H) * 64, H);
+  Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<4>(a.wpack, p, F), F);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, PackedPanel<4>(a.rpack, p, H), H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const bool masked = a.d.Masked(a.mask, b, t);
