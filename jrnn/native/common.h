@@ -532,6 +532,20 @@ JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a
   }
 }
 #else
+// The AVX-512 tile reads 256 bytes of weights per k for 24 FMAs (12 cycles at peak), from
+// L2 (a panel of the typical LSTM is 96 KiB), which on the Intel benchmark machine feeds
+// ~25 bytes a cycle: the tiles ran at ~60% of the FMA peak. Prefetching each row's lines
+// kPrefetchRows rows ahead into L1 took the typical LSTM forward from 20.7-21.3 to
+// 19.1-19.9 ms, its training step from 68.7-72.0 to 63.4-66.9 and GRU's from 56.5-61.1
+// to 50.3-55.8 (with dense.cc's weight-gradient tiles, AccumulateColumns). Tiles of one
+// or two rows (batch 1 or 2) skip it: there every weight line feeds one or two FMAs, the
+// tile is bound by L2 bandwidth, and the extra load-port work made the batch-1 SimpleRNN
+// and LSTM forwards 7-8% slower.
+constexpr int64_t kPrefetchRows = 8;
+template <int NQ>
+JRNN_TARGET inline void PrefetchRow(const float* w, int64_t ldq) {
+  for (int q = 0; q < NQ; ++q) _mm_prefetch(reinterpret_cast<const char*>(w + q * ldq), _MM_HINT_T0);
+}
 template <int MR, int Q0, int NQ>
 JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a)[MR],
                                        const Panel<float>& w, int64_t K) {
@@ -540,6 +554,7 @@ JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a
   for (int64_t k = 0; k < K; ++k, wk += w.ldk) {
     Vec wq[NQ];
     for (int q = 0; q < NQ; ++q) wq[q] = LoadU(wk + q * w.ldq);
+    if constexpr (MR >= 3) PrefetchRow<NQ>(wk + kPrefetchRows * w.ldk, w.ldq);
     for (int r = 0; r < MR; ++r) {
       const Vec v = Set1(a[r][k]);
       for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = Fmadd(v, wq[q], acc[r][Q0 + q]);
@@ -595,6 +610,7 @@ JRNN_TARGET inline void AccumulateColumns(Vec (&acc)[MR][4], const float* at, co
   for (int64_t k = 0; k < K; ++k, w += 64) {
     Vec wq[4];
     for (int q = 0; q < 4; ++q) wq[q] = LoadU(w + 16 * q);
+    if constexpr (MR >= 3) PrefetchRow<4>(w + kPrefetchRows * 64, 16);
     const float* a = at + k * kMaxRows;
     for (int r = 0; r < MR; ++r) {
       const Vec v = Set1(a[r]);
