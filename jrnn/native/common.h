@@ -534,7 +534,7 @@ JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a
 #else
 // The AVX-512 tile reads 256 bytes of weights per k for 24 FMAs (12 cycles at peak), from
 // L2 (a panel of the typical LSTM is 96 KiB), which on the Intel benchmark machine feeds
-// ~25 bytes a cycle: the tiles ran at ~60% of the FMA peak. Prefetching each row's lines
+// ~24 bytes a cycle: the tiles ran at ~60% of the FMA peak. Prefetching each row's lines
 // kPrefetchRows rows ahead into L1 took the typical LSTM forward from 20.7-21.3 to
 // 19.1-19.9 ms, its training step from 68.7-72.0 to 63.4-66.9 and GRU's from 56.5-61.1
 // to 50.3-55.8 (with dense.cc's weight-gradient tiles, AccumulateColumns). Tiles of one
