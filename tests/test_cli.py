@@ -319,6 +319,37 @@ def test_bench_worker_refuses_to_time_a_gpu_case_on_the_cpu():
     }
 
 
+def test_bench_tile_microbenchmark_builds_and_reports_every_variant(tmp_path):
+    # bench/tile_microbench.cc backs the README's Intel AVX-512 numbers; it must keep
+    # building. It needs a C++ compiler, and AVX-512 to run (else it says so and exits 1).
+    import shutil
+
+    cxx = next((c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
+    if cxx is None:
+        pytest.skip("no C++ compiler on PATH")
+    exe = tmp_path / "tile"
+    source = ROOT / "bench" / "tile_microbench.cc"
+    subprocess.run([cxx, "-O2", "-std=c++17", str(source), "-o", str(exe)], check=True)
+    usage = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert usage.returncode in (1, 2)
+    if usage.returncode == 1:
+        assert "needs AVX-512" in usage.stderr
+        return
+    assert "usage:" in usage.stderr
+    for args, names in (
+        (
+            ["tile", "16", "1", "16", "1", "8"],
+            ["no prefetch", "prefetch 8", "prefetch 16", "K blocks"],
+        ),
+        (["row", "16", "2"], ["4 chains", "8 chains"]),
+    ):
+        run = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.splitlines()
+        assert [line.startswith(name) for line, name in zip(lines, names)] == [True] * len(names)
+        assert all(float(line.split("median ")[1].split()[0]) > 0 for line in lines)
+
+
 def test_bench_fma_peak_measures_the_cpu_and_the_probe_reports_a_table(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench.fma_peak", "--no-kernels", "--seconds", "0.02"],
