@@ -212,7 +212,8 @@ def main(argv=None) -> int:
 
         machine = (
             f"GEMM roofline: {roofline:.1f} GFLOP/s (NumPy float32), {os.cpu_count()} cores; "
-            f"jrnn's native kernels: {native.isa() or native.unavailable_reason()}."
+            f"jrnn's native kernels: {native.isa() or native.unavailable_reason()}"
+            f"{' (bfloat16 on AMX)' if native.amx() else ''}."
         )
     print(machine)
     rows = []

@@ -240,29 +240,36 @@ def test_float32_panels_are_packed_as_the_running_build_reads_them():
 
 
 @needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_small_batch_rows_are_bitwise_the_large_batch_rows(kind, batch):
+def test_small_batch_rows_are_bitwise_the_large_batch_rows(kind, batch, dtype):
     # Tiles of one or two rows run their K loops over several column blocks at once (the
     # AVX2 build), and at batch <= 2 the LSTM forward kernel computes b + x W for every
     # step first (one GEMM, so a step reads only R); at batch 7 six-row tiles run, and each
     # LSTM step computes its own x W. Every sum runs over k in the same order either way, so
     # the small call's rows equal the large call's bitwise: forwards, backwards in time,
     # masked, and both directions in one call. The state gradients, which XLA's products
-    # finish (dh0 += dz_0 Rᵀ), agree to rounding.
+    # finish (dh0 += dz_0 Rᵀ), agree to rounding. In bfloat16 (batch 19: AMX tiles of 16
+    # and 3 rows where the CPU has AMX, else six-row vdpbf16ps tiles) likewise.
+    if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
+        pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
     fn, fn2 = getattr(native_kernels, kind), getattr(native_kernels, f"{kind}_bidirectional")
-    args = _function_args(kind, 7, 40, 24, 37)
+    big_batch = 7 if dtype == "float32" else 19
+    args = [a.astype(dtype) for a in _function_args(kind, big_batch, 40, 24, 37)]
     n_states = 2 if kind == "lstm" else 1
     weights, states = args[1:-n_states], args[-n_states:]
     rng = np.random.default_rng(1)
-    mask = jnp.asarray(rng.random((7, 40)) > 0.3)
-    cotangent = jnp.asarray(rng.standard_normal((7, 40, 37)), jnp.float32)
+    mask = jnp.asarray(rng.random((big_batch, 40)) > 0.3)
+    cotangent = jnp.asarray(rng.standard_normal((big_batch, 40, 37)), dtype)
     rows = slice(0, batch)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=2e-2, atol=2e-2)
 
     def state_grads(x, s, c, **kw):
         def loss(s):
             y, *last = fn(x, *weights, *s, **kw)
-            return jnp.sum(y * c) + sum(jnp.sum(h) for h in last)
+            y, c32 = y.astype(jnp.float32), c.astype(jnp.float32)
+            return jnp.sum(y * c32) + sum(jnp.sum(h.astype(jnp.float32)) for h in last)
 
         return jax.grad(loss)(s)
 
@@ -275,7 +282,8 @@ def test_small_batch_rows_are_bitwise_the_large_batch_rows(kind, batch):
         big = state_grads(args[0], states, cotangent, **kw)
         small = state_grads(args[0][rows], [s[rows] for s in states], cotangent[rows], **small_kw)
         for u, v in zip(small, big):
-            np.testing.assert_allclose(u, np.asarray(v)[rows], rtol=1e-5, atol=1e-6)
+            u, v = np.asarray(u, np.float32), np.asarray(v, np.float32)
+            np.testing.assert_allclose(u, v[rows], **tol)
     two = [jnp.stack([a, a[::-1] * 0.5]) for a in weights]
     states = [jnp.stack([a, -a]) for a in states]
     big = fn2(args[0], *two, *states)
@@ -568,6 +576,49 @@ def test_bfloat16_kernel_is_the_float32_kernel_on_the_rounded_values(
         assert a.dtype == jnp.bfloat16 and a.shape == b.shape
         scale = max(1.0, float(jnp.max(jnp.abs(b))))
         assert float(jnp.max(jnp.abs(a.astype(jnp.float32) - b))) <= 2e-2 * scale
+
+
+@pytest.mark.skipif(
+    not native_kernels.amx(),
+    reason="the bfloat16 kernels run no AMX tiles here (jrnn.native.amx())",
+)
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize(
+    "batch,time,features,units", [(1, 7, 5, 20), (17, 11, 37, 33), (35, 5, 64, 130)]
+)
+def test_amx_tiles_agree_with_the_avx512_bf16_tiles(
+    kind, batch, time, features, units, monkeypatch
+):
+    # AMX tiles (16 rows, and a partial block; K steps of 32 and a zero-padded tail) against
+    # the vdpbf16ps tiles (JRNN_NATIVE_AMX=0, read at every call): both accumulate the same
+    # products in float32, rounded differently, so outputs differ by at most a bfloat16
+    # rounding and gradients by as little; forwards, backwards in time and masked.
+    fn = getattr(native_kernels, kind)
+    args = [a.astype(jnp.bfloat16) for a in _function_args(kind, batch, time, features, units)]
+    mask = jnp.asarray(np.random.default_rng(2).random((batch, time)) > 0.3)
+
+    def loss(*a, **kw):
+        out = [o for o in fn(*a, **kw) if o is not None]
+        return sum(jnp.sum(jnp.sin(o.astype(jnp.float32)) * (i + 1)) for i, o in enumerate(out))
+
+    def run(**kw):
+        return fn(*args, **kw), jax.grad(functools.partial(loss, **kw), tuple(range(len(args))))(
+            *args
+        )
+
+    differs = False  # somewhere, at the larger shapes: the AMX tiles did run
+    for kw in ({}, {"reverse": True}, {"mask": mask}, {"sequence": False}):
+        amx = run(**kw)
+        monkeypatch.setenv("JRNN_NATIVE_AMX", "0")
+        avx512 = run(**kw)
+        monkeypatch.delenv("JRNN_NATIVE_AMX")
+        for a, b in zip(jax.tree.leaves(amx), jax.tree.leaves(avx512)):
+            assert a.dtype == b.dtype == jnp.bfloat16 and a.shape == b.shape
+            a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+            scale = max(1.0, float(np.max(np.abs(b))))
+            assert float(np.max(np.abs(a - b))) <= 1e-2 * scale, kw
+            differs = differs or not np.array_equal(a, b)
+    assert differs or batch == 1  # short sums (5 and 20 products) may round alike
 
 
 @needs_bf16_kernel

@@ -164,6 +164,18 @@ def unavailable_reason(dtype=jnp.float32) -> str | None:
     return reason
 
 
+def amx() -> bool:
+    """Whether the bfloat16 kernels compute their products on AMX tiles here: a CPU with
+    AMX-TILE and AMX-BF16 (Intel Sapphire Rapids and later), Linux granting the tile state,
+    and ``JRNN_NATIVE_AMX`` not ``0`` (read at every kernel call). Elsewhere they run
+    AVX512_BF16 dot products; the two agree to float32 rounding of the sums, not bit for
+    bit."""
+    if not available(_BF16):
+        return False
+    lib = _load()[0]
+    return hasattr(lib, "jrnn_native_amx") and bool(lib.jrnn_native_amx())
+
+
 def available(dtype=jnp.float32) -> bool:
     """Whether the native kernels can run in this process on ``dtype`` (see
     :func:`unavailable_reason`)."""

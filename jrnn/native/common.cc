@@ -3,6 +3,14 @@
 
 #include <string>
 
+#if defined(JRNN_X86)
+#include <cpuid.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 // The best instruction set of this CPU that a kernel build runs: 2 = AVX-512 (F, DQ, BW,
 // VL: the *_avx512 handlers), 1 = AVX2 with FMA (the *_avx2 handlers), 0 = neither.
 extern "C" int jrnn_native_isa() {
@@ -20,6 +28,8 @@ extern "C" int jrnn_native_isa() {
 
 extern "C" int jrnn_native_bf16_supported() { return jrnn::Bf16Supported(); }
 
+extern "C" int jrnn_native_amx() { return jrnn::AmxEnabled(); }
+
 namespace jrnn {
 
 bool Bf16Supported() {
@@ -29,6 +39,26 @@ bool Bf16Supported() {
     return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
   }();
+  return supported;
+#else
+  return false;
+#endif
+}
+
+bool AmxEnabled() {
+#if defined(JRNN_X86) && defined(__linux__)
+  static const bool supported = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!Bf16Supported() || !__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amx = (edx >> 22 & 1) != 0 && (edx >> 24 & 1) != 0;  // AMX-BF16, AMX-TILE
+    // Linux (5.16+) hands out the 8 KiB tile data state on request, for the whole process
+    // (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); without it the first tile load faults.
+    constexpr int kReqXcompPerm = 0x1023, kXtileData = 18;
+    return amx && syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+  }();
+  if (const char* env = std::getenv("JRNN_NATIVE_AMX")) {
+    if (env[0] == '0') return false;
+  }
   return supported;
 #else
   return false;

@@ -136,6 +136,10 @@ inline ffi::Error CheckSaved(const char* what, ffi::AnyBuffer::Dimensions dims, 
 
 // Whether this CPU runs bfloat16 dot products (AVX512_BF16).
 bool Bf16Supported();
+// Whether the bfloat16 forward tiles use AMX (see AmxSession): the CPU has AMX-TILE and
+// AMX-BF16, Linux grants this process the tile data state, and JRNN_NATIVE_AMX is not 0
+// (read at every call, so a process can compare both paths).
+bool AmxEnabled();
 
 // Checks buffer `what` has dtype want.
 ffi::Error CheckType(const char* what, ffi::DataType got, ffi::DataType want);
@@ -648,6 +652,140 @@ JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const bf16* a, int64_t lda
 }
 #endif  // bfloat16: AVX-512 only
 
+#if !defined(JRNN_AVX2)
+#define JRNN_AMX 1  // the AMX tiles below exist (AVX-512 build)
+// ------------------------------------------------------------------ AMX (bfloat16)
+// On CPUs with AMX (Intel Sapphire Rapids and later), the bfloat16 forward tiles compute
+// their products with tdpbf16ps on tile registers (AmxEnabled(), common.cc): 16 rows x 16
+// columns x 32 products per instruction. On the Intel benchmark machine the 6 x 64
+// vdpbf16ps tile ran 106 GFLOP/s on one core (half its float32 FMA tile: vdpbf16ps issues
+// at half the FMA rate there) and a 16 x 64 AMX tile 630-740. tdpbf16ps accumulates in
+// float32 like vdpbf16ps but rounds its partial sums differently (results differ in the
+// last bits, ~3e-6 on unit-sized sums), so an AMX run equals a vdpbf16ps run to float32
+// rounding, not bit for bit; every row's result depends on that row alone, at any batch.
+//
+// Tile registers: tmm0-3 the float32 accumulators of a block of m <= 16 rows x 4
+// 16-column blocks (one panel), tmm4 m rows x 32 bfloat16 of the left operand, tmm5-7 16
+// pair-rows of 16 columns of the panel (64 bytes a row: a bfloat16 panel's layout,
+// PackedPanel, is a tdpbf16ps right operand as it is). Tiles of m rows compute m rows
+// (tdpbf16ps takes time in proportion), so a batch of one costs 1/16 of a full block.
+// AMX instructions are written as inline assembly (the compilers' intrinsics take their
+// tile numbers as macro tokens); they need GNU as 2.36 or later.
+constexpr int kAmxRows = 16;
+
+// The calling thread's tile configuration: tile registers are per thread, and other code
+// on XLA's threads may configure them differently, so every chunk of work holds an
+// AmxSession, which forgets the configuration on entry and releases the tiles on exit;
+// tiles configure themselves for their row count (AmxConfigure) in between.
+inline int& AmxConfiguredRows() {
+  thread_local int rows = 0;  // 0: not configured by this chunk
+  return rows;
+}
+inline void AmxConfigure(int rows) {
+  int& current = AmxConfiguredRows();
+  if (current == rows) return;
+  struct alignas(64) Config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+  } config = {};
+  config.palette = 1;
+  for (int t = 0; t < 8; ++t) {
+    config.colsb[t] = 64;
+    config.rows[t] = static_cast<uint8_t>(t < 5 ? rows : 16);
+  }
+  __asm__ volatile("ldtilecfg %0" ::"m"(config));
+  current = rows;
+}
+struct AmxSession {
+  AmxSession() { AmxConfiguredRows() = 0; }
+  ~AmxSession() {
+    if (AmxConfiguredRows() != 0) __asm__ volatile("tilerelease" ::);
+    AmxConfiguredRows() = 0;
+  }
+  AmxSession(const AmxSession&) = delete;
+  AmxSession& operator=(const AmxSession&) = delete;
+};
+
+template <int Tmm>
+inline void TileLoad(const void* base, int64_t stride) {
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm%c2" ::"r"(base), "r"(stride), "i"(Tmm) : "memory");
+}
+template <int Tmm>
+inline void TileStore(void* base, int64_t stride) {
+  __asm__ volatile("tilestored %%tmm%c2, (%0,%1,1)" ::"r"(base), "r"(stride), "i"(Tmm) : "memory");
+}
+// tmm(C) += tmm4 x tmm(B)
+template <int C, int B>
+inline void TileDot() {
+  __asm__ volatile("tdpbf16ps %%tmm%c1, %%tmm4, %%tmm%c0" ::"i"(C), "i"(B));
+}
+
+// tmm(Q0 + j) += tmm4 x (16 pair-rows of the panel's block j, rows ldw bytes apart at w),
+// j < NQ; the right operands rotate through tmm5-7.
+template <int Q0, int NQ, int J = 0>
+inline void TileDots(const bf16* w, int64_t ldw) {
+  if constexpr (J < NQ) {
+    constexpr int kB = 5 + J % 3;
+    TileLoad<kB>(w + 32 * J, ldw);
+    TileDot<Q0 + J, kB>();
+    TileDots<Q0, NQ, J + 1>(w, ldw);
+  }
+}
+
+// tmm(Q0 + q) += a (the configured m rows, lda apart, K columns) x panel (K rows, NQ
+// blocks of 16 columns), q < NQ, in 32-column steps of the K loop. The last step, where
+// fewer than 32 columns are left, reads a zero-padded copy of them (columns past K then
+// meet zero rows of the right operand, also a zero-padded copy).
+template <int Q0, int NQ>
+JRNN_TARGET inline void AmxAccumulate(const bf16* a, int64_t lda, int m, const Panel<bf16>& w,
+                                      int64_t K) {
+  constexpr int64_t kLdw = 64 * NQ;  // bytes from one pair-row of the panel to the next
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    TileLoad<4>(a + k, 2 * lda);
+    TileDots<Q0, NQ>(w.w + (k / 2) * 32 * NQ, kLdw);
+  }
+  if (k == K) return;
+  const int64_t n = K - k;
+  alignas(64) bf16 at[kAmxRows][32] = {};
+  alignas(64) bf16 wt[16][32 * NQ] = {};
+  for (int r = 0; r < m; ++r) std::memcpy(at[r], a + r * lda + k, n * sizeof(bf16));
+  // The last pair-rows; a pair's second row is zero past odd K (PackedRows).
+  std::memcpy(wt, w.w + (k / 2) * 32 * NQ, ((n + 1) / 2) * sizeof wt[0]);
+  TileLoad<4>(at, sizeof at[0]);
+  TileDots<Q0, NQ>(&wt[0][0], sizeof wt[0]);
+}
+
+// Pre-activations of m <= 16 rows on one panel: out[r][16 q + c] = init[q][c] +
+// x_r Wx (blocks XQ0 .. XQ0 + XNQ - 1) + h_r Wh (blocks HQ0 .. HQ0 + HNQ - 1), summed in
+// that order, float32. x and h rows are ldx and ldh elements apart.
+template <int XQ0, int XNQ, int HQ0, int HNQ>
+JRNN_TARGET inline void AmxPreactivations(float (&out)[kAmxRows][64], const Vec (&init)[4], int m,
+                                          const bf16* x, int64_t ldx, const Panel<bf16>& wx,
+                                          int64_t F, const bf16* h, int64_t ldh,
+                                          const Panel<bf16>& wh, int64_t H) {
+  AmxConfigure(m);
+  for (int r = 0; r < m; ++r) {
+    for (int q = 0; q < 4; ++q) StoreU(&out[r][16 * q], init[q]);
+  }
+  TileLoad<0>(&out[0][0], sizeof out[0]);
+  TileLoad<1>(&out[0][16], sizeof out[0]);
+  TileLoad<2>(&out[0][32], sizeof out[0]);
+  TileLoad<3>(&out[0][48], sizeof out[0]);
+  AmxAccumulate<XQ0, XNQ>(x, ldx, m, wx, F);
+  AmxAccumulate<HQ0, HNQ>(h, ldh, m, wh, H);
+  TileStore<0>(&out[0][0], sizeof out[0]);
+  TileStore<1>(&out[0][16], sizeof out[0]);
+  TileStore<2>(&out[0][32], sizeof out[0]);
+  TileStore<3>(&out[0][48], sizeof out[0]);
+}
+// Row r of AmxPreactivations' result as a one-row tile's accumulators.
+JRNN_TARGET inline void AmxRow(const float (&out)[kAmxRows][64], int r, Vec (&acc)[1][4]) {
+  for (int q = 0; q < 4; ++q) acc[0][q] = LoadU(&out[r][16 * q]);
+}
+#endif  // AMX: AVX-512 build only
+
 // LSTM's gate maths (sigmoid gates, tanh) for 16 units of one row: the gates, c and h from
 // the pre-activations z (i, f, c, o) and the previous c (lstm.cc, conv_lstm.cc).
 struct LstmUnits {
@@ -716,6 +854,21 @@ JRNN_TARGET inline void AccumulateApart(
   Accumulate<MR, Q0, NQ>(acc, a, lda, w, K);
 }
 
+// dy[:, t] + carry, the start of IncomingDh.
+template <int MR, typename S>
+JRNN_TARGET inline void DhInit(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d, int64_t t,
+                               int64_t b0, int64_t p, const S* dy, const float* carry) {
+  const int64_t H = d.H;
+  for (int r = 0; r < MR; ++r) {
+    const int64_t b = b0 + r;
+    for (int q = 0; q < 4; ++q) {
+      const int64_t u = 64 * p + 16 * q;
+      acc[r][q] = Load(m[q], dy + d.Row(b, t) * H + u);
+      if (carry != nullptr) acc[r][q] = Add(acc[r][q], Load(m[q], carry + b * H + u));
+    }
+  }
+}
+
 // A backward tile's incoming state gradient dh_t (rows b0.., units 64p..64p+63) into acc:
 // dy[:, t] + carry + (t < T-1 ? g[:, t+1] Rᵀ : 0) (t a step, at its row: Dims), with
 // carry (B, H) what the step after
@@ -728,15 +881,8 @@ JRNN_TARGET void IncomingDh(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d
                             int64_t G, int64_t t, int64_t b0, int64_t p, const S* dy,
                             const float* carry, const S* g, const S* rtpack,
                             const S* g2 = nullptr, int64_t G2 = 0) {
-  const int64_t T = d.T, H = d.H;
-  for (int r = 0; r < MR; ++r) {
-    const int64_t b = b0 + r;
-    for (int q = 0; q < 4; ++q) {
-      const int64_t u = 64 * p + 16 * q;
-      acc[r][q] = Load(m[q], dy + d.Row(b, t) * H + u);
-      if (carry != nullptr) acc[r][q] = Add(acc[r][q], Load(m[q], carry + b * H + u));
-    }
-  }
+  const int64_t T = d.T;
+  DhInit<MR, S>(acc, m, d, t, b0, p, dy, carry);
   if (t < T - 1) {
     const Panel<S> panel = PackedPanel<4>(rtpack, p, G + G2);
     AccumulateApart<MR, 0, 4>(acc, g + d.Row(b0, t + 1) * G, T * G, panel, G);
@@ -747,19 +893,52 @@ JRNN_TARGET void IncomingDh(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d
   }
 }
 
+#if defined(JRNN_AMX)
+// IncomingDh for m <= 16 rows on AMX (bfloat16 g and rtpack), into out[r][16 q + c].
+JRNN_TARGET inline void AmxIncomingDh(float (&out)[kAmxRows][64], const Mask (&m)[4],
+                                      const Dims& d, int64_t G, int64_t t, int64_t b0, int rows,
+                                      int64_t p, const bf16* dy, const float* carry,
+                                      const bf16* g, const bf16* rtpack,
+                                      const bf16* g2 = nullptr, int64_t G2 = 0) {
+  for (int r = 0; r < rows; ++r) {
+    Vec acc[1][4];
+    DhInit<1, bf16>(acc, m, d, t, b0 + r, p, dy, carry);
+    for (int q = 0; q < 4; ++q) StoreU(&out[r][16 * q], acc[0][q]);
+  }
+  if (t == d.T - 1) return;
+  AmxConfigure(rows);
+  TileLoad<0>(&out[0][0], sizeof out[0]);
+  TileLoad<1>(&out[0][16], sizeof out[0]);
+  TileLoad<2>(&out[0][32], sizeof out[0]);
+  TileLoad<3>(&out[0][48], sizeof out[0]);
+  const Panel<bf16> panel = PackedPanel<4>(rtpack, p, G + G2);
+  AmxAccumulate<0, 4>(g + d.Row(b0, t + 1) * G, d.T * G, rows, panel, G);
+  if (g2 != nullptr) AmxAccumulate<0, 4>(g2 + d.Row(b0, t + 1) * G2, d.T * G2, rows, panel.From(G), G2);
+  TileStore<0>(&out[0][0], sizeof out[0]);
+  TileStore<1>(&out[0][16], sizeof out[0]);
+  TileStore<2>(&out[0][32], sizeof out[0]);
+  TileStore<3>(&out[0][48], sizeof out[0]);
+}
+#endif
+
 // The h that step t's recurrent product read, for a backward tile's rows b0.. and units
 // 64p..64p+63 (h0 at t = 0, else the output of step t-1), into hprev (B, T, H) at step
 // t's row: the left operand of the recurrent kernel's gradient Hᵀ g, written over dy's
 // buffer (XLA aliases the two), whose entries the tile has read. t is a step (Dims).
-template <int MR, typename S>
-inline void StorePrevH(const Dims& d, int64_t t, int64_t b0, int64_t p, const S* y, const S* h0,
-                       S* hprev) {
-  const int64_t T = d.T, H = d.H, u0 = 64 * p, n = std::min<int64_t>(64, H - u0);
-  for (int r = 0; r < MR; ++r) {
+template <typename S>
+inline void StorePrevH(const Dims& d, int64_t t, int64_t b0, int rows, int64_t p, const S* y,
+                       const S* h0, S* hprev) {
+  const int64_t H = d.H, u0 = 64 * p, n = std::min<int64_t>(64, H - u0);
+  for (int r = 0; r < rows; ++r) {
     const int64_t b = b0 + r;
     const S* src = t == 0 ? h0 + b * H + u0 : y + d.Row(b, t - 1) * H + u0;
     std::copy_n(src, n, hprev + d.Row(b, t) * H + u0);
   }
+}
+template <int MR, typename S>
+inline void StorePrevH(const Dims& d, int64_t t, int64_t b0, int64_t p, const S* y, const S* h0,
+                       S* hprev) {
+  StorePrevH(d, t, b0, MR, p, y, h0, hprev);
 }
 
 // Calls f(std::integral_constant<int, rows>{}) for rows in 1..kMaxRows: a tile template
@@ -855,8 +1034,11 @@ inline int64_t PoolThreads(ffi::ThreadPool& pool) {
 // `reverse`), row block b0 (rows b0 .. b0 + rows - 1) and unit panel p < panels; each
 // step's tiles of a direction run after its tiles of the step before. It runs on the
 // calling thread and helpers scheduled on XLA's intra-op thread pool (so no thread outside
-// XLA's pool competes for the cores). rows is a std::integral_constant: tiles are
-// templates instantiated per row count.
+// XLA's pool competes for the cores). Row blocks hold at most kRows rows: for the register
+// tiles (kMaxRows), rows is a std::integral_constant (tiles are templates instantiated per
+// row count) and a chunk's rows split into balanced blocks; for AMX tiles (kAmxRows) rows
+// is an int and blocks are full but for the batch's last. Every chunk of work holds a
+// Session (AmxSession: the thread's tile configuration) while it runs.
 // Work is cut into chunks claimed from one counter (ParallelChunks), two ways:
 //   * by batch rows, when there are enough: rows never interact, so each chunk runs all
 //     T steps of one direction for its rows with no synchronisation at all, and threads
@@ -864,10 +1046,12 @@ inline int64_t PoolThreads(ffi::ThreadPool& pool) {
 //     buffers);
 //   * by unit panels within each step (small batches): chunk k of step s starts once
 //     every chunk of the steps before it is done.
-template <typename TileFn>
+struct NoSession {};
+template <int kRows = kMaxRows, typename Session = NoSession, typename TileFn>
 void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panels,
            int64_t fmas_per_step, bool reverse, const TileFn& tile) {
-  const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
+  constexpr bool kBalanced = kRows == kMaxRows;
+  const int64_t row_blocks = (B + kRows - 1) / kRows;
   const int64_t items = D * row_blocks * panels;
   int64_t threads = PoolThreads(pool);
   const bool by_rows = D * row_blocks >= threads;
@@ -884,31 +1068,44 @@ void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panel
                                  : (threads == 1 ? 1 : std::min<int64_t>(items, 4 * threads));
   const int64_t total = by_rows ? chunks : T * chunks;
 
-  // Rows [lo, hi) in balanced blocks of at most kMaxRows, every panel, step s. Panel-outer:
-  // one weight panel stays in L2 while every row block of the chunk uses it.
-  auto rows_step = [&tile, panels](int64_t d, int64_t s, int64_t lo, int64_t hi) {
-    const int64_t n = hi - lo, blocks = (n + kMaxRows - 1) / kMaxRows;
+  auto call = [&tile](int64_t rows, int64_t d, int64_t s, int64_t b0, int64_t p) {
+    if constexpr (kBalanced) {
+      ByRows(static_cast<int>(rows), [&](auto mr) { tile(mr, d, s, b0, p); });
+    } else {
+      tile(static_cast<int>(rows), d, s, b0, p);
+    }
+  };
+  // Rows [lo, hi) in blocks of at most kRows, every panel, step s. Panel-outer: one weight
+  // panel stays in L2 while every row block of the chunk uses it.
+  auto rows_step = [&call, panels](int64_t d, int64_t s, int64_t lo, int64_t hi) {
+    const int64_t n = hi - lo, blocks = (n + kRows - 1) / kRows;
     for (int64_t p = 0; p < panels; ++p) {
       for (int64_t j = 0; j < blocks; ++j) {
-        const int64_t b0 = lo + n * j / blocks, b1 = lo + n * (j + 1) / blocks;
-        ByRows(static_cast<int>(b1 - b0), [&](auto mr) { tile(mr, d, s, b0, p); });
+        const int64_t b0 = kBalanced ? lo + n * j / blocks : lo + kRows * j;
+        const int64_t b1 = kBalanced ? lo + n * (j + 1) / blocks : std::min(hi, b0 + kRows);
+        call(b1 - b0, d, s, b0, p);
       }
     }
   };
   ParallelChunks(pool, threads, total, [&](int64_t g, const std::atomic<int64_t>& done) {
     if (by_rows) {
       const int64_t d = g / per_direction, c = g % per_direction;
-      const int64_t lo = B * c / per_direction, hi = B * (c + 1) / per_direction;
+      // AMX chunks start on a block boundary (only the batch's last block is partial).
+      const int64_t lo = kBalanced ? B * c / per_direction
+                                   : std::min(B, kRows * (row_blocks * c / per_direction));
+      const int64_t hi = kBalanced ? B * (c + 1) / per_direction
+                                   : std::min(B, kRows * (row_blocks * (c + 1) / per_direction));
+      [[maybe_unused]] const Session session;
       for (int64_t s = 0; s < T; ++s) rows_step(d, reverse ? T - 1 - s : s, lo, hi);
     } else {
       const int64_t i = g / chunks, c = g % chunks;
       WaitFor(done, i * chunks);
       const int64_t s = reverse ? T - 1 - i : i;
+      [[maybe_unused]] const Session session;
       for (int64_t it = items * c / chunks, hi = items * (c + 1) / chunks; it < hi; ++it) {
         const int64_t d = it / (row_blocks * panels), k = it % (row_blocks * panels);
-        const int64_t p = k / row_blocks, b0 = (k % row_blocks) * kMaxRows;
-        ByRows(static_cast<int>(std::min<int64_t>(kMaxRows, B - b0)),
-               [&](auto mr) { tile(mr, d, s, b0, p); });
+        const int64_t p = k / row_blocks, b0 = (k % row_blocks) * kRows;
+        call(std::min<int64_t>(kRows, B - b0), d, s, b0, p);
       }
     }
   });
@@ -916,19 +1113,19 @@ void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panel
 
 // A forward call's directions: tile(rows, a[k], s, b0, p) for each direction k's
 // arguments a[k] (all of the same sizes, their Dims in member d).
-template <typename Args, typename TileFn>
+template <int kRows = kMaxRows, typename Session = NoSession, typename Args, typename TileFn>
 void RecurDirections(ffi::ThreadPool& pool, const std::vector<Args>& a, int64_t panels,
                      int64_t fmas_per_step, const TileFn& tile) {
   const Dims& d = a[0].d;
-  Recur(pool, static_cast<int64_t>(a.size()), d.B, d.T, panels, fmas_per_step, false,
+  Recur<kRows, Session>(pool, static_cast<int64_t>(a.size()), d.B, d.T, panels, fmas_per_step, false,
         [&](auto mr, int64_t k, int64_t s, int64_t b0, int64_t p) { tile(mr, a[k], s, b0, p); });
 }
 
 // One recurrence: tile(rows, s, b0, p).
-template <typename TileFn>
+template <int kRows = kMaxRows, typename Session = NoSession, typename TileFn>
 void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t fmas_per_step,
            bool reverse, const TileFn& tile) {
-  Recur(pool, 1, B, T, panels, fmas_per_step, reverse,
+  Recur<kRows, Session>(pool, 1, B, T, panels, fmas_per_step, reverse,
         [&](auto mr, int64_t, int64_t s, int64_t b0, int64_t p) { tile(mr, s, b0, p); });
 }
 

@@ -64,25 +64,26 @@ struct GruFwdArgs {
   const uint8_t* mask;  // (B, T), 0: the step keeps h; null: none
 };
 
+// The pre-activation sums of a tile's first block: acc[0] = bi_h + x Wh, acc[1..2] =
+// bi_z + br_z, bi_r + br_r (+ x W and h R of z and r), acc[3] = br_h + h Rh.
+template <typename S>
+JRNN_TARGET inline void GruInit(const GruFwdArgs<S>& a, int64_t p, Vec (&init)[4]) {
+  const int64_t H = a.d.H, u0 = 16 * p;
+  const Mask m = TailMask(static_cast<int>(H - u0));
+  init[0] = Load(m, a.bi + 2 * H + u0);
+  init[1] = Add(Load(m, a.bi + u0), Load(m, a.br + u0));
+  init[2] = Add(Load(m, a.bi + H + u0), Load(m, a.br + H + u0));
+  init[3] = Load(m, a.br + 2 * H + u0);
+}
+
+// The gate maths of MR rows b0.. on panel p from their sums acc (GruInit); hprev: their
+// h_{t-1}, rows ldh apart.
 template <int MR, typename S>
-JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+JRNN_TARGET inline void GruFwdRows(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                                   const Vec (&acc)[MR][4], const S* hprev, int64_t ldh) {
+  const int64_t T = a.d.T, H = a.d.H;
   const int64_t u0 = 16 * p;
   const Mask m = TailMask(static_cast<int>(H - u0));
-  const Vec init[4] = {
-      Load(m, a.bi + 2 * H + u0),
-      Add(Load(m, a.bi + u0), Load(m, a.br + u0)),
-      Add(Load(m, a.bi + H + u0), Load(m, a.br + H + u0)),
-      Load(m, a.br + 2 * H + u0),
-  };
-  Vec acc[MR][4];
-  for (int r = 0; r < MR; ++r) {
-    for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
-  }
-  int64_t ldh;
-  const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<3>(a.wpack, p, F), F);
-  Accumulate<MR, 1, 3>(acc, hprev, ldh, PackedPanel<3>(a.rpack, p, H), H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const Vec z = Sigmoid(acc[r][1]), rr = Sigmoid(acc[r][2]);
@@ -102,11 +103,60 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
   }
 }
 
+template <int MR, typename S>
+JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+  Vec init[4], acc[MR][4];
+  GruInit(a, p, init);
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
+  }
+  int64_t ldh;
+  const S* hprev = a.h.Prev(t, b0, &ldh);
+  Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<3>(a.wpack, p, F), F);
+  Accumulate<MR, 1, 3>(acc, hprev, ldh, PackedPanel<3>(a.rpack, p, H), H);
+  GruFwdRows<MR>(a, t, b0, p, acc, hprev, ldh);
+}
+
+#if defined(JRNN_AMX)
+// The bfloat16 tile on AMX: m <= 16 rows.
+JRNN_TARGET void AmxGruFwdTile(const GruFwdArgs<bf16>& a, int64_t t, int64_t b0, int m,
+                               int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+  Vec init[4];
+  GruInit(a, p, init);
+  int64_t ldh;
+  const bf16* hprev = a.h.Prev(t, b0, &ldh);
+  alignas(64) float z[kAmxRows][64];
+  AmxPreactivations<0, 3, 1, 3>(z, init, m, a.x + a.d.Row(b0, t) * F, T * F,
+                                PackedPanel<3>(a.wpack, p, F), F, hprev, ldh,
+                                PackedPanel<3>(a.rpack, p, H), H);
+  for (int r = 0; r < m; ++r) {
+    Vec acc[1][4];
+    AmxRow(z, r, acc);
+    GruFwdRows<1>(a, t, b0 + r, p, acc, hprev + r * ldh, ldh);
+  }
+}
+#endif
+
 // Every direction's recurrence (one GruFwdArgs each).
 template <typename S>
 void GruForward(ffi::ThreadPool& pool, const std::vector<GruFwdArgs<S>>& a) {
   const Dims& d = a[0].d;
-  RecurDirections(pool, a, (d.H + 15) / 16, d.B * (a[0].F + d.H) * 3 * d.H,
+  const int64_t panels = (d.H + 15) / 16, fmas = d.B * (a[0].F + d.H) * 3 * d.H;
+#if defined(JRNN_AMX)
+  if constexpr (!kIsF32<S>) {
+    if (AmxEnabled()) {
+      RecurDirections<kAmxRows, AmxSession>(
+          pool, a, panels, fmas,
+          [](int m, const GruFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+            AmxGruFwdTile(k, t, b0, m, p);
+          });
+      return;
+    }
+  }
+#endif
+  RecurDirections(pool, a, panels, fmas,
                   [](auto mr, const GruFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
                     GruFwdTile<mr(), S>(k, t, b0, p);
                   });
@@ -124,17 +174,12 @@ struct GruBwdArgs {
   const uint8_t* mask;  // (B, T), 0: a step that kept h; null: none
 };
 
+// The gate gradients of MR rows b0.. on panel p from their incoming dh (acc).
 template <int MR, typename S>
-JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H;
+JRNN_TARGET inline void GruBwdRows(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                                   const Mask (&m)[4], const Vec (&acc)[MR][4]) {
+  const int64_t H = a.d.H;
   const int64_t u0 = 64 * p;
-  Mask m[4];
-  UnitMasks(H, p, m);
-  // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
-  Vec acc[MR][4];
-  IncomingDh<MR, S>(acc, m, a.d, 2 * H, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gzr,
-                    a.rtpack, a.gah, H);
-  StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
   const Vec one = Set1(1.0f), zero = Zero();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -173,10 +218,53 @@ JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64
   }
 }
 
+// dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
+template <int MR, typename S>
+JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H;
+  Mask m[4];
+  UnitMasks(H, p, m);
+  Vec acc[MR][4];
+  IncomingDh<MR, S>(acc, m, a.d, 2 * H, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gzr,
+                    a.rtpack, a.gah, H);
+  StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
+  GruBwdRows<MR>(a, t, b0, p, m, acc);
+}
+
+#if defined(JRNN_AMX)
+// The bfloat16 tile on AMX: rows <= 16.
+JRNN_TARGET void AmxGruBwdTile(const GruBwdArgs<bf16>& a, int64_t t, int64_t b0, int rows,
+                               int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H;
+  Mask m[4];
+  UnitMasks(H, p, m);
+  alignas(64) float dh[kAmxRows][64];
+  AmxIncomingDh(dh, m, a.d, 2 * H, t, b0, rows, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gzr,
+                a.rtpack, a.gah, H);
+  StorePrevH(a.d, t, b0, rows, p, a.y, a.h0, a.hprev);
+  for (int r = 0; r < rows; ++r) {
+    Vec acc[1][4];
+    AmxRow(dh, r, acc);
+    GruBwdRows<1>(a, t, b0 + r, p, m, acc);
+  }
+}
+#endif
+
 template <typename S>
 void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs<S>& a) {
-  const int64_t panels = (a.d.H + 63) / 64;
-  Recur(pool, a.d.B, a.d.T, panels, a.d.B * a.d.H * 3 * a.d.H, true,
+  const int64_t panels = (a.d.H + 63) / 64, fmas = a.d.B * a.d.H * 3 * a.d.H;
+#if defined(JRNN_AMX)
+  if constexpr (!kIsF32<S>) {
+    if (AmxEnabled()) {
+      Recur<kAmxRows, AmxSession>(pool, a.d.B, a.d.T, panels, fmas, true,
+                                  [&](int rows, int64_t t, int64_t b0, int64_t p) {
+                                    AmxGruBwdTile(a, t, b0, rows, p);
+                                  });
+      return;
+    }
+  }
+#endif
+  Recur(pool, a.d.B, a.d.T, panels, fmas, true,
         [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruBwdTile<mr(), S>(a, t, b0, p); });
 }
 

@@ -95,25 +95,14 @@ JRNN_TARGET void ProjectTile(const FwdArgs<float>& a, int64_t i0, int64_t p, flo
   }
 }
 
+// The gate maths of MR rows b0.. on panel p from their pre-activations acc; hprev: their
+// h_{t-1}, rows ldh apart.
 template <int MR, typename S>
-JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H, G = 4 * H, F = a.F;
+JRNN_TARGET inline void FwdRows(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                                const Vec (&acc)[MR][4], const S* hprev, int64_t ldh) {
+  const int64_t T = a.d.T, H = a.d.H, G = 4 * H;
   const int64_t u0 = 16 * p;
   const Mask m = TailMask(static_cast<int>(H - u0));
-  Vec acc[MR][4];
-  // z = x_t W + b + h_{t-1} R, both products on the packed panel p (x_t W + b precomputed
-  // by Project where xw is set, float32 only).
-  if (a.xw != nullptr) {
-    const int64_t ld = 64 * ((H + 15) / 16);
-    for (int r = 0; r < MR; ++r) {
-      for (int q = 0; q < 4; ++q) acc[r][q] = LoadU(a.xw + a.d.Row(b0 + r, t) * ld + 64 * p + 16 * q);
-    }
-  } else {
-    InputProduct<MR>(acc, a, a.x + a.d.Row(b0, t) * F, T * F, p);
-  }
-  int64_t ldh;
-  const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, PackedPanel<4>(a.rpack, p, H), H);
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const Vec c_prev = t == 0 ? Load(m, a.c0 + b * H + u0) : Load(m, a.c + b * H + u0);
@@ -133,6 +122,47 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
     }
   }
 }
+
+template <int MR, typename S>
+JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+  Vec acc[MR][4];
+  // z = x_t W + b + h_{t-1} R, both products on the packed panel p (x_t W + b precomputed
+  // by Project where xw is set, float32 only).
+  if (a.xw != nullptr) {
+    const int64_t ld = 64 * ((H + 15) / 16);
+    for (int r = 0; r < MR; ++r) {
+      for (int q = 0; q < 4; ++q) acc[r][q] = LoadU(a.xw + a.d.Row(b0 + r, t) * ld + 64 * p + 16 * q);
+    }
+  } else {
+    InputProduct<MR>(acc, a, a.x + a.d.Row(b0, t) * F, T * F, p);
+  }
+  int64_t ldh;
+  const S* hprev = a.h.Prev(t, b0, &ldh);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, PackedPanel<4>(a.rpack, p, H), H);
+  FwdRows<MR>(a, t, b0, p, acc, hprev, ldh);
+}
+
+#if defined(JRNN_AMX)
+// The bfloat16 tile on AMX: m <= 16 rows.
+JRNN_TARGET void AmxFwdTile(const FwdArgs<bf16>& a, int64_t t, int64_t b0, int m, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F, u0 = 16 * p;
+  const Mask mk = TailMask(static_cast<int>(H - u0));
+  Vec init[4];
+  for (int q = 0; q < 4; ++q) init[q] = Load(mk, a.bias + q * H + u0);
+  int64_t ldh;
+  const bf16* hprev = a.h.Prev(t, b0, &ldh);
+  alignas(64) float z[kAmxRows][64];
+  AmxPreactivations<0, 4, 0, 4>(z, init, m, a.x + a.d.Row(b0, t) * F, T * F,
+                                PackedPanel<4>(a.wpack, p, F), F, hprev, ldh,
+                                PackedPanel<4>(a.rpack, p, H), H);
+  for (int r = 0; r < m; ++r) {
+    Vec acc[1][4];
+    AmxRow(z, r, acc);
+    FwdRows<1>(a, t, b0 + r, p, acc, hprev + r * ldh, ldh);
+  }
+}
+#endif
 
 // Recurrences of at most kMaxProjectedBatch rows (streaming) first compute b + x W for all
 // steps (Project): a step then reads only R (1 MiB at 256 units) from the cache instead of
@@ -182,7 +212,19 @@ void Forward(ffi::ThreadPool& pool, std::vector<FwdArgs<S>>& a) {
     if (Projects(a)) Project(pool, a);
   }
   const Dims& d = a[0].d;
-  RecurDirections(pool, a, (d.H + 15) / 16, d.B * (a[0].F + d.H) * 4 * d.H,
+  const int64_t panels = (d.H + 15) / 16, fmas = d.B * (a[0].F + d.H) * 4 * d.H;
+#if defined(JRNN_AMX)
+  if constexpr (!kIsF32<S>) {
+    if (AmxEnabled()) {
+      RecurDirections<kAmxRows, AmxSession>(
+          pool, a, panels, fmas, [](int m, const FwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+            AmxFwdTile(k, t, b0, m, p);
+          });
+      return;
+    }
+  }
+#endif
+  RecurDirections(pool, a, panels, fmas,
                   [](auto mr, const FwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
                     FwdTile<mr(), S>(k, t, b0, p);
                   });
@@ -202,17 +244,19 @@ struct BwdArgs {
   float* dhc;  // with a mask: the dh a masked step passes to the step before (B, H)
 };
 
+// What the step after t passes back directly: with a mask, dhc carries dh past masked steps
+// (it starts as dhT); else dhT at the last step.
+template <typename S>
+const float* Carry(const BwdArgs<S>& a, int64_t t) {
+  return a.mask != nullptr ? a.dhc : (t == a.d.T - 1 ? a.dhT : nullptr);
+}
+
+// The gate gradients of MR rows b0.. on panel p from their incoming dh (acc).
 template <int MR, typename S>
-JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+JRNN_TARGET inline void BwdRows(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                                const Mask (&m)[4], const Vec (&acc)[MR][4]) {
   const int64_t T = a.d.T, H = a.d.H, G = 4 * H;
   const int64_t u0 = 64 * p;
-  Mask m[4];
-  UnitMasks(H, p, m);
-  Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  // With a mask, dhc carries dh past masked steps (it starts as dhT).
-  const float* carry = a.mask != nullptr ? a.dhc : (t == T - 1 ? a.dhT : nullptr);
-  IncomingDh<MR, S>(acc, m, a.d, G, t, b0, p, a.dy, carry, a.dz, a.rtpack);
-  StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
   const Vec zero = Zero();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -240,10 +284,48 @@ JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
   }
 }
 
+
+template <int MR, typename S>
+JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+  Mask m[4];
+  UnitMasks(a.d.H, p, m);
+  Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
+  IncomingDh<MR, S>(acc, m, a.d, 4 * a.d.H, t, b0, p, a.dy, Carry(a, t), a.dz, a.rtpack);
+  StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
+  BwdRows<MR>(a, t, b0, p, m, acc);
+}
+
+#if defined(JRNN_AMX)
+// The bfloat16 tile on AMX: rows <= 16.
+JRNN_TARGET void AmxBwdTile(const BwdArgs<bf16>& a, int64_t t, int64_t b0, int rows, int64_t p) {
+  Mask m[4];
+  UnitMasks(a.d.H, p, m);
+  alignas(64) float dh[kAmxRows][64];
+  AmxIncomingDh(dh, m, a.d, 4 * a.d.H, t, b0, rows, p, a.dy, Carry(a, t), a.dz, a.rtpack);
+  StorePrevH(a.d, t, b0, rows, p, a.y, a.h0, a.hprev);
+  for (int r = 0; r < rows; ++r) {
+    Vec acc[1][4];
+    AmxRow(dh, r, acc);
+    BwdRows<1>(a, t, b0 + r, p, m, acc);
+  }
+}
+#endif
+
 template <typename S>
 void Backward(ffi::ThreadPool& pool, const BwdArgs<S>& a) {
-  const int64_t panels = (a.d.H + 63) / 64;
-  Recur(pool, a.d.B, a.d.T, panels, a.d.B * a.d.H * 4 * a.d.H, true,
+  const int64_t panels = (a.d.H + 63) / 64, fmas = a.d.B * a.d.H * 4 * a.d.H;
+#if defined(JRNN_AMX)
+  if constexpr (!kIsF32<S>) {
+    if (AmxEnabled()) {
+      Recur<kAmxRows, AmxSession>(pool, a.d.B, a.d.T, panels, fmas, true,
+                                  [&](int rows, int64_t t, int64_t b0, int64_t p) {
+                                    AmxBwdTile(a, t, b0, rows, p);
+                                  });
+      return;
+    }
+  }
+#endif
+  Recur(pool, a.d.B, a.d.T, panels, fmas, true,
         [&](auto mr, int64_t t, int64_t b0, int64_t p) { BwdTile<mr(), S>(a, t, b0, p); });
 }
 

@@ -46,21 +46,23 @@ struct SimpleFwdArgs {
   const uint8_t* mask;  // (B, T), 0: the step keeps h; null: none
 };
 
-template <int MR, typename S>
-JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+// The biases of panel p's 64 units (zero past H) and the panel's lane masks.
+template <typename S>
+JRNN_TARGET inline void SimpleInit(const SimpleFwdArgs<S>& a, int64_t p, Vec (&init)[4],
+                                   Mask (&m)[4]) {
   const int64_t u0 = 64 * p;
-  Mask m[4];
-  Vec acc[MR][4];
   for (int q = 0; q < 4; ++q) {
-    m[q] = TailMask(static_cast<int>(H - u0 - 16 * q));
-    const Vec bq = Load(m[q], a.bias + u0 + 16 * q);
-    for (int r = 0; r < MR; ++r) acc[r][q] = bq;
+    m[q] = TailMask(static_cast<int>(a.d.H - u0 - 16 * q));
+    init[q] = Load(m[q], a.bias + u0 + 16 * q);
   }
-  int64_t ldh;
-  const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<4>(a.wpack, p, F), F);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, PackedPanel<4>(a.rpack, p, H), H);
+}
+
+// h = tanh(acc) of MR rows b0.. on panel p; hprev: their h_{t-1}, rows ldh apart.
+template <int MR, typename S>
+JRNN_TARGET inline void SimpleFwdRows(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
+                                      int64_t p, const Mask (&m)[4], const Vec (&acc)[MR][4],
+                                      const S* hprev, int64_t ldh) {
+  const int64_t T = a.d.T, H = a.d.H, u0 = 64 * p;
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
     const bool masked = a.d.Masked(a.mask, b, t);
@@ -73,6 +75,44 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
   }
 }
 
+template <int MR, typename S>
+JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+  Mask m[4];
+  Vec init[4], acc[MR][4];
+  SimpleInit(a, p, init, m);
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
+  }
+  int64_t ldh;
+  const S* hprev = a.h.Prev(t, b0, &ldh);
+  Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<4>(a.wpack, p, F), F);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, PackedPanel<4>(a.rpack, p, H), H);
+  SimpleFwdRows<MR>(a, t, b0, p, m, acc, hprev, ldh);
+}
+
+#if defined(JRNN_AMX)
+// The bfloat16 tile on AMX: m <= 16 rows.
+JRNN_TARGET void AmxSimpleFwdTile(const SimpleFwdArgs<bf16>& a, int64_t t, int64_t b0, int rows,
+                                  int64_t p) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+  Mask m[4];
+  Vec init[4];
+  SimpleInit(a, p, init, m);
+  int64_t ldh;
+  const bf16* hprev = a.h.Prev(t, b0, &ldh);
+  alignas(64) float z[kAmxRows][64];
+  AmxPreactivations<0, 4, 0, 4>(z, init, rows, a.x + a.d.Row(b0, t) * F, T * F,
+                                PackedPanel<4>(a.wpack, p, F), F, hprev, ldh,
+                                PackedPanel<4>(a.rpack, p, H), H);
+  for (int r = 0; r < rows; ++r) {
+    Vec acc[1][4];
+    AmxRow(z, r, acc);
+    SimpleFwdRows<1>(a, t, b0 + r, p, m, acc, hprev + r * ldh, ldh);
+  }
+}
+#endif
+
 template <typename S>
 struct SimpleBwdArgs {
   Dims d;
@@ -83,15 +123,18 @@ struct SimpleBwdArgs {
   float* dhc;           // with a mask: the dh a masked step passes to the step before (B, H)
 };
 
+// What the step after t passes back directly: with a mask, dhc carries dh past masked steps
+// (it starts as dhT); else dhT at the last step.
+template <typename S>
+const float* SimpleCarry(const SimpleBwdArgs<S>& a, int64_t t) {
+  return a.mask != nullptr ? a.dhc : (t == a.d.T - 1 ? a.dhT : nullptr);
+}
+
+// dz = dh (1 - h²) of MR rows b0.. on panel p from their incoming dh (acc).
 template <int MR, typename S>
-JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H;
-  const int64_t u0 = 64 * p;
-  Mask m[4];
-  UnitMasks(H, p, m);
-  Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  const float* carry = a.mask != nullptr ? a.dhc : (t == T - 1 ? a.dhT : nullptr);
-  IncomingDh<MR, S>(acc, m, a.d, H, t, b0, p, a.dy, carry, a.dz, a.rtpack);
+JRNN_TARGET inline void SimpleBwdRows(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                                      const Mask (&m)[4], const Vec (&acc)[MR][4]) {
+  const int64_t H = a.d.H, u0 = 64 * p;
   const Vec one = Set1(1.0f), zero = Zero();
   for (int r = 0; r < MR; ++r) {
     const int64_t b = b0 + r;
@@ -109,6 +152,31 @@ JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0,
     }
   }
 }
+
+template <int MR, typename S>
+JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+  Mask m[4];
+  UnitMasks(a.d.H, p, m);
+  Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
+  IncomingDh<MR, S>(acc, m, a.d, a.d.H, t, b0, p, a.dy, SimpleCarry(a, t), a.dz, a.rtpack);
+  SimpleBwdRows<MR>(a, t, b0, p, m, acc);
+}
+
+#if defined(JRNN_AMX)
+// The bfloat16 tile on AMX: rows <= 16.
+JRNN_TARGET void AmxSimpleBwdTile(const SimpleBwdArgs<bf16>& a, int64_t t, int64_t b0, int rows,
+                                  int64_t p) {
+  Mask m[4];
+  UnitMasks(a.d.H, p, m);
+  alignas(64) float dh[kAmxRows][64];
+  AmxIncomingDh(dh, m, a.d, a.d.H, t, b0, rows, p, a.dy, SimpleCarry(a, t), a.dz, a.rtpack);
+  for (int r = 0; r < rows; ++r) {
+    Vec acc[1][4];
+    AmxRow(dh, r, acc);
+    SimpleBwdRows<1>(a, t, b0 + r, p, m, acc);
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace JRNN_ISA
@@ -164,6 +232,18 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
                    Data<S>(hT) + k * B * H,
                    steps});
     }
+#if defined(JRNN_AMX)
+    if constexpr (!kIsF32<S>) {
+      if (AmxEnabled()) {
+        RecurDirections<kAmxRows, AmxSession>(
+            pool, a, (H + 63) / 64, B * (F + H) * H,
+            [](int m, const SimpleFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+              AmxSimpleFwdTile(k, t, b0, m, p);
+            });
+        return ffi::Error::Success();
+      }
+    }
+#endif
     RecurDirections(pool, a, (H + 63) / 64, B * (F + H) * H,
                     [](auto mr, const SimpleFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
                       SimpleFwdTile<mr(), S>(k, t, b0, p);
@@ -205,6 +285,17 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
     if (T == 0) return ffi::Error::Success();
     const SimpleBwdArgs<S> a{{B, T, H, reverse}, Data<S>(rtpack), Data<S>(y),   Data<S>(dy),
                              Data<float>(dhT),   Data<S>(dz),     steps,        carried};
+#if defined(JRNN_AMX)
+    if constexpr (!kIsF32<S>) {
+      if (AmxEnabled()) {
+        Recur<kAmxRows, AmxSession>(pool, B, T, (H + 63) / 64, B * H * H, true,
+                                    [&](int rows, int64_t t, int64_t b0, int64_t p) {
+                                      AmxSimpleBwdTile(a, t, b0, rows, p);
+                                    });
+        return ffi::Error::Success();
+      }
+    }
+#endif
     Recur(pool, B, T, (H + 63) / 64, B * H * H, true,
           [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleBwdTile<mr(), S>(a, t, b0, p); });
     return ffi::Error::Success();
