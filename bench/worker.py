@@ -148,7 +148,12 @@ def build_jrnn(a):
         if a.layer in cls:
             return cls[a.layer](a.units, a.features, **kw)
         if a.layer == "bilstm":
-            return jrnn.Bidirectional(jrnn.LSTM(a.units, a.features, **kw), rngs=rngs)
+            # The wrapper's own dtype too: Keras' (and jrnn's) Bidirectional casts the
+            # merged output to its policy's compute dtype, float32 by default; the Keras
+            # workers set the policy globally, so their wrapper computes in a.dtype.
+            return jrnn.Bidirectional(
+                jrnn.LSTM(a.units, a.features, **kw), dtype=a.dtype, rngs=rngs
+            )
         if a.layer == "conv_lstm2d":
             return jrnn.ConvLSTM2D(
                 a.units,

@@ -655,9 +655,9 @@ JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const bf16* a, int64_t lda
 #if !defined(JRNN_AVX2)
 #define JRNN_AMX 1  // the AMX tiles below exist (AVX-512 build)
 // ------------------------------------------------------------------ AMX (bfloat16)
-// On CPUs with AMX (Intel Sapphire Rapids and later), the bfloat16 forward tiles compute
-// their products with tdpbf16ps on tile registers (AmxEnabled(), common.cc): 16 rows x 16
-// columns x 32 products per instruction. On the Intel benchmark machine the 6 x 64
+// On CPUs with AMX (Intel Sapphire Rapids and later), the bfloat16 forward and backward
+// tiles compute their products with tdpbf16ps on tile registers (AmxEnabled(), common.cc):
+// 16 rows x 16 columns x 32 products per instruction. On the Intel benchmark machine the 6 x 64
 // vdpbf16ps tile ran 106 GFLOP/s on one core (half its float32 FMA tile: vdpbf16ps issues
 // at half the FMA rate there) and a 16 x 64 AMX tile 630-740. tdpbf16ps accumulates in
 // float32 like vdpbf16ps but rounds its partial sums differently (results differ in the
@@ -667,8 +667,9 @@ JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const bf16* a, int64_t lda
 // Tile registers: tmm0-3 the float32 accumulators of a block of m <= 16 rows x 4
 // 16-column blocks (one panel), tmm4 m rows x 32 bfloat16 of the left operand, tmm5-7 16
 // pair-rows of 16 columns of the panel (64 bytes a row: a bfloat16 panel's layout,
-// PackedPanel, is a tdpbf16ps right operand as it is). Tiles of m rows compute m rows
-// (tdpbf16ps takes time in proportion), so a batch of one costs 1/16 of a full block.
+// PackedPanel, is a tdpbf16ps right operand as it is). Tiles of m rows load and compute m
+// rows: with every tile 16 rows, reading a batch of one through zero-padded copies, the
+// streaming LSTM forward took 54 ms; with one-row tiles 5.1-5.4 (vdpbf16ps: 5.6-5.7).
 // AMX instructions are written as inline assembly (the compilers' intrinsics take their
 // tile numbers as macro tokens); they need GNU as 2.36 or later.
 constexpr int kAmxRows = 16;
