@@ -781,9 +781,31 @@ JRNN_TARGET inline void AmxPreactivations(float (&out)[kAmxRows][64], const Vec 
   TileStore<2>(&out[0][32], sizeof out[0]);
   TileStore<3>(&out[0][48], sizeof out[0]);
 }
-// Row r of AmxPreactivations' result as a one-row tile's accumulators.
+// Row r of AmxPreactivations' (or AmxIncomingDh's) result as a one-row tile's accumulators.
 JRNN_TARGET inline void AmxRow(const float (&out)[kAmxRows][64], int r, Vec (&acc)[1][4]) {
   for (int q = 0; q < 4; ++q) acc[0][q] = LoadU(&out[r][16 * q]);
+}
+
+// A bfloat16 forward tile on AMX for any cell's arguments a (members d, F, x, wpack,
+// rpack, h): the pre-activations of rows b0 .. b0 + m - 1 on panel p (AmxPreactivations
+// from init, over panels of XNQ and HNQ blocks), then rows(b, acc, hprev, ldh) for each
+// row b: the cell's gate maths of one row from its sums and its h_{t-1} (a JRNN_TARGET
+// lambda, so that the gate maths inline here).
+template <int XQ0, int XNQ, int HQ0, int HNQ, typename Args, typename RowsFn>
+JRNN_TARGET inline void AmxForwardTile(const Args& a, int64_t t, int64_t b0, int m, int64_t p,
+                                       const Vec (&init)[4], const RowsFn& rows) {
+  const int64_t T = a.d.T, H = a.d.H, F = a.F;
+  int64_t ldh;
+  const bf16* hprev = a.h.Prev(t, b0, &ldh);
+  alignas(64) float z[kAmxRows][64];
+  AmxPreactivations<XQ0, XNQ, HQ0, HNQ>(z, init, m, a.x + a.d.Row(b0, t) * F, T * F,
+                                        PackedPanel<XNQ>(a.wpack, p, F), F, hprev, ldh,
+                                        PackedPanel<HNQ>(a.rpack, p, H), H);
+  for (int r = 0; r < m; ++r) {
+    Vec acc[1][4];
+    AmxRow(z, r, acc);
+    rows(b0 + r, acc, hprev + r * ldh, ldh);
+  }
 }
 #endif  // AMX: AVX-512 build only
 

@@ -122,20 +122,13 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
 // The bfloat16 tile on AMX: m <= 16 rows.
 JRNN_TARGET void AmxGruFwdTile(const GruFwdArgs<bf16>& a, int64_t t, int64_t b0, int m,
                                int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H, F = a.F;
   Vec init[4];
   GruInit(a, p, init);
-  int64_t ldh;
-  const bf16* hprev = a.h.Prev(t, b0, &ldh);
-  alignas(64) float z[kAmxRows][64];
-  AmxPreactivations<0, 3, 1, 3>(z, init, m, a.x + a.d.Row(b0, t) * F, T * F,
-                                PackedPanel<3>(a.wpack, p, F), F, hprev, ldh,
-                                PackedPanel<3>(a.rpack, p, H), H);
-  for (int r = 0; r < m; ++r) {
-    Vec acc[1][4];
-    AmxRow(z, r, acc);
-    GruFwdRows<1>(a, t, b0 + r, p, acc, hprev + r * ldh, ldh);
-  }
+  AmxForwardTile<0, 3, 1, 3>(a, t, b0, m, p, init,
+                             [&](int64_t b, const Vec (&acc)[1][4], const bf16* hp,
+                                 int64_t ldh) JRNN_TARGET {
+                               GruFwdRows<1>(a, t, b, p, acc, hp, ldh);
+                             });
 }
 #endif
 

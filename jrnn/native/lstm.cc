@@ -146,21 +146,15 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
 #if defined(JRNN_AMX)
 // The bfloat16 tile on AMX: m <= 16 rows.
 JRNN_TARGET void AmxFwdTile(const FwdArgs<bf16>& a, int64_t t, int64_t b0, int m, int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H, F = a.F, u0 = 16 * p;
+  const int64_t H = a.d.H, u0 = 16 * p;
   const Mask mk = TailMask(static_cast<int>(H - u0));
   Vec init[4];
   for (int q = 0; q < 4; ++q) init[q] = Load(mk, a.bias + q * H + u0);
-  int64_t ldh;
-  const bf16* hprev = a.h.Prev(t, b0, &ldh);
-  alignas(64) float z[kAmxRows][64];
-  AmxPreactivations<0, 4, 0, 4>(z, init, m, a.x + a.d.Row(b0, t) * F, T * F,
-                                PackedPanel<4>(a.wpack, p, F), F, hprev, ldh,
-                                PackedPanel<4>(a.rpack, p, H), H);
-  for (int r = 0; r < m; ++r) {
-    Vec acc[1][4];
-    AmxRow(z, r, acc);
-    FwdRows<1>(a, t, b0 + r, p, acc, hprev + r * ldh, ldh);
-  }
+  AmxForwardTile<0, 4, 0, 4>(a, t, b0, m, p, init,
+                             [&](int64_t b, const Vec (&acc)[1][4], const bf16* hp,
+                                 int64_t ldh) JRNN_TARGET {
+                               FwdRows<1>(a, t, b, p, acc, hp, ldh);
+                             });
 }
 #endif
 

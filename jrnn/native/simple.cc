@@ -92,24 +92,17 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
 }
 
 #if defined(JRNN_AMX)
-// The bfloat16 tile on AMX: m <= 16 rows.
+// The bfloat16 tile on AMX: rows <= 16.
 JRNN_TARGET void AmxSimpleFwdTile(const SimpleFwdArgs<bf16>& a, int64_t t, int64_t b0, int rows,
                                   int64_t p) {
-  const int64_t T = a.d.T, H = a.d.H, F = a.F;
   Mask m[4];
   Vec init[4];
   SimpleInit(a, p, init, m);
-  int64_t ldh;
-  const bf16* hprev = a.h.Prev(t, b0, &ldh);
-  alignas(64) float z[kAmxRows][64];
-  AmxPreactivations<0, 4, 0, 4>(z, init, rows, a.x + a.d.Row(b0, t) * F, T * F,
-                                PackedPanel<4>(a.wpack, p, F), F, hprev, ldh,
-                                PackedPanel<4>(a.rpack, p, H), H);
-  for (int r = 0; r < rows; ++r) {
-    Vec acc[1][4];
-    AmxRow(z, r, acc);
-    SimpleFwdRows<1>(a, t, b0 + r, p, m, acc, hprev + r * ldh, ldh);
-  }
+  AmxForwardTile<0, 4, 0, 4>(a, t, b0, rows, p, init,
+                             [&](int64_t b, const Vec (&acc)[1][4], const bf16* hp,
+                                 int64_t ldh) JRNN_TARGET {
+                               SimpleFwdRows<1>(a, t, b, p, m, acc, hp, ldh);
+                             });
 }
 #endif
 
