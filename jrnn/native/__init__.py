@@ -36,8 +36,9 @@ autodiff (``jvp``, ``jacfwd``) and second derivatives do not (use the layers'
 
 They run float32, and bfloat16 where the AVX-512 build runs on a CPU with AVX512_BF16: with
 bfloat16 inputs, weights and states, the products accumulate in float32 (``vdpbf16ps``,
-or AMX tiles where the CPU has AMX: :func:`amx`), the gate maths and LSTM's cell state ``c`` run in float32, and ``h`` is rounded to bfloat16
-once per step (as it is stored; the next step reads that). That rounds far less often than
+or AMX tiles where the CPU has AMX: :func:`amx`), the gate maths and LSTM's cell state
+``c`` run in float32, and ``h`` is rounded to bfloat16 once per step (as it is stored; the
+next step reads that). That rounds far less often than
 computing every operation in bfloat16 (what the XLA scan and Keras do under a bfloat16
 policy); the error against float32 comes mostly from rounding the inputs and weights, and
 is about the scan's or smaller. Their backward kernels read the saved float32 gates,
