@@ -658,8 +658,8 @@ JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const bf16* a, int64_t lda
 // On CPUs with AMX (Intel Sapphire Rapids and later), the bfloat16 forward and backward
 // tiles compute their products with tdpbf16ps on tile registers (AmxEnabled(), common.cc):
 // 16 rows x 16 columns x 32 products per instruction. On the Intel benchmark machine the 6 x 64
-// vdpbf16ps tile ran 106 GFLOP/s on one core (half its float32 FMA tile: vdpbf16ps issues
-// at half the FMA rate there) and a 16 x 64 AMX tile 630-740. tdpbf16ps accumulates in
+// vdpbf16ps tile ran 106 GFLOP/s on one core (its float32 FMA tile: 186) and a 16 x 64 AMX
+// tile 630-740. tdpbf16ps accumulates in
 // float32 like vdpbf16ps but rounds its partial sums differently (results differ in the
 // last bits, ~3e-6 on unit-sized sums), so an AMX run equals a vdpbf16ps run to float32
 // rounding, not bit for bit; every row's result depends on that row alone, at any batch.
