@@ -278,7 +278,6 @@ JRNN_TARGET inline void BwdRows(const BwdArgs<S>& a, int64_t t, int64_t b0, int6
   }
 }
 
-
 template <int MR, typename S>
 JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
   Mask m[4];
