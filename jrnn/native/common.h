@@ -964,6 +964,14 @@ inline void StorePrevH(const Dims& d, int64_t t, int64_t b0, int64_t p, const S*
   StorePrevH(d, t, b0, MR, p, y, h0, hprev);
 }
 
+// acc[r][q] = init[q] for every row r of a tile: the sums' starting values (biases).
+template <int MR>
+JRNN_TARGET inline void SetRows(Vec (&acc)[MR][4], const Vec (&init)[4]) {
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
+  }
+}
+
 // Calls f(std::integral_constant<int, rows>{}) for rows in 1..kMaxRows: a tile template
 // instantiated per row count.
 template <typename F>

@@ -108,9 +108,7 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
   const int64_t T = a.d.T, H = a.d.H, F = a.F;
   Vec init[4], acc[MR][4];
   GruInit(a, p, init);
-  for (int r = 0; r < MR; ++r) {
-    for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
-  }
+  SetRows(acc, init);
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
   Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<3>(a.wpack, p, F), F);

@@ -81,9 +81,7 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
   Mask m[4];
   Vec init[4], acc[MR][4];
   SimpleInit(a, p, init, m);
-  for (int r = 0; r < MR; ++r) {
-    for (int q = 0; q < 4; ++q) acc[r][q] = init[q];
-  }
+  SetRows(acc, init);
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
   Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<4>(a.wpack, p, F), F);
