@@ -136,7 +136,7 @@ inline ffi::Error CheckSaved(const char* what, ffi::AnyBuffer::Dimensions dims, 
 
 // Whether this CPU runs bfloat16 dot products (AVX512_BF16).
 bool Bf16Supported();
-// Whether the bfloat16 forward tiles use AMX (see AmxSession): the CPU has AMX-TILE and
+// Whether the bfloat16 forward and backward tiles use AMX (see AmxSession): the CPU has AMX-TILE and
 // AMX-BF16, Linux grants this process the tile data state, and JRNN_NATIVE_AMX is not 0
 // (read at every call, so a process can compare both paths).
 bool AmxEnabled();
@@ -657,12 +657,12 @@ JRNN_TARGET inline void Accumulate(Vec (&acc)[MR][4], const bf16* a, int64_t lda
 // ------------------------------------------------------------------ AMX (bfloat16)
 // On CPUs with AMX (Intel Sapphire Rapids and later), the bfloat16 forward and backward
 // tiles compute their products with tdpbf16ps on tile registers (AmxEnabled(), common.cc):
-// 16 rows x 16 columns x 32 products per instruction. On the Intel benchmark machine the 6 x 64
-// vdpbf16ps tile ran 106 GFLOP/s on one core (its float32 FMA tile: 186) and a 16 x 64 AMX
-// tile 630-740. tdpbf16ps accumulates in
-// float32 like vdpbf16ps but rounds its partial sums differently (results differ in the
-// last bits, ~3e-6 on unit-sized sums), so an AMX run equals a vdpbf16ps run to float32
-// rounding, not bit for bit; every row's result depends on that row alone, at any batch.
+// 16 rows x 16 columns x 32 products per instruction. On the Intel benchmark machine the
+// 6 x 64 vdpbf16ps tile ran 106 GFLOP/s on one core (its float32 FMA tile: 186) and a
+// 16 x 64 AMX tile 630-740. tdpbf16ps accumulates in float32 like vdpbf16ps but rounds its
+// partial sums differently (results differ in the last bits, ~3e-6 on unit-sized sums), so
+// an AMX run equals a vdpbf16ps run to float32 rounding, not bit for bit; every row's
+// result depends on that row alone, at any batch.
 //
 // Tile registers: tmm0-3 the float32 accumulators of a block of m <= 16 rows x 4
 // 16-column blocks (one panel), tmm4 m rows x 32 bfloat16 of the left operand, tmm5-7 16
@@ -715,6 +715,19 @@ inline void TileLoad(const void* base, int64_t stride) {
 template <int Tmm>
 inline void TileStore(void* base, int64_t stride) {
   __asm__ volatile("tilestored %%tmm%c2, (%0,%1,1)" ::"r"(base), "r"(stride), "i"(Tmm) : "memory");
+}
+// The four accumulator tiles tmm0-3 from / to a block's sums (16 rows of 64 floats).
+inline void LoadSums(const float (&sums)[kAmxRows][64]) {
+  TileLoad<0>(&sums[0][0], sizeof sums[0]);
+  TileLoad<1>(&sums[0][16], sizeof sums[0]);
+  TileLoad<2>(&sums[0][32], sizeof sums[0]);
+  TileLoad<3>(&sums[0][48], sizeof sums[0]);
+}
+inline void StoreSums(float (&sums)[kAmxRows][64]) {
+  TileStore<0>(&sums[0][0], sizeof sums[0]);
+  TileStore<1>(&sums[0][16], sizeof sums[0]);
+  TileStore<2>(&sums[0][32], sizeof sums[0]);
+  TileStore<3>(&sums[0][48], sizeof sums[0]);
 }
 // tmm(C) += tmm4 x tmm(B)
 template <int C, int B>
@@ -770,16 +783,10 @@ JRNN_TARGET inline void AmxPreactivations(float (&out)[kAmxRows][64], const Vec 
   for (int r = 0; r < m; ++r) {
     for (int q = 0; q < 4; ++q) StoreU(&out[r][16 * q], init[q]);
   }
-  TileLoad<0>(&out[0][0], sizeof out[0]);
-  TileLoad<1>(&out[0][16], sizeof out[0]);
-  TileLoad<2>(&out[0][32], sizeof out[0]);
-  TileLoad<3>(&out[0][48], sizeof out[0]);
+  LoadSums(out);
   AmxAccumulate<XQ0, XNQ>(x, ldx, m, wx, F);
   AmxAccumulate<HQ0, HNQ>(h, ldh, m, wh, H);
-  TileStore<0>(&out[0][0], sizeof out[0]);
-  TileStore<1>(&out[0][16], sizeof out[0]);
-  TileStore<2>(&out[0][32], sizeof out[0]);
-  TileStore<3>(&out[0][48], sizeof out[0]);
+  StoreSums(out);
 }
 // Row r of AmxPreactivations' (or AmxIncomingDh's) result as a one-row tile's accumulators.
 JRNN_TARGET inline void AmxRow(const float (&out)[kAmxRows][64], int r, Vec (&acc)[1][4]) {
@@ -930,17 +937,11 @@ JRNN_TARGET inline void AmxIncomingDh(float (&out)[kAmxRows][64], const Mask (&m
   }
   if (t == d.T - 1) return;
   AmxConfigure(rows);
-  TileLoad<0>(&out[0][0], sizeof out[0]);
-  TileLoad<1>(&out[0][16], sizeof out[0]);
-  TileLoad<2>(&out[0][32], sizeof out[0]);
-  TileLoad<3>(&out[0][48], sizeof out[0]);
+  LoadSums(out);
   const Panel<bf16> panel = PackedPanel<4>(rtpack, p, G + G2);
   AmxAccumulate<0, 4>(g + d.Row(b0, t + 1) * G, d.T * G, rows, panel, G);
   if (g2 != nullptr) AmxAccumulate<0, 4>(g2 + d.Row(b0, t + 1) * G2, d.T * G2, rows, panel.From(G), G2);
-  TileStore<0>(&out[0][0], sizeof out[0]);
-  TileStore<1>(&out[0][16], sizeof out[0]);
-  TileStore<2>(&out[0][32], sizeof out[0]);
-  TileStore<3>(&out[0][48], sizeof out[0]);
+  StoreSums(out);
 }
 #endif
 
