@@ -523,7 +523,7 @@ def _two_directions(primal, one_fwd, one_bwd):
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
     def run(sequence, x, mask, *stacked):
-        return primal(x, *stacked, sequence, mask)
+        return tuple(primal(x, *stacked, sequence, mask))  # fwd's structure (a tuple)
 
     def fwd(sequence, x, mask, *stacked):
         outs, res = zip(*(one_fwd(x, *(a[k] for a in stacked), mask, True, k == 1) for k in (0, 1)))
