@@ -691,24 +691,23 @@ class RNN(Configurable, nnx.Module):
             # Checkpointed segments, as rnn_scan does: only the states at segment boundaries
             # are kept; each segment's kernels run again in the backward pass. Backwards in
             # time, the segments run last to first (each output lands at its own index).
-            @jax.checkpoint
-            def segment(state, chunk):
-                x_segment, steps = chunk
-                y_segment, new_state = run(x_segment, state, True, steps)
-                return new_state, y_segment
-
             batch, time = x.shape[:2]
             seg = segment_length(time, self.remat)
 
-            def segments(a):
-                return (
-                    None
-                    if a is None
-                    else jnp.swapaxes(a.reshape(batch, -1, seg, *a.shape[2:]), 0, 1)
-                )
+            @jax.checkpoint
+            def segment(state, chunk):
+                start, steps = chunk
+                x_segment = jax.lax.dynamic_slice_in_dim(x, start, seg, axis=1)
+                y_segment, new_state = run(x_segment, state, True, steps)
+                return new_state, y_segment
 
-            chunks = (segments(x), segments(time_mask))
-            finals, ys = jax.lax.scan(segment, carries, chunks, reverse=reverse)
+            starts = jnp.arange(0, time, seg)
+            masks = (
+                None
+                if time_mask is None
+                else jnp.swapaxes(time_mask.reshape(batch, -1, seg), 0, 1)
+            )
+            finals, ys = jax.lax.scan(segment, carries, (starts, masks), reverse=reverse)
             y = (
                 jnp.swapaxes(ys, 0, 1).reshape(batch, time, *ys.shape[3:])
                 if self.return_sequences
