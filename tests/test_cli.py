@@ -414,3 +414,13 @@ def test_progress_draws_only_on_a_tty_and_only_when_enabled():
         with Progress(2, stream=stream, delay=0.0, enabled=enabled) as bar:
             bar.step("load")
         assert stream.getvalue() == ""
+
+
+def test_bench_remat_reports_both_losses(capsys):
+    from bench import remat
+
+    assert remat.main(["--batch", "2", "--time", "16", "--features", "3", "--units", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert "loss over every output" in lines[0] and "loss over the last output" in lines[1]
+    assert all("MiB ->" in line and "ms ->" in line for line in lines)
