@@ -86,6 +86,21 @@ def _states(batch, units, seed=2):
     return [jnp.asarray(rng.standard_normal((batch, units)) * 0.5, jnp.float32) for _ in "hc"]
 
 
+def _call(m, x, **kw):
+    """``m(x, **kw)`` under ``nnx.jit``: one compiled program, where an eager call compiles
+    each operation on its own (most of these tests' time). Eager calls: the conformance
+    suite, test_layer_options_equal_the_scan and the residual tests below."""
+    return nnx.jit(lambda m, x, kw: m(x, **kw))(m, x, kw)
+
+
+def _kernel(kind, bidirectional=False):
+    """``jrnn.native.<kind>`` (or its bidirectional call) under ``jax.jit``, its flags
+    static (see :func:`_call`)."""
+    if bidirectional:
+        return jax.jit(getattr(native_kernels, f"{kind}_bidirectional"), static_argnames="sequence")
+    return jax.jit(getattr(native_kernels, kind), static_argnames=("sequence", "reverse"))
+
+
 @needs_kernel
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
 @pytest.mark.parametrize("batch,time,features,units", SHAPES)
@@ -93,7 +108,7 @@ def test_outputs_states_and_gradients_equal_the_scan(layer, batch, time, feature
     native, scan = _pair(units, features, layer=layer, return_sequences=True, return_state=True)
     x = _inputs((batch, time, features))
     states = _states(batch, units)[: len(scan.cell.state_shapes)]
-    for a, b in zip(native(x, initial_state=states), scan(x, initial_state=states)):
+    for a, b in zip(*(_call(m, x, initial_state=states) for m in (native, scan))):
         assert_close(a, b, time=time)
 
     weights = jnp.asarray(np.random.default_rng(3).standard_normal((batch, time, units)))
@@ -104,7 +119,7 @@ def test_outputs_states_and_gradients_equal_the_scan(layer, batch, time, feature
             jnp.sum(jnp.sin(s) * (i + 1)) for i, s in enumerate(final)
         )
 
-    grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
+    grads = [nnx.jit(nnx.grad(loss, argnums=(0, 1, 2)))(m, x, states) for m in (native, scan)]
     for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
         assert_gradients_close(a, b)
 
@@ -189,8 +204,8 @@ def test_results_do_not_depend_on_the_thread_count():
         "        m = layer(256, 64, native=True, return_sequences=True, rngs=nnx.Rngs(0))\n"
         "        randomize(m, 0, scale=0.1)\n"
         "        x = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, 64)), 'float32')\n"
-        "        np.save(f'{OUT}/{layer.__name__}{b}.npy', np.asarray(m(x)))\n"
-        "        g = nnx.grad(lambda m: jnp.sum(jnp.sin(m(x))))(m).cell\n"
+        "        np.save(f'{OUT}/{layer.__name__}{b}.npy', np.asarray(nnx.jit(m)(x)))\n"
+        "        g = nnx.jit(nnx.grad(lambda m: jnp.sum(jnp.sin(m(x)))))(m).cell\n"
         "        dk = [np.ravel(g.kernel.value), np.ravel(g.recurrent_kernel.value)]\n"
         "        dk = np.concatenate(dk + [np.ravel(g.bias.value)])\n"
         "        np.save(f'{OUT}/d{layer.__name__}{b}.npy', dk)\n"
@@ -199,7 +214,7 @@ def test_results_do_not_depend_on_the_thread_count():
         "    randomize(m, 0, scale=0.3)\n"
         "    x = np.random.default_rng(0).standard_normal((b, 5, 9, 9, 3))\n"
         "    x = jnp.asarray(x, 'float32')\n"
-        "    np.save(f'{OUT}/ConvLSTM2D{b}.npy', np.asarray(m(x)))\n"
+        "    np.save(f'{OUT}/ConvLSTM2D{b}.npy', np.asarray(nnx.jit(m)(x)))\n"
     )
     outs = []
     for threads in ("1", "3"):  # one thread; three over two cores (uneven splits)
@@ -254,7 +269,7 @@ def test_small_batch_rows_are_bitwise_the_large_batch_rows(kind, batch, dtype):
     # and 3 rows where the CPU has AMX, else six-row vdpbf16ps tiles) likewise.
     if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
         pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
-    fn, fn2 = getattr(native_kernels, kind), getattr(native_kernels, f"{kind}_bidirectional")
+    fn, fn2 = _kernel(kind), _kernel(kind, bidirectional=True)
     big_batch = 7 if dtype == "float32" else 19
     args = [a.astype(dtype) for a in _function_args(kind, big_batch, 40, 24, 37)]
     n_states = 2 if kind == "lstm" else 1
@@ -271,7 +286,7 @@ def test_small_batch_rows_are_bitwise_the_large_batch_rows(kind, batch, dtype):
             y, c32 = y.astype(jnp.float32), c.astype(jnp.float32)
             return jnp.sum(y * c32) + sum(jnp.sum(h.astype(jnp.float32)) for h in last)
 
-        return jax.grad(loss)(s)
+        return jax.jit(jax.grad(loss))(s)
 
     for kw in ({}, {"reverse": True}, {"mask": mask}):
         small_kw = {**kw, "mask": kw["mask"][rows]} if "mask" in kw else kw
@@ -383,17 +398,18 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
         "        m = layer(37, 20, native=native_, return_sequences=True, rngs=nnx.Rngs(0))\n"
         "        randomize(m, 0, scale=0.3)\n"
         "        f = lambda m, x: jnp.sum(jnp.sin(m(x, mask=mask)))\n"
-        "        y, g = nnx.value_and_grad(f, argnums=(0, 1))(m, x)\n"
+        "        y, g = nnx.jit(nnx.value_and_grad(f, argnums=(0, 1)))(m, x)\n"
         "        key = f'{layer.__name__}-{native_}'\n"
-        "        out[key + '-y'] = np.asarray(m(x, mask=mask))\n"
-        "        out[key + '-y1'] = np.asarray(m(x[:1], mask=mask[:1]))\n"
+        "        call = nnx.jit(lambda m, x, mask: m(x, mask=mask))\n"
+        "        out[key + '-y'] = np.asarray(call(m, x, mask))\n"
+        "        out[key + '-y1'] = np.asarray(call(m, x[:1], mask[:1]))\n"
         "        out[key + '-dx'] = np.asarray(g[1])\n"
         "        out[key + '-dk'] = np.asarray(g[0].cell.kernel.value)\n"
         "c = jrnn.ConvLSTM2D(5, 3, in_channels=2, spatial_shape=(6, 5), padding='same',\n"
         "                    return_sequences=True, rngs=nnx.Rngs(0))\n"
         "randomize(c, 0, scale=0.3)\n"
         "xc = jnp.asarray(rng.standard_normal((2, 4, 6, 5, 2)), 'float32')\n"
-        "out['conv-y'] = np.asarray(c(xc))\n"
+        "out['conv-y'] = np.asarray(nnx.jit(c)(xc))\n"
         "np.savez(sys.argv[2], **out)\n"
     )
     results = {}
@@ -510,9 +526,13 @@ def test_remat_segments_equal_the_scan(layer, remat, go_backwards):
         return_state=True,
     )
     x = _inputs((5, 12, 4))
-    for a, b in zip(native(x), scan(x)):
+    for a, b in zip(_call(native, x), _call(scan, x)):
         assert_close(a, b, time=12)
-    g = [nnx.grad(lambda m: jnp.sum(jnp.sin(m(x)[0])))(m) for m in (native, scan)]
+    # Each segment slices x in place: the input's gradient too (stacked layers need it).
+    g = [
+        nnx.jit(nnx.grad(lambda m, x: jnp.sum(jnp.sin(m(x)[0])), argnums=(0, 1)))(m, x)
+        for m in (native, scan)
+    ]
     for a, b in zip(jax.tree_util.tree_leaves(g[0]), jax.tree_util.tree_leaves(g[1])):
         assert_gradients_close(a, b)
 
@@ -552,7 +572,7 @@ def test_bfloat16_kernel_is_the_float32_kernel_on_the_rounded_values(
     # The bfloat16 kernel accumulates in float32 and rounds only h, once per step: on
     # bfloat16 arguments it must match the float32 kernel on the same (rounded) values to
     # within that rounding (a packing or conversion error would be off by O(1)).
-    fn = getattr(native_kernels, kind)
+    fn = _kernel(kind)
     args = _function_args(kind, batch, time, features, units)
     low = [a.astype(jnp.bfloat16) for a in args]
     rounded = [a.astype(jnp.float32) for a in low]
@@ -570,8 +590,8 @@ def test_bfloat16_kernel_is_the_float32_kernel_on_the_rounded_values(
         return sum(jnp.sum(jnp.sin(o.astype(jnp.float32)) * (i + 1)) for i, o in enumerate(out))
 
     argnums = tuple(range(len(args)))
-    g_low = jax.grad(loss, argnums)(*low)
-    g_ref = jax.grad(loss, argnums)(*rounded)
+    g_low = jax.jit(jax.grad(loss, argnums))(*low)
+    g_ref = jax.jit(jax.grad(loss, argnums))(*rounded)
     for a, b in zip(g_low, g_ref):
         assert a.dtype == jnp.bfloat16 and a.shape == b.shape
         scale = max(1.0, float(jnp.max(jnp.abs(b))))
@@ -600,7 +620,7 @@ def test_amx_tiles_agree_with_the_avx512_bf16_tiles(
         out = [o for o in fn(*a, **kw) if o is not None]
         return sum(jnp.sum(jnp.sin(o.astype(jnp.float32)) * (i + 1)) for i, o in enumerate(out))
 
-    def run(**kw):
+    def run(**kw):  # not jitted: JRNN_NATIVE_AMX is read when the kernel runs
         return fn(*args, **kw), jax.grad(functools.partial(loss, **kw), tuple(range(len(args))))(
             *args
         )
@@ -638,9 +658,9 @@ def test_bfloat16_layers_run_the_kernel_within_the_bfloat16_tolerance(layer, dty
         # would amplify any rounding, float32 included, past every tolerance.
         randomize(made[key], 0, scale=1.0 / np.sqrt(features + units))
     x = _inputs((batch, time, features))
-    ref = made["float32"](x)
+    ref = _call(made["float32"], x)
     for key in ("native", "scan"):
-        for a, b in zip(made[key](x), ref):
+        for a, b in zip(_call(made[key], x), ref):
             assert a.dtype == jnp.bfloat16
             assert_close(a, b, dtype="bfloat16", time=time, what=key)
 
@@ -648,7 +668,7 @@ def test_bfloat16_layers_run_the_kernel_within_the_bfloat16_tolerance(layer, dty
         y, *_ = m(x)
         return jnp.sum(jnp.sin(y.astype(jnp.float32)))
 
-    grads = {k: jax.tree_util.tree_leaves(nnx.grad(loss)(m)) for k, m in made.items()}
+    grads = {k: jax.tree_util.tree_leaves(nnx.jit(nnx.grad(loss))(m)) for k, m in made.items()}
     param_dtype = jnp.float32 if dtype == "mixed_bfloat16" else jnp.bfloat16
     for a, b in zip(grads["native"], grads["float32"]):
         assert a.dtype == param_dtype
@@ -707,8 +727,8 @@ def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw, masked):
         for u, n in ((7, 2), (6, 1), (5, 1))
     )
     for a, b in zip(
-        jax.tree_util.tree_leaves(native(x, initial_state=states, **call)),
-        jax.tree_util.tree_leaves(scan(x, initial_state=states, **call)),
+        jax.tree_util.tree_leaves(_call(native, x, initial_state=states, **call)),
+        jax.tree_util.tree_leaves(_call(scan, x, initial_state=states, **call)),
     ):
         assert_close(a, b, time=11)
 
@@ -718,7 +738,7 @@ def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw, masked):
             for i, v in enumerate(jax.tree_util.tree_leaves(m(x, initial_state=states, **call)))
         )
 
-    grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
+    grads = [nnx.jit(nnx.grad(loss, argnums=(0, 1, 2)))(m, x, states) for m in (native, scan)]
     for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
         scale = max(1.0, float(jnp.max(jnp.abs(b))))  # sums of many terms: relative
         assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
@@ -868,7 +888,7 @@ def test_reverse_is_the_kernel_over_flipped_time(kind, dtype, batch, time, featu
     # order (the weight-gradient GEMMs run over the time axis as stored).
     if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
         pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
-    fn = getattr(native_kernels, kind)
+    fn = _kernel(kind)
     x, *params = [a.astype(dtype) for a in _function_args(kind, batch, time, features, units)]
     got = fn(x, *params, reverse=True)
     want = fn(_flip(x), *params)
@@ -893,7 +913,7 @@ def test_reverse_is_the_kernel_over_flipped_time(kind, dtype, batch, time, featu
     argnums = tuple(range(1 + len(params)))
     for got, want in zip(
         jax.jit(jax.grad(functools.partial(loss, True), argnums))(x, *params),
-        jax.grad(functools.partial(loss, False), argnums)(x, *params),
+        jax.jit(jax.grad(functools.partial(loss, False), argnums))(x, *params),
     ):
         assert_gradients_close(got, want)
 
@@ -930,10 +950,11 @@ def test_bidirectional_call_is_two_directions_concatenated(
     # two directions run apart; gradients through the two-call training path.
     if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
         pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
-    one_call = getattr(native_kernels, f"{kind}_bidirectional")
+    one_call = _kernel(kind, bidirectional=True)
+    apart = jax.jit(_apart(kind), static_argnames="sequence")
     args = [a.astype(dtype) for a in _bidirectional_args(kind, batch, time, features, units)]
     got = one_call(*args)
-    want = _apart(kind)(*args)
+    want = apart(*args)
     assert got[0].shape == (batch, time, 2 * units)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
@@ -953,7 +974,7 @@ def test_bidirectional_call_is_two_directions_concatenated(
     for sequence in (True, False):
         grads = [
             jax.jit(jax.grad(functools.partial(loss, fn, sequence), argnums))(*args)
-            for fn in (one_call, _apart(kind))
+            for fn in (one_call, apart)
         ]
         for a, b in zip(*grads):
             assert a.dtype == b.dtype and a.shape == b.shape
@@ -1023,7 +1044,7 @@ def test_bidirectional_one_call_equals_the_scan(layer, merge_mode, return_sequen
     x = _inputs((6, 8, 5))
     states = _states(6, 7)[: len(scan.forward_layer.cell.state_shapes)] * 2
     for kw in ({}, {"initial_state": states}):
-        a, b = fused(x, **kw), scan(x, **kw)
+        a, b = _call(fused, x, **kw), _call(scan, x, **kw)
         assert len(a) == len(b)
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             assert_close(u, v, time=8)
@@ -1031,7 +1052,8 @@ def test_bidirectional_one_call_equals_the_scan(layer, merge_mode, return_sequen
     def loss(m):
         return sum(jnp.sum(jnp.sin(o) * (i + 1)) for i, o in enumerate(jax.tree.leaves(m(x))))
 
-    for u, v in zip(jax.tree.leaves(nnx.grad(loss)(fused)), jax.tree.leaves(nnx.grad(loss)(scan))):
+    grad = nnx.jit(nnx.grad(loss))
+    for u, v in zip(jax.tree.leaves(grad(fused)), jax.tree.leaves(grad(scan))):
         assert_gradients_close(u, v)
 
 
@@ -1103,9 +1125,7 @@ def test_masked_calls_run_the_kernel_and_equal_the_scan(
     x = _inputs((batch, time, features))
     mask = _step_mask(batch, time) if batch > 2 else jnp.asarray([[0, 1, 1, 0, 1, 0]], bool)
     states = _states(batch, units)[: len(scan.cell.state_shapes)]
-    for a, b in zip(
-        native(x, mask=mask, initial_state=states), scan(x, mask=mask, initial_state=states)
-    ):
+    for a, b in zip(*(_call(m, x, mask=mask, initial_state=states) for m in (native, scan))):
         assert_close(a, b, time=time)
     graph, state = nnx.split(native)
     ops = _ops(lambda s, x: nnx.merge(graph, s)(x, mask=mask), state, x)
@@ -1118,7 +1138,7 @@ def test_masked_calls_run_the_kernel_and_equal_the_scan(
         y = y * weights if return_sequences else y * weights[:, 0]
         return jnp.sum(y) + sum(jnp.sum(jnp.sin(s) * (i + 2)) for i, s in enumerate(final))
 
-    grads = [nnx.grad(loss, argnums=(0, 1, 2))(m, x, states) for m in (native, scan)]
+    grads = [nnx.jit(nnx.grad(loss, argnums=(0, 1, 2)))(m, x, states) for m in (native, scan)]
     for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
         assert_gradients_close(a, b)
 
@@ -1192,7 +1212,7 @@ def test_masked_bidirectional_runs_one_call_and_equals_the_scan(
     mask = _step_mask(6, 8)
     states = _states(6, 7)[: len(scan.forward_layer.cell.state_shapes)] * 2
     for kw in ({"mask": mask}, {"mask": mask, "initial_state": states}):
-        a, b = fused(x, **kw), scan(x, **kw)
+        a, b = _call(fused, x, **kw), _call(scan, x, **kw)
         assert len(a) == len(b)
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             assert_close(u, v, time=8)
@@ -1204,5 +1224,6 @@ def test_masked_bidirectional_runs_one_call_and_equals_the_scan(
         out = jax.tree.leaves(m(x, mask=mask, initial_state=states))
         return sum(jnp.sum(jnp.sin(o) * (i + 1)) for i, o in enumerate(out))
 
-    for u, v in zip(jax.tree.leaves(nnx.grad(loss)(fused)), jax.tree.leaves(nnx.grad(loss)(scan))):
+    grad = nnx.jit(nnx.grad(loss))
+    for u, v in zip(jax.tree.leaves(grad(fused)), jax.tree.leaves(grad(scan))):
         assert_gradients_close(u, v)
