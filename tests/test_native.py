@@ -947,7 +947,8 @@ def test_bidirectional_call_is_two_directions_concatenated(
 ):
     # One call runs both directions (threads share their rows, or their unit panels at
     # small batches) and writes each half of the concatenated output: bit-identical to the
-    # two directions run apart; gradients through the two-call training path.
+    # two directions run apart; gradients through the two-call training path, of the
+    # jitted call inside grad too (its custom VJP's primal and fwd rule return one structure).
     if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
         pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
     one_call = _kernel(kind, bidirectional=True)
