@@ -1,15 +1,25 @@
 """Test configuration: strict dtype promotion and quiet TensorFlow, before anything imports them."""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import shutil
-import tempfile
+# XLA compiles the suite's programs without LLVM's optimisations: compiling is most of the
+# suite's time (thousands of small programs), and this takes ~20% off it. The HLO passes,
+# fusions and buffer assignment (what the tests check, in-place aliasing included) are
+# XLA's usual ones; only the machine code is slower. JRNN_TEST_XLA_OPT=1 keeps XLA's
+# default; benchmarks and users never see this.
+_FAST_COMPILE = "--xla_backend_optimization_level=0"
+if os.environ.get("JRNN_TEST_XLA_OPT") != "1" and _FAST_COMPILE not in os.environ.get(
+    "XLA_FLAGS", ""
+):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
 
-import jax
+import jax  # noqa: E402 (after XLA_FLAGS)
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
