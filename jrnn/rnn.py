@@ -703,9 +703,7 @@ class RNN(Configurable, nnx.Module):
 
             starts = jnp.arange(0, time, seg)
             masks = (
-                None
-                if time_mask is None
-                else jnp.swapaxes(time_mask.reshape(batch, -1, seg), 0, 1)
+                None if time_mask is None else jnp.swapaxes(time_mask.reshape(batch, -1, seg), 0, 1)
             )
             finals, ys = jax.lax.scan(segment, carries, (starts, masks), reverse=reverse)
             y = (
