@@ -691,6 +691,8 @@ class RNN(Configurable, nnx.Module):
             # Checkpointed segments, as rnn_scan does: only the states at segment boundaries
             # are kept; each segment's kernels run again in the backward pass. Backwards in
             # time, the segments run last to first (each output lands at its own index).
+            # Each segment slices its inputs out of x (a segment-major copy of x would live
+            # through the backward pass; XLA accumulates x's gradient slices in place).
             batch, time = x.shape[:2]
             seg = segment_length(time, self.remat)
 
