@@ -38,13 +38,12 @@ They run float32, and bfloat16 where the AVX-512 build runs on a CPU with AVX512
 bfloat16 inputs, weights and states, the products accumulate in float32 (``vdpbf16ps``,
 or AMX tiles where the CPU has AMX: :func:`amx`), the gate maths and LSTM's cell state
 ``c`` run in float32, and ``h`` is rounded to bfloat16 once per step (as it is stored; the
-next step reads that). That rounds far less often than
-computing every operation in bfloat16 (what the XLA scan and Keras do under a bfloat16
-policy); the error against float32 comes mostly from rounding the inputs and weights, and
-is about the scan's or smaller. Their backward kernels read the saved float32 gates,
-accumulate ``dh`` in float32 and write the pre-activation gradients in bfloat16; the weight
-and input gradients are GEMMs on those with float32 accumulation; gradients return in the
-arguments' dtype.
+next step reads that). That rounds far less often than computing every operation in
+bfloat16 (what the XLA scan and Keras do under a bfloat16 policy); the error against
+float32 comes mostly from rounding the inputs and weights, and is about the scan's or
+smaller. Their backward kernels read the saved float32 gates, accumulate ``dh`` in float32
+and write the pre-activation gradients in bfloat16; the weight and input gradients are
+GEMMs on those with float32 accumulation; gradients return in the arguments' dtype.
 
 :func:`conv_lstm` runs a ConvLSTM (rank 1, 2 or 3, channels_last, float32): per step and
 kernel tap, a register tile multiplies the input rows and the ``h`` rows of the pixels
