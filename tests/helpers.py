@@ -53,6 +53,13 @@ def assert_gradients_close(a, b) -> None:
     assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
 
 
+def jit_call(m, x, **kw):
+    """``m(x, **kw)`` under ``nnx.jit``: one compiled program, where an eager call compiles
+    each operation on its own (most of a parity test's time). Eager calls stay covered by
+    the conformance suite and the tests that call layers directly."""
+    return nnx.jit(lambda m, x, kw: m(x, **kw))(m, x, kw)
+
+
 def randomize(module: nnx.Module, seed: int = 0, scale: float = 0.5) -> list[np.ndarray]:
     """Give every ``nnx.Param`` of ``module`` random asymmetric values (normal * scale).
 

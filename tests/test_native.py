@@ -25,7 +25,7 @@ from flax import nnx
 
 import jrnn
 from jrnn import native as native_kernels
-from tests.helpers import assert_close, assert_gradients_close, randomize
+from tests.helpers import assert_close, assert_gradients_close, jit_call, randomize
 
 
 def _cpu_runs_kernels() -> bool:
@@ -86,16 +86,9 @@ def _states(batch, units, seed=2):
     return [jnp.asarray(rng.standard_normal((batch, units)) * 0.5, jnp.float32) for _ in "hc"]
 
 
-def _call(m, x, **kw):
-    """``m(x, **kw)`` under ``nnx.jit``: one compiled program, where an eager call compiles
-    each operation on its own (most of these tests' time). Eager calls: the conformance
-    suite, test_layer_options_equal_the_scan and the residual tests below."""
-    return nnx.jit(lambda m, x, kw: m(x, **kw))(m, x, kw)
-
-
 def _kernel(kind, bidirectional=False):
     """``jrnn.native.<kind>`` (or its bidirectional call) under ``jax.jit``, its flags
-    static (see :func:`_call`)."""
+    static (see :func:`tests.helpers.jit_call`)."""
     if bidirectional:
         return jax.jit(getattr(native_kernels, f"{kind}_bidirectional"), static_argnames="sequence")
     return jax.jit(getattr(native_kernels, kind), static_argnames=("sequence", "reverse"))
@@ -108,7 +101,7 @@ def test_outputs_states_and_gradients_equal_the_scan(layer, batch, time, feature
     native, scan = _pair(units, features, layer=layer, return_sequences=True, return_state=True)
     x = _inputs((batch, time, features))
     states = _states(batch, units)[: len(scan.cell.state_shapes)]
-    for a, b in zip(*(_call(m, x, initial_state=states) for m in (native, scan))):
+    for a, b in zip(*(jit_call(m, x, initial_state=states) for m in (native, scan))):
         assert_close(a, b, time=time)
 
     weights = jnp.asarray(np.random.default_rng(3).standard_normal((batch, time, units)))
@@ -526,7 +519,7 @@ def test_remat_segments_equal_the_scan(layer, remat, go_backwards):
         return_state=True,
     )
     x = _inputs((5, 12, 4))
-    for a, b in zip(_call(native, x), _call(scan, x)):
+    for a, b in zip(jit_call(native, x), jit_call(scan, x)):
         assert_close(a, b, time=12)
     # Each segment slices x in place: the input's gradient too (stacked layers need it).
     g = [
@@ -658,9 +651,9 @@ def test_bfloat16_layers_run_the_kernel_within_the_bfloat16_tolerance(layer, dty
         # would amplify any rounding, float32 included, past every tolerance.
         randomize(made[key], 0, scale=1.0 / np.sqrt(features + units))
     x = _inputs((batch, time, features))
-    ref = _call(made["float32"], x)
+    ref = jit_call(made["float32"], x)
     for key in ("native", "scan"):
-        for a, b in zip(_call(made[key], x), ref):
+        for a, b in zip(jit_call(made[key], x), ref):
             assert a.dtype == jnp.bfloat16
             assert_close(a, b, dtype="bfloat16", time=time, what=key)
 
@@ -727,8 +720,8 @@ def test_stacked_cells_run_one_kernel_per_cell_and_equal_the_scan(kw, masked):
         for u, n in ((7, 2), (6, 1), (5, 1))
     )
     for a, b in zip(
-        jax.tree_util.tree_leaves(_call(native, x, initial_state=states, **call)),
-        jax.tree_util.tree_leaves(_call(scan, x, initial_state=states, **call)),
+        jax.tree_util.tree_leaves(jit_call(native, x, initial_state=states, **call)),
+        jax.tree_util.tree_leaves(jit_call(scan, x, initial_state=states, **call)),
     ):
         assert_close(a, b, time=11)
 
@@ -1045,7 +1038,7 @@ def test_bidirectional_one_call_equals_the_scan(layer, merge_mode, return_sequen
     x = _inputs((6, 8, 5))
     states = _states(6, 7)[: len(scan.forward_layer.cell.state_shapes)] * 2
     for kw in ({}, {"initial_state": states}):
-        a, b = _call(fused, x, **kw), _call(scan, x, **kw)
+        a, b = jit_call(fused, x, **kw), jit_call(scan, x, **kw)
         assert len(a) == len(b)
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             assert_close(u, v, time=8)
@@ -1126,7 +1119,7 @@ def test_masked_calls_run_the_kernel_and_equal_the_scan(
     x = _inputs((batch, time, features))
     mask = _step_mask(batch, time) if batch > 2 else jnp.asarray([[0, 1, 1, 0, 1, 0]], bool)
     states = _states(batch, units)[: len(scan.cell.state_shapes)]
-    for a, b in zip(*(_call(m, x, mask=mask, initial_state=states) for m in (native, scan))):
+    for a, b in zip(*(jit_call(m, x, mask=mask, initial_state=states) for m in (native, scan))):
         assert_close(a, b, time=time)
     graph, state = nnx.split(native)
     ops = _ops(lambda s, x: nnx.merge(graph, s)(x, mask=mask), state, x)
@@ -1213,7 +1206,7 @@ def test_masked_bidirectional_runs_one_call_and_equals_the_scan(
     mask = _step_mask(6, 8)
     states = _states(6, 7)[: len(scan.forward_layer.cell.state_shapes)] * 2
     for kw in ({"mask": mask}, {"mask": mask, "initial_state": states}):
-        a, b = _call(fused, x, **kw), _call(scan, x, **kw)
+        a, b = jit_call(fused, x, **kw), jit_call(scan, x, **kw)
         assert len(a) == len(b)
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             assert_close(u, v, time=8)

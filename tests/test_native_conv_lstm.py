@@ -18,8 +18,8 @@ from flax import nnx
 
 import jrnn
 from jrnn import native as native_kernels
-from tests.helpers import assert_close, randomize
-from tests.test_native import _call, needs_kernel
+from tests.helpers import assert_close, jit_call, randomize
+from tests.test_native import needs_kernel
 
 # (rank, batch, time, spatial, in_channels, filters, kernel_size, extra layer arguments)
 CASES = [
@@ -75,7 +75,7 @@ def test_outputs_states_and_gradients_equal_the_scan(case):
     x = _normal((batch, time, *spatial, channels), 1)
     state_shape = (batch, *scan.cell.state_shapes[0])
     states = [_normal(state_shape, 2) * 0.5, _normal(state_shape, 3) * 0.5]
-    for a, b in zip(*(_call(m, x, initial_state=states) for m in (native, scan))):
+    for a, b in zip(*(jit_call(m, x, initial_state=states) for m in (native, scan))):
         assert_close(a, b, time=time)
 
     def loss(layer, x, states):
@@ -137,7 +137,7 @@ def test_stacked_conv_cells_run_one_kernel_per_cell():
 
     native, scan = stack(True), stack(False)
     x = _normal((3, 4, 5, 5, 2), 1)
-    assert_close(_call(native, x), _call(scan, x), time=4)
+    assert_close(jit_call(native, x), jit_call(scan, x), time=4)
     grads = [nnx.jit(nnx.grad(lambda m: jnp.sum(jnp.sin(m(x)))))(m) for m in (native, scan)]
     _assert_grads_close(*grads)
     assert str(jax.make_jaxpr(lambda x: native(x))(x)).count("jrnn_conv_lstm_fwd") == 2
@@ -219,7 +219,7 @@ def test_input_convolution_geometries_equal_the_scan(rank, spatial, kernel, kw):
     # convolutions and their gradients.
     native, scan = _pair(rank, spatial, 5, 9, kernel, return_sequences=True, **kw)
     x = _normal((2, 3, *spatial, 5), 1)
-    assert_close(_call(native, x), _call(scan, x), time=3)
+    assert_close(jit_call(native, x), jit_call(scan, x), time=3)
     grad = nnx.jit(nnx.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1)))
     grads = [grad(m, x) for m in (native, scan)]
     _assert_grads_close(*grads)
