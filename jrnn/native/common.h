@@ -833,9 +833,9 @@ JRNN_TARGET inline LstmUnits LstmStep(const Vec (&z)[4], Vec c_prev) {
 }
 
 // Saves what LSTM's backward pass reads: the gates i, f, g, o at gs, gs + H, gs + 2H,
-// gs + 3H, and c at cs.
-JRNN_TARGET inline void SaveLstmStep(Mask m, const LstmUnits& u, float* gs, int64_t H,
-                                     float* cs) {
+// gs + 3H (in the storage type G), and c at cs (float32).
+template <typename G>
+JRNN_TARGET inline void SaveLstmStep(Mask m, const LstmUnits& u, G* gs, int64_t H, float* cs) {
   Store(m, gs, u.i);
   Store(m, gs + H, u.f);
   Store(m, gs + 2 * H, u.g);
@@ -846,9 +846,10 @@ JRNN_TARGET inline void SaveLstmStep(Mask m, const LstmUnits& u, float* gs, int6
 // Back through LSTM's gate maths for 16 units of one row: from dh, the dc that step t+1
 // passes back, the saved gates (i, f, g, o H apart from gs), c and the previous c, writes
 // the pre-activation gradients (H apart from dz) and returns the dc passed to step t-1.
+// dz may be gs itself (every gate is read before its gradient is written).
 template <typename S>
-JRNN_TARGET inline Vec LstmStepGrads(Mask m, Vec dh, Vec dc_next, const float* gs,
-                                        int64_t H, Vec c, Vec c_prev, S* dz) {
+JRNN_TARGET inline Vec LstmStepGrads(Mask m, Vec dh, Vec dc_next, const S* gs, int64_t H, Vec c,
+                                     Vec c_prev, S* dz) {
   const Vec one = Set1(1.0f);
   const Vec i = Load(m, gs), f = Load(m, gs + H), g = Load(m, gs + 2 * H);
   const Vec o = Load(m, gs + 3 * H);

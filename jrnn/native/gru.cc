@@ -22,15 +22,17 @@
 //
 // The forward kernel also runs on bfloat16 x, h0, weights and outputs (y, hT): products
 // accumulate in float32, the gate maths is float32, and h is rounded to bfloat16 as it is
-// stored (the next step reads that). The biases and the saved gates stay float32; the
-// backward kernel is float32 only. bfloat16 panels interleave pairs of rows (common.h).
+// stored (the next step reads that). The biases stay float32, the saved zr, hh and mh
+// are bfloat16; the backward kernel writes bfloat16 gradients over them (dh float32).
+// bfloat16 panels interleave pairs of rows (common.h).
 //
 // Backwards in time, D directions per forward call and masks: as the LSTM kernel (lstm.cc);
 // a masked step keeps h, and its backward step writes zero gate gradients and passes all
 // of dh to the step before (through dh0, which carries dh·z otherwise).
 //
-// Layouts (row-major float32; gate blocks z, r, h in Keras' order; the forward kernel's
-// per-direction arrays have a leading D, its saved ones too unless D = 1):
+// Layouts (row-major, float32 or bfloat16 as above; gate blocks z, r, h in Keras' order;
+// the forward kernel's per-direction arrays have a leading D, its saved ones too unless
+// D = 1):
 //   x (B, T, F)   bi, br (3H)   y (B, T, H)   (forward: y (B, T, D H))
 //   saved: zr (B, T, 2H) = z, r   hh (B, T, H) = h~   mh (B, T, H) = m_h per step
 //   wpack (ceil(H/16), F, 48)   [k][q*16+j] = W[k, blk(q) H + 16p + j], blk = (h, z, r)
@@ -60,7 +62,7 @@ struct GruFwdArgs {
   const S* rpack;
   HSeq<S> h;
   S* hT;
-  float *zr, *hh, *mh;  // null unless saving for the backward pass
+  S *zr, *hh, *mh;  // null unless saving for the backward pass
   const uint8_t* mask;  // (B, T), 0: the step keeps h; null: none
 };
 
@@ -157,7 +159,7 @@ template <typename S>
 struct GruBwdArgs {
   Dims d;
   const S* rtpack;
-  const float *zr, *hh, *mh;
+  const S *zr, *hh, *mh;
   const S *y, *h0, *dy;
   const float* dhT;
   S *gzr, *gax, *gah, *hprev;
@@ -292,9 +294,9 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                            {"hT", hT->element_type(), dt},
                            {"bi", bi.element_type(), f32},
                            {"br", br.element_type(), f32},
-                           {"zr", zr->element_type(), f32},
-                           {"hh", hh->element_type(), f32},
-                           {"mh", mh->element_type(), f32}}));
+                           {"zr", zr->element_type(), dt},
+                           {"hh", hh->element_type(), dt},
+                           {"mh", mh->element_type(), dt}}));
     JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 48, D));
     JRNN_CHECK(CheckDims("bi", bi.dimensions(), {D, 3 * H}));
     JRNN_CHECK(CheckDims("br", br.dimensions(), {D, 3 * H}));
@@ -326,9 +328,9 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                    HSeq<S>::Make(sequence ? Data<S>(y) + k * H : nullptr, Data<S>(h0) + state, dk,
                                  D * H, &buffers[k]),
                    Data<S>(hT) + state,
-                   save ? Data<float>(zr) + 2 * saved : nullptr,
-                   save ? Data<float>(hh) + saved : nullptr,
-                   save ? Data<float>(mh) + saved : nullptr,
+                   save ? Data<S>(zr) + 2 * saved : nullptr,
+                   save ? Data<S>(hh) + saved : nullptr,
+                   save ? Data<S>(mh) + saved : nullptr,
                    steps});
     }
     if (save) AdviseHugePages(zr, hh, mh, y);
@@ -364,9 +366,9 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
                            {"gax", gax->element_type(), dt},
                            {"gah", gah->element_type(), dt},
                            {"hprev", hprev->element_type(), dt},
-                           {"zr", zr.element_type(), f32},
-                           {"hh", hh.element_type(), f32},
-                           {"mh", mh.element_type(), f32},
+                           {"zr", zr.element_type(), dt},
+                           {"hh", hh.element_type(), dt},
+                           {"mh", mh.element_type(), dt},
                            {"dhT", dhT.element_type(), f32},
                            {"dh0", dh0->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 3 * H, 64));
@@ -386,8 +388,8 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
       std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, Data<float>(dh0));
       return ffi::Error::Success();
     }
-    GruBwdArgs<S> a{{B, T, H, reverse},      Data<S>(rtpack), Data<float>(zr),  Data<float>(hh),
-                    Data<float>(mh), Data<S>(y),     Data<S>(h0),      Data<S>(dy),
+    GruBwdArgs<S> a{{B, T, H, reverse},      Data<S>(rtpack), Data<S>(zr),     Data<S>(hh),
+                    Data<S>(mh),     Data<S>(y),     Data<S>(h0),      Data<S>(dy),
                     Data<float>(dhT), Data<S>(gzr),  Data<S>(gax),     Data<S>(gah),
                     Data<S>(hprev), Data<float>(dh0), steps};
     GruBackward(pool, a);

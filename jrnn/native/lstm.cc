@@ -14,7 +14,8 @@
 // The forward kernel also runs on bfloat16 x, h0, c0, weights and outputs (y, hT, cT):
 // products accumulate in float32 (vdpbf16ps), the gate maths and the running c are float32,
 // h is rounded to bfloat16 as it is stored (and so as the next step reads it); the bias
-// and the saved gates/cseq stay float32. The backward kernel is float32 only.
+// and cseq stay float32, the saved gates are bfloat16. The backward kernel runs bfloat16
+// too: dz (B, T, 4H) bfloat16 over the gates, dh and dc float32.
 //
 // Backwards in time (the handlers' `reverse` attribute): step s reads and writes time
 // index T-1-s of every (B, T, .) array (Dims::Row), so a go_backwards layer needs no
@@ -28,8 +29,9 @@
 // backward step writes zero gate gradients and passes dh (through `dhc`, (B, H), which
 // returns the dh that reaches h0 directly) and dc to the step before.
 //
-// Layouts (row-major float32; B batch, T time, F features, H units, 4H gate columns in
-// Keras' i, f, c, o order; the forward kernel's per-direction arrays have a leading D):
+// Layouts (row-major, float32 or bfloat16 as above; B batch, T time, F features, H units,
+// 4H gate columns in Keras' i, f, c, o order; the forward kernel's per-direction arrays
+// have a leading D):
 //   x (B, T, F)   bias (4H)   y, cseq (B, T, H)   gates (B, T, 4H) post-activation
 //   (forward: y (B, T, D H); gates, cseq (D, B, T, .), or (B, T, .) when D = 1)
 //   wpack (ceil(H/16), F, 64)   [k][q*16+j] = W[k, q*H + 16p + j]   (zero past H)
@@ -63,7 +65,8 @@ struct FwdArgs {
   HSeq<S> h;
   S *hT, *cT;
   float* c;                // the running c (B, H), float32: cT itself, or a buffer for bfloat16
-  float *gates, *cseq;     // null unless saving for the backward pass
+  S* gates;                // null unless saving for the backward pass
+  float* cseq;
   const uint8_t* mask;     // (B, T), 0: the step keeps h and c; null: none
   const float* xw = nullptr;  // b + x W of every row (B T, 64 panels) (Project), or null
 };
@@ -229,7 +232,8 @@ template <typename S>
 struct BwdArgs {
   Dims d;
   const S* rtpack;
-  const float *gates, *cseq;
+  const S* gates;
+  const float* cseq;
   const S *y, *h0, *c0, *dy;
   const float *dhT, *dcT;
   S *dz, *hprev;
@@ -355,7 +359,7 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                            {"hT", hT->element_type(), dt},
                            {"cT", cT->element_type(), dt},
                            {"bias", bias.element_type(), f32},
-                           {"gates", gates->element_type(), f32},
+                           {"gates", gates->element_type(), dt},
                            {"cseq", cseq->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("wpack", wpack.dimensions(), (H + 15) / 16, F, 64, D));
     JRNN_CHECK(CheckDims("bias", bias.dimensions(), {D, 4 * H}));
@@ -393,7 +397,7 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                    Data<S>(hT) + state,
                    Data<S>(cT) + state,
                    (kIsF32<S> ? reinterpret_cast<float*>(Data<S>(cT)) : c32.data()) + state,
-                   save ? Data<float>(gates) + k * B * T * 4 * H : nullptr,
+                   save ? Data<S>(gates) + k * B * T * 4 * H : nullptr,
                    save ? Data<float>(cseq) + k * B * T * H : nullptr,
                    steps});
     }
@@ -429,7 +433,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
                            {"c0", c0.element_type(), dt},
                            {"dz", dz->element_type(), dt},
                            {"hprev", hprev->element_type(), dt},
-                           {"gates", gates.element_type(), f32},
+                           {"gates", gates.element_type(), dt},
                            {"cseq", cseq.element_type(), f32},
                            {"dhT", dhT.element_type(), f32},
                            {"dcT", dcT.element_type(), f32},
@@ -452,7 +456,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
       std::copy(Data<float>(dcT), Data<float>(dcT) + B * H, Data<float>(dc0));
       return ffi::Error::Success();
     }
-    BwdArgs<S> a{{B, T, H, reverse},        Data<S>(rtpack),   Data<float>(gates), Data<float>(cseq),
+    BwdArgs<S> a{{B, T, H, reverse},        Data<S>(rtpack),   Data<S>(gates),    Data<float>(cseq),
                  Data<S>(y),       Data<S>(h0),       Data<S>(c0),        Data<S>(dy),
                  Data<float>(dhT), Data<float>(dcT),  Data<S>(dz),        Data<S>(hprev),
                  Data<float>(dc0), steps,          carried};

@@ -10,7 +10,8 @@
 //
 // The forward kernel also runs on bfloat16 x, h0, weights and outputs: products accumulate
 // in float32, tanh is float32 and h is rounded to bfloat16 as it is stored; the bias stays
-// float32 and the backward kernel is float32 only (common.h: bfloat16 panels).
+// float32; the backward kernel writes bfloat16 dz with dh float32 (common.h: bfloat16
+// panels).
 //
 // Backwards in time, D directions per forward call and masks: as the LSTM kernel
 // (lstm.cc), with `dhc` (B, H) carrying dh past masked steps.
