@@ -495,7 +495,7 @@ def _lstm_bwd(sequence, reverse, res, cotangents):
     h = r.shape[0]
     if not sequence:
         dy = jnp.zeros((batch, time, h), dt)
-    # dz overwrites the gates (float32) and h_prev dy: no fresh (batch, time, .) buffers.
+    # dz overwrites the gates and h_prev dy: no fresh (batch, time, .) buffers.
     # dh_direct: the dh that reaches h0 past masked first steps (zero without a mask).
     dz, h_prev, dc0, dh_direct = _call(
         "jrnn_lstm_bwd",
@@ -652,7 +652,7 @@ def _gru_bwd(sequence, reverse, res, cotangents):
     batch, time, h = y.shape
     if not sequence:
         dy = jnp.zeros((batch, time, h), dt)
-    # gzr, gax = da, gah = da·r overwrite the saved zr, h~, m_h (float32), h_prev dy.
+    # gzr, gax = da, gah = da·r overwrite the saved zr, h~, m_h, and h_prev dy.
     gzr, gax, gah, h_prev, dh0 = _call(
         "jrnn_gru_bwd",
         [((batch, time, n * h), dt) for n in (2, 1, 1, 1)] + [((batch, h), _F32)],

@@ -13,7 +13,7 @@
 //   a single array would be copied into a fresh buffer first, and products over a
 //   superset of the columns would waste a fourth of their FLOPs.
 //   In place: the three reuse the buffers of the saved zr, h~ and m_h they replace
-//   (float32), and hprev that of dy (each entry is read before it is overwritten), so a
+//   (both dtypes), and hprev that of dy (each entry is read before it is overwritten), so a
 //   training step maps no (B, T, ·) buffer beyond what the forward pass saved and dy.
 //
 // The register tile keeps four accumulators per row: [x_h, z, r, m_h]; the input product

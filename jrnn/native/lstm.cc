@@ -7,7 +7,7 @@
 // The weight gradients (Xᵀ dz, hprevᵀ dz, Σ dz) are dense.cc's (float32; XLA's in
 // bfloat16), the input gradient dz Wᵀ is an XLA GEMM. At batch <= 2 the forward kernel
 // computes b + x W for every step first (Project). In place: dz reuses the buffer of the
-// gates it replaces (float32) and hprev that of dy (each entry is read before it is
+// gates it replaces (both dtypes) and hprev that of dy (each entry is read before it is
 // overwritten), so a training step maps no (B, T, ·) buffer beyond what the forward pass
 // saved and dy.
 //
