@@ -126,7 +126,7 @@ JRNN_TARGET void AmxGruFwdTile(const GruFwdArgs<bf16>& a, int64_t t, int64_t b0,
   GruInit(a, p, init);
   AmxForwardTile<0, 3, 1, 3>(a, t, b0, m, p, init,
                              [&a, t, p](int64_t b, const Vec (&acc)[1][4], const bf16* hp,
-                                 int64_t ldh) JRNN_TARGET {
+                                        int64_t ldh) JRNN_TARGET {
                                GruFwdRows<1>(a, t, b, p, acc, hp, ldh);
                              });
 }

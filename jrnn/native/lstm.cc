@@ -155,7 +155,7 @@ JRNN_TARGET void AmxFwdTile(const FwdArgs<bf16>& a, int64_t t, int64_t b0, int m
   for (int q = 0; q < 4; ++q) init[q] = Load(mk, a.bias + q * H + u0);
   AmxForwardTile<0, 4, 0, 4>(a, t, b0, m, p, init,
                              [&a, t, p](int64_t b, const Vec (&acc)[1][4], const bf16* hp,
-                                 int64_t ldh) JRNN_TARGET {
+                                        int64_t ldh) JRNN_TARGET {
                                FwdRows<1>(a, t, b, p, acc, hp, ldh);
                              });
 }

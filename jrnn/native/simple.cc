@@ -99,7 +99,7 @@ JRNN_TARGET void AmxSimpleFwdTile(const SimpleFwdArgs<bf16>& a, int64_t t, int64
   SimpleInit(a, p, init, m);
   AmxForwardTile<0, 4, 0, 4>(a, t, b0, rows, p, init,
                              [&a, t, p, m](int64_t b, const Vec (&acc)[1][4], const bf16* hp,
-                                 int64_t ldh) JRNN_TARGET {
+                                           int64_t ldh) JRNN_TARGET {
                                SimpleFwdRows<1>(a, t, b, p, m, acc, hp, ldh);
                              });
 }
