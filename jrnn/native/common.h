@@ -834,9 +834,9 @@ JRNN_TARGET inline void AmxRow(const float (&out)[kAmxRows][64], int r, Vec (&ac
 // at its end. On the Intel benchmark machine (alternating processes): LSTM throughput
 // forward 32.3-38.9 -> 24.4-27.6 ms, typical 5.7-5.9 -> 3.7-4.1, GRU throughput 24.5-24.7
 // -> 16.2-18.7; the forward pass with its saves for training 44.4-46.7 -> 36.4-39.0 (3 of
-// 4 rounds; one took 62.9). The
-// backward tiles, whose gate maths are lighter (no exp), were measured deferred the same
-// way and not kept (LSTM throughput backward kernel 34.4-38.8 against 33.2-35.4 ms).
+// 4 rounds; one took 62.9). The backward tiles, whose gate maths are lighter (no exp),
+// were measured deferred the same way and not kept (LSTM throughput backward kernel
+// 34.4-38.8 against 33.2-35.4 ms).
 template <typename RowsFn>
 struct AmxDeferredRows {
   alignas(64) float z[2][kAmxRows][64];  // the pending tile's sums, and the running one's
