@@ -309,12 +309,16 @@ DENSE_GRAD_SHAPES = [(3, 5, 13, 70), (1, 1, 1, 1), (7, 100, 20, 130), (9, 1, 6, 
 @needs_kernel
 @pytest.mark.parametrize("n,p,c,g", DENSE_GRAD_SHAPES)
 @pytest.mark.parametrize("shift", ["none", "forward", "reverse"])
-def test_dense_weight_grad_kernel_is_the_sum_of_row_products(n, p, c, g, shift, monkeypatch):
+@pytest.mark.parametrize("slot", [(0, 1), (1, 2)])
+def test_dense_weight_grad_kernel_is_the_sum_of_row_products(n, p, c, g, shift, slot, monkeypatch):
     # dw = Σ a_iᵀ dz_i and db = Σ dz_i over the N P rows, where a row of a "shifted" left
     # operand is the state the step read: a[n, p - 1] (reverse: p + 1), first[n] at the
-    # first step. Checked in float64 against NumPy, and bitwise across thread counts.
+    # first step; slot (k, n): a is the k-th of n (N, P, C) operands side by side. Checked
+    # in float64 against NumPy, and bitwise across thread counts.
     rng = np.random.default_rng(c * g + p)
     a, dz = rng.standard_normal((n, p, c)), rng.standard_normal((n, p, g))
+    beside = rng.standard_normal((n, p, slot[1], c))
+    beside[:, :, slot[0]] = a
     first = rng.standard_normal((n, c))
     left = a
     if shift == "forward":
@@ -328,11 +332,12 @@ def test_dense_weight_grad_kernel_is_the_sum_of_row_products(n, p, c, g, shift, 
         return native_kernels._call(
             "jrnn_dense_weight_grad",
             [((c, g), f32), ((g,), f32)],
-            jnp.asarray(a, f32),
+            jnp.asarray(beside.reshape(n, p, -1), f32),
             jnp.asarray(dz, f32),
             jnp.asarray(first, f32) if shift != "none" else jnp.zeros((0,), f32),
             shifted=shift != "none",
             reverse=shift == "reverse",
+            slot=slot[0],
         )
 
     dw, db = run()
@@ -358,6 +363,18 @@ def test_dense_weight_grad_kernel_names_a_wrong_shape():
             jnp.zeros((3, 4), f32),
             shifted=True,
             reverse=False,
+            slot=0,
+        )
+    with pytest.raises(Exception, match=r"a must be \(2, 3, slots x 4\) with slot 2 < slots; "):
+        native_kernels._call(
+            "jrnn_dense_weight_grad",
+            [((4, 5), f32), ((5,), f32)],
+            jnp.zeros((2, 3, 8), f32),
+            jnp.zeros((2, 3, 5), f32),
+            jnp.zeros((0,), f32),
+            shifted=False,
+            reverse=False,
+            slot=2,
         )
 
 
@@ -987,6 +1004,50 @@ def test_bidirectional_call_is_two_directions_concatenated(
         for a, b in zip(*grads):
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_array_equal(a, b)
+
+
+_FORWARDS = {  # kind: (the forward kernel's Python wrapper, its state arguments)
+    "lstm": (native_kernels._lstm_forward, 2),
+    "gru": (native_kernels._gru_forward, 1),
+    "simple_rnn": (native_kernels._simple_forward, 1),
+}
+
+
+def _forward_slot(kind, args, slot, y_in=None):
+    """One direction of ``kind``'s forward kernel writing slot ``(k, n)`` of its output."""
+    forward, states = _FORWARDS[kind]
+    x, *weights = args[: len(args) - states]
+    stacked = [a[None] for a in (*weights, *args[len(args) - states :])]
+    flags = (True, False, False) if kind != "simple_rnn" else (True, False)
+    return forward(x, *stacked, *flags, None, slot, y_in)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+def test_forward_kernels_write_their_slot_of_a_shared_output(kind, monkeypatch):
+    # A Bidirectional training step's two forward calls share one y (batch, time, 2H): the
+    # first makes it and writes slot 0, the second writes slot 1 in place (y_in, aliased).
+    # Each half equals the one-direction output; the kernels refuse a y_in that is not the
+    # output's own buffer and a slot outside y.
+    args = _function_args(kind, 3, 5, 4, 6)
+    other = [a * 0.5 for a in args]
+
+    @jax.jit
+    def shared(args, other):
+        y = _forward_slot(kind, args, (0, 2))[0]
+        return _forward_slot(kind, other, (1, 2), y_in=y)[0]
+
+    y = shared(args, other)
+    np.testing.assert_array_equal(y[..., :6], _forward_slot(kind, args, (0, 1))[0])
+    np.testing.assert_array_equal(y[..., 6:], _forward_slot(kind, other, (0, 1))[0])
+    with pytest.raises(Exception, match=r"y must be \(3, 5, slots x 6\) with slot 2 < slots"):
+        _forward_slot(kind, args, (2, 2))
+    call = native_kernels._call
+    monkeypatch.setattr(  # XLA then hands the kernel a copy of y_in: refused
+        native_kernels, "_call", lambda *a, aliases=None, **kw: call(*a, **kw)
+    )
+    with pytest.raises(Exception, match=r"y_in must be \(0,\) or alias y"):
+        _forward_slot(kind, other, (1, 2), y_in=jnp.zeros((3, 5, 12)))
 
 
 def _ops(fn, *args) -> str:

@@ -77,6 +77,17 @@ std::string TypeName(ffi::DataType t) {
     default: return "XLA type " + std::to_string(static_cast<int>(t));
   }
 }
+// "(4, 5)"
+template <typename It>
+std::string ShapeString(It begin, It end) {
+  std::string s = "(";
+  for (auto it = begin; it != end; ++it) s += (it == begin ? "" : ", ") + std::to_string(*it);
+  return s + ")";
+}
+std::string ShapeString(ffi::AnyBuffer::Dimensions dims) {
+  return ShapeString(dims.begin(), dims.end());
+}
+
 }  // namespace
 
 ffi::Error CheckType(const char* what, ffi::DataType got, ffi::DataType want) {
@@ -95,27 +106,22 @@ ffi::Error CheckDims(const char* what, ffi::AnyBuffer::Dimensions dims,
     ++i;
   }
   if (!ok) {  // "dw must have shape (4, 5), received (4, 6)" (-1: any size)
-    auto shape = [](auto begin, auto end) {
-      std::string s = "(";
-      for (auto it = begin; it != end; ++it) s += (it == begin ? "" : ", ") + std::to_string(*it);
-      return s + ")";
-    };
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       std::string("jrnn native kernel: ") + what + " must have shape " +
-                          shape(want.begin(), want.end()) + ", received " +
-                          shape(dims.begin(), dims.end()));
+                          ShapeString(want.begin(), want.end()) + ", received " +
+                          ShapeString(dims.begin(), dims.end()));
   }
   return ffi::Error::Success();
 }
 
 ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
-                           size_t saved, ForwardDims* out) {
+                           size_t saved, int64_t slot, ForwardDims* out) {
   if (x.size() != 3 || h0.size() != 3) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       std::string("jrnn native ") + cell + ": x must be (B, T, F) and h0 (D, B, H)");
   }
-  *out = {x[0], x[1], x[2], h0[2], !(y.size() == 1 && y[0] == 0), saved != 0, h0[0]};
+  *out = {x[0], x[1], x[2], h0[2], !(y.size() == 1 && y[0] == 0), saved != 0, h0[0], 1};
   if (out->save && !out->sequence) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       std::string("jrnn native ") + cell + ": saving for the backward pass needs y");
@@ -125,8 +131,37 @@ ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                       std::string("jrnn native ") + cell + ": needs at least one direction");
   }
   JRNN_CHECK(CheckDims("h0", h0, {out->D, out->B, out->H}));
-  if (out->sequence) JRNN_CHECK(CheckDims("y", y, {out->B, out->T, out->D * out->H}));
+  if (out->sequence) return ReadSlot("y", y, out->B, out->T, out->D * out->H, slot, &out->slots);
+  if (slot != 0) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      std::string("jrnn native ") + cell + ": a slot of y needs y");
+  }
   return ffi::Error::Success();
+}
+
+ffi::Error ReadSlot(const char* name, ffi::AnyBuffer::Dimensions dims, int64_t B, int64_t T,
+                    int64_t width, int64_t slot, int64_t* slots) {
+  const bool ok = dims.size() == 3 && dims[0] == B && dims[1] == T &&
+                  (width > 0 ? dims[2] % width == 0 && dims[2] > 0 : dims[2] == 0);
+  *slots = ok && width > 0 ? dims[2] / width : 1;
+  if (!ok || slot < 0 || slot >= *slots) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "jrnn native kernel: " + std::string(name) + " must be (" + std::to_string(B) +
+                          ", " + std::to_string(T) + ", slots x " + std::to_string(width) +
+                          ") with slot " + std::to_string(slot) + " < slots; received " +
+                          ShapeString(dims));
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error CheckYIn(ffi::AnyBuffer y_in, const void* y) {
+  const auto dims = y_in.dimensions();
+  if ((dims.size() == 1 && dims[0] == 0) || y_in.untyped_data() == y) {
+    return ffi::Error::Success();
+  }
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                    "jrnn native kernel: y_in must be (0,) or alias y (input_output_aliases); received "
+                    "a separate buffer " + ShapeString(dims));
 }
 
 ffi::Error ReadMask(ffi::AnyBuffer mask, int64_t B, int64_t T, const uint8_t** out) {

@@ -183,14 +183,29 @@ inline float* StartCarry(ffi::Result<ffi::AnyBuffer>& dhc, ffi::AnyBuffer dhT, b
 struct ForwardDims {
   int64_t B, T, F, H;
   bool sequence, save;
-  int64_t D;  // directions
+  int64_t D;      // directions
+  int64_t slots;  // y holds `slots` calls' outputs side by side (ReadSlot)
 };
 // The sizes of a forward call from x (B, T, F), h0 (D, B, H: D independent recurrences in
-// one call, a bidirectional layer's two, or one), y ((B, T, D H), or (0,) when the sequence
-// is not wanted) and the element count of a saved array (0 when not saving).
+// one call, a bidirectional layer's two, or one), y ((B, T, slots D H), or (0,) when the
+// sequence is not wanted), the element count of a saved array (0 when not saving), and
+// the call's slot of y (ReadSlot).
 ffi::Error ReadForwardDims(const char* cell, ffi::AnyBuffer::Dimensions x,
                            ffi::AnyBuffer::Dimensions h0, ffi::AnyBuffer::Dimensions y,
-                           size_t saved, ForwardDims* out);
+                           size_t saved, int64_t slot, ForwardDims* out);
+
+// A call's slot of its (B, T, W) sequence arrays: W = slots * width, and the call reads or
+// writes columns slot * width .. slot * width + width - 1. A Bidirectional layer's training
+// step runs its two directions as two calls (each backward kernel overwrites its own
+// direction's saved arrays in place), but keeps one y and one dy, (B, T, 2H): direction k
+// writes and reads slot k, the second forward call writing into the first's y (y_in, which
+// XLA aliases to y). Sets *slots.
+ffi::Error ReadSlot(const char* name, ffi::AnyBuffer::Dimensions dims, int64_t B, int64_t T,
+                    int64_t width, int64_t slot, int64_t* slots);
+
+// A forward call's y_in: (0,), or the buffer of y (its data pointer) itself: the call writes
+// its slot of an array an earlier call began (XLA aliases the two).
+ffi::Error CheckYIn(ffi::AnyBuffer y_in, const void* y);
 
 // A call's step mask: (B, T) uint8, where 0 marks a step that keeps the state (Keras'
 // masking; the kernels' y then holds the kept h), or (0,) for none (*out = null).
@@ -395,8 +410,14 @@ constexpr int kMaxRows = 6;
 struct Dims {
   int64_t B, T, H;
   bool reverse = false;
+  // The row stride of the backward kernels' y and dy (0: H). A Bidirectional layer's
+  // training step keeps both directions' in one (B, T, 2H) array each; a direction's
+  // kernels read its half (the pointers offset by its slot: ReadSlot).
+  int64_t ldy = 0;
   // Row (b, time index of step s) of a (B, T, ·) array.
   int64_t Row(int64_t b, int64_t s) const { return b * T + (reverse ? T - 1 - s : s); }
+  // Offset of row (b, step s) in y or dy (the backward kernels').
+  int64_t YRow(int64_t b, int64_t s) const { return Row(b, s) * (ldy > 0 ? ldy : H); }
   // Whether step s of row b is masked (keeps the state) under mask (B, T) (null: none).
   bool Masked(const uint8_t* mask, int64_t b, int64_t s) const {
     return mask != nullptr && mask[Row(b, s)] == 0;
@@ -964,7 +985,7 @@ JRNN_TARGET inline void DhInit(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims
     const int64_t b = b0 + r;
     for (int q = 0; q < 4; ++q) {
       const int64_t u = 64 * p + 16 * q;
-      acc[r][q] = Load(m[q], dy + d.Row(b, t) * H + u);
+      acc[r][q] = Load(m[q], dy + d.YRow(b, t) + u);
       if (carry != nullptr) acc[r][q] = Add(acc[r][q], Load(m[q], carry + b * H + u));
     }
   }
@@ -1026,7 +1047,7 @@ inline void StorePrevH(const Dims& d, int64_t t, int64_t b0, int rows, int64_t p
   const int64_t H = d.H, u0 = 64 * p, n = std::min<int64_t>(64, H - u0);
   for (int r = 0; r < rows; ++r) {
     const int64_t b = b0 + r;
-    const S* src = t == 0 ? h0 + b * H + u0 : y + d.Row(b, t - 1) * H + u0;
+    const S* src = t == 0 ? h0 + b * H + u0 : y + d.YRow(b, t - 1) + u0;
     std::copy_n(src, n, hprev + d.Row(b, t) * H + u0);
   }
 }

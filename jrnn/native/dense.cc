@@ -3,7 +3,9 @@
 //
 //   jrnn_dense_weight_grad:  dw = sum_i a_iᵀ dz_i  (C, G)   db = sum_i dz_i  (G)
 //
-// over the N P rows i = (n, p) of a (N, P, C) and dz (N, P, G), float32. With `shifted`,
+// over the N P rows i = (n, p) of a (N, P, C) and dz (N, P, G), float32 (a may hold
+// several operands side by side, (N, P, slots C): the call reads columns slot C.. of each
+// row, as the recurrences' ReadSlot says). With `shifted`,
 // row (n, p) of the left operand is the state that step p's recurrent product read:
 // a[n, p - 1] (a[n, p + 1] when `reverse`), or first[n] (N, C) at the first step. So dR
 // reads y and h0 in place, without XLA building h_prev.
@@ -35,11 +37,12 @@ struct DenseGradArgs {
   int64_t N, P, C, G;
   const float *a, *dz, *first;
   bool shifted, reverse;
+  int64_t lda;  // a's row stride (slots C)
   // Row i of the left operand (see the top of the file).
   const float* Row(int64_t i) const {
-    if (!shifted) return a + i * C;
+    if (!shifted) return a + i * lda;
     const int64_t n = i / P, p = i % P + (reverse ? 1 : -1);
-    return p < 0 || p >= P ? first + n * C : a + (n * P + p) * C;
+    return p < 0 || p >= P ? first + n * C : a + (n * P + p) * lda;
   }
 };
 
@@ -135,15 +138,18 @@ namespace {
 
 ffi::Error DenseWeightGradImpl(ffi::AnyBuffer a, ffi::AnyBuffer dz, ffi::AnyBuffer first,
                                ffi::Result<ffi::AnyBuffer> dw, ffi::Result<ffi::AnyBuffer> db,
-                               ffi::ThreadPool pool, bool shifted, bool reverse) {
+                               ffi::ThreadPool pool, bool shifted, bool reverse, int64_t slot) {
 #if defined(JRNN_X86)
-  const auto ad = a.dimensions(), zd = dz.dimensions();
-  if (ad.size() != 3 || zd.size() != 3 || ad[0] != zd[0] || ad[1] != zd[1]) {
+  const auto ad = a.dimensions(), zd = dz.dimensions(), wd = dw->dimensions();
+  if (zd.size() != 3 || wd.size() != 2) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jrnn native dense weight gradient: a must be (N, P, C) and dz (N, P, G)");
+                      "jrnn native dense weight gradient: dz must be (N, P, G) and dw (C, G)");
   }
-  const DenseGradArgs args{ad[0], ad[1], ad[2], zd[2], Data<float>(a), Data<float>(dz),
-                           Data<float>(first), shifted, reverse};
+  const int64_t C = wd[0];
+  int64_t slots;
+  JRNN_CHECK(ReadSlot("a", ad, zd[0], zd[1], C, slot, &slots));
+  const DenseGradArgs args{zd[0], zd[1], C, zd[2], Data<float>(a) + slot * C, Data<float>(dz),
+                           Data<float>(first), shifted, reverse, slots * C};
   const ffi::DataType f32 = ffi::DataType::F32;
   JRNN_CHECK(CheckTypes({{"a", a.element_type(), f32},
                          {"dz", dz.element_type(), f32},
@@ -165,4 +171,4 @@ ffi::Error DenseWeightGradImpl(ffi::AnyBuffer a, ffi::AnyBuffer dz, ffi::AnyBuff
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_dense_weight_grad), jrnn::JRNN_ISA::DenseWeightGradImpl,
-                              (jrnn::AnyBinding<3, 2>().Attr<bool>("shifted").Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<3, 2>().Attr<bool>("shifted").Attr<bool>("reverse").Attr<int64_t>("slot")));

@@ -193,7 +193,7 @@ JRNN_TARGET inline void GruBwdRows(const GruBwdArgs<S>& a, int64_t t, int64_t b0
       const Vec z = Load(mq, a.zr + row * 2 * H + u), rr = Load(mq, a.zr + row * 2 * H + H + u);
       const Vec hh = Load(mq, a.hh + row * H + u), mh = Load(mq, a.mh + row * H + u);
       const Vec hp =
-          t == 0 ? Load(mq, a.h0 + b * H + u) : Load(mq, a.y + a.d.Row(b, t - 1) * H + u);
+          t == 0 ? Load(mq, a.h0 + b * H + u) : Load(mq, a.y + a.d.YRow(b, t - 1) + u);
       const Vec dh = acc[r][q];
       const Vec dz = Mul(dh, Sub(hp, hh));
       const Vec da = Mul(Mul(dh, Sub(one, z)),
@@ -272,14 +272,16 @@ namespace {
 
 ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                       ffi::AnyBuffer br, ffi::AnyBuffer rpack, ffi::AnyBuffer h0,
-                      ffi::AnyBuffer mask, ffi::Result<ffi::AnyBuffer> y,
+                      ffi::AnyBuffer mask, ffi::AnyBuffer y_in, ffi::Result<ffi::AnyBuffer> y,
                       ffi::Result<ffi::AnyBuffer> hT,
                       ffi::Result<ffi::AnyBuffer> zr, ffi::Result<ffi::AnyBuffer> hh,
-                      ffi::Result<ffi::AnyBuffer> mh, ffi::ThreadPool pool, bool reverse) {
+                      ffi::Result<ffi::AnyBuffer> mh, ffi::ThreadPool pool, bool reverse,
+                      int64_t slot) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("GRU", x.dimensions(), h0.dimensions(), y->dimensions(),
-                             zr->element_count(), &d));
+                             zr->element_count(), slot, &d));
+  JRNN_CHECK(CheckYIn(y_in, y->untyped_data()));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence, save = d.save;
   const uint8_t* steps = nullptr;
@@ -325,8 +327,8 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                    Data<float>(bi) + k * 3 * H,
                    Data<float>(br) + k * 3 * H,
                    Data<S>(rpack) + k * (rpack.element_count() / D),
-                   HSeq<S>::Make(sequence ? Data<S>(y) + k * H : nullptr, Data<S>(h0) + state, dk,
-                                 D * H, &buffers[k]),
+                   HSeq<S>::Make(sequence ? Data<S>(y) + (slot * D + k) * H : nullptr,
+                                 Data<S>(h0) + state, dk, d.slots * D * H, &buffers[k]),
                    Data<S>(hT) + state,
                    save ? Data<S>(zr) + 2 * saved : nullptr,
                    save ? Data<S>(hh) + saved : nullptr,
@@ -347,7 +349,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
                       ffi::AnyBuffer dhT, ffi::AnyBuffer mask, ffi::Result<ffi::AnyBuffer> gzr,
                       ffi::Result<ffi::AnyBuffer> gax, ffi::Result<ffi::AnyBuffer> gah,
                       ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dh0,
-                      ffi::ThreadPool pool, bool reverse) {
+                      ffi::ThreadPool pool, bool reverse, int64_t slot) {
 #if defined(JRNN_X86)
   const auto hd = hh.dimensions();
   if (hd.size() != 3) {
@@ -372,9 +374,10 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
                            {"dhT", dhT.element_type(), f32},
                            {"dh0", dh0->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 3 * H, 64));
-    JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, H}));
+    int64_t slots;
+    JRNN_CHECK(ReadSlot("dy", dy.dimensions(), B, T, H, slot, &slots));
+    JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, slots * H}));
     JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));
-    JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("zr", zr.dimensions(), {B, T, 2 * H}));
     JRNN_CHECK(CheckDims("mh", mh.dimensions(), {B, T, H}));
@@ -388,8 +391,8 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
       std::copy(Data<float>(dhT), Data<float>(dhT) + B * H, Data<float>(dh0));
       return ffi::Error::Success();
     }
-    GruBwdArgs<S> a{{B, T, H, reverse},      Data<S>(rtpack), Data<S>(zr),     Data<S>(hh),
-                    Data<S>(mh),     Data<S>(y),     Data<S>(h0),      Data<S>(dy),
+    GruBwdArgs<S> a{{B, T, H, reverse, slots * H}, Data<S>(rtpack), Data<S>(zr), Data<S>(hh),
+                    Data<S>(mh), Data<S>(y) + slot * H, Data<S>(h0), Data<S>(dy) + slot * H,
                     Data<float>(dhT), Data<S>(gzr),  Data<S>(gax),     Data<S>(gah),
                     Data<S>(hprev), Data<float>(dh0), steps};
     GruBackward(pool, a);
@@ -405,7 +408,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_gru_fwd), jrnn::JRNN_ISA::GruFwdImpl,
-                              (jrnn::AnyBinding<7, 5>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<8, 5>().Attr<bool>("reverse").Attr<int64_t>("slot")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_gru_bwd), jrnn::JRNN_ISA::GruBwdImpl,
-                              (jrnn::AnyBinding<9, 5>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<9, 5>().Attr<bool>("reverse").Attr<int64_t>("slot")));

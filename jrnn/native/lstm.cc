@@ -22,6 +22,10 @@
 // flipped copies of x or y. The forward kernel runs D directions in one call (a
 // Bidirectional layer's two, each with its own weights and states): direction d runs
 // backwards when reverse != (d odd) and writes columns dH..dH+H-1 of y (B, T, D H).
+// Both kernels also take a `slot` (ReadSlot in common.h): y, and the backward kernel's dy,
+// may hold several calls' columns side by side (a Bidirectional training step's two
+// directions, one call each); the forward kernel then writes its slot of y, into y_in
+// (aliased to y) when an earlier call made the array.
 //
 // Masks (Keras' masking; the handlers' `mask` argument, (B, T) uint8, or (0,) for none): a
 // step whose entry is 0 keeps h and c, and writes the kept h to y and the kept c to cseq,
@@ -337,13 +341,15 @@ namespace {
 
 ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
                        ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
-                       ffi::AnyBuffer mask, ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
-                       ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> gates,
-                       ffi::Result<ffi::AnyBuffer> cseq, ffi::ThreadPool pool, bool reverse) {
+                       ffi::AnyBuffer mask, ffi::AnyBuffer y_in, ffi::Result<ffi::AnyBuffer> y,
+                       ffi::Result<ffi::AnyBuffer> hT, ffi::Result<ffi::AnyBuffer> cT,
+                       ffi::Result<ffi::AnyBuffer> gates, ffi::Result<ffi::AnyBuffer> cseq,
+                       ffi::ThreadPool pool, bool reverse, int64_t slot) {
 #if defined(JRNN_X86)
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("LSTM", x.dimensions(), h0.dimensions(), y->dimensions(),
-                             gates->element_count(), &d));
+                             gates->element_count(), slot, &d));
+  JRNN_CHECK(CheckYIn(y_in, y->untyped_data()));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence, save = d.save;
   const uint8_t* steps = nullptr;
@@ -385,7 +391,7 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
     for (int64_t k = 0; k < D; ++k) {
       const Dims dk{B, T, H, reverse != (k % 2 == 1)};
       const int64_t state = k * B * H;
-      S* yk = sequence ? Data<S>(y) + k * H : nullptr;
+      S* yk = sequence ? Data<S>(y) + (slot * D + k) * H : nullptr;
       a.push_back({dk,
                    F,
                    Data<S>(x),
@@ -393,7 +399,7 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                    Data<float>(bias) + k * 4 * H,
                    Data<S>(rpack) + k * (rpack.element_count() / D),
                    Data<S>(c0) + state,
-                   HSeq<S>::Make(yk, Data<S>(h0) + state, dk, D * H, &buffers[k]),
+                   HSeq<S>::Make(yk, Data<S>(h0) + state, dk, d.slots * D * H, &buffers[k]),
                    Data<S>(hT) + state,
                    Data<S>(cT) + state,
                    (kIsF32<S> ? reinterpret_cast<float*>(Data<S>(cT)) : c32.data()) + state,
@@ -415,7 +421,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
                        ffi::AnyBuffer dhT, ffi::AnyBuffer dcT, ffi::AnyBuffer mask,
                        ffi::Result<ffi::AnyBuffer> dz, ffi::Result<ffi::AnyBuffer> hprev,
                        ffi::Result<ffi::AnyBuffer> dc0, ffi::Result<ffi::AnyBuffer> dhc,
-                       ffi::ThreadPool pool, bool reverse) {
+                       ffi::ThreadPool pool, bool reverse, int64_t slot) {
 #if defined(JRNN_X86)
   const auto gd = gates.dimensions();
   if (gd.size() != 3 || gd[2] % 4 != 0) {
@@ -441,10 +447,11 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
                            {"dhc", dhc->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, 4 * H, 64));
     JRNN_CHECK(CheckDims("cseq", cseq.dimensions(), {B, T, H}));
-    JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, H}));
+    int64_t slots;
+    JRNN_CHECK(ReadSlot("dy", dy.dimensions(), B, T, H, slot, &slots));
+    JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, slots * H}));
     JRNN_CHECK(CheckDims("h0", h0.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("c0", c0.dimensions(), {B, H}));
-    JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dcT", dcT.dimensions(), {B, H}));
     JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, 4 * H}));
@@ -456,8 +463,8 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
       std::copy(Data<float>(dcT), Data<float>(dcT) + B * H, Data<float>(dc0));
       return ffi::Error::Success();
     }
-    BwdArgs<S> a{{B, T, H, reverse},        Data<S>(rtpack),   Data<S>(gates),    Data<float>(cseq),
-                 Data<S>(y),       Data<S>(h0),       Data<S>(c0),        Data<S>(dy),
+    BwdArgs<S> a{{B, T, H, reverse, slots * H}, Data<S>(rtpack), Data<S>(gates), Data<float>(cseq),
+                 Data<S>(y) + slot * H, Data<S>(h0), Data<S>(c0),  Data<S>(dy) + slot * H,
                  Data<float>(dhT), Data<float>(dcT),  Data<S>(dz),        Data<S>(hprev),
                  Data<float>(dc0), steps,          carried};
     Backward(pool, a);
@@ -473,7 +480,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_lstm_fwd), jrnn::JRNN_ISA::LstmFwdImpl,
-                              (jrnn::AnyBinding<7, 5>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<8, 5>().Attr<bool>("reverse").Attr<int64_t>("slot")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_lstm_bwd), jrnn::JRNN_ISA::LstmBwdImpl,
-                              (jrnn::AnyBinding<10, 4>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<10, 4>().Attr<bool>("reverse").Attr<int64_t>("slot")));

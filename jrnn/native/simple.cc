@@ -133,13 +133,13 @@ JRNN_TARGET inline void SimpleBwdRows(const SimpleBwdArgs<S>& a, int64_t t, int6
     const bool masked = a.d.Masked(a.mask, b, t);
     for (int q = 0; q < 4; ++q) {
       if (m[q] == 0) continue;
-      const int64_t at = a.d.Row(b, t) * H + u0 + 16 * q;
+      const int64_t at = a.d.Row(b, t) * H + u0 + 16 * q;  // dz's (y's: YRow)
       if (a.mask != nullptr) Store(m[q], a.dhc + b * H + u0 + 16 * q, masked ? acc[r][q] : zero);
       if (masked) {  // h passed through: dh passes on (dhc); no pre-activation gradient
         Store(m[q], a.dz + at, zero);
         continue;
       }
-      const Vec h = Load(m[q], a.y + at);
+      const Vec h = Load(m[q], a.y + a.d.YRow(b, t) + u0 + 16 * q);
       Store(m[q], a.dz + at, Mul(acc[r][q], Fnmadd(h, h, one)));
     }
   }
@@ -181,11 +181,14 @@ namespace {
 
 ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bias,
                          ffi::AnyBuffer rpack, ffi::AnyBuffer h0, ffi::AnyBuffer mask,
-                         ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> hT,
-                         ffi::ThreadPool pool, bool reverse) {
+                         ffi::AnyBuffer y_in, ffi::Result<ffi::AnyBuffer> y,
+                         ffi::Result<ffi::AnyBuffer> hT, ffi::ThreadPool pool, bool reverse,
+                         int64_t slot) {
 #if defined(JRNN_X86)
   ForwardDims d;
-  JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), 0, &d));
+  JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), 0,
+                             slot, &d));
+  JRNN_CHECK(CheckYIn(y_in, y->untyped_data()));
   const int64_t B = d.B, T = d.T, F = d.F, H = d.H, D = d.D;
   const bool sequence = d.sequence;
   const uint8_t* steps = nullptr;
@@ -219,8 +222,8 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
                    Data<S>(wpack) + k * (wpack.element_count() / D),
                    Data<float>(bias) + k * H,
                    Data<S>(rpack) + k * (rpack.element_count() / D),
-                   HSeq<S>::Make(sequence ? Data<S>(y) + k * H : nullptr, Data<S>(h0) + k * B * H,
-                                 dk, D * H, &buffers[k]),
+                   HSeq<S>::Make(sequence ? Data<S>(y) + (slot * D + k) * H : nullptr,
+                                 Data<S>(h0) + k * B * H, dk, d.slots * D * H, &buffers[k]),
                    Data<S>(hT) + k * B * H,
                    steps});
     }
@@ -249,14 +252,15 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
 
 ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer dy,
                          ffi::AnyBuffer dhT, ffi::AnyBuffer mask, ffi::Result<ffi::AnyBuffer> dz,
-                         ffi::Result<ffi::AnyBuffer> dhc, ffi::ThreadPool pool, bool reverse) {
+                         ffi::Result<ffi::AnyBuffer> dhc, ffi::ThreadPool pool, bool reverse,
+                         int64_t slot) {
 #if defined(JRNN_X86)
-  const auto yd = y.dimensions();
-  if (yd.size() != 3) {
+  const auto zd = dz->dimensions();
+  if (zd.size() != 3) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jrnn native SimpleRNN: y must be (B, T, H)");
+                      "jrnn native SimpleRNN: dz must be (B, T, H)");
   }
-  const int64_t B = yd[0], T = yd[1], H = yd[2];
+  const int64_t B = zd[0], T = zd[1], H = zd[2];
   const uint8_t* steps = nullptr;
   JRNN_CHECK(ReadMask(mask, B, T, &steps));
   return ByStorage("SimpleRNN", dy.element_type(), [&](auto s) -> ffi::Error {
@@ -268,15 +272,22 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
                            {"dhT", dhT.element_type(), f32},
                            {"dhc", dhc->element_type(), f32}}));
     JRNN_CHECK(CheckPacked<S>("rtpack", rtpack.dimensions(), (H + 63) / 64, H, 64));
-    JRNN_CHECK(CheckDims("dy", dy.dimensions(), {B, T, H}));
+    int64_t slots;
+    JRNN_CHECK(ReadSlot("dy", dy.dimensions(), B, T, H, slot, &slots));
+    JRNN_CHECK(CheckDims("y", y.dimensions(), {B, T, slots * H}));
     JRNN_CHECK(CheckDims("dhT", dhT.dimensions(), {B, H}));
-    JRNN_CHECK(CheckDims("dz", dz->dimensions(), {B, T, H}));
     JRNN_CHECK(CheckDims("dhc", dhc->dimensions(), {B, H}));
     if (B == 0 || H == 0) return ffi::Error::Success();
     float* carried = StartCarry(dhc, dhT, steps != nullptr || T == 0);
     if (T == 0) return ffi::Error::Success();
-    const SimpleBwdArgs<S> a{{B, T, H, reverse}, Data<S>(rtpack), Data<S>(y),   Data<S>(dy),
-                             Data<float>(dhT),   Data<S>(dz),     steps,        carried};
+    const SimpleBwdArgs<S> a{{B, T, H, reverse, slots * H},
+                             Data<S>(rtpack),
+                             Data<S>(y) + slot * H,
+                             Data<S>(dy) + slot * H,
+                             Data<float>(dhT),
+                             Data<S>(dz),
+                             steps,
+                             carried};
 #if defined(JRNN_AMX)
     if constexpr (!kIsF32<S>) {
       if (AmxEnabled()) {
@@ -302,7 +313,7 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
 }  // namespace jrnn
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_simple_fwd), jrnn::JRNN_ISA::SimpleFwdImpl,
-                              (jrnn::AnyBinding<6, 2>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<7, 2>().Attr<bool>("reverse").Attr<int64_t>("slot")));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JRNN_SYMBOL(jrnn_simple_bwd), jrnn::JRNN_ISA::SimpleBwdImpl,
-                              (jrnn::AnyBinding<5, 2>().Attr<bool>("reverse")));
+                              (jrnn::AnyBinding<5, 2>().Attr<bool>("reverse").Attr<int64_t>("slot")));
