@@ -880,12 +880,16 @@ def test_huge_page_advice_changes_no_result():
 
 @needs_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
-def test_per_example_gradients_under_vmap_equal_a_loop(kind):
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_per_example_gradients_under_vmap_equal_a_loop(kind, bidirectional):
     # vmap runs the kernels once per example (a loop in XLA), the in-place backward
-    # kernels included: each example's buffers must be its own.
-    fn = getattr(native_kernels, kind)
+    # kernels included (and a bidirectional step's second forward call writing into the
+    # first's y): each example's buffers must be its own.
+    fn = getattr(native_kernels, f"{kind}_bidirectional" if bidirectional else kind)
     xs = jnp.stack([_function_args(kind, 3, 6, 5, 20, seed=s)[0] for s in range(3)])
     _, *params = _function_args(kind, 3, 6, 5, 20)
+    if bidirectional:
+        params = [jnp.stack([p, p * 0.5]) for p in params]
 
     def loss(x, params):
         return jnp.sum(jnp.sin(fn(x, *params)[0]))
