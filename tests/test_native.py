@@ -392,7 +392,8 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
     # The AVX-512 and AVX2 builds share the packed layouts and run the same operations in
     # the same order per lane (vscalefps is two exact power-of-two products on AVX2), so
     # where the CPU runs both their results are bitwise equal; each equals the scan. The
-    # kernel gradients cover dense.cc, batch 1 the LSTM's hoisted projection.
+    # kernel gradients cover dense.cc, batch 1 the LSTM's hoisted projection, the
+    # Bidirectional layers the two-call training path's shared y and dy (slots).
     code = (
         "import sys, numpy as np, jax, jax.numpy as jnp; from flax import nnx; import jrnn\n"
         "from jrnn import native\n"
@@ -403,18 +404,20 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
         "x = jnp.asarray(rng.standard_normal((7, 6, 20)), 'float32')\n"
         "mask = jnp.asarray(rng.random((7, 6)) > 0.3)\n"
         "out = {}\n"
-        "for layer in (jrnn.LSTM, jrnn.GRU, jrnn.SimpleRNN):\n"
+        "for name in ('LSTM', 'GRU', 'SimpleRNN', 'BiLSTM', 'BiGRU', 'BiSimpleRNN'):\n"
+        "    layer = getattr(jrnn, name.removeprefix('Bi'))\n"
         "    for native_ in (None, False):\n"
         "        m = layer(37, 20, native=native_, return_sequences=True, rngs=nnx.Rngs(0))\n"
+        "        if name.startswith('Bi'): m = jrnn.Bidirectional(m, rngs=nnx.Rngs(1))\n"
         "        randomize(m, 0, scale=0.3)\n"
         "        f = lambda m, x: jnp.sum(jnp.sin(m(x, mask=mask)))\n"
         "        y, g = nnx.jit(nnx.value_and_grad(f, argnums=(0, 1)))(m, x)\n"
-        "        key = f'{layer.__name__}-{native_}'\n"
+        "        key = f'{name}-{native_}'\n"
         "        call = nnx.jit(lambda m, x, mask: m(x, mask=mask))\n"
         "        out[key + '-y'] = np.asarray(call(m, x, mask))\n"
         "        out[key + '-y1'] = np.asarray(call(m, x[:1], mask[:1]))\n"
         "        out[key + '-dx'] = np.asarray(g[1])\n"
-        "        out[key + '-dk'] = np.asarray(g[0].cell.kernel.value)\n"
+        "        out[key + '-dk'] = np.concatenate([np.ravel(v) for v in jax.tree.leaves(g[0])])\n"
         "c = jrnn.ConvLSTM2D(5, 3, in_channels=2, spatial_shape=(6, 5), padding='same',\n"
         "                    return_sequences=True, rngs=nnx.Rngs(0))\n"
         "randomize(c, 0, scale=0.3)\n"
@@ -433,7 +436,7 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
         results[isa] = dict(np.load(path))
     assert "avx2" in results  # every CPU that runs the kernels runs the AVX2 build
     for out in results.values():
-        for layer in ("LSTM", "GRU", "SimpleRNN"):
+        for layer in ("LSTM", "GRU", "SimpleRNN", "BiLSTM", "BiGRU", "BiSimpleRNN"):
             kernel, scan = (f"{layer}-{native_}-" for native_ in ("None", "False"))
             assert_close(out[kernel + "y"], out[scan + "y"], what=layer)
             assert_close(out[kernel + "y1"], out[scan + "y1"], what=layer)  # LSTM: hoisted x W
