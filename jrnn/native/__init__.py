@@ -305,14 +305,14 @@ def _pack_transposed(r: Array) -> Array:
     return _panels64(r.T)
 
 
-def _product_grads(x, w, r, states, g_in, g_rec, reverse=False, slot=(0, 1)):
+def _product_grads(x, w, r, states, g_in, g_rec, reverse=False, slot=0):
     """The gradients a backward kernel leaves to GEMMs, from the gradients of the
     pre-activations ``x W + b_i`` (``g_in``) and ``h_{t-1} R + b_r`` (``g_rec``), the
     inputs ``x`` and the states each step's recurrent product read: ``(dx, dW, db_i, db_r,
     dR, dh0 through R)``, float32. ``states`` is ``h_prev (batch, time, H)`` itself, or
-    ``(y, h0)``, whose shift by one step it is (:func:`_h_prev`), ``y`` holding
-    ``slot = (k, n)``'s k-th of n outputs side by side (``(batch, time, n H)``: a
-    Bidirectional training step's, :func:`_two_directions`). ``reverse``: the
+    ``(y, h0)``, whose shift by one step it is (:func:`_h_prev`), ``y`` holding this
+    direction's outputs in columns ``slot H ..`` (a Bidirectional training step's both
+    directions', :func:`_two_directions`). ``reverse``: the
     recurrence ran from the last time index to the first (its first step, which read
     ``h0``, is the last index).
 
@@ -336,7 +336,7 @@ def _product_grads(x, w, r, states, g_in, g_rec, reverse=False, slot=(0, 1)):
     if isinstance(states, tuple) and not native_sums:
         y, h0 = states
         units = h0.shape[-1]
-        states = _h_prev(h0, y[..., slot[0] * units : (slot[0] + 1) * units], reverse)
+        states = _h_prev(h0, y[..., slot * units : (slot + 1) * units], reverse)
 
     def split(m, parts):  # m's columns as parts' widths
         bounds = np.cumsum([p.shape[-1] for p in parts])[:-1]
@@ -362,7 +362,7 @@ def _product_grads(x, w, r, states, g_in, g_rec, reverse=False, slot=(0, 1)):
                 jnp.zeros((0,), _F32) if h0 is None else h0,
                 shifted=h0 is not None,
                 reverse=reverse,
-                slot=slot[0] if h0 is not None else 0,
+                slot=slot if h0 is not None else 0,
             )
             for g in gs
         ]
@@ -842,9 +842,7 @@ def _simple_bwd(sequence, reverse, res, cotangents, slot=0):
         reverse=reverse,
         slot=slot,
     )
-    dx, dw, db, _, dr, dh0 = _product_grads(
-        x, w, r, (y, h0), [dz], [dz], reverse, (slot, y.shape[-1] // h)
-    )
+    dx, dw, db, _, dr, dh0 = _product_grads(x, w, r, (y, h0), [dz], [dz], reverse, slot)
     return (*_like((dx, dw, db, dr, dh0 + dh_direct), (x, w, x, r, h0)), None)
 
 

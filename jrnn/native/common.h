@@ -1146,6 +1146,14 @@ inline void AdviseHugePages(Buffers&... buffers) {
   }
 }
 
+// A backward kernel's result that XLA writes over dy (h_{t-1}; SimpleRNN's dz) where dy
+// is the call's alone (slots == 1). Where dy holds several calls' slots it is a fresh
+// array: huge pages spare its first touches most page faults.
+template <typename Buffer>
+inline void AdviseHugePagesUnlessOverDy(int64_t slots, Buffer& result) {
+  if (slots > 1) AdviseHugePages(result);
+}
+
 // The thread count a kernel uses: XLA's intra-op pool, or JRNN_NATIVE_THREADS.
 inline int64_t PoolThreads(ffi::ThreadPool& pool) {
   int64_t threads = std::max<int64_t>(1, pool.num_threads());

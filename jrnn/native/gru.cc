@@ -395,9 +395,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
                     Data<S>(mh), Data<S>(y) + slot * H, Data<S>(h0), Data<S>(dy) + slot * H,
                     Data<float>(dhT), Data<S>(gzr),  Data<S>(gax),     Data<S>(gah),
                     Data<S>(hprev), Data<float>(dh0), steps};
-    // With slots, hprev is a fresh array (XLA writes it over dy only when dy is this
-    // call's alone): huge pages spare its first touches most page faults.
-    if (slots > 1) AdviseHugePages(hprev);
+    AdviseHugePagesUnlessOverDy(slots, hprev);
     GruBackward(pool, a);
     return ffi::Error::Success();
   });

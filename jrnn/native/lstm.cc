@@ -467,9 +467,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
                  Data<S>(y) + slot * H, Data<S>(h0), Data<S>(c0),  Data<S>(dy) + slot * H,
                  Data<float>(dhT), Data<float>(dcT),  Data<S>(dz),        Data<S>(hprev),
                  Data<float>(dc0), steps,          carried};
-    // With slots, hprev is a fresh array (XLA writes it over dy only when dy is this
-    // call's alone): huge pages spare its first touches most page faults.
-    if (slots > 1) AdviseHugePages(hprev);
+    AdviseHugePagesUnlessOverDy(slots, hprev);
     Backward(pool, a);
     return ffi::Error::Success();
   });

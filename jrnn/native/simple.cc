@@ -288,9 +288,7 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
                              Data<S>(dz),
                              steps,
                              carried};
-    // With slots, dz is a fresh array (XLA writes it over dy only when dy is this
-    // call's alone): huge pages spare its first touches most page faults.
-    if (slots > 1) AdviseHugePages(dz);
+    AdviseHugePagesUnlessOverDy(slots, dz);
 #if defined(JRNN_AMX)
     if constexpr (!kIsF32<S>) {
       if (AmxEnabled()) {
