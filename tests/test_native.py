@@ -447,6 +447,64 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
             np.testing.assert_array_equal(value, results["avx2"][key], err_msg=key)
 
 
+def _outputs_and_grads(m, x, mask):
+    """A layer's outputs (as a list) and the gradients of a loss over them, for its weights
+    and ``x``; one jitted function, run by the caller under different environments."""
+
+    def loss(m, x):
+        out = m(x, mask=mask)
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        return sum(jnp.sum(jnp.sin(o.astype(jnp.float32))) for o in out), out
+
+    (_, out), grads = nnx.jit(nnx.value_and_grad(loss, argnums=(0, 1), has_aux=True))(m, x)
+    return [np.asarray(a) for a in (*out, *jax.tree_util.tree_leaves(grads))]
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
+def test_no_kernel_reads_a_result_before_writing_it(layer, dtype, monkeypatch):
+    # XLA hands a kernel its results uninitialised, often as zeroed fresh pages. With
+    # JRNN_NATIVE_POISON=1 (read at every call) each kernel first fills those results with
+    # NaN (common.h, PoisonFreshResults), so one read before it is written changes the
+    # outputs or gradients: they must be bitwise those without, over the kernels' paths
+    # (masks, both directions, the last output only, remat's segments, the Bidirectional
+    # training step's shared y and dy, batch 1's hoisted projection, an AMX tile of 3 rows).
+    if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
+        pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((19, 6, 5)), dtype)
+    mask = jnp.asarray(rng.random((19, 6)) > 0.3)
+    cases = []
+    for kw in (
+        {},
+        {"go_backwards": True, "return_state": True},
+        {"return_sequences": False},
+        {"remat": 2},
+        {"bidirectional": True},
+    ):
+        bidirectional = kw.pop("bidirectional", False)
+        kw = {"return_sequences": True, **kw}
+        m = layer(9, 5, native=True, dtype=dtype, rngs=nnx.Rngs(0), **kw)
+        if bidirectional:
+            m = jrnn.Bidirectional(m, rngs=nnx.Rngs(1))
+        randomize(m, 0, scale=0.3)
+        cases += [(m, x, mask), (m, x[:1], None)]
+    if layer is jrnn.LSTM and dtype == "float32":
+        conv = dict(in_channels=2, spatial_shape=(5, 4), padding="same", return_sequences=True)
+        c = jrnn.ConvLSTM2D(4, 3, rngs=nnx.Rngs(0), **conv)
+        randomize(c, 0, scale=0.3)
+        cases.append((c, jnp.asarray(rng.standard_normal((2, 3, 5, 4, 2)), dtype), None))
+    for m, xs, ms in cases:
+        monkeypatch.setenv("JRNN_NATIVE_POISON", "0")
+        clean = _outputs_and_grads(m, xs, ms)
+        monkeypatch.setenv("JRNN_NATIVE_POISON", "1")
+        poisoned = _outputs_and_grads(m, xs, ms)
+        for a, b in zip(clean, poisoned):
+            assert not np.isnan(np.asarray(a, np.float32)).any()
+            np.testing.assert_array_equal(a, b)
+
+
 def test_unknown_instruction_set_is_an_error():
     run = _run_isa("sse2", "from jrnn import native; native.isa()")
     assert run.returncode != 0

@@ -1146,6 +1146,25 @@ inline void AdviseHugePages(Buffers&... buffers) {
   }
 }
 
+// A check for a kernel that reads one of its results before writing it
+// (JRNN_NATIVE_POISON=1, read at every call; `tests/test_native.py` runs every kernel so):
+// fills each result that is none of the call's inputs with 0xFF bytes, a NaN in float32
+// and in bfloat16, before the kernel runs. A result that is an input (XLA's in-place
+// aliases: `y_in`, a backward kernel's dz over the saved gates) carries data and is left
+// alone. XLA hands a kernel its other results uninitialised, often as zeroed fresh pages,
+// so without this a test of such a read could pass by luck.
+inline void PoisonFreshResults(std::initializer_list<ffi::AnyBuffer> inputs,
+                               std::initializer_list<ffi::AnyBuffer> results) {
+  const char* env = std::getenv("JRNN_NATIVE_POISON");
+  if (env == nullptr || env[0] != '1') return;
+  for (const ffi::AnyBuffer& r : results) {
+    const bool aliased = std::any_of(inputs.begin(), inputs.end(), [&](const ffi::AnyBuffer& in) {
+      return in.untyped_data() == r.untyped_data();
+    });
+    if (!aliased && r.size_bytes() > 0) std::memset(r.untyped_data(), 0xFF, r.size_bytes());
+  }
+}
+
 // A backward kernel's result that XLA writes over dy (h_{t-1}; SimpleRNN's dz) where dy
 // is the call's alone (slots == 1). Where dy holds several calls' slots it is a fresh
 // array: huge pages spare its first touches most page faults.

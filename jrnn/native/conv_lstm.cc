@@ -316,6 +316,7 @@ ffi::Error ConvLstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffe
                            ffi::Result<ffi::AnyBuffer> gates, ffi::Result<ffi::AnyBuffer> cseq,
                            ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({x, wpack, bias, tab_x, rpack, nbr, h0, c0}, {*y, *hT, *cT, *gates, *cseq});
   const auto xd = x.dimensions(), hd = h0.dimensions(), nd = nbr.dimensions(), td = tab_x.dimensions();
   if (xd.size() != 4 || hd.size() != 3 || nd.size() != 2 || td.size() != 2 || nd[0] != hd[1] ||
       td[0] != hd[1]) {
@@ -392,6 +393,7 @@ ffi::Error ConvLstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer nbr_t, ffi::Any
                            ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dc0,
                            ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({rtpack, nbr_t, gates, cseq, y, h0, c0, dy, dhT, dcT}, {*dz, *hprev, *dc0});
   ConvDims d;
   JRNN_CHECK(ReadConvDims(gates.dimensions(), nbr_t.dimensions(), &d));
   const int64_t B = d.B, T = d.T, P = d.P, F = d.F;
@@ -458,6 +460,7 @@ ffi::Error ConvLstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer nbr_t, ffi::Any
 ffi::Error ConvWeightGradImpl(ffi::AnyBuffer src, ffi::AnyBuffer dz, ffi::AnyBuffer tab,
                               ffi::Result<ffi::AnyBuffer> dw, ffi::ThreadPool pool) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({src, dz, tab}, {*dw});
   const auto s = src.dimensions(), z = dz.dimensions(), t = tab.dimensions();
   if (s.size() != 3 || z.size() != 3 || t.size() != 2 || z[0] != s[0] || t[0] != z[1]) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,

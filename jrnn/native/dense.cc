@@ -140,6 +140,7 @@ ffi::Error DenseWeightGradImpl(ffi::AnyBuffer a, ffi::AnyBuffer dz, ffi::AnyBuff
                                ffi::Result<ffi::AnyBuffer> dw, ffi::Result<ffi::AnyBuffer> db,
                                ffi::ThreadPool pool, bool shifted, bool reverse, int64_t slot) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({a, dz, first}, {*dw, *db});
   const auto ad = a.dimensions(), zd = dz.dimensions(), wd = dw->dimensions();
   if (zd.size() != 3 || wd.size() != 2) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,

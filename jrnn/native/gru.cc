@@ -278,6 +278,7 @@ ffi::Error GruFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi,
                       ffi::Result<ffi::AnyBuffer> mh, ffi::ThreadPool pool, bool reverse,
                       int64_t slot) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({x, wpack, bi, br, rpack, h0, mask, y_in}, {*y, *hT, *zr, *hh, *mh});
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("GRU", x.dimensions(), h0.dimensions(), y->dimensions(),
                              zr->element_count(), slot, &d));
@@ -351,6 +352,7 @@ ffi::Error GruBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer zr, ffi::AnyBuffer h
                       ffi::Result<ffi::AnyBuffer> hprev, ffi::Result<ffi::AnyBuffer> dh0,
                       ffi::ThreadPool pool, bool reverse, int64_t slot) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({rtpack, zr, hh, mh, y, h0, dy, dhT, mask}, {*gzr, *gax, *gah, *hprev, *dh0});
   const auto hd = hh.dimensions();
   if (hd.size() != 3) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jrnn native GRU: hh must be (B, T, H)");

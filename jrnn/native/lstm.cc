@@ -346,6 +346,7 @@ ffi::Error LstmFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer bi
                        ffi::Result<ffi::AnyBuffer> gates, ffi::Result<ffi::AnyBuffer> cseq,
                        ffi::ThreadPool pool, bool reverse, int64_t slot) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({x, wpack, bias, rpack, h0, c0, mask, y_in}, {*y, *hT, *cT, *gates, *cseq});
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("LSTM", x.dimensions(), h0.dimensions(), y->dimensions(),
                              gates->element_count(), slot, &d));
@@ -423,6 +424,7 @@ ffi::Error LstmBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer gates, ffi::AnyBuff
                        ffi::Result<ffi::AnyBuffer> dc0, ffi::Result<ffi::AnyBuffer> dhc,
                        ffi::ThreadPool pool, bool reverse, int64_t slot) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({rtpack, gates, cseq, y, h0, c0, dy, dhT, dcT, mask}, {*dz, *hprev, *dc0, *dhc});
   const auto gd = gates.dimensions();
   if (gd.size() != 3 || gd[2] % 4 != 0) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jrnn native LSTM: gates must be (B, T, 4H)");

@@ -185,6 +185,7 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
                          ffi::Result<ffi::AnyBuffer> hT, ffi::ThreadPool pool, bool reverse,
                          int64_t slot) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({x, wpack, bias, rpack, h0, mask, y_in}, {*y, *hT});
   ForwardDims d;
   JRNN_CHECK(ReadForwardDims("SimpleRNN", x.dimensions(), h0.dimensions(), y->dimensions(), 0,
                              slot, &d));
@@ -255,6 +256,7 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
                          ffi::Result<ffi::AnyBuffer> dhc, ffi::ThreadPool pool, bool reverse,
                          int64_t slot) {
 #if defined(JRNN_X86)
+  PoisonFreshResults({rtpack, y, dy, dhT, mask}, {*dz, *dhc});
   const auto zd = dz->dimensions();
   if (zd.size() != 3) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
