@@ -378,9 +378,10 @@ def test_dense_weight_grad_kernel_names_a_wrong_shape():
         )
 
 
-def _run_isa(isa: str, code: str, *args: str) -> subprocess.CompletedProcess:
-    """``python -c code args...`` under ``JRNN_NATIVE_ISA=isa``, from the repository root."""
-    env = dict(os.environ, JRNN_NATIVE_ISA=isa)
+def _run_isa(isa: str, code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``python -c code args...`` under ``JRNN_NATIVE_ISA=isa`` (and ``env``), from the
+    repository root."""
+    env = dict(os.environ, JRNN_NATIVE_ISA=isa, **env)
     root = os.path.dirname(os.path.dirname(__file__))
     return subprocess.run(
         [sys.executable, "-c", code, *args], env=env, cwd=root, capture_output=True, text=True
@@ -393,7 +394,10 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
     # the same order per lane (vscalefps is two exact power-of-two products on AVX2), so
     # where the CPU runs both their results are bitwise equal; each equals the scan. The
     # kernel gradients cover dense.cc, batch 1 the LSTM's hoisted projection, the
-    # Bidirectional layers the two-call training path's shared y and dy (slots).
+    # Bidirectional layers the two-call training path's shared y and dy (slots). The AVX2
+    # build runs with JRNN_NATIVE_POISON=1 (test_no_kernel_reads_a_result_before_writing_it
+    # covers the build the CPU picks): bitwise equality also says it reads no result
+    # before writing it.
     code = (
         "import sys, numpy as np, jax, jax.numpy as jnp; from flax import nnx; import jrnn\n"
         "from jrnn import native\n"
@@ -428,7 +432,7 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
     results = {}
     for isa in ("avx512", "avx2"):
         path = str(tmp_path / f"{isa}.npz")
-        run = _run_isa(isa, code, isa, path)
+        run = _run_isa(isa, code, isa, path, JRNN_NATIVE_POISON=str(int(isa == "avx2")))
         if run.returncode == 3:
             assert isa == "avx512" and "lacks AVX-512" in run.stdout
             continue
