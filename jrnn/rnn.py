@@ -224,7 +224,12 @@ class RNN(Configurable, nnx.Module):
         FMA, inputs and weights not sharded over a mesh, and no recurrent dropout, per-gate
         input dropout masks, ``constants`` or recorded activations in the call (``remat``
         works on both paths; masks of any pattern run on the LSTM, GRU and SimpleRNN
-        kernels, which keep the state at masked steps, not on ConvLSTM's).
+        kernels, which keep the state at masked steps, not on ConvLSTM's), and, for the
+        LSTM, GRU and SimpleRNN kernels, a call of at least 2 steps and 32 rows of batch ×
+        time (8 in bfloat16; :data:`SHORT_CALL_ROWS`): a shorter call, such as a streaming
+        model's one step at a time, runs faster on the scan, because the kernel first packs
+        the weights (one step of an LSTM of 1024 units at batch 1: 3.7 ms on the kernel,
+        0.5 on the scan).
         True: require it (an error names what prevents it). False: always the XLA scan.
         Both compute the same function (float32 rounding differs, ~1e-6; in bfloat16 the
         kernel accumulates products and keeps the gate maths and LSTM's ``c`` in float32,
@@ -632,7 +637,10 @@ class RNN(Configurable, nnx.Module):
             return f"the ConvLSTM kernel runs in float32 only (compute {compute})"
         if jax.default_backend() != "cpu":
             return f"it runs on the CPU backend only (default backend: {jax.default_backend()})"
-        return native_kernels.unavailable_reason(compute)
+        unavailable = native_kernels.unavailable_reason(compute)
+        if unavailable is not None or self._kernel_required() is not None:
+            return unavailable
+        return _short_call(cells, x.shape[0], x.shape[1], compute)
 
     def _kernel_required(self) -> str | None:
         """The argument that demands the native kernel (``native=True``, or Keras'
@@ -782,6 +790,33 @@ def _explicitly_sharded(a: Any) -> bool:
     """Whether ``a``'s type carries a sharding over mesh axes (JAX's explicit sharding)."""
     spec = getattr(getattr(jax.typeof(a), "sharding", None), "spec", None)
     return spec is not None and any(s is not None for s in spec)
+
+
+#: The shortest calls on which ``native=None`` runs the dense kernels (LSTM, GRU,
+#: SimpleRNN) on CPU, per compute dtype: at least 2 steps and this many rows of batch ×
+#: time. A kernel call first packs the weights into fresh panels (at (64, 1, 1024, 1024)
+#: the packing alone took 8-10 ms where XLA's whole step took 5), which a short call does
+#: not win back; the bfloat16 scan is slower, so the kernel pays off sooner there. Fitted
+#: to 504 measured points (README, "Short calls"). ConvLSTM's kernel, whose rows are the
+#: pixels of every frame, won from one step on and has no minimum.
+SHORT_CALL_ROWS = {jnp.dtype(jnp.float32): 32, jnp.dtype(jnp.bfloat16): 8}
+#: ... and the fewest steps (one step is one product of each weight: nothing to gain).
+SHORT_CALL_STEPS = 2
+
+
+def _short_call(cells, batch: int, time: int, compute) -> str | None:
+    """Why ``native=None`` runs a call of ``batch`` × ``time`` on the XLA scan rather than
+    the dense kernels (:data:`SHORT_CALL_ROWS`, :data:`SHORT_CALL_STEPS`), or None."""
+    if any(c.native_kernel not in _DENSE_KERNELS for c in cells):
+        return None  # ConvLSTM
+    least = SHORT_CALL_ROWS[jnp.dtype(compute)]
+    if time >= SHORT_CALL_STEPS and batch * time >= least:
+        return None
+    return (
+        f"the call is too short to pay for packing the weights (batch {batch} × time "
+        f"{time}; native=None runs the kernel from {SHORT_CALL_STEPS} steps and {least} "
+        f"rows of batch × time in {jnp.dtype(compute).name})"
+    )
 
 
 def _bias(params: dict[str, Any], name: str) -> Array:

@@ -41,6 +41,25 @@ if os.environ.get("JRNN_TEST_JAX_CACHE", "1") != "0":
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+import pytest  # noqa: E402
+
+import jrnn.rnn  # noqa: E402 (after XLA_FLAGS)
+
+# The library's short-call rule (native=None runs calls below these sizes on the XLA scan).
+SHORT_CALL = (dict(jrnn.rnn.SHORT_CALL_ROWS), jrnn.rnn.SHORT_CALL_STEPS)
+
+
+@pytest.fixture(autouse=True)
+def _kernels_on_short_calls(request, monkeypatch):
+    """The suite runs the native kernels on every call they can run, short ones included
+    (its shapes are small: the Keras parity tests' batch 3 × time 7 is 21 rows): they are
+    the riskier path, and the scan is covered by ``native=False`` and the layers without a
+    kernel. Tests marked ``short_call_rule`` see the library's rule (test_native.py)."""
+    if request.node.get_closest_marker("short_call_rule") is None:
+        monkeypatch.setattr(jrnn.rnn, "SHORT_CALL_ROWS", dict.fromkeys(SHORT_CALL[0], 0))
+        monkeypatch.setattr(jrnn.rnn, "SHORT_CALL_STEPS", 1)
+
+
 def pytest_unconfigure(config):
     if _OWN_CACHE is not None:
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)

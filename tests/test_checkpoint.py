@@ -164,6 +164,7 @@ _NO_KERAS = textwrap.dedent(
 )
 
 
+@pytest.mark.short_call_rule  # the subprocess, which compares bitwise, runs the library's rule
 def test_loading_imports_neither_tensorflow_nor_keras(tmp_path):
     km = keras.Sequential([keras.Input((T, F)), L.Bidirectional(L.LSTM(3))])
     randomize_keras(km)

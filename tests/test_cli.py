@@ -424,3 +424,28 @@ def test_bench_remat_reports_both_losses(capsys):
     assert len(lines) == 2
     assert "loss over every output" in lines[0] and "loss over the last output" in lines[1]
     assert all("MiB ->" in line and "ms ->" in line for line in lines)
+
+
+@pytest.mark.short_call_rule
+def test_bench_short_calls_scores_the_rules(capsys, tmp_path):
+    from bench import short_calls
+
+    out = tmp_path / "points.json"
+    argv = ["--cells", "SimpleRNN", "--dtypes", "float32", "--modes", "forward"]
+    argv += ["--units", "4", "--batches", "1", "--times", "1,32", "--out", str(out)]
+    assert short_calls.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("float32 forward SimpleRNN units    4 batch  1, scan/kernel: 1:")
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "kernel always", "scan always", "native=None (SHORT_CALL_ROWS)"
+    ]  # fmt: skip
+    points = json.loads(out.read_text())
+    assert [(p["batch"], p["time"]) for p in points] == [(1, 1), (1, 32)]
+    # The rule: the scan for one step, the kernel from 2 steps and 32 rows (float32).
+    assert [short_calls.rule_kernel(p) for p in points] == [False, True]
+    fake = [
+        dict(points[0], kernel_ms=2.0, scan_ms=1.0),
+        dict(points[1], kernel_ms=1.0, scan_ms=4.0),
+    ]
+    assert short_calls.score(fake, short_calls.rule_kernel) == (1.0, 1.0, 1.0)
+    assert short_calls.score(fake, lambda p: True) == pytest.approx((2**0.5, 2.0, 1.5))

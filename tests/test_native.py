@@ -160,6 +160,54 @@ def test_input_dropout_in_training_equals_the_scan(layer):
     assert not np.allclose(np.asarray(a), np.asarray(native(x)))  # dropout did apply
 
 
+def _runs_kernel(m, x) -> bool:
+    return "jrnn_" in str(jax.make_jaxpr(lambda x: m(x))(x))
+
+
+@pytest.mark.short_call_rule
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.__name__)
+def test_default_runs_short_calls_on_the_scan(layer, dtype):
+    # A kernel call first packs the weights, which a call of one step or few rows does not
+    # win back (bench/short_calls.py): native=None runs the kernel from 2 steps and
+    # SHORT_CALL_ROWS rows of batch × time; native=True, and an LSTM's use_cudnn=True,
+    # run it on any call.
+    if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
+        pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
+    least = jrnn.rnn.SHORT_CALL_ROWS[jnp.dtype(dtype)]
+    made = {
+        kw.get("native"): layer(8, 3, dtype=dtype, rngs=nnx.Rngs(0), **kw)
+        for kw in ({}, {"native": True})
+    }
+    bi = jrnn.Bidirectional(layer(8, 3, dtype=dtype, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1))
+    for batch, time, kernel in (
+        (1, 1, False),
+        (4 * least, 1, False),
+        (1, 2, False),
+        (least // 2, 2, True),
+        (1, least - 1, False),
+        (1, least, True),
+    ):
+        x = jnp.ones((batch, time, 3), dtype)
+        assert _runs_kernel(made[None], x) == kernel, (batch, time)
+        assert _runs_kernel(bi, x) == kernel, (batch, time)
+        assert _runs_kernel(made[True], x)
+    if layer is jrnn.LSTM:
+        demanding = jrnn.LSTM(8, 3, dtype=dtype, use_cudnn=True, rngs=nnx.Rngs(0))
+        assert _runs_kernel(demanding, jnp.ones((1, 1, 3), dtype))
+    short = jnp.asarray(np.random.default_rng(0).standard_normal((2, 1, 3)), dtype)
+    assert_close(made[None](short), made[True](short), dtype=dtype, time=1)
+
+
+@pytest.mark.short_call_rule
+@needs_kernel
+def test_convlstm_default_runs_the_kernel_from_one_step():
+    # Its rows are the pixels of every frame: the kernel won from one step on.
+    conv = jrnn.ConvLSTM2D(4, 3, in_channels=2, spatial_shape=(5, 4), rngs=nnx.Rngs(0))
+    assert _runs_kernel(conv, jnp.ones((1, 1, 5, 4, 2)))
+
+
 @needs_kernel
 def test_cudnn_layers_and_bidirectional_equal_the_scan():
     x = _inputs((5, 7, 4))
@@ -410,7 +458,7 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
         "out = {}\n"
         "for name in ('LSTM', 'GRU', 'SimpleRNN', 'BiLSTM', 'BiGRU', 'BiSimpleRNN'):\n"
         "    layer = getattr(jrnn, name.removeprefix('Bi'))\n"
-        "    for native_ in (None, False):\n"
+        "    for native_ in (True, False):\n"
         "        m = layer(37, 20, native=native_, return_sequences=True, rngs=nnx.Rngs(0))\n"
         "        if name.startswith('Bi'): m = jrnn.Bidirectional(m, rngs=nnx.Rngs(1))\n"
         "        randomize(m, 0, scale=0.3)\n"
@@ -441,7 +489,7 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
     assert "avx2" in results  # every CPU that runs the kernels runs the AVX2 build
     for out in results.values():
         for layer in ("LSTM", "GRU", "SimpleRNN", "BiLSTM", "BiGRU", "BiSimpleRNN"):
-            kernel, scan = (f"{layer}-{native_}-" for native_ in ("None", "False"))
+            kernel, scan = (f"{layer}-{native_}-" for native_ in ("True", "False"))
             assert_close(out[kernel + "y"], out[scan + "y"], what=layer)
             assert_close(out[kernel + "y1"], out[scan + "y1"], what=layer)  # LSTM: hoisted x W
             for what in ("dx", "dk"):
