@@ -45,9 +45,6 @@ import pytest  # noqa: E402
 
 import jrnn.rnn  # noqa: E402 (after XLA_FLAGS)
 
-# The library's short-call rule (native=None runs calls below these sizes on the XLA scan).
-SHORT_CALL = (dict(jrnn.rnn.SHORT_CALL_ROWS), jrnn.rnn.SHORT_CALL_STEPS)
-
 
 @pytest.fixture(autouse=True)
 def _kernels_on_short_calls(request, monkeypatch):
@@ -56,7 +53,7 @@ def _kernels_on_short_calls(request, monkeypatch):
     the riskier path, and the scan is covered by ``native=False`` and the layers without a
     kernel. Tests marked ``short_call_rule`` see the library's rule (test_native.py)."""
     if request.node.get_closest_marker("short_call_rule") is None:
-        monkeypatch.setattr(jrnn.rnn, "SHORT_CALL_ROWS", dict.fromkeys(SHORT_CALL[0], 0))
+        monkeypatch.setattr(jrnn.rnn, "SHORT_CALL_ROWS", dict.fromkeys(jrnn.rnn.SHORT_CALL_ROWS, 0))
         monkeypatch.setattr(jrnn.rnn, "SHORT_CALL_STEPS", 1)
 
 

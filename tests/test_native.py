@@ -813,6 +813,40 @@ def test_function_dtypes_are_checked():
     assert "float16" in native_kernels.unavailable_reason(jnp.float16)
 
 
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+def test_function_shapes_are_checked_when_traced(kind):
+    # A ValueError naming the argument, its shape and the received one, raised while
+    # tracing (the kernels would refuse the call only when it runs).
+    fn, bi = getattr(native_kernels, kind), getattr(native_kernels, f"{kind}_bidirectional")
+    args = _function_args(kind, 2, 3, 4, 5)  # x, w, bias(es), r, state(s)
+    names = {"lstm": "w b r h0 c0", "gru": "w bi br r h0", "simple_rnn": "w b r h0"}[kind]
+    n = {"lstm": 20, "gru": 15, "simple_rnn": 5}[kind]
+    want = {"w": (4, n), "b": (n,), "bi": (n,), "br": (n,), "h0": (2, 5), "c0": (2, 5)}
+    for i, name in enumerate(names.split(), start=1):
+        if name == "r":
+            continue
+        bad = list(args)
+        bad[i] = jnp.concatenate([bad[i], bad[i]], axis=-1)  # one axis too long
+        with pytest.raises(ValueError, match=rf"{kind}: `{name}`.* must have shape "):
+            jax.make_jaxpr(lambda *a: fn(*a))(*bad)
+        with pytest.raises(ValueError) as raised:
+            fn(*bad)
+        assert f"{want[name]}; received {bad[i].shape}" in str(raised.value)
+    r = names.split().index("r") + 1
+    with pytest.raises(ValueError, match=r"`r` \(the recurrent kernel\) must have shape \(units"):
+        fn(*args[:r], args[r][:, 1:], *args[r + 1 :])
+    with pytest.raises(ValueError, match=r"`x` must be \(batch, time, features\); received"):
+        fn(args[0][0], *args[1:])
+    with pytest.raises(ValueError, match=r"`mask` must have shape \(2, 3\); received \(3, 2\)"):
+        fn(*args, mask=jnp.ones((3, 2), bool))
+    # The bidirectional functions want every argument but x and the mask stacked.
+    with pytest.raises(ValueError, match=rf"{kind}_bidirectional: `r` .*\(2, units"):
+        bi(*args)
+    stacked = [args[0]] + [jnp.stack([a, a]) for a in args[1:]]
+    assert bi(*stacked)[0].shape == (2, 3, 10)
+
+
 # ------------------------------------------------------------------ stacks
 def _stack_pair(features=4, **kw):
     """The same randomized stack [LSTM, GRU, SimpleRNN] twice: native and the scan."""

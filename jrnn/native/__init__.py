@@ -211,6 +211,45 @@ def _storage_dtype(function: str, dtypes=(_F32, _BF16), /, **arrays: Array):
     return dtype
 
 
+_ROLES = {
+    "w": " (the kernel)",
+    "b": " (the bias)",
+    "bi": " (the input bias)",
+    "br": " (the recurrent bias)",
+    "r": " (the recurrent kernel)",
+}
+
+
+def _check_shapes(function: str, gates: int, x, mask, stacked: bool = False, **arrays) -> None:
+    """Trace-time checks of a public function's argument shapes, which the kernels would
+    otherwise refuse only when they run: ``x (batch, time, F)``; by argument name, ``r``
+    (the recurrent kernel) ``(H, gates·H)``, ``w (F, gates·H)``, the biases ``b``, ``bi``,
+    ``br`` ``(gates·H,)``, the states ``h0``, ``c0`` ``(batch, H)``, each after a leading 2
+    when ``stacked`` (the bidirectional functions); ``mask (batch, time)``."""
+    lead = (2,) if stacked else ()
+    where = f"jrnn.native.{function}"
+    if x.ndim != 3:
+        raise ValueError(f"{where}: `x` must be (batch, time, features); received {x.shape}.")
+    batch, time, features = x.shape
+    r = arrays["r"]
+    square = r.ndim == len(lead) + 2 and r.shape[-1] == gates * r.shape[-2]
+    if r.shape[: len(lead)] != lead or not square:
+        want = ["2"] * bool(lead) + ["units", f"{gates} * units" if gates > 1 else "units"]
+        raise ValueError(
+            f"{where}: `r` (the recurrent kernel) must have shape ({', '.join(want)}); "
+            f"received {r.shape}."
+        )
+    n = gates * r.shape[-2]
+    want = {"w": (features, n), "b": (n,), "bi": (n,), "br": (n,), "r": r.shape[len(lead) :]}
+    for name, a in arrays.items():
+        shape = (*lead, *want.get(name, (batch, r.shape[-2])))
+        if a.shape != shape:
+            label = f"`{name}`" + _ROLES.get(name, "")
+            raise ValueError(f"{where}: {label} must have shape {shape}; received {a.shape}.")
+    if mask is not None and mask.shape != (batch, time):
+        raise ValueError(f"{where}: `mask` must have shape {(batch, time)}; received {mask.shape}.")
+
+
 def _call(
     target: str,
     outs: list[tuple[tuple[int, ...], object]],
@@ -466,6 +505,7 @@ def lstm(
       ``(y, h_T, c_T)``: the outputs ``(batch, time, H)`` (or None) and the final states,
       in the arguments' dtype.
     """
+    _check_shapes("lstm", 4, x, mask, w=w, b=b, r=r, h0=h0, c0=c0)
     y, h, c = _lstm(x, w, b, r, h0, c0, mask, sequence, reverse)
     return (y if sequence else None), h, c
 
@@ -498,6 +538,7 @@ def lstm_bidirectional(
       forward outputs and the backward ones at their inputs' time index (or None), and the
       final states ``(2, batch, H)``.
     """
+    _check_shapes("lstm_bidirectional", 4, x, mask, True, w=w, b=b, r=r, h0=h0, c0=c0)
     y, h, c = _lstm_bi(sequence, x, mask, w, b, r, h0, c0)
     return (y if sequence else None), h, c
 
@@ -672,6 +713,7 @@ def gru(
     Returns:
       ``(y, h_T)``: the outputs ``(batch, time, H)`` (or None) and the final state.
     """
+    _check_shapes("gru", 3, x, mask, w=w, bi=bi, br=br, r=r, h0=h0)
     y, h = _gru(x, w, bi, br, r, h0, mask, sequence, reverse)
     return (y if sequence else None), h
 
@@ -747,6 +789,7 @@ def gru_bidirectional(
     Returns:
       ``(y, h_T)``: ``y (batch, time, 2H)`` (or None) and the final states ``(2, batch, H)``.
     """
+    _check_shapes("gru_bidirectional", 3, x, mask, True, w=w, bi=bi, br=br, r=r, h0=h0)
     y, h = _gru_bi(sequence, x, mask, w, bi, br, r, h0)
     return (y if sequence else None), h
 
@@ -784,6 +827,7 @@ def simple_rnn(
     Returns:
       ``(y, h_T)``: the outputs ``(batch, time, H)`` (or None) and the final state.
     """
+    _check_shapes("simple_rnn", 1, x, mask, w=w, b=b, r=r, h0=h0)
     y, h = _simple(x, w, b, r, h0, mask, sequence, reverse)
     return (y if sequence else None), h
 
@@ -866,6 +910,7 @@ def simple_rnn_bidirectional(
     Returns:
       ``(y, h_T)``: ``y (batch, time, 2H)`` (or None) and the final states ``(2, batch, H)``.
     """
+    _check_shapes("simple_rnn_bidirectional", 1, x, mask, True, w=w, b=b, r=r, h0=h0)
     y, h = _simple_bi(sequence, x, mask, w, b, r, h0)
     return (y if sequence else None), h
 
