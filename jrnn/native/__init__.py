@@ -232,8 +232,8 @@ def _check_shapes(function: str, gates: int, x, mask, stacked: bool = False, **a
         raise ValueError(f"{where}: `x` must be (batch, time, features); received {x.shape}.")
     batch, time, features = x.shape
     r = arrays["r"]
-    square = r.ndim == len(lead) + 2 and r.shape[-1] == gates * r.shape[-2]
-    if r.shape[: len(lead)] != lead or not square:
+    r_ok = r.ndim == len(lead) + 2 and r.shape[-1] == gates * r.shape[-2]
+    if r.shape[: len(lead)] != lead or not r_ok:
         want = ["2"] * bool(lead) + ["units", f"{gates} * units" if gates > 1 else "units"]
         raise ValueError(
             f"{where}: `r` (the recurrent kernel) must have shape ({', '.join(want)}); "
