@@ -795,7 +795,7 @@ def _explicitly_sharded(a: Any) -> bool:
 #: The shortest calls on which ``native=None`` runs the dense kernels (LSTM, GRU,
 #: SimpleRNN) on CPU, per compute dtype: at least 2 steps and this many rows of batch ×
 #: time. A kernel call first packs the weights into fresh panels (at (64, 1, 1024, 1024)
-#: the packing alone took 8-10 ms where XLA's whole step took 5), which a short call does
+#: the packing alone took 8-12 ms where XLA's whole step took 5), which a short call does
 #: not win back; the bfloat16 scan is slower, so the kernel pays off sooner there. Fitted
 #: to 504 measured points (README, "Short calls"). ConvLSTM's kernel, whose rows are the
 #: pixels of every frame, won from one step on and has no minimum.
