@@ -501,7 +501,7 @@ def test_both_instruction_set_builds_compute_the_same_results(tmp_path):
 
 def _outputs_and_grads(m, x, mask):
     """A layer's outputs (as a list) and the gradients of a loss over them, for its weights
-    and ``x``; one jitted function, run by the caller under different environments."""
+    and ``x``, jitted (the kernels read their environment when they run, not when traced)."""
 
     def loss(m, x):
         out = m(x, mask=mask)
