@@ -358,31 +358,47 @@ DENSE_GRAD_SHAPES = [(3, 5, 13, 70), (1, 1, 1, 1), (7, 100, 20, 130), (9, 1, 6, 
 @pytest.mark.parametrize("n,p,c,g", DENSE_GRAD_SHAPES)
 @pytest.mark.parametrize("shift", ["none", "forward", "reverse"])
 @pytest.mark.parametrize("slot", [(0, 1), (1, 2)])
-def test_dense_weight_grad_kernel_is_the_sum_of_row_products(n, p, c, g, shift, slot, monkeypatch):
+@pytest.mark.parametrize(
+    "dtype,amx",
+    [("float32", "1"), ("bfloat16", "1"), ("bfloat16", "0")],
+    ids=["f32", "bf16", "bf16-no-amx"],
+)
+def test_dense_weight_grad_kernel_is_the_sum_of_row_products(
+    n, p, c, g, shift, slot, dtype, amx, monkeypatch
+):
     # dw = Σ a_iᵀ dz_i and db = Σ dz_i over the N P rows, where a row of a "shifted" left
     # operand is the state the step read: a[n, p - 1] (reverse: p + 1), first[n] at the
     # first step; slot (k, n): a is the k-th of n (N, P, C) operands side by side. Checked
-    # in float64 against NumPy, and bitwise across thread counts.
+    # in float64 against NumPy, and bitwise across thread counts. bfloat16 operands (sums
+    # in float32) run on AMX tiles where the CPU has them (JRNN_NATIVE_AMX=1), else, and
+    # with JRNN_NATIVE_AMX=0, widened to float32 for the float32 tiles.
+    if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
+        pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
+    monkeypatch.setenv("JRNN_NATIVE_AMX", amx)
     rng = np.random.default_rng(c * g + p)
-    a, dz = rng.standard_normal((n, p, c)), rng.standard_normal((n, p, g))
-    beside = rng.standard_normal((n, p, slot[1], c))
+
+    def values(*shape):  # exactly representable in dtype
+        return np.array(jnp.asarray(rng.standard_normal(shape), dtype).astype(jnp.float32))
+
+    a, dz = values(n, p, c), values(n, p, g)
+    beside = values(n, p, slot[1], c)
     beside[:, :, slot[0]] = a
-    first = rng.standard_normal((n, c))
+    first = values(n, c)
     left = a
     if shift == "forward":
         left = np.concatenate([first[:, None], a[:, :-1]], axis=1)
     elif shift == "reverse":
         left = np.concatenate([a[:, 1:], first[:, None]], axis=1)
-    want_dw = np.einsum("npc,npg->cg", left, dz)
+    want_dw = np.einsum("npc,npg->cg", left.astype(np.float64), dz.astype(np.float64))
     f32 = jnp.float32
 
     def run():
         return native_kernels._call(
             "jrnn_dense_weight_grad",
             [((c, g), f32), ((g,), f32)],
-            jnp.asarray(beside.reshape(n, p, -1), f32),
-            jnp.asarray(dz, f32),
-            jnp.asarray(first, f32) if shift != "none" else jnp.zeros((0,), f32),
+            jnp.asarray(beside.reshape(n, p, -1), dtype),
+            jnp.asarray(dz, dtype),
+            jnp.asarray(first, dtype) if shift != "none" else jnp.zeros((0,), dtype),
             shifted=shift != "none",
             reverse=shift == "reverse",
             slot=slot[0],
@@ -391,7 +407,8 @@ def test_dense_weight_grad_kernel_is_the_sum_of_row_products(n, p, c, g, shift, 
     dw, db = run()
     scale = np.sqrt(n * p)
     np.testing.assert_allclose(np.asarray(dw), want_dw, atol=1e-5 * scale, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(db), dz.sum(axis=(0, 1)), atol=1e-5 * scale, rtol=1e-5)
+    want_db = dz.astype(np.float64).sum(axis=(0, 1))
+    np.testing.assert_allclose(np.asarray(db), want_db, atol=1e-5 * scale, rtol=1e-5)
     for threads in ("1", "3"):
         monkeypatch.setenv("JRNN_NATIVE_THREADS", threads)
         other = run()
@@ -410,6 +427,17 @@ def test_dense_weight_grad_kernel_names_a_wrong_shape():
             jnp.zeros((2, 3, 5), f32),
             jnp.zeros((3, 4), f32),
             shifted=True,
+            reverse=False,
+            slot=0,
+        )
+    with pytest.raises(Exception, match="dz must be float32, received bfloat16"):
+        native_kernels._call(
+            "jrnn_dense_weight_grad",
+            [((4, 5), f32), ((5,), f32)],
+            jnp.zeros((2, 3, 4), f32),
+            jnp.zeros((2, 3, 5), jnp.bfloat16),
+            jnp.zeros((0,), f32),
+            shifted=False,
             reverse=False,
             slot=0,
         )
@@ -973,9 +1001,13 @@ def test_training_step_maps_no_sequence_buffer_beyond_the_saved_ones(kind, dtype
     # GRU's h_prev) over the gates and dy. Before they did, the steps took 11, 13 and 4
     # units (SimpleRNN 3 while XLA built h_prev for dR). In bfloat16 every array but LSTM's
     # c is half a unit; before the gates were saved in bfloat16 (float32, which the
-    # bfloat16 gradients could not overwrite), LSTM took 8 units and GRU 7.
+    # bfloat16 gradients could not overwrite), LSTM took 8 units and GRU 7. bfloat16
+    # SimpleRNN: 1.5 units where XLA builds h_prev for dR, 1 where the AMX weight-gradient
+    # kernel reads y and h0 in place.
     if dtype == "bfloat16" and not native_kernels.available(jnp.bfloat16):
         pytest.skip(native_kernels.unavailable_reason(jnp.bfloat16))
+    if (kind, dtype) == ("simple_rnn", "bfloat16") and native_kernels.amx():
+        saved = 1
     fn = getattr(native_kernels, kind)
     batch, time, features, units = 16, 200, 8, 64
     x, *params = [a.astype(dtype) for a in _function_args(kind, batch, time, features, units)]
