@@ -21,9 +21,10 @@ outputs), and :func:`lstm_bidirectional`, :func:`gru_bidirectional` and
 :func:`simple_rnn_bidirectional` run both directions of a ``Bidirectional`` layer in one
 call, writing the concatenated output directly. All of them take Keras' masks
 (``mask=``, ``(batch, time)`` booleans): a masked step keeps the state and outputs it. Their
-backward kernels produce the gate pre-activation gradients; in float32 one native kernel
+backward kernels produce the gate pre-activation gradients; one native kernel
 (``dense.cc``) sums the weight and bias gradients over all steps (reading ``y`` and ``h0``
-in place where ``dR`` needs the shifted states), and the input gradient is an XLA GEMM.
+in place where ``dR`` needs the shifted states; in bfloat16 only where the CPU has AMX,
+elsewhere XLA's GEMMs do), and the input gradient is an XLA GEMM.
 XLA:CPU maps a training step's temporaries afresh on
 every call and each page faults on first touch, so the training path keeps them few: the
 backward kernels write their gradients over the saved gates and ``h_{t-1}`` over ``dy``
@@ -46,7 +47,8 @@ float32 comes mostly from rounding the inputs and weights, and is about the scan
 smaller. The forward kernels save the gates for the backward pass in bfloat16 (LSTM's
 ``c`` stays float32); the backward kernels read them, accumulate ``dh`` in float32 and
 write the pre-activation gradients in bfloat16 over them; the weight and input gradients
-are GEMMs on those with float32 accumulation; gradients return in the arguments' dtype.
+are products of those with float32 accumulation (AMX tiles or XLA's GEMMs, as above);
+gradients return in the arguments' dtype.
 Saving the gates in bfloat16 halves that traffic (the LSTM's typical training step 30.1
 -> 23.1 ms with glibc retaining memory, 40.4 -> 23.1 under its defaults) and rounds the
 gradients a little more: against float32 on the same rounded arguments (LSTM (64, 100,
