@@ -1,5 +1,5 @@
 // The AVX-512 register tile of jrnn's native kernels (jrnn/native/common.h, AccumulateRows)
-// alone, on one thread: the numbers behind the README's "AVX-512 on an Intel Xeon".
+// alone, on one thread: the numbers behind docs/performance.md's "AVX-512 on an Intel Xeon".
 //
 //   g++ -O3 -std=c++17 bench/tile_microbench.cc -o /tmp/tile && /tmp/tile tile 384 16 384 3 128
 //

@@ -797,8 +797,8 @@ def _explicitly_sharded(a: Any) -> bool:
 #: time. A kernel call first packs the weights into fresh panels (at (64, 1, 1024, 1024)
 #: the packing alone took 8-12 ms where XLA's whole step took 5), which a short call does
 #: not win back; the bfloat16 scan is slower, so the kernel pays off sooner there. Fitted
-#: to 504 measured points (README, "Short calls"). ConvLSTM's kernel, whose rows are the
-#: pixels of every frame, won from one step on and has no minimum.
+#: to 504 measured points (docs/performance.md, "Short calls"). ConvLSTM's kernel, whose
+#: rows are the pixels of every frame, won from one step on and has no minimum.
 SHORT_CALL_ROWS = {jnp.dtype(jnp.float32): 32, jnp.dtype(jnp.bfloat16): 8}
 #: ... and the fewest steps (one step is one product of each weight: nothing to gain).
 SHORT_CALL_STEPS = 2

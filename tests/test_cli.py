@@ -320,7 +320,7 @@ def test_bench_worker_refuses_to_time_a_gpu_case_on_the_cpu():
 
 
 def test_bench_tile_microbenchmark_builds_and_reports_every_variant(tmp_path):
-    # bench/tile_microbench.cc backs the README's Intel AVX-512 numbers; it must keep
+    # bench/tile_microbench.cc backs docs/performance.md's Intel AVX-512 numbers; it must keep
     # building. It needs a C++ compiler, and AVX-512 to run (else it says so and exits 1).
     import shutil
 

@@ -614,7 +614,7 @@ def _two_directions(primal, one_fwd, one_bwd):
     its half into the first's ``y`` in place, and both backward calls read their halves of
     ``y`` and ``dy`` in place (``slot``). No concatenated copy of ``y``, no split copies of
     ``dy`` (at the float32 BiLSTM's throughput training step, (256, 50, 256, 512), XLA's
-    temporaries went from 408.5 to 384.5 MiB; README, "Backwards in time")."""
+    temporaries went from 408.5 to 384.5 MiB; docs/performance.md, "Backwards in time")."""
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
     def run(sequence, x, mask, *stacked):
