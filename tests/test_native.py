@@ -716,6 +716,30 @@ def _function_args(kind, batch, time, features, units, seed=0):
 
 @needs_bf16_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+def test_bfloat16_weight_gradients_run_the_amx_kernel_from_enough_rows(kind):
+    # bfloat16 weight gradients: jrnn's kernel on AMX from _AMX_SUM_ROWS rows of batch ×
+    # time on (XLA's GEMMs below, where the kernel's per-block sums do not pay; and on
+    # CPUs without AMX); float32 runs the kernel at any size. Both give the gradients the
+    # scan gives (the parity tests); here, which one runs.
+    least = native_kernels._AMX_SUM_ROWS
+    fn = getattr(native_kernels, kind)
+    for dtype, batch, time in [
+        ("bfloat16", 4, least // 4),
+        ("bfloat16", 4, least // 4 - 1),
+        ("float32", 4, 3),
+    ]:
+        args = [a.astype(dtype) for a in _function_args(kind, batch, time, 3, 5)]
+
+        def loss(*a):
+            return jnp.mean(jnp.square(fn(*a)[0].astype(jnp.float32)))
+
+        jaxpr = str(jax.make_jaxpr(jax.grad(loss, argnums=(1,)))(*args))
+        runs = dtype == "float32" or (native_kernels.amx() and batch * time >= least)
+        assert ("jrnn_dense_weight_grad" in jaxpr) == runs, (dtype, batch, time)
+
+
+@needs_bf16_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize("batch,time,features,units", SHAPES)
 def test_bfloat16_kernel_is_the_float32_kernel_on_the_rounded_values(
     kind, batch, time, features, units

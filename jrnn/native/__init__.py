@@ -369,14 +369,16 @@ def _product_grads(x, w, r, states, g_in, g_rec, reverse=False, slot=0):
     training step: 235.8 -> 212.1 ms) and at small batches (LSTM at batch 8, T 1000: 35.7
     -> 34.2 ms). dx stays an XLA GEMM. In bfloat16 (the primals and, from the backward
     kernels, the gradients) the sums accumulate in float32, as the forward kernel does:
-    on CPUs with AMX (:func:`amx`, checked when traced) the same kernel runs them on AMX
-    tiles, at 1.6-1.8 TFLOP/s on the Intel benchmark machine's two cores against 0.6-0.8
-    for XLA's GEMMs (the throughput LSTM's bfloat16 training step: 151 -> 119 ms);
-    elsewhere they are XLA's GEMMs (~2.7x faster than its float32 ones: the typical LSTM's
-    bfloat16 training step went from 89.5 to 76.8 ms)."""
+    on CPUs with AMX (:func:`amx`, checked when traced) and from ``_AMX_SUM_ROWS`` rows
+    of batch × time on, the same kernel runs them on AMX tiles, at 1.6-1.8 TFLOP/s on the
+    Intel benchmark machine's two cores against 0.6-0.8 for XLA's GEMMs (the throughput
+    LSTM's bfloat16 training step: 151 -> 119 ms); elsewhere they are XLA's GEMMs (~2.7x
+    faster than its float32 ones: the typical LSTM's bfloat16 training step went from 89.5
+    to 76.8 ms)."""
     dot = functools.partial(jnp.einsum, preferred_element_type=_F32)
     first = -1 if reverse else 0
-    native_sums = x.dtype == _F32 or amx()
+    rows = x.shape[0] * x.shape[1]
+    native_sums = x.dtype == _F32 or (amx() and rows >= _AMX_SUM_ROWS)
     if isinstance(states, tuple) and not native_sums:
         y, h0 = states
         units = h0.shape[-1]
@@ -422,6 +424,15 @@ def _product_grads(x, w, r, states, g_in, g_rec, reverse=False, slot=0):
         dr,
         sum(dot("bg,ug->bu", g[:, first], rk) for g, rk in zip(g_rec, split(r, g_rec))),
     )
+
+
+#: The fewest batch × time rows whose bfloat16 weight gradients run on jrnn's AMX kernel
+#: (:func:`_product_grads`): it keeps every tile's float32 sums between blocks of 256
+#: rows, which few rows do not pay back. Alone (Intel benchmark machine, 2 cores), for
+#: ``(rows × 512)ᵀ (rows × 4096)``: 320 rows 1.85-2.0 ms against XLA's 1.3; 512 rows
+#: 1.96 against 1.95; 1024 rows 3.0 against 3.5; 2048 rows 5.5 against 9.0 (smaller
+#: products win from fewer rows: 512 rows of ``(· × 256)ᵀ (· × 1024)``, 0.48 against 0.57).
+_AMX_SUM_ROWS = 512
 
 
 def _h_prev(h0: Array, y: Array, reverse: bool) -> Array:

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -162,10 +163,11 @@ void DenseWeightGrad(ffi::ThreadPool& pool, const DenseGradArgs<T>& a, float* dw
 // * its tiles of 16 columns of a, transposed: one tile row per column, holding the block's
 //   rows as pairs (one 32-bit lane holds rows 2kk and 2kk + 1 of one column).
 // Then, panel by panel (a panel's 32 KiB pack stays in L1), every tile's products are
-// added to its float32 sums, which the thread keeps ((panels x tiles) blocks of 16 x 64)
-// and writes to dw at the end. Rows past the end, columns past C and columns past G are
-// zeros in the packs. Each dw and db entry has one owner thread and is summed block by
-// block in row order: the same result whatever the thread count.
+// added to its float32 sums, which the thread keeps between blocks ((panels x tiles)
+// blocks of 16 x 64; the first block starts from zero tiles, the last stores to dw).
+// Rows past the end, columns past C and columns past G are zeros in the packs. Each dw
+// and db entry has one owner thread and is summed block by block in row order: the same
+// result whatever the thread count.
 // Rows of the sum per block, a multiple of 32 (tried 128, 256, 512: 256 was fastest; at
 // 512 a panel's pack no longer fits L1).
 constexpr int64_t kAmxBlock = 256;
@@ -206,6 +208,35 @@ JRNN_TARGET inline void Transpose16(__m512i (&v)[16]) {
   }
 }
 
+// tmm0-3 = 0.
+inline void ZeroSums() {
+  __asm__ volatile("tilezero %%tmm0" ::);
+  __asm__ volatile("tilezero %%tmm1" ::);
+  __asm__ volatile("tilezero %%tmm2" ::);
+  __asm__ volatile("tilezero %%tmm3" ::);
+}
+
+// tmm0-3, the sums of dw's rows 16 t .. 16 t + 15 and columns 64 p .. 64 p + 63, into dw:
+// straight from the tiles where the block lies inside dw, else through a copy.
+JRNN_TARGET inline void StoreDw(const DenseGradArgs<bf16>& a, int64_t p, int64_t t, float* dw) {
+  float* out = dw + 16 * t * a.G + 64 * p;
+  if (16 * t + 16 <= a.C && 64 * p + 64 <= a.G) {
+    const int64_t stride = a.G * static_cast<int64_t>(sizeof(float));
+    TileStore<0>(out, stride);
+    TileStore<1>(out + 16, stride);
+    TileStore<2>(out + 32, stride);
+    TileStore<3>(out + 48, stride);
+    return;
+  }
+  alignas(64) float block[kAmxRows][64];
+  StoreSums(block);
+  Mask m[4];
+  UnitMasks(a.G, p, m);
+  for (int64_t r = 0; r < 16 && 16 * t + r < a.C; ++r) {
+    for (int q = 0; q < 4; ++q) Store(m[q], out + r * a.G + 16 * q, LoadU(&block[r][16 * q]));
+  }
+}
+
 // One thread's share: panels p0 .. p0 + np - 1, tiles t0 .. t0 + nt - 1 (and db's columns of
 // those panels when sum_db).
 JRNN_TARGET void DenseAmxShare(const DenseGradArgs<bf16>& a, int64_t p0, int64_t np, int64_t t0,
@@ -216,13 +247,21 @@ JRNN_TARGET void DenseAmxShare(const DenseGradArgs<bf16>& a, int64_t p0, int64_t
   // at: tile t's row r (column 16 (t0 + t) + r of a) at (16 t + r) kPairs; pack: panel
   // j's pair-row kk at (j kPairs + kk) 64; sums: panel j's tile t at (j nt + t) 1024.
   std::vector<uint32_t> at_buffer(nt * 16 * kPairs + 16), pack_buffer(np * kPairs * 64 + 16);
-  std::vector<float> sums_buffer(np * nt * 1024 + 16, 0.0f), db_buffer(np * 64 + 16, 0.0f);
+  // Partial sums between blocks: only where there is more than one block, and written
+  // before they are read (the first block starts from zero tiles).
+  // Blocks of equal size (multiples of 32 rows, at most kAmxBlock): a short last block
+  // would pay the sums' round trip for few products.
+  const int64_t blocks = (rows + kAmxBlock - 1) / kAmxBlock;
+  const int64_t block_rows = std::min(kAmxBlock, ((rows + blocks - 1) / blocks + 31) / 32 * 32);
+  std::unique_ptr<float[]> sums_buffer(new float[blocks > 1 ? np * nt * 1024 + 16 : 0]);
+  std::vector<float> db_buffer(np * 64 + 16, 0.0f);
   uint32_t* at = Aligned64(at_buffer.data());
   uint32_t* pack = Aligned64(pack_buffer.data());
-  float* sums = Aligned64(sums_buffer.data());
+  float* sums = Aligned64(sums_buffer.get());
   float* dbs = Aligned64(db_buffer.data());
-  for (int64_t k0 = 0; k0 < rows; k0 += kAmxBlock) {
-    const int64_t K = std::min(kAmxBlock, rows - k0), steps = (K + 31) / 32;
+  for (int64_t k0 = 0; k0 < rows; k0 += block_rows) {
+    const int64_t K = std::min(block_rows, rows - k0), steps = (K + 31) / 32;
+    const bool first = k0 == 0, last = k0 + K == rows;
     for (int64_t kk0 = 0; kk0 < 16 * steps; kk0 += 16) {  // 16 pairs of rows at a time
       const bf16* pairs[16][2];
       for (int i = 0; i < 16; ++i) {
@@ -267,26 +306,27 @@ JRNN_TARGET void DenseAmxShare(const DenseGradArgs<bf16>& a, int64_t p0, int64_t
       const bf16* panel = reinterpret_cast<const bf16*>(pack + j * kPairs * 64);
       for (int64_t t = 0; t < nt; ++t) {
         auto& block = *reinterpret_cast<float(*)[kAmxRows][64]>(sums + (j * nt + t) * 1024);
-        LoadSums(block);
+        if (first) {
+          ZeroSums();
+        } else {
+          LoadSums(block);
+        }
         for (int64_t s = 0; s < steps; ++s) {
           TileLoad<4>(at + 16 * t * kPairs + 16 * s, 4 * kPairs);
           TileDots<0, 4>(panel + 32 * 64 * s, 256);
         }
-        StoreSums(block);
+        if (last) {
+          StoreDw(a, p0 + j, t0 + t, dw);
+        } else {
+          StoreSums(block);
+        }
       }
     }
   }
   for (int64_t j = 0; j < np; ++j) {
+    if (!sum_db) continue;
     Mask m[4];
     UnitMasks(a.G, p0 + j, m);
-    for (int64_t t = 0; t < nt; ++t) {
-      const float* block = sums + (j * nt + t) * 1024;
-      for (int64_t r = 0; r < 16 && 16 * (t0 + t) + r < a.C; ++r) {
-        float* out = dw + (16 * (t0 + t) + r) * a.G + 64 * (p0 + j);
-        for (int q = 0; q < 4; ++q) Store(m[q], out + 16 * q, LoadU(block + 64 * r + 16 * q));
-      }
-    }
-    if (!sum_db) continue;
     for (int q = 0; q < 4; ++q) {
       Store(m[q], db + 64 * (p0 + j) + 16 * q, LoadU(dbs + 64 * j + 16 * q));
     }
