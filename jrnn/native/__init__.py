@@ -480,8 +480,18 @@ def _lstm_forward(
     order = (0, 1, 2, 3)
     wp, rp = _weights(_pack(w, 4, order)), _weights(_pack(r, 4, order))
     return _forward_call(
-        "jrnn_lstm_fwd", outs, x, wp, b.astype(_F32), rp, h0, c0, _steps(mask), y_in=y_in,
-        slot=slot, reverse=reverse,
+        "jrnn_lstm_fwd",
+        outs,
+        x,
+        wp,
+        b.astype(_F32),
+        rp,
+        h0,
+        c0,
+        _steps(mask),
+        y_in=y_in,
+        slot=slot,
+        reverse=reverse,
     )
 
 
@@ -648,9 +658,7 @@ def _two_directions(primal, one_fwd, one_bwd):
         dy, *dfinals = cotangents
         y = res[0][-1]
         dy = dy if sequence else jnp.zeros(y.shape, y.dtype)
-        grads = [
-            one_bwd(True, k == 1, res[k], (dy, *(d[k] for d in dfinals)), k) for k in (0, 1)
-        ]
+        grads = [one_bwd(True, k == 1, res[k], (dy, *(d[k] for d in dfinals)), k) for k in (0, 1)]
         dx = grads[0][0] + grads[1][0]
         arrays = len(grads[0]) - 1  # the last is the mask's
         return (dx, None, *(jnp.stack([g[i] for g in grads]) for i in range(1, arrays)))
@@ -670,7 +678,17 @@ _lstm_bi = _two_directions(
 
 # ---------------------------------------------------------------------------- GRU
 def _gru_forward(
-    x, w, bi, br, r, h0, sequence: bool, save: bool, reverse: bool, mask=None, slot=(0, 1),
+    x,
+    w,
+    bi,
+    br,
+    r,
+    h0,
+    sequence: bool,
+    save: bool,
+    reverse: bool,
+    mask=None,
+    slot=(0, 1),
     y_in=None,
 ):
     """The forward kernel over D directions side by side (as :func:`_lstm_forward`, with
@@ -737,7 +755,17 @@ def gru(
 def _gru_one(x, w, bi, br, r, h0, mask, sequence, save, reverse, slot=(0, 1), y_in=None):
     """:func:`_gru_forward` of one direction: ``(y, h_T (batch, H), *saved)``."""
     y, h, *saved = _gru_forward(
-        x, w[None], bi[None], br[None], r[None], h0[None], sequence, save, reverse, mask, slot,
+        x,
+        w[None],
+        bi[None],
+        br[None],
+        r[None],
+        h0[None],
+        sequence,
+        save,
+        reverse,
+        mask,
+        slot,
         y_in,
     )
     return y, h[0], *saved
@@ -860,8 +888,17 @@ def _simple_forward(
     outs = [((batch, time, slot[1] * d * h) if sequence else (0,), dt), ((d, batch, h), dt)]
     wp, rp = _weights(_panels64(w)), _weights(_panels64(r))
     return _forward_call(
-        "jrnn_simple_fwd", outs, x, wp, b.astype(_F32), rp, h0, _steps(mask), y_in=y_in,
-        slot=slot, reverse=reverse,
+        "jrnn_simple_fwd",
+        outs,
+        x,
+        wp,
+        b.astype(_F32),
+        rp,
+        h0,
+        _steps(mask),
+        y_in=y_in,
+        slot=slot,
+        reverse=reverse,
     )
 
 
