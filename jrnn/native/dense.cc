@@ -112,20 +112,35 @@ JRNN_TARGET void PackBlock(const DenseGradArgs<T>& a, int64_t k0, int64_t K, int
   }
 }
 
-template <typename T>
-void DenseWeightGrad(ffi::ThreadPool& pool, const DenseGradArgs<T>& a, float* dw, float* db) {
-  const int64_t rows = a.N * a.P, panels = (a.G + 63) / 64, tiles = (a.C + kMaxRows - 1) / kMaxRows;
+// Zeroes dw and db, then shares them out over XLA's threads: share(p0, p1, t0, t1, sum_db)
+// owns dw's column panels p0 .. p1 - 1 (64 columns each) in its tiles t0 .. t1 - 1 (of
+// tile_rows rows each), and db's columns of those panels when sum_db. The panels are
+// split first; the tiles only when there are more threads than panels. Every entry has
+// one owner, so the sums do not depend on the thread count.
+template <typename T, typename Share>
+void ShareOut(ffi::ThreadPool& pool, const DenseGradArgs<T>& a, int64_t tile_rows, float* dw,
+              float* db, const Share& share) {
+  const int64_t panels = (a.G + 63) / 64, tiles = (a.C + tile_rows - 1) / tile_rows;
   const int64_t threads = PoolThreads(pool);
   const int64_t col_groups = std::min(panels, threads);
   const int64_t row_groups = std::max<int64_t>(1, std::min(tiles, threads / col_groups));
   std::fill(dw, dw + a.C * a.G, 0.0f);
   std::fill(db, db + a.G, 0.0f);
-  if (a.C == 0 || a.G == 0 || rows == 0) return;
-  ParallelChunks(pool, threads, col_groups * row_groups, [&](int64_t g, const std::atomic<int64_t>&) {
+  if (a.C == 0 || a.G == 0 || a.N * a.P == 0) return;
+  const auto chunk = [&](int64_t g, const std::atomic<int64_t>&) {
     const int64_t cg = g / row_groups, rg = g % row_groups;
-    const int64_t p0 = panels * cg / col_groups, p1 = panels * (cg + 1) / col_groups;
-    const int64_t m_lo = kMaxRows * (tiles * rg / row_groups);
-    const int64_t m_hi = std::min(a.C, kMaxRows * (tiles * (rg + 1) / row_groups));
+    share(panels * cg / col_groups, panels * (cg + 1) / col_groups, tiles * rg / row_groups,
+          tiles * (rg + 1) / row_groups, rg == 0);
+  };
+  ParallelChunks(pool, threads, col_groups * row_groups, chunk);
+}
+
+template <typename T>
+void DenseWeightGrad(ffi::ThreadPool& pool, const DenseGradArgs<T>& a, float* dw, float* db) {
+  const int64_t rows = a.N * a.P;
+  ShareOut(pool, a, kMaxRows, dw, db, [&](int64_t p0, int64_t p1, int64_t t0, int64_t t1,
+                                          bool sum_db) {
+    const int64_t m_lo = kMaxRows * t0, m_hi = std::min(a.C, kMaxRows * t1);
     std::vector<float> apack(((m_hi - m_lo + kMaxRows - 1) / kMaxRows) * kBlock * kMaxRows);
     std::vector<float> pack((p1 - p0) * kBlock * 64);
     for (int64_t k0 = 0; k0 < rows; k0 += kBlock) {
@@ -139,7 +154,7 @@ void DenseWeightGrad(ffi::ThreadPool& pool, const DenseGradArgs<T>& a, float* dw
         }
         for (int64_t c = m0; c < m_hi; ++c) dst[c - m0] = Widen(src[c]);
       }
-      PackBlock(a, k0, K, p0, p1, pack.data(), rg == 0 ? db : nullptr);
+      PackBlock(a, k0, K, p0, p1, pack.data(), sum_db ? db : nullptr);
       for (int64_t j = p0; j < p1; ++j) {
         const float* panel = pack.data() + (j - p0) * kBlock * 64;
         for (int64_t m0 = m_lo; m0 < m_hi; m0 += kMaxRows) {
@@ -335,18 +350,8 @@ JRNN_TARGET void DenseAmxShare(const DenseGradArgs<bf16>& a, int64_t p0, int64_t
 
 void DenseWeightGradAmx(ffi::ThreadPool& pool, const DenseGradArgs<bf16>& a, float* dw,
                         float* db) {
-  const int64_t rows = a.N * a.P, panels = (a.G + 63) / 64, tiles = (a.C + 15) / 16;
-  const int64_t threads = PoolThreads(pool);
-  const int64_t col_groups = std::min(panels, threads);
-  const int64_t row_groups = std::max<int64_t>(1, std::min(tiles, threads / col_groups));
-  std::fill(dw, dw + a.C * a.G, 0.0f);
-  std::fill(db, db + a.G, 0.0f);
-  if (a.C == 0 || a.G == 0 || rows == 0) return;
-  ParallelChunks(pool, threads, col_groups * row_groups, [&](int64_t g, const std::atomic<int64_t>&) {
-    const int64_t cg = g / row_groups, rg = g % row_groups;
-    const int64_t p0 = panels * cg / col_groups, p1 = panels * (cg + 1) / col_groups;
-    const int64_t t0 = tiles * rg / row_groups, t1 = tiles * (rg + 1) / row_groups;
-    DenseAmxShare(a, p0, p1 - p0, t0, t1 - t0, rg == 0, dw, db);
+  ShareOut(pool, a, 16, dw, db, [&](int64_t p0, int64_t p1, int64_t t0, int64_t t1, bool sum_db) {
+    DenseAmxShare(a, p0, p1 - p0, t0, t1 - t0, sum_db, dw, db);
   });
 }
 #endif  // JRNN_AMX
