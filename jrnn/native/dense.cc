@@ -26,7 +26,6 @@
 // float32, so the two differ only in how the float32 sums round.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -80,14 +79,6 @@ T* Aligned64(T* p) {
   return reinterpret_cast<T*>(at);
 }
 
-inline float Widen(float v) { return v; }
-inline float Widen(bf16 v) {
-  const uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
 template <typename T>
 JRNN_TARGET void PackBlock(const DenseGradArgs<T>& a, int64_t k0, int64_t K, int64_t p0,
                            int64_t p1, float* pack, float* db) {
@@ -108,6 +99,22 @@ JRNN_TARGET void PackBlock(const DenseGradArgs<T>& a, int64_t k0, int64_t K, int
     for (int q = 0; q < 4; ++q) {
       float* at = db + 64 * j + 16 * q;
       Store(m[q], at, Add(Load(m[q], at), sum[q]));
+    }
+  }
+}
+
+// Rows k0 .. k0 + K - 1 of a's columns m_lo .. m_hi - 1 into (K, kMaxRows) micro-panels,
+// kBlock kMaxRows floats apart (zero-padded past m_hi in the last), as float32.
+template <typename T>
+JRNN_TARGET void PackLeft(const DenseGradArgs<T>& a, int64_t k0, int64_t K, int64_t m_lo,
+                          int64_t m_hi, float* apack) {
+  static_assert(kMaxRows <= 16, "one masked vector per micro-panel row");
+  for (int64_t k = 0; k < K; ++k) {
+    const T* src = a.Row(k0 + k);
+    float* dst = apack + k * kMaxRows;
+    for (int64_t m0 = m_lo; m0 < m_hi; m0 += kMaxRows, dst += kBlock * kMaxRows) {
+      const Mask in = static_cast<Mask>((1u << std::min<int64_t>(kMaxRows, m_hi - m0)) - 1);
+      Store(static_cast<Mask>((1u << kMaxRows) - 1), dst, Load(in, src + m0));
     }
   }
 }
@@ -145,15 +152,7 @@ void DenseWeightGrad(ffi::ThreadPool& pool, const DenseGradArgs<T>& a, float* dw
     std::vector<float> pack((p1 - p0) * kBlock * 64);
     for (int64_t k0 = 0; k0 < rows; k0 += kBlock) {
       const int64_t K = std::min(kBlock, rows - k0);
-      for (int64_t k = 0; k < K; ++k) {  // a's columns m_lo.. in (K, kMaxRows) micro-panels
-        const T* src = a.Row(k0 + k);
-        float* dst = apack.data() + k * kMaxRows;
-        int64_t m0 = m_lo;
-        for (; m0 + kMaxRows <= m_hi; m0 += kMaxRows, dst += kBlock * kMaxRows) {
-          for (int r = 0; r < kMaxRows; ++r) dst[r] = Widen(src[m0 + r]);  // not memmove
-        }
-        for (int64_t c = m0; c < m_hi; ++c) dst[c - m0] = Widen(src[c]);
-      }
+      PackLeft(a, k0, K, m_lo, m_hi, apack.data());
       PackBlock(a, k0, K, p0, p1, pack.data(), sum_db ? db : nullptr);
       for (int64_t j = p0; j < p1; ++j) {
         const float* panel = pack.data() + (j - p0) * kBlock * 64;
