@@ -182,6 +182,7 @@ void DenseWeightGrad(ffi::ThreadPool& pool, const DenseGradArgs<T>& a, float* dw
 // Rows past the end, columns past C and columns past G are zeros in the packs. Each dw
 // and db entry has one owner thread and is summed block by block in row order: the same
 // result whatever the thread count.
+
 // Rows of the sum per block, a multiple of 32 (tried 128, 256, 512: 256 was fastest; at
 // 512 a panel's pack no longer fits L1).
 constexpr int64_t kAmxBlock = 256;
@@ -261,12 +262,12 @@ JRNN_TARGET void DenseAmxShare(const DenseGradArgs<bf16>& a, int64_t p0, int64_t
   // at: tile t's row r (column 16 (t0 + t) + r of a) at (16 t + r) kPairs; pack: panel
   // j's pair-row kk at (j kPairs + kk) 64; sums: panel j's tile t at (j nt + t) 1024.
   std::vector<uint32_t> at_buffer(nt * 16 * kPairs + 16), pack_buffer(np * kPairs * 64 + 16);
-  // Partial sums between blocks: only where there is more than one block, and written
-  // before they are read (the first block starts from zero tiles).
   // Blocks of equal size (multiples of 32 rows, at most kAmxBlock): a short last block
   // would pay the sums' round trip for few products.
   const int64_t blocks = (rows + kAmxBlock - 1) / kAmxBlock;
   const int64_t block_rows = std::min(kAmxBlock, ((rows + blocks - 1) / blocks + 31) / 32 * 32);
+  // Partial sums between blocks: only where there is more than one block, and written
+  // before they are read (the first block starts from zero tiles).
   std::unique_ptr<float[]> sums_buffer(new float[blocks > 1 ? np * nt * 1024 + 16 : 0]);
   std::vector<float> db_buffer(np * 64 + 16, 0.0f);
   uint32_t* at = Aligned64(at_buffer.data());
@@ -319,11 +320,13 @@ JRNN_TARGET void DenseAmxShare(const DenseGradArgs<bf16>& a, int64_t p0, int64_t
     for (int64_t j = 0; j < np; ++j) {
       const bf16* panel = reinterpret_cast<const bf16*>(pack + j * kPairs * 64);
       for (int64_t t = 0; t < nt; ++t) {
-        auto& block = *reinterpret_cast<float(*)[kAmxRows][64]>(sums + (j * nt + t) * 1024);
+        const auto partial = [&]() -> float(&)[kAmxRows][64] {  // only with blocks > 1
+          return *reinterpret_cast<float(*)[kAmxRows][64]>(sums + (j * nt + t) * 1024);
+        };
         if (first) {
           ZeroSums();
         } else {
-          LoadSums(block);
+          LoadSums(partial());
         }
         for (int64_t s = 0; s < steps; ++s) {
           TileLoad<4>(at + 16 * t * kPairs + 16 * s, 4 * kPairs);
@@ -332,7 +335,7 @@ JRNN_TARGET void DenseAmxShare(const DenseGradArgs<bf16>& a, int64_t p0, int64_t
         if (last) {
           StoreDw(a, p0 + j, t0 + t, dw);
         } else {
-          StoreSums(block);
+          StoreSums(partial());
         }
       }
     }
