@@ -1083,6 +1083,29 @@ def test_huge_page_advice_changes_no_result():
 
 @needs_kernel
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+@pytest.mark.parametrize("batch", [3, 20])
+def test_next_panel_prefetch_changes_no_result(kind, batch, monkeypatch):
+    # The float32 tiles prefetch the next weight panel into L2 where a step's weights are
+    # more than L2 holds (JRNN_NATIVE_L2_BYTES overrides its size, read at every call),
+    # and run that K loop four rows at a time, in the same order: outputs and gradients
+    # are bit-identical either way. Batch 3 splits units between threads per step, batch
+    # 20 rows; 5 inputs and 37 units give K loops of lengths that are not multiples of 4.
+    x, *p = _function_args(kind, batch, 6, 5, 37)
+    f = getattr(native_kernels, kind)
+
+    def run():
+        grads = jax.grad(lambda *p: jnp.sum(jnp.sin(f(x, *p)[0])), range(len(p)))(*p)
+        return [f(x, *p)[0], *grads]
+
+    monkeypatch.setenv("JRNN_NATIVE_L2_BYTES", str(1 << 40))
+    without = run()
+    monkeypatch.setenv("JRNN_NATIVE_L2_BYTES", "1")
+    for a, b in zip(run(), without):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_per_example_gradients_under_vmap_equal_a_loop(kind, bidirectional):
     # vmap runs the kernels once per example (a loop in XLA), the in-place backward

@@ -11,7 +11,9 @@ AVX-512 or AVX2 and FMA, ``JRNN_NATIVE`` is not ``0``) and :func:`unavailable_re
 not; the layers then run their XLA scan, which computes the same function.
 ``JRNN_NATIVE_THREADS`` caps the threads a kernel uses (default: XLA's intra-op pool);
 ``JRNN_NATIVE_HUGEPAGES=0`` stops the forward kernels advising huge pages for the buffers
-they save for training (below).
+they save for training (below); ``JRNN_NATIVE_L2_BYTES`` overrides the per-core L2 size
+the float32 tiles compare a step's weights with to decide whether to prefetch the next
+weight panel (default: the C library's figure; results are bit-identical either way).
 
 :func:`lstm`, :func:`gru` and :func:`simple_rnn` run a whole sequence: the input and
 recurrent products of a step are one register-tiled GEMM with the gate maths applied in

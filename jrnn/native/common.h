@@ -27,6 +27,7 @@
 
 #if defined(__linux__)
 #include <sys/mman.h>  // madvise: transparent huge pages (Linux only)
+#include <unistd.h>    // sysconf: the L2 cache's size
 #endif
 
 #include "xla/ffi/api/ffi.h"
@@ -463,10 +464,19 @@ struct HSeq {
 // contiguous (ldk 16, ldq 16 K); with rows of 16 NQ floats (AVX-512's layout: one row per
 // k), each AVX2 K loop read 64 bytes of every 256, used a quarter of the L1 sets, and the
 // GEMM-bound forwards ran 5-12% slower.
+//
+// A panel may also name cache lines that the tile reading it prefetches into L2 as it goes
+// (`ahead`: PanelAhead), a share of the weights the next tile of its thread reads: line i
+// at k = 4 i, for k < stop.
+struct L2Lines {
+  const char* lines = nullptr;
+  int64_t stop = 0;
+};
 template <typename S>
 struct Panel {
   const S* w;
   int64_t ldk, ldq;
+  L2Lines ahead = {};
   Panel From(int64_t k0) const { return {w + k0 * ldk, ldk, ldq}; }  // rows k0, k0 + 1, ..
 };
 // Panel p of a packed weight (panels of NQ blocks over K rows each).
@@ -478,6 +488,41 @@ JRNN_TARGET inline Panel<S> PackedPanel(const S* packed, int64_t p, int64_t K) {
 #endif
   return {w, 16 * NQ, 16};
 }
+// Which share of the next panel's weights a row block fetches (Recur): block j of the n
+// that run on one panel in a row, n = 0 for none.
+struct PanelShare {
+  int64_t j = 0, n = 0;
+};
+
+// Panel p of a packed float32 weight, which also prefetches into L2 share j of n of panel
+// p + 1 (of panel 0 after the last, where the next step starts). A thread runs every row
+// block of its chunk on one panel before the next (Recur), so the next panel is what it
+// reads next; where its panels are more than L2 holds (the LSTM's W and R at 256 inputs
+// and 512 units are 6 MiB, L2 2 MiB a core on the Intel benchmark machine), that panel
+// would otherwise come from L3 on demand at the first row block. The n row blocks each
+// fetch their n-th while their own K loop runs. At the throughput shape (256, 50, 256,
+// 512) this and one chunk per thread (Recur) took the LSTM forward from 138-141 to
+// 131-133 ms and the GRU's from 106-108 to 99-100 (fastest of 9 calls; 3 processes each,
+// alternating). AVX-512 tiles of three or more rows only
+// (the others leave `ahead` unread); bfloat16 panels stay as PackedPanel gives them.
+template <int NQ>
+JRNN_TARGET inline Panel<float> PanelAhead(const float* packed, int64_t p, int64_t panels,
+                                           int64_t K, PanelShare share) {
+  Panel<float> w = PackedPanel<NQ>(packed, p, K);
+  if (share.n > 0) {
+    const float* next = PackedPanel<NQ>(packed, (p + 1) % panels, K).w;
+    const int64_t lines = K * NQ;  // K rows of 16 NQ floats: NQ lines each
+    const int64_t lo = lines * share.j / share.n, hi = lines * (share.j + 1) / share.n;
+    // One line every 4 k: a share beyond K / 4 lines (few row blocks) is fetched in part.
+    w.ahead = {reinterpret_cast<const char*>(next) + 64 * lo, 4 * (hi - lo)};
+  }
+  return w;
+}
+template <int NQ>
+inline Panel<bf16> PanelAhead(const bf16* packed, int64_t p, int64_t, int64_t K, PanelShare) {
+  return PackedPanel<NQ>(packed, p, K);
+}
+
 // A panel packed with rows of 16 NQ floats whatever the build (conv_lstm.cc's dz panels).
 template <int NQ>
 inline Panel<float> RowPanel(const float* w) {
@@ -576,16 +621,32 @@ template <int MR, int Q0, int NQ>
 JRNN_TARGET inline void AccumulateRows(Vec (&acc)[MR][4], const float* const (&a)[MR],
                                        const Panel<float>& w, int64_t K) {
   static_assert(Q0 + NQ <= 4, "four accumulators per row");
-  const float* wk = w.w;
-  for (int64_t k = 0; k < K; ++k, wk += w.ldk) {
+  // Every float32 panel of this build has rows of 16 NQ floats (PackedPanel, RowPanel:
+  // w.ldk = 16 NQ, w.ldq = 16). With the strides as constants the loop's weight addresses
+  // are immediates, which leaves registers for the rows' pointers (read from w, with a
+  // prefetch of PanelAhead's lines in the loop, GCC kept two of them on the stack). The
+  // prefetching K loop is a loop of its own, 4 k per pass: a test in the one loop cost
+  // the GRU (64, 100, 128, 256) forward 4%, with no lines to fetch.
+  constexpr int64_t ldk = 16 * NQ, ldq = 16;
+  auto row_k = [&](int64_t k) JRNN_TARGET {
+    const float* wk = w.w + k * ldk;
     Vec wq[NQ];
-    for (int q = 0; q < NQ; ++q) wq[q] = LoadU(wk + q * w.ldq);
-    if constexpr (MR >= 3) PrefetchRow<NQ>(wk + kPrefetchRows * w.ldk, w.ldq);
+    for (int q = 0; q < NQ; ++q) wq[q] = LoadU(wk + q * ldq);
+    if constexpr (MR >= 3) PrefetchRow<NQ>(wk + kPrefetchRows * ldk, ldq);
     for (int r = 0; r < MR; ++r) {
       const Vec v = Set1(a[r][k]);
       for (int q = 0; q < NQ; ++q) acc[r][Q0 + q] = Fmadd(v, wq[q], acc[r][Q0 + q]);
     }
+  };
+  int64_t k = 0;
+  if constexpr (MR >= 3) {  // PanelAhead's lines, one every 4 k, in a loop of their own
+    const int64_t stop = std::min(K, w.ahead.stop) & ~int64_t{3};
+    for (; k < stop; k += 4) {
+      _mm_prefetch(w.ahead.lines + 16 * k, _MM_HINT_T1);
+      row_k(k), row_k(k + 1), row_k(k + 2), row_k(k + 3);
+    }
   }
+  for (; k < K; ++k) row_k(k);
 }
 #endif
 
@@ -1000,13 +1061,13 @@ JRNN_TARGET inline void DhInit(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims
 // and rtpack (the bfloat16 kernels' backward pass; the carry and acc stay float32).
 template <int MR, typename S>
 JRNN_TARGET void IncomingDh(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d,
-                            int64_t G, int64_t t, int64_t b0, int64_t p, const S* dy,
-                            const float* carry, const S* g, const S* rtpack,
+                            int64_t G, int64_t t, int64_t b0, int64_t p, PanelShare share,
+                            const S* dy, const float* carry, const S* g, const S* rtpack,
                             const S* g2 = nullptr, int64_t G2 = 0) {
   const int64_t T = d.T;
   DhInit<MR, S>(acc, m, d, t, b0, p, dy, carry);
   if (t < T - 1) {
-    const Panel<S> panel = PackedPanel<4>(rtpack, p, G + G2);
+    const Panel<S> panel = PanelAhead<4>(rtpack, p, (d.H + 63) / 64, G + G2, share);
     AccumulateApart<MR, 0, 4>(acc, g + d.Row(b0, t + 1) * G, T * G, panel, G);
     // Rows G.. of a bfloat16 panel start at pair G/2: G is even wherever g2 is given.
     if (g2 != nullptr) {
@@ -1180,8 +1241,8 @@ inline int64_t PoolThreads(ffi::ThreadPool& pool) {
   return std::max<int64_t>(1, threads);
 }
 
-// Runs tile(rows, d, s, b0, p) for every direction d < D (independent recurrences of one
-// call: a bidirectional layer's two), step s (first to last, or last to first when
+// Runs tile(rows, d, s, b0, p, share) for every direction d < D (independent recurrences
+// of one call: a bidirectional layer's two), step s (first to last, or last to first when
 // `reverse`), row block b0 (rows b0 .. b0 + rows - 1) and unit panel p < panels; each
 // step's tiles of a direction run after its tiles of the step before. It runs on the
 // calling thread and helpers scheduled on XLA's intra-op thread pool (so no thread outside
@@ -1189,7 +1250,9 @@ inline int64_t PoolThreads(ffi::ThreadPool& pool) {
 // tiles (kMaxRows), rows is a std::integral_constant (tiles are templates instantiated per
 // row count) and a chunk's rows split into balanced blocks; for AMX tiles (kAmxRows) rows
 // is an int and blocks are full but for the batch's last. Every chunk of work holds a
-// Session (AmxSession: the thread's tile configuration) while it runs.
+// Session (AmxSession: the thread's tile configuration) while it runs. A thread runs a
+// step's row blocks of its chunk on one panel, then on the next: `share` (PanelShare)
+// tells a tile which share of the next panel's weights to prefetch (PanelAhead).
 // Work is cut into chunks claimed from one counter (ParallelChunks), two ways:
 //   * by batch rows, when there are enough: rows never interact, so each chunk runs all
 //     T steps of one direction for its rows with no synchronisation at all, and threads
@@ -1200,6 +1263,22 @@ inline int64_t PoolThreads(ffi::ThreadPool& pool) {
 struct NoSession {
   static void StepDone() {}
 };
+
+// One core's L2 cache in bytes: JRNN_NATIVE_L2_BYTES where set (read at every call; the
+// tests set it small to run the prefetching tiles at small shapes), else the C library's
+// figure, else 1 MiB.
+inline int64_t L2Bytes() {
+  if (const char* env = std::getenv("JRNN_NATIVE_L2_BYTES")) return std::atoll(env);
+  static const int64_t detected = [] {
+    long b = -1;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    b = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return b > 0 ? static_cast<int64_t>(b) : int64_t{1} << 20;
+  }();
+  return detected;
+}
+
 template <int kRows = kMaxRows, typename Session = NoSession, typename TileFn>
 void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panels,
            int64_t fmas_per_step, bool reverse, const TileFn& tile) {
@@ -1211,32 +1290,43 @@ void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panel
   // Per-step hand-offs between cores cost ~1 us: below ~64k FMAs per step one thread wins.
   if (!by_rows && D * fmas_per_step < (1 << 16)) threads = 1;
   threads = std::max<int64_t>(1, std::min(threads, items));
-  // By rows: about two chunks per thread, and a multiple of the thread count in all where
-  // the row blocks allow it (3 chunks on 2 threads leave one idle for a third of the call).
-  int64_t per_direction = std::min(row_blocks, std::max<int64_t>(1, 2 * threads / D));
+  // By rows: one chunk per thread but at least two per direction, and a multiple of the
+  // thread count in all where the row blocks allow it (3 chunks on 2 threads leave one
+  // idle for a third of the call). Every chunk reads all of a step's weights, so fewer
+  // chunks read them fewer times from L3 where they are more than L2 holds, but a chunk's
+  // rows must stay in L2 for every panel: at the throughput shape (256, 50, 256, 512) on
+  // 2 threads, the LSTM forward took 2-5% longer in 4 chunks than in 2, and the
+  // Bidirectional LSTM's 3% longer in 2 chunks (256 rows each) than in 4.
+  int64_t per_direction = std::min(row_blocks, std::max<int64_t>(2, threads / D));
   while ((D * per_direction) % threads != 0 && D * (per_direction - 1) >= threads) {
     --per_direction;
   }
   const int64_t chunks = by_rows ? D * per_direction
                                  : (threads == 1 ? 1 : std::min<int64_t>(items, 4 * threads));
   const int64_t total = by_rows ? chunks : T * chunks;
+  // Each weight feeds one FMA per row and step, so a step reads fmas_per_step / B weights.
+  // Tiles prefetch the next panel (PanelAhead) where those take more than half of L2 (the
+  // rest holds the chunk's rows): the SimpleRNN (256, 50, 256, 512) forward, 1.5 MiB of
+  // weights, ran 3% faster with it; where the weights stay in L2 it finds its lines there
+  // and gains nothing (forced on, the (64, 100, 128, 256) SimpleRNN forward: level).
+  const bool ahead = fmas_per_step / B * int64_t{sizeof(float)} > L2Bytes() / 2;
 
-  auto call = [&tile](int64_t rows, int64_t d, int64_t s, int64_t b0, int64_t p) {
+  auto call = [&tile](int64_t rows, int64_t d, int64_t s, int64_t b0, int64_t p, PanelShare share) {
     if constexpr (kBalanced) {
-      ByRows(static_cast<int>(rows), [&](auto mr) { tile(mr, d, s, b0, p); });
+      ByRows(static_cast<int>(rows), [&](auto mr) { tile(mr, d, s, b0, p, share); });
     } else {
-      tile(static_cast<int>(rows), d, s, b0, p);
+      tile(static_cast<int>(rows), d, s, b0, p, share);
     }
   };
   // Rows [lo, hi) in blocks of at most kRows, every panel, step s. Panel-outer: one weight
   // panel stays in L2 while every row block of the chunk uses it.
-  auto rows_step = [&call, panels](int64_t d, int64_t s, int64_t lo, int64_t hi) {
+  auto rows_step = [&call, panels, ahead](int64_t d, int64_t s, int64_t lo, int64_t hi) {
     const int64_t n = hi - lo, blocks = (n + kRows - 1) / kRows;
     for (int64_t p = 0; p < panels; ++p) {
       for (int64_t j = 0; j < blocks; ++j) {
         const int64_t b0 = kBalanced ? lo + n * j / blocks : lo + kRows * j;
         const int64_t b1 = kBalanced ? lo + n * (j + 1) / blocks : std::min(hi, b0 + kRows);
-        call(b1 - b0, d, s, b0, p);
+        call(b1 - b0, d, s, b0, p, ahead ? PanelShare{j, blocks} : PanelShare{});
       }
     }
   };
@@ -1261,29 +1351,34 @@ void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panel
       for (int64_t it = items * c / chunks, hi = items * (c + 1) / chunks; it < hi; ++it) {
         const int64_t d = it / (row_blocks * panels), k = it % (row_blocks * panels);
         const int64_t p = k / row_blocks, b0 = (k % row_blocks) * kRows;
-        call(std::min<int64_t>(kRows, B - b0), d, s, b0, p);
+        call(std::min<int64_t>(kRows, B - b0), d, s, b0, p,
+             ahead ? PanelShare{b0 / kRows, row_blocks} : PanelShare{});
       }
       Session::StepDone();
     }
   });
 }
 
-// A forward call's directions: tile(rows, a[k], s, b0, p) for each direction k's
+// A forward call's directions: tile(rows, a[k], s, b0, p, share) for each direction k's
 // arguments a[k] (all of the same sizes, their Dims in member d).
 template <int kRows = kMaxRows, typename Session = NoSession, typename Args, typename TileFn>
 void RecurDirections(ffi::ThreadPool& pool, const std::vector<Args>& a, int64_t panels,
                      int64_t fmas_per_step, const TileFn& tile) {
   const Dims& d = a[0].d;
   Recur<kRows, Session>(pool, static_cast<int64_t>(a.size()), d.B, d.T, panels, fmas_per_step, false,
-        [&](auto mr, int64_t k, int64_t s, int64_t b0, int64_t p) { tile(mr, a[k], s, b0, p); });
+        [&](auto mr, int64_t k, int64_t s, int64_t b0, int64_t p, PanelShare share) {
+          tile(mr, a[k], s, b0, p, share);
+        });
 }
 
-// One recurrence: tile(rows, s, b0, p).
+// One recurrence: tile(rows, s, b0, p, share).
 template <int kRows = kMaxRows, typename Session = NoSession, typename TileFn>
 void Recur(ffi::ThreadPool& pool, int64_t B, int64_t T, int64_t panels, int64_t fmas_per_step,
            bool reverse, const TileFn& tile) {
   Recur<kRows, Session>(pool, 1, B, T, panels, fmas_per_step, reverse,
-        [&](auto mr, int64_t, int64_t s, int64_t b0, int64_t p) { tile(mr, s, b0, p); });
+        [&](auto mr, int64_t, int64_t s, int64_t b0, int64_t p, PanelShare share) {
+          tile(mr, s, b0, p, share);
+        });
 }
 
 }  // namespace JRNN_ISA

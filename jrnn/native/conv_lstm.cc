@@ -131,7 +131,7 @@ void OverFrames(ffi::ThreadPool& pool, const ConvDims& d, int64_t unit_panels, i
                 bool reverse, const TileFn& tile) {
   const int64_t blocks = (d.P + kMaxRows - 1) / kMaxRows;
   Recur(pool, d.B, d.T, blocks * unit_panels, fmas, reverse,
-        [&](auto frames, int64_t t, int64_t b0, int64_t item) {
+        [&](auto frames, int64_t t, int64_t b0, int64_t item, PanelShare) {
           const int64_t u = item / blocks, p0 = (item % blocks) * kMaxRows;
           for (int64_t b = b0; b < b0 + frames(); ++b) {
             ByRows(static_cast<int>(std::min<int64_t>(kMaxRows, d.P - p0)),

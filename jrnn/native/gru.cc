@@ -106,15 +106,18 @@ JRNN_TARGET inline void GruFwdRows(const GruFwdArgs<S>& a, int64_t t, int64_t b0
 }
 
 template <int MR, typename S>
-JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                            PanelShare share) {
   const int64_t T = a.d.T, H = a.d.H, F = a.F;
   Vec init[4], acc[MR][4];
   GruInit(a, p, init);
   SetRows(acc, init);
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<3>(a.wpack, p, F), F);
-  Accumulate<MR, 1, 3>(acc, hprev, ldh, PackedPanel<3>(a.rpack, p, H), H);
+  const int64_t panels = (H + 15) / 16;
+  Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F,
+                       PanelAhead<3>(a.wpack, p, panels, F, share), F);
+  Accumulate<MR, 1, 3>(acc, hprev, ldh, PanelAhead<3>(a.rpack, p, panels, H, share), H);
   GruFwdRows<MR>(a, t, b0, p, acc, hprev, ldh);
 }
 
@@ -142,7 +145,7 @@ void GruForward(ffi::ThreadPool& pool, const std::vector<GruFwdArgs<S>>& a) {
     if (AmxEnabled()) {
       RecurDirections<kAmxRows, AmxSession>(
           pool, a, panels, fmas,
-          [](int m, const GruFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+          [](int m, const GruFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p, PanelShare) {
             AmxGruFwdTile(k, t, b0, m, p);
           });
       return;
@@ -150,9 +153,8 @@ void GruForward(ffi::ThreadPool& pool, const std::vector<GruFwdArgs<S>>& a) {
   }
 #endif
   RecurDirections(pool, a, panels, fmas,
-                  [](auto mr, const GruFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
-                    GruFwdTile<mr(), S>(k, t, b0, p);
-                  });
+                  [](auto mr, const GruFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p,
+                     PanelShare share) { GruFwdTile<mr(), S>(k, t, b0, p, share); });
 }
 
 template <typename S>
@@ -213,12 +215,13 @@ JRNN_TARGET inline void GruBwdRows(const GruBwdArgs<S>& a, int64_t t, int64_t b0
 
 // dh_t = dy_t + (t = T-1 ? dh_T : dh_{t+1} z_{t+1} carried in dh0) + gh_{t+1} Rᵀ
 template <int MR, typename S>
-JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+JRNN_TARGET void GruBwdTile(const GruBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                            PanelShare share) {
   const int64_t T = a.d.T, H = a.d.H;
   Mask m[4];
   UnitMasks(H, p, m);
   Vec acc[MR][4];
-  IncomingDh<MR, S>(acc, m, a.d, 2 * H, t, b0, p, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gzr,
+  IncomingDh<MR, S>(acc, m, a.d, 2 * H, t, b0, p, share, a.dy, t == T - 1 ? a.dhT : a.dh0, a.gzr,
                     a.rtpack, a.gah, H);
   StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
   GruBwdRows<MR>(a, t, b0, p, m, acc);
@@ -250,7 +253,7 @@ void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs<S>& a) {
   if constexpr (!kIsF32<S>) {
     if (AmxEnabled()) {
       Recur<kAmxRows, AmxSession>(pool, a.d.B, a.d.T, panels, fmas, true,
-                                  [&](int rows, int64_t t, int64_t b0, int64_t p) {
+                                  [&](int rows, int64_t t, int64_t b0, int64_t p, PanelShare) {
                                     AmxGruBwdTile(a, t, b0, rows, p);
                                   });
       return;
@@ -258,7 +261,9 @@ void GruBackward(ffi::ThreadPool& pool, const GruBwdArgs<S>& a) {
   }
 #endif
   Recur(pool, a.d.B, a.d.T, panels, fmas, true,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { GruBwdTile<mr(), S>(a, t, b0, p); });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p, PanelShare share) {
+          GruBwdTile<mr(), S>(a, t, b0, p, share);
+        });
 }
 
 }  // namespace

@@ -79,14 +79,14 @@ struct FwdArgs {
 // step's pre-activations (FwdTile), or of every step's at once (ProjectTile).
 template <int MR, typename S>
 JRNN_TARGET inline void InputProduct(Vec (&acc)[MR][4], const FwdArgs<S>& a, const S* rows,
-                                     int64_t lda, int64_t p) {
+                                     int64_t lda, int64_t p, PanelShare share = {}) {
   const int64_t H = a.d.H, u0 = 16 * p;
   const Mask m = TailMask(static_cast<int>(H - u0));
   for (int q = 0; q < 4; ++q) {
     const Vec bq = Load(m, a.bias + q * H + u0);
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
-  Accumulate<MR, 0, 4>(acc, rows, lda, PackedPanel<4>(a.wpack, p, a.F), a.F);
+  Accumulate<MR, 0, 4>(acc, rows, lda, PanelAhead<4>(a.wpack, p, (H + 15) / 16, a.F, share), a.F);
 }
 
 // Rows i0 .. i0 + MR - 1 of x (B T, F) through panel p: b + x W, into xw (rows ld apart) in
@@ -131,7 +131,8 @@ JRNN_TARGET inline void FwdRows(const FwdArgs<S>& a, int64_t t, int64_t b0, int6
 }
 
 template <int MR, typename S>
-JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                         PanelShare share) {
   const int64_t T = a.d.T, H = a.d.H, F = a.F;
   Vec acc[MR][4];
   // z = x_t W + b + h_{t-1} R, both products on the packed panel p (x_t W + b precomputed
@@ -142,11 +143,11 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) 
       for (int q = 0; q < 4; ++q) acc[r][q] = LoadU(a.xw + a.d.Row(b0 + r, t) * ld + 64 * p + 16 * q);
     }
   } else {
-    InputProduct<MR>(acc, a, a.x + a.d.Row(b0, t) * F, T * F, p);
+    InputProduct<MR>(acc, a, a.x + a.d.Row(b0, t) * F, T * F, p, share);
   }
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, PackedPanel<4>(a.rpack, p, H), H);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, PanelAhead<4>(a.rpack, p, (H + 15) / 16, H, share), H);
   FwdRows<MR>(a, t, b0, p, acc, hprev, ldh);
 }
 
@@ -218,7 +219,8 @@ void Forward(ffi::ThreadPool& pool, std::vector<FwdArgs<S>>& a) {
   if constexpr (!kIsF32<S>) {
     if (AmxEnabled()) {
       RecurDirections<kAmxRows, AmxSession>(
-          pool, a, panels, fmas, [](int m, const FwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+          pool, a, panels, fmas,
+          [](int m, const FwdArgs<S>& k, int64_t t, int64_t b0, int64_t p, PanelShare) {
             AmxFwdTile(k, t, b0, m, p);
           });
       return;
@@ -226,9 +228,8 @@ void Forward(ffi::ThreadPool& pool, std::vector<FwdArgs<S>>& a) {
   }
 #endif
   RecurDirections(pool, a, panels, fmas,
-                  [](auto mr, const FwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
-                    FwdTile<mr(), S>(k, t, b0, p);
-                  });
+                  [](auto mr, const FwdArgs<S>& k, int64_t t, int64_t b0, int64_t p,
+                     PanelShare share) { FwdTile<mr(), S>(k, t, b0, p, share); });
 }
 
 // ------------------------------------------------------------------ backward
@@ -287,11 +288,12 @@ JRNN_TARGET inline void BwdRows(const BwdArgs<S>& a, int64_t t, int64_t b0, int6
 }
 
 template <int MR, typename S>
-JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+JRNN_TARGET void BwdTile(const BwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                         PanelShare share) {
   Mask m[4];
   UnitMasks(a.d.H, p, m);
   Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR, S>(acc, m, a.d, 4 * a.d.H, t, b0, p, a.dy, Carry(a, t), a.dz, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, 4 * a.d.H, t, b0, p, share, a.dy, Carry(a, t), a.dz, a.rtpack);
   StorePrevH<MR, S>(a.d, t, b0, p, a.y, a.h0, a.hprev);
   BwdRows<MR>(a, t, b0, p, m, acc);
 }
@@ -319,7 +321,7 @@ void Backward(ffi::ThreadPool& pool, const BwdArgs<S>& a) {
   if constexpr (!kIsF32<S>) {
     if (AmxEnabled()) {
       Recur<kAmxRows, AmxSession>(pool, a.d.B, a.d.T, panels, fmas, true,
-                                  [&](int rows, int64_t t, int64_t b0, int64_t p) {
+                                  [&](int rows, int64_t t, int64_t b0, int64_t p, PanelShare) {
                                     AmxBwdTile(a, t, b0, rows, p);
                                   });
       return;
@@ -327,7 +329,9 @@ void Backward(ffi::ThreadPool& pool, const BwdArgs<S>& a) {
   }
 #endif
   Recur(pool, a.d.B, a.d.T, panels, fmas, true,
-        [&](auto mr, int64_t t, int64_t b0, int64_t p) { BwdTile<mr(), S>(a, t, b0, p); });
+        [&](auto mr, int64_t t, int64_t b0, int64_t p, PanelShare share) {
+          BwdTile<mr(), S>(a, t, b0, p, share);
+        });
 }
 
 }  // namespace

@@ -77,7 +77,8 @@ JRNN_TARGET inline void SimpleFwdRows(const SimpleFwdArgs<S>& a, int64_t t, int6
 }
 
 template <int MR, typename S>
-JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                               PanelShare share) {
   const int64_t T = a.d.T, H = a.d.H, F = a.F;
   Mask m[4];
   Vec init[4], acc[MR][4];
@@ -85,8 +86,10 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
   SetRows(acc, init);
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F, PackedPanel<4>(a.wpack, p, F), F);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, PackedPanel<4>(a.rpack, p, H), H);
+  const int64_t panels = (H + 63) / 64;
+  Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F,
+                       PanelAhead<4>(a.wpack, p, panels, F, share), F);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, PanelAhead<4>(a.rpack, p, panels, H, share), H);
   SimpleFwdRows<MR>(a, t, b0, p, m, acc, hprev, ldh);
 }
 
@@ -146,11 +149,12 @@ JRNN_TARGET inline void SimpleBwdRows(const SimpleBwdArgs<S>& a, int64_t t, int6
 }
 
 template <int MR, typename S>
-JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p) {
+JRNN_TARGET void SimpleBwdTile(const SimpleBwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
+                               PanelShare share) {
   Mask m[4];
   UnitMasks(a.d.H, p, m);
   Vec acc[MR][4];  // dh_t = dy_t (+ dh_T at the last step) + dz_{t+1} Rᵀ
-  IncomingDh<MR, S>(acc, m, a.d, a.d.H, t, b0, p, a.dy, SimpleCarry(a, t), a.dz, a.rtpack);
+  IncomingDh<MR, S>(acc, m, a.d, a.d.H, t, b0, p, share, a.dy, SimpleCarry(a, t), a.dz, a.rtpack);
   SimpleBwdRows<MR>(a, t, b0, p, m, acc);
 }
 
@@ -233,7 +237,7 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
       if (AmxEnabled()) {
         RecurDirections<kAmxRows, AmxSession>(
             pool, a, (H + 63) / 64, B * (F + H) * H,
-            [](int m, const SimpleFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
+            [](int m, const SimpleFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p, PanelShare) {
               AmxSimpleFwdTile(k, t, b0, m, p);
             });
         return ffi::Error::Success();
@@ -241,9 +245,8 @@ ffi::Error SimpleFwdImpl(ffi::AnyBuffer x, ffi::AnyBuffer wpack, ffi::AnyBuffer 
     }
 #endif
     RecurDirections(pool, a, (H + 63) / 64, B * (F + H) * H,
-                    [](auto mr, const SimpleFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p) {
-                      SimpleFwdTile<mr(), S>(k, t, b0, p);
-                    });
+                    [](auto mr, const SimpleFwdArgs<S>& k, int64_t t, int64_t b0, int64_t p,
+                       PanelShare share) { SimpleFwdTile<mr(), S>(k, t, b0, p, share); });
     return ffi::Error::Success();
   });
 #else
@@ -295,7 +298,7 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
     if constexpr (!kIsF32<S>) {
       if (AmxEnabled()) {
         Recur<kAmxRows, AmxSession>(pool, B, T, (H + 63) / 64, B * H * H, true,
-                                    [&](int rows, int64_t t, int64_t b0, int64_t p) {
+                                    [&](int rows, int64_t t, int64_t b0, int64_t p, PanelShare) {
                                       AmxSimpleBwdTile(a, t, b0, rows, p);
                                     });
         return ffi::Error::Success();
@@ -303,7 +306,9 @@ ffi::Error SimpleBwdImpl(ffi::AnyBuffer rtpack, ffi::AnyBuffer y, ffi::AnyBuffer
     }
 #endif
     Recur(pool, B, T, (H + 63) / 64, B * H * H, true,
-          [&](auto mr, int64_t t, int64_t b0, int64_t p) { SimpleBwdTile<mr(), S>(a, t, b0, p); });
+          [&](auto mr, int64_t t, int64_t b0, int64_t p, PanelShare share) {
+            SimpleBwdTile<mr(), S>(a, t, b0, p, share);
+          });
     return ffi::Error::Success();
   });
 #else
