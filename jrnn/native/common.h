@@ -1065,14 +1065,22 @@ JRNN_TARGET void IncomingDh(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d
                             const S* dy, const float* carry, const S* g, const S* rtpack,
                             const S* g2 = nullptr, int64_t G2 = 0) {
   const int64_t T = d.T;
-  DhInit<MR, S>(acc, m, d, t, b0, p, dy, carry);
+  // The sums in a local array, copied to acc at the end: where this function was not
+  // inlined (into the GRU's backward tile), GCC stored every sum to the caller's acc at
+  // every k of the K loop (the loads through g might read it), and the float32 GRU
+  // training step ran 15% slower (throughput shape; 2026-12-06 until this fix).
+  Vec sums[MR][4];
+  DhInit<MR, S>(sums, m, d, t, b0, p, dy, carry);
   if (t < T - 1) {
     const Panel<S> panel = PanelAhead<4>(rtpack, p, (d.H + 63) / 64, G + G2, share);
-    AccumulateApart<MR, 0, 4>(acc, g + d.Row(b0, t + 1) * G, T * G, panel, G);
+    AccumulateApart<MR, 0, 4>(sums, g + d.Row(b0, t + 1) * G, T * G, panel, G);
     // Rows G.. of a bfloat16 panel start at pair G/2: G is even wherever g2 is given.
     if (g2 != nullptr) {
-      AccumulateApart<MR, 0, 4>(acc, g2 + d.Row(b0, t + 1) * G2, T * G2, panel.From(G), G2);
+      AccumulateApart<MR, 0, 4>(sums, g2 + d.Row(b0, t + 1) * G2, T * G2, panel.From(G), G2);
     }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < 4; ++q) acc[r][q] = sums[r][q];
   }
 }
 
