@@ -489,13 +489,14 @@ JRNN_TARGET inline Panel<S> PackedPanel(const S* packed, int64_t p, int64_t K) {
   return {w, 16 * NQ, 16};
 }
 // Which share of the next panel's weights a row block fetches (Recur): block j of the n
-// that run on one panel in a row, n = 0 for none.
+// that run on one panel in a row, n = 0 for none; `next` is the panel its thread reads
+// after this one (panel 0 after the last, where the next step starts).
 struct PanelShare {
-  int64_t j = 0, n = 0;
+  int64_t j = 0, n = 0, next = 0;
 };
 
 // Panel p of a packed float32 weight, which also prefetches into L2 share j of n of panel
-// p + 1 (of panel 0 after the last, where the next step starts). A thread runs every row
+// share.next. A thread runs every row
 // block of its chunk on one panel before the next (Recur), so the next panel is what it
 // reads next; where its panels are more than L2 holds (the LSTM's W and R at 256 inputs
 // and 512 units are 6 MiB, L2 2 MiB a core on the Intel benchmark machine), that panel
@@ -503,14 +504,14 @@ struct PanelShare {
 // fetch their n-th while their own K loop runs. At the throughput shape (256, 50, 256,
 // 512) this and one chunk per thread (Recur) took the LSTM forward from 138-141 to
 // 131-133 ms and the GRU's from 106-108 to 99-100 (fastest of 9 calls; 3 processes each,
-// alternating). AVX-512 tiles of three or more rows only
-// (the others leave `ahead` unread); bfloat16 panels stay as PackedPanel gives them.
+// alternating). AVX-512 tiles of three or more rows only (the others leave `ahead`
+// unread); bfloat16 panels stay as PackedPanel gives them.
 template <int NQ>
-JRNN_TARGET inline Panel<float> PanelAhead(const float* packed, int64_t p, int64_t panels,
-                                           int64_t K, PanelShare share) {
+JRNN_TARGET inline Panel<float> PanelAhead(const float* packed, int64_t p, int64_t K,
+                                           PanelShare share) {
   Panel<float> w = PackedPanel<NQ>(packed, p, K);
   if (share.n > 0) {
-    const float* next = PackedPanel<NQ>(packed, (p + 1) % panels, K).w;
+    const float* next = PackedPanel<NQ>(packed, share.next, K).w;
     const int64_t lines = K * NQ;  // K rows of 16 NQ floats: NQ lines each
     const int64_t lo = lines * share.j / share.n, hi = lines * (share.j + 1) / share.n;
     // One line every 4 k: a share beyond K / 4 lines (few row blocks) is fetched in part.
@@ -519,7 +520,7 @@ JRNN_TARGET inline Panel<float> PanelAhead(const float* packed, int64_t p, int64
   return w;
 }
 template <int NQ>
-inline Panel<bf16> PanelAhead(const bf16* packed, int64_t p, int64_t, int64_t K, PanelShare) {
+inline Panel<bf16> PanelAhead(const bf16* packed, int64_t p, int64_t K, PanelShare) {
   return PackedPanel<NQ>(packed, p, K);
 }
 
@@ -1072,7 +1073,7 @@ JRNN_TARGET void IncomingDh(Vec (&acc)[MR][4], const Mask (&m)[4], const Dims& d
   Vec sums[MR][4];
   DhInit<MR, S>(sums, m, d, t, b0, p, dy, carry);
   if (t < T - 1) {
-    const Panel<S> panel = PanelAhead<4>(rtpack, p, (d.H + 63) / 64, G + G2, share);
+    const Panel<S> panel = PanelAhead<4>(rtpack, p, G + G2, share);
     AccumulateApart<MR, 0, 4>(sums, g + d.Row(b0, t + 1) * G, T * G, panel, G);
     // Rows G.. of a bfloat16 panel start at pair G/2: G is even wherever g2 is given.
     if (g2 != nullptr) {
@@ -1334,7 +1335,8 @@ void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panel
       for (int64_t j = 0; j < blocks; ++j) {
         const int64_t b0 = kBalanced ? lo + n * j / blocks : lo + kRows * j;
         const int64_t b1 = kBalanced ? lo + n * (j + 1) / blocks : std::min(hi, b0 + kRows);
-        call(b1 - b0, d, s, b0, p, ahead ? PanelShare{j, blocks} : PanelShare{});
+        call(b1 - b0, d, s, b0, p,
+             ahead ? PanelShare{j, blocks, (p + 1) % panels} : PanelShare{});
       }
     }
   };
@@ -1360,7 +1362,7 @@ void Recur(ffi::ThreadPool& pool, int64_t D, int64_t B, int64_t T, int64_t panel
         const int64_t d = it / (row_blocks * panels), k = it % (row_blocks * panels);
         const int64_t p = k / row_blocks, b0 = (k % row_blocks) * kRows;
         call(std::min<int64_t>(kRows, B - b0), d, s, b0, p,
-             ahead ? PanelShare{b0 / kRows, row_blocks} : PanelShare{});
+             ahead ? PanelShare{b0 / kRows, row_blocks, (p + 1) % panels} : PanelShare{});
       }
       Session::StepDone();
     }

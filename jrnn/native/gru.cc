@@ -114,10 +114,9 @@ JRNN_TARGET void GruFwdTile(const GruFwdArgs<S>& a, int64_t t, int64_t b0, int64
   SetRows(acc, init);
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  const int64_t panels = (H + 15) / 16;
   Accumulate<MR, 0, 3>(acc, a.x + a.d.Row(b0, t) * F, T * F,
-                       PanelAhead<3>(a.wpack, p, panels, F, share), F);
-  Accumulate<MR, 1, 3>(acc, hprev, ldh, PanelAhead<3>(a.rpack, p, panels, H, share), H);
+                       PanelAhead<3>(a.wpack, p, F, share), F);
+  Accumulate<MR, 1, 3>(acc, hprev, ldh, PanelAhead<3>(a.rpack, p, H, share), H);
   GruFwdRows<MR>(a, t, b0, p, acc, hprev, ldh);
 }
 

@@ -86,7 +86,7 @@ JRNN_TARGET inline void InputProduct(Vec (&acc)[MR][4], const FwdArgs<S>& a, con
     const Vec bq = Load(m, a.bias + q * H + u0);
     for (int r = 0; r < MR; ++r) acc[r][q] = bq;
   }
-  Accumulate<MR, 0, 4>(acc, rows, lda, PanelAhead<4>(a.wpack, p, (H + 15) / 16, a.F, share), a.F);
+  Accumulate<MR, 0, 4>(acc, rows, lda, PanelAhead<4>(a.wpack, p, a.F, share), a.F);
 }
 
 // Rows i0 .. i0 + MR - 1 of x (B T, F) through panel p: b + x W, into xw (rows ld apart) in
@@ -147,7 +147,7 @@ JRNN_TARGET void FwdTile(const FwdArgs<S>& a, int64_t t, int64_t b0, int64_t p,
   }
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, PanelAhead<4>(a.rpack, p, (H + 15) / 16, H, share), H);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, PanelAhead<4>(a.rpack, p, H, share), H);
   FwdRows<MR>(a, t, b0, p, acc, hprev, ldh);
 }
 

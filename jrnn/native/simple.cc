@@ -86,10 +86,9 @@ JRNN_TARGET void SimpleFwdTile(const SimpleFwdArgs<S>& a, int64_t t, int64_t b0,
   SetRows(acc, init);
   int64_t ldh;
   const S* hprev = a.h.Prev(t, b0, &ldh);
-  const int64_t panels = (H + 63) / 64;
   Accumulate<MR, 0, 4>(acc, a.x + a.d.Row(b0, t) * F, T * F,
-                       PanelAhead<4>(a.wpack, p, panels, F, share), F);
-  Accumulate<MR, 0, 4>(acc, hprev, ldh, PanelAhead<4>(a.rpack, p, panels, H, share), H);
+                       PanelAhead<4>(a.wpack, p, F, share), F);
+  Accumulate<MR, 0, 4>(acc, hprev, ldh, PanelAhead<4>(a.rpack, p, H, share), H);
   SimpleFwdRows<MR>(a, t, b0, p, m, acc, hprev, ldh);
 }
 
