@@ -71,13 +71,23 @@ template <int MR, int NQ>
 JRNN_TARGET inline void GatherTaps(Vec (&acc)[MR][4], const int32_t* nbr, int64_t K,
                                    int64_t p0, const float* frame, int64_t ld, const float* zeros,
                                    const Panel<float>& w, int64_t Kw) {
+  // The sums in a local array, copied to acc at the end, as IncomingDh's (common.h): GCC
+  // does not inline this function into the tiles, and summing into the caller's acc it
+  // stored every sum at every k of the K loop (tests/test_native_codegen.py).
+  Vec sums[MR][4];
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < NQ; ++q) sums[r][q] = acc[r][q];
+  }
   for (int64_t k = 0; k < K; ++k) {
     const float* rows[MR];
     for (int r = 0; r < MR; ++r) {
       const int32_t n = nbr[(p0 + r) * K + k];
       rows[r] = n >= 0 ? frame + n * ld : zeros;
     }
-    AccumulateRows<MR, 0, NQ>(acc, rows, w.From(k * Kw), Kw);
+    AccumulateRows<MR, 0, NQ>(sums, rows, w.From(k * Kw), Kw);
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int q = 0; q < NQ; ++q) acc[r][q] = sums[r][q];
   }
 }
 
