@@ -67,15 +67,26 @@ def _broadcasts_input(op: str, operands: str) -> bool:
         return False
     if "{1to" in operands:  # an FMA's embedded broadcast
         return True
-    return op.startswith(("vbroadcastss", "vpbroadcastd")) and "(" in operands.split(",")[0]
+    return op.startswith(("vbroadcastss", "vpbroadcastd")) and "(" in _operands(operands)[0]
 
 
 def _stores_vector(op: str, operands: str) -> bool:
     """A vector register written to memory (AT&T syntax: the destination is last)."""
-    if not op.startswith(("vmov", "vextract")):
+    if not op.startswith(("vmov", "vextract", "vmaskmov", "vpmaskmov")):
         return False
-    parts = operands.split(",")
-    return len(parts) >= 2 and "mm" in parts[0] and "(" in parts[-1]
+    parts = _operands(operands)
+    return len(parts) >= 2 and any("mm" in p for p in parts[:-1]) and "(" in parts[-1]
+
+
+def _operands(text: str) -> list[str]:
+    """AT&T operands split at the commas outside an address's parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
 
 
 def _back_target(at: dict[int, int], address: int, op: str, operands: str) -> int | None:
