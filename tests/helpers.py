@@ -1,7 +1,8 @@
 """Shared test helpers: tolerances in one place, random asymmetric weights, Keras twins.
 
 Tolerances (DESIGN.md parity protocol): float32 max abs error 1e-5 for up to 100 steps,
-scaled by sqrt(T/100) beyond; bfloat16/float16 bounds are stated here and nowhere else.
+scaled by sqrt(T/100) beyond; bfloat16/float16 bounds are stated here and nowhere else
+(a few ulps of the 16-bit type at the largest expected magnitude, at least 1).
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ TOLERANCES = {
     "float32": 1e-5,
     "float64": 1e-10,
     # 16-bit policies: jrnn and Keras round at different points (hoisted projection,
-    # fused gates), so the bound is a few ulps of the 16-bit type at |x| ~ 1.
+    # fused gates), so the bound is a few ulps of the 16-bit type at |x| ~ 1, and relative
+    # above it (RELATIVE): an unbounded activation (relu) reaches |x| ~ 8, where one
+    # bfloat16 ulp is 0.0625 (a SimpleRNN's 8.5625 against Keras' 8.5, found by the
+    # property tests at 400 examples).
     "bfloat16": 6e-2,
     "float16": 1e-2,
 }
+RELATIVE = {"bfloat16", "float16"}
 
 
 def tolerance(dtype, time: int = 1) -> float:
@@ -30,7 +35,8 @@ def tolerance(dtype, time: int = 1) -> float:
 
 
 def assert_close(actual, expected, dtype="float32", time: int = 1, what: str = "") -> None:
-    """Max-abs comparison with the tolerance of ``dtype`` (see TOLERANCES)."""
+    """Max-abs comparison with the tolerance of ``dtype`` (see TOLERANCES), scaled by the
+    largest expected magnitude (at least 1) for the 16-bit dtypes."""
     a = np.asarray(jnp.asarray(actual).astype(jnp.float32))
     e = (
         np.asarray(jnp.asarray(expected).astype(jnp.float32))
@@ -40,6 +46,8 @@ def assert_close(actual, expected, dtype="float32", time: int = 1, what: str = "
     assert a.shape == e.shape, f"{what}: shape {a.shape} != expected {e.shape}"
     err = float(np.max(np.abs(a - e))) if a.size else 0.0
     tol = tolerance(dtype, time)
+    if jnp.dtype(dtype).name in RELATIVE and e.size:
+        tol *= max(1.0, float(np.max(np.abs(e))))
     assert err <= tol, f"{what}: max abs error {err:.3g} > {tol:.3g}"
 
 
