@@ -61,6 +61,21 @@ def assert_gradients_close(a, b) -> None:
     assert float(jnp.max(jnp.abs(a - b))) <= 5e-5 * scale
 
 
+_EXAMPLES_SINCE_CLEAR = [0]
+
+
+def bound_jax_caches(every: int = 25) -> None:
+    """Clear JAX's caches every ``every`` calls (one call per property-test example). Every
+    example compiles programs of new shapes and JAX keeps each executable, ~270 memory maps
+    an example in test_property_models: ~240 examples in one process reached the kernel's
+    65,530-map limit, and XLA crashed (a segmentation fault after `LLVM compilation error:
+    Cannot allocate memory`). Clearing at every example cost 35% more time."""
+    _EXAMPLES_SINCE_CLEAR[0] += 1
+    if _EXAMPLES_SINCE_CLEAR[0] >= every:
+        _EXAMPLES_SINCE_CLEAR[0] = 0
+        jax.clear_caches()
+
+
 def jit_call(m, x, **kw):
     """``m(x, **kw)`` under ``nnx.jit``: one compiled program, where an eager call compiles
     each operation on its own (most of a parity test's time). Eager calls stay covered by

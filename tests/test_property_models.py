@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from importers import keras_params, load
-from tests.helpers import assert_close
+from tests.helpers import assert_close, bound_jax_caches
 
 EXAMPLES = int(os.environ.get("JRNN_HYPOTHESIS_EXAMPLES", "20"))
 
@@ -84,6 +84,7 @@ def _keras_layer(kind, units, activation, flags):
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer_case())
 def test_random_ported_models_outputs_and_gradients(case):
+    bound_jax_caches()
     kind, units, activation, flags, bidirectional, merge, stateful, dtype, shape, masked, seed = (
         case
     )

@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import assert_close
+from tests.helpers import assert_close, bound_jax_caches
 from tests.keras_twins import flatten, keras_call, make_pair, random_inputs, random_states
 
 EXAMPLES = int(os.environ.get("JRNN_HYPOTHESIS_EXAMPLES", "20"))
@@ -61,6 +61,7 @@ def case(draw):
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case())
 def test_random_parity_with_keras(args):
+    bound_jax_caches()
     spec, batch, time, features, mask, flags, use_init, seed = args
     layer, klayer = make_pair(spec, features, batch=batch, time=time, seed=seed, **flags)
     x = random_inputs(batch, time, features, seed + 1)
