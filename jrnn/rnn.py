@@ -740,7 +740,7 @@ class RNN(Configurable, nnx.Module):
         rngs: Any = None,
     ) -> Any:
         """Keras-style call; see the class docstring."""
-        if _eager_call(self, inputs, mask, initial_state, constants, rngs):
+        if _eager_call(self, inputs):
             return _EAGER_CALL(
                 self,
                 inputs,
@@ -771,29 +771,26 @@ class RNN(Configurable, nnx.Module):
         return outputs
 
 
-def _eager_call(layer: RNN, inputs: Any, *args: Any) -> bool:
+#: JAX's top-level (eager) trace, as NNX compares traces.
+_TOP_TRACE = jex_core.get_opaque_trace_state(convention="nnx")
+
+
+def _eager_call(layer: RNN, inputs: Any) -> bool:
     """Whether ``layer(inputs, ...)`` runs outside any JAX transformation (at the top-level
-    trace, no tracer among its arguments and the layer's arrays) on array inputs, so that
+    trace, where no argument can be a tracer) on array inputs, so that
     :data:`_EAGER_CALL` may run it as one cached program. An eager ``jax.lax.scan``
     traces its body anew at every call (a fresh closure over the weights) and XLA compiles
     each trace: an eager (2, 4, 3) LSTM call on the scan took ~150 ms, and every call kept
     its executable (13 memory maps and ~2 MB more per call, until the process runs out of
     maps). Stateful layers before their first call and layers with an activity
     regularizer create variables in the call and stay eager."""
-    if not isinstance(inputs, (jax.Array, np.ndarray)) or isinstance(inputs, jax.core.Tracer):
+    if not isinstance(inputs, (jax.Array, np.ndarray)):
         return False
     # Concrete arguments do not make a call eager: jax.grad of a closure calls layers on
     # concrete inputs and weights inside its trace (jrnn.inspect.get_gradients does).
     if jex_core.get_opaque_trace_state(convention="nnx") != _TOP_TRACE:
         return False
-    if (layer.stateful and layer.states is None) or layer.activity_regularizer is not None:
-        return False
-    leaves = jax.tree_util.tree_leaves((args, nnx.state(layer)))
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
-
-
-#: JAX's top-level (eager) trace, as NNX compares traces.
-_TOP_TRACE = jex_core.get_opaque_trace_state(convention="nnx")
+    return not (layer.stateful and layer.states is None) and layer.activity_regularizer is None
 
 
 def _trace_config() -> tuple:
