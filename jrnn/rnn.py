@@ -499,6 +499,22 @@ class RNN(Configurable, nnx.Module):
     ) -> RNNResult:
         """Run the layer and return an :class:`RNNResult` (output, sequence, states and,
         with ``record=True``, the per-step activations of the cell)."""
+        if _eager_call(self, inputs, records_activity=False):
+            return _EAGER_RUN(
+                self,
+                inputs,
+                mask,
+                initial_state,
+                constants,
+                rngs,
+                training=bool(training),
+                record=bool(record),
+                config=_trace_config(),
+            )
+        return self._run(inputs, mask, initial_state, training, constants, rngs, record)
+
+    def _run(self, inputs, mask, initial_state, training, constants, rngs, record) -> RNNResult:
+        """:meth:`run`'s work, traced or not."""
         with jax.named_scope(f"jrnn.{type(self).__name__}"):
             call = self._prepare(inputs, mask, initial_state, training, constants, rngs)
             x, carry, time_mask, in_masks, rec_masks, params = call
@@ -764,7 +780,7 @@ class RNN(Configurable, nnx.Module):
             training=training,
             constants=constants,
             rngs=rngs,
-        )
+        )  # traced here (run's own eager check is False), so subclasses' run checks apply
         outputs = (result.output, *result.states) if self.return_state else result.output
         if self.activity_regularizer is not None:
             record_activity_loss(self, outputs)
@@ -775,22 +791,37 @@ class RNN(Configurable, nnx.Module):
 _TOP_TRACE = jex_core.get_opaque_trace_state(convention="nnx")
 
 
-def _eager_call(layer: RNN, inputs: Any) -> bool:
+def _eager_call(layer: RNN, inputs: Any, *, records_activity: bool = True) -> bool:
     """Whether ``layer(inputs, ...)`` runs outside any JAX transformation (at the top-level
     trace, where no argument can be a tracer) on array inputs, so that
     :data:`_EAGER_CALL` may run it as one cached program. An eager ``jax.lax.scan``
     traces its body anew at every call (a fresh closure over the weights) and XLA compiles
     each trace: an eager (2, 4, 3) LSTM call on the scan took ~150 ms, and every call kept
     its executable (13 memory maps and ~2 MB more per call, until the process runs out of
-    maps). Stateful layers before their first call and layers with an activity
-    regularizer create variables in the call and stay eager."""
+    maps). Stateful layers before their first call and, in ``__call__``
+    (``records_activity``), layers with an activity regularizer create variables in the
+    call and stay eager."""
     if not isinstance(inputs, (jax.Array, np.ndarray)):
         return False
     # Concrete arguments do not make a call eager: jax.grad of a closure calls layers on
     # concrete inputs and weights inside its trace (jrnn.inspect.get_gradients does).
-    if jex_core.get_opaque_trace_state(convention="nnx") != _TOP_TRACE:
+    if not at_top_trace():
         return False
-    return not (layer.stateful and layer.states is None) and layer.activity_regularizer is None
+    return not creates_variables_in_call(layer, records_activity=records_activity)
+
+
+def at_top_trace() -> bool:
+    """Whether code runs at JAX's top-level trace (outside any transformation)."""
+    return jex_core.get_opaque_trace_state(convention="nnx") == _TOP_TRACE
+
+
+def creates_variables_in_call(module: Any, *, records_activity: bool = True) -> bool:
+    """Whether calling ``module`` creates variables: a stateful layer before its first call,
+    or (``records_activity``) a layer with an activity regularizer. Such calls cannot run
+    through a cached ``nnx.jit`` program and stay eager."""
+    if getattr(module, "stateful", False) and getattr(module, "states", ()) is None:
+        return True
+    return records_activity and getattr(module, "activity_regularizer", None) is not None
 
 
 def _trace_config() -> tuple:
@@ -809,10 +840,17 @@ def _traced_call(layer, inputs, mask, initial_state, constants, rngs, *, trainin
     return layer._outputs(inputs, mask, initial_state, training, constants, rngs)
 
 
+def _traced_run(layer, inputs, mask, initial_state, constants, rngs, *, training, record, config):
+    del config  # part of the cache key only
+    return layer._run(inputs, mask, initial_state, training, constants, rngs, record)
+
+
 #: Eager layer calls as one compiled program per layer structure, shapes and flags
 #: (:func:`_eager_call`); the layer's state updates (stateful states, dropout RNG
 #: counters) come back as from any ``nnx.jit``.
 _EAGER_CALL = nnx.jit(_traced_call, static_argnames=("training", "config"))
+#: The same for eager :meth:`RNN.run` calls (``jrnn.inspect.get_activations`` makes them).
+_EAGER_RUN = nnx.jit(_traced_run, static_argnames=("training", "record", "config"))
 
 
 def _keras_masked_outputs(

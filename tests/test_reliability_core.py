@@ -182,13 +182,14 @@ def test_eager_calls_trace_once_and_keep_state_semantics(native, monkeypatch):
     import jrnn.rnn
 
     traces = []
-    run = jrnn.rnn.RNN.run
+    run = jrnn.rnn.RNN._run
 
     def counting_run(self, *args, **kw):
         traces.append(isinstance(args[0], jax.core.Tracer))
         return run(self, *args, **kw)
 
-    monkeypatch.setattr(jrnn.rnn.RNN, "run", counting_run)
+    monkeypatch.setattr(jrnn.rnn.RNN, "_run", counting_run)
+    jax.clear_caches()  # earlier tests may have cached these programs
     layer = jrnn.LSTM(4, 3, native=native, return_state=True, rngs=nnx.Rngs(0))
     x = random_inputs(2, 5, 3)
     first = layer(x)
@@ -207,6 +208,44 @@ def test_eager_calls_trace_once_and_keep_state_semantics(native, monkeypatch):
     monkeypatch.setattr(jrnn.rnn, "SHORT_CALL_STEPS", 3)
     layer(x)
     assert traces == [True, True]
+
+
+@pytest.mark.parametrize("native", [False, None], ids=["scan", "default"])
+def test_eager_run_with_activations_traces_once(native, monkeypatch):
+    """Eager ``layer.run`` calls (jrnn.inspect.get_activations makes them, ``record=True``)
+    run as one cached program per ``record``/``training`` too (jrnn.rnn._EAGER_RUN), and
+    return what the traced call returns."""
+    import jrnn.rnn
+
+    traces = []
+    run = jrnn.rnn.RNN._run
+
+    def counting_run(self, *args, **kw):
+        traces.append(isinstance(args[0], jax.core.Tracer))
+        return run(self, *args, **kw)
+
+    monkeypatch.setattr(jrnn.rnn.RNN, "_run", counting_run)
+    jax.clear_caches()  # earlier tests may have cached these programs
+    layer = jrnn.GRU(4, 3, native=native, return_sequences=True, rngs=nnx.Rngs(0))
+    x = random_inputs(2, 5, 3)
+    first = layer.run(x, record=True)
+    assert set(first.activations) and traces == [True]
+    for _ in range(3):
+        again = layer.run(x, record=True)
+        for a, e in zip(jax.tree.leaves(again), jax.tree.leaves(first)):
+            np.testing.assert_array_equal(a, e)
+    assert traces == [True]
+    plain = layer.run(x)  # record is part of the key
+    assert plain.activations is None and traces == [True, True]
+    np.testing.assert_allclose(plain.output, first.output, rtol=1e-6, atol=1e-6)
+    jitted = nnx.jit(lambda m, x: m.run(x, record=True))(layer, x)
+    for a, e in zip(jax.tree.leaves(jitted), jax.tree.leaves(first)):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-6)
+    # get_activations (its documented use) reuses the same program.
+    count = len(traces)
+    for _ in range(2):
+        jrnn.inspect.get_activations(layer, x)
+    assert len(traces) == count
 
 
 def test_eager_stateful_and_dropout_calls_update_the_layer():
