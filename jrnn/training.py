@@ -219,6 +219,12 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
     return step
 
 
+#: truncated_bptt's step when none is given: one jitted function for every call, so that
+#: a call per epoch compiles once per model structure and shapes (a fresh step per call
+#: compiled anew each time: ~440 ms and ~60 more memory maps a call for a small LSTM).
+_DEFAULT_STEP = make_train_step()
+
+
 def _takes_training(model) -> bool:
     import inspect
 
@@ -236,7 +242,9 @@ def truncated_bptt(
     The model's stateful layers carry their states from one chunk to the next (they
     are read from state variables, so no gradient flows across chunk boundaries).
     ``y`` is split along time too when it has a time axis (``y.shape[1] == time``).
-    Returns the per-chunk losses.
+    Returns the per-chunk losses. ``train_step`` defaults to one shared
+    :func:`make_train_step` ``("mse")`` step, compiled once per model structure and shapes
+    across calls.
     """
     if chunk_length < 1:
         raise ValueError(f"truncated_bptt: `chunk_length` must be >= 1; received {chunk_length}.")
@@ -246,7 +254,7 @@ def truncated_bptt(
     if reset:
         for layer in stateful:
             layer.reset_state()
-    step = train_step or make_train_step()
+    step = train_step or _DEFAULT_STEP
     time = x.shape[1]
     split_y = y.ndim > 1 and y.shape[1] == time
     losses = []
