@@ -236,8 +236,11 @@ def _gradient_program(model, target, x, y, arrays, *, mode, loss, static, names)
     kwargs = {**arrays, **dict(static)}
     if mode == "weights":
         return nnx.grad(lambda m, x: loss(_first(m(x, **kwargs)), y))(model, target)
-    if mode == "inputs":
-        return nnx.grad(lambda m, x: loss(_first(m(x, **kwargs))), argnums=1)(model, target)
+    if mode == "inputs":  # the layer's states and RNG streams do not advance (as before)
+        before = jax.tree_util.tree_map(lambda v: v, nnx.state(model))  # values, not Variables
+        grads = nnx.grad(lambda m, x: loss(_first(m(x, **kwargs))), argnums=1)(model, target)
+        nnx.update(model, before)
+        return grads
 
     def perturbed(m, eps):
         def add(name, out):

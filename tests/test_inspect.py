@@ -251,3 +251,7 @@ def test_gradients_run_as_one_cached_program(monkeypatch):
     assert stateful.states is None
     inspect.get_gradients(stateful, x)
     assert stateful.states is not None
+    # gradients_over_time differentiates a copy: the states stay where they were.
+    before = np.asarray(stateful.states[0][...])
+    inspect.gradients_over_time(stateful, x)
+    np.testing.assert_array_equal(stateful.states[0][...], before)
