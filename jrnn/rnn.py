@@ -500,17 +500,10 @@ class RNN(Configurable, nnx.Module):
         """Run the layer and return an :class:`RNNResult` (output, sequence, states and,
         with ``record=True``, the per-step activations of the cell)."""
         if _eager_call(self, inputs, records_activity=False):
-            return _EAGER_RUN(
-                self,
-                inputs,
-                mask,
-                initial_state,
-                constants,
-                rngs,
-                training=bool(training),
-                record=bool(record),
-                config=_trace_config(),
-            )
+            return _EAGER(
+                self, inputs, mask, initial_state, constants, rngs, method="run",
+                training=bool(training), record=bool(record), config=_trace_config(),
+            )  # fmt: skip
         return self._run(inputs, mask, initial_state, training, constants, rngs, record)
 
     def _run(self, inputs, mask, initial_state, training, constants, rngs, record) -> RNNResult:
@@ -757,16 +750,10 @@ class RNN(Configurable, nnx.Module):
     ) -> Any:
         """Keras-style call; see the class docstring."""
         if _eager_call(self, inputs):
-            return _EAGER_CALL(
-                self,
-                inputs,
-                mask,
-                initial_state,
-                constants,
-                rngs,
-                training=bool(training),
-                config=_trace_config(),
-            )
+            return _EAGER(
+                self, inputs, mask, initial_state, constants, rngs, method="outputs",
+                training=bool(training), record=False, config=_trace_config(),
+            )  # fmt: skip
         return self._outputs(inputs, mask, initial_state, training, constants, rngs)
 
     def _outputs(self, inputs, mask, initial_state, training, constants, rngs) -> Any:
@@ -794,7 +781,7 @@ _TOP_TRACE = jex_core.get_opaque_trace_state(convention="nnx")
 def _eager_call(layer: RNN, inputs: Any, *, records_activity: bool = True) -> bool:
     """Whether ``layer(inputs, ...)`` runs outside any JAX transformation (at the top-level
     trace, where no argument can be a tracer) on array inputs, so that
-    :data:`_EAGER_CALL` may run it as one cached program. An eager ``jax.lax.scan``
+    :data:`_EAGER` may run it as one cached program. An eager ``jax.lax.scan``
     traces its body anew at every call (a fresh closure over the weights) and XLA compiles
     each trace: an eager (2, 4, 3) LSTM call on the scan took ~150 ms, and every call kept
     its executable (13 memory maps and ~2 MB more per call, until the process runs out of
@@ -826,7 +813,7 @@ def creates_variables_in_call(module: Any, *, records_activity: bool = True) -> 
 
 def _trace_config() -> tuple:
     """What the library reads while tracing a call besides its arguments (the native
-    kernels' switch and the short-call rule): part of :data:`_EAGER_CALL`'s cache key, so
+    kernels' switch and the short-call rule): part of :data:`_EAGER`'s cache key, so
     that changing them takes effect at the next eager call, as without the cache."""
     return (
         native_kernels.unavailable_reason() is None,
@@ -835,22 +822,20 @@ def _trace_config() -> tuple:
     )
 
 
-def _traced_call(layer, inputs, mask, initial_state, constants, rngs, *, training, config):
+def _traced(
+    layer, inputs, mask, initial_state, constants, rngs, *, method, training, record, config
+):
     del config  # part of the cache key only
+    if method == "run":
+        return layer._run(inputs, mask, initial_state, training, constants, rngs, record)
     return layer._outputs(inputs, mask, initial_state, training, constants, rngs)
 
 
-def _traced_run(layer, inputs, mask, initial_state, constants, rngs, *, training, record, config):
-    del config  # part of the cache key only
-    return layer._run(inputs, mask, initial_state, training, constants, rngs, record)
-
-
-#: Eager layer calls as one compiled program per layer structure, shapes and flags
-#: (:func:`_eager_call`); the layer's state updates (stateful states, dropout RNG
-#: counters) come back as from any ``nnx.jit``.
-_EAGER_CALL = nnx.jit(_traced_call, static_argnames=("training", "config"))
-#: The same for eager :meth:`RNN.run` calls (``jrnn.inspect.get_activations`` makes them).
-_EAGER_RUN = nnx.jit(_traced_run, static_argnames=("training", "record", "config"))
+#: Eager layer calls (``method="outputs"``: ``__call__``) and eager :meth:`RNN.run` calls
+#: (``method="run"``; ``jrnn.inspect.get_activations`` makes them) as one compiled program
+#: per layer structure, shapes and flags (:func:`_eager_call`); the layer's state updates
+#: (stateful states, dropout RNG counters) come back as from any ``nnx.jit``.
+_EAGER = nnx.jit(_traced, static_argnames=("method", "training", "record", "config"))
 
 
 def _keras_masked_outputs(

@@ -76,6 +76,24 @@ def bound_jax_caches(every: int = 25) -> None:
         jax.clear_caches()
 
 
+def count_traces(monkeypatch) -> list[bool]:
+    """Record each run of ``jrnn.RNN._run`` (one per trace under a cached program; one per
+    call when uncached) as whether its input was a tracer; clears JAX's caches first, as
+    earlier tests may have cached the same programs."""
+    import jrnn.rnn
+
+    traces: list[bool] = []
+    run = jrnn.rnn.RNN._run
+
+    def counting_run(self, *args, **kw):
+        traces.append(isinstance(args[0], jax.core.Tracer))
+        return run(self, *args, **kw)
+
+    monkeypatch.setattr(jrnn.rnn.RNN, "_run", counting_run)
+    jax.clear_caches()
+    return traces
+
+
 def jit_call(m, x, **kw):
     """``m(x, **kw)`` under ``nnx.jit``: one compiled program, where an eager call compiles
     each operation on its own (most of a parity test's time). Eager calls stay covered by

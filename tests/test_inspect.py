@@ -12,7 +12,7 @@ from flax import nnx
 
 import jrnn
 from jrnn import inspect
-from tests.helpers import assert_close, randomize
+from tests.helpers import assert_close, count_traces, randomize
 from tests.keras_twins import make_pair, random_inputs
 
 B, T, F, U = 2, 5, 3, 4
@@ -212,17 +212,7 @@ def test_gradients_run_as_one_cached_program(monkeypatch):
     as one cached program each (an eager jax.grad traced and compiled the model's scans
     anew at every call: ~350 ms and ~60 more memory maps a call); the results equal the
     uncached computation, and models that create variables in their call stay eager."""
-    import jrnn.rnn
-
-    traces = []
-    run = jrnn.rnn.RNN._run
-
-    def counting_run(self, *args, **kw):
-        traces.append(type(self).__name__)
-        return run(self, *args, **kw)
-
-    monkeypatch.setattr(jrnn.rnn.RNN, "_run", counting_run)
-    jax.clear_caches()
+    traces = count_traces(monkeypatch)
     layer = jrnn.LSTM(U, F, return_sequences=True, rngs=nnx.Rngs(3))
     x = random_inputs(B, T, F)
     mask = np.array([[True] * T, [True] * (T - 2) + [False] * 2])

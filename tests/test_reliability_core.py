@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 import jrnn
-from tests.helpers import assert_close
+from tests.helpers import assert_close, count_traces
 from tests.keras_twins import flatten, keras_call, make_pair, random_inputs
 
 
@@ -176,20 +176,12 @@ def test_units_1024_small_batch(kind):
 
 @pytest.mark.parametrize("native", [False, None], ids=["scan", "default"])
 def test_eager_calls_trace_once_and_keep_state_semantics(native, monkeypatch):
-    """An eager call runs as one cached program (jrnn.rnn._EAGER_CALL): the scan's body is a
+    """An eager call runs as one cached program (jrnn.rnn._EAGER): the scan's body is a
     fresh closure at every trace, so uncached every eager call compiled anew (~150 ms for a
     (2, 4, 3) LSTM) and kept its executable (memory and memory maps grew per call)."""
     import jrnn.rnn
 
-    traces = []
-    run = jrnn.rnn.RNN._run
-
-    def counting_run(self, *args, **kw):
-        traces.append(isinstance(args[0], jax.core.Tracer))
-        return run(self, *args, **kw)
-
-    monkeypatch.setattr(jrnn.rnn.RNN, "_run", counting_run)
-    jax.clear_caches()  # earlier tests may have cached these programs
+    traces = count_traces(monkeypatch)
     layer = jrnn.LSTM(4, 3, native=native, return_state=True, rngs=nnx.Rngs(0))
     x = random_inputs(2, 5, 3)
     first = layer(x)
@@ -213,19 +205,9 @@ def test_eager_calls_trace_once_and_keep_state_semantics(native, monkeypatch):
 @pytest.mark.parametrize("native", [False, None], ids=["scan", "default"])
 def test_eager_run_with_activations_traces_once(native, monkeypatch):
     """Eager ``layer.run`` calls (jrnn.inspect.get_activations makes them, ``record=True``)
-    run as one cached program per ``record``/``training`` too (jrnn.rnn._EAGER_RUN), and
+    run as one cached program per ``record``/``training`` too (jrnn.rnn._EAGER), and
     return what the traced call returns."""
-    import jrnn.rnn
-
-    traces = []
-    run = jrnn.rnn.RNN._run
-
-    def counting_run(self, *args, **kw):
-        traces.append(isinstance(args[0], jax.core.Tracer))
-        return run(self, *args, **kw)
-
-    monkeypatch.setattr(jrnn.rnn.RNN, "_run", counting_run)
-    jax.clear_caches()  # earlier tests may have cached these programs
+    traces = count_traces(monkeypatch)
     layer = jrnn.GRU(4, 3, native=native, return_sequences=True, rngs=nnx.Rngs(0))
     x = random_inputs(2, 5, 3)
     first = layer.run(x, record=True)

@@ -19,7 +19,7 @@ from flax import nnx
 
 import jrnn
 from jrnn import training
-from tests.helpers import assert_close, cell_weights, randomize
+from tests.helpers import assert_close, cell_weights, count_traces, randomize
 from tests.keras_twins import random_inputs
 
 B, T, F, U = 3, 6, 3, 4
@@ -183,13 +183,7 @@ def test_truncated_bptt_carries_states_and_cuts_gradients():
 def test_truncated_bptt_compiles_once_across_calls(monkeypatch):
     """A call per epoch reuses one jitted step (a fresh step per call compiled anew:
     ~440 ms and ~60 more memory maps a call for a small LSTM)."""
-    import jrnn.rnn
-
-    traces = []
-    run = jrnn.rnn.RNN._run
-    monkeypatch.setattr(
-        jrnn.rnn.RNN, "_run", lambda self, *a, **k: traces.append(1) or run(self, *a, **k)
-    )
+    traces = count_traces(monkeypatch)
     x = jnp.asarray(random_inputs(2, 8, F, seed=3))
     y = jnp.zeros((2, 8, U), jnp.float32)
     layer = jrnn.LSTM(U, F, stateful=True, return_sequences=True, rngs=nnx.Rngs(1))
