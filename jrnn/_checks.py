@@ -7,8 +7,10 @@ what was received, so that errors read the same everywhere.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def where(owner: Any) -> str:
@@ -72,6 +74,52 @@ def implementation(value: Any, owner: Any) -> int:
     if value not in (1, 2) or isinstance(value, bool):
         raise ValueError(f"{where(owner)}: `implementation` must be 1 or 2; received {value!r}.")
     return int(value)
+
+
+def resolved(get: Callable[[Any], T], value: Any, argument: str, owner: Any) -> T:
+    """``get(value)``: an activation, initializer, regularizer or constraint from its name
+    or config, whose error (an unknown name, a bad config) names the owner and argument."""
+    try:
+        return get(value)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"{where(owner)}: `{argument}`: {error}") from None
+
+
+def rngs(value: Any, owner: Any) -> Any:
+    """Check that ``rngs`` is an ``nnx.Rngs`` (the parameters' random numbers)."""
+    from flax import nnx
+
+    if not isinstance(value, nnx.Rngs):
+        raise TypeError(
+            f"{where(owner)}: `rngs` must be an nnx.Rngs (it draws the initial weights and "
+            f"dropout masks), e.g. rngs=nnx.Rngs(0); received {value!r}."
+        )
+    return value
+
+
+def is_real(dtype: Any) -> bool:
+    """Whether ``dtype`` holds real numbers: a float (bfloat16 included), int or bool."""
+    import jax.numpy as jnp
+
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        return False
+    return bool(
+        jnp.issubdtype(dtype, jnp.floating)
+        or jnp.issubdtype(dtype, jnp.integer)
+        or dtype == jnp.bool_
+    )
+
+
+def real_dtype(dtype: Any, argument: str, owner: Any) -> None:
+    """Refuse complex, string and object arrays: casting them to the compute dtype would
+    drop the imaginary part (JAX only warns) or fail inside JAX."""
+    if dtype is not None and not is_real(dtype):
+        raise ValueError(
+            f"{where(owner)}: `{argument}` must hold real numbers (float, int or bool); "
+            f"received dtype {dtype}."
+        )
 
 
 def shape_str(shape: Iterable[Any]) -> str:

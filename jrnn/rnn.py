@@ -325,7 +325,9 @@ class RNN(Configurable, nnx.Module):
         if native is not None:
             _checks.boolean(native, "native", self)
         self.native = native
-        self.activity_regularizer = regularizers_lib.get(activity_regularizer)
+        self.activity_regularizer = _checks.resolved(
+            regularizers_lib.get, activity_regularizer, "activity_regularizer", self
+        )
         self.activity_loss = nnx.data(None)
         self.states = nnx.data(None)
         if batch_size is not None:
@@ -394,6 +396,7 @@ class RNN(Configurable, nnx.Module):
 
     # ------------------------------------------------------------------ validation
     def _check_inputs(self, inputs: Any) -> Array:
+        _checks.real_dtype(getattr(inputs, "dtype", None), "inputs", self)
         x = jnp.asarray(inputs)
         feat = tuple(self.cell.input_shape)
         if x.ndim != 2 + len(feat):
@@ -412,10 +415,7 @@ class RNN(Configurable, nnx.Module):
                 f"{_checks.where(self)}: `inputs` must have at least one timestep; received "
                 f"shape {tuple(x.shape)}."
             )
-        if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
-            raise ValueError(
-                f"{_checks.where(self)}: `inputs` must be numeric; received dtype {x.dtype}."
-            )
+        _checks.real_dtype(x.dtype, "inputs", self)
         return x.astype(self.cell.policy.compute_dtype)
 
     def _check_mask(self, mask: Any, batch: int, time: int) -> Array | None:
@@ -788,8 +788,8 @@ def _eager_call(layer: RNN, inputs: Any, *, records_activity: bool = True) -> bo
     maps). Stateful layers before their first call and, in ``__call__``
     (``records_activity``), layers with an activity regularizer create variables in the
     call and stay eager."""
-    if not isinstance(inputs, (jax.Array, np.ndarray)):
-        return False
+    if not isinstance(inputs, (jax.Array, np.ndarray)) or not _checks.is_real(inputs.dtype):
+        return False  # (bad dtypes raise in the call's checks, not in the jit's arguments)
     # Concrete arguments do not make a call eager: jax.grad of a closure calls layers on
     # concrete inputs and weights inside its trace (jrnn.inspect.get_gradients does).
     if not at_top_trace():

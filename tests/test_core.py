@@ -52,6 +52,15 @@ def x_in(batch=B, time=T, features=F, seed=0):
             r"`initial_state\[1\]` must have shape \(3, 5\); received \(3, 4\)",
         ),
         (lambda layer: layer(x_in(), constants=[jnp.ones((B, 2))]), r"does not accept constants"),
+        (  # complex inputs: the cast would drop the imaginary part (JAX only warns)
+            lambda layer: layer(x_in().astype(jnp.complex64)),
+            r"LSTM: `inputs` must hold real numbers \(float, int or bool\); received dtype "
+            r"complex64",
+        ),
+        (
+            lambda layer: layer(np.full((B, T, F), "a")),
+            r"`inputs` must hold real numbers .*received dtype <U1",
+        ),
         (
             lambda layer: layer.reset_state(states=[jnp.zeros((B, U))] * 2),
             r"needs a stateful layer",
@@ -79,8 +88,19 @@ def test_call_errors(call, match):
             r"`use_cudnn` must be one of \('auto', True, False\); received 'yes'",
         ),
         ({"return_sequences": "yes"}, r"`return_sequences` must be a bool"),
-        ({"activation": "tanhh"}, r"tanhh"),
-        ({"kernel_initializer": "glorot_unifrom"}, r"glorot_unifrom"),
+        ({"activation": "tanhh"}, r"LSTMCell: `activation`: Unknown activation 'tanhh'"),
+        (
+            {"recurrent_activation": "sigmoidd"},
+            r"LSTMCell: `recurrent_activation`: Unknown activation 'sigmoidd'",
+        ),
+        (
+            {"kernel_initializer": "glorot_unifrom"},
+            r"LSTMCell: `kernel_initializer`: Unknown initializer 'glorot_unifrom'",
+        ),
+        ({"bias_initializer": "zeross"}, r"`bias_initializer`: Unknown initializer 'zeross'"),
+        ({"kernel_regularizer": "l3"}, r"`kernel_regularizer`: Unknown regularizer 'l3'"),
+        ({"recurrent_constraint": "nonneg2"}, r"`recurrent_constraint`: Unknown constraint"),
+        ({"activity_regularizer": "l9"}, r"LSTM: `activity_regularizer`: Unknown regularizer"),
         ({"dtype": "int32"}, r"`dtype` must be a floating dtype"),
         ({"dtype": "mixed_int8"}, r"`dtype` must be a floating dtype or a Keras dtype policy"),
     ],
@@ -89,6 +109,52 @@ def test_constructor_errors(kwargs, match):
     arguments = {"units": U, "in_features": F, "rngs": nnx.Rngs(0), **kwargs}
     with pytest.raises(ValueError, match=match):
         jrnn.LSTM(**arguments)
+
+
+def test_rngs_must_be_given():
+    with pytest.raises(TypeError, match=r"LSTMCell: `rngs` must be an nnx.Rngs .*received None"):
+        jrnn.LSTMCell(U, F, dropout=0.2, rngs=None)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda cell: cell(cell.initialize_carry(B), jnp.ones((B, 4))),
+            r"LSTMCell: `inputs` of one step must have shape \(batch, 3\); received shape "
+            r"\(3, 4\)",
+        ),
+        (
+            lambda cell: cell(cell.initialize_carry(B), jnp.ones((B, 1, F))),
+            r"`inputs` of one step must have shape \(batch, 3\); received shape \(3, 1, 3\)",
+        ),
+        (
+            lambda cell: cell((jnp.zeros((B, U)),), jnp.ones((B, F))),
+            r"`carry` must be a tuple of 2 state\(s\) .*received tuple \(1\)",
+        ),
+        (  # a batch-1 state is not broadcast
+            lambda cell: cell((jnp.zeros((1, U)),) * 2, jnp.ones((B, F))),
+            r"`carry\[0\]` must have shape \(3, 5\) .*for inputs of batch 3; received "
+            r"shape \(1, 5\)",
+        ),
+        (
+            lambda cell: cell(cell.initialize_carry(B), jnp.ones((B, F), jnp.complex64)),
+            r"`inputs` must hold real numbers",
+        ),
+    ],
+)
+def test_cell_call_errors(call, match):
+    """A cell called directly (Flax's ``carry, y = cell(carry, x_t)``) checks its
+    arguments as the layers do: nothing is broadcast or left to JAX's messages."""
+    cell = jrnn.LSTMCell(U, F, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=match):
+        call(cell)
+    stack = jrnn.StackedRNNCells([cell, jrnn.GRUCell(2, U, rngs=nnx.Rngs(1))])
+    h, c = cell.initialize_carry(B)
+    with pytest.raises(ValueError, match=r"StackedRNNCells: `carry\[1\]` must be a tuple"):
+        stack(((h, c), jnp.zeros((B, 2))), jnp.ones((B, F)))
+    carry, y = stack(stack.initialize_carry(B), jnp.ones((B, F)))
+    assert y.shape == (B, 2) and carry[0][1].shape == (B, U)
 
 
 def test_stateful_batch_size_error_and_explicit_batch():

@@ -611,14 +611,22 @@ def test_time_distributed_pass_through_and_errors():
         td(np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match=r"`mask` must be at least 2D.*received shape \(2,\)"):
         td(x4, mask=np.ones((2,), bool))
+    with pytest.raises(ValueError, match=r"TimeDistributed: `inputs` must hold real numbers"):
+        td(np.asarray(x4).astype(np.complex64))
     with pytest.raises(
         ValueError, match=r"`mask` must start with \(batch, time\) = \(2, 3\).*\(2, 4, 5\)"
     ):
         td(x4, mask=np.ones((2, 4, 5), bool))
-    with pytest.raises(ValueError, match=r"`module` must be a Flax NNX module.*received function"):
+    with pytest.raises(ValueError, match=r"`layer` must be a Flax NNX module.*received function"):
         jrnn.TimeDistributed(lambda x: x)
-    with pytest.raises(ValueError, match=r"`module` must not be stateful"):
+    with pytest.raises(ValueError, match=r"`layer` must not be stateful"):
         jrnn.TimeDistributed(jrnn.LSTM(4, F, stateful=True, rngs=rngs, **Z))
+    # Keras' argument name, and the former one.
+    dense = jrnn.Dense(2, F, rngs=rngs)
+    assert jrnn.TimeDistributed(layer=dense).layer is dense
+    assert jrnn.TimeDistributed(module=dense).layer is dense
+    with pytest.raises(TypeError, match=r"as `layer` .* or `module` .*received both"):
+        jrnn.TimeDistributed(dense, module=dense)
     config = jrnn.TimeDistributed(jrnn.LSTM(4, F, rngs=rngs, **Z), name="td").get_config()
     rebuilt = jrnn.TimeDistributed.from_config(config, rngs=nnx.Rngs(1))
     assert isinstance(rebuilt.layer, jrnn.LSTM) and rebuilt.name == "td"

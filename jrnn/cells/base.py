@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jrnn import _checks
@@ -206,12 +207,47 @@ class RNNCellBase(Configurable, nnx.Module):
           ``(new_carry, output)`` with output ``(batch, *output_shape)``.
         """
         carry = tuple(carry) if isinstance(carry, (tuple, list)) else (carry,)
+        inputs = self._check_step_inputs(inputs)
+        self._check_carry(carry, self.state_shapes, inputs.shape[0], "carry")
         in_masks, rec_masks = self.dropout_masks(inputs.shape[0], training, rngs)
         params = self.params()
         x = inputs.astype(self.policy.compute_dtype)
         xp = self.project_inputs(params, x, in_masks)
         new_carry, y, _ = self.step(params, carry, xp, rec_masks, constants)
         return new_carry, y
+
+    def _check_step_inputs(self, inputs: Any) -> Array:
+        _checks.real_dtype(getattr(inputs, "dtype", None), "inputs", self)
+        x = jnp.asarray(inputs)
+        feat = tuple(self.input_shape)
+        if x.ndim != 1 + len(feat) or tuple(x.shape[1:]) != feat:
+            raise ValueError(
+                f"{_checks.where(self)}: `inputs` of one step must have shape (batch, "
+                f"{', '.join(map(str, feat))}); received shape {tuple(x.shape)}."
+            )
+        return x
+
+    def _check_carry(self, carry: Any, shapes: tuple, batch: int, path: str) -> None:
+        """``carry`` against ``state_shapes`` (nested per cell for stacks), with ``batch``
+        rows: a cell call neither broadcasts nor reshapes a state."""
+        if all(isinstance(d, int) for d in shapes):  # one state's shape
+            expected = (batch, *shapes)
+            got = tuple(np.shape(carry))
+            if got != expected:
+                raise ValueError(
+                    f"{_checks.where(self)}: `{path}` must have shape {expected} (batch, "
+                    f"*state_shape) for inputs of batch {batch}; received shape {got}."
+                )
+            return
+        if not isinstance(carry, (tuple, list)) or len(carry) != len(shapes):
+            count = len(carry) if isinstance(carry, (tuple, list)) else "not a tuple"
+            raise ValueError(
+                f"{_checks.where(self)}: `{path}` must be a tuple of {len(shapes)} state(s) "
+                f"(state_shapes {shapes}, each with a leading batch axis); received "
+                f"{type(carry).__name__} ({count})."
+            )
+        for i, (state, shape) in enumerate(zip(carry, shapes)):
+            self._check_carry(state, shape, batch, f"{path}[{i}]")
 
 
 def dropout_mask(key: Array, rate: float, count: int, shape: tuple[int, ...], dtype: Any) -> Array:
@@ -292,20 +328,38 @@ class DenseCellMixin:
     ) -> None:
         dtype = self.policy.param_dtype
         self.kernel = nnx.Param(
-            initializers_lib.get(kernel_initializer)(rngs.params(), kernel_shape, dtype)
+            resolve_initializer(kernel_initializer, "kernel_initializer", self)(
+                rngs.params(), kernel_shape, dtype
+            )
         )
         self.recurrent_kernel = nnx.Param(
-            initializers_lib.get(recurrent_initializer)(rngs.params(), recurrent_shape, dtype)
+            resolve_initializer(recurrent_initializer, "recurrent_initializer", self)(
+                rngs.params(), recurrent_shape, dtype
+            )
         )
         if bias_shape is None:
             self.bias = nnx.data(None)
         else:
             self.bias = nnx.Param(
-                initializers_lib.get(bias_initializer)(rngs.params(), bias_shape, dtype)
+                resolve_initializer(bias_initializer, "bias_initializer", self)(
+                    rngs.params(), bias_shape, dtype
+                )
             )
 
 
 _REGULARIZED = ("kernel", "recurrent", "bias")
+
+
+def resolve_activation(value: Any, argument: str, owner: Any) -> Any:
+    """The activation ``value`` names; an unknown one raises naming ``owner`` and
+    ``argument``."""
+    return _checks.resolved(activations_lib.get, value, argument, owner)
+
+
+def resolve_initializer(value: Any, argument: str, owner: Any) -> Any:
+    """The initializer ``value`` names; an unknown one raises naming ``owner`` and
+    ``argument``."""
+    return _checks.resolved(initializers_lib.get, value, argument, owner)
 
 
 def set_regularizers_and_constraints(cell: Any, arguments: dict[str, Any]) -> None:
@@ -313,14 +367,11 @@ def set_regularizers_and_constraints(cell: Any, arguments: dict[str, Any]) -> No
     arguments (bad names fail here); :func:`jrnn.regularization_loss` and
     :func:`jrnn.apply_constraints` apply them."""
     for prefix in _REGULARIZED:
-        setattr(
-            cell,
-            f"{prefix}_regularizer",
-            regularizers_lib.get(arguments.get(f"{prefix}_regularizer")),
-        )
-        setattr(
-            cell, f"{prefix}_constraint", constraints_lib.get(arguments.get(f"{prefix}_constraint"))
-        )
+        for kind, lib in (("regularizer", regularizers_lib), ("constraint", constraints_lib)):
+            argument = f"{prefix}_{kind}"
+            setattr(
+                cell, argument, _checks.resolved(lib.get, arguments.get(argument), argument, cell)
+            )
 
 
 def common_cell_args(cell: Any, arguments: dict[str, Any]) -> None:
@@ -328,7 +379,8 @@ def common_cell_args(cell: Any, arguments: dict[str, Any]) -> None:
     units, in_features, activation, dropout rates, dtype policy, regularizers, constraints."""
     cell.units = _checks.positive_int(arguments["units"], "units", cell)
     cell.in_features = _checks.positive_int(arguments["in_features"], "in_features", cell)
-    cell.activation = activations_lib.get(arguments["activation"])
+    _checks.rngs(arguments.get("rngs"), cell)
+    cell.activation = resolve_activation(arguments["activation"], "activation", cell)
     cell.dropout = _checks.rate(arguments.get("dropout", 0.0), "dropout", cell)
     cell.recurrent_dropout = _checks.rate(
         arguments.get("recurrent_dropout", 0.0), "recurrent_dropout", cell

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import _checks
-from jrnn import activations as activations_lib
 from jrnn import initializers as initializers_lib
 from jrnn._config import capture, register
 from jrnn._dtypes import resolve_policy
@@ -33,6 +32,8 @@ from jrnn.cells.base import (
     Array,
     DenseCellMixin,
     RNNCellBase,
+    resolve_activation,
+    resolve_initializer,
     set_regularizers_and_constraints,
 )
 from jrnn.cells.lstm import lstm_update
@@ -272,8 +273,11 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
             ("channels_last", "channels_first"),
             self,
         )
-        self.activation = activations_lib.get(activation)
-        self.recurrent_activation = activations_lib.get(recurrent_activation)
+        _checks.rngs(rngs, self)
+        self.activation = resolve_activation(activation, "activation", self)
+        self.recurrent_activation = resolve_activation(
+            recurrent_activation, "recurrent_activation", self
+        )
         self.use_bias = _checks.boolean(use_bias, "use_bias", self)
         self.unit_forget_bias = _checks.boolean(unit_forget_bias, "unit_forget_bias", self)
         self.dropout = _checks.rate(dropout, "dropout", self)
@@ -301,7 +305,7 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
         self.state_shapes = (state, state)
         self.output_shape = state
         f = self.filters
-        bias_init = initializers_lib.get(bias_initializer)
+        bias_init = resolve_initializer(bias_initializer, "bias_initializer", self)
         if self.use_bias and self.unit_forget_bias:
             bias_init = initializers_lib.unit_forget_bias(bias_init, f)
         self._create_dense_params(

@@ -25,9 +25,15 @@ from flax import nnx
 
 from jrnn import _checks
 from jrnn import activations as activations_lib
-from jrnn import initializers as initializers_lib
 from jrnn._config import capture, register
-from jrnn.cells.base import Array, DenseCellMixin, RNNCellBase, common_cell_args, dense_projection
+from jrnn.cells.base import (
+    Array,
+    DenseCellMixin,
+    RNNCellBase,
+    common_cell_args,
+    dense_projection,
+    resolve_initializer,
+)
 from jrnn.cells.gru import gru_step
 from jrnn.cells.lstm import lstm_step
 
@@ -147,7 +153,7 @@ class CuDNNLSTMCell(_CuDNNCell):
         self._config = capture(locals())
         self.name = name
         self.unit_forget_bias = _checks.boolean(unit_forget_bias, "unit_forget_bias", self)
-        base = initializers_lib.get(bias_initializer)
+        base = resolve_initializer(bias_initializer, "bias_initializer", self)
         bias_init = base
         if self.unit_forget_bias:
 

@@ -21,7 +21,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import _checks
-from jrnn import activations as activations_lib
 from jrnn._config import capture, register
 from jrnn.cells.base import (
     Array,
@@ -30,6 +29,7 @@ from jrnn.cells.base import (
     common_cell_args,
     dense_projection,
     recurrent_projection,
+    resolve_activation,
 )
 
 
@@ -143,7 +143,9 @@ class GRUCell(DenseCellMixin, RNNCellBase):
         self._config = capture(locals())
         self.name = name
         common_cell_args(self, locals())
-        self.recurrent_activation = activations_lib.get(recurrent_activation)
+        self.recurrent_activation = resolve_activation(
+            recurrent_activation, "recurrent_activation", self
+        )
         self.use_bias = _checks.boolean(use_bias, "use_bias", self)
         self.reset_after = _checks.boolean(reset_after, "reset_after", self)
         self.implementation = _checks.implementation(implementation, self)

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import _checks
-from jrnn import activations as activations_lib
 from jrnn import initializers as initializers_lib
 from jrnn._config import capture, register
 from jrnn.cells.base import (
@@ -29,6 +28,8 @@ from jrnn.cells.base import (
     common_cell_args,
     dense_projection,
     recurrent_projection,
+    resolve_activation,
+    resolve_initializer,
 )
 
 
@@ -150,7 +151,9 @@ class LSTMCell(DenseCellMixin, RNNCellBase):
         self._config = capture(locals())
         self.name = name
         common_cell_args(self, locals())
-        self.recurrent_activation = activations_lib.get(recurrent_activation)
+        self.recurrent_activation = resolve_activation(
+            recurrent_activation, "recurrent_activation", self
+        )
         self.use_bias = _checks.boolean(use_bias, "use_bias", self)
         self.unit_forget_bias = _checks.boolean(unit_forget_bias, "unit_forget_bias", self)
         self.implementation = _checks.implementation(implementation, self)
@@ -159,7 +162,7 @@ class LSTMCell(DenseCellMixin, RNNCellBase):
         self.dropout_mask_count = 4 if self.implementation == 1 else 1
         self.state_shapes = ((self.units,), (self.units,))
         u = self.units
-        bias_init = initializers_lib.get(bias_initializer)
+        bias_init = resolve_initializer(bias_initializer, "bias_initializer", self)
         if self.use_bias and self.unit_forget_bias:
             bias_init = initializers_lib.unit_forget_bias(bias_init, u)
         self._create_dense_params(

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jrnn import activations
+from jrnn import _checks, activations
 
 
 def _bad(layer: Any, arg: str, expected: str, received: Any) -> ValueError:
@@ -46,7 +46,7 @@ class Dense(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.units, self.name = units, name
-        self.activation = activations.get(activation)
+        self.activation = _checks.resolved(activations.get, activation, "activation", self)
         self.kernel = nnx.Param(jax.random.normal(rngs.params(), (in_features, units)) * 0.1)
         self.bias = nnx.Param(jnp.zeros((units,))) if use_bias else None
 
@@ -109,7 +109,8 @@ class Activation(nnx.Module):
     """Applies a named activation elementwise (any shape); the mask passes through."""
 
     def __init__(self, activation: Any, *, name: str | None = None):
-        self.activation, self.name = activations.get(activation), name
+        self.name = name
+        self.activation = _checks.resolved(activations.get, activation, "activation", self)
 
     def __call__(self, x, *, training: bool = False):
         return self.activation(x)
@@ -455,7 +456,7 @@ class _Conv(_NoMask):
             )
         self.filters, self.padding, self.data_format = filters, padding, data_format
         self.groups, self.name = groups, name
-        self.activation = activations.get(activation)
+        self.activation = _checks.resolved(activations.get, activation, "activation", self)
         shape = (*self.kernel_size, in_channels // groups, filters)
         self.kernel = nnx.Param(jax.random.normal(rngs.params(), shape) * 0.1)
         self.bias = nnx.Param(jnp.zeros((filters,))) if use_bias else None

@@ -384,13 +384,14 @@ class TimeDistributed(Configurable, nnx.Module):
     *module_output)`` (no Python loop over time; Keras loops over a static time axis).
 
     Args:
-      module: any Flax NNX module that maps a batch ``(n, *features)`` to ``(n, ...)``:
+      layer: any Flax NNX module that maps a batch ``(n, *features)`` to ``(n, ...)``:
         ``nnx.Linear``, :class:`jrnn.Dense`, a jrnn recurrent layer on
-        ``(batch, time, inner_time, features)`` inputs, ... (Keras' argument is named
-        ``layer``; the module is kept as ``self.layer``, as Keras). A stateful recurrent
-        module is refused: Keras runs it on the timesteps one after another, so its
-        states would flow from timestep to timestep of the outer axis.
+        ``(batch, time, inner_time, features)`` inputs, ... (kept as ``self.layer``, as
+        Keras). A stateful recurrent module is refused: Keras runs it on the timesteps one
+        after another, so its states would flow from timestep to timestep of the outer
+        axis.
       name: Keras layer name.
+      module: the former name of ``layer``, still accepted as a keyword.
 
     Call args:
       inputs: ``(batch, time, *features)``, rank >= 3.
@@ -419,27 +420,41 @@ class TimeDistributed(Configurable, nnx.Module):
       (2, 7, 4)
     """
 
-    def __init__(self, module: nnx.Module, *, name: str | None = None):
-        self._config = capture(locals())
+    def __init__(
+        self,
+        layer: nnx.Module | None = None,
+        *,
+        name: str | None = None,
+        module: nnx.Module | None = None,
+    ):
         self.name = name
-        if not isinstance(module, nnx.Module):
+        if module is not None:
+            if layer is not None:
+                raise TypeError(
+                    f"{_checks.where(self)}: give the wrapped module once, as `layer` (Keras' "
+                    "name) or `module` (its former name); received both."
+                )
+            layer = module
+        self._config = capture({"layer": layer, "name": name})
+        if not isinstance(layer, nnx.Module):
             raise ValueError(
-                f"{_checks.where(self)}: `module` must be a Flax NNX module (nnx.Module); "
-                f"received {type(module).__name__}."
+                f"{_checks.where(self)}: `layer` must be a Flax NNX module (nnx.Module); "
+                f"received {type(layer).__name__}."
             )
-        if getattr(module, "stateful", False):
+        if getattr(layer, "stateful", False):
             raise ValueError(
-                f"{_checks.where(self)}: `module` must not be stateful (its states would flow "
+                f"{_checks.where(self)}: `layer` must not be stateful (its states would flow "
                 "across the distributed timesteps); expected stateful=False, received "
                 "stateful=True."
             )
-        self.layer = module
+        self.layer = layer
 
     def __call__(
         self, inputs: Any, *, mask: Any = None, training: bool = False, rngs: Any = None
     ) -> Any:
         """``inputs (batch, time, *features)`` -> ``(batch, time, *module_output)``."""
         with jax.named_scope("jrnn.TimeDistributed"):
+            _checks.real_dtype(getattr(inputs, "dtype", None), "inputs", self)
             x = jnp.asarray(inputs)
             if x.ndim < 3:
                 raise ValueError(
