@@ -205,6 +205,10 @@ class RNNCellBase(Configurable, nnx.Module):
 
         Returns:
           ``(new_carry, output)`` with output ``(batch, *output_shape)``.
+
+        Raises:
+          ValueError: ``inputs`` not ``(batch, *input_shape)`` or not real numbers; a
+            carry of another structure, or a state not ``(batch, *state_shape)``.
         """
         carry = tuple(carry) if isinstance(carry, (tuple, list)) else (carry,)
         inputs = self._check_step_inputs(inputs)
