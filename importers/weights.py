@@ -137,6 +137,11 @@ def _unordered_arrays(module: Any, lw: _files.LayerWeights, label: str, layer: s
 
 
 def _layers_of(target: Any) -> Mapping[str, Any]:
+    """The target's ``{keras_layer_name: module}``, without recorded ``keras.ops`` calls
+    (a Keras 3 Functional model's ``NotEqual``/``Any`` mask nodes, ...): Keras writes no
+    weights entry for them."""
+    from importers._ops import KerasOp
+
     layers = getattr(target, "layers", None) if not isinstance(target, Mapping) else target
     if layers is None or not all(hasattr(layers, a) for a in ("items", "keys")):
         raise TypeError(
@@ -144,7 +149,7 @@ def _layers_of(target: Any) -> Mapping[str, Any]:
             "converted model with a `.layers` mapping (importers.load(...)); received "
             f"{type(target).__name__}."
         )
-    return layers
+    return {name: m for name, m in layers.items() if not isinstance(m, KerasOp)}
 
 
 def _plan_layer(name: str, module: Any, lw, label: str) -> list[tuple[nnx.Variable, np.ndarray]]:
@@ -211,7 +216,8 @@ def load_weights(
             :func:`importers.read_keras_file`).
 
     Returns:
-        The Keras names of the layers loaded, in ``target`` order.
+        The Keras names of the layers loaded, in ``target`` order (recorded ``keras.ops``
+        calls of a Functional model, which hold no weights, are left out).
 
     Raises:
         MissingWeightsError: no layer of that name in the file, or fewer arrays than the

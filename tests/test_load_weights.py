@@ -12,6 +12,7 @@ from flax import nnx
 
 import importers
 import jrnn
+from importers._ops import KerasOp
 from importers.errors import CorruptFileError, MissingWeightsError, WeightShapeError
 from tests.helpers import assert_close
 from tests.keras_twins import random_inputs
@@ -142,3 +143,19 @@ def test_load_weights_into_imported_model_and_indrnn_names(tmp_path):
     assert importers.load_weights({"ind_1": ind}, legacy) == ["ind_1"]
     for got, want in zip(importers.keras_params(ind), (kernel, recurrent, bias)):
         np.testing.assert_array_equal(np.asarray(got[...]), want)
+
+
+@pytest.mark.parametrize("source", ["w.weights.h5", "m.keras"])
+def test_load_weights_into_imported_model_with_mask_op_nodes(source, tmp_path):
+    """Keras 3 records Embedding(mask_zero=True)'s mask as NotEqual/Any op nodes in a
+    Functional model; files hold no weights for them, so they are not targets."""
+    inp = keras.Input((None,), dtype="int32")
+    emb = keras.layers.Embedding(10, 4, mask_zero=True, name="emb")(inp)
+    model = keras.Model(inp, keras.layers.LSTM(3, name="lstm")(emb))
+    path = str(tmp_path / source)
+    model.save_weights(path) if source.endswith(".weights.h5") else model.save(path)
+    imported = importers.load(keras.models.model_from_json(model.to_json()))
+    assert any(isinstance(m, KerasOp) for m in imported.layers.values())
+    assert importers.load_weights(imported, path) == ["emb", "lstm"]
+    ids = np.array([[3, 4, 5, 0, 0], [1, 2, 0, 0, 0]], "int32")
+    assert_close(imported(ids), model(ids).numpy())
