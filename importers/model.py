@@ -245,7 +245,7 @@ class ImportedModel(nnx.Module):
                 name = _entry_name(entry)
                 plan.append((name, 0, [prev], False, {}))
                 prev = (name, 0, 0)
-            inputs, outputs, single = [("__input__", 0, 0)], [prev], True
+            inputs, outputs, single, tree = [("__input__", 0, 0)], [prev], True, None
         else:
             for entry in entries:
                 if entry["class_name"] == "InputLayer":
@@ -265,11 +265,11 @@ class ImportedModel(nnx.Module):
                     plan.append((_entry_name(entry), first + k, refs, is_list, kwargs))
             norm = lambda r: [tuple(x) for x in (r if isinstance(r[0], list) else [r])]
             inputs = [(n, 0, 0) for n, _, _ in norm(cfg["input_layers"])]
-            outputs = norm(cfg["output_layers"])
+            outputs, tree = _output_refs(cfg["output_layers"])
             # Keras 3 writes one output as a bare ref; Keras 2 always writes a list of refs.
-            single = not isinstance(cfg["output_layers"][0], list) or (
-                keras_major < 3 and len(outputs) == 1
-            )
+            single = isinstance(tree, int) or (keras_major < 3 and len(outputs) == 1)
+            if single or tree == list(range(len(outputs))):
+                tree = None  # one output, or a flat list of them
         by_name = {_entry_name(e): e for e in entries}
         for name, idx, refs, is_list, kwargs in plan:
             args = [specs.get(r, (None, None)) for r in refs]
@@ -291,6 +291,7 @@ class ImportedModel(nnx.Module):
         self.layers = nnx.Dict(layers)
         self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
         self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single
+        self._output_tree = None if tree is None else _freeze(tree)
 
     @staticmethod
     def _convert(entry, weights: _Weights, custom_layers, keras_major, in_shape):
@@ -368,7 +369,35 @@ class ImportedModel(nnx.Module):
         out_masks = [tensors[r][1] for r in self._outputs]
         if len(results) == 1 and self._single_output:
             return results[0], out_masks[0]
+        if self._output_tree is not None:  # nested outputs, as the Keras model has them
+            tree = _thaw(self._output_tree)
+            return _nest(tree, results), _nest(tree, out_masks)
         return results, out_masks
+
+
+def _output_refs(node: Any) -> tuple[list[tuple], Any]:
+    """Keras' ``output_layers`` (a ref ``[name, node, tensor]``, or lists and dicts of them,
+    nested as the model's outputs are) -> (the refs in order, the same structure holding
+    each ref's index)."""
+    refs: list[tuple] = []
+
+    def walk(n):
+        if isinstance(n, dict):
+            return {k: walk(v) for k, v in n.items()}
+        if isinstance(n, list) and n and isinstance(n[0], str):
+            refs.append(tuple(n[:3]))
+            return len(refs) - 1
+        return [walk(child) for child in n]
+
+    return refs, walk(node)
+
+
+def _nest(tree: Any, values: list) -> Any:
+    if isinstance(tree, dict):
+        return {k: _nest(v, values) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_nest(v, values) for v in tree]
+    return values[tree]
 
 
 def _run(layer, vals, masks, is_list, extra, training):
@@ -394,7 +423,9 @@ def _run(layer, vals, masks, is_list, extra, training):
         extra = dict(extra)
         mask = extra.pop("mask")
     out, out_mask = _apply(layer, x, mask, training, extra)
-    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+    # Keras numbers a node's outputs flat: RNN([cells], return_state=True) gives y, then
+    # every cell's states in turn (jrnn returns them nested per cell).
+    outs = jax.tree_util.tree_leaves(out) if isinstance(out, (list, tuple)) else [out]
     out_masks = list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
     if len(out_masks) != len(outs):
         out_masks = [out_masks[0]] + [None] * (len(outs) - 1)

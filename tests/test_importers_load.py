@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import warnings
 
+import jax
 import keras
 import numpy as np
 import pytest
@@ -270,6 +271,34 @@ def test_initial_state_from_other_layers(tmp_path, lib_name):
     y = lib.layers.LSTM(4, return_sequences=True)(x, initial_state=[h, c])
     m = lib.Model([x, ctx], y)
     _check(m, [_x(2, 5, 3), _x(2, 2, seed=1)], tmp_path, files=(".keras", ".h5"))
+
+
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+def test_stacked_cells_states_are_numbered_flat(tmp_path, lib_name):
+    """Keras numbers the outputs of RNN([cells], return_state=True) flat: y, then each
+    cell's states in turn (jrnn's stack returns them nested per cell)."""
+    lib = keras if lib_name == "keras" else pytest.importorskip("tf_keras")
+    x = lib.Input((5, 3))
+    out, (h1, c1), h2 = lib.layers.RNN(
+        [lib.layers.LSTMCell(2), lib.layers.GRUCell(3)], return_state=True
+    )(x)
+    head = lib.layers.Dense(2)(lib.layers.Concatenate()([c1, h2]))
+    _check(lib.Model(x, [out, h1, c1, h2, head]), _x(2, 5, 3), tmp_path, files=(".keras", ".h5"))
+
+
+def test_nested_and_dict_outputs_keep_their_structure(tmp_path):
+    x = keras.Input((5, 3))
+    seq, h, c = keras.layers.LSTM(4, return_sequences=True, return_state=True)(x)
+    xs = _x(2, 5, 3)
+    for outputs in ([seq, [h, c]], {"seq": seq, "states": [h, c]}):
+        model = keras.Model(x, outputs)
+        _rand_weights(model)
+        want = model(xs)
+        for source in (model, _save(model, tmp_path / "nested.keras")):
+            got = load(source)(xs)
+            assert jax.tree.structure(got) == jax.tree.structure(want)
+            for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+                np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5)
 
 
 def test_multiple_outputs_and_states(tmp_path):
