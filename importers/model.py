@@ -362,7 +362,7 @@ class ImportedModel(nnx.Module):
             vals = [tensors[r][0] for r in refs]
             masks = [tensors[r][1] for r in refs]
             extra = {k: _resolve(v, tensors) for k, v in _thaw(kwargs).items()}
-            outs = _run(self.layers[name], vals, masks, is_list, extra, training)
+            outs = _run(self.layers[name], vals, masks, is_list, extra, training, self.keras_major)
             for t, o in enumerate(outs):
                 tensors[(name, idx, t)] = o
         results = [tensors[r][0] for r in self._outputs]
@@ -400,7 +400,7 @@ def _nest(tree: Any, values: list) -> Any:
     return values[tree]
 
 
-def _run(layer, vals, masks, is_list, extra, training):
+def _run(layer, vals, masks, is_list, extra, training, keras_major=3):
     """Apply one layer to resolved values and masks; one ``(value, mask)`` per output."""
     import jrnn
 
@@ -419,10 +419,16 @@ def _run(layer, vals, masks, is_list, extra, training):
         x, mask = list(vals), list(masks)
     else:
         x, mask = list(vals), _merge_masks(masks, vals)
+    call_mask = mask
     if "mask" in extra:  # the mask Keras 3 recorded for this call wins over the propagated one
         extra = dict(extra)
-        mask = extra.pop("mask")
-    out, out_mask = _apply(layer, x, mask, training, extra)
+        mask = call_mask = extra.pop("mask")
+    elif keras_major >= 3 and _tensor_arguments(extra):
+        # Keras 3's Layer.__call__ fills in `mask` only for a call with one tensor argument:
+        # `rnn(x, initial_state=[h])` runs unmasked there (the output mask still follows
+        # x's); Keras 2 masks it.
+        call_mask = None
+    out, out_mask = _apply(layer, x, mask, training, extra, call_mask=call_mask)
     # Keras numbers a node's outputs flat: RNN([cells], return_state=True) gives y, then
     # every cell's states in turn (jrnn returns them nested per cell).
     outs = jax.tree_util.tree_leaves(out) if isinstance(out, (list, tuple)) else [out]
@@ -502,7 +508,20 @@ def _merge_masks(masks, vals):
     return out
 
 
-def _apply(layer, x, mask, training, extra=None):
+_SAME = object()  # `_apply`'s call_mask default: the mask itself
+
+
+def _tensor_arguments(extra: dict) -> bool:
+    """Whether a recorded call passes tensors besides its inputs (``initial_state=``, ...)."""
+    return any(
+        hasattr(leaf, "shape")
+        for key, value in extra.items()
+        if key not in ("mask", "training")
+        for leaf in jax.tree_util.tree_leaves(value)
+    )
+
+
+def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     """Call one converted layer and return ``(outputs, output mask)``.
 
     The contract for converted modules: ``__call__(x, *, training=False)`` plus ``mask=``
@@ -511,15 +530,19 @@ def _apply(layer, x, mask, training, extra=None):
     ``layer.compute_mask(x, mask)`` when the module defines it (Keras 3.15's rule for that
     class), otherwise the input mask passes through unchanged. Recurrent layers keep the
     mask only when they return sequences (as Keras); ``extra`` holds tensor keyword
-    arguments of the Keras call (``initial_state``).
+    arguments of the Keras call (``initial_state``). ``call_mask``, when given, is the
+    mask the recurrent layer's call receives (Keras 3 gives none to a call with several
+    tensor arguments) while its output mask still follows ``mask``.
     """
     import jrnn
 
     extra = extra or {}
+    if call_mask is _SAME:
+        call_mask = mask
     if isinstance(layer, ImportedModel):
         return layer.call_with_mask(x, mask, training=training)
     if isinstance(layer, (jrnn.RNN, jrnn.Bidirectional)):
-        y = layer(x, mask=mask, training=training, **extra)
+        y = layer(x, mask=call_mask, training=training, **extra)
         out_mask = mask if layer.return_sequences else None
         if isinstance(y, (list, tuple)):
             return y, [out_mask] + [None] * (len(y) - 1)

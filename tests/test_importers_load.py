@@ -301,6 +301,26 @@ def test_nested_and_dict_outputs_keep_their_structure(tmp_path):
                 np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5)
 
 
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["plain", "bidirectional"])
+def test_masked_sequence_with_initial_state_follows_each_keras(tmp_path, lib_name, bidirectional):
+    """Keras 3 fills in a layer's mask only for a call with one tensor argument, so
+    ``rnn(seq, initial_state=...)`` runs unmasked there while its output mask still follows
+    ``seq`` (a later layer is masked); Keras 2 masks that call. Each file is loaded with its
+    own Keras' rule."""
+    lib = keras if lib_name == "keras" else pytest.importorskip("tf_keras")
+    ids = lib.Input((None,), dtype="int32")
+    emb = lib.layers.Embedding(10, 2, mask_zero=True)(ids)
+    seq, *states = lib.layers.LSTM(3, return_sequences=True, return_state=True)(emb)
+    second = lib.layers.LSTM(3, return_sequences=True)
+    if bidirectional:
+        second, states = lib.layers.Bidirectional(second), states * 2
+    y = second(seq, initial_state=states)
+    model = lib.Model(ids, [y, lib.layers.GRU(2)(y)])
+    x = np.array([[3, 4, 5, 6, 7], [1, 2, 0, 0, 0]], "int32")
+    _check(model, x, tmp_path, files=(".keras",) if lib is keras else (".h5",))
+
+
 def test_multiple_outputs_and_states(tmp_path):
     x = keras.Input((5, 3))
     seq, h, c = keras.layers.LSTM(4, return_sequences=True, return_state=True)(x)
