@@ -374,6 +374,15 @@ class _Keras2:
         for key in ("layer", "backward_layer"):
             if isinstance(cfg.get(key), dict):
                 cfg[key] = self.layer(cfg[key])
+        if cls == "Bidirectional" and cfg.get("backward_layer") is None:
+            forward = cfg.get("layer")
+            if isinstance(forward, dict) and forward["config"].get("go_backwards"):
+                # Keras 2's twin of a go_backwards=True layer runs forwards; Keras 3 always
+                # builds the twin with go_backwards=True and then refuses the pair, so the
+                # twin is written out as Keras 2 built it.
+                twin = _renamed(forward, "backward_")
+                twin["config"]["go_backwards"] = False
+                cfg["backward_layer"] = twin
         cell = cfg.get("cell")
         if isinstance(cell, list):
             cell = {"class_name": "StackedRNNCells", "config": {"cells": cell}}

@@ -255,6 +255,30 @@ def test_tf_keras_models_export_to_keras3(tmp_path):
         np.testing.assert_allclose(loaded(x).numpy(), _one(m(x)), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_keras2_bidirectional_of_a_go_backwards_layer_writes_its_twin(tmp_path, return_sequences):
+    """Keras 2 builds the backward twin of a go_backwards=True layer with go_backwards=False;
+    Keras 3 would build it with True and refuse the pair, so the twin is written out."""
+    k = _tf_keras()
+    km = k.Sequential(
+        [
+            k.Input((T, F)),
+            k.layers.Bidirectional(
+                k.layers.LSTM(3, go_backwards=True, return_sequences=return_sequences),
+                merge_mode="sum",
+            ),
+        ]
+    )
+    randomize_keras(km, seed=2)
+    m = importers.load(km)
+    path = tmp_path / "bi.keras"
+    export.save_keras(m, path)
+    bi = export.keras_config(m)["config"]["layers"][1]["config"]
+    assert bi["backward_layer"]["config"]["go_backwards"] is False
+    x = _float_inputs()
+    np.testing.assert_allclose(_keras_load(path)(x).numpy(), km(x).numpy(), atol=1e-5, rtol=0)
+
+
 def test_keras2_gru_without_reset_after_is_written_out():
     """Keras <= 2.2 configs omit reset_after (Keras 2's default was False, Keras 3's True)
     and the InputLayer (the first layer holds batch_input_shape)."""
