@@ -38,10 +38,13 @@ Models imported from Keras 1/2 or tf_keras (``model.keras_major < 3``) have thei
 converted to Keras 3's where the conversion is exact (``batch_input_shape`` to an
 ``InputLayer``'s ``batch_shape``, ``time_major=False``/``input_length`` dropped, GRU's
 Keras 2 default ``reset_after=False`` written out, ``Model`` to ``Functional``, pooling
-aliases to their class names, ``Policy`` dtypes to ``DTypePolicy``); what Keras 3 cannot
+aliases to their class names, ``Policy`` dtypes to ``DTypePolicy``, a recurrent call's
+``initial_state`` inputs to Keras 3's ``initial_state`` argument, the backward twin of a
+``Bidirectional`` over a ``go_backwards=True`` layer written out); what Keras 3 cannot
 represent raises :class:`~importers.errors.UnsupportedLayerError` naming the layer and
 the reason (Keras 2's ``hard_sigmoid``, ``time_major=True``, IndRNN layers, classes Keras 3
-does not have). ``CuDNNLSTM``/``CuDNNGRU`` layers are written as the Keras 3 ``LSTM`` /
+does not have, a masked recurrent call with ``initial_state``, which Keras 3 runs
+unmasked). ``CuDNNLSTM``/``CuDNNGRU`` layers are written as the Keras 3 ``LSTM`` /
 ``GRU(reset_after=True)`` they equal, with Keras 2's own weight conversion
 (``keras_equivalent_weights``): Keras 3 loads them with the same outputs.
 """
@@ -145,7 +148,7 @@ def keras_config(model: Any) -> dict:
     _check_model(model)
     config = model.model_config
     if model.keras_major < 3:
-        config = _Keras2(config).model(config)
+        config = _Keras2(config).model(config, model)
     else:
         _check_keras3(config)
     return _top_level(config)
@@ -304,14 +307,14 @@ class _Keras2:
     def __init__(self, config: dict):
         self.root = _name(config)
 
-    def model(self, entry: dict) -> dict:
+    def model(self, entry: dict, module: Any) -> dict:
         cls = entry["class_name"]
         cfg = dict(entry["config"])
         out = {k: v for k, v in entry.items() if k != "config"}
         if cls == "Model":
             cls = "Functional"
         out["class_name"] = cls
-        layers = [self.layer(e) for e in cfg.get("layers") or []]
+        layers = [self.layer(e, module) for e in cfg.get("layers") or []]
         if cls == "Sequential":
             first = (cfg.get("layers") or [{}])[0]
             shape = first.get("config", {}).get("batch_input_shape") or cfg.get("build_input_shape")
@@ -326,11 +329,13 @@ class _Keras2:
         out["config"] = cfg
         return out
 
-    def layer(self, entry: dict) -> dict:
+    def layer(self, entry: dict, model: Any = None) -> dict:
+        """``entry`` as Keras 3 writes it; ``model``: the ImportedModel whose graph holds
+        it (its tensor specs), None for nested layers and cells."""
         cls = _ALIASES.get(entry["class_name"], entry["class_name"])
         name = _name(entry)
         if cls in _MODELS:
-            return self.model(entry)
+            return self.model(entry, model.layers[name] if model is not None else None)
         if cls in _CUDNN_AS:
             entry = _cudnn_as_keras3(entry)
             cls = entry["class_name"]
@@ -403,11 +408,58 @@ class _Keras2:
                 ]
                 for node in entry.get("inbound_nodes") or []
             ]
+        if cls in _RNN_CELL_NAMES or cls in ("RNN", "Bidirectional"):
+            nodes = out.get("inbound_nodes") or []
+            out["inbound_nodes"] = [_initial_state_node(n, cls, name, model) for n in nodes]
+            shape = (out.get("build_config") or {}).get("input_shape")
+            if nodes != out["inbound_nodes"] and shape and isinstance(shape[0], list):
+                out["build_config"] = {**out["build_config"], "input_shape": shape[0]}
         out["class_name"] = cls
         out.setdefault("module", "keras.layers")
         out.setdefault("registered_name", None)
         out["config"] = cfg
         return out
+
+
+def _initial_state_node(node: Any, cls: str, name: str, model: Any) -> Any:
+    """Keras 2 records ``rnn(x, initial_state=[h, c])`` as one node with inputs ``[x, h,
+    c]``; Keras 3 would call the layer on that list. Written as Keras 3 writes the call:
+    ``x`` as the argument and the states as ``initial_state``. Refused where a Keras mask
+    rides on ``x``: Keras 3 runs such a call unmasked, Keras 2 masked."""
+    if not isinstance(node, list) or len(node) < 2:
+        return node
+    specs = {ref: (shape, dtype, masked) for ref, shape, dtype, masked in model._tensor_specs}
+
+    def tensor(ref):
+        key = tuple(ref[:3])
+        if key not in specs:
+            raise UnsupportedLayerError(
+                cls, name, detail="the shapes of its inputs could not be inferred"
+            )
+        shape, dtype, _ = specs[key]
+        config = {"shape": list(shape), "dtype": dtype, "keras_history": list(key)}
+        return {"class_name": "__keras_tensor__", "config": config}
+
+    if specs.get(tuple(node[0][:3]), (None, None, False))[2]:
+        raise UnsupportedLayerError(
+            cls,
+            name,
+            detail="a Keras mask reaches this call with initial_state; Keras 2 masks it, "
+            "Keras 3 runs a call with several tensor arguments unmasked, so the model "
+            "cannot be written to a Keras 3 file exactly",
+        )
+    recorded = node[0][3] if len(node[0]) > 3 else {}
+    # Keras 2 writes `initial_state=None, constants=None` there: the tensors are inputs.
+    kwargs = {k: v for k, v in recorded.items() if v is not None}
+    if set(kwargs) & {"initial_state", "constants"}:
+        raise UnsupportedLayerError(
+            cls,
+            name,
+            detail=f"its Keras 2 call passes {sorted(kwargs)}; Keras 3 has no "
+            "constants, so the model cannot be written to a Keras 3 file exactly",
+        )
+    kwargs["initial_state"] = [tensor(ref) for ref in node[1:]]
+    return {"args": [tensor(node[0])], "kwargs": kwargs}
 
 
 _CUDNN_AS = {"CuDNNLSTM": "LSTM", "CuDNNGRU": "GRU"}

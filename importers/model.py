@@ -292,6 +292,15 @@ class ImportedModel(nnx.Module):
         self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
         self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single
         self._output_tree = None if tree is None else _freeze(tree)
+        # Each node output's (shape, dtype, whether a Keras mask rides on it), as
+        # propagated while building (None for an unknown size; the batch too): what the
+        # exporter writes for a tensor argument.
+        self._tensor_specs = tuple(
+            (ref, tuple(None if d == _UNKNOWN_DIM and k == 0 else d for k, d in
+                        enumerate(spec.shape)), spec.dtype.name, mask is not None)
+            for ref, (spec, mask) in specs.items()
+            if isinstance(spec, jax.ShapeDtypeStruct)
+        )  # fmt: skip
 
     @staticmethod
     def _convert(entry, weights: _Weights, custom_layers, keras_major, in_shape):

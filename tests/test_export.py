@@ -279,6 +279,35 @@ def test_keras2_bidirectional_of_a_go_backwards_layer_writes_its_twin(tmp_path, 
     np.testing.assert_allclose(_keras_load(path)(x).numpy(), km(x).numpy(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["plain", "bidirectional"])
+def test_keras2_initial_state_inputs_are_written_as_keras3_call_arguments(tmp_path, bidirectional):
+    """Keras 2 records ``rnn(x, initial_state=[h, c])`` as a node with inputs ``[x, h, c]``;
+    Keras 3 reads that as a call on a list, so it is written as ``x`` plus
+    ``initial_state``. With a mask on ``x`` it is refused: Keras 3 would run it unmasked."""
+    k = _tf_keras()
+    x_in, ctx = k.Input((T, F)), k.Input((2,))
+    states = [k.layers.Dense(3, activation="tanh")(ctx), k.layers.Dense(3)(ctx)]
+    second = k.layers.LSTM(3, return_sequences=True)
+    if bidirectional:
+        second, states = k.layers.Bidirectional(second), states * 2
+    km = k.Model([x_in, ctx], k.layers.GRU(2)(second(x_in, initial_state=states)))
+    randomize_keras(km, seed=4)
+    m = importers.load(km)
+    export.save_keras(m, tmp_path / "state.keras")
+    xs = [_float_inputs(), np.random.default_rng(1).standard_normal((2, 2)).astype("f4")]
+    got = _keras_load(tmp_path / "state.keras")(xs).numpy()
+    np.testing.assert_allclose(got, km(xs).numpy(), atol=1e-5, rtol=0)
+    ids = k.Input((None,), dtype="int32")
+    seq, h = k.layers.SimpleRNN(2, return_sequences=True, return_state=True)(
+        k.layers.Embedding(10, 3, mask_zero=True)(ids)
+    )
+    masked = importers.load(
+        k.Model(ids, k.layers.SimpleRNN(2, name="second")(seq, initial_state=[h]))
+    )
+    with pytest.raises(UnsupportedLayerError, match=r"'second'.*a Keras mask reaches this call"):
+        export.save_keras(masked, tmp_path / "masked.keras")
+
+
 def test_keras2_gru_without_reset_after_is_written_out():
     """Keras <= 2.2 configs omit reset_after (Keras 2's default was False, Keras 3's True)
     and the InputLayer (the first layer holds batch_input_shape)."""
