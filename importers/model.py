@@ -293,11 +293,12 @@ class ImportedModel(nnx.Module):
         self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single
         self._output_tree = None if tree is None else _freeze(tree)
         # Each node output's (shape, dtype, whether a Keras mask rides on it), as
-        # propagated while building (None for an unknown size; the batch too): what the
-        # exporter writes for a tensor argument.
+        # propagated while building: what the exporter writes for a tensor argument. A
+        # size of _UNKNOWN_DIM is written None (it stood for None or is 1; Keras' loader
+        # takes the shape from the layer that made the tensor either way).
         self._tensor_specs = tuple(
-            (ref, tuple(None if d == _UNKNOWN_DIM and k == 0 else d for k, d in
-                        enumerate(spec.shape)), spec.dtype.name, mask is not None)
+            (ref, tuple(None if d == _UNKNOWN_DIM else d for d in spec.shape),
+             spec.dtype.name, mask is not None)
             for ref, (spec, mask) in specs.items()
             if isinstance(spec, jax.ShapeDtypeStruct)
         )  # fmt: skip
