@@ -106,7 +106,8 @@ class Bidirectional(Configurable, nnx.Module):
     Differences from Keras 3: a ``layer`` with ``go_backwards=True`` is accepted and its
     flipped twin (``go_backwards=False``) runs backwards, as in Keras 2 (Keras 3 sets the
     twin's ``go_backwards=True`` and then refuses the pair); Keras' ``weights=`` argument
-    is not taken (set parameters on ``forward_layer``/``backward_layer``); ``constants``
+    is not taken (Keras 3.15 stores it as ``initial_weights``, which nothing reads, so it
+    has no effect there; set parameters on ``forward_layer``/``backward_layer``); ``constants``
     (Keras 2) are passed to both directions; ``initial_state`` is split at the forward
     layer's state count, which is Keras' split in halves whenever the directions have the
     same states, and also works for a backward layer with other states.
