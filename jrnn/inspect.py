@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jrnn import _checks
 from jrnn.cells.base import RNNCellBase
 from jrnn.cells.cudnn import _CuDNNCell
 from jrnn.cells.stacked import StackedRNNCells
@@ -77,6 +78,7 @@ def get_rnn_weights(layer: Any, concat_gates: bool = True) -> Any:
     ``bias[gate] = {"input": ..., "recurrent": ...}``. Stacked cells give a list (one entry
     per cell); Bidirectional gives ``{"forward": ..., "backward": ...}``.
     """
+    concat_gates = _checks.boolean(concat_gates, "concat_gates", "get_rnn_weights")
     if isinstance(layer, Bidirectional):
         return {
             "forward": get_rnn_weights(layer.forward_layer, concat_gates),
@@ -130,7 +132,8 @@ def gradients_over_time(layer: Any, x: Any, *, loss=None, mask: Any = None) -> j
     ``loss(outputs) -> scalar`` defaults to the sum of squares of the layer's (first)
     output, e.g. the last output of a ``return_sequences=False`` layer.
     """
-    g = _gradient("inputs", layer, jnp.asarray(x), None, loss or _sum_of_squares, {"mask": mask})
+    kwargs = {} if mask is None else {"mask": mask}  # models without a `mask` argument too
+    g = _gradient("inputs", layer, jnp.asarray(x), None, loss or _sum_of_squares, kwargs)
     return jnp.sqrt(jnp.sum(jnp.square(g).reshape(*g.shape[:2], -1), axis=-1))
 
 
@@ -287,7 +290,13 @@ def get_outputs(model: nnx.Module, x: Any, layers: Any, **call_kwargs: Any) -> d
     path in the model (``"encoder/lstm"``). Returns ``{name: output}``. The sub-layers'
     classes are swapped for recording subclasses during the call and restored afterwards.
     """
-    names = [layers] if isinstance(layers, str) else list(layers)
+    names = [layers] if isinstance(layers, str) else layers
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise TypeError(
+            "get_outputs: `layers` must be a layer name or a list of names (a layer's `name` "
+            f"or its attribute path); received {layers!r}."
+        )
+    names = list(names)
     captured: dict[str, Any] = {}
 
     def record(name, out):
@@ -352,6 +361,8 @@ def _hooked(model: nnx.Module, names: list[str], hook):
 def detect_nans(data: Any, include_inf: bool = True) -> str | None:
     """see-rnn's text: ``None`` or e.g. ``"12.5% NaN, 3 Inf"`` (counts below 0.1%)."""
     a = np.asarray(data)
+    if not _checks.is_real(a.dtype):
+        raise TypeError(f"detect_nans: `data` must be numeric; received dtype {a.dtype}.")
     parts = []
     checks = [("NaN", np.isnan(a))] + ([("Inf", np.isinf(a))] if include_inf else [])
     for label, found in checks:
@@ -365,6 +376,10 @@ def detect_nans(data: Any, include_inf: bool = True) -> str | None:
 def weights_norm(layer: Any, *, axis: int = -1, stat_fns=(np.max, np.mean)) -> dict[str, list]:
     """see-rnn's per-unit weight norms: for each weight, the L2 norm over every axis but
     ``axis`` (one norm per output column), then each statistic in ``stat_fns``."""
+    if not isinstance(layer, nnx.Module):
+        raise TypeError(
+            f"weights_norm: `layer` must be an nnx.Module; received {type(layer).__name__}."
+        )
     out = {}
     for path, param in nnx.iter_graph(layer):
         if isinstance(param, nnx.Param):

@@ -31,12 +31,29 @@ def _finish(fig, savepath: str | None, dpi: int = 100):
 
 
 def _directions(layer: Any, concat_gates: bool) -> list[tuple[str, dict]]:
+    """One ``(title, weights)`` block per direction and cell."""
+
+    def blocks(weights: Any, title: str) -> list[tuple[str, dict]]:
+        if isinstance(weights, list):  # stacked cells
+            return [(f"{title} CELL {k}".strip(), w) for k, w in enumerate(weights)]
+        return [(title, weights)]
+
     weights = inspect_lib.get_rnn_weights(layer, concat_gates=concat_gates)
     if isinstance(weights, dict) and set(weights) == {"forward", "backward"}:
-        return [("FORWARD LAYER", weights["forward"]), ("BACKWARD LAYER", weights["backward"])]
-    if isinstance(weights, list):
-        return [(f"CELL {k}", w) for k, w in enumerate(weights)]
-    return [("", weights)]
+        return blocks(weights["forward"], "FORWARD LAYER") + blocks(
+            weights["backward"], "BACKWARD LAYER"
+        )
+    return blocks(weights, "")
+
+
+def _features(data: Any, function: str, shapes: str) -> np.ndarray:
+    data = np.asarray(data)
+    if data.ndim not in (2, 3):
+        raise ValueError(
+            f"{function}: `data` must be {shapes}; received shape {data.shape} (reshape "
+            "ConvLSTM outputs to (samples, timesteps, channels) first)."
+        )
+    return data
 
 
 def rnn_histogram(
@@ -83,8 +100,13 @@ def rnn_histogram(
                     for v in weights["bias"].values()
                 ]
             )
-            bias_ax.hist(np.nan_to_num(flat), bins=bins, color="tab:orange")
+            bias_ax.hist(
+                np.nan_to_num(flat, nan=0, posinf=0, neginf=0), bins=bins, color="tab:orange"
+            )
             bias_ax.set_title(f"{title} BIAS".strip(), fontsize=8)
+            nan = inspect_lib.detect_nans(flat)
+            if nan:
+                bias_ax.annotate(nan, (0.05, 0.85), xycoords="axes fraction", color="red")
         else:
             bias_ax.axis("off")
     if equate_axes:
@@ -132,8 +154,12 @@ def rnn_heatmap(
         vmin = 0.0 if (absolute_value or normalize) else -vmax
     elif norm is None:
         vmin = vmax = None
-    else:
+    elif isinstance(norm, (tuple, list)) and len(norm) == 2:
         vmin, vmax = norm
+    else:
+        raise ValueError(
+            f"rnn_heatmap: `norm` must be 'auto', None or (vmin, vmax); received {norm!r}."
+        )
     n_rows = 3 if show_bias else 2
     fig, axes = plt.subplots(
         n_rows, len(blocks), figsize=(5 * len(blocks), 3 * n_rows), squeeze=False
@@ -169,6 +195,9 @@ def rnn_heatmap(
                 ax.axis("off")
                 continue
             bias = np.atleast_2d(np.asarray(bias))
+            width = mats[k - 2].shape[1]  # the kernel's gate blocks
+            if bias.shape == (1, 2 * width):  # CuDNN: input biases, then recurrent biases
+                bias = bias.reshape(2, width)
             bias = np.abs(bias) if absolute_value else bias
             if norm == "auto" and not (absolute_value or normalize):
                 bmax = float(np.nanmax(np.abs(bias))) or 1.0
@@ -196,11 +225,17 @@ def rnn_heatmap(
 def features_1D(
     data: Any, *, n_rows: int | None = None, title: str = "outputs", savepath: str | None = None
 ):
-    """``(samples, timesteps, channels)``: one subplot per channel, one curve per sample."""
+    """``(samples, timesteps, channels)``: one subplot per channel, one curve per sample;
+    ``(timesteps, channels)`` (one sample): one plot, one curve per channel, as see-rnn."""
     plt = _plt()
-    data = np.asarray(data)
+    data = _features(data, "features_1D", "(samples, timesteps, channels) or (timesteps, channels)")
     if data.ndim == 2:
-        data = data[:, :, None]
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(data, linewidth=1)
+        ax.axhline(0, color="gray", linewidth=0.5)
+        ax.set_xlabel("timestep")
+        ax.set_title(title, fontsize=9)
+        return _finish(fig, savepath)
     channels = data.shape[-1]
     n_rows = n_rows or int(np.ceil(np.sqrt(channels)))
     n_cols = int(np.ceil(channels / n_rows))
@@ -239,11 +274,25 @@ def features_2D(
     title: str = "outputs",
     savepath: str | None = None,
 ):
-    """``(samples, timesteps, channels)``: one heatmap (channels × timesteps) per sample."""
+    """``(samples, timesteps, channels)``: one heatmap (channels × timesteps) per sample;
+    ``(timesteps, channels)``: one heatmap. ``norm``: ``"auto"`` (±max|data|), None (each
+    image its own range) or ``(vmin, vmax)``."""
     plt = _plt()
-    data = np.asarray(data)
+    data = _features(data, "features_2D", "(samples, timesteps, channels) or (timesteps, channels)")
+    if data.ndim == 2:
+        data = data[None]
     n = data.shape[0]
-    vmax = float(np.nanmax(np.abs(data))) or 1.0 if norm == "auto" else None
+    if norm == "auto":
+        vmax = float(np.nanmax(np.abs(data))) or 1.0
+        vmin = -vmax
+    elif norm is None:
+        vmin = vmax = None
+    elif isinstance(norm, (tuple, list)) and len(norm) == 2:
+        vmin, vmax = norm
+    else:
+        raise ValueError(
+            f"features_2D: `norm` must be 'auto', None or (vmin, vmax); received {norm!r}."
+        )
     fig, axes = plt.subplots(1, n, figsize=(3.5 * n, 3), squeeze=False)
     for s in range(n):
         ax = axes[0, s]
@@ -252,7 +301,7 @@ def features_2D(
             cmap=cmap,
             aspect="auto",
             interpolation="nearest",
-            vmin=-vmax if vmax else None,
+            vmin=vmin,
             vmax=vmax,
         )
         ax.set_xlabel("timestep")
@@ -282,22 +331,43 @@ def gate_heatmap(
     activations: dict[str, Any], gate: str = "f", *, sample: int = 0, savepath: str | None = None
 ):
     """One gate's activation over time per unit (e.g. forget-gate saturation), from
-    :func:`jrnn.inspect.get_activations`."""
+    :func:`jrnn.inspect.get_activations` of one layer (``acts["forward"]`` of a
+    Bidirectional, ``acts[k]`` of a stack's cell). ``gate``: a key of ``activations``
+    (``"f"``) or its see-rnn label (``"FORGET"``). Values in [0, 1] (the sigmoid gates)
+    are drawn on 0..1; others (states, candidates) on a symmetric ±max range."""
     plt = _plt()
-    values = np.asarray(activations[gate])[sample]
+    if not isinstance(activations, dict) or set(activations) == {"forward", "backward"}:
+        raise ValueError(
+            "gate_heatmap: `activations` must be one layer's dict of get_activations (pick "
+            "acts['forward'] / acts['backward'] of a Bidirectional, acts[k] of a stack's "
+            f"cell); received {type(activations).__name__}"
+            + (" with keys forward/backward." if isinstance(activations, dict) else ".")
+        )
+    labels = {
+        label: key
+        for keys, names in inspect_lib.GATE_LABELS.items()
+        for key, label in zip(keys, names)
+    }
+    key = gate if gate in activations else labels.get(gate)
+    if key not in activations:
+        raise ValueError(
+            f"gate_heatmap: `gate` must be one of {sorted(activations)} (or its see-rnn "
+            f"label); received {gate!r}."
+        )
+    values = np.asarray(activations[key])[sample]
     values = values.reshape(values.shape[0], -1)
     fig, ax = plt.subplots(figsize=(7, 3.5))
+    if values.min() >= 0 and values.max() <= 1:
+        cmap, vmin, vmax = "viridis", 0.0, 1.0
+    else:
+        vmax = float(np.nanmax(np.abs(values))) or 1.0
+        cmap, vmin = "bwr", -vmax
     image = ax.imshow(
-        values.T,
-        cmap="viridis",
-        vmin=0,
-        vmax=1 if values.min() >= 0 else None,
-        aspect="auto",
-        interpolation="nearest",
+        values.T, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
     )
     ax.set_xlabel("timestep")
     ax.set_ylabel("unit")
-    ax.set_title(f"gate '{gate}' activation, sample {sample}")
+    ax.set_title(f"gate '{key}' activation, sample {sample}")
     fig.colorbar(image, ax=ax)
     return _finish(fig, savepath)
 

@@ -245,3 +245,25 @@ def test_gradients_run_as_one_cached_program(monkeypatch):
     before = np.asarray(stateful.states[0][...])
     inspect.gradients_over_time(stateful, x)
     np.testing.assert_array_equal(stateful.states[0][...], before)
+
+
+def test_argument_errors_and_whole_model_gradients_over_time():
+    class Model(nnx.Module):  # no `mask` argument
+        def __init__(self):
+            self.lstm = jrnn.LSTM(U, F, return_sequences=True, rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            return self.lstm(x)
+
+    model, x = Model(), random_inputs(B, T, F)
+    np.testing.assert_allclose(
+        inspect.gradients_over_time(model, x), inspect.gradients_over_time(model.lstm, x)
+    )
+    with pytest.raises(TypeError, match=r"get_outputs: `layers` must be a layer name or a list"):
+        inspect.get_outputs(model, x, 0)
+    with pytest.raises(TypeError, match=r"weights_norm: `layer` must be an nnx.Module"):
+        inspect.weights_norm("lstm")
+    with pytest.raises(TypeError, match=r"detect_nans: `data` must be numeric"):
+        inspect.detect_nans("abc")
+    with pytest.raises(ValueError, match=r"get_rnn_weights: `concat_gates` must be a bool"):
+        inspect.get_rnn_weights(model.lstm, concat_gates="no")
