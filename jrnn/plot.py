@@ -46,6 +46,18 @@ def _directions(layer: Any, concat_gates: bool) -> list[tuple[str, dict]]:
     return blocks(weights, "")
 
 
+def _color_range(norm: Any, auto: tuple, function: str) -> tuple:
+    """``(vmin, vmax)`` for ``norm``: ``"auto"`` (the caller's ``auto`` range), None (each
+    image its own) or a ``(vmin, vmax)`` pair."""
+    if isinstance(norm, str) and norm == "auto":
+        return auto
+    if norm is None:
+        return None, None
+    if isinstance(norm, (tuple, list)) and len(norm) == 2:
+        return tuple(norm)
+    raise ValueError(f"{function}: `norm` must be 'auto', None or (vmin, vmax); received {norm!r}.")
+
+
 def _features(data: Any, function: str, shapes: str) -> np.ndarray:
     data = np.asarray(data)
     if data.ndim not in (2, 3):
@@ -149,17 +161,10 @@ def rnn_heatmap(
             mats.append(np.abs(m) if absolute_value else m)
     if normalize:
         mats = [(m - m.min()) / (np.ptp(m) or 1.0) for m in mats]
-    if norm == "auto":
-        vmax = max(float(np.nanmax(np.abs(m))) for m in mats) or 1.0
-        vmin = 0.0 if (absolute_value or normalize) else -vmax
-    elif norm is None:
-        vmin = vmax = None
-    elif isinstance(norm, (tuple, list)) and len(norm) == 2:
-        vmin, vmax = norm
-    else:
-        raise ValueError(
-            f"rnn_heatmap: `norm` must be 'auto', None or (vmin, vmax); received {norm!r}."
-        )
+    vmax = max(float(np.nanmax(np.abs(m))) for m in mats) or 1.0
+    vmin, vmax = _color_range(
+        norm, (0.0 if (absolute_value or normalize) else -vmax, vmax), "rnn_heatmap"
+    )
     n_rows = 3 if show_bias else 2
     fig, axes = plt.subplots(
         n_rows, len(blocks), figsize=(5 * len(blocks), 3 * n_rows), squeeze=False
@@ -282,17 +287,8 @@ def features_2D(
     if data.ndim == 2:
         data = data[None]
     n = data.shape[0]
-    if norm == "auto":
-        vmax = float(np.nanmax(np.abs(data))) or 1.0
-        vmin = -vmax
-    elif norm is None:
-        vmin = vmax = None
-    elif isinstance(norm, (tuple, list)) and len(norm) == 2:
-        vmin, vmax = norm
-    else:
-        raise ValueError(
-            f"features_2D: `norm` must be 'auto', None or (vmin, vmax); received {norm!r}."
-        )
+    vmax = float(np.nanmax(np.abs(data))) or 1.0
+    vmin, vmax = _color_range(norm, (-vmax, vmax), "features_2D")
     fig, axes = plt.subplots(1, n, figsize=(3.5 * n, 3), squeeze=False)
     for s in range(n):
         ax = axes[0, s]
