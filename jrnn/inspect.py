@@ -142,9 +142,10 @@ def get_gradients(
 ) -> Any:
     """Gradients of a loss w.r.t. the model's weights (``wrt="weights"``; an ``nnx.State``
     shaped like the parameters), w.r.t. its output (``wrt="outputs"``), or w.r.t. the
-    outputs of named sub-layers (``wrt=["enc", ...]``; ``{name: gradient}`` shaped like
-    each output, e.g. ``(batch, time, units)`` per timestep for ``return_sequences``
-    layers: a zero perturbation is added to each output and differentiated).
+    outputs of named sub-layers (``wrt=["enc", ...]`` or ``wrt="enc"``; ``{name:
+    gradient}`` shaped like each output, e.g. ``(batch, time, units)`` per timestep for
+    ``return_sequences`` layers: a zero perturbation is added to each output and
+    differentiated).
 
     ``loss(y_pred, y)`` defaults to the mean squared error when ``y`` is given, else the sum
     of squares of the output. Per gate: pass the weights' gradient state through
@@ -162,14 +163,16 @@ def get_gradients(
     if wrt == "outputs":
         out = _first(model(x, **call_kwargs))
         return jax.grad(lambda o: loss(o, y))(out)
-    if isinstance(wrt, (list, tuple)):
+    if isinstance(wrt, str):  # one layer's name, as get_outputs takes it
+        wrt = [wrt]
+    if isinstance(wrt, (list, tuple)) and all(isinstance(n, str) for n in wrt):
         names = tuple(wrt)
         shapes = get_outputs(model, x, list(names), **call_kwargs)
         zeros = jax.tree_util.tree_map(jnp.zeros_like, shapes)
         return _gradient("outputs_of", model, zeros, y, loss, call_kwargs, names=names, x=x)
     raise ValueError(
-        "get_gradients: `wrt` must be 'weights', 'outputs' or a list of layer names; "
-        f"received {wrt!r}."
+        "get_gradients: `wrt` must be 'weights', 'outputs', a layer name or a list of layer "
+        f"names; received {wrt!r}."
     )
 
 
@@ -187,6 +190,11 @@ def _sum_of_squares_of_prediction(prediction: Any, target: Any) -> jax.Array:
 
 
 def _mean_squared_error(prediction: Any, target: Any) -> jax.Array:
+    if jnp.shape(prediction) != jnp.shape(target):  # no silent broadcasting ((B,1) - (B,))
+        raise ValueError(
+            f"get_gradients: `y` must have the model output's shape {jnp.shape(prediction)} "
+            f"for the default mean squared error; received shape {jnp.shape(target)}."
+        )
     return jnp.mean(jnp.square(prediction - target))
 
 
@@ -309,6 +317,7 @@ def get_outputs(model: nnx.Module, x: Any, layers: Any, **call_kwargs: Any) -> d
 
 
 def _find(model: nnx.Module, names: list[str]) -> dict[str, nnx.Module]:
+    """The sub-modules named ``names`` (a ``name`` or an attribute path)."""
     found: dict[str, nnx.Module] = {}
     available = []
     for path, module in nnx.iter_graph(model):
@@ -322,7 +331,7 @@ def _find(model: nnx.Module, names: list[str]) -> dict[str, nnx.Module]:
                 found.setdefault(name, module)
     missing = [n for n in names if n not in found]
     if missing:
-        raise ValueError(f"get_outputs: no layer named {missing}; available: {available}.")
+        raise ValueError(f"no layer named {missing} in the model; available: {available}.")
     return found
 
 

@@ -109,8 +109,12 @@ def test_gate_gradients_and_gradients_over_time_equal_tf():
     assert_close(norms, np.sqrt((k_x**2).sum(-1)))
     out_grad = inspect.get_gradients(layer, x, wrt="outputs")
     assert_close(out_grad, 2 * np.asarray(layer(x)))
-    with pytest.raises(ValueError, match=r"`wrt` must be 'weights', 'outputs' or a list"):
-        inspect.get_gradients(layer, x, wrt="states")
+    with pytest.raises(ValueError, match=r"`wrt` must be 'weights', 'outputs', a layer name"):
+        inspect.get_gradients(layer, x, wrt=3)
+    with pytest.raises(ValueError, match=r"no layer named \['states'\] in the model"):
+        inspect.get_gradients(layer, x, wrt="states")  # any other string names a layer
+    with pytest.raises(ValueError, match=r"`y` must have the model output's shape \(2, 4\)"):
+        inspect.get_gradients(layer, x, np.zeros((B,), np.float32))  # would broadcast
 
 
 def test_detect_nans_weights_norm_summary():
@@ -168,6 +172,7 @@ def test_gradients_wrt_layer_outputs_per_timestep_equal_tf():
     grads = inspect.get_gradients(Model(), x, wrt=["encoder"])
     assert grads["encoder"].shape == (B, T, U)
     assert_close(grads["encoder"], expected)
+    assert_close(inspect.get_gradients(Model(), x, wrt="encoder")["encoder"], expected)
     norms = inspect.gradient_norms_over_time(Model(), x, "encoder")
     assert_close(norms, np.sqrt((expected**2).sum(-1)))
     with pytest.raises(ValueError, match="must return sequences"):
