@@ -157,7 +157,7 @@ def get_gradients(
     non-array ``call_kwargs``, as eager layer calls do.
     """
     if loss is None:
-        loss = _mean_squared_error if y is not None else _sum_of_squares_of_prediction
+        loss = _mean_squared_error if y is not None else _sum_of_squares
     if wrt == "weights":
         return _gradient("weights", model, x, y, loss, call_kwargs)
     if wrt == "outputs":
@@ -180,11 +180,8 @@ def _first(out: Any) -> Any:
     return out[0] if isinstance(out, tuple) else out
 
 
-def _sum_of_squares(prediction: Any) -> jax.Array:
-    return jnp.sum(jnp.square(prediction))
-
-
-def _sum_of_squares_of_prediction(prediction: Any, target: Any) -> jax.Array:
+def _sum_of_squares(prediction: Any, target: Any = None) -> jax.Array:
+    """The default loss without ``y`` (``gradients_over_time`` calls it on the output alone)."""
     del target
     return jnp.sum(jnp.square(prediction))
 
@@ -223,12 +220,10 @@ def _gradient(
     args = (model, target, x, y, arrays)
     options = {"mode": mode, "loss": loss, "static": static, "names": names}
     try:
-        hash((loss, static))
-    except TypeError:
-        return _gradient_program(*args, **options)
-    if not _eager(model):
-        return _gradient_program(*args, **options)
-    return _CACHED_GRADIENT(*args, **options)
+        cacheable = hash((loss, static)) is not None and _eager(model)
+    except TypeError:  # an unhashable loss or call argument
+        cacheable = False
+    return (_CACHED_GRADIENT if cacheable else _gradient_program)(*args, **options)
 
 
 def _all_arrays(value: Any) -> bool:

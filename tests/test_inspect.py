@@ -236,7 +236,7 @@ def test_gradients_run_as_one_cached_program(monkeypatch):
         assert len(traces) == count, name
     uncached = inspect._gradient_program(
         layer, x, None, None, {"mask": mask}, mode="weights",
-        loss=inspect._sum_of_squares_of_prediction, static=(), names=(),
+        loss=inspect._sum_of_squares, static=(), names=(),
     )  # fmt: skip
     cached = inspect.get_gradients(layer, x, mask=mask)
     for a, e in zip(jax.tree.leaves(cached), jax.tree.leaves(uncached)):
