@@ -220,6 +220,9 @@ class KerasOp(nnx.Module):
 
     _registry: dict[str, Callable] = OPS
     _what = "keras.ops operation"
+    # A Keras 3 operation node is not a layer: absent from Keras' ``model.layers``, so from
+    # ``jrnn.inspect.layers_of`` (which an index or "*" chooses from) too.
+    keras_operation = True
 
     def __init__(self, class_name: str, config: dict | None = None, *, name: str | None = None):
         if class_name not in self._registry:
@@ -381,6 +384,7 @@ class TFOpLambda(KerasOp):
 
     _registry = TF_OPS
     _what = "TensorFlow function (TFOpLambda)"
+    keras_operation = False  # a layer in tf.keras 2's ``model.layers``
 
     def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
         kwargs.pop("name", None)

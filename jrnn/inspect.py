@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -142,10 +143,11 @@ def get_gradients(
 ) -> Any:
     """Gradients of a loss w.r.t. the model's weights (``wrt="weights"``; an ``nnx.State``
     shaped like the parameters), w.r.t. its output (``wrt="outputs"``), or w.r.t. the
-    outputs of named sub-layers (``wrt=["enc", ...]`` or ``wrt="enc"``; ``{name:
-    gradient}`` shaped like each output, e.g. ``(batch, time, units)`` per timestep for
-    ``return_sequences`` layers: a zero perturbation is added to each output and
-    differentiated).
+    outputs of chosen sub-layers (``wrt=["enc", ...]``, ``wrt="enc"``, an index or ``"*"``,
+    chosen as :func:`get_outputs` chooses them; ``"*"`` leaves out layers whose outputs are
+    not floating point; ``{selector: gradient}`` shaped like each output, e.g.
+    ``(batch, time, units)`` per timestep for ``return_sequences`` layers: a zero
+    perturbation is added to each output and differentiated).
 
     ``loss(y_pred, y)`` defaults to the mean squared error when ``y`` is given, else the sum
     of squares of the output. Per gate: pass the weights' gradient state through
@@ -158,22 +160,35 @@ def get_gradients(
     """
     if loss is None:
         loss = _mean_squared_error if y is not None else _sum_of_squares
-    if wrt == "weights":
+    if isinstance(wrt, str) and wrt == "weights":
         return _gradient("weights", model, x, y, loss, call_kwargs)
-    if wrt == "outputs":
+    if isinstance(wrt, str) and wrt == "outputs":
         out = _first(model(x, **call_kwargs))
         return jax.grad(lambda o: loss(o, y))(out)
-    if isinstance(wrt, str):  # one layer's name, as get_outputs takes it
-        wrt = [wrt]
-    if isinstance(wrt, (list, tuple)) and all(isinstance(n, str) for n in wrt):
-        names = tuple(wrt)
-        shapes = get_outputs(model, x, list(names), **call_kwargs)
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, shapes)
-        return _gradient("outputs_of", model, zeros, y, loss, call_kwargs, names=names, x=x)
-    raise ValueError(
-        "get_gradients: `wrt` must be 'weights', 'outputs', a layer name or a list of layer "
-        f"names; received {wrt!r}."
-    )
+    try:
+        names = tuple(_selectors(wrt, "get_gradients", "wrt"))
+    except TypeError:
+        raise ValueError(
+            "get_gradients: `wrt` must be 'weights', 'outputs', a layer name, an index into "
+            f"the model's layers, '*' or a list of these; received {wrt!r}."
+        ) from None
+    shapes = get_outputs(model, x, list(names), **call_kwargs)
+    real = {
+        key: all(jnp.issubdtype(jnp.result_type(v), jnp.inexact) for v in jax.tree.leaves(out))
+        for key, out in shapes.items()
+    }
+    wrong = [key for key in names if key in real and not real[key]]
+    if wrong:
+        raise ValueError(
+            f"get_gradients: the outputs of {wrong} are not floating point (a mask, indices); "
+            "no gradient flows to them. Choose other layers (`wrt='*'` leaves them out)."
+        )
+    # "*" expanded to the layers with float outputs: the hooks perturb exactly these. A
+    # tuple, not a dict: names may mix ints and strings, which a pytree cannot sort.
+    names = tuple(key for key in shapes if real[key])
+    zeros = tuple(jax.tree_util.tree_map(jnp.zeros_like, shapes[key]) for key in names)
+    grads = _gradient("outputs_of", model, zeros, y, loss, call_kwargs, names=names, x=x)
+    return dict(zip(names, grads))
 
 
 def _first(out: Any) -> Any:
@@ -248,9 +263,9 @@ def _gradient_program(model, target, x, y, arrays, *, mode, loss, static, names)
         nnx.update(model, before)
         return grads
 
-    def perturbed(m, eps):
+    def perturbed(m, eps):  # eps: one perturbation per name, in the order of `names`
         def add(name, out):
-            return jax.tree_util.tree_map(jnp.add, out, eps[name])
+            return jax.tree_util.tree_map(jnp.add, out, eps[names.index(name)])
 
         with _hooked(m, list(names), add):
             return loss(_first(m(x, **kwargs)), y)
@@ -277,86 +292,242 @@ def gradient_norms_over_time(
     return jnp.sqrt(jnp.sum(jnp.square(g).reshape(*g.shape[:2], -1), axis=-1))
 
 
-def gate_gradients(layer: Any, x: Any, y: Any = None, *, loss=None, **call_kwargs: Any) -> Any:
+def gate_gradients(
+    layer: Any, x: Any, y: Any = None, *, loss=None, model: Any = None, **call_kwargs: Any
+) -> Any:
     """Weight gradients of a recurrent layer split per gate (same structure as
-    :func:`get_rnn_weights` with ``concat_gates=False``)."""
-    grads = get_gradients(layer, x, y, loss=loss, wrt="weights", **call_kwargs)
-    twin = nnx.clone(layer)
-    nnx.update(twin, grads)
+    :func:`get_rnn_weights` with ``concat_gates=False``).
+
+    Without ``model``, the loss is of ``layer(x)``; with it, of ``model(x)``, and ``layer``
+    is one of its sub-layers (the module, or a name or index as :func:`get_outputs` takes
+    them): see-rnn's ``get_gradients(model, _id, ..., mode="weights")`` per gate."""
+    twin = layer_gradients(layer, x, y, loss=loss, model=model, **call_kwargs)
     return get_rnn_weights(twin, concat_gates=False)
 
 
-def get_outputs(model: nnx.Module, x: Any, layers: Any, **call_kwargs: Any) -> dict[str, Any]:
+def layer_gradients(
+    layer: Any, x: Any, y: Any = None, *, loss=None, model: Any = None, **call_kwargs: Any
+) -> nnx.Module:
+    """A copy of ``layer`` whose weights hold the gradients of the loss w.r.t. them, to read
+    through :func:`get_rnn_weights` or plot (``jrnn.plot.rnn_histogram(...,
+    mode="grads")``). ``model``, ``loss`` and ``call_kwargs`` as :func:`gate_gradients`."""
+    if model is None:
+        if not isinstance(layer, nnx.Module):
+            raise TypeError(
+                f"`layer` must be an nnx.Module without `model`; received {layer!r} (pass "
+                "`model=` to choose a sub-layer by name or index)."
+            )
+        model = layer
+    grads = get_gradients(model, x, y, loss=loss, wrt="weights", **call_kwargs)
+    return with_values(model, grads, layer)
+
+
+def with_values(model: nnx.Module, state: Any, layer: Any = None) -> nnx.Module:
+    """A copy of ``model`` (or of its sub-layer ``layer``: the module, a name or an index)
+    with ``state`` (an ``nnx.State`` shaped like the model's parameters, e.g. gradients or
+    weights saved during training) in place of its values; ``model`` is untouched."""
+
+    def shapes(tree):
+        leaves = jax.tree_util.tree_leaves_with_path(tree)
+        return {jax.tree_util.keystr(path): np.shape(v) for path, v in leaves}
+
+    have, given = shapes(nnx.state(model)), shapes(state)
+    wrong = {k: v for k, v in given.items() if have.get(k) != v}
+    if not isinstance(state, nnx.State) or not given or wrong:
+        raise ValueError(
+            f"`state` must be an nnx.State shaped like (a part of) the state of "
+            f"{type(model).__name__}, such as nnx.state(model, nnx.Param) or get_gradients' "
+            f"result; received {type(state).__name__}"
+            + "".join(
+                f"; {k}: {v}, expected {have.get(k, 'no such entry')}" for k, v in wrong.items()
+            )
+            + "."
+        )
+    twin = nnx.clone(model)
+    nnx.update(twin, state)
+    if layer is None or layer is model:
+        return twin
+    return dict(nnx.iter_graph(twin))[_path_of(model, layer)]
+
+
+def sub_layer(model: nnx.Module, layer: Any) -> nnx.Module:
+    """The sub-layer of ``model`` that ``layer`` chooses: the module itself (checked to be
+    inside ``model``), or a name or index as :func:`get_outputs` takes them."""
+    if layer is None or layer is model:
+        return model
+    return dict(nnx.iter_graph(model))[_path_of(model, layer)]
+
+
+def _path_of(model: nnx.Module, layer: Any) -> tuple:
+    if not isinstance(layer, nnx.Module):
+        selectors = _selectors(layer, "sub_layer", "layer")
+        chosen = _find(model, selectors)
+        if len(selectors) != 1 or len(chosen) != 1:
+            raise ValueError(
+                f"`layer` must choose one layer of the model; {layer!r} chose {list(chosen)}."
+            )
+        layer = next(iter(chosen.values()))
+    for path, module in nnx.iter_graph(model):
+        if module is layer:
+            return path
+    raise ValueError(
+        f"`layer` ({type(layer).__name__}) is not a sub-layer of `model` ({type(model).__name__})."
+    )
+
+
+def get_outputs(model: nnx.Module, x: Any, layers: Any, **call_kwargs: Any) -> dict[Any, Any]:
     """Outputs of chosen sub-layers in ONE forward pass of ``model(x, **call_kwargs)``.
 
-    ``layers``: a name or a list of names; a name is a layer's ``name`` or its attribute
-    path in the model (``"encoder/lstm"``). Returns ``{name: output}``. The sub-layers'
-    classes are swapped for recording subclasses during the call and restored afterwards.
+    ``layers`` (see-rnn's ``_id``): a name, an index, ``"*"`` or a list of these. A name is
+    a layer's ``name`` or its attribute path in the model (``"encoder/lstm"``), else the one
+    layer whose name contains it (``"lstm"`` finds ``"lstm_1"`` if no other layer's name
+    holds ``"lstm"``; two such layers raise, naming both); an index counts in
+    :func:`layers_of` (an imported Keras model's layers in Keras' order); ``"*"`` is every
+    layer of that list. Returns ``{selector: output}``
+    (``"*"`` gives one entry per layer, under its name). The sub-layers' classes are swapped
+    for recording subclasses during the call and restored afterwards.
     """
-    names = [layers] if isinstance(layers, str) else layers
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise TypeError(
-            "get_outputs: `layers` must be a layer name or a list of names (a layer's `name` "
-            f"or its attribute path); received {layers!r}."
-        )
-    names = list(names)
-    captured: dict[str, Any] = {}
+    selectors = _selectors(layers, "get_outputs", "layers")
+    captured: dict[Any, Any] = {}
 
-    def record(name, out):
-        captured[name] = out
+    def record(key, out):
+        captured[key] = out
         return out
 
-    with _hooked(model, names, record):
+    with _hooked(model, selectors, record) as keys:
         model(x, **call_kwargs)
-    return captured
+    unused = [key for key in selectors if key != "*" and key not in captured]
+    if unused:
+        raise ValueError(
+            f"get_outputs: the layers {unused} did not run in `model(x)`; no output to return."
+        )
+    return {key: captured[key] for key in keys if key in captured}  # "*": the layers that ran
 
 
-def _find(model: nnx.Module, names: list[str]) -> dict[str, nnx.Module]:
-    """The sub-modules named ``names`` (a ``name`` or an attribute path)."""
-    found: dict[str, nnx.Module] = {}
-    available = []
-    for path, module in nnx.iter_graph(model):
-        if not isinstance(module, nnx.Module):
-            continue
-        key = "/".join(map(str, path))
-        label = getattr(module, "name", None)
-        available.append(label or key or "(model)")
-        for name in names:
-            if name in (key, label):
-                found.setdefault(name, module)
-    missing = [n for n in names if n not in found]
+def layers_of(model: nnx.Module) -> list[tuple[str, nnx.Module]]:
+    """The model's layers in order, as ``(label, module)``: ``model.layers`` where it has
+    them (an imported Keras model's, in Keras' order, which is Keras' ``model.layers``
+    without its ``InputLayer``s and Keras 3 operation nodes; ``nnx.Sequential``'s), else its
+    sub-modules in assignment order. A label is the layer's ``name`` or its attribute path.
+    This is the list an integer selects from and ``"*"`` stands for."""
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"expected an nnx.Module model; received {type(model).__name__}.")
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, Mapping):
+        items = [(str(k), m) for k, m in layers.items()]
+    elif isinstance(layers, (list, tuple, nnx.List)):
+        items = [(f"layers/{k}", m) for k, m in enumerate(layers)]
+    else:
+        items = [(k, m) for k, m in vars(model).items() if not k.startswith("_")]
+    return [
+        (getattr(m, "name", None) or label, m)
+        for label, m in items
+        if isinstance(m, nnx.Module) and not getattr(m, "keras_operation", False)
+    ]
+
+
+def _selectors(layers: Any, function: str, argument: str) -> list:
+    """``layers`` as a list of selectors: names (str) and indices (int), ``"*"`` kept."""
+    selectors = [layers] if isinstance(layers, (str, int)) else layers
+    if (
+        isinstance(selectors, (list, tuple))
+        and selectors
+        and all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in selectors)
+    ):
+        return list(selectors)
+    raise TypeError(
+        f"{function}: `{argument}` must be a layer name, an index into the model's layers, "
+        f"'*' (every layer) or a list of these; received {layers!r}."
+    )
+
+
+def _find(model: nnx.Module, selectors: list) -> dict[Any, nnx.Module]:
+    """The sub-modules chosen by ``selectors``, keyed by the selector (``"*"`` expands to
+    every layer's label). A name is a layer's ``name`` or its attribute path in the model
+    (``"encoder/lstm"``), else the one layer of :func:`layers_of` whose label contains it
+    (see-rnn's substring rule), else the one sub-module whose label contains it; two or
+    more candidates raise. An int indexes :func:`layers_of`."""
+    named = [(getattr(m, "name", None) or key, key, m) for key, m in _named(model)]
+    exact = {}
+    for label, key, module in named:
+        exact.setdefault(key, module)
+        exact.setdefault(label, module)
+    found: dict[Any, nnx.Module] = {}
+    missing = []
+    for selector in selectors:
+        if isinstance(selector, int):
+            layers = layers_of(model)
+            if not -len(layers) <= selector < len(layers):
+                raise IndexError(
+                    f"layer index {selector} out of range: the model has {len(layers)} layers "
+                    f"{[label for label, _ in layers]}."
+                )
+            found[selector] = layers[selector][1]
+        elif selector == "*":
+            found.update(layers_of(model))
+        elif selector in exact:
+            found[selector] = exact[selector]
+        else:
+            near = {}
+            for pool in (layers_of(model), [(label, m) for label, _, m in named]):
+                near = {id(m): (label, m) for label, m in pool if label and selector in label}
+                if near:  # the model's layers first, then any sub-module (cells, ...)
+                    break
+            if len(near) > 1:
+                raise ValueError(
+                    f"layer name {selector!r} is ambiguous: it is part of the names "
+                    f"{sorted(label for label, _ in near.values())}; pass one of them."
+                )
+            if near:
+                found[selector] = next(iter(near.values()))[1]
+            else:
+                missing.append(selector)
     if missing:
+        available = [label or "(model)" for label, _, _ in named]
         raise ValueError(f"no layer named {missing} in the model; available: {available}.")
     return found
 
 
+def _named(model: nnx.Module):
+    for path, module in nnx.iter_graph(model):
+        if isinstance(module, nnx.Module):
+            yield "/".join(map(str, path)), module
+
+
 @contextlib.contextmanager
-def _hooked(model: nnx.Module, names: list[str], hook):
-    """Swap the named sub-layers' classes for subclasses whose ``__call__`` returns
-    ``hook(name, output)``; restored on exit, also on exceptions. The original class is
+def _hooked(model: nnx.Module, selectors: list, hook):
+    """Swap the chosen sub-layers' classes for subclasses whose ``__call__`` returns
+    ``hook(key, output)`` (for each key that chose the layer, in order; keys as
+    :func:`_find` gives them, and yielded in that order); restored on exit, also on
+    exceptions. The original class is
     back during the original ``__call__``, so that a cached eager call (keyed on the
     layer's class among others) sees the layer it cached, not a new subclass per use."""
-    found = _find(model, names)
+    found = _find(model, selectors)
+    chosen: dict[int, tuple[nnx.Module, list]] = {}
+    for key, module in found.items():
+        chosen.setdefault(id(module), (module, []))[1].append(key)
     swapped = []
     try:
-        for name, module in found.items():
+        for module, keys in chosen.values():
             cls = type(module)
 
             @functools.wraps(cls.__call__)  # keeps the signature (e.g. a `mask` parameter)
-            def __call__(self, *args, _name=name, _cls=cls, **kwargs):
+            def __call__(self, *args, _keys=tuple(keys), _cls=cls, **kwargs):
                 hooked = type(self)
                 object.__setattr__(self, "__class__", _cls)
                 try:
                     output = _cls.__call__(self, *args, **kwargs)
                 finally:
                     object.__setattr__(self, "__class__", hooked)
-                return hook(_name, output)
+                for key in _keys:
+                    output = hook(key, output)
+                return output
 
             object.__setattr__(
                 module, "__class__", type(cls.__name__, (cls,), {"__call__": __call__})
             )
             swapped.append((module, cls))
-        yield
+        yield list(found)
     finally:
         for module, cls in swapped:
             object.__setattr__(module, "__class__", cls)
@@ -377,21 +548,114 @@ def detect_nans(data: Any, include_inf: bool = True) -> str | None:
     return ", ".join(parts) or None
 
 
-def weights_norm(layer: Any, *, axis: int = -1, stat_fns=(np.max, np.mean)) -> dict[str, list]:
-    """see-rnn's per-unit weight norms: for each weight, the L2 norm over every axis but
-    ``axis`` (one norm per output column), then each statistic in ``stat_fns``."""
+def weights_norm(
+    layer: Any,
+    *,
+    axis: int = -1,
+    stat_fns=(np.max, np.mean),
+    norm_fn=(np.sqrt, np.square),
+    omit_names: Any = None,
+    into: dict | None = None,
+) -> dict[str, list]:
+    """see-rnn's per-unit weight norms: for each weight ``w``, ``outer(sum(inner(w)))``
+    over every axis but ``axis`` with ``norm_fn=(outer, inner)`` (default the L2 norm; one
+    callable ``f`` gives ``sum(f(w))``, e.g. ``np.abs`` for L1), then each statistic of
+    ``stat_fns`` over those norms. Returns ``{weight path: [one value per statistic]}``.
+
+    ``omit_names``: a substring or list of substrings; weights whose path contains one are
+    skipped (``"bias"``). ``into`` (see-rnn's ``_dict``): ``{}``, or the dict an earlier
+    call with ``into`` returned, to append to, to track the norms over training:
+    ``into[path][k]`` is then the list of the ``k``-th statistic over the calls; it is
+    returned.
+    """
     if not isinstance(layer, nnx.Module):
         raise TypeError(
             f"weights_norm: `layer` must be an nnx.Module; received {type(layer).__name__}."
         )
+    if callable(norm_fn):
+        outer, inner = (lambda v: v), norm_fn
+    elif isinstance(norm_fn, (tuple, list)) and len(norm_fn) == 2 and all(map(callable, norm_fn)):
+        outer, inner = norm_fn
+    else:
+        raise TypeError(
+            "weights_norm: `norm_fn` must be a callable or an (outer, inner) pair of callables; "
+            f"received {norm_fn!r}."
+        )
+    omit = [omit_names] if isinstance(omit_names, str) else list(omit_names or ())
+    if not all(isinstance(o, str) for o in omit):
+        raise TypeError(
+            f"weights_norm: `omit_names` must be a string or a list of strings; received "
+            f"{omit_names!r}."
+        )
+    if into is not None and not isinstance(into, dict):
+        raise TypeError(
+            f"weights_norm: `into` must be a dict from an earlier call; received "
+            f"{type(into).__name__}."
+        )
     out = {}
     for path, param in nnx.iter_graph(layer):
-        if isinstance(param, nnx.Param):
+        name = "/".join(map(str, path))
+        if isinstance(param, nnx.Param) and not any(o in name for o in omit):
             w = np.asarray(param[...])
             axes = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
-            norms = np.sqrt(np.sum(np.square(w), axis=axes)) if axes else np.abs(w)
-            out["/".join(map(str, path))] = [float(fn(norms)) for fn in stat_fns]
+            norms = outer(np.sum(inner(w), axis=axes)) if axes else outer(inner(w))
+            out[name] = [float(fn(norms)) for fn in stat_fns]
+    if into is None:
+        return out
+    for name, values in out.items():
+        series = into.setdefault(name, [[] for _ in values])
+        if not (isinstance(series, list) and all(isinstance(v, list) for v in series)):
+            raise ValueError(
+                f"weights_norm: `into[{name!r}]` must be a list of lists (one per statistic); "
+                f"received {series!r}. Start with `into={{}}` and pass the result back."
+            )
+        if len(series) != len(values):
+            raise ValueError(
+                f"weights_norm: `into[{name!r}]` holds {len(series)} statistics; this call "
+                f"computes {len(values)} (`stat_fns` must not change between calls)."
+            )
+        for k, value in enumerate(values):
+            series[k].append(value)
+    return into
+
+
+def get_weights(model: nnx.Module, layers: Any = "*", *, omit_names: Any = None) -> dict:
+    """see-rnn's ``get_weights``: ``{"<selector>/<weight path>": array}`` of the chosen
+    layers (names, indices or ``"*"``, as :func:`get_outputs` takes them; ``"*"`` keys by
+    each layer's name), skipping weights whose key contains one of ``omit_names``."""
+    selectors = _selectors(layers, "get_weights", "layers")
+    omit = [omit_names] if isinstance(omit_names, str) else list(omit_names or ())
+    out = {}
+    for key, module in _find(model, selectors).items():
+        for path, param in nnx.iter_graph(module):
+            name = "/".join(map(str, (key, *path)))
+            if isinstance(param, nnx.Param) and not any(o in name for o in omit):
+                out[name] = np.asarray(param[...])
     return out
+
+
+def get_weight_penalties(model: nnx.Module) -> dict[str, Any]:
+    """see-rnn's ``get_weight_penalties``: ``{weight path: (l1, l2)}`` for every weight
+    with a ``kernel_regularizer``, ``recurrent_regularizer`` or ``bias_regularizer`` (and
+    the other Keras ``*_regularizer`` arguments; both directions of a Bidirectional). A
+    regularizer without l1/l2 factors (``OrthogonalRegularizer``) is given itself."""
+    from jrnn.training import _governed_params  # training imports optax: import lazily
+
+    out = {}
+    for path, _, rule in _governed_params(model, "regularizer"):
+        factors = (getattr(rule, "l1", 0.0), getattr(rule, "l2", 0.0))
+        plain = hasattr(rule, "l1") or hasattr(rule, "l2")
+        out["/".join(path)] = tuple(float(f) for f in factors) if plain else rule
+    return out
+
+
+def weight_loss(model: nnx.Module) -> float:
+    """see-rnn's ``weight_loss``: the sum of the weight penalties (``l1 * sum|w| + l2 *
+    sum(w**2)`` per regularized weight, any regularizer's own penalty otherwise), without
+    the activity penalties that :func:`jrnn.training.regularization_loss` adds."""
+    from jrnn.training import _governed_params
+
+    return float(sum(rule(param[...]) for _, param, rule in _governed_params(model, "regularizer")))
 
 
 def summary(model: nnx.Module) -> str:
@@ -431,8 +695,15 @@ __all__ = [
     "get_gradients",
     "get_outputs",
     "get_rnn_weights",
+    "get_weight_penalties",
+    "get_weights",
     "gradient_norms_over_time",
     "gradients_over_time",
+    "layer_gradients",
+    "layers_of",
+    "sub_layer",
     "summary",
+    "weight_loss",
     "weights_norm",
+    "with_values",
 ]

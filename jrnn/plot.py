@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from flax import nnx
 
+from jrnn import _checks
 from jrnn import inspect as inspect_lib
 
 
@@ -46,6 +48,45 @@ def _directions(layer: Any, concat_gates: bool) -> list[tuple[str, dict]]:
     return blocks(weights, "")
 
 
+def _drawn_layer(
+    layer: Any,
+    mode: str,
+    data: Any,
+    x: Any,
+    y: Any,
+    model: Any,
+    loss: Any,
+    call_kwargs: dict,
+    function: str,
+) -> Any:
+    """The layer whose weights a weight plot draws: ``layer`` itself (``mode="weights"``),
+    a copy holding the loss' gradients w.r.t. its weights (``mode="grads"``), or a copy
+    holding ``data`` (an ``nnx.State`` shaped like the layer's, or with ``model``, the
+    model's parameters): see-rnn's ``mode`` and ``data``."""
+    if mode not in ("weights", "grads"):
+        raise ValueError(f"{function}: `mode` must be 'weights' or 'grads'; received {mode!r}.")
+    if model is None and not isinstance(layer, nnx.Module):
+        raise TypeError(
+            f"{function}: `layer` must be a jrnn recurrent layer or cell (or, with `model=`, "
+            f"a name or index of one of its layers); received {layer!r}."
+        )
+    if data is not None:
+        return inspect_lib.with_values(layer if model is None else model, data, layer)
+    if mode == "grads":
+        if x is None:
+            raise ValueError(
+                f"{function}: mode='grads' needs the inputs `x` (and `y` for the default mean "
+                "squared error; without it, the sum of squares of the output is the loss)."
+            )
+        return inspect_lib.layer_gradients(layer, x, y, loss=loss, model=model, **call_kwargs)
+    if call_kwargs or x is not None or y is not None or loss is not None:
+        raise ValueError(
+            f"{function}: `x`, `y`, `loss` and call arguments are for mode='grads'; received "
+            "them with mode='weights'."
+        )
+    return layer if model is None else inspect_lib.sub_layer(model, layer)
+
+
 def _color_range(norm: Any, auto: tuple, function: str) -> tuple:
     """``(vmin, vmax)`` for ``norm``: ``"auto"`` (the caller's ``auto`` range), None (each
     image its own) or a ``(vmin, vmax)`` pair."""
@@ -71,14 +112,35 @@ def _features(data: Any, function: str, shapes: str) -> np.ndarray:
 def rnn_histogram(
     layer: Any,
     *,
+    mode: str = "weights",
+    x: Any = None,
+    y: Any = None,
+    model: Any = None,
+    loss: Any = None,
+    data: Any = None,
     bins: int = 150,
-    equate_axes: bool = True,
+    equate_axes: int = 1,
     savepath: str | None = None,
     w: float = 1.0,
     h: float = 1.0,
+    **call_kwargs: Any,
 ):
     """Histograms per gate (rows) of the kernel and recurrent kernel (columns), plus a bias
-    row; one column block per direction/cell. NaN/Inf are annotated in red and zeroed."""
+    row; one column block per direction/cell. NaN/Inf are annotated in red and zeroed.
+
+    ``mode="grads"`` draws the gradients of the loss w.r.t. those weights instead (see-rnn's
+    ``mode``): of ``loss(layer(x), y)``, or with ``model=``, of ``loss(model(x), y)`` with
+    ``layer`` one of its sub-layers (the module, a name or an index); ``loss`` and ``y`` as
+    :func:`jrnn.inspect.get_gradients`, extra keywords go to the call. ``data=`` draws
+    given values (an ``nnx.State`` shaped like the layer's parameters, e.g. saved during
+    training; with ``model=``, like the model's). ``equate_axes``: 0 each subplot its own
+    x-range, 1 one range per direction/cell block (see-rnn's default), 2 one range for all.
+    """
+    if equate_axes not in (0, 1, 2):  # True and False are 1 and 0, as in see-rnn
+        raise ValueError(
+            f"rnn_histogram: `equate_axes` must be 0, 1 or 2; received {equate_axes!r}."
+        )
+    layer = _drawn_layer(layer, mode, data, x, y, model, loss, call_kwargs, "rnn_histogram")
     plt = _plt()
     blocks = _directions(layer, concat_gates=False)
     rows = max(len(weights["kernel"]) for _, weights in blocks) + 1
@@ -91,9 +153,9 @@ def rnn_histogram(
             for c, name in enumerate(("kernel", "recurrent_kernel")):
                 ax = axes[r, 2 * b + c]
                 ax.axis("on")
-                data = np.asarray(weights[name][label]).ravel()
-                nan = inspect_lib.detect_nans(data)
-                ax.hist(np.nan_to_num(data, nan=0, posinf=0, neginf=0), bins=bins)
+                values = np.asarray(weights[name][label]).ravel()
+                nan = inspect_lib.detect_nans(values)
+                ax.hist(np.nan_to_num(values, nan=0, posinf=0, neginf=0), bins=bins)
                 ax.set_title(
                     f"{title} {'KERNEL' if c == 0 else 'RECURRENT'} {label}".strip(), fontsize=8
                 )
@@ -121,18 +183,29 @@ def rnn_histogram(
                 bias_ax.annotate(nan, (0.05, 0.85), xycoords="axes fraction", color="red")
         else:
             bias_ax.axis("off")
-    if equate_axes:
-        hist_axes = [ax for ax in axes[:-1].ravel() if ax.axison]
+    groups = [axes[:-1].ravel()] if equate_axes == 2 else []
+    if equate_axes == 1:
+        groups = [axes[:-1, 2 * b : 2 * b + 2].ravel() for b in range(len(blocks))]
+    for group in groups:
+        hist_axes = [ax for ax in group if ax.axison]
         lo = min(ax.get_xlim()[0] for ax in hist_axes)
         hi = max(ax.get_xlim()[1] for ax in hist_axes)
         for ax in hist_axes:
             ax.set_xlim(lo, hi)
+    if mode == "grads" and data is None:
+        fig.suptitle("weight gradients", fontsize=10)
     return _finish(fig, savepath)
 
 
 def rnn_heatmap(
     layer: Any,
     *,
+    mode: str = "weights",
+    x: Any = None,
+    y: Any = None,
+    model: Any = None,
+    loss: Any = None,
+    data: Any = None,
     cmap: str = "bwr",
     norm: Any = "auto",
     absolute_value: bool = False,
@@ -140,10 +213,16 @@ def rnn_heatmap(
     show_bias: bool = True,
     gate_sep_width: float = 1.0,
     savepath: str | None = None,
+    **call_kwargs: Any,
 ):
     """Kernel and recurrent kernel (and bias) as images with gate separator lines and gate
     labels; ``norm="auto"`` is a symmetric colour range ``±max|w|`` over the kernels of all
-    directions; 1-D recurrent kernels (IndRNN) are drawn as a narrow column."""
+    directions; 1-D recurrent kernels (IndRNN) are drawn as a narrow column.
+
+    ``mode="grads"``, ``x``, ``y``, ``model``, ``loss``, ``data`` and extra call keywords
+    as :func:`rnn_histogram`: the weights' gradients, a sub-layer of a model, given values.
+    """
+    layer = _drawn_layer(layer, mode, data, x, y, model, loss, call_kwargs, "rnn_heatmap")
     plt = _plt()
     blocks = _directions(layer, concat_gates=True)
     first_cell = layer
@@ -224,16 +303,64 @@ def rnn_heatmap(
             )
             ax.set_title(f"{title} BIAS".strip(), fontsize=9)
             fig.colorbar(image, ax=ax)
+    if mode == "grads" and data is None:
+        fig.suptitle("weight gradients", fontsize=10)
     return _finish(fig, savepath)
 
 
+def _share(share_xy: Any, function: str) -> tuple:
+    """see-rnn's ``share_xy``: one value or a ``(sharex, sharey)`` pair, each a bool (or 0/1)
+    or matplotlib's ``"row"``/``"col"``/``"all"``/``"none"``."""
+    pair = tuple(share_xy) if isinstance(share_xy, (tuple, list)) else (share_xy, share_xy)
+    valid = (True, False, "row", "col", "all", "none")
+    if len(pair) != 2 or not all(v in valid and not isinstance(v, float) for v in pair):
+        raise ValueError(
+            f"{function}: `share_xy` must be a bool, 'row', 'col', 'all', 'none' or a pair of "
+            f"these for (x, y); received {share_xy!r}."
+        )
+    return tuple(bool(v) if isinstance(v, int) else v for v in pair)
+
+
+def _grid(n_rows: Any, n: int, function: str) -> tuple[int, int]:
+    if n_rows is None:
+        n_rows = int(np.ceil(np.sqrt(n)))
+    if not isinstance(n_rows, int) or isinstance(n_rows, bool) or n_rows < 1:
+        raise ValueError(f"{function}: `n_rows` must be a positive int; received {n_rows!r}.")
+    n_rows = min(n_rows, n)
+    return n_rows, int(np.ceil(n / n_rows))
+
+
+def _max_timesteps(max_timesteps: Any, function: str) -> slice:
+    if max_timesteps is None:
+        return slice(None)
+    if not isinstance(max_timesteps, int) or isinstance(max_timesteps, bool) or max_timesteps < 1:
+        raise ValueError(
+            f"{function}: `max_timesteps` must be a positive int or None; received "
+            f"{max_timesteps!r}."
+        )
+    return slice(max_timesteps)
+
+
 def features_1D(
-    data: Any, *, n_rows: int | None = None, title: str = "outputs", savepath: str | None = None
+    data: Any,
+    *,
+    n_rows: int | None = None,
+    max_timesteps: int | None = None,
+    subplot_samples: bool = False,
+    share_xy: Any = (True, True),
+    title: str = "outputs",
+    savepath: str | None = None,
 ):
-    """``(samples, timesteps, channels)``: one subplot per channel, one curve per sample;
-    ``(timesteps, channels)`` (one sample): one plot, one curve per channel, as see-rnn."""
+    """``(samples, timesteps, channels)``: one subplot per channel, one curve per sample
+    (``subplot_samples=True``: one subplot per sample, one curve per channel);
+    ``(timesteps, channels)`` (one sample): one plot, one curve per channel, as see-rnn.
+    ``max_timesteps`` keeps the first steps; ``share_xy`` as ``plt.subplots``' sharex/sharey.
+    """
     plt = _plt()
     data = _features(data, "features_1D", "(samples, timesteps, channels) or (timesteps, channels)")
+    data = data[..., _max_timesteps(max_timesteps, "features_1D"), :]
+    sharex, sharey = _share(share_xy, "features_1D")
+    subplot_samples = _checks.boolean(subplot_samples, "subplot_samples", "features_1D")
     if data.ndim == 2:
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.plot(data, linewidth=1)
@@ -241,20 +368,28 @@ def features_1D(
         ax.set_xlabel("timestep")
         ax.set_title(title, fontsize=9)
         return _finish(fig, savepath)
-    channels = data.shape[-1]
-    n_rows = n_rows or int(np.ceil(np.sqrt(channels)))
-    n_cols = int(np.ceil(channels / n_rows))
+    if subplot_samples:  # (channels, timesteps, samples): a subplot per sample
+        data, label = np.transpose(data, (2, 1, 0)), "sample"
+    else:
+        label = "ch"
+    panels = data.shape[-1]
+    n_rows, n_cols = _grid(n_rows, panels, "features_1D")
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(3 * n_cols, 2 * n_rows), squeeze=False, sharex=True, sharey=True
+        n_rows,
+        n_cols,
+        figsize=(3 * n_cols, 2 * n_rows),
+        squeeze=False,
+        sharex=sharex,
+        sharey=sharey,
     )
-    for ch in range(n_rows * n_cols):
-        ax = axes.ravel()[ch]
-        if ch >= channels:
+    for k in range(n_rows * n_cols):
+        ax = axes.ravel()[k]
+        if k >= panels:
             ax.axis("off")
             continue
-        ax.plot(data[:, :, ch].T, linewidth=1)
+        ax.plot(data[:, :, k].T, linewidth=1)
         ax.axhline(0, color="gray", linewidth=0.5)
-        ax.set_title(f"{title} ch {ch}", fontsize=8)
+        ax.set_title(f"{title} {label} {k}", fontsize=8)
     return _finish(fig, savepath)
 
 
@@ -274,37 +409,255 @@ def features_0D(data: Any, *, title: str = "outputs", savepath: str | None = Non
 def features_2D(
     data: Any,
     *,
+    n_rows: int | None = None,
     cmap: str = "bwr",
     norm: Any = "auto",
+    reflect_half: bool = False,
+    timesteps_xaxis: bool = True,
+    max_timesteps: int | None = None,
+    share_xy: Any = (True, True),
     title: str = "outputs",
     savepath: str | None = None,
 ):
-    """``(samples, timesteps, channels)``: one heatmap (channels × timesteps) per sample;
+    """``(samples, timesteps, channels)``: one heatmap per sample, in an ``n_rows`` grid;
     ``(timesteps, channels)``: one heatmap. ``norm``: ``"auto"`` (±max|data|), None (each
-    image its own range) or ``(vmin, vmax)``."""
+    image its own range) or ``(vmin, vmax)``.
+
+    ``timesteps_xaxis``: timesteps along x (channels down), jrnn's default; False draws
+    see-rnn's default orientation (timesteps down). ``reflect_half`` reverses the second
+    half of the channels in time, to line a Bidirectional layer's backward half up with its
+    forward half (see-rnn flips axis 0, which is the samples of 3-D data; jrnn flips the
+    timesteps its documentation names). ``max_timesteps`` keeps the first steps.
+    """
     plt = _plt()
     data = _features(data, "features_2D", "(samples, timesteps, channels) or (timesteps, channels)")
     if data.ndim == 2:
         data = data[None]
+    data = data[:, _max_timesteps(max_timesteps, "features_2D")]
+    if _checks.boolean(reflect_half, "reflect_half", "features_2D"):
+        half = data.shape[-1] // 2
+        data = np.concatenate([data[..., :half], np.flip(data[..., half:], axis=1)], axis=-1)
+    timesteps_xaxis = _checks.boolean(timesteps_xaxis, "timesteps_xaxis", "features_2D")
+    sharex, sharey = _share(share_xy, "features_2D")
     n = data.shape[0]
     vmax = float(np.nanmax(np.abs(data))) or 1.0
     vmin, vmax = _color_range(norm, (-vmax, vmax), "features_2D")
-    fig, axes = plt.subplots(1, n, figsize=(3.5 * n, 3), squeeze=False)
-    for s in range(n):
-        ax = axes[0, s]
+    n_rows, n_cols = _grid(n_rows if n > 1 else 1, n, "features_2D")
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(3.5 * n_cols, 3 * n_rows),
+        squeeze=False,
+        sharex=sharex,
+        sharey=sharey,
+    )
+    for s in range(n_rows * n_cols):
+        ax = axes.ravel()[s]
+        if s >= n:
+            ax.axis("off")
+            continue
         image = ax.imshow(
-            data[s].T,
+            data[s].T if timesteps_xaxis else data[s],
             cmap=cmap,
             aspect="auto",
             interpolation="nearest",
             vmin=vmin,
             vmax=vmax,
         )
-        ax.set_xlabel("timestep")
-        ax.set_ylabel("channel")
+        ax.set_xlabel("timestep" if timesteps_xaxis else "channel")
+        ax.set_ylabel("channel" if timesteps_xaxis else "timestep")
         ax.set_title(f"{title} sample {s}", fontsize=9)
         fig.colorbar(image, ax=ax)
     return _finish(fig, savepath)
+
+
+def hist_clipped(
+    data: Any,
+    peaks_to_clip: int = 1,
+    *,
+    ax: Any = None,
+    annotate: bool = True,
+    bins: int = 100,
+    **hist_kwargs: Any,
+):
+    """A histogram of ``data`` (flattened) whose y-range stops at its ``peaks_to_clip + 1``-th
+    highest bin, so that a few towering bins (zeros, saturated units) do not flatten the
+    rest; the clipped peaks are annotated ``(left edge, count)`` in red (see-rnn's
+    ``hist_clipped``). ``peaks_to_clip=0`` is a plain histogram. Draws on ``ax`` (a new
+    figure without it); NaN and Inf are annotated and left out. Returns the figure."""
+    plt = _plt()
+    if not isinstance(peaks_to_clip, int) or isinstance(peaks_to_clip, bool) or peaks_to_clip < 0:
+        raise ValueError(
+            f"hist_clipped: `peaks_to_clip` must be an int >= 0; received {peaks_to_clip!r}."
+        )
+    values = np.asarray(data)
+    if not _checks.is_real(values.dtype):
+        raise TypeError(f"hist_clipped: `data` must be numeric; received dtype {values.dtype}.")
+    values = values.ravel()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
+    nan = inspect_lib.detect_nans(values) if values.size else None
+    counts, edges, _ = ax.hist(values[np.isfinite(values)], bins=bins, **hist_kwargs)
+    if nan:
+        ax.annotate(nan, (0.05, 0.85), xycoords="axes fraction", color="red")
+    if 0 < peaks_to_clip < len(counts):
+        order = np.argsort(counts, kind="stable")[::-1]
+        ax.set_ylim(0, counts[order[peaks_to_clip]] * 1.05 or 1.0)
+        if annotate:
+            text = "\n".join(f"({edges[i]:.2f}, {int(counts[i])})" for i in order[:peaks_to_clip])
+            ax.annotate(
+                text,
+                (0.97, 0.9),
+                xycoords="axes fraction",
+                color="r",
+                weight="bold",
+                ha="right",
+                va="top",
+            )
+    return ax.figure
+
+
+def features_hist(
+    data: Any,
+    *,
+    n_rows: Any = "vertical",
+    bins: int = 100,
+    xlims: Any = None,
+    center_zero: bool = False,
+    share_xy: Any = ("col", True),
+    peaks_to_clip: int = 0,
+    annotations: Any = "auto",
+    title: str | None = None,
+    savepath: str | None = None,
+):
+    """One histogram per entry of ``data`` (an array ``(n, ...)``, each ``data[k]``
+    flattened, or a list of arrays), in a grid of ``n_rows`` rows (``"vertical"``: one
+    column; None: about square), as see-rnn's ``features_hist``: e.g. the outputs of several
+    layers, or one layer's output per sample. ``xlims`` fixes the x-range,
+    ``center_zero`` makes it symmetric (and wins over ``xlims``); ``peaks_to_clip`` as
+    :func:`hist_clipped`; ``annotations``: ``"auto"`` (the index), a list of labels or None.
+    """
+    plt = _plt()
+    entries = list(data) if isinstance(data, (list, tuple)) else None
+    if entries is None:
+        array = np.asarray(data)
+        if array.ndim < 1 or array.shape[0] == 0:
+            raise ValueError(
+                f"features_hist: `data` must be an array (n, ...) or a list of arrays; "
+                f"received shape {array.shape}."
+            )
+        entries = list(array)
+    if not entries:
+        raise ValueError("features_hist: `data` must hold at least one array; received [].")
+    n = len(entries)
+    n_rows, n_cols = (n, 1) if n_rows == "vertical" else _grid(n_rows, n, "features_hist")
+    labels = _annotations(annotations, n, "features_hist")
+    sharex, sharey = _share(share_xy, "features_hist")
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(4 * n_cols, 1.6 * n_rows + 0.6),
+        squeeze=False,
+        sharex=sharex,
+        sharey=sharey,
+    )
+    for k, ax in enumerate(axes.ravel()):
+        if k >= n:
+            ax.axis("off")
+            continue
+        hist_clipped(entries[k], peaks_to_clip, ax=ax, bins=bins)
+        _hist_axis(ax, xlims, center_zero, "features_hist")
+        if labels[k] is not None:
+            ax.annotate(labels[k], (0.02, 0.7), xycoords="axes fraction", color="g")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, savepath)
+
+
+def features_hist_v2(
+    data: Any,
+    *,
+    colnames: Any = None,
+    bins: int = 100,
+    xlims: Any = None,
+    ylim: float | None = None,
+    center_zero: bool = False,
+    share_xy: Any = ("col", True),
+    peaks_to_clip: int = 0,
+    side_annot: str | None = None,
+    title: str | None = None,
+    savepath: str | None = None,
+):
+    """Several histograms per grid cell: ``data[row][col]`` is a list of arrays (or an
+    array whose entries are), each drawn as one histogram in that cell, as see-rnn's
+    ``features_hist_v2``: e.g. rows = layers, columns = epochs, one histogram per gate.
+    ``colnames`` titles the columns, ``side_annot`` labels the rows (``f"{side_annot}{row}"``),
+    ``ylim`` caps every y-range; the rest as :func:`features_hist`."""
+    plt = _plt()
+    if not isinstance(data, (list, tuple, np.ndarray)) or len(data) == 0:
+        raise ValueError(
+            "features_hist_v2: `data` must be a non-empty nested list data[row][col] of "
+            f"arrays; received {type(data).__name__}."
+        )
+    n_rows = len(data)
+    n_cols = len(data[0])
+    if any(len(row) != n_cols for row in data) or n_cols == 0:
+        raise ValueError(
+            "features_hist_v2: every row of `data` must hold the same, non-zero number of "
+            f"cells; received row lengths {[len(row) for row in data]}."
+        )
+    if colnames is not None and len(colnames) != n_cols:
+        raise ValueError(
+            f"features_hist_v2: `colnames` must name the {n_cols} columns; received "
+            f"{len(colnames)} names."
+        )
+    sharex, sharey = _share(share_xy, "features_hist_v2")
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(3.5 * n_cols, 1.8 * n_rows + 0.6),
+        squeeze=False,
+        sharex=sharex,
+        sharey=sharey,
+    )
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            for sub in data[r][c]:
+                hist_clipped(sub, peaks_to_clip, ax=ax, bins=bins, alpha=0.6)
+            _hist_axis(ax, xlims, center_zero, "features_hist_v2")
+            if ylim is not None:
+                ax.set_ylim(0, ylim)
+            if r == 0 and colnames is not None:
+                ax.set_title(str(colnames[c]), fontsize=9)
+            if side_annot is not None and c == n_cols - 1:
+                ax.annotate(f"{side_annot}{r}", (1.02, 0.5), xycoords="axes fraction")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, savepath)
+
+
+def _annotations(annotations: Any, n: int, function: str) -> list:
+    if annotations is None:
+        return [None] * n
+    if isinstance(annotations, str) and annotations == "auto":
+        return [str(k) for k in range(n)]
+    if isinstance(annotations, (list, tuple)):
+        return [str(a) for a in annotations][:n] + [None] * max(0, n - len(annotations))
+    raise ValueError(
+        f"{function}: `annotations` must be 'auto', a list of labels or None; received "
+        f"{annotations!r}."
+    )
+
+
+def _hist_axis(ax, xlims: Any, center_zero: bool, function: str) -> None:
+    if _checks.boolean(center_zero, "center_zero", function):
+        edge = max(np.abs(ax.get_xlim()))
+        ax.set_xlim(-edge, edge)
+    elif xlims is not None:
+        if not (isinstance(xlims, (tuple, list)) and len(xlims) == 2):
+            raise ValueError(f"{function}: `xlims` must be (xmin, xmax); received {xlims!r}.")
+        ax.set_xlim(*xlims)
 
 
 def gradient_flow(norms: dict[str, Any], *, savepath: str | None = None):
@@ -372,8 +725,11 @@ __all__ = [
     "features_0D",
     "features_1D",
     "features_2D",
+    "features_hist",
+    "features_hist_v2",
     "gate_heatmap",
     "gradient_flow",
+    "hist_clipped",
     "rnn_heatmap",
     "rnn_histogram",
 ]

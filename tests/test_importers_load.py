@@ -579,3 +579,27 @@ def test_inspection_works_on_ported_models(tmp_path):
     norms = jrnn.inspect.gradient_norms_over_time(model, ids, "bi")
     assert norms.shape == (2, 6) and np.isfinite(np.asarray(norms)).all()
     assert float(norms[0, 4]) == 0.0  # a masked step gets no gradient from the output
+
+
+def test_layer_indices_and_wildcard_follow_keras_model_layers(tmp_path):
+    """An index counts Keras' ``model.layers`` (less the InputLayer); Keras 3 writes the
+    Masking mask's ``not_equal``/``any`` operation nodes into the file, which are not
+    layers, so an index and ``"*"`` skip them as Keras does."""
+    import jrnn
+
+    inp = keras.Input((5, 3))
+    h = keras.layers.Masking(name="masking")(inp)
+    h = keras.layers.LSTM(4, return_sequences=True, name="lstm")(h)
+    m = keras.Model(inp, keras.layers.Dense(2, name="dense")(h))
+    _rand_weights(m)
+    model = load(_save(m, tmp_path / "m.keras"))
+    keras_layers = [layer.name for layer in m.layers if not layer.name.startswith("input")]
+    assert [label for label, _ in jrnn.inspect.layers_of(model)] == keras_layers
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    x[1, 3:] = 0.0
+    outs = jrnn.inspect.get_outputs(model, x, [1, "*"])
+    assert list(outs) == [1, "masking", "lstm", "dense"]
+    expected = keras.Model(m.inputs, m.get_layer("lstm").output).predict(x, verbose=0)
+    np.testing.assert_allclose(np.asarray(outs[1]), expected, atol=1e-5)
+    grads = jrnn.inspect.get_gradients(model, x, wrt="*")
+    assert list(grads) == keras_layers

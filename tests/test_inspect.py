@@ -110,7 +110,7 @@ def test_gate_gradients_and_gradients_over_time_equal_tf():
     out_grad = inspect.get_gradients(layer, x, wrt="outputs")
     assert_close(out_grad, 2 * np.asarray(layer(x)))
     with pytest.raises(ValueError, match=r"`wrt` must be 'weights', 'outputs', a layer name"):
-        inspect.get_gradients(layer, x, wrt=3)
+        inspect.get_gradients(layer, x, wrt=3.0)
     with pytest.raises(ValueError, match=r"no layer named \['states'\] in the model"):
         inspect.get_gradients(layer, x, wrt="states")  # any other string names a layer
     with pytest.raises(ValueError, match=r"`y` must have the model output's shape \(2, 4\)"):
@@ -164,11 +164,17 @@ def test_gradients_wrt_layer_outputs_per_timestep_equal_tf():
             return self.head(self.encoder(x))
 
     x = random_inputs(B, T, F)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         h = kenc(tf.constant(x))
         tape.watch(h)
         loss = tf.reduce_sum(tf.square(khead(h)))
     expected = tape.gradient(loss, h).numpy()
+    # see-rnn's get_gradients(model, _id, mode="weights") per gate: the model's loss
+    # w.r.t. one sub-layer's weights, chosen by module, attribute name or index.
+    k_kernel = tape.gradient(loss, kenc.trainable_weights[0]).numpy()
+    for layer in (enc, "encoder", 0):
+        g = inspect.gate_gradients(layer, x, model=Model())
+        assert_close(g["kernel"]["OUTPUT"], k_kernel[:, 3 * U :])
     grads = inspect.get_gradients(Model(), x, wrt=["encoder"])
     assert grads["encoder"].shape == (B, T, U)
     assert_close(grads["encoder"], expected)
@@ -264,11 +270,120 @@ def test_argument_errors_and_whole_model_gradients_over_time():
     np.testing.assert_allclose(
         inspect.gradients_over_time(model, x), inspect.gradients_over_time(model.lstm, x)
     )
-    with pytest.raises(TypeError, match=r"get_outputs: `layers` must be a layer name or a list"):
-        inspect.get_outputs(model, x, 0)
+    with pytest.raises(TypeError, match=r"get_outputs: `layers` must be a layer name, an index"):
+        inspect.get_outputs(model, x, 0.5)
     with pytest.raises(TypeError, match=r"weights_norm: `layer` must be an nnx.Module"):
         inspect.weights_norm("lstm")
     with pytest.raises(TypeError, match=r"detect_nans: `data` must be numeric"):
         inspect.detect_nans("abc")
     with pytest.raises(ValueError, match=r"get_rnn_weights: `concat_gates` must be a bool"):
         inspect.get_rnn_weights(model.lstm, concat_gates="no")
+
+
+def test_layer_selection_by_index_wildcard_and_substring_as_see_rnn():
+    """see-rnn's `_id`: an index into the model's layers, '*' for every layer, and a name
+    that is part of exactly one layer's name; jrnn refuses an ambiguous part."""
+    rngs = nnx.Rngs(0)
+    seq = nnx.Sequential(
+        jrnn.LSTM(U, F, return_sequences=True, name="lstm_1", rngs=rngs),
+        jrnn.GRU(3, U, return_sequences=True, name="gru_1", rngs=rngs),
+        jrnn.SimpleRNN(2, 3, name="gru_head", rngs=rngs),
+    )
+    x = random_inputs(B, T, F)
+    assert [label for label, _ in inspect.layers_of(seq)] == ["lstm_1", "gru_1", "gru_head"]
+    h1 = seq.layers[0](x)
+    h2 = seq.layers[1](h1)
+    everything = inspect.get_outputs(seq, x, "*")
+    assert list(everything) == ["lstm_1", "gru_1", "gru_head"]
+    assert_close(everything["gru_1"], h2)
+    chosen = inspect.get_outputs(seq, x, [0, -1, "lstm", "gru_1"])
+    assert_close(chosen[0], h1)
+    assert_close(chosen["lstm"], h1)
+    assert_close(chosen[-1], seq(x))
+    assert_close(chosen["gru_1"], h2)
+    grads = inspect.get_gradients(seq, x, wrt=1)
+    assert_close(grads[1], inspect.get_gradients(seq, x, wrt="gru_1")["gru_1"])
+    with pytest.raises(ValueError, match=r"'gru' is ambiguous: .*\['gru_1', 'gru_head'\]"):
+        inspect.get_outputs(seq, x, "gru")
+    with pytest.raises(IndexError, match=r"layer index 3 out of range: the model has 3 layers"):
+        inspect.get_outputs(seq, x, 3)
+
+    class Model(nnx.Module):  # a user's module: its layers in assignment order
+        def __init__(self):
+            self.zeta = jrnn.LSTM(U, F, return_sequences=True, rngs=nnx.Rngs(1))
+            self.alpha = jrnn.GRU(3, U, rngs=nnx.Rngs(2))
+            self.spare = jrnn.GRU(3, U, rngs=nnx.Rngs(3))  # not called
+
+        def __call__(self, x):
+            return self.alpha(self.zeta(x))
+
+    model = Model()
+    assert [label for label, _ in inspect.layers_of(model)] == ["zeta", "alpha", "spare"]
+    assert inspect.sub_layer(model, 1) is model.alpha
+    assert_close(inspect.get_outputs(model, x, 0)[0], model.zeta(x))
+    assert list(inspect.get_outputs(model, x, "*")) == ["zeta", "alpha"]  # the layers that ran
+    with pytest.raises(ValueError, match=r"the layers \['spare'\] did not run in `model\(x\)`"):
+        inspect.get_outputs(model, x, "spare")
+
+
+def test_weights_norm_l1_omit_names_and_accumulation():
+    layer = jrnn.GRU(U, F, rngs=nnx.Rngs(0))
+    k = np.asarray(layer.cell.kernel[...])
+    l1 = inspect.weights_norm(layer, norm_fn=np.abs, stat_fns=(np.max,))
+    assert l1["cell/kernel"][0] == pytest.approx(float(np.abs(k).sum(0).max()))
+    assert set(inspect.weights_norm(layer, omit_names="bias")) == {
+        "cell/kernel",
+        "cell/recurrent_kernel",
+    }
+    track = inspect.weights_norm(layer, into={})
+    layer.cell.kernel[...] = 2 * layer.cell.kernel[...]
+    track = inspect.weights_norm(layer, into=track)
+    max_norm = track["cell/kernel"][0]  # the max statistic over the two calls
+    assert len(max_norm) == 2 and max_norm[1] == pytest.approx(2 * max_norm[0])
+    with pytest.raises(ValueError, match=r"`into\['cell/bias'\]` must be a list of lists"):
+        inspect.weights_norm(layer, into=inspect.weights_norm(layer))
+    with pytest.raises(ValueError, match=r"holds 2 statistics; this call computes 1"):
+        inspect.weights_norm(layer, into=track, stat_fns=(np.max,))
+    with pytest.raises(TypeError, match=r"`norm_fn` must be a callable or an \(outer, inner\)"):
+        inspect.weights_norm(layer, norm_fn="l2")
+
+
+def test_with_values_refuses_a_state_of_another_shape():
+    rngs = nnx.Rngs(0)
+    lstm, gru = jrnn.LSTM(U, F, rngs=rngs), jrnn.GRU(U, F, rngs=rngs)
+    twin = inspect.with_values(lstm, jax.tree.map(jnp.zeros_like, nnx.state(lstm, nnx.Param)))
+    assert float(jnp.abs(twin.cell.kernel[...]).sum()) == 0.0
+    assert float(jnp.abs(lstm.cell.kernel[...]).sum()) > 0.0  # the original is untouched
+    with pytest.raises(
+        ValueError, match=r"\['cell'\]\['kernel'\].value: \(3, 12\), expected \(3, 16\)"
+    ):
+        inspect.with_values(lstm, nnx.state(gru, nnx.Param))
+    with pytest.raises(ValueError, match=r"is not a sub-layer of `model`"):
+        inspect.sub_layer(lstm, gru)
+
+
+def test_get_weights_penalties_and_weight_loss():
+    rngs = nnx.Rngs(0)
+    l1l2 = jrnn.regularizers.L1L2(0.1, 0.2)
+    seq = nnx.Sequential(
+        jrnn.Bidirectional(
+            jrnn.LSTM(U, F, return_sequences=True, kernel_regularizer="l2", rngs=rngs),
+            name="bi",
+            rngs=rngs,
+        ),
+        jrnn.GRU(2, 2 * U, recurrent_regularizer=l1l2, name="gru", rngs=rngs),
+    )
+    weights = inspect.get_weights(seq)
+    assert len(weights) == 9
+    np.testing.assert_array_equal(weights["gru/cell/kernel"], seq.layers[1].cell.kernel[...])
+    assert list(inspect.get_weights(seq, 1, omit_names=["bias", "recurrent"])) == ["1/cell/kernel"]
+    penalties = inspect.get_weight_penalties(seq)
+    assert penalties == {
+        "layers/0/backward_layer/cell/kernel": (0.0, 0.01),
+        "layers/0/forward_layer/cell/kernel": (0.0, 0.01),
+        "layers/1/cell/recurrent_kernel": (0.1, 0.2),
+    }
+    kernels = [weights[f"bi/{d}_layer/cell/kernel"] for d in ("forward", "backward")]
+    rk = weights["gru/cell/recurrent_kernel"]
+    expected = sum(0.01 * (k**2).sum() for k in kernels) + 0.1 * abs(rk).sum() + 0.2 * (rk**2).sum()
+    assert inspect.weight_loss(seq) == pytest.approx(float(expected), rel=1e-6)

@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import jax
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -146,3 +147,109 @@ def test_histogram_annotates_inf_in_the_bias():
     assert any("Inf" in t for t in texts)
     assert max(abs(x) for ax in fig.axes if ax.axison for x in ax.get_xlim()) < 1e6
     plt.close(fig)
+
+
+def test_weight_plots_of_gradients_and_of_given_values():
+    """see-rnn's mode='grads' and data=: the heatmap draws exactly the gradients jrnn.inspect
+    computes (the model's loss w.r.t. one sub-layer's weights), or the given state."""
+    rngs = nnx.Rngs(0)
+    seq = nnx.Sequential(
+        jrnn.LSTM(4, 3, return_sequences=True, name="enc", rngs=rngs),
+        jrnn.GRU(2, 4, name="head", rngs=rngs),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    y = rng.standard_normal((2, 2)).astype(np.float32)
+    fig = plot.rnn_heatmap("enc", model=seq, mode="grads", x=x, y=y)
+    grads = inspect.get_gradients(seq, x, y)["layers"][0]["cell"]
+    kernel, recurrent = _axes_images(fig)[:2]
+    np.testing.assert_array_equal(kernel.get_array(), grads["kernel"][...])
+    np.testing.assert_array_equal(recurrent.get_array(), grads["recurrent_kernel"][...])
+    assert fig.get_suptitle() == "weight gradients"
+    plt.close(fig)
+    fig = plot.rnn_histogram(seq.layers[1], mode="grads", x=np.ones((2, 5, 4), np.float32))
+    (kernel_update,) = [ax for ax in fig.axes if ax.get_title() == "KERNEL UPDATE"]
+    assert sum(p.get_height() for p in kernel_update.patches) == 4 * 2  # (in, units) values
+    plt.close(fig)
+    saved = jax.tree.map(lambda v: v * 0 + 0.5, nnx.state(seq.layers[1], nnx.Param))
+    fig = plot.rnn_heatmap(seq.layers[1], data=saved)
+    assert all(np.all(im.get_array() == 0.5) for im in _axes_images(fig))
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"rnn_heatmap: mode='grads' needs the inputs `x`"):
+        plot.rnn_heatmap(seq.layers[0], mode="grads")
+    with pytest.raises(ValueError, match=r"rnn_histogram: `mode` must be 'weights' or 'grads'"):
+        plot.rnn_histogram(seq.layers[0], mode="gradients")
+    with pytest.raises(ValueError, match=r"are for mode='grads'; received them with mode='w"):
+        plot.rnn_histogram(seq.layers[0], x=x)
+    with pytest.raises(TypeError, match=r"rnn_histogram: `layer` must be a jrnn recurrent"):
+        plot.rnn_histogram("enc")  # a name needs model=
+
+
+def test_histogram_equate_axes_per_direction_or_all():
+    layer = _layers()["Bidirectional"]
+    layer.backward_layer.cell.kernel[...] = 10 * layer.backward_layer.cell.kernel[...]
+
+    def ranges(fig):
+        shown = [ax for ax in fig.axes if ax.axison and "BIAS" not in ax.get_title()]
+        return {ax.get_title(): ax.get_xlim() for ax in shown}
+
+    per_block = ranges(plot.rnn_histogram(layer))  # see-rnn's default, 1
+    assert per_block["FORWARD LAYER KERNEL INPUT"] == per_block["FORWARD LAYER RECURRENT CELL"]
+    assert per_block["FORWARD LAYER KERNEL INPUT"] != per_block["BACKWARD LAYER KERNEL INPUT"]
+    assert len(set(ranges(plot.rnn_histogram(layer, equate_axes=2)).values())) == 1
+    assert len(set(ranges(plot.rnn_histogram(layer, equate_axes=0)).values())) > 2
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"`equate_axes` must be 0, 1 or 2; received 3"):
+        plot.rnn_histogram(layer, equate_axes=3)
+
+
+def test_feature_plot_layouts_from_see_rnn():
+    data = np.random.default_rng(0).standard_normal((3, 7, 4))
+    fig = plot.features_1D(data, subplot_samples=True, max_timesteps=5)
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert len(shown) == 3  # one subplot per sample, one curve per channel (+ the zero line)
+    assert all(len(ax.lines) == 4 + 1 and len(ax.lines[0].get_xdata()) == 5 for ax in shown)
+    plt.close(fig)
+    fig = plot.features_2D(data, n_rows=3, reflect_half=True, timesteps_xaxis=False)
+    images = _axes_images(fig)
+    assert len(images) == 3 and images[0].get_array().shape == (7, 4)  # timesteps down
+    expected = np.concatenate([data[0, :, :2], data[0, ::-1, 2:]], axis=-1)
+    np.testing.assert_array_equal(images[0].get_array(), expected)
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"features_2D: `max_timesteps` must be a positive int"):
+        plot.features_2D(data, max_timesteps=0)
+    with pytest.raises(ValueError, match=r"features_1D: `share_xy` must be a bool, 'row'"):
+        plot.features_1D(data, share_xy="x")
+
+
+def test_histograms_clip_peaks_and_draw_grids():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([np.zeros(1000), rng.standard_normal(500), [np.nan]])
+    fig = plot.hist_clipped(values, peaks_to_clip=1, bins=50)
+    (ax,) = fig.axes
+    heights = sorted(p.get_height() for p in ax.patches)
+    assert ax.get_ylim()[1] == pytest.approx(heights[-2] * 1.05)  # the zeros' bin is cut
+    texts = [t.get_text() for t in ax.texts]
+    assert f"{int(heights[-1])})" in texts[-1] and "1 NaN" in texts
+    plt.close(fig)
+    data = rng.standard_normal((3, 6, 2)) + 1.0
+    fig = plot.features_hist(data, center_zero=True, title="outputs per sample")
+    assert len(fig.axes) == 3 and all(ax.get_xlim()[0] == -ax.get_xlim()[1] for ax in fig.axes)
+    assert sum(p.get_height() for p in fig.axes[0].patches) == 12  # data[0], flattened
+    plt.close(fig)
+    fig = plot.features_hist_v2(
+        [[[data[0], data[1]], [data[2]]], [[data[0]], [data[1], data[2]]]],
+        colnames=["epoch 1", "epoch 2"],
+        side_annot="layer ",
+        ylim=5,
+    )
+    assert [len(ax.containers) for ax in fig.axes] == [2, 1, 1, 2]  # histograms per cell
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["epoch 1", "epoch 2"]
+    assert all(ax.get_ylim() == (0, 5) for ax in fig.axes)
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"same, non-zero number of cells; .*\[1, 2\]"):
+        plot.features_hist_v2([[data], [data, data]])
+    with pytest.raises(ValueError, match=r"hist_clipped: `peaks_to_clip` must be an int >= 0"):
+        plot.hist_clipped(values, -1)
+    with pytest.raises(ValueError, match=r"features_hist: `data` must be an array \(n, ...\)"):
+        plot.features_hist(np.float32(1.0))
