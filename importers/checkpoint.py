@@ -516,6 +516,17 @@ def load_checkpoint(
     model = ImportedModel(
         manifest["model_config"], weights, custom_layers or {}, manifest["keras_major"]
     )
+    for entries in _layer_tensors(model).values():
+        for key, value in entries:  # jrnn writes every parameter in its own dtype
+            if key in tensors and tensors[key].dtype != value.dtype:
+                raise CorruptFileError(
+                    f"{weights_path}: tensor {key!r} is stored as {tensors[key].dtype}, but "
+                    f"the parameter it loads into is {value.dtype} (the model config's "
+                    "dtype); a checkpoint holds every parameter in its own dtype, so the "
+                    "file was altered.",
+                    path=weights_path,
+                    where=key,
+                )
     never = sorted(set(layers) - asked)
     if any(layers[n] for n in never):
         raise ExtraWeightsError(

@@ -6,7 +6,8 @@ reads Keras 1 models (and Keras 1/2 models trained on Theano) the same way:
 * **Configs** (``keras/legacy/interfaces.py``): Keras 1 argument names become Keras 2
   names (:data:`KERAS1_KEYS`: ``output_dim`` -> ``units``, ``init`` ->
   ``kernel_initializer``, ``inner_activation`` -> ``recurrent_activation``,
-  ``dropout_W`` -> ``dropout``, ``border_mode`` -> ``padding``...), ``consume_less``
+  ``dropout_W`` -> ``dropout``, ``border_mode`` -> ``padding``, ``subsample`` ->
+  ``strides``, ``nb_row``/``nb_col`` and ``kernel_dim1..3`` -> ``kernel_size``...), ``consume_less``
   becomes ``implementation``, ``forget_bias_init='one'`` becomes
   ``unit_forget_bias=True``, ``dim_ordering`` ``tf``/``th`` becomes ``data_format``,
   ``Convolution1D`` is ``Conv1D``, Keras 1 initializer and regularizer configs are read
@@ -52,6 +53,7 @@ KERAS1_KEYS: dict[str, str] = {
     "nb_filter": "filters",
     "filter_length": "kernel_size",
     "subsample_length": "strides",
+    "subsample": "strides",
     "border_mode": "padding",
     "pool_length": "pool_size",
     "stride": "strides",
@@ -122,6 +124,17 @@ def keras1_layer_entry(entry: dict) -> dict:
         cfg = new
     if cls in ("Bidirectional", "TimeDistributed"):
         cfg["layer"] = keras1_layer_entry(cfg["layer"])
+    for parts in (("nb_row", "nb_col"), ("kernel_dim1", "kernel_dim2", "kernel_dim3")):
+        present = [k for k in parts if k in cfg]
+        if present and len(present) != len(parts):
+            raise UnsupportedLayerError(
+                cls,
+                name,
+                detail=f"its Keras 1 kernel size needs {list(parts)}; the config has only "
+                f"{present}.",
+            )
+        if present:  # Convolution2D/ConvLSTM2D's nb_row, nb_col; Convolution3D's kernel_dim*
+            cfg["kernel_size"] = tuple(cfg.pop(k) for k in parts)
     keys = dict(KERAS1_KEYS)
     if cls == "Embedding":
         keys.update(_EMBEDDING_KEYS)

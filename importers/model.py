@@ -212,6 +212,7 @@ class ImportedModel(nnx.Module):
         if not isinstance(weights, _Weights):
             weights = _from_callable(weights)
         custom_layers = dict(custom_layers or {})
+        config = _with_layer_dict(config)
         if keras_major < 3:
             config = _keras2_semantics(config)
         cfg = config.get("config", config)
@@ -329,8 +330,9 @@ class ImportedModel(nnx.Module):
         except KerasFileError:
             raise
         except (KeyError, TypeError, ValueError) as err:
+            reason = f"it has no {err} entry" if isinstance(err, KeyError) else str(err)
             raise UnsupportedLayerError(
-                cls, name, detail=f"its config could not be converted: {err}"
+                cls, name, detail=f"its config could not be converted: {reason}"
             ) from err
 
     @property
@@ -643,14 +645,23 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
     weights = _from_layer_weights(kf.layer_weights)
     if major == 1:
         config = legacy.keras1_model_config(config)
+    config = _with_layer_dict(config)
     if major == 1 or kf.backend == "theano":
         weights = _converting(weights, config, kf.keras_version, kf.backend)
     return ImportedModel(config, weights, custom_layers, major)
 
 
+def _with_layer_dict(config: dict) -> dict:
+    """A Sequential config whose ``config`` is a bare list of layer entries (Keras 1, and
+    multi-backend Keras up to 2.1.6) in the ``{"name", "layers"}`` form of Keras 2.2+."""
+    if isinstance(config, dict) and isinstance(config.get("config"), list):
+        return {**config, "config": {"name": "sequential", "layers": config["config"]}}
+    return config
+
+
 def _converting(base: _Weights, config: dict, version: str | None, backend: str | None):
     """Keras 1 / Theano arrays converted as Keras 2 converts them (:mod:`importers.legacy`)."""
-    cfg = config.get("config", config)
+    cfg = _with_layer_dict(config).get("config", config)
     entries = {_entry_name(e): e for e in cfg.get("layers", [])} if isinstance(cfg, dict) else {}
 
     def arrays(name: str) -> list:

@@ -431,6 +431,18 @@ def test_wrong_shapes_are_refused(saved, tmp_path):
         checkpoint.load_checkpoint(tmp_path)
 
 
+def test_a_changed_dtype_tag_is_refused(saved, tmp_path):
+    """One flipped byte in the header (``"F32"`` to ``"I32"``) made the float bits load as
+    integers, cast into the float kernel: ~1e9 weights, no error."""
+    manifest = _copy(saved, tmp_path)
+    key = manifest["layers"][next(iter(manifest["layers"]))][0]
+    tensors, meta = checkpoint.read_safetensors(tmp_path / "weights.safetensors")
+    tensors[key] = tensors[key].view(np.int32)  # the same bytes under another dtype
+    checkpoint.write_safetensors(tmp_path / "weights.safetensors", tensors, meta)
+    with pytest.raises(CorruptFileError, match=rf"{key!r} is stored as int32, but the param"):
+        checkpoint.load_checkpoint(tmp_path)
+
+
 def test_save_refuses_other_objects(tmp_path):
     with pytest.raises(TypeError, match="ImportedModel"):
         checkpoint.save_checkpoint(object(), tmp_path)

@@ -188,3 +188,100 @@ def test_theano_conv_lstm_kernels_are_flipped(tmp_path):
                 group[wname][...] = data[::-1, ::-1]
     x = np.random.default_rng(1).standard_normal((2, 3, 5, 4, 2)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(load(path)(x)), ref.predict(x, verbose=0), atol=1e-5)
+
+
+def test_keras1_convolution_sizes_and_strides(tmp_path):
+    """Keras 1.2 writes a Convolution2D's and ConvLSTM2D's kernel size as ``nb_row`` and
+    ``nb_col``, a Convolution3D's as ``kernel_dim1..3``, and strides as ``subsample``;
+    Keras 2's legacy interface turns them into ``kernel_size`` and ``strides``."""
+    F = 3
+    ref = tfk.Sequential(
+        [
+            tfk.Input((3, 6, 5, 2)),
+            tfk.layers.ConvLSTM2D(F, (3, 2), padding="same", recurrent_activation="sigmoid"),
+            tfk.layers.Conv2D(4, (2, 2), strides=(2, 1)),
+        ]
+    )
+    _rand(ref)
+    (k, rk, b), (w2, b2) = ref.layers[0].get_weights(), ref.layers[1].get_weights()
+    gates = {g: slice(i * F, (i + 1) * F) for i, g in enumerate("ifco")}
+    per_gate = [
+        (f"cl_{part}_{g}", array[..., gates[g]])
+        for g in "icfo"  # Keras 1's storage order
+        for part, array in (("W", k), ("U", rk), ("b", b))
+    ]
+    common = {"dim_ordering": "tf", "init": "glorot_uniform", "bias": True}
+    conv_lstm = {
+        "name": "cl",
+        "batch_input_shape": [None, 3, 6, 5, 2],
+        "nb_filter": F,
+        "nb_row": 3,
+        "nb_col": 2,
+        "border_mode": "same",
+        "inner_activation": "sigmoid",
+        "activation": "tanh",
+        "return_sequences": False,
+        "go_backwards": False,
+        "stateful": False,
+        **common,
+    }
+    conv = {"name": "conv", "nb_filter": 4, "nb_row": 2, "nb_col": 2, "subsample": [2, 1]}
+    config = {
+        "class_name": "Sequential",
+        "config": [
+            {"class_name": "ConvLSTM2D", "config": conv_lstm},
+            {"class_name": "Convolution2D", "config": {**conv, "border_mode": "valid", **common}},
+        ],
+    }
+    path = tmp_path / "k1_conv.h5"
+    _write_keras1(path, config, {"cl": per_gate, "conv": [("conv_W", w2), ("conv_b", b2)]})
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 5, 2)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(load(path)(x)), ref.predict(x, verbose=0), atol=1e-5)
+
+    ref3 = tfk.Sequential([tfk.Input((5, 4, 6, 2)), tfk.layers.Conv3D(3, (2, 3, 1), strides=2)])
+    _rand(ref3)
+    w3, b3 = ref3.get_weights()
+    sizes = {"kernel_dim1": 2, "kernel_dim2": 3, "kernel_dim3": 1, "subsample": [2, 2, 2]}
+    conv3 = {"name": "c3", "batch_input_shape": [None, 5, 4, 6, 2], "nb_filter": 3, **sizes}
+    config = {
+        "class_name": "Sequential",
+        "config": [{"class_name": "Convolution3D", "config": {**conv3, **common}}],
+    }
+    _write_keras1(tmp_path / "k1_c3.h5", config, {"c3": [("c3_W", w3), ("c3_b", b3)]})
+    x3 = np.random.default_rng(2).standard_normal((2, 5, 4, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(load(tmp_path / "k1_c3.h5")(x3)), ref3.predict(x3, verbose=0), atol=1e-5
+    )
+    del conv3["kernel_dim3"]
+    config["config"][0]["config"] = {**conv3, **common}
+    _write_keras1(tmp_path / "bad.h5", config, {"c3": [("c3_W", w3), ("c3_b", b3)]})
+    with pytest.raises(UnsupportedLayerError, match=r"needs \['kernel_dim1', 'kernel_dim2', 'k"):
+        load(tmp_path / "bad.h5")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "theano"])
+def test_keras_2_1_sequential_config_is_a_bare_list(tmp_path, backend):
+    """Multi-backend Keras up to 2.1.6 saved a Sequential model's config as a bare list of
+    layer entries (2.2.0 made it ``{"name", "layers"}``); Theano kernels in such a file are
+    still flipped."""
+    ref = tfk.Sequential([tfk.Input((6, 3)), tfk.layers.Conv1D(4, 3, name="c"), tfk.layers.LSTM(2)])
+    _rand(ref)
+    path = tmp_path / "k21.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref.save(path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        config["config"] = config["config"]["layers"]
+        f.attrs["model_config"] = json.dumps(config).encode()
+        for node in (f, f["model_weights"]):
+            node.attrs["keras_version"] = b"2.1.6"
+            node.attrs["backend"] = backend.encode()
+        if backend == "theano":
+            group = f["model_weights"]["c"]
+            for wname in group.attrs["weight_names"]:
+                wname = wname.decode() if isinstance(wname, bytes) else wname
+                if "kernel" in wname:
+                    group[wname][...] = group[wname][...][::-1]
+    x = np.random.default_rng(3).standard_normal((2, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(load(path)(x)), ref.predict(x, verbose=0), atol=1e-5)
