@@ -261,6 +261,8 @@ def _rnn(config: dict, arrays: list, in_shape: Any):
 def _conv_lstm(cls: type, rank: int):
     def convert(config: dict, arrays: list, in_shape: Any):
         name = str(config.get("name"))
+        if isinstance(in_shape, list) and in_shape and isinstance(in_shape[0], tuple):
+            in_shape = in_shape[0]  # Keras 2's call node [x, *initial states]
         if not in_shape or any(d is None for d in in_shape[1:]):
             raise UnsupportedLayerError(
                 cls.__name__,

@@ -189,6 +189,19 @@ def _input_dtype(entry: dict) -> Any:
     return jnp.dtype(dtype)
 
 
+def _vague(shape: Any) -> bool:
+    """A batch shape with an unknown size past the batch and time axes."""
+    return shape is not None and any(d is None for d in list(shape)[2:])
+
+
+def _has_conv_lstm(entry: dict) -> bool:
+    """A ConvLSTM layer, or a wrapper around one (it needs its frames' size)."""
+    if entry.get("class_name") in ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"):
+        return True
+    inner = entry.get("config", {}).get("layer")
+    return isinstance(inner, dict) and _has_conv_lstm(inner)
+
+
 def _spec(shape: tuple | None, dtype: Any):
     if shape is None:
         return None
@@ -231,6 +244,9 @@ class ImportedModel(nnx.Module):
         layers: dict[str, Any] = {}
         plan: list = []
         specs: dict = {}
+        # Tensors whose shape stems from an input with an unknown (None) size past the time
+        # axis: sizes that propagation filled with _UNKNOWN_DIM, which a ConvLSTM cannot use.
+        vague: set = set()
         if is_sequential:
             first = entries[0] if entries else None
             shape = cfg.get("build_input_shape")
@@ -239,6 +255,8 @@ class ImportedModel(nnx.Module):
                 shape = _batch_shape(first) or shape
                 dtype = _input_dtype(first)
             specs[("__input__", 0, 0)] = (_spec(shape, dtype), None)
+            if _vague(shape):
+                vague.add(("__input__", 0, 0))
             prev = ("__input__", 0, 0)
             for entry in entries:
                 if entry["class_name"] == "InputLayer":
@@ -254,6 +272,8 @@ class ImportedModel(nnx.Module):
                         _spec(_batch_shape(entry), _input_dtype(entry)),
                         None,
                     )
+                    if _vague(_batch_shape(entry)):
+                        vague.add((_entry_name(entry), 0, 0))
                     continue
                 # Keras 2 numbers a nested model's nodes from 1: its node 0 is the call
                 # made when it was built on its own Input (`_should_skip_first_node`).
@@ -277,6 +297,14 @@ class ImportedModel(nnx.Module):
             known = all(a[0] is not None for a in args)
             if name not in layers:
                 in_shape = None
+                if any(r in vague for r in refs) and _has_conv_lstm(by_name[name]):
+                    raise UnsupportedLayerError(
+                        by_name[name]["class_name"],
+                        name,
+                        detail="its input frames have a size the model leaves unknown (None "
+                        "in the keras.Input shape), and jrnn's ConvLSTM is built for one frame "
+                        "size; give the Keras model a fully specified keras.Input shape.",
+                    )
                 if known and refs:
                     shapes = [tuple(a[0].shape[1:]) for a in args]
                     in_shape = shapes if is_list else shapes[0]
@@ -289,6 +317,8 @@ class ImportedModel(nnx.Module):
             outs = _propagate(layers[name], args, is_list, kwargs, specs)
             for t, o in enumerate(outs):
                 specs[(name, idx, t)] = o
+                if any(r in vague for r in refs):
+                    vague.add((name, idx, t))
         self.layers = nnx.Dict(layers)
         self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
         self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single

@@ -520,7 +520,7 @@ class RNN(Configurable, nnx.Module):
                 )
                 acts = None
             else:
-                required = self._kernel_required()
+                required = self._kernel_required() if x.shape[0] else None  # empty: no work
                 if required:
                     raise ValueError(
                         f"{_checks.where(self)}: {required} but the native kernel cannot run "
@@ -601,6 +601,8 @@ class RNN(Configurable, nnx.Module):
         kernel = self.cell.native_kernel
         if self.native is False:
             return "native=False"
+        if x.shape[0] == 0:  # the scan returns the empty result, as Keras does
+            return "the batch is empty"
         if kernel is None:
             return f"{type(self.cell).__name__} in this configuration has no native kernel"
         per_cell_in, per_cell_rec = self._per_cell_masks(in_masks, rec_masks)

@@ -470,6 +470,19 @@ def test_call_errors():
         layer(good, initial_state=[jnp.zeros((B, 7, 6, 4))])
 
 
+@pytest.mark.parametrize("native", [None, True, False])
+def test_an_empty_batch_gives_an_empty_output(native):
+    """Keras returns (0, ...) for a batch of 0; the native kernel's reshape divided by zero
+    (`native=None` sent ConvLSTM there, and `native=True` any layer)."""
+    rngs = nnx.Rngs(0)
+    conv = jrnn.ConvLSTM2D(
+        3, 2, in_channels=2, spatial_shape=(5, 4), return_sequences=True, native=native, rngs=rngs
+    )
+    assert conv(jnp.ones((0, 3, 5, 4, 2))).shape == (0, 3, 4, 3, 3)
+    lstm = jrnn.Bidirectional(jrnn.LSTM(4, 2, native=native, rngs=rngs), rngs=rngs)
+    assert lstm(jnp.ones((0, 40, 2))).shape == (0, 8)
+
+
 def test_bidirectional_conv_lstm_matches_keras():
     rngs = nnx.Rngs(0)
     fwd = jrnn.ConvLSTM2D(

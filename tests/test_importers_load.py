@@ -603,3 +603,39 @@ def test_layer_indices_and_wildcard_follow_keras_model_layers(tmp_path):
     np.testing.assert_allclose(np.asarray(outs[1]), expected, atol=1e-5)
     grads = jrnn.inspect.get_gradients(model, x, wrt="*")
     assert list(grads) == keras_layers
+
+
+def test_tf_keras_conv_lstm_with_initial_state_tensors(tmp_path):
+    """Keras 2 records `conv_lstm(x, initial_state=[h, c])` as one node of three inputs; the
+    ConvLSTM converter took that list of shapes for the frames' shape."""
+    tfk = pytest.importorskip("tf_keras")
+    L = tfk.layers
+    x_in, h_in, c_in = tfk.Input((3, 6, 5, 2)), tfk.Input((6, 5, 4)), tfk.Input((6, 5, 4))
+    y = L.ConvLSTM2D(4, 3, padding="same", return_sequences=True)(x_in, initial_state=[h_in, c_in])
+    states = [tfk.Input((6, 4)) for _ in range(4)]
+    seq = tfk.Input((3, 6, 2))
+    bi = L.Bidirectional(L.ConvLSTM1D(4, 2, padding="same"))(seq, initial_state=states)
+    m = tfk.Model([x_in, h_in, c_in, seq, *states], [y, bi])
+    _rand_weights(m)
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((2, *t.shape[1:])).astype(np.float32) for t in m.inputs]
+    expected = m.predict(xs, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.save(tmp_path / "m.h5")
+    for got, want in zip(load(tmp_path / "m.h5")(xs), expected):
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+
+
+def test_unknown_frame_sizes_are_refused_for_conv_lstm(tmp_path):
+    """tf_keras runs a ConvLSTM on frames of any size when the Input leaves them None;
+    jrnn's ConvLSTM is built for one size, and propagation had filled the Nones with 1:
+    the layer loaded for 1x1 frames and failed on real inputs, blaming them."""
+    tfk = pytest.importorskip("tf_keras")
+    from importers.errors import UnsupportedLayerError
+
+    inp = tfk.Input((None, None, None, 2))
+    h = tfk.layers.TimeDistributed(tfk.layers.Conv2D(3, 1))(inp)
+    m = tfk.Model(inp, tfk.layers.ConvLSTM2D(3, 3, padding="same")(h))
+    with pytest.raises(UnsupportedLayerError, match=r"its input frames have a size the model"):
+        load(m)
