@@ -263,18 +263,23 @@ def _conv_lstm(cls: type, rank: int):
         name = str(config.get("name"))
         if isinstance(in_shape, list) and in_shape and isinstance(in_shape[0], tuple):
             in_shape = in_shape[0]  # Keras 2's call node [x, *initial states]
-        if not in_shape or any(d is None for d in in_shape[1:]):
+        kw = keras_kwargs(cls, config)
+        channels_first = kw.get("data_format") == "channels_first"
+        spatial = channels = None  # unknown: frames of any size, states following each call
+        if in_shape and len(in_shape) == rank + 2:
+            spatial = tuple(in_shape[2:]) if channels_first else tuple(in_shape[1:-1])
+            channels = in_shape[1] if channels_first else in_shape[-1]
+            if any(d is None for d in spatial):
+                spatial = None
+        if arrays:
+            channels = arrays[0].shape[-2]  # the kernel (*kernel_size, in_channels, 4f)
+        if channels is None:
             raise UnsupportedLayerError(
                 cls.__name__,
                 name,
-                detail=f"its input shape (time, {rank} spatial dims, channels) is not recorded "
-                "in the model, and jrnn's ConvLSTM needs the spatial shape; give the Keras "
-                "model a fully specified keras.Input shape.",
+                detail="neither its weights nor the model record its input channels; give "
+                "the Keras model a keras.Input shape, or save it with its weights.",
             )
-        kw = keras_kwargs(cls, config)
-        channels_first = kw.get("data_format") == "channels_first"
-        spatial = tuple(in_shape[2:]) if channels_first else tuple(in_shape[1:-1])
-        channels = in_shape[1] if channels_first else in_shape[-1]
         layer = cls(
             kw.pop("filters"),
             kw.pop("kernel_size"),

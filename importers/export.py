@@ -348,6 +348,16 @@ class _Keras2:
                 name,
                 detail=f"{reason}, so it cannot be written to a Keras 3 file exactly.",
             )
+        built = model.layers.get(name) if model is not None else None
+        if built is not None and _frames_of_any_size(built):
+            raise UnsupportedLayerError(
+                cls,
+                name,
+                detail="its ConvLSTM takes frames of any size (the model leaves them None); "
+                "Keras 3's ConvLSTM needs static frame sizes and refuses such a model at "
+                "build, so the file could not be loaded. Give the Keras model fixed frame "
+                "sizes in its Input.",
+            )
         cfg = dict(entry["config"])
         for key, value in cfg.items():
             if key in ("activation", "recurrent_activation") and value in _KERAS2_HARD_SIGMOID:
@@ -651,3 +661,14 @@ def _atomic_write(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _frames_of_any_size(layer: Any) -> bool:
+    """A layer holding a ConvLSTM cell built without ``spatial_shape``."""
+    from flax import nnx
+
+    from jrnn.cells.conv_lstm import ConvLSTMCell
+
+    return any(
+        isinstance(m, ConvLSTMCell) and m.spatial_shape is None for _, m in nnx.iter_graph(layer)
+    )

@@ -297,16 +297,12 @@ class ImportedModel(nnx.Module):
             known = all(a[0] is not None for a in args)
             if name not in layers:
                 in_shape = None
-                if any(r in vague for r in refs) and _has_conv_lstm(by_name[name]):
-                    raise UnsupportedLayerError(
-                        by_name[name]["class_name"],
-                        name,
-                        detail="its input frames have a size the model leaves unknown (None "
-                        "in the keras.Input shape), and jrnn's ConvLSTM is built for one frame "
-                        "size; give the Keras model a fully specified keras.Input shape.",
-                    )
                 if known and refs:
                     shapes = [tuple(a[0].shape[1:]) for a in args]
+                    if any(r in vague for r in refs) and _has_conv_lstm(by_name[name]):
+                        # Frames of a size the model leaves unknown: a ConvLSTM without
+                        # `spatial_shape`, taking each call's frames (as tf.keras 2 does).
+                        shapes = [(s[0], *(None for _ in s[1:])) for s in shapes]
                     in_shape = shapes if is_list else shapes[0]
                 layers[name] = self._convert(
                     by_name[name], weights, custom_layers, keras_major, in_shape

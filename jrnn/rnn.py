@@ -332,8 +332,8 @@ class RNN(Configurable, nnx.Module):
         self.states = nnx.data(None)
         if batch_size is not None:
             batch_size = _checks.positive_int(batch_size, "batch_size", self)
-            if self.stateful:
-                self._create_states(batch_size)
+            if self.stateful and not _unknown_size(self.cell.state_shapes):
+                self._create_states(batch_size)  # else at the first call (its frames' size)
         self.batch_size = batch_size
 
     # ------------------------------------------------------------------ Keras-style views
@@ -354,6 +354,12 @@ class RNN(Configurable, nnx.Module):
 
     # ------------------------------------------------------------------ states
     def _create_states(self, batch: int) -> None:
+        if _unknown_size(self.cell.state_shapes):
+            raise ValueError(
+                f"{_checks.where(self)}: the state shape follows the frames of the first "
+                "call (the cell has no `spatial_shape`); call the layer once before "
+                "reset_state(states=...), or build it with `spatial_shape=`."
+            )
         zeros = self.cell.initialize_carry(batch)
         self.states = nnx.data(jax.tree_util.tree_map(RNNState, zeros))
 
@@ -382,9 +388,9 @@ class RNN(Configurable, nnx.Module):
             self._create_states(batch)
         batch = jax.tree_util.tree_leaves(self._state_values())[0].shape[0]
         values = (
-            self.cell.initialize_carry(batch)
+            jax.tree_util.tree_map(jnp.zeros_like, self._state_values())
             if states is None
-            else self._normalize_initial_state(states, batch)
+            else self._normalize_initial_state(states, batch, self._state_values())
         )
         leaves = jax.tree_util.tree_leaves(self.states, is_leaf=lambda v: isinstance(v, RNNState))
         for var, value in zip(leaves, jax.tree_util.tree_leaves(values)):
@@ -436,8 +442,10 @@ class RNN(Configurable, nnx.Module):
             m = m != 0
         return m
 
-    def _normalize_initial_state(self, initial_state: Any, batch: int) -> Any:
-        expected = self.cell.initialize_carry(batch)
+    def _normalize_initial_state(self, initial_state: Any, batch: int, like: Any = None) -> Any:
+        """``initial_state`` checked against the zero carry for ``batch`` (or ``like``, the
+        stateful layer's current states) and cast to its dtype, in its structure."""
+        expected = self.cell.initialize_carry(batch) if like is None else like
         exp_leaves, treedef = jax.tree_util.tree_flatten(expected)
         given = initial_state
         if not isinstance(given, (list, tuple)):
@@ -508,7 +516,10 @@ class RNN(Configurable, nnx.Module):
 
     def _run(self, inputs, mask, initial_state, training, constants, rngs, record) -> RNNResult:
         """:meth:`run`'s work, traced or not."""
-        with jax.named_scope(f"jrnn.{type(self).__name__}"):
+        with (
+            jax.named_scope(f"jrnn.{type(self).__name__}"),
+            self.cell.bound_to(tuple(np.shape(inputs))[2:]),  # ConvLSTM: this call's frames
+        ):
             call = self._prepare(inputs, mask, initial_state, training, constants, rngs)
             x, carry, time_mask, in_masks, rec_masks, params = call
             blocker = self._native_blocker(
@@ -549,7 +560,7 @@ class RNN(Configurable, nnx.Module):
             carry = self._normalize_initial_state(initial_state, batch)
         elif self.stateful:
             if self.states is None:
-                self._create_states(batch)
+                self._create_states(batch if self.batch_size is None else self.batch_size)
             carry = self._state_values()
             expected = jax.tree_util.tree_leaves(carry)[0].shape[0]
             if expected != batch:
@@ -558,6 +569,16 @@ class RNN(Configurable, nnx.Module):
                     f"size of its states; expected batch size {expected}, received {batch}. "
                     "Call reset_state(states=...) with states of the new batch size first."
                 )
+            fresh = jax.tree_util.tree_leaves(
+                jax.eval_shape(lambda: self.cell.initialize_carry(batch))
+            )
+            for state, want in zip(jax.tree_util.tree_leaves(carry), fresh):
+                if state.shape != want.shape:  # ConvLSTM without spatial_shape: other frames
+                    raise ValueError(
+                        f"{_checks.where(self)}: a stateful layer keeps the state shape of its "
+                        f"first call, {state.shape}; these inputs need {want.shape}. Build "
+                        "a new layer (or one with `spatial_shape=`) for frames of that size."
+                    )
         else:
             carry = self.cell.initialize_carry(batch)
         in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
@@ -889,6 +910,13 @@ def _explicitly_sharded(a: Any) -> bool:
 SHORT_CALL_ROWS = {jnp.dtype(jnp.float32): 32, jnp.dtype(jnp.bfloat16): 8}
 #: ... and the fewest steps (one step is one product of each weight: nothing to gain).
 SHORT_CALL_STEPS = 2
+
+
+def _unknown_size(shapes: Any) -> bool:
+    """Whether nested state shapes hold a None size (a ConvLSTM cell not bound to frames)."""
+    if isinstance(shapes, (tuple, list)):
+        return any(d is None or _unknown_size(d) for d in shapes)
+    return False
 
 
 def _short_call(cells, batch: int, time: int, compute) -> str | None:

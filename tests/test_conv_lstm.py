@@ -540,3 +540,66 @@ def test_conv_patch_gradient_equals_convolution_gradient(
     np.testing.assert_allclose(
         t, jax.jvp(lambda w: plain(x, w), (w,), (jnp.ones_like(w),))[1], rtol=1e-4, atol=1e-4
     )
+
+
+@pytest.mark.parametrize("native", [None, False])
+def test_without_spatial_shape_frames_of_any_size(native):
+    """Built without `spatial_shape`, a ConvLSTM takes each call's frames (tf.keras 2's
+    behaviour): outputs and gradients equal those of a layer built for that size with the
+    same weights (whose parity with Keras the tests above prove), also under jit, in a
+    Bidirectional, a stack and a direct cell call."""
+    common = {"padding": "valid", "return_sequences": True, "native": native}
+    free = jrnn.ConvLSTM2D(3, 3, in_channels=2, rngs=nnx.Rngs(0), **common)
+    assert free.cell.input_shape == (None, None, 2)
+    step = nnx.jit(lambda m, x: m(x))
+    rng = np.random.default_rng(0)
+    for hw in ((6, 5), (9, 7)):
+        fixed = jrnn.ConvLSTM2D(3, 3, in_channels=2, spatial_shape=hw, rngs=nnx.Rngs(0), **common)
+        x = rng.standard_normal((2, 4, *hw, 2)).astype(np.float32)
+        assert_close(free(x), fixed(x))
+        assert_close(step(free, x), fixed(x))
+
+        def loss(m, x=x):
+            return jnp.sum(m(x) ** 2)
+
+        for a, b in zip(
+            jax.tree.leaves(nnx.grad(loss)(free)), jax.tree.leaves(nnx.grad(loss)(fixed))
+        ):
+            assert_close(a, b)
+    assert free.cell.input_shape == (None, None, 2)  # unbound again after the calls
+    bi = jrnn.Bidirectional(
+        jrnn.ConvLSTM2D(3, 3, in_channels=2, padding="same", rngs=nnx.Rngs(1)), rngs=nnx.Rngs(2)
+    )
+    assert bi(jnp.ones((1, 2, 5, 6, 2))).shape == (1, 5, 6, 6)
+    cells = [
+        jrnn.ConvLSTMCell(2, 3, 3, in_channels=2, rngs=nnx.Rngs(3)),
+        jrnn.ConvLSTMCell(2, 4, 2, in_channels=3, rngs=nnx.Rngs(4)),
+    ]
+    assert jrnn.RNN(cells, return_sequences=True)(jnp.ones((1, 3, 7, 6, 2))).shape == (
+        1, 3, 4, 3, 4
+    )  # fmt: skip
+    (h, _), y = cells[0]((jnp.zeros((1, 3, 2, 3)),) * 2, jnp.ones((1, 5, 4, 2)))
+    assert y.shape == h.shape == (1, 3, 2, 3)
+    with pytest.raises(ValueError, match=r"the input frames' size \(2, 2\) is too small"):
+        free(jnp.ones((1, 2, 2, 2, 2)))
+    with pytest.raises(ValueError, match=r"feature shape must be \(None, None, 2\)"):
+        free(jnp.ones((1, 2, 5, 5, 3)))
+
+
+def test_stateful_without_spatial_shape_keeps_its_first_frames():
+    layer = jrnn.ConvLSTM2D(3, 3, in_channels=2, padding="same", stateful=True, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"call the layer once before reset_state\(states="):
+        layer.reset_state([jnp.zeros((1, 5, 5, 3))] * 2)
+    first = layer(jnp.ones((1, 2, 5, 5, 2)))
+    assert layer.states[0].shape == (1, 5, 5, 3)
+    assert not np.allclose(layer(jnp.ones((1, 2, 5, 5, 2))), first)  # the states carry on
+    layer.reset_state()
+    assert_close(layer(jnp.ones((1, 2, 5, 5, 2))), first)
+    with pytest.raises(ValueError, match=r"keeps the state shape of its first call"):
+        layer(jnp.ones((1, 2, 7, 4, 2)))
+    sized = jrnn.ConvLSTM2D(
+        3, 3, in_channels=2, padding="same", stateful=True, batch_size=2, rngs=nnx.Rngs(0)
+    )
+    assert sized.states is None  # made by the first call, whose frames give their shape
+    with pytest.raises(ValueError, match=r"expected batch size 2, received 1"):
+        sized(jnp.ones((1, 2, 5, 5, 2)))

@@ -19,6 +19,7 @@ LSTM ``(h, c)``, GRU/SimpleRNN/IndRNN ``(h,)``, StackedRNNCells a tuple of those
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import jax
@@ -128,6 +129,15 @@ class RNNCellBase(Configurable, nnx.Module):
         """One timestep: ``(new_carry, output, activations)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement step()")
 
+    @contextlib.contextmanager
+    def bound_to(self, features: tuple[int, ...]):
+        """A block in which the cell's shapes are those for step inputs of shape
+        ``features`` (without batch). Cells whose shapes do not depend on the input are
+        unchanged; a ConvLSTM cell built without ``spatial_shape`` takes the frames' size
+        (layers bind their cell for each call)."""
+        del features
+        yield self
+
     # ----------------------------------------------------------------- carry / masks
     def initialize_carry(self, input_shape: tuple[int, ...] | int, rngs: Any = None) -> Carry:
         """Zero carry for a batch: ``input_shape`` is ``(batch, *features)`` or the batch size."""
@@ -211,13 +221,14 @@ class RNNCellBase(Configurable, nnx.Module):
             carry of another structure, or a state not ``(batch, *state_shape)``.
         """
         carry = tuple(carry) if isinstance(carry, (tuple, list)) else (carry,)
-        inputs = self._check_step_inputs(inputs)
-        self._check_carry(carry, self.state_shapes, inputs.shape[0], "carry")
-        in_masks, rec_masks = self.dropout_masks(inputs.shape[0], training, rngs)
-        params = self.params()
-        x = inputs.astype(self.policy.compute_dtype)
-        xp = self.project_inputs(params, x, in_masks)
-        new_carry, y, _ = self.step(params, carry, xp, rec_masks, constants)
+        with self.bound_to(tuple(np.shape(inputs))[1:]):
+            inputs = self._check_step_inputs(inputs)
+            self._check_carry(carry, self.state_shapes, inputs.shape[0], "carry")
+            in_masks, rec_masks = self.dropout_masks(inputs.shape[0], training, rngs)
+            params = self.params()
+            x = inputs.astype(self.policy.compute_dtype)
+            xp = self.project_inputs(params, x, in_masks)
+            new_carry, y, _ = self.step(params, carry, xp, rec_masks, constants)
         return new_carry, y
 
     def _check_step_inputs(self, inputs: Any) -> Array:

@@ -15,6 +15,7 @@ per gate).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -177,9 +178,9 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
       filters: output channels (the "units").
       kernel_size: int or tuple of ``rank`` ints.
       in_channels: channels of the input frames.
-      spatial_shape: spatial size of the input frames (int or ``rank`` ints). Keras reads
-        it from the first input at ``build``; jrnn builds eagerly and the state shape
-        depends on it, so it is given here, like ``in_channels``.
+      spatial_shape: spatial size of the input frames (int or ``rank`` ints), checked at
+        every call; None (the default): frames of any size, the state shape following each
+        call's frames (as tf.keras 2 allows; Keras 3 fixes it at ``build``).
       strides, dilation_rate: ints or tuples of ``rank`` ints for the input convolution;
         strides > 1 together with dilation_rate > 1 is refused, as Keras does.
       padding: "valid" or "same" (case-insensitive) for the input convolution; the
@@ -218,7 +219,7 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
         kernel_size: Any,
         *,
         in_channels: int,
-        spatial_shape: Any,
+        spatial_shape: Any = None,
         strides: Any = 1,
         padding: str = "valid",
         data_format: str | None = None,
@@ -252,7 +253,9 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
         self.kernel_size = _tuple(kernel_size, rank, "kernel_size", self)
         self.strides = _tuple(strides, rank, "strides", self)
         self.dilation_rate = _tuple(dilation_rate, rank, "dilation_rate", self)
-        self.spatial_shape = _tuple(spatial_shape, rank, "spatial_shape", self)
+        self.spatial_shape = (
+            None if spatial_shape is None else _tuple(spatial_shape, rank, "spatial_shape", self)
+        )
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 f"{_checks.where(self)}: `strides` > 1 together with `dilation_rate` > 1 is not "
@@ -284,26 +287,7 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
         self.recurrent_dropout = _checks.rate(recurrent_dropout, "recurrent_dropout", self)
         self.policy = resolve_policy(dtype, param_dtype, _checks.where(self))
         set_regularizers_and_constraints(self, locals())
-        out_spatial = tuple(
-            conv_output_length(n, k, s, self.padding, d)
-            for n, k, s, d in zip(
-                self.spatial_shape, self.kernel_size, self.strides, self.dilation_rate
-            )
-        )
-        if min(out_spatial) < 1:
-            raise ValueError(
-                f"{_checks.where(self)}: `spatial_shape` {self.spatial_shape} is too small for "
-                f"kernel_size={self.kernel_size} with padding='valid' (output {out_spatial})."
-            )
-        channels_last = self.data_format == "channels_last"
-        self.input_shape = (
-            (*self.spatial_shape, self.in_channels)
-            if channels_last
-            else (self.in_channels, *self.spatial_shape)
-        )
-        state = (*out_spatial, self.filters) if channels_last else (self.filters, *out_spatial)
-        self.state_shapes = (state, state)
-        self.output_shape = state
+        self._set_shapes(self.spatial_shape)
         f = self.filters
         bias_init = resolve_initializer(bias_initializer, "bias_initializer", self)
         if self.use_bias and self.unit_forget_bias:
@@ -318,6 +302,58 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
             bias_initializer=bias_init,
         )
         self._init_dropout_rngs(rngs, seed)
+
+    def _set_shapes(self, spatial: tuple[int, ...] | None, what: str = "`spatial_shape`") -> None:
+        """``input_shape``, ``state_shapes`` and ``output_shape`` for frames of size
+        ``spatial`` (None: unknown, each size None, bound per call by :meth:`bound_to`)."""
+        channels_last = self.data_format == "channels_last"
+        if spatial is None:
+            frame, out_spatial = (None,) * self.rank, (None,) * self.rank
+        else:
+            frame = spatial
+            out_spatial = tuple(
+                conv_output_length(n, k, s, self.padding, d)
+                for n, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)
+            )
+            if min(out_spatial) < 1:
+                raise ValueError(
+                    f"{_checks.where(self)}: {what} {spatial} is too small for "
+                    f"kernel_size={self.kernel_size} with padding='valid' (output "
+                    f"{out_spatial})."
+                )
+        shapes = {
+            "input_shape": (*frame, self.in_channels)
+            if channels_last
+            else (self.in_channels, *frame),
+            "output_shape": (*out_spatial, self.filters)
+            if channels_last
+            else (self.filters, *out_spatial),
+        }
+        shapes["state_shapes"] = (shapes["output_shape"],) * 2
+        for name, value in shapes.items():  # also inside a transformation's trace
+            object.__setattr__(self, name, value)
+
+    @contextlib.contextmanager
+    def bound_to(self, features: tuple[int, ...]):
+        """Within the block, the cell's shapes are those of frames ``features`` (one step's
+        shape without batch) when it was built without ``spatial_shape``; a cell built
+        with one is unchanged (its calls check the frames against it). Inputs of another
+        rank or channel count leave it unbound, for the call's own check to refuse."""
+        features = tuple(features)
+        channel_axis = -1 if self.data_format == "channels_last" else 0
+        if (
+            self.spatial_shape is not None
+            or len(features) != self.rank + 1
+            or features[channel_axis] != self.in_channels
+        ):
+            yield self
+            return
+        spatial = tuple(features[:-1] if self.data_format == "channels_last" else features[1:])
+        try:
+            self._set_shapes(spatial, "the input frames' size")  # refuses too small frames
+            yield self
+        finally:
+            self._set_shapes(None)
 
     @property
     def native_kernel(self) -> str | None:  # type: ignore[override]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ class StackedRNNCells(RNNCellBase):
                     f"StackedRNNCells: `cells[{k}]` must be a jrnn cell (RNNCellBase); "
                     f"received {type(cell).__name__}."
                 )
-            if k and tuple(cell.input_shape) != tuple(cells[k - 1].output_shape):
+            if k and not _compatible(cell.input_shape, cells[k - 1].output_shape):
                 raise ValueError(
                     f"StackedRNNCells: `cells[{k}]` ({type(cell).__name__}) takes inputs of shape "
                     f"{cell.input_shape} but `cells[{k - 1}]` outputs {cells[k - 1].output_shape}; "
@@ -70,6 +71,24 @@ class StackedRNNCells(RNNCellBase):
         whole sequence (cell ``k`` at step ``t`` needs only cell ``k-1``'s output at ``t``
         and its own state), so :class:`~jrnn.RNN` runs one kernel per cell."""
         return "stacked" if all(c.native_kernel is not None for c in self.cells) else None
+
+    @contextlib.contextmanager
+    def bound_to(self, features: tuple[int, ...]):
+        """Each cell bound to the step inputs it receives: the first to ``features``, the
+        next to the first's output shape, and so on."""
+        saved = (self.input_shape, self.output_shape)
+        with contextlib.ExitStack() as stack:
+            step = tuple(features)
+            for cell in self.cells:
+                stack.enter_context(cell.bound_to(step))
+                step = tuple(cell.output_shape)
+            try:
+                object.__setattr__(self, "input_shape", self.cells[0].input_shape)
+                object.__setattr__(self, "output_shape", self.cells[-1].output_shape)
+                yield self
+            finally:
+                object.__setattr__(self, "input_shape", saved[0])
+                object.__setattr__(self, "output_shape", saved[1])
 
     @property
     def state_shapes(self) -> tuple[Any, ...]:  # type: ignore[override]
@@ -121,3 +140,9 @@ class StackedRNNCells(RNNCellBase):
 
 
 __all__ = ["StackedRNNCells"]
+
+
+def _compatible(a: tuple, b: tuple) -> bool:
+    """Shapes that agree where both sizes are known (None: a frame size fixed per call)."""
+    a, b = tuple(a), tuple(b)
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))

@@ -28,9 +28,10 @@ class ConvLSTM(RNN):
         arguments, as :class:`jrnn.ConvLSTMCell`.
       in_channels: channels of the input frames (Keras reads them at ``build``).
       spatial_shape: spatial size of the input frames, ``(W,)``, ``(H, W)`` or
-        ``(D, H, W)`` (an int for all axes). Keras also requires static spatial
-        dimensions; jrnn takes them here because it builds eagerly and the state shape
-        depends on them. Inputs of another spatial size are refused.
+        ``(D, H, W)`` (an int for all axes); inputs of another size are refused. None
+        (the default): frames of any size, the states following each call's frames, as
+        tf.keras 2 allows (Keras 3 fixes the size at ``build``); a stateful layer keeps
+        the size of its first call.
       return_sequences, return_state, go_backwards, stateful, unroll,
         zero_output_for_mask, remat, hoist_input_projection, activity_regularizer,
         batch_size, dtype, param_dtype, name: as :class:`jrnn.RNN` / :class:`jrnn.LSTM`.
@@ -71,7 +72,7 @@ class ConvLSTM(RNN):
         kernel_size: Any,
         *,
         in_channels: int,
-        spatial_shape: Any,
+        spatial_shape: Any = None,
         strides: Any = 1,
         padding: str = "valid",
         data_format: str | None = None,

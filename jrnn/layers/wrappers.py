@@ -7,12 +7,14 @@ Keras sources: ``keras/src/layers/rnn/bidirectional.py`` and
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jrnn import _checks
@@ -37,8 +39,13 @@ def _removeprefix(name: str, prefix: str) -> str:
 
 def _state_count(layer: RNN) -> int:
     """Number of state arrays (carry leaves) of ``layer``: LSTM 2, GRU 1, stacks the sum."""
-    shapes = jax.eval_shape(lambda: layer.cell.initialize_carry(1))
-    return len(jax.tree_util.tree_leaves(shapes))
+
+    def count(shapes: Any) -> int:  # a shape is a tuple of sizes (None: set per call)
+        if all(d is None or isinstance(d, int) for d in shapes):
+            return 1
+        return sum(count(s) for s in shapes)
+
+    return count(layer.cell.state_shapes)
 
 
 def _split_keys(rngs: Any) -> tuple[Any, Any]:
@@ -292,7 +299,10 @@ class Bidirectional(Configurable, nnx.Module):
         rngs: Any = None,
     ) -> Any:
         """Run both directions and merge; see the class docstring."""
-        with jax.named_scope("jrnn.Bidirectional"):
+        with jax.named_scope("jrnn.Bidirectional"), contextlib.ExitStack() as bound:
+            for layer in (self.forward_layer, self.backward_layer):
+                if isinstance(layer, RNN):  # ConvLSTM: the shapes of this call's frames
+                    bound.enter_context(layer.cell.bound_to(tuple(np.shape(inputs))[2:]))
             forward_state = backward_state = None
             if initial_state is not None:
                 forward_state, backward_state = self._split_states(initial_state, "initial_state")
