@@ -330,6 +330,28 @@ def _grid(n_rows: Any, n: int, function: str) -> tuple[int, int]:
     return n_rows, int(np.ceil(n / n_rows))
 
 
+def _panels(
+    n: int, n_rows: Any, size: tuple[float, float], share_xy: Any, function: str
+) -> tuple[Any, list]:
+    """A figure of ``n`` panels, ``n_rows`` rows (None: about square; "vertical": one
+    column), each ``size`` inches, axes shared as ``share_xy``; the grid's spare axes are
+    hidden. Returns ``(figure, the n axes in order)``."""
+    plt = _plt()
+    n_rows, n_cols = (n, 1) if n_rows == "vertical" else _grid(n_rows, n, function)
+    sharex, sharey = _share(share_xy, function)
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(size[0] * n_cols, size[1] * n_rows + 0.6),
+        squeeze=False,
+        sharex=sharex,
+        sharey=sharey,
+    )
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, list(axes.ravel()[:n])
+
+
 def _max_timesteps(max_timesteps: Any, function: str) -> slice:
     if max_timesteps is None:
         return slice(None)
@@ -359,7 +381,7 @@ def features_1D(
     plt = _plt()
     data = _features(data, "features_1D", "(samples, timesteps, channels) or (timesteps, channels)")
     data = data[..., _max_timesteps(max_timesteps, "features_1D"), :]
-    sharex, sharey = _share(share_xy, "features_1D")
+    _share(share_xy, "features_1D")  # checked for 2-D data too
     subplot_samples = _checks.boolean(subplot_samples, "subplot_samples", "features_1D")
     if data.ndim == 2:
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -372,21 +394,8 @@ def features_1D(
         data, label = np.transpose(data, (2, 1, 0)), "sample"
     else:
         label = "ch"
-    panels = data.shape[-1]
-    n_rows, n_cols = _grid(n_rows, panels, "features_1D")
-    fig, axes = plt.subplots(
-        n_rows,
-        n_cols,
-        figsize=(3 * n_cols, 2 * n_rows),
-        squeeze=False,
-        sharex=sharex,
-        sharey=sharey,
-    )
-    for k in range(n_rows * n_cols):
-        ax = axes.ravel()[k]
-        if k >= panels:
-            ax.axis("off")
-            continue
+    fig, axes = _panels(data.shape[-1], n_rows, (3, 2), share_xy, "features_1D")
+    for k, ax in enumerate(axes):
         ax.plot(data[:, :, k].T, linewidth=1)
         ax.axhline(0, color="gray", linewidth=0.5)
         ax.set_title(f"{title} {label} {k}", fontsize=8)
@@ -429,7 +438,6 @@ def features_2D(
     forward half (see-rnn flips axis 0, which is the samples of 3-D data; jrnn flips the
     timesteps its documentation names). ``max_timesteps`` keeps the first steps.
     """
-    plt = _plt()
     data = _features(data, "features_2D", "(samples, timesteps, channels) or (timesteps, channels)")
     if data.ndim == 2:
         data = data[None]
@@ -438,24 +446,11 @@ def features_2D(
         half = data.shape[-1] // 2
         data = np.concatenate([data[..., :half], np.flip(data[..., half:], axis=1)], axis=-1)
     timesteps_xaxis = _checks.boolean(timesteps_xaxis, "timesteps_xaxis", "features_2D")
-    sharex, sharey = _share(share_xy, "features_2D")
     n = data.shape[0]
     vmax = float(np.nanmax(np.abs(data))) or 1.0
     vmin, vmax = _color_range(norm, (-vmax, vmax), "features_2D")
-    n_rows, n_cols = _grid(n_rows if n > 1 else 1, n, "features_2D")
-    fig, axes = plt.subplots(
-        n_rows,
-        n_cols,
-        figsize=(3.5 * n_cols, 3 * n_rows),
-        squeeze=False,
-        sharex=sharex,
-        sharey=sharey,
-    )
-    for s in range(n_rows * n_cols):
-        ax = axes.ravel()[s]
-        if s >= n:
-            ax.axis("off")
-            continue
+    fig, axes = _panels(n, n_rows if n > 1 else 1, (3.5, 3), share_xy, "features_2D")
+    for s, ax in enumerate(axes):
         image = ax.imshow(
             data[s].T if timesteps_xaxis else data[s],
             cmap=cmap,
@@ -537,7 +532,6 @@ def features_hist(
     ``center_zero`` makes it symmetric (and wins over ``xlims``); ``peaks_to_clip`` as
     :func:`hist_clipped`; ``annotations``: ``"auto"`` (the index), a list of labels or None.
     """
-    plt = _plt()
     entries = list(data) if isinstance(data, (list, tuple)) else None
     if entries is None:
         array = np.asarray(data)
@@ -549,22 +543,9 @@ def features_hist(
         entries = list(array)
     if not entries:
         raise ValueError("features_hist: `data` must hold at least one array; received [].")
-    n = len(entries)
-    n_rows, n_cols = (n, 1) if n_rows == "vertical" else _grid(n_rows, n, "features_hist")
-    labels = _annotations(annotations, n, "features_hist")
-    sharex, sharey = _share(share_xy, "features_hist")
-    fig, axes = plt.subplots(
-        n_rows,
-        n_cols,
-        figsize=(4 * n_cols, 1.6 * n_rows + 0.6),
-        squeeze=False,
-        sharex=sharex,
-        sharey=sharey,
-    )
-    for k, ax in enumerate(axes.ravel()):
-        if k >= n:
-            ax.axis("off")
-            continue
+    labels = _annotations(annotations, len(entries), "features_hist")
+    fig, axes = _panels(len(entries), n_rows, (4, 1.6), share_xy, "features_hist")
+    for k, ax in enumerate(axes):
         hist_clipped(entries[k], peaks_to_clip, ax=ax, bins=bins)
         _hist_axis(ax, xlims, center_zero, "features_hist")
         if labels[k] is not None:
