@@ -148,19 +148,37 @@ def rnn_histogram(
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols * w, 2.2 * rows * h), squeeze=False)
     for ax in axes[:-1].ravel():
         ax.axis("off")
+    # The values of each subplot, then one set of bin edges per group of subplots that
+    # share an x-range: bins of each subplot's own range would be invisibly thin on the
+    # shared axis wherever one gate's values span far less than another's (gradients).
+    panels = {}
     for b, (title, weights) in enumerate(blocks):
         for r, label in enumerate(weights["kernel"]):
             for c, name in enumerate(("kernel", "recurrent_kernel")):
-                ax = axes[r, 2 * b + c]
-                ax.axis("on")
                 values = np.asarray(weights[name][label]).ravel()
-                nan = inspect_lib.detect_nans(values)
-                ax.hist(np.nan_to_num(values, nan=0, posinf=0, neginf=0), bins=bins)
-                ax.set_title(
-                    f"{title} {'KERNEL' if c == 0 else 'RECURRENT'} {label}".strip(), fontsize=8
-                )
-                if nan:
-                    ax.annotate(nan, (0.05, 0.85), xycoords="axes fraction", color="red")
+                kind = "KERNEL" if c == 0 else "RECURRENT"
+                panels[(r, 2 * b + c)] = (values, f"{title} {kind} {label}".strip(), b)
+    zeroed = {k: np.nan_to_num(v, nan=0, posinf=0, neginf=0) for k, (v, _, _) in panels.items()}
+    groups: dict[Any, list] = {}
+    for key, (_, _, b) in panels.items():
+        groups.setdefault({0: key, 1: b, 2: 0}[int(equate_axes)], []).append(key)
+    for keys in groups.values():
+        shown = np.concatenate([zeroed[k] for k in keys])  # NaN/Inf zeroed, as see-rnn
+        lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (-1.0, 1.0)
+        if lo == hi:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, bins + 1)
+        for key in keys:
+            values, subtitle, _ = panels[key]
+            ax = axes[key]
+            ax.axis("on")
+            nan = inspect_lib.detect_nans(values)
+            ax.hist(zeroed[key], bins=edges)
+            ax.set_xlim(lo, hi)
+            ax.set_title(subtitle, fontsize=8)
+            if nan:
+                ax.annotate(nan, (0.05, 0.85), xycoords="axes fraction", color="red")
+    for b, (title, weights) in enumerate(blocks):
         bias_ax = axes[-1, 2 * b]
         axes[-1, 2 * b + 1].axis("off")
         if "bias" in weights:
@@ -183,15 +201,6 @@ def rnn_histogram(
                 bias_ax.annotate(nan, (0.05, 0.85), xycoords="axes fraction", color="red")
         else:
             bias_ax.axis("off")
-    groups = [axes[:-1].ravel()] if equate_axes == 2 else []
-    if equate_axes == 1:
-        groups = [axes[:-1, 2 * b : 2 * b + 2].ravel() for b in range(len(blocks))]
-    for group in groups:
-        hist_axes = [ax for ax in group if ax.axison]
-        lo = min(ax.get_xlim()[0] for ax in hist_axes)
-        hi = max(ax.get_xlim()[1] for ax in hist_axes)
-        for ax in hist_axes:
-            ax.set_xlim(lo, hi)
     if mode == "grads" and data is None:
         fig.suptitle("weight gradients", fontsize=10)
     return _finish(fig, savepath)
