@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,7 +121,8 @@ def get_activations(layer: Any, x: Any, *, mask: Any = None, initial_state: Any 
         raise TypeError(
             f"get_activations: expected a jrnn recurrent layer; received {type(layer).__name__}."
         )
-    acts = layer.run(x, mask=mask, initial_state=initial_state, record=True).activations
+    with _unchanged(layer):
+        acts = layer.run(x, mask=mask, initial_state=initial_state, record=True).activations
     if layer.go_backwards:
         acts = jax.tree_util.tree_map(lambda a: jnp.flip(a, 1), acts)
     return acts
@@ -172,7 +174,8 @@ def get_gradients(
             "get_gradients: `wrt` must be 'weights', 'outputs', a layer name, an index into "
             f"the model's layers, '*' or a list of these; received {wrt!r}."
         ) from None
-    shapes = get_outputs(model, x, list(names), **call_kwargs)
+    found = _find(model, list(names))
+    shapes = _outputs(model, x, found, names, "get_gradients", call_kwargs)
     real = {
         key: all(jnp.issubdtype(jnp.result_type(v), jnp.inexact) for v in jax.tree.leaves(out))
         for key, out in shapes.items()
@@ -187,7 +190,8 @@ def get_gradients(
     # tuple, not a dict: names may mix ints and strings, which a pytree cannot sort.
     names = tuple(key for key in shapes if real[key])
     zeros = tuple(jax.tree_util.tree_map(jnp.zeros_like, shapes[key]) for key in names)
-    grads = _gradient("outputs_of", model, zeros, y, loss, call_kwargs, names=names, x=x)
+    where = tuple((key, _path_of(model, found[key])) for key in names)  # static, hashable
+    grads = _gradient("outputs_of", model, zeros, y, loss, call_kwargs, names=where, x=x)
     return dict(zip(names, grads))
 
 
@@ -238,7 +242,28 @@ def _gradient(
         cacheable = hash((loss, static)) is not None and _eager(model)
     except TypeError:  # an unhashable loss or call argument
         cacheable = False
-    return (_CACHED_GRADIENT if cacheable else _gradient_program)(*args, **options)
+    with _unchanged(model):
+        return (_CACHED_GRADIENT if cacheable else _gradient_program)(*args, **options)
+
+
+@contextlib.contextmanager
+def _unchanged(model: nnx.Module):
+    """Leave ``model`` as it was: an inspection runs the model, which advances stateful
+    layers' states, RNG streams (dropout) and activity penalties; they are put back after
+    the block (a stateful layer whose states the block created gets zero states)."""
+    before = jax.tree_util.tree_map(lambda v: v, nnx.state(model))  # values, not Variables
+    fresh = [
+        m
+        for _, m in nnx.iter_graph(model)
+        if isinstance(m, RNN) and m.stateful and m.states is None
+    ]
+    try:
+        yield
+    finally:
+        nnx.update(model, before)
+        for m in fresh:
+            if m.states is not None:
+                m.reset_state()
 
 
 def _all_arrays(value: Any) -> bool:
@@ -257,17 +282,17 @@ def _gradient_program(model, target, x, y, arrays, *, mode, loss, static, names)
     kwargs = {**arrays, **dict(static)}
     if mode == "weights":
         return nnx.grad(lambda m, x: loss(_first(m(x, **kwargs)), y))(model, target)
-    if mode == "inputs":  # the layer's states and RNG streams do not advance (as before)
-        before = jax.tree_util.tree_map(lambda v: v, nnx.state(model))  # values, not Variables
-        grads = nnx.grad(lambda m, x: loss(_first(m(x, **kwargs))), argnums=1)(model, target)
-        nnx.update(model, before)
-        return grads
+    if mode == "inputs":
+        return nnx.grad(lambda m, x: loss(_first(m(x, **kwargs))), argnums=1)(model, target)
 
-    def perturbed(m, eps):  # eps: one perturbation per name, in the order of `names`
-        def add(name, out):
-            return jax.tree_util.tree_map(jnp.add, out, eps[names.index(name)])
+    def perturbed(m, eps):  # eps: one perturbation per (key, path) of `names`, in order
+        modules = dict(nnx.iter_graph(m))
+        keys = [key for key, _ in names]
 
-        with _hooked(m, list(names), add):
+        def add(key, out):
+            return jax.tree_util.tree_map(jnp.add, out, eps[keys.index(key)])
+
+        with _hooked(m, {key: modules[path] for key, path in names}, add):
             return loss(_first(m(x, **kwargs)), y)
 
     return nnx.grad(perturbed, argnums=1)(model, target)
@@ -322,7 +347,9 @@ def layer_gradients(
     return with_values(model, grads, layer)
 
 
-def with_values(model: nnx.Module, state: Any, layer: Any = None) -> nnx.Module:
+def with_values(
+    model: nnx.Module, state: Any, layer: Any = None, *, argument: str = "with_values: `state`"
+) -> nnx.Module:
     """A copy of ``model`` (or of its sub-layer ``layer``: the module, a name or an index)
     with ``state`` (an ``nnx.State`` shaped like the model's parameters, e.g. gradients or
     weights saved during training) in place of its values; ``model`` is untouched."""
@@ -335,7 +362,7 @@ def with_values(model: nnx.Module, state: Any, layer: Any = None) -> nnx.Module:
     wrong = {k: v for k, v in given.items() if have.get(k) != v}
     if not isinstance(state, nnx.State) or not given or wrong:
         raise ValueError(
-            f"`state` must be an nnx.State shaped like (a part of) the state of "
+            f"{argument} must be an nnx.State shaped like (a part of) the state of "
             f"{type(model).__name__}, such as nnx.state(model, nnx.Param) or get_gradients' "
             f"result; received {type(state).__name__}"
             + "".join(
@@ -388,53 +415,94 @@ def get_outputs(model: nnx.Module, x: Any, layers: Any, **call_kwargs: Any) -> d
     for recording subclasses during the call and restored afterwards.
     """
     selectors = _selectors(layers, "get_outputs", "layers")
-    captured: dict[Any, Any] = {}
+    return _outputs(model, x, _find(model, selectors), selectors, "get_outputs", call_kwargs)
+
+
+def _outputs(model, x, found: dict, selectors: list, function: str, call_kwargs: dict) -> dict:
+    """The outputs of the ``found`` layers in one call of ``model``, which is left as it
+    was. A chosen layer that did not run, or ran more than once (a shared layer: which of
+    its outputs?, as Keras' ``layer.output`` asks), raises; ``"*"`` keeps the layers that
+    ran once."""
+    captured: dict[Any, list] = {}
 
     def record(key, out):
-        captured[key] = out
+        captured.setdefault(key, []).append(out)
         return out
 
-    with _hooked(model, selectors, record) as keys:
+    with _unchanged(model), _hooked(model, found, record):
         model(x, **call_kwargs)
-    unused = [key for key in selectors if key != "*" and key not in captured]
+    chosen = [key for key in selectors if key != "*"]
+    unused = [key for key in chosen if key not in captured]
     if unused:
         raise ValueError(
-            f"get_outputs: the layers {unused} did not run in `model(x)`; no output to return."
+            f"{function}: the layers {unused} did not run in `model(x)`; no output to return."
         )
-    return {key: captured[key] for key in keys if key in captured}  # "*": the layers that ran
+    shared = [key for key in chosen if len(captured[key]) > 1]
+    if shared:
+        raise ValueError(
+            f"{function}: the layers {shared} ran {[len(captured[k]) for k in shared]} times "
+            "in `model(x)` (shared layers), so they have no one output; choose the layers "
+            "that consume their outputs, or call the shared layer on its own."
+        )
+    return {key: captured[key][0] for key in found if len(captured.get(key, ())) == 1}
 
 
 def layers_of(model: nnx.Module) -> list[tuple[str, nnx.Module]]:
     """The model's layers in order, as ``(label, module)``: ``model.layers`` where it has
     them (an imported Keras model's, in Keras' order, which is Keras' ``model.layers``
     without its ``InputLayer``s and Keras 3 operation nodes; ``nnx.Sequential``'s), else its
-    sub-modules in assignment order. A label is the layer's ``name`` or its attribute path.
-    This is the list an integer selects from and ``"*"`` stands for."""
+    sub-modules in assignment order, the entries of an ``nnx.List``/``nnx.Dict`` (or list,
+    tuple, dict) attribute one by one. A label is the layer's ``name``, else its attribute
+    path (``"blocks/0"``); two layers of one name are labelled by their paths. This is the
+    list an integer selects from and ``"*"`` stands for."""
     if not isinstance(model, nnx.Module):
         raise TypeError(f"expected an nnx.Module model; received {type(model).__name__}.")
     layers = getattr(model, "layers", None)
-    if isinstance(layers, Mapping):
-        items = [(str(k), m) for k, m in layers.items()]
-    elif isinstance(layers, (list, tuple, nnx.List)):
-        items = [(f"layers/{k}", m) for k, m in enumerate(layers)]
+    if isinstance(layers, (Mapping, list, tuple, nnx.List)):
+        items = list(_entries("layers", layers))
     else:
-        items = [(k, m) for k, m in vars(model).items() if not k.startswith("_")]
-    return [
-        (getattr(m, "name", None) or label, m)
-        for label, m in items
+        items = [
+            entry
+            for key, value in vars(model).items()
+            if not key.startswith("_")
+            for entry in _entries(key, value)
+        ]
+    items = [
+        (path, m)
+        for path, m in items
         if isinstance(m, nnx.Module) and not getattr(m, "keras_operation", False)
     ]
+    names = [getattr(m, "name", None) for _, m in items]
+    return [
+        (name if name and names.count(name) == 1 else path, m)
+        for name, (path, m) in zip(names, items)
+    ]
+
+
+def _entries(path: str, value: Any):
+    """``(path, value)``, or one entry per element of a container of modules."""
+    if isinstance(value, (Mapping, nnx.Dict)):
+        for key, item in value.items():
+            yield f"{path}/{key}", item
+    elif isinstance(value, (list, tuple, nnx.List)):
+        for key, item in enumerate(value):
+            yield f"{path}/{key}", item
+    else:
+        yield path, value
 
 
 def _selectors(layers: Any, function: str, argument: str) -> list:
     """``layers`` as a list of selectors: names (str) and indices (int), ``"*"`` kept."""
-    selectors = [layers] if isinstance(layers, (str, int)) else layers
+    selectors = [layers] if isinstance(layers, (str, numbers.Integral)) else layers
     if (
         isinstance(selectors, (list, tuple))
         and selectors
-        and all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in selectors)
+        and all(
+            isinstance(n, (str, numbers.Integral)) and not isinstance(n, (bool, np.bool_))
+            for n in selectors
+        )
     ):
-        return list(selectors)
+        return [n if isinstance(n, str) else int(n) for n in selectors]
     raise TypeError(
         f"{function}: `{argument}` must be a layer name, an index into the model's layers, "
         f"'*' (every layer) or a list of these; received {layers!r}."
@@ -443,45 +511,53 @@ def _selectors(layers: Any, function: str, argument: str) -> list:
 
 def _find(model: nnx.Module, selectors: list) -> dict[Any, nnx.Module]:
     """The sub-modules chosen by ``selectors``, keyed by the selector (``"*"`` expands to
-    every layer's label). A name is a layer's ``name`` or its attribute path in the model
-    (``"encoder/lstm"``), else the one layer of :func:`layers_of` whose label contains it
-    (see-rnn's substring rule), else the one sub-module whose label contains it; two or
-    more candidates raise. An int indexes :func:`layers_of`."""
+    every layer's label). A name is, in this order: the label of one of the model's
+    layers (:func:`layers_of`), an attribute path in the model (``"encoder/lstm"``), the
+    ``name`` of one sub-module at any depth, else part of the label of one of the model's
+    layers (see-rnn's substring rule) or of one sub-module. A name two modules answer to at
+    the first step that matches raises, naming them. An int indexes :func:`layers_of`."""
+    top = layers_of(model)
     named = [(getattr(m, "name", None) or key, key, m) for key, m in _named(model)]
-    exact = {}
-    for label, key, module in named:
-        exact.setdefault(key, module)
-        exact.setdefault(label, module)
+    paths = {key: m for _, key, m in named}
+
+    def one(pool, selector, how):
+        hits = {id(m): (label, m) for label, m in pool if how(label)}
+        if len(hits) > 1:
+            raise ValueError(
+                f"layer name {selector!r} is ambiguous: it matches "
+                f"{sorted(label for label, _ in hits.values())}; pass an attribute path or "
+                "an index instead."
+            )
+        return next(iter(hits.values()))[1] if hits else None
+
     found: dict[Any, nnx.Module] = {}
     missing = []
     for selector in selectors:
         if isinstance(selector, int):
-            layers = layers_of(model)
-            if not -len(layers) <= selector < len(layers):
+            if not -len(top) <= selector < len(top):
                 raise IndexError(
-                    f"layer index {selector} out of range: the model has {len(layers)} layers "
-                    f"{[label for label, _ in layers]}."
+                    f"layer index {selector} out of range: the model has {len(top)} layers "
+                    f"{[label for label, _ in top]}."
                 )
-            found[selector] = layers[selector][1]
-        elif selector == "*":
-            found.update(layers_of(model))
-        elif selector in exact:
-            found[selector] = exact[selector]
+            found[selector] = top[selector][1]
+            continue
+        if selector == "*":
+            found.update(top)
+            continue
+        by_path = [(key, m) for key, m in paths.items()]
+        module = (
+            one([(getattr(m, "name", None) or label, m) for label, m in top], selector,
+                selector.__eq__)
+            or one(by_path, selector, selector.__eq__)
+            or one([(label, m) for label, _, m in named], selector, selector.__eq__)
+            or one(top, selector, lambda label, s=selector: s in label)
+            or one([(label, m) for label, _, m in named], selector,
+                   lambda label, s=selector: bool(label) and s in label)
+        )  # fmt: skip
+        if module is None:
+            missing.append(selector)
         else:
-            near = {}
-            for pool in (layers_of(model), [(label, m) for label, _, m in named]):
-                near = {id(m): (label, m) for label, m in pool if label and selector in label}
-                if near:  # the model's layers first, then any sub-module (cells, ...)
-                    break
-            if len(near) > 1:
-                raise ValueError(
-                    f"layer name {selector!r} is ambiguous: it is part of the names "
-                    f"{sorted(label for label, _ in near.values())}; pass one of them."
-                )
-            if near:
-                found[selector] = next(iter(near.values()))[1]
-            else:
-                missing.append(selector)
+            found[selector] = module
     if missing:
         available = [label or "(model)" for label, _, _ in named]
         raise ValueError(f"no layer named {missing} in the model; available: {available}.")
@@ -495,14 +571,14 @@ def _named(model: nnx.Module):
 
 
 @contextlib.contextmanager
-def _hooked(model: nnx.Module, selectors: list, hook):
-    """Swap the chosen sub-layers' classes for subclasses whose ``__call__`` returns
-    ``hook(key, output)`` (for each key that chose the layer, in order; keys as
-    :func:`_find` gives them, and yielded in that order); restored on exit, also on
-    exceptions. The original class is
-    back during the original ``__call__``, so that a cached eager call (keyed on the
-    layer's class among others) sees the layer it cached, not a new subclass per use."""
-    found = _find(model, selectors)
+def _hooked(model: nnx.Module, found: dict, hook):
+    """Swap the ``found`` sub-layers' classes (``{key: module}``, from :func:`_find`) for
+    subclasses whose call returns ``hook(key, output)`` (for each key that chose the layer,
+    in order); restored on exit, also on exceptions. The call is ``__call__``, or
+    ``call_with_mask`` for a nested imported model (which its parent calls that way). The
+    original class is back during the original call, so that a cached eager call (keyed on
+    the layer's class among others) sees the layer it cached, not a new subclass per use."""
+    del model
     chosen: dict[int, tuple[nnx.Module, list]] = {}
     for key, module in found.items():
         chosen.setdefault(id(module), (module, []))[1].append(key)
@@ -510,24 +586,29 @@ def _hooked(model: nnx.Module, selectors: list, hook):
     try:
         for module, keys in chosen.values():
             cls = type(module)
+            method = "call_with_mask" if hasattr(cls, "call_with_mask") else "__call__"
+            original = getattr(cls, method)
 
-            @functools.wraps(cls.__call__)  # keeps the signature (e.g. a `mask` parameter)
-            def __call__(self, *args, _keys=tuple(keys), _cls=cls, **kwargs):
+            @functools.wraps(original)  # keeps the signature (e.g. a `mask` parameter)
+            def call(self, *args, _keys=tuple(keys), _cls=cls, _original=original, **kwargs):
                 hooked = type(self)
                 object.__setattr__(self, "__class__", _cls)
                 try:
-                    output = _cls.__call__(self, *args, **kwargs)
+                    output = _original(self, *args, **kwargs)
                 finally:
                     object.__setattr__(self, "__class__", hooked)
+                if _original.__name__ == "call_with_mask":  # (outputs, masks)
+                    outs, masks = output
+                    for key in _keys:
+                        outs = hook(key, outs)
+                    return outs, masks
                 for key in _keys:
                     output = hook(key, output)
                 return output
 
-            object.__setattr__(
-                module, "__class__", type(cls.__name__, (cls,), {"__call__": __call__})
-            )
+            object.__setattr__(module, "__class__", type(cls.__name__, (cls,), {method: call}))
             swapped.append((module, cls))
-        yield list(found)
+        yield
     finally:
         for module, cls in swapped:
             object.__setattr__(module, "__class__", cls)
@@ -581,12 +662,7 @@ def weights_norm(
             "weights_norm: `norm_fn` must be a callable or an (outer, inner) pair of callables; "
             f"received {norm_fn!r}."
         )
-    omit = [omit_names] if isinstance(omit_names, str) else list(omit_names or ())
-    if not all(isinstance(o, str) for o in omit):
-        raise TypeError(
-            f"weights_norm: `omit_names` must be a string or a list of strings; received "
-            f"{omit_names!r}."
-        )
+    omit = _omit(omit_names, "weights_norm")
     if into is not None and not isinstance(into, dict):
         raise TypeError(
             f"weights_norm: `into` must be a dict from an earlier call; received "
@@ -597,6 +673,10 @@ def weights_norm(
         name = "/".join(map(str, path))
         if isinstance(param, nnx.Param) and not any(o in name for o in omit):
             w = np.asarray(param[...])
+            if not -w.ndim <= axis < w.ndim:
+                raise ValueError(
+                    f"weights_norm: `axis` {axis} is out of range for {name!r} of shape {w.shape}."
+                )
             axes = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
             norms = outer(np.sum(inner(w), axis=axes)) if axes else outer(inner(w))
             out[name] = [float(fn(norms)) for fn in stat_fns]
@@ -624,7 +704,7 @@ def get_weights(model: nnx.Module, layers: Any = "*", *, omit_names: Any = None)
     layers (names, indices or ``"*"``, as :func:`get_outputs` takes them; ``"*"`` keys by
     each layer's name), skipping weights whose key contains one of ``omit_names``."""
     selectors = _selectors(layers, "get_weights", "layers")
-    omit = [omit_names] if isinstance(omit_names, str) else list(omit_names or ())
+    omit = _omit(omit_names, "get_weights")
     out = {}
     for key, module in _find(model, selectors).items():
         for path, param in nnx.iter_graph(module):
@@ -632,6 +712,19 @@ def get_weights(model: nnx.Module, layers: Any = "*", *, omit_names: Any = None)
             if isinstance(param, nnx.Param) and not any(o in name for o in omit):
                 out[name] = np.asarray(param[...])
     return out
+
+
+def _omit(omit_names: Any, function: str) -> list[str]:
+    """see-rnn's ``omit_names``: None, a substring or a list of substrings."""
+    omit = [omit_names] if isinstance(omit_names, str) else omit_names
+    if omit is None:
+        return []
+    if not isinstance(omit, (list, tuple)) or not all(isinstance(o, str) for o in omit):
+        raise TypeError(
+            f"{function}: `omit_names` must be a string or a list of strings; received "
+            f"{omit_names!r}."
+        )
+    return list(omit)
 
 
 def get_weight_penalties(model: nnx.Module) -> dict[str, Any]:

@@ -48,6 +48,25 @@ def _directions(layer: Any, concat_gates: bool) -> list[tuple[str, dict]]:
     return blocks(weights, "")
 
 
+def _check_call_keywords(model: Any, call_kwargs: dict, function: str) -> None:
+    """Extra keywords of the weight plots go to the model's call: refuse any it does not
+    take (a misspelt plot argument), naming the function's own and the call's."""
+    import inspect as py_inspect
+
+    call = getattr(type(model), "call_with_mask", None) or type(model).__call__
+    params = py_inspect.signature(call).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(k for k in call_kwargs if k not in params)
+    if unknown:
+        own = [p for p in py_inspect.signature(_PLOTS[function]).parameters if p != "call_kwargs"]
+        raise TypeError(
+            f"{function}: unknown keyword argument(s) {unknown}; it takes {own} and the "
+            f"keywords of {type(model).__name__}'s call "
+            f"{[p for p in params if p not in ('self', 'inputs', 'x')]}."
+        )
+
+
 def _drawn_layer(
     layer: Any,
     mode: str,
@@ -70,8 +89,10 @@ def _drawn_layer(
             f"{function}: `layer` must be a jrnn recurrent layer or cell (or, with `model=`, "
             f"a name or index of one of its layers); received {layer!r}."
         )
+    target = layer if model is None else model
+    _check_call_keywords(target, call_kwargs, function)
     if data is not None:
-        return inspect_lib.with_values(layer if model is None else model, data, layer)
+        return inspect_lib.with_values(target, data, layer, argument=f"{function}: `data`")
     if mode == "grads":
         if x is None:
             raise ValueError(
@@ -133,8 +154,10 @@ def rnn_histogram(
     ``layer`` one of its sub-layers (the module, a name or an index); ``loss`` and ``y`` as
     :func:`jrnn.inspect.get_gradients`, extra keywords go to the call. ``data=`` draws
     given values (an ``nnx.State`` shaped like the layer's parameters, e.g. saved during
-    training; with ``model=``, like the model's). ``equate_axes``: 0 each subplot its own
-    x-range, 1 one range per direction/cell block (see-rnn's default), 2 one range for all.
+    training; with ``model=``, like the model's). Histograms are densities, as see-rnn's.
+    ``equate_axes``: 0 each subplot its own ranges; 1 (see-rnn's default) one symmetric
+    x-range ``±max|w|`` and one y-range for the kernel and recurrent subplots of each
+    direction/cell block; 2 the same over all blocks. The bias row keeps its own.
     """
     if equate_axes not in (0, 1, 2):  # True and False are 1 and 0, as in see-rnn
         raise ValueError(
@@ -165,6 +188,8 @@ def rnn_histogram(
     for keys in groups.values():
         shown = np.concatenate([zeroed[k] for k in keys])  # NaN/Inf zeroed, as see-rnn
         lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (-1.0, 1.0)
+        if equate_axes:  # see-rnn: a symmetric x-range and one y-range per group
+            lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
         if lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, bins + 1)
@@ -173,11 +198,15 @@ def rnn_histogram(
             ax = axes[key]
             ax.axis("on")
             nan = inspect_lib.detect_nans(values)
-            ax.hist(zeroed[key], bins=edges)
+            ax.hist(zeroed[key], bins=edges, density=True)  # as see-rnn
             ax.set_xlim(lo, hi)
             ax.set_title(subtitle, fontsize=8)
             if nan:
                 ax.annotate(nan, (0.05, 0.85), xycoords="axes fraction", color="red")
+        if equate_axes:
+            top = max(axes[key].get_ylim()[1] for key in keys)
+            for key in keys:
+                axes[key].set_ylim(0, top)
     for b, (title, weights) in enumerate(blocks):
         bias_ax = axes[-1, 2 * b]
         axes[-1, 2 * b + 1].axis("off")
@@ -710,6 +739,8 @@ def gate_heatmap(
     fig.colorbar(image, ax=ax)
     return _finish(fig, savepath)
 
+
+_PLOTS = {"rnn_histogram": rnn_histogram, "rnn_heatmap": rnn_heatmap}
 
 __all__ = [
     "features_0D",

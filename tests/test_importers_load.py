@@ -605,6 +605,28 @@ def test_layer_indices_and_wildcard_follow_keras_model_layers(tmp_path):
     assert list(grads) == keras_layers
 
 
+def test_a_nested_model_is_a_layer_to_inspect(tmp_path):
+    """A nested imported model runs through its parent's `call_with_mask`, not `__call__`:
+    its output is recorded there, and `"*"` includes it, as Keras' `model.layers` does."""
+    import jrnn
+
+    inner_in = keras.Input((5, 4))
+    sub = keras.Model(inner_in, keras.layers.SimpleRNN(3, return_sequences=True)(inner_in))
+    sub.name = "sub"
+    inp = keras.Input((5, 2))
+    h = keras.layers.GRU(4, return_sequences=True, name="gru")(inp)
+    m = keras.Model(inp, keras.layers.LSTM(2, name="head")(sub(h)))
+    _rand_weights(m)
+    model = load(_save(m, tmp_path / "m.keras"))
+    x = np.random.default_rng(0).standard_normal((2, 5, 2)).astype(np.float32)
+    outs = jrnn.inspect.get_outputs(model, x, "*")
+    assert list(outs) == ["gru", "sub", "head"]
+    h = keras.Model(m.inputs, m.get_layer("gru").output).predict(x, verbose=0)
+    expected = sub.predict(h, verbose=0)
+    np.testing.assert_allclose(np.asarray(outs["sub"]), expected, atol=1e-5)
+    assert jrnn.inspect.get_gradients(model, x, wrt="sub")["sub"].shape == (2, 5, 3)
+
+
 def test_tf_keras_conv_lstm_with_initial_state_tensors(tmp_path):
     """Keras 2 records `conv_lstm(x, initial_state=[h, c])` as one node of three inputs; the
     ConvLSTM converter took that list of shapes for the frames' shape."""

@@ -387,3 +387,61 @@ def test_get_weights_penalties_and_weight_loss():
     rk = weights["gru/cell/recurrent_kernel"]
     expected = sum(0.01 * (k**2).sum() for k in kernels) + 0.1 * abs(rk).sum() + 0.2 * (rk**2).sum()
     assert inspect.weight_loss(seq) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_selection_of_duplicate_names_lists_and_shared_layers():
+    rngs = nnx.Rngs(0)
+    seq = nnx.Sequential(
+        jrnn.LSTM(U, F, return_sequences=True, name="rnn", rngs=rngs),
+        jrnn.GRU(3, U, return_sequences=True, name="rnn", rngs=rngs),
+        jrnn.SimpleRNN(2, 3, name="head", rngs=rngs),
+    )
+    x = random_inputs(B, T, F)
+    assert [label for label, _ in inspect.layers_of(seq)] == ["layers/0", "layers/1", "head"]
+    with pytest.raises(ValueError, match=r"'rnn' is ambiguous: it matches \['rnn', 'rnn'\]"):
+        inspect.get_outputs(seq, x, "rnn")
+    grads = inspect.get_gradients(seq, x, wrt="*")  # each layer under its own label
+    assert [g.shape for g in grads.values()] == [(B, T, U), (B, T, 3), (B, 2)]
+    assert np.int64(1) in inspect.get_outputs(seq, x, [np.int64(1)])  # NumPy ints index too
+
+    class Blocks(nnx.Module):  # an nnx.List attribute: its layers one by one
+        def __init__(self):
+            self.blocks = nnx.List([jrnn.LSTM(U, F, return_sequences=True, rngs=nnx.Rngs(1))])
+            self.shared = jrnn.GRU(F, U, return_sequences=True, rngs=nnx.Rngs(2))
+            self.head = jrnn.LSTM(2, F, rngs=nnx.Rngs(3))
+
+        def __call__(self, x):
+            h = self.shared(self.blocks[0](x))
+            return self.head(self.shared(jnp.concatenate([h[..., :U], h[..., :U]], -1)[..., :U]))
+
+    model = Blocks()
+    assert [label for label, _ in inspect.layers_of(model)] == ["blocks/0", "shared", "head"]
+    assert list(inspect.get_outputs(model, x, "*")) == ["blocks/0", "head"]  # ran once
+    with pytest.raises(ValueError, match=r"\['shared'\] ran \[2\] times in `model\(x\)`"):
+        inspect.get_gradients(model, x, wrt="shared")  # which of its two outputs?
+
+
+def test_inspection_leaves_states_and_random_streams_as_they_were():
+    """Inspecting runs the model; stateful states, dropout streams and the layer's class
+    are put back, so that a gradient is the gradient at the model's current state."""
+    layer = jrnn.LSTM(U, F, stateful=True, dropout=0.3, return_sequences=True, rngs=nnx.Rngs(0))
+    x = random_inputs(B, T, F)
+    layer(x)  # states now hold a carry
+
+    def values(tree):
+        keys = lambda v: jnp.issubdtype(v.dtype, jax.dtypes.prng_key)
+        return [jax.random.key_data(v) if keys(v) else v for v in jax.tree.leaves(tree)]
+
+    before = values(nnx.state(layer))
+    expected = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(nnx.clone(layer))
+    got = inspect.get_gradients(layer, x)
+    for a, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        assert_close(a, e)
+    model = nnx.Sequential(layer)
+    inspect.get_gradients(model, x, wrt=0, training=True)
+    inspect.gate_gradients(layer, x, training=True)
+    inspect.get_outputs(model, x, 0)
+    inspect.get_activations(layer, x)
+    inspect.gradients_over_time(layer, x)
+    for a, e in zip(values(nnx.state(layer)), before, strict=True):
+        np.testing.assert_array_equal(a, e)

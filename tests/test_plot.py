@@ -169,7 +169,8 @@ def test_weight_plots_of_gradients_and_of_given_values():
     plt.close(fig)
     fig = plot.rnn_histogram(seq.layers[1], mode="grads", x=np.ones((2, 5, 4), np.float32))
     (kernel_update,) = [ax for ax in fig.axes if ax.get_title() == "KERNEL UPDATE"]
-    assert sum(p.get_height() for p in kernel_update.patches) == 4 * 2  # (in, units) values
+    areas = sum(p.get_height() * p.get_width() for p in kernel_update.patches)
+    assert areas == pytest.approx(1.0)  # a density, as see-rnn draws
     plt.close(fig)
     saved = jax.tree.map(lambda v: v * 0 + 0.5, nnx.state(seq.layers[1], nnx.Param))
     fig = plot.rnn_heatmap(seq.layers[1], data=saved)
@@ -183,6 +184,10 @@ def test_weight_plots_of_gradients_and_of_given_values():
         plot.rnn_histogram(seq.layers[0], x=x)
     with pytest.raises(TypeError, match=r"rnn_histogram: `layer` must be a jrnn recurrent"):
         plot.rnn_histogram("enc")  # a name needs model=
+    with pytest.raises(TypeError, match=r"rnn_heatmap: unknown keyword argument\(s\) \['show_b"):
+        plot.rnn_heatmap(seq.layers[0], show_borders=False)  # see-rnn's; not a call keyword
+    with pytest.raises(ValueError, match=r"rnn_heatmap: `data` must be an nnx.State shaped"):
+        plot.rnn_heatmap(seq.layers[0], data=saved)  # the GRU's state, not the LSTM's
 
 
 def test_histogram_equate_axes_per_direction_or_all():
@@ -200,6 +205,9 @@ def test_histogram_equate_axes_per_direction_or_all():
     forward = [ax for ax in fig.axes if ax.get_title().startswith("FORWARD LAYER K")]
     assert len({round(p.get_width(), 9) for ax in forward for p in ax.patches}) == 1
     assert per_block["FORWARD LAYER KERNEL INPUT"] == per_block["FORWARD LAYER RECURRENT CELL"]
+    low, high = per_block["FORWARD LAYER KERNEL INPUT"]
+    assert low == -high  # symmetric, as see-rnn
+    assert len({ax.get_ylim() for ax in forward}) == 1  # one y-range per block
     assert per_block["FORWARD LAYER KERNEL INPUT"] != per_block["BACKWARD LAYER KERNEL INPUT"]
     assert len(set(ranges(plot.rnn_histogram(layer, equate_axes=2)).values())) == 1
     assert len(set(ranges(plot.rnn_histogram(layer, equate_axes=0)).values())) > 2
