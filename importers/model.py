@@ -316,6 +316,8 @@ class ImportedModel(nnx.Module):
                 if any(r in vague for r in refs):
                     vague.add((name, idx, t))
         self.layers = nnx.Dict(layers)
+        # Keras' layer order: an nnx.Dict comes back from a transformation sorted by name.
+        self._layer_names = tuple(layers)
         self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
         self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single
         self._output_tree = None if tree is None else _freeze(tree)
@@ -374,11 +376,17 @@ class ImportedModel(nnx.Module):
             )
         return self.layers[name]
 
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """The converted layers' names in the Keras model's order (``layers`` is keyed by
+        them; its own order is not kept through ``nnx.jit`` and other transformations)."""
+        return self._layer_names
+
     def keras_weights(self) -> list:
         """Every variable in Keras ``model.get_weights()`` order (layers in config order)."""
         from importers.weights import keras_params
 
-        return [v for layer in self.layers.values() for v in keras_params(layer)]
+        return [v for name in self._layer_names for v in keras_params(self.layers[name])]
 
     # Calling -------------------------------------------------------------------------
 

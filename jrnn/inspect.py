@@ -458,7 +458,10 @@ def layers_of(model: nnx.Module) -> list[tuple[str, nnx.Module]]:
     if not isinstance(model, nnx.Module):
         raise TypeError(f"expected an nnx.Module model; received {type(model).__name__}.")
     layers = getattr(model, "layers", None)
-    if isinstance(layers, (Mapping, list, tuple, nnx.List)):
+    order = getattr(model, "layer_names", None)  # an imported model's Keras order
+    if isinstance(layers, Mapping) and order is not None:
+        items = [(f"layers/{name}", layers[name]) for name in order]
+    elif isinstance(layers, (Mapping, list, tuple, nnx.List)):
         items = list(_entries("layers", layers))
     else:
         items = [

@@ -157,30 +157,87 @@ def keras_adam(
     return optax.GradientTransformation(init, update)
 
 
+def _same_rank(y: Any, p: Any) -> tuple[Any, Any]:
+    """Keras' ``squeeze_or_expand_to_same_rank``: ranks that differ by one are matched by
+    dropping (or, for rank 1, adding) a trailing size-1 axis."""
+    if y.ndim == p.ndim + 1 and y.shape[-1] == 1:  # y (..., 1)
+        if p.ndim == 1:
+            p = p[..., None]
+        else:
+            y = y[..., 0]
+    elif p.ndim == y.ndim + 1 and p.shape[-1] == 1:  # output (..., 1)
+        if y.ndim == 1:
+            y = y[..., None]
+        else:
+            p = p[..., 0]
+    return y, p
+
+
+def _elementwise(name: str, fn: Callable) -> Callable:
+    def loss(y, p):
+        y, p = _same_rank(y, p)
+        if y.shape != p.shape:  # no silent broadcasting ((B,) against (B, 2) and the like)
+            raise ValueError(
+                f"loss {name!r}: `y` of shape {y.shape} does not match the model output's "
+                f"shape {p.shape} (Keras matches ranks by a trailing axis of size 1 only)."
+            )
+        return jnp.mean(fn(y, p), axis=-1)
+
+    return loss
+
+
+def _sparse_categorical(y, p):
+    if y.ndim == p.ndim and y.shape[-1] == 1:  # labels (..., 1), as Keras accepts
+        y = y[..., 0]
+    if y.shape != p.shape[:-1]:
+        raise ValueError(
+            f"loss 'sparse_categorical_crossentropy': `y` of shape {y.shape} must hold one "
+            f"label per output row, shape {p.shape[:-1]} (or {(*p.shape[:-1], 1)})."
+        )
+    logp = jnp.log(jnp.clip(p, 1e-7, 1.0))
+    return -jnp.take_along_axis(logp, y[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def _binary_crossentropy(y, p):
+    p = jnp.clip(p, 1e-7, 1 - 1e-7)
+    return -(y * jnp.log(p) + (1 - y) * jnp.log(1 - p))
+
+
+def _categorical_crossentropy(y, p):
+    p = p / jnp.sum(p, axis=-1, keepdims=True)  # Keras normalises the probabilities
+    return -jnp.sum(y * jnp.log(jnp.clip(p, 1e-7, 1 - 1e-7)), axis=-1)
+
+
+def _categorical(y, p):
+    if y.shape != p.shape:
+        raise ValueError(
+            f"loss 'categorical_crossentropy': `y` (one-hot) must have the output's shape "
+            f"{p.shape}; received {y.shape}."
+        )
+    return _categorical_crossentropy(y, p)
+
+
+_LOSSES = {
+    "categorical_crossentropy": _categorical,
+    "mse": _elementwise("mse", lambda y, p: jnp.square(p - y)),
+    "mean_squared_error": _elementwise("mean_squared_error", lambda y, p: jnp.square(p - y)),
+    "mae": _elementwise("mae", lambda y, p: jnp.abs(p - y)),
+    "mean_absolute_error": _elementwise("mean_absolute_error", lambda y, p: jnp.abs(p - y)),
+    "binary_crossentropy": _elementwise("binary_crossentropy", _binary_crossentropy),
+    "sparse_categorical_crossentropy": _sparse_categorical,
+}
+
+
 def _loss_fn(loss: str | Callable) -> Callable:
     if callable(loss):
         return loss
-    losses = {
-        "mse": lambda y, p: jnp.mean(jnp.square(p - y), axis=-1),
-        "mean_squared_error": lambda y, p: jnp.mean(jnp.square(p - y), axis=-1),
-        "mae": lambda y, p: jnp.mean(jnp.abs(p - y), axis=-1),
-        "mean_absolute_error": lambda y, p: jnp.mean(jnp.abs(p - y), axis=-1),
-        "binary_crossentropy": lambda y, p: jnp.mean(
-            -(
-                y * jnp.log(jnp.clip(p, 1e-7, 1 - 1e-7))
-                + (1 - y) * jnp.log(jnp.clip(1 - p, 1e-7, 1 - 1e-7))
-            ),
-            axis=-1,
-        ),
-        "sparse_categorical_crossentropy": lambda y, p: (
-            -jnp.take_along_axis(
-                jnp.log(jnp.clip(p, 1e-7, 1.0)), y[..., None].astype(jnp.int32), axis=-1
-            )[..., 0]
-        ),
-    }
-    if loss not in losses:
-        raise ValueError(f"Unknown loss {loss!r}; valid names: {sorted(losses)} or a callable.")
-    return losses[loss]
+    if loss not in _LOSSES:
+        raise ValueError(f"Unknown loss {loss!r}; valid names: {sorted(_LOSSES)} or a callable.")
+    return _LOSSES[loss]
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = None):
@@ -189,31 +246,67 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
     ``loss(y_true, y_pred)`` returns per-sample values (a Keras name or a callable); the
     step averages them over all remaining axes (Keras' ``sum_over_batch_size``), adds
     :func:`regularization_loss`, updates with ``optimizer`` (an ``nnx.Optimizer``) and
-    applies the model's constraints. ``loss_scale`` multiplies the loss and divides the
-    gradients (float16 training); a step with non-finite gradients is skipped.
+    applies the model's constraints. As Keras:
+
+    * named losses match ``y``'s rank to the output's by a trailing axis of size 1 (``y``
+      ``(B,)`` for an output ``(B, 1)``) and refuse other shapes instead of broadcasting;
+    * a model that gives its output mask (an imported Keras model, whose ``Embedding
+      (mask_zero=True)`` or ``Masking`` mask reaches the output) averages over the
+      unmasked positions only;
+    * a model with several outputs takes ``y`` as a list and sums the outputs' losses.
+
+    ``loss_scale`` multiplies the loss and divides the gradients (float16 training); a
+    step with non-finite gradients is skipped: the parameters, the optimizer state and
+    the constraints are left as they were (Keras' ``LossScaleOptimizer``).
     """
     per_sample = _loss_fn(loss)
 
     @nnx.jit
     def step(model, optimizer, x, y):
         def objective(model):
-            pred = model(x, training=True) if _takes_training(model) else model(x)
-            # Keras computes losses in float32 whatever the compute dtype.
-            pred = pred.astype(jnp.float32)
-            target = y.astype(jnp.float32) if jnp.issubdtype(y.dtype, jnp.floating) else y
-            value = jnp.mean(per_sample(target, pred))
+            train = {"training": True} if _takes_training(model) else {}
+            if hasattr(model, "call_with_mask"):  # an imported Keras model: its output mask
+                pred, masks = model.call_with_mask(x, None, **train)
+            else:
+                pred, masks = model(x, **train), None
+            preds, ys = _as_list(pred), _as_list(y)
+            masks = _as_list(masks) if masks is not None else [None] * len(preds)
+            if len(preds) != len(ys):
+                raise ValueError(
+                    f"make_train_step: the model has {len(preds)} outputs; `y` must be a list "
+                    f"of as many targets; received {len(ys)}."
+                )
+            value = jnp.zeros((), jnp.float32)
+            for p, t, m in zip(preds, ys, masks):
+                # Keras computes losses in float32 whatever the compute dtype.
+                p = jnp.asarray(p).astype(jnp.float32)
+                t = jnp.asarray(t)
+                t = t.astype(jnp.float32) if jnp.issubdtype(t.dtype, jnp.floating) else t
+                values = per_sample(t, p)
+                if m is None or jnp.shape(m) != values.shape:
+                    value = value + jnp.mean(values)
+                else:  # Keras: the mean over the positions the output mask keeps
+                    m = jnp.asarray(m, jnp.float32)
+                    value = value + jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
             value = value + regularization_loss(model)
             return value * loss_scale if loss_scale else value, value
 
         grads, value = nnx.grad(objective, has_aux=True)(model)
-        if loss_scale:
-            grads = jax.tree_util.tree_map(lambda g: g / loss_scale, grads)
-            finite = jnp.all(
-                jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
-            )
-            grads = jax.tree_util.tree_map(lambda g: jnp.where(finite, g, 0), grads)
-        optimizer.update(model, grads)
+        if not loss_scale:
+            optimizer.update(model, grads)
+            apply_constraints(model)
+            return value
+        grads = jax.tree_util.tree_map(lambda g: g / loss_scale, grads)
+        finite = jnp.all(
+            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
+        )
+        before = jax.tree_util.tree_map(lambda v: v, nnx.state((model, optimizer)))
+        optimizer.update(model, jax.tree_util.tree_map(lambda g: jnp.where(finite, g, 0), grads))
         apply_constraints(model)
+        after = nnx.state((model, optimizer))
+        nnx.update((model, optimizer), jax.tree_util.tree_map(
+            lambda new, old: jnp.where(finite, new, old), after, before
+        ))  # fmt: skip
         return value
 
     return step
@@ -235,13 +328,23 @@ def _takes_training(model) -> bool:
 
 
 def truncated_bptt(
-    model, optimizer, x, y, *, chunk_length: int, train_step=None, reset: bool = True
+    model,
+    optimizer,
+    x,
+    y,
+    *,
+    chunk_length: int,
+    train_step=None,
+    reset: bool = True,
+    y_has_time: bool | None = None,
 ) -> list[float]:
     """Train on ``x (batch, time, ...)`` / ``y`` in consecutive time chunks (TBPTT).
 
     The model's stateful layers carry their states from one chunk to the next (they
     are read from state variables, so no gradient flows across chunk boundaries).
-    ``y`` is split along time too when it has a time axis (``y.shape[1] == time``).
+    ``y`` is split along time too when it has a time axis: ``y_has_time`` says so, and
+    None guesses it from ``y.shape[1] == time`` (set it where a per-sequence target's
+    width equals the number of steps).
     Returns the per-chunk losses. ``train_step`` defaults to one shared
     :func:`make_train_step` ``("mse")`` step, compiled once per model structure and shapes
     across calls.
@@ -256,7 +359,12 @@ def truncated_bptt(
             layer.reset_state()
     step = train_step or _DEFAULT_STEP
     time = x.shape[1]
-    split_y = y.ndim > 1 and y.shape[1] == time
+    split_y = y.ndim > 1 and y.shape[1] == time if y_has_time is None else bool(y_has_time)
+    if split_y and (y.ndim < 2 or y.shape[1] != time):
+        raise ValueError(
+            f"truncated_bptt: y_has_time=True needs `y` of shape (batch, {time}, ...); "
+            f"received {y.shape}."
+        )
     losses = []
     for start in range(0, time, chunk_length):
         xs = x[:, start : start + chunk_length]

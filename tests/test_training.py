@@ -267,3 +267,105 @@ def test_float16_training_with_loss_scale():
     before = run(None, lr=0.0)
     for a, e in zip(run(1e30), before):  # scaled loss overflows float32 -> step skipped
         np.testing.assert_array_equal(a, e)
+
+
+def _imported(kmodel):
+    import importers
+
+    return importers.load(kmodel)
+
+
+def _fit_both(kmodel, loss, x, y, steps=3, **step_options):
+    """Keras `train_on_batch` against jrnn's step on the imported twin (SGD)."""
+    model = _imported(kmodel)
+    kmodel.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    step = training.make_train_step(loss, **step_options)
+    for _ in range(steps):
+        expected = kmodel.train_on_batch(x, y)  # several outputs: [total, per output...]
+        expected = float(expected[0] if isinstance(expected, list) else expected)
+        assert float(step(model, optimizer, x, y)) == pytest.approx(expected, rel=1e-5)
+    for got, want in zip(model.keras_weights(), kmodel.get_weights(), strict=True):
+        np.testing.assert_allclose(np.asarray(got[...]), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["mse", "binary_crossentropy", "sparse_categorical_crossentropy"])
+def test_targets_take_the_outputs_rank_as_keras(loss):
+    """Keras matches `y`'s rank to the output's by a trailing axis of size 1; jrnn
+    broadcast `(B,)` against `(B, 1)` into a `(B, B)` loss without a word."""
+    rng = np.random.default_rng(0)
+    width = 3 if loss.startswith("sparse") else 1
+    head = "softmax" if width > 1 else "sigmoid"
+    kmodel = keras.Sequential(
+        [keras.Input((T, F)), keras.layers.LSTM(U), keras.layers.Dense(width, activation=head)]
+    )
+    x = random_inputs(B, T, F)
+    y = rng.integers(0, width if width > 1 else 2, (B,)).astype(np.float32)
+    if loss.startswith("sparse"):
+        y = y.astype(np.int32)[:, None]  # labels (B, 1)
+    _fit_both(kmodel, loss, x, y)
+    step = training.make_train_step(loss)
+    model = _imported(kmodel)
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    with pytest.raises(ValueError, match=r"does not match the model output's shape|one label"):
+        step(model, optimizer, x, np.zeros((B, 2, 2), np.float32))
+
+
+def test_the_output_mask_weights_the_loss_as_keras():
+    kmodel = keras.Sequential(
+        [
+            keras.Input((T,), dtype="int32"),
+            keras.layers.Embedding(9, F, mask_zero=True),
+            keras.layers.LSTM(U, return_sequences=True),
+            keras.layers.Dense(2),
+        ]
+    )
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, 9, (B, T)).astype(np.int32)
+    ids[0, 3:] = 0
+    ids[2, 2:] = 0
+    _fit_both(kmodel, "mse", ids, rng.standard_normal((B, T, 2)).astype(np.float32))
+
+
+def test_several_outputs_sum_their_losses():
+    inp = keras.Input((T, F))
+    h = keras.layers.LSTM(U, return_sequences=True)(inp)
+    kmodel = keras.Model(inp, [keras.layers.Dense(2)(h), keras.layers.LSTM(1)(h)])
+    rng = np.random.default_rng(2)
+    y = [rng.standard_normal((B, T, 2)).astype(np.float32), rng.standard_normal((B, 1))]
+    _fit_both(kmodel, "mse", random_inputs(B, T, F), y)
+
+
+def test_a_skipped_loss_scale_step_leaves_weights_and_optimizer_alone():
+    """A non-finite step zeroed the gradients but still ran the optimizer: Adam's moments
+    moved the weights. Keras' LossScaleOptimizer leaves both untouched."""
+    layer = jrnn.LSTM(U, F, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(layer, training.keras_adam(0.01), wrt=nnx.Param)
+    step = training.make_train_step("mse", loss_scale=128.0)
+    x, y = random_inputs(B, T, F), np.zeros((B, U), np.float32)
+    step(layer, optimizer, x, y)
+    before = jax.tree.map(np.asarray, nnx.state((layer, optimizer)))
+    step(layer, optimizer, x, np.full((B, U), np.inf, np.float32))
+    for a, b in zip(jax.tree.leaves(nnx.state((layer, optimizer))), jax.tree.leaves(before)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keras_weights_keep_keras_order_through_jit():
+    kmodel = keras.Sequential(
+        [keras.Input((T, F)), keras.layers.LSTM(U, name="zz"), keras.layers.Dense(2, name="aa")]
+    )
+    model = _imported(kmodel)
+    nnx.jit(lambda m, x: m(x))(model, random_inputs(B, T, F))  # an nnx.Dict comes back sorted
+    assert model.layer_names == ("zz", "aa")
+    shapes = [tuple(v[...].shape) for v in model.keras_weights()]
+    assert shapes == [w.shape for w in kmodel.get_weights()]
+
+
+def test_truncated_bptt_y_has_time():
+    layer = jrnn.LSTM(8, F, stateful=True, rngs=nnx.Rngs(0))  # output (B, 8): no time axis
+    optimizer = nnx.Optimizer(layer, optax.sgd(0.01), wrt=nnx.Param)
+    x, y = random_inputs(2, 8, F), np.zeros((2, 8), np.float32)  # width 8 == 8 steps
+    with pytest.raises(ValueError, match=r"does not match the model output's shape \(2, 8\)"):
+        training.truncated_bptt(layer, optimizer, x, y, chunk_length=4)  # guessed: split
+    losses = training.truncated_bptt(layer, optimizer, x, y, chunk_length=4, y_has_time=False)
+    assert len(losses) == 2
