@@ -81,15 +81,28 @@ def _dense(config, arrays, in_shape):
     )
 
 
+def _governance(config: dict, prefixes: tuple[str, ...], activity: bool = True) -> dict:
+    """The config's ``{prefix}_regularizer``/``_constraint`` (and ``activity_regularizer``)
+    as keyword arguments: training with jrnn applies them as Keras' ``fit`` does."""
+    keys = [f"{p}_{kind}" for p in prefixes for kind in ("regularizer", "constraint")]
+    out = {k: config[k] for k in keys if config.get(k) is not None}
+    if config.get("activity_regularizer") is not None:
+        if not activity:
+            raise _refuse(config, "activity_regularizer", config["activity_regularizer"], "None")
+        out["activity_regularizer"] = config["activity_regularizer"]
+    return out
+
+
 def _kernel_bias(config, arrays, make):
-    """A Dense/Conv-like module ``make(activation=, use_bias=, name=, rngs=)`` with the
-    Keras ``kernel`` (and ``bias``) assigned."""
+    """A Dense/Conv-like module ``make(activation=, use_bias=, name=, rngs=, regularizers
+    and constraints)`` with the Keras ``kernel`` (and ``bias``) assigned."""
     use_bias = config.get("use_bias", True)
     m = make(
         activation=config.get("activation"),
         use_bias=use_bias,
         name=config.get("name"),
         rngs=nnx.Rngs(0),
+        **_governance(config, ("kernel", "bias")),
     )
     _assign(config, m.keras_weights(), arrays, ["kernel", "bias"][: 1 + bool(use_bias)])
     return m
@@ -103,6 +116,7 @@ def _embedding(config, arrays, in_shape):
         mask_zero=bool(config.get("mask_zero", False)),
         name=config.get("name"),
         rngs=nnx.Rngs(0),
+        **_governance(config, ("embeddings",)),
     )
     _assign(config, m.keras_weights(), arrays, ["embeddings"])
     return m
@@ -202,6 +216,7 @@ def _batch_norm(config, arrays, in_shape):
         center=center,
         scale=scale,
         name=config.get("name"),
+        **_governance(config, ("beta", "gamma"), activity=False),
     )
     _assign(config, m.keras_weights(), arrays, names)
     return m
@@ -221,6 +236,7 @@ def _layer_norm(config, arrays, in_shape):
         center=center,
         scale=scale,
         name=config.get("name"),
+        **_governance(config, ("beta", "gamma"), activity=False),
     )
     _assign(config, m.keras_weights(), arrays, names)
     return m

@@ -55,6 +55,7 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
             "groups": m.groups,
             "activation": _activation(m.activation),
             "use_bias": m.bias is not None,
+            **_governance(m, ("kernel", "bias", "activity")),
         }
 
     def pool(m):
@@ -71,6 +72,7 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
             "epsilon": m.epsilon,
             "center": m.beta is not None,
             "scale": m.gamma is not None,
+            **_governance(m, ("beta", "gamma")),
         }
 
     return {
@@ -78,11 +80,13 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
             "units": m.units,
             "activation": _activation(m.activation),
             "use_bias": m.bias is not None,
+            **_governance(m, ("kernel", "bias", "activity")),
         },
         core.Embedding: lambda m: {
             "input_dim": int(m.embeddings.shape[0]),
             "output_dim": int(m.embeddings.shape[1]),
             "mask_zero": bool(m.mask_zero),
+            **_governance(m, ("embeddings", "activity")),
         },
         core.Masking: lambda m: {"mask_value": float(m.mask_value)},
         core.Activation: lambda m: {"activation": _activation(m.activation)},
@@ -107,6 +111,32 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
         core.BatchNormalization: lambda m: {**norm(m), "axis": m.axis[0], "momentum": m.momentum},
         core.LayerNormalization: norm,
     }
+
+
+def _governance(module: Any, prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """A core layer's regularizers and constraints as Keras 3 configs (jrnn's classes carry
+    Keras' names and arguments); anything else (a plain function) is refused by name."""
+    out = {}
+    for prefix in prefixes:
+        for kind in ("regularizer", "constraint"):
+            key = f"{prefix}_{kind}"
+            value = getattr(module, key, None)
+            if value is None:
+                continue
+            if not hasattr(value, "get_config"):
+                raise UnsupportedLayerError(
+                    type(module).__name__,
+                    str(getattr(module, "name", None)),
+                    detail=f"{key}={value!r} is not a jrnn {kind} class with a Keras config",
+                )
+            module_name = "keras.regularizers" if kind == "regularizer" else "keras.constraints"
+            out[key] = {
+                "module": module_name,
+                "class_name": type(value).__name__,
+                "config": value.get_config(),
+                "registered_name": None,
+            }
+    return out
 
 
 class _Namer:

@@ -22,7 +22,31 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jrnn import _checks, activations
+from jrnn import _checks, activations, constraints, regularizers
+
+
+def _govern(module: Any, prefixes: tuple[str, ...], arguments: dict[str, Any]) -> None:
+    """Keras' ``{prefix}_regularizer`` and ``{prefix}_constraint`` for each weight prefix
+    (:func:`jrnn.regularization_loss` and :func:`jrnn.apply_constraints` read them) and,
+    with ``activity_regularizer`` among ``arguments``, the output's penalty."""
+    for prefix in prefixes:
+        for kind, lib in (("regularizer", regularizers), ("constraint", constraints)):
+            name = f"{prefix}_{kind}"
+            setattr(module, name, _checks.resolved(lib.get, arguments.get(name), name, module))
+    if "activity_regularizer" in arguments:
+        module.activity_regularizer = _checks.resolved(
+            regularizers.get, arguments["activity_regularizer"], "activity_regularizer", module
+        )
+        module.activity_loss = nnx.data(None)
+
+
+def _active(module: Any, output: Any) -> Any:
+    """Record the activity penalty of ``output`` (Keras' ``layer.losses``) and return it."""
+    if getattr(module, "activity_regularizer", None) is not None:
+        from jrnn.rnn import record_activity_loss
+
+        record_activity_loss(module, output)
+    return output
 
 
 def _bad(layer: Any, arg: str, expected: str, received: Any) -> ValueError:
@@ -42,11 +66,17 @@ class Dense(nnx.Module):
         *,
         activation: Any = None,
         use_bias: bool = True,
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
         self.units, self.name = units, name
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
+        _govern(self, ("kernel", "bias"), locals())
         self.kernel = nnx.Param(jax.random.normal(rngs.params(), (in_features, units)) * 0.1)
         self.bias = nnx.Param(jnp.zeros((units,))) if use_bias else None
 
@@ -54,7 +84,7 @@ class Dense(nnx.Module):
         y = x @ self.kernel[...].astype(x.dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
-        return self.activation(y)
+        return _active(self, self.activation(y))
 
     def keras_weights(self) -> list:
         """``[kernel, bias]`` (bias only with ``use_bias``)."""
@@ -73,14 +103,19 @@ class Embedding(nnx.Module):
         output_dim: int,
         *,
         mask_zero: bool = False,
+        embeddings_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        embeddings_constraint: Any = None,
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
         self.mask_zero, self.name = mask_zero, name
+        _govern(self, ("embeddings",), locals())
         self.embeddings = nnx.Param(jax.random.uniform(rngs.params(), (input_dim, output_dim)))
 
     def __call__(self, ids, *, training: bool = False):
-        return jnp.take(self.embeddings[...], jnp.asarray(ids).astype(jnp.int32), axis=0)
+        out = jnp.take(self.embeddings[...], jnp.asarray(ids).astype(jnp.int32), axis=0)
+        return _active(self, out)
 
     def compute_mask(self, ids, mask=None):
         """``ids != 0`` when ``mask_zero``, else None."""
@@ -436,10 +471,16 @@ class _Conv(_NoMask):
         groups: int = 1,
         activation: Any = None,
         use_bias: bool = True,
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
         _check_format(self, data_format)
+        _govern(self, ("kernel", "bias"), locals())
         paddings = ("valid", "same", "causal") if self.rank == 1 else ("valid", "same")
         if padding not in paddings:
             raise _bad(self, "padding", " or ".join(repr(p) for p in paddings), padding)
@@ -482,7 +523,7 @@ class _Conv(_NoMask):
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         y = self.activation(y)
-        return jnp.moveaxis(y, -1, 1) if first else y
+        return _active(self, jnp.moveaxis(y, -1, 1) if first else y)
 
     def keras_weights(self) -> list:
         """``[kernel, bias]`` (bias only with ``use_bias``)."""
@@ -630,8 +671,13 @@ class BatchNormalization(nnx.Module):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
+        beta_regularizer: Any = None,
+        gamma_regularizer: Any = None,
+        beta_constraint: Any = None,
+        gamma_constraint: Any = None,
         name: str | None = None,
     ):
+        _govern(self, ("beta", "gamma"), locals())
         self.axis = _axes(self, axis, None)
         if len(self.axis) != 1:
             raise _bad(self, "axis", "a single axis", axis)
@@ -693,8 +739,13 @@ class LayerNormalization(nnx.Module):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
+        beta_regularizer: Any = None,
+        gamma_regularizer: Any = None,
+        beta_constraint: Any = None,
+        gamma_constraint: Any = None,
         name: str | None = None,
     ):
+        _govern(self, ("beta", "gamma"), locals())
         self.axis = _axes(self, axis, None)
         self.epsilon, self.name = float(epsilon), name
         param_shape = tuple(int(d) for d in param_shape)
