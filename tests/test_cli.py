@@ -393,6 +393,21 @@ def test_usage_errors_are_one_line():
     assert_one_line_error(proc, "--atol", "jrnn check --help")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "m.keras", "--batch", "0"),
+        ("check", "m.keras", "--time", "-1"),
+        ("check", "m.keras", "--atol", "-1"),
+        ("inspect", "m.keras", "--batch", "0"),
+    ],
+)
+def test_sizes_are_checked_before_the_model_runs(args):
+    """`--batch 0` reached Keras and came back as an "internal error" in its colours."""
+    proc = jrnn_cli(*args)
+    assert_one_line_error(proc, f"{args[2]}: expected a")
+
+
 # -- progress helper (in process) ---------------------------------------------------------
 
 

@@ -86,6 +86,13 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def positive(args: Any, *names: str) -> None:
+    """Refuse an option of ``names`` (``--batch``...) below 1, naming it."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name}: expected a positive integer; received {getattr(args, name)}")
+
+
 def existing_path(path: str) -> str:
     """``path`` if it exists, else a :class:`CLIError` naming it."""
     if not os.path.exists(path):

@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from jrnn.cli._common import UI, CLIError
+from jrnn.cli._common import UI, CLIError, positive
 
 LAYERS = ("lstm", "gru", "simple_rnn", "bilstm", "conv_lstm2d")
 # implementation -> modules it needs
@@ -94,9 +94,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             raise CLIError(f"--impls: unknown {unknown}; choose from {list(PEERS)}")
     else:
         impls = [i for i in PEERS if installed(i)]
-    for name in ("batch", "time", "features", "units", "rounds", "iters"):
-        if getattr(args, name) < 1:
-            raise CLIError(f"--{name}: expected a positive integer; received {getattr(args, name)}")
+    positive(args, "batch", "time", "features", "units", "rounds", "iters")
     shape = (args.batch, args.time, args.features, args.units)
     modes = ["forward", "train"] if args.mode == "both" else [args.mode]
     roofline = runner.gemm_roofline_gflops()

@@ -21,6 +21,7 @@ from jrnn.cli._common import (
     layer_names,
     load_model,
     one_line,
+    positive,
     random_inputs,
     read_inputs,
 )
@@ -134,6 +135,9 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     import importers
     from jrnn.inspect import get_outputs
 
+    positive(args, "batch", "time")
+    if not args.atol >= 0:
+        raise CLIError(f"--atol: expected a number >= 0; received {args.atol}")
     existing_path(args.model)
     if os.path.isdir(args.model):
         raise CLIError(

@@ -100,8 +100,9 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             result["verified"] = True
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.output) for f in fs)
     result.update(seconds=round(time.perf_counter() - start, 3), bytes=size)
+    count = len(result["layers"])
     ui.say(
-        f"wrote {args.output} ({size / 1024:.0f} KiB, {len(result['layers'])} layers) "
+        f"wrote {args.output} ({size / 1024:.0f} KiB, {count} layer{'s' * (count != 1)}) "
         f"from {args.model}"
     )
     if result.get("verified"):

@@ -14,6 +14,7 @@ from jrnn.cli._common import (
     call_arg,
     layer_names,
     load_model,
+    positive,
     random_inputs,
     read_inputs,
 )
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     """Print the summary; write the figures."""
     from jrnn.inspect import summary
 
+    positive(args, "batch", "time")
     with ui.progress(None, "loading") as bar:
         bar.step("loading the model")
         model = load_model(args.model)
