@@ -754,11 +754,35 @@ def weight_loss(model: nnx.Module) -> float:
     return float(sum(rule(param[...]) for _, param, rule in _governed_params(model, "regularizer")))
 
 
+def _in_model_order(model: nnx.Module) -> list[tuple[tuple, nnx.Module]]:
+    """``(path, module)`` of every sub-module, each module's layers in :func:`layers_of`
+    order (an imported model's Keras order, attribute order otherwise); the graph's own
+    order sorts by name."""
+    paths: dict[int, tuple] = {}
+    for path, module in nnx.iter_graph(model):
+        if isinstance(module, nnx.Module):
+            paths.setdefault(id(module), path)
+    ordered: dict[int, tuple] = {}
+
+    def visit(module: nnx.Module) -> None:
+        if id(module) in ordered or id(module) not in paths:
+            return
+        ordered[id(module)] = (paths[id(module)], module)
+        for _, child in layers_of(module):
+            visit(child)
+
+    visit(model)
+    for path, module in nnx.iter_graph(model):  # modules no layer list reaches
+        if isinstance(module, nnx.Module):
+            ordered.setdefault(id(module), (path, module))
+    return list(ordered.values())
+
+
 def summary(model: nnx.Module) -> str:
     """A table of every recurrent layer: path, class, units, gates, parameter shapes,
     parameter count and NaN report."""
     rows = [("layer", "class", "units", "gates", "parameters", "count", "NaN")]
-    for path, module in nnx.iter_graph(model):
+    for path, module in _in_model_order(model):
         if not isinstance(module, (RNN, Bidirectional)):
             continue
         params = [(p, v) for p, v in nnx.iter_graph(module) if isinstance(v, nnx.Param)]

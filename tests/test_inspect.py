@@ -130,6 +130,14 @@ def test_detect_nans_weights_norm_summary():
     rngs = nnx.Rngs(0)
     text = inspect.summary(jrnn.Bidirectional(jrnn.GRU(U, F, rngs=rngs), rngs=rngs))
     assert "Bidirectional" in text and "GRU" in text and "UPDATE/RESET/NEW" in text
+
+    class Model(nnx.Module):
+        def __init__(self):
+            self.zeta = jrnn.LSTM(U, F, return_sequences=True, rngs=rngs)
+            self.alpha = jrnn.GRU(U, U, rngs=rngs)
+
+    rows = [line.split()[:2] for line in inspect.summary(Model()).splitlines()[1:]]
+    assert rows == [["zeta", "LSTM"], ["alpha", "GRU"]]  # the model's order, not the graph's
     jax.block_until_ready(jnp.ones(1))
 
 
