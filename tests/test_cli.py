@@ -157,6 +157,13 @@ def test_check_passes_within_atol_and_fails_beyond(h5_model):
     assert [row["layer"] for row in report["layers"]] == ["lstm", "gru", "dense", "(outputs)"]
     assert all(row["max_abs_error"] <= 1e-5 for row in report["layers"])
 
+    np.save(h5_model["dir"] / "one.npy", np.load(h5_model["dir"] / "inputs.npz")["signal"])
+    npy = jrnn_cli("check", h5_model["path"], "--inputs", h5_model["dir"] / "one.npy")
+    assert npy.returncode == 0, npy.stderr  # a .npy is the one input
+    np.savez(h5_model["dir"] / "wide.npz", inputs=np.zeros((2, 7, 5), np.float32))
+    wide = jrnn_cli("check", h5_model["path"], "--inputs", h5_model["dir"] / "wide.npz")
+    assert_one_line_error(wide, "input 'signal' must have shape (batch, ?, 3); received (2, 7, 5)")
+
     strict = jrnn_cli("check", EXAMPLE, "--atol", "1e-12", "--batch", "2", "--seed", "3")
     assert strict.returncode == 1, strict.stderr
     assert "(2, 20)" in strict.stdout and "random, seed 3" in strict.stdout

@@ -222,22 +222,41 @@ def read_inputs(path: str, model) -> list:
     import numpy as np
 
     existing_path(path)
-    names = [s.name for s in input_specs(model)]
+    specs = input_specs(model)
+    names = [s.name for s in specs]
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a .npy: the one input
+            arrays = {"inputs": loaded}
+        else:
+            with loaded as data:
+                arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as err:
         raise CLIError(
             f"{path}: not a readable .npz of arrays ({one_line(err)}); write it with "
             "numpy.savez(path, inputs=x)"
         ) from err
+    chosen = None
     if all(n in arrays for n in names):
-        return [arrays[n] for n in names]
-    for key in ("inputs", "x"):
-        if len(names) == 1 and key in arrays:
-            return [arrays[key]]
-    if len(arrays) == len(names):
-        return [arrays[k] for k in sorted(arrays, key=lambda k: (len(k), k))]
+        chosen = [arrays[n] for n in names]
+    elif len(names) == 1 and ("inputs" in arrays or "x" in arrays):
+        chosen = [arrays["inputs" if "inputs" in arrays else "x"]]
+    elif len(arrays) == len(names):
+        chosen = [arrays[k] for k in sorted(arrays, key=lambda k: (len(k), k))]
+    if chosen is not None:
+        for spec, x in zip(specs, chosen):  # the model's recorded sizes, not its name
+            want = spec.shape[1:]
+            if spec.shape == (None, None):  # no input shape recorded: nothing to check
+                continue
+            if len(x.shape) != len(spec.shape) or any(
+                d is not None and d != n for d, n in zip(want, x.shape[1:])
+            ):
+                shown = ", ".join("?" if d is None else str(d) for d in want)
+                raise CLIError(
+                    f"--inputs {path}: input {spec.name!r} must have shape (batch, {shown}); "
+                    f"received {tuple(x.shape)}"
+                )
+        return chosen
     raise CLIError(
         f"{path}: expected {len(names)} array(s) named {names} (or 'inputs'); found "
         f"{sorted(arrays)}; save them with numpy.savez(path, {names[0]}=x, ...)"
