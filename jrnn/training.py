@@ -240,8 +240,35 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _reduce(values: Any, mask: Any, sample_weight: Any) -> jax.Array:
+    """Keras' ``reduce_weighted_values`` with ``sum_over_batch_size``: the output mask
+    (scaled so that the mean runs over the unmasked positions) times ``sample_weight``
+    (ranks matched by a trailing axis of size 1), times the per-sample losses, summed
+    and divided by their count."""
+    weight = None
+    if mask is not None and jnp.shape(mask) == values.shape:
+        m = jnp.asarray(mask, jnp.float32)
+        weight = m * (m.size / (jnp.sum(m) + 1e-7))
+    if sample_weight is not None:
+        sw = jnp.asarray(sample_weight, jnp.float32)
+        if weight is not None:
+            weight, sw = _same_rank(weight, sw)
+            sw = sw * weight
+        weight = sw
+    if weight is not None:
+        values, weight = _same_rank(values, weight)
+        if weight.shape != values.shape:
+            raise ValueError(
+                f"make_train_step: `sample_weight` of shape {weight.shape} does not match the "
+                f"per-sample losses' shape {values.shape}."
+            )
+        values = values * weight
+    return jnp.sum(values) / values.size
+
+
 def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = None):
-    """A jitted Keras ``fit`` step: ``step(model, optimizer, x, y) -> loss``.
+    """A jitted Keras ``fit`` step: ``step(model, optimizer, x, y, sample_weight=None)
+    -> loss``.
 
     ``loss(y_true, y_pred)`` returns per-sample values (a Keras name or a callable); the
     step averages them over all remaining axes (Keras' ``sum_over_batch_size``), adds
@@ -253,7 +280,9 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
     * a model that gives its output mask (an imported Keras model, whose ``Embedding
       (mask_zero=True)`` or ``Masking`` mask reaches the output) averages over the
       unmasked positions only;
-    * a model with several outputs takes ``y`` as a list and sums the outputs' losses.
+    * a model with several outputs takes ``y`` as a list and sums the outputs' losses;
+    * ``sample_weight`` (``(B,)``, or ``(B, T)`` per step; a list for several outputs)
+      weights the per-sample losses, whose sum is divided by their count.
 
     ``loss_scale`` multiplies the loss and divides the gradients (float16 training); a
     step with non-finite gradients is skipped: the parameters, the optimizer state and
@@ -262,7 +291,7 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
     per_sample = _loss_fn(loss)
 
     @nnx.jit
-    def step(model, optimizer, x, y):
+    def step(model, optimizer, x, y, sample_weight=None):
         def objective(model):
             train = {"training": True} if _takes_training(model) else {}
             if hasattr(model, "call_with_mask"):  # an imported Keras model: its output mask
@@ -276,18 +305,23 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
                     f"make_train_step: the model has {len(preds)} outputs; `y` must be a list "
                     f"of as many targets; received {len(ys)}."
                 )
+            weights = (
+                list(sample_weight)
+                if isinstance(sample_weight, (list, tuple))
+                else [sample_weight] * len(preds)  # one array: the same for every output
+            )
+            if len(weights) != len(preds):
+                raise ValueError(
+                    f"make_train_step: `sample_weight` must be one array or a list of "
+                    f"{len(preds)} (one per output); received {len(weights)}."
+                )
             value = jnp.zeros((), jnp.float32)
-            for p, t, m in zip(preds, ys, masks):
+            for p, t, m, w in zip(preds, ys, masks, weights):
                 # Keras computes losses in float32 whatever the compute dtype.
                 p = jnp.asarray(p).astype(jnp.float32)
                 t = jnp.asarray(t)
                 t = t.astype(jnp.float32) if jnp.issubdtype(t.dtype, jnp.floating) else t
-                values = per_sample(t, p)
-                if m is None or jnp.shape(m) != values.shape:
-                    value = value + jnp.mean(values)
-                else:  # Keras: the mean over the positions the output mask keeps
-                    m = jnp.asarray(m, jnp.float32)
-                    value = value + jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
+                value = value + _reduce(per_sample(t, p), m, w)
             value = value + regularization_loss(model)
             return value * loss_scale if loss_scale else value, value
 

@@ -275,16 +275,17 @@ def _imported(kmodel):
     return importers.load(kmodel)
 
 
-def _fit_both(kmodel, loss, x, y, steps=3, **step_options):
+def _fit_both(kmodel, loss, x, y, steps=3, sample_weight=None, **step_options):
     """Keras `train_on_batch` against jrnn's step on the imported twin (SGD)."""
     model = _imported(kmodel)
     kmodel.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
     optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
     step = training.make_train_step(loss, **step_options)
     for _ in range(steps):
-        expected = kmodel.train_on_batch(x, y)  # several outputs: [total, per output...]
-        expected = float(expected[0] if isinstance(expected, list) else expected)
-        assert float(step(model, optimizer, x, y)) == pytest.approx(expected, rel=1e-5)
+        expected = kmodel.train_on_batch(x, y, sample_weight=sample_weight)
+        expected = float(expected[0] if isinstance(expected, list) else expected)  # [total, ...]
+        got = float(step(model, optimizer, x, y, sample_weight))
+        assert got == pytest.approx(expected, rel=1e-5)
     for got, want in zip(model.keras_weights(), kmodel.get_weights(), strict=True):
         np.testing.assert_allclose(np.asarray(got[...]), want, atol=1e-5)
 
@@ -416,3 +417,23 @@ def test_regularizers_and_constraints_of_the_layers_around_rnns_equal_keras(tmp_
     (kdense,) = keras.saving.load_model(tmp_path / "d.keras").layers
     assert isinstance(kdense.kernel_regularizer, keras.regularizers.L2)
     assert isinstance(kdense.kernel_constraint, keras.constraints.NonNeg)
+
+
+def test_sample_weights_as_keras():
+    rng = np.random.default_rng(4)
+    kmodel = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U), keras.layers.Dense(1)])
+    x, y = random_inputs(B, T, F), rng.standard_normal((B, 1)).astype(np.float32)
+    _fit_both(kmodel, "mse", x, y, sample_weight=np.array([1.0, 0.0, 2.5], np.float32))
+    tagger = keras.Sequential(  # per-step weights on top of the output mask
+        [
+            keras.Input((T,), dtype="int32"),
+            keras.layers.Embedding(9, F, mask_zero=True),
+            keras.layers.LSTM(U, return_sequences=True),
+            keras.layers.Dense(2),
+        ]
+    )
+    ids = rng.integers(1, 9, (B, T)).astype(np.int32)
+    ids[1, 4:] = 0
+    weights = rng.uniform(0, 2, (B, T)).astype(np.float32)
+    targets = rng.standard_normal((B, T, 2)).astype(np.float32)
+    _fit_both(tagger, "mse", ids, targets, sample_weight=weights)
