@@ -116,11 +116,18 @@ def constraints(model: nnx.Module) -> optax.GradientTransformation:
 
 
 class KerasAdamState(NamedTuple):
-    """State of :func:`keras_adam`."""
+    """State of :func:`keras_adam` (``nu_hat``: AMSGrad's running maximum, else None)."""
 
     count: jax.Array
     mu: Any
     nu: Any
+    nu_hat: Any = None
+
+
+def _clip_by_norm(g: jax.Array, clip: float) -> jax.Array:
+    """Keras' ``clip_by_norm``: ``g * clip / max(|g|, clip)``."""
+    norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+    return g * clip / jnp.maximum(norm, clip)
 
 
 def keras_adam(
@@ -128,31 +135,62 @@ def keras_adam(
     beta_1: float = 0.9,
     beta_2: float = 0.999,
     epsilon: float = 1e-7,
+    amsgrad: bool = False,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
 ) -> optax.GradientTransformation:
-    """Keras 3 ``Adam`` (``amsgrad=False``) exactly: ``m = b1 m + (1-b1) g``,
-    ``v = b2 v + (1-b2) g^2``, ``w -= lr sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``.
+    """Keras 3 ``Adam`` exactly: ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``w -= lr sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)`` (``v``: its running maximum
+    with ``amsgrad``).
 
-    (optax.adam puts epsilon inside the bias correction, a ~1e-4 relative difference
-    after a few steps at Keras' epsilon.)
+    As Keras' optimizers: the gradients are first clipped (``clipnorm`` per variable,
+    ``clipvalue`` elementwise, or ``global_clipnorm`` over all), and ``weight_decay``
+    subtracts ``lr * weight_decay * w`` from each weight before the step (it needs the
+    parameters: ``nnx.Optimizer`` passes them). (optax.adam puts epsilon inside the bias
+    correction, a ~1e-4 relative difference after a few steps at Keras' epsilon.)
     """
+    if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
+        raise ValueError(
+            "keras_adam: pass at most one of `clipnorm`, `clipvalue` and `global_clipnorm` "
+            "(Keras refuses several too)."
+        )
 
     def init(params):
         zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return KerasAdamState(jnp.zeros((), jnp.int32), zeros, zeros)
+        return KerasAdamState(jnp.zeros((), jnp.int32), zeros, zeros, zeros if amsgrad else None)
 
     def update(updates, state, params=None):
-        del params
+        if clipnorm is not None:
+            updates = jax.tree_util.tree_map(lambda g: _clip_by_norm(g, clipnorm), updates)
+        if clipvalue is not None:
+            updates = jax.tree_util.tree_map(lambda g: jnp.clip(g, -clipvalue, clipvalue), updates)
+        if global_clipnorm is not None:
+            leaves = jax.tree_util.tree_leaves(updates)
+            norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in leaves))
+            scale = global_clipnorm / jnp.maximum(norm, global_clipnorm)
+            updates = jax.tree_util.tree_map(lambda g: g * scale, updates)
         count = state.count + 1
         t = count.astype(jnp.float32)
         mu = jax.tree_util.tree_map(lambda m, g: m + (g - m) * (1 - beta_1), state.mu, updates)
         nu = jax.tree_util.tree_map(
             lambda v, g: v + (jnp.square(g) - v) * (1 - beta_2), state.nu, updates
         )
+        nu_hat = jax.tree_util.tree_map(jnp.maximum, state.nu_hat, nu) if amsgrad else None
         alpha = learning_rate * jnp.sqrt(1 - beta_2**t) / (1 - beta_1**t)
         new = jax.tree_util.tree_map(
-            lambda m, v: (-alpha * m / (jnp.sqrt(v) + epsilon)).astype(m.dtype), mu, nu
+            lambda m, v: (-alpha * m / (jnp.sqrt(v) + epsilon)).astype(m.dtype),
+            mu,
+            nu_hat if amsgrad else nu,
         )
-        return new, KerasAdamState(count, mu, nu)
+        if weight_decay:
+            if params is None:
+                raise ValueError("keras_adam: `weight_decay` needs the parameters in update().")
+            new = jax.tree_util.tree_map(
+                lambda u, w: u - (learning_rate * weight_decay * w).astype(u.dtype), new, params
+            )
+        return new, KerasAdamState(count, mu, nu, nu_hat)
 
     return optax.GradientTransformation(init, update)
 

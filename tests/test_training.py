@@ -437,3 +437,28 @@ def test_sample_weights_as_keras():
     weights = rng.uniform(0, 2, (B, T)).astype(np.float32)
     targets = rng.standard_normal((B, T, 2)).astype(np.float32)
     _fit_both(tagger, "mse", ids, targets, sample_weight=weights)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"amsgrad": True},
+        {"weight_decay": 0.1},
+        {"clipnorm": 0.05},
+        {"clipvalue": 0.01},
+        {"global_clipnorm": 0.05, "amsgrad": True, "weight_decay": 0.05},
+    ],
+)
+def test_keras_adam_options_equal_keras(options):
+    rng = np.random.default_rng(7)
+    kmodel = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U), keras.layers.Dense(2)])
+    x, y = random_inputs(B, T, F), rng.standard_normal((B, 2)).astype(np.float32)
+    model = _imported(kmodel)
+    kmodel.compile(optimizer=keras.optimizers.Adam(0.01, **options), loss="mse")
+    optimizer = nnx.Optimizer(model, training.keras_adam(0.01, **options), wrt=nnx.Param)
+    step = training.make_train_step("mse")
+    for _ in range(4):
+        expected = float(kmodel.train_on_batch(x, y))
+        assert float(step(model, optimizer, x, y)) == pytest.approx(expected, rel=1e-5)
+    for got, want in zip(model.keras_weights(), kmodel.get_weights(), strict=True):
+        np.testing.assert_allclose(np.asarray(got[...]), want, atol=2e-6)
