@@ -97,6 +97,54 @@ def get_rnn_weights(layer: Any, concat_gates: bool = True) -> Any:
     return _cell_weights(cell, concat_gates)
 
 
+def with_rnn_weights(layer: Any, weights: Any) -> Any:
+    """A copy of ``layer`` holding ``weights``, given in the form :func:`get_rnn_weights`
+    returns them with ``concat_gates=True`` (see-rnn's prefetched ``data``): arrays that
+    need not come from jrnn (a Keras model's ``get_weights()``, gradients computed
+    elsewhere). Every array's shape is checked; ``layer`` is untouched."""
+    twin = nnx.clone(layer)
+    _assign_rnn(twin, weights, "weights")
+    return twin
+
+
+def _assign_rnn(layer: Any, weights: Any, where: str) -> None:
+    if isinstance(layer, Bidirectional):
+        if not (isinstance(weights, dict) and set(weights) == {"forward", "backward"}):
+            raise ValueError(
+                f"`{where}` must be {{'forward': ..., 'backward': ...}} for a "
+                f"Bidirectional layer; received {type(weights).__name__}."
+            )
+        _assign_rnn(layer.forward_layer, weights["forward"], f"{where}['forward']")
+        _assign_rnn(layer.backward_layer, weights["backward"], f"{where}['backward']")
+        return
+    cell = layer.cell if isinstance(layer, RNN) else layer
+    if isinstance(cell, StackedRNNCells):
+        if not isinstance(weights, (list, tuple)) or len(weights) != len(cell.cells):
+            raise ValueError(
+                f"`{where}` must be a list of {len(cell.cells)} per-cell dicts "
+                f"for a stack of cells; received {type(weights).__name__}."
+            )
+        for k, (c, w) in enumerate(zip(cell.cells, weights)):
+            _assign_rnn(c, w, f"{where}[{k}]")
+        return
+    names = ["kernel", "recurrent_kernel"] + (
+        ["bias"] if getattr(cell, "bias", None) is not None else []
+    )
+    if not isinstance(weights, dict) or sorted(weights) != sorted(names):
+        got = sorted(weights) if isinstance(weights, dict) else type(weights).__name__
+        raise ValueError(
+            f"`{where}` must be a dict with {names} (get_rnn_weights' form, "
+            f"gates concatenated); received {got}."
+        )
+    for name in names:
+        param, value = getattr(cell, name), np.asarray(weights[name])
+        if value.shape != tuple(param.shape):
+            raise ValueError(
+                f"`{where}['{name}']` must have shape {tuple(param.shape)}; received {value.shape}."
+            )
+        param[...] = jnp.asarray(value, param[...].dtype)
+
+
 def get_activations(layer: Any, x: Any, *, mask: Any = None, initial_state: Any = None) -> Any:
     """Per-timestep internal values from the layer's own scan (no second implementation).
 
@@ -825,5 +873,6 @@ __all__ = [
     "summary",
     "weight_loss",
     "weights_norm",
+    "with_rnn_weights",
     "with_values",
 ]

@@ -91,6 +91,10 @@ def _drawn_layer(
         )
     target = layer if model is None else model
     _check_call_keywords(target, call_kwargs, function)
+    if data is not None and not isinstance(data, nnx.State):  # get_rnn_weights' form
+        if model is not None:
+            layer = inspect_lib.sub_layer(model, layer)
+        return inspect_lib.with_rnn_weights(layer, data)
     if data is not None:
         return inspect_lib.with_values(target, data, layer, argument=f"{function}: `data`")
     if mode == "grads":
@@ -153,8 +157,10 @@ def rnn_histogram(
     ``mode``): of ``loss(layer(x), y)``, or with ``model=``, of ``loss(model(x), y)`` with
     ``layer`` one of its sub-layers (the module, a name or an index); ``loss`` and ``y`` as
     :func:`jrnn.inspect.get_gradients`, extra keywords go to the call. ``data=`` draws
-    given values (an ``nnx.State`` shaped like the layer's parameters, e.g. saved during
-    training; with ``model=``, like the model's). Histograms are densities, as see-rnn's.
+    given values: an ``nnx.State`` shaped like the layer's parameters (e.g. saved during
+    training; with ``model=``, like the model's), or arrays in the form
+    :func:`jrnn.inspect.get_rnn_weights` returns (see-rnn's prefetched ``data``).
+    Histograms are densities, as see-rnn's.
     ``equate_axes``: 0 each subplot its own ranges; 1 (see-rnn's default) one symmetric
     x-range ``±max|w|`` and one y-range for the kernel and recurrent subplots of each
     direction/cell block; 2 the same over all blocks. The bias row keeps its own.

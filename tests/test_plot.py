@@ -176,6 +176,12 @@ def test_weight_plots_of_gradients_and_of_given_values():
     fig = plot.rnn_heatmap(seq.layers[1], data=saved)
     assert all(np.all(im.get_array() == 0.5) for im in _axes_images(fig))
     plt.close(fig)
+    arrays = jax.tree.map(np.ones_like, inspect.get_rnn_weights(seq.layers[0]))  # see-rnn's
+    fig = plot.rnn_heatmap("enc", model=seq, data=arrays)
+    assert all(np.all(im.get_array() == 1.0) for im in _axes_images(fig))
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"`weights\['kernel'\]` must have shape \(3, 16\)"):
+        plot.rnn_histogram(seq.layers[0], data={**arrays, "kernel": np.ones((2, 2))})
     with pytest.raises(ValueError, match=r"rnn_heatmap: mode='grads' needs the inputs `x`"):
         plot.rnn_heatmap(seq.layers[0], mode="grads")
     with pytest.raises(ValueError, match=r"rnn_histogram: `mode` must be 'weights' or 'grads'"):
