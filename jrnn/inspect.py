@@ -340,7 +340,7 @@ def _gradient_program(model, target, x, y, arrays, *, mode, loss, static, names)
         def add(key, out):
             return jax.tree_util.tree_map(jnp.add, out, eps[keys.index(key)])
 
-        with _hooked(m, {key: modules[path] for key, path in names}, add):
+        with _hooked({key: modules[path] for key, path in names}, add):
             return loss(_first(m(x, **kwargs)), y)
 
     return nnx.grad(perturbed, argnums=1)(model, target)
@@ -477,7 +477,7 @@ def _outputs(model, x, found: dict, selectors: list, function: str, call_kwargs:
         captured.setdefault(key, []).append(out)
         return out
 
-    with _unchanged(model), _hooked(model, found, record):
+    with _unchanged(model), _hooked(found, record):
         model(x, **call_kwargs)
     chosen = [key for key in selectors if key != "*"]
     unused = [key for key in chosen if key not in captured]
@@ -569,7 +569,7 @@ def _find(model: nnx.Module, selectors: list) -> dict[Any, nnx.Module]:
     the first step that matches raises, naming them. An int indexes :func:`layers_of`."""
     top = layers_of(model)
     named = [(getattr(m, "name", None) or key, key, m) for key, m in _named(model)]
-    paths = {key: m for _, key, m in named}
+    by_path = [(key, m) for _, key, m in named]
 
     def one(pool, selector, how):
         hits = {id(m): (label, m) for label, m in pool if how(label)}
@@ -595,7 +595,6 @@ def _find(model: nnx.Module, selectors: list) -> dict[Any, nnx.Module]:
         if selector == "*":
             found.update(top)
             continue
-        by_path = [(key, m) for key, m in paths.items()]
         module = (
             one([(getattr(m, "name", None) or label, m) for label, m in top], selector,
                 selector.__eq__)
@@ -622,14 +621,13 @@ def _named(model: nnx.Module):
 
 
 @contextlib.contextmanager
-def _hooked(model: nnx.Module, found: dict, hook):
+def _hooked(found: dict, hook):
     """Swap the ``found`` sub-layers' classes (``{key: module}``, from :func:`_find`) for
     subclasses whose call returns ``hook(key, output)`` (for each key that chose the layer,
     in order); restored on exit, also on exceptions. The call is ``__call__``, or
     ``call_with_mask`` for a nested imported model (which its parent calls that way). The
     original class is back during the original call, so that a cached eager call (keyed on
     the layer's class among others) sees the layer it cached, not a new subclass per use."""
-    del model
     chosen: dict[int, tuple[nnx.Module, list]] = {}
     for key, module in found.items():
         chosen.setdefault(id(module), (module, []))[1].append(key)

@@ -377,11 +377,13 @@ def resolve_initializer(value: Any, argument: str, owner: Any) -> Any:
     return _checks.resolved(initializers_lib.get, value, argument, owner)
 
 
-def set_regularizers_and_constraints(cell: Any, arguments: dict[str, Any]) -> None:
-    """Resolve ``{kernel,recurrent,bias}_{regularizer,constraint}`` from a constructor's
-    arguments (bad names fail here); :func:`jrnn.regularization_loss` and
-    :func:`jrnn.apply_constraints` apply them."""
-    for prefix in _REGULARIZED:
+def set_regularizers_and_constraints(
+    cell: Any, arguments: dict[str, Any], prefixes: tuple[str, ...] = _REGULARIZED
+) -> None:
+    """Resolve ``{prefix}_{regularizer,constraint}`` for each of ``prefixes`` (a cell's
+    kernel, recurrent and bias) from a constructor's arguments (bad names fail here);
+    :func:`jrnn.regularization_loss` and :func:`jrnn.apply_constraints` apply them."""
+    for prefix in prefixes:
         for kind, lib in (("regularizer", regularizers_lib), ("constraint", constraints_lib)):
             argument = f"{prefix}_{kind}"
             setattr(

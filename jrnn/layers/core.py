@@ -22,17 +22,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jrnn import _checks, activations, constraints, regularizers
+from jrnn import _checks, activations, regularizers
+from jrnn.cells.base import set_regularizers_and_constraints
 
 
 def _govern(module: Any, prefixes: tuple[str, ...], arguments: dict[str, Any]) -> None:
     """Keras' ``{prefix}_regularizer`` and ``{prefix}_constraint`` for each weight prefix
     (:func:`jrnn.regularization_loss` and :func:`jrnn.apply_constraints` read them) and,
     with ``activity_regularizer`` among ``arguments``, the output's penalty."""
-    for prefix in prefixes:
-        for kind, lib in (("regularizer", regularizers), ("constraint", constraints)):
-            name = f"{prefix}_{kind}"
-            setattr(module, name, _checks.resolved(lib.get, arguments.get(name), name, module))
+    set_regularizers_and_constraints(module, arguments, prefixes)
     if "activity_regularizer" in arguments:
         module.activity_regularizer = _checks.resolved(
             regularizers.get, arguments["activity_regularizer"], "activity_regularizer", module
