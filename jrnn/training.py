@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -304,6 +305,74 @@ def _reduce(values: Any, mask: Any, sample_weight: Any) -> jax.Array:
     return jnp.sum(values) / values.size
 
 
+def class_weight_to_sample_weight(
+    y: Any, class_weight: dict, *, one_hot: bool | None = None
+) -> jax.Array:
+    """Keras ``fit(class_weight=...)`` as the ``sample_weight`` to hand to a
+    :func:`make_train_step` step: each target's class looked up in ``class_weight``
+    (``{class id: weight}``; classes not in it weigh 1.0, as in Keras).
+
+    ``y`` as the step takes it:
+
+    * class ids ``(B,)`` or ``(B, 1)`` -> weights ``(B,)`` (float ids are rounded, as Keras);
+    * one-hot or probability rows ``(B, C)`` -> ``(B,)`` from the ``argmax``, as Keras;
+    * per-step targets of a sequence output, ``(B, T, C)`` one-hot, ``(B, T, 1)`` or
+      ``(B, T)`` ids -> ``(B, T)`` per-step weights (Keras refuses these).
+
+    A float ``y`` whose last axis is longer than 1 is read as one-hot. An integer ``y`` of
+    shape ``(B, N)`` is either ``B`` one-hot rows or ``B`` sequences of ``N`` ids: say
+    which with ``one_hot`` (Keras reads it as one-hot); ``one_hot`` overrides the rule
+    for any ``y``. Raises ValueError for a ``class_weight`` that is not a dict of integer
+    class ids to numbers, and for a ``y`` of rank 0 or above 3.
+    """
+    if not isinstance(class_weight, dict) or not class_weight:
+        raise ValueError(
+            "class_weight_to_sample_weight: `class_weight` must be a non-empty dict "
+            f"{{class id: weight}}; received {class_weight!r}."
+        )
+    for key, value in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
+            raise ValueError(
+                "class_weight_to_sample_weight: `class_weight`'s keys must be class ids "
+                f"(integers >= 0); received {key!r}."
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(
+                "class_weight_to_sample_weight: `class_weight`'s values must be numbers; "
+                f"received {value!r} for class {key}."
+            )
+    y = jnp.asarray(y)
+    if not 1 <= y.ndim <= 3:
+        raise ValueError(
+            "class_weight_to_sample_weight: `y` must be (B,), (B, 1), (B, C), (B, T), "
+            f"(B, T, 1) or (B, T, C); received shape {y.shape}."
+        )
+    floating = jnp.issubdtype(y.dtype, jnp.floating)
+    if one_hot is None:
+        if y.ndim == 2 and y.shape[-1] > 1 and not floating:
+            raise ValueError(
+                "class_weight_to_sample_weight: an integer `y` of shape "
+                f"{y.shape} is either one-hot rows or sequences of class ids; pass "
+                "one_hot=True (Keras' reading) or one_hot=False."
+            )
+        one_hot = y.ndim > 1 and y.shape[-1] > 1 and bool(floating)
+    if one_hot:
+        if y.ndim == 1:
+            raise ValueError(
+                "class_weight_to_sample_weight: one_hot=True needs `y` with a class axis "
+                f"last; received shape {y.shape}."
+            )
+        ids = jnp.argmax(y, axis=-1)
+    else:
+        ids = y[..., 0] if y.ndim > 1 and y.shape[-1] == 1 else y
+        ids = jnp.round(ids).astype(jnp.int32) if floating else ids.astype(jnp.int32)
+    table = np.ones(max(class_weight) + 1, np.float32)
+    for key, value in class_weight.items():
+        table[key] = value
+    inside = (ids >= 0) & (ids < table.size)
+    return jnp.where(inside, jnp.asarray(table)[jnp.clip(ids, 0, table.size - 1)], 1.0)
+
+
 def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = None):
     """A jitted Keras ``fit`` step: ``step(model, optimizer, x, y, sample_weight=None)
     -> loss``.
@@ -466,6 +535,7 @@ def data_parallel(
 __all__ = [
     "KerasAdamState",
     "apply_constraints",
+    "class_weight_to_sample_weight",
     "constraints",
     "data_parallel",
     "keras_adam",

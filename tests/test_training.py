@@ -462,3 +462,56 @@ def test_keras_adam_options_equal_keras(options):
         assert float(step(model, optimizer, x, y)) == pytest.approx(expected, rel=1e-5)
     for got, want in zip(model.keras_weights(), kmodel.get_weights(), strict=True):
         np.testing.assert_allclose(np.asarray(got[...]), want, atol=2e-6)
+
+
+def test_class_weights_as_keras():
+    """`class_weight_to_sample_weight` gives Keras' sample weights (its own
+    `class_weight_to_sample_weights`), and a step with them equals `train_on_batch`
+    with `class_weight`."""
+    from keras.src.trainers.data_adapters.data_adapter_utils import (
+        class_weight_to_sample_weights,
+    )
+
+    rng = np.random.default_rng(5)
+    weights = {0: 0.5, 2: 3.0, 5: 9.0}  # class 1 and 6 absent: 1.0
+    cases = [
+        np.array([0, 1, 2, 6], np.int32),
+        np.array([[0], [2], [2], [1]], np.int64),
+        np.array([0.2, 1.6, 2.4, 5.0], np.float32),  # rounded
+        np.eye(6, dtype=np.float32)[[2, 0, 5, 1]],  # one-hot
+        rng.uniform(size=(4, 6)).astype(np.float32),  # probabilities
+    ]
+    for y in cases:
+        got = training.class_weight_to_sample_weight(y, weights)
+        np.testing.assert_array_equal(got, class_weight_to_sample_weights(y, weights))
+    ids = np.array([[0, 2, 1], [5, 5, 0]], np.int32)  # per step: Keras has no such case
+    per_step = np.array([[0.5, 3.0, 1.0], [9.0, 9.0, 0.5]], np.float32)
+    np.testing.assert_array_equal(
+        training.class_weight_to_sample_weight(ids, weights, one_hot=False), per_step
+    )
+    np.testing.assert_array_equal(
+        training.class_weight_to_sample_weight(np.eye(6, dtype=np.float32)[ids], weights),
+        per_step,
+    )
+    with pytest.raises(ValueError, match="one_hot=True"):
+        training.class_weight_to_sample_weight(ids, weights)  # ids or one-hot rows?
+    with pytest.raises(ValueError, match="class ids"):
+        training.class_weight_to_sample_weight(ids[0], {"a": 1.0})
+    with pytest.raises(ValueError, match="shape"):
+        training.class_weight_to_sample_weight(np.zeros((1, 2, 3, 4)), weights)
+
+    kmodel = keras.Sequential(
+        [keras.Input((T, F)), keras.layers.LSTM(U), keras.layers.Dense(3, activation="softmax")]
+    )
+    x, y = random_inputs(B, T, F), np.array([2, 0, 1], np.int32)
+    model = _imported(kmodel)
+    kmodel.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    step = training.make_train_step("sparse_categorical_crossentropy")
+    class_weight = {0: 0.25, 2: 4.0}
+    for _ in range(2):
+        expected = float(kmodel.train_on_batch(x, y, class_weight=class_weight))
+        sample_weight = training.class_weight_to_sample_weight(y, class_weight)
+        assert float(step(model, optimizer, x, y, sample_weight)) == pytest.approx(
+            expected, rel=1e-5
+        )
