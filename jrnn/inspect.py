@@ -101,10 +101,55 @@ def with_rnn_weights(layer: Any, weights: Any) -> Any:
     """A copy of ``layer`` holding ``weights``, given in the form :func:`get_rnn_weights`
     returns them with ``concat_gates=True`` (see-rnn's prefetched ``data``): arrays that
     need not come from jrnn (a Keras model's ``get_weights()``, gradients computed
-    elsewhere). Every array's shape is checked; ``layer`` is untouched."""
+    elsewhere). Every array's shape is checked; ``layer`` is untouched.
+
+    ``weights`` may also be a flat list of arrays in Keras' ``get_weights()`` order (as
+    see-rnn's ``get_rnn_weights`` returns them): ``[kernel, recurrent_kernel, bias]`` per
+    cell (no bias without ``use_bias``), a stack's cells in turn, a Bidirectional layer's
+    forward arrays then its backward ones."""
     twin = nnx.clone(layer)
+    if isinstance(weights, (list, tuple)) and not any(
+        isinstance(w, (dict, list, tuple)) for w in weights
+    ):
+        names = _flat_names(twin)
+        if len(weights) != len(names):
+            raise ValueError(
+                f"`weights` as a flat list must hold {len(names)} arrays in Keras' "
+                f"get_weights() order ({', '.join(names)}); received {len(weights)}."
+            )
+        weights = _nest_flat(twin, list(weights))
     _assign_rnn(twin, weights, "weights")
     return twin
+
+
+def _flat_names(layer: Any, prefix: str = "") -> list[str]:
+    """The labels of a layer's recurrent weights in Keras' ``get_weights()`` order."""
+    if isinstance(layer, Bidirectional):
+        return _flat_names(layer.forward_layer, "forward ") + _flat_names(
+            layer.backward_layer, "backward "
+        )
+    cell = layer.cell if isinstance(layer, RNN) else layer
+    if isinstance(cell, StackedRNNCells):
+        return [n for k, c in enumerate(cell.cells) for n in _flat_names(c, f"{prefix}cell {k} ")]
+    return [prefix + name for name in _rnn_weight_names(cell)]
+
+
+def _nest_flat(layer: Any, arrays: list) -> Any:
+    """Keras' flat ``get_weights()`` order (``arrays``, consumed from the front, its
+    length checked by the caller) as get_rnn_weights' nested form."""
+    if isinstance(layer, Bidirectional):
+        forward = _nest_flat(layer.forward_layer, arrays)
+        return {"forward": forward, "backward": _nest_flat(layer.backward_layer, arrays)}
+    cell = layer.cell if isinstance(layer, RNN) else layer
+    if isinstance(cell, StackedRNNCells):
+        return [_nest_flat(c, arrays) for c in cell.cells]
+    return {name: arrays.pop(0) for name in _rnn_weight_names(cell)}
+
+
+def _rnn_weight_names(cell: Any) -> list[str]:
+    return ["kernel", "recurrent_kernel"] + (
+        ["bias"] if getattr(cell, "bias", None) is not None else []
+    )
 
 
 def _assign_rnn(layer: Any, weights: Any, where: str) -> None:
@@ -127,9 +172,7 @@ def _assign_rnn(layer: Any, weights: Any, where: str) -> None:
         for k, (c, w) in enumerate(zip(cell.cells, weights)):
             _assign_rnn(c, w, f"{where}[{k}]")
         return
-    names = ["kernel", "recurrent_kernel"] + (
-        ["bias"] if getattr(cell, "bias", None) is not None else []
-    )
+    names = _rnn_weight_names(cell)
     if not isinstance(weights, dict) or sorted(weights) != sorted(names):
         got = sorted(weights) if isinstance(weights, dict) else type(weights).__name__
         raise ValueError(

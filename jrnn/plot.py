@@ -159,8 +159,9 @@ def rnn_histogram(
     :func:`jrnn.inspect.get_gradients`, extra keywords go to the call. ``data=`` draws
     given values: an ``nnx.State`` shaped like the layer's parameters (e.g. saved during
     training; with ``model=``, like the model's), or arrays in the form
-    :func:`jrnn.inspect.get_rnn_weights` returns (see-rnn's prefetched ``data``).
-    Histograms are densities, as see-rnn's.
+    :func:`jrnn.inspect.get_rnn_weights` returns, or a flat list in Keras'
+    ``get_weights()`` order (see-rnn's prefetched ``data``; see
+    :func:`jrnn.inspect.with_rnn_weights`). Histograms are densities, as see-rnn's.
     ``equate_axes``: 0 each subplot its own ranges; 1 (see-rnn's default) one symmetric
     x-range ``±max|w|`` and one y-range for the kernel and recurrent subplots of each
     direction/cell block; 2 the same over all blocks. The bias row keeps its own.

@@ -453,3 +453,27 @@ def test_inspection_leaves_states_and_random_streams_as_they_were():
     inspect.gradients_over_time(layer, x)
     for a, e in zip(values(nnx.state(layer)), before, strict=True):
         np.testing.assert_array_equal(a, e)
+
+
+def test_with_rnn_weights_takes_keras_flat_get_weights():
+    """see-rnn's get_rnn_weights and Keras' get_weights() give a flat list: a Keras
+    Bidirectional's 6 arrays and a stack's 6 load into jrnn twins that then equal Keras."""
+    import keras
+
+    x = random_inputs(B, T, F)
+    kbi = keras.layers.Bidirectional(keras.layers.LSTM(U, return_sequences=True))
+    kbi.build((B, T, F))
+    kbi.set_weights(
+        [np.random.default_rng(k).standard_normal(w.shape) for k, w in enumerate(kbi.weights)]
+    )
+    rngs = nnx.Rngs(0)
+    bi = jrnn.Bidirectional(jrnn.LSTM(U, F, return_sequences=True, rngs=rngs), rngs=rngs)
+    assert_close(inspect.with_rnn_weights(bi, kbi.get_weights())(x), np.asarray(kbi(x)))
+    spec = [{"kind": "gru", "units": U}, {"kind": "simple", "units": 2}]
+    _, kstack = make_pair(spec, F, batch=B, time=T, seed=0)
+    other, _ = make_pair(spec, F, batch=B, time=T, seed=1)
+    assert not np.allclose(other(x), kstack(x))
+    twin = inspect.with_rnn_weights(other, kstack.get_weights())
+    assert_close(twin(x), np.asarray(kstack(x)))
+    with pytest.raises(ValueError, match=r"6 arrays in Keras' get_weights\(\) order \(forward "):
+        inspect.with_rnn_weights(bi, kbi.get_weights()[:5])
