@@ -55,6 +55,7 @@ import datetime
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 from typing import Any
@@ -306,6 +307,7 @@ class _Keras2:
 
     def __init__(self, config: dict):
         self.root = _name(config)
+        self.masked = _makes_masks(config)
 
     def model(self, entry: dict, module: Any) -> dict:
         cls = entry["class_name"]
@@ -315,6 +317,8 @@ class _Keras2:
             cls = "Functional"
         out["class_name"] = cls
         layers = [self.layer(e, module) for e in cfg.get("layers") or []]
+        if cls != "Sequential":
+            self._renumber(cfg, layers)
         if cls == "Sequential":
             first = (cfg.get("layers") or [{}])[0]
             shape = first.get("config", {}).get("batch_input_shape") or cfg.get("build_input_shape")
@@ -328,6 +332,40 @@ class _Keras2:
             out["module"] = "keras.src.models.functional"
         out["config"] = cfg
         return out
+
+    def _renumber(self, cfg: dict, layers: list) -> None:
+        """Rewrite a functional graph's references in place for Keras 3: a nested model's
+        calls numbered from 0 (Keras 2 numbers them from 1, its node 0 being the build on
+        its own Input), and a ``Concatenate`` named as Keras 3 names the operations that
+        compute its mask renamed (``<name>_merge``): where masks flow, Keras 3 creates
+        those operations while loading, and two nodes of one name refuse to load."""
+        from importers.model import _has_input_layer
+
+        nested = {_name(e) for e in cfg.get("layers") or [] if _has_input_layer(e)}
+        taken = {_name(e) for e in layers}
+        renamed = {}
+        if self.masked:
+            for layer in layers:
+                name = _name(layer)
+                if layer["class_name"] == "Concatenate" and _MASK_OP_NAME.fullmatch(name):
+                    new = f"{name}_merge"
+                    while new in taken:
+                        new += "_"
+                    renamed[name] = new
+                    taken.add(new)
+                    layer["config"] = {**layer["config"], "name": new}
+                    if "name" in layer:
+                        layer["name"] = new
+
+        def fn(name: str, node: int) -> tuple[str, int]:
+            return renamed.get(name, name), node - 1 if name in nested else node
+
+        for layer in layers:
+            if "inbound_nodes" in layer:
+                layer["inbound_nodes"] = _map_refs(layer["inbound_nodes"], fn)
+        for key in ("input_layers", "output_layers"):
+            if key in cfg:
+                cfg[key] = _map_refs(cfg[key], fn)
 
     def layer(self, entry: dict, model: Any = None) -> dict:
         """``entry`` as Keras 3 writes it; ``model``: the ImportedModel whose graph holds
@@ -375,6 +413,10 @@ class _Keras2:
             )
         for key in ("time_major", "input_length", "input_shape"):
             cfg.pop(key, None)
+        if cls == "TimeDistributed":
+            cfg.pop("keras2", None)  # jrnn's mark of Keras 2 semantics (importers.model)
+        if cls.startswith("SpatialDropout"):  # Keras 3's takes rate, seed, name, dtype only
+            cfg = {k: v for k, v in cfg.items() if k in ("rate", "seed", "name", "dtype")}
         if cls != "Embedding":
             cfg.pop("input_dim", None)  # Keras 2's input-shape shorthand
         if cls == "InputLayer":
@@ -429,6 +471,41 @@ class _Keras2:
         out.setdefault("registered_name", None)
         out["config"] = cfg
         return out
+
+
+def _map_refs(tree: Any, fn) -> Any:
+    """Every tensor reference ``[layer, node, tensor, ...]`` in ``tree`` with its layer name
+    and node index replaced by ``fn(layer, node)``."""
+    if isinstance(tree, dict):
+        return {k: _map_refs(v, fn) for k, v in tree.items()}
+    if not isinstance(tree, list):
+        return tree
+    if (
+        len(tree) >= 3
+        and isinstance(tree[0], str)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in tree[1:3])
+    ):
+        return [*fn(tree[0], tree[1]), *tree[2:]]
+    return [_map_refs(v, fn) for v in tree]
+
+
+def _makes_masks(tree: Any) -> bool:
+    """Whether a config holds a mask source (``Masking``, ``Embedding(mask_zero=True)``)."""
+    if isinstance(tree, list):
+        return any(_makes_masks(v) for v in tree)
+    if not isinstance(tree, dict):
+        return False
+    cls, cfg = tree.get("class_name"), tree.get("config")
+    if isinstance(cfg, dict) and (
+        cls == "Masking" or (cls == "Embedding" and cfg.get("mask_zero"))
+    ):
+        return True
+    return any(_makes_masks(v) for v in tree.values())
+
+
+#: Names Keras 3 gives the operations of a merge layer's mask when it rebuilds a Keras 2
+#: style graph while loading (Keras 3's own files record them as named nodes instead).
+_MASK_OP_NAME = re.compile(r"concatenate(_\d+)?")
 
 
 def _initial_state_node(node: Any, cls: str, name: str, model: Any) -> Any:
@@ -570,7 +647,10 @@ class _Writer:
             if (sequential and cls == "InputLayer") or is_op(sub):
                 continue  # Sequential.layers leaves its InputLayer out; ops are not layers
             key = _unique(_snake_case_keras3(cls), counters)
-            module = None if cls == "InputLayer" else model.layers[_name(sub)]
+            weightless = cls == "InputLayer" or (  # a Concatenate renamed by _renumber
+                cls == "Concatenate" and _name(sub) not in model.layers
+            )
+            module = None if weightless else model.layers[_name(sub)]
             self.layer(layers.create_group(key), sub, module)
 
     def layer(self, group: h5py.Group, entry: dict, module: Any) -> None:

@@ -533,12 +533,17 @@ def _propagate(layer, args, is_list, kwargs, specs):
 
 
 def _keras2_semantics(obj: Any) -> Any:
-    """Keras 1/2 ``hard_sigmoid`` is ``clip(0.2x + 0.5)``: jrnn's ``keras2_hard_sigmoid``."""
+    """Keras 1/2 ``hard_sigmoid`` is ``clip(0.2x + 0.5)``: jrnn's ``keras2_hard_sigmoid``;
+    Keras 2's ``TimeDistributed`` is jrnn's ``keras2=True`` (one call over the reshaped
+    timesteps, the inner layer's output mask)."""
     if isinstance(obj, dict):
-        return {
+        out = {
             k: ("keras2_hard_sigmoid" if v == "hard_sigmoid" else _keras2_semantics(v))
             for k, v in obj.items()
         }
+        if out.get("class_name") == "TimeDistributed" and isinstance(out.get("config"), dict):
+            out["config"] = {**out["config"], "keras2": True}
+        return out
     if isinstance(obj, list):
         return [_keras2_semantics(v) for v in obj]
     return obj
@@ -590,8 +595,10 @@ def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     if isinstance(layer, (jrnn.RNN, jrnn.Bidirectional)):
         y = layer(x, mask=call_mask, training=training, **extra)
         out_mask = mask if layer.return_sequences else None
+        # Keras' Bidirectional.compute_mask: merge_mode=None gives (y, y_rev) both the mask.
+        outputs = 2 if isinstance(layer, jrnn.Bidirectional) and layer.merge_mode is None else 1
         if isinstance(y, (list, tuple)):
-            return y, [out_mask] + [None] * (len(y) - 1)
+            return y, [out_mask] * outputs + [None] * (len(y) - outputs)
         return y, out_mask
     kwargs = {"training": training, **extra}
     if _takes_mask(layer):

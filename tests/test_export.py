@@ -255,6 +255,35 @@ def test_tf_keras_models_export_to_keras3(tmp_path):
         np.testing.assert_allclose(loaded(x).numpy(), _one(m(x)), atol=1e-5, rtol=0)
 
 
+def test_tf_keras_nested_models_masked_concatenate_and_spatial_dropout(tmp_path):
+    """Keras 2 numbers a nested model's first call 1 (Keras 3: 0); Keras 3 names the
+    operations of a masked Concatenate's mask `concatenate`, as the layer, while loading a
+    Keras 2 style graph (the layer is written as `concatenate_merge`); Keras 3's
+    SpatialDropout1D takes no `trainable` or `noise_shape`. Each file loads in a fresh
+    Keras session with the model's outputs."""
+    k = _tf_keras()
+    kl = k.layers
+    inner = k.Sequential([k.Input((T, F)), kl.LSTM(3, return_sequences=True)], name="inner")
+    i = k.Input((T, F))
+    nested = k.Model(i, inner(kl.SpatialDropout1D(0.2)(i)), name="nested")
+    ids = k.Input((T,), dtype="int32")
+    e = kl.Embedding(10, F, mask_zero=True)(ids)
+    both = kl.Concatenate()(
+        [kl.LSTM(3, return_sequences=True)(e), kl.GRU(2, return_sequences=True)(e)]
+    )
+    masked = k.Model(ids, kl.LSTM(2)(both), name="masked")
+    for km, x in ((nested, _float_inputs()), (masked, _int_inputs())):
+        randomize_keras(km, seed=3)
+        m = importers.load(km)
+        np.testing.assert_allclose(_one(m(x)), _one(km(x).numpy()), atol=1e-5, rtol=0)
+        path = tmp_path / f"{km.name}.keras"
+        export.save_keras(m, path)
+        keras.backend.clear_session()  # Keras' operation names start afresh, as in a new process
+        np.testing.assert_allclose(_keras_load(path)(x).numpy(), _one(m(x)), atol=1e-5, rtol=0)
+    names = [layer["config"]["name"] for layer in export.keras_config(m)["config"]["layers"]]
+    assert "concatenate_merge" in names
+
+
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_keras2_bidirectional_of_a_go_backwards_layer_writes_its_twin(tmp_path, return_sequences):
     """Keras 2 builds the backward twin of a go_backwards=True layer with go_backwards=False;

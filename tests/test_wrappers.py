@@ -630,3 +630,87 @@ def test_time_distributed_pass_through_and_errors():
     config = jrnn.TimeDistributed(jrnn.LSTM(4, F, rngs=rngs, **Z), name="td").get_config()
     rebuilt = jrnn.TimeDistributed.from_config(config, rngs=nnx.Rngs(1))
     assert isinstance(rebuilt.layer, jrnn.LSTM) and rebuilt.name == "td"
+
+
+def _scramble(kmodel):
+    """Random asymmetric weights (scale 0.5) into a Keras model."""
+    kmodel.set_weights(
+        [
+            np.random.default_rng(k).standard_normal(w.shape) * 0.5
+            for k, w in enumerate(kmodel.get_weights())
+        ]
+    )
+
+
+def test_time_distributed_batch_normalization_trains_per_timestep_as_keras3():
+    """Keras 3 calls the module once per timestep: in training each timestep has its own
+    batch moments and updates the moving ones in turn (a masked step too); `keras2=True`
+    is tf.keras' reshape path, one call with moments pooled over time."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 4, 2)) * [1.0, 5.0] + [0.0, 3.0]).astype(np.float32)
+    x[:, 2] += 10.0  # the timesteps' moments differ
+    mask = np.array([[1, 1, 0, 1], [1, 0, 1, 1], [0, 1, 1, 1]], bool)  # 2 samples a step
+    for m in (None, mask):
+        ktd = keras.layers.TimeDistributed(keras.layers.BatchNormalization(momentum=0.8))
+        want = np.asarray(ktd(x, training=True, mask=m))
+        td = jrnn.TimeDistributed(jrnn.BatchNormalization(2, momentum=0.8))
+        assert_close(nnx.jit(lambda td, x, m: td(x, training=True, mask=m))(td, x, m), want)
+        for name in ("moving_mean", "moving_variance"):
+            assert_close(getattr(td.layer, name)[...], getattr(ktd.layer, name).numpy())
+    pooled = jrnn.TimeDistributed(jrnn.BatchNormalization(2, epsilon=0.0), keras2=True)
+    flat = x.reshape(-1, 2)
+    assert_close(pooled(x, training=True), ((flat - flat.mean(0)) / flat.std(0)).reshape(x.shape))
+
+
+def test_time_distributed_activity_penalty_mask_and_lists_as_keras():
+    """Keras 3 calls the module's `call`: its own activity regularizer adds nothing
+    (tf.keras 2 counts it: keras2=True); tf.keras 2 also takes the module's output mask
+    (a TimeDistributed Embedding masks the words of a TimeDistributed LSTM); a list of
+    inputs is refused as Keras 3 refuses it."""
+    import tf_keras
+
+    import importers
+
+    x = random_inputs(2, 3, 4)
+    for keras_lib, expected in ((keras, 0.0), (tf_keras, None)):
+        inp = keras_lib.Input((3, 4))
+        dense = keras_lib.layers.Dense(3, activity_regularizer="l2")
+        kmodel = keras_lib.Model(inp, keras_lib.layers.TimeDistributed(dense)(inp))
+        kmodel(x)
+        model = importers.load(kmodel)
+        model(x)
+        want = float(sum(kmodel.losses)) if expected is None else expected
+        assert (want > 0.0) == (expected is None)  # tf.keras counts it, Keras 3 does not
+        assert float(jrnn.regularization_loss(model)) == pytest.approx(want, rel=1e-5)
+    ids = np.array(
+        [[[1, 2, 0, 0], [3, 0, 0, 0], [0, 0, 0, 0]], [[4, 5, 6, 7], [0, 0, 0, 0], [8, 9, 0, 0]]],
+        np.int32,
+    )  # (documents, sentences, words)
+    inp = tf_keras.Input((3, 4), dtype="int32")
+    words = tf_keras.layers.TimeDistributed(tf_keras.layers.Embedding(20, 4, mask_zero=True))(inp)
+    sentences = tf_keras.layers.TimeDistributed(tf_keras.layers.LSTM(3))(words)
+    kmodel = tf_keras.Model(inp, tf_keras.layers.LSTM(2, return_sequences=True)(sentences))
+    _scramble(kmodel)
+    assert_close(importers.load(kmodel)(ids), kmodel(ids).numpy())
+    td = jrnn.TimeDistributed(jrnn.Dense(3, 4, rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match=r"`inputs` must be one array .* received a list of 2"):
+        td([x, x])
+
+
+def test_keras2_bidirectional_without_merge_masks_both_outputs():
+    """Keras' Bidirectional.compute_mask gives merge_mode=None's (y, y_rev) both the input
+    mask: a masked layer reading y_rev of an imported tf.keras 2 model stays masked."""
+    import tf_keras
+
+    import importers
+
+    seq = np.array([[1, 2, 0, 3, 0], [4, 0, 0, 0, 0]], np.int32)
+    inp = tf_keras.Input((None,), dtype="int32")
+    e = tf_keras.layers.Embedding(20, 4, mask_zero=True)(inp)
+    bi = tf_keras.layers.Bidirectional(
+        tf_keras.layers.LSTM(3, return_sequences=True), merge_mode=None
+    )
+    _, y_rev = bi(e)
+    kmodel = tf_keras.Model(inp, tf_keras.layers.SimpleRNN(2, return_sequences=True)(y_rev))
+    _scramble(kmodel)
+    assert_close(importers.load(kmodel)(seq), kmodel(seq).numpy())

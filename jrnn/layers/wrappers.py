@@ -385,14 +385,49 @@ def _accepts(module: Any, argument: str) -> bool:
     )
 
 
+def _couples_the_batch(module: nnx.Module) -> bool:
+    """Whether ``module`` holds a layer whose training-mode output for one sample depends
+    on the other samples of the batch (batch normalization's statistics)."""
+    from jrnn.layers.core import BatchNormalization
+
+    return any(
+        isinstance(m, (BatchNormalization, nnx.BatchNorm)) for _, m in nnx.iter_graph(module)
+    )
+
+
+def _inner_mask(module: Any, x: Any, mask: Any) -> Any:
+    """The output mask Keras 2 computes for ``module(x)`` (the first output's where it
+    has several): a recurrent layer keeps ``mask`` only when it returns sequences; a
+    layer with ``compute_mask`` says; any other passes it through."""
+    if isinstance(module, (RNN, Bidirectional)):
+        if not module.return_sequences:
+            return None
+        return mask
+    if hasattr(module, "compute_mask"):
+        out = module.compute_mask(x, mask)
+        return out[0] if isinstance(out, (list, tuple)) else out
+    return mask
+
+
 @register
 class TimeDistributed(Configurable, nnx.Module):
     """Keras ``TimeDistributed``: apply one module to every timestep, with shared weights.
 
-    ``output[:, t] = module(inputs[:, t])`` for every ``t``, computed in one vectorised
-    call: ``inputs (batch, time, *features)`` is reshaped to ``(batch * time,
-    *features)``, given to ``module`` once and the result reshaped to ``(batch, time,
-    *module_output)`` (no Python loop over time; Keras loops over a static time axis).
+    ``output[:, t] = module(inputs[:, t])`` for every ``t``. Where every sample's output
+    depends on that sample alone (all layers but batch normalization in training), the
+    timesteps run in one vectorised call: ``inputs (batch, time, *features)`` reshaped to
+    ``(batch * time, *features)``, given to ``module`` once, the result reshaped to
+    ``(batch, time, *module_output)``. A module holding a ``BatchNormalization`` (or
+    ``nnx.BatchNorm``) runs once per timestep in training, as Keras 3 runs every module:
+    each timestep then has its own batch statistics and updates the moving ones in turn.
+    As Keras 3 (which calls the module's ``call``), the module's own activity
+    regularizer adds no penalty; layers nested in it still do.
+
+    ``keras2=True`` gives tf.keras 2's semantics instead (the importers set it for Keras 2
+    models): one call on the reshaped batch whatever the module, so batch statistics pool
+    the timesteps and the module's activity penalty counts, and the output mask is the
+    module's (:meth:`compute_mask`). tf.keras takes that path whenever the batch size is
+    not fixed, as in ``fit``.
 
     Args:
       layer: any Flax NNX module that maps a batch ``(n, *features)`` to ``(n, ...)``:
@@ -402,10 +437,12 @@ class TimeDistributed(Configurable, nnx.Module):
         after another, so its states would flow from timestep to timestep of the outer
         axis.
       name: Keras layer name.
+      keras2: tf.keras 2's semantics (above); False (Keras 3's) by default.
       module: the former name of ``layer``, still accepted as a keyword.
 
     Call args:
-      inputs: ``(batch, time, *features)``, rank >= 3.
+      inputs: one array ``(batch, time, *features)``, rank >= 3 (a list of arrays is
+        refused, as Keras 3 refuses it).
       mask: optional ``(batch, time, ...)`` booleans. As Keras, it is passed on (as
         ``mask[:, t]``, here all timesteps at once: ``(batch * time, ...)``) only to a
         module whose ``__call__`` takes ``mask``: for a recurrent module on 4-D inputs,
@@ -436,6 +473,7 @@ class TimeDistributed(Configurable, nnx.Module):
         layer: nnx.Module | None = None,
         *,
         name: str | None = None,
+        keras2: bool = False,
         module: nnx.Module | None = None,
     ):
         self.name = name
@@ -446,7 +484,7 @@ class TimeDistributed(Configurable, nnx.Module):
                     "name) or `module` (its former name); received both."
                 )
             layer = module
-        self._config = capture({"layer": layer, "name": name})
+        self._config = capture({"layer": layer, "name": name, "keras2": keras2})
         if not isinstance(layer, nnx.Module):
             raise ValueError(
                 f"{_checks.where(self)}: `layer` must be a Flax NNX module (nnx.Module); "
@@ -459,41 +497,83 @@ class TimeDistributed(Configurable, nnx.Module):
                 "stateful=True."
             )
         self.layer = layer
+        self.keras2 = _checks.boolean(keras2, "keras2", self)
+
+    def _checked(self, inputs: Any, mask: Any) -> tuple[jax.Array, Any]:
+        if isinstance(inputs, (list, tuple)):
+            raise ValueError(
+                f"{_checks.where(self)}: `inputs` must be one array (batch, time, ...), as "
+                f"Keras 3's TimeDistributed takes; received a {type(inputs).__name__} of "
+                f"{len(inputs)}."
+            )
+        _checks.real_dtype(getattr(inputs, "dtype", None), "inputs", self)
+        x = jnp.asarray(inputs)
+        if x.ndim < 3:
+            raise ValueError(
+                f"{_checks.where(self)}: `inputs` must have at least 3 dimensions (batch, "
+                f"time, ...); received shape {x.shape}."
+            )
+        if mask is None:
+            return x, None
+        m = jnp.asarray(mask)
+        if m.ndim < 2:
+            raise ValueError(
+                f"{_checks.where(self)}: `mask` must be at least 2D (batch, time, ...); "
+                f"received shape {m.shape}."
+            )
+        if m.shape[:2] != x.shape[:2]:
+            raise ValueError(
+                f"{_checks.where(self)}: `mask` must start with (batch, time) = "
+                f"{x.shape[:2]} as the inputs {x.shape}; received shape {m.shape}."
+            )
+        return x, m
 
     def __call__(
         self, inputs: Any, *, mask: Any = None, training: bool = False, rngs: Any = None
     ) -> Any:
         """``inputs (batch, time, *features)`` -> ``(batch, time, *module_output)``."""
         with jax.named_scope("jrnn.TimeDistributed"):
-            _checks.real_dtype(getattr(inputs, "dtype", None), "inputs", self)
-            x = jnp.asarray(inputs)
-            if x.ndim < 3:
-                raise ValueError(
-                    f"{_checks.where(self)}: `inputs` must have at least 3 dimensions (batch, "
-                    f"time, ...); received shape {x.shape}."
-                )
+            x, m = self._checked(inputs, mask)
             batch, time = x.shape[:2]
             kwargs: dict[str, Any] = {}
-            if mask is not None:
-                m = jnp.asarray(mask)
-                if m.ndim < 2:
-                    raise ValueError(
-                        f"{_checks.where(self)}: `mask` must be at least 2D (batch, time, ...); "
-                        f"received shape {m.shape}."
-                    )
-                if m.shape[:2] != (batch, time):
-                    raise ValueError(
-                        f"{_checks.where(self)}: `mask` must start with (batch, time) = "
-                        f"({batch}, {time}) as the inputs {x.shape}; received shape {m.shape}."
-                    )
-                if _accepts(self.layer, "mask"):
-                    kwargs["mask"] = m.reshape(batch * time, *m.shape[2:])
             if _accepts(self.layer, "training"):
                 kwargs["training"] = training
             if rngs is not None and _accepts(self.layer, "rngs"):
                 kwargs["rngs"] = rngs
-            y = self.layer(x.reshape(batch * time, *x.shape[2:]), **kwargs)
-            return jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y)
+            takes_mask = m is not None and _accepts(self.layer, "mask")
+            if training and not self.keras2 and _couples_the_batch(self.layer):
+                steps = [
+                    self.layer(x[:, t], **kwargs, **({"mask": m[:, t]} if takes_mask else {}))
+                    for t in range(time)
+                ]
+                y = jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=1), *steps)
+            else:
+                if takes_mask:
+                    kwargs["mask"] = m.reshape(batch * time, *m.shape[2:])
+                y = self.layer(x.reshape(batch * time, *x.shape[2:]), **kwargs)
+                y = jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y)
+            penalty = getattr(self.layer, "activity_loss", None)
+            if not self.keras2 and isinstance(penalty, nnx.Variable):
+                penalty.set_value(jnp.zeros_like(penalty.get_value()))  # Keras 3 calls `call`
+            return y
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """The output mask. Keras 3: ``mask`` as given. ``keras2=True``: tf.keras 2's rule,
+        the module's own output mask on the reshaped timesteps (an ``Embedding(mask_zero=
+        True)`` gives ``(batch, time, words)``), or where it gives none, ``mask`` reduced
+        to ``(batch, time)`` by ``any`` over its trailing axes."""
+        if not self.keras2:
+            return mask
+        x, m = self._checked(inputs, mask)
+        batch, time = x.shape[:2]
+        inner = _inner_mask(
+            self.layer,
+            x.reshape(batch * time, *x.shape[2:]),
+            None if m is None else m.reshape(batch * time, *m.shape[2:]),
+        )
+        if inner is None:
+            return None if m is None else jnp.any(m, axis=tuple(range(2, m.ndim)))
+        return jnp.reshape(inner, (batch, time, *jnp.shape(inner)[1:]))
 
 
 __all__ = ["MERGE_MODES", "Bidirectional", "TimeDistributed"]
