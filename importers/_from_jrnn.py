@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
 from importers.errors import UnsupportedLayerError
@@ -34,6 +35,19 @@ def _activation(fn: Any) -> str:
     from jrnn import activations
 
     return activations.serialize(fn)
+
+
+def _check_activations(cls: str, name: str, config: dict) -> None:
+    """Refuse Keras 2's hard sigmoid: Keras 3 has no activation equal to it."""
+    for key in ("activation", "recurrent_activation"):
+        if config.get(key) in ("keras2_hard_sigmoid",):
+            raise UnsupportedLayerError(
+                cls,
+                name,
+                detail=f"{key}='keras2_hard_sigmoid' is Keras 2's clip(0.2x + 0.5, 0, 1); Keras "
+                "3's hard_sigmoid is relu6(x + 3) / 6, a different function, and Keras 3 has "
+                "no built-in activation equal to Keras 2's",
+            )
 
 
 def _policy_name(module: Any) -> str:
@@ -147,6 +161,10 @@ class _Namer:
         from importers._files import _snake_case_keras3
 
         name = getattr(module, "name", None)
+        if name and "/" in name:
+            raise UnsupportedLayerError(
+                cls, name, detail="Keras refuses layer names that contain '/'"
+            )
         if not name:
             base = _snake_case_keras3(cls)
             name, k = base, 0
@@ -199,6 +217,7 @@ def _recurrent(module: Any, namer: _Namer) -> dict:
             raise UnsupportedLayerError(
                 cls, str(module.name), detail=f"{key}={value!r} is not a Keras name or config"
             )
+    _check_activations(cls, str(module.name or cls), config)
     config["zero_output_for_mask"] = module.zero_output_for_mask
     config["dtype"] = policy.name
     config["name"] = namer(module, cls)
@@ -226,7 +245,9 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
             "name": namer(module, cls),
         }
         backward = layer_entry(module.backward_layer, _Namer())
-        twin = dict(inner["config"], go_backwards=not inner["config"].get("go_backwards"))
+        # Keras 3 builds the missing backward layer as the forward one with go_backwards=True
+        # (whatever the forward layer's): any other backward layer is written out.
+        twin = dict(inner["config"], go_backwards=True)
         if {**backward["config"], "name": None} != {**twin, "name": None}:
             if getattr(module.backward_layer, "units", None) != getattr(
                 module.forward_layer, "units", None
@@ -254,9 +275,54 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
             detail="jrnn does not know the Keras 3 layer equal to this module",
         )
     config = mappers[type(module)](module)
+    _check_activations(cls, str(getattr(module, "name", None) or cls), config)
     config["name"] = namer(module, cls)
     config["dtype"] = getattr(module, "compute_dtype", None) or "float32"
     return _entry(cls, config)
+
+
+def _unique_input_name(taken: set) -> str:
+    """``input_layer`` as Keras names it, or ``input_layer_<k>`` where a layer took it."""
+    name, k = "input_layer", 0
+    while name in taken:
+        k += 1
+        name = f"input_layer_{k}"
+    return name
+
+
+def _stateful_batch_size(modules: list, batch_size: int | None) -> int | None:
+    """The model's batch size: ``batch_size``, or the one its stateful layers were built
+    or called with (Keras 3 needs a static batch size for them); refused where they
+    disagree or none is known."""
+    from flax import nnx
+
+    import jrnn
+
+    known: dict[str, int | None] = {}
+    for module in modules:
+        for _, m in nnx.iter_graph(module):
+            if isinstance(m, jrnn.RNN) and m.stateful:
+                size = m.batch_size
+                if size is None and m.states is not None:
+                    size = int(jax.tree_util.tree_leaves(m._state_values())[0].shape[0])
+                known[str(m.name or type(m).__name__)] = size
+    if not known:
+        return batch_size
+    sizes = {v for v in known.values() if v is not None}
+    if batch_size is None:
+        if len(sizes) != 1 or None in known.values():
+            raise ValueError(
+                "keras_sequential: stateful layers need the model's batch size (Keras 3 "
+                "refuses them without a static one): pass batch_size=, or build them with "
+                f"batch_size=; their batch sizes: {known}."
+            )
+        return sizes.pop()
+    if sizes - {batch_size}:
+        raise ValueError(
+            f"keras_sequential: batch_size={batch_size} differs from the stateful layers' "
+            f"batch sizes {known}."
+        )
+    return batch_size
 
 
 def keras_sequential(
@@ -288,6 +354,7 @@ def keras_sequential(
     from importers.weights import keras_params
 
     modules = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+    batch_size = _stateful_batch_size(modules, batch_size)
     namer = _Namer()
     entries = [layer_entry(m, namer) for m in modules]
     by_name = {e["config"]["name"]: m for e, m in zip(entries, modules)}
@@ -297,7 +364,7 @@ def keras_sequential(
             "batch_shape": [batch_size, *input_shape],
             "dtype": input_dtype,
             "sparse": False,
-            "name": "input_layer",
+            "name": _unique_input_name({e["config"]["name"] for e in entries}),
         },
     )
     config = {"class_name": "Sequential", "config": {"name": name, "layers": [first, *entries]}}

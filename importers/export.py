@@ -731,11 +731,26 @@ def _unique(base: str, counters: dict[str, int]) -> str:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
+    """Write ``data`` to ``path`` through a temporary file renamed over it: a link is
+    followed (its target replaced), a replaced file keeps its permissions and a new one
+    gets the umask's (``mkstemp`` alone would leave 0600)."""
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"cannot write {path!r}: the directory {directory!r} does not exist"
+        )
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

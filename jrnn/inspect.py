@@ -542,7 +542,8 @@ def layers_of(model: nnx.Module) -> list[tuple[str, nnx.Module]]:
     """The model's layers in order, as ``(label, module)``: ``model.layers`` where it has
     them (an imported Keras model's, in Keras' order, which is Keras' ``model.layers``
     without its ``InputLayer``s and Keras 3 operation nodes; ``nnx.Sequential``'s), else its
-    sub-modules in assignment order, the entries of an ``nnx.List``/``nnx.Dict`` (or list,
+    sub-modules in assignment order (kept through NNX transforms, which give a module's
+    attributes back sorted by name), the entries of an ``nnx.List``/``nnx.Dict`` (or list,
     tuple, dict) attribute one by one. A label is the layer's ``name``, else its attribute
     path (``"blocks/0"``); two layers of one name are labelled by their paths. This is the
     list an integer selects from and ``"*"`` stands for."""
@@ -557,7 +558,7 @@ def layers_of(model: nnx.Module) -> list[tuple[str, nnx.Module]]:
     else:
         items = [
             entry
-            for key, value in vars(model).items()
+            for key, value in _assigned(model)
             if not key.startswith("_")
             for entry in _entries(key, value)
         ]
@@ -573,9 +574,22 @@ def layers_of(model: nnx.Module) -> list[tuple[str, nnx.Module]]:
     ]
 
 
+def _assigned(module: Any) -> list[tuple[str, Any]]:
+    """A module's attributes in the order they were assigned. NNX transforms (``nnx.jit``,
+    ``nnx.grad``, ...) set them back sorted by name; Flax records the assignment order in
+    ``_pytree__nodes``, which they leave alone (where it is missing: ``vars`` order)."""
+    items = vars(module)
+    order = {key: k for k, key in enumerate(getattr(module, "_pytree__nodes", None) or ())}
+    return sorted(items.items(), key=lambda kv: order.get(kv[0], len(order)))
+
+
 def _entries(path: str, value: Any):
     """``(path, value)``, or one entry per element of a container of modules."""
-    if isinstance(value, (Mapping, nnx.Dict)):
+    if isinstance(value, nnx.Dict):
+        for key, item in _assigned(value):
+            if not key.startswith("_"):
+                yield f"{path}/{key}", item
+    elif isinstance(value, Mapping):
         for key, item in value.items():
             yield f"{path}/{key}", item
     elif isinstance(value, (list, tuple, nnx.List)):

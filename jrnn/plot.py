@@ -1,4 +1,4 @@
-"""see-rnn style figures of jrnn layers (matplotlib, imported lazily; Agg without a display).
+"""see-rnn style figures of jrnn layers (matplotlib, imported lazily, on its chosen backend).
 
 Every function returns the ``matplotlib.figure.Figure`` and saves a PNG when given
 ``savepath=``. Data come from :mod:`jrnn.inspect`.
@@ -16,10 +16,7 @@ from jrnn import inspect as inspect_lib
 
 
 def _plt():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
+    # The user's backend stays; without a display matplotlib itself picks Agg.
     import matplotlib.pyplot as plt
 
     return plt

@@ -371,8 +371,10 @@ class RNN(Configurable, nnx.Module):
     def reset_state(self, states: Any = None) -> None:
         """Reset the states of a stateful layer to zeros, or to ``states`` (Keras 2's form).
 
-        ``states`` has the structure of ``initial_state``. On a non-stateful layer this is
-        a no-op without ``states`` (as Keras) and an error with them.
+        ``states`` has the structure of ``initial_state``; states of another batch size
+        than the current ones start the layer over at that size (unless it was built with
+        a fixed ``batch_size``). On a non-stateful layer this is a no-op without ``states``
+        (as Keras) and an error with them.
         """
         if not self.stateful:
             if states is not None:
@@ -381,16 +383,28 @@ class RNN(Configurable, nnx.Module):
                     "this layer was built with stateful=False."
                 )
             return
+        if states is not None:
+            leaves = jax.tree_util.tree_leaves(states)
+            batch = np.shape(leaves[0])[0] if leaves and np.ndim(leaves[0]) else None
+            if self.batch_size is not None and batch != self.batch_size:
+                raise ValueError(
+                    f"{_checks.where(self)}: `states` must have the layer's batch size, "
+                    f"batch_size={self.batch_size}; received states of batch {batch}."
+                )
+            current = (
+                None
+                if self.states is None
+                else jax.tree_util.tree_leaves(self._state_values())[0].shape[0]
+            )
+            if batch is not None and batch != current:
+                self._create_states(batch)
         if self.states is None:
-            if states is None:
-                return
-            batch = np.shape(jax.tree_util.tree_leaves(states)[0])[0]
-            self._create_states(batch)
+            return
         batch = jax.tree_util.tree_leaves(self._state_values())[0].shape[0]
         values = (
             jax.tree_util.tree_map(jnp.zeros_like, self._state_values())
             if states is None
-            else self._normalize_initial_state(states, batch, self._state_values())
+            else self._normalize_initial_state(states, batch, self._state_values(), "states")
         )
         leaves = jax.tree_util.tree_leaves(self.states, is_leaf=lambda v: isinstance(v, RNNState))
         for var, value in zip(leaves, jax.tree_util.tree_leaves(values)):
@@ -442,9 +456,12 @@ class RNN(Configurable, nnx.Module):
             m = m != 0
         return m
 
-    def _normalize_initial_state(self, initial_state: Any, batch: int, like: Any = None) -> Any:
+    def _normalize_initial_state(
+        self, initial_state: Any, batch: int, like: Any = None, argument: str = "initial_state"
+    ) -> Any:
         """``initial_state`` checked against the zero carry for ``batch`` (or ``like``, the
-        stateful layer's current states) and cast to its dtype, in its structure."""
+        stateful layer's current states) and cast to its dtype, in its structure; errors
+        name ``argument``."""
         expected = self.cell.initialize_carry(batch) if like is None else like
         exp_leaves, treedef = jax.tree_util.tree_flatten(expected)
         given = initial_state
@@ -455,7 +472,7 @@ class RNN(Configurable, nnx.Module):
         )
         if len(given_leaves) != len(exp_leaves):
             raise ValueError(
-                f"{_checks.where(self)}: `initial_state` must hold {len(exp_leaves)} state(s) "
+                f"{_checks.where(self)}: `{argument}` must hold {len(exp_leaves)} state(s) "
                 f"with shapes {[tuple(e.shape) for e in exp_leaves]}; received "
                 f"{len(given_leaves)}."
             )
@@ -464,7 +481,7 @@ class RNN(Configurable, nnx.Module):
             g = jnp.asarray(g)
             if tuple(g.shape) != tuple(e.shape):
                 raise ValueError(
-                    f"{_checks.where(self)}: `initial_state[{k}]` must have shape "
+                    f"{_checks.where(self)}: `{argument}[{k}]` must have shape "
                     f"{tuple(e.shape)}; received {tuple(g.shape)}."
                 )
             out.append(g.astype(e.dtype))
@@ -567,7 +584,11 @@ class RNN(Configurable, nnx.Module):
                 raise ValueError(
                     f"{_checks.where(self)}: a stateful layer must be called with the batch "
                     f"size of its states; expected batch size {expected}, received {batch}. "
-                    "Call reset_state(states=...) with states of the new batch size first."
+                    + (
+                        f"It was built with batch_size={self.batch_size}."
+                        if self.batch_size is not None
+                        else "Call reset_state(states=...) with states of the new batch size first."
+                    )
                 )
             fresh = jax.tree_util.tree_leaves(
                 jax.eval_shape(lambda: self.cell.initialize_carry(batch))

@@ -161,8 +161,21 @@ def test_stateful_batch_size_error_and_explicit_batch():
     layer = jrnn.GRU(U, F, stateful=True, batch_size=B, rngs=nnx.Rngs(0))
     assert layer.states is not None
     layer(x_in())
-    with pytest.raises(ValueError, match=r"expected batch size 3, received 2"):
+    with pytest.raises(ValueError, match=r"expected batch size 3, received 2.*batch_size=3"):
         layer(x_in(batch=2))
+    with pytest.raises(ValueError, match=r"`states` must have the layer's batch size"):
+        layer.reset_state([jnp.zeros((2, U))])
+    free = jrnn.GRU(U, F, stateful=True, rngs=nnx.Rngs(0))  # the batch size of its calls
+    free(x_in())
+    with pytest.raises(ValueError, match=r"Call reset_state\(states=...\) with states of"):
+        free(x_in(batch=2))
+    free.reset_state([jnp.full((2, U), 0.5)])  # as the error says: a new batch size
+    fresh = jrnn.GRU(U, F, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(
+        free(x_in(batch=2)), fresh(x_in(batch=2), initial_state=[jnp.full((2, U), 0.5)]), atol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"`states\[0\]` must have shape \(2, 5\)"):
+        free.reset_state([jnp.zeros((2, U + 1))])
 
 
 def test_stacked_cells_size_error():

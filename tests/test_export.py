@@ -534,3 +534,64 @@ def test_hand_built_export_refusals():
         importers.keras_sequential(
             [jrnn.Dense(3, 3, name="d", rngs=r), jrnn.Dense(2, 3, name="d", rngs=r)], (3,)
         )
+    with pytest.raises(UnsupportedLayerError, match="keras2_hard_sigmoid"):
+        importers.keras_sequential(
+            [jrnn.GRU(2, 3, recurrent_activation="keras2_hard_sigmoid", rngs=r)], (5, 3)
+        )
+    with pytest.raises(UnsupportedLayerError, match="contain '/'"):
+        importers.keras_sequential([jrnn.LSTM(2, 3, name="enc/lstm", rngs=r)], (5, 3))
+    with pytest.raises(ValueError, match="stateful layers need the model's batch size"):
+        importers.keras_sequential([jrnn.LSTM(2, 3, stateful=True, rngs=r)], (5, 3))
+    with pytest.raises(ValueError, match="batch_size=3 differs"):
+        importers.keras_sequential(
+            [jrnn.LSTM(2, 3, stateful=True, batch_size=2, rngs=r)], (5, 3), batch_size=3
+        )
+
+
+def test_hand_built_export_of_twins_states_and_names(tmp_path):
+    """A Bidirectional over a go_backwards=True layer writes its twin (Keras 3 would build
+    it with go_backwards=True too and refuse the pair); a stateful layer's batch size
+    becomes the model's; a layer may be named as keras_sequential's Input would be."""
+    from flax import nnx
+
+    import jrnn
+
+    r = nnx.Rngs(0)
+    x = _float_inputs()
+    cases = [
+        [jrnn.Bidirectional(jrnn.LSTM(3, F, go_backwards=True, rngs=r), rngs=r)],
+        [jrnn.LSTM(3, F, stateful=True, batch_size=2, name="input_layer", rngs=r)],
+    ]
+    for layers in cases:
+        model = importers.keras_sequential(layers, (T, F))
+        nudge(model)
+        export.save_keras(model, tmp_path / "m.keras")
+        loaded = _keras_load(tmp_path / "m.keras")
+        np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5, rtol=0)
+
+
+def test_saved_files_take_the_umask_keep_modes_and_follow_links(tmp_path):
+    """Written through a renamed temporary file, yet as `open(path, "w")` would: a new file
+    gets the umask's mode, a replaced one keeps its mode, a link's target is replaced."""
+    import os
+
+    from flax import nnx
+
+    import jrnn
+
+    model = importers.keras_sequential([jrnn.Dense(2, 3, rngs=nnx.Rngs(0))], (3,))
+    umask = os.umask(0o022)
+    try:
+        export.save_keras(model, tmp_path / "new.keras")
+        assert (tmp_path / "new.keras").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "kept.keras").write_bytes(b"")
+        (tmp_path / "kept.keras").chmod(0o640)
+        export.save_keras(model, tmp_path / "kept.keras")
+        assert (tmp_path / "kept.keras").stat().st_mode & 0o777 == 0o640
+        (tmp_path / "target.keras").write_bytes(b"")
+        (tmp_path / "link.keras").symlink_to(tmp_path / "target.keras")
+        export.save_keras(model, tmp_path / "link.keras")
+        assert (tmp_path / "link.keras").is_symlink()
+        assert zipfile.is_zipfile(tmp_path / "target.keras")
+    finally:
+        os.umask(umask)
