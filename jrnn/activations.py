@@ -423,6 +423,10 @@ def _from_config(config: dict[str, Any]) -> Activation:
     )
 
 
+#: Callables equal to a named activation because it only calls them.
+_SAME_AS: dict[Any, Activation] = {jnp.tanh: tanh, jax.nn.sigmoid: sigmoid}
+
+
 def get(identifier: str | dict[str, Any] | Activation | None) -> Activation:
     """The activation named or described by ``identifier``.
 
@@ -435,7 +439,9 @@ def get(identifier: str | dict[str, Any] | Activation | None) -> Activation:
           ``{"module": "keras.activations", "class_name": "function", "config": "tanh",
           "registered_name": "function"}`` (``module`` may be ``"builtins"``), or
           ``{"class_name": "tanh", "config": {}}``;
-        * any callable ``f(x) -> y``, returned as is.
+        * any callable ``f(x) -> y``, returned as is; ``jnp.tanh`` and
+          ``jax.nn.sigmoid``, the very functions :func:`tanh` and :func:`sigmoid` call,
+          give those (so a cell given them still runs the native kernels and serializes).
 
     Returns:
       A function ``f(x: Array) -> Array``.
@@ -459,7 +465,7 @@ def get(identifier: str | dict[str, Any] | Activation | None) -> Activation:
     if isinstance(identifier, dict):
         return _from_config(identifier)
     if callable(identifier):
-        return identifier
+        return _SAME_AS.get(identifier, identifier)
     raise TypeError(
         f"Cannot interpret activation {identifier!r} (type {type(identifier).__name__}); "
         "expected a name (str), None, a Keras config dict or a callable f(x)."

@@ -81,12 +81,29 @@ def _expand_to(m: Array, x: Array) -> Array:
 
 
 def segment_length(time: int, remat: bool | int) -> int:
-    """The checkpointed segment length for ``remat``: the divisor of ``time`` nearest to
-    ``sqrt(time)`` for True, else the largest divisor of ``time`` not above ``remat``."""
+    """The checkpointed segment length for ``remat``: for True ~``sqrt(time)``, for an int
+    that many steps (at most ``time``); a divisor of ``time`` near it where one is (the
+    divisor nearest ``sqrt(time)``, or the largest not above the int, when within a
+    factor of 2), else exactly that and a shorter last segment (:func:`segments`)."""
+    return segments(time, remat)[0]
+
+
+def segments(time: int, remat: bool | int) -> tuple[int, int, int]:
+    """``(length, count, rest)``: ``count`` checkpointed segments of ``length`` steps, then
+    one of ``rest`` (0 when ``length`` divides ``time``). A prime ``time`` with
+    ``remat=True`` takes ~``sqrt(time)``-step segments and a shorter last one instead of
+    one-step segments (997 steps: 31 segments of 32 and one of 5, not 997 of 1)."""
+    target = max(1, round(time**0.5)) if remat is True else min(int(remat), time)
+    divisors = [d for d in range(1, time + 1) if time % d == 0]
     if remat is True:
-        target = max(1, round(time**0.5))
-        return min((d for d in range(1, time + 1) if time % d == 0), key=lambda d: abs(d - target))
-    return max(d for d in range(1, min(int(remat), time) + 1) if time % d == 0)
+        best = min(divisors, key=lambda d: abs(d - target))
+        near = target / 2 <= best <= 2 * target
+    else:
+        best = max(d for d in divisors if d <= target)
+        near = 2 * best >= target
+    if near:
+        return best, time // best, 0
+    return target, time // target, time % target
 
 
 def rnn_scan(
@@ -123,7 +140,7 @@ def rnn_scan(
         step. Which is faster depends on the backend and shape (see ``bench/``).
       remat: False; True (checkpoint segments of ~sqrt(time) steps: only the carry at
         segment boundaries is kept for the backward pass); or an int segment length
-        (the largest divisor of ``time`` not above it).
+        (:func:`segments` says how ``time`` is cut).
 
     Returns:
       ``(last_output, outputs, final_carry, activations)``; ``outputs`` is
@@ -168,14 +185,24 @@ def rnn_scan(
         (final_carry, last), (ys, acts) = run_steps((carry, prev0), (xs, mask))
     else:
         time = jax.tree_util.tree_leaves(xs)[0].shape[0]
-        seg = segment_length(time, remat)
+        seg, count, rest = segments(time, remat)
+        full = count * seg
         chunks = jax.tree_util.tree_map(
-            lambda a: a.reshape(time // seg, seg, *a.shape[1:]), (xs, mask)
+            lambda a: a[:full].reshape(count, seg, *a.shape[1:]), (xs, mask)
         )
-        (final_carry, last), (ys, acts) = jax.lax.scan(
-            jax.checkpoint(run_steps), (carry, prev0), chunks, reverse=go_backwards
-        )
-        ys, acts = jax.tree_util.tree_map(lambda a: a.reshape(time, *a.shape[2:]), (ys, acts))
+        segmented = functools.partial(jax.lax.scan, jax.checkpoint(run_steps), reverse=go_backwards)
+        tail = jax.tree_util.tree_map(lambda a: a[full:], (xs, mask))
+        state = (carry, prev0)
+        if rest and go_backwards:  # the shorter last segment of time comes first backwards
+            state, tail_out = jax.checkpoint(run_steps)(state, tail)
+        state, outs = segmented(state, chunks)
+        if rest and not go_backwards:
+            state, tail_out = jax.checkpoint(run_steps)(state, tail)
+        (final_carry, last) = state
+        outs = jax.tree_util.tree_map(lambda a: a.reshape(full, *a.shape[2:]), outs)
+        if rest:
+            outs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), outs, tail_out)
+        ys, acts = outs
     if go_backwards:
         ys, acts = jax.tree_util.tree_map(lambda a: jnp.flip(a, 0), (ys, acts))
     return last, ys, final_carry, acts
@@ -209,7 +236,8 @@ class RNN(Configurable, nnx.Module):
       remat: trade compute for memory in training (jrnn only): True checkpoints segments
         of ~sqrt(time) steps and recomputes them (and their input projection) in the
         backward pass, so activation memory grows ~sqrt(time) instead of time; an int
-        sets the segment length (the largest divisor of time not above it).
+        sets the segment length. A divisor of time near the length is taken where there
+        is one, else the last segment is shorter (:func:`jrnn.rnn.segments`).
       hoist_input_projection: compute the input projection ``x W + b`` for all timesteps
         in one GEMM before the time loop (True) or inside each step (False). None picks
         per backend: hoisted on GPU/TPU; per step on CPU, where XLA's CPU matmuls run the
@@ -649,6 +677,12 @@ class RNN(Configurable, nnx.Module):
             return f"{type(self.cell).__name__} in this configuration has no native kernel"
         per_cell_in, per_cell_rec = self._per_cell_masks(in_masks, rec_masks)
         cells = self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
+        for cell in {id(c): c for c in (self.cell, *cells)}.values():
+            overridden = cell.native_overrides()
+            if overridden is not None:
+                return f"{overridden} overrides the maths its kernel computes"
+        if len({jnp.dtype(c.compute_dtype) for c in cells}) > 1:
+            return "its cells compute in different dtypes"
         masks_run = not cudnn.on_gpu() and all(
             c.native_kernel in native_kernels.MASKED_KERNELS for c in cells
         )
@@ -756,25 +790,38 @@ class RNN(Configurable, nnx.Module):
             # Each segment slices its inputs out of x (a segment-major copy of x would live
             # through the backward pass; XLA accumulates x's gradient slices in place).
             batch, time = x.shape[:2]
-            seg = segment_length(time, self.remat)
+            seg, count, rest = segments(time, self.remat)
+            full = count * seg
 
-            @jax.checkpoint
-            def segment(state, chunk):
-                start, steps = chunk
-                x_segment = jax.lax.dynamic_slice_in_dim(x, start, seg, axis=1)
-                y_segment, new_state = run(x_segment, state, True, steps)
-                return new_state, y_segment
+            def segment_of(length):
+                @jax.checkpoint
+                def segment(state, chunk):
+                    start, steps = chunk
+                    x_segment = jax.lax.dynamic_slice_in_dim(x, start, length, axis=1)
+                    y_segment, new_state = run(x_segment, state, True, steps)
+                    return new_state, y_segment
 
-            starts = jnp.arange(0, time, seg)
+                return segment
+
+            starts = jnp.arange(0, full, seg)
             masks = (
-                None if time_mask is None else jnp.swapaxes(time_mask.reshape(batch, -1, seg), 0, 1)
+                None
+                if time_mask is None
+                else jnp.swapaxes(time_mask[:, :full].reshape(batch, count, seg), 0, 1)
             )
-            finals, ys = jax.lax.scan(segment, carries, (starts, masks), reverse=reverse)
-            y = (
-                jnp.swapaxes(ys, 0, 1).reshape(batch, time, *ys.shape[3:])
-                if self.return_sequences
-                else None
-            )
+            tail = (full, None if time_mask is None else time_mask[:, full:])
+            state = carries
+            if rest and reverse:  # the shorter last segment of time comes first backwards
+                state, y_tail = segment_of(rest)(state, tail)
+            state, ys = jax.lax.scan(segment_of(seg), state, (starts, masks), reverse=reverse)
+            if rest and not reverse:
+                state, y_tail = segment_of(rest)(state, tail)
+            finals = state
+            y = None
+            if self.return_sequences:
+                y = jnp.swapaxes(ys, 0, 1).reshape(batch, full, *ys.shape[3:])
+                if rest:
+                    y = jnp.concatenate([y, y_tail], axis=1)
         last = finals[-1][0]
         if time_mask is not None:
             y, last = _keras_masked_outputs(y, last, time_mask, reverse, self.zero_output_for_mask)

@@ -408,9 +408,11 @@ def test_constants_match_keras2():
 
 
 # ---------------------------------------------------------------- remat
-@pytest.mark.parametrize("remat", [True, 3, 7])
+@pytest.mark.parametrize(
+    ("remat", "time"), [(True, 9), (3, 9), (7, 9), (True, 7), (4, 7)]
+)  # segments 3x3, 3x3, 7+2, 3+3+1, 4+3
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_remat_equals_plain_scan_values_and_gradients(remat, go_backwards):
+def test_remat_equals_plain_scan_values_and_gradients(remat, time, go_backwards):
     kw = {
         "return_sequences": True,
         "return_state": True,
@@ -421,8 +423,8 @@ def test_remat_equals_plain_scan_values_and_gradients(remat, go_backwards):
     rematted = jrnn.LSTM(U, F, remat=remat, **kw)
     randomize(plain, 1)
     randomize(rematted, 1)
-    x = x_in(time=9)
-    mask = jnp.asarray(np.random.default_rng(2).random((B, 9)) > 0.3)
+    x = x_in(time=time)
+    mask = jnp.asarray(np.random.default_rng(2).random((B, time)) > 0.3)
     for a, e in zip(rematted(x, mask=mask), plain(x, mask=mask)):
         assert_close(a, e)
 
@@ -439,10 +441,16 @@ def test_remat_equals_plain_scan_values_and_gradients(remat, go_backwards):
 def test_segment_length():
     from jrnn.rnn import segment_length
 
+    from jrnn.rnn import segments
+
     assert segment_length(10000, True) == 100
     assert segment_length(9, True) == 3
-    assert segment_length(7, True) == 1  # prime: per-step checkpoints
-    assert segment_length(9, 7) == 3
+    assert segments(1000, True) == (25, 40, 0)  # a divisor near sqrt(1000)
+    assert segments(997, True) == (32, 31, 5)  # prime: ~sqrt(T) and a shorter last one
+    assert segments(7, True) == (3, 2, 1)
+    assert segments(9, 5) == (3, 3, 0)  # a divisor within a factor 2 of the length
+    assert segments(9, 7) == (7, 1, 2)
+    assert segments(9, 20) == (9, 1, 0)
     with pytest.raises(ValueError, match=r"`remat` must be a bool or a positive int"):
         jrnn.GRU(U, F, remat=0, rngs=nnx.Rngs(0))
 

@@ -62,6 +62,18 @@ class RNNCellBase(Configurable, nnx.Module):
     #: :meth:`params` (``kernel``, ``recurrent_kernel`` and the biases).
     native_kernel: str | None = None
 
+    def native_overrides(self) -> str | None:
+        """The method of this cell's class that replaces the maths :attr:`native_kernel`
+        computes (``step`` or ``project_inputs`` overridden below the class that declares
+        the kernel), as ``"Sub.step"``; None when the kernel equals :meth:`step`."""
+        cls = type(self)
+        owner = next((c for c in cls.__mro__ if "native_kernel" in vars(c)), RNNCellBase)
+        for method in ("step", "project_inputs"):
+            if getattr(cls, method) is not getattr(owner, method):
+                defined = next(c for c in cls.__mro__ if method in vars(c))
+                return f"{defined.__name__}.{method}"
+        return None
+
     units: int
     input_shape: tuple[int, ...]
     state_shapes: tuple[tuple[int, ...], ...]
