@@ -674,7 +674,7 @@ class RNN(Configurable, nnx.Module):
         if x.shape[0] == 0:  # the scan returns the empty result, as Keras does
             return "the batch is empty"
         if kernel is None:
-            return f"{type(self.cell).__name__} in this configuration has no native kernel"
+            return _no_kernel_reason(self.cell)
         per_cell_in, per_cell_rec = self._per_cell_masks(in_masks, rec_masks)
         cells = self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
         for cell in {id(c): c for c in (self.cell, *cells)}.values():
@@ -960,6 +960,38 @@ def record_activity_loss(layer: nnx.Module, outputs: Any) -> None:
         layer.activity_loss.set_value(total)
     else:
         layer.activity_loss = ActivityLoss(total)
+
+
+def _no_kernel_reason(cell: Any) -> str:
+    """Why ``cell`` (whose ``native_kernel`` is None) has no kernel, naming the argument."""
+    from jrnn import activations as activations_lib
+
+    if isinstance(cell, StackedRNNCells):
+        for k, c in enumerate(cell.cells):
+            if c.native_kernel is None:
+                return f"cells[{k}]: {_no_kernel_reason(c)}"
+    name = type(cell).__name__
+    if hasattr(cell, "native_kernel") and type(cell).native_kernel is RNNCellBase.native_kernel:
+        return f"{name} has no native kernel (LSTM, GRU, SimpleRNN and ConvLSTM cells have)"
+    wanted = {"activation": activations_lib.tanh}
+    if hasattr(cell, "recurrent_activation"):
+        wanted["recurrent_activation"] = activations_lib.sigmoid
+    for argument, function in wanted.items():
+        value = getattr(cell, argument, None)
+        if value is not function:
+            try:
+                shown = repr(activations_lib.serialize(value))
+            except (ValueError, TypeError):
+                shown = getattr(value, "__name__", repr(value))
+            return (
+                f"{name} has {argument}={shown}; the kernel computes Keras' default "
+                f"({function.__name__})"
+            )
+    if getattr(cell, "reset_after", True) is False:
+        return f"{name} has reset_after=False; the kernel computes reset_after=True"
+    if getattr(cell, "data_format", "channels_last") != "channels_last":
+        return f"{name} has data_format={cell.data_format!r}; the kernel runs channels_last"
+    return f"{name} in this configuration has no native kernel"
 
 
 def _explicitly_sharded(a: Any) -> bool:

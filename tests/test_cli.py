@@ -225,12 +225,18 @@ def bad_files(tmp_path_factory):
         (["inspect"], "missing.keras", ["missing.keras", "no such file"]),
         (["convert", "-o", "OUT"], "garbage.keras", ["garbage.keras", "neither a zip"]),
         (["check"], "truncated.keras", ["truncated.keras"]),
-        (["inspect", "--json"], "lambda.keras", ["lambda.keras", "'doubler'", "Lambda"]),
+        (
+            ["inspect", "--json"],
+            "lambda.keras",
+            ["lambda.keras", "'doubler'", "Lambda", "importers.load(path, custom_layers="],
+        ),
+        (["check", "--time", "3"], "../example", ["--time 3", "20 steps fixed by the model"]),
     ],
 )
 def test_bad_inputs_give_one_line_and_status_2(bad_files, tmp_path, command, name, fragments):
     args = [str(tmp_path / "out") if a == "OUT" else a for a in command]
-    proc = jrnn_cli(*args[:1], bad_files / name, *args[1:])
+    path = EXAMPLE if name == "../example" else bad_files / name
+    proc = jrnn_cli(*args[:1], path, *args[1:])
     assert_one_line_error(proc, *fragments)
     if "--json" in command:
         assert "error" in json.loads(proc.stdout)
@@ -238,7 +244,34 @@ def test_bad_inputs_give_one_line_and_status_2(bad_files, tmp_path, command, nam
 
 def test_debug_shows_the_traceback(bad_files):
     proc = jrnn_cli("inspect", bad_files / "garbage.keras", "--debug")
-    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" in proc.stderr  # 1 would read as check's
+
+
+def test_a_closed_stdout_ends_quietly():
+    """`jrnn inspect m.keras --json | head -c 10`: the reader leaves early."""
+    read, write = os.pipe()
+    os.close(read)  # nobody reads: the first write breaks the pipe
+    proc = subprocess.run(
+        [sys.executable, "-m", "jrnn", "inspect", str(EXAMPLE), "--json"],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore"),
+        cwd=ROOT,
+    )
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_inputs_in_the_inputs_order_as_numpy_savez_names_them(tmp_path):
+    tokens = np.random.default_rng(0).integers(1, 12, (2, 20)).astype(np.int32)
+    np.savez(tmp_path / "positional.npz", tokens)  # arr_0
+    np.savez(tmp_path / "other.npz", words=tokens)  # neither the input's name nor arr_0
+    proc = jrnn_cli("check", EXAMPLE, "--inputs", tmp_path / "positional.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert_one_line_error(
+        jrnn_cli("check", EXAMPLE, "--inputs", tmp_path / "other.npz"), "arr_0", "['words']"
+    )
 
 
 # -- bench --------------------------------------------------------------------------------

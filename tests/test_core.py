@@ -439,9 +439,7 @@ def test_remat_equals_plain_scan_values_and_gradients(remat, time, go_backwards)
 
 
 def test_segment_length():
-    from jrnn.rnn import segment_length
-
-    from jrnn.rnn import segments
+    from jrnn.rnn import segment_length, segments
 
     assert segment_length(10000, True) == 100
     assert segment_length(9, True) == 3

@@ -625,14 +625,22 @@ def test_native_true_names_what_prevents_it():
             2, 3, in_channels=4, spatial_shape=(5,), native=True, rngs=nnx.Rngs(0)
         )
         conv(jnp.ones((2, 3, 5, 4)), mask=jnp.ones((2, 3), bool))
-    with pytest.raises(ValueError, match=r"native=True.*no native kernel"):
+    with pytest.raises(ValueError, match=r"native=True.*activation='relu'; the kernel computes"):
         jrnn.LSTM(5, 4, activation="relu", native=True, rngs=nnx.Rngs(0))(x)
-    with pytest.raises(ValueError, match=r"native=True.*GRUCell in this configuration"):
+    with pytest.raises(ValueError, match=r"native=True.*GRUCell has reset_after=False"):
         jrnn.GRU(5, 4, reset_after=False, native=True, rngs=nnx.Rngs(0))(x)
-    with pytest.raises(ValueError, match=r"native=True.*SimpleRNNCell in this configuration"):
+    with pytest.raises(ValueError, match=r"native=True.*recurrent_activation='hard_sigmoid'"):
+        jrnn.GRU(5, 4, recurrent_activation="hard_sigmoid", native=True, rngs=nnx.Rngs(0))(x)
+    with pytest.raises(ValueError, match=r"native=True.*SimpleRNNCell has activation='relu'"):
         jrnn.SimpleRNN(5, 4, activation="relu", native=True, rngs=nnx.Rngs(0))(x)
-    with pytest.raises(ValueError, match=r"native=True.*IndRNNCell"):
+    with pytest.raises(ValueError, match=r"native=True.*IndRNNCell has no native kernel"):
         jrnn.RNN(jrnn.IndRNNCell(5, 4, rngs=nnx.Rngs(0)), native=True)(x)
+    stack = [
+        jrnn.LSTMCell(5, 4, rngs=nnx.Rngs(0)),
+        jrnn.GRUCell(3, 5, reset_after=False, rngs=nnx.Rngs(1)),
+    ]
+    with pytest.raises(ValueError, match=r"native=True.*cells\[1\]: GRUCell has reset_after"):
+        jrnn.RNN(stack, native=True)(x)
     with pytest.raises(ValueError, match=r"native=True.*recurrent dropout"):
         layer = jrnn.LSTM(5, 4, recurrent_dropout=0.3, native=True, rngs=nnx.Rngs(0))
         layer(x, training=True)

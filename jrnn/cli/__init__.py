@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import traceback
 
 from jrnn.cli import bench, check, convert, demo, inspect_model
 from jrnn.cli._common import UI, CLIError, one_line, stderr
@@ -75,6 +77,11 @@ def _message(err: BaseException, args: argparse.Namespace) -> str:
     text = one_line(err)
     if isinstance(err, CLIError):
         return text
+    if "pass custom_layers=" in text:  # the Python API's advice; the CLI has no such option
+        text = text.split("; pass custom_layers=")[0] + (
+            "; the CLI converts built-in layers only: load it in Python with "
+            "importers.load(path, custom_layers={...})"
+        )
     if isinstance(err, KerasFileError):
         path = err.path or model
         return text if not path or text.startswith(str(path)) else f"{path}: {text}"
@@ -107,10 +114,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         stderr("jrnn: interrupted")
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`jrnn inspect ... | head`)
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a command the pipe ended
     except Exception as err:
         if args.debug:
-            raise
+            traceback.print_exc()
+            return 2
         message = _message(err, args)
         stderr(f"jrnn: error: {message}")
-        ui.emit({"command": args.command, "error": message})
+        try:
+            ui.emit({"command": args.command, "error": message})
+        except BrokenPipeError:
+            _silence_stdout()
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's exit flush raises no second error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -89,7 +89,7 @@ def one_line(text: str) -> str:
 def positive(args: Any, *names: str) -> None:
     """Refuse an option of ``names`` (``--batch``...) below 1, naming it."""
     for name in names:
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name}: expected a positive integer; received {getattr(args, name)}")
 
 
@@ -195,16 +195,27 @@ def _vocab(entry: dict | None) -> int | None:
     return None
 
 
-def random_inputs(model, *, batch: int = 4, time: int = 10, seed: int = 0) -> list:
+def random_inputs(
+    model, *, batch: int = 4, time: int | None = None, seed: int = 0, default_time: int = 10
+) -> list:
     """Seeded inputs for every model input: tokens in ``[0, vocab)`` (0 pads, so masks
     are exercised) for inputs an Embedding reads, else standard normal values; unknown
-    dimensions take ``batch`` (first) and ``time`` (others)."""
+    dimensions take ``batch`` (first) and ``time`` (others; ``default_time`` when None).
+    A ``time`` given for a model whose inputs fix their steps to another number raises
+    CLIError rather than being ignored."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     out = []
     for spec in input_specs(model):
-        dims = [batch] + [time if d is None else int(d) for d in spec.shape[1:]]
+        steps = spec.shape[1] if len(spec.shape) > 1 else None
+        if time is not None and steps is not None and int(steps) != time:
+            raise CLIError(
+                f"--time {time}: input {spec.name!r} has {int(steps)} steps fixed by the "
+                "model; leave --time out"
+            )
+        filler = default_time if time is None else time
+        dims = [batch] + [filler if d is None else int(d) for d in spec.shape[1:]]
         if spec.vocab is not None or np.issubdtype(np.dtype(spec.dtype), np.integer):
             high = spec.vocab or 2
             x = rng.integers(1, max(high, 2), size=dims)
@@ -241,8 +252,8 @@ def read_inputs(path: str, model) -> list:
         chosen = [arrays[n] for n in names]
     elif len(names) == 1 and ("inputs" in arrays or "x" in arrays):
         chosen = [arrays["inputs" if "inputs" in arrays else "x"]]
-    elif len(arrays) == len(names):
-        chosen = [arrays[k] for k in sorted(arrays, key=lambda k: (len(k), k))]
+    elif set(arrays) == {f"arr_{k}" for k in range(len(names))}:  # numpy.savez(path, *xs)
+        chosen = [arrays[f"arr_{k}"] for k in range(len(names))]
     if chosen is not None:
         for spec, x in zip(specs, chosen):  # the model's recorded sizes, not its name
             want = spec.shape[1:]
@@ -258,7 +269,8 @@ def read_inputs(path: str, model) -> list:
                 )
         return chosen
     raise CLIError(
-        f"{path}: expected {len(names)} array(s) named {names} (or 'inputs'); found "
+        f"{path}: expected {len(names)} array(s) named {names} (or 'inputs' for one, or "
+        f"arr_0... in the inputs' order); found "
         f"{sorted(arrays)}; save them with numpy.savez(path, {names[0]}=x, ...)"
     )
 

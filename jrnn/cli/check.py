@@ -43,16 +43,20 @@ def add_parser(sub, common) -> None:
     p.add_argument("--inputs", metavar="FILE.npz", help="inputs (default: seeded random)")
     p.add_argument("--atol", type=float, default=1e-5, help="max abs error (default 1e-5)")
     p.add_argument("--batch", type=int, default=4, help="random inputs' batch (default 4)")
-    p.add_argument("--time", type=int, default=10, help="random inputs' steps (default 10)")
+    p.add_argument(
+        "--time",
+        type=int,
+        help="random inputs' steps where the model leaves them open (default 10)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random inputs' seed (default 0)")
     p.set_defaults(func=run)
 
 
 def _import_keras(path: str, keras_major: int):
     """``(load_model, Model, name)`` of the Keras that wrote the file: tf_keras for
-    Keras 1/2 ``.h5`` files when installed, else Keras 3."""
+    Keras 1/2 files (``.h5``, or tf.keras' own ``.keras``) when installed, else Keras 3."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if keras_major < 3 and path.endswith((".h5", ".hdf5")):
+    if keras_major < 3:
         try:
             import tf_keras
 
@@ -150,7 +154,9 @@ def run(args: argparse.Namespace, ui: UI) -> int:
         major = int(str(kf.keras_version or "3").split(".")[0] or 3)
         xs = read_inputs(args.inputs, model) if args.inputs else None
         if xs is None:
-            xs = random_inputs(model, batch=args.batch, time=args.time, seed=args.seed)
+            xs = random_inputs(
+                model, batch=args.batch, time=args.time, seed=args.seed, default_time=10
+            )
         names = layer_names(model)
         with ui.native_quiet():
             bar.step("importing Keras")

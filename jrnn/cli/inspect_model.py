@@ -41,7 +41,11 @@ def add_parser(sub, common) -> None:
     p.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
     p.add_argument("--inputs", metavar="FILE.npz", help="inputs (default: seeded random)")
     p.add_argument("--batch", type=int, default=4, help="random inputs' batch (default 4)")
-    p.add_argument("--time", type=int, default=20, help="random inputs' steps (default 20)")
+    p.add_argument(
+        "--time",
+        type=int,
+        help="random inputs' steps where the model leaves them open (default 20)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random inputs' seed (default 0)")
     p.set_defaults(func=run)
 
@@ -186,7 +190,9 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             raise CLIError(f"{args.model}: no recurrent layer to plot; --plots needs one")
         xs = read_inputs(args.inputs, model) if args.inputs else None
         if xs is None:
-            xs = random_inputs(model, batch=args.batch, time=args.time, seed=args.seed)
+            xs = random_inputs(
+                model, batch=args.batch, time=args.time, seed=args.seed, default_time=20
+            )
         written = _plots(model, layers, xs, args.plots, ui)
         ui.say(f"wrote {len(written)} figures in {args.plots}:")
         for path in written:
