@@ -50,6 +50,23 @@ def _check_activations(cls: str, name: str, config: dict) -> None:
             )
 
 
+def _initializers(module: Any) -> dict:
+    """The ``*_initializer`` arguments a core layer was built with, as Keras configs."""
+    import json
+
+    out = {}
+    for argument, text in getattr(module, "keras_initializers", ()):
+        if text is None:
+            raise UnsupportedLayerError(
+                type(module).__name__,
+                str(getattr(module, "name", None) or type(module).__name__),
+                detail=f"{argument} is a function, which has no Keras config (give a Keras "
+                "initializer name, config or jrnn.initializers object)",
+            )
+        out[argument] = json.loads(text)
+    return out
+
+
 def _policy_name(module: Any) -> str:
     policy = getattr(module, "policy", None)
     return policy.name if policy is not None else "float32"
@@ -69,6 +86,7 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
             "groups": m.groups,
             "activation": _activation(m.activation),
             "use_bias": m.bias is not None,
+            **_initializers(m),
             **_governance(m, ("kernel", "bias", "activity")),
         }
 
@@ -86,6 +104,7 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
             "epsilon": m.epsilon,
             "center": m.beta is not None,
             "scale": m.gamma is not None,
+            **_initializers(m),
             **_governance(m, ("beta", "gamma")),
         }
 
@@ -94,12 +113,14 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
             "units": m.units,
             "activation": _activation(m.activation),
             "use_bias": m.bias is not None,
+            **_initializers(m),
             **_governance(m, ("kernel", "bias", "activity")),
         },
         core.Embedding: lambda m: {
             "input_dim": int(m.embeddings.shape[0]),
             "output_dim": int(m.embeddings.shape[1]),
             "mask_zero": bool(m.mask_zero),
+            **_initializers(m),
             **_governance(m, ("embeddings", "activity")),
         },
         core.Masking: lambda m: {"mask_value": float(m.mask_value)},

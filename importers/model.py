@@ -60,9 +60,20 @@ def _from_callable(fn: Callable[[str], list], prefix: str = "") -> _Weights:
 
 def _from_live(model: Any) -> _Weights:
     return _Weights(
-        lambda n: [np.asarray(w) for w in model.get_layer(n).get_weights()],
+        lambda n: _live_arrays(model.get_layer(n)),
         lambda n: _from_live(model.get_layer(n)),
     )
+
+
+def _live_arrays(layer: Any) -> list:
+    """A live layer's weights as its file holds them: a LoRA-enabled Keras 3 layer saves
+    its kernel with the low-rank update merged in (``save_own_variables``), not the four
+    arrays ``get_weights()`` lists."""
+    if getattr(layer, "lora_enabled", False):
+        store: dict[str, Any] = {}
+        layer.save_own_variables(store)
+        return [np.asarray(store[k]) for k in sorted(store, key=int)]
+    return [np.asarray(w) for w in layer.get_weights()]
 
 
 def _from_layer_weights(layers: Mapping[str, Any]) -> _Weights:
@@ -243,6 +254,7 @@ class ImportedModel(nnx.Module):
         is_sequential = config.get("class_name") == "Sequential" or "input_layers" not in cfg
         layers: dict[str, Any] = {}
         plan: list = []
+        input_keys = None
         specs: dict = {}
         # Tensors whose shape stems from an input with an unknown (None) size past the time
         # axis: sizes that propagation filled with _UNKNOWN_DIM, which a ConvLSTM cannot use.
@@ -285,7 +297,11 @@ class ImportedModel(nnx.Module):
                         refs, is_list, kwargs = _refs(node, op=is_op(entry))
                     plan.append((_entry_name(entry), first + k, refs, is_list, kwargs))
             norm = lambda r: [tuple(x) for x in (r if isinstance(r[0], list) else [r])]
-            inputs = [(n, 0, 0) for n, _, _ in norm(cfg["input_layers"])]
+            input_layers = cfg["input_layers"]
+            if isinstance(input_layers, dict):  # Keras 3: keras.Model({"key": Input...}, ...)
+                input_keys = tuple(input_layers)
+                input_layers = list(input_layers.values())
+            inputs = [(n, 0, 0) for n, _, _ in norm(input_layers)]
             outputs, tree = _output_refs(cfg["output_layers"])
             # Keras 3 writes one output as a bare ref; Keras 2 always writes a list of refs.
             single = isinstance(tree, int) or (keras_major < 3 and len(outputs) == 1)
@@ -320,6 +336,7 @@ class ImportedModel(nnx.Module):
         self._layer_names = tuple(layers)
         self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
         self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single
+        self._input_keys = input_keys  # the keys of a dict of inputs, else None
         self._output_tree = None if tree is None else _freeze(tree)
         # Each node output's (shape, dtype, whether a Keras mask rides on it), as
         # propagated while building: what the exporter writes for a tensor argument. A
@@ -395,6 +412,17 @@ class ImportedModel(nnx.Module):
 
     def call_with_mask(self, inputs: Any, mask: Any = None, *, training: bool = False):
         """``(outputs, output mask)``; used when this model is nested in another."""
+        if self._input_keys is not None and isinstance(inputs, dict):
+            # Keras 3's keras.Model({"key": Input, ...}): a dict by those keys (or a list in
+            # the config's key order, as input_specs lists them)
+            if set(inputs) != set(self._input_keys):
+                raise ValueError(
+                    f"{self.name}: the Keras model takes a dict of inputs with the keys "
+                    f"{list(self._input_keys)}; received {sorted(inputs)}."
+                )
+            inputs = [inputs[k] for k in self._input_keys]
+            if isinstance(mask, dict):
+                mask = [mask.get(k) for k in self._input_keys]
         xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if len(xs) != len(self._inputs):
             raise ValueError(
@@ -411,8 +439,13 @@ class ImportedModel(nnx.Module):
             outs = _run(self.layers[name], vals, masks, is_list, extra, training, self.keras_major)
             for t, o in enumerate(outs):
                 tensors[(name, idx, t)] = o
-        results = [tensors[r][0] for r in self._outputs]
-        out_masks = [tensors[r][1] for r in self._outputs]
+        refs = self._outputs
+        if self.model_config["class_name"] == "Sequential" and refs[0][0] != "__input__":
+            # Keras' Sequential returns every output of its last layer (y, *states).
+            name, idx, _ = refs[0]
+            refs = tuple(r for r in ((name, idx, t) for t in range(len(tensors))) if r in tensors)
+        results = [tensors[r][0] for r in refs]
+        out_masks = [tensors[r][1] for r in refs]
         if len(results) == 1 and self._single_output:
             return results[0], out_masks[0]
         if self._output_tree is not None:  # nested outputs, as the Keras model has them

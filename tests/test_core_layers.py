@@ -445,3 +445,45 @@ def test_mixed_precision_tagger_under_a_global_policy():
     got = importers.load(model)(_ids())
     assert got.dtype == exp.dtype == np.dtype("bfloat16")
     np.testing.assert_allclose(np.asarray(got, np.float32), exp.astype(np.float32), atol=2e-2)
+
+
+@pytest.mark.parametrize(
+    "jrnn_cls,keras_cls",
+    [
+        (jrnn.Dense, keras.layers.Dense),
+        (jrnn.Embedding, keras.layers.Embedding),
+        (jrnn.Conv1D, keras.layers.Conv1D),
+        (jrnn.BatchNormalization, keras.layers.BatchNormalization),
+        (jrnn.LayerNormalization, keras.layers.LayerNormalization),
+    ],
+)
+def test_initializer_arguments_and_defaults_are_keras(jrnn_cls, keras_cls, tmp_path):
+    """Every `*_initializer` Keras' layer takes, with Keras' default; hand-built layers
+    write the ones given to their Keras config."""
+    import inspect as pyinspect
+
+    def defaults(fn):
+        return {
+            k: p.default
+            for k, p in pyinspect.signature(fn).parameters.items()
+            if k.endswith("_initializer")
+        }
+
+    assert defaults(jrnn_cls.__init__) == defaults(keras_cls.__init__)
+    r = nnx.Rngs(0)
+    dense = jrnn.Dense(3, 4, kernel_initializer="orthogonal", bias_initializer="ones", rngs=r)
+    np.testing.assert_allclose(dense.kernel[...].T @ dense.kernel[...], np.eye(3), atol=1e-5)
+    np.testing.assert_array_equal(dense.bias[...], np.ones(3))
+    norm = jrnn.BatchNormalization(3, moving_variance_initializer=jrnn.initializers.Constant(2.0))
+    np.testing.assert_array_equal(norm.moving_variance[...], np.full(3, 2.0))
+    model = importers.keras_sequential([dense, norm], (4,))
+    importers.save_keras(model, tmp_path / "init.keras")
+    loaded = keras.saving.load_model(tmp_path / "init.keras")
+    assert isinstance(loaded.layers[0].kernel_initializer, keras.initializers.Orthogonal)
+    assert isinstance(loaded.layers[1].moving_variance_initializer, keras.initializers.Constant)
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    with pytest.raises(ValueError, match=r"`gamma_initializer`='he_normal' draws random values"):
+        jrnn.LayerNormalization((3,), gamma_initializer="he_normal")
+    with pytest.raises(ValueError, match=r"kernel_initializer"):
+        jrnn.Dense(3, 4, kernel_initializer="no_such_initializer", rngs=r)

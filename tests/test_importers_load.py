@@ -37,7 +37,7 @@ def _check(
     if reference is not None:
         reference.set_weights(model.get_weights())
     expected = (reference or model).predict(inputs, verbose=0)
-    exp = expected if isinstance(expected, list) else [expected]
+    exp = list(expected) if isinstance(expected, (list, tuple)) else [expected]
     sources = [model] + [_save(model, tmp_path / f"m{ext}") for ext in (files if tmp_path else ())]
     for source in sources:
         got = load(source)(inputs)
@@ -669,3 +669,23 @@ def test_conv_lstm_on_frames_of_unknown_size(tmp_path):
         np.testing.assert_allclose(np.asarray(model(x)), m.predict(x, verbose=0), atol=1e-5)
     with pytest.raises(UnsupportedLayerError, match=r"Keras 3's ConvLSTM needs static frame"):
         save_keras(model, tmp_path / "m.keras")
+
+
+def test_dict_inputs_sequential_states_and_lora_layers(tmp_path):
+    """A model of a dict of inputs, a Sequential whose last layer returns its states (Keras
+    returns all three), and a LoRA-enabled Dense (its file merges the low-rank update into
+    the kernel; the live layer lists four arrays), live and from files."""
+    a, b = keras.Input((5, 3), name="a"), keras.Input((5, 2), name="b")
+    both = keras.layers.Concatenate()([a, b])
+    keyed = keras.Model({"sig": a, "aux": b}, keras.layers.LSTM(3)(both))
+    xs = {"sig": _x(2, 5, 3), "aux": _x(2, 5, 2, seed=1)}
+    _check(keyed, xs, tmp_path)
+    with pytest.raises(ValueError, match=r"keys \['sig', 'aux'\]; received \['sig'\]"):
+        load(keyed)({"sig": xs["sig"]})
+    states = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(3, return_state=True)])
+    _check(states, _x(2, 5, 3), tmp_path)
+    lora = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(3), keras.layers.Dense(4)])
+    _rand_weights(lora)
+    lora.layers[-1].enable_lora(2)
+    _rand_weights(lora, seed=1)  # the LoRA factors too: the merged kernel differs from `kernel`
+    _check(lora, _x(2, 5, 3), tmp_path, randomize=False)

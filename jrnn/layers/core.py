@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jrnn import _checks, activations, regularizers
+from jrnn import _checks, activations, initializers, regularizers
 from jrnn.cells.base import set_regularizers_and_constraints
 
 
@@ -36,6 +36,50 @@ def _govern(module: Any, prefixes: tuple[str, ...], arguments: dict[str, Any]) -
             regularizers.get, arguments["activity_regularizer"], "activity_regularizer", module
         )
         module.activity_loss = nnx.data(None)
+
+
+def _initializer_config(value: Any) -> str | None:
+    """An initializer argument as Keras writes it, JSON-encoded (hashable, for the module's
+    static attributes): a name, a config dict, a jrnn initializer's config; None for a
+    plain function, which has no Keras config."""
+    import json
+
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, initializers.KerasInitializer):
+        return json.dumps(
+            {
+                "module": "keras.initializers",
+                "class_name": type(value).__name__,
+                "config": value.get_config(),
+                "registered_name": None,
+            }
+        )
+    return None
+
+
+def _initial(module: Any, weight: str, value: Any, shape: tuple, rngs: Any) -> jax.Array:
+    """Float32 values of ``weight`` from Keras' ``{weight}_initializer`` argument ``value``
+    (a name, a Keras config or an initializer), recorded for the Keras config. Zeros, ones
+    and constants need no ``rngs``; a random initializer without them raises."""
+    argument = f"{weight}_initializer"
+    init = _checks.resolved(initializers.get, value, argument, module)
+    module.keras_initializers = (
+        *getattr(module, "keras_initializers", ()),
+        (argument, _initializer_config(value)),
+    )
+    if rngs is None:
+        if isinstance(init, initializers._RandomInitializer) or not isinstance(
+            init, initializers.KerasInitializer
+        ):
+            raise ValueError(
+                f"{_checks.where(module)}: `{argument}`={value!r} draws random values; pass "
+                "rngs=nnx.Rngs(...)."
+            )
+        return init(jax.random.key(0), shape, jnp.float32)
+    return init(rngs.params(), shape, jnp.float32)
 
 
 def _active(module: Any, output: Any) -> Any:
@@ -64,6 +108,8 @@ class Dense(nnx.Module):
         *,
         activation: Any = None,
         use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
         activity_regularizer: Any = None,
@@ -75,8 +121,14 @@ class Dense(nnx.Module):
         self.units, self.name = units, name
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
         _govern(self, ("kernel", "bias"), locals())
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (in_features, units)) * 0.1)
-        self.bias = nnx.Param(jnp.zeros((units,))) if use_bias else None
+        self.kernel = nnx.Param(
+            _initial(self, "kernel", kernel_initializer, (in_features, units), rngs)
+        )
+        self.bias = (
+            nnx.Param(_initial(self, "bias", bias_initializer, (units,), rngs))
+            if use_bias
+            else None
+        )
 
     def __call__(self, x, *, training: bool = False):
         y = x @ self.kernel[...].astype(x.dtype)
@@ -101,6 +153,7 @@ class Embedding(nnx.Module):
         output_dim: int,
         *,
         mask_zero: bool = False,
+        embeddings_initializer: Any = "uniform",
         embeddings_regularizer: Any = None,
         activity_regularizer: Any = None,
         embeddings_constraint: Any = None,
@@ -109,7 +162,9 @@ class Embedding(nnx.Module):
     ):
         self.mask_zero, self.name = mask_zero, name
         _govern(self, ("embeddings",), locals())
-        self.embeddings = nnx.Param(jax.random.uniform(rngs.params(), (input_dim, output_dim)))
+        self.embeddings = nnx.Param(
+            _initial(self, "embeddings", embeddings_initializer, (input_dim, output_dim), rngs)
+        )
 
     def __call__(self, ids, *, training: bool = False):
         out = jnp.take(self.embeddings[...], jnp.asarray(ids).astype(jnp.int32), axis=0)
@@ -469,6 +524,8 @@ class _Conv(_NoMask):
         groups: int = 1,
         activation: Any = None,
         use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
         activity_regularizer: Any = None,
@@ -497,8 +554,12 @@ class _Conv(_NoMask):
         self.groups, self.name = groups, name
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
         shape = (*self.kernel_size, in_channels // groups, filters)
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), shape) * 0.1)
-        self.bias = nnx.Param(jnp.zeros((filters,))) if use_bias else None
+        self.kernel = nnx.Param(_initial(self, "kernel", kernel_initializer, shape, rngs))
+        self.bias = (
+            nnx.Param(_initial(self, "bias", bias_initializer, (filters,), rngs))
+            if use_bias
+            else None
+        )
 
     def __call__(self, x, *, training: bool = False):
         first = self.data_format == "channels_first"
@@ -669,21 +730,33 @@ class BatchNormalization(nnx.Module):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        moving_mean_initializer: Any = "zeros",
+        moving_variance_initializer: Any = "ones",
         beta_regularizer: Any = None,
         gamma_regularizer: Any = None,
         beta_constraint: Any = None,
         gamma_constraint: Any = None,
         name: str | None = None,
+        rngs: nnx.Rngs | None = None,
     ):
         _govern(self, ("beta", "gamma"), locals())
         self.axis = _axes(self, axis, None)
         if len(self.axis) != 1:
             raise _bad(self, "axis", "a single axis", axis)
         self.momentum, self.epsilon, self.name = float(momentum), float(epsilon), name
-        self.gamma = nnx.Param(jnp.ones((num_features,))) if scale else None
-        self.beta = nnx.Param(jnp.zeros((num_features,))) if center else None
-        self.moving_mean = nnx.BatchStat(jnp.zeros((num_features,)))
-        self.moving_variance = nnx.BatchStat(jnp.ones((num_features,)))
+        n = (num_features,)
+        self.gamma = (
+            nnx.Param(_initial(self, "gamma", gamma_initializer, n, rngs)) if scale else None
+        )
+        self.beta = nnx.Param(_initial(self, "beta", beta_initializer, n, rngs)) if center else None
+        self.moving_mean = nnx.BatchStat(
+            _initial(self, "moving_mean", moving_mean_initializer, n, rngs)
+        )
+        self.moving_variance = nnx.BatchStat(
+            _initial(self, "moving_variance", moving_variance_initializer, n, rngs)
+        )
 
     def __call__(self, x, *, training: bool = False, mask=None):
         if x.dtype in (jnp.float16, jnp.bfloat16):  # Keras normalises half precision in float32
@@ -737,18 +810,25 @@ class LayerNormalization(nnx.Module):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
         beta_regularizer: Any = None,
         gamma_regularizer: Any = None,
         beta_constraint: Any = None,
         gamma_constraint: Any = None,
         name: str | None = None,
+        rngs: nnx.Rngs | None = None,
     ):
         _govern(self, ("beta", "gamma"), locals())
         self.axis = _axes(self, axis, None)
         self.epsilon, self.name = float(epsilon), name
-        param_shape = tuple(int(d) for d in param_shape)
-        self.gamma = nnx.Param(jnp.ones(param_shape)) if scale else None
-        self.beta = nnx.Param(jnp.zeros(param_shape)) if center else None
+        shape = tuple(int(d) for d in param_shape)
+        self.gamma = (
+            nnx.Param(_initial(self, "gamma", gamma_initializer, shape, rngs)) if scale else None
+        )
+        self.beta = (
+            nnx.Param(_initial(self, "beta", beta_initializer, shape, rngs)) if center else None
+        )
 
     def __call__(self, x, *, training: bool = False):
         if x.dtype in (jnp.float16, jnp.bfloat16):  # Keras normalises half precision in float32
