@@ -573,8 +573,9 @@ def _directory_error(label: str) -> KerasFileError:
             path=label,
         )
     return KerasFileError(
-        f"{label}: a directory, not a Keras file; pass the path of a .keras, .weights.h5 "
-        "or .h5 file.",
+        f"{label}: a directory, neither a Keras file nor a jrnn checkpoint (it has no "
+        "jrnn_checkpoint.json); pass the path of a .keras, .weights.h5 or .h5 file, or of a "
+        "directory `jrnn convert` wrote.",
         path=label,
     )
 

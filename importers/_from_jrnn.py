@@ -200,10 +200,16 @@ class _Namer:
         return name
 
 
+_CELLS_KERAS3 = ("SimpleRNNCell", "GRUCell", "LSTMCell")
+
+
 def _recurrent(module: Any, namer: _Namer) -> dict:
     import jrnn
 
     cls = type(module).__name__
+    name = str(getattr(module, "name", None) or cls)
+    if type(module) is jrnn.RNN:
+        return _generic_rnn(module, namer)
     if type(module) not in (
         jrnn.SimpleRNN,
         jrnn.GRU,
@@ -214,17 +220,25 @@ def _recurrent(module: Any, namer: _Namer) -> dict:
     ):
         raise UnsupportedLayerError(
             cls,
-            str(getattr(module, "name", None) or cls),
+            name,
             detail="Keras 3 has no built-in layer equal to it, so it cannot be written to a "
-            "Keras 3 file (SimpleRNN, GRU, LSTM and ConvLSTM1D/2D/3D can)",
+            "Keras 3 file (SimpleRNN, GRU, LSTM, ConvLSTM1D/2D/3D and RNN over SimpleRNN, "
+            "GRU and LSTM cells can)",
         )
-    config = dict(module.get_config())
-    policy = module.cell.policy
+    config = _keras3_arguments(cls, name, dict(module.get_config()), module.cell.policy)
+    config["zero_output_for_mask"] = module.zero_output_for_mask
+    config["name"] = namer(module, cls)
+    return _entry(cls, config)
+
+
+def _keras3_arguments(cls: str, name: str, config: dict, policy: Any) -> dict:
+    """A jrnn layer's or cell's ``get_config()`` as Keras 3's arguments: jrnn-only keys
+    dropped, activations by name, the policy as ``dtype``; refused where Keras 3 has no
+    equal (a ``param_dtype`` of its own, an initializer or constraint object, Keras 2's
+    hard sigmoid)."""
     if config.pop("param_dtype", None) not in (None, np.dtype(policy.param_dtype).name):
         raise UnsupportedLayerError(
-            cls,
-            str(module.name),
-            detail="a param_dtype other than its policy's has no Keras 3 equivalent",
+            cls, name, detail="a param_dtype other than its policy's has no Keras 3 equivalent"
         )
     for key in (*_JRNN_ONLY, "batch_size", "implementation"):
         config.pop(key, None)
@@ -236,13 +250,58 @@ def _recurrent(module: Any, namer: _Namer) -> dict:
             value is None or isinstance(value, (str, dict))
         ):
             raise UnsupportedLayerError(
-                cls, str(module.name), detail=f"{key}={value!r} is not a Keras name or config"
+                cls, name, detail=f"{key}={value!r} is not a Keras name or config"
             )
-    _check_activations(cls, str(module.name or cls), config)
-    config["zero_output_for_mask"] = module.zero_output_for_mask
+    _check_activations(cls, name, config)
     config["dtype"] = policy.name
-    config["name"] = namer(module, cls)
-    return _entry(cls, config)
+    return config
+
+
+def _generic_rnn(module: Any, namer: _Namer) -> dict:
+    """``jrnn.RNN(cell or [cells])`` as Keras 3's ``RNN`` over the same cells."""
+    from jrnn.cells.stacked import StackedRNNCells
+
+    cells = module.cell.cells if isinstance(module.cell, StackedRNNCells) else [module.cell]
+    entries = []
+    for k, cell in enumerate(cells):
+        cls = type(cell).__name__
+        label = f"{module.name or 'rnn'}.cells[{k}]"
+        if cls not in _CELLS_KERAS3:
+            raise UnsupportedLayerError(
+                cls,
+                label,
+                detail="Keras 3's RNN is written over SimpleRNNCell, GRUCell and LSTMCell only",
+            )
+        config = _keras3_arguments(cls, label, dict(cell.get_config()), cell.policy)
+        config["name"] = cell.name or (f"{_snake(cls)}_{k}" if len(cells) > 1 else _snake(cls))
+        entries.append(_entry(cls, config))
+    cell_entry = entries[0]
+    if isinstance(module.cell, StackedRNNCells):
+        cell_entry = _entry("StackedRNNCells", {"cells": entries, "name": "stacked_rnn_cells"})
+    config = {
+        key: value
+        for key, value in module.get_config().items()
+        if key in ("return_sequences", "return_state", "go_backwards", "stateful", "unroll")
+    }
+    config["zero_output_for_mask"] = module.zero_output_for_mask
+    activity = module.get_config().get("activity_regularizer")
+    if activity is not None and not isinstance(activity, (str, dict)):
+        raise UnsupportedLayerError(
+            "RNN",
+            str(module.name or "rnn"),
+            detail=f"activity_regularizer={activity!r} is not a Keras name or config",
+        )
+    config["activity_regularizer"] = activity
+    config["cell"] = cell_entry
+    config["dtype"] = module.cell.policy.name
+    config["name"] = namer(module, "RNN")
+    return _entry("RNN", config)
+
+
+def _snake(cls: str) -> str:
+    from importers._files import _snake_case_keras3
+
+    return _snake_case_keras3(cls)
 
 
 def _entry(cls: str, config: dict) -> dict:

@@ -67,7 +67,7 @@ def converted(label: str, where: str, action: str) -> Iterator[None]:
     ) as e:
         raise CorruptFileError(
             f"{label}: {where}: cannot {action} ({type(e).__name__}: {e}); the HDF5 file is "
-            "truncated or damaged: save the weights again.",
+            "truncated or damaged: save the model (or weights) again.",
             path=label,
             where=where,
         ) from e

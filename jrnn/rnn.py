@@ -456,7 +456,8 @@ class RNN(Configurable, nnx.Module):
         if tuple(x.shape[2:]) != feat:
             raise ValueError(
                 f"{_checks.where(self)}: `inputs` feature shape must be {feat} (the cell's "
-                f"in_features); received shape {tuple(x.shape)}."
+                f"{'spatial_shape and in_channels' if len(feat) > 1 else 'in_features'}); "
+                f"received shape {tuple(x.shape)}."
             )
         if x.shape[1] == 0:
             raise ValueError(
@@ -476,12 +477,12 @@ class RNN(Configurable, nnx.Module):
                 f"received shape {tuple(m.shape)}."
             )
         if m.dtype != jnp.bool_:
-            if not jnp.issubdtype(m.dtype, jnp.integer):
+            if not (jnp.issubdtype(m.dtype, jnp.integer) or jnp.issubdtype(m.dtype, jnp.floating)):
                 raise ValueError(
-                    f"{_checks.where(self)}: `mask` must be boolean (or integer 0/1); received "
-                    f"dtype {m.dtype}."
+                    f"{_checks.where(self)}: `mask` must be boolean (or numbers, nonzero for a "
+                    f"step to keep); received dtype {m.dtype}."
                 )
-            m = m != 0
+            m = m != 0  # Keras casts a numeric mask to bool
         return m
 
     def _normalize_initial_state(

@@ -214,11 +214,12 @@ def _same_rank(y: Any, p: Any) -> tuple[Any, Any]:
 
 def _elementwise(name: str, fn: Callable) -> Callable:
     def loss(y, p):
+        given, output = y.shape, p.shape
         y, p = _same_rank(y, p)
         if y.shape != p.shape:  # no silent broadcasting ((B,) against (B, 2) and the like)
             raise ValueError(
-                f"loss {name!r}: `y` of shape {y.shape} does not match the model output's "
-                f"shape {p.shape} (Keras matches ranks by a trailing axis of size 1 only)."
+                f"loss {name!r}: `y` of shape {given} does not match the model output's "
+                f"shape {output} (Keras matches ranks by a trailing axis of size 1 only)."
             )
         return jnp.mean(fn(y, p), axis=-1)
 

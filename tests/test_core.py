@@ -39,8 +39,8 @@ def x_in(batch=B, time=T, features=F, seed=0):
             r"`mask` must have shape \(batch, time\) = \(3, 7\); received shape \(3, 8\)",
         ),
         (
-            lambda layer: layer(x_in(), mask=jnp.ones((B, T), jnp.float32)),
-            r"`mask` must be boolean",
+            lambda layer: layer(x_in(), mask=jnp.ones((B, T), jnp.complex64)),
+            r"`mask` must be boolean \(or numbers",
         ),
         (
             lambda layer: layer(x_in(), initial_state=[jnp.zeros((B, U))]),
@@ -480,3 +480,12 @@ def test_hoisted_and_per_step_projection_agree(name, remat):
         e = make(False)(x, mask=mask, training=training, rngs=key)
         for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(e)):
             assert_close(u, v)
+
+
+def test_numeric_masks_count_as_keras_casts_them():
+    """Keras casts a numeric mask to bool: 0/1 floats and ints mask as booleans do."""
+    layer = jrnn.GRU(U, F, return_sequences=True, rngs=nnx.Rngs(0))
+    mask = np.random.default_rng(3).random((B, T)) > 0.4
+    want = layer(x_in(), mask=jnp.asarray(mask))
+    for dtype in (jnp.float32, jnp.int8):
+        assert_close(layer(x_in(), mask=jnp.asarray(mask, dtype)), want)

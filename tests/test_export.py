@@ -551,7 +551,8 @@ def test_hand_built_export_refusals():
 def test_hand_built_export_of_twins_states_and_names(tmp_path):
     """A Bidirectional over a go_backwards=True layer writes its twin (Keras 3 would build
     it with go_backwards=True too and refuse the pair); a stateful layer's batch size
-    becomes the model's; a layer may be named as keras_sequential's Input would be."""
+    becomes the model's; a layer may be named as keras_sequential's Input would be;
+    jrnn.RNN over cells is Keras' RNN over the same cells."""
     from flax import nnx
 
     import jrnn
@@ -561,13 +562,28 @@ def test_hand_built_export_of_twins_states_and_names(tmp_path):
     cases = [
         [jrnn.Bidirectional(jrnn.LSTM(3, F, go_backwards=True, rngs=r), rngs=r)],
         [jrnn.LSTM(3, F, stateful=True, batch_size=2, name="input_layer", rngs=r)],
+        [jrnn.RNN(jrnn.LSTMCell(4, F, rngs=r), return_sequences=True, go_backwards=True)],
+        [  # Keras' RNN over a stack: (y, GRU's h, SimpleRNN's h)
+            jrnn.RNN(
+                [
+                    jrnn.GRUCell(4, F, reset_after=False, rngs=r),
+                    jrnn.SimpleRNNCell(2, 4, activation="relu", rngs=r),
+                ],
+                return_state=True,
+            )
+        ],
     ]
     for layers in cases:
         model = importers.keras_sequential(layers, (T, F))
         nudge(model)
         export.save_keras(model, tmp_path / "m.keras")
         loaded = _keras_load(tmp_path / "m.keras")
-        np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5, rtol=0)
+        for a, b in zip(_flat(loaded(x)), _flat(model(x)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=0)
+
+
+def _flat(y):
+    return list(y) if isinstance(y, (list, tuple)) else [y]
 
 
 def test_saved_files_take_the_umask_keep_modes_and_follow_links(tmp_path):

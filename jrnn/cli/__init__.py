@@ -1,6 +1,6 @@
-"""The ``jrnn`` command line (``jrnn ...`` or ``python -m jrnn ...``).
+"""The jrnn command line ("jrnn ..." or "python -m jrnn ...").
 
-Subcommands (``jrnn <command> --help`` for their options):
+Subcommands ("jrnn <command> --help" for their options):
 
   convert MODEL -o OUT   a Keras .keras/.h5 model as a jrnn checkpoint directory
   check MODEL            jrnn vs Keras on the same inputs, per layer (needs Keras)
@@ -9,9 +9,10 @@ Subcommands (``jrnn <command> --help`` for their options):
   demo                   the whole job on a bundled example model
 
 Common options: --quiet, --json (one JSON object on stdout), --debug (tracebacks).
-Errors print one line, ``jrnn: error: <file>: <layer>: <what>; <what to do>``, and exit
-with status 2; ``check`` exits with 1 when an error exceeds its tolerance. Only ``check``
-and ``bench`` (in their worker processes) import Keras or TensorFlow.
+Errors print one line, "jrnn: error: <file>: <layer>: <what>; <what to do>", and exit
+with status 2; check exits with 1 when an error exceeds its tolerance, bench with 1 when
+no implementation ran, and a closed stdout ends a command with 141. Only check (to run
+the Keras model) and bench (in its worker processes) import Keras or TensorFlow.
 """
 
 from __future__ import annotations

@@ -40,7 +40,12 @@ def add_parser(sub, common) -> None:
         ),
     )
     p.add_argument("model", metavar="MODEL", help="a .keras archive or a legacy .h5 model")
-    p.add_argument("--inputs", metavar="FILE.npz", help="inputs (default: seeded random)")
+    p.add_argument(
+        "--inputs",
+        metavar="FILE.npz|FILE.npy",
+        help="inputs: one array per model input by name, 'inputs', or arr_0... in order "
+        "(default: seeded random)",
+    )
     p.add_argument("--atol", type=float, default=1e-5, help="max abs error (default 1e-5)")
     p.add_argument("--batch", type=int, default=4, help="random inputs' batch (default 4)")
     p.add_argument(

@@ -39,7 +39,12 @@ def add_parser(sub, common) -> None:
     p.add_argument("model", metavar="MODEL", help=".keras, .h5 or a jrnn checkpoint directory")
     p.add_argument("--layer", metavar="NAME", help="only this layer (its Keras name)")
     p.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
-    p.add_argument("--inputs", metavar="FILE.npz", help="inputs (default: seeded random)")
+    p.add_argument(
+        "--inputs",
+        metavar="FILE.npz|FILE.npy",
+        help="inputs: one array per model input by name, 'inputs', or arr_0... in order "
+        "(default: seeded random)",
+    )
     p.add_argument("--batch", type=int, default=4, help="random inputs' batch (default 4)")
     p.add_argument(
         "--time",

@@ -131,6 +131,11 @@ class Dense(nnx.Module):
         )
 
     def __call__(self, x, *, training: bool = False):
+        if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.kernel.shape[0]:
+            raise ValueError(
+                f"{_checks.where(self)}: `inputs` must have {self.kernel.shape[0]} features "
+                f"last, (..., {self.kernel.shape[0]}); received shape {jnp.shape(x)}."
+            )
         y = x @ self.kernel[...].astype(x.dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)

@@ -541,21 +541,31 @@ class TimeDistributed(Configurable, nnx.Module):
             if rngs is not None and _accepts(self.layer, "rngs"):
                 kwargs["rngs"] = rngs
             takes_mask = m is not None and _accepts(self.layer, "mask")
-            if training and not self.keras2 and _couples_the_batch(self.layer):
-                steps = [
-                    self.layer(x[:, t], **kwargs, **({"mask": m[:, t]} if takes_mask else {}))
-                    for t in range(time)
-                ]
-                y = jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=1), *steps)
-            else:
-                if takes_mask:
-                    kwargs["mask"] = m.reshape(batch * time, *m.shape[2:])
-                y = self.layer(x.reshape(batch * time, *x.shape[2:]), **kwargs)
-                y = jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y)
+            try:
+                y = self._distributed(x, m, kwargs, takes_mask, training)
+            except ValueError as err:  # the module saw (batch * time, ...): say where from
+                raise ValueError(
+                    f"{_checks.where(self)}: its {type(self.layer).__name__} got each timestep "
+                    f"of the inputs {x.shape} as {(batch * time, *x.shape[2:])}: {err}"
+                ) from err
             penalty = getattr(self.layer, "activity_loss", None)
             if not self.keras2 and isinstance(penalty, nnx.Variable):
                 penalty.set_value(jnp.zeros_like(penalty.get_value()))  # Keras 3 calls `call`
             return y
+
+    def _distributed(self, x, m, kwargs, takes_mask, training):
+        """The module over every timestep (see the class docstring)."""
+        batch, time = x.shape[:2]
+        if training and not self.keras2 and _couples_the_batch(self.layer):
+            steps = [
+                self.layer(x[:, t], **kwargs, **({"mask": m[:, t]} if takes_mask else {}))
+                for t in range(time)
+            ]
+            return jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=1), *steps)
+        if takes_mask:
+            kwargs["mask"] = m.reshape(batch * time, *m.shape[2:])
+        y = self.layer(x.reshape(batch * time, *x.shape[2:]), **kwargs)
+        return jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         """The output mask. Keras 3: ``mask`` as given. ``keras2=True``: tf.keras 2's rule,
