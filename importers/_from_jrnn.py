@@ -210,6 +210,14 @@ def _recurrent(module: Any, namer: _Namer) -> dict:
     name = str(getattr(module, "name", None) or cls)
     if type(module) is jrnn.RNN:
         return _generic_rnn(module, namer)
+    if type(module) in (jrnn.CuDNNLSTM, jrnn.CuDNNGRU):  # as the LSTM/GRU it equals
+        from importers.export import _cudnn_as_keras3
+
+        config = _keras3_arguments(cls, name, dict(module.get_config()), module.cell.policy)
+        entry = _cudnn_as_keras3({"class_name": cls, "config": config})
+        entry["config"]["unroll"] = module.unroll is True
+        entry["config"]["name"] = namer(module, entry["class_name"])
+        return _entry(entry["class_name"], entry["config"])
     if type(module) not in (
         jrnn.SimpleRNN,
         jrnn.GRU,

@@ -552,7 +552,8 @@ def test_hand_built_export_of_twins_states_and_names(tmp_path):
     """A Bidirectional over a go_backwards=True layer writes its twin (Keras 3 would build
     it with go_backwards=True too and refuse the pair); a stateful layer's batch size
     becomes the model's; a layer may be named as keras_sequential's Input would be;
-    jrnn.RNN over cells is Keras' RNN over the same cells."""
+    jrnn.RNN over cells is Keras' RNN over the same cells; CuDNN layers the LSTM and GRU
+    they equal."""
     from flax import nnx
 
     import jrnn
@@ -563,6 +564,7 @@ def test_hand_built_export_of_twins_states_and_names(tmp_path):
         [jrnn.Bidirectional(jrnn.LSTM(3, F, go_backwards=True, rngs=r), rngs=r)],
         [jrnn.LSTM(3, F, stateful=True, batch_size=2, name="input_layer", rngs=r)],
         [jrnn.RNN(jrnn.LSTMCell(4, F, rngs=r), return_sequences=True, go_backwards=True)],
+        [jrnn.CuDNNLSTM(4, F, return_sequences=True, rngs=r), jrnn.CuDNNGRU(3, 4, rngs=r)],
         [  # Keras' RNN over a stack: (y, GRU's h, SimpleRNN's h)
             jrnn.RNN(
                 [
