@@ -289,8 +289,9 @@ def _generic_rnn(module: Any, namer: _Namer) -> dict:
     config = {
         key: value
         for key, value in module.get_config().items()
-        if key in ("return_sequences", "return_state", "go_backwards", "stateful", "unroll")
+        if key in ("return_sequences", "return_state", "go_backwards", "stateful")
     }
+    config["unroll"] = module.unroll is True  # jrnn's partial unroll=k computes the same
     config["zero_output_for_mask"] = module.zero_output_for_mask
     activity = module.get_config().get("activity_regularizer")
     if activity is not None and not isinstance(activity, (str, dict)):
@@ -349,10 +350,14 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
             config["backward_layer"] = backward
         return _entry(cls, config)
     if isinstance(module, jrnn.TimeDistributed):
-        return {
-            "class_name": cls,
-            "config": {"layer": layer_entry(module.layer, _Namer()), "name": namer(module, cls)},
-        }
+        inner = layer_entry(module.layer, _Namer())
+        if module.keras2:
+            from importers.export import keras2_mask_difference
+
+            reason = keras2_mask_difference(inner, masked=True)
+            if reason:
+                raise UnsupportedLayerError(cls, str(module.name or cls), detail=reason)
+        return {"class_name": cls, "config": {"layer": inner, "name": namer(module, cls)}}
     if isinstance(module, jrnn.RNN):
         return _recurrent(module, namer)
     mappers = _core_configs()
@@ -386,19 +391,20 @@ def _stateful_batch_size(modules: list, batch_size: int | None) -> int | None:
 
     import jrnn
 
-    known: dict[str, int | None] = {}
+    found: list[tuple[str, int | None]] = []
     for module in modules:
         for _, m in nnx.iter_graph(module):
             if isinstance(m, jrnn.RNN) and m.stateful:
                 size = m.batch_size
                 if size is None and m.states is not None:
                     size = int(jax.tree_util.tree_leaves(m._state_values())[0].shape[0])
-                known[str(m.name or type(m).__name__)] = size
-    if not known:
+                found.append((str(m.name or type(m).__name__), size))
+    if not found:
         return batch_size
-    sizes = {v for v in known.values() if v is not None}
+    known = [f"{label}: {size}" for label, size in found]
+    sizes = {size for _, size in found if size is not None}
     if batch_size is None:
-        if len(sizes) != 1 or None in known.values():
+        if len(sizes) != 1 or any(size is None for _, size in found):
             raise ValueError(
                 "keras_sequential: stateful layers need the model's batch size (Keras 3 "
                 "refuses them without a static one): pass batch_size=, or build them with "

@@ -342,6 +342,8 @@ class _Keras2:
         from importers.model import _has_input_layer
 
         nested = {_name(e) for e in cfg.get("layers") or [] if _has_input_layer(e)}
+        # ... but in `output_layers` Keras 3 numbers a nested Functional's calls from 1 too
+        sequential = {_name(e) for e in layers if e["class_name"] == "Sequential"} & nested
         taken = {_name(e) for e in layers}
         renamed = {}
         if self.masked:
@@ -357,13 +359,16 @@ class _Keras2:
                     if "name" in layer:
                         layer["name"] = new
 
-        def fn(name: str, node: int) -> tuple[str, int]:
+        def call_ref(name: str, node: int) -> tuple[str, int]:
             return renamed.get(name, name), node - 1 if name in nested else node
+
+        def output_ref(name: str, node: int) -> tuple[str, int]:
+            return renamed.get(name, name), node - 1 if name in sequential else node
 
         for layer in layers:
             if "inbound_nodes" in layer:
-                layer["inbound_nodes"] = _map_refs(layer["inbound_nodes"], fn)
-        for key in ("input_layers", "output_layers"):
+                layer["inbound_nodes"] = _map_refs(layer["inbound_nodes"], call_ref)
+        for key, fn in (("input_layers", call_ref), ("output_layers", output_ref)):
             if key in cfg:
                 cfg[key] = _map_refs(cfg[key], fn)
 
@@ -415,6 +420,9 @@ class _Keras2:
             cfg.pop(key, None)
         if cls == "TimeDistributed":
             cfg.pop("keras2", None)  # jrnn's mark of Keras 2 semantics (importers.model)
+            reason = keras2_mask_difference(cfg.get("layer"), self.masked)
+            if reason:
+                raise UnsupportedLayerError(cls, name, detail=reason)
         if cls.startswith("SpatialDropout"):  # Keras 3's takes rate, seed, name, dtype only
             cfg = {k: v for k, v in cfg.items() if k in ("rate", "seed", "name", "dtype")}
         if cls != "Embedding":
@@ -471,6 +479,35 @@ class _Keras2:
         out.setdefault("registered_name", None)
         out["config"] = cfg
         return out
+
+
+_RECURRENT_CLASSES = (
+    "SimpleRNN", "GRU", "LSTM", "RNN", "Bidirectional", "CuDNNLSTM", "CuDNNGRU",
+    "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+)  # fmt: skip
+
+
+def keras2_mask_difference(inner: Any, masked: bool) -> str | None:
+    """Why a tf.keras ``TimeDistributed`` over the layer config ``inner`` masks other than
+    Keras 3's would (tf.keras takes the inner layer's output mask, Keras 3 passes the input
+    mask on), or None where both give the same; ``masked``: whether the model holds a
+    mask source."""
+    if not isinstance(inner, dict):
+        return None
+    cls, cfg = inner.get("class_name"), inner.get("config") or {}
+    makes = cls == "Masking" or (cls == "Embedding" and bool(cfg.get("mask_zero")))
+    wrapped = (cfg.get("layer") or {}).get("config", {})  # Bidirectional's layer
+    sequences = cfg.get("return_sequences", wrapped.get("return_sequences", False))
+    recurrent = cls in _RECURRENT_CLASSES
+    drops = masked and recurrent and not sequences
+    if makes or drops:
+        return (
+            f"tf.keras' TimeDistributed takes the output mask of its {cls} (which "
+            f"{'makes a mask' if makes else 'reduces the mask over its steps'}); Keras 3's "
+            "passes its input mask on, so the Keras 3 model would mask the layers after it "
+            "differently"
+        )
+    return None
 
 
 def _map_refs(tree: Any, fn) -> Any:
@@ -730,6 +767,21 @@ def _unique(base: str, counters: dict[str, int]) -> str:
     return base
 
 
+def _umask() -> int:
+    """The process' umask, read without changing it where Linux says it (setting it to
+    read it would leave other threads a moment of umask 0)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
 def _atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file renamed over it: a link is
     followed (its target replaced), a replaced file keeps its permissions and a new one
@@ -743,9 +795,7 @@ def _atomic_write(path: str, data: bytes) -> None:
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -73,6 +73,11 @@ def _live_arrays(layer: Any) -> list:
         store: dict[str, Any] = {}
         layer.save_own_variables(store)
         return [np.asarray(store[k]) for k in sorted(store, key=int)]
+    if type(layer).__name__ == "Bidirectional":
+        return _live_arrays(layer.forward_layer) + _live_arrays(layer.backward_layer)
+    inner = getattr(layer, "layer", None)  # TimeDistributed and other one-layer wrappers
+    if inner is not None and layer.weights and len(layer.weights) == len(inner.weights):
+        return _live_arrays(inner)
     return [np.asarray(w) for w in layer.get_weights()]
 
 
@@ -303,6 +308,13 @@ class ImportedModel(nnx.Module):
                 input_layers = list(input_layers.values())
             inputs = [(n, 0, 0) for n, _, _ in norm(input_layers)]
             outputs, tree = _output_refs(cfg["output_layers"])
+            if keras_major >= 3:
+                # Keras 3 numbers a nested Functional's calls from 1 in `output_layers` (its
+                # node 0 is the build on its own Input), from 0 in the calls' histories.
+                functional = {
+                    _entry_name(e) for e in entries if e["class_name"] in ("Functional", "Model")
+                }
+                outputs = [(n, i - 1 if n in functional else i, t) for n, i, t in outputs]
             # Keras 3 writes one output as a bare ref; Keras 2 always writes a list of refs.
             single = isinstance(tree, int) or (keras_major < 3 and len(outputs) == 1)
             if single or tree == list(range(len(outputs))):
@@ -441,9 +453,15 @@ class ImportedModel(nnx.Module):
                 tensors[(name, idx, t)] = o
         refs = self._outputs
         if self.model_config["class_name"] == "Sequential" and refs[0][0] != "__input__":
-            # Keras' Sequential returns every output of its last layer (y, *states).
+            # Keras' Sequential returns every output of its last layer (y, *states), in the
+            # structure the layer returns them (a stack's states nested per cell).
             name, idx, _ = refs[0]
-            refs = tuple(r for r in ((name, idx, t) for t in range(len(tensors))) if r in tensors)
+            if getattr(outs, "tree", None) is not None:
+                values = [tensors[(name, idx, t)] for t in range(len(outs))]
+                return (
+                    _listed(jax.tree_util.tree_unflatten(outs.tree, [v for v, _ in values])),
+                    _listed(jax.tree_util.tree_unflatten(outs.tree, [m for _, m in values])),
+                )
         results = [tensors[r][0] for r in refs]
         out_masks = [tensors[r][1] for r in refs]
         if len(results) == 1 and self._single_output:
@@ -452,6 +470,17 @@ class ImportedModel(nnx.Module):
             tree = _thaw(self._output_tree)
             return _nest(tree, results), _nest(tree, out_masks)
         return results, out_masks
+
+
+def _listed(tree: Any, top: bool = True) -> Any:
+    """Tuples as lists, at every level, a nested one-element list as its element: the
+    outputs of a Keras Sequential (a stack of one GRU and one LSTM cell returns
+    ``[y, h1, [h2, c2]]``)."""
+    if isinstance(tree, (list, tuple)):
+        if len(tree) == 1 and not top:
+            return _listed(tree[0], top=False)
+        return [_listed(v, top=False) for v in tree]
+    return tree
 
 
 def _output_refs(node: Any) -> tuple[list[tuple], Any]:
@@ -514,7 +543,16 @@ def _run(layer, vals, masks, is_list, extra, training, keras_major=3):
     out_masks = list(out_mask) if isinstance(out_mask, (list, tuple)) else [out_mask]
     if len(out_masks) != len(outs):
         out_masks = [out_masks[0]] + [None] * (len(outs) - 1)
-    return list(zip(outs, out_masks))
+    pairs = _Outputs(zip(outs, out_masks))
+    pairs.tree = jax.tree_util.tree_structure(out) if isinstance(out, (list, tuple)) else None
+    return pairs
+
+
+class _Outputs(list):
+    """A node's ``(value, mask)`` pairs, numbered flat as Keras numbers them, with
+    ``tree``: the structure the layer returned them in (None for one array)."""
+
+    tree: Any = None
 
 
 def _check_call_kwargs(layer, entry: dict, kwargs: dict) -> None:
@@ -557,7 +595,8 @@ def _propagate(layer, args, is_list, kwargs, specs):
     def run(layer, vals, masks, arrays):
         it = iter(arrays)
         full = [next(it) if d else v for v, d in zip(leaves, dynamic)]
-        return _run(layer, vals, masks, is_list, jax.tree_util.tree_unflatten(tree, full), False)
+        pairs = _run(layer, vals, masks, is_list, jax.tree_util.tree_unflatten(tree, full), False)
+        return list(pairs)  # a plain list: a pytree eval_shape can trace
 
     try:
         return nnx.eval_shape(run, layer, vals, masks, [v for v, d in zip(leaves, dynamic) if d])

@@ -465,7 +465,10 @@ def get(identifier: str | dict[str, Any] | Activation | None) -> Activation:
     if isinstance(identifier, dict):
         return _from_config(identifier)
     if callable(identifier):
-        return _SAME_AS.get(identifier, identifier)
+        try:
+            return _SAME_AS.get(identifier, identifier)
+        except TypeError:  # an unhashable callable (an eq=True dataclass instance, ...)
+            return identifier
     raise TypeError(
         f"Cannot interpret activation {identifier!r} (type {type(identifier).__name__}); "
         "expected a name (str), None, a Keras config dict or a callable f(x)."

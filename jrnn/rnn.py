@@ -425,7 +425,15 @@ class RNN(Configurable, nnx.Module):
                 else jax.tree_util.tree_leaves(self._state_values())[0].shape[0]
             )
             if batch is not None and batch != current:
-                self._create_states(batch)
+                if self.states is None:
+                    self._create_states(batch)
+                else:  # the same state shapes (a ConvLSTM's frames too) at the new batch size
+                    zeros = jax.tree_util.tree_map(
+                        lambda v: jnp.zeros((batch, *v.shape[1:]), v.dtype), self._state_values()
+                    )
+                    values = self._normalize_initial_state(states, batch, zeros, "states")
+                    self.states = nnx.data(jax.tree_util.tree_map(RNNState, values))
+                    return  # checked before the old states were replaced
         if self.states is None:
             return
         batch = jax.tree_util.tree_leaves(self._state_values())[0].shape[0]

@@ -320,11 +320,12 @@ def class_weight_to_sample_weight(
     * per-step targets of a sequence output, ``(B, T, C)`` one-hot, ``(B, T, 1)`` or
       ``(B, T)`` ids -> ``(B, T)`` per-step weights (Keras refuses these).
 
-    A float ``y`` whose last axis is longer than 1 is read as one-hot. An integer ``y`` of
-    shape ``(B, N)`` is either ``B`` one-hot rows or ``B`` sequences of ``N`` ids: say
-    which with ``one_hot`` (Keras reads it as one-hot); ``one_hot`` overrides the rule
-    for any ``y``. Raises ValueError for a ``class_weight`` that is not a dict of integer
-    class ids to numbers, and for a ``y`` of rank 0 or above 3.
+    A float ``y`` whose last axis is longer than 1 is read as one-hot, and so is an integer
+    ``(B, T, C)``. An integer ``y`` of shape ``(B, N)`` is either ``B`` one-hot rows or
+    ``B`` sequences of ``N`` ids: say which with ``one_hot`` (Keras reads it as one-hot);
+    ``one_hot`` overrides the rule for any ``y``. Raises ValueError for a ``class_weight``
+    that is not a dict of integer class ids to numbers, and for a ``y`` of rank 0 or above
+    3.
     """
     if not isinstance(class_weight, dict) or not class_weight:
         raise ValueError(
@@ -356,7 +357,7 @@ def class_weight_to_sample_weight(
                 f"{y.shape} is either one-hot rows or sequences of class ids; pass "
                 "one_hot=True (Keras' reading) or one_hot=False."
             )
-        one_hot = y.ndim > 1 and y.shape[-1] > 1 and bool(floating)
+        one_hot = y.ndim > 1 and y.shape[-1] > 1 and (bool(floating) or y.ndim == 3)
     if one_hot:
         if y.ndim == 1:
             raise ValueError(

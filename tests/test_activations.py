@@ -359,3 +359,18 @@ def test_every_public_name_is_documented():
         assert inspect.getdoc(obj), name
     for name in activations.names():
         assert "``" in inspect.getdoc(activations.get(name)), name  # states its formula
+
+
+def test_unhashable_callables_are_taken_as_they_are():
+    import dataclasses
+
+    @dataclasses.dataclass  # eq=True: unhashable
+    class Scaled:
+        k: float
+
+        def __call__(self, x):
+            return self.k * jnp.tanh(x)
+
+    fn = Scaled(2.0)
+    assert activations.get(fn) is fn
+    assert activations.get(jnp.tanh) is activations.tanh  # the same function, named

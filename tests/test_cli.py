@@ -504,3 +504,20 @@ def test_bench_short_calls_scores_the_rules(capsys, tmp_path):
     ]
     assert short_calls.score(fake, short_calls.rule_kernel) == (1.0, 1.0, 1.0)
     assert short_calls.score(fake, lambda p: True) == pytest.approx((2**0.5, 2.0, 1.5))
+
+
+def test_random_inputs_for_dict_and_mixed_input_models():
+    """`--time` sets the steps of the sequence inputs only (a flat `(B, 8)` input keeps its
+    8 features); a model of a dict of inputs lists them in the config's key order."""
+    import keras
+
+    import importers
+    from jrnn.cli._common import input_specs, random_inputs
+
+    seq, aux = keras.Input((None, 4), name="seq"), keras.Input((8,), name="aux")
+    merged = keras.layers.Concatenate()([keras.layers.LSTM(3)(seq), aux])
+    model = importers.load(keras.Model({"s": seq, "a": aux}, merged))
+    assert [s.name for s in input_specs(model)] == ["seq", "aux"]
+    xs = random_inputs(model, batch=2, time=30)
+    assert [x.shape for x in xs] == [(2, 30, 4), (2, 8)]
+    assert np.asarray(model(xs)).shape == (2, 11)

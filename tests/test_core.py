@@ -176,6 +176,14 @@ def test_stateful_batch_size_error_and_explicit_batch():
     )
     with pytest.raises(ValueError, match=r"`states\[0\]` must have shape \(2, 5\)"):
         free.reset_state([jnp.zeros((2, U + 1))])
+    before = np.asarray(free.states[0][...])
+    with pytest.raises(ValueError, match=r"`states\[0\]` must have shape \(4, 5\)"):
+        free.reset_state([jnp.zeros((4, U + 1))])  # refused before the states are replaced
+    np.testing.assert_array_equal(free.states[0][...], before)
+    conv = jrnn.ConvLSTM2D(2, 3, in_channels=F, stateful=True, padding="same", rngs=nnx.Rngs(0))
+    conv(jnp.ones((2, 4, 5, 5, F)))  # frames of any size: the states follow the first call's
+    conv.reset_state([jnp.zeros((3, 5, 5, 2))] * 2)
+    assert conv(jnp.ones((3, 4, 5, 5, F))).shape == (3, 5, 5, 2)
 
 
 def test_stacked_cells_size_error():

@@ -284,6 +284,29 @@ def test_tf_keras_nested_models_masked_concatenate_and_spatial_dropout(tmp_path)
     assert "concatenate_merge" in names
 
 
+def test_tf_keras_shared_nested_functional_and_timedistributed_masks(tmp_path):
+    """A nested Functional keeps Keras 2's numbering in `output_layers` (Keras 3 numbers
+    it from 1 there too); a TimeDistributed whose tf.keras output mask Keras 3 would not
+    compute (its Embedding makes one) is refused."""
+    k = _tf_keras()
+    kl = k.layers
+    i = k.Input((4,))
+    inner = k.Model(i, kl.Dense(2)(i), name="inner")
+    a, b = k.Input((4,), name="a"), k.Input((4,), name="b")
+    km = k.Model([a, b], [inner(a), inner(b)])
+    randomize_keras(km, seed=2)
+    m = importers.load(km)
+    export.save_keras(m, tmp_path / "shared.keras")
+    xs = [_float_inputs()[:, 0, :2].repeat(2, 1), -_float_inputs(2)[:, 0, :2].repeat(2, 1)]
+    for got, want in zip(_keras_load(tmp_path / "shared.keras")(xs), m(xs), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=0)
+    ids = k.Input((3, 4), dtype="int32")
+    words = kl.TimeDistributed(kl.Embedding(20, 4, mask_zero=True))(ids)
+    tagged = k.Model(ids, kl.LSTM(2)(kl.TimeDistributed(kl.LSTM(3))(words)))
+    with pytest.raises(UnsupportedLayerError, match="takes the output mask of its Embedding"):
+        export.save_keras(importers.load(tagged), tmp_path / "tagged.keras")
+
+
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_keras2_bidirectional_of_a_go_backwards_layer_writes_its_twin(tmp_path, return_sequences):
     """Keras 2 builds the backward twin of a go_backwards=True layer with go_backwards=False;

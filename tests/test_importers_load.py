@@ -689,3 +689,29 @@ def test_dict_inputs_sequential_states_and_lora_layers(tmp_path):
     lora.layers[-1].enable_lora(2)
     _rand_weights(lora, seed=1)  # the LoRA factors too: the merged kernel differs from `kernel`
     _check(lora, _x(2, 5, 3), tmp_path, randomize=False)
+
+
+def test_nested_functional_outputs_sequential_stack_states_and_wrapped_lora(tmp_path):
+    """Keras 3 numbers a nested Functional's calls from 1 in `output_layers` (from 0 in
+    the calls); a Sequential ending in a stack with return_state returns Keras' nesting
+    (y, [h1, c1], [h2, c2]); a LoRA Dense inside TimeDistributed imports merged."""
+    kl = keras.layers
+    i = keras.Input((4,))
+    inner = keras.Model(i, kl.Dense(2)(i), name="inner")
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    shared = keras.Model([a, b], [inner(a), inner(b)])
+    _check(shared, [_x(2, 4), _x(2, 4, seed=1)], tmp_path)
+    cells = [kl.LSTMCell(3), kl.LSTMCell(2)]
+    stack = keras.Sequential([keras.Input((5, 3)), kl.RNN(cells, return_state=True)])
+    _rand_weights(stack)
+    x = _x(2, 5, 3)
+    got, want = load(stack)(x), stack(x)
+    assert [len(v) if isinstance(v, list) else None for v in got] == [None, 2, 2]
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5)
+    dense = kl.Dense(4)
+    lora = keras.Sequential([keras.Input((5, 3)), kl.TimeDistributed(dense)])
+    _rand_weights(lora)
+    dense.enable_lora(2)
+    _rand_weights(lora, seed=1)
+    _check(lora, x, tmp_path, randomize=False)

@@ -978,7 +978,7 @@ def test_stacked_cells_input_dropout_equals_the_scan_and_recurrent_dropout_falls
     native, _ = _stack_pair(recurrent_dropout=0.3)
     with pytest.raises(ValueError, match=r"native=True.*recurrent dropout"):
         native(x, training=True)
-    with pytest.raises(ValueError, match=r"native=True.*StackedRNNCells in this configuration"):
+    with pytest.raises(ValueError, match=r"native=True.*cells\[1\]: IndRNNCell has no native"):
         rngs = nnx.Rngs(0)
         jrnn.RNN([jrnn.LSTMCell(3, 4, rngs=rngs), jrnn.IndRNNCell(3, 3, rngs=rngs)], native=True)(x)
 

@@ -493,6 +493,10 @@ def test_class_weights_as_keras():
         training.class_weight_to_sample_weight(np.eye(6, dtype=np.float32)[ids], weights),
         per_step,
     )
+    np.testing.assert_array_equal(  # integer one-hot per step
+        training.class_weight_to_sample_weight(np.eye(6, dtype=np.int32)[ids], weights),
+        per_step,
+    )
     with pytest.raises(ValueError, match="one_hot=True"):
         training.class_weight_to_sample_weight(ids, weights)  # ids or one-hot rows?
     with pytest.raises(ValueError, match="class ids"):

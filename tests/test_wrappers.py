@@ -714,3 +714,46 @@ def test_keras2_bidirectional_without_merge_masks_both_outputs():
     kmodel = tf_keras.Model(inp, tf_keras.layers.SimpleRNN(2, return_sequences=True)(y_rev))
     _scramble(kmodel)
     assert_close(importers.load(kmodel)(seq), kmodel(seq).numpy())
+
+
+def test_time_distributed_nested_penalties_and_per_step_keys_as_keras3():
+    """Keras 3 calls the module once per timestep: a layer nested in it adds its activity
+    penalty of every timestep (each over the batch), on the vectorised path and on the
+    per-timestep one (a BatchNormalization in training); a raw key gives every timestep
+    its own dropout mask."""
+    x = random_inputs(2, 5, 4)
+    for with_norm in (False, True):
+        layers = [keras.Input((4,)), keras.layers.Dense(3, activity_regularizer="l2")]
+        layers += [keras.layers.BatchNormalization()] if with_norm else []
+        kinner = keras.Sequential(layers)
+        inp = keras.Input((5, 4))
+        kmodel = keras.Model(inp, keras.layers.TimeDistributed(kinner)(inp))
+        kmodel(x, training=with_norm)
+
+        class Inner(nnx.Module):
+            def __init__(self, norm):
+                self.dense = jrnn.Dense(3, 4, activity_regularizer="l2", rngs=nnx.Rngs(0))
+                self.norm = jrnn.BatchNormalization(3) if norm else None
+
+            def __call__(self, x, training=False):
+                y = self.dense(x)
+                return self.norm(y, training=training) if self.norm is not None else y
+
+        inner = Inner(with_norm)
+        inner.dense.kernel[...] = kinner.layers[0].kernel.numpy()
+        inner.dense.bias[...] = kinner.layers[0].bias.numpy()
+        jrnn.TimeDistributed(inner)(x, training=with_norm)
+        want = float(sum(kmodel.losses))
+        assert float(jrnn.regularization_loss(inner)) == pytest.approx(want, rel=1e-5)
+
+    class Dropped(nnx.Module):
+        def __init__(self):
+            self.norm = jrnn.BatchNormalization(4)  # the per-timestep path
+
+        def __call__(self, x, training=False, rngs=None):
+            keep = jax.random.bernoulli(rngs, 0.5, x.shape)
+            return self.norm(jnp.where(keep, x, 0.0), training=training)
+
+    y = jrnn.TimeDistributed(Dropped())(jnp.ones((8, 6, 4)), training=True, rngs=jax.random.key(0))
+    zeros = np.asarray(y == y[:, :1])  # where each step equals the first one
+    assert not zeros.all()

@@ -152,6 +152,8 @@ def input_specs(model) -> list[InputSpec]:
         vocab = _vocab(first)
         return [InputSpec(_name(src) or "input", tuple(shape or (None, None)), dtype, vocab)]
     names = cfg["input_layers"]
+    if isinstance(names, dict):  # keras.Model({"key": Input, ...}): in the config's key order
+        names = list(names.values())
     names = [n[0] for n in (names if isinstance(names[0], list) else [names])]
     by_name = {_name(e): e for e in entries}
     specs = []
@@ -208,7 +210,9 @@ def random_inputs(
     rng = np.random.default_rng(seed)
     out = []
     for spec in input_specs(model):
-        steps = spec.shape[1] if len(spec.shape) > 1 else None
+        tokens = spec.vocab is not None or np.issubdtype(np.dtype(spec.dtype), np.integer)
+        sequence = len(spec.shape) > 2 or (len(spec.shape) == 2 and tokens)  # (B, T) ids too
+        steps = spec.shape[1] if sequence else None
         if time is not None and steps is not None and int(steps) != time:
             raise CLIError(
                 f"--time {time}: input {spec.name!r} has {int(steps)} steps fixed by the "

@@ -420,8 +420,9 @@ class TimeDistributed(Configurable, nnx.Module):
     ``(batch, time, *module_output)``. A module holding a ``BatchNormalization`` (or
     ``nnx.BatchNorm``) runs once per timestep in training, as Keras 3 runs every module:
     each timestep then has its own batch statistics and updates the moving ones in turn.
-    As Keras 3 (which calls the module's ``call``), the module's own activity
-    regularizer adds no penalty; layers nested in it still do.
+    As Keras 3 (which calls the module's ``call`` once per timestep), the module's own
+    activity regularizer adds no penalty, and each layer nested in it adds its penalty of
+    every timestep.
 
     ``keras2=True`` gives tf.keras 2's semantics instead (the importers set it for Keras 2
     models): one call on the reshaped batch whatever the module, so batch statistics pool
@@ -557,15 +558,37 @@ class TimeDistributed(Configurable, nnx.Module):
         """The module over every timestep (see the class docstring)."""
         batch, time = x.shape[:2]
         if training and not self.keras2 and _couples_the_batch(self.layer):
-            steps = [
-                self.layer(x[:, t], **kwargs, **({"mask": m[:, t]} if takes_mask else {}))
-                for t in range(time)
-            ]
+            steps, totals = [], {}
+            for t in range(time):
+                step_kwargs = dict(kwargs)
+                if takes_mask:
+                    step_kwargs["mask"] = m[:, t]
+                if isinstance(step_kwargs.get("rngs"), jax.Array):  # a raw key: one per step
+                    step_kwargs["rngs"] = jax.random.fold_in(step_kwargs["rngs"], t)
+                steps.append(self.layer(x[:, t], **step_kwargs))
+                for penalty in self._nested_penalties():  # Keras 3 adds every step's
+                    total = totals.get(id(penalty), (penalty, 0.0))[1] + penalty.get_value()
+                    totals[id(penalty)] = (penalty, total)
+            for penalty, total in totals.values():
+                penalty.set_value(total)
             return jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=1), *steps)
         if takes_mask:
             kwargs["mask"] = m.reshape(batch * time, *m.shape[2:])
         y = self.layer(x.reshape(batch * time, *x.shape[2:]), **kwargs)
+        if not self.keras2:  # Keras 3: T calls, each penalty over B rows (here B * T rows)
+            for penalty in self._nested_penalties():
+                penalty.set_value(penalty.get_value() * time)
         return jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y)
+
+    def _nested_penalties(self) -> list:
+        """The activity penalties recorded by the layers inside the module (not its own)."""
+        return [
+            m.activity_loss
+            for _, m in nnx.iter_graph(self.layer)
+            if m is not self.layer
+            and isinstance(m, nnx.Module)
+            and isinstance(getattr(m, "activity_loss", None), nnx.Variable)
+        ]
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         """The output mask. Keras 3: ``mask`` as given. ``keras2=True``: tf.keras 2's rule,
