@@ -82,6 +82,15 @@ def _initial(module: Any, weight: str, value: Any, shape: tuple, rngs: Any) -> j
     return init(rngs.params(), shape, jnp.float32)
 
 
+def _kernel_and_bias(module: Any, shape: tuple, use_bias: bool, arguments: dict, rngs) -> None:
+    """``module.kernel`` of ``shape`` and ``module.bias`` of its last size (None without
+    ``use_bias``), from the constructor's ``kernel_initializer`` / ``bias_initializer``."""
+    init = arguments["kernel_initializer"]
+    module.kernel = nnx.Param(_initial(module, "kernel", init, shape, rngs))
+    init = arguments["bias_initializer"]
+    module.bias = nnx.Param(_initial(module, "bias", init, shape[-1:], rngs)) if use_bias else None
+
+
 def _active(module: Any, output: Any) -> Any:
     """Record the activity penalty of ``output`` (Keras' ``layer.losses``) and return it."""
     if getattr(module, "activity_regularizer", None) is not None:
@@ -121,14 +130,7 @@ class Dense(nnx.Module):
         self.units, self.name = units, name
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
         _govern(self, ("kernel", "bias"), locals())
-        self.kernel = nnx.Param(
-            _initial(self, "kernel", kernel_initializer, (in_features, units), rngs)
-        )
-        self.bias = (
-            nnx.Param(_initial(self, "bias", bias_initializer, (units,), rngs))
-            if use_bias
-            else None
-        )
+        _kernel_and_bias(self, (in_features, units), use_bias, locals(), rngs)
 
     def __call__(self, x, *, training: bool = False):
         if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.kernel.shape[0]:
@@ -559,12 +561,7 @@ class _Conv(_NoMask):
         self.groups, self.name = groups, name
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
         shape = (*self.kernel_size, in_channels // groups, filters)
-        self.kernel = nnx.Param(_initial(self, "kernel", kernel_initializer, shape, rngs))
-        self.bias = (
-            nnx.Param(_initial(self, "bias", bias_initializer, (filters,), rngs))
-            if use_bias
-            else None
-        )
+        _kernel_and_bias(self, shape, use_bias, locals(), rngs)
 
     def __call__(self, x, *, training: bool = False):
         first = self.data_format == "channels_first"
