@@ -495,7 +495,7 @@ def keras2_mask_difference(inner: Any, masked: bool) -> str | None:
     if not isinstance(inner, dict):
         return None
     cls, cfg = inner.get("class_name"), inner.get("config") or {}
-    makes = cls == "Masking" or (cls == "Embedding" and bool(cfg.get("mask_zero")))
+    makes = _is_mask_source(inner)
     wrapped = (cfg.get("layer") or {}).get("config", {})  # Bidirectional's layer
     sequences = cfg.get("return_sequences", wrapped.get("return_sequences", False))
     recurrent = cls in _RECURRENT_CLASSES
@@ -526,18 +526,21 @@ def _map_refs(tree: Any, fn) -> Any:
     return [_map_refs(v, fn) for v in tree]
 
 
+def _is_mask_source(entry: dict) -> bool:
+    """Whether a layer config makes a Keras mask (``Masking``, ``Embedding(mask_zero=True)``)."""
+    cls, cfg = entry.get("class_name"), entry.get("config")
+    return isinstance(cfg, dict) and (
+        cls == "Masking" or (cls == "Embedding" and bool(cfg.get("mask_zero")))
+    )
+
+
 def _makes_masks(tree: Any) -> bool:
-    """Whether a config holds a mask source (``Masking``, ``Embedding(mask_zero=True)``)."""
+    """Whether a config holds a mask source anywhere (nested models and wrappers too)."""
     if isinstance(tree, list):
         return any(_makes_masks(v) for v in tree)
     if not isinstance(tree, dict):
         return False
-    cls, cfg = tree.get("class_name"), tree.get("config")
-    if isinstance(cfg, dict) and (
-        cls == "Masking" or (cls == "Embedding" and cfg.get("mask_zero"))
-    ):
-        return True
-    return any(_makes_masks(v) for v in tree.values())
+    return _is_mask_source(tree) or any(_makes_masks(v) for v in tree.values())
 
 
 #: Names Keras 3 gives the operations of a merge layer's mask when it rebuilds a Keras 2
