@@ -3,6 +3,7 @@
 Pure NumPy on bare arrays: no jax, keras, tensorflow or torch import. Every function
 validates its inputs once, raises ``ValueError`` naming the weight, the expected and the
 received shape, returns new arrays (never views of its inputs) and keeps the dtype.
+A Keras ``bias`` of None (``use_bias=False``) converts as zeros.
 
 **Canonical layout** (Keras 2/3 and jrnn; ``u`` = units, ``in`` = input features; gate
 blocks are contiguous column slices of the last axis):
@@ -75,6 +76,13 @@ candidate bias into Flax nnx ``GRUCell``; PyTorch LSTM ``proj_size``. TF1 ``LSTM
 peepholes (``w_f_diag`` ...), ``num_proj`` and ``cell_clip`` are not read here (Keras has
 no equivalent).
 
+**Activations are not weights.** These functions move parameters only; the maths around
+them must be chosen where the layer is built: a PyTorch ``nn.RNN(nonlinearity='relu')``
+needs ``SimpleRNN(activation='relu')``, and a Flax cell built with a non-default
+``gate_fn`` / ``activation_fn`` (defaults sigmoid / tanh, Keras' too) needs the jrnn or
+Keras layer's ``recurrent_activation`` / ``activation`` set to match; nothing in the params
+records them, so no converter can check it.
+
 Example:
     >>> import numpy as np
     >>> from importers import layouts
@@ -119,7 +127,13 @@ _RESET_BEFORE_MATHS = (
 def _array(value: Any) -> np.ndarray:
     """NumPy view of an array-like, a torch tensor or a Flax nnx ``Variable`` (duck-typed)."""
     if hasattr(value, "detach"):  # torch.Tensor
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: ml_dtypes' (JAX's)
+            import ml_dtypes
+            import torch
+
+            return value.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        value = value.numpy()
     elif hasattr(value, "get_value"):  # flax.nnx.Variable
         value = value.get_value()
     return np.asarray(value)
@@ -165,6 +179,14 @@ def _keras(
     n = _GATE_COUNT[kind]
     rk, u = _units(recurrent_kernel, n, f"Keras {name} recurrent_kernel (to {target})")
     k = _expect(kernel, ("in", n * u), f"Keras {name} kernel (to {target}, units={u})")
+    if bias is None:  # use_bias=False: the layer adds nothing, as zeros would
+        if kind == "gru" and reset_after is None:
+            raise ValueError(
+                f"Keras GRU bias (to {target}): None is ambiguous here; pass zeros of shape "
+                f"(2, {3 * u}) for reset_after=True or ({3 * u},) for reset_after=False."
+            )
+        shape = (2, n * u) if kind == "gru" and reset_after else (n * u,)
+        bias = np.zeros(shape, k.dtype)
     b = _array(bias)
     if kind != "gru":
         b = _expect(b, (n * u,), f"Keras {name} bias (to {target}, units={u})")
@@ -214,12 +236,12 @@ def split_gates(array: Any, order: Order, axis: int = -1) -> dict[str, np.ndarra
     names = _order(order)
     if len(set(names)) != len(names):
         raise ValueError(f"split_gates: gate names must be distinct; received {names}.")
-    if a.ndim == 0 or a.shape[axis] % len(names):
+    if not -a.ndim <= axis < a.ndim or a.shape[axis] % len(names):
         raise ValueError(
             f"split_gates: axis {axis} must hold {len(names)} equal gate blocks {names}; "
             f"received an array of shape {a.shape}."
         )
-    return dict(zip(names, np.split(a, len(names), axis=axis)))
+    return {g: block.copy() for g, block in zip(names, np.split(a, len(names), axis=axis))}
 
 
 def join_gates(blocks: Mapping[str, Any], order: Order, axis: int = -1) -> np.ndarray:
@@ -355,7 +377,7 @@ def cudnn_lstm_to_keras(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays
     return k, rk, b[: 4 * u] + b[4 * u :]
 
 
-def keras_lstm_to_cudnn(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+def keras_lstm_to_cudnn(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> Arrays:
     """Keras ``LSTM`` weights -> Keras 2 ``CuDNNLSTM`` (inverse of :func:`cudnn_lstm_to_keras`).
 
     Args:
@@ -388,7 +410,7 @@ def cudnn_gru_to_keras(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
     return k, rk, b.reshape(2, 3 * u).copy()
 
 
-def keras_gru_to_cudnn(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+def keras_gru_to_cudnn(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> Arrays:
     """Keras ``GRU(reset_after=True)`` weights -> Keras 2 ``CuDNNGRU``.
 
     A ``GRU(reset_after=False)`` (bias ``(3u,)``) raises ``ValueError``: cuDNN computes the
@@ -526,7 +548,7 @@ def keras1_lstm_to_keras(weights: Sequence[Any] | Mapping[str, Any]) -> Arrays:
     return _keras1_to_keras(weights, "lstm")
 
 
-def keras_lstm_to_keras1(kernel: Any, recurrent_kernel: Any, bias: Any) -> list[np.ndarray]:
+def keras_lstm_to_keras1(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> list[np.ndarray]:
     """Keras ``LSTM`` -> Keras 1's 12 per-gate arrays in storage order (gates i, c, f, o).
 
     Returns:
@@ -550,7 +572,7 @@ def keras1_gru_to_keras(weights: Sequence[Any] | Mapping[str, Any]) -> Arrays:
     return _keras1_to_keras(weights, "gru")
 
 
-def keras_gru_to_keras1(kernel: Any, recurrent_kernel: Any, bias: Any) -> list[np.ndarray]:
+def keras_gru_to_keras1(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> list[np.ndarray]:
     """Keras ``GRU(reset_after=False)`` -> Keras 1's 9 per-gate arrays (z, r, h).
 
     A ``GRU(reset_after=True)`` (bias ``(2, 3u)``) raises: Keras 1's GRU is reset-before.
@@ -563,7 +585,9 @@ def keras1_simple_rnn_to_keras(weights: Sequence[Any] | Mapping[str, Any]) -> Ar
     return _keras1_to_keras(weights, "simple_rnn")
 
 
-def keras_simple_rnn_to_keras1(kernel: Any, recurrent_kernel: Any, bias: Any) -> list[np.ndarray]:
+def keras_simple_rnn_to_keras1(
+    kernel: Any, recurrent_kernel: Any, bias: Any = None
+) -> list[np.ndarray]:
     """Keras ``SimpleRNN`` -> Keras 1 ``[W, U, b]`` (same layout, checked and copied)."""
     k, rk, b, _ = _keras("simple_rnn", kernel, recurrent_kernel, bias, "Keras 1")
     return [k.copy(), rk.copy(), b.copy()]
@@ -583,7 +607,15 @@ def _torch_to_keras(kind: str, weight_ih, weight_hh, bias_ih, bias_hh) -> Arrays
     w_hh = _array(weight_hh)
     if w_hh.ndim != 2 or w_hh.shape[0] != n * w_hh.shape[1]:
         want = "(hidden, hidden)" if n == 1 else f"({n} * hidden, hidden)"
-        raise ValueError(f"torch {name} weight_hh: expected shape {want}; received {w_hh.shape}.")
+        hint = (
+            " (a proj_size > 0 module's weight_hh is (4 * hidden, proj_size): Keras LSTM has no "
+            "projection)"
+            if kind == "lstm" and w_hh.ndim == 2 and w_hh.shape[0] % 4 == 0
+            else ""
+        )
+        raise ValueError(
+            f"torch {name} weight_hh: expected shape {want}; received {w_hh.shape}{hint}."
+        )
     u = w_hh.shape[1]
     w_ih = _expect(weight_ih, (n * u, "in"), f"torch {name} weight_ih (hidden={u})")
     dtype = w_ih.dtype
@@ -618,7 +650,7 @@ def torch_lstm_to_keras(
     return _torch_to_keras("lstm", weight_ih, weight_hh, bias_ih, bias_hh)
 
 
-def keras_lstm_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+def keras_lstm_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> Arrays:
     """Keras ``LSTM`` -> PyTorch ``nn.LSTM`` ``(weight_ih, weight_hh, bias_ih, bias_hh)``.
 
     Keras has one bias, PyTorch two that are only ever added: the whole Keras bias goes to
@@ -670,7 +702,7 @@ def torch_gru_to_keras(
     return _torch_to_keras("gru", weight_ih, weight_hh, bias_ih, bias_hh)
 
 
-def keras_gru_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+def keras_gru_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> Arrays:
     """Keras ``GRU(reset_after=True)`` -> PyTorch ``nn.GRU`` (exact inverse of
     :func:`torch_gru_to_keras`). ``GRU(reset_after=False)`` raises ``ValueError``.
 
@@ -699,7 +731,7 @@ def torch_rnn_to_keras(
     return _torch_to_keras("simple_rnn", weight_ih, weight_hh, bias_ih, bias_hh)
 
 
-def keras_simple_rnn_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+def keras_simple_rnn_to_torch(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> Arrays:
     """Keras ``SimpleRNN`` -> PyTorch ``nn.RNN``; the bias goes to ``bias_ih``, ``bias_hh``
     is zeros (PyTorch only adds the two).
 
@@ -753,6 +785,11 @@ def torch_state_dict_to_keras(
         ``forward`` for its ``forward_layer`` and ``backward`` for its ``backward_layer``.
     """
     to_keras, _, name = _torch_kind(kind, "torch_state_dict_to_keras")
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(
+            f"torch_state_dict_to_keras: state_dict must be a mapping of names to tensors "
+            f"(pass module.state_dict()); received {type(state_dict).__name__}."
+        )
     entries: dict[tuple[int, str], dict[str, np.ndarray]] = {}
     unknown = []
     for key, value in state_dict.items():
@@ -845,6 +882,12 @@ def keras_to_torch_state_dict(
         "bias_hh_l0": (G*u,), ..._reverse ...}`` in PyTorch's own key order.
     """
     _, to_torch, name = _torch_kind(kind, "keras_to_torch_state_dict")
+    if isinstance(layers, Mapping) or not isinstance(layers, Sequence):
+        raise ValueError(
+            "keras_to_torch_state_dict: layers must be a list with one mapping per layer, "
+            f"[{{'forward': (kernel, recurrent_kernel, bias)}}, ...]; received "
+            f"{type(layers).__name__}."
+        )
     if not layers:
         raise ValueError("keras_to_torch_state_dict: no layers given.")
     directions = None
@@ -947,7 +990,7 @@ def flax_linen_lstm_to_keras(params: Mapping[str, Any]) -> Arrays:
     return _flax_lstm_to_keras(params, _LINEN_LSTM, "Flax linen LSTMCell")
 
 
-def keras_lstm_to_flax_linen(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+def keras_lstm_to_flax_linen(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> dict:
     """Keras ``LSTM`` -> Flax linen ``LSTMCell`` / ``OptimizedLSTMCell`` params.
 
     Returns:
@@ -970,7 +1013,7 @@ def flax_nnx_lstm_to_keras(state: Mapping[str, Any]) -> Arrays:
     return _flax_lstm_to_keras(state, _NNX_LSTM, "Flax nnx LSTMCell")
 
 
-def keras_lstm_to_flax_nnx(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+def keras_lstm_to_flax_nnx(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> dict:
     """Keras ``LSTM`` -> Flax nnx ``LSTMCell`` pure state dict (attribute ``if_``).
 
     Load it with ``state = nnx.state(cell, nnx.Param); nnx.replace_by_pure_dict(state,
@@ -1001,7 +1044,7 @@ def flax_nnx_optimized_lstm_to_keras(state: Mapping[str, Any]) -> Arrays:
     )
 
 
-def keras_lstm_to_flax_nnx_optimized(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+def keras_lstm_to_flax_nnx_optimized(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> dict:
     """Keras ``LSTM`` -> Flax nnx ``OptimizedLSTMCell`` pure state dict (same layout).
 
     Returns:
@@ -1041,7 +1084,7 @@ def flax_linen_gru_to_keras(params: Mapping[str, Any]) -> Arrays:
     return join_gates(k, KERAS_GRU_GATES), join_gates(rk, KERAS_GRU_GATES), bias
 
 
-def keras_gru_to_flax_linen(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+def keras_gru_to_flax_linen(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> dict:
     """Keras ``GRU(reset_after=True)`` -> Flax linen ``GRUCell`` params.
 
     Linen has no recurrent bias for z and r, so those are folded into the input biases:
@@ -1086,7 +1129,7 @@ def flax_nnx_gru_to_keras(state: Mapping[str, Any]) -> Arrays:
     return reorder_gates(k, *order), reorder_gates(rk, *order), bias
 
 
-def keras_gru_to_flax_nnx(kernel: Any, recurrent_kernel: Any, bias: Any) -> dict:
+def keras_gru_to_flax_nnx(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> dict:
     """Keras ``GRU(reset_after=True)`` -> Flax nnx ``GRUCell`` pure state dict.
 
     ``dense_i.bias = [b[0, r] + b[1, r], b[0, z] + b[1, z], b[0, h]]``. nnx ``GRUCell``
@@ -1155,7 +1198,7 @@ def flax_linen_simple_to_keras(params: Mapping[str, Any], residual: bool = False
 
 
 def keras_simple_rnn_to_flax_linen(
-    kernel: Any, recurrent_kernel: Any, bias: Any, residual: bool = False
+    kernel: Any, recurrent_kernel: Any, bias: Any = None, residual: bool = False
 ) -> dict:
     """Keras ``SimpleRNN`` -> Flax linen ``SimpleCell`` params ``{"i": {"kernel", "bias"},
     "h": {"kernel"}}`` (``h.kernel = recurrent_kernel - I`` for a ``residual`` cell)."""
@@ -1172,7 +1215,7 @@ def flax_nnx_simple_to_keras(state: Mapping[str, Any], residual: bool = False) -
 
 
 def keras_simple_rnn_to_flax_nnx(
-    kernel: Any, recurrent_kernel: Any, bias: Any, residual: bool = False
+    kernel: Any, recurrent_kernel: Any, bias: Any = None, residual: bool = False
 ) -> dict:
     """Keras ``SimpleRNN`` -> Flax nnx ``SimpleCell`` pure state dict ``{"dense_i":
     {"kernel", "bias"}, "dense_h": {"kernel"}}``."""
@@ -1223,7 +1266,7 @@ def tf1_lstm_to_keras(
 
 
 def keras_lstm_to_tf1(
-    kernel: Any, recurrent_kernel: Any, bias: Any, forget_bias: float = 1.0
+    kernel: Any, recurrent_kernel: Any, bias: Any = None, forget_bias: float = 1.0
 ) -> Arrays:
     """Keras ``LSTM`` -> TF1 ``LSTMCell`` / ``BasicLSTMCell`` ``(kernel, bias)``.
 
@@ -1280,7 +1323,7 @@ def tf1_gru_to_keras(
     )
 
 
-def keras_gru_to_tf1(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+def keras_gru_to_tf1(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> Arrays:
     """Keras ``GRU(reset_after=False)`` -> TF1 ``GRUCell`` (exact inverse of
     :func:`tf1_gru_to_keras`). ``GRU(reset_after=True)`` raises: TF1's GRU is reset-before.
 
@@ -1310,7 +1353,7 @@ def tf1_rnn_to_keras(kernel: Any, bias: Any, input_size: int | None = None) -> A
     return k_x.copy(), k_h.copy(), b.copy()
 
 
-def keras_simple_rnn_to_tf1(kernel: Any, recurrent_kernel: Any, bias: Any) -> Arrays:
+def keras_simple_rnn_to_tf1(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> Arrays:
     """Keras ``SimpleRNN`` -> TF1 ``BasicRNNCell`` ``(kernel (in + u, u), bias (u,))``."""
     k, rk, b, _ = _keras("simple_rnn", kernel, recurrent_kernel, bias, "TF1 BasicRNNCell")
     return np.concatenate([k, rk], axis=0), b.copy()

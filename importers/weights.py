@@ -12,8 +12,13 @@ record, stacked cells of mixed classes (groups ``lstm_cell``, ``gru_cell``,
 ``lstm_cell_1``), is recovered from the jrnn cells' classes as Keras names the groups.
 
 Loading is all or nothing: every count and shape is checked before any parameter is
-assigned. Keras 1/2 conversions (CuDNN biases into LSTM/GRU, Keras 1 per-gate arrays) are
-in :mod:`importers.layouts`; this module loads the arrays as stored.
+assigned. The arrays are converted as Keras 2's own ``load_weights`` converts them for the
+target's layer class (``preprocess_weights_for_loading``): a Keras 1 file's per-gate
+LSTM/GRU/ConvLSTM2D arrays are joined, a Theano-trained file's convolution kernels are
+flipped (:mod:`importers.legacy`), and CuDNNLSTM/CuDNNGRU-layout arrays loaded into a
+``jrnn.LSTM``/``jrnn.GRU`` take the canonical layout (CuDNNGRU arrays into
+``GRU(reset_after=False)`` are refused, as Keras refuses them). The conversions themselves
+are public in :mod:`importers.layouts`.
 """
 
 from __future__ import annotations
@@ -152,10 +157,45 @@ def _layers_of(target: Any) -> Mapping[str, Any]:
     return {name: m for name, m in layers.items() if not isinstance(m, KerasOp)}
 
 
-def _plan_layer(name: str, module: Any, lw, label: str) -> list[tuple[nnx.Variable, np.ndarray]]:
+def _as_stored_by_keras2(module: Any, arrays: list, kf: _files.KerasFile, name: str) -> list:
+    """The arrays as Keras 2's ``load_weights`` converts them for a layer of ``module``'s
+    class (``preprocess_weights_for_loading``): Keras 1 per-gate arrays joined and
+    Theano-trained convolution kernels flipped (:func:`importers.legacy.convert_weights`),
+    CuDNN-layout arrays into LSTM/GRU (the bias shape tells the layout)."""
+    import jrnn
+    from importers import convert, legacy
+
+    if isinstance(module, jrnn.Bidirectional):
+        half = len(arrays) // 2  # as Keras 2 splits them
+        return _as_stored_by_keras2(
+            module.forward_layer, arrays[:half], kf, name
+        ) + _as_stored_by_keras2(module.backward_layer, arrays[half:], kf, name)
+    if isinstance(module, jrnn.TimeDistributed):
+        return _as_stored_by_keras2(module.layer, arrays, kf, name)
+    if str(kf.keras_version).split(".")[0] == "1" or kf.backend == "theano":
+        # jrnn's classes bear their Keras names; what the conversions read of the config
+        # (a ConvLSTM2D's data_format, a Conv1D's kernel_size) is the module's own.
+        owners = (module, getattr(module, "cell", None))
+        config = {
+            key: value
+            for key in ("data_format", "kernel_size")
+            for value in [next((getattr(o, key) for o in owners if hasattr(o, key)), None)]
+            if value is not None
+        }
+        entry = {"class_name": type(module).__name__, "config": config}
+        arrays = legacy.convert_weights(entry, arrays, kf.keras_version, kf.backend)
+    if type(module) in (jrnn.LSTM, jrnn.GRU):
+        config = {"name": name, "reset_after": getattr(module.cell, "reset_after", False)}
+        arrays = convert._from_cudnn_layout(type(module), config, list(arrays))
+    return list(arrays)
+
+
+def _plan_layer(
+    name: str, module: Any, lw, label: str, kf: _files.KerasFile
+) -> list[tuple[nnx.Variable, np.ndarray]]:
     """(parameter, array) pairs for one layer after every count and shape check."""
     params = keras_params(module)
-    arrays = _unordered_arrays(module, lw, label, name)
+    arrays = _as_stored_by_keras2(module, _unordered_arrays(module, lw, label, name), kf, name)
     names = list(lw.weight_names) if lw.ordered else [f"#{k}" for k in range(len(arrays))]
     if len(arrays) < len(params):
         raise MissingWeightsError(
@@ -204,7 +244,8 @@ def load_weights(
     Args:
         target: ``{keras_layer_name: jrnn module}``, or a converted model with a ``.layers``
             mapping (an :class:`importers.ImportedModel`). Each module receives its Keras
-            layer's arrays in :func:`keras_params` order.
+            layer's arrays in :func:`keras_params` order, converted as Keras 2 converts
+            Keras 1, Theano and CuDNN-layout arrays (see the module docstring).
         source: a ``.keras`` archive, a Keras 3 ``.weights.h5`` or a legacy ``.h5`` (Keras
             1/2/3, tf.keras), read by :func:`importers.read_keras_file`.
         strict: with True (default) any layer that cannot be loaded raises and nothing is
@@ -225,6 +266,7 @@ def load_weights(
         ExtraWeightsError: more arrays in the file than the module has parameters.
         WeightShapeError: an array's shape differs from its parameter's (naming file,
             layer, weight, expected and received shapes).
+        UnsupportedLayerError: CuDNNGRU-layout arrays for a ``GRU(reset_after=False)``.
         CorruptFileError, UnsafeFileError, KerasFileError: the file cannot be read safely
             (see :func:`importers.read_keras_file`).
 
@@ -260,7 +302,7 @@ def load_weights(
                     path=label,
                     where=name,
                 )
-            planned += _plan_layer(name, module, lw, label)
+            planned += _plan_layer(name, module, lw, label, kf)
         except KerasFileError:
             if strict:
                 raise

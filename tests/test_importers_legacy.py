@@ -28,6 +28,21 @@ def _rand(model, seed=0):
     randomize_keras(model, seed, scale=0.4)
 
 
+def _reloads_by_name(model, path, x, expected):
+    """``importers.load_weights`` of the same file into the model's layers, their
+    parameters zeroed first, converts the arrays as Keras 2's ``load_weights`` does (Keras
+    1 per-gate arrays joined, Theano kernels flipped): the outputs come back."""
+    import jax
+    from flax import nnx
+
+    from importers import load_weights
+
+    params = nnx.state(model, nnx.Param)
+    nnx.update(model, jax.tree_util.tree_map(lambda p: p * 0, params))
+    assert load_weights(model, path) == list(model.layers)
+    np.testing.assert_allclose(np.asarray(model(x)), expected, atol=1e-5)
+
+
 def _keras1_rnn(name, units, **extra):
     cfg = {
         "name": name,
@@ -143,6 +158,7 @@ def test_keras1_sequential_tagger(tmp_path):
     ids = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9]], np.int32)
     model = load(path)
     np.testing.assert_allclose(np.asarray(model(ids)), ref.predict(ids, verbose=0), atol=1e-5)
+    _reloads_by_name(model, path, ids, ref.predict(ids, verbose=0))
     assert model.get_layer("lstm_1").cell.recurrent_activation.__name__ == "keras2_hard_sigmoid"
     assert model.get_layer("gru_1").cell.reset_after is False
 
@@ -187,7 +203,9 @@ def test_theano_conv_lstm_kernels_are_flipped(tmp_path):
                 data = group[wname][...]
                 group[wname][...] = data[::-1, ::-1]
     x = np.random.default_rng(1).standard_normal((2, 3, 5, 4, 2)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(load(path)(x)), ref.predict(x, verbose=0), atol=1e-5)
+    model = load(path)
+    np.testing.assert_allclose(np.asarray(model(x)), ref.predict(x, verbose=0), atol=1e-5)
+    _reloads_by_name(model, path, x, ref.predict(x, verbose=0))
 
 
 def test_keras1_convolution_sizes_and_strides(tmp_path):
@@ -236,7 +254,9 @@ def test_keras1_convolution_sizes_and_strides(tmp_path):
     path = tmp_path / "k1_conv.h5"
     _write_keras1(path, config, {"cl": per_gate, "conv": [("conv_W", w2), ("conv_b", b2)]})
     x = np.random.default_rng(1).standard_normal((2, 3, 6, 5, 2)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(load(path)(x)), ref.predict(x, verbose=0), atol=1e-5)
+    model = load(path)
+    np.testing.assert_allclose(np.asarray(model(x)), ref.predict(x, verbose=0), atol=1e-5)
+    _reloads_by_name(model, path, x, ref.predict(x, verbose=0))
 
     ref3 = tfk.Sequential([tfk.Input((5, 4, 6, 2)), tfk.layers.Conv3D(3, (2, 3, 1), strides=2)])
     _rand(ref3)
@@ -284,4 +304,6 @@ def test_keras_2_1_sequential_config_is_a_bare_list(tmp_path, backend):
                 if "kernel" in wname:
                     group[wname][...] = group[wname][...][::-1]
     x = np.random.default_rng(3).standard_normal((2, 6, 3)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(load(path)(x)), ref.predict(x, verbose=0), atol=1e-5)
+    model = load(path)
+    np.testing.assert_allclose(np.asarray(model(x)), ref.predict(x, verbose=0), atol=1e-5)
+    _reloads_by_name(model, path, x, ref.predict(x, verbose=0))

@@ -412,6 +412,18 @@ def test_cudnn_layers_from_a_keras2_file(tmp_path):
     twin.load_weights(path)
     x = _x(2, 5, 3)
     np.testing.assert_allclose(np.asarray(model(x)), twin.predict(x, verbose=0), atol=1e-5)
+    # importers.load_weights converts CuDNN-layout arrays into LSTM/GRU as Keras 2 does.
+    from flax import nnx
+
+    from importers import load_weights
+    from importers.errors import UnsupportedLayerError
+
+    lstm = jrnn.LSTM(4, 3, return_sequences=True, rngs=nnx.Rngs(0))
+    gru = jrnn.GRU(3, 4, reset_after=True, recurrent_activation="sigmoid", rngs=nnx.Rngs(0))
+    assert load_weights({"cl": lstm, "cg": gru}, path) == ["cl", "cg"]
+    np.testing.assert_allclose(np.asarray(gru(lstm(x))), twin.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(UnsupportedLayerError, match="reset_after=False"):
+        load_weights({"cg": jrnn.GRU(3, 4, reset_after=False, rngs=nnx.Rngs(0))}, path)
 
 
 def test_mixed_bfloat16_policy_is_carried_over(tmp_path):

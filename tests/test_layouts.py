@@ -154,6 +154,39 @@ def test_reorder_split_join_gates():
         layouts.reorder_gates(a, "ifco", "icfo")
     with pytest.raises(ValueError, match=r"lack gates \['h'\]"):
         layouts.join_gates({"z": a, "r": a}, "zrh")
+    with pytest.raises(ValueError, match=r"axis 3 must hold 3 equal gate blocks"):
+        layouts.split_gates(np.zeros(12), "zrh", axis=3)
+    blocks["z"][...] = -1  # new arrays, as the module promises: the input is untouched
+    np.testing.assert_array_equal(a, np.arange(12).reshape(2, 6))
+
+
+def _keras_to_functions():
+    return sorted(
+        name
+        for name in layouts.__all__
+        if name.startswith("keras_") and "_to_" in name and name != "keras_to_torch_state_dict"
+    )
+
+
+@pytest.mark.parametrize("name", _keras_to_functions())
+def test_a_bias_of_none_converts_as_zeros(name):
+    """``use_bias=False`` layers give two arrays: every Keras-to-X converter takes the
+    missing bias as zeros of the shape the target's maths needs."""
+    kind = "lstm" if "lstm" in name else "gru" if "gru" in name else "simple_rnn"
+    reset_after = kind == "gru" and not name.endswith(("keras1", "tf1"))
+    k, rk, b = _keras_weights(kind, reset_after=reset_after)
+    convert = getattr(layouts, name)
+    without, zeros = convert(k, rk), convert(k, rk, np.zeros_like(b))
+    for got, want in zip(jax.tree_util.tree_leaves(without), jax.tree_util.tree_leaves(zeros)):
+        np.testing.assert_array_equal(got, want)
+    sd = (
+        layouts.keras_to_torch_state_dict(
+            [{"forward": (k, rk)}], "rnn" if kind == "simple_rnn" else kind, bias=False
+        )
+        if "torch" in name
+        else None
+    )
+    assert sd is None or sorted(sd) == ["weight_hh_l0", "weight_ih_l0"]
 
 
 # ----------------------------------------------------------------------------- CuDNN (Keras 2)
@@ -515,6 +548,24 @@ def test_torch_errors():
         r"shape \(20,\); received \(2, 20\)",
     ):
         layouts.keras_lstm_to_torch(*_keras_weights("lstm")[:2], np.zeros((2, 20)))
+    with pytest.raises(ValueError, match=r"state_dict must be a mapping .*module.state_dict\(\)"):
+        layouts.torch_state_dict_to_keras(torch.nn.LSTM(F, U), "lstm")
+    with pytest.raises(ValueError, match=r"layers must be a list with one mapping per layer"):
+        layouts.keras_to_torch_state_dict({"forward": _keras_weights("lstm")}, "lstm")
+    proj = torch.nn.LSTM(F, U, proj_size=2)
+    with pytest.raises(ValueError, match=r"received \(20, 2\) \(a proj_size > 0 module"):
+        layouts.torch_lstm_to_keras(proj.weight_ih_l0, proj.weight_hh_l0)
+
+
+def test_torch_bfloat16_weights_keep_their_dtype():
+    module = torch.nn.GRU(F, U).to(torch.bfloat16)
+    ((k, rk, b),) = (
+        layer["forward"] for layer in layouts.torch_state_dict_to_keras(module.state_dict(), "gru")
+    )
+    assert k.dtype == jnp.bfloat16 and b.shape == (2, 3 * U)
+    want = layouts.torch_gru_to_keras(*(p.detach().float() for p in module.parameters()))
+    for got, expected in zip((k, rk, b), want):
+        np.testing.assert_array_equal(got.astype(np.float32), expected)
 
 
 # ----------------------------------------------------------------------------- Flax
