@@ -8,6 +8,7 @@ and config values jrnn does not reproduce exactly raise ``ValueError`` naming la
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,11 @@ from flax import nnx
 
 from jrnn._dtypes import resolve_policy
 from jrnn.layers import attention, core
+
+#: The variable dtype of the layer being converted (its policy's), so that its arrays are
+#: cast once, from the file's dtype: a float64 array through a float32 variable first
+#: would lose its low bits.
+_PARAM_DTYPE: contextvars.ContextVar = contextvars.ContextVar("param_dtype", default=None)
 
 
 def _name(config: dict) -> str:
@@ -46,7 +52,10 @@ def _assign(config: dict, variables: list, arrays: list, names: list[str]) -> No
                 f"layer {_name(config)!r}: weight {wname!r} must have shape {tuple(var.shape)}; "
                 f"received {tuple(arr.shape)}."
             )
-        var[...] = jnp.asarray(arr, dtype=var[...].dtype)
+        dtype = var[...].dtype
+        if jnp.issubdtype(dtype, jnp.floating) and _PARAM_DTYPE.get() is not None:
+            dtype = _PARAM_DTYPE.get()
+        var.set_value(jnp.asarray(arr, dtype=dtype))
 
 
 def _first(config: dict, arrays: list, wname: str, ndim: int) -> np.ndarray:
@@ -325,13 +334,19 @@ def with_policy(convert):
     inputs and outputs to it, as Keras autocasts)."""
 
     def convert_with_policy(config, arrays, in_shape):
-        module = convert(config, arrays, in_shape)
         if config.get("dtype") is None:
-            return module
+            return convert(config, arrays, in_shape)
         policy = resolve_policy(config["dtype"], owner=f"layer {_name(config)!r}")
+        token = _PARAM_DTYPE.set(jnp.dtype(policy.param_dtype))
+        try:
+            module = convert(config, arrays, in_shape)
+        finally:
+            _PARAM_DTYPE.reset(token)
         for var in module.keras_weights() if hasattr(module, "keras_weights") else []:
-            var.set_value(var.get_value().astype(policy.param_dtype))
+            if jnp.issubdtype(var.get_value().dtype, jnp.floating):
+                var.set_value(var.get_value().astype(policy.param_dtype))
         module.compute_dtype = jnp.dtype(policy.compute_dtype).name
+        module.dtype_policy = policy.name  # Keras' name, written back by importers.save_keras
         return module
 
     return convert_with_policy

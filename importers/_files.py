@@ -166,6 +166,9 @@ class LayerWeights:
             ``.weights.h5`` without config, where a list of mixed-class members (stacked
             cells) is kept in group-name order; the loader then orders it from the jrnn
             modules. :func:`read_keras_file` raises instead, so it is always True there.
+        named: False where ``name`` is only the group's name: a ``.weights.h5`` that
+            records no layer names (tf.keras writes none; Keras 3 writes them), read without
+            a config.
     """
 
     name: str
@@ -176,6 +179,7 @@ class LayerWeights:
     config: dict | None = None
     path: str = ""
     ordered: bool = True
+    named: bool = True
 
 
 @dataclass(eq=False)
@@ -270,9 +274,17 @@ def read_keras_file(
 
 
 def _read(
-    path, config, max_member_bytes: int, max_total_bytes: int, *, keep_unordered: bool
+    path,
+    config,
+    max_member_bytes: int,
+    max_total_bytes: int,
+    *,
+    keep_unordered: bool,
+    config_if_unnamed: bool = False,
 ) -> KerasFile:
-    """:func:`read_keras_file`; ``keep_unordered`` marks unordered lists instead of raising."""
+    """:func:`read_keras_file`; ``keep_unordered`` marks unordered lists instead of raising;
+    ``config_if_unnamed``: ``config`` names the layers of a Keras 3 ``.weights.h5`` only
+    (the formats that record their own are read without it)."""
     label = os.fspath(path)
     if not isinstance(label, str):
         label = os.fsdecode(label)
@@ -293,10 +305,11 @@ def _read(
         is_zip = head[:4] in _ZIP_MAGICS
         is_h5 = not is_zip and _h5.has_hdf5_signature(f, size)
     if is_zip:
-        _no_config_used(given_config, label, "a .keras archive carries its own config.json")
+        if not config_if_unnamed:
+            _no_config_used(given_config, label, "a .keras archive carries its own config.json")
         return _read_archive(label, limits)
     if is_h5:
-        return _read_hdf5(label, given_config, limits, keep_unordered)
+        return _read_hdf5(label, given_config, limits, keep_unordered, config_if_unnamed)
     if head.lstrip()[:1] in (b"{", b"["):
         raise KerasFileError(
             f"{label}: a JSON file, not a Keras model or weights file; if it is a sharded "
@@ -681,7 +694,13 @@ def _refuse_npz(data: bytes, inner: str, label: str, limits: dict) -> None:
 # -- HDF5 files ---------------------------------------------------------------------------
 
 
-def _read_hdf5(label: str, config: dict | None, limits: dict, keep_unordered: bool) -> KerasFile:
+def _read_hdf5(
+    label: str,
+    config: dict | None,
+    limits: dict,
+    keep_unordered: bool,
+    config_if_unnamed: bool = False,
+) -> KerasFile:
     with _h5.open_file(label, label) as f:
         reader = _h5.H5Reader(label, **limits)
         root_keys = reader.keys(f, "/")
@@ -691,7 +710,8 @@ def _read_hdf5(label: str, config: dict | None, limits: dict, keep_unordered: bo
         )
         if weights_only or "model_weights" in root_keys:
             fmt = "h5_weights" if weights_only else "h5_full"
-            _no_config_used(config, label, "legacy .h5 files list their layers themselves")
+            if not config_if_unnamed:
+                _no_config_used(config, label, "legacy .h5 files list their layers themselves")
             return _read_legacy(reader, f, label, fmt)
         if {"layers", "vars", "_layer_checkpoint_dependencies"} & set(root_keys):
             tree = _V3Tree(reader, None)
@@ -1036,6 +1056,7 @@ class _V3Tree:
             config=entry,
             path=where,
             ordered=complete and all(m.ordered for _, ms, _ in weighted for m in ms),
+            named=bool(own_name or _cfg_name(entry)),
         )
 
     def container(

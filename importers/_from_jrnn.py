@@ -370,7 +370,9 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
     config = mappers[type(module)](module)
     _check_activations(cls, str(getattr(module, "name", None) or cls), config)
     config["name"] = namer(module, cls)
-    config["dtype"] = getattr(module, "compute_dtype", None) or "float32"
+    config["dtype"] = (
+        getattr(module, "dtype_policy", None) or getattr(module, "compute_dtype", None) or "float32"
+    )
     return _entry(cls, config)
 
 

@@ -8,7 +8,9 @@ one at a time, after checking
 * the member's declared uncompressed size against ``max_member_bytes`` and the running
   total of all members read against ``max_total_bytes``,
 * the bytes actually produced while decompressing against the same limits and against
-  the declared size (a member that inflates past what it declares is refused), and
+  the declared size (a member that inflates past what it declares is refused), and past
+  :data:`BOMB_FLOOR_BYTES` against :data:`BOMB_MAX_RATIO` times its compressed size
+  (Keras stores its members uncompressed; deflate reaches ~1000:1 on zeros), and
 * encryption (refused) and CRC errors (:class:`~importers.errors.CorruptFileError`).
 """
 
@@ -21,6 +23,8 @@ import zlib
 from importers.errors import CorruptFileError, MissingWeightsError, UnsafeFileError
 
 MAX_MEMBERS = 100_000
+BOMB_FLOOR_BYTES = 64 * 1024**2
+BOMB_MAX_RATIO = 100
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -136,6 +140,15 @@ class SafeZip:
                     if not chunk:
                         break
                     out += chunk
+                    if len(out) > max(BOMB_FLOOR_BYTES, BOMB_MAX_RATIO * info.compress_size):
+                        raise UnsafeFileError(
+                            f"{where}: the member inflates from {info.compress_size} to more "
+                            f"than {len(out)} bytes, over {BOMB_MAX_RATIO} times its "
+                            "compressed size (a zip bomb; Keras writes its members "
+                            "uncompressed); refusing it.",
+                            path=self.label,
+                            where=name,
+                        )
                     if len(out) > declared:
                         raise UnsafeFileError(
                             f"{where}: the member decompresses to more than the {declared} "

@@ -5,7 +5,7 @@ A checkpoint is a directory holding two files:
 ``jrnn_checkpoint.json`` — a JSON object::
 
     {"format": "jrnn-checkpoint", "format_version": 1,
-     "jrnn_version": "0.1.0", "keras_major": 3,
+     "jrnn_version": "0.1.0", "save_id": "5f0c...", "keras_major": 3,
      "model_config": {"class_name": ..., "config": ...},   # the Keras model config
      "layers": {"lstm": ["lstm/cell/kernel", "lstm/cell/recurrent_kernel",
                          "lstm/cell/bias"],
@@ -16,7 +16,10 @@ A checkpoint is a directory holding two files:
     ``"outer/inner"``) to the keys of its tensors in ``weights.safetensors``, in Keras
     ``get_weights()`` order (:func:`importers.keras_params`). ``keras_major`` is the Keras
     major version whose semantics the config has (``< 3``: Keras 2's ``hard_sigmoid`` and
-    GRU default, see :mod:`importers.model`).
+    GRU default, see :mod:`importers.model`). ``save_id`` is a random id the weights file's
+    ``__metadata__`` repeats: files of two different saves (a save cut short between its
+    two files) are refused. Each layer's tensor keys are its parameters' paths in the jrnn
+    module, in Keras order, and must be those of the rebuilt model.
 
 ``weights.safetensors`` — the safetensors format: an 8-byte little-endian unsigned header
     length ``N``; ``N`` bytes of UTF-8 JSON ``{key: {"dtype": "F32", "shape": [3, 20],
@@ -43,12 +46,13 @@ import json
 import os
 import struct
 import tempfile
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from importers._files import _parse_json
+from importers._files import _check_layer_entries, _check_model_config, _parse_json
 from importers.errors import (
     CorruptFileError,
     ExtraWeightsError,
@@ -89,6 +93,7 @@ _DTYPES = {
     "BOOL": "?",
 }
 _ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
+_MAX_RANK = 64  # NumPy's limit on an array's dimensions
 
 
 def _bf16():
@@ -129,16 +134,22 @@ def write_safetensors(
     arrays = []
     offset = 0
     for key, value in tensors.items():
+        if not isinstance(key, str):
+            raise ValueError(
+                f"write_safetensors: tensor keys must be strings; received {key!r} "
+                f"({type(key).__name__})."
+            )
         if key == "__metadata__":
             raise ValueError("'__metadata__' is reserved by safetensors; rename the tensor.")
         array = np.asarray(value)
         if array.dtype.name != "bfloat16" and array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
+        shape = [int(d) for d in array.shape]  # before ascontiguousarray, which makes 0-d 1-d
         array = np.ascontiguousarray(array)
         nbytes = array.size * array.dtype.itemsize
         header[key] = {
             "dtype": _name_of(array.dtype),
-            "shape": [int(d) for d in array.shape],
+            "shape": shape,
             "data_offsets": [offset, offset + nbytes],
         }
         arrays.append(array)
@@ -146,6 +157,8 @@ def write_safetensors(
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"write_safetensors: {path!r} is a directory, not a file path.")
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
     try:
@@ -218,7 +231,7 @@ def read_safetensors(
                 path=label,
                 where="header",
             )
-        metadata = header.pop("__metadata__", None) or {}
+        metadata = header.pop("__metadata__", {})
         if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
         ):
@@ -283,6 +296,8 @@ def _entry(label: str, key: str, spec: Any, buffer_size: int):
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise bad(f"shape must be a list of non-negative integers, found {shape!r:.200}")
+    if len(shape) > _MAX_RANK:
+        raise bad(f"shape has {len(shape)} dimensions, more than NumPy's {_MAX_RANK}")
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
@@ -303,6 +318,11 @@ def _entry(label: str, key: str, spec: Any, buffer_size: int):
             f"shape {shape} of {name} needs {count * dtype.itemsize} bytes, data_offsets "
             f"give {end - begin}"
         )
+    extent = dtype.itemsize  # NumPy's bound (an empty array too): non-zero sizes x item size
+    for d in shape:
+        extent *= d or 1
+    if extent >= 2**63:
+        raise bad(f"shape {shape!r:.200} is larger than any array can be")
     return dtype, tuple(shape), begin, end
 
 
@@ -317,10 +337,20 @@ def _layer_tensors(model: Any, prefix: str = "") -> dict[str, list[tuple[str, np
     from importers.weights import keras_params
 
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
+
+    def add(key: str, tensors: list) -> None:
+        if key in out:  # "a/b" at the top and "b" inside the nested model "a"
+            raise ValueError(
+                f"save_checkpoint: two layers are both named {key!r} in the checkpoint (a "
+                "layer name holding '/' meets a nested model's layer); rename one of them."
+            )
+        out[key] = tensors
+
     for name, layer in model.layers.items():
         key = f"{prefix}{name}"
         if isinstance(layer, ImportedModel):
-            out.update(_layer_tensors(layer, key + "/"))
+            for inner, tensors in _layer_tensors(layer, key + "/").items():
+                add(inner, tensors)
             continue
         paths = {
             id(v): "/".join(str(p) for p in path)
@@ -334,7 +364,7 @@ def _layer_tensors(model: Any, prefix: str = "") -> dict[str, list[tuple[str, np
                 tensor = f"{key}/{i}"
             used.add(tensor)
             tensors.append((tensor, np.asarray(param[...])))
-        out[key] = tensors
+        add(key, tensors)
     return out
 
 
@@ -343,7 +373,8 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> None:
 
     Args:
         model: the model; its *current* parameter values are saved, with the Keras config
-            it was rebuilt from.
+            it was rebuilt from. Stateful layers' states are not saved (nor are they in
+            Keras' files): a loaded model starts from zero states.
         path: the directory (created if needed; the two checkpoint files in it are
             replaced, nothing else is touched).
 
@@ -372,18 +403,36 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> None:
     directory = os.fspath(path)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"save_checkpoint: {directory!r} exists and is not a directory.")
-    os.makedirs(directory, exist_ok=True)
     layers = _layer_tensors(model)
-    tensors = {key: array for items in layers.values() for key, array in items}
+    tensors: dict[str, np.ndarray] = {}
+    for name, items in layers.items():
+        for key, array in items:
+            if key in tensors:
+                raise ValueError(
+                    f"save_checkpoint: layer {name!r}'s tensor key {key!r} is also another "
+                    "layer's (layer names holding '/'); rename the layer."
+                )
+            tensors[key] = array
+    for file in (WEIGHTS_FILE, CHECKPOINT_JSON):
+        if os.path.isdir(os.path.join(directory, file)):
+            raise ValueError(
+                f"save_checkpoint: {os.path.join(directory, file)!r} is a directory; the "
+                "checkpoint writes a file there."
+            )
+    os.makedirs(directory, exist_ok=True)
+    # Both files carry one random id: a save cut short between the two files (the weights
+    # replaced, the JSON not) leaves files whose ids differ, which load_checkpoint refuses.
+    save_id = uuid.uuid4().hex
     write_safetensors(
         os.path.join(directory, WEIGHTS_FILE),
         tensors,
-        metadata={"format": FORMAT, "jrnn_version": jrnn.__version__},
+        metadata={"format": FORMAT, "jrnn_version": jrnn.__version__, "save_id": save_id},
     )
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "jrnn_version": jrnn.__version__,
+        "save_id": save_id,
         "keras_major": int(model.keras_major),
         "model_config": model.model_config,
         "layers": {name: [k for k, _ in items] for name, items in layers.items()},
@@ -421,7 +470,7 @@ def _read_manifest(label: str) -> dict:
     if manifest.get("format") != FORMAT:
         raise bad(f"'format' must be {FORMAT!r}, found {manifest.get('format')!r}")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise KerasFileError(
             f"{path}: format_version {version!r} is not supported by this jrnn (it reads "
             f"version {FORMAT_VERSION}); upgrade jrnn or save the checkpoint again.",
@@ -438,6 +487,10 @@ def _read_manifest(label: str) -> dict:
         or not isinstance(config.get("config"), dict)
     ):
         raise bad("'model_config' must be a Keras model config {'class_name', 'config'}")
+    _check_model_config(config, path, "'model_config'", allow_list=False)
+    _check_layer_entries(config, path, "'model_config'")
+    if not isinstance(manifest.get("save_id", ""), str):
+        raise bad(f"'save_id' must be a string, found {manifest.get('save_id')!r:.100}")
     layers = manifest.get("layers")
     if not isinstance(layers, dict) or not all(
         isinstance(v, list) and all(isinstance(k, str) for k in v) for v in layers.values()
@@ -480,7 +533,15 @@ def load_checkpoint(
         raise MissingWeightsError(
             f"{label}: the checkpoint has no {WEIGHTS_FILE}.", path=label, where=WEIGHTS_FILE
         )
-    tensors, _ = read_safetensors(weights_path, max_total_bytes=max_total_bytes)
+    tensors, metadata = read_safetensors(weights_path, max_total_bytes=max_total_bytes)
+    if metadata.get("save_id") != manifest.get("save_id"):
+        raise CorruptFileError(
+            f"{label}: {WEIGHTS_FILE} and {CHECKPOINT_JSON} come from different saves (save "
+            f"ids {metadata.get('save_id')!r} and {manifest.get('save_id')!r}): a save was cut "
+            "short or one file was copied over; save the checkpoint again.",
+            path=label,
+            where="save_id",
+        )
     layers: dict[str, list[str]] = manifest["layers"]
     for name, keys in layers.items():
         for key in keys:
@@ -516,7 +577,16 @@ def load_checkpoint(
     model = ImportedModel(
         manifest["model_config"], weights, custom_layers or {}, manifest["keras_major"]
     )
-    for entries in _layer_tensors(model).values():
+    for name, entries in _layer_tensors(model).items():
+        expected = [key for key, _ in entries]
+        if name in layers and layers[name] != expected:  # as save_checkpoint names them
+            raise CorruptFileError(
+                f"{label}: {CHECKPOINT_JSON} lists the tensors {layers[name][:8]} for layer "
+                f"{name!r}, whose parameters are {expected[:8]} in Keras order; the file was "
+                "altered.",
+                path=label,
+                where=name,
+            )
         for key, value in entries:  # jrnn writes every parameter in its own dtype
             if key in tensors and tensors[key].dtype != value.dtype:
                 raise CorruptFileError(

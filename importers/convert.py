@@ -321,7 +321,7 @@ def _bidirectional(config, arrays, in_shape):
         cfg["name"] = "backward_" + str(cfg.get("name"))
         bcfg = {"class_name": config["layer"]["class_name"], "config": cfg}
     bwd = inner(bcfg, arrays[n_forward:], in_shape)
-    kw = keras_kwargs(jrnn.Bidirectional, config, drop=("layer", "backward_layer", "dtype"))
+    kw = keras_kwargs(jrnn.Bidirectional, config, drop=("layer", "backward_layer"))
     return jrnn.Bidirectional(fwd, backward_layer=bwd, **kw)
 
 

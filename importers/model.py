@@ -36,7 +36,7 @@ from flax import nnx
 from importers import legacy
 from importers._ops import TF_OP_CLASSES, KerasOp, TFOpLambda, constant, is_op
 from importers.convert import CONVERTERS
-from importers.errors import KerasFileError, UnsupportedLayerError
+from importers.errors import ExtraWeightsError, KerasFileError, UnsupportedLayerError
 from jrnn._config import _freeze, _thaw
 
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -261,6 +261,10 @@ class ImportedModel(nnx.Module):
         plan: list = []
         input_keys = None
         specs: dict = {}
+        # Input dtypes the config records (InputLayers): Keras converts each input to its
+        # Input's dtype before the first layer sees it (float64 or float16 data into a
+        # float32 Input is rounded there).
+        input_dtypes: dict = {}
         # Tensors whose shape stems from an input with an unknown (None) size past the time
         # axis: sizes that propagation filled with _UNKNOWN_DIM, which a ConvLSTM cannot use.
         vague: set = set()
@@ -271,6 +275,8 @@ class ImportedModel(nnx.Module):
             if first is not None and (first["class_name"] == "InputLayer" or _batch_shape(first)):
                 shape = _batch_shape(first) or shape
                 dtype = _input_dtype(first)
+                if first["class_name"] == "InputLayer":
+                    input_dtypes[("__input__", 0, 0)] = dtype
             specs[("__input__", 0, 0)] = (_spec(shape, dtype), None)
             if _vague(shape):
                 vague.add(("__input__", 0, 0))
@@ -289,6 +295,7 @@ class ImportedModel(nnx.Module):
                         _spec(_batch_shape(entry), _input_dtype(entry)),
                         None,
                     )
+                    input_dtypes[(_entry_name(entry), 0, 0)] = _input_dtype(entry)
                     if _vague(_batch_shape(entry)):
                         vague.add((_entry_name(entry), 0, 0))
                     continue
@@ -349,6 +356,9 @@ class ImportedModel(nnx.Module):
         self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
         self._inputs, self._outputs, self._single_output = tuple(inputs), tuple(outputs), single
         self._input_keys = input_keys  # the keys of a dict of inputs, else None
+        self._input_dtypes = tuple(
+            None if ref not in input_dtypes else input_dtypes[ref].name for ref in inputs
+        )
         self._output_tree = None if tree is None else _freeze(tree)
         # Each node output's (shape, dtype, whether a Keras mask rides on it), as
         # propagated while building: what the exporter writes for a tensor argument. A
@@ -442,8 +452,8 @@ class ImportedModel(nnx.Module):
             )
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(xs)
         tensors: dict = {}
-        for ref, x, m in zip(self._inputs, xs, masks):
-            tensors[ref] = (jnp.asarray(x), m)
+        for ref, x, m, dtype in zip(self._inputs, xs, masks, self._input_dtypes):
+            tensors[ref] = (jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype), m)
         for name, idx, refs, is_list, kwargs in self._plan:
             vals = [tensors[r][0] for r in refs]
             masks = [tensors[r][1] for r in refs]
@@ -755,13 +765,43 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
         )
     major = _major(kf.keras_version)
     config = kf.model_config
-    weights = _from_layer_weights(kf.layer_weights)
+    _no_top_level_weights(kf)
+    asked: set[str] = set()
+    base = _from_layer_weights(kf.layer_weights)
+    weights = _Weights(
+        lambda n: asked.add(n) or base.arrays(n), lambda n: asked.add(n) or base.child(n)
+    )
     if major == 1:
         config = legacy.keras1_model_config(config)
     config = _with_layer_dict(config)
     if major == 1 or kf.backend == "theano":
         weights = _converting(weights, config, kf.keras_version, kf.backend)
-    return ImportedModel(config, weights, custom_layers, major)
+    model = ImportedModel(config, weights, custom_layers, major)
+    unused = [n for n, lw in kf.layer_weights.items() if lw.arrays and n not in asked]
+    if unused:
+        raise ExtraWeightsError(
+            f"{path}: the file holds weights of layers {unused[:10]} that the model config "
+            "does not have; refusing to drop them (Keras refuses such a file too: 'Layer "
+            "count mismatch'). The file is damaged or its config was edited.",
+            path=path,
+            where=unused[0],
+        )
+    return model
+
+
+def _no_top_level_weights(kf: Any) -> None:
+    """Keras refuses a file whose model holds variables of its own outside every layer
+    (Keras 3: "expected 0 variables"; tf.keras: "Weight count mismatch for top-level
+    weights"), as jrnn models have none."""
+    top = kf.top_level_weights
+    if top is not None and top.arrays:
+        raise ExtraWeightsError(
+            f"{kf.path}: the file holds {len(top.arrays)} weights of the model itself, outside "
+            f"every layer ({top.weight_names[:5]}); no Keras layer of the config owns them, "
+            "and Keras refuses such a file too. Refusing to drop them.",
+            path=kf.path,
+            where=top.path or "/",
+        )
 
 
 def _with_layer_dict(config: dict) -> dict:

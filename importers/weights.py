@@ -236,6 +236,7 @@ def load_weights(
     source: str | os.PathLike,
     *,
     strict: bool = True,
+    config: Any = None,
     max_member_bytes: int = _files.DEFAULT_MAX_MEMBER_BYTES,
     max_total_bytes: int = _files.DEFAULT_MAX_TOTAL_BYTES,
 ) -> list[str]:
@@ -251,10 +252,20 @@ def load_weights(
         strict: with True (default) any layer that cannot be loaded raises and nothing is
             assigned; with False such layers are skipped, left out of the returned list, and
             the others are loaded. File-level problems (corrupt, unsafe) always raise.
+        config: the model's Keras config (``json.loads(model.to_json())``, or the
+            :class:`~importers.KerasFile` of its ``.keras``/``.h5`` file), for a
+            ``.weights.h5`` written by tf.keras: such a file records no layer names, only
+            its groups' names (the layer class counted in model order: ``lstm``,
+            ``lstm_1``), so names cannot be matched without it. An imported model as
+            ``target`` brings its own config. Ignored for the formats that record names.
         max_member_bytes: largest archive member / array accepted (as in
             :func:`importers.read_keras_file`).
         max_total_bytes: largest total of bytes read (as in
             :func:`importers.read_keras_file`).
+
+    Layers of the file that ``target`` does not name are left alone, as Keras'
+    ``load_weights(by_name=True)`` leaves them (and so are a model's own variables outside
+    its layers); :func:`importers.load` refuses both instead.
 
     Returns:
         The Keras names of the layers loaded, in ``target`` order (recorded ``keras.ops``
@@ -268,7 +279,8 @@ def load_weights(
             layer, weight, expected and received shapes).
         UnsupportedLayerError: CuDNNGRU-layout arrays for a ``GRU(reset_after=False)``.
         CorruptFileError, UnsafeFileError, KerasFileError: the file cannot be read safely
-            (see :func:`importers.read_keras_file`).
+            (see :func:`importers.read_keras_file`), or it records no layer names and no
+            ``config`` names them.
 
     Example:
         >>> import os, tempfile, h5py, numpy as np
@@ -288,7 +300,30 @@ def load_weights(
     """
     layers = _layers_of(target)
     label = os.fspath(source)
-    kf = _files._read(label, None, max_member_bytes, max_total_bytes, keep_unordered=True)
+    # A Keras 3 .weights.h5 records no layer names, only the attribute names of its groups
+    # (a per-class count in model order: "lstm", "lstm_1"); an imported model's config
+    # recovers the names, as Keras' own load_weights matches such files by position.
+    if config is None and not isinstance(target, Mapping):
+        config = getattr(target, "model_config", None)
+    kf = _files._read(
+        label,
+        config,
+        max_member_bytes,
+        max_total_bytes,
+        keep_unordered=True,
+        config_if_unnamed=True,
+    )
+    unnamed = [lw.name for lw in kf.layer_weights.values() if not lw.named]
+    if unnamed:
+        raise KerasFileError(
+            f"{label}: the file records no layer names, only group names (the layer class "
+            f"counted in model order: {unnamed[:8]}), so the target's names cannot be matched "
+            "to its layers safely (a layer named 'lstm' need not be the group 'lstm'). Pass "
+            "the model's config, load_weights(target, path, config=json.loads(model.to_json()))"
+            " or config=importers.read_keras_file('model.keras'), or an imported model as "
+            "target.",
+            path=label,
+        )
     planned: list[tuple[nnx.Variable, np.ndarray]] = []
     loaded = []
     for name, module in layers.items():

@@ -78,6 +78,16 @@ def resolve_policy(dtype: Any = None, param_dtype: Any = None, owner: str = "lay
             policy = DTypePolicy(dt, dt)
     if param_dtype is not None:
         policy = DTypePolicy(_float_dtype(param_dtype, "param_dtype", owner), policy.compute_dtype)
+    if jnp.dtype("float64") in (policy.param_dtype, policy.compute_dtype):
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            raise ValueError(
+                f"{owner}: dtype float64 needs JAX's 64-bit mode, which is off: JAX would "
+                "store and compute float32 without saying so. Enable it first "
+                "(jax.config.update('jax_enable_x64', True), JAX_ENABLE_X64=1, or build and "
+                "call the layer inside `with jax.enable_x64(True):`), or pass dtype='float32'."
+            )
     return policy
 
 

@@ -321,6 +321,21 @@ HOSTILE = {
         CorruptFileError,
         "__metadata__",
     ),
+    "metadata_not_an_object": (
+        lambda h, d: ({**h, "__metadata__": []}, d),
+        CorruptFileError,
+        "'__metadata__' must map strings to strings; found \\[\\]",
+    ),
+    "empty_but_huge_shape": (  # no bytes needed, yet NumPy cannot make such an array
+        lambda h, d: ({"a": {"dtype": "F32", "shape": [0, 1 << 70], "data_offsets": [0, 0]}}, b""),
+        CorruptFileError,
+        "larger than any array can be",
+    ),
+    "too_many_dimensions": (
+        lambda h, d: ({"a": {"dtype": "F32", "shape": [0] * 65, "data_offsets": [0, 0]}}, b""),
+        CorruptFileError,
+        "65 dimensions, more than NumPy's 64",
+    ),
 }
 
 
@@ -380,6 +395,14 @@ def test_manifest_errors(saved, tmp_path):
     cases = [
         ({**manifest, "format": "other"}, CorruptFileError, "'format' must be"),
         ({**manifest, "format_version": 2}, KerasFileError, "format_version 2"),
+        ({**manifest, "format_version": True}, KerasFileError, "format_version True"),
+        ({**manifest, "save_id": 7}, CorruptFileError, "'save_id' must be a string"),
+        ({**manifest, "save_id": "0" * 32}, CorruptFileError, "come from different saves"),
+        (
+            {**manifest, "model_config": {"class_name": "Sequential", "config": {"layers": [1]}}},
+            CorruptFileError,
+            "model_config",
+        ),
         ({**manifest, "keras_major": "3"}, CorruptFileError, "keras_major"),
         ({**manifest, "model_config": [1]}, CorruptFileError, "model_config"),
         ({**manifest, "layers": {"lstm": "x"}}, CorruptFileError, "'layers' must map"),
@@ -443,6 +466,61 @@ def test_a_changed_dtype_tag_is_refused(saved, tmp_path):
         checkpoint.load_checkpoint(tmp_path)
 
 
+def test_tensor_keys_must_be_the_model_parameters_in_keras_order(tmp_path):
+    """Swapped keys of one shape (a Bidirectional's two directions) would load each array
+    into the other's parameter."""
+    km = keras.Sequential([keras.Input((T, F)), L.Bidirectional(L.LSTM(3), name="bi")])
+    checkpoint.save_checkpoint(importers.load(km), tmp_path)
+    manifest = json.loads((tmp_path / "jrnn_checkpoint.json").read_text())
+    keys = manifest["layers"]["bi"]
+    swapped = keys[3:] + keys[:3]  # backward_layer's tensors first
+    _write_manifest(tmp_path, {**manifest, "layers": {"bi": swapped}})
+    with pytest.raises(CorruptFileError, match=r"lists the tensors .* for layer 'bi'"):
+        checkpoint.load_checkpoint(tmp_path)
+
+
+def test_a_save_cut_short_between_its_two_files_is_refused(tmp_path):
+    """The weights of a second save beside the JSON of the first: neither model's."""
+    first = importers.load(keras.Sequential([keras.Input((T, F)), L.GRU(2)]))
+    second = importers.load(keras.Sequential([keras.Input((T, F)), L.GRU(2)]))
+    checkpoint.save_checkpoint(first, tmp_path / "a")
+    checkpoint.save_checkpoint(second, tmp_path / "b")
+    (tmp_path / "a" / "weights.safetensors").write_bytes(
+        (tmp_path / "b" / "weights.safetensors").read_bytes()
+    )
+    with pytest.raises(CorruptFileError, match="come from different saves"):
+        checkpoint.load_checkpoint(tmp_path / "a")
+
+
+def test_scalar_parameters_keep_their_shape(tmp_path):
+    """Attention's ``scale`` and ``concat_score_weight`` are 0-d: stored as shape [],
+    not the [1] of ``np.ascontiguousarray``."""
+    q, v = keras.Input((4, F), name="q"), keras.Input((6, F), name="v")
+    km = keras.Model([q, v], L.Attention(use_scale=True, score_mode="concat", name="att")([q, v]))
+    km.get_layer("att").scale.assign(0.7)
+    km.get_layer("att").concat_score_weight.assign(1.3)
+    m = importers.load(km)
+    checkpoint.save_checkpoint(m, tmp_path)
+    tensors, _ = checkpoint.read_safetensors(tmp_path / "weights.safetensors")
+    assert [a.shape for a in tensors.values()] == [(), ()]
+    x = [_x()[:, :4], _x(2)[:, :6]]
+    _assert_same(checkpoint.load_checkpoint(tmp_path)(x), m(x))
+
+
+def test_layer_names_holding_a_slash_that_collide_are_refused(tmp_path):
+    """tf.keras allows '/' in names: a layer "a/b" and the layer "b" of a nested model "a"
+    would share the checkpoint key "a/b"."""
+    tf_keras = pytest.importorskip("tf_keras")
+    inner = tf_keras.Sequential(
+        [tf_keras.Input((3,)), tf_keras.layers.Dense(3, name="b")], name="a"
+    )
+    x = tf_keras.Input((3,))
+    km = tf_keras.Model(x, tf_keras.layers.Dense(3, name="a/b")(inner(x)))
+    with pytest.raises(ValueError, match="two layers are both named 'a/b'"):
+        checkpoint.save_checkpoint(importers.load(km), tmp_path)
+    assert not os.listdir(tmp_path)
+
+
 def test_save_refuses_other_objects(tmp_path):
     with pytest.raises(TypeError, match="ImportedModel"):
         checkpoint.save_checkpoint(object(), tmp_path)
@@ -450,3 +528,8 @@ def test_save_refuses_other_objects(tmp_path):
     m = importers.load(keras.Sequential([keras.Input((T, F)), L.GRU(2)]))
     with pytest.raises(ValueError, match="not a directory"):
         checkpoint.save_checkpoint(m, tmp_path / "file")
+    (tmp_path / "ck" / "weights.safetensors").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"weights\.safetensors' is a directory"):
+        checkpoint.save_checkpoint(m, tmp_path / "ck")
+    with pytest.raises(ValueError, match="tensor keys must be strings"):
+        checkpoint.write_safetensors(tmp_path / "w.safetensors", {1: np.zeros(2)})

@@ -100,6 +100,15 @@ def test_jit_equals_eager_and_no_recompile(name):
     assert len(traces) == 1, "second call with the same shapes retraced"
 
 
+def test_float64_without_x64_is_refused():
+    """JAX without its 64-bit mode makes float32 of every float64 request (a warning per
+    array at most): a float64 layer would silently compute in float32."""
+    with pytest.raises(ValueError, match=r"LSTMCell.*float64 needs JAX's 64-bit mode"):
+        jrnn.LSTM(3, 2, dtype="float64", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"64-bit mode"):
+        jrnn.GRU(3, 2, param_dtype="float64", rngs=nnx.Rngs(0))
+
+
 @pytest.mark.parametrize("name", list(FACTORIES))
 def test_gradients_check_grads_float64(name):
     with jax.enable_x64(True):

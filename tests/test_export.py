@@ -268,7 +268,7 @@ def test_tf_keras_nested_models_masked_concatenate_and_spatial_dropout(tmp_path)
     nested = k.Model(i, inner(kl.SpatialDropout1D(0.2)(i)), name="nested")
     ids = k.Input((T,), dtype="int32")
     e = kl.Embedding(10, F, mask_zero=True)(ids)
-    both = kl.Concatenate()(
+    both = kl.Concatenate(name="concatenate")(  # the clashing name, whatever ran before
         [kl.LSTM(3, return_sequences=True)(e), kl.GRU(2, return_sequences=True)(e)]
     )
     masked = k.Model(ids, kl.LSTM(2)(both), name="masked")

@@ -230,6 +230,41 @@ def test_zip_bomb_lying_about_its_size_stays_bounded(files, tmp_path):
     assert peak < 20_000_000
 
 
+def test_zip_bomb_under_the_limits_is_refused_by_its_ratio(files, tmp_path):
+    """A config.json of 100 MB of spaces deflated to ~100 kB, declaring its true size:
+    within the default limits, but no Keras archive inflates 100 times (Keras stores its
+    members), so it is refused before the whole member is held."""
+    members = dict(_members(files["keras"]))
+    members["config.json"] = members["config.json"] + b" " * 100_000_000
+    path = _repack(tmp_path / "bomb.keras", list(members.items()), zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 500_000
+    _both(path, UnsafeFileError, r"config\.json: the member inflates from \d+ to more than")
+
+
+def test_weights_nothing_in_the_config_owns_are_refused(files, tmp_path):
+    """Keras refuses a legacy file listing a layer its config lacks ("Layer count
+    mismatch") and a model's own top-level weights ("expected 0 variables")."""
+
+    def ghost(f):
+        g = f["model_weights"]
+        names = [n if isinstance(n, bytes) else n.encode() for n in g.attrs["layer_names"]]
+        g.attrs["layer_names"] = [*names, b"ghost"]
+        layer = g.create_group("ghost")
+        layer.attrs["weight_names"] = [b"ghost/kernel:0"]
+        layer["ghost/kernel:0"] = np.ones((2, 2), "f4")
+
+    path = _edit_h5(files["tf_h5"], tmp_path / "ghost.h5", ghost)
+    with pytest.raises(ExtraWeightsError, match=r"weights of layers \['ghost'\] that the model"):
+        importers.load(path)
+
+    def top(f):
+        f.require_group("vars")["0"] = np.ones(3, "f4")
+
+    path = _edit_archive_weights(files["keras"], tmp_path / "top.keras", top)
+    with pytest.raises(ExtraWeightsError, match=r"1 weights of the model itself"):
+        importers.load(path)
+
+
 def test_zip_bomb_over_the_caller_limits(files, tmp_path):
     members = dict(_members(files["keras"]))
     members["model.weights.h5"] = members["model.weights.h5"] + bytes(5_000_000)

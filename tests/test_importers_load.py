@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from importers.model import load
+from importers.weights import keras_params
 from tests.helpers import randomize_keras
 
 
@@ -441,6 +442,53 @@ def test_mixed_bfloat16_policy_is_carried_over(tmp_path):
     layer = load(tmp_path / "m.keras").get_layer(m.layers[0].name)
     assert layer.cell.policy.compute_dtype == jnp.bfloat16
     assert layer.cell.kernel[...].dtype == jnp.float32
+
+
+def test_policies_of_wrappers_core_layers_and_inputs(tmp_path):
+    """A Bidirectional's own policy (its output dtype), a mixed Dense written back under
+    its policy's name, and inputs converted to their Input's dtype as Keras converts them."""
+    import jax.numpy as jnp
+
+    from importers._from_jrnn import layer_entry
+
+    inp = keras.Input((5, 3), dtype="float16")
+    x = keras.layers.Dense(4, dtype="mixed_bfloat16", name="dense")(inp)
+    y = keras.layers.Bidirectional(
+        keras.layers.LSTM(2, return_sequences=True), dtype="mixed_bfloat16", name="bi"
+    )(x)
+    m = keras.Model(inp, [y, keras.layers.Dense(2, name="head")(inp)])
+    _rand_weights(m)
+    model = load(_save(m, tmp_path / "m.keras"))
+    x = _x(2, 5, 3)
+    ys, head = model(x)
+    want_ys, want_head = m.predict(x, verbose=0)
+    assert ys.dtype == jnp.bfloat16 and model.get_layer("bi").policy.name == "mixed_bfloat16"
+    np.testing.assert_allclose(np.asarray(ys, np.float32), want_ys.astype(np.float32), atol=6e-2)
+    np.testing.assert_allclose(np.asarray(head), want_head, atol=1e-5)  # x rounded to float16
+    assert layer_entry(model.get_layer("dense"))["config"]["dtype"] == "mixed_bfloat16"
+
+
+def test_float64_weights_are_not_rounded_through_float32(tmp_path):
+    import jax
+
+    m = keras.Sequential(
+        [
+            keras.Input((5, 3), dtype="float64"),
+            keras.layers.Dense(4, dtype="float64"),
+            keras.layers.LSTM(2, dtype="float64"),
+        ]
+    )
+    _rand_weights(m)
+    path = _save(m, tmp_path / "m.keras")
+    with jax.enable_x64(True):
+        model = load(path)
+        for layer in m.layers:
+            params = keras_params(model.get_layer(layer.name))
+            for got, want in zip(params, layer.weights, strict=True):
+                assert got[...].dtype == np.float64
+                np.testing.assert_array_equal(np.asarray(got[...]), want.numpy())
+        x = np.random.default_rng(0).standard_normal((2, 5, 3))
+        np.testing.assert_allclose(np.asarray(model(x)), m.predict(x, verbose=0), atol=1e-12)
 
 
 def test_lambda_in_a_file_is_refused_not_executed(tmp_path):

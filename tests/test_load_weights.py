@@ -13,7 +13,12 @@ from flax import nnx
 import importers
 import jrnn
 from importers._ops import KerasOp
-from importers.errors import CorruptFileError, MissingWeightsError, WeightShapeError
+from importers.errors import (
+    CorruptFileError,
+    KerasFileError,
+    MissingWeightsError,
+    WeightShapeError,
+)
 from tests.helpers import assert_close
 from tests.keras_twins import random_inputs
 
@@ -159,3 +164,40 @@ def test_load_weights_into_imported_model_with_mask_op_nodes(source, tmp_path):
     assert importers.load_weights(imported, path) == ["emb", "lstm"]
     ids = np.array([[3, 4, 5, 0, 0], [1, 2, 0, 0, 0]], "int32")
     assert_close(imported(ids), model(ids).numpy())
+
+
+def test_tf_keras_weights_h5_records_no_names_so_a_config_names_them(tmp_path):
+    """tf.keras' ``.weights.h5`` names its groups by layer class in model order ("lstm",
+    "lstm_1"), not by layer name: layers named "lstm_1", "lstm" would each get the other's
+    weights if matched by name. The model's config (or an imported model) names them;
+    without one the load is refused."""
+    import json
+
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((T, F)),
+            tf_keras.layers.LSTM(3, return_sequences=True, name="lstm_1"),
+            tf_keras.layers.LSTM(2, name="lstm"),
+        ]
+    )
+    rng = np.random.default_rng(4)
+    model.set_weights([rng.standard_normal(w.shape).astype("f4") * 0.5 for w in model.weights])
+    path = str(tmp_path / "w.weights.h5")
+    model.save_weights(path)
+    model.save(tmp_path / "m.keras")
+    x = random_inputs(B, T, F)
+    first, second = (
+        jrnn.LSTM(3, F, return_sequences=True, rngs=nnx.Rngs(0)),
+        jrnn.LSTM(2, 3, rngs=nnx.Rngs(0)),
+    )
+    layers = {"lstm_1": first, "lstm": second}
+    with pytest.raises(KerasFileError, match=r"records no layer names.*\['lstm', 'lstm_1'\]"):
+        importers.load_weights(layers, path)
+    config = json.loads(model.to_json())
+    assert importers.load_weights(layers, path, config=config) == ["lstm_1", "lstm"]
+    assert_close(second(first(x)), np.asarray(model(x)), time=T)
+    imported = importers.load(str(tmp_path / "m.keras"))
+    for p in importers.keras_params(imported.layers["lstm"]):
+        p.set_value(np.zeros(p.shape, p[...].dtype))
+    assert importers.load_weights(imported, path) == ["lstm_1", "lstm"]
+    assert_close(imported(x), np.asarray(model(x)), time=T)
