@@ -225,8 +225,10 @@ def main(argv=None) -> int:
             for mode in prof["modes"]:
                 for dtype in prof["dtypes"]:
                     per_impl: dict[str, list[dict]] = {i: [] for i in impls}
-                    for _ in range(a.rounds):
-                        for impl in impls:
+                    for r in range(a.rounds):
+                        # Each round starts one implementation later, so no one always
+                        # runs first (after another framework's process, or a quiet spell).
+                        for impl in impls[r % len(impls) :] + impls[: r % len(impls)]:
                             iters = max(2, a.iters // 5) if shape_name == "long" else a.iters
                             per_impl[impl].append(
                                 run_worker(

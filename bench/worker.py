@@ -162,6 +162,7 @@ def build_jrnn(a):
                 spatial_shape=(a.spatial, a.spatial),
                 padding="same",
                 return_sequences=True,
+                dtype=a.dtype,  # bfloat16 runs the scan: the native ConvLSTM is float32 only
                 rngs=rngs,
                 **({"native": kw["native"]} if "native" in kw else {}),
             )
@@ -287,7 +288,11 @@ def build_keras_tf(a):
 def build_torch(a):
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    # The CPUs this process may run on, as XLA and TensorFlow size their pools (cpu_count
+    # ignores affinity and cgroup CPU sets).
+    torch.set_num_threads(
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     if a.device == "gpu" and not torch.cuda.is_available():
         raise SystemExit("PyTorch sees no CUDA GPU here")
     device = "cuda" if a.device == "gpu" else "cpu"
