@@ -386,6 +386,32 @@ def test_attention_bad_arguments():
         jrnn.Attention()(jnp.ones((1, 2, 3)))
     with pytest.raises(ValueError, match="dim must be"):
         jrnn.AdditiveAttention()
+    with pytest.raises(
+        ValueError, match=r"received a list of 1 \[an array of shape \(1, 2, 3\) \(float32\)\]"
+    ):
+        jrnn.Attention()([jnp.ones((1, 2, 3))])  # the array described, not printed
+    with pytest.raises(ValueError, match=r"feature size must be dim=4 .*shape \(2, 3, 5\)"):
+        jrnn.AdditiveAttention(4)([jnp.ones((2, 3, 5)), jnp.ones((2, 6, 5))])
+
+
+@pytest.mark.parametrize("kind", ["Attention", "AdditiveAttention"])
+def test_attention_dtype_policies_as_keras(kind):
+    """``dtype="mixed_bfloat16"``: float32 weights, inputs autocast, bfloat16 out, as Keras."""
+    kw = {"use_scale": True} if kind == "Attention" else {}
+    q, v = _x(2, 3, 4), _x(2, 5, 4, seed=2)
+    ref = getattr(L, kind)(dtype="mixed_bfloat16", **kw)
+    want = ref([q, v])
+    layer = getattr(jrnn, kind)(
+        **({"dim": 4} if kind != "Attention" else {}), dtype="mixed_bfloat16", **kw
+    )
+    for p, w in zip(layer.keras_weights(), ref.get_weights(), strict=True):
+        assert p[...].dtype == jnp.float32
+        p[...] = jnp.asarray(w)
+    got = layer([q, v])
+    assert got.dtype == jnp.bfloat16 and "bfloat16" in str(want.dtype)
+    np.testing.assert_allclose(
+        np.asarray(got, np.float32), np.asarray(want, np.float32), atol=2e-2, rtol=2e-2
+    )
 
 
 @pytest.mark.parametrize("cls", ["Multiply", "Maximum", "Minimum", "Add", "Average"])

@@ -23,11 +23,24 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import initializers
+from jrnn._dtypes import resolve_policy
 from jrnn.layers.core import Dropout
 
 
+def _described(value: Any) -> str:
+    """A short account of ``value``: arrays by shape and dtype, lists by their items."""
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_described(v) for v in value[:4]) + (", ..." if len(value) > 4 else "")
+        return f"a {type(value).__name__} of {len(value)} [{inner}]"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"an array of shape {tuple(value.shape)} ({value.dtype})"
+    return repr(value)[:80]
+
+
 def _bad(layer: Any, arg: str, expected: str, received: Any) -> ValueError:
-    return ValueError(f"{type(layer).__name__}: {arg} must be {expected}; received {received!r}.")
+    return ValueError(
+        f"{type(layer).__name__}: {arg} must be {expected}; received {_described(received)}."
+    )
 
 
 class Attention(nnx.Module):
@@ -38,7 +51,9 @@ class Attention(nnx.Module):
     ``get_weights()`` order: ``scale ()`` (with ``use_scale``), ``concat_score_weight ()`` (with
     ``score_mode="concat"``). ``causal=True`` (tf.keras <= 2.10's deprecated constructor flag)
     always applies the causal mask. ``dropout`` drops attention weights when ``training``, keys from
-    the ``rngs`` ``dropout`` stream (call-time ``rngs=`` overrides).
+    the ``rngs`` ``dropout`` stream (call-time ``rngs=`` overrides). ``dtype`` is Keras' (a dtype
+    or a policy name such as ``"mixed_bfloat16"``: float32 weights, floating inputs cast to
+    bfloat16 as Keras autocasts them); ``param_dtype`` overrides the weights' dtype.
     """
 
     def __init__(
@@ -49,8 +64,13 @@ class Attention(nnx.Module):
         dropout: float = 0.0,
         causal: bool = False,
         name: str | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
         rngs: nnx.Rngs | None = None,
     ):
+        self.policy = resolve_policy(dtype, param_dtype, type(self).__name__)
+        self.compute_dtype = jnp.dtype(self.policy.compute_dtype).name
+        self.dtype_policy = self.policy.name
         if score_mode not in ("dot", "concat"):
             raise _bad(self, "score_mode", "'dot' or 'concat'", score_mode)
         if not 0.0 <= dropout <= 1.0:
@@ -64,10 +84,12 @@ class Attention(nnx.Module):
         self.causal = bool(causal)
         self.weights_dropout = Dropout(dropout, rngs=rngs) if 0.0 < dropout < 1.0 else None
         self.scale = self._make_scale(rngs) if use_scale else None
-        self.concat_score_weight = nnx.Param(jnp.ones(())) if score_mode == "concat" else None
+        self.concat_score_weight = (
+            nnx.Param(jnp.ones((), self.policy.param_dtype)) if score_mode == "concat" else None
+        )
 
     def _make_scale(self, rngs):
-        return nnx.Param(jnp.ones(()))
+        return nnx.Param(jnp.ones((), self.policy.param_dtype))
 
     def _scores(self, query, key):
         if self.score_mode == "dot":
@@ -95,8 +117,9 @@ class Attention(nnx.Module):
             raise _bad(self, "inputs", "a list [query, value] or [query, value, key]", inputs)
         if mask is not None and (not isinstance(mask, (list, tuple)) or not 2 <= len(mask) <= 3):
             raise _bad(self, "mask", "a list [query_mask, value_mask]", mask)
-        q, v = inputs[0], inputs[1]
-        k = inputs[2] if len(inputs) > 2 else v
+        q, v, k = (
+            self._cast(x) for x in (*inputs[:2], inputs[2] if len(inputs) > 2 else inputs[1])
+        )
         q_mask = mask[0] if mask else None
         v_mask = mask[1] if mask else None
         scores = self._scores(q, k)
@@ -119,6 +142,13 @@ class Attention(nnx.Module):
         if q_mask is not None:
             out = jnp.where(jnp.asarray(q_mask, bool)[..., None], out, jnp.zeros((), out.dtype))
         return (out, weights) if return_attention_scores else out
+
+    def _cast(self, x):
+        """Floating inputs in the compute dtype, as Keras autocasts a layer's inputs."""
+        x = jnp.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != self.compute_dtype:
+            return x.astype(self.compute_dtype)
+        return x
 
     def compute_mask(self, inputs, mask=None):
         """The query mask (Keras: ``mask[0]``), or None."""
@@ -146,18 +176,36 @@ class AdditiveAttention(Attention):
         dropout: float = 0.0,
         causal: bool = False,
         name: str | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
         rngs: nnx.Rngs | None = None,
     ):
         if use_scale and dim is None:
             raise _bad(self, "dim", "the feature size of query/key when use_scale", dim)
         self.dim = dim
-        super().__init__(use_scale=use_scale, dropout=dropout, causal=causal, name=name, rngs=rngs)
+        super().__init__(
+            use_scale=use_scale,
+            dropout=dropout,
+            causal=causal,
+            name=name,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
 
     def _make_scale(self, rngs):
         key = (rngs if rngs is not None else nnx.Rngs(0)).params()
-        return nnx.Param(initializers.get("glorot_uniform")(key, (int(self.dim),)))
+        shape = (int(self.dim),)
+        return nnx.Param(initializers.get("glorot_uniform")(key, shape, self.policy.param_dtype))
 
     def _scores(self, query, key):
+        if self.scale is not None and query.shape[-1] != self.scale.shape[0]:
+            raise _bad(
+                self,
+                "the query and key feature size",
+                f"dim={self.scale.shape[0]} (the size of its scale weight)",
+                query,
+            )
         pair = jnp.tanh(query[..., :, None, :] + key[..., None, :, :])
         if self.scale is not None:
             pair = self.scale[...].astype(pair.dtype) * pair
