@@ -425,7 +425,7 @@ def keras_sequential(
     layers: Any,
     input_shape: tuple,
     *,
-    input_dtype: str = "float32",
+    input_dtype: str | None = None,
     name: str = "sequential",
     batch_size: int | None = None,
 ):
@@ -435,7 +435,9 @@ def keras_sequential(
       layers: a jrnn layer or a list of them, applied in order.
       input_shape: the input shape without the batch axis, ``None`` for any size
         (``(None, 16)`` for variable-length sequences of 16 features).
-      input_dtype: the input's dtype (``"int32"`` for token ids).
+      input_dtype: the input's dtype (``"int32"`` for token ids); None: the first layer's
+        variable dtype (float32 under a mixed policy, float64 for a float64 layer), so that
+        the model's inputs, which are converted to it as Keras converts them, lose nothing.
       name: the Keras model name.
       batch_size: a fixed batch size (stateful layers need one).
 
@@ -454,6 +456,11 @@ def keras_sequential(
     namer = _Namer()
     entries = [layer_entry(m, namer) for m in modules]
     by_name = {e["config"]["name"]: m for e, m in zip(entries, modules)}
+    if input_dtype is None:
+        from jrnn._dtypes import resolve_policy
+
+        policy = entries[0]["config"].get("dtype") if entries else None
+        input_dtype = np.dtype(resolve_policy(policy).param_dtype).name
     first = _entry(
         "InputLayer",
         {

@@ -8,9 +8,11 @@ one at a time, after checking
 * the member's declared uncompressed size against ``max_member_bytes`` and the running
   total of all members read against ``max_total_bytes``,
 * the bytes actually produced while decompressing against the same limits and against
-  the declared size (a member that inflates past what it declares is refused), and past
-  :data:`BOMB_FLOOR_BYTES` against :data:`BOMB_MAX_RATIO` times its compressed size
-  (Keras stores its members uncompressed; deflate reaches ~1000:1 on zeros), and
+  the declared size (a member that inflates past what it declares is refused), and past a
+  floor against :data:`BOMB_MAX_RATIO` times its compressed size, as Keras' own guard
+  (deflate reaches ~1000:1 on zeros): :data:`BOMB_FLOOR_BYTES` (Keras' 4 GiB) for
+  weights, whose zero-filled arrays may compress that well in a re-zipped archive, and
+  :data:`BOMB_FLOOR_JSON_BYTES` for the JSON members, which no model needs, and
 * encryption (refused) and CRC errors (:class:`~importers.errors.CorruptFileError`).
 """
 
@@ -23,7 +25,8 @@ import zlib
 from importers.errors import CorruptFileError, MissingWeightsError, UnsafeFileError
 
 MAX_MEMBERS = 100_000
-BOMB_FLOOR_BYTES = 64 * 1024**2
+BOMB_FLOOR_BYTES = 4 * 1024**3
+BOMB_FLOOR_JSON_BYTES = 64 * 1024**2
 BOMB_MAX_RATIO = 100
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -132,6 +135,7 @@ class SafeZip:
             )
         declared = info.file_size
         self._check_size(name, declared, "declares")
+        floor = BOMB_FLOOR_JSON_BYTES if name.endswith(".json") else BOMB_FLOOR_BYTES
         out = bytearray()
         try:
             with self._zf.open(info, "r") as f:
@@ -140,12 +144,11 @@ class SafeZip:
                     if not chunk:
                         break
                     out += chunk
-                    if len(out) > max(BOMB_FLOOR_BYTES, BOMB_MAX_RATIO * info.compress_size):
+                    if len(out) > max(floor, BOMB_MAX_RATIO * info.compress_size):
                         raise UnsafeFileError(
                             f"{where}: the member inflates from {info.compress_size} to more "
                             f"than {len(out)} bytes, over {BOMB_MAX_RATIO} times its "
-                            "compressed size (a zip bomb; Keras writes its members "
-                            "uncompressed); refusing it.",
+                            "compressed size (a zip bomb); refusing it.",
                             path=self.label,
                             where=name,
                         )

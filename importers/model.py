@@ -81,6 +81,18 @@ def _live_arrays(layer: Any) -> list:
     return [np.asarray(w) for w in layer.get_weights()]
 
 
+def _inner_layers(model: str, weight_names: list, arrays: list) -> dict[str, list]:
+    """A legacy .h5 nested model's arrays by inner layer: the model is one group, and its
+    weight names start with the inner layer's (``inner_lstm/kernel:0``), or with the
+    model's then the layer's (``model/inner_lstm/kernel:0``)."""
+    groups: dict[str, list] = {}
+    for wname, arr in zip(weight_names, arrays):
+        parts = wname.split("/")
+        key = parts[1] if parts[0] == model and len(parts) > 2 else parts[0]
+        groups.setdefault(key, []).append(arr)
+    return groups
+
+
 def _from_layer_weights(layers: Mapping[str, Any]) -> _Weights:
     def arrays(name: str) -> list:
         return list(layers[name].arrays) if name in layers else []
@@ -91,12 +103,7 @@ def _from_layer_weights(layers: Mapping[str, Any]) -> _Weights:
             return _from_layer_weights({})
         if lw.children:
             return _from_layer_weights(lw.children)
-        # Legacy .h5: a nested model is one group; weight names start with the inner layer.
-        groups: dict[str, list] = {}
-        for wname, arr in zip(lw.weight_names, lw.arrays):
-            parts = wname.split("/")
-            key = parts[1] if parts[0] == name and len(parts) > 2 else parts[0]
-            groups.setdefault(key, []).append(arr)
+        groups = _inner_layers(name, lw.weight_names, lw.arrays)
         return _Weights(lambda n: groups.get(n, []), lambda n: _from_layer_weights({}))
 
     return _Weights(arrays, child)
@@ -396,7 +403,16 @@ class ImportedModel(nnx.Module):
             return CONVERTERS[cls](entry["config"], weights.arrays(name), in_shape)
         except KerasFileError:
             raise
-        except (KeyError, TypeError, ValueError) as err:
+        except ValueError as err:
+            if "64-bit mode" in str(err):  # a float64 model, not an unsupported layer
+                raise ValueError(
+                    f"layer {name!r} ({cls}) is float64 in the file: {err} (load the model "
+                    "after enabling it)"
+                ) from err
+            raise UnsupportedLayerError(
+                cls, name, detail=f"its config could not be converted: {err}"
+            ) from err
+        except (KeyError, TypeError) as err:
             reason = f"it has no {err} entry" if isinstance(err, KeyError) else str(err)
             raise UnsupportedLayerError(
                 cls, name, detail=f"its config could not be converted: {reason}"
@@ -453,6 +469,8 @@ class ImportedModel(nnx.Module):
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(xs)
         tensors: dict = {}
         for ref, x, m, dtype in zip(self._inputs, xs, masks, self._input_dtypes):
+            if dtype is not None:  # int64 is int32 without x64, as JAX makes every array
+                dtype = jax.dtypes.canonicalize_dtype(dtype)
             tensors[ref] = (jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype), m)
         for name, idx, refs, is_list, kwargs in self._plan:
             vals = [tensors[r][0] for r in refs]

@@ -157,13 +157,26 @@ def _layers_of(target: Any) -> Mapping[str, Any]:
     return {name: m for name, m in layers.items() if not isinstance(m, KerasOp)}
 
 
-def _as_stored_by_keras2(module: Any, arrays: list, kf: _files.KerasFile, name: str) -> list:
+def _as_stored_by_keras2(
+    module: Any, arrays: list, kf: _files.KerasFile, name: str, names: list | None = None
+) -> list:
     """The arrays as Keras 2's ``load_weights`` converts them for a layer of ``module``'s
     class (``preprocess_weights_for_loading``): Keras 1 per-gate arrays joined and
     Theano-trained convolution kernels flipped (:func:`importers.legacy.convert_weights`),
-    CuDNN-layout arrays into LSTM/GRU (the bias shape tells the layout)."""
+    CuDNN-layout arrays into LSTM/GRU (the bias shape tells the layout); a nested model's
+    layers one by one (``convert_nested_model``), from their legacy weight ``names``."""
     import jrnn
     from importers import convert, legacy
+    from importers.model import ImportedModel, _inner_layers
+
+    if isinstance(module, ImportedModel):
+        if names is None or kf.format not in ("h5_full", "h5_weights"):
+            return list(arrays)  # Keras 3 files: nothing Keras 2 converts
+        groups = _inner_layers(name, names, arrays)
+        out = []
+        for inner, layer in module.layers.items():
+            out += _as_stored_by_keras2(layer, groups.pop(inner, []), kf, inner)
+        return out + [a for rest in groups.values() for a in rest]  # the count check names them
 
     if isinstance(module, jrnn.Bidirectional):
         half = len(arrays) // 2  # as Keras 2 splits them
@@ -195,7 +208,8 @@ def _plan_layer(
 ) -> list[tuple[nnx.Variable, np.ndarray]]:
     """(parameter, array) pairs for one layer after every count and shape check."""
     params = keras_params(module)
-    arrays = _as_stored_by_keras2(module, _unordered_arrays(module, lw, label, name), kf, name)
+    arrays = _unordered_arrays(module, lw, label, name)
+    arrays = _as_stored_by_keras2(module, arrays, kf, name, list(lw.weight_names))
     names = list(lw.weight_names) if lw.ordered else [f"#{k}" for k in range(len(arrays))]
     if len(arrays) < len(params):
         raise MissingWeightsError(
@@ -300,9 +314,9 @@ def load_weights(
     """
     layers = _layers_of(target)
     label = os.fspath(source)
-    # A Keras 3 .weights.h5 records no layer names, only the attribute names of its groups
-    # (a per-class count in model order: "lstm", "lstm_1"); an imported model's config
-    # recovers the names, as Keras' own load_weights matches such files by position.
+    # A tf.keras .weights.h5 records no layer names (Keras 3's records them), only its
+    # groups' attribute names (a per-class count in model order: "lstm", "lstm_1"); the
+    # model's config recovers the names, as Keras' own load_weights matches by position.
     if config is None and not isinstance(target, Mapping):
         config = getattr(target, "model_config", None)
     kf = _files._read(

@@ -86,7 +86,7 @@ def resolve_policy(dtype: Any = None, param_dtype: Any = None, owner: str = "lay
                 f"{owner}: dtype float64 needs JAX's 64-bit mode, which is off: JAX would "
                 "store and compute float32 without saying so. Enable it first "
                 "(jax.config.update('jax_enable_x64', True), JAX_ENABLE_X64=1, or build and "
-                "call the layer inside `with jax.enable_x64(True):`), or pass dtype='float32'."
+                "call the layer inside `with jax.enable_x64(True):`), or ask for float32."
             )
     return policy
 

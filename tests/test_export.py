@@ -255,6 +255,24 @@ def test_tf_keras_models_export_to_keras3(tmp_path):
         np.testing.assert_allclose(loaded(x).numpy(), _one(m(x)), atol=1e-5, rtol=0)
 
 
+def test_keras_sequential_input_takes_the_first_layers_dtype():
+    """A float64 layer's model gets a float64 Input (its inputs are converted to the Input's
+    dtype, as Keras converts them); a mixed policy's Input is float32."""
+    import jax
+    from flax import nnx
+
+    import jrnn
+
+    with jax.enable_x64(True):
+        lstm = jrnn.LSTM(3, 2, dtype="float64", rngs=nnx.Rngs(0))
+        model = importers.keras_sequential([lstm], (5, 2))
+        x = np.random.default_rng(0).standard_normal((2, 5, 2))
+        np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(lstm(x)))
+    mixed = jrnn.GRU(3, 2, dtype="mixed_bfloat16", rngs=nnx.Rngs(0))
+    config = importers.keras_sequential([mixed], (5, 2)).model_config
+    assert config["config"]["layers"][0]["config"]["dtype"] == "float32"
+
+
 def test_tf_keras_nested_models_masked_concatenate_and_spatial_dropout(tmp_path):
     """Keras 2 numbers a nested model's first call 1 (Keras 3: 0); Keras 3 names the
     operations of a masked Concatenate's mask `concatenate`, as the layer, while loading a

@@ -279,6 +279,35 @@ def test_keras1_convolution_sizes_and_strides(tmp_path):
         load(tmp_path / "bad.h5")
 
 
+def test_theano_kernels_inside_a_nested_model(tmp_path):
+    """Keras 2 converts a nested model's layers one by one (``convert_nested_model``):
+    load_weights flips the Theano kernel of a Conv1D inside a nested Sequential too."""
+    inner = tfk.Sequential(
+        [tfk.Input((6, 3)), tfk.layers.Conv1D(4, 3, padding="same", name="conv")], name="inner"
+    )
+    i = tfk.Input((6, 3))
+    ref = tfk.Model(i, tfk.layers.LSTM(2, name="lstm")(inner(i)))
+    _rand(ref)
+    path = tmp_path / "nested.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref.save(path)
+    with h5py.File(path, "r+") as f:
+        for node in (f, f["model_weights"]):
+            node.attrs["backend"] = b"theano"
+            node.attrs["keras_version"] = b"2.1.6"
+
+        def flip(name, obj):
+            if isinstance(obj, h5py.Dataset) and "conv" in name and "kernel" in name:
+                obj[...] = obj[...][::-1]
+
+        f["model_weights"]["inner"].visititems(flip)
+    x = np.random.default_rng(2).standard_normal((2, 6, 3)).astype(np.float32)
+    model = load(path)
+    np.testing.assert_allclose(np.asarray(model(x)), ref.predict(x, verbose=0), atol=1e-5)
+    _reloads_by_name(model, path, x, ref.predict(x, verbose=0))
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "theano"])
 def test_keras_2_1_sequential_config_is_a_bare_list(tmp_path, backend):
     """Multi-backend Keras up to 2.1.6 saved a Sequential model's config as a bare list of

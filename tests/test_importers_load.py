@@ -465,10 +465,17 @@ def test_policies_of_wrappers_core_layers_and_inputs(tmp_path):
     assert ys.dtype == jnp.bfloat16 and model.get_layer("bi").policy.name == "mixed_bfloat16"
     np.testing.assert_allclose(np.asarray(ys, np.float32), want_ys.astype(np.float32), atol=6e-2)
     np.testing.assert_allclose(np.asarray(head), want_head, atol=1e-5)  # x rounded to float16
+    with warnings.catch_warnings():  # an int64 Input without x64: int32, without a warning
+        warnings.simplefilter("error")
+        ids = keras.Input((4,), dtype="int64")
+        emb = keras.Model(ids, keras.layers.Embedding(5, 2)(ids))
+        assert load(emb)(np.array([[1, 2, 3, 4]])).shape == (1, 4, 2)
     assert layer_entry(model.get_layer("dense"))["config"]["dtype"] == "mixed_bfloat16"
 
 
 def test_float64_weights_are_not_rounded_through_float32(tmp_path):
+    """Under x64 a float64 model's weights load exactly (not through float32 variables);
+    without x64 the load is refused, not run in float32."""
     import jax
 
     m = keras.Sequential(
@@ -489,6 +496,8 @@ def test_float64_weights_are_not_rounded_through_float32(tmp_path):
                 np.testing.assert_array_equal(np.asarray(got[...]), want.numpy())
         x = np.random.default_rng(0).standard_normal((2, 5, 3))
         np.testing.assert_allclose(np.asarray(model(x)), m.predict(x, verbose=0), atol=1e-12)
+    with pytest.raises(ValueError, match=r"float64 in the file: .*64-bit mode"):
+        load(path)
 
 
 def test_lambda_in_a_file_is_refused_not_executed(tmp_path):

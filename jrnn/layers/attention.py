@@ -53,7 +53,9 @@ class Attention(nnx.Module):
     always applies the causal mask. ``dropout`` drops attention weights when ``training``, keys from
     the ``rngs`` ``dropout`` stream (call-time ``rngs=`` overrides). ``dtype`` is Keras' (a dtype
     or a policy name such as ``"mixed_bfloat16"``: float32 weights, floating inputs cast to
-    bfloat16 as Keras autocasts them); ``param_dtype`` overrides the weights' dtype.
+    bfloat16 as Keras autocasts them; None is float32, Keras' default policy, so bfloat16 or
+    float64 inputs are computed in float32 unless ``dtype`` says otherwise, as in the
+    recurrent layers); ``param_dtype`` overrides the weights' dtype.
     """
 
     def __init__(
