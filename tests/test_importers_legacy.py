@@ -28,6 +28,12 @@ def _rand(model, seed=0):
     randomize_keras(model, seed, scale=0.4)
 
 
+def _save(model, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "HDF5 is legacy"
+        model.save(path)
+
+
 def _reloads_by_name(model, path, x, expected):
     """``importers.load_weights`` of the same file into the model's layers, their
     parameters zeroed first, converts the arrays as Keras 2's ``load_weights`` does (Keras
@@ -190,9 +196,7 @@ def test_theano_conv_lstm_kernels_are_flipped(tmp_path):
     )
     _rand(ref)
     path = tmp_path / "theano.h5"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref.save(path)
+    _save(ref, path)
     with h5py.File(path, "r+") as f:
         f.attrs["backend"] = b"theano"
         f["model_weights"].attrs["backend"] = b"theano"
@@ -289,9 +293,7 @@ def test_theano_kernels_inside_a_nested_model(tmp_path):
     ref = tfk.Model(i, tfk.layers.LSTM(2, name="lstm")(inner(i)))
     _rand(ref)
     path = tmp_path / "nested.h5"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref.save(path)
+    _save(ref, path)
     with h5py.File(path, "r+") as f:
         for node in (f, f["model_weights"]):
             node.attrs["backend"] = b"theano"
@@ -316,9 +318,7 @@ def test_keras_2_1_sequential_config_is_a_bare_list(tmp_path, backend):
     ref = tfk.Sequential([tfk.Input((6, 3)), tfk.layers.Conv1D(4, 3, name="c"), tfk.layers.LSTM(2)])
     _rand(ref)
     path = tmp_path / "k21.h5"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref.save(path)
+    _save(ref, path)
     with h5py.File(path, "r+") as f:
         config = json.loads(f.attrs["model_config"])
         config["config"] = config["config"]["layers"]
