@@ -151,9 +151,10 @@ def _dropout(cls):
 def _merge(cls):
     def convert(config, arrays, in_shape):
         _n_arrays(config, arrays, [])
+        keras2 = bool(config.get("keras2", False))  # tf.keras' mask rules (importers.model)
         if cls is core.Concatenate:
-            return cls(int(config.get("axis", -1)), name=config.get("name"))
-        return cls(name=config.get("name"))
+            return cls(int(config.get("axis", -1)), name=config.get("name"), keras2=keras2)
+        return cls(name=config.get("name"), keras2=keras2)
 
     return convert
 
@@ -217,9 +218,17 @@ def _batch_norm(config, arrays, in_shape):
         if len(axis) != 1:
             raise _refuse(config, "axis", axis, "a single axis")
         axis = axis[0]
+    rank = None if in_shape is None else len(in_shape) + 1
+    fused = (  # tf.keras' default fused kernel (`fused` is not in its configs)
+        bool(config.get("keras2"))
+        and config.get("fused") is not False
+        and rank in (4, 5)
+        and int(axis) % rank in (1, rank - 1)
+    )
     m = core.BatchNormalization(
         int(np.asarray(arrays[-1]).reshape(-1).shape[0]),
         axis=int(axis),
+        unbiased_moving_variance=fused,
         momentum=config.get("momentum", 0.99),
         epsilon=config.get("epsilon", 1e-3),
         center=center,
@@ -328,6 +337,16 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
 }
 
 
+def _no_lost_penalty(config: dict, module: Any) -> Any:
+    """Keras 3 writes ``activity_regularizer`` for every layer and adds its penalty to the
+    model's losses; jrnn's Dense, Conv and Embedding carry it, the other core layers would
+    drop it."""
+    penalty = config.get("activity_regularizer")
+    if penalty is not None and getattr(module, "activity_regularizer", None) is None:
+        raise _refuse(config, "activity_regularizer", penalty, "None on this layer")
+    return module
+
+
 def with_policy(convert):
     """The layer's Keras dtype policy carried over: variables in its variable dtype, and the
     compute dtype recorded as ``module.compute_dtype`` (``importers.load`` casts floating
@@ -335,7 +354,7 @@ def with_policy(convert):
 
     def convert_with_policy(config, arrays, in_shape):
         if config.get("dtype") is None:
-            return convert(config, arrays, in_shape)
+            return _no_lost_penalty(config, convert(config, arrays, in_shape))
         policy = resolve_policy(config["dtype"], owner=f"layer {_name(config)!r}")
         token = _PARAM_DTYPE.set(jnp.dtype(policy.param_dtype))
         try:
@@ -347,7 +366,7 @@ def with_policy(convert):
                 var.set_value(var.get_value().astype(policy.param_dtype))
         module.compute_dtype = jnp.dtype(policy.compute_dtype).name
         module.dtype_policy = policy.name  # Keras' name, written back by importers.save_keras
-        return module
+        return _no_lost_penalty(config, module)
 
     return convert_with_policy
 

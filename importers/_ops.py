@@ -39,6 +39,22 @@ def _unary(fn: Callable) -> Callable:
     return lambda x: fn(x)
 
 
+def _as_float(x):
+    """Keras' ``result_type(x, float)``: floats stay, integers and booleans become float32."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+def _signed_zeros(x):
+    """-0.0 just below +0.0, as Keras' argmax/argmin see it (its backends replace -0.0 by
+    -tiny first), so that a tie of -0.0 and 0.0 goes to 0.0."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    negative_zero = (x == 0) & jnp.signbit(x)
+    return jnp.where(negative_zero, -jnp.finfo(x.dtype).tiny, x)
+
+
 def _binary(fn: Callable) -> Callable:
     return lambda x1, x2: fn(x1, x2)
 
@@ -89,8 +105,8 @@ _UNARY = {
     "Sin": jnp.sin,
     "Cos": jnp.cos,
     "Sign": jnp.sign,
-    "Floor": jnp.floor,
-    "Ceil": jnp.ceil,
+    "Floor": lambda x: jnp.floor(_as_float(x)),  # Keras: integers come out as floats
+    "Ceil": lambda x: jnp.ceil(_as_float(x)),
     "Reciprocal": jnp.reciprocal,
     "LogicalNot": jnp.logical_not,
     "Erf": jax.scipy.special.erf,
@@ -127,8 +143,12 @@ _REDUCTIONS = {
     "All": jnp.all,
     "Var": jnp.var,
     "Std": jnp.std,
-    "Argmax": jnp.argmax,
-    "Argmin": jnp.argmin,
+    "Argmax": lambda x, axis=None, keepdims=False: jnp.argmax(
+        _signed_zeros(x), axis=axis, keepdims=keepdims
+    ),
+    "Argmin": lambda x, axis=None, keepdims=False: jnp.argmin(
+        _signed_zeros(x), axis=axis, keepdims=keepdims
+    ),
     "Logsumexp": jax.scipy.special.logsumexp,
 }
 
@@ -167,7 +187,9 @@ OPS: dict[str, Callable] = {
     "Stack": lambda x, axis=0: jnp.stack(list(x), axis=axis),
     "Flip": lambda x, axis=None: jnp.flip(x, _axis(axis)),
     "Tile": lambda x, repeats: jnp.tile(x, _axis(repeats)),
-    "Repeat": lambda x, repeats, axis=None: jnp.repeat(x, repeats, axis=axis),
+    "Repeat": lambda x, repeats, axis=None: jnp.repeat(
+        x, np.asarray(repeats) if isinstance(repeats, (list, tuple)) else repeats, axis=axis
+    ),
     "Roll": lambda x, shift, axis=None: jnp.roll(x, _axis(shift), axis=_axis(axis)),
     "BroadcastTo": lambda x, shape: jnp.broadcast_to(x, tuple(shape)),
     "Einsum": lambda *operands, subscripts: jnp.einsum(subscripts, *operands),
@@ -243,9 +265,12 @@ class KerasOp(nnx.Module):
             ) from None
         self.class_name, self.name = class_name, name
         self._params = tuple((k, _frozen(v)) for k, v in sorted(params.items()))
+        _no_silent_64_bits(self, list(params.values()))  # at load, where the config says
 
     def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
-        return self._registry[self.class_name](*args, **kwargs, **dict(self._params))
+        params = dict(self._params)
+        _no_silent_64_bits(self, [*args, *kwargs.values(), *params.values()])
+        return self._registry[self.class_name](*args, **kwargs, **params)
 
     def compute_mask(self, *args: Any, **kwargs: Any) -> None:
         """None: Keras operations do not propagate masks."""
@@ -254,6 +279,24 @@ class KerasOp(nnx.Module):
     def keras_weights(self) -> list:
         """``[]``: operations hold no weights."""
         return []
+
+
+_WIDE = ("float64", "int64", "uint64", "complex128")
+
+
+def _no_silent_64_bits(op: KerasOp, values: list) -> None:
+    """An operation asking for a 64-bit dtype (``ops.cast(x, "int64")``, ``tf.cast(x,
+    tf.float64)``) while JAX's 64-bit mode is off would get the 32-bit type without a word
+    (an int64 product past 2**31 wraps): refused, naming the cure."""
+    wide = [v for v in values if isinstance(v, str) and v in _WIDE]
+    if wide and not jax.config.jax_enable_x64:
+        raise UnsupportedLayerError(
+            op.class_name,
+            op.name or op.class_name,
+            detail=f"it asks for {wide[0]}, which JAX gives only in its 64-bit mode "
+            "(jax.config.update('jax_enable_x64', True) or JAX_ENABLE_X64=1 before loading); "
+            "without it the result would silently be 32-bit",
+        )
 
 
 # -- tf.keras 2: TFOpLambda / SlicingOpLambda ------------------------------------------------
@@ -288,10 +331,21 @@ def _tf_matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjo
 def _tf_cumsum(x, axis=0, exclusive=False, reverse=False):
     if reverse:
         x = jnp.flip(x, axis)
+    if exclusive:  # the sums before each entry: x shifted one step along axis, 0 first
+        x = jnp.moveaxis(x, axis, 0)
+        x = jnp.moveaxis(jnp.concatenate([jnp.zeros_like(x[:1]), x[:-1]], axis=0), 0, axis)
     y = jnp.cumsum(x, axis=axis)
-    if exclusive:
-        y = y - x
     return jnp.flip(y, axis) if reverse else y
+
+
+def _tf_reduce_mean(input_tensor, axis=None, keepdims=False):
+    """``tf.reduce_mean``: an integer tensor's mean stays integer, truncated toward 0."""
+    x = jnp.asarray(input_tensor)
+    if jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.complexfloating):
+        return jnp.mean(x, axis=_axis(axis), keepdims=keepdims)
+    total = jnp.sum(x, axis=_axis(axis), keepdims=keepdims, dtype=x.dtype)
+    count = x.size // max(total.size, 1) if x.size else 1
+    return jax.lax.div(total, jnp.asarray(count, x.dtype))
 
 
 def _tf_binary(fn: Callable) -> Callable:
@@ -338,7 +392,6 @@ TF_OPS: dict[str, Callable] = {
     **{
         k: _tf_reduce(f)
         for k, f in {
-            "math.reduce_mean": jnp.mean,
             "math.reduce_sum": jnp.sum,
             "math.reduce_max": jnp.max,
             "math.reduce_min": jnp.min,
@@ -371,6 +424,7 @@ TF_OPS: dict[str, Callable] = {
     ),
     "linalg.matmul": _tf_matmul,
     "math.cumsum": _tf_cumsum,
+    "math.reduce_mean": _tf_reduce_mean,
     "__operators__.getitem": _tf_slice,
 }
 
@@ -388,7 +442,23 @@ class TFOpLambda(KerasOp):
 
     def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
         kwargs.pop("name", None)
+        # tf.keras writes NumPy constants among the arguments as nested JSON lists.
+        args = tuple(_constant(a) for a in args)
+        kwargs = {k: _constant(v) for k, v in kwargs.items()}
         return super().__call__(*args, **kwargs)
+
+
+def _constant(value: Any) -> Any:
+    """A nested list of numbers as an array (a constant tf.keras recorded); else as given."""
+    if isinstance(value, list) and value and _numbers(value):
+        return np.asarray(value)
+    return value
+
+
+def _numbers(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_numbers(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 TF_OP_CLASSES = ("TFOpLambda", "SlicingOpLambda")

@@ -44,7 +44,11 @@ aliases to their class names, ``Policy`` dtypes to ``DTypePolicy``, a recurrent 
 represent raises :class:`~importers.errors.UnsupportedLayerError` naming the layer and
 the reason (Keras 2's ``hard_sigmoid``, ``time_major=True``, IndRNN layers, classes Keras 3
 does not have, a masked recurrent call with ``initial_state``, which Keras 3 runs
-unmasked). ``CuDNNLSTM``/``CuDNNGRU`` layers are written as the Keras 3 ``LSTM`` /
+unmasked, a tf.keras ``Multiply``/``Maximum``/``Minimum`` in a masked model, which Keras 3
+would mask). tf.keras' other merges are written as they are: their values are Keras 3's,
+and their output mask, tf.keras' AND of the input masks, is Keras 3's OR wherever the
+merged inputs carry the same mask (branches of one ``Embedding``), not where they differ.
+``CuDNNLSTM``/``CuDNNGRU`` layers are written as the Keras 3 ``LSTM`` /
 ``GRU(reset_after=True)`` they equal, with Keras 2's own weight conversion
 (``keras_equivalent_weights``): Keras 3 loads them with the same outputs.
 """
@@ -418,8 +422,15 @@ class _Keras2:
             )
         for key in ("time_major", "input_length", "input_shape"):
             cfg.pop(key, None)
+        if cfg.pop("keras2", None) and self.masked and cls in _MASK_READING_MERGES:
+            raise UnsupportedLayerError(
+                cls,
+                name,
+                detail="tf.keras' merge ignores its inputs' masks where Keras 3's reads them "
+                "(masked steps count as 1 in Multiply and do not compete in Maximum/Minimum), "
+                "so in a masked model the Keras 3 layer would compute other values",
+            )
         if cls == "TimeDistributed":
-            cfg.pop("keras2", None)  # jrnn's mark of Keras 2 semantics (importers.model)
             reason = keras2_mask_difference(cfg.get("layer"), self.masked)
             if reason:
                 raise UnsupportedLayerError(cls, name, detail=reason)
@@ -485,6 +496,9 @@ _RECURRENT_CLASSES = (
     "SimpleRNN", "GRU", "LSTM", "RNN", "Bidirectional", "CuDNNLSTM", "CuDNNGRU",
     "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
 )  # fmt: skip
+
+
+_MASK_READING_MERGES = ("Multiply", "Maximum", "Minimum")
 
 
 def keras2_mask_difference(inner: Any, masked: bool) -> str | None:

@@ -145,13 +145,17 @@ def _tf_op_call(node: list) -> dict:
     single = bool(node) and isinstance(node[0], str)
     refs = [node] if single else list(node)
     call_kwargs = refs[0][3] if refs and len(refs[0]) > 3 and refs[0][3] else {}
+    # A constant first argument (`2 * h`, `1.0 - h`) is ["_CONSTANT_VALUE", -1, value, kwargs].
     tensors = [_keras2_tensor(list(r[:3])) for r in refs]
     kwargs = {k: _keras2_tensor(v) for k, v in call_kwargs.items() if v is not None}
     return {_OP_ARGS: [tensors[0] if single else tensors], **kwargs}
 
 
 def _keras2_tensor(v: Any) -> Any:
-    """A Keras 2 call kwarg; its tensors (``["layer", node, tensor]``) as Keras 3 references."""
+    """A Keras 2 call kwarg; its tensors (``["layer", node, tensor]``) as Keras 3 references,
+    its constants (``["_CONSTANT_VALUE", -1, value]``) as their values."""
+    if isinstance(v, list) and len(v) == 3 and v[0] == "_CONSTANT_VALUE" and v[1] == -1:
+        return v[2]
     if (
         isinstance(v, list)
         and len(v) == 3
@@ -272,6 +276,7 @@ class ImportedModel(nnx.Module):
         # Input's dtype before the first layer sees it (float64 or float16 data into a
         # float32 Input is rounded there).
         input_dtypes: dict = {}
+        batch_sizes: set = set()  # the Inputs' fixed batch sizes (a stateful model has one)
         # Tensors whose shape stems from an input with an unknown (None) size past the time
         # axis: sizes that propagation filled with _UNKNOWN_DIM, which a ConvLSTM cannot use.
         vague: set = set()
@@ -284,6 +289,7 @@ class ImportedModel(nnx.Module):
                 dtype = _input_dtype(first)
                 if first["class_name"] == "InputLayer":
                     input_dtypes[("__input__", 0, 0)] = dtype
+                batch_sizes.add((shape or [None])[0])
             specs[("__input__", 0, 0)] = (_spec(shape, dtype), None)
             if _vague(shape):
                 vague.add(("__input__", 0, 0))
@@ -303,6 +309,7 @@ class ImportedModel(nnx.Module):
                         None,
                     )
                     input_dtypes[(_entry_name(entry), 0, 0)] = _input_dtype(entry)
+                    batch_sizes.add((_batch_shape(entry) or [None])[0])
                     if _vague(_batch_shape(entry)):
                         vague.add((_entry_name(entry), 0, 0))
                     continue
@@ -357,6 +364,9 @@ class ImportedModel(nnx.Module):
                 specs[(name, idx, t)] = o
                 if any(r in vague for r in refs):
                     vague.add((name, idx, t))
+        fixed = [b for b in batch_sizes if isinstance(b, int)]
+        if len(fixed) == 1:
+            _give_batch_size(layers.values(), fixed[0])
         self.layers = nnx.Dict(layers)
         # Keras' layer order: an nnx.Dict comes back from a transformation sorted by name.
         self._layer_names = tuple(layers)
@@ -422,6 +432,18 @@ class ImportedModel(nnx.Module):
     def model_config(self) -> dict:
         """The Keras model config (``{"class_name", "config"}``) the model was rebuilt from."""
         return _thaw(self._keras_config)
+
+    def reset_states(self) -> None:
+        """Reset every stateful recurrent layer to zero states, as tf.keras'
+        ``Model.reset_states()`` (Keras 3 resets layer by layer: ``layer.reset_state()``,
+        which each jrnn layer has too). Layers not called yet have no states to reset."""
+        for _, module in nnx.iter_graph(self):
+            if (
+                module is not self
+                and getattr(module, "stateful", False)
+                and getattr(module, "states", None) is not None
+            ):
+                module.reset_state()
 
     def get_layer(self, name: str) -> nnx.Module:
         """The jrnn module converted from the Keras layer ``name``."""
@@ -536,6 +558,46 @@ def _nest(tree: Any, values: list) -> Any:
     return values[tree]
 
 
+def _give_batch_size(modules: Any, batch: int) -> None:
+    """Stateful recurrent layers take the model's fixed batch size, so that a call of
+    another size is refused from the first (Keras: "Expected batch size: ...")."""
+    import jrnn
+
+    for module in modules:
+        if isinstance(module, jrnn.Bidirectional):
+            _give_batch_size([module.forward_layer, module.backward_layer], batch)
+        elif isinstance(module, jrnn.TimeDistributed):
+            _give_batch_size([module.layer], batch)
+        elif isinstance(module, jrnn.RNN) and module.stateful and module.batch_size is None:
+            module.batch_size = batch
+
+
+def _keras2_stateful_start(layer: Any, initial_state: Any) -> Any:
+    """Keras 2's rule for a stateful layer given ``initial_state`` (``RNN._process_inputs``):
+    its recorded states win once any of them is non-zero, so ``initial_state`` only starts
+    the first call after a reset; Keras 3 (and jrnn) always take ``initial_state``. A
+    Bidirectional applies it per direction, as its two layers do in Keras 2."""
+    import jrnn
+    from jrnn.layers.wrappers import _state_count
+
+    if isinstance(layer, jrnn.Bidirectional):
+        given = jax.tree_util.tree_leaves(initial_state)
+        n = _state_count(layer.forward_layer)
+        return _keras2_stateful_start(layer.forward_layer, given[:n]) + _keras2_stateful_start(
+            layer.backward_layer, given[n:]
+        )
+    if not isinstance(layer, jrnn.RNN) or not layer.stateful or layer.states is None:
+        return initial_state
+    recorded = jax.tree_util.tree_leaves(layer._state_values())
+    given = jax.tree_util.tree_leaves(initial_state)
+    if len(recorded) != len(given) or any(
+        jnp.shape(r) != jnp.shape(g) for r, g in zip(recorded, given)
+    ):
+        return initial_state  # the layer's own checks name the mismatch
+    started = jnp.any(jnp.stack([jnp.any(r != 0) for r in recorded]))
+    return [jnp.where(started, r, jnp.asarray(g, r.dtype)) for r, g in zip(recorded, given)]
+
+
 def _run(layer, vals, masks, is_list, extra, training, keras_major=3):
     """Apply one layer to resolved values and masks; one ``(value, mask)`` per output."""
     import jrnn
@@ -549,6 +611,8 @@ def _run(layer, vals, masks, is_list, extra, training, keras_major=3):
         # Keras 2 records `rnn(x, initial_state=[h, c])` as one node with inputs [x, h, c].
         extra = {"initial_state": list(vals[1:]), **extra}
         vals, masks, is_list = vals[:1], masks[:1], False
+    if keras_major < 3 and extra.get("initial_state") is not None:
+        extra = {**extra, "initial_state": _keras2_stateful_start(layer, extra["initial_state"])}
     if not is_list:
         x, mask = vals[0], masks[0]
     elif isinstance(layer, ImportedModel) or hasattr(layer, "compute_mask") or _takes_mask(layer):
@@ -632,16 +696,31 @@ def _propagate(layer, args, is_list, kwargs, specs):
         return []
 
 
+# Layers whose Keras 2 mask rules differ from Keras 3's: jrnn's `keras2=True` keeps them.
+_KERAS2_MARKED = (
+    "TimeDistributed",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Concatenate",
+    "BatchNormalization",
+)
+
+
 def _keras2_semantics(obj: Any) -> Any:
     """Keras 1/2 ``hard_sigmoid`` is ``clip(0.2x + 0.5)``: jrnn's ``keras2_hard_sigmoid``;
     Keras 2's ``TimeDistributed`` is jrnn's ``keras2=True`` (one call over the reshaped
-    timesteps, the inner layer's output mask)."""
+    timesteps, the inner layer's output mask), and so are its merges (the AND of the input
+    masks; no merge reads them)."""
     if isinstance(obj, dict):
         out = {
             k: ("keras2_hard_sigmoid" if v == "hard_sigmoid" else _keras2_semantics(v))
             for k, v in obj.items()
         }
-        if out.get("class_name") == "TimeDistributed" and isinstance(out.get("config"), dict):
+        if out.get("class_name") in _KERAS2_MARKED and isinstance(out.get("config"), dict):
             out["config"] = {**out["config"], "keras2": True}
         return out
     if isinstance(obj, list):

@@ -612,6 +612,20 @@ class RNN(Configurable, nnx.Module):
             )
         if initial_state is not None:
             carry = self._normalize_initial_state(initial_state, batch)
+            if self.stateful:
+                kept = self._state_values() if self.states is not None else None
+                expected = (
+                    self.batch_size if kept is None else jax.tree_util.tree_leaves(kept)[0].shape[0]
+                )
+                if expected is not None and expected != batch:
+                    raise ValueError(
+                        f"{_checks.where(self)}: a stateful layer must be called with the "
+                        f"batch size of its states; expected batch size {expected}, received "
+                        f"{batch}."
+                    )
+                if self.states is None:  # the call's final carry is kept there
+                    zeros = jax.tree_util.tree_map(jnp.zeros_like, carry)
+                    self.states = nnx.data(jax.tree_util.tree_map(RNNState, zeros))
         elif self.stateful:
             if self.states is None:
                 self._create_states(batch if self.batch_size is None else self.batch_size)

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jrnn import _checks
 from jrnn.rnn import ActivityLoss
 
 # Which parameter each Keras regularizer / constraint argument governs.
@@ -492,8 +493,7 @@ def truncated_bptt(
     :func:`make_train_step` ``("mse")`` step, compiled once per model structure and shapes
     across calls.
     """
-    if chunk_length < 1:
-        raise ValueError(f"truncated_bptt: `chunk_length` must be >= 1; received {chunk_length}.")
+    chunk_length = _checks.positive_int(chunk_length, "chunk_length", "truncated_bptt")
     stateful = [m for _, m in nnx.iter_graph(model) if getattr(m, "stateful", False)]
     if not stateful:
         raise ValueError("truncated_bptt needs a model with at least one stateful=True layer.")

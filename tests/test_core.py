@@ -497,3 +497,16 @@ def test_numeric_masks_count_as_keras_casts_them():
     want = layer(x_in(), mask=jnp.asarray(mask))
     for dtype in (jnp.float32, jnp.int8):
         assert_close(layer(x_in(), mask=jnp.asarray(mask, dtype)), want)
+
+
+def test_a_stateful_first_call_with_initial_state_keeps_its_final_state():
+    """The states did not exist yet, so the first call's final state was dropped and the
+    next call started from zeros (0.26 off against one whole call)."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 6, 3)), jnp.float32)
+    h0, c0 = jnp.full((2, 4), 0.3), jnp.full((2, 4), -0.2)
+    stateful = jrnn.LSTM(4, 3, stateful=True, return_sequences=True, rngs=nnx.Rngs(0))
+    whole = jrnn.LSTM(4, 3, return_sequences=True, rngs=nnx.Rngs(0))
+    chunks = [stateful(x[:, :3], initial_state=[h0, c0]), stateful(x[:, 3:])]
+    np.testing.assert_array_equal(
+        np.asarray(jnp.concatenate(chunks, 1)), np.asarray(whole(x, initial_state=[h0, c0]))
+    )

@@ -784,3 +784,32 @@ def test_nested_functional_outputs_sequential_stack_states_and_wrapped_lora(tmp_
     dense.enable_lora(2)
     _rand_weights(lora, seed=1)
     _check(lora, x, tmp_path, randomize=False)
+
+
+def test_imported_stateful_models_as_keras(tmp_path):
+    """tf.keras' rule for a stateful layer given initial_state (its recorded states win once
+    non-zero: the second chunk was 0.50 off); the Input's fixed batch size enforced from the
+    first call; ImportedModel.reset_states() as tf.keras' Model.reset_states()."""
+    tfk = pytest.importorskip("tf_keras")
+    B, F, U = 2, 3, 4
+    xi = tfk.Input(batch_shape=(B, None, F))
+    hi, ci = tfk.Input(batch_shape=(B, U)), tfk.Input(batch_shape=(B, U))
+    lstm = tfk.layers.LSTM(U, stateful=True, return_sequences=True)
+    m = tfk.Model([xi, hi, ci], lstm(xi, initial_state=[hi, ci]))
+    _rand_weights(m)
+    path = _save(m, tmp_path / "stateful.h5")
+    model = load(path)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((B, 6, F)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((B, U)).astype(np.float32) for _ in range(2))
+    for chunk in (x[:, :3], x[:, 3:]):
+        np.testing.assert_allclose(
+            np.asarray(model([chunk, h0, c0])), m([chunk, h0, c0]).numpy(), atol=1e-5
+        )
+    model.reset_states()
+    m.reset_states()
+    np.testing.assert_allclose(
+        np.asarray(model([x[:, :3], h0, c0])), m([x[:, :3], h0, c0]).numpy(), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="expected batch size 2, received 5"):
+        load(path)([np.zeros((5, 3, F), "f4"), np.zeros((5, U), "f4"), np.zeros((5, U), "f4")])

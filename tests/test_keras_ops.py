@@ -104,6 +104,10 @@ CASES = [
             ops.std(x, axis=-1, keepdims=True),
             ops.argmax(x, axis=-1),
             ops.argmin(x, axis=1),
+            ops.argmax(ops.round(x * 0.0) * ops.sign(x), axis=-1),  # -0.0 and 0.0 tie
+            ops.argmin(ops.round(x * 0.0) * ops.sign(x), axis=1),
+            ops.floor(ops.cast(x * 3.0, "int32")),  # integers come out as floats
+            ops.ceil(ops.cast(x > 0, "int32")),
             ops.logsumexp(x, axis=1),
             ops.cumsum(x, axis=1),
         ],
@@ -126,6 +130,7 @@ CASES = [
             ops.flip(x, axis=1),
             ops.tile(x, (1, 2, 1)),
             ops.repeat(x, 2, axis=2),
+            ops.repeat(x, [1, 2, 0, 1, 1], axis=2),
             ops.roll(x, 1, axis=1),
             ops.broadcast_to(x[0, :1], (3, 5)),
             *ops.split(x, [1, 3], axis=1),
@@ -303,6 +308,12 @@ def _tf_op_model():
         tf.clip_by_value(h, -0.1, 0.1),
         tf.matmul(h, h, transpose_b=True),
         tf.math.cumsum(h, axis=1, exclusive=True, reverse=True),
+        tf.math.reduce_mean(tf.cast(h * 10.0, "int32"), 1),  # integer, truncated
+        1.0 - o1,  # a constant first operand
+        2.0 * o2,
+        tf.maximum(0.0, o1),
+        o1 * np.arange(4, dtype="float32"),  # a NumPy constant
+        tf.matmul(h, np.ones((4, 2), "float32")),
         tf.where(o1 > 0, o1, -o1),
         tf.identity(o1),
         h[:, 1:3, ::2],
@@ -348,6 +359,25 @@ def test_tf_slicing_with_ellipsis_live():
     model = tf_keras.Model(a, a[..., 1:])
     x = np.random.default_rng(1).standard_normal((2, 5, 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(importers.load(model)(x)), model(x).numpy())
+
+
+def test_tf_exclusive_cumsum_is_not_a_difference():
+    """cumsum(x) - x loses 1 beside 1e8 in float32; TensorFlow sums the entries before."""
+    tf_keras = pytest.importorskip("tf_keras")
+    import tensorflow as tf
+
+    a = tf_keras.Input((3,))
+    model = tf_keras.Model(a, tf.math.cumsum(a, axis=1, exclusive=True))
+    x = np.array([[1.0, 1e8, 1.0]], np.float32)
+    np.testing.assert_array_equal(np.asarray(importers.load(model)(x)), model(x).numpy())
+
+
+def test_64_bit_dtypes_without_x64_are_refused():
+    """Without JAX's 64-bit mode a cast to int64 would be int32 (a product past 2**31
+    wraps) and one to float64 float32, without a word."""
+    model = _model((4, 5), lambda x: ops.cast(x * 1e9, "int64") * 8)
+    with pytest.raises(UnsupportedLayerError, match=r"asks for int64.*64-bit mode"):
+        importers.load(model)
 
 
 def test_unknown_tf_function_names_itself():

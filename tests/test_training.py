@@ -519,3 +519,17 @@ def test_class_weights_as_keras():
         assert float(step(model, optimizer, x, y, sample_weight)) == pytest.approx(
             expected, rel=1e-5
         )
+
+
+def test_truncated_bptt_chunk_length_is_a_positive_integer():
+    model = jrnn.LSTM(3, 2, stateful=True, return_sequences=True, rngs=nnx.Rngs(0))
+    x = np.zeros((2, 4, 2), np.float32)
+    for bad in (True, 2.5, 0):
+        with pytest.raises(ValueError, match="`chunk_length` must be a positive integer"):
+            jrnn.training.truncated_bptt(
+                model,
+                nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param),
+                x,
+                x[..., :1],
+                chunk_length=bad,
+            )

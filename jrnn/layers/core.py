@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -295,8 +296,13 @@ class GaussianDropout(_Noise):
 
 
 class _Merge(nnx.Module):
-    def __init__(self, *, name: str | None = None):
+    """``keras2=True`` (set by the importer for tf.keras models): tf.keras' rules, where no
+    merge reads the masks and the output mask is the AND of the inputs' (None ones
+    skipped); Keras 3.15 ORs them and masks Multiply, Maximum and Minimum."""
+
+    def __init__(self, *, name: str | None = None, keras2: bool = False):
         self.name = name
+        self.keras2 = bool(keras2)
 
     def __call__(self, xs, *, training: bool = False, mask=None):
         """Merge ``xs``; ``mask`` is the list of the inputs' ``(batch, time)`` masks (or None),
@@ -305,11 +311,17 @@ class _Merge(nnx.Module):
         if len(xs) < 2 and type(self) is not Concatenate:
             raise _bad(self, "inputs", "a list of at least 2 tensors", len(xs))
         masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(xs)
-        return self._merge(xs, masks)
+        return self._merge(xs, [None] * len(xs) if self.keras2 else masks)
 
     def compute_mask(self, xs, mask=None):
-        """Keras' Merge rule: the OR of the input masks; None if any is None."""
-        if mask is None or not isinstance(mask, (list, tuple)) or any(m is None for m in mask):
+        """Keras 3's Merge rule: the OR of the input masks, None if any is None (tf.keras,
+        ``keras2``: the AND of those given, None if none is)."""
+        if mask is None or not isinstance(mask, (list, tuple)):
+            return None
+        if self.keras2:
+            given = [m for m in mask if m is not None]
+            return None if not given else functools.reduce(jnp.logical_and, given)
+        if any(m is None for m in mask):
             return None
         out = mask[0]
         for m in mask[1:]:
@@ -409,15 +421,17 @@ class Concatenate(_Merge):
     None), concatenated along ``axis`` and reduced with ``any`` over the last axis.
     """
 
-    def __init__(self, axis: int = -1, *, name: str | None = None):
-        super().__init__(name=name)
+    def __init__(self, axis: int = -1, *, name: str | None = None, keras2: bool = False):
+        super().__init__(name=name, keras2=keras2)
         self.axis = axis
 
     def _merge(self, xs, masks):
         return jnp.concatenate(xs, axis=self.axis)
 
     def compute_mask(self, xs, mask=None):
-        """Keras 3.15's Concatenate mask rule (see the class docstring)."""
+        """Keras 3.15's Concatenate mask rule (see the class docstring); tf.keras'
+        (``keras2``) expands each mask by one axis instead of broadcasting it and reduces
+        with ``all``."""
         if mask is None or not isinstance(mask, (list, tuple)) or all(m is None for m in mask):
             return None
         full = []
@@ -425,10 +439,13 @@ class Concatenate(_Merge):
             if m is None:
                 full.append(jnp.ones(x.shape, bool))
             elif m.ndim < x.ndim:
-                full.append(jnp.broadcast_to(m[..., None], x.shape))
+                full.append(
+                    m[..., None] if self.keras2 else jnp.broadcast_to(m[..., None], x.shape)
+                )
             else:
                 full.append(m)
-        return jnp.any(jnp.concatenate(full, axis=self.axis), axis=-1)
+        reduce = jnp.all if self.keras2 else jnp.any
+        return reduce(jnp.concatenate(full, axis=self.axis), axis=-1)
 
 
 # -- reshaping (Keras drops the mask: these layers do not support masking) --------------------
@@ -721,6 +738,9 @@ class BatchNormalization(nnx.Module):
     (``nnx.BatchStat``), all ``(features,)``. Inference uses the moving statistics;
     ``training=True`` uses the batch moments (masked steps excluded, as Keras) and updates
     ``moving = moving * momentum + batch * (1 - momentum)`` in place. The mask passes through.
+    ``unbiased_moving_variance=True`` is tf.keras' fused kernel (its default for 4-D and 5-D
+    inputs normalised over the first or last axis): the moving variance takes the batch
+    variance times ``n / (n - 1)``, ``n`` the values per feature.
     """
 
     def __init__(
@@ -740,6 +760,7 @@ class BatchNormalization(nnx.Module):
         gamma_regularizer: Any = None,
         beta_constraint: Any = None,
         gamma_constraint: Any = None,
+        unbiased_moving_variance: bool = False,
         name: str | None = None,
         rngs: nnx.Rngs | None = None,
     ):
@@ -748,6 +769,7 @@ class BatchNormalization(nnx.Module):
         if len(self.axis) != 1:
             raise _bad(self, "axis", "a single axis", axis)
         self.momentum, self.epsilon, self.name = float(momentum), float(epsilon), name
+        self.unbiased_moving_variance = bool(unbiased_moving_variance)
         n = (num_features,)
         self.gamma = (
             nnx.Param(_initial(self, "gamma", gamma_initializer, n, rngs)) if scale else None
@@ -777,7 +799,11 @@ class BatchNormalization(nnx.Module):
                 d = jnp.where(w, x - mean, 0)
                 var = jnp.sum(d * d, axis=red, keepdims=True) / (n + 1e-7)
             mom = self.momentum
-            for stat, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+            moving_var = var
+            if self.unbiased_moving_variance:
+                n = math.prod(x.shape[a] for a in red)
+                moving_var = var * (n / max(n - 1, 1))
+            for stat, batch in ((self.moving_mean, mean), (self.moving_variance, moving_var)):
                 new = stat[...] * mom + batch.reshape(-1).astype(stat[...].dtype) * (1 - mom)
                 stat[...] = new
         else:
