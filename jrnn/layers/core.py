@@ -153,6 +153,9 @@ class Embedding(nnx.Module):
     """Lookup ``embeddings[ids]``; ids ``(batch, time)`` -> ``(batch, time, output_dim)``.
 
     Keras weight: ``embeddings (input_dim, output_dim)``; ``mask_zero`` masks id 0.
+    Ids are taken as Keras 3 on JAX takes them (``jnp.take``): a negative id counts from the
+    end, an id past ``input_dim`` gives a row of NaN (TensorFlow raises there, which a
+    compiled JAX program cannot), and without x64 int64 ids are int32 first.
     """
 
     def __init__(
