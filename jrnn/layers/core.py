@@ -155,7 +155,7 @@ class Embedding(nnx.Module):
     Keras weight: ``embeddings (input_dim, output_dim)``; ``mask_zero`` masks id 0.
     Ids are taken as Keras 3 on JAX takes them (``jnp.take``): a negative id counts from the
     end, an id past ``input_dim`` gives a row of NaN (TensorFlow raises there, which a
-    compiled JAX program cannot), and without x64 int64 ids are int32 first.
+    compiled JAX program cannot); ids are cast to int32 first (an id past 2**31 wraps).
     """
 
     def __init__(
