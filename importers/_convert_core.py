@@ -25,6 +25,10 @@ from jrnn.layers import attention, core
 _PARAM_DTYPE: contextvars.ContextVar = contextvars.ContextVar("param_dtype", default=None)
 
 
+#: Keras' merge layers (jrnn.layers.core has each under the same name).
+MERGE_CLASSES = ("Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+
+
 def _name(config: dict) -> str:
     return str(config.get("name"))
 
@@ -306,13 +310,7 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "GaussianDropout": _no_weights(
         lambda c: core.GaussianDropout(float(c["rate"]), name=c.get("name"))
     ),
-    "Concatenate": _merge(core.Concatenate),
-    "Add": _merge(core.Add),
-    "Subtract": _merge(core.Subtract),
-    "Multiply": _merge(core.Multiply),
-    "Average": _merge(core.Average),
-    "Maximum": _merge(core.Maximum),
-    "Minimum": _merge(core.Minimum),
+    **{name: _merge(getattr(core, name)) for name in MERGE_CLASSES},
     "Flatten": _no_weights(
         lambda c: core.Flatten(
             _only(c, "data_format", ("channels_last", "channels_first", None), None)

@@ -67,6 +67,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from importers._convert_core import MERGE_CLASSES
 from importers._files import _snake_case_keras3, is_op
 from importers.errors import UnsupportedLayerError
 
@@ -100,13 +101,7 @@ _KERAS3_LAYERS = frozenset(
         "SpatialDropout1D",
         "GaussianNoise",
         "GaussianDropout",
-        "Concatenate",
-        "Add",
-        "Subtract",
-        "Multiply",
-        "Average",
-        "Maximum",
-        "Minimum",
+        *MERGE_CLASSES,
         "Flatten",
         "Reshape",
         "Permute",

@@ -34,6 +34,7 @@ import numpy as np
 from flax import nnx
 
 from importers import legacy
+from importers._convert_core import MERGE_CLASSES
 from importers._ops import TF_OP_CLASSES, KerasOp, TFOpLambda, constant, is_op
 from importers.convert import CONVERTERS
 from importers.errors import ExtraWeightsError, KerasFileError, UnsupportedLayerError
@@ -697,17 +698,7 @@ def _propagate(layer, args, is_list, kwargs, specs):
 
 
 # Layers whose Keras 2 mask rules differ from Keras 3's: jrnn's `keras2=True` keeps them.
-_KERAS2_MARKED = (
-    "TimeDistributed",
-    "Add",
-    "Subtract",
-    "Multiply",
-    "Average",
-    "Maximum",
-    "Minimum",
-    "Concatenate",
-    "BatchNormalization",
-)
+_KERAS2_MARKED = ("TimeDistributed", *MERGE_CLASSES, "BatchNormalization")
 
 
 def _keras2_semantics(obj: Any) -> Any:
