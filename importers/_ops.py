@@ -268,9 +268,8 @@ class KerasOp(nnx.Module):
         _no_silent_64_bits(self, list(params.values()))  # at load, where the config says
 
     def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
-        params = dict(self._params)
-        _no_silent_64_bits(self, [*args, *kwargs.values(), *params.values()])
-        return self._registry[self.class_name](*args, **kwargs, **params)
+        _no_silent_64_bits(self, [*args, *kwargs.values()])  # its config's: at load
+        return self._registry[self.class_name](*args, **kwargs, **dict(self._params))
 
     def compute_mask(self, *args: Any, **kwargs: Any) -> None:
         """None: Keras operations do not propagate masks."""

@@ -697,7 +697,8 @@ def _propagate(layer, args, is_list, kwargs, specs):
         return []
 
 
-# Layers whose Keras 2 mask rules differ from Keras 3's: jrnn's `keras2=True` keeps them.
+# Layers whose Keras 2 rules differ from Keras 3's (masks; BatchNormalization's fused moving
+# variance): jrnn's `keras2=True` keeps them.
 _KERAS2_MARKED = ("TimeDistributed", *MERGE_CLASSES, "BatchNormalization")
 
 
@@ -705,7 +706,8 @@ def _keras2_semantics(obj: Any) -> Any:
     """Keras 1/2 ``hard_sigmoid`` is ``clip(0.2x + 0.5)``: jrnn's ``keras2_hard_sigmoid``;
     Keras 2's ``TimeDistributed`` is jrnn's ``keras2=True`` (one call over the reshaped
     timesteps, the inner layer's output mask), and so are its merges (the AND of the input
-    masks; no merge reads them)."""
+    masks; no merge reads them) and BatchNormalization (the fused kernel's unbiased moving
+    variance on 4-D/5-D inputs)."""
     if isinstance(obj, dict):
         out = {
             k: ("keras2_hard_sigmoid" if v == "hard_sigmoid" else _keras2_semantics(v))

@@ -612,35 +612,19 @@ class RNN(Configurable, nnx.Module):
             )
         if initial_state is not None:
             carry = self._normalize_initial_state(initial_state, batch)
-            if self.stateful:
-                kept = self._state_values() if self.states is not None else None
-                expected = (
-                    self.batch_size if kept is None else jax.tree_util.tree_leaves(kept)[0].shape[0]
+            if self.stateful and self.states is None:  # the call's final carry is kept there
+                self._check_state_batch(self.batch_size, batch)
+                zeros = jax.tree_util.tree_map(jnp.zeros_like, carry)
+                self.states = nnx.data(jax.tree_util.tree_map(RNNState, zeros))
+            elif self.stateful:
+                self._check_state_batch(
+                    jax.tree_util.tree_leaves(self._state_values())[0].shape[0], batch
                 )
-                if expected is not None and expected != batch:
-                    raise ValueError(
-                        f"{_checks.where(self)}: a stateful layer must be called with the "
-                        f"batch size of its states; expected batch size {expected}, received "
-                        f"{batch}."
-                    )
-                if self.states is None:  # the call's final carry is kept there
-                    zeros = jax.tree_util.tree_map(jnp.zeros_like, carry)
-                    self.states = nnx.data(jax.tree_util.tree_map(RNNState, zeros))
         elif self.stateful:
             if self.states is None:
                 self._create_states(batch if self.batch_size is None else self.batch_size)
             carry = self._state_values()
-            expected = jax.tree_util.tree_leaves(carry)[0].shape[0]
-            if expected != batch:
-                raise ValueError(
-                    f"{_checks.where(self)}: a stateful layer must be called with the batch "
-                    f"size of its states; expected batch size {expected}, received {batch}. "
-                    + (
-                        f"It was built with batch_size={self.batch_size}."
-                        if self.batch_size is not None
-                        else "Call reset_state(states=...) with states of the new batch size first."
-                    )
-                )
+            self._check_state_batch(jax.tree_util.tree_leaves(carry)[0].shape[0], batch)
             fresh = jax.tree_util.tree_leaves(
                 jax.eval_shape(lambda: self.cell.initialize_carry(batch))
             )
@@ -656,6 +640,21 @@ class RNN(Configurable, nnx.Module):
         in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
         params = self.cell.params_for_length(time)
         return _Call(x, carry, time_mask, in_masks, rec_masks, params)
+
+    def _check_state_batch(self, expected: int | None, batch: int) -> None:
+        """A stateful layer's call must have its states' batch size (``expected``; None:
+        any, before the first call of a layer without ``batch_size``)."""
+        if expected is None or expected == batch:
+            return
+        raise ValueError(
+            f"{_checks.where(self)}: a stateful layer must be called with the batch "
+            f"size of its states; expected batch size {expected}, received {batch}. "
+            + (
+                f"It was built with batch_size={self.batch_size}."
+                if self.batch_size is not None
+                else "Call reset_state(states=...) with states of the new batch size first."
+            )
+        )
 
     def _keep_states(self, final: Any) -> None:
         """A stateful layer keeps the final carry of a call as its states."""
