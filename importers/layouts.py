@@ -1,9 +1,12 @@
 """Gate-layout conversions between Keras (jrnn's layout) and every layout found in the wild.
 
-Pure NumPy on bare arrays: no jax, keras, tensorflow or torch import. Every function
-validates its inputs once, raises ``ValueError`` naming the weight, the expected and the
-received shape, returns new arrays (never views of its inputs) and keeps the dtype.
-A Keras ``bias`` of None (``use_bias=False``) converts as zeros.
+Pure NumPy on bare arrays: no jax, keras, tensorflow or torch import of its own (flag
+and count arguments are checked by :mod:`jrnn._checks`, imported on use). Every function
+validates its inputs once, raises ``ValueError`` naming the weight or argument, the
+expected and the received value, returns new arrays (never views of its inputs) and keeps
+the dtype. Weights must be floating-point arrays (float16/32/64, bfloat16, as Keras'
+are): int, bool, complex, string and object arrays are refused, never cast. A Keras
+``bias`` of None (``use_bias=False``) converts as zeros.
 
 **Canonical layout** (Keras 2/3 and jrnn; ``u`` = units, ``in`` = input features; gate
 blocks are contiguous column slices of the last axis):
@@ -94,6 +97,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -139,14 +143,66 @@ def _array(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _is_float(dtype: np.dtype) -> bool:
+    if dtype.kind == "f":
+        return True
+    if dtype.kind != "V":
+        return False
+    import ml_dtypes  # JAX's extra floats (bfloat16, float8_*) have NumPy dtype kind "V"
+
+    try:
+        ml_dtypes.finfo(dtype)
+    except ValueError:
+        return False
+    return True
+
+
+def _weight(value: Any, what: str) -> np.ndarray:
+    """``value`` as a floating-point array; the one dtype check every converter's input
+    passes (int, bool, complex, string and object arrays are refused, never cast)."""
+    a = _array(value)
+    if not _is_float(a.dtype):
+        raise ValueError(
+            f"{what}: expected a floating-point array (float16/32/64 or bfloat16, as Keras "
+            f"weights are); received dtype {a.dtype}."
+        )
+    return a
+
+
+def _flag(value: Any, argument: str, where: str) -> bool:
+    from jrnn._checks import boolean  # on use: this module's own imports stay NumPy-only
+
+    return boolean(value, argument, where)
+
+
+def _count_or_none(value: Any, argument: str, where: str) -> int | None:
+    from jrnn._checks import positive_int
+
+    return None if value is None else positive_int(value, argument, where)
+
+
+def _finite_real(value: Any, argument: str, where: str) -> float:
+    number = np.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float64's range
+            pass
+    if not np.isfinite(number):
+        raise ValueError(
+            f"{where}: `{argument}` must be a finite real number such as 1.0; received {value!r}."
+        )
+    return number
+
+
 def _fmt(shape: Sequence[int | str]) -> str:
     parts = [str(s) for s in shape]
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
 def _expect(value: Any, shape: Sequence[int | str], what: str) -> np.ndarray:
-    """``value`` as an array of ``shape``; a ``str`` entry is a named free dimension."""
-    a = _array(value)
+    """``value`` as a float array of ``shape``; a ``str`` entry is a named free dimension."""
+    a = _weight(value, what)
     ok = a.ndim == len(shape) and all(
         isinstance(s, str) or a.shape[d] == s for d, s in enumerate(shape)
     )
@@ -156,7 +212,7 @@ def _expect(value: Any, shape: Sequence[int | str], what: str) -> np.ndarray:
 
 
 def _units(recurrent_kernel: Any, gates: int, what: str) -> tuple[np.ndarray, int]:
-    rk = _array(recurrent_kernel)
+    rk = _weight(recurrent_kernel, what)
     if rk.ndim != 2 or rk.shape[1] != gates * rk.shape[0]:
         want = "(units, units)" if gates == 1 else f"(units, {gates} * units)"
         raise ValueError(f"{what}: expected shape {want}; received {rk.shape}.")
@@ -187,7 +243,7 @@ def _keras(
             )
         shape = (2, n * u) if kind == "gru" and reset_after else (n * u,)
         bias = np.zeros(shape, k.dtype)
-    b = _array(bias)
+    b = _weight(bias, f"Keras {name} bias (to {target})")
     if kind != "gru":
         b = _expect(b, (n * u,), f"Keras {name} bias (to {target}, units={u})")
         return k, rk, b, u
@@ -212,8 +268,23 @@ def _keras(
     return k, rk, b, u
 
 
-def _order(order: Order) -> list[str]:
-    return list(order)
+def _order(order: Any, argument: str, where: str) -> list[str]:
+    names = list(order) if isinstance(order, (str, Sequence)) else []
+    if not names or not all(isinstance(g, str) for g in names) or len(set(names)) != len(names):
+        raise ValueError(
+            f"{where}: `{argument}` must name one or more distinct gates, e.g. 'ifco' or "
+            f"['i', 'f']; received {order!r}."
+        )
+    return names
+
+
+def _axis(axis: Any, ndim: int, where: str) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{where}: `axis` must be an int in [{-ndim}, {ndim}) for {ndim}-D arrays; "
+            f"received {axis!r}."
+        )
+    return int(axis) % ndim
 
 
 def split_gates(array: Any, order: Order, axis: int = -1) -> dict[str, np.ndarray]:
@@ -233,10 +304,8 @@ def split_gates(array: Any, order: Order, axis: int = -1) -> dict[str, np.ndarra
         {'a': [0, 1], 'b': [2, 3]}
     """
     a = _array(array)
-    names = _order(order)
-    if len(set(names)) != len(names):
-        raise ValueError(f"split_gates: gate names must be distinct; received {names}.")
-    if not -a.ndim <= axis < a.ndim or a.shape[axis] % len(names):
+    names = _order(order, "order", "split_gates")
+    if a.shape[_axis(axis, a.ndim, "split_gates")] % len(names):
         raise ValueError(
             f"split_gates: axis {axis} must hold {len(names)} equal gate blocks {names}; "
             f"received an array of shape {a.shape}."
@@ -255,11 +324,24 @@ def join_gates(blocks: Mapping[str, Any], order: Order, axis: int = -1) -> np.nd
     Returns:
         A new array holding the blocks of ``order`` along ``axis``.
     """
-    names = _order(order)
+    names = _order(order, "order", "join_gates")
+    if not isinstance(blocks, Mapping):
+        raise ValueError(
+            f"join_gates: `blocks` must be a mapping {{gate: array}}; received "
+            f"{type(blocks).__name__}."
+        )
     missing = [g for g in names if g not in blocks]
     if missing:
         raise ValueError(f"join_gates: blocks {sorted(blocks)} lack gates {missing}.")
-    return np.concatenate([_array(blocks[g]) for g in names], axis=axis)
+    arrays = [_array(blocks[g]) for g in names]
+    ax = _axis(axis, arrays[0].ndim, "join_gates")
+    if len({(a.ndim, a.shape[:ax] + a.shape[ax + 1 :]) for a in arrays}) > 1:
+        shapes = {g: a.shape for g, a in zip(names, arrays)}
+        raise ValueError(
+            f"join_gates: gate blocks must have the same shape except along axis {axis}; "
+            f"received {shapes}."
+        )
+    return np.concatenate(arrays, axis=ax)
 
 
 def reorder_gates(array: Any, from_order: Order, to_order: Order, axis: int = -1) -> np.ndarray:
@@ -282,7 +364,8 @@ def reorder_gates(array: Any, from_order: Order, to_order: Order, axis: int = -1
         >>> reorder_gates(np.array([1, 1, 2, 2, 3, 3]), "rzh", "zrh").tolist()
         [2, 2, 1, 1, 3, 3]
     """
-    src, dst = _order(from_order), _order(to_order)
+    src = _order(from_order, "from_order", "reorder_gates")
+    dst = _order(to_order, "to_order", "reorder_gates")
     if sorted(src) != sorted(dst):
         raise ValueError(
             f"reorder_gates: to_order {dst} must be a permutation of from_order {src}."
@@ -331,7 +414,7 @@ def detect_keras_rnn_layout(kind: str, kernel: Any, recurrent_kernel: Any, bias:
                 "weights; pass a zero bias of shape (2, 3u) or (3u,)."
             )
         return "keras"
-    shape = _array(bias).shape
+    shape = _weight(bias, f"{name} bias").shape
     layouts = {(2 * n * u,): "cudnn"}
     if kind == "lstm":
         layouts[(n * u,)] = "keras"
@@ -604,7 +687,7 @@ _TORCH_ORDERS = {  # (PyTorch's gate order, Keras'); a SimpleRNN is one "gate" h
 def _torch_to_keras(kind: str, weight_ih, weight_hh, bias_ih, bias_hh) -> Arrays:
     name = {"lstm": "nn.LSTM", "gru": "nn.GRU", "simple_rnn": "nn.RNN"}[kind]
     n = _GATE_COUNT[kind]
-    w_hh = _array(weight_hh)
+    w_hh = _weight(weight_hh, f"torch {name} weight_hh")
     if w_hh.ndim != 2 or w_hh.shape[0] != n * w_hh.shape[1]:
         want = "(hidden, hidden)" if n == 1 else f"({n} * hidden, hidden)"
         hint = (
@@ -619,8 +702,8 @@ def _torch_to_keras(kind: str, weight_ih, weight_hh, bias_ih, bias_hh) -> Arrays
     u = w_hh.shape[1]
     w_ih = _expect(weight_ih, (n * u, "in"), f"torch {name} weight_ih (hidden={u})")
     dtype = w_ih.dtype
-    b_ih = np.zeros(n * u, dtype) if bias_ih is None else _array(bias_ih)
-    b_hh = np.zeros(n * u, dtype) if bias_hh is None else _array(bias_hh)
+    b_ih = np.zeros(n * u, dtype) if bias_ih is None else bias_ih
+    b_hh = np.zeros(n * u, dtype) if bias_hh is None else bias_hh
     b_ih = _expect(b_ih, (n * u,), f"torch {name} bias_ih (hidden={u})")
     b_hh = _expect(b_hh, (n * u,), f"torch {name} bias_hh (hidden={u})")
     torch_order, keras_order = _TORCH_ORDERS[kind]
@@ -785,6 +868,9 @@ def torch_state_dict_to_keras(
         ``forward`` for its ``forward_layer`` and ``backward`` for its ``backward_layer``.
     """
     to_keras, _, name = _torch_kind(kind, "torch_state_dict_to_keras")
+    num_layers = _count_or_none(num_layers, "num_layers", "torch_state_dict_to_keras")
+    if bidirectional is not None:
+        bidirectional = _flag(bidirectional, "bidirectional", "torch_state_dict_to_keras")
     if not isinstance(state_dict, Mapping):
         raise ValueError(
             f"torch_state_dict_to_keras: state_dict must be a mapping of names to tensors "
@@ -871,17 +957,20 @@ def keras_to_torch_state_dict(
 
     Args:
         layers: one mapping per layer, ``{"forward": (kernel, recurrent_kernel, bias)}``
-            plus ``"backward"`` for a bidirectional module (every layer alike). Layer
-            ``k > 0`` takes ``(directions * u)`` input features.
+            plus ``"backward"`` for a bidirectional module (every layer alike); a
+            ``use_bias=False`` layer's bias is None, or left out as Keras'
+            ``get_weights()`` leaves it: ``(kernel, recurrent_kernel)``. Layer ``k > 0``
+            takes ``(directions * u)`` input features.
         kind: ``"lstm"``, ``"gru"`` (reset_after=True weights only) or ``"rnn"``.
-        bias: False for a ``bias=False`` module: bias keys are left out, and a non-zero
-            Keras bias raises.
+        bias: a bool; False for a ``bias=False`` module: bias keys are left out, and a
+            non-zero Keras bias raises.
 
     Returns:
         ``{"weight_ih_l0": (G*u, in), "weight_hh_l0": (G*u, u), "bias_ih_l0": (G*u,),
         "bias_hh_l0": (G*u,), ..._reverse ...}`` in PyTorch's own key order.
     """
     _, to_torch, name = _torch_kind(kind, "keras_to_torch_state_dict")
+    bias = _flag(bias, "bias", "keras_to_torch_state_dict")
     if isinstance(layers, Mapping) or not isinstance(layers, Sequence):
         raise ValueError(
             "keras_to_torch_state_dict: layers must be a list with one mapping per layer, "
@@ -894,6 +983,12 @@ def keras_to_torch_state_dict(
     previous = None
     out: dict[str, np.ndarray] = {}
     for layer, entry in enumerate(layers):
+        if not isinstance(entry, Mapping):
+            raise ValueError(
+                f"keras_to_torch_state_dict: layer {layer} must be a mapping {{'forward': "
+                f"(kernel, recurrent_kernel, bias)}} (plus 'backward'); received "
+                f"{type(entry).__name__}."
+            )
         present = [d for d, _ in _DIRECTIONS if d in entry]
         extra = sorted(set(entry) - {"forward", "backward"})
         if "forward" not in entry or extra or (directions and present != directions):
@@ -906,7 +1001,16 @@ def keras_to_torch_state_dict(
         for direction, suffix in _DIRECTIONS:
             if direction not in entry:
                 continue
-            w_ih, w_hh, b_ih, b_hh = to_torch(*entry[direction])
+            weights = entry[direction]
+            sequence = isinstance(weights, Sequence) and not isinstance(weights, str)
+            if not sequence or len(weights) not in (2, 3):
+                size = f" of length {len(weights)}" if sequence else ""
+                raise ValueError(
+                    f"keras_to_torch_state_dict: layer {layer} {direction} must be "
+                    "(kernel, recurrent_kernel, bias), or (kernel, recurrent_kernel) for a "
+                    f"use_bias=False layer; received a {type(weights).__name__}{size}."
+                )
+            w_ih, w_hh, b_ih, b_hh = to_torch(*weights)
             if previous is not None and w_ih.shape[1] != previous:
                 raise ValueError(
                     f"keras_to_torch_state_dict: layer {layer} {direction} kernel has "
@@ -927,24 +1031,48 @@ def keras_to_torch_state_dict(
 
 
 # ----------------------------------------------------------------------------- Flax
-def _flax_params(params: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(params, Mapping):
-        raise ValueError(f"{what}: expected a nested mapping of parameters; got {type(params)}.")
-    if set(params) == {"params"}:  # linen `variables` passed whole
+_K, _KB = ("kernel",), ("kernel", "bias")
+
+
+def _exact_keys(found: Mapping, expected: Sequence[str], what: str) -> None:
+    missing = [k for k in expected if k not in found]
+    unexpected = sorted(str(k) for k in found if k not in expected)
+    if missing or unexpected:
+        why = "; ".join(
+            f"{label} {keys}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        )
+        raise ValueError(
+            f"{what}: expected exactly {list(expected)}; received {sorted(map(str, found))} "
+            f"({why})."
+        )
+
+
+def _flax_params(params: Any, what: str, layout: Mapping[str, Sequence[str]]) -> Mapping:
+    """``params`` (or linen's ``{"params": params}``) holding exactly ``layout``'s modules
+    and their leaves: a missing, unexpected or non-mapping entry raises, named."""
+    if isinstance(params, Mapping) and set(params) == {"params"}:  # linen `variables` whole
         params = params["params"]
+    if not isinstance(params, Mapping):
+        raise ValueError(
+            f"{what}: expected a nested mapping of parameters; received {type(params).__name__}."
+        )
+    _exact_keys(params, list(layout), f"{what} modules")
+    for module, leaves in layout.items():
+        if not isinstance(params[module], Mapping):
+            raise ValueError(
+                f"{what} {module}: expected a mapping with keys {list(leaves)}; received "
+                f"{type(params[module]).__name__}."
+            )
+        _exact_keys(params[module], leaves, f"{what} {module}")
     return params
 
 
 def _flax_leaf(
     params: Mapping[str, Any], module: str, leaf: str, shape: Sequence[int | str], what: str
 ) -> np.ndarray:
-    try:
-        value = params[module][leaf]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"{what}: missing parameter {module}.{leaf}; received modules {sorted(params)}."
-        ) from None
-    return _expect(value, shape, f"{what} {module}.{leaf}")
+    return _expect(params[module][leaf], shape, f"{what} {module}.{leaf}")
 
 
 def _flax_units(params, module: str, what: str) -> int:
@@ -957,7 +1085,8 @@ _NNX_LSTM = {**_LINEN_LSTM, "f": ("if_", "hf")}
 
 
 def _flax_lstm_to_keras(params, names, what) -> Arrays:
-    p = _flax_params(params, what)
+    layout = {**{i: _K for i, _ in names.values()}, **{h: _KB for _, h in names.values()}}
+    p = _flax_params(params, what, layout)
     u = _flax_units(p, names["i"][1], what)
     k = {g: _flax_leaf(p, i, "kernel", ("in", u), what) for g, (i, _) in names.items()}
     rk = {g: _flax_leaf(p, h, "kernel", (u, u), what) for g, (_, h) in names.items()}
@@ -1034,7 +1163,7 @@ def flax_nnx_optimized_lstm_to_keras(state: Mapping[str, Any]) -> Arrays:
         recurrent_kernel and bias.
     """
     what = "Flax nnx OptimizedLSTMCell"
-    p = _flax_params(state, what)
+    p = _flax_params(state, what, {"dense_i": _K, "dense_h": _KB})
     rk = _flax_leaf(p, "dense_h", "kernel", ("u", "4u"), what)
     rk, u = _units(rk, 4, f"{what} dense_h.kernel")
     return (
@@ -1055,6 +1184,7 @@ def keras_lstm_to_flax_nnx_optimized(kernel: Any, recurrent_kernel: Any, bias: A
 
 
 _LINEN_GRU = {"z": ("iz", "hz"), "r": ("ir", "hr"), "h": ("in", "hn")}
+_LINEN_GRU_LAYOUT = {"iz": _KB, "ir": _KB, "in": _KB, "hz": _K, "hr": _K, "hn": _KB}
 
 
 def flax_linen_gru_to_keras(params: Mapping[str, Any]) -> Arrays:
@@ -1073,7 +1203,7 @@ def flax_linen_gru_to_keras(params: Mapping[str, Any]) -> Arrays:
         row 0 ``[b_iz, b_ir, b_in]``, row 1 ``[0, 0, b_hn]``. Exact.
     """
     what = "Flax linen GRUCell"
-    p = _flax_params(params, what)
+    p = _flax_params(params, what, _LINEN_GRU_LAYOUT)
     u = _flax_units(p, "hn", what)
     k = {g: _flax_leaf(p, i, "kernel", ("in", u), what) for g, (i, _) in _LINEN_GRU.items()}
     rk = {g: _flax_leaf(p, h, "kernel", (u, u), what) for g, (_, h) in _LINEN_GRU.items()}
@@ -1119,7 +1249,7 @@ def flax_nnx_gru_to_keras(state: Mapping[str, Any]) -> Arrays:
         row 0 = reordered ``dense_i.bias``, row 1 zeros.
     """
     what = "Flax nnx GRUCell"
-    p = _flax_params(state, what)
+    p = _flax_params(state, what, {"dense_i": _KB, "dense_h": _K})
     rk = _flax_leaf(p, "dense_h", "kernel", ("u", "3u"), what)
     rk, u = _units(rk, 3, f"{what} dense_h.kernel")
     k = _flax_leaf(p, "dense_i", "kernel", ("in", 3 * u), what)
@@ -1165,7 +1295,8 @@ def _identity_if(residual: bool, u: int, dtype) -> np.ndarray:
 
 
 def _flax_simple_to_keras(params, i_name, h_name, residual, what) -> Arrays:
-    p = _flax_params(params, what)
+    residual = _flag(residual, "residual", what)
+    p = _flax_params(params, what, {i_name: _KB, h_name: _K})
     u = _flax_units(p, h_name, what)
     rk = _flax_leaf(p, h_name, "kernel", (u, u), what)
     return (
@@ -1176,6 +1307,7 @@ def _flax_simple_to_keras(params, i_name, h_name, residual, what) -> Arrays:
 
 
 def _keras_simple_to_flax(kernel, recurrent_kernel, bias, i_name, h_name, residual, what):
+    residual = _flag(residual, "residual", what)
     k, rk, b, u = _keras("simple_rnn", kernel, recurrent_kernel, bias, what)
     return {
         i_name: {"kernel": k.copy(), "bias": b.copy()},
@@ -1249,12 +1381,14 @@ def tf1_lstm_to_keras(
         kernel: ``(in + u, 4u)`` (``rnn/lstm_cell/kernel``), gates i, j, f, o.
         bias: ``(4u,)`` (``rnn/lstm_cell/bias``).
         input_size: ``in``, checked if given (else ``kernel.shape[0] - u``).
-        forget_bias: the cell's ``forget_bias``.
+        forget_bias: the cell's ``forget_bias``, a finite real number.
 
     Returns:
         ``(kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u,))``, gates i, f, c, o.
     """
-    b = _array(bias)
+    input_size = _count_or_none(input_size, "input_size", "tf1_lstm_to_keras")
+    forget_bias = _finite_real(forget_bias, "forget_bias", "tf1_lstm_to_keras")
+    b = _weight(bias, "TF1 LSTMCell bias")
     if b.ndim != 1 or b.shape[0] % 4 or b.shape[0] == 0:
         raise ValueError(f"TF1 LSTMCell bias: expected shape (4 * units,); received {b.shape}.")
     u = b.shape[0] // 4
@@ -1276,6 +1410,7 @@ def keras_lstm_to_tf1(
     Returns:
         ``kernel (in + u, 4u)`` acting on ``[x, h]``, ``bias (4u,)``, gates i, j, f, o.
     """
+    forget_bias = _finite_real(forget_bias, "forget_bias", "keras_lstm_to_tf1")
     k, rk, b, _ = _keras("lstm", kernel, recurrent_kernel, bias, "TF1 LSTMCell")
     blocks = split_gates(b, KERAS_LSTM_GATES)
     blocks["f"] = blocks["f"] - np.asarray(forget_bias, b.dtype)
@@ -1307,7 +1442,8 @@ def tf1_gru_to_keras(
     Returns:
         ``(kernel (in, 3u), recurrent_kernel (u, 3u), bias (3u,))``, gates z, r, h.
     """
-    cb = _array(candidate_bias)
+    input_size = _count_or_none(input_size, "input_size", "tf1_gru_to_keras")
+    cb = _weight(candidate_bias, "TF1 GRUCell candidate/bias")
     if cb.ndim != 1 or cb.shape[0] == 0:
         raise ValueError(
             f"TF1 GRUCell candidate/bias: expected shape (units,); received {cb.shape}."
@@ -1346,7 +1482,8 @@ def keras_gru_to_tf1(kernel: Any, recurrent_kernel: Any, bias: Any = None) -> Ar
 def tf1_rnn_to_keras(kernel: Any, bias: Any, input_size: int | None = None) -> Arrays:
     """TF1 ``BasicRNNCell`` ``kernel (in + u, u)``, ``bias (u,)`` -> Keras ``SimpleRNN``
     ``(kernel (in, u), recurrent_kernel (u, u), bias (u,))``."""
-    b = _array(bias)
+    input_size = _count_or_none(input_size, "input_size", "tf1_rnn_to_keras")
+    b = _weight(bias, "TF1 BasicRNNCell bias")
     if b.ndim != 1 or b.shape[0] == 0:
         raise ValueError(f"TF1 BasicRNNCell bias: expected shape (units,); received {b.shape}.")
     k_x, k_h = _tf1_rows(kernel, b.shape[0], b.shape[0], input_size, "TF1 BasicRNNCell kernel")

@@ -12,8 +12,10 @@ weights, non-zero initial states, distinct sizes (batch 2, time 7, features 3, u
 from __future__ import annotations
 
 import ast
+import copy
 import doctest
 import inspect
+import re
 from pathlib import Path
 
 import jax
@@ -154,10 +156,57 @@ def test_reorder_split_join_gates():
         layouts.reorder_gates(a, "ifco", "icfo")
     with pytest.raises(ValueError, match=r"lack gates \['h'\]"):
         layouts.join_gates({"z": a, "r": a}, "zrh")
-    with pytest.raises(ValueError, match=r"axis 3 must hold 3 equal gate blocks"):
-        layouts.split_gates(np.zeros(12), "zrh", axis=3)
+    with pytest.raises(ValueError, match=r"axis -1 must hold 3 equal gate blocks"):
+        layouts.split_gates(np.zeros(13), "zrh")
     blocks["z"][...] = -1  # new arrays, as the module promises: the input is untouched
     np.testing.assert_array_equal(a, np.arange(12).reshape(2, 6))
+
+
+_A, _B = np.zeros((2, 6)), np.zeros(6)
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (
+            lambda: layouts.split_gates(_B, ""),
+            r"split_gates: `order` must name one or more "
+            r"distinct gates, e\.g\. 'ifco' or \['i', 'f'\]; received ''",
+        ),
+        (lambda: layouts.split_gates(_B, None), r"`order` must name .*; received None"),
+        (lambda: layouts.split_gates(_B, "aab"), r"`order` must name .* distinct .* 'aab'"),
+        (lambda: layouts.split_gates(_B, [1, 2]), r"`order` must name .*; received \[1, 2\]"),
+        (
+            lambda: layouts.split_gates(_A, "ab", axis=1.5),
+            r"split_gates: `axis` must be an int in \[-2, 2\) for 2-D arrays; received 1\.5",
+        ),
+        (lambda: layouts.split_gates(_A, "ab", axis="a"), r"`axis` must be an int .* 'a'"),
+        (lambda: layouts.split_gates(_A, "ab", axis=True), r"`axis` must be an int .* True"),
+        (lambda: layouts.split_gates(_A, "ab", axis=2), r"`axis` must be an int .* 2\.$"),
+        (
+            lambda: layouts.join_gates({"a": _B, "b": _A}, "ab"),
+            r"join_gates: gate blocks must have the same shape except along axis -1; "
+            r"received \{'a': \(6,\), 'b': \(2, 6\)\}",
+        ),
+        (
+            lambda: layouts.join_gates({"a": _A, "b": _A[:1]}, "ab"),
+            r"same shape except along axis -1; received \{'a': \(2, 6\), 'b': \(1, 6\)\}",
+        ),
+        (
+            lambda: layouts.join_gates({"a": _B, "b": _B}, "ab", axis=5),
+            r"join_gates: `axis` must be an int in \[-1, 1\) for 1-D arrays; received 5",
+        ),
+        (
+            lambda: layouts.join_gates([_B, _B], "ab"),
+            r"join_gates: `blocks` must be a mapping \{gate: array\}; received list",
+        ),
+        (lambda: layouts.reorder_gates(_B, "ab", ""), r"reorder_gates: `to_order` must name"),
+        (lambda: layouts.reorder_gates(_B, 3, "ab"), r"reorder_gates: `from_order` must name"),
+    ],
+)
+def test_gate_helpers_refuse_bad_order_axis_and_blocks(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 def _keras_to_functions():
@@ -187,6 +236,100 @@ def test_a_bias_of_none_converts_as_zeros(name):
         else None
     )
     assert sd is None or sorted(sd) == ["weight_hh_l0", "weight_ih_l0"]
+
+
+_INVERSES = {  # every X_to_keras converter, and the converter that makes its input
+    "cudnn_lstm_to_keras": "keras_lstm_to_cudnn",
+    "cudnn_gru_to_keras": "keras_gru_to_cudnn",
+    "keras1_lstm_to_keras": "keras_lstm_to_keras1",
+    "keras1_gru_to_keras": "keras_gru_to_keras1",
+    "keras1_simple_rnn_to_keras": "keras_simple_rnn_to_keras1",
+    "torch_lstm_to_keras": "keras_lstm_to_torch",
+    "torch_gru_to_keras": "keras_gru_to_torch",
+    "torch_rnn_to_keras": "keras_simple_rnn_to_torch",
+    "flax_linen_lstm_to_keras": "keras_lstm_to_flax_linen",
+    "flax_linen_gru_to_keras": "keras_gru_to_flax_linen",
+    "flax_linen_simple_to_keras": "keras_simple_rnn_to_flax_linen",
+    "flax_nnx_lstm_to_keras": "keras_lstm_to_flax_nnx",
+    "flax_nnx_optimized_lstm_to_keras": "keras_lstm_to_flax_nnx_optimized",
+    "flax_nnx_gru_to_keras": "keras_gru_to_flax_nnx",
+    "flax_nnx_simple_to_keras": "keras_simple_rnn_to_flax_nnx",
+    "tf1_lstm_to_keras": "keras_lstm_to_tf1",
+    "tf1_gru_to_keras": "keras_gru_to_tf1",
+    "tf1_rnn_to_keras": "keras_simple_rnn_to_tf1",
+}
+
+
+def _converter_args(name):
+    """Valid float32 arguments for the public array-taking function ``name``."""
+    lstm = _keras_weights("lstm")
+    if name in ("keras_to_torch_state_dict", "torch_state_dict_to_keras"):
+        sd = layouts.keras_to_torch_state_dict([{"forward": lstm}], "lstm")
+        return ([{"forward": lstm}] if name.startswith("keras") else sd), "lstm"
+    if name == "detect_keras_rnn_layout":
+        return ("lstm", *lstm)
+    if name in _INVERSES:
+        made = getattr(layouts, _INVERSES[name])(*_converter_args(_INVERSES[name]))
+        return made if isinstance(made, tuple) else (made,)  # Keras 1 list, Flax dict
+    kind = "lstm" if "lstm" in name else "gru" if "gru" in name else "simple_rnn"
+    k, rk, b = _keras_weights(kind, reset_after=not name.endswith(("keras1", "tf1")))
+    if name == "keras_gru_to_flax_nnx":  # nnx GRUCell has no recurrent bias (flax#5594)
+        b = np.stack([b[0], np.zeros_like(b[1])])
+    return k, rk, b
+
+
+def _cast(tree, dtype):
+    if isinstance(tree, dict):
+        return {key: _cast(v, dtype) for key, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_cast(v, dtype) for v in tree)
+    return tree.astype(dtype) if isinstance(tree, np.ndarray) else tree
+
+
+_NOT_ARRAY_FUNCTIONS = {"split_gates", "join_gates", "reorder_gates", "keras1_weight_names"}
+_ARRAY_FUNCTIONS = sorted(
+    name
+    for name in layouts.__all__
+    if callable(getattr(layouts, name)) and name not in _NOT_ARRAY_FUNCTIONS
+)
+
+
+def test_every_converter_is_covered_by_the_dtype_test():
+    assert set(_ARRAY_FUNCTIONS) == set(_keras_to_functions()) | set(_INVERSES) | {
+        "keras_to_torch_state_dict",
+        "torch_state_dict_to_keras",
+        "detect_keras_rnn_layout",
+    }
+
+
+@pytest.mark.parametrize("name", _ARRAY_FUNCTIONS)
+def test_every_converter_refuses_integer_weights(name):
+    """Keras weights are floating point; an int array is refused, never cast (an int
+    ``keras_lstm_to_cudnn`` bias used to come back as ``int(0.5 * b)``: all zeros)."""
+    convert, args = getattr(layouts, name), _converter_args(name)
+    convert(*args)  # the float32 arguments are valid
+    with pytest.raises(
+        ValueError, match=r": expected a floating-point array .*; received dtype int64"
+    ):
+        convert(*_cast(args, np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_, np.complex64, np.str_, object])
+@pytest.mark.parametrize("name", ["keras_lstm_to_cudnn", "torch_gru_to_keras"])
+def test_non_float_weights_are_refused_naming_the_array(name, dtype):
+    args = _converter_args(name)
+    bad = (*args[:-1], args[-1].astype(dtype))  # the bias only
+    which = "Keras LSTM bias (to CuDNNLSTM)" if "cudnn" in name else "torch nn.GRU bias_hh"
+    with pytest.raises(ValueError, match=re.escape(which) + r".*floating-point array"):
+        getattr(layouts, name)(*bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, jnp.bfloat16])
+def test_float_weights_of_every_width_convert_and_keep_their_dtype(dtype):
+    k, rk, b = (a.astype(dtype) for a in _keras_weights("lstm"))
+    *kernels, cb = layouts.keras_lstm_to_cudnn(k, rk, b)
+    assert all(a.dtype == dtype for a in (*kernels, cb))
+    np.testing.assert_array_equal(cb.astype(np.float64), np.tile(0.5 * b.astype(np.float64), 2))
 
 
 # ----------------------------------------------------------------------------- CuDNN (Keras 2)
@@ -557,6 +700,72 @@ def test_torch_errors():
         layouts.torch_lstm_to_keras(proj.weight_ih_l0, proj.weight_hh_l0)
 
 
+_LSTM_SD = {  # a one-layer nn.LSTM state dict
+    "weight_ih_l0": np.zeros((4 * U, F), np.float32),
+    "weight_hh_l0": np.zeros((4 * U, U), np.float32),
+}
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        *(
+            (
+                lambda v=v: layouts.torch_state_dict_to_keras(_LSTM_SD, "lstm", num_layers=v),
+                r"torch_state_dict_to_keras: `num_layers` must be a positive integer; "
+                rf"received {re.escape(repr(v))}\.",
+            )
+            for v in ("1", 1.0, 0, True)
+        ),
+        (
+            lambda: layouts.torch_state_dict_to_keras(_LSTM_SD, "lstm", bidirectional="no"),
+            r"torch_state_dict_to_keras: `bidirectional` must be a bool; received 'no'",
+        ),
+        *(
+            (
+                lambda v=v: layouts.keras_to_torch_state_dict(
+                    [{"forward": _keras_weights("lstm")}], "lstm", bias=v
+                ),
+                rf"keras_to_torch_state_dict: `bias` must be a bool; received {v!r}",
+            )
+            for v in ("no", 1, None)
+        ),
+        (
+            lambda: layouts.keras_to_torch_state_dict([_keras_weights("lstm")], "lstm"),
+            r"keras_to_torch_state_dict: layer 0 must be a mapping \{'forward': \(kernel, "
+            r"recurrent_kernel, bias\)\} \(plus 'backward'\); received tuple",
+        ),
+        *(
+            (
+                lambda v=v: layouts.keras_to_torch_state_dict([{"forward": v}], "lstm"),
+                r"keras_to_torch_state_dict: layer 0 forward must be \(kernel, "
+                r"recurrent_kernel, bias\), or \(kernel, recurrent_kernel\) for a "
+                rf"use_bias=False layer; received {message}\.",
+            )
+            for v, message in [
+                (_keras_weights("lstm")[:1], "a tuple of length 1"),
+                ((*_keras_weights("lstm"), None), "a tuple of length 4"),
+                (np.zeros((3, 4)), "a ndarray"),
+                ({"kernel": np.zeros(3)}, "a dict"),
+            ]
+        ),
+    ],
+)
+def test_torch_state_dict_arguments_are_checked(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_keras_to_torch_state_dict_takes_a_use_bias_false_layer_as_zero_biases():
+    k, rk, b = _keras_weights("lstm")
+    sd = layouts.keras_to_torch_state_dict([{"forward": (k, rk)}], "lstm")
+    np.testing.assert_array_equal(sd["bias_ih_l0"], np.zeros_like(b))
+    _assert_same(
+        sd.values(),
+        layouts.keras_to_torch_state_dict([{"forward": (k, rk, None)}], "lstm").values(),
+    )
+
+
 def test_torch_bfloat16_weights_keep_their_dtype():
     module = torch.nn.GRU(F, U).to(torch.bfloat16)
     ((k, rk, b),) = (
@@ -734,7 +943,7 @@ def test_flax_refusals():
             convert(*reset_before)
     params = layouts.keras_lstm_to_flax_linen(*_keras_weights("lstm"))
     del params["hf"]
-    with pytest.raises(ValueError, match=r"missing parameter hf.kernel"):
+    with pytest.raises(ValueError, match=r"LSTMCell modules: .*\(missing \['hf'\]\)"):
         layouts.flax_linen_lstm_to_keras(params)
     params = layouts.keras_lstm_to_flax_nnx(*_keras_weights("lstm"))
     params["if_"]["kernel"] = np.zeros((F, U + 1))
@@ -744,6 +953,120 @@ def test_flax_refusals():
         r"received \(3, 6\)",
     ):
         layouts.flax_nnx_lstm_to_keras(params)
+
+
+def _set(tree, path, value):
+    tree = copy.deepcopy(tree)
+    *parents, last = path
+    node = tree
+    for key in parents:
+        node = node[key]
+    if value is None:
+        del node[last]
+    else:
+        node[last] = value
+    return tree
+
+
+_ONES = np.ones(U, np.float32)
+_LINEN_LSTM_MODULES = r"\['ii', 'if', 'ig', 'io', 'hi', 'hf', 'hg', 'ho'\]"
+
+
+@pytest.mark.parametrize(
+    "to_keras,path,value,message",
+    [
+        (
+            "flax_linen_lstm_to_keras",
+            ("ii", "bias"),
+            _ONES,
+            r"Flax linen LSTMCell ii: expected exactly \['kernel'\]; received "
+            r"\['bias', 'kernel'\] \(unexpected \['bias'\]\)",
+        ),
+        (
+            "flax_linen_lstm_to_keras",
+            ("extra",),
+            {"kernel": _ONES},
+            rf"Flax linen LSTMCell modules: expected exactly {_LINEN_LSTM_MODULES}; "
+            r"received \[.*'extra'.*\] \(unexpected \['extra'\]\)",
+        ),
+        (
+            "flax_linen_lstm_to_keras",
+            ("hf",),
+            None,
+            r"LSTMCell modules: expected exactly .*\(missing \['hf'\]\)",
+        ),
+        (
+            "flax_linen_lstm_to_keras",
+            ("ho",),
+            _ONES,
+            r"Flax linen LSTMCell ho: expected a mapping with keys \['kernel', 'bias'\]; "
+            r"received ndarray",
+        ),
+        (
+            "flax_nnx_lstm_to_keras",
+            ("hi", "bias"),
+            None,
+            r"nnx LSTMCell hi: .*\(missing \['bias'\]\)",
+        ),
+        (
+            "flax_nnx_optimized_lstm_to_keras",
+            ("dense_i", "bias"),
+            _ONES,
+            r"dense_i: .*unexpected \['bias'\]",
+        ),
+        (
+            "flax_linen_gru_to_keras",
+            ("hz", "bias"),
+            _ONES,
+            r"linen GRUCell hz: .*unexpected \['bias'\]",
+        ),
+        (
+            "flax_nnx_gru_to_keras",
+            ("dense_h", "bias"),
+            _ONES,
+            r"nnx GRUCell dense_h: .*unexpected \['bias'\]",
+        ),
+        (
+            "flax_linen_simple_to_keras",
+            ("h", "bias"),
+            _ONES,
+            r"linen SimpleCell h: .*unexpected \['bias'\]",
+        ),
+        (
+            "flax_nnx_simple_to_keras",
+            ("dense_x",),
+            {},
+            r"nnx SimpleCell modules: .*unexpected \['dense_x'\]",
+        ),
+    ],
+)
+def test_flax_params_must_hold_exactly_the_cells_parameters(to_keras, path, value, message):
+    """A parameter the converter does not read (``hz.bias``, an extra module) raises
+    rather than being dropped: the cell it came from computes something else."""
+    params = _converter_args(to_keras)[0]
+    getattr(layouts, to_keras)(params)
+    with pytest.raises(ValueError, match=message):
+        getattr(layouts, to_keras)(_set(params, path, value))
+    with pytest.raises(ValueError, match=message):  # linen's {"params": ...} variables too
+        getattr(layouts, to_keras)({"params": _set(params, path, value)})
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "flax_linen_simple_to_keras",
+        "flax_nnx_simple_to_keras",
+        "keras_simple_rnn_to_flax_linen",
+        "keras_simple_rnn_to_flax_nnx",
+    ],
+)
+def test_residual_must_be_a_bool(name, value):
+    cell = "linen" if "linen" in name else "nnx"
+    with pytest.raises(
+        ValueError, match=rf"Flax {cell} SimpleCell: `residual` must be a bool; received {value!r}"
+    ):
+        getattr(layouts, name)(*_converter_args(name), residual=value)
 
 
 # ----------------------------------------------------------------------------- TF1
@@ -814,6 +1137,39 @@ def test_tf1_gru_and_basic_rnn_both_ways(kind):
     _assert_same(to_keras(*from_keras(*keras_w)), keras_w)
 
 
+@pytest.mark.parametrize("value", [None, "1", "a", True, float("nan"), float("inf"), [1.0, 2.0]])
+@pytest.mark.parametrize("name", ["tf1_lstm_to_keras", "keras_lstm_to_tf1"])
+def test_tf1_forget_bias_must_be_a_finite_real_number(name, value):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name}: `forget_bias` must be a finite real number such as 1\.0; "
+        rf"received {re.escape(repr(value))}\.",
+    ):
+        getattr(layouts, name)(*_converter_args(name), forget_bias=value)
+
+
+def test_tf1_forget_bias_takes_ints_and_numpy_scalars():
+    tf1 = _converter_args("tf1_lstm_to_keras")
+    _assert_same(
+        layouts.tf1_lstm_to_keras(*tf1, forget_bias=np.float32(0.5)),
+        layouts.tf1_lstm_to_keras(*tf1, forget_bias=0.5),
+    )
+    _assert_same(
+        layouts.keras_lstm_to_tf1(*_keras_weights("lstm"), forget_bias=2),
+        layouts.keras_lstm_to_tf1(*_keras_weights("lstm"), forget_bias=2.0),
+    )
+
+
+@pytest.mark.parametrize("value", ["3", 2.5, 0])
+@pytest.mark.parametrize("name", ["tf1_lstm_to_keras", "tf1_gru_to_keras", "tf1_rnn_to_keras"])
+def test_tf1_input_size_must_be_a_positive_int(name, value):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name}: `input_size` must be a positive integer; received {value!r}\.",
+    ):
+        getattr(layouts, name)(*_converter_args(name), input_size=value)
+
+
 def test_tf1_errors():
     with pytest.raises(
         ValueError,
@@ -850,7 +1206,7 @@ def test_layouts_module_imports_numpy_only():
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
-    assert imported <= {"__future__", "collections", "re", "typing", "numpy"}, imported
+    assert imported <= {"__future__", "collections", "numbers", "re", "typing", "numpy"}, imported
 
 
 def test_layouts_public_names_documented_and_examples_run():
