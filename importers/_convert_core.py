@@ -9,6 +9,7 @@ and config values jrnn does not reproduce exactly raise ``ValueError`` naming la
 from __future__ import annotations
 
 import contextvars
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -106,6 +107,23 @@ def _governance(config: dict, prefixes: tuple[str, ...], activity: bool = True) 
     return out
 
 
+def layer_rngs(config: dict) -> nnx.Rngs:
+    """The random streams of a converted layer: parameters from key 0 (the file's weights
+    replace them) and dropout from the layer's Keras ``seed``, or, without one, from its
+    name. Keras gives every layer a seed generator of its own, so two layers' dropout
+    masks differ; so do these (deterministically, where Keras' unseeded draws are not)."""
+    seed = _seed(config)
+    if seed is None:
+        seed = zlib.crc32(str(config.get("name")).encode())
+    return nnx.Rngs(0, dropout=seed)
+
+
+def _seed(config: dict) -> int | None:
+    """The config's Keras ``seed`` (an int), else None."""
+    seed = config.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def _kernel_bias(config, arrays, make):
     """A Dense/Conv-like module ``make(activation=, use_bias=, name=, rngs=, regularizers
     and constraints)`` with the Keras ``kernel`` (and ``bias``) assigned."""
@@ -147,7 +165,12 @@ def _dropout(cls):
             _noise_shape_none(config)
         if cls is core.SpatialDropout1D:
             _only(config, "data_format", ("channels_last", None))
-        return cls(float(config.get("rate", 0.0)), name=config.get("name"))
+        return cls(
+            float(config.get("rate", 0.0)),
+            seed=_seed(config),
+            name=config.get("name"),
+            rngs=layer_rngs(config),
+        )
 
     return convert
 
@@ -275,6 +298,7 @@ def _attention(additive: bool):
             "dropout": float(config.get("dropout", 0.0)),
             "causal": bool(config.get("causal", False)),
             "name": config.get("name"),
+            "rngs": layer_rngs(config),
         }
         if additive:
             dim = int(np.asarray(arrays[0]).shape[-1]) if use_scale else None
@@ -305,10 +329,14 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "Dropout": _dropout(core.Dropout),
     "SpatialDropout1D": _dropout(core.SpatialDropout1D),
     "GaussianNoise": _no_weights(
-        lambda c: core.GaussianNoise(float(c["stddev"]), name=c.get("name"))
+        lambda c: core.GaussianNoise(
+            float(c["stddev"]), seed=_seed(c), name=c.get("name"), rngs=layer_rngs(c)
+        )
     ),
     "GaussianDropout": _no_weights(
-        lambda c: core.GaussianDropout(float(c["rate"]), name=c.get("name"))
+        lambda c: core.GaussianDropout(
+            float(c["rate"]), seed=_seed(c), name=c.get("name"), rngs=layer_rngs(c)
+        )
     ),
     **{name: _merge(getattr(core, name)) for name in MERGE_CLASSES},
     "Flatten": _no_weights(

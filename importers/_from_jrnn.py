@@ -125,10 +125,10 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
         },
         core.Masking: lambda m: {"mask_value": float(m.mask_value)},
         core.Activation: lambda m: {"activation": _activation(m.activation)},
-        core.Dropout: lambda m: {"rate": m.rate},
-        core.SpatialDropout1D: lambda m: {"rate": m.rate},
-        core.GaussianNoise: lambda m: {"stddev": m.stddev},
-        core.GaussianDropout: lambda m: {"rate": m.rate},
+        core.Dropout: lambda m: {"rate": m.rate, "seed": m.seed},
+        core.SpatialDropout1D: lambda m: {"rate": m.rate, "seed": m.seed},
+        core.GaussianNoise: lambda m: {"stddev": m.stddev, "seed": m.seed},
+        core.GaussianDropout: lambda m: {"rate": m.rate, "seed": m.seed},
         core.Flatten: lambda m: {"data_format": m.data_format},
         core.Reshape: lambda m: {"target_shape": list(m.target_shape)},
         core.Permute: lambda m: {"dims": list(m.dims)},
@@ -447,10 +447,37 @@ def keras_sequential(
 
     Raises:
       UnsupportedLayerError: a layer or setting Keras 3 cannot represent exactly.
+      ValueError: a bad argument, or layers that do not take ``input_shape`` (or each
+        other's outputs): the model is traced once, abstractly, on such an input (a size
+        of None as 64), and the layer that refuses it names the shapes.
     """
     from importers.model import ImportedModel
     from importers.weights import keras_params
+    from jrnn import _checks
 
+    where = "keras_sequential"
+    if not isinstance(input_shape, (list, tuple)) or not all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 1)
+        for d in input_shape
+    ):
+        raise ValueError(
+            f"{where}: `input_shape` must be a tuple of positive sizes (None for any), "
+            f"without the batch axis, e.g. (None, 16); received {input_shape!r}."
+        )
+    if batch_size is not None:
+        batch_size = _checks.positive_int(batch_size, "batch_size", where)
+    if not isinstance(name, str) or "/" in name:
+        raise ValueError(
+            f"{where}: `name` must be a string without '/' (Keras' rule); received {name!r}."
+        )
+    if input_dtype is not None:
+        try:
+            input_dtype = np.dtype(input_dtype).name
+        except TypeError:
+            raise ValueError(
+                f"{where}: `input_dtype` must be a dtype name such as 'float32' or 'int32'; "
+                f"received {input_dtype!r}."
+            ) from None
     modules = list(layers) if isinstance(layers, (list, tuple)) else [layers]
     batch_size = _stateful_batch_size(modules, batch_size)
     namer = _Namer()
@@ -475,4 +502,32 @@ def keras_sequential(
     def arrays(layer_name: str) -> list:
         return [np.asarray(p[...]) for p in keras_params(by_name[layer_name])]
 
-    return ImportedModel(config, arrays)
+    model = ImportedModel(config, arrays)
+    _trace_once(model, batch_size, tuple(input_shape))
+    return model
+
+
+def _trace_once(model: Any, batch_size: int | None, input_shape: tuple) -> None:
+    """Trace ``model`` abstractly on one input of ``input_shape`` (a size of None as 64)
+    in its Input's dtype, on a copy (stateful layers keep their states): layers refusing
+    their inputs raise here, at construction, rather than in Keras when the written file
+    is loaded."""
+    from flax import nnx
+
+    from jrnn._checks import shape_str
+
+    graphdef, state = nnx.split(model)
+
+    def call(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    shape = (batch_size or 1, *(64 if d is None else d for d in input_shape))
+    dtype = model._input_dtypes[0] or "float32"
+    try:
+        jax.eval_shape(call, state, jax.ShapeDtypeStruct(shape, dtype))
+    except ValueError as err:
+        raise ValueError(
+            f"keras_sequential: the layers do not take inputs of shape "
+            f"{shape_str((batch_size, *input_shape))} (traced with a size of 64 for None): "
+            f"{err}"
+        ) from None

@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 import jrnn
+from importers._convert_core import layer_rngs
 from importers.errors import UnsupportedLayerError, WeightShapeError
 
 # Keys of Keras layer configs that carry no meaning for a jrnn module, with the values
@@ -163,7 +164,7 @@ def _cell(entry: dict, arrays: list, in_features: int):
     kw = keras_kwargs(cls, cfg, drop=drop)
     if cls is jrnn.GRUCell:
         kw["reset_after"] = cfg.get("reset_after", False)
-    cell = cls(kw.pop("units"), in_features, rngs=nnx.Rngs(0), **kw)
+    cell = cls(kw.pop("units"), in_features, rngs=layer_rngs(cfg), **kw)
     return _finish(cell, cfg, arrays)
 
 
@@ -236,7 +237,10 @@ def _rnn_layer(cls: type, *, gru: bool = False):
             kw["implementation"] = 1
         units = kw.pop("units")
         layer = cls(
-            units, _in_features(arrays, in_shape, str(config.get("name"))), rngs=nnx.Rngs(0), **kw
+            units,
+            _in_features(arrays, in_shape, str(config.get("name"))),
+            rngs=layer_rngs(config),
+            **kw,
         )
         return _finish(layer, config, arrays)
 
@@ -285,7 +289,7 @@ def _conv_lstm(cls: type, rank: int):
             kw.pop("kernel_size"),
             in_channels=int(channels),
             spatial_shape=spatial,
-            rngs=nnx.Rngs(0),
+            rngs=layer_rngs(config),
             **kw,
         )
         return _finish(layer, config, arrays)

@@ -10,6 +10,8 @@ import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 
@@ -28,6 +30,57 @@ def positive_int(value: Any, argument: str, owner: Any) -> int:
         raise ValueError(
             f"{where(owner)}: `{argument}` must be a positive integer; received {value!r}."
         )
+    return int(value)
+
+
+def int_tuple(value: Any, rank: int, argument: str, owner: Any) -> tuple[int, ...]:
+    """Keras' ``standardize_tuple``: a positive int, or ``rank`` of them, as a tuple."""
+
+    def positive(v: Any) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v >= 1
+
+    if isinstance(value, numbers.Integral):
+        values: tuple = (value,) * rank
+    elif isinstance(value, (tuple, list)):
+        values = tuple(value)
+    else:
+        values = ()
+    if len(values) != rank or not all(positive(v) for v in values):
+        raise ValueError(
+            f"{where(owner)}: `{argument}` must be a positive int or a tuple of {rank} "
+            f"positive ints; received {value!r}."
+        )
+    return tuple(int(v) for v in values)
+
+
+def lowercase_one_of(value: Any, argument: str, allowed: Iterable[str], owner: Any) -> str:
+    """Keras' ``padding`` / ``data_format`` rule: a string, any case, one of ``allowed``."""
+    return one_of(value.lower() if isinstance(value, str) else value, argument, allowed, owner)
+
+
+def data_format(value: Any, owner: Any) -> str:
+    """Keras' ``standardize_data_format``: ``None`` is ``"channels_last"``; any case."""
+    if value is None:
+        return "channels_last"
+    return lowercase_one_of(value, "data_format", ("channels_last", "channels_first"), owner)
+
+
+def name(value: Any, owner: Any) -> str | None:
+    """A layer's ``name``: None or a string (``/`` is allowed here, as tf.keras allows it;
+    ``importers.save_keras`` refuses it, as Keras 3 does)."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(
+            f"{type(owner).__name__}: `name` must be None or a string; received {value!r}."
+        )
+    return value
+
+
+def seed(value: Any, owner: Any) -> int | None:
+    """Keras' ``seed``: None or an int."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{where(owner)}: `seed` must be None or an int; received {value!r}.")
     return int(value)
 
 
@@ -52,7 +105,7 @@ def one_of(value: Any, argument: str, allowed: Iterable[Any], owner: Any) -> Any
 
 def boolean(value: Any, argument: str, owner: Any) -> bool:
     """Check that ``value`` is a Python (or NumPy) bool."""
-    if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
+    if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{where(owner)}: `{argument}` must be a bool; received {value!r}.")
     return bool(value)
 
@@ -120,6 +173,42 @@ def real_dtype(dtype: Any, argument: str, owner: Any) -> None:
             f"{where(owner)}: `{argument}` must hold real numbers (float, int or bool); "
             f"received dtype {dtype}."
         )
+
+
+def arrays(owner: Any, **arguments: Any) -> None:
+    """Each argument given (not None) is an array, a number or a (nested) list or tuple of
+    them, of real numbers: a string, a None inside, or a complex array is refused here,
+    naming the argument, before JAX would fail on it or drop an imaginary part."""
+    import jax
+
+    for argument, value in arguments.items():
+        if value is None:
+            continue
+        for leaf in jax.tree_util.tree_leaves(value, is_leaf=lambda v: v is None):
+            plain = hasattr(leaf, "dtype") or isinstance(leaf, numbers.Number)
+            if leaf is None or isinstance(leaf, (str, bytes)) or not plain:
+                raise ValueError(
+                    f"{where(owner)}: `{argument}` must be an array (or a list of arrays); "
+                    f"received {type(leaf).__name__} {leaf!r:.60}."
+                )
+            try:
+                dtype = np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.result_type(leaf)
+            except TypeError:
+                continue  # not a NumPy dtype (a PRNG key, a foreign array): JAX decides
+            real_dtype(dtype, argument, owner)
+
+
+def is_key(value: Any) -> bool:
+    """A JAX PRNG key: a typed key, or a legacy ``uint32`` one of shape ``(..., 2)``."""
+    import jax
+    import jax.numpy as jnp
+
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return False
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return True
+    return dtype == jnp.uint32 and tuple(np.shape(value))[-1:] == (2,)
 
 
 def shape_str(shape: Iterable[Any]) -> str:

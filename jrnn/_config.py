@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from flax import nnx
 
 _REGISTRY: dict[str, type] = {}
@@ -57,10 +58,16 @@ def deserialize(value: Any, rngs: nnx.Rngs) -> Any:
 
 
 def _freeze(value: Any) -> Any:
+    """Hashable and comparable with ``==`` (module graphdefs are cache keys): dicts, lists
+    and NumPy arrays frozen; a NumPy scalar as its Python number."""
     if isinstance(value, dict):
         return FrozenConfig((k, _freeze(v)) for k, v in value.items())
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return FrozenArray(value)
     return value
 
 
@@ -69,7 +76,31 @@ def _thaw(value: Any) -> Any:
         return {k: _thaw(v) for k, v in value}
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
+    if isinstance(value, FrozenArray):
+        return value.array()
     return value
+
+
+class FrozenArray:
+    """A NumPy array in a config (a ``Constant`` initializer's value), compared by value."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        object.__setattr__(self, "key", (array.dtype.str, array.shape, array.tobytes()))
+
+    def array(self) -> np.ndarray:
+        dtype, shape, data = self.key
+        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, FrozenArray) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return repr(self.array())
 
 
 class FrozenConfig:

@@ -78,6 +78,14 @@ def resolve_policy(dtype: Any = None, param_dtype: Any = None, owner: str = "lay
             policy = DTypePolicy(dt, dt)
     if param_dtype is not None:
         policy = DTypePolicy(_float_dtype(param_dtype, "param_dtype", owner), policy.compute_dtype)
+    check_x64(policy, owner)
+    return policy
+
+
+def check_x64(policy: DTypePolicy, owner: str) -> None:
+    """A float64 policy needs JAX's 64-bit mode, at construction and at every call (a layer
+    built inside ``with jax.enable_x64(True):`` and called outside it would compute in
+    float32 without a word)."""
     if jnp.dtype("float64") in (policy.param_dtype, policy.compute_dtype):
         import jax
 
@@ -88,7 +96,6 @@ def resolve_policy(dtype: Any = None, param_dtype: Any = None, owner: str = "lay
                 "(jax.config.update('jax_enable_x64', True), JAX_ENABLE_X64=1, or build and "
                 "call the layer inside `with jax.enable_x64(True):`), or ask for float32."
             )
-    return policy
 
 
 def as_compute(x: Any, dtype: Any) -> jnp.ndarray:

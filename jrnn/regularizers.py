@@ -3,9 +3,10 @@
 ``L1(l1=0.01)``: ``l1 * sum(|w|)``; ``L2(l2=0.01)``: ``l2 * sum(w**2)``;
 ``L1L2(l1=0.0, l2=0.0)``: both; ``OrthogonalRegularizer(factor=0.01, mode="rows")``:
 ``factor * 0.5 * sum(|P - diag(P)|) / (n (n - 1) / 2)`` with ``P`` the Gram matrix of
-the L2-normalised rows (or columns). Names as Keras (``"l1"``, ``"l2"``, ``"l1_l2"``,
-``"orthogonal_regularizer"`` and the class names); ``get`` also takes Keras config
-dicts and callables. :func:`jrnn.regularization_loss` sums them over a model.
+the L2-normalised rows (or columns). Names as Keras 3 (``"l1"``, ``"l2"``, ``"l1l2"``,
+``"orthogonal_regularizer"`` and the class names; not tf.keras' ``"l1_l2"``, which meant
+``L1L2(0.01, 0.01)`` there and is refused, as Keras 3 refuses it); ``get`` also takes
+Keras config dicts and callables. :func:`jrnn.regularization_loss` sums them over a model.
 """
 
 from __future__ import annotations
@@ -152,7 +153,6 @@ _REGISTRY: dict[str, type] = {
     "OrthogonalRegularizer": OrthogonalRegularizer,
     "l1": L1,
     "l2": L2,
-    "l1_l2": L1L2,
     "l1l2": L1L2,
     "orthogonal_regularizer": OrthogonalRegularizer,
 }

@@ -15,6 +15,7 @@ Semantics follow Keras 3's TensorFlow backend (``keras/src/backend/tensorflow/rn
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from typing import Any, NamedTuple
 
@@ -28,6 +29,7 @@ from jrnn import _checks
 from jrnn import native as native_kernels
 from jrnn import regularizers as regularizers_lib
 from jrnn._config import Configurable, capture, register
+from jrnn._dtypes import check_x64
 from jrnn.cells.base import RNNCellBase
 from jrnn.cells.stacked import StackedRNNCells
 from jrnn.native import cudnn
@@ -157,6 +159,8 @@ def rnn_scan(
         x0 = step_project(x0)
     y_shape = jax.eval_shape(lambda c, x: step(c, x)[1], carry, x0)
     prev0 = jnp.zeros(y_shape.shape, y_shape.dtype)
+    # Inside jax.shard_map (check_vma): the loop's state varies over the inputs' mesh axes.
+    carry, prev0 = _varying_over(_varying_axes((xs, mask, carry)), (carry, prev0))
 
     def body(state, inputs):
         old_carry, prev = state
@@ -206,6 +210,28 @@ def rnn_scan(
     if go_backwards:
         ys, acts = jax.tree_util.tree_map(lambda a: jnp.flip(a, 0), (ys, acts))
     return last, ys, final_carry, acts
+
+
+def _varying_axes(tree: Any) -> frozenset:
+    """The manual mesh axes (inside ``jax.shard_map``) over which ``tree``'s arrays vary."""
+    axes: frozenset = frozenset()
+    for a in jax.tree_util.tree_leaves(tree):
+        axes |= getattr(getattr(jax.typeof(a), "manual_axis_type", None), "varying", frozenset())
+    return axes
+
+
+def _varying_over(axes: frozenset, tree: Any) -> Any:
+    """``tree``'s arrays marked as varying over ``axes`` (a zero initial state does not
+    vary, the state a step computes from sharded inputs does: ``lax.scan`` wants both
+    typed alike)."""
+    if not axes:
+        return tree
+
+    def vary(a):
+        missing = tuple(sorted(axes - _varying_axes(a)))
+        return jax.lax.pcast(a, missing, to="varying") if missing else a
+
+    return jax.tree_util.tree_map(vary, tree)
 
 
 def _batch_major(tree: Any) -> Any:
@@ -332,7 +358,7 @@ class RNN(Configurable, nnx.Module):
                 f"{type(self).__name__}: `cell` must be a jrnn cell (RNNCellBase) or a list of "
                 f"cells; received {type(cell).__name__}."
             )
-        self.name = name
+        self.name = _checks.name(name, self)
         self.cell = cell
         self.return_sequences = _checks.boolean(return_sequences, "return_sequences", self)
         self.return_state = _checks.boolean(return_state, "return_state", self)
@@ -356,7 +382,7 @@ class RNN(Configurable, nnx.Module):
         self.activity_regularizer = _checks.resolved(
             regularizers_lib.get, activity_regularizer, "activity_regularizer", self
         )
-        self.activity_loss = nnx.data(None)
+        self.activity_loss = initial_activity_loss(self.activity_regularizer)
         self.states = nnx.data(None)
         if batch_size is not None:
             batch_size = _checks.positive_int(batch_size, "batch_size", self)
@@ -451,6 +477,16 @@ class RNN(Configurable, nnx.Module):
         self.reset_state(states)
 
     # ------------------------------------------------------------------ validation
+    def _check_arguments(self, inputs, mask, initial_state, constants) -> None:
+        """The call's array arguments are arrays (not None inside, strings or complex
+        numbers): checked before the eager call's jit, whose errors would not name them."""
+        if inputs is None:
+            raise ValueError(f"{_checks.where(self)}: `inputs` must be an array; received None.")
+        check_x64(self.policy, _checks.where(self))
+        _checks.arrays(
+            self, inputs=inputs, mask=mask, initial_state=initial_state, constants=constants
+        )
+
     def _check_inputs(self, inputs: Any) -> Array:
         _checks.real_dtype(getattr(inputs, "dtype", None), "inputs", self)
         x = jnp.asarray(inputs)
@@ -479,6 +515,8 @@ class RNN(Configurable, nnx.Module):
         if mask is None:
             return None
         m = jnp.asarray(mask)
+        if m.shape == (batch, time, 1):  # Keras takes a trailing axis of 1 alike
+            m = m[..., 0]
         if m.shape != (batch, time):
             raise ValueError(
                 f"{_checks.where(self)}: `mask` must have shape (batch, time) = ({batch}, {time}); "
@@ -561,10 +599,12 @@ class RNN(Configurable, nnx.Module):
     ) -> RNNResult:
         """Run the layer and return an :class:`RNNResult` (output, sequence, states and,
         with ``record=True``, the per-step activations of the cell)."""
+        self._check_arguments(inputs, mask, initial_state, constants)
         if _eager_call(self, inputs, records_activity=False):
             return _EAGER(
                 self, inputs, mask, initial_state, constants, rngs, method="run",
-                training=bool(training), record=bool(record), config=_trace_config(),
+                training=bool(training), record=bool(record),
+                config=(*_trace_config(), _spread_over_devices(self, inputs)),
             )  # fmt: skip
         return self._run(inputs, mask, initial_state, training, constants, rngs, record)
 
@@ -663,7 +703,7 @@ class RNN(Configurable, nnx.Module):
                 self.states, is_leaf=lambda v: isinstance(v, RNNState)
             )
             for var, value in zip(leaves, jax.tree_util.tree_leaves(final)):
-                var.set_value(value)
+                var.set_value(jax.lax.stop_gradient(value))  # Keras assigns: no gradient
 
     def _run_scan(self, x, carry, params, in_masks, rec_masks, constants, time_mask, record):
         """The XLA path: :func:`rnn_scan` over time-major inputs; batch-major results."""
@@ -726,7 +766,7 @@ class RNN(Configurable, nnx.Module):
                 f"{self.cell.compute_dtype})"
             )
         arrays = [x, *jax.tree_util.tree_leaves(params)]
-        if any(_explicitly_sharded(a) for a in arrays):
+        if _SPREAD.get() or any(_explicitly_sharded(a) for a in arrays):
             return "its inputs or weights are sharded over a mesh (it runs on one device)"
         if cudnn.on_gpu():
             use_cudnn = getattr(self, "use_cudnn", "auto")
@@ -862,10 +902,12 @@ class RNN(Configurable, nnx.Module):
         rngs: Any = None,
     ) -> Any:
         """Keras-style call; see the class docstring."""
+        self._check_arguments(inputs, mask, initial_state, constants)
         if _eager_call(self, inputs):
             return _EAGER(
                 self, inputs, mask, initial_state, constants, rngs, method="outputs",
-                training=bool(training), record=False, config=_trace_config(),
+                training=bool(training), record=False,
+                config=(*_trace_config(), _spread_over_devices(self, inputs)),
             )  # fmt: skip
         return self._outputs(inputs, mask, initial_state, training, constants, rngs)
 
@@ -938,10 +980,29 @@ def _trace_config() -> tuple:
 def _traced(
     layer, inputs, mask, initial_state, constants, rngs, *, method, training, record, config
 ):
-    del config  # part of the cache key only
-    if method == "run":
-        return layer._run(inputs, mask, initial_state, training, constants, rngs, record)
-    return layer._outputs(inputs, mask, initial_state, training, constants, rngs)
+    token = _SPREAD.set(config[-1])  # the rest of the config: part of the cache key only
+    try:
+        if method == "run":
+            return layer._run(inputs, mask, initial_state, training, constants, rngs, record)
+        return layer._outputs(inputs, mask, initial_state, training, constants, rngs)
+    finally:
+        _SPREAD.reset(token)
+
+
+#: Whether the eager call being traced has inputs or weights on several devices (a
+#: sharding the traced values' types do not show unless its mesh axes are Explicit).
+_SPREAD: contextvars.ContextVar[bool] = contextvars.ContextVar("jrnn_spread", default=False)
+
+
+def _spread_over_devices(layer: nnx.Module, inputs: Any) -> bool:
+    """Whether an eager call's inputs or the layer's variables lie on several devices."""
+    leaves = [*jax.tree_util.tree_leaves(inputs), *jax.tree_util.tree_leaves(nnx.state(layer))]
+    return any(
+        isinstance(a, jax.Array)
+        and not isinstance(a, jax.core.Tracer)
+        and len(a.sharding.device_set) > 1
+        for a in leaves
+    )
 
 
 #: Eager layer calls (``method="outputs"``: ``__call__``) and eager :meth:`RNN.run` calls
@@ -969,6 +1030,13 @@ def _keras_masked_outputs(
     return y, jnp.where(keep_last[:, None], h, jnp.zeros((), h.dtype))
 
 
+def initial_activity_loss(regularizer: Any) -> Any:
+    """A layer's ``activity_loss`` before its first call: 0 with an activity regularizer
+    (the variable exists from construction, so that a call changes no graph structure:
+    ``nnx.split``/``merge``, ``nnx.scan`` and cached jits see one module), else None."""
+    return nnx.data(None) if regularizer is None else ActivityLoss(jnp.zeros((), jnp.float32))
+
+
 def record_activity_loss(layer: nnx.Module, outputs: Any) -> None:
     """Keras 3: the activity penalty of every output tensor, each divided by its batch size,
     summed, and kept on ``layer.activity_loss`` until the next call."""
@@ -978,10 +1046,7 @@ def record_activity_loss(layer: nnx.Module, outputs: Any) -> None:
         if out.ndim > 0 and out.shape[0] > 0:
             loss = loss / out.shape[0]
         total = total + loss
-    if isinstance(layer.activity_loss, ActivityLoss):
-        layer.activity_loss.set_value(total)
-    else:
-        layer.activity_loss = ActivityLoss(total)
+    layer.activity_loss.set_value(total)
 
 
 def _no_kernel_reason(cell: Any) -> str:

@@ -68,6 +68,11 @@ def regularization_loss(model: nnx.Module) -> jax.Array:
     Equals Keras' ``sum(model.losses)`` after the same forward call. Call it inside the
     loss function, after the forward pass, so that the activity term is differentiated.
     """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(
+            f"regularization_loss: `model` must be an nnx.Module (a jrnn layer or model); "
+            f"received {type(model).__name__}."
+        )
     total = jnp.zeros((), jnp.float32)
     for _, param, rule in _governed_params(model, "regularizer"):
         total = total + rule(param[...]).astype(jnp.float32)
@@ -236,7 +241,11 @@ def _sparse_categorical(y, p):
             f"label per output row, shape {p.shape[:-1]} (or {(*p.shape[:-1], 1)})."
         )
     logp = jnp.log(jnp.clip(p, 1e-7, 1.0))
-    return -jnp.take_along_axis(logp, y[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    labels = y.astype(jnp.int32)
+    loss = -jnp.take_along_axis(logp, jnp.clip(labels, 0, p.shape[-1] - 1)[..., None], axis=-1)
+    # A label outside [0, classes) gives NaN (TensorFlow raises; a jitted step cannot, and
+    # NumPy's indexing would take -1 as the last class).
+    return jnp.where((labels < 0) | (labels >= p.shape[-1]), jnp.nan, loss[..., 0])
 
 
 def _binary_crossentropy(y, p):

@@ -11,19 +11,25 @@ sequence repeat the last output, or are zeros with ``zero_output_for_mask=True``
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
+
+from jrnn import _checks
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 def bucket_length(length: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
     """The smallest bucket >= ``length`` (the length itself when it exceeds every bucket)."""
-    if length < 1:
-        raise ValueError(f"bucket_length: `length` must be >= 1; received {length}.")
-    if list(buckets) != sorted(buckets) or any(b < 1 for b in buckets):
+    length = _checks.positive_int(length, "length", "bucket_length")
+    if (
+        not all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in buckets)
+        or list(buckets) != sorted(buckets)
+        or any(b < 1 for b in buckets)
+    ):
         raise ValueError(
             f"bucket_length: `buckets` must be increasing positive lengths; received {buckets!r}."
         )

@@ -237,18 +237,18 @@ def test_dropout_training_statistics():
 
 
 def test_spatial_dropout_drops_channels():
-    y = np.asarray(jrnn.SpatialDropout1D(0.5)(jnp.ones((3, 6, 40)), training=True))
+    y = np.asarray(jrnn.SpatialDropout1D(0.5, seed=0)(jnp.ones((3, 6, 40)), training=True))
     assert (y == y[:, :1, :]).all()
     assert 0.2 < (y[:, 0] == 0).mean() < 0.8
 
 
 def test_gaussian_layers_training():
     x = jnp.ones((4, 100, 50))
-    n = np.asarray(jrnn.GaussianNoise(0.5)(x, training=True)) - 1.0
+    n = np.asarray(jrnn.GaussianNoise(0.5, seed=0)(x, training=True)) - 1.0
     assert abs(n.std() - 0.5) < 0.02 and abs(n.mean()) < 0.02
-    g = np.asarray(jrnn.GaussianDropout(0.2)(x, training=True))
+    g = np.asarray(jrnn.GaussianDropout(0.2, rngs=nnx.Rngs(1))(x, training=True))
     assert abs(g.std() - np.sqrt(0.2 / 0.8)) < 0.02 and abs(g.mean() - 1.0) < 0.02
-    assert jrnn.GaussianNoise(0.5)(x) is x and jrnn.GaussianDropout(0.2)(x) is x
+    assert jrnn.GaussianNoise(0.5, seed=0)(x) is x and jrnn.GaussianDropout(0.2, seed=0)(x) is x
 
 
 def test_model_training_dropout_is_random_but_inference_identity():
@@ -313,13 +313,159 @@ def test_unsupported_config_through_load():
         importers.load(m)
 
 
-def test_constructor_errors():
-    with pytest.raises(ValueError, match="Dropout: rate must be in"):
-        jrnn.Dropout(1.5)
-    with pytest.raises(ValueError, match="Permute: dims"):
-        jrnn.Permute((1, 3))
-    with pytest.raises(ValueError, match="Conv1D: padding"):
-        jrnn.Conv1D(2, 3, 4, padding="full", rngs=nnx.Rngs(0))
+_R = nnx.Rngs
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: jrnn.Dropout(1.5), "Dropout: rate must be in"),
+        (lambda: jrnn.Dropout("a"), "Dropout: rate must be a real number"),
+        (lambda: jrnn.GaussianDropout(1.0), r"GaussianDropout: rate must be in \[0, 1\)"),
+        (lambda: jrnn.Permute((1, 3)), "Permute: dims"),
+        (lambda: jrnn.Permute((2.7, 1)), "Permute: dims must be a tuple of ints"),
+        (lambda: jrnn.Conv1D(2, 3, 4, padding="full", rngs=_R(0)), "Conv1D: `padding`"),
+        (lambda: jrnn.Conv1D(2, 2.5, 4, rngs=_R(0)), "Conv1D: `kernel_size`"),
+        (lambda: jrnn.Conv1D(2, 0, 4, rngs=_R(0)), "Conv1D: `kernel_size`"),
+        (lambda: jrnn.Conv1D(0, 3, 4, rngs=_R(0)), "Conv1D: `filters`"),
+        (lambda: jrnn.Conv1D(2, 3, 4, groups=0, rngs=_R(0)), "Conv1D: `groups`"),
+        (lambda: jrnn.Conv2D(2, 3, 4, padding="causal", rngs=_R(0)), "Conv2D: `padding`"),
+        (
+            lambda: jrnn.Conv1D(2, 3, 4, strides=2, dilation_rate=2, rngs=_R(0)),
+            "Conv1D: strides must be 1 where dilation_rate > 1",
+        ),
+        (lambda: jrnn.Conv1D(2, 3, 4, data_format="nhwc", rngs=_R(0)), "`data_format`"),
+        (lambda: jrnn.MaxPooling1D(0), "MaxPooling1D: `pool_size`"),
+        (lambda: jrnn.MaxPooling1D(2, strides=1.5), "MaxPooling1D: `strides`"),
+        (lambda: jrnn.Dense(2.5, 3, rngs=_R(0)), "Dense: `units`"),
+        (lambda: jrnn.Dense(0, 3, rngs=_R(0)), "Dense: `units`"),
+        (lambda: jrnn.Dense("4", 3, rngs=_R(0)), "Dense: `units`"),
+        (lambda: jrnn.Embedding(10.5, 4, rngs=_R(0)), "Embedding: `input_dim`"),
+        (lambda: jrnn.Embedding(10, 0, rngs=_R(0)), "Embedding: `output_dim`"),
+        (lambda: jrnn.RepeatVector(2.9), "RepeatVector: `n`"),
+        (lambda: jrnn.RepeatVector(True), "RepeatVector: `n`"),
+        (lambda: jrnn.Reshape((2, -1, -1)), "Reshape: target_shape"),
+        (lambda: jrnn.Reshape((2.5,)), "Reshape: target_shape must be a tuple of ints"),
+        (lambda: jrnn.Masking("a"), "Masking: mask_value must be a real number"),
+        (lambda: jrnn.Concatenate(axis=1.0), "Concatenate: axis must be an int"),
+        (lambda: jrnn.BatchNormalization(3, epsilon="a"), "epsilon must be a real number"),
+        (lambda: jrnn.BatchNormalization(3, axis="a"), "axis must be a tuple of ints"),
+        (lambda: jrnn.BatchNormalization(0), "`num_features`"),
+        (lambda: jrnn.LayerNormalization((3, 4)), "param_shape must be 1 positive sizes"),
+        (lambda: jrnn.Dense(2, 3, name=5, rngs=_R(0)), "Dense: `name` must be None or a str"),
+        (lambda: jrnn.LSTM(2, 3, name=5, rngs=_R(0)), "LSTM: `name` must be None or a str"),
+        (lambda: jrnn.LSTM(2, 3, dropout=0.5, seed="a", rngs=_R(0)), "`seed` must be None or"),
+        (lambda: jrnn.LSTM(2, 3, seed=1.5, rngs=_R(0)), "`seed` must be None or an int"),
+    ],
+)
+def test_constructor_errors(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+_X3 = np.ones((2, 5, 3), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: jrnn.Add()(_X3), "Add: inputs must be a list of tensors; received 'one ndarray"),
+        (lambda: jrnn.Add()([]), "at least 1 tensor"),
+        (lambda: jrnn.Add()([_X3, _X3[:1]]), "tensors of one batch size"),
+        (lambda: jrnn.Add()([_X3, _X3[:, :4]]), r"sizes are equal \(or 1\)"),
+        (lambda: jrnn.Concatenate()([_X3, _X3[:, :4]]), "match except on axis 2"),
+        (lambda: jrnn.Concatenate()([_X3, _X3[:, 0]]), "of one rank"),
+        (lambda: jrnn.Concatenate(axis=3)([_X3, _X3]), "axis must be an axis of the 3-D"),
+        (lambda: jrnn.Conv1D(2, 3, 3, rngs=_R(0))(_X3.astype(np.int32)), "floating-point"),
+        (lambda: jrnn.Conv1D(2, 3, 4, rngs=_R(0))(_X3), r"3-D \(batch, \*spatial, 4\)"),
+        (lambda: jrnn.Conv1D(2, 6, 3, rngs=_R(0))(_X3), "at least 6 steps"),
+        (lambda: jrnn.Conv1D(2, 3, 3, dilation_rate=3, rngs=_R(0))(_X3), "at least 7 steps"),
+        (lambda: jrnn.MaxPooling1D(6)(_X3), "at least 6 steps"),
+        (lambda: jrnn.AveragePooling1D(2)(_X3[0]), "3-D"),
+        (lambda: jrnn.GlobalMaxPooling1D()(_X3[0]), "3-D"),
+        (lambda: jrnn.GlobalAveragePooling1D()(_X3[..., None]), "3-D"),
+        (lambda: jrnn.Reshape((4,))(_X3), r"4 values per example"),
+        (lambda: jrnn.Reshape((4, -1))(_X3), r"4 times an integer values"),
+        (lambda: jrnn.Permute((2, 1))(_X3[..., None]), "3-D"),
+        (lambda: jrnn.BatchNormalization(4)(_X3), r"sizes \(4,\) on axis"),
+        (lambda: jrnn.LayerNormalization((4,))(_X3), r"sizes \(4,\) on axis"),
+        (lambda: jrnn.Dropout(0.5, seed=0)(_X3.astype(np.int32), training=True), "floating-point"),
+        (lambda: jrnn.Dense(2, 3, rngs=_R(0))(_X3.astype(np.complex64)), "real numbers"),
+    ],
+)
+def test_call_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_keras_spellings_accepted():
+    """Keras lowercases padding and data_format (None is channels_last) and takes NumPy
+    bools; Dropout(1.0) drops everything; a one-input merge is its input."""
+    x = _x(2, 6, 3)
+    a = jrnn.Conv1D(2, 3, 3, padding="SAME", data_format=None, rngs=_R(0))
+    b = jrnn.Conv1D(2, 3, 3, padding="same", rngs=_R(0))
+    np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(b(x)))
+    assert jrnn.MaxPooling1D(2, padding="Valid", data_format="CHANNELS_LAST")(x).shape == (2, 3, 3)
+    assert jrnn.Flatten(data_format=None)(x).shape == (2, 18)
+    assert jrnn.LSTM(2, 3, use_bias=np.True_, rngs=_R(0)).cell.use_bias is True
+    assert jrnn.Dense(2, 3, use_bias=np.False_, rngs=_R(0)).bias is None
+    np.testing.assert_array_equal(jrnn.Dropout(1.0, seed=0)(x, training=True), np.zeros_like(x))
+    np.testing.assert_array_equal(jrnn.Add()([x]), x)
+    assert jrnn.LayerNormalization(3)(x).shape == x.shape
+
+
+def test_dense_dtypes_as_keras():
+    """Keras' float32 policy: integer inputs give float32 outputs (the product promotes
+    them), float16 inputs are computed in float32; Conv refuses integers."""
+    dense = L.Dense(2)
+    xi = np.arange(6, dtype=np.int32).reshape(2, 3)
+    dense.build((None, 3))
+    got = jrnn.Dense(2, 3, rngs=_R(0))
+    got.kernel[...] = jnp.asarray(dense.kernel.numpy())
+    for x in (xi, xi.astype(np.float16), xi.astype(bool)):
+        y = got(x)
+        assert y.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(y), np.asarray(dense(x)), rtol=1e-6)
+    with pytest.raises(ValueError, match="floating-point"):
+        jrnn.Conv1D(2, 1, 3, rngs=_R(0))(xi[:, None])
+
+
+@pytest.mark.parametrize(
+    ("shapes", "kind"),
+    [
+        ([(2, 5, 3), (2, 3)], "Add"),  # Keras adds the missing axis after the batch
+        ([(2, 5, 3), (2, 1, 3)], "Multiply"),
+        ([(2, 2, 3), (2, 3)], "Average"),  # NumPy's rule would align batch with time
+        ([(2, 5, 3), (2, 5, 1)], "Maximum"),
+        ([(2, 5, 3), (2, 5, 3), (2, 3)], "Subtract"),
+    ],
+)
+def test_merge_broadcasting_as_keras(shapes, kind):
+    xs = [_x(*s, seed=i) for i, s in enumerate(shapes)]
+    if kind == "Subtract":
+        with pytest.raises(ValueError, match="exactly 2"):
+            jrnn.Subtract()(xs)
+        return
+    expected = getattr(L, kind)()(xs)
+    np.testing.assert_allclose(
+        np.asarray(getattr(jrnn, kind)()(xs)), np.asarray(expected), rtol=1e-6
+    )
+
+
+def test_numpy_config_values_cache():
+    """Two layers whose configs differ only by NumPy values run (their configs are cache
+    keys of the eager call) and keep their own values."""
+    x = _x(2, 5, 3)
+    outs = []
+    for value in (np.ones(8), np.zeros(8)):
+        init = {"class_name": "Constant", "config": {"value": value}}
+        layer = jrnn.LSTM(2, 3, unit_forget_bias=False, bias_initializer=init, rngs=_R(0))
+        outs.append(np.asarray(layer(x)))
+    assert not np.allclose(outs[0], outs[1])
+    a = jrnn.ConvLSTM1D(2, [3], in_channels=3, rngs=_R(0))
+    b = jrnn.ConvLSTM1D(2, np.int64(3), in_channels=3, rngs=_R(0))
+    z = _x(2, 4, 8, 3)
+    assert a(z).shape == b(z).shape == (2, 6, 2)
 
 
 def _attention_model(kind, kw, call_kw, lib=keras):
@@ -557,3 +703,24 @@ def test_activity_regularizer_on_a_weightless_layer_is_refused():
     )
     with pytest.raises(UnsupportedLayerError, match=r"'act'.*activity_regularizer"):
         importers.load(keras.Model(inp, h))
+
+
+def test_imported_dropout_layers_draw_their_own_masks():
+    """Keras gives every layer its own seed generator: two unseeded Dropouts (or LSTMs with
+    dropout) of one model drop different units; two with one Keras ``seed`` the same."""
+    i = keras.Input((6, 3))
+    model = keras.Model(i, L.Subtract()([L.Dropout(0.5)(i), L.Dropout(0.5)(i)]))
+    x = np.ones((4, 6, 3), np.float32)
+    assert np.abs(np.asarray(importers.load(model)(x, training=True))).max() > 0
+    seeded = keras.Model(i, L.Subtract()([L.Dropout(0.5, seed=3)(i), L.Dropout(0.5, seed=3)(i)]))
+    np.testing.assert_array_equal(importers.load(seeded)(x, training=True), 0.0)
+    a, b = (
+        L.LSTM(4, dropout=0.5, recurrent_dropout=0.5),
+        L.LSTM(4, dropout=0.5, recurrent_dropout=0.5),
+    )
+    twins = keras.Model(i, L.Subtract()([a(i), b(i)]))
+    b.set_weights(a.get_weights())
+    assert np.abs(np.asarray(importers.load(twins)(x, training=True))).max() > 0
+    with pytest.raises(ValueError, match=r"`rate`=0.5 needs random numbers"):
+        jrnn.Dropout(0.5)
+    assert jrnn.Dropout(0.5, seed=1).seed == 1

@@ -504,7 +504,7 @@ def _hand_built_cases():
         jrnn.Embedding(20, 6, mask_zero=True, rngs=r),
         jrnn.Bidirectional(jrnn.LSTM(5, 6, return_sequences=True, rngs=r), rngs=r),
         jrnn.LayerNormalization((10,)),
-        jrnn.Dropout(0.3),
+        jrnn.Dropout(0.3, seed=5),
         jrnn.Bidirectional(
             jrnn.GRU(4, 10, return_sequences=True, reset_after=False, rngs=r),
             backward_layer=jrnn.SimpleRNN(4, 10, return_sequences=True, go_backwards=True, rngs=r),
@@ -517,7 +517,7 @@ def _hand_built_cases():
         jrnn.Masking(0.0),
         jrnn.Conv1D(6, 3, 3, padding="causal", activation="relu", rngs=r),
         jrnn.MaxPooling1D(2, None, "same"),
-        jrnn.GaussianNoise(0.1),
+        jrnn.GaussianNoise(0.1, seed=2),
         jrnn.SimpleRNN(4, 6, return_sequences=True, activation="relu", rngs=r),
         jrnn.GlobalAveragePooling1D(),
         jrnn.Dense(2, 4, use_bias=False, rngs=r),

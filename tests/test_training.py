@@ -219,7 +219,19 @@ _SHARDING_SCRIPT = textwrap.dedent(
     nnx.update(layer, jax.tree_util.tree_map_with_path(place, state))
     x2 = jax.device_put(x, jax.sharding.NamedSharding(mesh2, P("batch")))
     out2 = nnx.jit(lambda m, x: m(x))(layer, x2)
+    # shard_map (its default check_vma) over a scan, and an eager call on a batch sharded
+    # over a mesh with Auto axes (not visible in the traced types): the scan, batch kept
+    auto = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))
+    scan = jrnn.LSTM(8, 3, return_sequences=True, native=False, rngs=nnx.Rngs(0))
+    g, st = nnx.split(scan)
+    smap = jax.jit(jax.shard_map(lambda st, x: nnx.merge(g, st)(x), mesh=auto,
+                                 in_specs=(P(), P("batch")), out_specs=P("batch")))
+    fresh = jrnn.LSTM(8, 3, return_sequences=True, rngs=nnx.Rngs(0))
+    eager = fresh(jax.device_put(x, jax.sharding.NamedSharding(auto, P("batch"))))
     print(json.dumps({
+        "smap_err": float(np.max(np.abs(np.asarray(smap(st, x)) - single))),
+        "eager_auto_spec": [str(s) for s in eager.sharding.spec],
+        "eager_auto_err": float(np.max(np.abs(np.asarray(eager) - single))),
         "dp_err": float(np.max(np.abs(np.asarray(out) - single))),
         "mp_err": float(np.max(np.abs(np.asarray(out2) - single))),
         "dp_spec": [str(s) for s in out.sharding.spec],
@@ -243,6 +255,8 @@ def test_sharded_results_equal_single_device():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dp_err"] <= 1e-5 and result["mp_err"] <= 1e-5
+    assert result["smap_err"] <= 1e-5 and result["eager_auto_err"] <= 1e-5
+    assert result["eager_auto_spec"][:1] == ["batch"]
     assert result["dp_spec"][0] == "batch" and result["dp_devices"] == 8
     assert result["kernel_spec"] == ["None", "model"]
 

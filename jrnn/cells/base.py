@@ -20,6 +20,7 @@ LSTM ``(h, c)``, GRU/SimpleRNN/IndRNN ``(h,)``, StackedRNNCells a tuple of those
 from __future__ import annotations
 
 import contextlib
+import numbers
 from typing import Any
 
 import jax
@@ -152,16 +153,43 @@ class RNNCellBase(Configurable, nnx.Module):
 
     # ----------------------------------------------------------------- carry / masks
     def initialize_carry(self, input_shape: tuple[int, ...] | int, rngs: Any = None) -> Carry:
-        """Zero carry for a batch: ``input_shape`` is ``(batch, *features)`` or the batch size."""
+        """Zero carry for a batch: ``input_shape`` is ``(batch, *features)`` or the batch
+        size (a ConvLSTM cell built without ``spatial_shape`` needs the former)."""
         del rngs
-        batch = input_shape if isinstance(input_shape, int) else input_shape[0]
+        if isinstance(input_shape, (tuple, list)) and len(input_shape) > 1:
+            with self.bound_to(tuple(input_shape[1:])):
+                return self.initialize_carry(input_shape[0])
+        batch = (
+            input_shape[0]
+            if isinstance(input_shape, (tuple, list)) and input_shape
+            else input_shape
+        )
+        if (
+            isinstance(batch, (bool, np.bool_))
+            or not isinstance(batch, numbers.Integral)
+            or batch < 0
+        ):
+            raise ValueError(
+                f"{_checks.where(self)}: `input_shape` must be the batch size or (batch, "
+                f"*features); received {input_shape!r}."
+            )
+        if any(
+            d is None
+            for d in jax.tree_util.tree_leaves(self.state_shapes, is_leaf=lambda d: d is None)
+        ):
+            raise ValueError(
+                f"{_checks.where(self)}: its state shapes {self.state_shapes} depend on the "
+                "input frames: pass input_shape=(batch, *frame_shape), or build the cell with "
+                "spatial_shape=."
+            )
         return tuple(
-            jnp.zeros((batch, *shape), self.policy.compute_dtype) for shape in self.state_shapes
+            jnp.zeros((int(batch), *shape), self.policy.compute_dtype)
+            for shape in self.state_shapes
         )
 
     def _init_dropout_rngs(self, rngs: nnx.Rngs | None, seed: int | None) -> None:
         """Keep a private dropout stream when the cell uses dropout (Keras' ``seed``)."""
-        self.seed = seed
+        self.seed = seed = _checks.seed(seed, self)
         if self.dropout == 0.0 and self.recurrent_dropout == 0.0:
             self.dropout_rngs = nnx.data(None)
         elif seed is not None:
@@ -180,6 +208,11 @@ class RNNCellBase(Configurable, nnx.Module):
                 return rngs["dropout"]()
             if isinstance(rngs, nnx.RngStream):
                 return rngs()
+            if not _checks.is_key(rngs):
+                raise TypeError(
+                    f"{_checks.where(self)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or "
+                    f"a JAX PRNG key (jax.random.key(0)); received {rngs!r:.60}."
+                )
             return rngs  # a raw key
         return self.dropout_rngs()
 
@@ -232,7 +265,13 @@ class RNNCellBase(Configurable, nnx.Module):
           ValueError: ``inputs`` not ``(batch, *input_shape)`` or not real numbers; a
             carry of another structure, or a state not ``(batch, *state_shape)``.
         """
+        if constants is not None and not self.accepts_constants:
+            raise ValueError(
+                f"{_checks.where(self)}: `constants` were given but {type(self).__name__} "
+                "does not accept constants."
+            )
         carry = tuple(carry) if isinstance(carry, (tuple, list)) else (carry,)
+        _checks.arrays(self, carry=carry, inputs=[inputs], constants=constants)
         with self.bound_to(tuple(np.shape(inputs))[1:]):
             inputs = self._check_step_inputs(inputs)
             self._check_carry(carry, self.state_shapes, inputs.shape[0], "carry")
@@ -260,6 +299,7 @@ class RNNCellBase(Configurable, nnx.Module):
         if all(isinstance(d, int) for d in shapes):  # one state's shape
             expected = (batch, *shapes)
             got = tuple(np.shape(carry))
+            _checks.real_dtype(getattr(carry, "dtype", None), path, self)
             if got != expected:
                 raise ValueError(
                     f"{_checks.where(self)}: `{path}` must have shape {expected} (batch, "
@@ -385,7 +425,10 @@ def resolve_activation(value: Any, argument: str, owner: Any) -> Any:
 
 def resolve_initializer(value: Any, argument: str, owner: Any) -> Any:
     """The initializer ``value`` names; an unknown one raises naming ``owner`` and
-    ``argument``."""
+    ``argument``. ``None`` is Keras' default for a float weight without one,
+    ``"glorot_uniform"`` (Keras' ``add_weight``)."""
+    if value is None:
+        value = "glorot_uniform"
     return _checks.resolved(initializers_lib.get, value, argument, owner)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import numbers
 from typing import Any
 
 import jax
@@ -40,24 +39,6 @@ from jrnn.cells.base import (
 from jrnn.cells.lstm import lstm_update
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
-
-
-def _tuple(value: Any, rank: int, argument: str, owner: Any) -> tuple[int, ...]:
-    def is_positive_int(v: Any) -> bool:
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
-
-    if isinstance(value, numbers.Integral):
-        values = (value,) * rank
-    elif isinstance(value, (tuple, list)):
-        values = tuple(value)
-    else:
-        values = ()
-    if len(values) != rank or not all(is_positive_int(v) for v in values):
-        raise ValueError(
-            f"{_checks.where(owner)}: `{argument}` must be a positive int or a tuple of {rank} "
-            f"positive ints; received {value!r}."
-        )
-    return tuple(int(v) for v in values)
 
 
 def conv_output_length(length: int, kernel: int, stride: int, padding: str, dilation: int) -> int:
@@ -246,15 +227,17 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
         rngs: nnx.Rngs,
     ):
         self._config = capture(locals())
-        self.name = name
+        self.name = _checks.name(name, self)
         self.rank = _checks.one_of(rank, "rank", (1, 2, 3), self)
         self.filters = self.units = _checks.positive_int(filters, "filters", self)
         self.in_channels = _checks.positive_int(in_channels, "in_channels", self)
-        self.kernel_size = _tuple(kernel_size, rank, "kernel_size", self)
-        self.strides = _tuple(strides, rank, "strides", self)
-        self.dilation_rate = _tuple(dilation_rate, rank, "dilation_rate", self)
+        self.kernel_size = _checks.int_tuple(kernel_size, rank, "kernel_size", self)
+        self.strides = _checks.int_tuple(strides, rank, "strides", self)
+        self.dilation_rate = _checks.int_tuple(dilation_rate, rank, "dilation_rate", self)
         self.spatial_shape = (
-            None if spatial_shape is None else _tuple(spatial_shape, rank, "spatial_shape", self)
+            None
+            if spatial_shape is None
+            else _checks.int_tuple(spatial_shape, rank, "spatial_shape", self)
         )
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
@@ -262,20 +245,8 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
                 "supported (Keras refuses it too); pass strides=1 or dilation_rate=1. Received "
                 f"strides={self.strides}, dilation_rate={self.dilation_rate}."
             )
-        self.padding = _checks.one_of(
-            padding.lower() if isinstance(padding, str) else padding,
-            "padding",
-            ("valid", "same"),
-            self,
-        )
-        if data_format is None:
-            data_format = "channels_last"
-        self.data_format = _checks.one_of(
-            data_format.lower() if isinstance(data_format, str) else data_format,
-            "data_format",
-            ("channels_last", "channels_first"),
-            self,
-        )
+        self.padding = _checks.lowercase_one_of(padding, "padding", ("valid", "same"), self)
+        self.data_format = _checks.data_format(data_format, self)
         _checks.rngs(rngs, self)
         self.activation = resolve_activation(activation, "activation", self)
         self.recurrent_activation = resolve_activation(

@@ -63,7 +63,7 @@ class _CuDNNCell(DenseCellMixin, RNNCellBase):
 
     def _setup(self, arguments: dict[str, Any], bias_shape: tuple[int, ...], bias_init: Any):
         rngs = arguments["rngs"]
-        self.name = arguments["name"]
+        self.name = _checks.name(arguments["name"], self)
         common_cell_args(self, {**arguments, "activation": "tanh"})
         self.recurrent_activation = activations_lib.sigmoid
         self.use_bias = True
@@ -151,7 +151,7 @@ class CuDNNLSTMCell(_CuDNNCell):
         rngs: nnx.Rngs,
     ):
         self._config = capture(locals())
-        self.name = name
+        self.name = _checks.name(name, self)
         self.unit_forget_bias = _checks.boolean(unit_forget_bias, "unit_forget_bias", self)
         base = resolve_initializer(bias_initializer, "bias_initializer", self)
         bias_init = base

@@ -141,7 +141,7 @@ class GRUCell(DenseCellMixin, RNNCellBase):
         rngs: nnx.Rngs,
     ):
         self._config = capture(locals())
-        self.name = name
+        self.name = _checks.name(name, self)
         common_cell_args(self, locals())
         self.recurrent_activation = resolve_activation(
             recurrent_activation, "recurrent_activation", self

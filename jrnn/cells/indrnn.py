@@ -198,7 +198,7 @@ class IndRNNCell(DenseCellMixin, RNNCellBase):
         rngs: nnx.Rngs,
     ):
         self._config = capture(locals())
-        self.name = name
+        self.name = _checks.name(name, self)
         common_cell_args(self, locals())
         if implementation != 2 or isinstance(implementation, bool):
             raise ValueError(

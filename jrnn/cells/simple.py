@@ -90,7 +90,7 @@ class SimpleRNNCell(DenseCellMixin, RNNCellBase):
         rngs: nnx.Rngs,
     ):
         self._config = capture(locals())
-        self.name = name
+        self.name = _checks.name(name, self)
         common_cell_args(self, locals())
         self.use_bias = _checks.boolean(use_bias, "use_bias", self)
         self.state_shapes = ((self.units,),)

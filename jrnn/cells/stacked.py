@@ -8,6 +8,7 @@ from typing import Any
 
 from flax import nnx
 
+from jrnn import _checks
 from jrnn._config import capture, register
 from jrnn.cells.base import Array, RNNCellBase
 
@@ -37,7 +38,7 @@ class StackedRNNCells(RNNCellBase):
 
     def __init__(self, cells: Sequence[RNNCellBase], *, name: str | None = None):
         self._config = capture(locals())
-        self.name = name
+        self.name = _checks.name(name, self)
         cells = list(cells)
         if not cells:
             raise ValueError(

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jrnn import initializers
+from jrnn import _checks, initializers
 from jrnn._dtypes import resolve_policy
 from jrnn.layers.core import Dropout
 
@@ -50,8 +50,9 @@ class Attention(nnx.Module):
     ``concat_score_weight * sum(tanh(scale * (query_i + key_j)), -1)``. Keras weights, in
     ``get_weights()`` order: ``scale ()`` (with ``use_scale``), ``concat_score_weight ()`` (with
     ``score_mode="concat"``). ``causal=True`` (tf.keras <= 2.10's deprecated constructor flag)
-    always applies the causal mask. ``dropout`` drops attention weights when ``training``, keys from
-    the ``rngs`` ``dropout`` stream (call-time ``rngs=`` overrides). ``dtype`` is Keras' (a dtype
+    always applies the causal mask. ``dropout`` drops attention weights when ``training``, keys
+    from the ``rngs`` ``dropout`` stream or Keras' ``seed`` (call-time ``rngs=`` overrides; a
+    ``dropout`` in (0, 1) needs one of them). ``dtype`` is Keras' (a dtype
     or a policy name such as ``"mixed_bfloat16"``: float32 weights, floating inputs cast to
     bfloat16 as Keras autocasts them; None is float32, Keras' default policy, so bfloat16 or
     float64 inputs are computed in float32 unless ``dtype`` says otherwise, as in the
@@ -65,6 +66,7 @@ class Attention(nnx.Module):
         score_mode: str = "dot",
         dropout: float = 0.0,
         causal: bool = False,
+        seed: int | None = None,
         name: str | None = None,
         dtype: Any = None,
         param_dtype: Any = None,
@@ -81,10 +83,15 @@ class Attention(nnx.Module):
             use_scale,
             score_mode,
             float(dropout),
-            name,
+            _checks.name(name, self),
         )
         self.causal = bool(causal)
-        self.weights_dropout = Dropout(dropout, rngs=rngs) if 0.0 < dropout < 1.0 else None
+        self.seed = _checks.seed(seed, self)
+        if 0.0 < dropout < 1.0 and rngs is None and seed is None:
+            raise _bad(self, "rngs", "given (or seed=) for dropout > 0", None)
+        self.weights_dropout = (
+            Dropout(dropout, rngs=rngs, seed=seed) if 0.0 < dropout < 1.0 else None
+        )
         self.scale = self._make_scale(rngs) if use_scale else None
         self.concat_score_weight = (
             nnx.Param(jnp.ones((), self.policy.param_dtype)) if score_mode == "concat" else None
@@ -124,6 +131,7 @@ class Attention(nnx.Module):
         )
         q_mask = mask[0] if mask else None
         v_mask = mask[1] if mask else None
+        self._check_shapes(q, v, k, q_mask, v_mask)
         scores = self._scores(q, k)
         keep = None if v_mask is None else jnp.asarray(v_mask, bool)[..., None, :]
         if use_causal_mask or self.causal:
@@ -144,6 +152,22 @@ class Attention(nnx.Module):
         if q_mask is not None:
             out = jnp.where(jnp.asarray(q_mask, bool)[..., None], out, jnp.zeros((), out.dtype))
         return (out, weights) if return_attention_scores else out
+
+    def _check_shapes(self, q, v, k, q_mask, v_mask) -> None:
+        """query ``(batch, Tq, dim)``, value ``(batch, Tv, dv)``, key ``(batch, Tv, dim)``;
+        masks ``(batch, Tq)`` and ``(batch, Tv)``."""
+        shapes = {"query": q.shape, "value": v.shape, "key": k.shape}
+        if q.ndim < 3 or v.ndim != q.ndim or k.ndim != q.ndim:
+            raise _bad(self, "inputs", "3-D (batch, steps, features) tensors", shapes)
+        if not q.shape[:-2] == v.shape[:-2] == k.shape[:-2] or k.shape[-2] != v.shape[-2]:
+            raise _bad(self, "inputs", "one batch size, and as many key as value steps", shapes)
+        if k.shape[-1] != q.shape[-1]:
+            raise _bad(self, "inputs", "a key with the query's feature size", shapes)
+        for label, m, x in (("query", q_mask, q), ("value", v_mask, v)):
+            if m is not None and tuple(jnp.shape(m)) != x.shape[:-1]:
+                raise _bad(
+                    self, "mask", f"a {label} mask of shape {x.shape[:-1]}", f"{jnp.shape(m)}"
+                )
 
     def _cast(self, x):
         """Floating inputs in the compute dtype, as Keras autocasts a layer's inputs."""
@@ -177,6 +201,7 @@ class AdditiveAttention(Attention):
         use_scale: bool = True,
         dropout: float = 0.0,
         causal: bool = False,
+        seed: int | None = None,
         name: str | None = None,
         dtype: Any = None,
         param_dtype: Any = None,
@@ -189,6 +214,7 @@ class AdditiveAttention(Attention):
             use_scale=use_scale,
             dropout=dropout,
             causal=causal,
+            seed=seed,
             name=name,
             dtype=dtype,
             param_dtype=param_dtype,

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jrnn import _checks, activations, initializers, regularizers
-from jrnn.cells.base import set_regularizers_and_constraints
+from jrnn.cells.base import resolve_initializer, set_regularizers_and_constraints
+from jrnn.rnn import initial_activity_loss
 
 
 def _govern(module: Any, prefixes: tuple[str, ...], arguments: dict[str, Any]) -> None:
@@ -36,7 +39,7 @@ def _govern(module: Any, prefixes: tuple[str, ...], arguments: dict[str, Any]) -
         module.activity_regularizer = _checks.resolved(
             regularizers.get, arguments["activity_regularizer"], "activity_regularizer", module
         )
-        module.activity_loss = nnx.data(None)
+        module.activity_loss = initial_activity_loss(module.activity_regularizer)
 
 
 def _initializer_config(value: Any) -> str | None:
@@ -66,7 +69,7 @@ def _initial(module: Any, weight: str, value: Any, shape: tuple, rngs: Any) -> j
     (a name, a Keras config or an initializer), recorded for the Keras config. Zeros, ones
     and constants need no ``rngs``; a random initializer without them raises."""
     argument = f"{weight}_initializer"
-    init = _checks.resolved(initializers.get, value, argument, module)
+    init = resolve_initializer(value, argument, module)
     module.keras_initializers = (
         *getattr(module, "keras_initializers", ()),
         (argument, _initializer_config(value)),
@@ -105,6 +108,30 @@ def _bad(layer: Any, arg: str, expected: str, received: Any) -> ValueError:
     return ValueError(f"{type(layer).__name__}: {arg} must be {expected}; received {received!r}.")
 
 
+def _inputs(layer: Any, x: Any, *, floats: bool = False) -> jax.Array:
+    """``x`` in the layer's compute dtype: an imported layer's policy, else its weights'
+    dtype (float32 by default), as Keras' float32 policy casts float inputs and its products
+    promote integer ones. ``floats``: integer and bool inputs are refused (Keras'
+    convolutions refuse them)."""
+    x = jnp.asarray(x)
+    _checks.real_dtype(x.dtype, "inputs", layer)
+    if floats and not jnp.issubdtype(x.dtype, jnp.floating):
+        raise _bad(layer, "inputs", "a floating-point array", f"dtype {x.dtype}")
+    return x.astype(getattr(layer, "compute_dtype", None) or layer.kernel.dtype)
+
+
+def _rank(layer: Any, x: Any, ndim: int, layout: str) -> None:
+    if jnp.ndim(x) != ndim:
+        raise _bad(layer, "inputs", f"{ndim}-D {layout}", f"shape {jnp.shape(x)}")
+
+
+def _real(layer: Any, arg: str, value: Any) -> float:
+    """A real number argument (not a bool or a string), as float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise _bad(layer, arg, "a real number", value)
+    return float(value)
+
+
 class Dense(nnx.Module):
     """``activation(x @ kernel + bias)``; x ``(..., in_features)`` -> ``(..., units)``.
 
@@ -128,10 +155,13 @@ class Dense(nnx.Module):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
-        self.units, self.name = units, name
+        self.name = _checks.name(name, self)
+        self.units = _checks.positive_int(units, "units", self)
+        in_features = _checks.positive_int(in_features, "in_features", self)
+        use_bias = _checks.boolean(use_bias, "use_bias", self)
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
         _govern(self, ("kernel", "bias"), locals())
-        _kernel_and_bias(self, (in_features, units), use_bias, locals(), rngs)
+        _kernel_and_bias(self, (in_features, self.units), use_bias, locals(), rngs)
 
     def __call__(self, x, *, training: bool = False):
         if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.kernel.shape[0]:
@@ -139,6 +169,7 @@ class Dense(nnx.Module):
                 f"{_checks.where(self)}: `inputs` must have {self.kernel.shape[0]} features "
                 f"last, (..., {self.kernel.shape[0]}); received shape {jnp.shape(x)}."
             )
+        x = _inputs(self, x)
         y = x @ self.kernel[...].astype(x.dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
@@ -171,10 +202,15 @@ class Embedding(nnx.Module):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
-        self.mask_zero, self.name = mask_zero, name
+        self.name = _checks.name(name, self)
+        self.mask_zero = _checks.boolean(mask_zero, "mask_zero", self)
+        shape = (
+            _checks.positive_int(input_dim, "input_dim", self),
+            _checks.positive_int(output_dim, "output_dim", self),
+        )
         _govern(self, ("embeddings",), locals())
         self.embeddings = nnx.Param(
-            _initial(self, "embeddings", embeddings_initializer, (input_dim, output_dim), rngs)
+            _initial(self, "embeddings", embeddings_initializer, shape, rngs)
         )
 
     def __call__(self, ids, *, training: bool = False):
@@ -194,7 +230,8 @@ class Masking(nnx.Module):
     """Masks steps ``(batch, time, features)`` whose features all equal ``mask_value``."""
 
     def __init__(self, mask_value: float = 0.0, *, name: str | None = None):
-        self.mask_value, self.name = mask_value, name
+        self.mask_value = _real(self, "mask_value", mask_value)
+        self.name = _checks.name(name, self)
 
     def compute_mask(self, x, mask=None):
         """``(batch, time)``: True where any feature differs from ``mask_value``."""
@@ -208,7 +245,7 @@ class Activation(nnx.Module):
     """Applies a named activation elementwise (any shape); the mask passes through."""
 
     def __init__(self, activation: Any, *, name: str | None = None):
-        self.name = name
+        self.name = _checks.name(name, self)
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
 
     def __call__(self, x, *, training: bool = False):
@@ -219,24 +256,49 @@ class Activation(nnx.Module):
 
 
 class _Noise(nnx.Module):
-    def __init__(self, rate: float, *, name: str | None, rngs: nnx.Rngs | None, arg: str):
-        if not 0.0 <= rate < 1.0 and arg == "rate":
-            raise _bad(self, arg, "in [0, 1)", rate)
+    # Dropout(1.0) drops everything, as Keras; GaussianDropout's noise variance, rate / (1 -
+    # rate), needs rate < 1.
+    _rate_one_ok = True
+
+    def __init__(
+        self, rate: float, *, name: str | None, rngs: nnx.Rngs | None, seed: Any, arg: str
+    ):
+        rate = _real(self, arg, rate)
+        if arg == "rate" and not (0.0 <= rate < 1.0 or (rate == 1.0 and self._rate_one_ok)):
+            raise _bad(self, arg, "in [0, 1]" if self._rate_one_ok else "in [0, 1)", rate)
         if rate < 0.0:
             raise _bad(self, arg, ">= 0", rate)
-        self.name = name
-        self.rngs = rngs if rngs is not None else nnx.Rngs(dropout=0)
+        self.name = _checks.name(name, self)
+        self.seed = _checks.seed(seed, self)
+        if rngs is not None:
+            self.rngs = _checks.rngs(rngs, self)
+        elif self.seed is not None or rate == 0.0:
+            self.rngs = nnx.Rngs(dropout=self.seed or 0)
+        else:  # as the recurrent cells: one default stream would give every layer one mask
+            raise ValueError(
+                f"{_checks.where(self)}: `{arg}`={rate} needs random numbers: pass "
+                "rngs=nnx.Rngs(...) or seed= (Keras' `seed`)."
+            )
 
     def _key(self, rngs):
         if rngs is None:
             return self.rngs.dropout()
         if isinstance(rngs, nnx.Rngs):
             return rngs.dropout()
+        if isinstance(rngs, nnx.RngStream):
+            return rngs()
+        if not _checks.is_key(rngs):
+            raise TypeError(
+                f"{_checks.where(self)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or a JAX "
+                f"PRNG key; received {rngs!r:.60}."
+            )
         return rngs
 
     def __call__(self, x, *, training: bool = False, rngs: Any = None):
         if not training:
             return x
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            raise _bad(self, "inputs", "a floating-point array when training", jnp.result_type(x))
         return self._train(x, self._key(rngs))
 
 
@@ -245,11 +307,21 @@ class Dropout(_Noise):
 
     With ``training=True`` each element is zeroed with probability ``rate`` and the rest scaled
     by ``1 / (1 - rate)``, the key drawn from ``rngs.dropout`` (call-time ``rngs=`` overrides).
+    A ``rate`` above 0 needs ``rngs`` or Keras' ``seed`` (as the recurrent layers' dropout):
+    one default stream would give every layer the same mask, where Keras gives each layer
+    a seed generator of its own. The same holds for the other noise layers.
     """
 
-    def __init__(self, rate: float = 0.0, *, name: str | None = None, rngs: nnx.Rngs | None = None):
-        super().__init__(rate, name=name, rngs=rngs, arg="rate")
-        self.rate = rate
+    def __init__(
+        self,
+        rate: float = 0.0,
+        *,
+        seed: int | None = None,
+        name: str | None = None,
+        rngs: nnx.Rngs | None = None,
+    ):
+        super().__init__(rate, name=name, rngs=rngs, seed=seed, arg="rate")
+        self.rate = float(rate)
 
     def _noise_shape(self, x):
         return x.shape
@@ -257,6 +329,8 @@ class Dropout(_Noise):
     def _train(self, x, key):
         if self.rate == 0.0:
             return x
+        if self.rate == 1.0:  # Keras (on JAX): every element dropped
+            return jnp.zeros_like(x)
         keep = jax.random.bernoulli(key, 1.0 - self.rate, self._noise_shape(x))
         return jnp.where(keep, x / jnp.asarray(1.0 - self.rate, x.dtype), jnp.zeros((), x.dtype))
 
@@ -273,9 +347,16 @@ class SpatialDropout1D(Dropout):
 class GaussianNoise(_Noise):
     """Adds ``N(0, stddev^2)`` noise to any-shape inputs when ``training``; identity otherwise."""
 
-    def __init__(self, stddev: float, *, name: str | None = None, rngs: nnx.Rngs | None = None):
-        super().__init__(stddev, name=name, rngs=rngs, arg="stddev")
-        self.stddev = stddev
+    def __init__(
+        self,
+        stddev: float,
+        *,
+        seed: int | None = None,
+        name: str | None = None,
+        rngs: nnx.Rngs | None = None,
+    ):
+        super().__init__(stddev, name=name, rngs=rngs, seed=seed, arg="stddev")
+        self.stddev = float(stddev)
 
     def _train(self, x, key):
         return x + jnp.asarray(self.stddev, x.dtype) * jax.random.normal(key, x.shape, x.dtype)
@@ -284,9 +365,18 @@ class GaussianNoise(_Noise):
 class GaussianDropout(_Noise):
     """Multiplies by ``N(1, rate / (1 - rate))`` noise when ``training``; identity otherwise."""
 
-    def __init__(self, rate: float, *, name: str | None = None, rngs: nnx.Rngs | None = None):
-        super().__init__(rate, name=name, rngs=rngs, arg="rate")
-        self.rate = rate
+    _rate_one_ok = False
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        seed: int | None = None,
+        name: str | None = None,
+        rngs: nnx.Rngs | None = None,
+    ):
+        super().__init__(rate, name=name, rngs=rngs, seed=seed, arg="rate")
+        self.rate = float(rate)
 
     def _train(self, x, key):
         if self.rate == 0.0:
@@ -304,17 +394,36 @@ class _Merge(nnx.Module):
     skipped); Keras 3.15 ORs them and masks Multiply, Maximum and Minimum."""
 
     def __init__(self, *, name: str | None = None, keras2: bool = False):
-        self.name = name
-        self.keras2 = bool(keras2)
+        self.name = _checks.name(name, self)
+        self.keras2 = _checks.boolean(keras2, "keras2", self)
 
     def __call__(self, xs, *, training: bool = False, mask=None):
-        """Merge ``xs``; ``mask`` is the list of the inputs' ``(batch, time)`` masks (or None),
-        which only Multiply, Maximum and Minimum read, as Keras 3.15."""
-        xs = list(xs)
-        if len(xs) < 2 and type(self) is not Concatenate:
-            raise _bad(self, "inputs", "a list of at least 2 tensors", len(xs))
+        """Merge the list ``xs``; ``mask`` is the list of the inputs' ``(batch, time)`` masks
+        (or None), which only Multiply, Maximum and Minimum read, as Keras 3.15."""
+        if not isinstance(xs, (list, tuple)):
+            raise _bad(
+                self, "inputs", "a list of tensors", f"one {type(xs).__name__} {jnp.shape(xs)}"
+            )
+        if not xs:
+            raise _bad(self, "inputs", "a list of at least 1 tensor", "an empty list")
+        xs = [jnp.asarray(x) for x in xs]
+        for x in xs:
+            _checks.real_dtype(x.dtype, "inputs", self)
+        xs = self._aligned(xs)
         masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(xs)
         return self._merge(xs, [None] * len(xs) if self.keras2 else masks)
+
+    def _aligned(self, xs: list) -> list:
+        """Keras' Merge rule: one batch size; a lower-rank input gets axes of size 1 after
+        its batch axis; then each axis' sizes are equal or 1 (broadcast)."""
+        shapes = [x.shape for x in xs]
+        if any(not sh for sh in shapes) or len({sh[0] for sh in shapes}) > 1:
+            raise _bad(self, "inputs", "tensors of one batch size", shapes)
+        rank = max(len(sh) for sh in shapes)
+        xs = [x.reshape(x.shape[:1] + (1,) * (rank - x.ndim) + x.shape[1:]) for x in xs]
+        if any(len(set(sizes) - {1}) > 1 for sizes in zip(*(x.shape for x in xs))):
+            raise _bad(self, "inputs", "tensors whose sizes are equal (or 1) on each axis", shapes)
+        return xs
 
     def compute_mask(self, xs, mask=None):
         """Keras 3's Merge rule: the OR of the input masks, None if any is None (tf.keras,
@@ -426,7 +535,25 @@ class Concatenate(_Merge):
 
     def __init__(self, axis: int = -1, *, name: str | None = None, keras2: bool = False):
         super().__init__(name=name, keras2=keras2)
-        self.axis = axis
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise _bad(self, "axis", "an int", axis)
+        self.axis = int(axis)
+
+    def _aligned(self, xs: list) -> list:
+        shapes = [x.shape for x in xs]
+        ndim = xs[0].ndim
+        if not -ndim <= self.axis < ndim:
+            raise _bad(self, "axis", f"an axis of the {ndim}-D inputs", self.axis)
+        axis = self.axis % ndim
+        rest = {sh[:axis] + sh[axis + 1 :] if len(sh) == ndim else None for sh in shapes}
+        if len(rest) != 1 or None in rest:
+            raise _bad(
+                self,
+                "inputs",
+                f"tensors of one rank whose sizes match except on axis {axis}",
+                shapes,
+            )
+        return xs
 
     def _merge(self, xs, masks):
         return jnp.concatenate(xs, axis=self.axis)
@@ -464,9 +591,8 @@ class Flatten(_NoMask):
     """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` (channels_last order)."""
 
     def __init__(self, data_format: str = "channels_last", *, name: str | None = None):
-        if data_format not in ("channels_last", "channels_first"):
-            raise _bad(self, "data_format", "'channels_last' or 'channels_first'", data_format)
-        self.data_format, self.name = data_format, name
+        self.data_format = _checks.data_format(data_format, self)
+        self.name = _checks.name(name, self)
 
     def __call__(self, x, *, training: bool = False):
         if self.data_format == "channels_first" and x.ndim > 2:
@@ -478,9 +604,24 @@ class Reshape(_NoMask):
     """``(batch, ...)`` -> ``(batch, *target_shape)``; one entry may be -1."""
 
     def __init__(self, target_shape: tuple, *, name: str | None = None):
-        self.target_shape, self.name = tuple(int(d) for d in target_shape), name
+        dims = _int_list(self, "target_shape", target_shape)
+        if any(d < 1 and d != -1 for d in dims) or dims.count(-1) > 1:
+            raise _bad(self, "target_shape", "positive sizes with at most one -1", target_shape)
+        self.target_shape, self.name = dims, _checks.name(name, self)
 
     def __call__(self, x, *, training: bool = False):
+        x = jnp.asarray(x)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        size = math.prod(x.shape[1:])
+        free = -1 in self.target_shape
+        if (size % known != 0) if free else (size != known):
+            raise _bad(
+                self,
+                "inputs",
+                f"{known}{' times an integer' if free else ''} values per "
+                f"example for target_shape {self.target_shape}",
+                f"shape {x.shape}",
+            )
         return x.reshape(x.shape[0], *self.target_shape)
 
 
@@ -488,12 +629,13 @@ class Permute(_NoMask):
     """Permutes non-batch axes by ``dims`` (1-indexed, as Keras); ``(2, 1)`` swaps time/features."""
 
     def __init__(self, dims: tuple, *, name: str | None = None):
-        dims = tuple(int(d) for d in dims)
+        dims = _int_list(self, "dims", dims)
         if sorted(dims) != list(range(1, len(dims) + 1)):
             raise _bad(self, "dims", f"a permutation of 1..{len(dims)}", dims)
-        self.dims, self.name = dims, name
+        self.dims, self.name = dims, _checks.name(name, self)
 
     def __call__(self, x, *, training: bool = False):
+        _rank(self, x, len(self.dims) + 1, f"(batch, {len(self.dims)} axes to permute)")
         return jnp.transpose(x, (0, *self.dims))
 
 
@@ -501,7 +643,8 @@ class RepeatVector(_NoMask):
     """``(batch, features)`` -> ``(batch, n, features)``."""
 
     def __init__(self, n: int, *, name: str | None = None):
-        self.n, self.name = int(n), name
+        self.n = _checks.positive_int(n, "n", self)
+        self.name = _checks.name(name, self)
 
     def __call__(self, x, *, training: bool = False):
         if x.ndim != 2:
@@ -512,25 +655,24 @@ class RepeatVector(_NoMask):
 # -- convolution and pooling ---------------------------------------------------------------
 
 
-def _one(layer, arg, v) -> int:
-    if isinstance(v, (list, tuple)):
-        if len(v) != 1:
-            raise _bad(layer, arg, "an int or a 1-tuple", v)
-        v = v[0]
-    return int(v)
+def _int_list(layer, arg, values) -> tuple[int, ...]:
+    """A tuple or list of ints (not floats or bools), as a tuple."""
+    if not isinstance(values, (list, tuple)) or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in values
+    ):
+        raise _bad(layer, arg, "a tuple of ints", values)
+    return tuple(int(v) for v in values)
 
 
-def _check_format(layer, data_format):
-    if data_format not in ("channels_last", "channels_first"):
-        raise _bad(layer, "data_format", "'channels_last' or 'channels_first'", data_format)
-
-
-def _ntuple(layer, arg, v, rank: int) -> tuple[int, ...]:
-    if isinstance(v, (list, tuple)):
-        if len(v) != rank:
-            raise _bad(layer, arg, f"an int or a {rank}-tuple", v)
-        return tuple(int(i) for i in v)
-    return (int(v),) * rank
+def _output_length(layer, x, steps: int, window: int, padding: str) -> None:
+    """Keras refuses a window longer than its (unpadded) input: no empty outputs."""
+    if padding == "valid" and steps < window:
+        raise _bad(
+            layer,
+            "inputs",
+            f"at least {window} steps on each spatial axis (its window with padding='valid')",
+            f"shape {x.shape}",
+        )
 
 
 class _Conv(_NoMask):
@@ -561,15 +703,26 @@ class _Conv(_NoMask):
         name: str | None = None,
         rngs: nnx.Rngs,
     ):
-        _check_format(self, data_format)
+        self.name = _checks.name(name, self)
+        self.data_format = _checks.data_format(data_format, self)
         _govern(self, ("kernel", "bias"), locals())
         paddings = ("valid", "same", "causal") if self.rank == 1 else ("valid", "same")
-        if padding not in paddings:
-            raise _bad(self, "padding", " or ".join(repr(p) for p in paddings), padding)
+        self.padding = _checks.lowercase_one_of(padding, "padding", paddings, self)
         r = self.rank
-        self.kernel_size = _ntuple(self, "kernel_size", kernel_size, r)
-        self.strides = _ntuple(self, "strides", strides, r)
-        self.dilation_rate = _ntuple(self, "dilation_rate", dilation_rate, r)
+        self.kernel_size = _checks.int_tuple(kernel_size, r, "kernel_size", self)
+        self.strides = _checks.int_tuple(strides, r, "strides", self)
+        self.dilation_rate = _checks.int_tuple(dilation_rate, r, "dilation_rate", self)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise _bad(
+                self,
+                "strides",
+                "1 where dilation_rate > 1 (Keras refuses both together)",
+                (self.strides, self.dilation_rate),
+            )
+        filters = _checks.positive_int(filters, "filters", self)
+        in_channels = _checks.positive_int(in_channels, "in_channels", self)
+        groups = _checks.positive_int(groups, "groups", self)
+        use_bias = _checks.boolean(use_bias, "use_bias", self)
         if in_channels % groups or filters % groups:
             raise _bad(
                 self,
@@ -577,16 +730,22 @@ class _Conv(_NoMask):
                 f"a divisor of in_channels {in_channels} and filters {filters}",
                 groups,
             )
-        self.filters, self.padding, self.data_format = filters, padding, data_format
-        self.groups, self.name = groups, name
+        self.filters, self.groups = filters, groups
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
         shape = (*self.kernel_size, in_channels // groups, filters)
         _kernel_and_bias(self, shape, use_bias, locals(), rngs)
 
     def __call__(self, x, *, training: bool = False):
         first = self.data_format == "channels_first"
+        x = _inputs(self, x, floats=True)
+        channels = self.kernel.shape[-2] * self.groups
+        if x.ndim != self.rank + 2 or x.shape[1 if first else -1] != channels:
+            layout = f"(batch, {channels}, *spatial)" if first else f"(batch, *spatial, {channels})"
+            raise _bad(self, "inputs", f"{self.rank + 2}-D {layout}", f"shape {x.shape}")
         if first:
             x = jnp.moveaxis(x, 1, -1)
+        for steps, k, d in zip(x.shape[1:-1], self.kernel_size, self.dilation_rate):
+            _output_length(self, x, steps, d * (k - 1) + 1, self.padding)
         pad: Any = self.padding.upper()
         if self.padding == "causal":
             pad = [(self.dilation_rate[0] * (self.kernel_size[0] - 1), 0)]
@@ -652,12 +811,14 @@ class _Pool1D(_NoMask):
         *,
         name: str | None = None,
     ):
-        _check_format(self, data_format)
-        if padding not in ("valid", "same"):
-            raise _bad(self, "padding", "'valid' or 'same'", padding)
-        self.pool_size = _one(self, "pool_size", pool_size)
-        self.strides = self.pool_size if strides is None else _one(self, "strides", strides)
-        self.padding, self.data_format, self.name = padding, data_format, name
+        self.name = _checks.name(name, self)
+        self.data_format = _checks.data_format(data_format, self)
+        self.padding = _checks.lowercase_one_of(padding, "padding", ("valid", "same"), self)
+        (self.pool_size,) = _checks.int_tuple(pool_size, 1, "pool_size", self)
+        if strides is None:
+            self.strides = self.pool_size
+        else:
+            (self.strides,) = _checks.int_tuple(strides, 1, "strides", self)
 
     def _window(self, x, init, op):
         return jax.lax.reduce_window(
@@ -665,8 +826,11 @@ class _Pool1D(_NoMask):
         )
 
     def __call__(self, x, *, training: bool = False):
+        x = jnp.asarray(x)
+        _rank(self, x, 3, "(batch, steps, channels)")
         if self.data_format == "channels_first":
             x = jnp.swapaxes(x, 1, 2)
+        _output_length(self, x, x.shape[1], self.pool_size, self.padding)
         y = self._pool(x)
         return jnp.swapaxes(y, 1, 2) if self.data_format == "channels_first" else y
 
@@ -689,8 +853,9 @@ class AveragePooling1D(_Pool1D):
 
 class _GlobalPool1D(_NoMask):
     def __init__(self, data_format: str = "channels_last", keepdims: bool = False, *, name=None):
-        _check_format(self, data_format)
-        self.data_format, self.keepdims, self.name = data_format, keepdims, name
+        self.name = _checks.name(name, self)
+        self.data_format = _checks.data_format(data_format, self)
+        self.keepdims = _checks.boolean(keepdims, "keepdims", self)
 
     @property
     def _axis(self) -> int:
@@ -701,6 +866,7 @@ class GlobalMaxPooling1D(_GlobalPool1D):
     """Max over time: ``(batch, time, ch)`` -> ``(batch, ch)`` (Keras ignores the mask)."""
 
     def __call__(self, x, *, training: bool = False):
+        _rank(self, x, 3, "(batch, steps, channels)")
         return jnp.max(x, axis=self._axis, keepdims=self.keepdims)
 
 
@@ -711,6 +877,7 @@ class GlobalAveragePooling1D(_GlobalPool1D):
     """
 
     def __call__(self, x, *, training: bool = False, mask=None):
+        _rank(self, x, 3, "(batch, steps, channels)")
         if mask is None:
             return jnp.mean(x, axis=self._axis, keepdims=self.keepdims)
         m = jnp.expand_dims(mask.astype(x.dtype), 2 if self.data_format == "channels_last" else 1)
@@ -722,15 +889,30 @@ class GlobalAveragePooling1D(_GlobalPool1D):
 
 
 def _axes(layer, axis, ndim) -> tuple[int, ...]:
-    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    axes = _int_list(layer, "axis", axis if isinstance(axis, (list, tuple)) else [axis])
+    if not axes:
+        raise _bad(layer, "axis", "an int or a non-empty list of ints", axis)
     if ndim is None:
-        return tuple(int(a) for a in axes)
+        return axes
     out = []
     for a in axes:
         if not -ndim <= int(a) < ndim:
             raise _bad(layer, "axis", f"in [-{ndim}, {ndim})", axis)
         out.append(int(a) % ndim)
     return tuple(sorted(out))
+
+
+def _features(layer, x, shape: tuple, expected: tuple) -> None:
+    """The sizes of ``x`` on the normalised axes (``shape``, 1 elsewhere) are the weights'."""
+    if tuple(d for d in shape if d != 1) != tuple(d for d in expected if d != 1) or math.prod(
+        shape
+    ) != math.prod(expected):
+        raise _bad(
+            layer,
+            "inputs",
+            f"sizes {tuple(expected)} on axis {layer.axis}",
+            f"shape {x.shape}",
+        )
 
 
 class BatchNormalization(nnx.Module):
@@ -767,13 +949,19 @@ class BatchNormalization(nnx.Module):
         name: str | None = None,
         rngs: nnx.Rngs | None = None,
     ):
+        self.name = _checks.name(name, self)
         _govern(self, ("beta", "gamma"), locals())
         self.axis = _axes(self, axis, None)
         if len(self.axis) != 1:
             raise _bad(self, "axis", "a single axis", axis)
-        self.momentum, self.epsilon, self.name = float(momentum), float(epsilon), name
-        self.unbiased_moving_variance = bool(unbiased_moving_variance)
-        n = (num_features,)
+        self.momentum = _real(self, "momentum", momentum)
+        self.epsilon = _real(self, "epsilon", epsilon)
+        self.unbiased_moving_variance = _checks.boolean(
+            unbiased_moving_variance, "unbiased_moving_variance", self
+        )
+        n = (_checks.positive_int(num_features, "num_features", self),)
+        scale = _checks.boolean(scale, "scale", self)
+        center = _checks.boolean(center, "center", self)
         self.gamma = (
             nnx.Param(_initial(self, "gamma", gamma_initializer, n, rngs)) if scale else None
         )
@@ -790,6 +978,7 @@ class BatchNormalization(nnx.Module):
             return self(x.astype(jnp.float32), training=training, mask=mask).astype(x.dtype)
         axes = _axes(self, self.axis, x.ndim)
         shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+        _features(self, x, shape, self.moving_mean.shape)
         red = tuple(a for a in range(x.ndim) if a not in axes)
         if training:
             if mask is None:
@@ -850,10 +1039,20 @@ class LayerNormalization(nnx.Module):
         name: str | None = None,
         rngs: nnx.Rngs | None = None,
     ):
+        self.name = _checks.name(name, self)
         _govern(self, ("beta", "gamma"), locals())
         self.axis = _axes(self, axis, None)
-        self.epsilon, self.name = float(epsilon), name
-        shape = tuple(int(d) for d in param_shape)
+        self.epsilon = _real(self, "epsilon", epsilon)
+        if isinstance(param_shape, numbers.Integral):
+            param_shape = (param_shape,)
+        shape = _int_list(self, "param_shape", param_shape)
+        if not shape or min(shape) < 1 or len(shape) != len(self.axis):
+            raise _bad(
+                self, "param_shape", f"{len(self.axis)} positive sizes (one per axis)", shape
+            )
+        self.param_shape = shape
+        scale = _checks.boolean(scale, "scale", self)
+        center = _checks.boolean(center, "center", self)
         self.gamma = (
             nnx.Param(_initial(self, "gamma", gamma_initializer, shape, rngs)) if scale else None
         )
@@ -866,6 +1065,7 @@ class LayerNormalization(nnx.Module):
             return self(x.astype(jnp.float32), training=training).astype(x.dtype)
         axes = _axes(self, self.axis, x.ndim)
         shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+        _features(self, x, shape, self.param_shape)
         mean = jnp.mean(x, axis=axes, keepdims=True)
         var = jnp.var(x, axis=axes, keepdims=True)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)

@@ -164,7 +164,7 @@ class Bidirectional(Configurable, nnx.Module):
         dtype: Any = None,
     ):
         self._config = capture(locals())
-        self.name = name
+        self.name = _checks.name(name, self)
         if not isinstance(layer, RNN):
             raise ValueError(
                 f"{_checks.where(self)}: `layer` must be a jrnn recurrent layer (a jrnn.RNN "
@@ -477,7 +477,7 @@ class TimeDistributed(Configurable, nnx.Module):
         keras2: bool = False,
         module: nnx.Module | None = None,
     ):
-        self.name = name
+        self.name = _checks.name(name, self)
         if module is not None:
             if layer is not None:
                 raise TypeError(
