@@ -211,6 +211,23 @@ def is_key(value: Any) -> bool:
     return dtype == jnp.uint32 and tuple(np.shape(value))[-1:] == (2,)
 
 
+def call_key(rngs: Any, owner: Any) -> Any:
+    """The dropout key of a call-time ``rngs``: an ``nnx.Rngs`` (its ``dropout`` stream),
+    an ``nnx.RngStream`` or a JAX key; None stays None (the layer's own stream)."""
+    from flax import nnx
+
+    if rngs is None or is_key(rngs):
+        return rngs
+    if isinstance(rngs, nnx.Rngs):
+        return rngs["dropout"]()
+    if isinstance(rngs, nnx.RngStream):
+        return rngs()
+    raise TypeError(
+        f"{where(owner)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or a JAX PRNG key "
+        f"(jax.random.key(0)); received {rngs!r:.60}."
+    )
+
+
 def shape_str(shape: Iterable[Any]) -> str:
     """Format a shape with ``None`` for unknown dimensions: ``(batch, 7, 3)``."""
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

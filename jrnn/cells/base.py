@@ -203,18 +203,8 @@ class RNNCellBase(Configurable, nnx.Module):
             )
 
     def _dropout_key(self, rngs: Any) -> Array:
-        if rngs is not None:
-            if isinstance(rngs, nnx.Rngs):
-                return rngs["dropout"]()
-            if isinstance(rngs, nnx.RngStream):
-                return rngs()
-            if not _checks.is_key(rngs):
-                raise TypeError(
-                    f"{_checks.where(self)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or "
-                    f"a JAX PRNG key (jax.random.key(0)); received {rngs!r:.60}."
-                )
-            return rngs  # a raw key
-        return self.dropout_rngs()
+        key = _checks.call_key(rngs, self)
+        return self.dropout_rngs() if key is None else key
 
     def dropout_masks(self, batch: int, training: bool, rngs: Any = None) -> tuple[Any, Any]:
         """Draw the dropout masks for one layer call, as Keras does once per call.

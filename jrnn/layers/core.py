@@ -281,18 +281,8 @@ class _Noise(nnx.Module):
             )
 
     def _key(self, rngs):
-        if rngs is None:
-            return self.rngs.dropout()
-        if isinstance(rngs, nnx.Rngs):
-            return rngs.dropout()
-        if isinstance(rngs, nnx.RngStream):
-            return rngs()
-        if not _checks.is_key(rngs):
-            raise TypeError(
-                f"{_checks.where(self)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or a JAX "
-                f"PRNG key; received {rngs!r:.60}."
-            )
-        return rngs
+        key = _checks.call_key(rngs, self)
+        return self.rngs.dropout() if key is None else key
 
     def __call__(self, x, *, training: bool = False, rngs: Any = None):
         if not training:
