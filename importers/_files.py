@@ -288,12 +288,15 @@ def _read(
     label = os.fspath(path)
     if not isinstance(label, str):
         label = os.fsdecode(label)
-    limits = {"max_member_bytes": int(max_member_bytes), "max_total_bytes": int(max_total_bytes)}
-    if limits["max_member_bytes"] <= 0 or limits["max_total_bytes"] <= 0:
-        raise ValueError(
-            f"read_keras_file: max_member_bytes and max_total_bytes must be positive; "
-            f"received {max_member_bytes} and {max_total_bytes}."
+    from jrnn._checks import positive_int
+
+    limits = {
+        name: positive_int(value, name, "read_keras_file")
+        for name, value in (
+            ("max_member_bytes", max_member_bytes),
+            ("max_total_bytes", max_total_bytes),
         )
+    }
     given_config = _given_config(config, label)
     if given_config is not None:
         _check_layer_entries(given_config, label, "config=")

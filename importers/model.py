@@ -252,6 +252,14 @@ class ImportedModel(nnx.Module):
     ):
         if not isinstance(weights, _Weights):
             weights = _from_callable(weights)
+        if custom_layers is not None and (
+            not isinstance(custom_layers, dict)
+            or not all(isinstance(k, str) and callable(v) for k, v in custom_layers.items())
+        ):
+            raise TypeError(
+                "load: `custom_layers` must be a dict {class name: factory(config, arrays)}; "
+                f"received {type(custom_layers).__name__} {custom_layers!r:.80}."
+            )
         custom_layers = dict(custom_layers or {})
         config = _with_layer_dict(config)
         if keras_major < 3:

@@ -226,6 +226,11 @@ def gradients_over_time(layer: Any, x: Any, *, loss=None, mask: Any = None) -> j
     ``loss(outputs) -> scalar`` defaults to the sum of squares of the layer's (first)
     output, e.g. the last output of a ``return_sequences=False`` layer.
     """
+    if loss is not None and not callable(loss):
+        raise TypeError(
+            f"gradients_over_time: `loss` must be a function of the outputs (or None for the "
+            f"sum of squares); received {loss!r}."
+        )
     kwargs = {} if mask is None else {"mask": mask}  # models without a `mask` argument too
     g = _gradient("inputs", layer, jnp.asarray(x), None, loss or _sum_of_squares, kwargs)
     return jnp.sqrt(jnp.sum(jnp.square(g).reshape(*g.shape[:2], -1), axis=-1))

@@ -181,3 +181,15 @@ def test_float64_layer_called_without_x64_raises():
         assert layer(X).dtype == jnp.float64
     with pytest.raises(ValueError, match="float64 needs JAX's 64-bit mode"):
         layer(X)
+
+
+def test_importer_and_inspect_arguments():
+    from importers._files import read_keras_file
+    from importers.model import ImportedModel
+
+    with pytest.raises(TypeError, match="`custom_layers` must be a dict"):
+        ImportedModel({"class_name": "Sequential", "config": {"layers": []}}, {}, [1])
+    with pytest.raises(ValueError, match="`max_member_bytes` must be a positive integer"):
+        read_keras_file("missing.keras", max_member_bytes="a")
+    with pytest.raises(TypeError, match="`loss` must be a function"):
+        jrnn.inspect.gradients_over_time(_lstm(), X, loss="nope")
