@@ -267,7 +267,9 @@ def _conv_lstm(cls: type, rank: int):
         name = str(config.get("name"))
         if isinstance(in_shape, list) and in_shape and isinstance(in_shape[0], tuple):
             in_shape = in_shape[0]  # Keras 2's call node [x, *initial states]
-        kw = keras_kwargs(cls, config)
+        kw = keras_kwargs(cls, config, drop=("keras2",))
+        if config.get("keras2"):  # tf.keras' ConvRNN never passes zero_output_for_mask
+            kw["zero_output_for_mask"] = False
         channels_first = kw.get("data_format") == "channels_first"
         spatial = channels = None  # unknown: frames of any size, states following each call
         if in_shape and len(in_shape) == rank + 2:
@@ -292,6 +294,7 @@ def _conv_lstm(cls: type, rank: int):
             rngs=layer_rngs(config),
             **kw,
         )
+        layer.keeps_output_when_masked = bool(config.get("keras2"))
         return _finish(layer, config, arrays)
 
     return convert

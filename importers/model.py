@@ -377,6 +377,15 @@ class ImportedModel(nnx.Module):
         if len(fixed) == 1:
             _give_batch_size(layers.values(), fixed[0])
         self.layers = nnx.Dict(layers)
+        # Modules from `custom_layers` stand in for Keras layers (a Lambda, a Layer subclass)
+        # that drop the mask unless they compute one or support masking, as Keras.
+        self._mask_dropping = tuple(
+            name
+            for name, m in layers.items()
+            if by_name[name]["class_name"] in custom_layers
+            and not hasattr(m, "compute_mask")
+            and not getattr(m, "supports_masking", False)
+        )
         # Keras' layer order: an nnx.Dict comes back from a transformation sorted by name.
         self._layer_names = tuple(layers)
         self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
@@ -508,6 +517,8 @@ class ImportedModel(nnx.Module):
             masks = [tensors[r][1] for r in refs]
             extra = {k: _resolve(v, tensors) for k, v in _thaw(kwargs).items()}
             outs = _run(self.layers[name], vals, masks, is_list, extra, training, self.keras_major)
+            if name in self._mask_dropping:
+                outs = [(value, None) for value, _ in outs]
             for t, o in enumerate(outs):
                 tensors[(name, idx, t)] = o
         refs = self._outputs
@@ -707,15 +718,23 @@ def _propagate(layer, args, is_list, kwargs, specs):
 
 # Layers whose Keras 2 rules differ from Keras 3's (masks; BatchNormalization's fused moving
 # variance): jrnn's `keras2=True` keeps them.
-_KERAS2_MARKED = ("TimeDistributed", *MERGE_CLASSES, "BatchNormalization")
+_KERAS2_MARKED = (
+    "TimeDistributed",
+    *MERGE_CLASSES,
+    "BatchNormalization",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+    "ConvLSTM3D",
+)
 
 
 def _keras2_semantics(obj: Any) -> Any:
     """Keras 1/2 ``hard_sigmoid`` is ``clip(0.2x + 0.5)``: jrnn's ``keras2_hard_sigmoid``;
     Keras 2's ``TimeDistributed`` is jrnn's ``keras2=True`` (one call over the reshaped
     timesteps, the inner layer's output mask), and so are its merges (the AND of the input
-    masks; no merge reads them) and BatchNormalization (the fused kernel's unbiased moving
-    variance on 4-D/5-D inputs)."""
+    masks; no merge reads them), BatchNormalization (the fused kernel's unbiased moving
+    variance on 4-D/5-D inputs) and the ConvLSTMs (whose ConvRNN base ignores
+    ``zero_output_for_mask``: a masked step repeats the previous output)."""
     if isinstance(obj, dict):
         out = {
             k: ("keras2_hard_sigmoid" if v == "hard_sigmoid" else _keras2_semantics(v))
@@ -759,11 +778,12 @@ def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     when the layer consumes the Keras mask (its signature has a ``mask`` parameter; for
     list inputs the mask is the list of input masks). The output mask is
     ``layer.compute_mask(x, mask)`` when the module defines it (Keras 3.15's rule for that
-    class), otherwise the input mask passes through unchanged. Recurrent layers keep the
-    mask only when they return sequences (as Keras); ``extra`` holds tensor keyword
-    arguments of the Keras call (``initial_state``). ``call_mask``, when given, is the
-    mask the recurrent layer's call receives (Keras 3 gives none to a call with several
-    tensor arguments) while its output mask still follows ``mask``.
+    class), otherwise the input mask passes through unchanged (a ``custom_layers`` module
+    without ``compute_mask`` drops it instead, unless ``supports_masking`` is True).
+    Recurrent layers keep the mask only when they return sequences (as Keras); ``extra``
+    holds tensor keyword arguments of the Keras call (``initial_state``). ``call_mask``,
+    when given, is the mask the recurrent layer's call receives (Keras 3 gives none to a
+    call with several tensor arguments) while its output mask still follows ``mask``.
     """
     import jrnn
 

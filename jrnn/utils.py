@@ -3,10 +3,12 @@
 ``jax.jit`` compiles once per input shape, so calling a model on batches of many
 different lengths compiles once per length. Right-padding each batch to one of a few
 bucket lengths, with a mask that is False on the padding, bounds the number of
-compilations by the number of buckets and leaves the results unchanged: Keras' mask
-semantics keep the states through masked steps, so the last output and the final
-states equal those of the unpadded sequence (the padded positions of a returned
-sequence repeat the last output, or are zeros with ``zero_output_for_mask=True``).
+compilations by the number of buckets. Keras' mask semantics keep the states through
+masked steps, so the final states equal those of the unpadded sequence, and so does the
+last output, except with ``zero_output_for_mask=True`` (a padded last step outputs
+zeros). The padded positions of a returned sequence repeat the last output (zeros with
+``zero_output_for_mask``); with ``go_backwards=True`` the returned sequence is in
+processing order, so the padding comes first and the real steps move by its length.
 """
 
 from __future__ import annotations

@@ -813,3 +813,45 @@ def test_imported_stateful_models_as_keras(tmp_path):
     )
     with pytest.raises(ValueError, match="expected batch size 2, received 5"):
         load(path)([np.zeros((5, 3, F), "f4"), np.zeros((5, U), "f4"), np.zeros((5, U), "f4")])
+
+
+def test_tf_keras_conv_lstm_repeats_the_output_at_masked_steps(tmp_path):
+    """tf.keras' ConvRNN ignores zero_output_for_mask (also the one Bidirectional sets):
+    a masked step repeats the previous output, where Keras 3 writes zeros."""
+    import tf_keras
+
+    layers = tf_keras.layers
+    tf_keras.utils.set_random_seed(1)
+    x = np.random.default_rng(0).standard_normal((3, 6, 5, 2)).astype("float32")
+    m = np.array([[1, 1, 0, 1, 0, 0], [0, 1, 1, 1, 1, 1], [1, 0, 1, 0, 1, 1]], bool)
+    xi, mi = tf_keras.Input((6, 5, 2)), tf_keras.Input((6,), dtype="bool")
+    conv = layers.ConvLSTM1D(3, 3, padding="same", return_sequences=True)
+    model = tf_keras.Model([xi, mi], layers.Bidirectional(conv)(xi, mask=mi))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the legacy-format notice
+        model.save(tmp_path / "m.h5")
+    expected = np.asarray(model([x, m]))
+    assert np.abs(expected[~m]).max() > 0.05  # the previous outputs, not zeros
+    np.testing.assert_allclose(np.asarray(load(tmp_path / "m.h5")([x, m])), expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("kind", ["keras3", "tf_keras"])
+def test_custom_layer_modules_drop_the_mask_as_keras_lambdas(kind, tmp_path):
+    from flax import nnx
+
+    lib = keras
+    if kind == "tf_keras":
+        import tf_keras as lib
+
+    class Double(nnx.Module):  # a user's stand-in for Lambda(lambda t: 2 * t)
+        def __call__(self, x, *, training=False):
+            return 2.0 * x
+
+    lib.utils.set_random_seed(0)
+    i = lib.Input((None,), dtype="int32")
+    h = lib.layers.LSTM(6, return_sequences=True)(lib.layers.Embedding(20, 4, mask_zero=True)(i))
+    h = lib.layers.Lambda(lambda t: 2.0 * t, output_shape=lambda s: s)(h)
+    model = lib.Model(i, lib.layers.GRU(4, return_sequences=True)(h))
+    ids = np.array([[0, 0, 3, 4, 5, 6], [1, 2, 0, 0, 7, 8]], "int32")
+    ported = load(model, custom_layers={"Lambda": lambda config, arrays: Double()})
+    np.testing.assert_allclose(np.asarray(ported(ids)), np.asarray(model(ids)), atol=2e-5)

@@ -204,7 +204,8 @@ class Bidirectional(Configurable, nnx.Module):
             )
         self._verify_layer_config(forward, backward_layer)
         for direction in (forward, backward_layer):
-            direction.zero_output_for_mask = direction.return_sequences  # as Keras
+            if not getattr(direction, "keeps_output_when_masked", False):  # tf.keras' ConvRNN
+                direction.zero_output_for_mask = direction.return_sequences  # as Keras
         self.forward_layer = forward
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
