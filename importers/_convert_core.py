@@ -114,8 +114,13 @@ def layer_rngs(config: dict) -> nnx.Rngs:
     masks differ; so do these (deterministically, where Keras' unseeded draws are not)."""
     seed = _seed(config)
     if seed is None:
-        seed = zlib.crc32(str(config.get("name")).encode())
+        seed = zlib.crc32(f"{_NAME_PREFIX.get()}{config.get('name')}".encode())
     return nnx.Rngs(0, dropout=seed)
+
+
+#: Prefixed to the names that seed :func:`layer_rngs` while a Bidirectional's backward
+#: layer is converted: its cells keep the forward cells' names in Keras' configs.
+_NAME_PREFIX: contextvars.ContextVar[str] = contextvars.ContextVar("jrnn_name_prefix", default="")
 
 
 def _seed(config: dict) -> int | None:

@@ -12,6 +12,7 @@ other than the policy's, IndRNN/CuDNN layers, ``RNN`` over custom cells) raises
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -457,7 +458,7 @@ def keras_sequential(
 
     where = "keras_sequential"
     if not isinstance(input_shape, (list, tuple)) or not all(
-        d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 1)
+        d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1)
         for d in input_shape
     ):
         raise ValueError(
@@ -478,6 +479,7 @@ def keras_sequential(
                 f"{where}: `input_dtype` must be a dtype name such as 'float32' or 'int32'; "
                 f"received {input_dtype!r}."
             ) from None
+    input_shape = tuple(None if d is None else int(d) for d in input_shape)
     modules = list(layers) if isinstance(layers, (list, tuple)) else [layers]
     batch_size = _stateful_batch_size(modules, batch_size)
     namer = _Namer()
@@ -508,10 +510,11 @@ def keras_sequential(
 
 
 def _trace_once(model: Any, batch_size: int | None, input_shape: tuple) -> None:
-    """Trace ``model`` abstractly on one input of ``input_shape`` (a size of None as 64)
-    in its Input's dtype, on a copy (stateful layers keep their states): layers refusing
-    their inputs raise here, at construction, rather than in Keras when the written file
-    is loaded."""
+    """Trace ``model`` abstractly on one input of ``input_shape`` in its Input's dtype, on
+    a copy (stateful layers keep their states): layers refusing their inputs raise here,
+    at construction, rather than in Keras when the written file is loaded. A size of None
+    is tried as 64 and as 4096; only a model refusing both is refused (a Reshape that
+    fixes a None length is, where Keras would accept it symbolically)."""
     from flax import nnx
 
     from jrnn._checks import shape_str
@@ -521,13 +524,18 @@ def _trace_once(model: Any, batch_size: int | None, input_shape: tuple) -> None:
     def call(state, x):
         return nnx.merge(graphdef, state)(x)
 
-    shape = (batch_size or 1, *(64 if d is None else d for d in input_shape))
     dtype = model._input_dtypes[0] or "float32"
-    try:
-        jax.eval_shape(call, state, jax.ShapeDtypeStruct(shape, dtype))
-    except ValueError as err:
-        raise ValueError(
-            f"keras_sequential: the layers do not take inputs of shape "
-            f"{shape_str((batch_size, *input_shape))} (traced with a size of 64 for None): "
-            f"{err}"
-        ) from None
+    first_error = None
+    # A size of None stands for any: one that passes (a window may need a long sequence).
+    for size in (64, 4096) if None in input_shape else (None,):
+        shape = (batch_size or 1, *(size if d is None else d for d in input_shape))
+        try:
+            jax.eval_shape(call, state, jax.ShapeDtypeStruct(shape, dtype))
+            return
+        except ValueError as err:
+            first_error = first_error or err
+    raise ValueError(
+        f"keras_sequential: the layers do not take inputs of shape "
+        f"{shape_str((batch_size, *input_shape))} (traced with sizes 64 and 4096 for None): "
+        f"{first_error}"
+    ) from None

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 import jrnn
-from importers._convert_core import layer_rngs
+from importers._convert_core import _NAME_PREFIX, layer_rngs
 from importers.errors import UnsupportedLayerError, WeightShapeError
 
 # Keys of Keras layer configs that carry no meaning for a jrnn module, with the values
@@ -327,7 +327,11 @@ def _bidirectional(config, arrays, in_shape):
         cfg["go_backwards"] = not cfg.get("go_backwards", False)
         cfg["name"] = "backward_" + str(cfg.get("name"))
         bcfg = {"class_name": config["layer"]["class_name"], "config": cfg}
-    bwd = inner(bcfg, arrays[n_forward:], in_shape)
+    token = _NAME_PREFIX.set("backward/")  # its own dropout streams (cells' names repeat)
+    try:
+        bwd = inner(bcfg, arrays[n_forward:], in_shape)
+    finally:
+        _NAME_PREFIX.reset(token)
     kw = keras_kwargs(jrnn.Bidirectional, config, drop=("layer", "backward_layer"))
     return jrnn.Bidirectional(fwd, backward_layer=bwd, **kw)
 

@@ -604,7 +604,10 @@ class RNN(Configurable, nnx.Module):
             return _EAGER(
                 self, inputs, mask, initial_state, constants, rngs, method="run",
                 training=bool(training), record=bool(record),
-                config=(*_trace_config(), _spread_over_devices(self, inputs)),
+                config=(
+                    *_trace_config(),
+                    _spread_over_devices(self, (inputs, mask, initial_state, constants)),
+                ),
             )  # fmt: skip
         return self._run(inputs, mask, initial_state, training, constants, rngs, record)
 
@@ -765,8 +768,8 @@ class RNN(Configurable, nnx.Module):
                 f"it runs in float32 and bfloat16 only (input {x.dtype}, compute "
                 f"{self.cell.compute_dtype})"
             )
-        arrays = [x, *jax.tree_util.tree_leaves(params)]
-        if _SPREAD.get() or any(_explicitly_sharded(a) for a in arrays):
+        arrays = [a for a in (x, time_mask, *jax.tree_util.tree_leaves(params)) if a is not None]
+        if _SPREAD.get() or any(_explicitly_sharded(a) or _split_over_devices(a) for a in arrays):
             return "its inputs or weights are sharded over a mesh (it runs on one device)"
         if cudnn.on_gpu():
             use_cudnn = getattr(self, "use_cudnn", "auto")
@@ -907,7 +910,10 @@ class RNN(Configurable, nnx.Module):
             return _EAGER(
                 self, inputs, mask, initial_state, constants, rngs, method="outputs",
                 training=bool(training), record=False,
-                config=(*_trace_config(), _spread_over_devices(self, inputs)),
+                config=(
+                    *_trace_config(),
+                    _spread_over_devices(self, (inputs, mask, initial_state, constants)),
+                ),
             )  # fmt: skip
         return self._outputs(inputs, mask, initial_state, training, constants, rngs)
 
@@ -994,14 +1000,21 @@ def _traced(
 _SPREAD: contextvars.ContextVar[bool] = contextvars.ContextVar("jrnn_spread", default=False)
 
 
-def _spread_over_devices(layer: nnx.Module, inputs: Any) -> bool:
-    """Whether an eager call's inputs or the layer's variables lie on several devices."""
-    leaves = [*jax.tree_util.tree_leaves(inputs), *jax.tree_util.tree_leaves(nnx.state(layer))]
-    return any(
+def _spread_over_devices(layer: nnx.Module, arguments: Any) -> bool:
+    """Whether an eager call's array arguments or the layer's weights are split over
+    several devices (replicated copies are not: the kernel runs on each as it is)."""
+    if jax.device_count() == 1:
+        return False
+    leaves = [*jax.tree_util.tree_leaves(arguments), *jax.tree_util.tree_leaves(nnx.state(layer))]
+    return any(_split_over_devices(a) for a in leaves)
+
+
+def _split_over_devices(a: Any) -> bool:
+    """A concrete array split (not replicated) over several devices."""
+    return (
         isinstance(a, jax.Array)
         and not isinstance(a, jax.core.Tracer)
-        and len(a.sharding.device_set) > 1
-        for a in leaves
+        and not a.sharding.is_fully_replicated
     )
 
 

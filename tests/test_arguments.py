@@ -156,6 +156,8 @@ def test_keras_sequential_checks_its_arguments_and_the_layers_shapes():
             importers.keras_sequential([jrnn.LSTM(4, 3, rngs=r)], (None, 3), **kw)
     with pytest.raises(ValueError, match="`input_shape` must be a tuple of positive sizes"):
         importers.keras_sequential([jrnn.LSTM(4, 3, rngs=r)], 3)
+    long_window = [jrnn.Conv1D(2, 100, 3, rngs=r), jrnn.MaxPooling1D(80)]
+    importers.keras_sequential(long_window, (None, 3))  # None is any length: 4096 passes
     stateful = jrnn.LSTM(4, 3, stateful=True, batch_size=2, rngs=r)
     stateful(X)
     before = np.asarray(stateful.states[0][...])
