@@ -722,7 +722,7 @@ def test_imported_dropout_layers_draw_their_own_masks():
     b.set_weights(a.get_weights())
     assert np.abs(np.asarray(importers.load(twins)(x, training=True))).max() > 0
     cell = L.RNN(L.LSTMCell(4, dropout=0.5, recurrent_dropout=0.5), return_sequences=True)
-    bidir = importers.load(keras.Model(i, L.Bidirectional(cell)(i))).layers["bidirectional"]
+    bidir = importers.load(keras.Model(i, L.Bidirectional(cell, name="bi")(i))).layers["bi"]
     masks = [d.cell.dropout_masks(4, True) for d in (bidir.forward_layer, bidir.backward_layer)]
     assert not np.array_equal(masks[0][0], masks[1][0])  # the cells' names repeat in Keras
     with pytest.raises(ValueError, match=r"`rate`=0.5 needs random numbers"):
