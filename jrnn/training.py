@@ -294,24 +294,27 @@ def _reduce(values: Any, mask: Any, sample_weight: Any) -> jax.Array:
     """Keras' ``reduce_weighted_values`` with ``sum_over_batch_size``: the output mask
     (scaled so that the mean runs over the unmasked positions) times ``sample_weight``
     (ranks matched by a trailing axis of size 1), times the per-sample losses, summed
-    and divided by their count."""
+    and divided by their count. A ``(B,)`` weight on ``(B, T)`` losses weighs every step
+    of its sample, as tf.keras (Keras 3 broadcasts it against the time axis: an error,
+    or with ``B == T`` a weight per step)."""
     weight = None
     if mask is not None and jnp.shape(mask) == values.shape:
         m = jnp.asarray(mask, jnp.float32)
         weight = m * (m.size / (jnp.sum(m) + 1e-7))
     if sample_weight is not None:
         sw = jnp.asarray(sample_weight, jnp.float32)
-        if weight is not None:
-            weight, sw = _same_rank(weight, sw)
-            sw = sw * weight
-        weight = sw
-    if weight is not None:
-        values, weight = _same_rank(values, weight)
-        if weight.shape != values.shape:
+        per_sample = 0 < sw.ndim < values.ndim and sw.shape == values.shape[: sw.ndim]
+        if per_sample and not (sw.ndim == values.ndim - 1 and values.shape[-1] == 1):
+            sw = sw.reshape(sw.shape + (1,) * (values.ndim - sw.ndim))  # every step alike
+            sw = jnp.broadcast_to(sw, values.shape)
+        values, sw = _same_rank(values, sw)
+        if sw.shape != values.shape:
             raise ValueError(
-                f"make_train_step: `sample_weight` of shape {weight.shape} does not match the "
+                f"make_train_step: `sample_weight` of shape {sw.shape} does not match the "
                 f"per-sample losses' shape {values.shape}."
             )
+        weight = sw if weight is None else sw * weight.reshape(values.shape)
+    if weight is not None:
         values = values * weight
     return jnp.sum(values) / values.size
 
@@ -401,7 +404,8 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
       unmasked positions only;
     * a model with several outputs takes ``y`` as a list and sums the outputs' losses;
     * ``sample_weight`` (``(B,)``, or ``(B, T)`` per step; a list for several outputs)
-      weights the per-sample losses, whose sum is divided by their count.
+      weights the per-sample losses, whose sum is divided by their count (a ``(B,)``
+      weight on ``(B, T)`` losses weighs every step of its sample, as tf.keras).
 
     ``loss_scale`` multiplies the loss and divides the gradients (float16 training); a
     step with non-finite gradients is skipped: the parameters, the optimizer state and

@@ -453,6 +453,38 @@ def test_sample_weights_as_keras():
     _fit_both(tagger, "mse", ids, targets, sample_weight=weights)
 
 
+def test_per_sample_weights_weigh_every_step_of_a_sequence_loss():
+    """A `(B,)` weight on a sequence output weighs every step of its sample (tf.keras;
+    Keras 3 broadcasts it against the time axis). With an output mask jrnn raised a raw
+    broadcasting error; without one it refused the weights."""
+    rng = np.random.default_rng(5)
+    tagger = keras.Sequential(
+        [
+            keras.Input((T,), dtype="int32"),
+            keras.layers.Embedding(9, F, mask_zero=True),
+            keras.layers.LSTM(U, return_sequences=True),
+            keras.layers.Dense(2),
+        ]
+    )
+    ids = rng.integers(1, 9, (B, T)).astype(np.int32)
+    ids[1, 4:] = 0
+    targets = rng.standard_normal((B, T, 2)).astype(np.float32)
+    per_sample = np.array([1.0, 0.0, 2.5], np.float32)
+    per_step = np.repeat(per_sample[:, None], T, axis=1)
+    for x in (ids, np.where(ids == 0, 1, ids)):  # with and without masked steps
+        losses = []
+        for weights in (per_sample, per_step):
+            model = _imported(tagger)
+            optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+            step = training.make_train_step("mse")
+            losses.append([float(step(model, optimizer, x, targets, weights)) for _ in range(2)])
+        np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    model = _imported(tagger)
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    with pytest.raises(ValueError, match=r"`sample_weight` of shape \(2,\) does not match"):
+        training.make_train_step("mse")(model, optimizer, ids, targets, per_sample[:2])
+
+
 @pytest.mark.parametrize(
     "options",
     [
