@@ -290,7 +290,9 @@ class RNN(Configurable, nnx.Module):
         kernel accumulates products and keeps the gate maths and LSTM's ``c`` in float32,
         rounding ``h`` once per step, where the scan rounds every operation, as Keras
         does); the native path has reverse-mode autodiff
-        (``grad``, ``vjp``) but no forward mode (``jvp``, ``jacfwd``): use False there.
+        (``grad``, ``vjp``) but no forward mode (``jvp``, ``jacfwd``) or second
+        derivatives: None takes the scan in calls they trace, but cannot see them applied
+        to an already traced function (``jax.jvp(jax.jit(f))``): use False there.
         ``JRNN_NATIVE=0`` in the environment turns it off process-wide. On the GPU
         backend None runs the XLA scan (input projection hoisted, 16 steps per loop
         iteration, see ``unroll``): measured on an H200 it beat JAX's cuDNN LSTM in 10 of
@@ -620,7 +622,7 @@ class RNN(Configurable, nnx.Module):
             call = self._prepare(inputs, mask, initial_state, training, constants, rngs)
             x, carry, time_mask, in_masks, rec_masks, params = call
             blocker = self._native_blocker(
-                x, params, time_mask, in_masks, rec_masks, constants, record
+                x, params, time_mask, in_masks, rec_masks, constants, record, carry
             )
             if blocker is None:
                 last, sequence, final = self._run_native(
@@ -730,7 +732,7 @@ class RNN(Configurable, nnx.Module):
         return last, sequence, final, None if acts is None else _batch_major(acts)
 
     def _native_blocker(
-        self, x, params, time_mask, in_masks, rec_masks, constants, record
+        self, x, params, time_mask, in_masks, rec_masks, constants, record, carry=None
     ) -> str | None:
         """None if this call can run on the native kernel, else the reason it cannot."""
         kernel = self.cell.native_kernel
@@ -769,6 +771,14 @@ class RNN(Configurable, nnx.Module):
                 f"{self.cell.compute_dtype})"
             )
         arrays = [a for a in (x, time_mask, *jax.tree_util.tree_leaves(params)) if a is not None]
+        if any(
+            _differentiated_forward_or_twice(a)
+            for a in (*arrays, *jax.tree_util.tree_leaves(carry))
+        ):
+            return (
+                "forward-mode autodiff (jax.jvp, jacfwd, hessian) or a second derivative "
+                "traces the call (the kernel has reverse mode only)"
+            )
         if _SPREAD.get() or any(_explicitly_sharded(a) or _split_over_devices(a) for a in arrays):
             return "its inputs or weights are sharded over a mesh (it runs on one device)"
         if cudnn.on_gpu():
@@ -1009,6 +1019,23 @@ def _spread_over_devices(layer: nnx.Module, arguments: Any) -> bool:
     return any(_split_over_devices(a) for a in leaves)
 
 
+def _differentiated_forward_or_twice(a: Any) -> bool:
+    """Whether ``a`` is traced by forward-mode autodiff (``jax.jvp``, ``jacfwd``, the
+    outer half of ``hessian``) or by two reverse-mode ones (``grad`` of ``grad``): the
+    native kernels (``jax.custom_vjp`` functions) have neither. ``jax.grad`` and
+    ``jax.vjp`` linearize (one ``LinearizeTracer``); ``jax.jvp`` pushes ``JVPTracer``s.
+    A transformation applied to an already-traced program (``jax.jvp`` of a ``jax.jit``
+    function) cannot be seen here."""
+    linearized = 0
+    while isinstance(a, jax.core.Tracer):
+        kind = type(a).__name__
+        if kind == "JVPTracer":
+            return True
+        linearized += kind == "LinearizeTracer"
+        a = getattr(a, "primal", getattr(a, "val", None))
+    return linearized > 1
+
+
 def _split_over_devices(a: Any) -> bool:
     """A concrete array split (not replicated) over several devices."""
     return (
@@ -1221,8 +1248,9 @@ def native_pair(
     ]
     for layer, call in zip(layers, calls):
         blocker = layer._native_blocker(
-            call.x, call.params, call.time_mask, call.in_masks, call.rec_masks, None, False
-        )
+            call.x, call.params, call.time_mask, call.in_masks, call.rec_masks, None, False,
+            call.carry,
+        )  # fmt: skip
         if blocker is not None or call.in_masks is not None:
             return None
     names, _, both_directions = kernels[kernel]

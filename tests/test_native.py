@@ -652,6 +652,59 @@ def test_native_true_names_what_prevents_it():
         jrnn.LSTM(5, 4, native="yes", rngs=nnx.Rngs(0))
 
 
+@needs_kernel
+@pytest.mark.parametrize(
+    "layer",
+    [jrnn.LSTM, "bidirectional", "conv"],
+    ids=lambda layer: getattr(layer, "__name__", layer),
+)
+def test_forward_mode_and_second_derivatives_take_the_scan(layer):
+    """The kernels have reverse mode only: ``jax.jvp``, ``jacfwd``, ``hessian`` and
+    ``grad`` of ``grad`` raised JAX's "can't apply forward-mode autodiff" or "The FFI call
+    ... cannot be differentiated" on default layers. Calls they trace take the scan (as
+    ``native=False``); ``grad`` keeps the kernel; ``native=True`` names the reason."""
+
+    def make(native):
+        if layer == "conv":
+            made = jrnn.ConvLSTM1D(3, 2, in_channels=2, spatial_shape=(5,), native=native,
+                                   return_sequences=True, rngs=nnx.Rngs(0))  # fmt: skip
+        elif layer == "bidirectional":
+            made = jrnn.Bidirectional(
+                jrnn.LSTM(6, 3, native=native, return_sequences=True, rngs=nnx.Rngs(0)),
+                rngs=nnx.Rngs(1),
+            )
+        else:
+            made = layer(6, 3, native=native, return_sequences=True, rngs=nnx.Rngs(0))
+        randomize(made, 0, scale=0.5)
+        return made
+
+    default, scan = make(None), make(False)
+    x = _inputs((2, 3, 5, 2) if layer == "conv" else (3, 4, 3))
+
+    def loss(model):
+        return lambda x: jnp.sum(jnp.tanh(model(x)) ** 2)
+
+    assert _runs_kernel(default, x)
+    assert "jrnn_" in str(jax.make_jaxpr(jax.grad(loss(default)))(x))
+    tangent = jnp.cos(x)
+
+    def jvp(model):  # jitted outside (jax.jvp of a jitted function cannot be seen)
+        return jax.jit(lambda x: jax.jvp(loss(model), (x,), (tangent,)))(x)
+
+    def hvp(model):
+        return jax.jit(jax.grad(lambda x: jnp.vdot(jax.grad(loss(model))(x), tangent)))(x)
+
+    for got, want in zip(jvp(default), jvp(scan)):
+        assert_close(got, want)
+
+    assert_close(hvp(default), hvp(scan))
+    required = make(True)
+    with pytest.raises(ValueError, match=r"native=True.*forward-mode autodiff"):
+        jvp(required)
+    with pytest.raises(ValueError, match=r"native=True.*second derivative"):
+        hvp(required)
+
+
 def test_unsupported_calls_fall_back_to_the_scan():
     # native=None: masks, recorded activations, custom activations all still work.
     layer = jrnn.LSTM(5, 4, return_sequences=True, rngs=nnx.Rngs(0))

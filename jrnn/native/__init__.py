@@ -36,8 +36,9 @@ kernel writing and reading its half in place: :func:`_two_directions`), and the
 forward kernels advise transparent huge pages (``MADV_HUGEPAGE``) for the buffers they
 save. Both are ``jax.custom_vjp`` functions: ``jit``,
 ``grad``/``vjp`` and ``vmap`` (one kernel call per batched element) work; forward-mode
-autodiff (``jvp``, ``jacfwd``) and second derivatives do not (use the layers'
-``native=False``).
+autodiff (``jvp``, ``jacfwd``) and second derivatives do not: the layers' default
+``native=None`` takes the XLA scan in calls those trace (``native=False`` where they are
+applied to an already jitted function, which a call cannot see).
 
 They run float32, and bfloat16 where the AVX-512 build runs on a CPU with AVX512_BF16: with
 bfloat16 inputs, weights and states, the products accumulate in float32 (``vdpbf16ps``,
