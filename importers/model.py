@@ -82,19 +82,46 @@ def _live_arrays(layer: Any) -> list:
     return [np.asarray(w) for w in layer.get_weights()]
 
 
-def _inner_layers(model: str, weight_names: list, arrays: list) -> dict[str, list]:
-    """A legacy .h5 nested model's arrays by inner layer: the model is one group, and its
-    weight names start with the inner layer's (``inner_lstm/kernel:0``), or with the
-    model's then the layer's (``model/inner_lstm/kernel:0``)."""
-    groups: dict[str, list] = {}
-    for wname, arr in zip(weight_names, arrays):
-        parts = wname.split("/")
-        key = parts[1] if parts[0] == model and len(parts) > 2 else parts[0]
-        groups.setdefault(key, []).append(arr)
-    return groups
+def owned_weights(weight_names: list, path: tuple, claimed: set) -> list[int]:
+    """Indices of the legacy ``.h5`` weights of a nested model's group that belong to the
+    layer at ``path`` (the nested models' names from the group's down, then the layer's)
+    and are not ``claimed`` yet; they are added to ``claimed``. Keras 2 names a weight by
+    the scopes it was created in: the layer's own name first when the layer was built
+    before the model (``il/lstm_cell/kernel:0``, however deep the nesting), or the models'
+    names down to the layer when it was built in their call (``mid/inner/il/kernel:0``):
+    a name that starts with a tail of ``path`` and goes on below it."""
+    found = []
+    for index, weight in enumerate(weight_names):
+        parts = str(weight).split("/")
+        if index not in claimed and any(
+            len(parts) > len(path) - k and parts[: len(path) - k] == list(path[k:])
+            for k in range(len(path))
+        ):
+            found.append(index)
+    claimed.update(found)
+    return found
 
 
-def _from_layer_weights(layers: Mapping[str, Any]) -> _Weights:
+def _legacy_nested(
+    weight_names: list, arrays: list, scopes: tuple, claimed: set, groups: list | None
+) -> _Weights:
+    """A legacy ``.h5`` nested model (one group holding the weights of all its layers and
+    of the models nested in it) as :class:`_Weights`: each layer's arrays picked by their
+    names (:func:`owned_weights`), in the file's order. ``groups`` collects (group,
+    weight names, claimed) for the check that every array found its layer."""
+    if groups is not None:
+        groups.append((scopes[0], weight_names, claimed))
+
+    def take(layer: str) -> list:
+        return [arrays[k] for k in owned_weights(weight_names, (*scopes, layer), claimed)]
+
+    def child(model: str) -> _Weights:
+        return _legacy_nested(weight_names, arrays, (*scopes, model), claimed, None)
+
+    return _Weights(take, child)
+
+
+def _from_layer_weights(layers: Mapping[str, Any], groups: list | None = None) -> _Weights:
     def arrays(name: str) -> list:
         return list(layers[name].arrays) if name in layers else []
 
@@ -103,9 +130,8 @@ def _from_layer_weights(layers: Mapping[str, Any]) -> _Weights:
         if lw is None:
             return _from_layer_weights({})
         if lw.children:
-            return _from_layer_weights(lw.children)
-        groups = _inner_layers(name, lw.weight_names, lw.arrays)
-        return _Weights(lambda n: groups.get(n, []), lambda n: _from_layer_weights({}))
+            return _from_layer_weights(lw.children, groups)
+        return _legacy_nested(list(lw.weight_names), list(lw.arrays), (name,), set(), groups)
 
     return _Weights(arrays, child)
 
@@ -885,7 +911,8 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
     config = kf.model_config
     _no_top_level_weights(kf)
     asked: set[str] = set()
-    base = _from_layer_weights(kf.layer_weights)
+    nested: list = []
+    base = _from_layer_weights(kf.layer_weights, nested)
     weights = _Weights(
         lambda n: asked.add(n) or base.arrays(n), lambda n: asked.add(n) or base.child(n)
     )
@@ -896,11 +923,14 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
         weights = _converting(weights, config, kf.keras_version, kf.backend)
     model = ImportedModel(config, weights, custom_layers, major)
     unused = [n for n, lw in kf.layer_weights.items() if lw.arrays and n not in asked]
+    for group, names, claimed in nested:
+        unused += [f"{group}/{w}" for k, w in enumerate(names) if k not in claimed]
     if unused:
         raise ExtraWeightsError(
             f"{path}: the file holds weights of layers {unused[:10]} that the model config "
-            "does not have; refusing to drop them (Keras refuses such a file too: 'Layer "
-            "count mismatch'). The file is damaged or its config was edited.",
+            "does not have (a nested model's by their weight names); refusing to drop them "
+            "(Keras refuses such a file too: 'Layer count mismatch'). The file is damaged or "
+            "its config was edited.",
             path=path,
             where=unused[0],
         )

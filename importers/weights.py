@@ -167,16 +167,25 @@ def _as_stored_by_keras2(
     layers one by one (``convert_nested_model``), from their legacy weight ``names``."""
     import jrnn
     from importers import convert, legacy
-    from importers.model import ImportedModel, _inner_layers
+    from importers.model import ImportedModel, owned_weights
 
     if isinstance(module, ImportedModel):
         if names is None or kf.format not in ("h5_full", "h5_weights"):
             return list(arrays)  # Keras 3 files: nothing Keras 2 converts
-        groups = _inner_layers(name, names, arrays)
-        out = []
-        for inner, layer in module.layers.items():
-            out += _as_stored_by_keras2(layer, groups.pop(inner, []), kf, inner)
-        return out + [a for rest in groups.values() for a in rest]  # the count check names them
+        claimed: set[int] = set()
+
+        def layers_of(model: ImportedModel, scopes: tuple) -> list:
+            out = []
+            for inner, layer in model.layers.items():
+                if isinstance(layer, ImportedModel):  # a model nested in the nested model
+                    out += layers_of(layer, (*scopes, inner))
+                    continue
+                mine = [arrays[k] for k in owned_weights(names, (*scopes, inner), claimed)]
+                out += _as_stored_by_keras2(layer, mine, kf, inner)
+            return out
+
+        out = layers_of(module, (name,))
+        return out + [a for k, a in enumerate(arrays) if k not in claimed]  # the count check
 
     if isinstance(module, jrnn.Bidirectional):
         half = len(arrays) // 2  # as Keras 2 splits them

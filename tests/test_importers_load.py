@@ -5,11 +5,13 @@ from __future__ import annotations
 import pathlib
 import warnings
 
+import h5py
 import jax
 import keras
 import numpy as np
 import pytest
 
+import importers
 from importers.model import load
 from importers.weights import keras_params
 from tests.helpers import randomize_keras
@@ -214,6 +216,39 @@ def test_nested_sequential_in_functional(tmp_path, lib_name):
     _rand_weights(inner, seed=7)
     _check(m, _x(2, 5, 3), tmp_path, files=(".keras", ".h5"))
     assert set(load(m).get_layer("encoder").layers.keys()) == {layer.name for layer in inner.layers}
+
+
+@pytest.mark.parametrize("shape", ["two_levels", "named_like_its_layer"])
+def test_tf_keras_h5_models_nested_twice_or_named_like_a_layer(tmp_path, shape):
+    """A tf.keras .h5 keeps a nested model's weights in one group under the names of the
+    scopes they were made in: the innermost layer's (``il/lstm_cell/kernel:0``) however deep
+    the nesting. jrnn read the first name component below the group as the layer: a model
+    nested twice lost its inner LSTM's arrays, and a nested model "enc" holding an LSTM
+    "enc" took the LSTM's weights for a layer "lstm_cell"; both raised WeightShapeError."""
+    tfk = pytest.importorskip("tf_keras")
+    L = tfk.layers
+    a = tfk.Input((None, 4), name="a_in")
+    name = "enc" if shape == "named_like_its_layer" else "il"
+    inner = tfk.Model(a, L.LSTM(5, return_sequences=True, name=name)(a), name="enc")
+    if shape == "two_levels":
+        b = tfk.Input((None, 4), name="b_in")
+        inner = tfk.Model(b, L.Dense(3, name="md")(inner(b)), name="mid")
+    x = tfk.Input((None, 4), name="x")
+    model = tfk.Model(x, L.GRU(2, name="og")(inner(x)), name="outer")
+    _check(model, _x(2, 5, 4), tmp_path, files=(".h5",))
+    _rand_weights(model, seed=3)
+    weights = tmp_path / "w.h5"
+    model.save_weights(weights)
+    twin = load(tmp_path / "m.h5")
+    importers.load_weights(twin, weights)
+    np.testing.assert_allclose(twin(_x(2, 5, 4)), model(_x(2, 5, 4)), atol=1e-5)
+    with h5py.File(tmp_path / "m.h5", "a") as f:  # a weight no layer of the group owns
+        group = f["model_weights"][inner.name]
+        group.create_dataset("zz/kernel:0", data=np.ones((2, 2), np.float32))
+        names = [n if isinstance(n, bytes) else n.encode() for n in group.attrs["weight_names"]]
+        group.attrs["weight_names"] = np.array([*names, b"zz/kernel:0"])
+    with pytest.raises(importers.errors.ExtraWeightsError, match=r"zz/kernel:0"):
+        load(tmp_path / "m.h5")  # was dropped without a word
 
 
 @pytest.mark.parametrize("rank", [1, 2])
