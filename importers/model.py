@@ -311,6 +311,7 @@ class ImportedModel(nnx.Module):
         # Input's dtype before the first layer sees it (float64 or float16 data into a
         # float32 Input is rounded there).
         input_dtypes: dict = {}
+        input_shapes: dict = {}  # their (batch, ...) shapes, None for an unknown size
         batch_sizes: set = set()  # the Inputs' fixed batch sizes (a stateful model has one)
         # Tensors whose shape stems from an input with an unknown (None) size past the time
         # axis: sizes that propagation filled with _UNKNOWN_DIM, which a ConvLSTM cannot use.
@@ -324,6 +325,7 @@ class ImportedModel(nnx.Module):
                 dtype = _input_dtype(first)
                 if first["class_name"] == "InputLayer":
                     input_dtypes[("__input__", 0, 0)] = dtype
+                input_shapes[("__input__", 0, 0)] = shape
                 batch_sizes.add((shape or [None])[0])
             specs[("__input__", 0, 0)] = (_spec(shape, dtype), None)
             if _vague(shape):
@@ -344,6 +346,7 @@ class ImportedModel(nnx.Module):
                         None,
                     )
                     input_dtypes[(_entry_name(entry), 0, 0)] = _input_dtype(entry)
+                    input_shapes[(_entry_name(entry), 0, 0)] = _batch_shape(entry)
                     batch_sizes.add((_batch_shape(entry) or [None])[0])
                     if _vague(_batch_shape(entry)):
                         vague.add((_entry_name(entry), 0, 0))
@@ -420,6 +423,11 @@ class ImportedModel(nnx.Module):
         self._input_dtypes = tuple(
             None if ref not in input_dtypes else input_dtypes[ref].name for ref in inputs
         )
+        self._input_shapes = tuple(
+            None if input_shapes.get(ref) is None
+            else tuple(None if d is None else int(d) for d in input_shapes[ref])
+            for ref in inputs
+        )  # fmt: skip
         self._output_tree = None if tree is None else _freeze(tree)
         # Each node output's (shape, dtype, whether a Keras mask rides on it), as
         # propagated while building: what the exporter writes for a tensor argument. A
@@ -516,6 +524,11 @@ class ImportedModel(nnx.Module):
 
     def call_with_mask(self, inputs: Any, mask: Any = None, *, training: bool = False):
         """``(outputs, output mask)``; used when this model is nested in another."""
+        names = [ref[0] for ref in self._inputs]
+        if self._input_keys is None and isinstance(inputs, dict) and set(inputs) == set(names):
+            inputs = [inputs[n] for n in names]  # by Input layer name, as tf.keras takes them
+            if isinstance(mask, dict):
+                mask = [mask.get(n) for n in names]
         if self._input_keys is not None and isinstance(inputs, dict):
             # Keras 3's keras.Model({"key": Input, ...}): a dict by those keys (or a list in
             # the config's key order, as input_specs lists them)
@@ -534,10 +547,12 @@ class ImportedModel(nnx.Module):
             )
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(xs)
         tensors: dict = {}
-        for ref, x, m, dtype in zip(self._inputs, xs, masks, self._input_dtypes):
+        for k, (ref, x, m, dtype) in enumerate(zip(self._inputs, xs, masks, self._input_dtypes)):
             if dtype is not None:  # int64 is int32 without x64, as JAX makes every array
                 dtype = jax.dtypes.canonicalize_dtype(dtype)
-            tensors[ref] = (jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype), m)
+            x = jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype)
+            self._check_input_shape(k, x.shape)
+            tensors[ref] = (x, m)
         for name, idx, refs, is_list, kwargs in self._plan:
             vals = [tensors[r][0] for r in refs]
             masks = [tensors[r][1] for r in refs]
@@ -566,6 +581,20 @@ class ImportedModel(nnx.Module):
             tree = _thaw(self._output_tree)
             return _nest(tree, results), _nest(tree, out_masks)
         return results, out_masks
+
+    def _check_input_shape(self, k: int, shape: tuple) -> None:
+        """Keras' input spec: the sizes an Input fixes past the batch axis (``Input((7,
+        3))``: 7 steps of 3 features) must be the array's, where the ranks agree (Keras
+        squeezes or adds a last axis of size 1, and the layers check ranks)."""
+        fixed = self._input_shapes[k] if k < len(self._input_shapes) else None
+        if fixed is None or len(fixed) != len(shape):
+            return
+        if any(want is not None and want != got for want, got in zip(fixed[1:], shape[1:])):
+            which = f"input {k} ({self._inputs[k][0]!r})" if len(self._inputs) > 1 else "`inputs`"
+            raise ValueError(
+                f"{self.name}: {which} must have shape {fixed} (None: any size), as the "
+                f"Keras model's Input; received shape {tuple(shape)}."
+            )
 
 
 def _listed(tree: Any, top: bool = True) -> Any:

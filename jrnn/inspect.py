@@ -21,9 +21,9 @@ from flax import nnx
 
 from jrnn import _checks
 from jrnn.cells.base import RNNCellBase
-from jrnn.cells.cudnn import _CuDNNCell
+from jrnn.cells.cudnn import _CuDNNCell, cudnn_kernel_to_keras, cudnn_recurrent_to_keras
 from jrnn.cells.stacked import StackedRNNCells
-from jrnn.layers.wrappers import Bidirectional
+from jrnn.layers.wrappers import Bidirectional, TimeDistributed
 from jrnn.rnn import RNN, at_top_trace, creates_variables_in_call
 
 GATE_LABELS = {
@@ -55,6 +55,11 @@ def _cell_weights(cell: RNNCellBase, concat_gates: bool) -> dict[str, Any]:
     if concat_gates:
         return weights
     labels = gate_labels(cell)
+    if isinstance(cell, _CuDNNCell):  # cuDNN's stored blocks -> the matrices applied to x, h
+        weights["kernel"] = np.asarray(cudnn_kernel_to_keras(weights["kernel"], cell.gates))
+        weights["recurrent_kernel"] = np.asarray(
+            cudnn_recurrent_to_keras(weights["recurrent_kernel"], cell.gates)
+        )
     out = {name: _split(w, labels) for name, w in weights.items() if name != "bias"}
     if "bias" in weights:
         b = weights["bias"]
@@ -74,11 +79,20 @@ def _cell_weights(cell: RNNCellBase, concat_gates: bool) -> dict[str, Any]:
 def get_rnn_weights(layer: Any, concat_gates: bool = True) -> Any:
     """Kernel, recurrent kernel and bias of a recurrent layer or cell, as NumPy arrays.
 
-    Returns ``{"kernel", "recurrent_kernel", "bias"}`` (bias absent without ``use_bias``).
-    With ``concat_gates=False`` each entry is a dict by gate label (e.g. ``kernel["FORGET"]``
-    of shape ``(in, units)``); two-part biases (GRU ``reset_after``, CuDNN layers) give
-    ``bias[gate] = {"input": ..., "recurrent": ...}``. Stacked cells give a list (one entry
-    per cell); Bidirectional gives ``{"forward": ..., "backward": ...}``.
+    Returns ``{"kernel", "recurrent_kernel", "bias"}`` (bias absent without ``use_bias``),
+    the stored parameters as they are (Keras' ``get_weights()``; what
+    :func:`with_rnn_weights` takes back). With ``concat_gates=False`` each entry is a dict
+    by gate label: ``kernel[gate]`` of shape ``(in, units)`` (ConvLSTM ``(*kernel_size,
+    in, filters)``) and ``recurrent_kernel[gate]`` of shape ``(units, units)``, whose
+    ``[i, j]`` is the weight from input (or unit) ``i`` to unit ``j`` of that gate, the
+    matrix applied to ``x_t`` (``h_{t-1}``). For CuDNNLSTM/CuDNNGRU, which store each
+    gate's cuDNN matrix row-major, the per-gate blocks are converted to that layout as
+    the cell's ``keras_equivalent_weights()`` converts them (the concatenated arrays stay
+    in the stored cuDNN layout); gradients from :func:`gate_gradients` are converted the
+    same way, so they are the gradients w.r.t. these applied matrices. Two-part biases
+    (GRU ``reset_after``, CuDNN layers) give ``bias[gate] = {"input": ..., "recurrent":
+    ...}``. Stacked cells give a list (one entry per cell); Bidirectional gives
+    ``{"forward": ..., "backward": ...}``.
     """
     concat_gates = _checks.boolean(concat_gates, "concat_gates", "get_rnn_weights")
     if isinstance(layer, Bidirectional):
@@ -223,9 +237,13 @@ def gradients_over_time(layer: Any, x: Any, *, loss=None, mask: Any = None) -> j
     """``(batch, time)`` norms of d loss / d x_t: how much each timestep's input still
     moves the loss — the vanishing/exploding-gradient picture over time.
 
-    ``loss(outputs) -> scalar`` defaults to the sum of squares of the layer's (first)
-    output, e.g. the last output of a ``return_sequences=False`` layer.
+    ``loss(output) -> scalar`` defaults to the sum of squares of the layer's output (e.g.
+    the last output of a ``return_sequences=False`` layer). It is applied to each output
+    and summed, as Keras applies a loss: both outputs of a Bidirectional with
+    ``merge_mode=None``; the states ``return_state`` adds are no outputs (see
+    :func:`get_gradients`).
     """
+    _inputs_are_arrays("gradients_over_time", x)
     if loss is not None and not callable(loss):
         raise TypeError(
             f"gradients_over_time: `loss` must be a function of the outputs (or None for the "
@@ -248,7 +266,13 @@ def get_gradients(
     perturbation is added to each output and differentiated).
 
     ``loss(y_pred, y)`` defaults to the mean squared error when ``y`` is given, else the sum
-    of squares of the output. Per gate: pass the weights' gradient state through
+    of squares of the output. A model with several outputs gets the loss of each, summed,
+    as Keras does (``y`` is then a list of one target per output): a Bidirectional with
+    ``merge_mode=None`` has two, ``(y, y_rev)``; a module that returns a tuple, list or
+    dict, each array in it. The states a jrnn layer's ``return_state`` adds are left out
+    (also at the end of an ``nnx.Sequential`` or inside ``TimeDistributed``).
+    ``wrt="outputs"`` gives one gradient per output: an array, or a tuple of them.
+    Per gate: pass the weights' gradient state through
     :func:`get_rnn_weights` after ``nnx.update`` on a copy, or use
     :func:`gate_gradients`.
 
@@ -256,13 +280,16 @@ def get_gradients(
     model structure, shapes, ``wrt``, ``loss`` (pass the same function to reuse it) and
     non-array ``call_kwargs``, as eager layer calls do.
     """
+    _inputs_are_arrays("get_gradients", x, y)
     if loss is None:
         loss = _mean_squared_error if y is not None else _sum_of_squares
     if isinstance(wrt, str) and wrt == "weights":
         return _gradient("weights", model, x, y, loss, call_kwargs)
     if isinstance(wrt, str) and wrt == "outputs":
-        out = _first(model(x, **call_kwargs))
-        return jax.grad(lambda o: loss(o, y))(out)
+        with _unchanged(model):
+            outs = _loss_outputs(model, model(x, **call_kwargs))
+        grads = jax.grad(lambda o: _summed_loss(loss, o, y))(outs)
+        return grads[0] if len(grads) == 1 else grads
     try:
         names = tuple(_selectors(wrt, "get_gradients", "wrt"))
     except TypeError:
@@ -291,8 +318,55 @@ def get_gradients(
     return dict(zip(names, grads))
 
 
-def _first(out: Any) -> Any:
-    return out[0] if isinstance(out, tuple) else out
+def _inputs_are_arrays(function: str, x: Any, y: Any = None) -> None:
+    """Refuse a string, None or object for ``x`` (``y``) before it reaches a jit program,
+    naming the function called (see-rnn's order ``get_gradients(model, _id, x)`` puts a
+    layer name where jrnn takes ``x``)."""
+    if x is None:
+        raise ValueError(
+            f"{function}: `x` must be an array (or a list of arrays) of the model's inputs; "
+            "received None."
+        )
+    _checks.arrays(function, x=x, y=y)
+
+
+def _loss_outputs(module: Any, out: Any) -> tuple:
+    """The outputs of ``module``'s call (``out``) that a loss applies to, in order: the
+    states a jrnn layer's ``return_state`` adds are left out. A recurrent layer gives its
+    output; a Bidirectional its merged output, with ``merge_mode=None`` its two;
+    ``TimeDistributed`` and ``nnx.Sequential`` as the layer they wrap or end with; any
+    other module every array it returns (Keras applies a loss to each model output)."""
+    if isinstance(module, nnx.Sequential) and len(module.layers):
+        return _loss_outputs(module.layers[-1], out)
+    if isinstance(module, TimeDistributed):
+        return _loss_outputs(module.layer, out)
+    several = isinstance(out, (tuple, list))
+    if isinstance(module, Bidirectional):
+        return tuple(out[: 2 if module.merge_mode is None else 1]) if several else (out,)
+    if isinstance(module, RNN):
+        return (out[0],) if several else (out,)
+    return tuple(jax.tree_util.tree_leaves(out))
+
+
+def _summed_loss(loss: Any, outputs: tuple, y: Any, *, with_target: bool = True) -> Any:
+    """``loss`` of each output (with its target), summed, as Keras sums a model's losses.
+    One output is given ``y`` as it is; several need one target each (or ``y=None``)."""
+    if len(outputs) == 1:
+        return loss(outputs[0], y) if with_target else loss(outputs[0])
+    if y is None:
+        targets: list = [None] * len(outputs)
+    else:
+        targets = jax.tree_util.tree_leaves(y) if isinstance(y, (tuple, list, dict)) else [y]
+        if len(targets) != len(outputs):
+            raise ValueError(
+                f"get_gradients: the model returns {len(outputs)} outputs (shapes "
+                f"{[tuple(jnp.shape(o)) for o in outputs]}), so `y` must be a list of "
+                f"{len(outputs)} targets, one per output (the loss of each is summed, as "
+                f"Keras does); received {len(targets)} array(s)."
+            )
+    if not with_target:
+        return sum(loss(o) for o in outputs)
+    return sum(loss(o, t) for o, t in zip(outputs, targets))
 
 
 def _sum_of_squares(prediction: Any, target: Any = None) -> jax.Array:
@@ -377,9 +451,14 @@ def _eager(model: nnx.Module) -> bool:
 def _gradient_program(model, target, x, y, arrays, *, mode, loss, static, names):
     kwargs = {**arrays, **dict(static)}
     if mode == "weights":
-        return nnx.grad(lambda m, x: loss(_first(m(x, **kwargs)), y))(model, target)
+        return nnx.grad(lambda m, x: _summed_loss(loss, _loss_outputs(m, m(x, **kwargs)), y))(
+            model, target
+        )
     if mode == "inputs":
-        return nnx.grad(lambda m, x: loss(_first(m(x, **kwargs))), argnums=1)(model, target)
+        return nnx.grad(
+            lambda m, x: _summed_loss(loss, _loss_outputs(m, m(x, **kwargs)), y, with_target=False),
+            argnums=1,
+        )(model, target)
 
     def perturbed(m, eps):  # eps: one perturbation per (key, path) of `names`, in order
         modules = dict(nnx.iter_graph(m))
@@ -389,7 +468,7 @@ def _gradient_program(model, target, x, y, arrays, *, mode, loss, static, names)
             return jax.tree_util.tree_map(jnp.add, out, eps[keys.index(key)])
 
         with _hooked({key: modules[path] for key, path in names}, add):
-            return loss(_first(m(x, **kwargs)), y)
+            return _summed_loss(loss, _loss_outputs(m, m(x, **kwargs)), y)
 
     return nnx.grad(perturbed, argnums=1)(model, target)
 
@@ -402,15 +481,21 @@ def gradient_norms_over_time(
 ) -> jax.Array:
     """``(batch, time)`` L2 norms over units of d loss / d h_t, where ``h_t`` is the
     per-timestep output of the named ``return_sequences`` sub-layer ``layer`` (see
-    :func:`get_gradients` with ``wrt=[layer]``): vanishing/exploding gradient diagnosis."""
+    :func:`get_gradients` with ``wrt=[layer]``): vanishing/exploding gradient diagnosis.
+    A layer with several outputs (a Bidirectional with ``merge_mode=None``) gives the
+    norm over the units of all of them; ``return_state``'s states are left out."""
+    _inputs_are_arrays("gradient_norms_over_time", x, y)
     g = get_gradients(model, x, y, loss=loss, wrt=[layer], **call_kwargs)[layer]
-    g = g[0] if isinstance(g, tuple) else g
-    if g.ndim < 3:
+    outputs = _loss_outputs(sub_layer(model, layer), g)
+    short = [tuple(o.shape) for o in outputs if o.ndim < 3]
+    if short or len({tuple(o.shape[:2]) for o in outputs}) != 1:
         raise ValueError(
-            f"gradient_norms_over_time: layer {layer!r} must return sequences, expected an "
-            f"output of shape (batch, time, ...); received shape {tuple(g.shape)}."
+            f"gradient_norms_over_time: layer {layer!r} must return sequences, expected "
+            f"output(s) of shape (batch, time, ...); received shape(s) "
+            f"{[tuple(o.shape) for o in outputs]}."
         )
-    return jnp.sqrt(jnp.sum(jnp.square(g).reshape(*g.shape[:2], -1), axis=-1))
+    squares = sum(jnp.sum(jnp.square(o).reshape(*o.shape[:2], -1), axis=-1) for o in outputs)
+    return jnp.sqrt(squares)
 
 
 def gate_gradients(
@@ -421,7 +506,14 @@ def gate_gradients(
 
     Without ``model``, the loss is of ``layer(x)``; with it, of ``model(x)``, and ``layer``
     is one of its sub-layers (the module, or a name or index as :func:`get_outputs` takes
-    them): see-rnn's ``get_gradients(model, _id, ..., mode="weights")`` per gate."""
+    them): see-rnn's ``get_gradients(model, _id, ..., mode="weights")`` per gate. The
+    default loss covers every output (both of a Bidirectional with ``merge_mode=None``),
+    as :func:`get_gradients`. CuDNN layers' gate blocks are the gradients w.r.t. the
+    matrices applied to ``x`` and ``h`` (Keras' layout), as :func:`get_rnn_weights` gives
+    their weights. ``layer`` (a recurrent layer, cell or Bidirectional) and ``x`` are
+    checked before any gradient is computed."""
+    _chosen_layer("gate_gradients", layer, model, recurrent=True)
+    _inputs_are_arrays("gate_gradients", x, y)
     twin = layer_gradients(layer, x, y, loss=loss, model=model, **call_kwargs)
     return get_rnn_weights(twin, concat_gates=False)
 
@@ -431,16 +523,48 @@ def layer_gradients(
 ) -> nnx.Module:
     """A copy of ``layer`` whose weights hold the gradients of the loss w.r.t. them, to read
     through :func:`get_rnn_weights` or plot (``jrnn.plot.rnn_histogram(...,
-    mode="grads")``). ``model``, ``loss`` and ``call_kwargs`` as :func:`gate_gradients`."""
+    mode="grads")``). ``model``, ``loss`` and ``call_kwargs`` as :func:`gate_gradients`;
+    ``layer`` and ``x`` are checked before any gradient is computed."""
+    _chosen_layer("layer_gradients", layer, model)
+    _inputs_are_arrays("layer_gradients", x, y)
     if model is None:
-        if not isinstance(layer, nnx.Module):
-            raise TypeError(
-                f"`layer` must be an nnx.Module without `model`; received {layer!r} (pass "
-                "`model=` to choose a sub-layer by name or index)."
-            )
         model = layer
     grads = get_gradients(model, x, y, loss=loss, wrt="weights", **call_kwargs)
     return with_values(model, grads, layer)
+
+
+_RECURRENT = (RNN, Bidirectional, RNNCellBase, StackedRNNCells)
+
+
+def _chosen_layer(function: str, layer: Any, model: Any, *, recurrent: bool = False) -> Any:
+    """The module ``layer`` chooses (itself, or with ``model`` one of its sub-layers: the
+    module, a name or an index), checked before any work, errors naming ``function``;
+    ``recurrent``: it must be what :func:`get_rnn_weights` splits per gate."""
+    if model is None:
+        if not isinstance(layer, nnx.Module):
+            raise TypeError(
+                f"{function}: `layer` must be an nnx.Module without `model`; received "
+                f"{layer!r:.60} (pass `model=` to choose a sub-layer by name or index)."
+            )
+        module = layer
+    elif not isinstance(model, nnx.Module):
+        raise TypeError(
+            f"{function}: `model` must be an nnx.Module; received {type(model).__name__}."
+        )
+    else:
+        module = dict(nnx.iter_graph(model))[_path_of(model, layer, function)]
+    if recurrent and not isinstance(module, _RECURRENT):
+        hint = (
+            " (pass the recurrent layer it wraps, `.layer`, with `model=` the TimeDistributed"
+            " or the model holding it)"
+            if isinstance(module, TimeDistributed)
+            else ""
+        )
+        raise TypeError(
+            f"{function}: `layer` must be a jrnn recurrent layer, cell or Bidirectional "
+            f"(whose weights split per gate); received {type(module).__name__}{hint}."
+        )
+    return module
 
 
 def with_values(
@@ -470,7 +594,7 @@ def with_values(
     nnx.update(twin, state)
     if layer is None or layer is model:
         return twin
-    return dict(nnx.iter_graph(twin))[_path_of(model, layer)]
+    return dict(nnx.iter_graph(twin))[_path_of(model, layer, "with_values")]
 
 
 def sub_layer(model: nnx.Module, layer: Any) -> nnx.Module:
@@ -481,20 +605,22 @@ def sub_layer(model: nnx.Module, layer: Any) -> nnx.Module:
     return dict(nnx.iter_graph(model))[_path_of(model, layer)]
 
 
-def _path_of(model: nnx.Module, layer: Any) -> tuple:
+def _path_of(model: nnx.Module, layer: Any, function: str = "sub_layer") -> tuple:
     if not isinstance(layer, nnx.Module):
-        selectors = _selectors(layer, "sub_layer", "layer")
+        selectors = _selectors(layer, function, "layer")
         chosen = _find(model, selectors)
         if len(selectors) != 1 or len(chosen) != 1:
             raise ValueError(
-                f"`layer` must choose one layer of the model; {layer!r} chose {list(chosen)}."
+                f"{function}: `layer` must choose one layer of the model; {layer!r} chose "
+                f"{list(chosen)}."
             )
         layer = next(iter(chosen.values()))
     for path, module in nnx.iter_graph(model):
         if module is layer:
             return path
     raise ValueError(
-        f"`layer` ({type(layer).__name__}) is not a sub-layer of `model` ({type(model).__name__})."
+        f"{function}: `layer` ({type(layer).__name__}) is not a sub-layer of `model` "
+        f"({type(model).__name__})."
     )
 
 

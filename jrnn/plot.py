@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -29,15 +31,25 @@ def _finish(fig, savepath: str | None, dpi: int = 100):
     return fig
 
 
+def _plottable(data: Any) -> np.ndarray:
+    """``data`` as a NumPy array matplotlib can draw: floats other than float32/float64
+    (bfloat16, float16) as float32 — matplotlib cannot reduce or bin ``ml_dtypes`` arrays.
+    Every plot takes its data through here."""
+    data = np.asarray(data)
+    if jnp.issubdtype(data.dtype, jnp.floating) and data.dtype not in (np.float32, np.float64):
+        return data.astype(np.float32)
+    return data
+
+
 def _directions(layer: Any, concat_gates: bool) -> list[tuple[str, dict]]:
-    """One ``(title, weights)`` block per direction and cell."""
+    """One ``(title, weights)`` block per direction and cell, arrays as :func:`_plottable`."""
 
     def blocks(weights: Any, title: str) -> list[tuple[str, dict]]:
         if isinstance(weights, list):  # stacked cells
             return [(f"{title} CELL {k}".strip(), w) for k, w in enumerate(weights)]
         return [(title, weights)]
 
-    weights = inspect_lib.get_rnn_weights(layer, concat_gates=concat_gates)
+    weights = jax.tree.map(_plottable, inspect_lib.get_rnn_weights(layer, concat_gates))
     if isinstance(weights, dict) and set(weights) == {"forward", "backward"}:
         return blocks(weights["forward"], "FORWARD LAYER") + blocks(
             weights["backward"], "BACKWARD LAYER"
@@ -88,6 +100,7 @@ def _drawn_layer(
         )
     target = layer if model is None else model
     _check_call_keywords(target, call_kwargs, function)
+    inspect_lib._chosen_layer(function, layer, model, recurrent=True)
     if data is not None and not isinstance(data, nnx.State):  # get_rnn_weights' form
         if model is not None:
             layer = inspect_lib.sub_layer(model, layer)
@@ -100,6 +113,7 @@ def _drawn_layer(
                 f"{function}: mode='grads' needs the inputs `x` (and `y` for the default mean "
                 "squared error; without it, the sum of squares of the output is the loss)."
             )
+        inspect_lib._inputs_are_arrays(function, x, y)
         return inspect_lib.layer_gradients(layer, x, y, loss=loss, model=model, **call_kwargs)
     if call_kwargs or x is not None or y is not None or loss is not None:
         raise ValueError(
@@ -121,12 +135,19 @@ def _color_range(norm: Any, auto: tuple, function: str) -> tuple:
     raise ValueError(f"{function}: `norm` must be 'auto', None or (vmin, vmax); received {norm!r}.")
 
 
-def _features(data: Any, function: str, shapes: str) -> np.ndarray:
-    data = np.asarray(data)
-    if data.ndim not in (2, 3):
+def _features(
+    data: Any,
+    function: str,
+    shapes: str,
+    ranks: tuple[int, ...] = (2, 3),
+    hint: str = "reshape ConvLSTM outputs to (samples, timesteps, channels) first",
+) -> np.ndarray:
+    """``data`` as a plottable array (:func:`_plottable`) of one of ``ranks``, else a
+    ValueError naming ``function``, the ``shapes`` expected and the shape received."""
+    data = _plottable(data)
+    if data.ndim not in ranks:
         raise ValueError(
-            f"{function}: `data` must be {shapes}; received shape {data.shape} (reshape "
-            "ConvLSTM outputs to (samples, timesteps, channels) first)."
+            f"{function}: `data` must be {shapes}; received shape {data.shape} ({hint})."
         )
     return data
 
@@ -258,26 +279,27 @@ def rnn_heatmap(
     **call_kwargs: Any,
 ):
     """Kernel and recurrent kernel (and bias) as images with gate separator lines and gate
-    labels; ``norm="auto"`` is a symmetric colour range ``±max|w|`` over the kernels of all
-    directions; 1-D recurrent kernels (IndRNN) are drawn as a narrow column.
+    labels (each cell of a stack its own); ``norm="auto"`` is a symmetric colour range
+    ``±max|w|`` over the kernels of all directions; 1-D recurrent kernels (IndRNN) are
+    drawn as a narrow column. Rows are the inputs (``"Channel units"``) or the units
+    (``"Hidden units"``), columns the units of each gate: the gate blocks of
+    :func:`jrnn.inspect.get_rnn_weights` with ``concat_gates=False`` side by side, so
+    CuDNN layers are drawn in Keras' applied layout (``[i, j]``: input ``i`` to unit
+    ``j``), not their stored cuDNN blocks.
 
     ``mode="grads"``, ``x``, ``y``, ``model``, ``loss``, ``data`` and extra call keywords
     as :func:`rnn_histogram`: the weights' gradients, a sub-layer of a model, given values.
     """
     layer = _drawn_layer(layer, mode, data, x, y, model, loss, call_kwargs, "rnn_heatmap")
     plt = _plt()
-    blocks = _directions(layer, concat_gates=True)
-    first_cell = layer
-    while hasattr(first_cell, "forward_layer"):
-        first_cell = first_cell.forward_layer
-    cell = getattr(first_cell, "cell", first_cell)
-    if hasattr(cell, "cells"):
-        cell = cell.cells[0]
-    labels = inspect_lib.gate_labels(cell)
+    # Per gate, then side by side: each block's own labels, CuDNN in the applied layout.
+    blocks = [
+        (title, _joined_gates(weights)) for title, weights in _directions(layer, False)
+    ]
     mats = []
-    for _, weights in blocks:
+    for _, (weights, _) in blocks:
         for name in ("kernel", "recurrent_kernel"):
-            m = np.asarray(weights[name])
+            m = weights[name]
             m = m.reshape(-1, m.shape[-1]) if m.ndim > 2 else (m[:, None] if m.ndim == 1 else m)
             mats.append(np.abs(m) if absolute_value else m)
     if normalize:
@@ -291,7 +313,7 @@ def rnn_heatmap(
         n_rows, len(blocks), figsize=(5 * len(blocks), 3 * n_rows), squeeze=False
     )
     k = 0
-    for b, (title, weights) in enumerate(blocks):
+    for b, (title, (weights, labels)) in enumerate(blocks):
         for r, name in enumerate(("kernel", "recurrent_kernel")):
             ax = axes[r, b]
             m = mats[k]
@@ -320,10 +342,7 @@ def rnn_heatmap(
             if bias is None:
                 ax.axis("off")
                 continue
-            bias = np.atleast_2d(np.asarray(bias))
-            width = mats[k - 2].shape[1]  # the kernel's gate blocks
-            if bias.shape == (1, 2 * width):  # CuDNN: input biases, then recurrent biases
-                bias = bias.reshape(2, width)
+            bias = np.atleast_2d(bias)
             bias = np.abs(bias) if absolute_value else bias
             if norm == "auto" and not (absolute_value or normalize):
                 bmax = float(np.nanmax(np.abs(bias))) or 1.0
@@ -348,6 +367,23 @@ def rnn_heatmap(
     if mode == "grads" and data is None:
         fig.suptitle("weight gradients", fontsize=10)
     return _finish(fig, savepath)
+
+
+def _joined_gates(weights: dict) -> tuple[dict, tuple[str, ...]]:
+    """One cell's per-gate weights (``get_rnn_weights(..., concat_gates=False)``) with the
+    gate blocks side by side again, and its gate labels. Two-part biases give two rows
+    (input, recurrent)."""
+    labels = tuple(weights["kernel"])
+    joined = {
+        name: np.concatenate([weights[name][g] for g in labels], axis=-1)
+        for name in ("kernel", "recurrent_kernel")
+    }
+    if "bias" in weights:
+        parts = [weights["bias"][g] for g in labels]
+        if isinstance(parts[0], dict):  # input and recurrent biases
+            parts = [np.stack([p["input"], p["recurrent"]]) for p in parts]
+        joined["bias"] = np.concatenate(parts, axis=-1)
+    return joined, labels
 
 
 def _share(share_xy: Any, function: str) -> tuple:
@@ -447,7 +483,14 @@ def features_1D(
 def features_0D(data: Any, *, title: str = "outputs", savepath: str | None = None):
     """``(samples, channels)``: an aligned scatter per sample (return_sequences=False)."""
     plt = _plt()
-    data = np.asarray(data)
+    data = _features(
+        data,
+        "features_0D",
+        "(samples, channels)",
+        ranks=(2,),
+        hint="a return_sequences output: take its last step data[:, -1], or use "
+        "features_1D/features_2D",
+    )
     fig, ax = plt.subplots(figsize=(6, 3))
     for sample in data:
         ax.plot(np.arange(data.shape[1]), sample, "o", markersize=3)
@@ -530,7 +573,7 @@ def hist_clipped(
     values = np.asarray(data)
     if not _checks.is_real(values.dtype):
         raise TypeError(f"hist_clipped: `data` must be numeric; received dtype {values.dtype}.")
-    values = values.ravel()
+    values = _plottable(values).ravel()
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3))
     nan = inspect_lib.detect_nans(values) if values.size else None
@@ -689,7 +732,7 @@ def gradient_flow(norms: dict[str, Any], *, savepath: str | None = None):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, value in norms.items():
-        value = np.asarray(value)
+        value = _plottable(value)
         ax.plot(value.mean(axis=0), label=name)
     ax.set_yscale("log")
     ax.set_xlabel("timestep")
@@ -726,7 +769,7 @@ def gate_heatmap(
             f"gate_heatmap: `gate` must be one of {sorted(activations)} (or its see-rnn "
             f"label); received {gate!r}."
         )
-    values = np.asarray(activations[key])[sample]
+    values = _plottable(activations[key])[sample]
     values = values.reshape(values.shape[0], -1)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     if values.min() >= 0 and values.max() <= 1:

@@ -251,6 +251,31 @@ def test_tf_keras_h5_models_nested_twice_or_named_like_a_layer(tmp_path, shape):
         load(tmp_path / "m.h5")  # was dropped without a word
 
 
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+def test_inputs_by_name_and_fixed_sizes_as_keras(lib_name):
+    """tf.keras takes a dict of inputs keyed by the Input layers' names (jrnn: "expected 2
+    input(s); received 1"); an Input's fixed time length is enforced (jrnn ran a (2, 5, 3)
+    array through an `Input((7, 3))` without a word, where Keras refuses it)."""
+    lib = keras if lib_name == "keras" else pytest.importorskip("tf_keras")
+    a, b = lib.Input((None, 3), name="a"), lib.Input((7, 3), name="b")
+    summed = lib.layers.Add(name="add")(
+        [lib.layers.LSTM(4, name="la")(a), lib.layers.GRU(4, name="gb")(b)]
+    )
+    model = lib.Model([a, b], summed, name="m")
+    _rand_weights(model)
+    twin = load(model)
+    xa, xb = _x(2, 5, 3), _x(2, 7, 3, seed=1)
+    want = model.predict([xa, xb], verbose=0)
+    np.testing.assert_allclose(twin({"b": xb, "a": xa}), want, atol=1e-5)
+    np.testing.assert_allclose(twin([xa, xb]), want, atol=1e-5)
+    with pytest.raises(
+        ValueError, match=r"m: input 1 \('b'\) must have shape \(None, 7, 3\).*\(2, 5, 3\)"
+    ):
+        twin([xa, xa])
+    with pytest.raises(ValueError):  # Keras refuses it too
+        model([xa, xa])
+
+
 @pytest.mark.parametrize("rank", [1, 2])
 def test_conv_lstm_in_a_model(tmp_path, rank):
     spatial = (6,) if rank == 1 else (5, 4)
