@@ -25,6 +25,8 @@ from importers import legacy as legacy
 from importers._files import KerasFile as KerasFile
 from importers._files import read_keras_file as read_keras_file
 from importers._from_jrnn import keras_sequential as keras_sequential
+from importers.checkpoint import load_checkpoint as load_checkpoint
+from importers.checkpoint import save_checkpoint as save_checkpoint
 from importers.export import save_keras as save_keras
 from importers.export import save_weights as save_weights
 from importers.model import ImportedModel as ImportedModel
@@ -43,8 +45,10 @@ __all__ = [
     "layouts",
     "legacy",
     "load",
+    "load_checkpoint",
     "load_weights",
     "read_keras_file",
+    "save_checkpoint",
     "save_keras",
     "save_weights",
 ]

@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from importers._files import _check_layer_entries, _check_model_config, _parse_json
+from importers._write import atomic_write
 from importers.errors import (
     CorruptFileError,
     ExtraWeightsError,
@@ -159,19 +159,14 @@ def write_safetensors(
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"write_safetensors: {path!r} is a directory, not a file path.")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for array in arrays:
-                f.write(array.tobytes(order="C"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    def write(f):
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for array in arrays:
+            f.write(array.tobytes(order="C"))
+
+    atomic_write(os.path.abspath(path), write)
 
 
 def read_safetensors(
@@ -437,16 +432,9 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> None:
         "model_config": model.model_config,
         "layers": {name: [k for k, _ in items] for name, items in layers.items()},
     }
-    target = os.path.join(directory, CHECKPOINT_JSON)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(
+        os.path.join(directory, CHECKPOINT_JSON), json.dumps(manifest, indent=1).encode("utf-8")
+    )
 
 
 def _read_manifest(label: str) -> dict:

@@ -60,7 +60,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from typing import Any
 
@@ -69,6 +68,7 @@ import numpy as np
 
 from importers._convert_core import MERGE_CLASSES
 from importers._files import _snake_case_keras3, is_op
+from importers._write import atomic_write
 from importers.errors import UnsupportedLayerError
 
 __all__ = ["keras_config", "save_keras", "save_weights"]
@@ -199,7 +199,7 @@ def save_keras(model: Any, path: str | os.PathLike) -> None:
         zf.writestr("metadata.json", json.dumps(metadata))
         zf.writestr("config.json", json.dumps(config))
         zf.writestr("model.weights.h5", weights)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 def save_weights(model: Any, path: str | os.PathLike) -> None:
@@ -223,7 +223,7 @@ def save_weights(model: Any, path: str | os.PathLike) -> None:
             "save_weights: the path must end in '.weights.h5' (Keras' load_weights requires "
             f"it); received {path!r}."
         )
-    _atomic_write(path, _weights_bytes(keras_config(model), model))
+    atomic_write(path, _weights_bytes(keras_config(model), model))
 
 
 # -- config --------------------------------------------------------------------------------
@@ -777,47 +777,6 @@ def _unique(base: str, counters: dict[str, int]) -> str:
         return f"{base}_{counters[base]}"
     counters[base] = 0
     return base
-
-
-def _umask() -> int:
-    """The process' umask, read without changing it where Linux says it (setting it to
-    read it would leave other threads a moment of umask 0)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    umask = os.umask(0o077)
-    os.umask(umask)
-    return umask
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed over it: a link is
-    followed (its target replaced), a replaced file keeps its permissions and a new one
-    gets the umask's (``mkstemp`` alone would leave 0600)."""
-    path = os.path.realpath(path)
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(
-            f"cannot write {path!r}: the directory {directory!r} does not exist"
-        )
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jrnn-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _frames_of_any_size(layer: Any) -> bool:

@@ -690,7 +690,9 @@ def _run(layer, vals, masks, is_list, extra, training, keras_major=3):
         extra = {**extra, "initial_state": _keras2_stateful_start(layer, extra["initial_state"])}
     if not is_list:
         x, mask = vals[0], masks[0]
-    elif isinstance(layer, ImportedModel) or hasattr(layer, "compute_mask") or _takes_mask(layer):
+    elif (
+        isinstance(layer, ImportedModel) or hasattr(layer, "compute_mask") or _takes(layer, "mask")
+    ):
         x, mask = list(vals), list(masks)
     else:
         x, mask = list(vals), _merge_masks(masks, vals)
@@ -829,9 +831,9 @@ def _tensor_arguments(extra: dict) -> bool:
 def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     """Call one converted layer and return ``(outputs, output mask)``.
 
-    The contract for converted modules: ``__call__(x, *, training=False)`` plus ``mask=``
-    when the layer consumes the Keras mask (its signature has a ``mask`` parameter; for
-    list inputs the mask is the list of input masks). The output mask is
+    The contract for converted modules: ``__call__(x)``, with ``training=`` and ``mask=``
+    when its signature names them, as Keras passes them (for list inputs the mask is the
+    list of input masks). The output mask is
     ``layer.compute_mask(x, mask)`` when the module defines it (Keras 3.15's rule for that
     class), otherwise the input mask passes through unchanged (a ``custom_layers`` module
     without ``compute_mask`` drops it instead, unless ``supports_masking`` is True).
@@ -855,8 +857,8 @@ def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
         if isinstance(y, (list, tuple)):
             return y, [out_mask] * outputs + [None] * (len(y) - outputs)
         return y, out_mask
-    kwargs = {"training": training, **extra}
-    if _takes_mask(layer):
+    kwargs = {"training": training, **extra} if _takes(layer, "training") else dict(extra)
+    if _takes(layer, "mask"):
         kwargs["mask"] = mask
     compute = getattr(layer, "compute_dtype", None)  # Keras' autocast to the layer's policy
     if compute is not None:
@@ -876,11 +878,13 @@ def _cast_floats(tree, dtype):
     )
 
 
-def _takes_mask(layer) -> bool:
+def _takes(layer, argument: str) -> bool:
+    """Whether ``layer.__call__`` names ``argument`` (Keras passes ``mask`` and ``training``
+    only to calls that name them)."""
     import inspect
 
     try:
-        return "mask" in inspect.signature(layer.__call__).parameters
+        return argument in inspect.signature(layer.__call__).parameters
     except (TypeError, ValueError):
         return False
 

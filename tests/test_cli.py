@@ -144,6 +144,15 @@ print("loaded")
     if source == "h5":  # converting again over it needs --overwrite
         again = jrnn_cli("convert", path, "-o", out, block_keras=True)
         assert_one_line_error(again, str(out), "--overwrite")
+        # --overwrite replaced the whole directory (rmtree): the user's other files in it,
+        # the model itself with `-o .`, went with it. Only the checkpoint's files change.
+        (out / "notes.txt").write_text("mine")
+        again = jrnn_cli("convert", path, "-o", out, "--overwrite", block_keras=True)
+        assert again.returncode == 0, again.stderr
+        assert (out / "notes.txt").read_text() == "mine"
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            ["notes.txt", "jrnn_checkpoint.json", "weights.safetensors"]
+        )
 
 
 # -- check --------------------------------------------------------------------------------

@@ -652,5 +652,9 @@ def test_saved_files_take_the_umask_keep_modes_and_follow_links(tmp_path):
         export.save_keras(model, tmp_path / "link.keras")
         assert (tmp_path / "link.keras").is_symlink()
         assert zipfile.is_zipfile(tmp_path / "target.keras")
+        # checkpoints too (both files were 0600 whatever the umask)
+        importers.checkpoint.save_checkpoint(importers.load(tmp_path / "new.keras"), tmp_path / "c")
+        for file in (tmp_path / "c").iterdir():
+            assert file.stat().st_mode & 0o777 == 0o644, file
     finally:
         os.umask(umask)

@@ -107,6 +107,10 @@ def test_lambda_unsupported_and_custom_layers():
         load(m)
     got = load(m, custom_layers={"Lambda": lambda cfg, w: lambda t, training=False: t * 2})
     np.testing.assert_allclose(np.asarray(got(np.ones((1, 3), np.float32))), 2.0)
+    # A module whose call names no `training` (a raw TypeError at the first call before):
+    # Keras passes `training` and `mask` only to calls that name them.
+    got = load(m, custom_layers={"Lambda": lambda cfg, w: lambda t: t * 2})
+    np.testing.assert_allclose(np.asarray(got(np.ones((1, 3), np.float32), training=True)), 2.0)
 
 
 def test_tagger_embedding_bidirectional_time_distributed():

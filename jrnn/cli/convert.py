@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import time
 
 from jrnn.cli._common import (
@@ -33,21 +32,26 @@ def add_parser(sub, common) -> None:
     p.add_argument("model", metavar="MODEL", help="a .keras archive or a legacy .h5 model")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="checkpoint directory")
     p.add_argument(
-        "--overwrite", action="store_true", help="replace OUT if it is a jrnn checkpoint"
+        "--overwrite",
+        action="store_true",
+        help="write over OUT's checkpoint files if OUT is a jrnn checkpoint (nothing else "
+        "in it is touched)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the reload check")
     p.set_defaults(func=run)
 
 
-def _check_output(out: str, overwrite: bool) -> bool:
-    """Whether ``out`` must be removed before writing; raise if it may not be."""
+def _check_output(out: str, overwrite: bool) -> None:
+    """Raise unless the checkpoint may be written to ``out``: a new path, an empty
+    directory, or (``overwrite``) a checkpoint, whose two files alone are replaced (the
+    rest of the directory, which may hold the model itself, is never touched)."""
     if not os.path.lexists(out):
-        return False
+        return
     if os.path.isdir(out) and not os.path.islink(out) and not os.listdir(out):
-        return True
+        return
     is_checkpoint = os.path.isdir(out) and os.path.exists(os.path.join(out, "jrnn_checkpoint.json"))
     if is_checkpoint and overwrite:
-        return True
+        return
     if is_checkpoint:
         raise CLIError(f"{out}: a jrnn checkpoint is already there; pass --overwrite")
     raise CLIError(f"{out}: already exists and is not a jrnn checkpoint; choose another -o")
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
 
     import importers
 
-    remove = _check_output(args.output, args.overwrite)
+    _check_output(args.output, args.overwrite)
     start = time.perf_counter()
     with ui.progress(3 if args.no_verify else 4, "loading") as bar:
         bar.step(f"loading {os.path.basename(args.model)}")
@@ -71,8 +75,6 @@ def run(args: argparse.Namespace, ui: UI) -> int:
                 f"{args.model}: importers.checkpoint is not available in this jrnn ({err}); "
                 "update jrnn"
             ) from err
-        if remove:
-            shutil.rmtree(args.output)
         bar.step("writing checkpoint")
         save_checkpoint(model, args.output)
         result = {
