@@ -16,6 +16,7 @@ silently ignored. Every array's shape is checked against the parameter it fills.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,13 @@ from flax import nnx
 
 import jrnn
 from importers._convert_core import _NAME_PREFIX, layer_rngs
-from importers.errors import UnsupportedLayerError, WeightShapeError
+from importers.errors import (
+    ExtraWeightsError,
+    KerasFileError,
+    MissingWeightsError,
+    UnsupportedLayerError,
+    WeightShapeError,
+)
 
 # Keys of Keras layer configs that carry no meaning for a jrnn module, with the values
 # jrnn supports (None: any value). `trainable` is kept on the module as an attribute.
@@ -83,23 +90,36 @@ def keras_kwargs(cls: type, config: dict, *, drop: tuple[str, ...] = ()) -> dict
     return out
 
 
+#: What :func:`importers.load` is converting (a file's path, "a live Keras model"): the
+#: source that conversion errors name.
+SOURCE: contextvars.ContextVar[str] = contextvars.ContextVar("SOURCE", default="the source")
+
+
+def count_error(layer: str, needed: list, arrays: list) -> KerasFileError:
+    """The error for ``arrays`` that are fewer or more than the ``needed`` shapes."""
+    kind = MissingWeightsError if len(arrays) < len(needed) else ExtraWeightsError
+    return kind(
+        f"{SOURCE.get()}: layer {layer!r} holds {len(arrays)} weight arrays (shapes "
+        f"{[tuple(np.shape(a)) for a in arrays]}), but the jrnn layer needs {len(needed)} "
+        f"(shapes {[tuple(s) for s in needed]}); the file was written by a different layer "
+        "(use_bias, cell count) or is damaged.",
+        path=SOURCE.get(),
+        where=layer,
+    )
+
+
 def assign(params: list, arrays: list, layer: str, names: tuple[str, ...] | None = None) -> None:
-    """Copy ``arrays`` into ``params`` (nnx Variables) after checking every shape first."""
+    """Copy ``arrays`` into ``params`` (nnx Variables) after checking every shape first
+    (``names``: the arrays' names in the source, else those it carries, else indices)."""
     if len(params) != len(arrays):
-        raise WeightShapeError(
-            path=None,
-            layer=layer,
-            weight="<count>",
-            expected=(len(params),),
-            received=(len(arrays),),
-            hint=f"the layer needs {len(params)} weight arrays, the source has {len(arrays)}.",
-        )
+        raise count_error(layer, [p[...].shape for p in params], arrays)
+    names = names or getattr(arrays, "weight_names", None)
     for k, (p, a) in enumerate(zip(params, arrays)):
         if tuple(p[...].shape) != tuple(np.shape(a)):
             raise WeightShapeError(
-                path=None,
+                path=SOURCE.get(),
                 layer=layer,
-                weight=names[k] if names else str(k),
+                weight=f"{names[k]} (weight {k})" if names else f"weight {k}",
                 expected=tuple(p[...].shape),
                 received=tuple(np.shape(a)),
             )
@@ -177,12 +197,10 @@ def _stack(cells: list, arrays: list, in_features: int):
         in_features = entry["config"]["units"]
         start += n
     if start != len(arrays):
-        raise WeightShapeError(
-            path=None,
-            layer="stacked cells",
-            weight="<count>",
-            expected=(start,),
-            received=(len(arrays),),
+        raise ExtraWeightsError(
+            f"{SOURCE.get()}: the stacked cells' layer holds {len(arrays)} weight arrays, "
+            f"its {len(cells)} cells need {start}; refusing to drop the rest.",
+            path=SOURCE.get(),
         )
     return jrnn.StackedRNNCells(built)
 

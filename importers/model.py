@@ -36,7 +36,7 @@ from flax import nnx
 from importers import legacy
 from importers._convert_core import MERGE_CLASSES
 from importers._ops import TF_OP_CLASSES, KerasOp, TFOpLambda, constant, is_op
-from importers.convert import CONVERTERS
+from importers.convert import CONVERTERS, SOURCE
 from importers.errors import ExtraWeightsError, KerasFileError, UnsupportedLayerError
 from jrnn._config import _freeze, _thaw
 
@@ -113,7 +113,8 @@ def _legacy_nested(
         groups.append((scopes[0], weight_names, claimed))
 
     def take(layer: str) -> list:
-        return [arrays[k] for k in owned_weights(weight_names, (*scopes, layer), claimed)]
+        mine = owned_weights(weight_names, (*scopes, layer), claimed)
+        return NamedArrays([arrays[k] for k in mine], [weight_names[k] for k in mine])
 
     def child(model: str) -> _Weights:
         return _legacy_nested(weight_names, arrays, (*scopes, model), claimed, None)
@@ -121,9 +122,21 @@ def _legacy_nested(
     return _Weights(take, child)
 
 
+class NamedArrays(list):
+    """A layer's arrays, with the names the file gives them (``weight_names``), which
+    conversion errors quote."""
+
+    def __init__(self, arrays: Any, weight_names: Any):
+        super().__init__(arrays)
+        names = [str(n) for n in weight_names]
+        self.weight_names = names if len(names) == len(self) else None
+
+
 def _from_layer_weights(layers: Mapping[str, Any], groups: list | None = None) -> _Weights:
     def arrays(name: str) -> list:
-        return list(layers[name].arrays) if name in layers else []
+        if name not in layers:
+            return []
+        return NamedArrays(layers[name].arrays, layers[name].weight_names)
 
     def child(name: str) -> _Weights:
         lw = layers.get(name)
@@ -924,7 +937,11 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
         if config["class_name"] not in ("Sequential",) and "input_layers" in config["config"]:
             config["class_name"] = "Functional"
         major = 2 if type(source).__module__.startswith(("tf_keras", "keras.src.engine")) else 3
-        return ImportedModel(config, _from_live(source), custom_layers, major)
+        token = SOURCE.set(f"the live Keras model {getattr(source, 'name', '')!r}")
+        try:
+            return ImportedModel(config, _from_live(source), custom_layers, major)
+        finally:
+            SOURCE.reset(token)
     path = os.fspath(source)
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "jrnn_checkpoint.json")):
         from importers.checkpoint import load_checkpoint
@@ -954,7 +971,11 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
     config = _with_layer_dict(config)
     if major == 1 or kf.backend == "theano":
         weights = _converting(weights, config, kf.keras_version, kf.backend)
-    model = ImportedModel(config, weights, custom_layers, major)
+    token = SOURCE.set(path)
+    try:
+        model = ImportedModel(config, weights, custom_layers, major)
+    finally:
+        SOURCE.reset(token)
     unused = [n for n, lw in kf.layer_weights.items() if lw.arrays and n not in asked]
     for group, names, claimed in nested:
         unused += [f"{group}/{w}" for k, w in enumerate(names) if k not in claimed]

@@ -255,6 +255,32 @@ def test_tf_keras_h5_models_nested_twice_or_named_like_a_layer(tmp_path, shape):
         load(tmp_path / "m.h5")  # was dropped without a word
 
 
+def test_conversion_errors_name_the_file_the_weight_and_the_counts(tmp_path):
+    """They read "None: layer 'g', weight '2': expected shape (2, 9)" and, for a missing
+    array, "weight '<count>': expected shape (3,), received (0,)"."""
+    x = keras.Input((None, 4), name="x")
+    model = keras.Model(x, keras.layers.GRU(3, name="g")(x))
+    path = _save(model, tmp_path / "m.h5")
+    with h5py.File(path, "a") as f:
+        group = f["model_weights"]["g"]
+        names = [n if isinstance(n, str) else n.decode() for n in group.attrs["weight_names"]]
+        bias = names[2]
+        del group[bias]
+        group.create_dataset(bias, data=np.zeros((7,), np.float32))
+    with pytest.raises(importers.errors.WeightShapeError) as err:
+        load(path)
+    assert str(err.value).startswith(f"{path}: layer 'g', weight '{bias} (weight 2)': expected")
+    with h5py.File(path, "a") as f:
+        group = f["model_weights"]["g"]
+        del group[bias]
+        group.attrs["weight_names"] = np.array([n.encode() for n in names[:2]])
+    with pytest.raises(
+        importers.errors.MissingWeightsError,
+        match=r"m.h5: layer 'g' holds 2 weight arrays.*needs 3",
+    ):
+        load(path)
+
+
 @pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
 def test_inputs_by_name_and_fixed_sizes_as_keras(lib_name):
     """tf.keras takes a dict of inputs keyed by the Input layers' names (jrnn: "expected 2
