@@ -324,10 +324,15 @@ def _conv_lstm(cls: type, rank: int):
 def inner(entry: dict, arrays: list, in_shape: Any):
     cls = entry["class_name"]
     if cls not in CONVERTERS:
+        nested = cls in ("Sequential", "Functional", "Model")
         raise UnsupportedLayerError(
             cls,
             str(entry.get("config", {}).get("name")),
-            detail="it is wrapped (Bidirectional/TimeDistributed) and jrnn has no converter "
+            detail="a nested model wrapped in Bidirectional/TimeDistributed is not converted "
+            "(nested models are, as layers of the graph); pass custom_layers for the "
+            "wrapper's class"
+            if nested
+            else "it is wrapped (Bidirectional/TimeDistributed) and jrnn has no converter "
             "for the class.",
         )
     return CONVERTERS[cls](entry["config"], arrays, in_shape)
