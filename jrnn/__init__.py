@@ -76,11 +76,37 @@ from jrnn.training import regularization_loss as regularization_loss
 __version__ = "0.1.0"
 
 
+class _ConstructorSignature:
+    """A layer class's signature as its ``__init__``'s (``help(jrnn.LSTM)``,
+    ``inspect.signature``): flax's module metaclass otherwise shows ``(*args, **kwargs)``.
+    Classes only: an instance's signature stays its ``__call__``'s."""
+
+    def __get__(self, instance, owner):
+        if instance is not None:
+            raise AttributeError("__signature__")
+        import inspect as _inspect
+
+        signature = _inspect.signature(owner.__init__)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+def _sign_classes() -> None:
+    from flax import nnx
+
+    for value in list(globals().values()):
+        if isinstance(value, type) and issubclass(value, nnx.Module):
+            value.__signature__ = _ConstructorSignature()
+
+
+_sign_classes()
+
+
 def load(source, **options):
     """Load a Keras model (``.keras``, ``.h5``, live model) or a jrnn checkpoint directory.
 
     The same as :func:`importers.load` (imported lazily; TensorFlow is never imported for
-    files).
+    files); ``options`` are its keyword arguments (``custom_layers={"ClassName":
+    factory}``).
     """
     from importers import load as _load
 

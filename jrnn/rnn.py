@@ -259,6 +259,10 @@ class RNN(Configurable, nnx.Module):
         H200, 16 steps per iteration compiled a BiLSTM training step in 10.9 s against
         2.3 s at 4 (``bench/gpu_probe.py``); pass ``unroll=1`` or ``4`` to trade back.
       zero_output_for_mask: masked steps output zeros instead of the previous output.
+      activity_regularizer: Keras' penalty on the layer's output (a name, a
+        ``jrnn.regularizers`` object or a callable ``output -> scalar``): each call
+        records it in ``activity_loss``, which :func:`jrnn.training.regularization_loss`
+        adds to the loss (Keras' ``layer.losses``).
       remat: trade compute for memory in training (jrnn only): True checkpoints segments
         of ~sqrt(time) steps and recomputes them (and their input projection) in the
         backward pass, so activation memory grows ~sqrt(time) instead of time; an int

@@ -145,3 +145,22 @@ def test_bfloat16_runs(name):
     y = layer(_inputs())
     assert y.dtype == jnp.bfloat16
     assert_close(y, _make(name)(_inputs()), dtype="bfloat16")
+
+
+def test_every_public_class_shows_its_constructor_signature():
+    """``help(jrnn.LSTM)`` and ``inspect.signature`` showed flax's ``(*args, **kwargs)``
+    for every layer and cell; an instance's signature stays its call's."""
+    import inspect
+
+    classes = [
+        value
+        for value in vars(jrnn).values()
+        if isinstance(value, type) and issubclass(value, nnx.Module)
+    ]
+    assert len(classes) > 40
+    for cls in classes:
+        expected = list(inspect.signature(cls.__init__).parameters)[1:]
+        assert list(inspect.signature(cls).parameters) == expected, cls.__name__
+    layer = jrnn.GRU(3, 2, rngs=nnx.Rngs(0))
+    assert "mask" in inspect.signature(layer).parameters
+    assert "units" in inspect.signature(jrnn.GRU).parameters
