@@ -636,6 +636,7 @@ def get_outputs(model: nnx.Module, x: Any, layers: Any, **call_kwargs: Any) -> d
     (``"*"`` gives one entry per layer, under its name). The sub-layers' classes are swapped
     for recording subclasses during the call and restored afterwards.
     """
+    _inputs_are_arrays("get_outputs", x)  # first: see-rnn's order puts `_id` here
     selectors = _selectors(layers, "get_outputs", "layers")
     return _outputs(model, x, _find(model, selectors), selectors, "get_outputs", call_kwargs)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -41,6 +40,16 @@ def _plottable(data: Any) -> np.ndarray:
     return data
 
 
+def _plottable_tree(tree: Any) -> Any:
+    """:func:`_plottable` on every array of nested dicts and lists, keeping the dicts'
+    order (gate order; ``jax.tree.map`` would sort the labels)."""
+    if isinstance(tree, dict):
+        return {key: _plottable_tree(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_plottable_tree(value) for value in tree]
+    return _plottable(tree)
+
+
 def _directions(layer: Any, concat_gates: bool) -> list[tuple[str, dict]]:
     """One ``(title, weights)`` block per direction and cell, arrays as :func:`_plottable`."""
 
@@ -49,7 +58,7 @@ def _directions(layer: Any, concat_gates: bool) -> list[tuple[str, dict]]:
             return [(f"{title} CELL {k}".strip(), w) for k, w in enumerate(weights)]
         return [(title, weights)]
 
-    weights = jax.tree.map(_plottable, inspect_lib.get_rnn_weights(layer, concat_gates))
+    weights = _plottable_tree(inspect_lib.get_rnn_weights(layer, concat_gates))
     if isinstance(weights, dict) and set(weights) == {"forward", "backward"}:
         return blocks(weights["forward"], "FORWARD LAYER") + blocks(
             weights["backward"], "BACKWARD LAYER"
@@ -179,7 +188,10 @@ def rnn_histogram(
     training; with ``model=``, like the model's), or arrays in the form
     :func:`jrnn.inspect.get_rnn_weights` returns, or a flat list in Keras'
     ``get_weights()`` order (see-rnn's prefetched ``data``; see
-    :func:`jrnn.inspect.with_rnn_weights`). Histograms are densities, as see-rnn's.
+    :func:`jrnn.inspect.with_rnn_weights`). Histograms are densities, as see-rnn's. The
+    gate blocks are :func:`jrnn.inspect.get_rnn_weights`' with ``concat_gates=False``
+    (CuDNN layers' in Keras' applied layout); the default loss covers every output of the
+    layer or model (both of a Bidirectional with ``merge_mode=None``).
     ``equate_axes``: 0 each subplot its own ranges; 1 (see-rnn's default) one symmetric
     x-range ``±max|w|`` and one y-range for the kernel and recurrent subplots of each
     direction/cell block; 2 the same over all blocks. The bias row keeps its own.
@@ -293,9 +305,7 @@ def rnn_heatmap(
     layer = _drawn_layer(layer, mode, data, x, y, model, loss, call_kwargs, "rnn_heatmap")
     plt = _plt()
     # Per gate, then side by side: each block's own labels, CuDNN in the applied layout.
-    blocks = [
-        (title, _joined_gates(weights)) for title, weights in _directions(layer, False)
-    ]
+    blocks = [(title, _joined_gates(weights)) for title, weights in _directions(layer, False)]
     mats = []
     for _, (weights, _) in blocks:
         for name in ("kernel", "recurrent_kernel"):

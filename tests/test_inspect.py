@@ -479,3 +479,100 @@ def test_with_rnn_weights_takes_keras_flat_get_weights():
     assert_close(twin(x), np.asarray(kstack(x)))
     with pytest.raises(ValueError, match=r"6 arrays in Keras' get_weights\(\) order \(forward "):
         inspect.with_rnn_weights(bi, kbi.get_weights()[:5])
+
+
+def test_default_loss_covers_every_output_but_not_the_states():
+    """Keras sums a loss over a model's outputs: both of Bidirectional(merge_mode=None)
+    count (the backward direction's gradients were all 0); return_state's states don't."""
+    rngs = nnx.Rngs(0)
+    bi = jrnn.Bidirectional(
+        jrnn.LSTM(U, F, return_sequences=True, rngs=rngs), merge_mode=None, rngs=rngs
+    )
+    x = random_inputs(B, T, F)
+    fwd, bwd = bi(x)
+
+    def both(m, x):
+        f, b = m(x)
+        return jnp.sum(f**2) + jnp.sum(b**2)
+
+    expected = nnx.grad(both)(nnx.clone(bi), x)["backward_layer"]["cell"]["kernel"][...]
+    g = inspect.gate_gradients(bi, x)["backward"]["kernel"]["FORGET"]
+    assert float(np.abs(g).max()) > 0.1
+    assert_close(g, expected[:, U : 2 * U])
+    gf, gb = inspect.get_gradients(bi, x, wrt="outputs")  # one gradient per output
+    assert_close(gf, 2 * fwd)
+    assert_close(gb, 2 * bwd)
+    dx = jax.grad(lambda x: both(bi, x))(x)
+    assert_close(inspect.gradients_over_time(bi, x), np.sqrt((np.asarray(dx) ** 2).sum(-1)))
+    norms = inspect.gradient_norms_over_time(nnx.Sequential(bi), x, 0)
+    assert_close(norms, np.sqrt((4 * fwd**2 + 4 * bwd**2).sum(-1)))
+    zeros = [np.zeros_like(fwd), np.zeros_like(bwd)]  # y: one target per output
+    mse = nnx.grad(lambda m: jnp.mean(m(x)[0] ** 2) + jnp.mean(m(x)[1] ** 2))(nnx.clone(bi))
+    assert_close(
+        inspect.get_gradients(bi, x, zeros)["forward_layer"]["cell"]["kernel"][...],
+        mse["forward_layer"]["cell"]["kernel"][...],
+    )
+    with pytest.raises(ValueError, match=r"returns 2 outputs .* `y` must be a list of 2 targets"):
+        inspect.get_gradients(bi, x, zeros[0])
+    with_states = jrnn.LSTM(U, F, return_state=True, rngs=nnx.Rngs(1))
+    plain = jrnn.LSTM(U, F, rngs=nnx.Rngs(1))
+    assert_close(
+        inspect.gate_gradients(with_states, x)["kernel"]["CELL"],
+        inspect.gate_gradients(plain, x)["kernel"]["CELL"],
+    )
+    assert_close(inspect.get_gradients(with_states, x, wrt="outputs"), 2 * plain(x))
+
+
+def test_cudnn_gate_blocks_are_the_matrices_applied_to_x_and_h():
+    """Per gate, CuDNN kernels are Keras' applied (in, units) / (units, units) matrices
+    (keras_equivalent_weights), not the stored cuDNN blocks; their gradients likewise,
+    so they equal an LSTM twin's. The concatenated arrays stay the stored ones."""
+    cudnn = jrnn.CuDNNLSTM(U, F, return_sequences=True, rngs=nnx.Rngs(0))
+    randomize(cudnn, 5)
+    k, rk, b = (np.asarray(a) for a in cudnn.cell.keras_equivalent_weights())
+    w = inspect.get_rnn_weights(cudnn, concat_gates=False)
+    for g, label in enumerate(("INPUT", "FORGET", "CELL", "OUTPUT")):
+        np.testing.assert_array_equal(w["kernel"][label], k[:, g * U : (g + 1) * U])
+        np.testing.assert_array_equal(w["recurrent_kernel"][label], rk[:, g * U : (g + 1) * U])
+    np.testing.assert_array_equal(inspect.get_rnn_weights(cudnn)["kernel"], cudnn.cell.kernel[...])
+    twin = inspect.with_rnn_weights(
+        jrnn.LSTM(U, F, return_sequences=True, rngs=nnx.Rngs(0)),
+        {"kernel": k, "recurrent_kernel": rk, "bias": b},
+    )
+    x = random_inputs(B, T, F)
+    assert_close(twin(x), cudnn(x))
+    got, expected = inspect.gate_gradients(cudnn, x), inspect.gate_gradients(twin, x)
+    for name in ("kernel", "recurrent_kernel"):
+        for label in ("INPUT", "OUTPUT"):
+            assert_close(got[name][label], expected[name][label], what=f"{name} {label}")
+
+
+def test_gradient_functions_check_x_and_layer_before_computing(monkeypatch):
+    layer = jrnn.LSTM(U, F, return_sequences=True, rngs=nnx.Rngs(0))
+    x = random_inputs(B, T, F)
+    with pytest.raises(ValueError, match=r"get_gradients: `x` must be an array .*str 'lstm'"):
+        inspect.get_gradients(layer, "lstm", x)  # see-rnn's argument order
+    with pytest.raises(ValueError, match=r"gradients_over_time: `x` must be an array"):
+        inspect.gradients_over_time(layer, "abc")
+    with pytest.raises(ValueError, match=r"get_outputs: `x` must be an array .*str 'lstm'"):
+        inspect.get_outputs(nnx.Sequential(layer), "lstm", x)
+    with pytest.raises(ValueError, match=r"gradient_norms_over_time: `x` must be an array"):
+        inspect.gradient_norms_over_time(nnx.Sequential(layer), None, 0)
+
+    def computed(*args, **kwargs):
+        raise AssertionError("the gradient was computed before `layer` was checked")
+
+    monkeypatch.setattr(inspect, "get_gradients", computed)
+    dense = jrnn.Dense(2, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(
+        TypeError, match=r"gate_gradients: `layer` must be a jrnn recurrent .*Dense"
+    ):
+        inspect.gate_gradients(dense, np.ones((B, 3), np.float32))
+    with pytest.raises(TypeError, match=r"received TimeDistributed \(pass the recurrent layer"):
+        inspect.gate_gradients(jrnn.TimeDistributed(layer), np.ones((B, 2, T, F), np.float32))
+    with pytest.raises(TypeError, match=r"layer_gradients: `layer` must be an nnx.Module without"):
+        inspect.layer_gradients("lstm", x)
+    with pytest.raises(ValueError, match=r"layer_gradients: `layer` .* is not a sub-layer"):
+        inspect.layer_gradients(dense, x, model=nnx.Sequential(layer))
+    with pytest.raises(ValueError, match=r"gate_gradients: `x` must be an array"):
+        inspect.gate_gradients(layer, "x")

@@ -272,3 +272,65 @@ def test_histograms_clip_peaks_and_draw_grids():
         plot.hist_clipped(values, -1)
     with pytest.raises(ValueError, match=r"features_hist: `data` must be an array \(n, ...\)"):
         plot.features_hist(np.float32(1.0))
+
+
+def test_stacked_heatmap_labels_each_cell_by_its_own_gates():
+    rngs = nnx.Rngs(0)
+    stack = jrnn.RNN([jrnn.GRUCell(4, 3, rngs=rngs), jrnn.LSTMCell(3, 4, rngs=rngs)])
+    fig = plot.rnn_heatmap(stack)
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    for title, labels, lines in (
+        ("CELL 0 KERNEL", ["UPDATE", "RESET", "NEW"], [3.5, 7.5]),
+        ("CELL 1 KERNEL", ["INPUT", "FORGET", "CELL", "OUTPUT"], [2.5, 5.5, 8.5]),
+        ("CELL 1 BIAS", ["INPUT", "FORGET", "CELL", "OUTPUT"], [2.5, 5.5, 8.5]),
+    ):
+        ax = by_title[title]
+        assert [t.get_text() for t in ax.get_xticklabels()] == labels, title
+        assert [line.get_xdata()[0] for line in ax.lines] == lines, title
+    plt.close(fig)
+
+
+def test_bfloat16_data_render(tmp_path):
+    layer = jrnn.GRU(4, 3, return_sequences=True, dtype="bfloat16", rngs=nnx.Rngs(0))
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    acts, y = inspect.get_activations(layer, x), layer(x)
+    figures = {
+        "heatmap": plot.rnn_heatmap(layer),
+        "gate": plot.gate_heatmap(acts, "z"),
+        "features_2D": plot.features_2D(y),
+        "hist_v2": plot.features_hist_v2([[acts["z"], acts["r"]]]),
+        "clipped": plot.hist_clipped(acts["z"]),
+    }
+    for name, fig in figures.items():
+        fig.savefig(tmp_path / f"{name}.png")  # matplotlib cannot reduce or bin bfloat16
+        assert all(im.get_array().dtype == np.float32 for im in _axes_images(fig)), name
+        plt.close(fig)
+
+
+def test_features_0D_refuses_other_ranks():
+    with pytest.raises(
+        ValueError, match=r"features_0D: `data` must be \(samples, channels\); received shape"
+    ):
+        plot.features_0D(np.zeros((2, 6, 4)))
+
+
+def test_weight_plots_draw_cudnn_applied_layout_and_both_directions_of_merge_none():
+    layer = jrnn.CuDNNGRU(4, 3, rngs=nnx.Rngs(0))
+    fig = plot.rnn_heatmap(layer)
+    kernel, recurrent = _axes_images(fig)[:2]
+    k, rk, _ = layer.cell.keras_equivalent_weights()
+    np.testing.assert_array_equal(kernel.get_array(), k)
+    np.testing.assert_array_equal(recurrent.get_array(), rk)
+    plt.close(fig)
+    rngs = nnx.Rngs(0)
+    gru = jrnn.GRU(4, 3, return_sequences=True, rngs=rngs)
+    bi = jrnn.Bidirectional(gru, merge_mode=None, rngs=rngs)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    fig = plot.rnn_heatmap(bi, mode="grads", x=x)
+    (backward,) = [ax for ax in fig.axes if ax.get_title() == "BACKWARD LAYER KERNEL"]
+    assert np.abs(backward.get_images()[0].get_array()).max() > 0  # all 0 before
+    plt.close(fig)
+    with pytest.raises(TypeError, match=r"rnn_heatmap: `layer` must be a jrnn recurrent layer"):
+        plot.rnn_heatmap(jrnn.Dense(2, 3, rngs=rngs), mode="grads", x=x)
+    with pytest.raises(ValueError, match=r"rnn_histogram: `x` must be an array"):
+        plot.rnn_histogram(layer, mode="grads", x="x")
