@@ -567,12 +567,15 @@ def _chosen_layer(function: str, layer: Any, model: Any, *, recurrent: bool = Fa
     return module
 
 
-def with_values(
-    model: nnx.Module, state: Any, layer: Any = None, *, argument: str = "with_values: `state`"
-) -> nnx.Module:
+def with_values(model: nnx.Module, state: Any, layer: Any = None) -> nnx.Module:
     """A copy of ``model`` (or of its sub-layer ``layer``: the module, a name or an index)
     with ``state`` (an ``nnx.State`` shaped like the model's parameters, e.g. gradients or
     weights saved during training) in place of its values; ``model`` is untouched."""
+    return _with_values(model, state, layer, "with_values: `state`")
+
+
+def _with_values(model: nnx.Module, state: Any, layer: Any, argument: str) -> nnx.Module:
+    """:func:`with_values`, its errors naming ``argument`` (the caller's)."""
 
     def shapes(tree):
         leaves = jax.tree_util.tree_leaves_with_path(tree)

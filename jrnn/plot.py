@@ -115,7 +115,7 @@ def _drawn_layer(
             layer = inspect_lib.sub_layer(model, layer)
         return inspect_lib.with_rnn_weights(layer, data)
     if data is not None:
-        return inspect_lib.with_values(target, data, layer, argument=f"{function}: `data`")
+        return inspect_lib._with_values(target, data, layer, f"{function}: `data`")
     if mode == "grads":
         if x is None:
             raise ValueError(
