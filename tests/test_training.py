@@ -433,31 +433,9 @@ def test_regularizers_and_constraints_of_the_layers_around_rnns_equal_keras(tmp_
     assert isinstance(kdense.kernel_constraint, keras.constraints.NonNeg)
 
 
-def test_sample_weights_as_keras():
-    rng = np.random.default_rng(4)
-    kmodel = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U), keras.layers.Dense(1)])
-    x, y = random_inputs(B, T, F), rng.standard_normal((B, 1)).astype(np.float32)
-    _fit_both(kmodel, "mse", x, y, sample_weight=np.array([1.0, 0.0, 2.5], np.float32))
-    tagger = keras.Sequential(  # per-step weights on top of the output mask
-        [
-            keras.Input((T,), dtype="int32"),
-            keras.layers.Embedding(9, F, mask_zero=True),
-            keras.layers.LSTM(U, return_sequences=True),
-            keras.layers.Dense(2),
-        ]
-    )
-    ids = rng.integers(1, 9, (B, T)).astype(np.int32)
-    ids[1, 4:] = 0
-    weights = rng.uniform(0, 2, (B, T)).astype(np.float32)
-    targets = rng.standard_normal((B, T, 2)).astype(np.float32)
-    _fit_both(tagger, "mse", ids, targets, sample_weight=weights)
-
-
-def test_per_sample_weights_weigh_every_step_of_a_sequence_loss():
-    """A `(B,)` weight on a sequence output weighs every step of its sample (tf.keras;
-    Keras 3 broadcasts it against the time axis). With an output mask jrnn raised a raw
-    broadcasting error; without one it refused the weights."""
-    rng = np.random.default_rng(5)
+def _masked_tagger(rng):
+    """A Keras tagger (Embedding with mask_zero -> LSTM -> Dense(2) per step) and ids
+    whose second row is padded after step 4."""
     tagger = keras.Sequential(
         [
             keras.Input((T,), dtype="int32"),
@@ -468,6 +446,26 @@ def test_per_sample_weights_weigh_every_step_of_a_sequence_loss():
     )
     ids = rng.integers(1, 9, (B, T)).astype(np.int32)
     ids[1, 4:] = 0
+    return tagger, ids
+
+
+def test_sample_weights_as_keras():
+    rng = np.random.default_rng(4)
+    kmodel = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U), keras.layers.Dense(1)])
+    x, y = random_inputs(B, T, F), rng.standard_normal((B, 1)).astype(np.float32)
+    _fit_both(kmodel, "mse", x, y, sample_weight=np.array([1.0, 0.0, 2.5], np.float32))
+    tagger, ids = _masked_tagger(rng)  # per-step weights on top of the output mask
+    weights = rng.uniform(0, 2, (B, T)).astype(np.float32)
+    targets = rng.standard_normal((B, T, 2)).astype(np.float32)
+    _fit_both(tagger, "mse", ids, targets, sample_weight=weights)
+
+
+def test_per_sample_weights_weigh_every_step_of_a_sequence_loss():
+    """A `(B,)` weight on a sequence output weighs every step of its sample (tf.keras;
+    Keras 3 broadcasts it against the time axis). With an output mask jrnn raised a raw
+    broadcasting error; without one it refused the weights."""
+    rng = np.random.default_rng(5)
+    tagger, ids = _masked_tagger(rng)
     targets = rng.standard_normal((B, T, 2)).astype(np.float32)
     per_sample = np.array([1.0, 0.0, 2.5], np.float32)
     per_step = np.repeat(per_sample[:, None], T, axis=1)
