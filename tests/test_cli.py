@@ -530,3 +530,249 @@ def test_random_inputs_for_dict_and_mixed_input_models():
     xs = random_inputs(model, batch=2, time=30)
     assert [x.shape for x in xs] == [(2, 30, 4), (2, 8)]
     assert np.asarray(model(xs)).shape == (2, 11)
+
+
+# -- audit fixes: errors name the argument at fault, nothing is ignored (mostly in process) --
+
+
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    """``jrnn *args`` in this process -> (status, stdout, stderr); argparse's exits too."""
+    from jrnn.cli import main
+
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _one_line(status, err, *fragments):
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("jrnn: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_error_lines_are_capped_and_free_of_escape_codes():
+    """Keras' exception text (ANSI bold, the whole input array twice) came out as a 3 KB
+    "one line"."""
+    from jrnn.cli._common import MAX_ERROR_CHARS, error_line
+
+    line = error_line("m.keras: \x1b[1mInvalid input shape\x1b[0m\n" + "[[0 0 0]]\n" * 1000)
+    assert line.startswith("jrnn: error: m.keras: Invalid input shape [[0 0 0]]")
+    assert "\x1b" not in line and "\n" not in line and line.endswith("...")
+    assert len(line) <= len("jrnn: error: ") + MAX_ERROR_CHARS
+
+
+def test_inputs_are_checked_for_rank_dtype_ids_and_file_kind(tmp_path):
+    """Float inputs were cast to token ids (all zeros), a wrong rank reached Keras, id 300
+    of a 100-word vocabulary was an "internal error", a text file was "pickled"."""
+    import importers
+    from jrnn.cli._common import CLIError, input_specs, read_inputs
+
+    model = importers.load(EXAMPLE)  # (batch, 20) int tokens read by an Embedding
+    (spec,) = input_specs(model)
+    ids = np.random.default_rng(0).integers(0, spec.vocab, (2, 20))
+    cases = {
+        "rank.npz": (np.zeros((3, 20, 5), np.float32), ["(batch, 20)", "(3, 20, 5)", "rank 3"]),
+        "float.npz": (ids + 0.5, ["integer token ids", "float64", "0.5", "never cast"]),
+        "oob.npz": (np.where(ids == ids.max(), 300, ids), [f"[0, {spec.vocab})", "300"]),
+        "text.npz": (np.full((2, 20), "a"), ["must hold numbers", "<U1"]),
+    }
+    for name, (x, fragments) in cases.items():
+        np.savez(tmp_path / name, inputs=x)
+        with pytest.raises(CLIError) as err:
+            read_inputs(str(tmp_path / name), model)
+        for fragment in [f"--inputs {tmp_path / name}", f"input {spec.name!r}", *fragments]:
+            assert fragment in str(err.value), str(err.value)
+    (tmp_path / "notes.txt").write_text("my notes")
+    with pytest.raises(CLIError, match=r"notes.txt: not a .npz or .npy file") as err:
+        read_inputs(str(tmp_path / "notes.txt"), model)
+    assert "pickled" not in str(err.value)
+    np.savez(tmp_path / "whole.npz", inputs=ids.astype(np.float32))  # whole floats: ids
+    (x,) = read_inputs(str(tmp_path / "whole.npz"), model)
+    assert x.dtype == np.int32 and (x == ids).all()
+
+
+def test_errors_blame_the_inputs_or_memory_not_a_bug():
+    from argparse import Namespace
+
+    from jrnn.cli import _message
+
+    class InvalidArgumentError(Exception):  # TensorFlow's, as the message classifier sees it
+        pass
+
+    args = Namespace(model="m.keras", inputs="ids.npz", batch=None)
+    for err in (IndexError("index 300 is out of bounds"), InvalidArgumentError("indices[0,2]")):
+        text = _message(err, args)
+        assert text.startswith("--inputs ids.npz: the model refuses these inputs"), text
+        assert "internal error" not in text and "report" not in text
+    for err in (MemoryError(), RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating")):
+        text = _message(err, args)
+        assert "out of memory" in text and "reduce --batch/--time" in text, text
+    assert "internal error" in _message(RuntimeError("a bug"), args)
+
+
+def test_output_paths_are_checked_first_and_name_their_option(tmp_path, monkeypatch):
+    """`-o ""` blamed the model; `--plots FILE` said "File exists" after the whole summary;
+    a symlinked OUT got Python's "Cannot call rmtree on a symbolic link"."""
+    from jrnn.cli._common import CLIError, output_dir
+    from jrnn.cli.convert import _check_output
+
+    (tmp_path / "notes.txt").write_text("x")
+    os.symlink(tmp_path / "nowhere", tmp_path / "broken")
+    for path, fragments in (
+        ("", ["--plots: expected a directory path; received an empty string"]),
+        (tmp_path / "notes.txt", ["notes.txt: not a directory"]),
+        (tmp_path / "notes.txt" / "sub", ["notes.txt is not a directory"]),
+        (tmp_path / "broken", ["broken: a broken symbolic link"]),
+    ):
+        with pytest.raises(CLIError) as err:
+            output_dir(str(path), "--plots")
+        assert all(f in str(err.value) for f in fragments), str(err.value)
+    assert output_dir(str(tmp_path / "new" / "dir"), "--plots")  # created when written
+    # A link to a checkpoint stands for it; to an empty directory too.
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(real, tmp_path / "empty_link")
+    _check_output(str(tmp_path / "empty_link"), overwrite=False)
+    (real / "jrnn_checkpoint.json").write_text("{}")
+    _check_output(str(tmp_path / "empty_link"), overwrite=True)
+    with pytest.raises(CLIError, match=r"^-o .*empty_link \(a link to .*real\): a jrnn check"):
+        _check_output(str(tmp_path / "empty_link"), overwrite=False)
+    with pytest.raises(CLIError, match=r"^-o: expected a directory path"):
+        _check_output("", overwrite=True)
+
+
+def test_usage_errors_name_the_option_at_fault(capsys, tmp_path):
+    """`jrnn --frobnicate` said a command was missing, `--version` did not exist, `--seed -1`
+    blamed the model (check) or passed (inspect), `inspect --plots ""`, `--inputs` without
+    `--plots` and `bench --impls ""` were ignored."""
+    import jrnn
+
+    status, out, _ = _cli(capsys, "--version")
+    assert status == 0 and out.strip() == f"jrnn {jrnn.__version__}"
+    status, _, err = _cli(capsys, "--frobnicate")
+    _one_line(status, err, "unrecognized option --frobnicate")
+    status, _, err = _cli(capsys)
+    _one_line(status, err, "expected a command: one of convert, check, inspect, bench, demo")
+    for command in ("check", "inspect"):
+        _one_line(*_cli(capsys, command, EXAMPLE, "--seed", "-1")[::2], "--seed: expected an")
+    _one_line(*_cli(capsys, "convert", EXAMPLE, "-o", "")[::2], "-o: expected a directory")
+    (tmp_path / "notes.txt").write_text("x")
+    status, out, err = _cli(capsys, "inspect", EXAMPLE, "--plots", tmp_path / "notes.txt")
+    _one_line(status, err, "--plots", "notes.txt: not a directory")
+    assert out == ""  # refused before the summary, not after it
+    _one_line(*_cli(capsys, "inspect", EXAMPLE, "--plots", "")[::2], "--plots: expected")
+    np.savez(tmp_path / "x.npz", inputs=np.ones((2, 20), np.int32))
+    status, out, err = _cli(capsys, "inspect", EXAMPLE, "--inputs", tmp_path / "x.npz")
+    _one_line(status, err, "--inputs: chooses the inputs of the --plots figures")
+    for extra in (["--time", "5"], ["--time", "5", "--plots", tmp_path / "p"]):
+        status, _, err = _cli(capsys, "inspect", EXAMPLE, *extra)  # as check refuses it
+        _one_line(status, err, "--time 5: input", "20 steps fixed by the model")
+    status, _, err = _cli(capsys, "check", EXAMPLE, "--inputs", tmp_path / "x.npz", "--seed", "1")
+    _one_line(status, err, "--seed: sets the random inputs, which --inputs")
+    for impls in ("", "jrnn,"):
+        status, _, err = _cli(capsys, "bench", "--impls", impls)
+        _one_line(status, err, "--impls:")
+
+
+def test_help_states_checkpoints_and_every_bench_default(capsys):
+    status, out, _ = _cli(capsys, "convert", "--help")
+    assert status == 0 and "or a jrnn checkpoint directory" in " ".join(out.split())
+    status, out, _ = _cli(capsys, "bench", "--help")
+    text = " ".join(out.split())
+    for option, default in (
+        ("--layer", "lstm"),
+        ("--batch", "16"),
+        ("--time", "50"),
+        ("--features", "32"),
+        ("--units", "64"),
+        ("--mode", "forward"),
+        ("--dtype", "float32"),
+        ("--rounds", "1"),
+        ("--iters", "10"),
+    ):
+        after = text.split(f"{option} ", 2)[-1]  # the option's entry in the list
+        assert f"(default {default})" in after.split(" --")[0], (option, after[:120])
+
+
+def test_ctrl_c_anywhere_in_main_is_one_line_and_130(capsys, monkeypatch):
+    import jrnn.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jrnn.cli, "_parser", interrupted)
+    assert _cli(capsys, "inspect", EXAMPLE)[::2] == (130, "jrnn: interrupted\n")
+
+
+def test_bench_roofline_is_measured_between_runs_and_flags_results_above_it(capsys, monkeypatch):
+    """The GEMM "roofline" was one NumPy measurement; jrnn bench printed 150% of it."""
+    import itertools
+
+    from bench.__main__ import cpu_gemm_reference
+    from jrnn.cli import bench as cli_bench
+
+    reference = cpu_gemm_reference(sizes=(64,), repeats=1)
+    assert reference["gflops"] > 0 and reference["gemm"].endswith("64x64")
+    measured = itertools.cycle([40.0, 50.0])
+
+    class Runner:
+        def cpu_gemm_reference(self):
+            return {"gflops": next(measured), "gemm": "XLA:CPU 1024x1024"}
+
+        def run_worker(self, impl, *args):
+            return {"median_ms": 1.0, "first_call_s": 0.1}
+
+        def case_flops(self, layer, shape, mode):
+            return 60e6 if layer == "lstm" else 1e6  # 60 GFLOP/s: above the reference
+
+    monkeypatch.setattr(cli_bench, "find_runner", Runner)
+    status, out, _ = _cli(capsys, "bench", "--impls", "jrnn")
+    assert status == 0
+    assert "GEMM reference 50 GFLOP/s (best of 2 measurements, XLA:CPU 1024x1024)" in out
+    assert "120.0% (!)" in out and "faster than the measured GEMM reference" in out
+    status, out, _ = _cli(capsys, "bench", "--impls", "jrnn", "--layer", "gru", "--json")
+    report = json.loads(out)
+    assert report["results"][0]["above_reference"] is False
+
+
+STATEFUL_CHECK = """
+import sys
+from jrnn.cli import main
+path = sys.argv[1]
+if path.endswith(".h5"):
+    import tf_keras as K
+    L = K.layers
+    K.Sequential([
+        L.LSTM(5, stateful=True, return_sequences=True, batch_input_shape=(3, 6, 4), name="l"),
+        L.GRU(4, stateful=True, name="g"), L.Dense(2, name="d")]).save(path)
+print("status", main(["check", path, "-q"]), main(["check", path, "-q", "--batch", "5"]))
+"""
+
+
+@pytest.mark.parametrize("keras_major", [3, 2])
+def test_check_passes_on_stateful_models_at_their_fixed_batch(tmp_path, keras_major):
+    """The per-layer sub-model's run advanced the stateful layers' states before the
+    whole-model run (a false FAIL); a stateful Input's batch 3 met the default --batch 4."""
+    if keras_major == 3:
+        import keras
+
+        inp = keras.Input(batch_shape=(3, 6, 4), name="x")
+        h = keras.layers.LSTM(5, stateful=True, return_sequences=True, name="l")(inp)
+        h = keras.layers.GRU(4, stateful=True, name="g")(h)
+        keras.Model(inp, keras.layers.Dense(2, name="d")(h)).save(tmp_path / "s.keras")
+    path = tmp_path / ("s.keras" if keras_major == 3 else "s.h5")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, "-c", STATEFUL_CHECK, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert "status 0 2" in proc.stdout, proc.stdout + proc.stderr
+    assert "--batch 5: input" in proc.stderr and "batch 3 fixed by the model" in proc.stderr

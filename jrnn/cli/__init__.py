@@ -23,7 +23,7 @@ import sys
 import traceback
 
 from jrnn.cli import bench, check, convert, demo, inspect_model
-from jrnn.cli._common import UI, CLIError, one_line, stderr
+from jrnn.cli._common import UI, CLIError, error_line, one_line, stderr
 
 __all__ = ["main"]
 
@@ -33,8 +33,23 @@ COMMANDS = (convert, check, inspect_model, bench, demo)
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line too: ``jrnn: error: <what>; see jrnn <command> --help``."""
 
+    _argv: tuple[str, ...] = ()
+
+    def parse_args(self, args=None, namespace=None):
+        self._argv = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
+
     def error(self, message: str):
-        stderr(f"jrnn: error: {one_line(message)}; see `{self.prog} --help`")
+        if "required: COMMAND" in message:  # argparse names the missing command first
+            known = {s for action in self._actions for s in action.option_strings}
+            unknown = [a for a in self._argv if a.startswith("-") and a.split("=")[0] not in known]
+            commands = ", ".join(c.__name__.rsplit(".", 1)[-1] for c in COMMANDS)
+            commands = commands.replace("inspect_model", "inspect")
+            if unknown:
+                message = f"unrecognized option {unknown[0]} (before any command)"
+            else:
+                message = f"expected a command: one of {commands}"
+        stderr(f"{error_line(message)}; see `{self.prog} --help`")
         self.exit(2)
 
 
@@ -60,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common_options(False)],
     )
+    parser.add_argument(
+        "--version", action="version", version=f"jrnn {_version()}", help="print jrnn's version"
+    )
     # Given after the subcommand, the common options must not reset those given before it.
     sub_common = common_options(argparse.SUPPRESS)
     sub = parser.add_subparsers(
@@ -70,6 +88,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    import jrnn
+
+    return jrnn.__version__
+
+
+def _out_of_memory(err: BaseException, text: str) -> bool:
+    return isinstance(err, MemoryError) or any(
+        key in text for key in ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "OOM")
+    )
+
+
+def _bad_input(err: BaseException, text: str) -> bool:
+    """An error the inputs cause (an id past a vocabulary, a shape the model refuses), as
+    the backends word it (IndexError, TensorFlow's InvalidArgumentError)."""
+    return isinstance(err, IndexError) or type(err).__name__ == "InvalidArgumentError"
+
+
 def _message(err: BaseException, args: argparse.Namespace) -> str:
     """The one-line ``<file>: <layer>: <what>; <what to do>`` text of an error."""
     from importers.errors import KerasFileError
@@ -78,6 +114,16 @@ def _message(err: BaseException, args: argparse.Namespace) -> str:
     text = one_line(err)
     if isinstance(err, CLIError):
         return text
+    prefix = f"{model}: " if model else ""
+    if _out_of_memory(err, text):
+        sizes = "--batch/--time" if hasattr(args, "batch") else "the model's size"
+        return f"{prefix}out of memory ({type(err).__name__}: {text[:200]}); reduce {sizes}"
+    if _bad_input(err, text) and getattr(args, "inputs", None):
+        return (
+            f"--inputs {args.inputs}: the model refuses these inputs ({type(err).__name__}: "
+            f"{text[:300]}); check their values (token ids below the vocabulary size) and "
+            "shapes"
+        )
     if "pass custom_layers=" in text:  # the Python API's advice; the CLI has no such option
         text = text.split("; pass custom_layers=")[0] + (
             "; the CLI converts built-in layers only: load it in Python with "
@@ -96,9 +142,7 @@ def _message(err: BaseException, args: argparse.Namespace) -> str:
         what = err.strerror or text
         return f"{err.filename or model}: {what}; check the file"
     if isinstance(err, ValueError):
-        prefix = f"{model}: " if model and not text.startswith(str(model)) else ""
-        return f"{prefix}{text}"
-    prefix = f"{model}: " if model else ""
+        return f"{prefix if not text.startswith(str(model)) else ''}{text}"
     return (
         f"{prefix}internal error ({type(err).__name__}: {text}); rerun with --debug for the "
         "traceback and report it"
@@ -107,14 +151,19 @@ def _message(err: BaseException, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jrnn`` console script; returns the exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while parsing, or before a command's output began
+        stderr("jrnn: interrupted")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = _parser().parse_args(argv)
     ui = UI(quiet=args.quiet, json=args.json, debug=args.debug)
     try:
         return args.func(args, ui)
-    except KeyboardInterrupt:
-        stderr("jrnn: interrupted")
-        return 130
     except BrokenPipeError:  # the reader of stdout went away (`jrnn inspect ... | head`)
         _silence_stdout()
         return 141  # 128 + SIGPIPE, as a shell reports a command the pipe ended
@@ -122,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
             return 2
-        message = _message(err, args)
-        stderr(f"jrnn: error: {message}")
+        message = error_line(_message(err, args))
+        stderr(message)
+        message = message.removeprefix("jrnn: error: ")
         try:
             ui.emit({"command": args.command, "error": message})
         except BrokenPipeError:

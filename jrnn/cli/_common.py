@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -81,9 +82,25 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def one_line(text: str) -> str:
-    """Collapse a (possibly multi-line) message to one line."""
-    return " ".join(str(text).split())
+# ANSI escape sequences (Keras colours its exception messages) and other control characters.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+# The longest error line printed: a library's message may hold whole arrays.
+MAX_ERROR_CHARS = 600
+
+
+def one_line(text: Any) -> str:
+    """Collapse a (possibly multi-line) message to one line, without ANSI escapes."""
+    return " ".join(_ANSI.sub("", str(text)).split())
+
+
+def error_line(message: Any, limit: int = MAX_ERROR_CHARS) -> str:
+    """The one ``jrnn: error: ...`` line of ``message``: one line, no escape codes, and
+    cut (with ``...``) to ``limit`` characters, so that no library's repr of an array
+    floods the terminal."""
+    text = one_line(message)
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return f"jrnn: error: {text}"
 
 
 def positive(args: Any, *names: str) -> None:
@@ -91,6 +108,45 @@ def positive(args: Any, *names: str) -> None:
     for name in names:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name}: expected a positive integer; received {getattr(args, name)}")
+
+
+def non_negative(args: Any, *names: str) -> None:
+    """Refuse an option of ``names`` (``--seed``) below 0, naming it."""
+    for name in names:
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            raise CLIError(f"--{name}: expected an integer >= 0; received {getattr(args, name)}")
+
+
+def output_dir(path: str, option: str) -> str:
+    """``path`` if a directory can be written there (an existing directory, or a new one
+    under an existing one), else a :class:`CLIError` naming ``option``. Checked before the
+    work whose results go there; the directory itself is created only when written."""
+    if not path:
+        raise CLIError(f"{option}: expected a directory path; received an empty string")
+    if os.path.lexists(path) and not os.path.exists(path):
+        raise CLIError(
+            f"{option} {path}: a broken symbolic link (to {os.readlink(path)!r}); "
+            f"remove it or choose another {option}"
+        )
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise CLIError(
+                f"{option} {path}: not a directory (a file is there); pass a directory "
+                "(created if missing)"
+            )
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise CLIError(f"{option} {path}: permission denied; choose a writable directory")
+        return path
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CLIError(f"{option} {path}: {parent} is not a directory; choose another {option}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(
+            f"{option} {path}: cannot create it, {parent} is not writable; choose another {option}"
+        )
+    return path
 
 
 def existing_path(path: str) -> str:
@@ -129,13 +185,34 @@ def load_model(path: str):
 
 @dataclass
 class InputSpec:
-    """One model input: its Keras name, shape (``None`` for unknown dims), dtype and, when
-    an ``Embedding`` reads it, the vocabulary size random tokens are drawn below."""
+    """One model input: its Keras name, shape (``None`` for unknown dims; the batch first),
+    dtype and, when an ``Embedding`` reads it, the vocabulary size random tokens are drawn
+    below. ``recorded`` is False when the config holds no input shape (a Sequential built
+    from data): ``shape`` is then the ``(None, None)`` placeholder and nothing to check."""
 
     name: str
     shape: tuple
     dtype: str
     vocab: int | None = None
+    recorded: bool = True
+
+    @property
+    def tokens(self) -> bool:
+        """Whether the input holds integer ids (an Embedding reads it, or an int dtype)."""
+        import numpy as np
+
+        return self.vocab is not None or np.issubdtype(np.dtype(self.dtype), np.integer)
+
+    @property
+    def steps(self) -> int | None:
+        """The steps the model fixes on this (sequence) input, else None."""
+        sequence = len(self.shape) > 2 or (len(self.shape) == 2 and self.tokens)
+        return int(self.shape[1]) if sequence and self.shape[1] is not None else None
+
+    @property
+    def batch(self) -> int | None:
+        """The batch size the model fixes (a stateful model's Input), else None."""
+        return int(self.shape[0]) if self.shape and self.shape[0] is not None else None
 
 
 def input_specs(model) -> list[InputSpec]:
@@ -150,7 +227,11 @@ def input_specs(model) -> list[InputSpec]:
         shape = _batch_shape(src) or cfg.get("build_input_shape")
         dtype = _dtype(src)
         vocab = _vocab(first)
-        return [InputSpec(_name(src) or "input", tuple(shape or (None, None)), dtype, vocab)]
+        return [
+            InputSpec(
+                _name(src) or "input", tuple(shape or (None, None)), dtype, vocab, bool(shape)
+            )
+        ]
     names = cfg["input_layers"]
     if isinstance(names, dict):  # keras.Model({"key": Input, ...}): in the config's key order
         names = list(names.values())
@@ -165,9 +246,10 @@ def input_specs(model) -> list[InputSpec]:
             if e["class_name"] == "Embedding"
             and f'"{name}"' in json.dumps(e.get("inbound_nodes", []))
         ]
-        shape = _batch_shape(entry) or (None, None)
+        shape = _batch_shape(entry)
+        vocab = _vocab(readers[0]) if readers else None
         specs.append(
-            InputSpec(name, tuple(shape), _dtype(entry), _vocab(readers[0]) if readers else None)
+            InputSpec(name, tuple(shape or (None, None)), _dtype(entry), vocab, bool(shape))
         )
     return specs
 
@@ -197,30 +279,50 @@ def _vocab(entry: dict | None) -> int | None:
     return None
 
 
-def random_inputs(
-    model, *, batch: int = 4, time: int | None = None, seed: int = 0, default_time: int = 10
-) -> list:
-    """Seeded inputs for every model input: tokens in ``[0, vocab)`` (0 pads, so masks
-    are exercised) for inputs an Embedding reads, else standard normal values; unknown
-    dimensions take ``batch`` (first) and ``time`` (others; ``default_time`` when None).
-    A ``time`` given for a model whose inputs fix their steps to another number raises
-    CLIError rather than being ignored."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    out = []
+def check_sizes(model, *, batch: int | None = None, time: int | None = None) -> None:
+    """Refuse a ``--batch`` or ``--time`` the model's inputs fix to another number (a
+    stateful model's batch, a fixed-length input's steps): it would be ignored or fail
+    inside Keras. Shared by every subcommand that makes random inputs."""
     for spec in input_specs(model):
-        tokens = spec.vocab is not None or np.issubdtype(np.dtype(spec.dtype), np.integer)
-        sequence = len(spec.shape) > 2 or (len(spec.shape) == 2 and tokens)  # (B, T) ids too
-        steps = spec.shape[1] if sequence else None
-        if time is not None and steps is not None and int(steps) != time:
+        if batch is not None and spec.batch is not None and spec.batch != batch:
             raise CLIError(
-                f"--time {time}: input {spec.name!r} has {int(steps)} steps fixed by the "
+                f"--batch {batch}: input {spec.name!r} has batch {spec.batch} fixed by the "
+                "model (a stateful model); leave --batch out"
+            )
+        if time is not None and spec.steps is not None and spec.steps != time:
+            raise CLIError(
+                f"--time {time}: input {spec.name!r} has {spec.steps} steps fixed by the "
                 "model; leave --time out"
             )
+
+
+def random_inputs(
+    model,
+    *,
+    batch: int | None = None,
+    time: int | None = None,
+    seed: int = 0,
+    default_time: int = 10,
+    default_batch: int = 4,
+) -> list:
+    """Seeded inputs for every model input: tokens in ``[0, vocab)`` (0 pads, so masks
+    are exercised) for inputs an Embedding reads, else standard normal values. The batch
+    is the one the model fixes (a stateful model), else ``batch`` (``default_batch`` when
+    None); unknown steps take ``time`` (``default_time`` when None). A ``batch`` or
+    ``time`` the model fixes to another number raises CLIError (:func:`check_sizes`)
+    rather than being ignored."""
+    import numpy as np
+
+    check_sizes(model, batch=batch, time=time)
+    specs = input_specs(model)
+    fixed = next((s.batch for s in specs if s.batch is not None), None)
+    rows = fixed or batch or default_batch
+    rng = np.random.default_rng(seed)
+    out = []
+    for spec in specs:
         filler = default_time if time is None else time
-        dims = [batch] + [filler if d is None else int(d) for d in spec.shape[1:]]
-        if spec.vocab is not None or np.issubdtype(np.dtype(spec.dtype), np.integer):
+        dims = [rows] + [filler if d is None else int(d) for d in spec.shape[1:]]
+        if spec.tokens:
             high = spec.vocab or 2
             x = rng.integers(1, max(high, 2), size=dims)
             if x.ndim >= 2 and x.shape[1] > 2:  # pad the end of every other sequence
@@ -231,26 +333,122 @@ def random_inputs(
     return out
 
 
-def read_inputs(path: str, model) -> list:
-    """Inputs from an ``.npz``: one array per model input, by the input's name, or the key
-    ``inputs`` / ``x`` (one input), or the arrays in order (``arr_0``, ``arr_1``...)."""
+def model_inputs(args: Any, model, *, default_time: int) -> list:
+    """The inputs of a run: ``--inputs`` read and checked, or seeded random ones sized by
+    ``--batch``/``--time``/``--seed``. Those three only shape random inputs: given with
+    ``--inputs`` (whose arrays fix batch and steps) they are refused, not ignored."""
+    if args.inputs:
+        given = [f"--{n}" for n in ("batch", "time", "seed") if getattr(args, n) is not None]
+        if given:
+            raise CLIError(
+                f"{given[0]}: sets the random inputs, which --inputs {args.inputs} replaces; "
+                f"leave {given[0]} out (the arrays fix batch and steps)"
+            )
+        return read_inputs(args.inputs, model)
+    return random_inputs(
+        model, batch=args.batch, time=args.time, seed=args.seed or 0, default_time=default_time
+    )
+
+
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def _load_arrays(path: str) -> dict:
+    """``{key: array}`` of an ``.npz`` (``{"inputs": array}`` for an ``.npy``), refusing
+    anything else with a message that says what the file is not."""
     import numpy as np
 
-    existing_path(path)
-    specs = input_specs(model)
-    names = [s.name for s in specs]
+    label = f"--inputs {path}"
+    if os.path.isdir(path):
+        raise CLIError(f"{label}: a directory; pass a .npz or .npy file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as err:
+        raise CLIError(f"{label}: cannot read it ({err.strerror or one_line(err)})") from err
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_NPY_MAGIC)):
+        raise CLIError(
+            f"{label}: not a .npz or .npy file (it starts with {head!r}); write the "
+            "inputs with numpy.savez(path, inputs=x)"
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):  # a .npy: the one input
-            arrays = {"inputs": loaded}
-        else:
-            with loaded as data:
-                arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as err:
+            return {"inputs": loaded}
+        with loaded as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as err:
+        if "pickled" in str(err):
+            raise CLIError(
+                f"{label}: holds Python objects (pickled), which jrnn does not load; save "
+                "numeric arrays with numpy.savez(path, inputs=x)"
+            ) from err
         raise CLIError(
-            f"{path}: not a readable .npz of arrays ({one_line(err)}); write it with "
-            "numpy.savez(path, inputs=x)"
+            f"{label}: not a readable .npz/.npy of arrays ({one_line(err)[:150]}); write it "
+            "with numpy.savez(path, inputs=x)"
         ) from err
+    except (OSError, EOFError, KeyError) as err:
+        raise CLIError(
+            f"{label}: a damaged .npz/.npy ({type(err).__name__}: {one_line(err)[:150]}); "
+            "write it again with numpy.savez(path, inputs=x)"
+        ) from err
+
+
+def check_input(spec: InputSpec, x, label: str) -> Any:
+    """``x`` if it fits ``spec`` (rank, recorded sizes, fixed batch, dtype, token ids in
+    ``[0, vocab)``), else a :class:`CLIError` naming ``label``, the input, what was
+    expected and what came. Integer ids stored as whole floats are taken as integers;
+    other floats are never cast to ids."""
+    import numpy as np
+
+    x = np.asarray(x)
+    where = f"{label}: input {spec.name!r}"
+    if spec.recorded:
+        want = spec.shape[1:]
+        shown = ", ".join("?" if d is None else str(d) for d in want)
+        if x.ndim != len(spec.shape) or any(
+            d is not None and d != n for d, n in zip(want, x.shape[1:])
+        ):
+            rank = f" (rank {x.ndim}, expected {len(spec.shape)})" * (x.ndim != len(spec.shape))
+            raise CLIError(
+                f"{where} must have shape (batch, {shown}); received {tuple(x.shape)}{rank}"
+            )
+        if spec.batch is not None and x.shape[0] != spec.batch:
+            raise CLIError(
+                f"{where} must have batch {spec.batch}, fixed by the model (a stateful "
+                f"model); received {tuple(x.shape)}"
+            )
+    kind = x.dtype.kind
+    if kind not in "biuf":
+        raise CLIError(f"{where} must hold numbers ({spec.dtype}); received dtype {x.dtype}")
+    if spec.tokens:
+        if kind == "f":
+            if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
+                bad = x[~(np.isfinite(x) & (x == np.round(x)))].flat[0]
+                raise CLIError(
+                    f"{where} takes integer token ids ({spec.dtype}); received {x.dtype} "
+                    f"values such as {float(bad):g} that are not whole numbers (floats are never "
+                    "cast to ids); save integer ids"
+                )
+        if spec.vocab is not None and x.size and (x.min() < 0 or x.max() >= spec.vocab):
+            bad = x.max() if x.max() >= spec.vocab else x.min()
+            raise CLIError(
+                f"{where}: token ids must be in [0, {spec.vocab}) (the Embedding's input_dim); "
+                f"received {int(bad)}"
+            )
+        return x.astype(spec.dtype) if kind == "f" else x
+    return x
+
+
+def read_inputs(path: str, model) -> list:
+    """Inputs from an ``.npz``: one array per model input, by the input's name, or the key
+    ``inputs`` / ``x`` (one input), or the arrays in order (``arr_0``, ``arr_1``...).
+    Each array is checked against its input (:func:`check_input`) before any model runs."""
+    if not os.path.exists(path):
+        raise CLIError(f"--inputs {path}: no such file or directory; check the path")
+    specs = input_specs(model)
+    names = [s.name for s in specs]
+    arrays = _load_arrays(path)
     chosen = None
     if all(n in arrays for n in names):
         chosen = [arrays[n] for n in names]
@@ -259,23 +457,11 @@ def read_inputs(path: str, model) -> list:
     elif set(arrays) == {f"arr_{k}" for k in range(len(names))}:  # numpy.savez(path, *xs)
         chosen = [arrays[f"arr_{k}"] for k in range(len(names))]
     if chosen is not None:
-        for spec, x in zip(specs, chosen):  # the model's recorded sizes, not its name
-            want = spec.shape[1:]
-            if spec.shape == (None, None):  # no input shape recorded: nothing to check
-                continue
-            if len(x.shape) != len(spec.shape) or any(
-                d is not None and d != n for d, n in zip(want, x.shape[1:])
-            ):
-                shown = ", ".join("?" if d is None else str(d) for d in want)
-                raise CLIError(
-                    f"--inputs {path}: input {spec.name!r} must have shape (batch, {shown}); "
-                    f"received {tuple(x.shape)}"
-                )
-        return chosen
+        return [check_input(spec, x, f"--inputs {path}") for spec, x in zip(specs, chosen)]
     raise CLIError(
-        f"{path}: expected {len(names)} array(s) named {names} (or 'inputs' for one, or "
-        f"arr_0... in the inputs' order); found "
-        f"{sorted(arrays)}; save them with numpy.savez(path, {names[0]}=x, ...)"
+        f"--inputs {path}: expected {len(names)} array(s) named {names} (or 'inputs' for "
+        f"one, or arr_0... in the inputs' order); found {sorted(arrays)}; save them with "
+        f"numpy.savez(path, {names[0]}=x, ...)"
     )
 
 

@@ -43,16 +43,33 @@ def add_parser(sub, common) -> None:
             "--profile full` runs the whole grid."
         ),
     )
-    p.add_argument("--layer", choices=LAYERS, default="lstm")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--time", type=int, default=50)
-    p.add_argument("--features", type=int, default=32)
-    p.add_argument("--units", type=int, default=64)
-    p.add_argument("--mode", choices=("forward", "train", "both"), default="forward")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--impls", help=f"comma list of {','.join(PEERS)} (default: installed)")
+    p.add_argument("--layer", choices=LAYERS, default="lstm", help="the layer timed (default lstm)")
+    p.add_argument("--batch", type=int, default=16, help="inputs' batch (default 16)")
+    p.add_argument("--time", type=int, default=50, help="inputs' steps (default 50)")
+    p.add_argument(
+        "--features", type=int, default=32, help="inputs' features per step (default 32)"
+    )
+    p.add_argument("--units", type=int, default=64, help="the layer's units (default 64)")
+    p.add_argument(
+        "--mode",
+        choices=("forward", "train", "both"),
+        default="forward",
+        help="time the forward call, a training step (forward + gradients), or both "
+        "(default forward)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="parameters' and inputs' dtype (default float32)",
+    )
+    p.add_argument(
+        "--impls",
+        metavar="LIST",
+        help=f"comma list of {','.join(PEERS)} (default: every installed one)",
+    )
     p.add_argument("--rounds", type=int, default=1, help="alternating rounds (default 1)")
-    p.add_argument("--iters", type=int, default=10, help="timed calls per process")
+    p.add_argument("--iters", type=int, default=10, help="timed calls per process (default 10)")
     p.set_defaults(func=run)
 
 
@@ -79,6 +96,23 @@ def installed(impl: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in PEERS[impl])
 
 
+def parse_impls(text: str | None) -> list[str]:
+    """The implementations ``--impls`` names (every installed one when not given); an
+    empty list, an empty name or an unknown one is refused, not read as "all"."""
+    if text is None:
+        return [i for i in PEERS if installed(i)]
+    impls = [i.strip() for i in text.split(",")]
+    if not any(impls):
+        raise CLIError(
+            f"--impls: expected a comma list of {','.join(PEERS)}; received an empty "
+            "string (leave --impls out for every installed one)"
+        )
+    unknown = [i for i in impls if i not in PEERS]
+    if unknown:
+        raise CLIError(f"--impls: unknown {unknown}; choose from {list(PEERS)}")
+    return impls
+
+
 def run(args: argparse.Namespace, ui: UI) -> int:
     """Time and print the comparison."""
     runner = find_runner()
@@ -87,26 +121,29 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             "bench: the benchmark runner (bench/) ships with jrnn's source tree, not with the "
             "installed package; run `jrnn bench` from a clone (pip install -e .)"
         )
-    if args.impls:
-        impls = args.impls.split(",")
-        unknown = [i for i in impls if i not in PEERS]
-        if unknown:
-            raise CLIError(f"--impls: unknown {unknown}; choose from {list(PEERS)}")
-    else:
-        impls = [i for i in PEERS if installed(i)]
+    impls = parse_impls(args.impls)
     positive(args, "batch", "time", "features", "units", "rounds", "iters")
     shape = (args.batch, args.time, args.features, args.units)
     modes = ["forward", "train"] if args.mode == "both" else [args.mode]
-    roofline = runner.gemm_roofline_gflops()
     runs: dict = {(m, i): [] for m in modes for i in impls}
-    with ui.progress(len(modes) * args.rounds * len(impls), "bench") as bar:
+    # The GEMM reference (bench's cpu_gemm_reference), measured before each round and
+    # after the last, between the timed runs: the best of them stands for the machine.
+    references = []
+    steps = len(modes) * args.rounds * (len(impls) + 1) + 1
+    with ui.progress(steps, "bench") as bar:
         for mode in modes:
             for r in range(args.rounds):
+                bar.step("measuring the GEMM reference")
+                references.append(runner.cpu_gemm_reference())
                 for impl in impls:
                     bar.step(f"{args.layer} {mode}: {impl} (round {r + 1}/{args.rounds})")
                     runs[(mode, impl)].append(
                         runner.run_worker(impl, args.layer, shape, mode, args.dtype, args.iters, [])
                     )
+        bar.step("measuring the GEMM reference")
+        references.append(runner.cpu_gemm_reference())
+    reference = max(references, key=lambda ref: ref["gflops"])
+    roofline = reference["gflops"]
     rows = []
     for mode in modes:
         for impl in impls:
@@ -120,16 +157,18 @@ def run(args: argparse.Namespace, ui: UI) -> int:
                     first_call_s=statistics.median(r["first_call_s"] for r in ok),
                     roofline_pct=100 * flops / (ms / 1e3) / (roofline * 1e9),
                 )
+                row["above_reference"] = row["roofline_pct"] > 100
             else:
                 first = runs[(mode, impl)][0]
                 row["note"] = str(first.get("unsupported") or first.get("error", "failed"))
             rows.append(row)
     ui.say(
         f"{args.layer} {args.dtype}, (batch, time, features, units) = {shape}; "
-        f"{os.cpu_count()} CPU cores, GEMM roofline {roofline:.0f} GFLOP/s; "
-        f"median of {args.rounds} round(s) x {args.iters} calls, one process each"
+        f"{os.cpu_count()} CPU cores, GEMM reference {roofline:.0f} GFLOP/s (best of "
+        f"{len(references)} measurements, {reference['gemm']}); median of {args.rounds} "
+        f"round(s) x {args.iters} calls, one process each"
     )
-    table = [("mode", "implementation", "ms/call", "first call s", "jrnn speed-up", "roofline")]
+    table = [("mode", "implementation", "ms/call", "first call s", "jrnn speed-up", "% of GEMM")]
     for row in rows:
         jr = next(r for r in rows if r["mode"] == row["mode"] and r["impl"] == impls[0])
         if "ms" in row:
@@ -141,7 +180,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
                     f"{row['ms']:.2f}",
                     f"{row['first_call_s']:.2f}",
                     ratio,
-                    f"{row['roofline_pct']:.1f}%",
+                    f"{row['roofline_pct']:.1f}%" + " (!)" * row["above_reference"],
                 )
             )
         else:
@@ -150,6 +189,16 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     for r in table:
         ui.say("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     ui.say("  jrnn speed-up = peer time / jrnn time (> 1: jrnn is faster)")
+    ui.say(
+        "  % of GEMM = the layer's matmul FLOP/s as a share of the GEMM reference (a ceiling "
+        "when the reference reaches the machine's peak)"
+    )
+    if any(r.get("above_reference") for r in rows):
+        ui.say(
+            f"  (!) faster than the measured GEMM reference ({roofline:.0f} GFLOP/s): the "
+            "reference fell short of this machine's peak (busy cores?), so these % are no "
+            "bound; rerun on a quiet machine"
+        )
     ui.emit(
         {
             "command": "bench",
@@ -157,6 +206,8 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             "dtype": args.dtype,
             "shape": {"batch": shape[0], "time": shape[1], "features": shape[2], "units": shape[3]},
             "roofline_gflops": roofline,
+            "roofline_gemm": reference["gemm"],
+            "roofline_measurements": [ref["gflops"] for ref in references],
             "cpu_count": os.cpu_count(),
             "results": rows,
         }

@@ -20,10 +20,10 @@ from jrnn.cli._common import (
     flat_arrays,
     layer_names,
     load_model,
+    model_inputs,
+    non_negative,
     one_line,
     positive,
-    random_inputs,
-    read_inputs,
 )
 
 
@@ -47,13 +47,17 @@ def add_parser(sub, common) -> None:
         "(default: seeded random)",
     )
     p.add_argument("--atol", type=float, default=1e-5, help="max abs error (default 1e-5)")
-    p.add_argument("--batch", type=int, default=4, help="random inputs' batch (default 4)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        help="random inputs' batch (default 4, or the batch a stateful model fixes)",
+    )
     p.add_argument(
         "--time",
         type=int,
         help="random inputs' steps where the model leaves them open (default 10)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random inputs' seed (default 0)")
+    p.add_argument("--seed", type=int, help="random inputs' seed (default 0)")
     p.set_defaults(func=run)
 
 
@@ -86,9 +90,22 @@ def _import_keras(path: str, keras_major: int):
     )
 
 
+def _reset_keras_states(kmodel) -> None:
+    """Zero the states of the model's stateful layers (each Keras call advances them)."""
+    if hasattr(kmodel, "reset_states"):  # tf_keras
+        kmodel.reset_states()
+        return
+    layers = getattr(kmodel, "_flatten_layers", None)
+    for layer in layers(include_self=False, recursive=True) if layers else kmodel.layers:
+        if getattr(layer, "stateful", False) and hasattr(layer, "reset_states"):
+            layer.reset_states()
+
+
 def _keras_outputs(kmodel, model_cls, names: list[str], xs: list):
     """``{name: [arrays]}`` of the named top-level layers, the model's outputs, and why
-    layers were skipped (a shared layer has no single output)."""
+    layers were skipped (a shared layer has no single output). Both runs start from the
+    same (zero) states: the sub-model shares the model's layers, so a stateful layer's
+    states would otherwise carry the first run into the second."""
     import numpy as np
 
     outputs, kept, skipped = [], [], {}
@@ -106,6 +123,7 @@ def _keras_outputs(kmodel, model_cls, names: list[str], xs: list):
         values = sub(call_arg(xs), training=False)
         values = values if len(outputs) > 1 else [values]
     per_layer = {n: [np.asarray(a) for a in _flat_keras(v)] for n, v in zip(kept, values)}
+    _reset_keras_states(kmodel)
     final = [np.asarray(a) for a in _flat_keras(kmodel(call_arg(xs), training=False))]
     return per_layer, final, skipped
 
@@ -145,6 +163,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     from jrnn.inspect import get_outputs
 
     positive(args, "batch", "time")
+    non_negative(args, "seed")
     if not args.atol >= 0:
         raise CLIError(f"--atol: expected a number >= 0; received {args.atol}")
     existing_path(args.model)
@@ -157,11 +176,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
         model = load_model(args.model)
         kf = importers.read_keras_file(args.model)
         major = int(str(kf.keras_version or "3").split(".")[0] or 3)
-        xs = read_inputs(args.inputs, model) if args.inputs else None
-        if xs is None:
-            xs = random_inputs(
-                model, batch=args.batch, time=args.time, seed=args.seed, default_time=10
-            )
+        xs = model_inputs(args, model, default_time=10)
         names = layer_names(model)
         with ui.native_quiet():
             bar.step("importing Keras")
@@ -177,7 +192,11 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             bar.step("running Keras")
             per_layer, final, skipped = _keras_outputs(kmodel, model_cls, names, xs)
         bar.step("running jrnn")
+        # get_outputs leaves the model's states as they were: both jrnn runs start from
+        # the loaded (zero) states, as both Keras runs do.
         ours = get_outputs(model, call_arg(xs), [f"layers/{n}" for n in per_layer])
+        if hasattr(model, "reset_states"):
+            model.reset_states()
         our_final = flat_arrays(model(call_arg(xs)))
     rows = []
     for name in names:
@@ -200,7 +219,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     shapes = [tuple(x.shape) for x in xs]
     ui.say(
         f"{args.model}: jrnn vs {keras_name} on inputs {', '.join(map(str, shapes))} "
-        f"({'from ' + args.inputs if args.inputs else f'random, seed {args.seed}'})"
+        f"({'from ' + args.inputs if args.inputs else f'random, seed {args.seed or 0}'})"
     )
     table = [("layer", "class", "max abs error", "max rel error", "")]
     for row in rows:

@@ -13,6 +13,8 @@ from jrnn.cli._common import (
     flat_arrays,
     layer_names,
     load_model,
+    one_line,
+    output_dir,
     random_inputs,
 )
 
@@ -29,8 +31,20 @@ def add_parser(sub, common) -> None:
             "on seeded random inputs to check that it reproduces the converted model."
         ),
     )
-    p.add_argument("model", metavar="MODEL", help="a .keras archive or a legacy .h5 model")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="checkpoint directory")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a .keras archive, a legacy .h5 model, or a jrnn checkpoint directory (written "
+        "again to OUT)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="checkpoint directory (created if missing; a symbolic link to a directory "
+        "writes into its target)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -42,19 +56,24 @@ def add_parser(sub, common) -> None:
 
 
 def _check_output(out: str, overwrite: bool) -> None:
-    """Raise unless the checkpoint may be written to ``out``: a new path, an empty
-    directory, or (``overwrite``) a checkpoint, whose two files alone are replaced (the
-    rest of the directory, which may hold the model itself, is never touched)."""
-    if not os.path.lexists(out):
+    """Raise unless the checkpoint may be written to ``out``: a new path under a writable
+    directory, an empty directory, or (``overwrite``) a checkpoint, whose two files alone
+    are replaced (the rest of the directory, which may hold the model itself, is never
+    touched). A symbolic link to a directory stands for its target, as in ``cp``; the
+    messages name ``-o``."""
+    output_dir(out, "-o")  # empty, a file, a broken link, not writable
+    if not os.path.exists(out) or not os.listdir(out):
         return
-    if os.path.isdir(out) and not os.path.islink(out) and not os.listdir(out):
-        return
-    is_checkpoint = os.path.isdir(out) and os.path.exists(os.path.join(out, "jrnn_checkpoint.json"))
+    is_checkpoint = os.path.isfile(os.path.join(out, "jrnn_checkpoint.json"))
+    target = f" (a link to {os.path.realpath(out)})" if os.path.islink(out) else ""
     if is_checkpoint and overwrite:
         return
     if is_checkpoint:
-        raise CLIError(f"{out}: a jrnn checkpoint is already there; pass --overwrite")
-    raise CLIError(f"{out}: already exists and is not a jrnn checkpoint; choose another -o")
+        raise CLIError(f"-o {out}{target}: a jrnn checkpoint is already there; pass --overwrite")
+    raise CLIError(
+        f"-o {out}{target}: a directory that is not empty and holds no jrnn checkpoint; "
+        "choose another -o (--overwrite replaces a checkpoint's files only)"
+    )
 
 
 def run(args: argparse.Namespace, ui: UI) -> int:
@@ -76,7 +95,14 @@ def run(args: argparse.Namespace, ui: UI) -> int:
                 "update jrnn"
             ) from err
         bar.step("writing checkpoint")
-        save_checkpoint(model, args.output)
+        try:
+            save_checkpoint(model, args.output)
+        except OSError as err:
+            where = err.filename or args.output
+            raise CLIError(
+                f"-o {args.output}: cannot write {where} ({err.strerror or one_line(err)}); "
+                "choose another -o"
+            ) from err
         result = {
             "command": "convert",
             "model": args.model,

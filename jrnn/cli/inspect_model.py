@@ -12,11 +12,13 @@ from jrnn.cli._common import (
     UI,
     CLIError,
     call_arg,
+    check_sizes,
     layer_names,
     load_model,
+    model_inputs,
+    non_negative,
+    output_dir,
     positive,
-    random_inputs,
-    read_inputs,
 )
 
 # The gate shown by gate_heatmap, by activation keys (see jrnn.inspect.get_activations).
@@ -38,20 +40,24 @@ def add_parser(sub, common) -> None:
     )
     p.add_argument("model", metavar="MODEL", help=".keras, .h5 or a jrnn checkpoint directory")
     p.add_argument("--layer", metavar="NAME", help="only this layer (its Keras name)")
-    p.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
+    p.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR (created if missing)")
     p.add_argument(
         "--inputs",
         metavar="FILE.npz|FILE.npy",
-        help="inputs: one array per model input by name, 'inputs', or arr_0... in order "
-        "(default: seeded random)",
+        help="the --plots figures' inputs: one array per model input by name, 'inputs', or "
+        "arr_0... in order (default: seeded random)",
     )
-    p.add_argument("--batch", type=int, default=4, help="random inputs' batch (default 4)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        help="--plots' random inputs' batch (default 4, or the batch a stateful model fixes)",
+    )
     p.add_argument(
         "--time",
         type=int,
-        help="random inputs' steps where the model leaves them open (default 20)",
+        help="--plots' random inputs' steps where the model leaves them open (default 20)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random inputs' seed (default 0)")
+    p.add_argument("--seed", type=int, help="--plots' random inputs' seed (default 0)")
     p.set_defaults(func=run)
 
 
@@ -169,10 +175,25 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     from jrnn.inspect import summary
 
     positive(args, "batch", "time")
+    non_negative(args, "seed")
+    if args.plots is not None:
+        output_dir(args.plots, "--plots")  # before the work, not after it
     with ui.progress(None, "loading") as bar:
         bar.step("loading the model")
         model = load_model(args.model)
     layers = recurrent_layers(model, args.layer)
+    check_sizes(model, batch=args.batch, time=args.time)  # as check refuses them
+    if args.plots is None:
+        options = ("inputs", "batch", "time", "seed")
+        given = [f"--{n}" for n in options if getattr(args, n) is not None]
+        if given:
+            raise CLIError(
+                f"{given[0]}: chooses the inputs of the --plots figures, and the summary "
+                f"needs none; add --plots DIR or leave {given[0]} out"
+            )
+    if args.plots and not layers:
+        raise CLIError(f"{args.model}: no recurrent layer to plot; --plots needs one")
+    xs = model_inputs(args, model, default_time=20) if args.plots else None
     text = summary(model)
     if args.layer:
         lines = text.splitlines()
@@ -191,13 +212,6 @@ def run(args: argparse.Namespace, ui: UI) -> int:
         "summary": text,
     }
     if args.plots:
-        if not layers:
-            raise CLIError(f"{args.model}: no recurrent layer to plot; --plots needs one")
-        xs = read_inputs(args.inputs, model) if args.inputs else None
-        if xs is None:
-            xs = random_inputs(
-                model, batch=args.batch, time=args.time, seed=args.seed, default_time=20
-            )
         written = _plots(model, layers, xs, args.plots, ui)
         ui.say(f"wrote {len(written)} figures in {args.plots}:")
         for path in written:
