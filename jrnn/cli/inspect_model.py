@@ -202,7 +202,9 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             [lines[0]]
             + [ln for ln in lines[1:] if ln.split()[0] == path or ln.startswith(path + "/")]
         )
-    ui.say(f"{args.model}: {len(model.layers)} layers, {len(layers)} recurrent")
+    pairs = any("/forward_layer " in line for line in text.splitlines())
+    note = " (a Bidirectional's rows: the pair, then each direction)" if pairs else ""
+    ui.say(f"{args.model}: {len(model.layers)} layers, {len(layers)} recurrent{note}")
     ui.say(text)
     result = {
         "command": "inspect",
