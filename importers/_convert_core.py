@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jrnn._dtypes import resolve_policy
+from jrnn._dtypes import resolve_policy, set_policy
 from jrnn.layers import attention, core
 
 #: The variable dtype of the layer being converted (its policy's), so that its arrays are
@@ -380,8 +380,9 @@ def _no_lost_penalty(config: dict, module: Any) -> Any:
 
 def with_policy(convert):
     """The layer's Keras dtype policy carried over: variables in its variable dtype, and the
-    compute dtype recorded as ``module.compute_dtype`` (``importers.load`` casts floating
-    inputs and outputs to it, as Keras autocasts)."""
+    policy set as the layers' ``dtype=`` sets it (:func:`jrnn._dtypes.set_policy`:
+    ``module.compute_dtype``, which ``importers.load`` casts floating inputs and outputs to,
+    as Keras autocasts, and ``module.dtype_policy``)."""
 
     def convert_with_policy(config, arrays, in_shape):
         if config.get("dtype") is None:
@@ -395,8 +396,7 @@ def with_policy(convert):
         for var in module.keras_weights() if hasattr(module, "keras_weights") else []:
             if jnp.issubdtype(var.get_value().dtype, jnp.floating):
                 var.set_value(var.get_value().astype(policy.param_dtype))
-        module.compute_dtype = jnp.dtype(policy.compute_dtype).name
-        module.dtype_policy = policy.name  # Keras' name, written back by importers.save_keras
+        set_policy(module, policy)  # as the constructors' dtype= sets it
         return _no_lost_penalty(config, module)
 
     return convert_with_policy

@@ -68,11 +68,6 @@ def _initializers(module: Any) -> dict:
     return out
 
 
-def _policy_name(module: Any) -> str:
-    policy = getattr(module, "policy", None)
-    return policy.name if policy is not None else "float32"
-
-
 def _core_configs() -> dict[type, Callable[[Any], dict]]:
     from jrnn.layers import core
 
@@ -374,6 +369,13 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
     config["dtype"] = (
         getattr(module, "dtype_policy", None) or getattr(module, "compute_dtype", None) or "float32"
     )
+    if "->" in config["dtype"]:  # DTypePolicy.name of a param_dtype override
+        raise UnsupportedLayerError(
+            cls,
+            str(getattr(module, "name", None) or cls),
+            detail=f"its dtype policy {config['dtype']!r} (a param_dtype other than the "
+            "policy's) has no Keras 3 equivalent",
+        )
     return _entry(cls, config)
 
 

@@ -82,6 +82,21 @@ def resolve_policy(dtype: Any = None, param_dtype: Any = None, owner: str = "lay
     return policy
 
 
+def set_policy(
+    module: Any, dtype: Any = None, param_dtype: Any = None, owner: str | None = None
+) -> DTypePolicy:
+    """Give a non-recurrent layer Keras' dtype policy (:func:`resolve_policy` of ``dtype`` and
+    ``param_dtype``): ``module.policy``, ``module.compute_dtype`` (the compute dtype's name,
+    which the layer casts floating inputs to, as Keras autocasts them) and
+    ``module.dtype_policy`` (Keras' policy name, which ``importers.save_keras`` writes back).
+    The core layers' constructors and the importers' converters both set policies with it."""
+    policy = resolve_policy(dtype, param_dtype, owner or type(module).__name__)
+    module.policy = policy
+    module.compute_dtype = jnp.dtype(policy.compute_dtype).name
+    module.dtype_policy = policy.name
+    return policy
+
+
 def check_x64(policy: DTypePolicy, owner: str) -> None:
     """A float64 policy needs JAX's 64-bit mode, at construction and at every call (a layer
     built inside ``with jax.enable_x64(True):`` and called outside it would compute in

@@ -728,3 +728,138 @@ def test_imported_dropout_layers_draw_their_own_masks():
     with pytest.raises(ValueError, match=r"`rate`=0.5 needs random numbers"):
         jrnn.Dropout(0.5)
     assert jrnn.Dropout(0.5, seed=1).seed == 1
+
+
+_POLICY_LAYERS = {  # jrnn layer, its Keras twin, an input
+    "Dense": (
+        lambda **kw: jrnn.Dense(5, 3, activation="tanh", **kw),
+        lambda **kw: L.Dense(5, activation="tanh", **kw),
+        lambda: _x(2, 7, 3),
+    ),
+    "Conv1D": (
+        lambda **kw: jrnn.Conv1D(4, 3, 3, padding="causal", **kw),
+        lambda **kw: L.Conv1D(4, 3, padding="causal", **kw),
+        lambda: _x(2, 7, 3),
+    ),
+    "Embedding": (
+        lambda **kw: jrnn.Embedding(10, 4, **kw),
+        lambda **kw: L.Embedding(10, 4, **kw),
+        _ids,
+    ),
+    "LayerNormalization": (
+        lambda **kw: jrnn.LayerNormalization(3, **kw),
+        lambda **kw: L.LayerNormalization(**kw),
+        lambda: _x(2, 7, 3),
+    ),
+    "BatchNormalization": (
+        lambda **kw: jrnn.BatchNormalization(3, **kw),
+        lambda **kw: L.BatchNormalization(**kw),
+        lambda: _x(2, 7, 3),
+    ),
+}
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "bfloat16", "float64"])
+@pytest.mark.parametrize("kind", list(_POLICY_LAYERS))
+def test_core_layer_dtype_policies_as_keras(kind, policy):
+    """``dtype=`` as Keras': variables in the policy's variable dtype, outputs in its
+    compute dtype, values as Keras' layer built with the same policy and weights."""
+    make, make_keras, inputs = _POLICY_LAYERS[kind]
+    variable = "float32" if policy.startswith("mixed") else policy
+    compute = policy.removeprefix("mixed_")
+    x = inputs()
+    if policy == "float64" and x.dtype == np.float32:  # else LayerNormalization's float32
+        x = x.astype(np.float64)  # maths (Keras does not autocast its inputs) differ by 1e-6
+    ref = make_keras(dtype=policy)
+    ref(x)
+    _rand(keras.Sequential([ref]))
+    with jax.enable_x64(policy == "float64"):
+        layer = make(dtype=policy, rngs=_R(0))
+        assert (layer.compute_dtype, layer.dtype_policy) == (compute, policy)
+        for p, w, kw in zip(layer.keras_weights(), ref.get_weights(), ref.weights, strict=True):
+            assert jnp.dtype(p[...].dtype).name == keras.backend.standardize_dtype(kw.dtype)
+            assert jnp.dtype(p[...].dtype).name == variable
+            p[...] = jnp.asarray(w)
+        got, want = layer(x), ref(x)
+        assert jnp.dtype(got.dtype).name == keras.backend.standardize_dtype(want.dtype) == compute
+        tol = 1e-10 if policy == "float64" else 2e-2
+        np.testing.assert_allclose(
+            np.asarray(got, np.float64), np.asarray(want, np.float64), atol=tol, rtol=tol
+        )
+        if kind == "BatchNormalization":  # the moving statistics' update, in their dtype
+            got, want = layer(x, training=True), ref(x, training=True)
+            for p, w in zip(layer.keras_weights(), ref.get_weights(), strict=True):
+                assert jnp.dtype(p[...].dtype).name == variable
+                np.testing.assert_allclose(
+                    np.asarray(p[...], np.float64), np.asarray(w, np.float64), atol=tol, rtol=tol
+                )
+
+
+def test_weightless_layers_autocast_as_keras():
+    """Keras casts a weightless layer's floating inputs to its dtype; jrnn's take ``dtype=``
+    too, and without it keep the inputs' dtype."""
+    x = _x(2, 7, 4)
+    for layer, ref in [
+        (
+            jrnn.Activation("relu", dtype="mixed_bfloat16"),
+            L.Activation("relu", dtype="mixed_bfloat16"),
+        ),
+        (jrnn.GlobalAveragePooling1D(dtype="bfloat16"), L.GlobalAveragePooling1D(dtype="bfloat16")),
+        (jrnn.Dropout(0.5, seed=1, dtype="mixed_bfloat16"), L.Dropout(0.5, dtype="mixed_bfloat16")),
+    ]:
+        got, want = layer(x), ref(x)
+        assert (
+            got.dtype == jnp.bfloat16 and keras.backend.standardize_dtype(want.dtype) == "bfloat16"
+        )
+        np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want, np.float32))
+    assert jrnn.Add(dtype="bfloat16")([x, x]).dtype == jnp.bfloat16
+    assert jrnn.Activation("relu")(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+
+
+def test_dtype_arguments_are_checked():
+    with pytest.raises(
+        ValueError, match=r"Dense: `dtype` must be a floating dtype.*received 'int32'"
+    ):
+        jrnn.Dense(2, 3, dtype="int32", rngs=_R(0))
+    with pytest.raises(ValueError, match="Embedding: `param_dtype` must be a floating dtype"):
+        jrnn.Embedding(4, 2, param_dtype="mixed", rngs=_R(0))
+    with pytest.raises(ValueError, match="Flatten: `dtype` must be a floating dtype"):
+        jrnn.Flatten(dtype="bool")
+    with pytest.raises(ValueError, match="float64 needs JAX's 64-bit mode"):
+        jrnn.LayerNormalization(3, dtype="float64")
+    with jax.enable_x64(True):
+        layer = jrnn.Conv1D(2, 1, 3, dtype="float64", rngs=_R(0))
+    with pytest.raises(ValueError, match="Conv1D: dtype float64 needs JAX's 64-bit mode"):
+        layer(_x(2, 4, 3))
+
+
+def test_hand_built_policies_round_trip(tmp_path):
+    """jrnn layers built with ``dtype="mixed_bfloat16"`` -> keras_sequential -> save_keras:
+    Keras loads the policy (float32 variables, bfloat16 outputs) and importers.load keeps it."""
+    kw = {"dtype": "mixed_bfloat16", "rngs": _R(0)}
+    layers = [
+        jrnn.Embedding(10, 4, **kw),
+        jrnn.Conv1D(4, 3, 4, padding="same", **kw),
+        jrnn.LayerNormalization(4, dtype="mixed_bfloat16"),
+        jrnn.BatchNormalization(4, dtype="mixed_bfloat16"),
+        jrnn.Dense(3, 4, activation="softmax", name="head", **kw),
+    ]
+    model = importers.keras_sequential(layers, (None,), input_dtype="int32")
+    importers.save_keras(model, tmp_path / "mixed.keras")
+    ids = _ids()
+    loaded = keras.saving.load_model(tmp_path / "mixed.keras")
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"mixed_bfloat16"}
+    want = loaded(ids)
+    assert keras.backend.standardize_dtype(want.dtype) == "bfloat16"
+    again = importers.load(tmp_path / "mixed.keras")
+    assert again.layers["head"].dtype_policy == "mixed_bfloat16"
+    assert again.layers["head"].kernel[...].dtype == jnp.float32
+    for got in (model(ids), again(ids)):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_allclose(
+            np.asarray(got, np.float32), np.asarray(want, np.float32), atol=2e-2, rtol=0
+        )
+    # A param_dtype override Keras cannot name ("bfloat16->float32") is refused, not written.
+    odd = jrnn.Dense(3, 4, dtype="float32", param_dtype="bfloat16", rngs=_R(0))
+    with pytest.raises(importers.errors.UnsupportedLayerError, match="no Keras 3 equivalent"):
+        importers.keras_sequential([odd], (4,))

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jrnn import _checks, initializers
-from jrnn._dtypes import resolve_policy
+from jrnn._dtypes import check_x64, set_policy
 from jrnn.layers.core import Dropout
 
 
@@ -72,9 +72,7 @@ class Attention(nnx.Module):
         param_dtype: Any = None,
         rngs: nnx.Rngs | None = None,
     ):
-        self.policy = resolve_policy(dtype, param_dtype, type(self).__name__)
-        self.compute_dtype = jnp.dtype(self.policy.compute_dtype).name
-        self.dtype_policy = self.policy.name
+        set_policy(self, dtype, param_dtype, _checks.where(self))
         if score_mode not in ("dot", "concat"):
             raise _bad(self, "score_mode", "'dot' or 'concat'", score_mode)
         if not 0.0 <= dropout <= 1.0:
@@ -171,6 +169,7 @@ class Attention(nnx.Module):
 
     def _cast(self, x):
         """Floating inputs in the compute dtype, as Keras autocasts a layer's inputs."""
+        check_x64(self.policy, _checks.where(self))
         x = jnp.asarray(x)
         if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != self.compute_dtype:
             return x.astype(self.compute_dtype)

@@ -6,11 +6,23 @@ training behaviour drawn from an ``rngs`` ``dropout`` stream), the merges, Flatt
 Permute, RepeatVector, Conv1D/2D/3D, 1D pooling, BatchNormalization and LayerNormalization.
 Each module's ``compute_mask(x, mask)`` follows Keras 3.15's rule for its class.
 
+Dtype policies, as Keras 3's: the layers with weights take ``dtype`` (a dtype, a policy name
+such as ``"mixed_bfloat16"``, or a Keras ``DTypePolicy`` config dict; None is Keras'
+default ``"float32"``) and ``param_dtype`` (overrides the variables' dtype, as Flax's).
+Variables are created in the policy's variable dtype; floating inputs are cast to its
+compute dtype and outputs come in it (``mixed_bfloat16``: float32 variables, bfloat16 maths
+and outputs). BatchNormalization and LayerNormalization normalise half-precision inputs in
+float32, as Keras. The weightless layers take ``dtype`` alone and then cast floating inputs
+to its compute dtype, as Keras autocasts every layer's inputs; without it they keep the
+inputs' dtype (Keras would cast them to its global policy's, float32 by default).
+
 Example:
     >>> import jax.numpy as jnp
     >>> from flax import nnx
     >>> Dense(3, 2, rngs=nnx.Rngs(0))(jnp.ones((1, 2))).shape
     (1, 3)
+    >>> Dense(3, 2, dtype="mixed_bfloat16", rngs=nnx.Rngs(0))(jnp.ones((1, 2))).dtype
+    dtype(bfloat16)
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import numpy as np
 from flax import nnx
 
 from jrnn import _checks, activations, initializers, regularizers
+from jrnn._dtypes import check_x64, set_policy
 from jrnn.cells.base import resolve_initializer, set_regularizers_and_constraints
 from jrnn.rnn import initial_activity_loss
 
@@ -65,9 +78,10 @@ def _initializer_config(value: Any) -> str | None:
 
 
 def _initial(module: Any, weight: str, value: Any, shape: tuple, rngs: Any) -> jax.Array:
-    """Float32 values of ``weight`` from Keras' ``{weight}_initializer`` argument ``value``
-    (a name, a Keras config or an initializer), recorded for the Keras config. Zeros, ones
-    and constants need no ``rngs``; a random initializer without them raises."""
+    """Values of ``weight`` in the module's variable dtype (its ``policy``, set first) from
+    Keras' ``{weight}_initializer`` argument ``value`` (a name, a Keras config or an
+    initializer), recorded for the Keras config. Zeros, ones and constants need no ``rngs``;
+    a random initializer without them raises."""
     argument = f"{weight}_initializer"
     init = resolve_initializer(value, argument, module)
     module.keras_initializers = (
@@ -82,8 +96,8 @@ def _initial(module: Any, weight: str, value: Any, shape: tuple, rngs: Any) -> j
                 f"{_checks.where(module)}: `{argument}`={value!r} draws random values; pass "
                 "rngs=nnx.Rngs(...)."
             )
-        return init(jax.random.key(0), shape, jnp.float32)
-    return init(rngs.params(), shape, jnp.float32)
+        return init(jax.random.key(0), shape, module.policy.param_dtype)
+    return init(rngs.params(), shape, module.policy.param_dtype)
 
 
 def _kernel_and_bias(module: Any, shape: tuple, use_bias: bool, arguments: dict, rngs) -> None:
@@ -108,16 +122,38 @@ def _bad(layer: Any, arg: str, expected: str, received: Any) -> ValueError:
     return ValueError(f"{type(layer).__name__}: {arg} must be {expected}; received {received!r}.")
 
 
+def _policy(module: Any, dtype: Any, param_dtype: Any = None, *, weights: bool = True) -> None:
+    """The constructors' ``dtype`` / ``param_dtype``: Keras' policy (see the module
+    docstring), as :func:`jrnn._dtypes.set_policy` sets it. A weightless layer (``weights``
+    False) without ``dtype`` has none: it keeps its inputs' dtype."""
+    if weights or dtype is not None:
+        set_policy(module, dtype, param_dtype, _checks.where(module))
+    else:
+        module.policy = module.compute_dtype = module.dtype_policy = None
+
+
+def _autocast(layer: Any, x: Any) -> jax.Array:
+    """Keras' autocast: floating ``x`` in the layer's compute dtype (integer and bool inputs
+    as they are); unchanged for a weightless layer without a policy."""
+    x = jnp.asarray(x)
+    policy = getattr(layer, "policy", None)
+    if policy is None:
+        return x
+    check_x64(policy, _checks.where(layer))  # built under x64, called without it
+    if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != layer.compute_dtype:
+        return x.astype(layer.compute_dtype)
+    return x
+
+
 def _inputs(layer: Any, x: Any, *, floats: bool = False) -> jax.Array:
-    """``x`` in the layer's compute dtype: an imported layer's policy, else its weights'
-    dtype (float32 by default), as Keras' float32 policy casts float inputs and its products
-    promote integer ones. ``floats``: integer and bool inputs are refused (Keras'
-    convolutions refuse them)."""
+    """``x`` in the layer's compute dtype (its policy's, float32 by default), as Keras casts
+    float inputs and its products promote integer ones. ``floats``: integer and bool inputs
+    are refused (Keras' convolutions refuse them)."""
     x = jnp.asarray(x)
     _checks.real_dtype(x.dtype, "inputs", layer)
     if floats and not jnp.issubdtype(x.dtype, jnp.floating):
         raise _bad(layer, "inputs", "a floating-point array", f"dtype {x.dtype}")
-    return x.astype(getattr(layer, "compute_dtype", None) or layer.kernel.dtype)
+    return _autocast(layer, x).astype(layer.compute_dtype)
 
 
 def _rank(layer: Any, x: Any, ndim: int, layout: str) -> None:
@@ -136,6 +172,8 @@ class Dense(nnx.Module):
     """``activation(x @ kernel + bias)``; x ``(..., in_features)`` -> ``(..., units)``.
 
     Keras weights: ``kernel (in_features, units)``, ``bias (units,)``. The mask passes through.
+    ``dtype`` / ``param_dtype``: Keras' dtype policy and a variables' dtype override (module
+    docstring): ``"mixed_bfloat16"`` keeps float32 variables and computes and outputs bfloat16.
     """
 
     def __init__(
@@ -153,9 +191,12 @@ class Dense(nnx.Module):
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
         name: str | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
         rngs: nnx.Rngs,
     ):
         self.name = _checks.name(name, self)
+        _policy(self, dtype, param_dtype)
         self.units = _checks.positive_int(units, "units", self)
         in_features = _checks.positive_int(in_features, "in_features", self)
         use_bias = _checks.boolean(use_bias, "use_bias", self)
@@ -187,6 +228,8 @@ class Embedding(nnx.Module):
     Ids are taken as Keras 3 on JAX takes them (``jnp.take``): a negative id counts from the
     end, an id past ``input_dim`` gives a row of NaN (TensorFlow raises there, which a
     compiled JAX program cannot); ids are cast to int32 first (an id past 2**31 wraps).
+    ``dtype`` / ``param_dtype``: Keras' dtype policy and a variables' dtype override (module
+    docstring): the table is stored in the variable dtype, the rows returned in the compute one.
     """
 
     def __init__(
@@ -200,9 +243,12 @@ class Embedding(nnx.Module):
         activity_regularizer: Any = None,
         embeddings_constraint: Any = None,
         name: str | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
         rngs: nnx.Rngs,
     ):
         self.name = _checks.name(name, self)
+        _policy(self, dtype, param_dtype)
         self.mask_zero = _checks.boolean(mask_zero, "mask_zero", self)
         shape = (
             _checks.positive_int(input_dim, "input_dim", self),
@@ -214,8 +260,9 @@ class Embedding(nnx.Module):
         )
 
     def __call__(self, ids, *, training: bool = False):
+        check_x64(self.policy, _checks.where(self))
         out = jnp.take(self.embeddings[...], jnp.asarray(ids).astype(jnp.int32), axis=0)
-        return _active(self, out)
+        return _active(self, out.astype(self.compute_dtype))
 
     def compute_mask(self, ids, mask=None):
         """``ids != 0`` when ``mask_zero``, else None."""
@@ -229,27 +276,30 @@ class Embedding(nnx.Module):
 class Masking(nnx.Module):
     """Masks steps ``(batch, time, features)`` whose features all equal ``mask_value``."""
 
-    def __init__(self, mask_value: float = 0.0, *, name: str | None = None):
+    def __init__(self, mask_value: float = 0.0, *, name: str | None = None, dtype: Any = None):
         self.mask_value = _real(self, "mask_value", mask_value)
         self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
 
     def compute_mask(self, x, mask=None):
         """``(batch, time)``: True where any feature differs from ``mask_value``."""
-        return jnp.any(x != self.mask_value, axis=-1)
+        return jnp.any(_autocast(self, x) != self.mask_value, axis=-1)
 
     def __call__(self, x, *, training: bool = False):
+        x = _autocast(self, x)
         return x * self.compute_mask(x)[..., None].astype(x.dtype)
 
 
 class Activation(nnx.Module):
     """Applies a named activation elementwise (any shape); the mask passes through."""
 
-    def __init__(self, activation: Any, *, name: str | None = None):
+    def __init__(self, activation: Any, *, name: str | None = None, dtype: Any = None):
         self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
         self.activation = _checks.resolved(activations.get, activation, "activation", self)
 
     def __call__(self, x, *, training: bool = False):
-        return self.activation(x)
+        return self.activation(_autocast(self, x))
 
 
 # -- regularisation: identity at inference ---------------------------------------------------
@@ -261,8 +311,16 @@ class _Noise(nnx.Module):
     _rate_one_ok = True
 
     def __init__(
-        self, rate: float, *, name: str | None, rngs: nnx.Rngs | None, seed: Any, arg: str
+        self,
+        rate: float,
+        *,
+        name: str | None,
+        rngs: nnx.Rngs | None,
+        seed: Any,
+        arg: str,
+        dtype: Any = None,
     ):
+        _policy(self, dtype, weights=False)
         rate = _real(self, arg, rate)
         if arg == "rate" and not (0.0 <= rate < 1.0 or (rate == 1.0 and self._rate_one_ok)):
             raise _bad(self, arg, "in [0, 1]" if self._rate_one_ok else "in [0, 1)", rate)
@@ -285,6 +343,7 @@ class _Noise(nnx.Module):
         return self.rngs.dropout() if key is None else key
 
     def __call__(self, x, *, training: bool = False, rngs: Any = None):
+        x = _autocast(self, x)
         if not training:
             return x
         if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
@@ -308,9 +367,10 @@ class Dropout(_Noise):
         *,
         seed: int | None = None,
         name: str | None = None,
+        dtype: Any = None,
         rngs: nnx.Rngs | None = None,
     ):
-        super().__init__(rate, name=name, rngs=rngs, seed=seed, arg="rate")
+        super().__init__(rate, name=name, rngs=rngs, seed=seed, arg="rate", dtype=dtype)
         self.rate = float(rate)
 
     def _noise_shape(self, x):
@@ -343,9 +403,10 @@ class GaussianNoise(_Noise):
         *,
         seed: int | None = None,
         name: str | None = None,
+        dtype: Any = None,
         rngs: nnx.Rngs | None = None,
     ):
-        super().__init__(stddev, name=name, rngs=rngs, seed=seed, arg="stddev")
+        super().__init__(stddev, name=name, rngs=rngs, seed=seed, arg="stddev", dtype=dtype)
         self.stddev = float(stddev)
 
     def _train(self, x, key):
@@ -363,9 +424,10 @@ class GaussianDropout(_Noise):
         *,
         seed: int | None = None,
         name: str | None = None,
+        dtype: Any = None,
         rngs: nnx.Rngs | None = None,
     ):
-        super().__init__(rate, name=name, rngs=rngs, seed=seed, arg="rate")
+        super().__init__(rate, name=name, rngs=rngs, seed=seed, arg="rate", dtype=dtype)
         self.rate = float(rate)
 
     def _train(self, x, key):
@@ -383,9 +445,10 @@ class _Merge(nnx.Module):
     merge reads the masks and the output mask is the AND of the inputs' (None ones
     skipped); Keras 3.15 ORs them and masks Multiply, Maximum and Minimum."""
 
-    def __init__(self, *, name: str | None = None, keras2: bool = False):
+    def __init__(self, *, name: str | None = None, keras2: bool = False, dtype: Any = None):
         self.name = _checks.name(name, self)
         self.keras2 = _checks.boolean(keras2, "keras2", self)
+        _policy(self, dtype, weights=False)
 
     def __call__(self, xs, *, training: bool = False, mask=None):
         """Merge the list ``xs``; ``mask`` is the list of the inputs' ``(batch, time)`` masks
@@ -396,7 +459,7 @@ class _Merge(nnx.Module):
             )
         if not xs:
             raise _bad(self, "inputs", "a list of at least 1 tensor", "an empty list")
-        xs = [jnp.asarray(x) for x in xs]
+        xs = [_autocast(self, x) for x in xs]
         for x in xs:
             _checks.real_dtype(x.dtype, "inputs", self)
         xs = self._aligned(xs)
@@ -523,8 +586,10 @@ class Concatenate(_Merge):
     None), concatenated along ``axis`` and reduced with ``any`` over the last axis.
     """
 
-    def __init__(self, axis: int = -1, *, name: str | None = None, keras2: bool = False):
-        super().__init__(name=name, keras2=keras2)
+    def __init__(
+        self, axis: int = -1, *, name: str | None = None, keras2: bool = False, dtype: Any = None
+    ):
+        super().__init__(name=name, keras2=keras2, dtype=dtype)
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
             raise _bad(self, "axis", "an int", axis)
         self.axis = int(axis)
@@ -580,11 +645,15 @@ class _NoMask(nnx.Module):
 class Flatten(_NoMask):
     """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` (channels_last order)."""
 
-    def __init__(self, data_format: str = "channels_last", *, name: str | None = None):
+    def __init__(
+        self, data_format: str = "channels_last", *, name: str | None = None, dtype: Any = None
+    ):
         self.data_format = _checks.data_format(data_format, self)
         self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
 
     def __call__(self, x, *, training: bool = False):
+        x = _autocast(self, x)
         if self.data_format == "channels_first" and x.ndim > 2:
             x = jnp.moveaxis(x, 1, -1)
         return x.reshape(x.shape[0], -1)
@@ -593,14 +662,15 @@ class Flatten(_NoMask):
 class Reshape(_NoMask):
     """``(batch, ...)`` -> ``(batch, *target_shape)``; one entry may be -1."""
 
-    def __init__(self, target_shape: tuple, *, name: str | None = None):
+    def __init__(self, target_shape: tuple, *, name: str | None = None, dtype: Any = None):
         dims = _int_list(self, "target_shape", target_shape)
         if any(d < 1 and d != -1 for d in dims) or dims.count(-1) > 1:
             raise _bad(self, "target_shape", "positive sizes with at most one -1", target_shape)
         self.target_shape, self.name = dims, _checks.name(name, self)
+        _policy(self, dtype, weights=False)
 
     def __call__(self, x, *, training: bool = False):
-        x = jnp.asarray(x)
+        x = _autocast(self, x)
         known = math.prod(d for d in self.target_shape if d != -1)
         size = math.prod(x.shape[1:])
         free = -1 in self.target_shape
@@ -618,13 +688,15 @@ class Reshape(_NoMask):
 class Permute(_NoMask):
     """Permutes non-batch axes by ``dims`` (1-indexed, as Keras); ``(2, 1)`` swaps time/features."""
 
-    def __init__(self, dims: tuple, *, name: str | None = None):
+    def __init__(self, dims: tuple, *, name: str | None = None, dtype: Any = None):
         dims = _int_list(self, "dims", dims)
         if sorted(dims) != list(range(1, len(dims) + 1)):
             raise _bad(self, "dims", f"a permutation of 1..{len(dims)}", dims)
         self.dims, self.name = dims, _checks.name(name, self)
+        _policy(self, dtype, weights=False)
 
     def __call__(self, x, *, training: bool = False):
+        x = _autocast(self, x)
         _rank(self, x, len(self.dims) + 1, f"(batch, {len(self.dims)} axes to permute)")
         return jnp.transpose(x, (0, *self.dims))
 
@@ -632,11 +704,13 @@ class Permute(_NoMask):
 class RepeatVector(_NoMask):
     """``(batch, features)`` -> ``(batch, n, features)``."""
 
-    def __init__(self, n: int, *, name: str | None = None):
+    def __init__(self, n: int, *, name: str | None = None, dtype: Any = None):
         self.n = _checks.positive_int(n, "n", self)
         self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
 
     def __call__(self, x, *, training: bool = False):
+        x = _autocast(self, x)
         if x.ndim != 2:
             raise _bad(self, "inputs", "2-D (batch, features)", x.shape)
         return jnp.repeat(x[:, None, :], self.n, axis=1)
@@ -691,9 +765,12 @@ class _Conv(_NoMask):
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
         name: str | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
         rngs: nnx.Rngs,
     ):
         self.name = _checks.name(name, self)
+        _policy(self, dtype, param_dtype)
         self.data_format = _checks.data_format(data_format, self)
         _govern(self, ("kernel", "bias"), locals())
         paddings = ("valid", "same", "causal") if self.rank == 1 else ("valid", "same")
@@ -766,7 +843,8 @@ class Conv1D(_Conv):
     Keras weights: ``kernel (kernel_size, in_channels // groups, filters)``, ``bias (filters,)``.
     ``padding`` is ``valid``, ``same`` (TensorFlow's split: extra padding on the right) or
     ``causal`` (left padding ``dilation_rate * (kernel_size - 1)``). ``channels_first`` takes
-    ``(batch, in_channels, time)``. Keras 3 drops the mask.
+    ``(batch, in_channels, time)``. Keras 3 drops the mask. ``dtype`` / ``param_dtype``: Keras'
+    dtype policy and a variables' dtype override, as :class:`Dense`'s.
     """
 
     rank = 1
@@ -777,7 +855,7 @@ class Conv2D(_Conv):
 
     Keras weights: ``kernel (*kernel_size, in_channels // groups, filters)``, ``bias (filters,)``;
     ``padding`` ``valid`` or ``same``; ``channels_first`` takes ``(batch, in_channels, rows,
-    cols)``. Keras 3 drops the mask.
+    cols)``. Keras 3 drops the mask. ``dtype`` / ``param_dtype`` as :class:`Dense`'s.
     """
 
     rank = 2
@@ -785,7 +863,8 @@ class Conv2D(_Conv):
 
 class Conv3D(_Conv):
     """3-D convolution: ``(batch, d1, d2, d3, in_channels)`` -> ``(batch, d1', d2', d3', filters)``
-    (e.g. over a video's time, rows and cols). Layout and options as :class:`Conv2D`.
+    (e.g. over a video's time, rows and cols). Layout and options (``dtype`` and
+    ``param_dtype`` too) as :class:`Conv2D`.
     """
 
     rank = 3
@@ -800,8 +879,10 @@ class _Pool1D(_NoMask):
         data_format: str = "channels_last",
         *,
         name: str | None = None,
+        dtype: Any = None,
     ):
         self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
         self.data_format = _checks.data_format(data_format, self)
         self.padding = _checks.lowercase_one_of(padding, "padding", ("valid", "same"), self)
         (self.pool_size,) = _checks.int_tuple(pool_size, 1, "pool_size", self)
@@ -816,7 +897,7 @@ class _Pool1D(_NoMask):
         )
 
     def __call__(self, x, *, training: bool = False):
-        x = jnp.asarray(x)
+        x = _autocast(self, x)
         _rank(self, x, 3, "(batch, steps, channels)")
         if self.data_format == "channels_first":
             x = jnp.swapaxes(x, 1, 2)
@@ -842,8 +923,16 @@ class AveragePooling1D(_Pool1D):
 
 
 class _GlobalPool1D(_NoMask):
-    def __init__(self, data_format: str = "channels_last", keepdims: bool = False, *, name=None):
+    def __init__(
+        self,
+        data_format: str = "channels_last",
+        keepdims: bool = False,
+        *,
+        name: str | None = None,
+        dtype: Any = None,
+    ):
         self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
         self.data_format = _checks.data_format(data_format, self)
         self.keepdims = _checks.boolean(keepdims, "keepdims", self)
 
@@ -856,6 +945,7 @@ class GlobalMaxPooling1D(_GlobalPool1D):
     """Max over time: ``(batch, time, ch)`` -> ``(batch, ch)`` (Keras ignores the mask)."""
 
     def __call__(self, x, *, training: bool = False):
+        x = _autocast(self, x)
         _rank(self, x, 3, "(batch, steps, channels)")
         return jnp.max(x, axis=self._axis, keepdims=self.keepdims)
 
@@ -867,6 +957,7 @@ class GlobalAveragePooling1D(_GlobalPool1D):
     """
 
     def __call__(self, x, *, training: bool = False, mask=None):
+        x = _autocast(self, x)
         _rank(self, x, 3, "(batch, steps, channels)")
         if mask is None:
             return jnp.mean(x, axis=self._axis, keepdims=self.keepdims)
@@ -892,6 +983,13 @@ def _axes(layer, axis, ndim) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def _normalising(dtype) -> Any:
+    """The dtype Keras normalises ``dtype`` inputs in (``result_type(dtype, "float32")``):
+    float32 for half precision and integers, float64 for float64."""
+    wide = jnp.issubdtype(dtype, jnp.floating) and jnp.dtype(dtype).itemsize > 4
+    return jnp.dtype(dtype) if wide else jnp.dtype(jnp.float32)
+
+
 def _features(layer, x, shape: tuple, expected: tuple) -> None:
     """The sizes of ``x`` on the normalised axes (``shape``, 1 elsewhere) are the weights'."""
     if tuple(d for d in shape if d != 1) != tuple(d for d in expected if d != 1) or math.prod(
@@ -915,7 +1013,10 @@ class BatchNormalization(nnx.Module):
     ``moving = moving * momentum + batch * (1 - momentum)`` in place. The mask passes through.
     ``unbiased_moving_variance=True`` is tf.keras' fused kernel (its default for 4-D and 5-D
     inputs normalised over the first or last axis): the moving variance takes the batch
-    variance times ``n / (n - 1)``, ``n`` the values per feature.
+    variance times ``n / (n - 1)``, ``n`` the values per feature. ``dtype`` / ``param_dtype``:
+    Keras' dtype policy and a variables' dtype override (module docstring); as Keras, floating
+    inputs are cast to the compute dtype, normalised in it or float32 if narrower, and the
+    output returned in the compute dtype.
     """
 
     def __init__(
@@ -937,9 +1038,12 @@ class BatchNormalization(nnx.Module):
         gamma_constraint: Any = None,
         unbiased_moving_variance: bool = False,
         name: str | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
         rngs: nnx.Rngs | None = None,
     ):
         self.name = _checks.name(name, self)
+        _policy(self, dtype, param_dtype)
         _govern(self, ("beta", "gamma"), locals())
         self.axis = _axes(self, axis, None)
         if len(self.axis) != 1:
@@ -964,8 +1068,8 @@ class BatchNormalization(nnx.Module):
         )
 
     def __call__(self, x, *, training: bool = False, mask=None):
-        if x.dtype in (jnp.float16, jnp.bfloat16):  # Keras normalises half precision in float32
-            return self(x.astype(jnp.float32), training=training, mask=mask).astype(x.dtype)
+        x = _autocast(self, x)
+        x = x.astype(_normalising(x.dtype))
         axes = _axes(self, self.axis, x.ndim)
         shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
         _features(self, x, shape, self.moving_mean.shape)
@@ -986,8 +1090,8 @@ class BatchNormalization(nnx.Module):
                 n = math.prod(x.shape[a] for a in red)
                 moving_var = var * (n / max(n - 1, 1))
             for stat, batch in ((self.moving_mean, mean), (self.moving_variance, moving_var)):
-                new = stat[...] * mom + batch.reshape(-1).astype(stat[...].dtype) * (1 - mom)
-                stat[...] = new
+                new = stat[...].astype(x.dtype) * mom + batch.reshape(-1) * (1 - mom)
+                stat[...] = new.astype(stat[...].dtype)
         else:
             mean = self.moving_mean[...].astype(x.dtype).reshape(shape)
             var = self.moving_variance[...].astype(x.dtype).reshape(shape)
@@ -997,7 +1101,7 @@ class BatchNormalization(nnx.Module):
         y = (x - mean) * inv
         if self.beta is not None:
             y = y + self.beta[...].astype(x.dtype).reshape(shape)
-        return y
+        return y.astype(self.compute_dtype)
 
     def keras_weights(self) -> list:
         """``[gamma, beta, moving_mean, moving_variance]`` (those present)."""
@@ -1010,6 +1114,10 @@ class LayerNormalization(nnx.Module):
 
     ``gamma * (x - mean) / sqrt(var + epsilon) + beta``; Keras weights ``gamma, beta`` of the
     shape of ``x`` on ``axis`` (each only with ``scale`` / ``center``). The mask passes through.
+    ``dtype`` / ``param_dtype``: Keras' dtype policy and a variables' dtype override (module
+    docstring); as Keras (which does not autocast this layer's inputs), ``x`` is normalised in
+    its own dtype or float32 if narrower, rounded to its dtype, and returned in the compute
+    dtype.
     """
 
     def __init__(
@@ -1027,9 +1135,12 @@ class LayerNormalization(nnx.Module):
         beta_constraint: Any = None,
         gamma_constraint: Any = None,
         name: str | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
         rngs: nnx.Rngs | None = None,
     ):
         self.name = _checks.name(name, self)
+        _policy(self, dtype, param_dtype)
         _govern(self, ("beta", "gamma"), locals())
         self.axis = _axes(self, axis, None)
         self.epsilon = _real(self, "epsilon", epsilon)
@@ -1051,8 +1162,9 @@ class LayerNormalization(nnx.Module):
         )
 
     def __call__(self, x, *, training: bool = False):
-        if x.dtype in (jnp.float16, jnp.bfloat16):  # Keras normalises half precision in float32
-            return self(x.astype(jnp.float32), training=training).astype(x.dtype)
+        check_x64(self.policy, _checks.where(self))
+        given = jnp.asarray(x).dtype
+        x = jnp.asarray(x).astype(_normalising(given))
         axes = _axes(self, self.axis, x.ndim)
         shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
         _features(self, x, shape, self.param_shape)
@@ -1063,7 +1175,9 @@ class LayerNormalization(nnx.Module):
             y = y * self.gamma[...].astype(x.dtype).reshape(shape)
         if self.beta is not None:
             y = y + self.beta[...].astype(x.dtype).reshape(shape)
-        return y
+        if jnp.issubdtype(given, jnp.floating):  # Keras rounds to the input's dtype first
+            y = y.astype(given)
+        return y.astype(self.compute_dtype)
 
     def keras_weights(self) -> list:
         """``[gamma, beta]`` (those present)."""
