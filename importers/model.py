@@ -90,13 +90,10 @@ def owned_weights(weight_names: list, path: tuple, claimed: set) -> list[int]:
     before the model (``il/lstm_cell/kernel:0``, however deep the nesting), or the models'
     names down to the layer when it was built in their call (``mid/inner/il/kernel:0``):
     a name that starts with a tail of ``path`` and goes on below it."""
+    scopes = ["/".join(path[k:]) + "/" for k in range(len(path))]  # names may hold "/"
     found = []
     for index, weight in enumerate(weight_names):
-        parts = str(weight).split("/")
-        if index not in claimed and any(
-            len(parts) > len(path) - k and parts[: len(path) - k] == list(path[k:])
-            for k in range(len(path))
-        ):
+        if index not in claimed and any(str(weight).startswith(scope) for scope in scopes):
             found.append(index)
     claimed.update(found)
     return found
