@@ -334,8 +334,10 @@ def _loss_outputs(module: Any, out: Any) -> tuple:
     """The outputs of ``module``'s call (``out``) that a loss applies to, in order: the
     states a jrnn layer's ``return_state`` adds are left out. A recurrent layer gives its
     output; a Bidirectional its merged output, with ``merge_mode=None`` its two;
-    ``TimeDistributed`` and ``nnx.Sequential`` as the layer they wrap or end with; any
-    other module every array it returns (Keras applies a loss to each model output)."""
+    ``TimeDistributed`` and ``nnx.Sequential`` as the layer they wrap or end with; an
+    imported Keras model every floating array it returns (Keras applies a loss to each
+    model output); any other module the first of a tuple it returns (the rest may be a
+    mask, lengths or states)."""
     if isinstance(module, nnx.Sequential) and len(module.layers):
         return _loss_outputs(module.layers[-1], out)
     if isinstance(module, TimeDistributed):
@@ -345,7 +347,12 @@ def _loss_outputs(module: Any, out: Any) -> tuple:
         return tuple(out[: 2 if module.merge_mode is None else 1]) if several else (out,)
     if isinstance(module, RNN):
         return (out[0],) if several else (out,)
-    return tuple(jax.tree_util.tree_leaves(out))
+    if hasattr(module, "call_with_mask"):  # an importers.ImportedModel: Keras' outputs
+        leaves = jax.tree_util.tree_leaves(out)
+        return tuple(a for a in leaves if jnp.issubdtype(jnp.result_type(a), jnp.floating))
+    while isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    return (out,)
 
 
 def _summed_loss(loss: Any, outputs: tuple, y: Any, *, with_target: bool = True) -> Any:

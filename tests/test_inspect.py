@@ -522,6 +522,20 @@ def test_default_loss_covers_every_output_but_not_the_states():
     )
     assert_close(inspect.get_gradients(with_states, x, wrt="outputs"), 2 * plain(x))
 
+    class WithLengths(nnx.Module):  # a module of the user's: the rest are no outputs
+        def __init__(self):
+            self.lstm = jrnn.LSTM(U, F, rngs=nnx.Rngs(1))
+
+        def __call__(self, x):
+            return self.lstm(x), jnp.full((x.shape[0],), x.shape[1])
+
+    y = np.zeros((B, U), np.float32)
+    assert_close(
+        inspect.get_gradients(WithLengths(), x, y)["lstm"]["cell"]["kernel"][...],
+        inspect.get_gradients(plain, x, y)["cell"]["kernel"][...],
+    )
+    assert_close(inspect.get_gradients(WithLengths(), x, wrt="outputs"), 2 * plain(x))
+
 
 def test_cudnn_gate_blocks_are_the_matrices_applied_to_x_and_h():
     """Per gate, CuDNN kernels are Keras' applied (in, units) / (units, units) matrices
