@@ -335,7 +335,8 @@ class ImportedModel(nnx.Module):
                 dtype = _input_dtype(first)
                 if first["class_name"] == "InputLayer":
                     input_dtypes[("__input__", 0, 0)] = dtype
-                input_shapes[("__input__", 0, 0)] = shape
+                if keras_major < 3:  # Keras 3's Sequential checks no input shape (it
+                    input_shapes[("__input__", 0, 0)] = shape  # records its first call's)
                 batch_sizes.add((shape or [None])[0])
             specs[("__input__", 0, 0)] = (_spec(shape, dtype), None)
             if _vague(shape):

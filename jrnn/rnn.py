@@ -296,7 +296,8 @@ class RNN(Configurable, nnx.Module):
         does); the native path has reverse-mode autodiff
         (``grad``, ``vjp``) but no forward mode (``jvp``, ``jacfwd``) or second
         derivatives: None takes the scan in calls they trace, but cannot see them applied
-        to an already traced function (``jax.jvp(jax.jit(f))``): use False there.
+        to an already traced function (``jax.jvp`` of a jitted or checkpointed function
+        or of a ``lax.scan`` body, ``jax.linearize``): use False there.
         ``JRNN_NATIVE=0`` in the environment turns it off process-wide. On the GPU
         backend None runs the XLA scan (input projection hoisted, 16 steps per loop
         iteration, see ``unroll``): measured on an H200 it beat JAX's cuDNN LSTM in 10 of
@@ -1029,7 +1030,8 @@ def _differentiated_forward_or_twice(a: Any) -> bool:
     native kernels (``jax.custom_vjp`` functions) have neither. ``jax.grad`` and
     ``jax.vjp`` linearize (one ``LinearizeTracer``); ``jax.jvp`` pushes ``JVPTracer``s.
     A transformation applied to an already-traced program (``jax.jvp`` of a ``jax.jit``
-    function) cannot be seen here."""
+    or ``jax.checkpoint`` function or of a ``lax.scan`` body) cannot be seen here, nor
+    ``jax.linearize`` (one ``LinearizeTracer``, as ``grad``)."""
     linearized = 0
     while isinstance(a, jax.core.Tracer):
         kind = type(a).__name__

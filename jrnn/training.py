@@ -308,6 +308,8 @@ def _reduce(values: Any, mask: Any, sample_weight: Any) -> jax.Array:
             sw = sw.reshape(sw.shape + (1,) * (values.ndim - sw.ndim))  # every step alike
             sw = jnp.broadcast_to(sw, values.shape)
         values, sw = _same_rank(values, sw)
+        if sw.ndim == values.ndim and all(a in (1, b) for a, b in zip(sw.shape, values.shape)):
+            sw = jnp.broadcast_to(sw, values.shape)  # (B, 1) on (B, T): as Keras broadcasts
         if sw.shape != values.shape:
             raise ValueError(
                 f"make_train_step: `sample_weight` of shape {sw.shape} does not match the "

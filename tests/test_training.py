@@ -468,15 +468,16 @@ def test_per_sample_weights_weigh_every_step_of_a_sequence_loss():
     tagger, ids = _masked_tagger(rng)
     targets = rng.standard_normal((B, T, 2)).astype(np.float32)
     per_sample = np.array([1.0, 0.0, 2.5], np.float32)
-    per_step = np.repeat(per_sample[:, None], T, axis=1)
+    per_step = np.repeat(per_sample[:, None], T, axis=1)  # (B, 1) broadcasts as well
     for x in (ids, np.where(ids == 0, 1, ids)):  # with and without masked steps
         losses = []
-        for weights in (per_sample, per_step):
+        for weights in (per_sample, per_step, per_sample[:, None]):
             model = _imported(tagger)
             optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
             step = training.make_train_step("mse")
             losses.append([float(step(model, optimizer, x, targets, weights)) for _ in range(2)])
         np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+        np.testing.assert_allclose(losses[2], losses[1], rtol=1e-6)
     model = _imported(tagger)
     optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
     with pytest.raises(ValueError, match=r"`sample_weight` of shape \(2,\) does not match"):

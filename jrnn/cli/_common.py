@@ -227,6 +227,11 @@ def input_specs(model) -> list[InputSpec]:
         shape = _batch_shape(src) or cfg.get("build_input_shape")
         dtype = _dtype(src)
         vocab = _vocab(first)
+        if shape and getattr(model, "keras_major", 3) >= 3:
+            # Keras 3's Sequential records the batch of its first call, which fixes nothing
+            # unless a layer is stateful (its steps stay: Keras' per-layer model checks them).
+            if not re.search(r'"stateful": true', json.dumps(entries)):
+                shape = [None, *list(shape)[1:]]
         return [
             InputSpec(
                 _name(src) or "input", tuple(shape or (None, None)), dtype, vocab, bool(shape)

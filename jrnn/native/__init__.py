@@ -38,7 +38,8 @@ save. Both are ``jax.custom_vjp`` functions: ``jit``,
 ``grad``/``vjp`` and ``vmap`` (one kernel call per batched element) work; forward-mode
 autodiff (``jvp``, ``jacfwd``) and second derivatives do not: the layers' default
 ``native=None`` takes the XLA scan in calls those trace (``native=False`` where they are
-applied to an already jitted function, which a call cannot see).
+applied to an already traced function: jitted, checkpointed, a ``lax.scan`` body, or
+``jax.linearize``, which a call cannot see).
 
 They run float32, and bfloat16 where the AVX-512 build runs on a CPU with AVX512_BF16: with
 bfloat16 inputs, weights and states, the products accumulate in float32 (``vdpbf16ps``,
