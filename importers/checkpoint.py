@@ -347,6 +347,10 @@ def _layer_tensors(model: Any, prefix: str = "") -> dict[str, list[tuple[str, np
             for inner, tensors in _layer_tensors(layer, key + "/").items():
                 add(inner, tensors)
             continue
+        if isinstance(getattr(layer, "layer", None), ImportedModel):  # TimeDistributed(model)
+            for inner, tensors in _layer_tensors(layer.layer, f"{key}/{layer.layer.name}/").items():
+                add(inner, tensors)
+            continue
         paths = {
             id(v): "/".join(str(p) for p in path)
             for path, v in nnx.iter_graph(layer)

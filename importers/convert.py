@@ -328,8 +328,8 @@ def inner(entry: dict, arrays: list, in_shape: Any):
         raise UnsupportedLayerError(
             cls,
             str(entry.get("config", {}).get("name")),
-            detail="a nested model wrapped in Bidirectional/TimeDistributed is not converted "
-            "(nested models are, as layers of the graph); pass custom_layers for the "
+            detail="a model is converted in TimeDistributed(model), not wrapped deeper "
+            "(TimeDistributed(TimeDistributed(model))); pass custom_layers for the outer "
             "wrapper's class"
             if nested
             else "it is wrapped (Bidirectional/TimeDistributed) and jrnn has no converter "

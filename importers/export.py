@@ -442,9 +442,22 @@ class _Keras2:
             cfg.setdefault("reset_after", False)
         if isinstance(cfg.get("dtype"), dict):
             cfg["dtype"] = _policy(cfg["dtype"])
+        wraps_model = cls == "TimeDistributed" and cfg["layer"].get("class_name") in _MODELS
         for key in ("layer", "backward_layer"):
             if isinstance(cfg.get(key), dict):
-                cfg[key] = self.layer(cfg[key])
+                cfg[key] = (
+                    self.model(cfg[key], getattr(built, "layer", None))
+                    if wraps_model
+                    else self.layer(cfg[key])
+                )
+        if wraps_model:
+            # Keras 2 lists a model's one input and one output ([[name, node, tensor]]);
+            # Keras 3's TimeDistributed stacks what the model returns, so a list of one
+            # must be the bare tensor, as Keras 3 writes a one-output model.
+            inner = cfg["layer"]["config"]
+            for refs in ("input_layers", "output_layers"):
+                if isinstance(inner.get(refs), list) and len(inner[refs]) == 1:
+                    inner[refs] = inner[refs][0]
         if cls == "Bidirectional" and cfg.get("backward_layer") is None:
             forward = cfg.get("layer")
             if isinstance(forward, dict) and forward["config"].get("go_backwards"):
@@ -504,6 +517,12 @@ def keras2_mask_difference(inner: Any, masked: bool) -> str | None:
     if not isinstance(inner, dict):
         return None
     cls, cfg = inner.get("class_name"), inner.get("config") or {}
+    if masked and cls in _MODELS:
+        return (
+            f"tf.keras' TimeDistributed takes the output mask of the {cls} model it wraps "
+            "(the mask its layers compute); Keras 3's passes its input mask on, so in a "
+            "masked model the Keras 3 model could mask the layers after it differently"
+        )
     makes = _is_mask_source(inner)
     wrapped = (cfg.get("layer") or {}).get("config", {})  # Bidirectional's layer
     sequences = cfg.get("return_sequences", wrapped.get("return_sequences", False))

@@ -34,9 +34,9 @@ import numpy as np
 from flax import nnx
 
 from importers import legacy
-from importers._convert_core import MERGE_CLASSES
+from importers._convert_core import MERGE_CLASSES, with_policy
 from importers._ops import TF_OP_CLASSES, KerasOp, TFOpLambda, constant, is_op
-from importers.convert import CONVERTERS, SOURCE
+from importers.convert import CONVERTERS, SOURCE, keras_kwargs
 from importers.errors import ExtraWeightsError, KerasFileError, UnsupportedLayerError
 from jrnn._config import _freeze, _thaw
 
@@ -48,10 +48,18 @@ _UNKNOWN_DIM = 1  # stands for a None size while shapes are propagated
 
 
 class _Weights:
-    """Arrays by Keras layer name; ``child(name)`` for a nested model's layers."""
+    """Arrays by Keras layer name; ``child(name)`` for a nested model's layers;
+    ``wrapped(name, model)`` for the layers of the model ``model`` that the layer ``name``
+    wraps (``TimeDistributed(model)``), by default ``child(name).child(model)``."""
 
-    def __init__(self, arrays: Callable[[str], list], child: Callable[[str], _Weights]):
+    def __init__(
+        self,
+        arrays: Callable[[str], list],
+        child: Callable[[str], _Weights],
+        wrapped: Callable[[str, str], _Weights] | None = None,
+    ):
         self.arrays, self.child = arrays, child
+        self.wrapped = wrapped or (lambda name, model: child(name).child(model))
 
 
 def _from_callable(fn: Callable[[str], list], prefix: str = "") -> _Weights:
@@ -63,6 +71,7 @@ def _from_live(model: Any) -> _Weights:
     return _Weights(
         lambda n: _live_arrays(model.get_layer(n)),
         lambda n: _from_live(model.get_layer(n)),
+        lambda n, _: _from_live(model.get_layer(n).layer),
     )
 
 
@@ -143,7 +152,16 @@ def _from_layer_weights(layers: Mapping[str, Any], groups: list | None = None) -
             return _from_layer_weights(lw.children, groups)
         return _legacy_nested(list(lw.weight_names), list(lw.arrays), (name,), set(), groups)
 
-    return _Weights(arrays, child)
+    def wrapped(name: str, model: str) -> _Weights:
+        lw = layers.get(name)
+        if lw is None:
+            return _from_layer_weights({})
+        if lw.children:  # Keras 3 tree: the wrapped model sits in the group `layer`
+            inner = lw.children.get("layer")
+            return _from_layer_weights(inner.children if inner is not None else {}, groups)
+        return _legacy_nested(list(lw.weight_names), list(lw.arrays), (name, model), set(), groups)
+
+    return _Weights(arrays, child, wrapped)
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -270,6 +288,35 @@ def _spec(shape: tuple | None, dtype: Any):
     if shape is None:
         return None
     return jax.ShapeDtypeStruct(tuple(_UNKNOWN_DIM if d is None else int(d) for d in shape), dtype)
+
+
+def _wraps_model(entry: dict) -> bool:
+    inner = entry.get("config", {}).get("layer")
+    return isinstance(inner, dict) and inner.get("class_name") in _MODEL_CLASSES
+
+
+def _time_distributed_model(entry, weights: _Weights, custom_layers, keras_major, in_shape):
+    """``TimeDistributed(model)``: the wrapped Keras model rebuilt as an
+    :class:`ImportedModel` (its weights are the wrapper's, by the model's layers) and
+    wrapped in :class:`jrnn.TimeDistributed`, which gives it each timestep's mask, as
+    Keras passes ``mask[:, t]`` to a model's ``call``."""
+    import jrnn
+
+    name, inner = _entry_name(entry), entry["config"]["layer"]
+    model = ImportedModel(
+        inner, weights.wrapped(name, _entry_name(inner)), custom_layers, keras_major
+    )
+
+    def wrap(config, arrays, in_shape):
+        kw = keras_kwargs(jrnn.TimeDistributed, config, drop=("layer", "dtype"))
+        return jrnn.TimeDistributed(model, **kw)
+
+    try:
+        return with_policy(wrap)(entry["config"], [], in_shape)
+    except ValueError as err:  # a stateful layer in the model
+        raise UnsupportedLayerError(
+            "TimeDistributed", name, detail=f"its model cannot be distributed: {err}"
+        ) from err
 
 
 class ImportedModel(nnx.Module):
@@ -462,6 +509,8 @@ class ImportedModel(nnx.Module):
             return TFOpLambda(str(entry["config"].get("function")), name=name)
         if cls in _MODEL_CLASSES:
             return ImportedModel(entry, weights.child(name), custom_layers, keras_major)
+        if cls == "TimeDistributed" and _wraps_model(entry):
+            return _time_distributed_model(entry, weights, custom_layers, keras_major, in_shape)
         if cls not in CONVERTERS:
             detail = f"jrnn cannot convert it exactly; pass custom_layers={{{cls!r}: factory}}"
             if cls == "Lambda":
@@ -530,8 +579,14 @@ class ImportedModel(nnx.Module):
 
     # Calling -------------------------------------------------------------------------
 
-    def __call__(self, inputs: Any, *, training: bool = False) -> Any:
-        return self.call_with_mask(inputs, None, training=training)[0]
+    def __call__(self, inputs: Any, *, mask: Any = None, training: bool = False) -> Any:
+        """The Keras model's outputs; ``mask``: the inputs' Keras masks (one per input, as
+        ``inputs``), as Keras' ``Model.call`` takes them."""
+        return self.call_with_mask(inputs, mask, training=training)[0]
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """The outputs' Keras masks (Keras' ``Functional.compute_mask``)."""
+        return self.call_with_mask(inputs, mask)[1]
 
     def call_with_mask(self, inputs: Any, mask: Any = None, *, training: bool = False):
         """``(outputs, output mask)``; used when this model is nested in another."""
@@ -962,7 +1017,9 @@ def load(source: Any, *, custom_layers: dict | None = None) -> ImportedModel:
     nested: list = []
     base = _from_layer_weights(kf.layer_weights, nested)
     weights = _Weights(
-        lambda n: asked.add(n) or base.arrays(n), lambda n: asked.add(n) or base.child(n)
+        lambda n: asked.add(n) or base.arrays(n),
+        lambda n: asked.add(n) or base.child(n),
+        lambda n, m: asked.add(n) or base.wrapped(n, m),
     )
     if major == 1:
         config = legacy.keras1_model_config(config)
@@ -1025,7 +1082,11 @@ def _converting(base: _Weights, config: dict, version: str | None, backend: str 
     def child(name: str) -> _Weights:
         return _converting(base.child(name), entries.get(name, {}), version, backend)
 
-    return _Weights(arrays, child)
+    def wrapped(name: str, model: str) -> _Weights:
+        entry = entries.get(name, {}).get("config", {}).get("layer", {})
+        return _converting(base.wrapped(name, model), entry, version, backend)
+
+    return _Weights(arrays, child, wrapped)
 
 
 def _major(version: str | None) -> int:

@@ -158,13 +158,19 @@ def _layers_of(target: Any) -> Mapping[str, Any]:
 
 
 def _as_stored_by_keras2(
-    module: Any, arrays: list, kf: _files.KerasFile, name: str, names: list | None = None
+    module: Any,
+    arrays: list,
+    kf: _files.KerasFile,
+    name: str,
+    names: list | None = None,
+    scopes: tuple | None = None,
 ) -> list:
     """The arrays as Keras 2's ``load_weights`` converts them for a layer of ``module``'s
     class (``preprocess_weights_for_loading``): Keras 1 per-gate arrays joined and
     Theano-trained convolution kernels flipped (:func:`importers.legacy.convert_weights`),
     CuDNN-layout arrays into LSTM/GRU (the bias shape tells the layout); a nested model's
-    layers one by one (``convert_nested_model``), from their legacy weight ``names``."""
+    layers one by one (``convert_nested_model``), from their legacy weight ``names``
+    (``scopes``: the names their scopes start with, by default the layer's)."""
     import jrnn
     from importers import convert, legacy
     from importers.model import ImportedModel, owned_weights
@@ -184,7 +190,7 @@ def _as_stored_by_keras2(
                 out += _as_stored_by_keras2(layer, mine, kf, inner)
             return out
 
-        out = layers_of(module, (name,))
+        out = layers_of(module, scopes or (name,))
         return out + [a for k, a in enumerate(arrays) if k not in claimed]  # the count check
 
     if isinstance(module, jrnn.Bidirectional):
@@ -193,6 +199,10 @@ def _as_stored_by_keras2(
             module.forward_layer, arrays[:half], kf, name
         ) + _as_stored_by_keras2(module.backward_layer, arrays[half:], kf, name)
     if isinstance(module, jrnn.TimeDistributed):
+        if isinstance(module.layer, ImportedModel):  # its weights are named in its scope
+            return _as_stored_by_keras2(
+                module.layer, arrays, kf, name, names, (name, module.layer.name)
+            )
         return _as_stored_by_keras2(module.layer, arrays, kf, name)
     if str(kf.keras_version).split(".")[0] == "1" or kf.backend == "theano":
         # jrnn's classes bear their Keras names; what the conversions read of the config

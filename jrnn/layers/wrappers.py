@@ -435,7 +435,8 @@ class TimeDistributed(Configurable, nnx.Module):
       layer: any Flax NNX module that maps a batch ``(n, *features)`` to ``(n, ...)``:
         ``nnx.Linear``, :class:`jrnn.Dense`, a jrnn recurrent layer on
         ``(batch, time, inner_time, features)`` inputs, ... (kept as ``self.layer``, as
-        Keras). A stateful recurrent module is refused: Keras runs it on the timesteps one
+        Keras), or a model (:class:`importers.ImportedModel`). A stateful recurrent
+        module, or a module holding one, is refused: Keras runs it on the timesteps one
         after another, so its states would flow from timestep to timestep of the outer
         axis.
       name: Keras layer name.
@@ -492,11 +493,16 @@ class TimeDistributed(Configurable, nnx.Module):
                 f"{_checks.where(self)}: `layer` must be a Flax NNX module (nnx.Module); "
                 f"received {type(layer).__name__}."
             )
-        if getattr(layer, "stateful", False):
+        stateful = [
+            getattr(m, "name", None) or type(m).__name__
+            for _, m in nnx.iter_graph(layer)
+            if isinstance(m, nnx.Module) and getattr(m, "stateful", False) is True
+        ]
+        if stateful:
             raise ValueError(
                 f"{_checks.where(self)}: `layer` must not be stateful (its states would flow "
                 "across the distributed timesteps); expected stateful=False, received "
-                "stateful=True."
+                f"stateful=True ({stateful[0]!r})."
             )
         self.layer = layer
         self.keras2 = _checks.boolean(keras2, "keras2", self)

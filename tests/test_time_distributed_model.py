@@ -1,0 +1,165 @@
+"""``TimeDistributed(model)``: a Keras model applied to every timestep (a frame encoder
+before an LSTM), imported from live models and every file, differentiated, and written
+back (checkpoints, Keras 3 files and weights), for Keras 3 and tf.keras."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import importers
+from importers.errors import UnsupportedLayerError
+from tests.helpers import randomize_keras
+
+tf_keras = pytest.importorskip("tf_keras")
+LIBS = {"keras": keras, "tf_keras": tf_keras}
+
+
+def _build(lib, kind):
+    """(model, input shape); the wrapped model is named "inner"/"frame_enc"."""
+    L = lib.layers
+    if kind == "sequential":
+        inner = lib.Sequential(
+            [lib.Input((4,)), L.Dense(3, name="d1"), L.Dense(2, activation="tanh", name="d2")],
+            name="inner",
+        )
+        x = lib.Input((5, 4), name="x")
+        return lib.Model(x, L.LSTM(3, name="lstm")(L.TimeDistributed(inner, name="td")(x))), (
+            2, 5, 4,
+        )  # fmt: skip
+    if kind == "built_in_the_call":  # no Input: its layers are built inside the wrapper
+        inner = lib.Sequential([L.Dense(3, name="d1"), L.Dense(2, name="d2")], name="inner")
+        x = lib.Input((5, 4), name="x")
+        return lib.Model(x, L.TimeDistributed(inner, name="td")(x)), (2, 5, 4)
+    if kind in ("frame_lstm", "masked"):  # an LSTM over each frame's own steps
+        a = lib.Input((6, 3), name="a")
+        h = L.LSTM(4, name="il")(a)
+        inner = lib.Model(a, L.Dense(2, name="idn")(h), name="frame_enc")
+        x = lib.Input((5, 6, 3), name="x")
+        h = L.Masking(0.0, name="mk")(x) if kind == "masked" else x
+        h = L.TimeDistributed(inner, name="td")(h)
+        out = L.Dense(2, name="out")(h) if kind == "masked" else L.GRU(3, name="g")(h)
+        return lib.Model(x, out), (2, 5, 6, 3)
+    if kind == "batch_norm":  # its legacy weight order differs from get_weights()
+        inner = lib.Sequential(
+            [
+                lib.Input((4,)),
+                L.Dense(3, name="d1"),
+                L.BatchNormalization(name="bn"),
+                L.Dense(2, name="d2"),
+            ],
+            name="inner",
+        )
+        return lib.Sequential(
+            [lib.Input((5, 4)), L.TimeDistributed(inner, name="td"), L.SimpleRNN(2, name="s")]
+        ), (2, 5, 4)
+    if kind == "in_a_nested_model":
+        inner = lib.Sequential([lib.Input((4,)), L.Dense(3, name="d1")], name="inner")
+        b = lib.Input((5, 4), name="b")
+        mid = lib.Model(b, L.TimeDistributed(inner, name="td")(b), name="mid")
+        x = lib.Input((5, 4), name="x")
+        return lib.Model(x, L.LSTM(2, name="l")(mid(x))), (2, 5, 4)
+    raise AssertionError(kind)
+
+
+def _model(lib_name, kind, seed=1):
+    model, shape = _build(LIBS[lib_name], kind)
+    randomize_keras(model, seed, scale=0.5)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if kind == "masked":
+        x[0, 3:] = 0.0  # whole frames
+        x[1, :, 4:] = 0.0  # the last steps of every frame
+    return model, x
+
+
+def _save(model, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    return path
+
+
+KINDS = ["sequential", "built_in_the_call", "frame_lstm", "masked", "batch_norm",
+         "in_a_nested_model"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+def test_imports_from_live_models_and_files_with_gradients(tmp_path, lib_name, kind):
+    """It was refused ("a nested model wrapped in TimeDistributed is not converted")."""
+    model, x = _model(lib_name, kind)
+    expected = np.asarray(model(x))
+    sources = [model, _save(model, tmp_path / "m.keras")]
+    if not (lib_name == "keras" and kind == "masked"):  # Keras 3 cannot read its own:
+        sources.append(_save(model, tmp_path / "m.h5"))  # "Unknown layer: 'NotEqual'"
+    for source in sources:
+        ported = importers.load(source)
+        np.testing.assert_allclose(np.asarray(ported(x)), expected, atol=1e-5, err_msg=str(source))
+    owner = ported.get_layer("mid") if kind == "in_a_nested_model" else ported
+    assert isinstance(owner.get_layer("td").layer, importers.ImportedModel)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        total = tf.reduce_sum(model(xt))
+    got = jax.grad(lambda v: ported(v).sum())(x)
+    np.testing.assert_allclose(np.asarray(got), tape.gradient(total, xt).numpy(), atol=1e-5)
+    if kind == "batch_norm":  # Keras 3 normalises each timestep on its own, tf.keras all
+        np.testing.assert_allclose(
+            np.asarray(ported(x, training=True)),
+            np.asarray(model(x, training=True)),
+            atol=1e-5,
+        )
+
+
+@pytest.mark.parametrize("kind", ["frame_lstm", "batch_norm", "in_a_nested_model"])
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+def test_written_back_as_checkpoints_keras_files_and_weights(tmp_path, lib_name, kind):
+    model, x = _model(lib_name, kind)
+    expected = np.asarray(model(x))
+    ported = importers.load(_save(model, tmp_path / "m.keras"))
+    importers.save_checkpoint(ported, tmp_path / "ckpt")
+    np.testing.assert_allclose(
+        np.asarray(importers.load_checkpoint(tmp_path / "ckpt")(x)), expected, atol=1e-5
+    )
+    importers.save_keras(ported, tmp_path / "back.keras")
+    back = keras.saving.load_model(tmp_path / "back.keras")
+    np.testing.assert_allclose(np.asarray(back(x)), expected, atol=1e-5)
+    fresh, _ = _model("keras", kind, seed=5)  # Keras 3 loads jrnn's weights file
+    importers.save_weights(ported, tmp_path / "w.weights.h5")
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_allclose(np.asarray(fresh(x)), expected, atol=1e-5)
+    # Keras' weight files into an imported model with other weights
+    files = [tmp_path / "k.weights.h5"] + ([tmp_path / "k.h5"] if lib_name == "tf_keras" else [])
+    for path in files:
+        model.save_weights(path)
+        other = importers.load(_model(lib_name, kind, seed=9)[0])
+        importers.load_weights(other, path)
+        np.testing.assert_allclose(np.asarray(other(x)), expected, atol=1e-5, err_msg=str(path))
+
+
+def test_refusals_name_the_reason(tmp_path):
+    """tf.keras' TimeDistributed masks as its model computes, Keras 3's passes the mask on:
+    a masked tf.keras model is not written to a Keras 3 file; a stateful layer in the model
+    cannot be distributed (Keras runs the timesteps one after another); a model wrapped
+    twice is named."""
+    model, _ = _model("tf_keras", "masked")
+    with pytest.raises(UnsupportedLayerError, match="output mask of the Functional model"):
+        importers.save_keras(importers.load(model), tmp_path / "m.keras")
+    L = keras.layers
+    inner = keras.Sequential(
+        [keras.Input((3, 4), batch_size=2), L.LSTM(2, stateful=True, name="st")], name="inner"
+    )
+    x = keras.Input((5, 3, 4), batch_size=2)
+    stateful = keras.Model(x, L.TimeDistributed(inner, name="td")(x))
+    with pytest.raises(UnsupportedLayerError, match=r"'td'.*stateful=True \('st'\)"):
+        importers.load(stateful)
+    inner = keras.Sequential([keras.Input((4,)), L.Dense(2)], name="inner")
+    x = keras.Input((2, 5, 4))
+    twice = keras.Model(x, L.TimeDistributed(L.TimeDistributed(inner), name="outer")(x))
+    with pytest.raises(UnsupportedLayerError, match=r"TimeDistributed\(TimeDistributed"):
+        importers.load(twice)
