@@ -901,7 +901,8 @@ def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     when its signature names them, as Keras passes them (for list inputs the mask is the
     list of input masks). The output mask is
     ``layer.compute_mask(x, mask)`` when the module defines it (Keras 3.15's rule for that
-    class), otherwise the input mask passes through unchanged (a ``custom_layers`` module
+    class; a module with ``call_with_mask(x, mask=, ...) -> (y, output mask)`` gives both
+    from one call), otherwise the input mask passes through unchanged (a ``custom_layers`` module
     without ``compute_mask`` drops it instead, unless ``supports_masking`` is True).
     Recurrent layers keep the mask only when they return sequences (as Keras); ``extra``
     holds tensor keyword arguments of the Keras call (``initial_state``). ``call_mask``,
@@ -929,12 +930,14 @@ def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     compute = getattr(layer, "compute_dtype", None)  # Keras' autocast to the layer's policy
     if compute is not None:
         x = _cast_floats(x, compute)
-    y = layer(x, **kwargs)
+    if hasattr(layer, "call_with_mask"):  # the output mask from the same call
+        y, out_mask = layer.call_with_mask(x, **kwargs)
+    else:
+        y = layer(x, **kwargs)
+        out_mask = layer.compute_mask(x, mask) if hasattr(layer, "compute_mask") else mask
     if compute is not None:
         y = _cast_floats(y, compute)
-    if hasattr(layer, "compute_mask"):
-        return y, layer.compute_mask(x, mask)
-    return y, mask
+    return y, out_mask
 
 
 def _cast_floats(tree, dtype):

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import importers
+import jrnn
 from importers.errors import UnsupportedLayerError
 from tests.helpers import randomize_keras
 
@@ -102,6 +103,10 @@ def test_imports_from_live_models_and_files_with_gradients(tmp_path, lib_name, k
         np.testing.assert_allclose(np.asarray(ported(x)), expected, atol=1e-5, err_msg=str(source))
     owner = ported.get_layer("mid") if kind == "in_a_nested_model" else ported
     assert isinstance(owner.get_layer("td").layer, importers.ImportedModel)
+    if kind in ("frame_lstm", "masked"):  # the LSTM inside, as it saw the timesteps; one
+        # call (tf.keras' rule made a second one for the wrapper's output mask: "ran 2 times")
+        seen = jrnn.inspect.get_outputs(ported, x, "il")["il"]
+        assert seen.shape == (x.shape[0] * x.shape[1], 4)
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(xt)

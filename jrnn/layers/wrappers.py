@@ -540,6 +540,14 @@ class TimeDistributed(Configurable, nnx.Module):
         self, inputs: Any, *, mask: Any = None, training: bool = False, rngs: Any = None
     ) -> Any:
         """``inputs (batch, time, *features)`` -> ``(batch, time, *module_output)``."""
+        return self.call_with_mask(inputs, mask, training=training, rngs=rngs)[0]
+
+    def call_with_mask(
+        self, inputs: Any, mask: Any = None, *, training: bool = False, rngs: Any = None
+    ) -> tuple[Any, Any]:
+        """``(outputs, output mask)`` of one call: the output mask is
+        :meth:`compute_mask`'s, taken from the module's own call where the module reports
+        it (a model's ``call_with_mask``) instead of running the module again."""
         with jax.named_scope("jrnn.TimeDistributed"):
             x, m = self._checked(inputs, mask)
             batch, time = x.shape[:2]
@@ -550,7 +558,7 @@ class TimeDistributed(Configurable, nnx.Module):
                 kwargs["rngs"] = rngs
             takes_mask = m is not None and _accepts(self.layer, "mask")
             try:
-                y = self._distributed(x, m, kwargs, takes_mask, training)
+                y, inner = self._distributed(x, m, kwargs, takes_mask, training)
             except ValueError as err:  # the module saw (batch * time, ...): say where from
                 raise ValueError(
                     f"{_checks.where(self)}: its {type(self.layer).__name__} got each timestep "
@@ -559,10 +567,12 @@ class TimeDistributed(Configurable, nnx.Module):
             penalty = getattr(self.layer, "activity_loss", None)
             if not self.keras2 and isinstance(penalty, nnx.Variable):
                 penalty.set_value(jnp.zeros_like(penalty.get_value()))  # Keras 3 calls `call`
-            return y
+            return y, self._output_mask(x, m, inner)
 
     def _distributed(self, x, m, kwargs, takes_mask, training):
-        """The module over every timestep (see the class docstring)."""
+        """The module over every timestep (see the class docstring); returns (outputs, the
+        module's output mask on the reshaped timesteps where its call reported it, else
+        ``_NOT_REPORTED``)."""
         batch, time = x.shape[:2]
         if training and not self.keras2 and _couples_the_batch(self.layer):
             steps, totals = [], {}
@@ -578,14 +588,19 @@ class TimeDistributed(Configurable, nnx.Module):
                     totals[id(penalty)] = (penalty, total)
             for penalty, total in totals.values():
                 penalty.set_value(total)
-            return jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=1), *steps)
+            return jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=1), *steps), _NOT_REPORTED
         if takes_mask:
             kwargs["mask"] = m.reshape(batch * time, *m.shape[2:])
-        y = self.layer(x.reshape(batch * time, *x.shape[2:]), **kwargs)
+        flat = x.reshape(batch * time, *x.shape[2:])
+        inner = _NOT_REPORTED
+        if self.keras2 and hasattr(self.layer, "call_with_mask"):
+            y, inner = self.layer.call_with_mask(flat, **kwargs)
+        else:
+            y = self.layer(flat, **kwargs)
         if not self.keras2:  # Keras 3: T calls, each penalty over B rows (here B * T rows)
             for penalty in self._nested_penalties():
                 penalty.set_value(penalty.get_value() * time)
-        return jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y)
+        return jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y), inner
 
     def _nested_penalties(self) -> list:
         """The activity penalties recorded by the layers inside the module (not its own)."""
@@ -605,15 +620,28 @@ class TimeDistributed(Configurable, nnx.Module):
         if not self.keras2:
             return mask
         x, m = self._checked(inputs, mask)
+        return self._output_mask(x, m, _NOT_REPORTED)
+
+    def _output_mask(self, x: jax.Array, m: Any, inner: Any) -> Any:
+        """:meth:`compute_mask` given the module's output mask ``inner`` on the reshaped
+        timesteps (``_NOT_REPORTED``: ask the module)."""
+        if not self.keras2:
+            return m
         batch, time = x.shape[:2]
-        inner = _inner_mask(
-            self.layer,
-            x.reshape(batch * time, *x.shape[2:]),
-            None if m is None else m.reshape(batch * time, *m.shape[2:]),
-        )
+        if inner is _NOT_REPORTED:
+            inner = _inner_mask(
+                self.layer,
+                x.reshape(batch * time, *x.shape[2:]),
+                None if m is None else m.reshape(batch * time, *m.shape[2:]),
+            )
+        if isinstance(inner, (list, tuple)):  # a model's several outputs: the first's
+            inner = inner[0] if inner else None
         if inner is None:
             return None if m is None else jnp.any(m, axis=tuple(range(2, m.ndim)))
         return jnp.reshape(inner, (batch, time, *jnp.shape(inner)[1:]))
+
+
+_NOT_REPORTED = object()  # a module call that gave no output mask
 
 
 __all__ = ["MERGE_MODES", "Bidirectional", "TimeDistributed"]
