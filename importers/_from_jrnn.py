@@ -317,9 +317,12 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
     """The Keras 3 ``{"module", "class_name", "config", "registered_name"}`` entry of one
     jrnn module."""
     import jrnn
+    from importers.model import ImportedModel
 
     namer = namer or _Namer()
     cls = type(module).__name__
+    if isinstance(module, ImportedModel):
+        return _model_entry(module, namer)
     if isinstance(module, jrnn.Bidirectional):
         inner = layer_entry(module.forward_layer, _Namer())
         inner["config"]["name"] = inner["config"]["name"].removeprefix("forward_")
@@ -379,6 +382,26 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
     return _entry(cls, config)
 
 
+def _model_entry(model: Any, namer: _Namer) -> dict:
+    """An imported Keras 3 model as a layer (nested, or in ``TimeDistributed``): its own
+    config, under the name the namer gives it."""
+    from importers.export import _top_level
+
+    config = model.model_config
+    name = str(model.name or config["class_name"])
+    if model.keras_major < 3:
+        raise UnsupportedLayerError(
+            config["class_name"],
+            name,
+            detail="it was imported from a Keras 2 (tf.keras) model, whose rules "
+            "(hard_sigmoid, masks, batch normalization) its config keeps; a Keras 3 "
+            "Sequential cannot hold it. Write it with importers.save_keras on its own",
+        )
+    config.pop("compile_config", None)
+    config["config"] = {**config["config"], "name": namer(model, config["class_name"])}
+    return _top_level(config)
+
+
 def _unique_input_name(taken: set) -> str:
     """``input_layer`` as Keras names it, or ``input_layer_<k>`` where a layer took it."""
     name, k = "input_layer", 0
@@ -435,7 +458,9 @@ def keras_sequential(
     """An :class:`importers.ImportedModel` over a Keras 3 ``Sequential`` of jrnn ``layers``.
 
     Args:
-      layers: a jrnn layer or a list of them, applied in order.
+      layers: a jrnn layer or a list of them, applied in order; a model imported from
+        Keras 3 (:func:`importers.load`) is one too, alone or in ``jrnn.TimeDistributed``
+        (written as the nested Keras model, its layers' current weights included).
       input_shape: the input shape without the batch axis, ``None`` for any size
         (``(None, 16)`` for variable-length sequences of 16 features).
       input_dtype: the input's dtype (``"int32"`` for token ids); None: the first layer's
@@ -454,6 +479,7 @@ def keras_sequential(
         other's outputs): the model is traced once, abstractly, on such an input (a size
         of None as 64), and the layer that refuses it names the shapes.
     """
+    import jrnn
     from importers.model import ImportedModel
     from importers.weights import keras_params
     from jrnn import _checks
@@ -504,7 +530,14 @@ def keras_sequential(
     config = {"class_name": "Sequential", "config": {"name": name, "layers": [first, *entries]}}
 
     def arrays(layer_name: str) -> list:
-        return [np.asarray(p[...]) for p in keras_params(by_name[layer_name])]
+        # a layer of a model among the layers: "model/layer", "time_distributed/model/layer"
+        head, *path = layer_name.split("/")
+        module = by_name[head]
+        for part in path:
+            module = (
+                module.layer if isinstance(module, jrnn.TimeDistributed) else module.get_layer(part)
+            )
+        return [np.asarray(p[...]) for p in keras_params(module)]
 
     model = ImportedModel(config, arrays)
     _trace_once(model, batch_size, tuple(input_shape))

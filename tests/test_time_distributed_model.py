@@ -168,3 +168,34 @@ def test_refusals_name_the_reason(tmp_path):
     twice = keras.Model(x, L.TimeDistributed(L.TimeDistributed(inner), name="outer")(x))
     with pytest.raises(UnsupportedLayerError, match=r"TimeDistributed\(TimeDistributed"):
         importers.load(twice)
+
+
+def test_imported_models_in_a_new_sequential_written_back(tmp_path):
+    """A Keras 3 frame encoder, imported, under a new jrnn head (alone, and wrapped in
+    TimeDistributed), written to a Keras 3 file: it was refused ("jrnn does not know the
+    Keras 3 layer equal to this module")."""
+    from flax import nnx
+
+    model, x = _model("keras", "sequential")
+    encoder = importers.load(model).get_layer("td").layer
+    head = jrnn.LSTM(3, 2, rngs=nnx.Rngs(0))
+    new = importers.keras_sequential([jrnn.TimeDistributed(encoder), head], input_shape=(5, 4))
+    expected = head(jax.vmap(encoder, in_axes=1, out_axes=1)(x))
+    np.testing.assert_allclose(np.asarray(new(x)), np.asarray(expected), atol=1e-6)
+    importers.save_keras(new, tmp_path / "new.keras")
+    back = keras.saving.load_model(tmp_path / "new.keras")
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(expected), atol=1e-5)
+    L = keras.layers
+    sequence = keras.Sequential([keras.Input((5, 4)), L.GRU(3, return_sequences=True)], name="s")
+    randomize_keras(sequence, 2)
+    nested = importers.keras_sequential(
+        [importers.load(sequence), jrnn.Dense(2, 3, rngs=nnx.Rngs(1))], input_shape=(5, 4)
+    )
+    importers.save_keras(nested, tmp_path / "nested.keras")
+    back = keras.saving.load_model(tmp_path / "nested.keras")
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(nested(x)), atol=1e-5)
+    old, _ = _model("tf_keras", "sequential")
+    with pytest.raises(UnsupportedLayerError, match="imported from a Keras 2"):
+        importers.keras_sequential(
+            [jrnn.TimeDistributed(importers.load(old).get_layer("td").layer)], (5, 4)
+        )
