@@ -38,6 +38,7 @@ from importers._convert_core import MERGE_CLASSES, with_policy
 from importers._ops import TF_OP_CLASSES, KerasOp, TFOpLambda, constant, is_op
 from importers.convert import CONVERTERS, SOURCE, keras_kwargs
 from importers.errors import ExtraWeightsError, KerasFileError, UnsupportedLayerError
+from jrnn._checks import shape_str
 from jrnn._config import _freeze, _thaw
 
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -369,6 +370,7 @@ class ImportedModel(nnx.Module):
         # float32 Input is rounded there).
         input_dtypes: dict = {}
         input_shapes: dict = {}  # their (batch, ...) shapes, None for an unknown size
+        input_ranks: dict = {}  # the shapes Keras adjusts an input's rank to
         batch_sizes: set = set()  # the Inputs' fixed batch sizes (a stateful model has one)
         # Tensors whose shape stems from an input with an unknown (None) size past the time
         # axis: sizes that propagation filled with _UNKNOWN_DIM, which a ConvLSTM cannot use.
@@ -384,6 +386,8 @@ class ImportedModel(nnx.Module):
                     input_dtypes[("__input__", 0, 0)] = dtype
                 if keras_major < 3:  # Keras 3's Sequential checks no input shape (it
                     input_shapes[("__input__", 0, 0)] = shape  # records its first call's)
+            if shape is not None:  # but adjusts the rank to it, as every Keras model
+                input_ranks[("__input__", 0, 0)] = shape
                 batch_sizes.add((shape or [None])[0])
             specs[("__input__", 0, 0)] = (_spec(shape, dtype), None)
             if _vague(shape):
@@ -405,6 +409,7 @@ class ImportedModel(nnx.Module):
                     )
                     input_dtypes[(_entry_name(entry), 0, 0)] = _input_dtype(entry)
                     input_shapes[(_entry_name(entry), 0, 0)] = _batch_shape(entry)
+                    input_ranks[(_entry_name(entry), 0, 0)] = _batch_shape(entry)
                     batch_sizes.add((_batch_shape(entry) or [None])[0])
                     if _vague(_batch_shape(entry)):
                         vague.add((_entry_name(entry), 0, 0))
@@ -486,6 +491,9 @@ class ImportedModel(nnx.Module):
             else tuple(None if d is None else int(d) for d in input_shapes[ref])
             for ref in inputs
         )  # fmt: skip
+        self._input_ranks = tuple(
+            None if input_ranks.get(ref) is None else tuple(input_ranks[ref]) for ref in inputs
+        )
         self._output_tree = None if tree is None else _freeze(tree)
         # Each node output's (shape, dtype, whether a Keras mask rides on it), as
         # propagated while building: what the exporter writes for a tensor argument. A
@@ -617,6 +625,7 @@ class ImportedModel(nnx.Module):
             if dtype is not None:  # int64 is int32 without x64, as JAX makes every array
                 dtype = jax.dtypes.canonicalize_dtype(dtype)
             x = jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype)
+            x = self._adjust_rank(k, x)
             self._check_input_shape(k, x.shape)
             tensors[ref] = (x, m)
         for name, idx, refs, is_list, kwargs in self._plan:
@@ -648,17 +657,36 @@ class ImportedModel(nnx.Module):
             return _nest(tree, results), _nest(tree, out_masks)
         return results, out_masks
 
+    def _which(self, k: int) -> str:
+        return f"input {k} ({self._inputs[k][0]!r})" if len(self._inputs) > 1 else "`inputs`"
+
+    def _adjust_rank(self, k: int, x: jax.Array) -> jax.Array:
+        """Keras' rule (``Functional._adjust_input_rank``): an input one axis longer than
+        the model's Input, that axis of size 1, is squeezed; one axis shorter, where the
+        Input's last size is 1, gets that axis (``(batch, time)`` for ``Input((time,
+        1))``); any other rank is refused."""
+        ref = self._input_ranks[k]
+        if ref is None or x.ndim == len(ref):
+            return x
+        if x.ndim == len(ref) + 1 and x.shape[-1] == 1:
+            return jnp.squeeze(x, -1)
+        if x.ndim == len(ref) - 1 and ref[-1] == 1:
+            return x[..., None]
+        raise ValueError(
+            f"{self.name}: {self._which(k)} must have rank {len(ref)}, as the Keras model's "
+            f"Input {shape_str(ref)} (Keras also takes it with a last axis of size 1 added or "
+            f"removed); received shape {tuple(x.shape)}."
+        )
+
     def _check_input_shape(self, k: int, shape: tuple) -> None:
         """Keras' input spec: the sizes an Input fixes past the batch axis (``Input((7,
-        3))``: 7 steps of 3 features) must be the array's, where the ranks agree (Keras
-        squeezes or adds a last axis of size 1, and the layers check ranks)."""
+        3))``: 7 steps of 3 features) must be the array's (after :meth:`_adjust_rank`)."""
         fixed = self._input_shapes[k] if k < len(self._input_shapes) else None
         if fixed is None or len(fixed) != len(shape):
             return
         if any(want is not None and want != got for want, got in zip(fixed[1:], shape[1:])):
-            which = f"input {k} ({self._inputs[k][0]!r})" if len(self._inputs) > 1 else "`inputs`"
             raise ValueError(
-                f"{self.name}: {which} must have shape {fixed} (None: any size), as the "
+                f"{self.name}: {self._which(k)} must have shape {fixed} (None: any size), as the "
                 f"Keras model's Input; received shape {tuple(shape)}."
             )
 

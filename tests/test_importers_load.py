@@ -316,6 +316,24 @@ def test_inputs_by_name_and_fixed_sizes_as_keras(lib_name):
         assert input_specs(load(seq))[0].batch is None  # `jrnn check --batch 4` refused it
 
 
+@pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
+def test_input_rank_adjusted_as_keras(lib_name):
+    """Keras squeezes a last axis of size 1 or adds the one the Input ends in: a univariate
+    series given as (batch, time) to an `Input((time, 1))` LSTM, which jrnn refused (the
+    LSTM's "must be 3-D"); any other rank is refused at the model, naming the Input."""
+    lib = keras if lib_name == "keras" else pytest.importorskip("tf_keras")
+    x = lib.Input((6, 1), name="x")
+    series = lib.Model(x, lib.layers.LSTM(3, name="l")(x), name="series")
+    sequential = lib.Sequential([lib.Input((6, 1)), lib.layers.GRU(2, name="g")])
+    f = lib.Input((6,), name="f")
+    flat = lib.Model(f, lib.layers.Dense(2, name="d")(f), name="flat")
+    for model, shape in [(series, (2, 6)), (sequential, (2, 6)), (flat, (2, 6, 1))]:
+        _rand_weights(model)
+        np.testing.assert_allclose(load(model)(_x(*shape)), model(_x(*shape)), atol=1e-5)
+    with pytest.raises(ValueError, match=r"series: `inputs` must have rank 3.*\(None, 6, 1\)"):
+        load(series)(_x(2, 6, 1, 2))
+
+
 @pytest.mark.parametrize("rank", [1, 2])
 def test_conv_lstm_in_a_model(tmp_path, rank):
     spatial = (6,) if rank == 1 else (5, 4)
