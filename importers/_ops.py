@@ -72,6 +72,12 @@ def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+def _indices(indices: Any) -> Any:
+    """Indices written as a JSON list (``ops.take(x, [0, 2], axis=1)``) as an int array, as
+    Keras converts them."""
+    return jnp.asarray(indices) if isinstance(indices, (list, tuple)) else indices
+
+
 def _where(condition, x1=None, x2=None):
     if x1 is None or x2 is None:
         raise ValueError(
@@ -194,7 +200,7 @@ OPS: dict[str, Callable] = {
     "BroadcastTo": lambda x, shape: jnp.broadcast_to(x, tuple(shape)),
     "Einsum": lambda *operands, subscripts: jnp.einsum(subscripts, *operands),
     "Tensordot": lambda x1, x2, axes=2: jnp.tensordot(x1, x2, _axis(axes)),
-    "Take": lambda x, indices, axis=None: jnp.take(x, indices, axis=axis),
+    "Take": lambda x, indices, axis=None: jnp.take(x, _indices(indices), axis=axis),
     "TakeAlongAxis": lambda x, indices, axis=None: jnp.take_along_axis(x, indices, axis=axis),
     "OnesLike": lambda x, dtype=None: jnp.ones_like(x, dtype=dtype),
     "ZerosLike": lambda x, dtype=None: jnp.zeros_like(x, dtype=dtype),

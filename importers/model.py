@@ -168,12 +168,33 @@ def _from_layer_weights(layers: Mapping[str, Any], groups: list | None = None) -
 # -- the model --------------------------------------------------------------------------------
 
 
-def _refs(node: Any, op: bool = False) -> tuple[list[tuple[str, int, int]], bool, dict]:
+_RNN_CALL = ("initial_state", "mask", "training")
+#: The parameters after the inputs of Keras 3 layers' ``call``, in order: a call's further
+#: positional arguments (``lstm(x, [h, c])``, ``attention([q, v], [q_mask, v_mask])``).
+_CALL_POSITIONALS = {
+    **{cls: _RNN_CALL for cls in ("SimpleRNN", "GRU", "LSTM", "RNN", "IndRNN", "CuDNNLSTM",
+                                  "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+                                  "Bidirectional")},
+    **dict.fromkeys(("Attention", "AdditiveAttention"),
+                    ("mask", "training", "return_attention_scores", "use_causal_mask")),
+    **dict.fromkeys(("BatchNormalization", "TimeDistributed", *_MODEL_CLASSES),
+                    ("training", "mask")),
+    **dict.fromkeys(("GlobalAveragePooling1D", "GlobalAvgPool1D"), ("mask",)),
+    **dict.fromkeys(("Dense", "Dropout", "SpatialDropout1D", "GaussianNoise",
+                     "GaussianDropout"), ("training",)),
+}  # fmt: skip
+
+
+def _refs(
+    node: Any, op: bool = False, entry: dict | None = None
+) -> tuple[list[tuple[str, int, int]], bool, dict]:
     """Inbound tensors of one node (Keras 2 or 3 format), list-valued call?, call kwargs.
 
     A layer's call kwargs are kept except ``training`` and None values (tensor ones, e.g.
-    ``mask``/``initial_state``, are resolved when called); an operation's (``op``) whole
-    ``args`` go in ``kwargs["__op_args__"]``, as any of them may be a tensor.
+    ``mask``/``initial_state``, are resolved when called); positional arguments after the
+    inputs become the kwargs they are in the Keras layer's ``call`` (``entry``: the layer's
+    config entry); an operation's (``op``) whole ``args`` go in ``kwargs["__op_args__"]``,
+    as any of them may be a tensor.
     """
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         args = node.get("args", [])
@@ -182,6 +203,8 @@ def _refs(node: Any, op: bool = False) -> tuple[list[tuple[str, int, int]], bool
         }
         if op:
             return [], False, {_OP_ARGS: args, **kwargs}
+        if len(args) > 1:
+            kwargs = _positional_kwargs(entry or {}, args[1:], kwargs)
         first = args[0] if args else None
         is_list = isinstance(first, list)
         items = first if is_list else [first]
@@ -192,6 +215,32 @@ def _refs(node: Any, op: bool = False) -> tuple[list[tuple[str, int, int]], bool
         k: _keras2_tensor(v) for k, v in call_kwargs.items() if k != "training" and v is not None
     }
     return refs, len(refs) > 1, kwargs
+
+
+def _positional_kwargs(entry: dict, extra: list, kwargs: dict) -> dict:
+    """``kwargs`` with a Keras 3 call's positional arguments after the inputs added under
+    their parameter names (None and ``training`` left out, as for keywords)."""
+    cls, name = entry.get("class_name"), str(_entry_name(entry)) if entry else "?"
+    names = _CALL_POSITIONALS.get(cls, ())
+    if len(extra) > len(names):
+        raise UnsupportedLayerError(
+            cls,
+            name,
+            detail=f"a call passes it {len(extra)} positional argument(s) after its inputs, "
+            f"where jrnn knows the {cls} call's parameters {list(names)} only; refusing to "
+            "drop them",
+        )
+    out = dict(kwargs)
+    for key, value in zip(names, extra):
+        if value is None or key == "training":
+            continue
+        if key in out:
+            raise KerasFileError(
+                f"layer {name!r} ({cls}): a call passes {key!r} both by position and by "
+                "keyword; the config is damaged."
+            )
+        out[key] = value
+    return out
 
 
 def _tf_op_call(node: list) -> dict:
@@ -421,7 +470,7 @@ class ImportedModel(nnx.Module):
                     if entry["class_name"] in TF_OP_CLASSES:
                         refs, is_list, kwargs = [], False, _tf_op_call(node)
                     else:
-                        refs, is_list, kwargs = _refs(node, op=is_op(entry))
+                        refs, is_list, kwargs = _refs(node, op=is_op(entry), entry=entry)
                     plan.append((_entry_name(entry), first + k, refs, is_list, kwargs))
             norm = lambda r: [tuple(x) for x in (r if isinstance(r[0], list) else [r])]
             input_layers = cfg["input_layers"]

@@ -316,6 +316,34 @@ def test_inputs_by_name_and_fixed_sizes_as_keras(lib_name):
         assert input_specs(load(seq))[0].batch is None  # `jrnn check --batch 4` refused it
 
 
+def test_positional_call_arguments_are_the_call_parameters(tmp_path):
+    """Keras 3 records `layer(x, a, b)` with every argument; jrnn read the first only, so
+    `lstm(x, [h, c])`, `lstm(x, None, mask)` and `attention([q, v], [q_mask, v_mask])` ran
+    from zero states / unmasked without a word (0.5-3.1 off)."""
+    L = keras.layers
+    x, h, c = keras.Input((5, 4), name="x"), keras.Input((3,), name="h"), keras.Input((3,))
+    m = keras.Input((5,), dtype="bool", name="m")
+    y = L.LSTM(3, return_sequences=True, name="l1")(x, [h, c])
+    y = L.GRU(3, return_sequences=True, name="g")(y, h)
+    y = L.LSTM(3, return_sequences=True, name="l2")(y, None, m)
+    states = [keras.Input((3,)) for _ in range(4)]
+    y = L.Bidirectional(L.LSTM(3, return_sequences=True), name="bi")(y, states)
+    v, vm = keras.Input((6, 6), name="v"), keras.Input((6,), dtype="bool", name="vm")
+    y = L.Attention(name="att")([y, v], [m, vm])
+    model = keras.Model([x, h, c, m, *states, v, vm], y)
+    rng = np.random.default_rng(3)
+    inputs = [_x(2, 5, 4), _x(2, 3, seed=1), _x(2, 3, seed=2), rng.random((2, 5)) > 0.3]
+    inputs += [_x(2, 3, seed=k) for k in range(4, 8)] + [_x(2, 6, 6), rng.random((2, 6)) > 0.3]
+    _check(model, inputs, tmp_path)
+    cfg = {"class_name": "Dense", "config": {"name": "d"}}
+    node = {"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}},
+                     None, 1]}  # fmt: skip
+    with pytest.raises(importers.errors.UnsupportedLayerError, match="2 positional argument"):
+        from importers.model import _refs
+
+        _refs(node, entry=cfg)
+
+
 @pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])
 def test_input_rank_adjusted_as_keras(lib_name):
     """Keras squeezes a last axis of size 1 or adds the one the Input ends in: a univariate
