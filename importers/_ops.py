@@ -273,6 +273,27 @@ class KerasOp(nnx.Module):
         self._params = tuple((k, _frozen(v)) for k, v in sorted(params.items()))
         _no_silent_64_bits(self, list(params.values()))  # at load, where the config says
 
+    def check_call(self, args: list, kwargs: dict) -> None:
+        """Refuse, at load, a recorded call the replay cannot make: arguments the function
+        does not take, or lacks (``args``/``kwargs`` as the node records them, tensors as
+        references)."""
+        fn = self._registry[self.class_name]
+        try:
+            bound = inspect.signature(fn).bind(*args, **kwargs, **dict(self._params))
+        except TypeError as err:
+            raise UnsupportedLayerError(
+                self.class_name,
+                self.name or self.class_name,
+                detail=f"its recorded call does not fit the {self._what} jrnn replays ({err})",
+            ) from None
+        if fn is _where and None in (bound.arguments.get("x1"), bound.arguments.get("x2")):
+            raise UnsupportedLayerError(
+                self.class_name,
+                self.name or self.class_name,
+                detail="a one-argument where (the indices where a condition holds) has a "
+                "data-dependent shape, which a compiled model cannot replay",
+            )
+
     def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
         _no_silent_64_bits(self, [*args, *kwargs.values()])  # its config's: at load
         return self._registry[self.class_name](*args, **kwargs, **dict(self._params))
@@ -444,6 +465,9 @@ class TFOpLambda(KerasOp):
     _registry = TF_OPS
     _what = "TensorFlow function (TFOpLambda)"
     keras_operation = False  # a layer in tf.keras 2's ``model.layers``
+
+    def check_call(self, args: list, kwargs: dict) -> None:
+        super().check_call(args, {k: v for k, v in kwargs.items() if k != "name"})
 
     def __call__(self, *args: Any, training: bool = False, **kwargs: Any) -> Any:
         kwargs.pop("name", None)

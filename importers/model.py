@@ -874,7 +874,11 @@ def _check_call_kwargs(layer, entry: dict, kwargs: dict) -> None:
 
     import jrnn
 
-    if isinstance(layer, (KerasOp, ImportedModel)):
+    if isinstance(layer, KerasOp):
+        extra = dict(kwargs)
+        layer.check_call(list(extra.pop(_OP_ARGS, [])), extra)
+        return
+    if isinstance(layer, ImportedModel):
         return
     fn = layer.__call__
     params = inspect.signature(fn).parameters

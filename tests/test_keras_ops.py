@@ -248,6 +248,12 @@ def test_op_with_unknown_argument_is_refused():
 def test_where_needs_both_branches():
     with pytest.raises(ValueError, match="x1 and x2"):
         KerasOp("Where")(np.ones(3) > 0)
+    # refused at load, not at the first call; so is a call that does not fit the replay
+    i = keras.Input((4,))
+    with pytest.raises(UnsupportedLayerError, match="one-argument where"):
+        importers.load(keras.Model(i, ops.where(i > 0)[0]))
+    with pytest.raises(UnsupportedLayerError, match=r"does not fit.*unexpected keyword"):
+        KerasOp("Mean").check_call(["x"], {"axes": 1})
 
 
 # -- tf.keras 2: TFOpLambda / SlicingOpLambda -------------------------------------------------
