@@ -484,11 +484,19 @@ class RNN(Configurable, nnx.Module):
         self.reset_state(states)
 
     # ------------------------------------------------------------------ validation
-    def _check_arguments(self, inputs, mask, initial_state, constants) -> None:
+    def _check_arguments(self, inputs, mask, initial_state, constants, rngs=None) -> None:
         """The call's array arguments are arrays (not None inside, strings or complex
-        numbers): checked before the eager call's jit, whose errors would not name them."""
+        numbers) and ``rngs`` is random state: checked before the eager call's jit, whose
+        errors would not name them."""
         if inputs is None:
             raise ValueError(f"{_checks.where(self)}: `inputs` must be an array; received None.")
+        if not (
+            rngs is None or isinstance(rngs, (nnx.Rngs, nnx.RngStream)) or _checks.is_key(rngs)
+        ):
+            raise TypeError(
+                f"{_checks.where(self)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or a "
+                f"JAX PRNG key (jax.random.key(0)), or None; received {rngs!r:.60}."
+            )
         check_x64(self.policy, _checks.where(self))
         _checks.arrays(
             self, inputs=inputs, mask=mask, initial_state=initial_state, constants=constants
@@ -606,7 +614,7 @@ class RNN(Configurable, nnx.Module):
     ) -> RNNResult:
         """Run the layer and return an :class:`RNNResult` (output, sequence, states and,
         with ``record=True``, the per-step activations of the cell)."""
-        self._check_arguments(inputs, mask, initial_state, constants)
+        self._check_arguments(inputs, mask, initial_state, constants, rngs)
         if _eager_call(self, inputs, records_activity=False):
             return _EAGER(
                 self, inputs, mask, initial_state, constants, rngs, method="run",
@@ -920,7 +928,7 @@ class RNN(Configurable, nnx.Module):
         rngs: Any = None,
     ) -> Any:
         """Keras-style call; see the class docstring."""
-        self._check_arguments(inputs, mask, initial_state, constants)
+        self._check_arguments(inputs, mask, initial_state, constants, rngs)
         if _eager_call(self, inputs):
             return _EAGER(
                 self, inputs, mask, initial_state, constants, rngs, method="outputs",
@@ -1051,11 +1059,38 @@ def _split_over_devices(a: Any) -> bool:
     )
 
 
-#: Eager layer calls (``method="outputs"``: ``__call__``) and eager :meth:`RNN.run` calls
-#: (``method="run"``; ``jrnn.inspect.get_activations`` makes them) as one compiled program
-#: per layer structure, shapes and flags (:func:`_eager_call`); the layer's state updates
-#: (stateful states, dropout RNG counters) come back as from any ``nnx.jit``.
-_EAGER = nnx.jit(_traced, static_argnames=("method", "training", "record", "config"))
+def _program(graphdef, weights, rest, key, *args, node_rngs: bool, **static):
+    """The traced call on the layer rebuilt from its parts (with the call's ``rngs`` when
+    ``node_rngs``, else ``key`` is it); returns (outputs, the state that is not weights,
+    as the call left it)."""
+    node = nnx.merge(graphdef, weights, rest)
+    layer, rngs = node if node_rngs else (node, key)
+    outputs = _traced(layer, *args, rngs, **static)
+    return outputs, nnx.state(node, nnx.Not(nnx.Param))
+
+
+_PROGRAM = jax.jit(
+    _program,
+    static_argnames=("graphdef", "node_rngs", "method", "training", "record", "config"),
+)
+
+
+def _EAGER(layer, inputs, mask, initial_state, constants, rngs, **static):
+    """Eager layer calls (``method="outputs"``: ``__call__``) and eager :meth:`RNN.run`
+    calls (``method="run"``; ``jrnn.inspect.get_activations`` makes them) as one compiled
+    program per layer structure, shapes and flags (:func:`_eager_call`). The weights go in
+    and are not written back (they stay where they are, and a weight update another thread
+    makes meanwhile stands); the rest of the layer's state (stateful states, dropout RNG
+    counters, the activity penalty) and an ``nnx.Rngs`` argument's counters come back."""
+    node_rngs = isinstance(rngs, (nnx.Rngs, nnx.RngStream))
+    node = (layer, rngs) if node_rngs else layer
+    graphdef, weights, rest = nnx.split(node, nnx.Param, ...)
+    outputs, rest = _PROGRAM(
+        graphdef, weights, rest, None if node_rngs else rngs,
+        inputs, mask, initial_state, constants, node_rngs=node_rngs, **static,
+    )  # fmt: skip
+    nnx.update(node, rest)
+    return outputs
 
 
 def _keras_masked_outputs(
