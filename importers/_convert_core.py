@@ -324,6 +324,56 @@ def _no_weights(build):
     return convert
 
 
+def _float(config: dict, key: str, default: Any) -> Any:
+    """A number of the config as a float (tf.keras' live configs hold NumPy scalars, from
+    ``cast_to_floatx``); None stays None, anything else is left for the layer to refuse."""
+    value = config.get(key, default)
+    if value is None or isinstance(value, bool):
+        return value
+    try:
+        return float(np.asarray(value).item()) if np.ndim(value) == 0 else value
+    except (TypeError, ValueError):
+        return value
+
+
+def _leaky_relu(config):
+    # Keras 3 writes `negative_slope`; tf.keras (and Keras 3's deprecated spelling) `alpha`.
+    key = "negative_slope" if "negative_slope" in config or "alpha" not in config else "alpha"
+    return core.LeakyReLU(_float(config, key, 0.3), name=config.get("name"))
+
+
+def _softmax(config):
+    # tf.keras' rule (`keras2`: masked logits get -1e9 added, outputs are not zeroed) where
+    # importers.model marks the layer, or where its tf.keras-only `robust_masking` shows it.
+    robust = bool(config.get("robust_masking", False))
+    return core.Softmax(
+        config.get("axis", -1),
+        keras2=bool(config.get("keras2", False)) or "robust_masking" in config,
+        robust_masking=robust,
+        name=config.get("name"),
+    )
+
+
+def _prelu(config, arrays, in_shape):
+    _n_arrays(config, arrays, ["alpha"])
+    m = core.PReLU(  # the input's sizes are alpha's (1 on the shared axes)
+        tuple(int(d) for d in np.shape(arrays[0])),
+        shared_axes=config.get("shared_axes"),
+        name=config.get("name"),
+        **_governance(config, ("alpha",)),
+    )
+    _assign(config, m.keras_weights(), arrays, ["alpha"])
+    return m
+
+
+def _padding(config):
+    return core.ZeroPadding1D(
+        config.get("padding", 1),
+        _only(config, "data_format", ("channels_last", "channels_first", None), None),
+        name=config.get("name"),
+    )
+
+
 CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "Dense": _dense,
     "Embedding": _embedding,
@@ -354,6 +404,31 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "Reshape": _no_weights(lambda c: core.Reshape(c["target_shape"], name=c.get("name"))),
     "Permute": _no_weights(lambda c: core.Permute(c["dims"], name=c.get("name"))),
     "RepeatVector": _no_weights(lambda c: core.RepeatVector(c["n"], name=c.get("name"))),
+    "ZeroPadding1D": _no_weights(_padding),
+    "Cropping1D": _no_weights(
+        lambda c: core.Cropping1D(c.get("cropping", (1, 1)), name=c.get("name"))
+    ),
+    "UpSampling1D": _no_weights(lambda c: core.UpSampling1D(c.get("size", 2), name=c.get("name"))),
+    "LeakyReLU": _no_weights(_leaky_relu),
+    "ReLU": _no_weights(
+        lambda c: core.ReLU(
+            _float(c, "max_value", None),
+            _float(c, "negative_slope", 0.0),
+            _float(c, "threshold", 0.0),
+            name=c.get("name"),
+        )
+    ),
+    "ELU": _no_weights(lambda c: core.ELU(_float(c, "alpha", 1.0), name=c.get("name"))),
+    "Softmax": _no_weights(_softmax),
+    "PReLU": _prelu,
+    "Identity": _no_weights(
+        lambda c: core.Identity(keras2=bool(c.get("keras2", False)), name=c.get("name"))
+    ),
+    "ActivityRegularization": _no_weights(
+        lambda c: core.ActivityRegularization(
+            _float(c, "l1", 0.0), _float(c, "l2", 0.0), name=c.get("name")
+        )
+    ),
     "Conv1D": _conv(core.Conv1D),
     "Conv2D": _conv(core.Conv2D),
     "Conv3D": _conv(core.Conv3D),

@@ -129,6 +129,29 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
         core.Reshape: lambda m: {"target_shape": list(m.target_shape)},
         core.Permute: lambda m: {"dims": list(m.dims)},
         core.RepeatVector: lambda m: {"n": m.n},
+        core.ZeroPadding1D: lambda m: {
+            "padding": list(m.padding),
+            "data_format": m.data_format,
+        },
+        core.Cropping1D: lambda m: {"cropping": list(m.cropping)},
+        core.UpSampling1D: lambda m: {"size": m.size},
+        core.LeakyReLU: lambda m: {"negative_slope": m.negative_slope},
+        core.ReLU: lambda m: {
+            "max_value": m.max_value,
+            "negative_slope": m.negative_slope,
+            "threshold": m.threshold,
+        },
+        core.ELU: lambda m: {"alpha": m.alpha},
+        core.Softmax: lambda m: (
+            {"axis": list(m.axis) if isinstance(m.axis, tuple) else m.axis} | _keras3_mask_rule(m)
+        ),
+        core.PReLU: lambda m: {
+            "shared_axes": None if m.shared_axes is None else list(m.shared_axes),
+            **_initializers(m),
+            **_governance(m, ("alpha", "activity")),
+        },
+        core.Identity: lambda m: _keras3_mask_rule(m),
+        core.ActivityRegularization: lambda m: {"l1": m.l1, "l2": m.l2},
         core.Conv1D: conv,
         core.Conv2D: conv,
         core.Conv3D: conv,
@@ -142,6 +165,19 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
         core.BatchNormalization: lambda m: {**norm(m), "axis": m.axis[0], "momentum": m.momentum},
         core.LayerNormalization: norm,
     }
+
+
+def _keras3_mask_rule(module: Any) -> dict:
+    """Nothing, or the refusal of a layer built with tf.keras' mask rule (``keras2=True``:
+    Softmax's uniform fully masked rows, Identity's dropped mask), which no Keras 3 layer
+    follows."""
+    if getattr(module, "keras2", False):
+        raise UnsupportedLayerError(
+            type(module).__name__,
+            str(getattr(module, "name", None) or type(module).__name__),
+            detail="keras2=True is tf.keras' mask rule, which Keras 3's layer does not follow",
+        )
+    return {}
 
 
 def _governance(module: Any, prefixes: tuple[str, ...]) -> dict[str, Any]:

@@ -45,8 +45,11 @@ represent raises :class:`~importers.errors.UnsupportedLayerError` naming the lay
 the reason (Keras 2's ``hard_sigmoid``, ``time_major=True``, IndRNN layers, classes Keras 3
 does not have, a masked recurrent call with ``initial_state``, which Keras 3 runs
 unmasked, a tf.keras ``Multiply``/``Maximum``/``Minimum`` in a masked model, which Keras 3
-would mask). tf.keras' other merges are written as they are: their values are Keras 3's,
-and their output mask, tf.keras' AND of the input masks, is Keras 3's OR wherever the
+would mask, a tf.keras ``Softmax`` called with a mask or in a masked model, whose fully
+masked rows Keras 3 zeros, a tf.keras ``Identity`` in a masked model, which drops the mask
+Keras 3's passes on). tf.keras' ``LeakyReLU(alpha)`` is written as ``negative_slope``.
+tf.keras' other merges are written as they are: their values are Keras 3's, and their
+output mask, tf.keras' AND of the input masks, is Keras 3's OR wherever the
 merged inputs carry the same mask (branches of one ``Embedding``), not where they differ.
 ``CuDNNLSTM``/``CuDNNGRU`` layers are written as the Keras 3 ``LSTM`` /
 ``GRU(reset_after=True)`` they equal, with Keras 2's own weight conversion
@@ -106,6 +109,16 @@ _KERAS3_LAYERS = frozenset(
         "Reshape",
         "Permute",
         "RepeatVector",
+        "ZeroPadding1D",
+        "Cropping1D",
+        "UpSampling1D",
+        "LeakyReLU",
+        "ReLU",
+        "ELU",
+        "Softmax",
+        "PReLU",
+        "Identity",
+        "ActivityRegularization",
         "Conv1D",
         "Conv2D",
         "Conv3D",
@@ -429,6 +442,9 @@ class _Keras2:
             reason = keras2_mask_difference(cfg.get("layer"), self.masked)
             if reason:
                 raise UnsupportedLayerError(cls, name, detail=reason)
+        reason = _keras2_activation_layer(cls, cfg, entry, self.masked)
+        if reason:
+            raise UnsupportedLayerError(cls, name, detail=reason)
         if cls.startswith("SpatialDropout"):  # Keras 3's takes rate, seed, name, dtype only
             cfg = {k: v for k, v in cfg.items() if k in ("rate", "seed", "name", "dtype")}
         if cls != "Embedding":
@@ -498,6 +514,55 @@ class _Keras2:
         out.setdefault("registered_name", None)
         out["config"] = cfg
         return out
+
+
+#: tf.keras' numeric arguments of the activation layers: floats in Keras 3's configs
+#: (a live tf.keras layer holds NumPy scalars, from ``cast_to_floatx``).
+_KERAS2_NUMBERS = {
+    "LeakyReLU": ("alpha",),
+    "ReLU": ("max_value", "negative_slope", "threshold"),
+    "ELU": ("alpha",),
+    "ActivityRegularization": ("l1", "l2"),
+}
+
+
+def _keras2_activation_layer(cls: str, cfg: dict, entry: dict, masked: bool) -> str | None:
+    """Rewrite, in place, the config of a tf.keras activation, padding or regularisation
+    layer as Keras 3's (LeakyReLU's ``alpha`` is ``negative_slope``, numbers as floats,
+    ZeroPadding1D's ``data_format`` written out); the reason Keras 3 would compute another
+    thing, or None."""
+    for key in _KERAS2_NUMBERS.get(cls, ()):
+        if cfg.get(key) is not None:
+            cfg[key] = float(np.asarray(cfg[key]).item())
+    if cls == "LeakyReLU" and "alpha" in cfg:
+        cfg["negative_slope"] = cfg.pop("alpha")
+    if cls == "ZeroPadding1D":
+        cfg.setdefault("data_format", "channels_last")
+    if cls == "Softmax":
+        cfg.pop("robust_masking", None)
+        if masked or _call_has(entry, "mask"):
+            return (
+                "tf.keras' Softmax adds -1e9 to the masked logits and keeps every output, so a "
+                "fully masked row comes out uniform; Keras 3's zeros the masked outputs, so in "
+                "a masked model the Keras 3 layer would compute other values"
+            )
+    if cls == "Identity" and masked:
+        return (
+            "tf.keras' Identity does not support masking (it drops the mask); Keras 3's "
+            "passes the mask on, so in a masked model the Keras 3 layer would mask other layers"
+        )
+    return None
+
+
+def _call_has(entry: dict, key: str) -> bool:
+    """Whether a Keras 2 layer entry's recorded calls pass the keyword argument ``key``."""
+    for node in entry.get("inbound_nodes") or []:
+        refs = node if isinstance(node, list) else []
+        for ref in refs:
+            if isinstance(ref, list) and len(ref) > 3 and isinstance(ref[3], dict):
+                if ref[3].get(key) is not None:
+                    return True
+    return False
 
 
 _RECURRENT_CLASSES = (

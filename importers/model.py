@@ -179,7 +179,7 @@ _CALL_POSITIONALS = {
                     ("mask", "training", "return_attention_scores", "use_causal_mask")),
     **dict.fromkeys(("BatchNormalization", "TimeDistributed", *_MODEL_CLASSES),
                     ("training", "mask")),
-    **dict.fromkeys(("GlobalAveragePooling1D", "GlobalAvgPool1D"), ("mask",)),
+    **dict.fromkeys(("GlobalAveragePooling1D", "GlobalAvgPool1D", "Softmax"), ("mask",)),
     **dict.fromkeys(("Dense", "Dropout", "SpatialDropout1D", "GaussianNoise",
                      "GaussianDropout"), ("training",)),
 }  # fmt: skip
@@ -222,14 +222,8 @@ def _positional_kwargs(entry: dict, extra: list, kwargs: dict) -> dict:
     their parameter names (None and ``training`` left out, as for keywords)."""
     cls, name = entry.get("class_name"), str(_entry_name(entry)) if entry else "?"
     names = _CALL_POSITIONALS.get(cls, ())
-    if len(extra) > len(names):
-        raise UnsupportedLayerError(
-            cls,
-            name,
-            detail=f"a call passes it {len(extra)} positional argument(s) after its inputs, "
-            f"where jrnn knows the {cls} call's parameters {list(names)} only; refusing to "
-            "drop them",
-        )
+    if len(extra) > len(names):  # refused once the layer is converted (if it can be)
+        return {**kwargs, _UNPLACED: len(extra)}
     out = dict(kwargs)
     for key, value in zip(names, extra):
         if value is None or key == "training":
@@ -280,6 +274,7 @@ def _history(t: Any) -> tuple[str, int, int]:
 
 
 _OP_ARGS = "__op_args__"
+_UNPLACED = "__unplaced_positional_arguments__"  # how many a call passed that jrnn cannot place
 _UNKNOWN = object()  # a tensor whose shape is not known while the model is built
 
 
@@ -878,6 +873,15 @@ def _check_call_kwargs(layer, entry: dict, kwargs: dict) -> None:
         extra = dict(kwargs)
         layer.check_call(list(extra.pop(_OP_ARGS, [])), extra)
         return
+    if _UNPLACED in kwargs:
+        cls = entry["class_name"]
+        raise UnsupportedLayerError(
+            cls,
+            _entry_name(entry),
+            detail=f"a call passes it {kwargs[_UNPLACED]} positional argument(s) after its "
+            f"inputs, where jrnn knows the {cls} call's parameters "
+            f"{list(_CALL_POSITIONALS.get(cls, ()))} only; refusing to drop them",
+        )
     if isinstance(layer, ImportedModel):
         return
     fn = layer.__call__
@@ -924,6 +928,8 @@ def _propagate(layer, args, is_list, kwargs, specs):
 # variance): jrnn's `keras2=True` keeps them.
 _KERAS2_MARKED = (
     "TimeDistributed",
+    "Softmax",
+    "Identity",
     *MERGE_CLASSES,
     "BatchNormalization",
     "ConvLSTM1D",

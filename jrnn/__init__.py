@@ -24,9 +24,11 @@ from jrnn.cells import LSTMCell as LSTMCell
 from jrnn.cells import RNNCellBase as RNNCellBase
 from jrnn.cells import SimpleRNNCell as SimpleRNNCell
 from jrnn.cells import StackedRNNCells as StackedRNNCells
+from jrnn.layers import ELU as ELU
 from jrnn.layers import GRU as GRU
 from jrnn.layers import LSTM as LSTM
 from jrnn.layers import Activation as Activation
+from jrnn.layers import ActivityRegularization as ActivityRegularization
 from jrnn.layers import Add as Add
 from jrnn.layers import AdditiveAttention as AdditiveAttention
 from jrnn.layers import Attention as Attention
@@ -42,6 +44,7 @@ from jrnn.layers import ConvLSTM as ConvLSTM
 from jrnn.layers import ConvLSTM1D as ConvLSTM1D
 from jrnn.layers import ConvLSTM2D as ConvLSTM2D
 from jrnn.layers import ConvLSTM3D as ConvLSTM3D
+from jrnn.layers import Cropping1D as Cropping1D
 from jrnn.layers import CuDNNGRU as CuDNNGRU
 from jrnn.layers import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers import Dense as Dense
@@ -52,20 +55,27 @@ from jrnn.layers import GaussianDropout as GaussianDropout
 from jrnn.layers import GaussianNoise as GaussianNoise
 from jrnn.layers import GlobalAveragePooling1D as GlobalAveragePooling1D
 from jrnn.layers import GlobalMaxPooling1D as GlobalMaxPooling1D
+from jrnn.layers import Identity as Identity
 from jrnn.layers import IndRNN as IndRNN
 from jrnn.layers import LayerNormalization as LayerNormalization
+from jrnn.layers import LeakyReLU as LeakyReLU
 from jrnn.layers import Masking as Masking
 from jrnn.layers import Maximum as Maximum
 from jrnn.layers import MaxPooling1D as MaxPooling1D
 from jrnn.layers import Minimum as Minimum
 from jrnn.layers import Multiply as Multiply
 from jrnn.layers import Permute as Permute
+from jrnn.layers import PReLU as PReLU
+from jrnn.layers import ReLU as ReLU
 from jrnn.layers import RepeatVector as RepeatVector
 from jrnn.layers import Reshape as Reshape
 from jrnn.layers import SimpleRNN as SimpleRNN
+from jrnn.layers import Softmax as Softmax
 from jrnn.layers import SpatialDropout1D as SpatialDropout1D
 from jrnn.layers import Subtract as Subtract
 from jrnn.layers import TimeDistributed as TimeDistributed
+from jrnn.layers import UpSampling1D as UpSampling1D
+from jrnn.layers import ZeroPadding1D as ZeroPadding1D
 from jrnn.rnn import RNN as RNN
 from jrnn.rnn import RNNResult as RNNResult
 from jrnn.rnn import RNNState as RNNState
@@ -114,10 +124,12 @@ def load(source, **options):
 
 
 __all__ = [
+    "ELU",
     "GRU",
     "LSTM",
     "RNN",
     "Activation",
+    "ActivityRegularization",
     "Add",
     "AdditiveAttention",
     "Attention",
@@ -134,6 +146,7 @@ __all__ = [
     "ConvLSTM2D",
     "ConvLSTM3D",
     "ConvLSTMCell",
+    "Cropping1D",
     "CuDNNGRU",
     "CuDNNGRUCell",
     "CuDNNLSTM",
@@ -148,27 +161,34 @@ __all__ = [
     "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "Identity",
     "IndRNN",
     "IndRNNCell",
     "LSTMCell",
     "LayerNormalization",
+    "LeakyReLU",
     "Masking",
     "MaxPooling1D",
     "Maximum",
     "Minimum",
     "Multiply",
+    "PReLU",
     "Permute",
     "RNNCellBase",
     "RNNResult",
     "RNNState",
+    "ReLU",
     "RepeatVector",
     "Reshape",
     "SimpleRNN",
     "SimpleRNNCell",
+    "Softmax",
     "SpatialDropout1D",
     "StackedRNNCells",
     "Subtract",
     "TimeDistributed",
+    "UpSampling1D",
+    "ZeroPadding1D",
     "activations",
     "apply_constraints",
     "constraints",

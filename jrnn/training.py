@@ -40,6 +40,7 @@ _GOVERNED = {
     "embeddings": "embeddings",
     "beta": "beta",
     "gamma": "gamma",
+    "alpha": "alpha",
 }
 
 

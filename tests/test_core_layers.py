@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import keras
@@ -356,6 +358,31 @@ _R = nnx.Rngs
         (lambda: jrnn.LSTM(2, 3, name=5, rngs=_R(0)), "LSTM: `name` must be None or a str"),
         (lambda: jrnn.LSTM(2, 3, dropout=0.5, seed="a", rngs=_R(0)), "`seed` must be None or"),
         (lambda: jrnn.LSTM(2, 3, seed=1.5, rngs=_R(0)), "`seed` must be None or an int"),
+        (lambda: jrnn.LeakyReLU(-0.1), "LeakyReLU: negative_slope must be >= 0; received -0.1"),
+        (lambda: jrnn.LeakyReLU(None), "LeakyReLU: negative_slope must be a real number"),
+        (lambda: jrnn.ReLU(max_value=-1), "ReLU: max_value must be >= 0; received -1"),
+        (lambda: jrnn.ReLU(negative_slope=-0.5), "ReLU: negative_slope must be >= 0"),
+        (lambda: jrnn.ReLU(threshold="a"), "ReLU: threshold must be a real number"),
+        (lambda: jrnn.ELU("a"), "ELU: alpha must be a real number; received 'a'"),
+        (lambda: jrnn.Softmax(axis=1.5), "Softmax: axis must be an int or a tuple of ints"),
+        (lambda: jrnn.Softmax(axis=()), "Softmax: axis must be an int or a non-empty tuple"),
+        (lambda: jrnn.Softmax(robust_masking=True), "robust_masking must be False unless keras2"),
+        (lambda: jrnn.PReLU((None, 4)), r"PReLU: in_shape must be positive sizes .*\(axis 1\)"),
+        (lambda: jrnn.PReLU((7, 4), shared_axes=3), r"PReLU: shared_axes must be axes in \[1, 2\]"),
+        (lambda: jrnn.PReLU((7, 4), shared_axes=[1.0]), "PReLU: shared_axes must be a tuple of"),
+        (lambda: jrnn.PReLU("7"), "PReLU: in_shape must be a tuple of sizes"),
+        (lambda: jrnn.PReLU((7,), alpha_initializer="he_normal"), "draws random values"),
+        (lambda: jrnn.ActivityRegularization(l1=-1), "ActivityRegularization: l1 must be >= 0"),
+        (lambda: jrnn.ZeroPadding1D((1, -1)), "ZeroPadding1D: padding must be an int >= 0 or"),
+        (lambda: jrnn.ZeroPadding1D(True), "ZeroPadding1D: padding must be"),
+        (lambda: jrnn.ZeroPadding1D(1, "nwc"), "ZeroPadding1D: `data_format`"),
+        (
+            lambda: jrnn.Cropping1D((1, 2, 3)),
+            r"Cropping1D: cropping must be .* received \(1, 2, 3\)",
+        ),
+        (lambda: jrnn.UpSampling1D(0), "UpSampling1D: `size` must be a positive integer"),
+        (lambda: jrnn.UpSampling1D(1.5), "UpSampling1D: `size` must be a positive integer"),
+        (lambda: jrnn.Identity(keras2="yes"), "Identity: `keras2`"),
     ],
 )
 def test_constructor_errors(build, match):
@@ -391,6 +418,19 @@ _X3 = np.ones((2, 5, 3), np.float32)
         (lambda: jrnn.LayerNormalization((4,))(_X3), r"sizes \(4,\) on axis"),
         (lambda: jrnn.Dropout(0.5, seed=0)(_X3.astype(np.int32), training=True), "floating-point"),
         (lambda: jrnn.Dense(2, 3, rngs=_R(0))(_X3.astype(np.complex64)), "real numbers"),
+        (lambda: jrnn.Cropping1D((3, 2))(_X3), r"Cropping1D: inputs must be more than 5 steps"),
+        (lambda: jrnn.ZeroPadding1D()(_X3[0]), r"ZeroPadding1D: inputs must be 3-D"),
+        (lambda: jrnn.UpSampling1D()(_X3[..., None]), r"UpSampling1D: inputs must be 3-D"),
+        (lambda: jrnn.PReLU((5, 4))(_X3), r"PReLU: inputs must be shape \(batch, 5, 4\)"),
+        (lambda: jrnn.PReLU((5, 3), shared_axes=1)(_X3[0]), r"shape \(batch, \*, 3\)"),
+        (lambda: jrnn.PReLU((5, 3))(_X3.astype(np.complex64)), "real numbers"),
+        (
+            lambda: jrnn.Softmax()(_X3, mask=np.ones((2, 5), bool)),
+            r"Softmax: mask must be broadcastable to the inputs' shape \(2, 5, 3\)",
+        ),
+        (lambda: jrnn.Softmax()(_X3, mask=np.ones((1, 2, 5, 3))), "no more axes"),
+        (lambda: jrnn.Softmax(axis=3)(_X3), "Softmax: axis must be distinct axes of the 3-D"),
+        (lambda: jrnn.Softmax(axis=(1, -2))(_X3), "Softmax: axis must be distinct axes"),
     ],
 )
 def test_call_errors(call, match):
@@ -627,6 +667,7 @@ def test_mixed_precision_tagger_under_a_global_policy():
         (jrnn.Conv1D, keras.layers.Conv1D),
         (jrnn.BatchNormalization, keras.layers.BatchNormalization),
         (jrnn.LayerNormalization, keras.layers.LayerNormalization),
+        (jrnn.PReLU, keras.layers.PReLU),
     ],
 )
 def test_initializer_arguments_and_defaults_are_keras(jrnn_cls, keras_cls, tmp_path):
@@ -756,6 +797,11 @@ _POLICY_LAYERS = {  # jrnn layer, its Keras twin, an input
         lambda **kw: L.BatchNormalization(**kw),
         lambda: _x(2, 7, 3),
     ),
+    "PReLU": (
+        lambda **kw: jrnn.PReLU((7, 3), shared_axes=[1], **kw),
+        lambda **kw: L.PReLU(shared_axes=[1], **kw),
+        lambda: _x(2, 7, 3),
+    ),
 }
 
 
@@ -806,6 +852,12 @@ def test_weightless_layers_autocast_as_keras():
         ),
         (jrnn.GlobalAveragePooling1D(dtype="bfloat16"), L.GlobalAveragePooling1D(dtype="bfloat16")),
         (jrnn.Dropout(0.5, seed=1, dtype="mixed_bfloat16"), L.Dropout(0.5, dtype="mixed_bfloat16")),
+        (jrnn.LeakyReLU(dtype="bfloat16"), L.LeakyReLU(dtype="bfloat16")),
+        (jrnn.ZeroPadding1D(dtype="mixed_bfloat16"), L.ZeroPadding1D(dtype="mixed_bfloat16")),
+        (
+            jrnn.ActivityRegularization(0.1, dtype="bfloat16"),
+            L.ActivityRegularization(0.1, dtype="bfloat16"),
+        ),
     ]:
         got, want = layer(x), ref(x)
         assert (
@@ -863,3 +915,340 @@ def test_hand_built_policies_round_trip(tmp_path):
     odd = jrnn.Dense(3, 4, dtype="float32", param_dtype="bfloat16", rngs=_R(0))
     with pytest.raises(importers.errors.UnsupportedLayerError, match="no Keras 3 equivalent"):
         importers.keras_sequential([odd], (4,))
+
+
+# -- activation, identity, padding layers ---------------------------------------------------
+
+# The layer from a Keras library (keras or tf_keras) and whether Keras 3 passes its mask on.
+_SMALL_LAYERS = {
+    "leaky_relu": (lambda lib: lib.layers.LeakyReLU(0.15), True),
+    "leaky_relu_default": (lambda lib: lib.layers.LeakyReLU(), True),
+    "relu": (lambda lib: lib.layers.ReLU(), True),
+    "relu_args": (lambda lib: lib.layers.ReLU(0.4, 0.2, 0.1), True),
+    "relu6_leaky": (lambda lib: lib.layers.ReLU(6.0, 0.3), True),
+    "elu": (lambda lib: lib.layers.ELU(0.6), True),
+    "softmax": (lambda lib: lib.layers.Softmax(), True),
+    "softmax_axes": (lambda lib: lib.layers.Softmax(axis=[1, 2]), True),
+    "prelu": (lambda lib: lib.layers.PReLU(), True),
+    "prelu_shared": (lambda lib: lib.layers.PReLU(shared_axes=[1]), True),
+    "identity": (lambda lib: lib.layers.Identity(), True),
+    "activity_reg": (lambda lib: lib.layers.ActivityRegularization(0.01, 0.02), True),
+    "zero_padding": (lambda lib: lib.layers.ZeroPadding1D((1, 2)), False),
+    "zero_padding_int": (lambda lib: lib.layers.ZeroPadding1D(2), False),
+    "zero_padding_cf": (
+        lambda lib: lib.layers.ZeroPadding1D((0, 3), data_format="channels_first"),
+        False,
+    ),
+    "cropping": (lambda lib: lib.layers.Cropping1D((2, 1)), False),
+    "cropping_end0": (lambda lib: lib.layers.Cropping1D((1, 0)), False),
+    "upsampling": (lambda lib: lib.layers.UpSampling1D(3), False),
+}
+
+
+def _small_model(lib, make, masked: bool):
+    """ids -> Embedding(mask_zero) -> layer -> LSTM(return_sequences) when ``masked`` (the
+    LSTM sees the mask the layer passes on, or none), else a (7, 4) float input -> layer."""
+    La = lib.layers
+    if masked:
+        body = [La.Embedding(10, 4, mask_zero=True), make(lib)]
+        body.append(La.LSTM(5, return_sequences=True))
+        return lib.Sequential([lib.Input((7,), dtype="int32"), *body])
+    return lib.Sequential([lib.Input((7, 4)), make(lib)])
+
+
+@pytest.mark.parametrize("kind", list(_SMALL_LAYERS))
+def test_small_layers_keras3_live_and_files(kind, tmp_path):
+    """Live, .keras and legacy .h5, masked (Embedding(mask_zero) -> layer -> LSTM: the mask
+    passed on or dropped as Keras 3) and on negative float inputs; activity penalties too."""
+    make, passes_mask = _SMALL_LAYERS[kind]
+    floats = _small_model(keras, make, masked=False)
+    x = _x(2, 7, 4) * 2.0
+    got = _parity(floats, x)[0]
+    assert (x < 0).any() and got.shape == floats(x).shape
+    # A (batch, time) mask does not broadcast to Softmax's (batch, time, 4) inputs: Keras
+    # refuses the model (masked Softmax: test_softmax_mask_keras3).
+    model = floats if kind.startswith("softmax") else _small_model(keras, make, masked=True)
+    data = x if kind.startswith("softmax") else _ids()
+    _parity(model, data)
+    if model is not floats:  # the LSTM's output mask is the one it was given
+        keras_mask = getattr(model(data), "_keras_mask", None)
+        assert (keras_mask is not None) == passes_mask
+        jrnn_mask = importers.load(model).compute_mask(data)
+        assert (jrnn_mask is not None) == passes_mask
+        if passes_mask:
+            np.testing.assert_array_equal(np.asarray(jrnn_mask), np.asarray(keras_mask))
+    if kind == "activity_reg":
+        jm = importers.load(floats)
+        jm(x)
+        np.testing.assert_allclose(
+            float(jrnn.regularization_loss(jm)), float(sum(floats.losses)), rtol=1e-6
+        )
+    expected = np.asarray(model(data))
+    for name in ("m.keras", "m.h5"):
+        model.save(tmp_path / name)
+        np.testing.assert_allclose(
+            np.asarray(importers.load(tmp_path / name)(data)), expected, atol=1e-5
+        )
+
+
+_TF_KERAS_CHAINS = {  # ids (masked) or floats -> the layers (tf.keras has no mask errors here)
+    "masked_activations": lambda La: [
+        La.Embedding(10, 4, mask_zero=True),
+        La.LeakyReLU(0.15),
+        La.ReLU(0.4, 0.2, 0.1),
+        La.ELU(0.6),
+        La.PReLU(shared_axes=[1]),
+        La.ActivityRegularization(0.01, 0.02),
+        La.LSTM(5, return_sequences=True),  # masked: the mask passed through them all
+        La.ZeroPadding1D((1, 2)),
+        La.LSTM(3, return_sequences=True),  # unmasked: ZeroPadding1D dropped it
+    ],
+    "masked_reshaping": lambda La: [
+        La.Embedding(10, 4, mask_zero=True),
+        La.LeakyReLU(),
+        La.ReLU(6.0, 0.3),
+        La.PReLU(),
+        La.Cropping1D((2, 1)),
+        La.UpSampling1D(3),
+        La.ZeroPadding1D(2),
+        La.LSTM(3, return_sequences=True),
+    ],
+    "floats": lambda La: [
+        La.ReLU(),
+        La.Cropping1D((1, 0)),
+        La.Softmax(axis=[1, 2]),
+        La.Dense(3),
+        La.Softmax(),
+    ],
+}
+
+
+@pytest.mark.parametrize("chain", list(_TF_KERAS_CHAINS))
+def test_small_layers_tf_keras_live_and_h5(chain, tmp_path):
+    """tf.keras' twins (LeakyReLU's ``alpha``, NumPy-scalar ReLU arguments, no
+    ZeroPadding1D data_format, activity penalties divided by the batch), live and from a
+    legacy .h5 file, masks passed on and dropped as tf.keras does."""
+    floats = chain == "floats"
+    first = tf_keras.Input((7, 4)) if floats else tf_keras.Input((7,), dtype="int32")
+    model = tf_keras.Sequential([first, *_TF_KERAS_CHAINS[chain](tf_keras.layers)])
+    data = _x(2, 7, 4) * 2.0 if floats else _ids()
+    _parity(model, data)
+    if chain == "masked_activations":
+        jm = importers.load(model)
+        jm(data)
+        model(data)
+        np.testing.assert_allclose(
+            float(jrnn.regularization_loss(jm)), float(sum(model.losses)), rtol=1e-6
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # tf_keras' "HDF5 is legacy" notice
+        model.save(tmp_path / "m.h5")
+    np.testing.assert_allclose(
+        np.asarray(importers.load(tmp_path / "m.h5")(data)), model(data).numpy(), atol=1e-5
+    )
+
+
+def test_small_layers_save_keras_round_trip(tmp_path):
+    """Imported (Keras 3 and tf.keras) models with every new layer -> save_keras -> Keras 3
+    loads the same outputs; tf.keras' LeakyReLU ``alpha`` is written as ``negative_slope``."""
+    x = _x(2, 7, 4) * 2.0
+    for lib in (keras, tf_keras):
+        La = lib.layers
+        inp = lib.Input((7, 4))
+        h = La.PReLU(shared_axes=[1])(La.LeakyReLU(0.2)(inp))
+        h = La.ZeroPadding1D((1, 2))(La.ELU(0.5)(La.ReLU(0.9, 0.1, 0.05)(h)))
+        h = La.UpSampling1D(2)(La.Cropping1D((2, 1))(h))
+        h = La.ActivityRegularization(l1=0.01)(h)
+        out = La.Softmax(axis=1)(La.Dense(3)(h))
+        if lib is keras:
+            out = La.Identity()(out)
+        model = lib.Model(inp, out)
+        _rand(model)
+        expected = np.asarray(model(x))
+        path = tmp_path / f"{lib.__name__}.keras"
+        importers.save_keras(importers.load(model), path)
+        back = keras.saving.load_model(path)
+        np.testing.assert_allclose(np.asarray(back(x)), expected, atol=1e-5)
+        leaky = next(layer for layer in back.layers if isinstance(layer, L.LeakyReLU))
+        assert leaky.negative_slope == pytest.approx(0.2)
+
+
+def test_small_layers_keras_sequential(tmp_path):
+    """Hand-built jrnn layers -> keras_sequential -> save_keras -> keras.saving.load_model."""
+    prelu = jrnn.PReLU((None, 4), shared_axes=1, alpha_regularizer="l2", rngs=_R(0))
+    prelu.alpha[...] = jnp.asarray(_x(1, 4, seed=5))
+    layers = [
+        jrnn.ZeroPadding1D((1, 2)),
+        jrnn.Cropping1D(1),
+        jrnn.UpSampling1D(2),
+        jrnn.LeakyReLU(0.1),
+        prelu,
+        jrnn.ReLU(3.0, 0.2, 0.5),
+        jrnn.ELU(0.7),
+        jrnn.Identity(),
+        jrnn.ActivityRegularization(0.01),
+        jrnn.Softmax(axis=(1, 2)),
+    ]
+    model = importers.keras_sequential(layers, (7, 4))
+    importers.save_keras(model, tmp_path / "small.keras")
+    loaded = keras.saving.load_model(tmp_path / "small.keras")
+    assert [type(layer).__name__ for layer in loaded.layers] == [
+        type(layer).__name__ for layer in layers
+    ]
+    x = _x(2, 7, 4) * 2.0
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    assert loaded.layers[4].alpha.shape == (1, 4)
+    assert isinstance(loaded.layers[4].alpha_regularizer, keras.regularizers.L2)
+    model(x)
+    loaded(x)
+    np.testing.assert_allclose(  # the activity penalty, divided by the batch size
+        float(model.layers["activity_regularization"].activity_loss.get_value()),
+        float(sum(loaded.layers[8].losses)),
+        rtol=1e-6,
+    )
+    for layer in (jrnn.Softmax(keras2=True), jrnn.Identity(keras2=True)):
+        with pytest.raises(UnsupportedLayerError, match=r"keras2=True is tf\.keras' mask rule"):
+            importers.keras_sequential([layer], (7, 4))
+
+
+def _softmax_inputs():
+    scores = _x(2, 4, 5) * 3.0
+    mask = np.random.default_rng(7).random((2, 1, 5)) > 0.4
+    mask[0, 0, 0] = True
+    mask[1, 0, :] = False  # a fully masked row
+    return scores, mask
+
+
+def _softmax_model(lib, **kw):
+    scores, mask = lib.Input((4, 5)), lib.Input((1, 5), dtype="bool")
+    return lib.Model([scores, mask], lib.layers.Softmax(**kw)(scores, mask=mask))
+
+
+def test_softmax_mask_keras3(tmp_path):
+    """Keras 3.15: masked logits -1e9, masked outputs zeroed (a fully masked row: zeros),
+    the mask broadcast from (batch, 1, keys); live and .keras."""
+    scores, mask = _softmax_inputs()
+    model = _softmax_model(keras)
+    got = _parity(model, [scores, mask], randomize=False)[0]
+    np.testing.assert_array_equal(np.asarray(got)[1], 0.0)
+    model.save(tmp_path / "s.keras")
+    np.testing.assert_allclose(
+        np.asarray(importers.load(tmp_path / "s.keras")([scores, mask])),
+        np.asarray(model([scores, mask])),
+        atol=1e-6,
+    )
+    layer = jrnn.Softmax(axis=1)
+    m = mask.repeat(4, axis=1)
+    want = L.Softmax(axis=1)(scores, mask=m)
+    np.testing.assert_allclose(np.asarray(layer(scores, mask=m)), np.asarray(want), atol=1e-6)
+    float_mask = m.astype(np.float32) * 0.9
+    want = L.Softmax()(scores, mask=float_mask)
+    np.testing.assert_allclose(
+        np.asarray(jrnn.Softmax()(scores, mask=float_mask)), np.asarray(want), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_softmax_mask_tf_keras_rule(robust):
+    """tf.keras adds (1 - mask) * -1e9 (robust_masking: sets -1e9) and keeps the outputs:
+    a fully masked row comes out uniform. jrnn's keras2=True is that rule; the importer
+    uses it where the config says tf.keras (``robust_masking``, or importers.model's
+    ``keras2`` mark)."""
+    import tensorflow as tf
+
+    scores, mask = _softmax_inputs()
+    want = tf_keras.layers.Softmax(robust_masking=robust)(scores, mask=tf.constant(mask))
+    want = want.numpy()
+    got = jrnn.Softmax(keras2=True, robust_masking=robust)(scores, mask=mask)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
+    np.testing.assert_allclose(want[1], 0.2)
+    convert = importers.convert.CONVERTERS["Softmax"]
+    config = {"name": "s", "axis": -1, "keras2": True}
+    if robust:
+        config = {"name": "s", "axis": -1, "robust_masking": True}  # no mark needed
+    np.testing.assert_allclose(
+        np.asarray(convert(config, [], None)(scores, mask=mask)), want, atol=1e-6
+    )
+    if robust:
+        _parity(_softmax_model(tf_keras, robust_masking=True), [scores, mask], randomize=False)
+    else:  # partly masked rows: the two rules agree
+        partly = mask.copy()
+        partly[1, 0, 2] = True
+        _parity(_softmax_model(tf_keras), [scores, partly], randomize=False)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "identity"])
+def test_tf_keras_mask_rules_through_load(kind):
+    if kind == "softmax":
+        scores, mask = _softmax_inputs()
+        _parity(_softmax_model(tf_keras), [scores, mask], randomize=False)
+    else:  # tf.keras' Identity does not support masking: the LSTM after it runs unmasked
+        _parity(_small_model(tf_keras, lambda lib: lib.layers.Identity(), masked=True), _ids())
+
+
+def test_tf_keras_identity_and_softmax_rules_as_layers():
+    assert jrnn.Identity(keras2=True).compute_mask(_X3, np.ones((2, 5), bool)) is None
+    m = np.ones((2, 5), bool)
+    assert jrnn.Identity().compute_mask(_X3, m) is m
+    convert = importers.convert.CONVERTERS["Identity"]
+    assert convert({"name": "i", "keras2": True}, [], None).keras2
+
+
+def test_save_keras_refuses_tf_keras_mask_rules(tmp_path):
+    """A tf.keras Softmax with a mask or Identity in a masked model has no Keras 3 twin."""
+    model = _softmax_model(tf_keras, robust_masking=True)
+    with pytest.raises(UnsupportedLayerError, match="fully masked row comes out uniform"):
+        importers.save_keras(importers.load(model), tmp_path / "s.keras")
+    identity = _small_model(tf_keras, lambda lib: lib.layers.Identity(), masked=True)
+    with pytest.raises(UnsupportedLayerError, match="Identity does not support masking"):
+        importers.save_keras(importers.load(identity), tmp_path / "i.keras")
+    masked = _small_model(tf_keras, lambda lib: lib.layers.LeakyReLU(), masked=True)
+    importers.save_keras(importers.load(masked), tmp_path / "ok.keras")  # no Identity: fine
+
+
+@pytest.mark.parametrize(
+    "kind,make,make_keras,x",
+    [
+        ("leaky", lambda: jrnn.LeakyReLU(0.2), lambda: L.LeakyReLU(0.2), None),
+        ("relu", lambda: jrnn.ReLU(0.9, 0.1, 0.2), lambda: L.ReLU(0.9, 0.1, 0.2), None),
+        ("elu", lambda: jrnn.ELU(0.7), lambda: L.ELU(0.7), None),
+        ("softmax", lambda: jrnn.Softmax(axis=1), lambda: L.Softmax(axis=1), None),
+        ("prelu", None, None, None),
+    ],
+)
+def test_small_layers_gradients_as_tensorflow(kind, make, make_keras, x):
+    """d(sum(y * w))/dx (and /d alpha for PReLU) by jax.grad equals tf.GradientTape's."""
+    import tensorflow as tf
+
+    x = _x(2, 7, 4) * 2.0
+    w = _x(2, 7, 4, seed=9)
+    if kind == "prelu":
+        ref = L.PReLU(shared_axes=[1])
+        ref.build((None, 7, 4))
+        ref.set_weights([_x(1, 4, seed=4)])
+        layer = jrnn.PReLU((7, 4), shared_axes=[1])
+        layer.alpha[...] = jnp.asarray(ref.get_weights()[0])
+    else:
+        ref, layer = make_keras(), make()
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(ref(xt) * w)
+    want = tape.gradient(loss, [xt, *ref.trainable_weights])
+    graphdef, state = nnx.split(layer)
+
+    def f(xj, state):
+        return jnp.sum(nnx.merge(graphdef, state)(xj) * w)
+
+    gx, gstate = jax.grad(f, argnums=(0, 1))(jnp.asarray(x), state)
+    got = [gx, *jax.tree_util.tree_leaves(gstate)]
+    assert len(got) == (2 if kind == "prelu" else 1)
+    for g, e in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), atol=1e-5)
+
+
+def test_prelu_alpha_penalty_in_regularization_loss():
+    layer = jrnn.PReLU(
+        (7, 4), alpha_regularizer=jrnn.regularizers.L2(0.5), alpha_initializer="ones"
+    )
+    np.testing.assert_allclose(float(jrnn.regularization_loss(layer)), 0.5 * 28, rtol=1e-6)

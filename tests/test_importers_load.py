@@ -335,13 +335,19 @@ def test_positional_call_arguments_are_the_call_parameters(tmp_path):
     inputs = [_x(2, 5, 4), _x(2, 3, seed=1), _x(2, 3, seed=2), rng.random((2, 5)) > 0.3]
     inputs += [_x(2, 3, seed=k) for k in range(4, 8)] + [_x(2, 6, 6), rng.random((2, 6)) > 0.3]
     _check(model, inputs, tmp_path)
-    cfg = {"class_name": "Dense", "config": {"name": "d"}}
-    node = {"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}},
-                     None, 1]}  # fmt: skip
-    with pytest.raises(importers.errors.UnsupportedLayerError, match="2 positional argument"):
-        from importers.model import _refs
+    s, sm = keras.Input((4, 6), name="s"), keras.Input((4, 6), dtype="bool", name="sm")
+    _check(keras.Model([s, sm], L.Softmax(name="soft")(s, sm)), [_x(2, 4, 6), rng.random(
+        (2, 4, 6)) > 0.4], tmp_path)  # fmt: skip
+    from flax import nnx
 
-        _refs(node, entry=cfg)
+    import jrnn
+    from importers.model import _check_call_kwargs, _refs
+
+    entry = {"class_name": "Dense", "config": {"name": "d"}}
+    ref = {"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}
+    _, _, kwargs = _refs({"args": [ref, None, 1]}, entry=entry)
+    with pytest.raises(importers.errors.UnsupportedLayerError, match="2 positional argument"):
+        _check_call_kwargs(jrnn.Dense(2, 3, rngs=nnx.Rngs(0)), entry, kwargs)
 
 
 @pytest.mark.parametrize("lib_name", ["keras", "tf_keras"])

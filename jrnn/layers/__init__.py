@@ -6,7 +6,9 @@ from jrnn.layers.conv_lstm import ConvLSTM as ConvLSTM
 from jrnn.layers.conv_lstm import ConvLSTM1D as ConvLSTM1D
 from jrnn.layers.conv_lstm import ConvLSTM2D as ConvLSTM2D
 from jrnn.layers.conv_lstm import ConvLSTM3D as ConvLSTM3D
+from jrnn.layers.core import ELU as ELU
 from jrnn.layers.core import Activation as Activation
+from jrnn.layers.core import ActivityRegularization as ActivityRegularization
 from jrnn.layers.core import Add as Add
 from jrnn.layers.core import Average as Average
 from jrnn.layers.core import AveragePooling1D as AveragePooling1D
@@ -15,6 +17,7 @@ from jrnn.layers.core import Concatenate as Concatenate
 from jrnn.layers.core import Conv1D as Conv1D
 from jrnn.layers.core import Conv2D as Conv2D
 from jrnn.layers.core import Conv3D as Conv3D
+from jrnn.layers.core import Cropping1D as Cropping1D
 from jrnn.layers.core import Dense as Dense
 from jrnn.layers.core import Dropout as Dropout
 from jrnn.layers.core import Embedding as Embedding
@@ -23,17 +26,24 @@ from jrnn.layers.core import GaussianDropout as GaussianDropout
 from jrnn.layers.core import GaussianNoise as GaussianNoise
 from jrnn.layers.core import GlobalAveragePooling1D as GlobalAveragePooling1D
 from jrnn.layers.core import GlobalMaxPooling1D as GlobalMaxPooling1D
+from jrnn.layers.core import Identity as Identity
 from jrnn.layers.core import LayerNormalization as LayerNormalization
+from jrnn.layers.core import LeakyReLU as LeakyReLU
 from jrnn.layers.core import Masking as Masking
 from jrnn.layers.core import Maximum as Maximum
 from jrnn.layers.core import MaxPooling1D as MaxPooling1D
 from jrnn.layers.core import Minimum as Minimum
 from jrnn.layers.core import Multiply as Multiply
 from jrnn.layers.core import Permute as Permute
+from jrnn.layers.core import PReLU as PReLU
+from jrnn.layers.core import ReLU as ReLU
 from jrnn.layers.core import RepeatVector as RepeatVector
 from jrnn.layers.core import Reshape as Reshape
+from jrnn.layers.core import Softmax as Softmax
 from jrnn.layers.core import SpatialDropout1D as SpatialDropout1D
 from jrnn.layers.core import Subtract as Subtract
+from jrnn.layers.core import UpSampling1D as UpSampling1D
+from jrnn.layers.core import ZeroPadding1D as ZeroPadding1D
 from jrnn.layers.cudnn import CuDNNGRU as CuDNNGRU
 from jrnn.layers.cudnn import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers.indrnn import IndRNN as IndRNN
@@ -44,9 +54,11 @@ from jrnn.layers.wrappers import Bidirectional as Bidirectional
 from jrnn.layers.wrappers import TimeDistributed as TimeDistributed
 
 __all__ = [
+    "ELU",
     "GRU",
     "LSTM",
     "Activation",
+    "ActivityRegularization",
     "Add",
     "AdditiveAttention",
     "Attention",
@@ -62,6 +74,7 @@ __all__ = [
     "ConvLSTM1D",
     "ConvLSTM2D",
     "ConvLSTM3D",
+    "Cropping1D",
     "CuDNNGRU",
     "CuDNNLSTM",
     "Dense",
@@ -72,18 +85,25 @@ __all__ = [
     "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "Identity",
     "IndRNN",
     "LayerNormalization",
+    "LeakyReLU",
     "Masking",
     "MaxPooling1D",
     "Maximum",
     "Minimum",
     "Multiply",
+    "PReLU",
     "Permute",
+    "ReLU",
     "RepeatVector",
     "Reshape",
     "SimpleRNN",
+    "Softmax",
     "SpatialDropout1D",
     "Subtract",
     "TimeDistributed",
+    "UpSampling1D",
+    "ZeroPadding1D",
 ]

@@ -1,9 +1,11 @@
 """Non-recurrent Keras layers a ported model needs, as thin nnx Modules (Keras names/layout).
 
 Dense (kernel ``(in, out)``, bias ``(out,)``), Embedding (``embeddings (vocab, dim)``,
-``mask_zero``), Masking, Activation, the dropout/noise family (identity at inference, Keras'
-training behaviour drawn from an ``rngs`` ``dropout`` stream), the merges, Flatten, Reshape,
-Permute, RepeatVector, Conv1D/2D/3D, 1D pooling, BatchNormalization and LayerNormalization.
+``mask_zero``), Masking, Activation, the activation layers (LeakyReLU, ReLU, ELU, Softmax,
+PReLU with its ``alpha`` weight), Identity, ActivityRegularization, the dropout/noise family
+(identity at inference, Keras' training behaviour drawn from an ``rngs`` ``dropout``
+stream), the merges, Flatten, Reshape, Permute, RepeatVector, ZeroPadding1D, Cropping1D,
+UpSampling1D, Conv1D/2D/3D, 1D pooling, BatchNormalization and LayerNormalization.
 Each module's ``compute_mask(x, mask)`` follows Keras 3.15's rule for its class.
 
 Dtype policies, as Keras 3's: the layers with weights take ``dtype`` (a dtype, a policy name
@@ -302,6 +304,249 @@ class Activation(nnx.Module):
         return self.activation(_autocast(self, x))
 
 
+# -- activation layers (Keras' `layers/activations`): the mask passes through -------------
+
+
+def _slope(layer: Any, arg: str, value: Any) -> float:
+    """A real argument >= 0 (Keras refuses None and negative slopes and thresholds)."""
+    value = _real(layer, arg, value)
+    if value < 0:
+        raise _bad(layer, arg, ">= 0", value)
+    return value
+
+
+class LeakyReLU(nnx.Module):
+    """``x`` if ``x > 0`` else ``negative_slope * x``, elementwise (any shape).
+
+    Keras 3's argument ``negative_slope`` (default 0.3); tf.keras named it ``alpha`` (the
+    importers map it). The gradient at 0 is ``negative_slope``, as TensorFlow's. The mask
+    passes through.
+    """
+
+    def __init__(self, negative_slope: float = 0.3, *, name: str | None = None, dtype: Any = None):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.negative_slope = _slope(self, "negative_slope", negative_slope)
+
+    def __call__(self, x, *, training: bool = False):
+        return activations.leaky_relu(_autocast(self, x), negative_slope=self.negative_slope)
+
+
+class ReLU(nnx.Module):
+    """Keras' thresholded, capped, leaky ReLU, elementwise (any shape).
+
+    ``max_value`` for ``x >= max_value``, ``x`` for ``threshold <= x < max_value`` and
+    ``negative_slope * (x - threshold)`` below ``threshold``, computed in Keras' order
+    (:func:`jrnn.activations.relu`). Defaults (None, 0.0, 0.0) are the plain ReLU; each
+    argument must be >= 0. The mask passes through.
+    """
+
+    def __init__(
+        self,
+        max_value: float | None = None,
+        negative_slope: float = 0.0,
+        threshold: float = 0.0,
+        *,
+        name: str | None = None,
+        dtype: Any = None,
+    ):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.max_value = None if max_value is None else _slope(self, "max_value", max_value)
+        self.negative_slope = _slope(self, "negative_slope", negative_slope)
+        self.threshold = _slope(self, "threshold", threshold)
+
+    def __call__(self, x, *, training: bool = False):
+        return activations.relu(
+            _autocast(self, x),
+            negative_slope=self.negative_slope,
+            max_value=self.max_value,
+            threshold=self.threshold,
+        )
+
+
+class ELU(nnx.Module):
+    """``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``, elementwise; the mask passes through."""
+
+    def __init__(self, alpha: float = 1.0, *, name: str | None = None, dtype: Any = None):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.alpha = _real(self, "alpha", alpha)
+
+    def __call__(self, x, *, training: bool = False):
+        return activations.elu(_autocast(self, x), alpha=self.alpha)
+
+
+def _large_negative(dtype: Any, keras2: bool) -> float:
+    """The logit a masked position gets: -1e9, or in float16 Keras 3's -3e4 (tf.keras'
+    ``float16.min / 2``)."""
+    if jnp.dtype(dtype) == jnp.float16:
+        return float(jnp.finfo(jnp.float16).min) / 2 if keras2 else -3e4
+    return -1e9
+
+
+class Softmax(nnx.Module):
+    """``exp(x) / sum(exp(x))`` over ``axis`` (an int or a tuple of ints; default the last).
+
+    ``mask`` (call argument) broadcasts to ``x`` (each of its sizes 1 or ``x``'s, no more
+    axes than ``x``; a non-boolean mask is ``mask > 0.5``): Keras 3.15 gives masked
+    positions the logit -1e9 (-3e4 in float16) and zeros their outputs, so a fully masked
+    row outputs zeros. ``keras2=True`` (tf.keras' rule) adds ``(1 - mask) * -1e9`` to the
+    logits (``robust_masking=True``: sets them to -1e9) and keeps the outputs, so a fully
+    masked row comes out uniform. The mask passes through.
+    """
+
+    def __init__(
+        self,
+        axis: int | tuple = -1,
+        *,
+        keras2: bool = False,
+        robust_masking: bool = False,
+        name: str | None = None,
+        dtype: Any = None,
+    ):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        if isinstance(axis, (list, tuple)):
+            self.axis = _int_list(self, "axis", axis)
+            if not self.axis:
+                raise _bad(self, "axis", "an int or a non-empty tuple of ints", axis)
+        elif isinstance(axis, numbers.Integral) and not isinstance(axis, (bool, np.bool_)):
+            self.axis = int(axis)
+        else:
+            raise _bad(self, "axis", "an int or a tuple of ints", axis)
+        self.keras2 = _checks.boolean(keras2, "keras2", self)
+        self.robust_masking = _checks.boolean(robust_masking, "robust_masking", self)
+        if self.robust_masking and not self.keras2:
+            raise _bad(
+                self, "robust_masking", "False unless keras2=True (tf.keras' argument)", True
+            )
+
+    def __call__(self, x, *, training: bool = False, mask=None):
+        x = _autocast(self, x)
+        axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        if any(not -x.ndim <= a < x.ndim for a in axes) or len(
+            {a % max(x.ndim, 1) for a in axes}
+        ) < len(axes):
+            raise _bad(self, "axis", f"distinct axes of the {x.ndim}-D inputs", self.axis)
+        if mask is None:
+            return jax.nn.softmax(x, axis=self.axis)
+        mask = jnp.asarray(mask)
+        if mask.ndim > x.ndim or any(
+            m not in (1, i) for m, i in zip(mask.shape[::-1], x.shape[::-1])
+        ):
+            raise _bad(
+                self,
+                "mask",
+                f"broadcastable to the inputs' shape {x.shape} (no more axes, each size 1 or "
+                "the inputs')",
+                f"shape {mask.shape}",
+            )
+        low = jnp.asarray(_large_negative(x.dtype, self.keras2), x.dtype)
+        if self.keras2 and not self.robust_masking:
+            x = x + (jnp.ones((), x.dtype) - mask.astype(x.dtype)) * low
+        else:
+            if mask.dtype != jnp.bool_:
+                mask = mask > jnp.asarray(0.5).astype(mask.dtype)
+            x = jnp.where(mask, x, low)
+        y = jax.nn.softmax(x, axis=self.axis)
+        if self.keras2:
+            return y
+        return jnp.where(mask, y, jnp.zeros((), y.dtype))
+
+
+class PReLU(nnx.Module):
+    """``x`` if ``x > 0`` else ``alpha * x``, with a learned ``alpha`` per input element.
+
+    ``in_shape`` is the input shape without the batch axis, as Keras' ``build`` sees it; the
+    Keras weight ``alpha`` has that shape with each of ``shared_axes`` (1-based, as Keras:
+    ``shared_axes=[1]`` shares ``alpha`` over the time of ``(batch, time, features)``) set to
+    1 (a shared axis may be None in ``in_shape``). Computed as Keras does:
+    ``relu(x) - alpha * relu(-x)``. The mask passes through. ``dtype`` / ``param_dtype``:
+    Keras' dtype policy and a variables' dtype override, as :class:`Dense`'s.
+    """
+
+    def __init__(
+        self,
+        in_shape: tuple,
+        *,
+        alpha_initializer: Any = "Zeros",
+        alpha_regularizer: Any = None,
+        alpha_constraint: Any = None,
+        shared_axes: int | tuple | None = None,
+        activity_regularizer: Any = None,
+        name: str | None = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
+        rngs: nnx.Rngs | None = None,
+    ):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, param_dtype)
+        if isinstance(in_shape, numbers.Integral):
+            in_shape = (in_shape,)
+        if not isinstance(in_shape, (list, tuple)):
+            raise _bad(self, "in_shape", "a tuple of sizes (no batch axis)", in_shape)
+        if shared_axes is None:
+            shared = ()
+        elif isinstance(shared_axes, (list, tuple)):
+            shared = _int_list(self, "shared_axes", shared_axes)
+        else:
+            shared = _int_list(self, "shared_axes", [shared_axes])
+        if any(not 1 <= a <= len(in_shape) for a in shared):
+            raise _bad(self, "shared_axes", f"axes in [1, {len(in_shape)}]", shared_axes)
+        self.shared_axes = tuple(sorted(set(shared))) if shared_axes is not None else None
+        shape = []
+        for axis, size in enumerate(in_shape, start=1):
+            if axis in shared:
+                shape.append(1)
+            elif isinstance(size, numbers.Integral) and not isinstance(size, bool) and size > 0:
+                shape.append(int(size))
+            else:
+                raise _bad(
+                    self,
+                    "in_shape",
+                    f"positive sizes on the axes not in shared_axes (axis {axis})",
+                    in_shape,
+                )
+        _govern(self, ("alpha",), locals())
+        self.alpha = nnx.Param(_initial(self, "alpha", alpha_initializer, tuple(shape), rngs))
+
+    def __call__(self, x, *, training: bool = False):
+        x = _inputs(self, x)
+        shape = self.alpha.shape
+        shared = self.shared_axes or ()
+        if x.ndim != len(shape) + 1 or any(
+            x.shape[a] != shape[a - 1] for a in range(1, x.ndim) if a not in shared
+        ):
+            sizes = tuple("*" if a in shared else shape[a - 1] for a in range(1, len(shape) + 1))
+            raise _bad(
+                self, "inputs", f"shape (batch, {', '.join(map(str, sizes))})", f"shape {x.shape}"
+            )
+        alpha = self.alpha[...].astype(x.dtype)
+        return _active(self, jax.nn.relu(x) + (-alpha) * jax.nn.relu(-x))
+
+    def keras_weights(self) -> list:
+        """``[alpha]``."""
+        return [self.alpha]
+
+
+class Identity(nnx.Module):
+    """Returns its inputs (any shape). Keras 3 passes the mask through; ``keras2=True``
+    (tf.keras' Identity, which does not support masking) drops it."""
+
+    def __init__(self, *, keras2: bool = False, name: str | None = None, dtype: Any = None):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.keras2 = _checks.boolean(keras2, "keras2", self)
+
+    def __call__(self, x, *, training: bool = False):
+        return _autocast(self, x)
+
+    def compute_mask(self, x, mask=None):
+        """The input mask (None with ``keras2``)."""
+        return None if self.keras2 else mask
+
+
 # -- regularisation: identity at inference ---------------------------------------------------
 
 
@@ -435,6 +680,25 @@ class GaussianDropout(_Noise):
             return x
         std = math.sqrt(self.rate / (1.0 - self.rate))
         return x * (1.0 + jnp.asarray(std, x.dtype) * jax.random.normal(key, x.shape, x.dtype))
+
+
+class ActivityRegularization(nnx.Module):
+    """Returns its inputs (any shape) and records the activity penalty
+    ``(l1 * sum(|x|) + l2 * sum(x**2)) / batch`` on ``activity_loss``, as Keras adds it to
+    the model's losses (:func:`jrnn.regularization_loss` sums it). The mask passes through.
+    """
+
+    def __init__(
+        self, l1: float = 0.0, l2: float = 0.0, *, name: str | None = None, dtype: Any = None
+    ):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.l1 = _slope(self, "l1", l1)
+        self.l2 = _slope(self, "l2", l2)
+        _govern(self, (), {"activity_regularizer": regularizers.L1L2(self.l1, self.l2)})
+
+    def __call__(self, x, *, training: bool = False):
+        return _active(self, _autocast(self, x))
 
 
 # -- merging -----------------------------------------------------------------------------
@@ -714,6 +978,91 @@ class RepeatVector(_NoMask):
         if x.ndim != 2:
             raise _bad(self, "inputs", "2-D (batch, features)", x.shape)
         return jnp.repeat(x[:, None, :], self.n, axis=1)
+
+
+def _pair(layer: Any, arg: str, value: Any) -> tuple[int, int]:
+    """Keras' ``standardize_tuple(value, 2, allow_zero=True)``: an int >= 0, or two."""
+
+    def size(v: Any) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v >= 0
+
+    values = (value, value) if size(value) else value
+    if not isinstance(values, (list, tuple)) or len(values) != 2 or not all(map(size, values)):
+        raise _bad(layer, arg, "an int >= 0 or a tuple of 2 ints >= 0", value)
+    return int(values[0]), int(values[1])
+
+
+class ZeroPadding1D(_NoMask):
+    """Zeros before and after the steps: ``(batch, time, ch)`` -> ``(batch, left + time +
+    right, ch)`` for ``padding`` ``(left, right)`` (an int pads both sides by it).
+
+    ``channels_first`` pads the last axis of ``(batch, ch, time)`` (``data_format`` None is
+    ``channels_last``; tf.keras' layer has no ``data_format``). Keras 3 drops the mask.
+    """
+
+    def __init__(
+        self,
+        padding: int | tuple = 1,
+        data_format: str | None = None,
+        *,
+        name: str | None = None,
+        dtype: Any = None,
+    ):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.padding = _pair(self, "padding", padding)
+        self.data_format = _checks.data_format(data_format, self)
+
+    def __call__(self, x, *, training: bool = False):
+        x = _autocast(self, x)
+        _rank(self, x, 3, "(batch, steps, channels)")
+        pads = [(0, 0)] * 3
+        pads[2 if self.data_format == "channels_first" else 1] = self.padding
+        return jnp.pad(x, pads)
+
+
+class Cropping1D(_NoMask):
+    """Drops ``cropping`` ``(start, end)`` steps (an int: both ends) of ``(batch, time, ch)``
+    -> ``(batch, time - start - end, ch)``; at least one step must remain. Keras 3 drops
+    the mask.
+    """
+
+    def __init__(
+        self, cropping: int | tuple = (1, 1), *, name: str | None = None, dtype: Any = None
+    ):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.cropping = _pair(self, "cropping", cropping)
+
+    def __call__(self, x, *, training: bool = False):
+        x = _autocast(self, x)
+        _rank(self, x, 3, "(batch, steps, channels)")
+        start, end = self.cropping
+        if start + end >= x.shape[1]:
+            raise _bad(
+                self,
+                "inputs",
+                f"more than {start + end} steps (cropping {self.cropping})",
+                f"shape {x.shape}",
+            )
+        return x[:, start : x.shape[1] - end, :]
+
+
+class UpSampling1D(_NoMask):
+    """Repeats each step ``size`` times: ``(batch, time, ch)`` -> ``(batch, time * size, ch)``.
+
+    Keras 3 drops the mask.
+    """
+
+    def __init__(self, size: int = 2, *, name: str | None = None, dtype: Any = None):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.size = _checks.positive_int(size, "size", self)
+
+    def __call__(self, x, *, training: bool = False):
+        x = _autocast(self, x)
+        _rank(self, x, 3, "(batch, steps, channels)")
+        return jnp.repeat(x, self.size, axis=1)
 
 
 # -- convolution and pooling ---------------------------------------------------------------
