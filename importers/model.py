@@ -371,6 +371,10 @@ class ImportedModel(nnx.Module):
     and batch statistics as Keras does. Returns one array or a list, as Keras.
     """
 
+    #: Marks a Keras model for jrnn's training and inspection, which take its outputs (and
+    #: their masks, :meth:`call_with_mask`) as Keras' fit and see-rnn do.
+    is_imported_keras_model = True
+
     def __init__(
         self,
         config: dict,
@@ -519,7 +523,7 @@ class ImportedModel(nnx.Module):
             name
             for name, m in layers.items()
             if by_name[name]["class_name"] in custom_layers
-            and not hasattr(m, "compute_mask")
+            and (isinstance(m, ImportedModel) or not hasattr(m, "compute_mask"))
             and not getattr(m, "supports_masking", False)
         )
         # Keras' layer order: an nnx.Dict comes back from a transformation sorted by name.
@@ -708,7 +712,9 @@ class ImportedModel(nnx.Module):
         """Keras' rule (``Functional._adjust_input_rank``): an input one axis longer than
         the model's Input, that axis of size 1, is squeezed; one axis shorter, where the
         Input's last size is 1, gets that axis (``(batch, time)`` for ``Input((time,
-        1))``); any other rank is refused."""
+        1))``); any other rank is refused (Keras 3), or left to the layers (tf.keras'
+        ``_conform_to_reference_input``: a Dense model takes ``(batch, 8)`` arrays through
+        ``Input((None, 8))``)."""
         ref = self._input_ranks[k]
         if ref is None or x.ndim == len(ref):
             return x
@@ -716,6 +722,8 @@ class ImportedModel(nnx.Module):
             return jnp.squeeze(x, -1)
         if x.ndim == len(ref) - 1 and ref[-1] == 1:
             return x[..., None]
+        if self.keras_major < 3:  # tf.keras leaves other ranks to the layers' checks
+            return x
         raise ValueError(
             f"{self.name}: {self._which(k)} must have rank {len(ref)}, as the Keras model's "
             f"Input {shape_str(ref)} (Keras also takes it with a last axis of size 1 added or "

@@ -203,9 +203,9 @@ def is_key(value: Any) -> bool:
     import jax
     import jax.numpy as jnp
 
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        return False
+    if not isinstance(value, (jax.Array, np.ndarray)):  # an nnx.Rngs answers every attribute
+        return False  # (`.dtype` is its stream of that name, or its default stream)
+    dtype = value.dtype
     if jnp.issubdtype(dtype, jax.dtypes.prng_key):
         return True
     return dtype == jnp.uint32 and tuple(np.shape(value))[-1:] == (2,)

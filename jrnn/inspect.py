@@ -347,7 +347,7 @@ def _loss_outputs(module: Any, out: Any) -> tuple:
         return tuple(out[: 2 if module.merge_mode is None else 1]) if several else (out,)
     if isinstance(module, RNN):
         return (out[0],) if several else (out,)
-    if hasattr(module, "call_with_mask"):  # an importers.ImportedModel: Keras' outputs
+    if getattr(type(module), "is_imported_keras_model", False):  # Keras' outputs
         leaves = jax.tree_util.tree_leaves(out)
         return tuple(a for a in leaves if jnp.issubdtype(jnp.result_type(a), jnp.floating))
     while isinstance(out, (tuple, list)) and out:

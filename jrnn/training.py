@@ -420,7 +420,7 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
     def step(model, optimizer, x, y, sample_weight=None):
         def objective(model):
             train = {"training": True} if _takes_training(model) else {}
-            if hasattr(model, "call_with_mask"):  # an imported Keras model: its output mask
+            if getattr(type(model), "is_imported_keras_model", False):  # its output mask
                 pred, masks = model.call_with_mask(x, None, **train)
             else:
                 pred, masks = model(x, **train), None

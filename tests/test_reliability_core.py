@@ -270,3 +270,17 @@ def test_eager_calls_write_back_no_weights():
     np.testing.assert_allclose(b, jitted(twin, x, twin_rngs), atol=1e-6)
     with pytest.raises(TypeError, match=r"`rngs` must be .*received 'abc'"):
         layer(x, rngs="abc")  # unused at inference, but no rngs: named before the jit
+
+
+def test_call_time_rngs_with_a_default_stream():
+    """`rngs=nnx.Rngs(0)` (a default stream) crashed every dropout call ("Cannot interpret
+    'RngStream'"): an nnx.Rngs answers `.dtype` with a stream, so it passed for a key."""
+    from jrnn._checks import is_key
+
+    assert not is_key(nnx.Rngs(0)) and is_key(jax.random.key(0))
+    x = random_inputs(2, 4, 3)
+    for native in (False, None):
+        layer = jrnn.LSTM(4, 3, dropout=0.3, native=native, rngs=nnx.Rngs(1))
+        eager = layer(x, training=True, rngs=nnx.Rngs(5))
+        jitted = nnx.jit(lambda m, x, r: m(x, training=True, rngs=r))(layer, x, nnx.Rngs(5))
+        np.testing.assert_allclose(np.asarray(eager), np.asarray(jitted), atol=1e-6)
