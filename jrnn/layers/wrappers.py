@@ -429,7 +429,10 @@ class TimeDistributed(Configurable, nnx.Module):
     models): one call on the reshaped batch whatever the module, so batch statistics pool
     the timesteps and the module's activity penalty counts, and the output mask is the
     module's (:meth:`compute_mask`). tf.keras takes that path whenever the batch size is
-    not fixed, as in ``fit``.
+    not fixed, as in ``fit``. A wrapped Keras model (:class:`importers.ImportedModel`)
+    runs twice there, as in tf.keras, whose ``compute_mask`` runs the model's graph
+    again: its layers' activity penalties count twice, and in training its batch
+    normalizations move their statistics twice.
 
     Args:
       layer: any Flax NNX module that maps a batch ``(n, *features)`` to ``(n, ...)``:
@@ -593,7 +596,9 @@ class TimeDistributed(Configurable, nnx.Module):
             kwargs["mask"] = m.reshape(batch * time, *m.shape[2:])
         flat = x.reshape(batch * time, *x.shape[2:])
         inner = _NOT_REPORTED
-        if self.keras2 and hasattr(self.layer, "call_with_mask"):
+        if self.keras2 and getattr(type(self.layer), "is_imported_keras_model", False):
+            y, inner = self._keras2_model_call(flat, kwargs, training)
+        elif self.keras2 and hasattr(self.layer, "call_with_mask"):
             y, inner = self.layer.call_with_mask(flat, **kwargs)
         else:
             y = self.layer(flat, **kwargs)
@@ -601,6 +606,24 @@ class TimeDistributed(Configurable, nnx.Module):
             for penalty in self._nested_penalties():
                 penalty.set_value(penalty.get_value() * time)
         return jax.tree_util.tree_map(lambda a: a.reshape(batch, time, *a.shape[1:]), y), inner
+
+    def _keras2_model_call(self, flat, kwargs, training):
+        """tf.keras' ``TimeDistributed(model)``: the model's call, then the model run again
+        on the same inputs for the output mask (``compute_mask`` of a Keras 2 model runs
+        its graph, in the call's training mode): its layers' activity penalties count
+        twice, and in training its batch normalizations move their statistics twice, as
+        in tf.keras' ``fit``. The second run is made only where it changes something."""
+        y, inner = self.layer.call_with_mask(flat, **kwargs)
+        penalties = self._nested_penalties()
+        if training and _couples_the_batch(self.layer):
+            first = [p.get_value() for p in penalties]
+            _, inner = self.layer.call_with_mask(flat, **kwargs)
+            for penalty, value in zip(penalties, first):
+                penalty.set_value(penalty.get_value() + value)
+        else:
+            for penalty in penalties:
+                penalty.set_value(penalty.get_value() * 2)
+        return y, inner
 
     def _nested_penalties(self) -> list:
         """The activity penalties recorded by the layers inside the module (not its own)."""
