@@ -135,7 +135,7 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
         },
         core.Cropping1D: lambda m: {"cropping": list(m.cropping)},
         core.UpSampling1D: lambda m: {"size": m.size},
-        core.LeakyReLU: lambda m: {"negative_slope": m.negative_slope},
+        core.LeakyReLU: lambda m: {"negative_slope": _non_negative_slope(m)},
         core.ReLU: lambda m: {
             "max_value": m.max_value,
             "negative_slope": m.negative_slope,
@@ -337,6 +337,17 @@ def _generic_rnn(module: Any, namer: _Namer) -> dict:
     config["dtype"] = module.cell.policy.name
     config["name"] = namer(module, "RNN")
     return _entry("RNN", config)
+
+
+def _non_negative_slope(module: Any) -> float:
+    if module.negative_slope < 0:
+        raise UnsupportedLayerError(
+            "LeakyReLU",
+            str(module.name or "LeakyReLU"),
+            detail=f"its negative_slope {module.negative_slope} is refused by Keras 3's "
+            "LeakyReLU (negative_slope >= 0)",
+        )
+    return module.negative_slope
 
 
 def _snake(cls: str) -> str:

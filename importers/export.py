@@ -536,6 +536,11 @@ def _keras2_activation_layer(cls: str, cfg: dict, entry: dict, masked: bool) -> 
             cfg[key] = float(np.asarray(cfg[key]).item())
     if cls == "LeakyReLU" and "alpha" in cfg:
         cfg["negative_slope"] = cfg.pop("alpha")
+    if cls == "LeakyReLU" and float(cfg.get("negative_slope", 0.3)) < 0:
+        return (
+            f"its negative slope {cfg['negative_slope']} (tf.keras took it) is refused by "
+            "Keras 3's LeakyReLU (negative_slope >= 0)"
+        )
     if cls == "ZeroPadding1D":
         cfg.setdefault("data_format", "channels_last")
     if cls == "Softmax":

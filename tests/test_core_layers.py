@@ -358,7 +358,6 @@ _R = nnx.Rngs
         (lambda: jrnn.LSTM(2, 3, name=5, rngs=_R(0)), "LSTM: `name` must be None or a str"),
         (lambda: jrnn.LSTM(2, 3, dropout=0.5, seed="a", rngs=_R(0)), "`seed` must be None or"),
         (lambda: jrnn.LSTM(2, 3, seed=1.5, rngs=_R(0)), "`seed` must be None or an int"),
-        (lambda: jrnn.LeakyReLU(-0.1), "LeakyReLU: negative_slope must be >= 0; received -0.1"),
         (lambda: jrnn.LeakyReLU(None), "LeakyReLU: negative_slope must be a real number"),
         (lambda: jrnn.ReLU(max_value=-1), "ReLU: max_value must be >= 0; received -1"),
         (lambda: jrnn.ReLU(negative_slope=-0.5), "ReLU: negative_slope must be >= 0"),
@@ -1252,3 +1251,16 @@ def test_prelu_alpha_penalty_in_regularization_loss():
         (7, 4), alpha_regularizer=jrnn.regularizers.L2(0.5), alpha_initializer="ones"
     )
     np.testing.assert_allclose(float(jrnn.regularization_loss(layer)), 0.5 * 28, rtol=1e-6)
+
+
+def test_tf_keras_negative_leaky_slope_computed_and_not_written(tmp_path):
+    """tf.keras takes LeakyReLU(alpha=-0.2); jrnn refused the model at load. Keras 3
+    refuses negative slopes, so the exporters refuse to write one."""
+    L2 = tf_keras.layers
+    model = tf_keras.Sequential([tf_keras.Input((5, 3)), L2.LeakyReLU(alpha=-0.2, name="lr")])
+    x = _x(2, 5, 3)
+    np.testing.assert_allclose(np.asarray(importers.load(model)(x)), model(x), atol=1e-6)
+    with pytest.raises(UnsupportedLayerError, match=r"negative slope -0\.2"):
+        importers.save_keras(importers.load(model), tmp_path / "m.keras")
+    with pytest.raises(UnsupportedLayerError, match=r"negative_slope -0\.1"):
+        importers.keras_sequential([jrnn.LeakyReLU(-0.1)], (5, 3))

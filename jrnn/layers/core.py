@@ -319,14 +319,15 @@ class LeakyReLU(nnx.Module):
     """``x`` if ``x > 0`` else ``negative_slope * x``, elementwise (any shape).
 
     Keras 3's argument ``negative_slope`` (default 0.3); tf.keras named it ``alpha`` (the
-    importers map it). The gradient at 0 is ``negative_slope``, as TensorFlow's. The mask
-    passes through.
+    importers map it) and took negative slopes too, which Keras 3 refuses: jrnn computes
+    them (a tf.keras model's), and the exporters refuse to write them. The gradient at 0 is
+    ``negative_slope``, as TensorFlow's. The mask passes through.
     """
 
     def __init__(self, negative_slope: float = 0.3, *, name: str | None = None, dtype: Any = None):
         self.name = _checks.name(name, self)
         _policy(self, dtype, weights=False)
-        self.negative_slope = _slope(self, "negative_slope", negative_slope)
+        self.negative_slope = _real(self, "negative_slope", negative_slope)
 
     def __call__(self, x, *, training: bool = False):
         return activations.leaky_relu(_autocast(self, x), negative_slope=self.negative_slope)
