@@ -432,10 +432,11 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
 def _model_entry(model: Any, namer: _Namer) -> dict:
     """An imported Keras 3 model as a layer (nested, or in ``TimeDistributed``): its own
     config, under the name the namer gives it."""
-    from importers.export import _top_level
+    from importers.export import _check_keras3, _top_level
 
     config = model.model_config
     name = str(model.name or config["class_name"])
+    _check_keras3(config)  # a custom_layers stand-in has no Keras 3 class to write
     if model.keras_major < 3:
         raise UnsupportedLayerError(
             config["class_name"],

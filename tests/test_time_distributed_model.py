@@ -194,6 +194,18 @@ def test_imported_models_in_a_new_sequential_written_back(tmp_path):
     importers.save_keras(nested, tmp_path / "nested.keras")
     back = keras.saving.load_model(tmp_path / "nested.keras")
     np.testing.assert_allclose(np.asarray(back(x)), np.asarray(nested(x)), atol=1e-5)
+
+    @keras.saving.register_keras_serializable("jrnn_tests")
+    class Twice(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    i = keras.Input((5, 4))
+    custom = importers.load(
+        keras.Model(i, Twice(name="twice")(i)), custom_layers={"Twice": lambda c, a: jrnn.ELU()}
+    )
+    with pytest.raises(UnsupportedLayerError, match="no built-in class"):  # it said: pass
+        importers.keras_sequential([custom], (5, 4))  # custom_layers= (no such argument)
     old, _ = _model("tf_keras", "sequential")
     with pytest.raises(UnsupportedLayerError, match="imported from a Keras 2"):
         importers.keras_sequential(
