@@ -216,16 +216,24 @@ def call_key(rngs: Any, owner: Any) -> Any:
     an ``nnx.RngStream`` or a JAX key; None stays None (the layer's own stream)."""
     from flax import nnx
 
+    check_rngs(rngs, owner)
     if rngs is None or is_key(rngs):
         return rngs
     if isinstance(rngs, nnx.Rngs):
         return rngs["dropout"]()
-    if isinstance(rngs, nnx.RngStream):
-        return rngs()
-    raise TypeError(
-        f"{where(owner)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or a JAX PRNG key "
-        f"(jax.random.key(0)); received {rngs!r:.60}."
-    )
+    return rngs()  # an nnx.RngStream
+
+
+def check_rngs(rngs: Any, owner: Any) -> None:
+    """Refuse a call-time ``rngs`` that is not None, an ``nnx.Rngs``, an ``nnx.RngStream``
+    or a JAX key, naming it."""
+    from flax import nnx
+
+    if not (rngs is None or isinstance(rngs, (nnx.Rngs, nnx.RngStream)) or is_key(rngs)):
+        raise TypeError(
+            f"{where(owner)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or a JAX PRNG key "
+            f"(jax.random.key(0)), or None; received {rngs!r:.60}."
+        )
 
 
 def shape_str(shape: Iterable[Any]) -> str:

@@ -490,13 +490,7 @@ class RNN(Configurable, nnx.Module):
         errors would not name them."""
         if inputs is None:
             raise ValueError(f"{_checks.where(self)}: `inputs` must be an array; received None.")
-        if not (
-            rngs is None or isinstance(rngs, (nnx.Rngs, nnx.RngStream)) or _checks.is_key(rngs)
-        ):
-            raise TypeError(
-                f"{_checks.where(self)}: `rngs` must be an nnx.Rngs, an nnx.RngStream or a "
-                f"JAX PRNG key (jax.random.key(0)), or None; received {rngs!r:.60}."
-            )
+        _checks.check_rngs(rngs, self)
         check_x64(self.policy, _checks.where(self))
         _checks.arrays(
             self, inputs=inputs, mask=mask, initial_state=initial_state, constants=constants
