@@ -157,8 +157,11 @@ def rnn_scan(
     x0 = jax.tree_util.tree_map(lambda a: a[0], first if project is None else project(first))
     if step_project is not None:
         x0 = step_project(x0)
-    y_shape = jax.eval_shape(lambda c, x: step(c, x)[1], carry, x0)
-    prev0 = jnp.zeros(y_shape.shape, y_shape.dtype)
+    carry_type, y_type = jax.eval_shape(lambda c, x: step(c, x)[:2], carry, x0)
+    prev0 = jnp.zeros(y_type.shape, y_type.dtype)
+    # On a mesh with Explicit axes the sharding is part of the type: a replicated (or
+    # unplaced) initial state takes the batch sharding that a step computes from the inputs.
+    carry, prev0 = _sharded_as((carry, prev0), (carry_type, y_type), xs)
     # Inside jax.shard_map (check_vma): the loop's state varies over the inputs' mesh axes.
     carry, prev0 = _varying_over(_varying_axes((xs, mask, carry)), (carry, prev0))
 
@@ -210,6 +213,33 @@ def rnn_scan(
     if go_backwards:
         ys, acts = jax.tree_util.tree_map(lambda a: jnp.flip(a, 0), (ys, acts))
     return last, ys, final_carry, acts
+
+
+def _sharded_as(tree: Any, types: Any, inputs: Any) -> Any:
+    """``tree``'s arrays resharded to the explicit shardings of ``types`` (``jax.eval_shape``
+    results) where their types differ; unchanged off a mesh with Explicit axes. Outside a
+    trace (a stateful layer's first call runs op by op) the arrays are placed on the mesh
+    of the concrete ``inputs``."""
+    meshes = [
+        a.sharding.mesh
+        for a in jax.tree_util.tree_leaves(inputs)
+        if isinstance(a, jax.Array)
+        and not isinstance(a, jax.core.Tracer)
+        and isinstance(a.sharding, jax.sharding.NamedSharding)
+    ]
+
+    def place(a, want):
+        sharding = getattr(want, "sharding", None)
+        if not isinstance(sharding, jax.sharding.NamedSharding):
+            return a
+        have = getattr(jax.typeof(a), "sharding", None)
+        if getattr(have, "spec", None) == sharding.spec:
+            return a
+        if meshes and not isinstance(a, jax.core.Tracer):
+            return jax.device_put(a, jax.sharding.NamedSharding(meshes[0], sharding.spec))
+        return jax.sharding.reshard(a, sharding)
+
+    return jax.tree_util.tree_map(place, tree, types)
 
 
 def _varying_axes(tree: Any) -> frozenset:

@@ -228,7 +228,41 @@ _SHARDING_SCRIPT = textwrap.dedent(
                                  in_specs=(P(), P("batch")), out_specs=P("batch")))
     fresh = jrnn.LSTM(8, 3, return_sequences=True, rngs=nnx.Rngs(0))
     eager = fresh(jax.device_put(x, jax.sharding.NamedSharding(auto, P("batch"))))
+    # a stateful layer (replicated states) and calls under jax.set_mesh (zero states
+    # created on the mesh, replicated): the states take the batch sharding of the steps
+    mask = np.ones((16, 7), bool)
+    mask[3, 4:] = False
+    def stateful_pair(make):
+        ref, dp = make(), make()
+        want = [np.asarray(ref(x, mask=mask)) for _ in range(2)]
+        xd, _ = jrnn.training.data_parallel(dp, x)
+        md = jax.device_put(mask, xd.sharding)
+        return want, dp, xd, md
+    errs = []
+    for make in (
+        lambda: jrnn.LSTM(8, 3, stateful=True, return_sequences=True, rngs=nnx.Rngs(0)),
+        lambda: jrnn.Bidirectional(jrnn.GRU(8, 3, stateful=True, return_sequences=True,
+                                            rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1)),
+    ):
+        want, dp, xd, md = stateful_pair(make)
+        errs += [np.max(np.abs(np.asarray(dp(xd, mask=md)) - want[0])),
+                 np.max(np.abs(np.asarray(nnx.jit(lambda m, a, k: m(a, mask=k))(dp, xd, md))
+                               - want[1]))]
+    with jax.set_mesh(mesh):
+        for make in (
+            lambda: jrnn.GRU(8, 3, return_sequences=True, rngs=nnx.Rngs(0)),
+            lambda: jrnn.Bidirectional(jrnn.LSTM(8, 3, return_sequences=True,
+                                                 rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1)),
+        ):
+            ref, dp = make(), make()
+            want = np.asarray(ref(x, mask=mask))
+            xd, _ = jrnn.training.data_parallel(dp, x, mesh)
+            md = jax.device_put(mask, xd.sharding)
+            errs += [np.max(np.abs(np.asarray(dp(xd, mask=md)) - want)),
+                     np.max(np.abs(np.asarray(nnx.jit(lambda m, a, k: m(a, mask=k))(dp, xd, md))
+                                   - want))]
     print(json.dumps({
+        "stateful_and_set_mesh_errs": [float(e) for e in errs],
         "smap_err": float(np.max(np.abs(np.asarray(smap(st, x)) - single))),
         "eager_auto_spec": [str(s) for s in eager.sharding.spec],
         "eager_auto_err": float(np.max(np.abs(np.asarray(eager) - single))),
@@ -243,6 +277,9 @@ _SHARDING_SCRIPT = textwrap.dedent(
 
 
 def test_sharded_results_equal_single_device():
+    """Data and model parallel, shard_map, Auto-axes meshes; a stateful layer after
+    data_parallel and calls under jax.set_mesh (both failed on the scan's carry types:
+    replicated states against the steps' batch-sharded ones)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     proc = subprocess.run(
         [sys.executable, "-c", _SHARDING_SCRIPT],
@@ -255,6 +292,7 @@ def test_sharded_results_equal_single_device():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dp_err"] <= 1e-5 and result["mp_err"] <= 1e-5
+    assert max(result["stateful_and_set_mesh_errs"]) <= 1e-5
     assert result["smap_err"] <= 1e-5 and result["eager_auto_err"] <= 1e-5
     assert result["eager_auto_spec"][:1] == ["batch"]
     assert result["dp_spec"][0] == "batch" and result["dp_devices"] == 8
