@@ -25,6 +25,7 @@ How a model is rebuilt:
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,6 +41,7 @@ from importers.convert import CONVERTERS, SOURCE, keras_kwargs
 from importers.errors import ExtraWeightsError, KerasFileError, UnsupportedLayerError
 from jrnn._checks import shape_str
 from jrnn._config import _freeze, _thaw
+from jrnn.rnn import NOT_CACHED, cached_call, eager_arguments
 
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
 _UNKNOWN_DIM = 1  # stands for a None size while shapes are propagated
@@ -364,6 +366,11 @@ def _time_distributed_model(entry, weights: _Weights, custom_layers, keras_major
         ) from err
 
 
+#: Imported models whose cached eager call met a value read in Python (a traced value
+#: where the model needs a concrete one): they run op by op.
+_OP_BY_OP: weakref.WeakSet = weakref.WeakSet()
+
+
 class ImportedModel(nnx.Module):
     """A Keras model rebuilt in jrnn: call it as the Keras model; ``layers[name]`` by name.
 
@@ -645,7 +652,27 @@ class ImportedModel(nnx.Module):
         return self.call_with_mask(inputs, mask)[1]
 
     def call_with_mask(self, inputs: Any, mask: Any = None, *, training: bool = False):
-        """``(outputs, output mask)``; used when this model is nested in another."""
+        """``(outputs, output mask)``; used when this model is nested in another.
+
+        Called outside any JAX transformation, the model runs as one compiled program per
+        input shapes and dtypes (:func:`jrnn.rnn.cached_call`), as under ``nnx.jit``,
+        unless it holds a layer of a ``custom_layers`` factory, creates variables in the
+        call (an activity regularizer's penalty, a stateful layer's first call) or reads
+        values in Python (then it runs op by op from that call on)."""
+        static = (("training", training),)
+        if self not in _OP_BY_OP and eager_arguments((inputs, mask), static):
+            try:
+                out = cached_call(
+                    self, "_call_with_mask", dict(static), check=True, inputs=inputs, mask=mask
+                )
+                if out is not NOT_CACHED:
+                    return out
+            except jax.errors.JAXTypeError:
+                _OP_BY_OP.add(self)
+        return self._call_with_mask(inputs, mask, training)
+
+    def _call_with_mask(self, inputs: Any, mask: Any, training: Any):
+        """:meth:`call_with_mask`'s work, traced or not."""
         names = [ref[0] for ref in self._inputs]
         if self._input_keys is None and isinstance(inputs, dict) and set(inputs) == set(names):
             inputs = [inputs[n] for n in names]  # by Input layer name, as tf.keras takes them

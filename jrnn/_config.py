@@ -59,10 +59,11 @@ def deserialize(value: Any, rngs: nnx.Rngs) -> Any:
 
 def _freeze(value: Any) -> Any:
     """Hashable and comparable with ``==`` (module graphdefs are cache keys): dicts, lists
-    and NumPy arrays frozen; a NumPy scalar as its Python number."""
+    and NumPy arrays frozen, at every depth (tuples as lists); a NumPy scalar as its Python
+    number."""
     if isinstance(value, dict):
         return FrozenConfig((k, _freeze(v)) for k, v in value.items())
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, np.generic):
         return value.item()

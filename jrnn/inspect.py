@@ -854,7 +854,8 @@ def _hooked(found: dict, hook):
                     output = hook(key, output)
                 return output
 
-            object.__setattr__(module, "__class__", type(cls.__name__, (cls,), {method: call}))
+            hooked_cls = type(cls.__name__, (cls,), {method: call, "jrnn_inspect_hook": True})
+            object.__setattr__(module, "__class__", hooked_cls)
             swapped.append((module, cls))
         yield
     finally:

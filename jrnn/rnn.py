@@ -640,13 +640,10 @@ class RNN(Configurable, nnx.Module):
         with ``record=True``, the per-step activations of the cell)."""
         self._check_arguments(inputs, mask, initial_state, constants, rngs)
         if _eager_call(self, inputs, records_activity=False):
-            return _EAGER(
-                self, inputs, mask, initial_state, constants, rngs, method="run",
-                training=bool(training), record=bool(record),
-                config=(
-                    *_trace_config(),
-                    _spread_over_devices(self, (inputs, mask, initial_state, constants)),
-                ),
+            return cached_call(
+                self, "_run", {"training": bool(training), "record": bool(record)},
+                inputs=inputs, mask=mask, initial_state=initial_state, constants=constants,
+                rngs=rngs,
             )  # fmt: skip
         return self._run(inputs, mask, initial_state, training, constants, rngs, record)
 
@@ -954,13 +951,10 @@ class RNN(Configurable, nnx.Module):
         """Keras-style call; see the class docstring."""
         self._check_arguments(inputs, mask, initial_state, constants, rngs)
         if _eager_call(self, inputs):
-            return _EAGER(
-                self, inputs, mask, initial_state, constants, rngs, method="outputs",
-                training=bool(training), record=False,
-                config=(
-                    *_trace_config(),
-                    _spread_over_devices(self, (inputs, mask, initial_state, constants)),
-                ),
+            return cached_call(
+                self, "_outputs", {"training": bool(training)},
+                inputs=inputs, mask=mask, initial_state=initial_state, constants=constants,
+                rngs=rngs,
             )  # fmt: skip
         return self._outputs(inputs, mask, initial_state, training, constants, rngs)
 
@@ -989,7 +983,7 @@ _TOP_TRACE = jex_core.get_opaque_trace_state(convention="nnx")
 def _eager_call(layer: RNN, inputs: Any, *, records_activity: bool = True) -> bool:
     """Whether ``layer(inputs, ...)`` runs outside any JAX transformation (at the top-level
     trace, where no argument can be a tracer) on array inputs, so that
-    :data:`_EAGER` may run it as one cached program. An eager ``jax.lax.scan``
+    :func:`cached_call` may run it as one cached program. An eager ``jax.lax.scan``
     traces its body anew at every call (a fresh closure over the weights) and XLA compiles
     each trace: an eager (2, 4, 3) LSTM call on the scan took ~150 ms, and every call kept
     its executable (13 memory maps and ~2 MB more per call, until the process runs out of
@@ -1003,6 +997,48 @@ def _eager_call(layer: RNN, inputs: Any, *, records_activity: bool = True) -> bo
     if not at_top_trace():
         return False
     return not creates_variables_in_call(layer, records_activity=records_activity)
+
+
+def eager_arguments(arguments: Any, static: Any = ()) -> bool:
+    """Whether a call may run as a :func:`cached_call` program as far as its arguments go:
+    at the top-level trace, on arrays of real numbers (pytrees of them and None) and
+    hashable ``static`` flags."""
+    if not at_top_trace():
+        return False
+    for a in jax.tree_util.tree_leaves(arguments):
+        if not isinstance(a, (jax.Array, np.ndarray)) or not _checks.is_real(a.dtype):
+            return False
+    try:
+        hash(static)
+    except TypeError:
+        return False
+    return True
+
+
+def _traceable(graphdef: Any, module: nnx.Module) -> bool:
+    """Whether every sub-module of ``module`` (of structure ``graphdef``, the memo's key) is
+    one of jrnn's, importers' or Flax's own (a custom layer may read values in Python or
+    keep Python state, which a trace would not show), none creates variables in the call
+    (:func:`creates_variables_in_call`) and none is hooked by ``jrnn.inspect`` (its hooks
+    read outputs where the module runs, which must not be inside a trace)."""
+    known = _TRACEABLE.get(graphdef)
+    if known is None:
+        known = True
+        for _, node in nnx.iter_graph(module):
+            if isinstance(node, nnx.Module) and (
+                getattr(type(node), "jrnn_inspect_hook", False)
+                or type(node).__module__.split(".")[0] not in ("jrnn", "importers", "flax")
+                or creates_variables_in_call(node)
+            ):
+                known = False
+                break
+        if len(_TRACEABLE) >= 1024:
+            _TRACEABLE.clear()
+        _TRACEABLE[graphdef] = known
+    return known
+
+
+_TRACEABLE: dict[Any, bool] = {}
 
 
 def at_top_trace() -> bool:
@@ -1021,25 +1057,13 @@ def creates_variables_in_call(module: Any, *, records_activity: bool = True) -> 
 
 def _trace_config() -> tuple:
     """What the library reads while tracing a call besides its arguments (the native
-    kernels' switch and the short-call rule): part of :data:`_EAGER`'s cache key, so
+    kernels' switch and the short-call rule): part of :func:`cached_call`'s cache key, so
     that changing them takes effect at the next eager call, as without the cache."""
     return (
         native_kernels.unavailable_reason() is None,
         tuple(sorted((str(k), v) for k, v in SHORT_CALL_ROWS.items())),
         SHORT_CALL_STEPS,
     )
-
-
-def _traced(
-    layer, inputs, mask, initial_state, constants, rngs, *, method, training, record, config
-):
-    token = _SPREAD.set(config[-1])  # the rest of the config: part of the cache key only
-    try:
-        if method == "run":
-            return layer._run(inputs, mask, initial_state, training, constants, rngs, record)
-        return layer._outputs(inputs, mask, initial_state, training, constants, rngs)
-    finally:
-        _SPREAD.reset(token)
 
 
 #: Whether the eager call being traced has inputs or weights on several devices (a
@@ -1083,35 +1107,55 @@ def _split_over_devices(a: Any) -> bool:
     )
 
 
-def _program(graphdef, weights, rest, key, *args, node_rngs: bool, **static):
-    """The traced call on the layer rebuilt from its parts (with the call's ``rngs`` when
-    ``node_rngs``, else ``key`` is it); returns (outputs, the state that is not weights,
-    as the call left it)."""
+def _program(graphdef, weights, rest, arguments, *, method, static, config, node_rngs):
+    """``module.<method>(**arguments, **static)`` on the module rebuilt from its parts (with
+    the call's ``nnx.Rngs`` as ``rngs`` when ``node_rngs``: it is split with the module);
+    returns (outputs, the state that is not weights, as the call left it)."""
     node = nnx.merge(graphdef, weights, rest)
-    layer, rngs = node if node_rngs else (node, key)
-    outputs = _traced(layer, *args, rngs, **static)
+    module, kwargs = node, dict(arguments, **dict(static))
+    if node_rngs:
+        module, kwargs["rngs"] = node
+    token = _SPREAD.set(config[-1])  # the rest of the config: part of the cache key only
+    try:
+        outputs = getattr(module, method)(**kwargs)
+    finally:
+        _SPREAD.reset(token)
     return outputs, nnx.state(node, nnx.Not(nnx.Param))
 
 
+#: :func:`cached_call`'s answer for a module it does not run.
+NOT_CACHED = object()
+
 _PROGRAM = jax.jit(
-    _program,
-    static_argnames=("graphdef", "node_rngs", "method", "training", "record", "config"),
+    _program, static_argnames=("graphdef", "method", "static", "config", "node_rngs")
 )
 
 
-def _EAGER(layer, inputs, mask, initial_state, constants, rngs, **static):
-    """Eager layer calls (``method="outputs"``: ``__call__``) and eager :meth:`RNN.run`
-    calls (``method="run"``; ``jrnn.inspect.get_activations`` makes them) as one compiled
-    program per layer structure, shapes and flags (:func:`_eager_call`). The weights go in
-    and are not written back (they stay where they are, and a weight update another thread
-    makes meanwhile stands); the rest of the layer's state (stateful states, dropout RNG
-    counters, the activity penalty) and an ``nnx.Rngs`` argument's counters come back."""
+def cached_call(
+    module: nnx.Module, method: str, static: dict, *, check: bool = False, **arguments: Any
+) -> Any:
+    """An eager call as one compiled program per module structure, shapes and flags:
+    ``module.<method>(**arguments, **static)`` under ``jax.jit`` (``arguments``: arrays,
+    None or pytrees of them; ``static``: hashable flags, part of the cache key with the
+    module's graph and :func:`_trace_config`). An eager ``lax.scan`` compiles its body at
+    every call (:func:`_eager_call`), and a model run op by op dispatches every operation.
+    The weights go in and are not written back (they stay where they are, and a weight
+    update another thread makes meanwhile stands); the rest of the module's state
+    (stateful states, dropout RNG counters, moving statistics, activity penalties) and an
+    ``nnx.Rngs`` argument's counters come back. With ``check``, a module that is not
+    :func:`_traceable` is not run: :data:`NOT_CACHED` is returned."""
+    rngs = arguments.get("rngs")
     node_rngs = isinstance(rngs, (nnx.Rngs, nnx.RngStream))
-    node = (layer, rngs) if node_rngs else layer
+    if node_rngs:
+        del arguments["rngs"]
+    node = (module, rngs) if node_rngs else module
+    config = (*_trace_config(), _spread_over_devices(module, arguments))
     graphdef, weights, rest = nnx.split(node, nnx.Param, ...)
+    if check and not _traceable(graphdef, module):
+        return NOT_CACHED
     outputs, rest = _PROGRAM(
-        graphdef, weights, rest, None if node_rngs else rngs,
-        inputs, mask, initial_state, constants, node_rngs=node_rngs, **static,
+        graphdef, weights, rest, arguments, method=method, static=tuple(static.items()),
+        config=config, node_rngs=node_rngs,
     )  # fmt: skip
     nnx.update(node, rest)
     return outputs

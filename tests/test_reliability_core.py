@@ -176,7 +176,7 @@ def test_units_1024_small_batch(kind):
 
 @pytest.mark.parametrize("native", [False, None], ids=["scan", "default"])
 def test_eager_calls_trace_once_and_keep_state_semantics(native, monkeypatch):
-    """An eager call runs as one cached program (jrnn.rnn._EAGER): the scan's body is a
+    """An eager call runs as one cached program (jrnn.rnn.cached_call): the scan's body is a
     fresh closure at every trace, so uncached every eager call compiled anew (~150 ms for a
     (2, 4, 3) LSTM) and kept its executable (memory and memory maps grew per call)."""
     import jrnn.rnn
@@ -205,7 +205,7 @@ def test_eager_calls_trace_once_and_keep_state_semantics(native, monkeypatch):
 @pytest.mark.parametrize("native", [False, None], ids=["scan", "default"])
 def test_eager_run_with_activations_traces_once(native, monkeypatch):
     """Eager ``layer.run`` calls (jrnn.inspect.get_activations makes them, ``record=True``)
-    run as one cached program per ``record``/``training`` too (jrnn.rnn._EAGER), and
+    run as one cached program per ``record``/``training`` too (jrnn.rnn.cached_call), and
     return what the traced call returns."""
     traces = count_traces(monkeypatch)
     layer = jrnn.GRU(4, 3, native=native, return_sequences=True, rngs=nnx.Rngs(0))
