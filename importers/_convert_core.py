@@ -29,6 +29,16 @@ _PARAM_DTYPE: contextvars.ContextVar = contextvars.ContextVar("param_dtype", def
 #: Keras' merge layers (jrnn.layers.core has each under the same name).
 MERGE_CLASSES = ("Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
+#: Keras' pooling families, each in 1, 2 and 3 dimensions (``MaxPooling2D``...; jrnn.layers.core
+#: has each under the same name).
+POOLS = ("MaxPooling", "AveragePooling", "GlobalMaxPooling", "GlobalAveragePooling")
+#: Their short names, ``MaxPool2D`` -> ``MaxPooling2D``, as tf.keras and Keras 3 export them.
+POOL_ALIASES = {
+    f"{kind.replace('Pooling', 'Pool').replace('Average', 'Avg')}{rank}D": f"{kind}{rank}D"
+    for kind in POOLS
+    for rank in (1, 2, 3)
+}
+
 
 def _name(config: dict) -> str:
     return str(config.get("name"))
@@ -218,8 +228,14 @@ def _conv(cls):
 
 
 def _pool(cls):
+    """Max/AveragePooling{1,2,3}D (Keras 3 keeps ``padding`` as written; TensorFlow, which
+    computes it, and tf.keras take it in any case)."""
+
     def convert(config, arrays, in_shape):
         _n_arrays(config, arrays, [])
+        padding = config.get("padding", "valid")
+        if isinstance(padding, str):
+            config = {**config, "padding": padding.lower()}
         return cls(
             config.get("pool_size", 2),
             config.get("strides"),
@@ -366,12 +382,22 @@ def _prelu(config, arrays, in_shape):
     return m
 
 
-def _padding(config):
-    return core.ZeroPadding1D(
-        config.get("padding", 1),
-        _only(config, "data_format", ("channels_last", "channels_first", None), None),
-        name=config.get("name"),
-    )
+def _spatial(cls, key: str, default: Any, **extra: Any):
+    """ZeroPadding/Cropping/UpSampling{1,2,3}D: ``key`` (``padding``, ``cropping``, ``size``;
+    ``default`` where the config lacks it, Keras' default), ``data_format`` where the class
+    takes one (None: ``channels_last``; tf.keras' ZeroPadding1D has none) and the ``extra``
+    keyword arguments, read from the config with their defaults (UpSampling2D's
+    ``interpolation``, and ``keras2``, which importers.model sets for tf.keras' layer)."""
+
+    def build(config):
+        args = [config.get(key, default)]
+        if cls not in (core.Cropping1D, core.UpSampling1D):  # Keras' have no data_format
+            formats = ("channels_last", "channels_first", None)
+            args.append(_only(config, "data_format", formats, None))
+        kwargs = {k: config.get(k, d) for k, d in extra.items()}
+        return cls(*args, **kwargs, name=config.get("name"))
+
+    return _no_weights(build)
 
 
 CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
@@ -404,11 +430,15 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "Reshape": _no_weights(lambda c: core.Reshape(c["target_shape"], name=c.get("name"))),
     "Permute": _no_weights(lambda c: core.Permute(c["dims"], name=c.get("name"))),
     "RepeatVector": _no_weights(lambda c: core.RepeatVector(c["n"], name=c.get("name"))),
-    "ZeroPadding1D": _no_weights(_padding),
-    "Cropping1D": _no_weights(
-        lambda c: core.Cropping1D(c.get("cropping", (1, 1)), name=c.get("name"))
-    ),
-    "UpSampling1D": _no_weights(lambda c: core.UpSampling1D(c.get("size", 2), name=c.get("name"))),
+    "ZeroPadding1D": _spatial(core.ZeroPadding1D, "padding", 1),
+    "ZeroPadding2D": _spatial(core.ZeroPadding2D, "padding", 1),
+    "ZeroPadding3D": _spatial(core.ZeroPadding3D, "padding", 1),
+    "Cropping1D": _spatial(core.Cropping1D, "cropping", 1),
+    "Cropping2D": _spatial(core.Cropping2D, "cropping", 0),
+    "Cropping3D": _spatial(core.Cropping3D, "cropping", 1),
+    "UpSampling1D": _spatial(core.UpSampling1D, "size", 2),
+    "UpSampling2D": _spatial(core.UpSampling2D, "size", 2, interpolation="nearest", keras2=False),
+    "UpSampling3D": _spatial(core.UpSampling3D, "size", 2),
     "LeakyReLU": _no_weights(_leaky_relu),
     "ReLU": _no_weights(
         lambda c: core.ReLU(
@@ -432,10 +462,13 @@ CORE_CONVERTERS: dict[str, Callable[[dict, list, Any], nnx.Module]] = {
     "Conv1D": _conv(core.Conv1D),
     "Conv2D": _conv(core.Conv2D),
     "Conv3D": _conv(core.Conv3D),
-    "MaxPooling1D": _pool(core.MaxPooling1D),
-    "AveragePooling1D": _pool(core.AveragePooling1D),
-    "GlobalMaxPooling1D": _global_pool(core.GlobalMaxPooling1D),
-    "GlobalAveragePooling1D": _global_pool(core.GlobalAveragePooling1D),
+    **{
+        f"{kind}{rank}D": (_global_pool if kind.startswith("Global") else _pool)(
+            getattr(core, f"{kind}{rank}D")
+        )
+        for kind in POOLS
+        for rank in (1, 2, 3)
+    },
     "BatchNormalization": _batch_norm,
     "LayerNormalization": _layer_norm,
     "Attention": _attention(additive=False),
@@ -478,8 +511,5 @@ def with_policy(convert):
 
 
 CORE_CONVERTERS = {k: with_policy(v) for k, v in CORE_CONVERTERS.items()}
-# tf_keras 2 aliases
-CORE_CONVERTERS["MaxPool1D"] = CORE_CONVERTERS["MaxPooling1D"]
-CORE_CONVERTERS["AvgPool1D"] = CORE_CONVERTERS["AveragePooling1D"]
-CORE_CONVERTERS["GlobalMaxPool1D"] = CORE_CONVERTERS["GlobalMaxPooling1D"]
-CORE_CONVERTERS["GlobalAvgPool1D"] = CORE_CONVERTERS["GlobalAveragePooling1D"]
+# The pools' aliases (tf.keras and Keras 3 export both names: MaxPool2D, AvgPool3D, ...)
+CORE_CONVERTERS.update({alias: CORE_CONVERTERS[cls] for alias, cls in POOL_ALIASES.items()})

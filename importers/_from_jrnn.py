@@ -69,6 +69,7 @@ def _initializers(module: Any) -> dict:
 
 
 def _core_configs() -> dict[type, Callable[[Any], dict]]:
+    from importers._convert_core import POOLS
     from jrnn.layers import core
 
     def conv(m):
@@ -88,11 +89,17 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
 
     def pool(m):
         return {
-            "pool_size": m.pool_size,
-            "strides": m.strides,
+            "pool_size": list(m.pool_size),
+            "strides": list(m.strides),
             "padding": m.padding,
             "data_format": m.data_format,
         }
+
+    def global_pool(m):
+        return {"data_format": m.data_format, "keepdims": m.keepdims}
+
+    def pairs(value):  # a padding or cropping: (before, after), or one such pair per axis
+        return [list(v) if isinstance(v, tuple) else v for v in value]
 
     def norm(m):
         return {
@@ -129,12 +136,22 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
         core.Reshape: lambda m: {"target_shape": list(m.target_shape)},
         core.Permute: lambda m: {"dims": list(m.dims)},
         core.RepeatVector: lambda m: {"n": m.n},
-        core.ZeroPadding1D: lambda m: {
-            "padding": list(m.padding),
-            "data_format": m.data_format,
-        },
+        **dict.fromkeys(
+            (core.ZeroPadding1D, core.ZeroPadding2D, core.ZeroPadding3D),
+            lambda m: {"padding": pairs(m.padding), "data_format": m.data_format},
+        ),
         core.Cropping1D: lambda m: {"cropping": list(m.cropping)},
+        **dict.fromkeys(
+            (core.Cropping2D, core.Cropping3D),
+            lambda m: {"cropping": pairs(m.cropping), "data_format": m.data_format},
+        ),
         core.UpSampling1D: lambda m: {"size": m.size},
+        core.UpSampling2D: lambda m: {
+            "size": list(m.size),
+            "data_format": m.data_format,
+            "interpolation": _keras3_interpolation(m),
+        },
+        core.UpSampling3D: lambda m: {"size": list(m.size), "data_format": m.data_format},
         core.LeakyReLU: lambda m: {"negative_slope": _non_negative_slope(m)},
         core.ReLU: lambda m: {
             "max_value": m.max_value,
@@ -155,16 +172,26 @@ def _core_configs() -> dict[type, Callable[[Any], dict]]:
         core.Conv1D: conv,
         core.Conv2D: conv,
         core.Conv3D: conv,
-        core.MaxPooling1D: pool,
-        core.AveragePooling1D: pool,
-        core.GlobalMaxPooling1D: lambda m: {"data_format": m.data_format, "keepdims": m.keepdims},
-        core.GlobalAveragePooling1D: lambda m: {
-            "data_format": m.data_format,
-            "keepdims": m.keepdims,
+        **{
+            getattr(core, f"{kind}{rank}D"): global_pool if kind.startswith("Global") else pool
+            for kind in POOLS
+            for rank in (1, 2, 3)
         },
         core.BatchNormalization: lambda m: {**norm(m), "axis": m.axis[0], "momentum": m.momentum},
         core.LayerNormalization: norm,
     }
+
+
+def _keras3_interpolation(module: Any) -> str:
+    """An UpSampling2D's interpolation, refused where Keras 3 has no such interpolation."""
+    from importers.export import keras3_interpolation_refusal
+
+    reason = keras3_interpolation_refusal(module.interpolation, module.keras2, module.compute_dtype)
+    if reason:
+        raise UnsupportedLayerError(
+            "UpSampling2D", str(module.name or "UpSampling2D"), detail=reason
+        )
+    return module.interpolation
 
 
 def _keras3_mask_rule(module: Any) -> dict:

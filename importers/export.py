@@ -47,7 +47,9 @@ does not have, a masked recurrent call with ``initial_state``, which Keras 3 run
 unmasked, a tf.keras ``Multiply``/``Maximum``/``Minimum`` in a masked model, which Keras 3
 would mask, a tf.keras ``Softmax`` called with a mask or in a masked model, whose fully
 masked rows Keras 3 zeros, a tf.keras ``Identity`` in a masked model, which drops the mask
-Keras 3's passes on). tf.keras' ``LeakyReLU(alpha)`` is written as ``negative_slope``.
+Keras 3's passes on, a tf.keras ``UpSampling2D`` with ``gaussian`` or ``mitchellcubic``
+interpolation, which Keras 3 refuses). tf.keras' ``LeakyReLU(alpha)`` is written as
+``negative_slope``.
 tf.keras' other merges are written as they are: their values are Keras 3's, and their
 output mask, tf.keras' AND of the input masks, is Keras 3's OR wherever the
 merged inputs carry the same mask (branches of one ``Embedding``), not where they differ.
@@ -69,7 +71,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from importers._convert_core import MERGE_CLASSES
+from importers._convert_core import MERGE_CLASSES, POOL_ALIASES
 from importers._files import _snake_case_keras3, is_op
 from importers._write import atomic_write
 from importers.errors import UnsupportedLayerError
@@ -109,9 +111,11 @@ _KERAS3_LAYERS = frozenset(
         "Reshape",
         "Permute",
         "RepeatVector",
-        "ZeroPadding1D",
-        "Cropping1D",
-        "UpSampling1D",
+        *(
+            f"{kind}{rank}D"
+            for kind in ("ZeroPadding", "Cropping", "UpSampling")
+            for rank in (1, 2, 3)
+        ),
         "LeakyReLU",
         "ReLU",
         "ELU",
@@ -122,10 +126,7 @@ _KERAS3_LAYERS = frozenset(
         "Conv1D",
         "Conv2D",
         "Conv3D",
-        "MaxPooling1D",
-        "AveragePooling1D",
-        "GlobalMaxPooling1D",
-        "GlobalAveragePooling1D",
+        *POOL_ALIASES.values(),
         "BatchNormalization",
         "LayerNormalization",
         "Attention",
@@ -133,12 +134,7 @@ _KERAS3_LAYERS = frozenset(
     }
 )
 _CELLS = frozenset({"LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells"})
-_ALIASES = {
-    "MaxPool1D": "MaxPooling1D",
-    "AvgPool1D": "AveragePooling1D",
-    "GlobalMaxPool1D": "GlobalMaxPooling1D",
-    "GlobalAvgPool1D": "GlobalAveragePooling1D",
-}
+_ALIASES = POOL_ALIASES
 _KERAS2_HARD_SIGMOID = ("keras2_hard_sigmoid", "hard_sigmoid")
 
 
@@ -530,7 +526,7 @@ def _keras2_activation_layer(cls: str, cfg: dict, entry: dict, masked: bool) -> 
     """Rewrite, in place, the config of a tf.keras activation, padding or regularisation
     layer as Keras 3's (LeakyReLU's ``alpha`` is ``negative_slope``, numbers as floats,
     ZeroPadding1D's ``data_format`` written out); the reason Keras 3 would compute another
-    thing, or None."""
+    thing (or refuse it: UpSampling2D's gaussian and mitchellcubic), or None."""
     for key in _KERAS2_NUMBERS.get(cls, ()):
         if cfg.get(key) is not None:
             cfg[key] = float(np.asarray(cfg[key]).item())
@@ -543,6 +539,10 @@ def _keras2_activation_layer(cls: str, cfg: dict, entry: dict, masked: bool) -> 
         )
     if cls == "ZeroPadding1D":
         cfg.setdefault("data_format", "channels_last")
+    if cls == "UpSampling2D":
+        return keras3_interpolation_refusal(
+            cfg.get("interpolation", "nearest"), keras2=True, dtype=cfg.get("dtype")
+        )
     if cls == "Softmax":
         cfg.pop("robust_masking", None)
         if masked or _call_has(entry, "mask"):
@@ -556,6 +556,36 @@ def _keras2_activation_layer(cls: str, cfg: dict, entry: dict, masked: bool) -> 
             "tf.keras' Identity does not support masking (it drops the mask); Keras 3's "
             "passes the mask on, so in a masked model the Keras 3 layer would mask other layers"
         )
+    return None
+
+
+#: UpSampling2D interpolations tf.keras computes and Keras 3 refuses (its backends'
+#: ``image.resize`` do not take them).
+KERAS2_ONLY_INTERPOLATIONS = ("gaussian", "mitchellcubic")
+
+
+def keras3_interpolation_refusal(
+    interpolation: str, keras2: bool = False, dtype: Any = None
+) -> str | None:
+    """Why an UpSampling2D with ``interpolation`` cannot be written for Keras 3, or None;
+    ``keras2``: tf.keras' layer (its interpolations return float32), ``dtype``: its dtype
+    policy (a name or config)."""
+    if interpolation in KERAS2_ONLY_INTERPOLATIONS:
+        return (
+            f"interpolation={interpolation!r} is tf.keras' (tf.image.resize's); Keras 3's "
+            "UpSampling2D refuses it (it takes nearest, bilinear, bicubic, lanczos3, lanczos5 "
+            "and, on TensorFlow, area), so the Keras 3 file could not be run"
+        )
+    if keras2 and interpolation != "nearest" and dtype is not None:
+        from jrnn._dtypes import resolve_policy
+
+        compute = resolve_policy(dtype).compute_dtype
+        if compute.itemsize < 4:
+            return (
+                f"tf.keras' {interpolation} interpolation returns tf.image.resize's float32 "
+                f"under its {compute.name} compute dtype, where Keras 3's rounds it to "
+                f"{compute.name}: the Keras 3 layer would compute other values"
+            )
     return None
 
 

@@ -960,13 +960,14 @@ def _propagate(layer, args, is_list, kwargs, specs):
 
 
 # Layers whose Keras 2 rules differ from Keras 3's (masks; BatchNormalization's fused moving
-# variance): jrnn's `keras2=True` keeps them.
+# variance; UpSampling2D's float32 outputs): jrnn's `keras2=True` keeps them.
 _KERAS2_MARKED = (
     "TimeDistributed",
     "Softmax",
     "Identity",
     *MERGE_CLASSES,
     "BatchNormalization",
+    "UpSampling2D",
     "ConvLSTM1D",
     "ConvLSTM2D",
     "ConvLSTM3D",
@@ -978,8 +979,9 @@ def _keras2_semantics(obj: Any) -> Any:
     Keras 2's ``TimeDistributed`` is jrnn's ``keras2=True`` (one call over the reshaped
     timesteps, the inner layer's output mask), and so are its merges (the AND of the input
     masks; no merge reads them), BatchNormalization (the fused kernel's unbiased moving
-    variance on 4-D/5-D inputs) and the ConvLSTMs (whose ConvRNN base ignores
-    ``zero_output_for_mask``: a masked step repeats the previous output)."""
+    variance on 4-D/5-D inputs), the ConvLSTMs (whose ConvRNN base ignores
+    ``zero_output_for_mask``: a masked step repeats the previous output) and UpSampling2D
+    (whose interpolations, but nearest, return tf.image.resize's float32)."""
     if isinstance(obj, dict):
         out = {
             k: ("keras2_hard_sigmoid" if v == "hard_sigmoid" else _keras2_semantics(v))
@@ -1057,7 +1059,7 @@ def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     else:
         y = layer(x, **kwargs)
         out_mask = layer.compute_mask(x, mask) if hasattr(layer, "compute_mask") else mask
-    if compute is not None:
+    if compute is not None and not getattr(layer, "keeps_output_dtype", False):
         y = _cast_floats(y, compute)
     return y, out_mask
 

@@ -34,6 +34,8 @@ from jrnn.layers import AdditiveAttention as AdditiveAttention
 from jrnn.layers import Attention as Attention
 from jrnn.layers import Average as Average
 from jrnn.layers import AveragePooling1D as AveragePooling1D
+from jrnn.layers import AveragePooling2D as AveragePooling2D
+from jrnn.layers import AveragePooling3D as AveragePooling3D
 from jrnn.layers import BatchNormalization as BatchNormalization
 from jrnn.layers import Bidirectional as Bidirectional
 from jrnn.layers import Concatenate as Concatenate
@@ -45,6 +47,8 @@ from jrnn.layers import ConvLSTM1D as ConvLSTM1D
 from jrnn.layers import ConvLSTM2D as ConvLSTM2D
 from jrnn.layers import ConvLSTM3D as ConvLSTM3D
 from jrnn.layers import Cropping1D as Cropping1D
+from jrnn.layers import Cropping2D as Cropping2D
+from jrnn.layers import Cropping3D as Cropping3D
 from jrnn.layers import CuDNNGRU as CuDNNGRU
 from jrnn.layers import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers import Dense as Dense
@@ -54,7 +58,11 @@ from jrnn.layers import Flatten as Flatten
 from jrnn.layers import GaussianDropout as GaussianDropout
 from jrnn.layers import GaussianNoise as GaussianNoise
 from jrnn.layers import GlobalAveragePooling1D as GlobalAveragePooling1D
+from jrnn.layers import GlobalAveragePooling2D as GlobalAveragePooling2D
+from jrnn.layers import GlobalAveragePooling3D as GlobalAveragePooling3D
 from jrnn.layers import GlobalMaxPooling1D as GlobalMaxPooling1D
+from jrnn.layers import GlobalMaxPooling2D as GlobalMaxPooling2D
+from jrnn.layers import GlobalMaxPooling3D as GlobalMaxPooling3D
 from jrnn.layers import Identity as Identity
 from jrnn.layers import IndRNN as IndRNN
 from jrnn.layers import LayerNormalization as LayerNormalization
@@ -62,6 +70,8 @@ from jrnn.layers import LeakyReLU as LeakyReLU
 from jrnn.layers import Masking as Masking
 from jrnn.layers import Maximum as Maximum
 from jrnn.layers import MaxPooling1D as MaxPooling1D
+from jrnn.layers import MaxPooling2D as MaxPooling2D
+from jrnn.layers import MaxPooling3D as MaxPooling3D
 from jrnn.layers import Minimum as Minimum
 from jrnn.layers import Multiply as Multiply
 from jrnn.layers import Permute as Permute
@@ -75,7 +85,11 @@ from jrnn.layers import SpatialDropout1D as SpatialDropout1D
 from jrnn.layers import Subtract as Subtract
 from jrnn.layers import TimeDistributed as TimeDistributed
 from jrnn.layers import UpSampling1D as UpSampling1D
+from jrnn.layers import UpSampling2D as UpSampling2D
+from jrnn.layers import UpSampling3D as UpSampling3D
 from jrnn.layers import ZeroPadding1D as ZeroPadding1D
+from jrnn.layers import ZeroPadding2D as ZeroPadding2D
+from jrnn.layers import ZeroPadding3D as ZeroPadding3D
 from jrnn.rnn import RNN as RNN
 from jrnn.rnn import RNNResult as RNNResult
 from jrnn.rnn import RNNState as RNNState
@@ -135,6 +149,8 @@ __all__ = [
     "Attention",
     "Average",
     "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
     "BatchNormalization",
     "Bidirectional",
     "Concatenate",
@@ -147,6 +163,8 @@ __all__ = [
     "ConvLSTM3D",
     "ConvLSTMCell",
     "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
     "CuDNNGRU",
     "CuDNNGRUCell",
     "CuDNNLSTM",
@@ -160,7 +178,11 @@ __all__ = [
     "GaussianDropout",
     "GaussianNoise",
     "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
     "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
     "Identity",
     "IndRNN",
     "IndRNNCell",
@@ -169,6 +191,8 @@ __all__ = [
     "LeakyReLU",
     "Masking",
     "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
     "Maximum",
     "Minimum",
     "Multiply",
@@ -188,7 +212,11 @@ __all__ = [
     "Subtract",
     "TimeDistributed",
     "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
     "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
     "activations",
     "apply_constraints",
     "constraints",

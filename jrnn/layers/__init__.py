@@ -12,12 +12,16 @@ from jrnn.layers.core import ActivityRegularization as ActivityRegularization
 from jrnn.layers.core import Add as Add
 from jrnn.layers.core import Average as Average
 from jrnn.layers.core import AveragePooling1D as AveragePooling1D
+from jrnn.layers.core import AveragePooling2D as AveragePooling2D
+from jrnn.layers.core import AveragePooling3D as AveragePooling3D
 from jrnn.layers.core import BatchNormalization as BatchNormalization
 from jrnn.layers.core import Concatenate as Concatenate
 from jrnn.layers.core import Conv1D as Conv1D
 from jrnn.layers.core import Conv2D as Conv2D
 from jrnn.layers.core import Conv3D as Conv3D
 from jrnn.layers.core import Cropping1D as Cropping1D
+from jrnn.layers.core import Cropping2D as Cropping2D
+from jrnn.layers.core import Cropping3D as Cropping3D
 from jrnn.layers.core import Dense as Dense
 from jrnn.layers.core import Dropout as Dropout
 from jrnn.layers.core import Embedding as Embedding
@@ -25,13 +29,19 @@ from jrnn.layers.core import Flatten as Flatten
 from jrnn.layers.core import GaussianDropout as GaussianDropout
 from jrnn.layers.core import GaussianNoise as GaussianNoise
 from jrnn.layers.core import GlobalAveragePooling1D as GlobalAveragePooling1D
+from jrnn.layers.core import GlobalAveragePooling2D as GlobalAveragePooling2D
+from jrnn.layers.core import GlobalAveragePooling3D as GlobalAveragePooling3D
 from jrnn.layers.core import GlobalMaxPooling1D as GlobalMaxPooling1D
+from jrnn.layers.core import GlobalMaxPooling2D as GlobalMaxPooling2D
+from jrnn.layers.core import GlobalMaxPooling3D as GlobalMaxPooling3D
 from jrnn.layers.core import Identity as Identity
 from jrnn.layers.core import LayerNormalization as LayerNormalization
 from jrnn.layers.core import LeakyReLU as LeakyReLU
 from jrnn.layers.core import Masking as Masking
 from jrnn.layers.core import Maximum as Maximum
 from jrnn.layers.core import MaxPooling1D as MaxPooling1D
+from jrnn.layers.core import MaxPooling2D as MaxPooling2D
+from jrnn.layers.core import MaxPooling3D as MaxPooling3D
 from jrnn.layers.core import Minimum as Minimum
 from jrnn.layers.core import Multiply as Multiply
 from jrnn.layers.core import Permute as Permute
@@ -43,7 +53,11 @@ from jrnn.layers.core import Softmax as Softmax
 from jrnn.layers.core import SpatialDropout1D as SpatialDropout1D
 from jrnn.layers.core import Subtract as Subtract
 from jrnn.layers.core import UpSampling1D as UpSampling1D
+from jrnn.layers.core import UpSampling2D as UpSampling2D
+from jrnn.layers.core import UpSampling3D as UpSampling3D
 from jrnn.layers.core import ZeroPadding1D as ZeroPadding1D
+from jrnn.layers.core import ZeroPadding2D as ZeroPadding2D
+from jrnn.layers.core import ZeroPadding3D as ZeroPadding3D
 from jrnn.layers.cudnn import CuDNNGRU as CuDNNGRU
 from jrnn.layers.cudnn import CuDNNLSTM as CuDNNLSTM
 from jrnn.layers.indrnn import IndRNN as IndRNN
@@ -64,6 +78,8 @@ __all__ = [
     "Attention",
     "Average",
     "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
     "BatchNormalization",
     "Bidirectional",
     "Concatenate",
@@ -75,6 +91,8 @@ __all__ = [
     "ConvLSTM2D",
     "ConvLSTM3D",
     "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
     "CuDNNGRU",
     "CuDNNLSTM",
     "Dense",
@@ -84,13 +102,19 @@ __all__ = [
     "GaussianDropout",
     "GaussianNoise",
     "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
     "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
     "Identity",
     "IndRNN",
     "LayerNormalization",
     "LeakyReLU",
     "Masking",
     "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
     "Maximum",
     "Minimum",
     "Multiply",
@@ -105,5 +129,9 @@ __all__ = [
     "Subtract",
     "TimeDistributed",
     "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
     "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
 ]

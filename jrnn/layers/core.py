@@ -4,8 +4,9 @@ Dense (kernel ``(in, out)``, bias ``(out,)``), Embedding (``embeddings (vocab, d
 ``mask_zero``), Masking, Activation, the activation layers (LeakyReLU, ReLU, ELU, Softmax,
 PReLU with its ``alpha`` weight), Identity, ActivityRegularization, the dropout/noise family
 (identity at inference, Keras' training behaviour drawn from an ``rngs`` ``dropout``
-stream), the merges, Flatten, Reshape, Permute, RepeatVector, ZeroPadding1D, Cropping1D,
-UpSampling1D, Conv1D/2D/3D, 1D pooling, BatchNormalization and LayerNormalization.
+stream), the merges, Flatten, Reshape, Permute, RepeatVector, ZeroPadding1D/2D/3D,
+Cropping1D/2D/3D, UpSampling1D/2D/3D, Conv1D/2D/3D, Max/Average pooling and global
+pooling in 1, 2 and 3 dimensions, BatchNormalization and LayerNormalization.
 Each module's ``compute_mask(x, mask)`` follows Keras 3.15's rule for its class.
 
 Dtype policies, as Keras 3's: the layers with weights take ``dtype`` (a dtype, a policy name
@@ -981,25 +982,89 @@ class RepeatVector(_NoMask):
         return jnp.repeat(x[:, None, :], self.n, axis=1)
 
 
+def _size(v: Any) -> bool:
+    """An int >= 0 (not a bool)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v >= 0
+
+
 def _pair(layer: Any, arg: str, value: Any) -> tuple[int, int]:
     """Keras' ``standardize_tuple(value, 2, allow_zero=True)``: an int >= 0, or two."""
-
-    def size(v: Any) -> bool:
-        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v >= 0
-
-    values = (value, value) if size(value) else value
-    if not isinstance(values, (list, tuple)) or len(values) != 2 or not all(map(size, values)):
+    values = (value, value) if _size(value) else value
+    if not isinstance(values, (list, tuple)) or len(values) != 2 or not all(map(_size, values)):
         raise _bad(layer, arg, "an int >= 0 or a tuple of 2 ints >= 0", value)
     return int(values[0]), int(values[1])
 
 
-class ZeroPadding1D(_NoMask):
-    """Zeros before and after the steps: ``(batch, time, ch)`` -> ``(batch, left + time +
-    right, ch)`` for ``padding`` ``(left, right)`` (an int pads both sides by it).
+def _pairs(layer: Any, arg: str, value: Any, rank: int) -> Any:
+    """Keras' ``padding`` / ``cropping`` of ``rank`` spatial axes, in Keras' form: for rank 1
+    ``(before, after)`` (:func:`_pair`); for rank 2 and 3 one ``(before, after)`` pair per
+    axis, from an int >= 0 (every side), a tuple of ``rank`` ints (symmetric per axis) or of
+    ``rank`` pairs (the two forms may mix, as Keras' ``standardize_tuple`` per entry)."""
+    if rank == 1:
+        return _pair(layer, arg, value)
+    if _size(value):
+        return ((int(value), int(value)),) * rank
+    out = []
+    if isinstance(value, (list, tuple)) and len(value) == rank:
+        for v in value:
+            if _size(v):
+                out.append((int(v), int(v)))
+            elif isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_size, v)):
+                out.append((int(v[0]), int(v[1])))
+    if len(out) != rank:
+        raise _bad(
+            layer,
+            arg,
+            f"an int >= 0, a tuple of {rank} ints >= 0 or a tuple of {rank} (before, after) "
+            "pairs of ints >= 0",
+            value,
+        )
+    return tuple(out)
 
-    ``channels_first`` pads the last axis of ``(batch, ch, time)`` (``data_format`` None is
-    ``channels_last``; tf.keras' layer has no ``data_format``). Keras 3 drops the mask.
-    """
+
+#: The spatial axes of ``(batch, *spatial, channels)`` as the layouts in errors name them.
+_SPATIAL_AXES = {1: ("steps",), 2: ("rows", "cols"), 3: ("dim1", "dim2", "dim3")}
+
+
+def _layout(rank: int, data_format: str) -> str:
+    """``(batch, rows, cols, channels)``-like: the inputs' layout for ``rank`` spatial axes."""
+    axes = ", ".join(_SPATIAL_AXES[rank])
+    if data_format == "channels_first":
+        return f"(batch, channels, {axes})"
+    return f"(batch, {axes}, channels)"
+
+
+class _Spatial(_NoMask):
+    """A weightless layer over the ``rank`` spatial axes of ``(batch, *spatial, channels)``
+    (``channels_first``: ``(batch, channels, *spatial)``), as Keras' ``...{rank}D`` layers,
+    which drop the mask. The rank-generic bases below (pooling, padding, cropping,
+    upsampling) are each one class, with thin ``1D``/``2D``/``3D`` names, as :class:`_Conv`."""
+
+    rank = 1
+
+    def _checked(self, x) -> jax.Array:
+        """``x`` autocast (:func:`_autocast`), its rank checked."""
+        x = _autocast(self, x)
+        _rank(self, x, self.rank + 2, _layout(self.rank, self.data_format))
+        return x
+
+    def _channels_last(self, x) -> jax.Array:
+        """``x`` checked (:meth:`_checked`), its channels last."""
+        x = self._checked(x)
+        return jnp.moveaxis(x, 1, -1) if self.data_format == "channels_first" else x
+
+    def _restored(self, y) -> jax.Array:
+        """``y`` (channels last) in the layer's ``data_format``."""
+        return jnp.moveaxis(y, -1, 1) if self.data_format == "channels_first" else y
+
+    def _per_axis(self, value: Any) -> tuple:
+        """An argument held in Keras' form (rank 1: one value or pair) as one per axis."""
+        return (value,) if self.rank == 1 else tuple(value)
+
+
+class _ZeroPadding(_Spatial):
+    """Keras' ``ZeroPadding{rank}D`` (see :class:`ZeroPadding1D`, :class:`ZeroPadding2D`,
+    :class:`ZeroPadding3D`)."""
 
     def __init__(
         self,
@@ -1011,59 +1076,377 @@ class ZeroPadding1D(_NoMask):
     ):
         self.name = _checks.name(name, self)
         _policy(self, dtype, weights=False)
-        self.padding = _pair(self, "padding", padding)
+        self.padding = _pairs(self, "padding", padding, self.rank)
         self.data_format = _checks.data_format(data_format, self)
 
     def __call__(self, x, *, training: bool = False):
-        x = _autocast(self, x)
-        _rank(self, x, 3, "(batch, steps, channels)")
-        pads = [(0, 0)] * 3
-        pads[2 if self.data_format == "channels_first" else 1] = self.padding
-        return jnp.pad(x, pads)
+        y = self._channels_last(x)
+        return self._restored(jnp.pad(y, [(0, 0), *self._per_axis(self.padding), (0, 0)]))
 
 
-class Cropping1D(_NoMask):
+class ZeroPadding1D(_ZeroPadding):
+    """Zeros before and after the steps: ``(batch, time, ch)`` -> ``(batch, left + time +
+    right, ch)`` for ``padding`` ``(left, right)`` (an int pads both sides by it).
+
+    ``channels_first`` pads the last axis of ``(batch, ch, time)`` (``data_format`` None is
+    ``channels_last``; tf.keras' layer has no ``data_format``). Keras 3 drops the mask.
+    """
+
+    rank = 1
+
+
+class ZeroPadding2D(_ZeroPadding):
+    """Zero rows and columns around each image: ``(batch, rows, cols, ch)`` -> ``(batch,
+    top + rows + bottom, left + cols + right, ch)``.
+
+    ``padding``: an int (every side), ``(rows_pad, cols_pad)`` (symmetric per axis) or
+    ``((top, bottom), (left, right))``, as Keras; held in the last form. ``channels_first``
+    takes ``(batch, ch, rows, cols)``. Keras 3 drops the mask.
+    """
+
+    rank = 2
+
+
+class ZeroPadding3D(_ZeroPadding):
+    """Zeros around each volume: ``(batch, d1, d2, d3, ch)`` -> ``(batch, d1', d2', d3',
+    ch)``, ``d_i' = before_i + d_i + after_i``.
+
+    ``padding``: an int, a tuple of 3 ints (symmetric per axis) or 3 ``(before, after)``
+    pairs, as Keras; held in the last form. ``channels_first`` takes ``(batch, ch, d1, d2,
+    d3)``. Keras 3 drops the mask.
+    """
+
+    rank = 3
+
+
+class _Cropping(_Spatial):
+    """Keras' ``Cropping{rank}D`` (see :class:`Cropping1D`, :class:`Cropping2D`,
+    :class:`Cropping3D`): at least one cell must remain on each axis, as Keras refuses."""
+
+    def __init__(
+        self,
+        cropping: int | tuple = 1,
+        data_format: str | None = None,
+        *,
+        name: str | None = None,
+        dtype: Any = None,
+    ):
+        self.name = _checks.name(name, self)
+        _policy(self, dtype, weights=False)
+        self.cropping = _pairs(self, "cropping", cropping, self.rank)
+        self.data_format = _checks.data_format(data_format, self)
+
+    def __call__(self, x, *, training: bool = False):
+        y = self._channels_last(x)
+        index = [slice(None)]
+        cropping = self._per_axis(self.cropping)
+        for size, (start, end), axis in zip(y.shape[1:-1], cropping, _SPATIAL_AXES[self.rank]):
+            if start + end >= size:
+                unit = axis if self.rank < 3 else f"cells along {axis}"
+                raise _bad(
+                    self,
+                    "inputs",
+                    f"more than {start + end} {unit} (cropping {self.cropping})",
+                    f"shape {jnp.shape(x)}",
+                )
+            index.append(slice(start, size - end))
+        return self._restored(y[tuple(index)])
+
+
+class Cropping1D(_Cropping):
     """Drops ``cropping`` ``(start, end)`` steps (an int: both ends) of ``(batch, time, ch)``
     -> ``(batch, time - start - end, ch)``; at least one step must remain. Keras 3 drops
     the mask.
     """
 
+    rank = 1
+
     def __init__(
         self, cropping: int | tuple = (1, 1), *, name: str | None = None, dtype: Any = None
     ):
+        super().__init__(cropping, name=name, dtype=dtype)
+
+
+class Cropping2D(_Cropping):
+    """Drops rows and columns at the edges: ``(batch, rows, cols, ch)`` -> ``(batch, rows -
+    top - bottom, cols - left - right, ch)``; at least one row and column must remain.
+
+    ``cropping``: an int (every side), ``(rows_crop, cols_crop)`` (symmetric per axis) or
+    ``((top, bottom), (left, right))``, as Keras (default: none); held in the last form.
+    ``channels_first`` takes ``(batch, ch, rows, cols)``. Keras 3 drops the mask.
+    """
+
+    rank = 2
+
+    def __init__(
+        self,
+        cropping: int | tuple = ((0, 0), (0, 0)),
+        data_format: str | None = None,
+        *,
+        name: str | None = None,
+        dtype: Any = None,
+    ):
+        super().__init__(cropping, data_format, name=name, dtype=dtype)
+
+
+class Cropping3D(_Cropping):
+    """Drops cells at the edges of each volume: ``(batch, d1, d2, d3, ch)`` -> ``(batch,
+    d1', d2', d3', ch)``, ``d_i' = d_i - before_i - after_i >= 1``.
+
+    ``cropping``: an int, a tuple of 3 ints (symmetric per axis) or 3 ``(before, after)``
+    pairs, as Keras (default: 1 on every side); held in the last form. ``channels_first``
+    takes ``(batch, ch, d1, d2, d3)``. Keras 3 drops the mask.
+    """
+
+    rank = 3
+
+
+class _UpSampling(_Spatial):
+    """Keras' ``UpSampling{rank}D`` (see :class:`UpSampling1D`, :class:`UpSampling2D`,
+    :class:`UpSampling3D`): each cell repeated ``size`` times along each axis."""
+
+    def __init__(
+        self,
+        size: int | tuple = 2,
+        data_format: str | None = None,
+        *,
+        name: str | None = None,
+        dtype: Any = None,
+    ):
         self.name = _checks.name(name, self)
         _policy(self, dtype, weights=False)
-        self.cropping = _pair(self, "cropping", cropping)
+        if self.rank == 1:  # Keras' UpSampling1D holds an int
+            self.size: Any = _checks.positive_int(size, "size", self)
+        else:
+            self.size = _checks.int_tuple(size, self.rank, "size", self)
+        self.data_format = _checks.data_format(data_format, self)
 
     def __call__(self, x, *, training: bool = False):
-        x = _autocast(self, x)
-        _rank(self, x, 3, "(batch, steps, channels)")
-        start, end = self.cropping
-        if start + end >= x.shape[1]:
-            raise _bad(
-                self,
-                "inputs",
-                f"more than {start + end} steps (cropping {self.cropping})",
-                f"shape {x.shape}",
-            )
-        return x[:, start : x.shape[1] - end, :]
+        y = self._channels_last(x)
+        for axis, factor in enumerate(self._per_axis(self.size), start=1):
+            y = jnp.repeat(y, factor, axis=axis)
+        return self._restored(y)
 
 
-class UpSampling1D(_NoMask):
+class UpSampling1D(_UpSampling):
     """Repeats each step ``size`` times: ``(batch, time, ch)`` -> ``(batch, time * size, ch)``.
 
     Keras 3 drops the mask.
     """
 
+    rank = 1
+
     def __init__(self, size: int = 2, *, name: str | None = None, dtype: Any = None):
-        self.name = _checks.name(name, self)
-        _policy(self, dtype, weights=False)
-        self.size = _checks.positive_int(size, "size", self)
+        super().__init__(size, name=name, dtype=dtype)
+
+
+#: UpSampling2D's interpolations: every one Keras 3 (on TensorFlow) and tf.keras take.
+INTERPOLATIONS = (
+    "nearest",
+    "bilinear",
+    "bicubic",
+    "area",
+    "lanczos3",
+    "lanczos5",
+    "gaussian",
+    "mitchellcubic",
+)
+
+
+def _saturate_cast(y: jax.Array, dtype: Any) -> jax.Array:
+    """Keras 3's ``ops.saturate_cast`` of float32 ``y``: clipped to ``dtype``'s range (as
+    float32 holds its limits, rounded towards 0), then cast."""
+    dtype = jnp.dtype(dtype)
+    if dtype == y.dtype:
+        return y
+    if dtype == jnp.bool_:
+        low, high = 0.0, 1.0
+    else:
+        info = jnp.iinfo(dtype) if jnp.issubdtype(dtype, jnp.integer) else jnp.finfo(dtype)
+        low, high = float(info.min), float(info.max)
+    limits = np.finfo(np.float32)
+    lo, hi = np.float32(max(float(limits.min), low)), np.float32(min(float(limits.max), high))
+    if float(lo) < low:
+        lo = np.nextafter(lo, np.float32(0))
+    if float(hi) > high:
+        hi = np.nextafter(hi, np.float32(0))
+    return jnp.clip(y, lo, hi).astype(dtype)
+
+
+_TABLE = 1024  # TensorFlow's bicubic coefficient table has _TABLE + 1 entries
+
+
+def _f32(value: Any) -> np.ndarray:
+    return np.asarray(value, np.float32)
+
+
+def _lanczos(radius: float):
+    def kernel(x):
+        x = np.abs(x)
+        pi = _f32(3.14159265359)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = _f32(radius) * np.sin(pi * x) * np.sin(pi * x / _f32(radius)) / (pi * pi * x * x)
+        return np.where(x > radius, _f32(0), np.where(x <= 1e-3, _f32(1), y))
+
+    return kernel, radius
+
+
+def _gaussian(x):
+    x = np.abs(x)
+    sigma = _f32(0.5)  # radius 1.5 / 3
+    return np.where(x >= 1.5, _f32(0), np.exp(-x * x / (_f32(2) * sigma * sigma)))
+
+
+def _mitchell_cubic(x):
+    x = np.abs(x)
+    far = ((_f32(-7 / 18) * x + _f32(2)) * x - _f32(10 / 3)) * x + _f32(16 / 9)
+    near = ((_f32(7 / 6) * x - _f32(2)) * x) * x + _f32(8 / 9)
+    return np.where(x >= 2, _f32(0), np.where(x >= 1, far, near))
+
+
+#: TensorFlow's ScaleAndTranslate kernels (``sampling_kernels.h``) and their radii.
+_SCALE_AND_TRANSLATE = {
+    "lanczos3": _lanczos(3.0),
+    "lanczos5": _lanczos(5.0),
+    "gaussian": (_gaussian, 1.5),
+    "mitchellcubic": (_mitchell_cubic, 2.0),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _resize_weights(method: str, size: int, factor: int) -> np.ndarray:
+    """:func:`_resize_matrix`, cached (each call of a layer traces it again) and read-only."""
+    weights = _resize_matrix(method, size, factor)
+    weights.setflags(write=False)
+    return weights
+
+
+def _resize_matrix(method: str, size: int, factor: int) -> np.ndarray:
+    """The ``(size * factor, size)`` float32 matrix ``tf.image.resize(method)`` applies to
+    one axis upsampled by ``factor`` (half-pixel centres, no antialiasing), computed in
+    float32 as TensorFlow's kernels compute it (``resize_bilinear_op.cc``,
+    ``resize_bicubic_op.cc``, ``resize_area_op.cc``, ``scale_and_translate_op.cc``)."""
+    out = size * factor
+    rows = np.arange(out)
+    o = np.arange(out, dtype=np.float32)
+    half = _f32(0.5)
+    w = np.zeros((out, size), np.float32)
+    if method in ("bilinear", "bicubic"):
+        scale = _f32(size) / _f32(out)
+        source = (o + half) * scale - half  # the half-pixel scaler
+        floor = np.floor(source)
+        delta = source - floor
+        low = floor.astype(np.int64)
+        if method == "bilinear":
+            np.add.at(w, (rows, np.maximum(low, 0)), _f32(1) - delta)
+            np.add.at(w, (rows, np.minimum(np.ceil(source).astype(np.int64), size - 1)), delta)
+            return w
+        # Keys' cubic (a = -0.5) from TensorFlow's table; samples outside the image weigh 0,
+        # the others are renormalised to sum to 1.
+        a = -0.5
+        t = (np.arange(_TABLE + 1) * 1.0 / _TABLE).astype(np.float32).astype(np.float64)
+        near = (((a + 2) * t - (a + 3)) * t * t + 1).astype(np.float32)
+        t = (t.astype(np.float32) + _f32(1)).astype(np.float64)
+        far = ((((a * t - 5 * a) * t + 8 * a) * t) - 4 * a).astype(np.float32)
+        offset = np.rint(delta * _f32(_TABLE)).astype(np.int64)
+        taps = np.stack([far[offset], near[offset], near[_TABLE - offset], far[_TABLE - offset]], 1)
+        index = low[:, None] + np.arange(-1, 3)
+        taps = np.where((index >= 0) & (index < size), taps, _f32(0))
+        taps = taps * (_f32(1) / taps.sum(1, dtype=np.float32))[:, None]
+        np.add.at(w, (rows[:, None], np.clip(index, 0, size - 1)), taps)
+        return w
+    if method == "area":
+        # Each output cell averages the input cells it overlaps, weighted by the overlap.
+        scale = _f32(size) / _f32(out)
+        start, end = o * scale, (o + _f32(1)) * scale
+        for y in range(out):
+            for i in range(int(np.floor(start[y])), int(np.ceil(end[y]))):
+                if i < start[y]:
+                    part = scale if i + 1 > end[y] else _f32(i + 1) - start[y]
+                else:
+                    part = end[y] - _f32(i) if i + 1 > end[y] else _f32(1)
+                w[y, min(i, size - 1)] += part
+        return w * (_f32(1) / scale)
+    kernel, radius = _SCALE_AND_TRANSLATE[method]
+    inverse = _f32(1.0 / (_f32(out) / _f32(size)))
+    sample = (o + half) * inverse
+    first = np.clip(np.ceil(sample - _f32(radius) - half), 0, size - 1)
+    last = np.clip(np.floor(sample + _f32(radius) - half), 0, size - 1)
+    source = np.arange(size, dtype=np.float32)
+    taps = kernel(np.abs(source[None, :] + half - sample[:, None]))
+    inside = (source[None, :] >= first[:, None]) & (source[None, :] <= last[:, None])
+    taps = np.where(inside, taps, _f32(0)).astype(np.float32)
+    return taps * (_f32(1) / taps.sum(1, dtype=np.float32))[:, None]
+
+
+class UpSampling2D(_UpSampling):
+    """Upsamples each image by the integer ``size`` ``(rows_factor, cols_factor)`` (an int:
+    both): ``(batch, rows, cols, ch)`` -> ``(batch, rows * size[0], cols * size[1], ch)``.
+
+    ``interpolation`` ``nearest`` (Keras' default) repeats each pixel. The others are
+    ``tf.image.resize``'s (half-pixel centres, no antialiasing), which Keras 3 (its
+    TensorFlow backend) and tf.keras call: one ``(rows', rows)`` and one ``(cols', cols)``
+    weight matrix, computed as TensorFlow's kernels compute them in float32 —
+    ``bilinear``; ``bicubic`` (Keys' cubic, a = -0.5, from TensorFlow's 1024-entry table;
+    Keras 3 on JAX uses exact cubic weights instead, up to ~1.5e-3 away); ``area``
+    (TensorFlow has no gradient for it, jrnn gives one); ``lanczos3``, ``lanczos5`` and,
+    tf.keras only, ``gaussian`` and ``mitchellcubic`` (TensorFlow's ScaleAndTranslate
+    kernels; Keras 3 refuses these two). They compute in float32, as TensorFlow's kernels;
+    Keras 3 returns the inputs' dtype (integers rounded, values clipped to the dtype's
+    range: ``ops.saturate_cast``), tf.keras (``keras2=True``, set by the importers) float32.
+    ``channels_first`` takes ``(batch, ch, rows, cols)``. Keras 3 drops the mask.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> UpSampling2D((2, 3), interpolation="bilinear")(jnp.ones((1, 7, 5, 3))).shape
+        (1, 14, 15, 3)
+    """
+
+    rank = 2
+
+    def __init__(
+        self,
+        size: int | tuple = 2,
+        data_format: str | None = None,
+        interpolation: str = "nearest",
+        *,
+        keras2: bool = False,
+        name: str | None = None,
+        dtype: Any = None,
+    ):
+        super().__init__(size, data_format, name=name, dtype=dtype)
+        self.interpolation = _checks.lowercase_one_of(
+            interpolation, "interpolation", INTERPOLATIONS, self
+        )
+        self.keras2 = _checks.boolean(keras2, "keras2", self)
+        # tf.keras' float32 outputs are not cast to the layer's policy (importers.model)
+        self.keeps_output_dtype = self.keras2 and self.interpolation != "nearest"
 
     def __call__(self, x, *, training: bool = False):
-        x = _autocast(self, x)
-        _rank(self, x, 3, "(batch, steps, channels)")
-        return jnp.repeat(x, self.size, axis=1)
+        if self.interpolation == "nearest":
+            return super().__call__(x)
+        y = self._channels_last(x)
+        given = y.dtype
+        y = y.astype(jnp.float32)
+        for axis, factor in enumerate(self.size, start=1):
+            weights = jnp.asarray(_resize_weights(self.interpolation, y.shape[axis], factor))
+            y = jnp.tensordot(weights, y, axes=(1, axis), precision=jax.lax.Precision.HIGHEST)
+            y = jnp.moveaxis(y, 0, axis)
+        if not self.keras2:  # Keras 3's ops.image.resize: back to the inputs' dtype
+            if jnp.issubdtype(given, jnp.integer):
+                y = jnp.round(y)
+            y = _saturate_cast(y, given)
+        return self._restored(y)
+
+
+class UpSampling3D(_UpSampling):
+    """Repeats each cell ``size`` ``(f1, f2, f3)`` times along each axis (an int: all):
+    ``(batch, d1, d2, d3, ch)`` -> ``(batch, d1 * f1, d2 * f2, d3 * f3, ch)``.
+
+    ``channels_first`` takes ``(batch, ch, d1, d2, d3)``. Keras 3 drops the mask.
+    """
+
+    rank = 3
 
 
 # -- convolution and pooling ---------------------------------------------------------------
@@ -1220,11 +1603,16 @@ class Conv3D(_Conv):
     rank = 3
 
 
-class _Pool1D(_NoMask):
+class _Pool(_Spatial):
+    """Keras' ``MaxPooling{rank}D`` / ``AveragePooling{rank}D``: windows of ``pool_size``
+    cells moved by ``strides`` (default ``pool_size``) over the spatial axes; ``padding``
+    ``valid`` (a window longer than its axis is refused, as Keras) or ``same`` (TensorFlow's
+    split: the extra cell on the right)."""
+
     def __init__(
         self,
-        pool_size: int = 2,
-        strides: int | None = None,
+        pool_size: int | tuple = 2,
+        strides: int | tuple | None = None,
         padding: str = "valid",
         data_format: str = "channels_last",
         *,
@@ -1235,44 +1623,102 @@ class _Pool1D(_NoMask):
         _policy(self, dtype, weights=False)
         self.data_format = _checks.data_format(data_format, self)
         self.padding = _checks.lowercase_one_of(padding, "padding", ("valid", "same"), self)
-        (self.pool_size,) = _checks.int_tuple(pool_size, 1, "pool_size", self)
+        self.pool_size = _checks.int_tuple(pool_size, self.rank, "pool_size", self)
         if strides is None:
             self.strides = self.pool_size
         else:
-            (self.strides,) = _checks.int_tuple(strides, 1, "strides", self)
+            self.strides = _checks.int_tuple(strides, self.rank, "strides", self)
 
     def _window(self, x, init, op):
         return jax.lax.reduce_window(
-            x, init, op, (1, self.pool_size, 1), (1, self.strides, 1), self.padding.upper()
+            x,
+            init,
+            op,
+            (1, *self.pool_size, 1),
+            (1, *self.strides, 1),
+            self.padding.upper(),
         )
 
     def __call__(self, x, *, training: bool = False):
-        x = _autocast(self, x)
-        _rank(self, x, 3, "(batch, steps, channels)")
-        if self.data_format == "channels_first":
-            x = jnp.swapaxes(x, 1, 2)
-        _output_length(self, x, x.shape[1], self.pool_size, self.padding)
-        y = self._pool(x)
-        return jnp.swapaxes(y, 1, 2) if self.data_format == "channels_first" else y
+        x = jnp.asarray(x)
+        y = self._channels_last(x)
+        for steps, window in zip(y.shape[1:-1], self.pool_size):
+            _output_length(self, x, steps, window, self.padding)
+        return self._restored(self._pool(y))
 
 
-class MaxPooling1D(_Pool1D):
-    """Max over windows of ``pool_size`` steps: ``(batch, time, ch)`` -> ``(batch, time', ch)``."""
-
+class _MaxPool(_Pool):
     def _pool(self, x):
         return self._window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max)
 
 
-class AveragePooling1D(_Pool1D):
-    """Mean over windows of ``pool_size`` steps (``same`` padding excludes the padded steps)."""
-
+class _AveragePool(_Pool):
     def _pool(self, x):
         total = self._window(x, jnp.array(0, x.dtype), jax.lax.add)
         count = self._window(jnp.ones_like(x), jnp.array(0, x.dtype), jax.lax.add)
         return total / count
 
 
-class _GlobalPool1D(_NoMask):
+class MaxPooling1D(_MaxPool):
+    """Max over windows of ``pool_size`` steps: ``(batch, time, ch)`` -> ``(batch, time', ch)``."""
+
+    rank = 1
+
+
+class AveragePooling1D(_AveragePool):
+    """Mean over windows of ``pool_size`` steps (``same`` padding excludes the padded steps)."""
+
+    rank = 1
+
+
+class MaxPooling2D(_MaxPool):
+    """Max over windows of ``pool_size`` ``(rows, cols)`` (an int: both) moved by ``strides``:
+    ``(batch, rows, cols, ch)`` -> ``(batch, rows', cols', ch)``, ``rows' = (rows - pool) //
+    stride + 1`` (``valid``) or ``ceil(rows / stride)`` (``same``; the padding is never the
+    max). ``channels_first`` takes ``(batch, ch, rows, cols)``. Keras 3 drops the mask.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> MaxPooling2D((3, 2), strides=(2, 1), padding="same")(jnp.ones((1, 7, 5, 3))).shape
+        (1, 4, 5, 3)
+    """
+
+    rank = 2
+
+
+class MaxPooling3D(_MaxPool):
+    """Max over windows of ``pool_size`` ``(d1, d2, d3)`` cells (e.g. a video's time, rows
+    and cols): ``(batch, d1, d2, d3, ch)`` -> ``(batch, d1', d2', d3', ch)``, sizes as
+    :class:`MaxPooling2D`'s; ``channels_first`` takes ``(batch, ch, d1, d2, d3)``.
+    """
+
+    rank = 3
+
+
+class AveragePooling2D(_AveragePool):
+    """Mean over windows of ``pool_size`` ``(rows, cols)`` moved by ``strides``: ``(batch,
+    rows, cols, ch)`` -> ``(batch, rows', cols', ch)``, sizes as :class:`MaxPooling2D`'s.
+    With ``same`` padding a window at the edge averages only the cells inside the image, as
+    TensorFlow (and so Keras 3 and tf.keras). ``channels_first`` takes ``(batch, ch, rows,
+    cols)``. Keras 3 drops the mask.
+    """
+
+    rank = 2
+
+
+class AveragePooling3D(_AveragePool):
+    """Mean over windows of ``pool_size`` ``(d1, d2, d3)`` cells: ``(batch, d1, d2, d3, ch)``
+    -> ``(batch, d1', d2', d3', ch)``; ``same`` padding averages only the cells inside, as
+    :class:`AveragePooling2D`; ``channels_first`` takes ``(batch, ch, d1, d2, d3)``.
+    """
+
+    rank = 3
+
+
+class _GlobalPool(_Spatial):
+    """Keras' ``Global{Max,Average}Pooling{rank}D``: a reduction over every spatial axis,
+    ``(batch, *spatial, ch)`` -> ``(batch, ch)`` (``keepdims``: ``(batch, 1, ..., 1, ch)``)."""
+
     def __init__(
         self,
         data_format: str = "channels_last",
@@ -1287,33 +1733,79 @@ class _GlobalPool1D(_NoMask):
         self.keepdims = _checks.boolean(keepdims, "keepdims", self)
 
     @property
-    def _axis(self) -> int:
-        return 1 if self.data_format == "channels_last" else 2
-
-
-class GlobalMaxPooling1D(_GlobalPool1D):
-    """Max over time: ``(batch, time, ch)`` -> ``(batch, ch)`` (Keras ignores the mask)."""
+    def _axes(self) -> tuple[int, ...]:
+        first = 1 if self.data_format == "channels_last" else 2
+        return tuple(range(first, first + self.rank))
 
     def __call__(self, x, *, training: bool = False):
-        x = _autocast(self, x)
-        _rank(self, x, 3, "(batch, steps, channels)")
-        return jnp.max(x, axis=self._axis, keepdims=self.keepdims)
+        return self._reduce(self._checked(x), axis=self._axes, keepdims=self.keepdims)
 
 
-class GlobalAveragePooling1D(_GlobalPool1D):
+class _GlobalMaxPool(_GlobalPool):
+    def _reduce(self, x, axis, keepdims):
+        return jnp.max(x, axis=axis, keepdims=keepdims)
+
+
+class _GlobalAveragePool(_GlobalPool):
+    def _reduce(self, x, axis, keepdims):
+        return jnp.mean(x, axis=axis, keepdims=keepdims)
+
+
+class GlobalMaxPooling1D(_GlobalMaxPool):
+    """Max over time: ``(batch, time, ch)`` -> ``(batch, ch)`` (Keras ignores the mask)."""
+
+    rank = 1
+
+
+class GlobalAveragePooling1D(_GlobalAveragePool):
     """Mean over unmasked steps: ``(batch, time, channels)`` -> ``(batch, channels)``.
 
     With a ``(batch, time)`` mask it is ``sum(x * mask) / sum(mask)``, as Keras 3.
     """
 
+    rank = 1
+
     def __call__(self, x, *, training: bool = False, mask=None):
-        x = _autocast(self, x)
-        _rank(self, x, 3, "(batch, steps, channels)")
+        x = self._checked(x)
         if mask is None:
-            return jnp.mean(x, axis=self._axis, keepdims=self.keepdims)
+            return self._reduce(x, axis=self._axes, keepdims=self.keepdims)
         m = jnp.expand_dims(mask.astype(x.dtype), 2 if self.data_format == "channels_last" else 1)
-        total = jnp.sum(x * m, axis=self._axis, keepdims=self.keepdims)
-        return total / jnp.sum(m, axis=self._axis, keepdims=self.keepdims)
+        total = jnp.sum(x * m, axis=self._axes, keepdims=self.keepdims)
+        return total / jnp.sum(m, axis=self._axes, keepdims=self.keepdims)
+
+
+class GlobalMaxPooling2D(_GlobalMaxPool):
+    """Max over each image: ``(batch, rows, cols, ch)`` -> ``(batch, ch)`` (``keepdims``:
+    ``(batch, 1, 1, ch)``); ``channels_first`` takes ``(batch, ch, rows, cols)``. Keras 3
+    drops the mask.
+    """
+
+    rank = 2
+
+
+class GlobalMaxPooling3D(_GlobalMaxPool):
+    """Max over each volume: ``(batch, d1, d2, d3, ch)`` -> ``(batch, ch)`` (``keepdims``:
+    ``(batch, 1, 1, 1, ch)``); ``channels_first`` takes ``(batch, ch, d1, d2, d3)``.
+    """
+
+    rank = 3
+
+
+class GlobalAveragePooling2D(_GlobalAveragePool):
+    """Mean over each image: ``(batch, rows, cols, ch)`` -> ``(batch, ch)`` (``keepdims``:
+    ``(batch, 1, 1, ch)``); ``channels_first`` takes ``(batch, ch, rows, cols)``. Keras 3
+    drops the mask (its 2-D and 3-D global pools do not read one).
+    """
+
+    rank = 2
+
+
+class GlobalAveragePooling3D(_GlobalAveragePool):
+    """Mean over each volume: ``(batch, d1, d2, d3, ch)`` -> ``(batch, ch)`` (``keepdims``:
+    ``(batch, 1, 1, 1, ch)``); ``channels_first`` takes ``(batch, ch, d1, d2, d3)``.
+    """
+
+    rank = 3
 
 
 # -- normalisation -------------------------------------------------------------------------
