@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from importers.convert import IN_WRAPPER_POLICY
 from importers.errors import UnsupportedLayerError
 
 # jrnn-only constructor arguments of the recurrent layers (Keras 3 takes the others).
@@ -303,9 +304,13 @@ def _keras3_arguments(cls: str, name: str, config: dict, policy: Any) -> dict:
     dropped, activations by name, the policy as ``dtype``; refused where Keras 3 has no
     equal (a ``param_dtype`` of its own, an initializer or constraint object, Keras 2's
     hard sigmoid)."""
-    if config.pop("param_dtype", None) not in (None, np.dtype(policy.param_dtype).name):
+    override = config.pop("param_dtype", None) not in (None, np.dtype(policy.param_dtype).name)
+    if override or "->" in str(getattr(policy, "name", "")):  # the policy's name for one
         raise UnsupportedLayerError(
-            cls, name, detail="a param_dtype other than its policy's has no Keras 3 equivalent"
+            cls,
+            name,
+            detail=f"its dtype policy {policy.name!r} (a param_dtype other than the "
+            "policy's) has no Keras 3 equivalent",
         )
     for key in (*_JRNN_ONLY, "batch_size", "implementation"):
         config.pop(key, None)
@@ -430,7 +435,12 @@ def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
             reason = keras2_mask_difference(inner, masked=True)
             if reason:
                 raise UnsupportedLayerError(cls, str(module.name or cls), detail=reason)
-        return {"class_name": cls, "config": {"layer": inner, "name": namer(module, cls)}}
+        config = {"layer": inner, "name": namer(module, cls)}
+        if inner.get("class_name") in IN_WRAPPER_POLICY and "dtype" in inner["config"]:
+            # jrnn computes the wrapped layer in its own policy; Keras 3's wrapper calls
+            # `layer.call` under the wrapper's: the wrapper takes the layer's.
+            config["dtype"] = inner["config"]["dtype"]
+        return {"class_name": cls, "config": config}
     if isinstance(module, jrnn.RNN):
         return _recurrent(module, namer)
     mappers = _core_configs()

@@ -363,10 +363,34 @@ def _is_recurrent(entry: dict) -> bool:
     return entry["class_name"] in _RECURRENT
 
 
+#: Layers whose Keras 3 ``call`` reads no dtype of its own: inside Keras 3's
+#: TimeDistributed (which runs ``layer.call``, not ``layer(...)``: no autocast of the
+#: wrapped layer's own) they compute in the wrapper's policy.
+IN_WRAPPER_POLICY = frozenset(
+    (
+        "Dense", "Conv1D", "Conv2D", "Conv3D", "Flatten", "Reshape", "Permute",
+        "RepeatVector", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax",
+        "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "Identity",
+        "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D",
+        "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
+        "MaxPooling3D", "AveragePooling3D", "GlobalMaxPooling3D", "GlobalAveragePooling3D",
+        "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+        "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    )
+)  # fmt: skip
+
+
 def _time_distributed(config, arrays, in_shape):
     sub = tuple(in_shape[1:]) if in_shape else None
     kw = keras_kwargs(jrnn.TimeDistributed, config, drop=("layer", "dtype"))
-    return jrnn.TimeDistributed(inner(config["layer"], arrays, sub), **kw)
+    entry = config["layer"]
+    if (
+        not config.get("keras2")  # tf.keras calls the wrapped layer: its own policy applies
+        and entry.get("class_name") in IN_WRAPPER_POLICY
+        and config.get("dtype") is not None
+    ):
+        entry = {**entry, "config": {**entry.get("config", {}), "dtype": config["dtype"]}}
+    return jrnn.TimeDistributed(inner(entry, arrays, sub), **kw)
 
 
 _RECURRENT = {

@@ -74,6 +74,7 @@ import numpy as np
 from importers._convert_core import MERGE_CLASSES, POOL_ALIASES
 from importers._files import _snake_case_keras3, is_op
 from importers._write import atomic_write
+from importers.convert import IN_WRAPPER_POLICY
 from importers.errors import UnsupportedLayerError
 
 __all__ = ["keras_config", "save_keras", "save_weights"]
@@ -438,6 +439,13 @@ class _Keras2:
             reason = keras2_mask_difference(cfg.get("layer"), self.masked)
             if reason:
                 raise UnsupportedLayerError(cls, name, detail=reason)
+            wrapped = cfg.get("layer") or {}
+            if wrapped.get("class_name") in IN_WRAPPER_POLICY and "dtype" in wrapped.get(
+                "config", {}
+            ):
+                # tf.keras computes the wrapped layer in its own policy; Keras 3's wrapper
+                # calls `layer.call` under the wrapper's: the wrapper takes the layer's.
+                cfg["dtype"] = wrapped["config"]["dtype"]
         reason = _keras2_activation_layer(cls, cfg, entry, self.masked)
         if reason:
             raise UnsupportedLayerError(cls, name, detail=reason)

@@ -878,7 +878,9 @@ def _run(layer, vals, masks, is_list, extra, training, keras_major=3):
         # `rnn(x, initial_state=[h])` runs unmasked there (the output mask still follows
         # x's); Keras 2 masks it.
         call_mask = None
-    out, out_mask = _apply(layer, x, mask, training, extra, call_mask=call_mask)
+    out, out_mask = _apply(
+        layer, x, mask, training, extra, call_mask=call_mask, keras_major=keras_major
+    )
     # Keras numbers a node's outputs flat: RNN([cells], return_state=True) gives y, then
     # every cell's states in turn (jrnn returns them nested per cell).
     outs = jax.tree_util.tree_leaves(out) if isinstance(out, (list, tuple)) else [out]
@@ -1018,7 +1020,7 @@ def _tensor_arguments(extra: dict) -> bool:
     )
 
 
-def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
+def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME, keras_major=3):
     """Call one converted layer and return ``(outputs, output mask)``.
 
     The contract for converted modules: ``__call__(x)``, with ``training=`` and ``mask=``
@@ -1032,6 +1034,9 @@ def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     holds tensor keyword arguments of the Keras call (``initial_state``). ``call_mask``,
     when given, is the mask the recurrent layer's call receives (Keras 3 gives none to a
     call with several tensor arguments) while its output mask still follows ``mask``.
+    Floating inputs are cast to the layer's compute dtype, as Keras autocasts them, except
+    for a Keras 3 layer that opts out (``autocast = False``: LayerNormalization takes a
+    float32 input in float32 under a mixed policy, tf.keras' casts it).
     """
     import jrnn
 
@@ -1052,7 +1057,7 @@ def _apply(layer, x, mask, training, extra=None, *, call_mask=_SAME):
     if _takes(layer, "mask"):
         kwargs["mask"] = mask
     compute = getattr(layer, "compute_dtype", None)  # Keras' autocast to the layer's policy
-    if compute is not None:
+    if compute is not None and (keras_major < 3 or getattr(layer, "autocast", True)):
         x = _cast_floats(x, compute)
     if hasattr(layer, "call_with_mask"):  # the output mask from the same call
         y, out_mask = layer.call_with_mask(x, **kwargs)

@@ -911,9 +911,15 @@ def test_hand_built_policies_round_trip(tmp_path):
             np.asarray(got, np.float32), np.asarray(want, np.float32), atol=2e-2, rtol=0
         )
     # A param_dtype override Keras cannot name ("bfloat16->float32") is refused, not written.
-    odd = jrnn.Dense(3, 4, dtype="float32", param_dtype="bfloat16", rngs=_R(0))
-    with pytest.raises(importers.errors.UnsupportedLayerError, match="no Keras 3 equivalent"):
-        importers.keras_sequential([odd], (4,))
+    # Recurrent layers too (they raised a ValueError about a `dtype` nobody passed).
+    for odd in (
+        jrnn.Dense(3, 4, dtype="float32", param_dtype="bfloat16", rngs=_R(0)),
+        jrnn.LSTM(3, 4, param_dtype="bfloat16", rngs=_R(0)),
+        jrnn.Bidirectional(jrnn.GRU(3, 4, param_dtype="bfloat16", rngs=_R(0)), rngs=_R(1)),
+    ):
+        refused = r"bfloat16->float32.*no Keras 3 equivalent"
+        with pytest.raises(importers.errors.UnsupportedLayerError, match=refused):
+            importers.keras_sequential([odd], (5, 4))
 
 
 # -- activation, identity, padding layers ---------------------------------------------------

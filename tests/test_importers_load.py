@@ -630,6 +630,23 @@ def test_policies_of_wrappers_core_layers_and_inputs(tmp_path):
     assert layer_entry(model.get_layer("dense"))["config"]["dtype"] == "mixed_bfloat16"
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_keras3_layer_normalization_is_not_autocast(policy):
+    """Keras 3's LayerNormalization opts out of autocast: a float32 input with a large
+    offset is normalised in float32 under a mixed policy. The imported model rounded it to
+    16 bits first (off by 2.3-2.5, or NaN in float16 at an offset of 1e5)."""
+    inp = keras.Input((4, 8))
+    h = keras.layers.Dense(8, dtype="float32", name="d")(inp)
+    out = keras.layers.LayerNormalization(dtype=policy, name="ln")(h)
+    m = keras.Model(inp, out)
+    _rand_weights(m)
+    x = (1000.0 + 0.1 * _x(2, 4, 8)).astype(np.float32)
+    got = np.asarray(load(m)(x), np.float32)
+    want = np.asarray(m.predict(x, verbose=0), np.float32)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, atol=2e-2 if policy == "mixed_bfloat16" else 5e-3)
+
+
 def test_float64_weights_are_not_rounded_through_float32(tmp_path):
     """Under x64 a float64 model's weights load exactly (not through float32 variables);
     without x64 the load is refused, not run in float32."""
@@ -1104,3 +1121,51 @@ def test_eager_model_calls_that_cannot_be_traced_run_op_by_op(monkeypatch):
     del runs[:]
     stateful(ids), stateful(ids)
     assert runs == [False, True]  # the states are made op by op, then one program
+
+
+def test_time_distributed_computes_the_wrapped_layer_as_each_keras_does(tmp_path):
+    """Keras 3's TimeDistributed runs `layer.call` under its own policy (the wrapped
+    layer's is never applied); tf.keras' runs `layer(...)` under the layer's. jrnn
+    computed the wrapped layer under its own policy in both (a float32 wrapper over a
+    mixed_bfloat16 Dense: 6.6e-3 from Keras 3), and the writers kept configs that Keras 3
+    computes differently (a tf.keras file 6.6e-3 off once written to Keras 3)."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    import jrnn
+
+    tfk = pytest.importorskip("tf_keras")
+    x = _x(3, 6, 8)
+    for outer, wrapped in ((None, "mixed_bfloat16"), ("mixed_bfloat16", None)):
+        td = keras.layers.TimeDistributed(
+            keras.layers.Dense(5, activation="tanh", dtype=wrapped, name="d"),
+            dtype=outer,
+            name="td",
+        )
+        inp = keras.Input((6, 8))
+        m = keras.Model(inp, td(inp))
+        _rand_weights(m)
+        want, got = m.predict(x, verbose=0), load(m)(x)
+        assert got.dtype == want.dtype
+        atol = 1e-6 if outer is None else 8e-3  # bfloat16 maths: its rounding (tanh's)
+        np.testing.assert_allclose(np.asarray(got, np.float32), want.astype(np.float32), atol=atol)
+    # tf.keras: the wrapped layer's policy; written to Keras 3 as a wrapper of that policy
+    inp = tfk.Input((6, 8))
+    dense = tfk.layers.Dense(5, activation="tanh", dtype="mixed_bfloat16", name="d")
+    tm = tfk.Model(inp, tfk.layers.TimeDistributed(dense, name="td")(inp))
+    _rand_weights(tm)
+    want = np.asarray(tm(x), np.float32)
+    _save(tm, tmp_path / "tf.h5")
+    model = load(tmp_path / "tf.h5")
+    np.testing.assert_allclose(np.asarray(model(x), np.float32), want, atol=8e-3)
+    importers.save_keras(model, tmp_path / "k3.keras")
+    k3 = keras.saving.load_model(tmp_path / "k3.keras")
+    np.testing.assert_allclose(np.asarray(k3(x), np.float32), want, atol=1e-6)
+    # a jrnn TimeDistributed(Dense(mixed)) written by keras_sequential computes as in jrnn
+    layer = jrnn.TimeDistributed(jrnn.Dense(5, 8, dtype="mixed_bfloat16", rngs=nnx.Rngs(0)))
+    written = importers.keras_sequential([layer], (6, 8))
+    out = layer(x)
+    assert out.dtype == jnp.bfloat16 and written(x).dtype == "bfloat16"
+    np.testing.assert_allclose(
+        np.asarray(written(x), np.float32), np.asarray(out, np.float32), atol=8e-3
+    )

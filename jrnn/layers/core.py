@@ -1962,6 +1962,10 @@ class LayerNormalization(nnx.Module):
     dtype.
     """
 
+    #: Keras 3's LayerNormalization does not autocast its input: under a mixed policy a
+    #: float32 input is normalised in float32 (importers.load keeps it so).
+    autocast = False
+
     def __init__(
         self,
         param_shape: tuple,
