@@ -800,9 +800,10 @@ class RNN(Configurable, nnx.Module):
             return "input dropout draws one mask per gate (implementation=1, ConvLSTM)"
         compute = jnp.dtype(self.cell.compute_dtype)
         if compute not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)) or x.dtype != compute:
+            bfloat16 = all(c.native_kernel in native_kernels.BFLOAT16_KERNELS for c in cells)
             return (
-                f"it runs in float32 and bfloat16 only (input {x.dtype}, compute "
-                f"{self.cell.compute_dtype})"
+                f"it runs in float32{' and bfloat16' if bfloat16 else ''} only (input "
+                f"{x.dtype}, compute {self.cell.compute_dtype})"
             )
         arrays = [a for a in (x, time_mask, *jax.tree_util.tree_leaves(params)) if a is not None]
         if any(

@@ -163,6 +163,7 @@ def test_check_passes_within_atol_and_fails_beyond(h5_model):
     assert ok.returncode == 0, ok.stderr
     report = json.loads(ok.stdout)
     assert report["ok"] is True and report["input_shapes"] == [[3, 7, 3]]
+    assert report["atol"] == 1e-5  # the default for a float32 model
     assert [row["layer"] for row in report["layers"]] == ["lstm", "gru", "dense", "(outputs)"]
     assert all(row["max_abs_error"] <= 1e-5 for row in report["layers"])
 
@@ -178,6 +179,26 @@ def test_check_passes_within_atol_and_fails_beyond(h5_model):
     assert "(2, 20)" in strict.stdout and "random, seed 3" in strict.stdout
     assert "FAIL" in strict.stdout and "bilstm" in strict.stdout
     assert strict.stdout.strip().splitlines()[-1].startswith("FAILED")
+
+
+def test_check_default_atol_follows_the_compute_dtype():
+    """A correct mixed_bfloat16 conversion (errors ~4e-3) failed every layer against the
+    float32 default of 1e-5: the default is the suite's tolerance of the narrowest compute
+    dtype among the model's layers."""
+    from flax import nnx
+
+    import jrnn
+    from jrnn.cli.check import _default_atol
+
+    def model(*layers):
+        return nnx.List(list(layers))
+
+    rngs = nnx.Rngs(0)
+    assert _default_atol(model(jrnn.LSTM(3, 2, rngs=rngs), jrnn.Dense(1, 3, rngs=rngs))) == 1e-5
+    mixed = jrnn.LSTM(3, 2, dtype="mixed_bfloat16", rngs=rngs)
+    assert _default_atol(model(mixed, jrnn.Dense(1, 3, rngs=rngs))) == 6e-2
+    half = jrnn.GRU(3, 2, dtype="mixed_float16", rngs=rngs)
+    assert _default_atol(model(jrnn.Bidirectional(half, rngs=rngs))) == 1e-2
 
 
 def test_check_without_keras_says_so():

@@ -646,6 +646,11 @@ def test_native_true_names_what_prevents_it():
         layer(x, training=True)
     with pytest.raises(ValueError, match=r"native=True.*float32 and bfloat16 only"):
         jrnn.LSTM(5, 4, dtype="mixed_float16", native=True, rngs=nnx.Rngs(0))(x)
+    with pytest.raises(ValueError, match=r"native=True.*runs in float32 only \(input float16"):
+        frames = np.zeros((1, 2, 4, 4, 2), np.float32)  # ConvLSTM's kernel has no bfloat16
+        jrnn.ConvLSTM2D(3, 3, in_channels=2, dtype="mixed_float16", native=True, rngs=nnx.Rngs(0))(
+            frames
+        )
     with pytest.raises(ValueError, match=r"native=True.*record"):
         jrnn.LSTM(5, 4, native=True, rngs=nnx.Rngs(0)).run(x, record=True)
     with pytest.raises(ValueError, match="`native` must be a bool"):

@@ -46,7 +46,12 @@ def add_parser(sub, common) -> None:
         help="inputs: one array per model input by name, 'inputs', or arr_0... in order "
         "(default: seeded random)",
     )
-    p.add_argument("--atol", type=float, default=1e-5, help="max abs error (default 1e-5)")
+    p.add_argument(
+        "--atol",
+        type=float,
+        help="max abs error (default: by the model's narrowest compute dtype, as the test "
+        "suite's: float32 1e-5, float16 1e-2, bfloat16 6e-2)",
+    )
     p.add_argument(
         "--batch",
         type=int,
@@ -164,7 +169,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
 
     positive(args, "batch", "time")
     non_negative(args, "seed")
-    if not args.atol >= 0:
+    if args.atol is not None and not args.atol >= 0:
         raise CLIError(f"--atol: expected a number >= 0; received {args.atol}")
     existing_path(args.model)
     if os.path.isdir(args.model):
@@ -178,6 +183,8 @@ def run(args: argparse.Namespace, ui: UI) -> int:
         major = int(str(kf.keras_version or "3").split(".")[0] or 3)
         xs = model_inputs(args, model, default_time=10)
         names = layer_names(model)
+        if args.atol is None:
+            args.atol = _default_atol(model)
         with ui.native_quiet():
             bar.step("importing Keras")
             keras_load, model_cls, keras_name = _import_keras(args.model, major)
@@ -257,3 +264,21 @@ def run(args: argparse.Namespace, ui: UI) -> int:
         }
     )
     return 0 if ok else 1
+
+
+#: The test suite's tolerances (README, "Tolerances") by compute dtype.
+_ATOL = {"float32": 1e-5, "float64": 1e-5, "float16": 1e-2, "bfloat16": 6e-2}
+
+
+def _default_atol(model) -> float:
+    """The tolerance of the narrowest compute dtype among the model's layers (a
+    ``mixed_bfloat16`` model rounds to bfloat16 where Keras may round elsewhere)."""
+    import numpy as np
+    from flax import nnx
+
+    found = {
+        np.dtype(node.compute_dtype).name
+        for _, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Module) and getattr(node, "compute_dtype", None) is not None
+    }
+    return max((_ATOL.get(name, 1e-5) for name in found), default=1e-5)
