@@ -13,9 +13,9 @@
   (``jax.sharding``; multi-host: call ``jax.distributed.initialize()`` first, nothing else).
 
 Mixed precision: build layers with ``dtype="mixed_bfloat16"`` (no loss scaling needed)
-or ``"mixed_float16"``; for float16 training scale the loss (e.g. by 2**15), divide the
-gradients by the same factor and skip steps whose gradients are not finite, as Keras'
-``LossScaleOptimizer`` does; :func:`make_train_step` does this with ``loss_scale=``.
+or ``"mixed_float16"``; float16 training scales the loss, divides the gradients by the
+same factor and skips the steps whose gradients are not finite, adapting the scale as
+Keras 3's ``LossScaleOptimizer`` does: :func:`make_train_step` with ``loss_scale=``.
 """
 
 from __future__ import annotations
@@ -391,7 +391,67 @@ def class_weight_to_sample_weight(
     return jnp.where(inside, jnp.asarray(table)[jnp.clip(ids, 0, table.size - 1)], 1.0)
 
 
-def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = None):
+#: Keras' ``LossScaleOptimizer`` defaults (``initial_scale``, ``dynamic_growth_steps``).
+_KERAS_INITIAL_SCALE = 2.0**15
+_KERAS_GROWTH_STEPS = 2000
+
+
+def _check_loss_scale(loss_scale: Any, dynamic: Any, dynamic_growth_steps: Any) -> float | None:
+    """Validate :func:`make_train_step`'s loss-scale arguments; return the (initial) scale."""
+    if not isinstance(dynamic, (bool, np.bool_)):
+        raise ValueError(f"make_train_step: `dynamic` must be True or False; received {dynamic!r}.")
+    _checks.positive_int(dynamic_growth_steps, "dynamic_growth_steps", "make_train_step")
+    if loss_scale is None:
+        if not dynamic:
+            raise ValueError(
+                "make_train_step: dynamic=False needs the fixed `loss_scale` (a number, "
+                "e.g. 2**15); received loss_scale=None."
+            )
+        return None
+    if isinstance(loss_scale, str) and loss_scale == "dynamic":
+        if not dynamic:
+            raise ValueError(
+                "make_train_step: loss_scale='dynamic' with dynamic=False; pass a number "
+                "as the fixed scale, or leave `dynamic` True."
+            )
+        return _KERAS_INITIAL_SCALE
+    if (
+        isinstance(loss_scale, (bool, np.bool_))
+        or not isinstance(loss_scale, (int, float, np.integer, np.floating))
+        or not np.isfinite(loss_scale)
+        or loss_scale <= 0
+    ):
+        raise ValueError(
+            "make_train_step: `loss_scale` must be None (no scaling), 'dynamic' (Keras' "
+            f"initial_scale 2**15) or a finite number > 0 (e.g. 2**15); received {loss_scale!r}."
+        )
+    return float(loss_scale)
+
+
+def _loss_scale_state(optimizer: Any, initial_scale: float) -> None:
+    """Give ``optimizer`` Keras' loss-scale variables ``dynamic_scale`` (float32) and
+    ``step_counter`` (int32) as ``nnx.OptState``, unless it holds them already."""
+    scale = getattr(optimizer, "dynamic_scale", None)
+    counter = getattr(optimizer, "step_counter", None)
+    if isinstance(scale, nnx.Variable) and isinstance(counter, nnx.Variable):
+        return
+    if scale is not None or counter is not None:
+        raise ValueError(
+            "make_train_step: the optimizer's `dynamic_scale` / `step_counter` must both be "
+            "nnx.Variable (the loss-scale state a dynamic step creates); received "
+            f"{type(scale).__name__} / {type(counter).__name__}."
+        )
+    optimizer.dynamic_scale = nnx.OptState(jnp.asarray(initial_scale, jnp.float32))
+    optimizer.step_counter = nnx.OptState(jnp.zeros((), jnp.int32))
+
+
+def make_train_step(
+    loss: str | Callable = "mse",
+    *,
+    loss_scale: float | str | None = None,
+    dynamic: bool = True,
+    dynamic_growth_steps: int = _KERAS_GROWTH_STEPS,
+):
     """A jitted Keras ``fit`` step: ``step(model, optimizer, x, y, sample_weight=None)
     -> loss``.
 
@@ -410,14 +470,60 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
       weights the per-sample losses, whose sum is divided by their count (a ``(B,)``
       weight on ``(B, T)`` losses weighs every step of its sample, as tf.keras).
 
-    ``loss_scale`` multiplies the loss and divides the gradients (float16 training); a
-    step with non-finite gradients is skipped: the parameters, the optimizer state and
-    the constraints are left as they were (Keras' ``LossScaleOptimizer``).
+    Loss scaling (float16 training), Keras 3's ``LossScaleOptimizer(initial_scale=
+    loss_scale, dynamic_growth_steps=dynamic_growth_steps)``: the loss is multiplied by the
+    scale, the gradients are divided by it, and a step whose scaled gradients are not all
+    finite is skipped (parameters, optimizer state and constraints left as they were;
+    BatchNormalization's moving statistics and stateful layers' states, updated by the
+    forward pass, advance as in Keras). The scale is dynamic: a skipped step halves it;
+    ``dynamic_growth_steps`` finite steps in a row double it. Either resets the count.
+    The step returns the unscaled loss.
+
+    Args:
+        loss: a Keras loss name or ``loss(y_true, y_pred) -> per-sample values``.
+        loss_scale: None (no scaling), ``"dynamic"`` (Keras' ``initial_scale``, 2**15) or
+            the initial scale, a number > 0.
+        dynamic: False keeps ``loss_scale`` fixed (tf.keras' ``dynamic=False``; unlike
+            tf.keras, and Keras 3's ``loss_scale_factor``, non-finite steps are still
+            skipped).
+        dynamic_growth_steps: finite steps in a row after which the scale doubles
+            (Keras' default 2000).
+
+    The dynamic scale lives on the optimizer, as Keras' variables of the same names:
+    ``optimizer.dynamic_scale`` (float32) and ``optimizer.step_counter`` (int32, finite
+    steps since the scale last changed), ``nnx.OptState`` variables the first step creates
+    (``loss_scale`` the initial value) and later steps, jitted, update; they persist across
+    calls and are part of ``nnx.state(optimizer)``. (tf.keras' optimizer differs: its scale
+    never falls below 1 and a skipped step still counts in ``iterations``.)
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from flax import nnx
+        >>> import jrnn
+        >>> layer = jrnn.LSTM(2, 3, dtype="mixed_float16", rngs=nnx.Rngs(0))
+        >>> optimizer = nnx.Optimizer(layer, optax.sgd(0.1), wrt=nnx.Param)
+        >>> step = jrnn.training.make_train_step("mse", loss_scale="dynamic")
+        >>> x, y = jnp.ones((4, 5, 3)), jnp.zeros((4, 2))
+        >>> loss = step(layer, optimizer, x, y)
+        >>> float(optimizer.dynamic_scale[...]), int(optimizer.step_counter[...])
+        (32768.0, 1)
+        >>> loss = step(layer, optimizer, x, jnp.full((4, 2), jnp.inf))  # skipped
+        >>> float(optimizer.dynamic_scale[...]), int(optimizer.step_counter[...])
+        (16384.0, 0)
     """
     per_sample = _loss_fn(loss)
+    initial_scale = _check_loss_scale(loss_scale, dynamic, dynamic_growth_steps)
+    growth_steps = int(dynamic_growth_steps)
 
     @nnx.jit
-    def step(model, optimizer, x, y, sample_weight=None):
+    def jitted_step(model, optimizer, x, y, sample_weight=None):
+        if initial_scale is None:
+            scale = None
+        elif dynamic:
+            scale = optimizer.dynamic_scale.get_value()
+        else:
+            scale = jnp.asarray(initial_scale, jnp.float32)
+
         def objective(model):
             train = {"training": True} if _takes_training(model) else {}
             if getattr(type(model), "is_imported_keras_model", False):  # its output mask
@@ -449,25 +555,44 @@ def make_train_step(loss: str | Callable = "mse", *, loss_scale: float | None = 
                 t = t.astype(jnp.float32) if jnp.issubdtype(t.dtype, jnp.floating) else t
                 value = value + _reduce(per_sample(t, p), m, w)
             value = value + regularization_loss(model)
-            return value * loss_scale if loss_scale else value, value
+            return value if scale is None else value * scale, value
 
         grads, value = nnx.grad(objective, has_aux=True)(model)
-        if not loss_scale:
+        if scale is None:
             optimizer.update(model, grads)
             apply_constraints(model)
             return value
-        grads = jax.tree_util.tree_map(lambda g: g / loss_scale, grads)
+        # Keras checks the scaled gradients, then divides them by the scale in float32.
         finite = jnp.all(
             jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
         )
+        grads = jax.tree_util.tree_map(
+            lambda g: jnp.where(finite, g.astype(jnp.float32) / scale, 0).astype(g.dtype), grads
+        )
         before = jax.tree_util.tree_map(lambda v: v, nnx.state((model, optimizer)))
-        optimizer.update(model, jax.tree_util.tree_map(lambda g: jnp.where(finite, g, 0), grads))
+        optimizer.update(model, grads)
         apply_constraints(model)
         after = nnx.state((model, optimizer))
         nnx.update((model, optimizer), jax.tree_util.tree_map(
             lambda new, old: jnp.where(finite, new, old), after, before
         ))  # fmt: skip
+        if dynamic:  # Keras: halve on a skipped step; double after growth_steps finite ones
+            counter = optimizer.step_counter.get_value()
+            grow = finite & (counter == growth_steps - 1)
+            optimizer.dynamic_scale.set_value(
+                jnp.where(finite, jnp.where(grow, scale * 2.0, scale), scale * 0.5)
+            )
+            optimizer.step_counter.set_value(
+                jnp.where(finite & ~grow, counter + 1, 0).astype(counter.dtype)
+            )
         return value
+
+    if initial_scale is None or not dynamic:
+        return jitted_step
+
+    def step(model, optimizer, x, y, sample_weight=None):
+        _loss_scale_state(optimizer, initial_scale)  # outside jit: Python attributes
+        return jitted_step(model, optimizer, x, y, sample_weight)
 
     return step
 

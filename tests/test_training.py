@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -412,18 +413,188 @@ def test_several_outputs_sum_their_losses():
     _fit_both(kmodel, "mse", random_inputs(B, T, F), y)
 
 
-def test_a_skipped_loss_scale_step_leaves_weights_and_optimizer_alone():
+def _without_loss_scale(state):
+    return {k: v for k, v in state.items() if k not in ("dynamic_scale", "step_counter")}
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_a_skipped_loss_scale_step_leaves_weights_and_optimizer_alone(dynamic):
     """A non-finite step zeroed the gradients but still ran the optimizer: Adam's moments
-    moved the weights. Keras' LossScaleOptimizer leaves both untouched."""
+    moved the weights. Keras' LossScaleOptimizer leaves both untouched (and halves its
+    scale; a fixed scale stays)."""
     layer = jrnn.LSTM(U, F, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(layer, training.keras_adam(0.01), wrt=nnx.Param)
-    step = training.make_train_step("mse", loss_scale=128.0)
+    step = training.make_train_step("mse", loss_scale=128.0, dynamic=dynamic)
     x, y = random_inputs(B, T, F), np.zeros((B, U), np.float32)
     step(layer, optimizer, x, y)
-    before = jax.tree.map(np.asarray, nnx.state((layer, optimizer)))
+    before = jax.tree.map(np.asarray, nnx.state(layer)), nnx.state(optimizer)
+    before = before[0], jax.tree.map(np.asarray, _without_loss_scale(before[1]))
     step(layer, optimizer, x, np.full((B, U), np.inf, np.float32))
-    for a, b in zip(jax.tree.leaves(nnx.state((layer, optimizer))), jax.tree.leaves(before)):
+    after = nnx.state(layer), _without_loss_scale(nnx.state(optimizer))
+    assert jax.tree.structure(after) == jax.tree.structure(before)
+    for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)):
         np.testing.assert_array_equal(a, b)
+    if dynamic:
+        assert float(optimizer.dynamic_scale[...]) == 64.0
+        assert int(optimizer.step_counter[...]) == 0
+    else:  # a fixed scale: no state on the optimizer
+        assert not hasattr(optimizer, "dynamic_scale")
+
+
+def _keras_loss_scale_twins(growth_steps):
+    """A mixed_float16 LSTM -> BatchNormalization -> Dense(float32) Keras model (Keras'
+    random initialisers, recurrent kernel ~N(0, 0.5)) whose scaled gradients overflow
+    float16 at Keras' initial scale 2**15 for targets of 380 (from 2**8.83 on at first),
+    compiled with Keras 3's LossScaleOptimizer(SGD), and its jrnn import with the matching
+    step. The overflow happens where both compute alike (the gradient reaching the
+    BatchNormalization): measured by bisection, the smallest non-finite scale of each step
+    agrees to 14 bits of its log2, so both skip the same steps. (Without it, jrnn's LSTM
+    bias gradient, a float16 sum over batch and time where Keras sums the steps in
+    float32, overflowed at a 4.7x smaller scale in an LSTM(16) -> Dense model.)"""
+    import importers
+
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((T + 1, F))
+    h = keras.layers.LSTM(
+        U + 1,
+        dtype="mixed_float16",
+        recurrent_initializer=keras.initializers.RandomNormal(stddev=0.5),
+    )(inputs)
+    h = keras.layers.BatchNormalization(dtype="mixed_float16")(h)
+    kmodel = keras.Model(inputs, keras.layers.Dense(1, dtype="float32")(h))
+    model = importers.load(kmodel)
+    kopt = keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(1e-3), initial_scale=2.0**15, dynamic_growth_steps=growth_steps
+    )
+    kmodel.compile(optimizer=kopt, loss="mse")
+    optimizer = nnx.Optimizer(model, optax.sgd(1e-3), wrt=nnx.Param)
+    step = training.make_train_step("mse", loss_scale=2.0**15, dynamic_growth_steps=growth_steps)
+    return kmodel, kopt, model, optimizer, step
+
+
+def test_dynamic_loss_scale_equals_keras_loss_scale_optimizer():
+    """make_train_step(loss_scale=2**15) kept its scale: a mixed_float16 model whose
+    scaled gradients overflowed at 2**15 skipped every step without a word (the LSTM
+    kernel never moved). Now each step equals Keras 3's LossScaleOptimizer: loss, scale,
+    counter and every weight, through the halvings (16384 ... 256 on steps 0-6), a
+    growth after `dynamic_growth_steps` finite steps (512 on step 8) and the skips after
+    it (256, 128). On a skipped step both leave the weights but advance
+    BatchNormalization's moving statistics (the forward pass updates them)."""
+    kmodel, kopt, model, optimizer, step = _keras_loss_scale_twins(growth_steps=2)
+    x = random_inputs(4, T + 1, F, seed=21)
+    y = np.full((4, 1), 380.0, np.float32)
+    kernel = np.asarray(kmodel.layers[1].cell.kernel).copy()
+    scales, counters = [], []
+    for i in range(12):
+        expected = float(kmodel.train_on_batch(x, y))
+        got = float(step(model, optimizer, x, y))
+        assert got == pytest.approx(expected, rel=1e-4), i
+        scales.append(float(kopt.dynamic_scale))
+        counters.append(int(kopt.step_counter))
+        assert float(optimizer.dynamic_scale[...]) == scales[-1], i
+        assert int(optimizer.step_counter[...]) == counters[-1], i
+        for got_w, want in zip(model.keras_weights(), kmodel.get_weights(), strict=True):
+            assert_close(got_w[...], want, dtype="float16", what=f"step {i}")
+        if i == 0:  # skipped: kernel kept, moving statistics advanced (in both)
+            np.testing.assert_array_equal(np.asarray(kmodel.layers[1].cell.kernel), kernel)
+            moving_mean = np.asarray(kmodel.layers[2].moving_mean)
+            assert np.abs(moving_mean).max() > 1e-3
+            np.testing.assert_allclose(
+                np.asarray(model.layers["batch_normalization"].moving_mean[...]),
+                moving_mean,
+                atol=1e-5,
+            )
+    # the schedule this test is about: halvings from 2**15, growths, and skips after them
+    assert scales[:5] == [2.0**14, 2.0**13, 2.0**12, 2.0**11, 2.0**10]
+    changes = [b / a for a, b in itertools.pairwise(scales)]
+    assert 2.0 in changes and 0.5 in changes[changes.index(2.0) :], scales
+    assert np.abs(np.asarray(kmodel.layers[1].cell.kernel) - kernel).max() > 1e-3
+
+
+def test_dynamic_loss_scale_persists_across_calls_of_one_compiled_step(monkeypatch):
+    """The scale and the counter are nnx.OptState on the optimizer: the jitted step reads
+    and updates them, compiles once, and a fresh optimizer starts again from
+    `loss_scale`."""
+    traces = count_traces(monkeypatch)
+    layer = jrnn.GRU(U, F, dtype="mixed_float16", rngs=nnx.Rngs(0))
+    randomize(layer, 3)
+    optimizer = nnx.Optimizer(layer, optax.sgd(0.01), wrt=nnx.Param)
+    step = training.make_train_step("mse", loss_scale=16.0, dynamic_growth_steps=3)
+    x, y = random_inputs(B, T, F, seed=4), np.zeros((B, U), np.float32)
+    expected = [(16.0, 1), (16.0, 2), (32.0, 0), (32.0, 1), (32.0, 2), (64.0, 0)]
+    for scale, counter in expected:
+        step(layer, optimizer, x, y)
+        assert float(optimizer.dynamic_scale[...]) == scale
+        assert int(optimizer.step_counter[...]) == counter
+    assert isinstance(optimizer.dynamic_scale, nnx.OptState)
+    assert optimizer.dynamic_scale[...].dtype == jnp.float32
+    assert "dynamic_scale" in nnx.state(optimizer, nnx.OptState)
+    weights = [np.asarray(w) for w in cell_weights(layer.cell)]
+    step(layer, optimizer, x, np.full((B, U), np.nan, np.float32))  # skipped
+    assert float(optimizer.dynamic_scale[...]) == 32.0
+    assert int(optimizer.step_counter[...]) == 0
+    for got, want in zip(cell_weights(layer.cell), weights):
+        np.testing.assert_array_equal(got, want)
+    step(layer, optimizer, x, y)
+    assert int(optimizer.step_counter[...]) == 1
+    assert traces.count(True) == 1  # one trace for the 8 calls: the scale is JAX state
+    fresh = nnx.Optimizer(layer, optax.sgd(0.01), wrt=nnx.Param)
+    step(layer, fresh, x, y)
+    assert float(fresh.dynamic_scale[...]) == 16.0 and int(fresh.step_counter[...]) == 1
+    assert float(optimizer.dynamic_scale[...]) == 32.0
+
+
+def test_dynamic_loss_scale_default_is_keras_initial_scale():
+    layer = jrnn.LSTM(U, F, dtype="mixed_float16", rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(layer, optax.sgd(0.01), wrt=nnx.Param)
+    step = training.make_train_step("mse", loss_scale="dynamic")
+    step(layer, optimizer, random_inputs(B, T, F), np.zeros((B, U), np.float32))
+    assert float(optimizer.dynamic_scale[...]) == float(
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()).initial_scale
+    )
+    assert training.make_train_step.__kwdefaults__["dynamic_growth_steps"] == (
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()).dynamic_growth_steps
+    )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"loss_scale": True}, r"`loss_scale` must be None .* received True"),
+        ({"loss_scale": 0.0}, r"finite number > 0 .* received 0.0"),
+        ({"loss_scale": float("inf")}, r"finite number > 0 .* received inf"),
+        ({"loss_scale": "static"}, r"'dynamic' .* received 'static'"),
+        ({"loss_scale": "dynamic", "dynamic": False}, r"pass a number as the fixed scale"),
+        ({"dynamic": False}, r"dynamic=False needs the fixed `loss_scale`"),
+        ({"loss_scale": 8.0, "dynamic": 1}, r"`dynamic` must be True or False"),
+        ({"loss_scale": 8.0, "dynamic_growth_steps": 0}, r"`dynamic_growth_steps` must be"),
+    ],
+)
+def test_loss_scale_arguments_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        training.make_train_step("mse", **options)
+
+
+def test_a_fixed_loss_scale_stays():
+    """dynamic=False (tf.keras' fixed scale): the scale never changes, so a step whose
+    scaled gradients overflow is skipped every time."""
+    layer = jrnn.LSTM(U, F, dtype="mixed_float16", rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(layer, optax.sgd(0.01), wrt=nnx.Param)
+    step = training.make_train_step("mse", loss_scale=2.0**15, dynamic=False)
+    x, y = random_inputs(B, T, F), np.full((B, U), 300.0, np.float32)
+    weights = [np.asarray(w) for w in cell_weights(layer.cell)]
+    for _ in range(3):
+        step(layer, optimizer, x, y)
+    for got, want in zip(cell_weights(layer.cell), weights):
+        np.testing.assert_array_equal(got, want)
+    dynamic = training.make_train_step("mse", loss_scale=2.0**15)
+    for _ in range(12):
+        dynamic(layer, optimizer, x, y)
+    assert float(optimizer.dynamic_scale[...]) < 2.0**15
+    assert any(
+        np.abs(np.asarray(got) - want).max() > 0
+        for got, want in zip(cell_weights(layer.cell), weights)
+    )
 
 
 def test_keras_weights_keep_keras_order_through_jit():
