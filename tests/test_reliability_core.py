@@ -248,6 +248,63 @@ def test_eager_stateful_and_dropout_calls_update_the_layer():
     assert not np.allclose(layers[0](x, training=True), layers[0](x, training=True))
 
 
+def test_eager_wrapper_calls_run_as_one_cached_program(monkeypatch):
+    """An eager Bidirectional ran op by op around its two cached directions (a GRU(32) on
+    (8, 20, 16): 3.0 ms a call against 0.63 ms under nnx.jit), a TimeDistributed op by op:
+    each now runs as one program per shapes and flags, equal to nnx.jit's, stateful states
+    and dropout streams advancing as there; a stateful layer's first call (its states
+    made) and a layer hooked by jrnn.inspect run op by op."""
+    import jrnn.layers.wrappers as wrappers
+
+    runs: list[bool] = []
+    for cls, method in (
+        (wrappers.Bidirectional, "_call"),
+        (wrappers.TimeDistributed, "_call_with_mask"),
+    ):
+        original = getattr(cls, method)
+
+        def counting(self, *args, _original=original, **kwargs):
+            inputs = args[0] if args else kwargs["inputs"]  # (a cached call passes keywords)
+            runs.append(isinstance(inputs, jax.core.Tracer))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, counting)
+    jax.clear_caches()
+    x = random_inputs(2, 5, 3)
+    mask = np.ones((2, 5), bool)
+    mask[1, 3:] = False
+
+    def make():
+        gru = jrnn.GRU(4, 3, return_sequences=True, stateful=True, dropout=0.3, rngs=nnx.Rngs(0))
+        return jrnn.Bidirectional(gru, rngs=nnx.Rngs(1))
+
+    eager, twin = make(), make()
+    jitted = nnx.jit(lambda m, x, k: m(x, mask=k, training=True))
+    got = [eager(x, mask=mask, training=True) for _ in range(3)]
+    assert runs == [False, True]  # the states made op by op, then one trace for the rest
+    for a in got:
+        np.testing.assert_allclose(np.asarray(a), np.asarray(jitted(twin, x, mask)), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(eager.forward_layer.states[0][...]),
+        np.asarray(twin.forward_layer.states[0][...]),
+        atol=1e-6,
+    )
+    del runs[:]
+    td = jrnn.TimeDistributed(jrnn.Dense(2, 3, rngs=nnx.Rngs(0)))
+    first = td(x)
+    for _ in range(3):
+        np.testing.assert_array_equal(np.asarray(td(x)), np.asarray(first))
+    assert runs == [True]
+    # jrnn.inspect hooks the inner layer: the wrapper runs op by op and the hook sees arrays
+    del runs[:]
+    bi = jrnn.Bidirectional(
+        jrnn.LSTM(4, 3, return_sequences=True, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(1)
+    )
+    outs = jrnn.inspect.get_outputs(bi, x, ["forward_layer"])
+    assert runs == [False] and not isinstance(outs["forward_layer"], jax.core.Tracer)
+    np.testing.assert_allclose(outs["forward_layer"], bi.forward_layer(x), atol=1e-6)
+
+
 def test_eager_calls_write_back_no_weights():
     """The cached eager program returned every variable and wrote all of them back: the
     weights were copied at every call (LSTM(1024): 11.6-14.4 ms against 2.9-4.0 for a jit

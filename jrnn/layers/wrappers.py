@@ -20,7 +20,7 @@ from flax import nnx
 from jrnn import _checks
 from jrnn._config import Configurable, capture, register
 from jrnn._dtypes import resolve_policy
-from jrnn.rnn import RNN, RNNState, native_pair
+from jrnn.rnn import NOT_CACHED, RNN, RNNState, cached_call, eager_arguments, native_pair
 
 #: The accepted ``merge_mode`` values, as Keras lists them.
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -299,7 +299,21 @@ class Bidirectional(Configurable, nnx.Module):
         constants: Any = None,
         rngs: Any = None,
     ) -> Any:
-        """Run both directions and merge; see the class docstring."""
+        """Run both directions and merge; see the class docstring. Called outside any JAX
+        transformation, the call runs as one compiled program per shapes and flags
+        (:func:`jrnn.rnn.cached_call`), as under ``nnx.jit``."""
+        if eager_arguments((inputs, mask, initial_state, constants), training):
+            out = cached_call(
+                self, "_call", {"training": training}, check=True,
+                inputs=inputs, mask=mask, initial_state=initial_state, constants=constants,
+                rngs=rngs,
+            )  # fmt: skip
+            if out is not NOT_CACHED:
+                return out
+        return self._call(inputs, mask, initial_state, training, constants, rngs)
+
+    def _call(self, inputs, mask, initial_state, training, constants, rngs) -> Any:
+        """:meth:`__call__`'s work, traced or not."""
         with jax.named_scope("jrnn.Bidirectional"), contextlib.ExitStack() as bound:
             for layer in (self.forward_layer, self.backward_layer):
                 if isinstance(layer, RNN):  # ConvLSTM: the shapes of this call's frames
@@ -550,7 +564,20 @@ class TimeDistributed(Configurable, nnx.Module):
     ) -> tuple[Any, Any]:
         """``(outputs, output mask)`` of one call: the output mask is
         :meth:`compute_mask`'s, taken from the module's own call where the module reports
-        it (a model's ``call_with_mask``) instead of running the module again."""
+        it (a model's ``call_with_mask``) instead of running the module again. Called
+        outside any JAX transformation, the call runs as one compiled program per shapes
+        and flags (:func:`jrnn.rnn.cached_call`), as under ``nnx.jit``."""
+        if eager_arguments((inputs, mask), training):
+            out = cached_call(
+                self, "_call_with_mask", {"training": training}, check=True,
+                inputs=inputs, mask=mask, rngs=rngs,
+            )  # fmt: skip
+            if out is not NOT_CACHED:
+                return out
+        return self._call_with_mask(inputs, mask, training, rngs)
+
+    def _call_with_mask(self, inputs, mask, training, rngs) -> tuple[Any, Any]:
+        """:meth:`call_with_mask`'s work, traced or not."""
         with jax.named_scope("jrnn.TimeDistributed"):
             x, m = self._checked(inputs, mask)
             batch, time = x.shape[:2]
