@@ -25,7 +25,6 @@ How a model is rebuilt:
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -366,11 +365,6 @@ def _time_distributed_model(entry, weights: _Weights, custom_layers, keras_major
         ) from err
 
 
-#: Imported models whose cached eager call met a value read in Python (a traced value
-#: where the model needs a concrete one): they run op by op.
-_OP_BY_OP: weakref.WeakSet = weakref.WeakSet()
-
-
 class ImportedModel(nnx.Module):
     """A Keras model rebuilt in jrnn: call it as the Keras model; ``layers[name]`` by name.
 
@@ -533,6 +527,13 @@ class ImportedModel(nnx.Module):
             and (isinstance(m, ImportedModel) or not hasattr(m, "compute_mask"))
             and not getattr(m, "supports_masking", False)
         )
+        # A model holding a `custom_layers` stand-in (here or in a nested model) runs its
+        # eager calls op by op: the stand-in's Python runs at every call, as in Keras.
+        self._holds_custom = any(
+            by_name[name]["class_name"] in custom_layers
+            or getattr(getattr(m, "layer", m), "_holds_custom", False)
+            for name, m in layers.items()
+        )
         # Keras' layer order: an nnx.Dict comes back from a transformation sorted by name.
         self._layer_names = tuple(layers)
         self._plan = tuple((n, i, tuple(r), il, _freeze(kw)) for n, i, r, il, kw in plan)
@@ -660,15 +661,12 @@ class ImportedModel(nnx.Module):
         call (an activity regularizer's penalty, a stateful layer's first call) or reads
         values in Python (then it runs op by op from that call on)."""
         static = (("training", training),)
-        if self not in _OP_BY_OP and eager_arguments((inputs, mask), static):
-            try:
-                out = cached_call(
-                    self, "_call_with_mask", dict(static), check=True, inputs=inputs, mask=mask
-                )
-                if out is not NOT_CACHED:
-                    return out
-            except jax.errors.JAXTypeError:
-                _OP_BY_OP.add(self)
+        if not self._holds_custom and eager_arguments((inputs, mask), static):
+            out = cached_call(
+                self, "_call_with_mask", dict(static), check=True, inputs=inputs, mask=mask
+            )
+            if out is not NOT_CACHED:
+                return out
         return self._call_with_mask(inputs, mask, training)
 
     def _call_with_mask(self, inputs: Any, mask: Any, training: Any):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import weakref
 from typing import Any, NamedTuple
 
 import jax
@@ -1041,6 +1042,9 @@ def _traceable(graphdef: Any, module: nnx.Module) -> bool:
 
 _TRACEABLE: dict[Any, bool] = {}
 
+#: Modules whose cached call met a value read in Python: they run op by op.
+_OP_BY_OP: weakref.WeakSet = weakref.WeakSet()
+
 
 def at_top_trace() -> bool:
     """Whether code runs at JAX's top-level trace (outside any transformation)."""
@@ -1144,20 +1148,29 @@ def cached_call(
     update another thread makes meanwhile stands); the rest of the module's state
     (stateful states, dropout RNG counters, moving statistics, activity penalties) and an
     ``nnx.Rngs`` argument's counters come back. With ``check``, a module that is not
-    :func:`_traceable` is not run: :data:`NOT_CACHED` is returned."""
+    :func:`_traceable`, or whose trace met a value read in Python (it is then remembered),
+    is not run: :data:`NOT_CACHED` is returned, and the caller runs it op by op."""
     rngs = arguments.get("rngs")
     node_rngs = isinstance(rngs, (nnx.Rngs, nnx.RngStream))
     if node_rngs:
         del arguments["rngs"]
     node = (module, rngs) if node_rngs else module
     config = (*_trace_config(), _spread_over_devices(module, arguments))
+    if check and module in _OP_BY_OP:
+        return NOT_CACHED
     graphdef, weights, rest = nnx.split(node, nnx.Param, ...)
     if check and not _traceable(graphdef, module):
         return NOT_CACHED
-    outputs, rest = _PROGRAM(
-        graphdef, weights, rest, arguments, method=method, static=tuple(static.items()),
-        config=config, node_rngs=node_rngs,
-    )  # fmt: skip
+    try:
+        outputs, rest = _PROGRAM(
+            graphdef, weights, rest, arguments, method=method, static=tuple(static.items()),
+            config=config, node_rngs=node_rngs,
+        )  # fmt: skip
+    except jax.errors.JAXTypeError:  # a value read in Python (numpy, bool(), float())
+        if not check:
+            raise
+        _OP_BY_OP.add(module)  # op by op from now on
+        return NOT_CACHED
     nnx.update(node, rest)
     return outputs
 

@@ -1117,6 +1117,22 @@ def test_eager_model_calls_that_cannot_be_traced_run_op_by_op(monkeypatch):
     del runs[:]
     model(np.ones((2, 3), np.float32))
     assert runs == [False]
+    # a factory's plain function, or a jrnn module around one, runs at every call
+    calls = []
+
+    def counted(t):
+        calls.append(1)
+        return t * 2.0
+
+    inp = keras.Input((3,))
+    lam = keras.layers.Lambda(lambda t: t * 2.0, name="lam")(inp)
+    lambdas = keras.Model(inp, keras.layers.Dense(2, name="d")(lam))
+    for factory in (lambda c, a: counted, lambda c, a: jrnn.Activation(counted)):
+        model = load(lambdas, custom_layers={"Lambda": factory})
+        del runs[:], calls[:]  # (loading runs the stand-in once, for the shapes)
+        for _ in range(3):
+            model(np.ones((2, 3), np.float32))
+        assert runs == [False] * 3 and len(calls) == 3
     stateful = load(_encoder(2, stateful=True))
     del runs[:]
     stateful(ids), stateful(ids)
@@ -1136,7 +1152,12 @@ def test_time_distributed_computes_the_wrapped_layer_as_each_keras_does(tmp_path
 
     tfk = pytest.importorskip("tf_keras")
     x = _x(3, 6, 8)
-    for outer, wrapped in ((None, "mixed_bfloat16"), ("mixed_bfloat16", None)):
+    cases = (
+        (None, "mixed_bfloat16"),
+        ("mixed_bfloat16", None),
+        ("float16", None),  # a plain wrapper: float16 inputs, float32 kernel and maths
+    )
+    for outer, wrapped in cases:
         td = keras.layers.TimeDistributed(
             keras.layers.Dense(5, activation="tanh", dtype=wrapped, name="d"),
             dtype=outer,
@@ -1145,22 +1166,35 @@ def test_time_distributed_computes_the_wrapped_layer_as_each_keras_does(tmp_path
         inp = keras.Input((6, 8))
         m = keras.Model(inp, td(inp))
         _rand_weights(m)
-        want, got = m.predict(x, verbose=0), load(m)(x)
+        imported = load(m)
+        want, got = m.predict(x, verbose=0), imported(x)
         assert got.dtype == want.dtype
-        atol = 1e-6 if outer is None else 8e-3  # bfloat16 maths: its rounding (tanh's)
+        assert imported.layers["td"].layer.kernel[...].dtype == jnp.float32
+        atol = 8e-3 if outer == "mixed_bfloat16" else 1e-6  # bfloat16 maths: tanh's rounding
         np.testing.assert_allclose(np.asarray(got, np.float32), want.astype(np.float32), atol=atol)
-    # tf.keras: the wrapped layer's policy; written to Keras 3 as a wrapper of that policy
-    inp = tfk.Input((6, 8))
-    dense = tfk.layers.Dense(5, activation="tanh", dtype="mixed_bfloat16", name="d")
-    tm = tfk.Model(inp, tfk.layers.TimeDistributed(dense, name="td")(inp))
-    _rand_weights(tm)
-    want = np.asarray(tm(x), np.float32)
-    _save(tm, tmp_path / "tf.h5")
-    model = load(tmp_path / "tf.h5")
-    np.testing.assert_allclose(np.asarray(model(x), np.float32), want, atol=8e-3)
-    importers.save_keras(model, tmp_path / "k3.keras")
-    k3 = keras.saving.load_model(tmp_path / "k3.keras")
-    np.testing.assert_allclose(np.asarray(k3(x), np.float32), want, atol=1e-6)
+    # tf.keras: inputs rounded to the wrapper's policy, then the wrapped layer's; written
+    # to Keras 3 as a wrapper whose policy computes the same, or refused where none does
+    for outer, wrapped, atol in (
+        (None, "mixed_bfloat16", 8e-3),
+        ("mixed_bfloat16", "float32", 1e-6),
+        ("mixed_float16", "mixed_bfloat16", None),
+    ):
+        inp = tfk.Input((6, 8))
+        dense = tfk.layers.Dense(5, activation="tanh", dtype=wrapped, name="d")
+        tm = tfk.Model(inp, tfk.layers.TimeDistributed(dense, dtype=outer, name="td")(inp))
+        _rand_weights(tm)
+        want = np.asarray(tm(x))
+        _save(tm, tmp_path / "tf.h5")
+        model = load(tmp_path / "tf.h5")
+        assert model(x).dtype == want.dtype
+        np.testing.assert_allclose(np.asarray(model(x), np.float32), want, atol=atol or 8e-3)
+        if atol is None:
+            with pytest.raises(importers.errors.UnsupportedLayerError, match="no Keras 3"):
+                importers.save_keras(model, tmp_path / "k3.keras")
+            continue
+        importers.save_keras(model, tmp_path / "k3.keras")
+        k3 = keras.saving.load_model(tmp_path / "k3.keras", compile=False)
+        np.testing.assert_allclose(np.asarray(k3(x), np.float32), want, atol=1e-6)
     # a jrnn TimeDistributed(Dense(mixed)) written by keras_sequential computes as in jrnn
     layer = jrnn.TimeDistributed(jrnn.Dense(5, 8, dtype="mixed_bfloat16", rngs=nnx.Rngs(0)))
     written = importers.keras_sequential([layer], (6, 8))

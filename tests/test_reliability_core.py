@@ -295,6 +295,12 @@ def test_eager_wrapper_calls_run_as_one_cached_program(monkeypatch):
     for _ in range(3):
         np.testing.assert_array_equal(np.asarray(td(x)), np.asarray(first))
     assert runs == [True]
+    # a module that reads values in Python (a NumPy activation) runs op by op, as before
+    del runs[:]
+    numpy_td = jrnn.TimeDistributed(jrnn.Activation(lambda a: np.tanh(np.asarray(a))))
+    for _ in range(2):
+        np.testing.assert_allclose(np.asarray(numpy_td(x)), np.tanh(x), atol=1e-6)
+    assert runs == [True, False, False]  # one failed trace, then op by op
     # jrnn.inspect hooks the inner layer: the wrapper runs op by op and the hook sees arrays
     del runs[:]
     bi = jrnn.Bidirectional(
