@@ -34,6 +34,7 @@ from importers.errors import (
     UnsupportedLayerError,
     WeightShapeError,
 )
+from jrnn._dtypes import resolve_policy
 
 # Keys of Keras layer configs that carry no meaning for a jrnn module, with the values
 # jrnn supports (None: any value). `trainable` is kept on the module as an attribute.
@@ -389,8 +390,40 @@ def _time_distributed(config, arrays, in_shape):
         and entry.get("class_name") in IN_WRAPPER_POLICY
         and config.get("dtype") is not None
     ):
-        entry = {**entry, "config": {**entry.get("config", {}), "dtype": config["dtype"]}}
-    return jrnn.TimeDistributed(inner(entry, arrays, sub), **kw)
+        policy = _wrapped_policy(config["dtype"], entry.get("config", {}).get("dtype"))
+        if policy is not None:
+            entry = {**entry, "config": {**entry.get("config", {}), "dtype": policy}}
+    module = jrnn.TimeDistributed(inner(entry, arrays, sub), **kw)
+    module.keeps_output_dtype = True  # Keras returns what the wrapped layer computed
+    return module
+
+
+def wider_float(a: Any, b: Any) -> np.dtype:
+    """The float dtype both promote to: the wider one; float32 for float16 with bfloat16."""
+    a, b = np.dtype(a), np.dtype(b)
+    if a == b or a.itemsize != b.itemsize:
+        return a if a.itemsize >= b.itemsize else b
+    return np.dtype(np.float32)
+
+
+def _wrapped_policy(wrapper: Any, layer: Any) -> str | None:
+    """The policy a layer computes in inside Keras 3's TimeDistributed of policy ``wrapper``
+    (which casts the inputs to its compute dtype and runs ``layer.call``): a mixed wrapper
+    reads the layer's variables in its compute dtype (Keras' autocast scope); a plain one
+    leaves them as they are, so the maths runs in the wider of the two dtypes (a float16
+    wrapper over a float32 Dense: float32 maths on float16-rounded inputs). The layer's
+    variables keep their dtype. None where no policy names the pair (the layer then keeps
+    its own)."""
+    wrapper, layer = resolve_policy(wrapper), resolve_policy(layer)
+    variables = np.dtype(layer.param_dtype)
+    compute = np.dtype(wrapper.compute_dtype)
+    if compute == np.dtype(wrapper.param_dtype):  # no autocast scope
+        compute = wider_float(compute, variables)
+    if compute == variables:
+        return compute.name
+    if variables == np.dtype(np.float32) and compute.name in ("float16", "bfloat16"):
+        return f"mixed_{compute.name}"
+    return None
 
 
 _RECURRENT = {

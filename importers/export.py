@@ -74,7 +74,7 @@ import numpy as np
 from importers._convert_core import MERGE_CLASSES, POOL_ALIASES
 from importers._files import _snake_case_keras3, is_op
 from importers._write import atomic_write
-from importers.convert import IN_WRAPPER_POLICY
+from importers.convert import IN_WRAPPER_POLICY, wider_float
 from importers.errors import UnsupportedLayerError
 
 __all__ = ["keras_config", "save_keras", "save_weights"]
@@ -440,12 +440,13 @@ class _Keras2:
             if reason:
                 raise UnsupportedLayerError(cls, name, detail=reason)
             wrapped = cfg.get("layer") or {}
-            if wrapped.get("class_name") in IN_WRAPPER_POLICY and "dtype" in wrapped.get(
-                "config", {}
-            ):
-                # tf.keras computes the wrapped layer in its own policy; Keras 3's wrapper
-                # calls `layer.call` under the wrapper's: the wrapper takes the layer's.
-                cfg["dtype"] = wrapped["config"]["dtype"]
+            if wrapped.get("class_name") in IN_WRAPPER_POLICY:
+                policy, reason = _keras3_wrapper_policy(
+                    cfg.get("dtype"), (wrapped.get("config") or {}).get("dtype")
+                )
+                if reason:
+                    raise UnsupportedLayerError(cls, name, detail=reason)
+                cfg["dtype"] = policy
         reason = _keras2_activation_layer(cls, cfg, entry, self.masked)
         if reason:
             raise UnsupportedLayerError(cls, name, detail=reason)
@@ -615,6 +616,29 @@ _RECURRENT_CLASSES = (
 
 
 _MASK_READING_MERGES = ("Multiply", "Maximum", "Minimum")
+
+
+def _keras3_wrapper_policy(wrapper: Any, layer: Any) -> tuple[str | None, str | None]:
+    """``(policy, None)``: the policy of a Keras 3 ``TimeDistributed`` that computes a wrapped
+    layer (of :data:`importers.convert.IN_WRAPPER_POLICY`) as tf.keras' wrapper of policy
+    ``wrapper`` does: tf.keras casts the inputs to the wrapper's compute dtype, then runs the
+    layer under its own policy; Keras 3's casts them to its own compute dtype and runs
+    ``layer.call`` with the layer's variables read in that dtype (a mixed policy) or as
+    they are (a plain one). ``(None, reason)`` where no Keras 3 policy does it."""
+    from jrnn._dtypes import resolve_policy
+
+    outer, inner = resolve_policy(wrapper), resolve_policy(layer)
+    first = np.dtype(outer.compute_dtype)  # tf.keras rounds the inputs to this, then to:
+    then = np.dtype(inner.compute_dtype)
+    variables = np.dtype(inner.param_dtype)
+    if first == then or first.itemsize > then.itemsize:  # the first rounding changes nothing
+        return inner.name, None
+    if then == variables and wider_float(first, variables) == then:
+        return first.name, None  # plain: inputs rounded to `first`, maths in the variables'
+    return None, (
+        f"tf.keras rounds its inputs to the wrapper's {first.name}, then computes the "
+        f"wrapped layer in {then.name}; no Keras 3 TimeDistributed policy computes that"
+    )
 
 
 def keras2_mask_difference(inner: Any, masked: bool) -> str | None:
