@@ -459,9 +459,10 @@ def _keras_loss_scale_twins(growth_steps):
         U + 1,
         dtype="mixed_float16",
         recurrent_initializer=keras.initializers.RandomNormal(stddev=0.5),
+        name="lstm",
     )(inputs)
-    h = keras.layers.BatchNormalization(dtype="mixed_float16")(h)
-    kmodel = keras.Model(inputs, keras.layers.Dense(1, dtype="float32")(h))
+    h = keras.layers.BatchNormalization(dtype="mixed_float16", name="bn")(h)
+    kmodel = keras.Model(inputs, keras.layers.Dense(1, dtype="float32", name="head")(h))
     model = importers.load(kmodel)
     kopt = keras.optimizers.LossScaleOptimizer(
         keras.optimizers.SGD(1e-3), initial_scale=2.0**15, dynamic_growth_steps=growth_steps
@@ -500,7 +501,7 @@ def test_dynamic_loss_scale_equals_keras_loss_scale_optimizer():
             moving_mean = np.asarray(kmodel.layers[2].moving_mean)
             assert np.abs(moving_mean).max() > 1e-3
             np.testing.assert_allclose(
-                np.asarray(model.layers["batch_normalization"].moving_mean[...]),
+                np.asarray(model.layers["bn"].moving_mean[...]),
                 moving_mean,
                 atol=1e-5,
             )
