@@ -992,19 +992,17 @@ def _eager_call(layer: RNN, inputs: Any, *, records_activity: bool = True) -> bo
     maps). Stateful layers before their first call and, in ``__call__``
     (``records_activity``), layers with an activity regularizer create variables in the
     call and stay eager."""
-    if not isinstance(inputs, (jax.Array, np.ndarray)) or not _checks.is_real(inputs.dtype):
+    if not isinstance(inputs, (jax.Array, np.ndarray)) or not eager_arguments(inputs):
         return False  # (bad dtypes raise in the call's checks, not in the jit's arguments)
-    # Concrete arguments do not make a call eager: jax.grad of a closure calls layers on
-    # concrete inputs and weights inside its trace (jrnn.inspect.get_gradients does).
-    if not at_top_trace():
-        return False
     return not creates_variables_in_call(layer, records_activity=records_activity)
 
 
 def eager_arguments(arguments: Any, static: Any = ()) -> bool:
     """Whether a call may run as a :func:`cached_call` program as far as its arguments go:
     at the top-level trace, on arrays of real numbers (pytrees of them and None) and
-    hashable ``static`` flags."""
+    hashable ``static`` flags. Concrete arguments do not make a call eager: jax.grad of a
+    closure calls layers on concrete inputs and weights inside its trace
+    (``jrnn.inspect.get_gradients`` does)."""
     if not at_top_trace():
         return False
     for a in jax.tree_util.tree_leaves(arguments):
