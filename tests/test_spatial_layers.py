@@ -457,6 +457,36 @@ def test_dtypes_as_keras3_and_tf_keras(tmp_path):
     assert jrnn.UpSampling2D(interpolation="area", keras2=True)(ints).dtype == jnp.float32
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_average_pooling_16_bit_sums_round_as_tensorflow(policy):
+    """float16 / bfloat16 average pools equal TensorFlow's AvgPool kernels bit for bit: the
+    window's cells added in row-major order, each partial sum rounded to the dtype. XLA's
+    reduce_window (jrnn before) kept float32 partial sums: 104 of 288 float16 outputs one
+    ulp off (0.0039), 125 of 480 bfloat16 ones with same padding and strides (0.031).
+    tf.keras runs no float16 AvgPool3D on CPU."""
+    x2, x3 = _x(4, 9, 8, 3) * 3.0, _x(4, 5, 7, 4, 3) * 3.0
+    cases = [
+        (lambda L: L.AveragePooling2D((2, 3), (1, 2), "valid", dtype=policy, name="l"), x2),
+        (lambda L: L.AveragePooling2D((3, 2), (2, 1), "same", dtype=policy, name="l"), x2),
+        (lambda L: L.AveragePooling1D(3, 2, "same", dtype=policy, name="l"), x2[:, 0]),
+    ]
+    if policy == "mixed_bfloat16":
+        cases += [
+            (
+                lambda L: L.AveragePooling3D((2, 3, 2), (1, 2, 3), "same", dtype=policy, name="l"),
+                x3,
+            ),
+            (lambda L: L.AveragePooling3D(2, padding="same", dtype=policy, name="l"), x3),
+        ]
+    for lib in LIBS.values():
+        for make, x in cases:
+            model = lib.Sequential([lib.Input(x.shape[1:]), make(lib.layers)])
+            want = np.asarray(tf.cast(model(x), tf.float32))
+            got = importers.load(model)(x)
+            assert got.dtype == jnp.dtype(policy.split("_")[1])
+            np.testing.assert_array_equal(np.asarray(got, np.float32), want)
+
+
 # -- refusals -------------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import numbers
 from typing import Any
@@ -1654,9 +1655,43 @@ class _MaxPool(_Pool):
 
 class _AveragePool(_Pool):
     def _pool(self, x):
+        if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize < 4:
+            return self._rounded_pool(x)
         total = self._window(x, jnp.array(0, x.dtype), jax.lax.add)
         count = self._window(jnp.ones_like(x), jnp.array(0, x.dtype), jax.lax.add)
         return total / count
+
+    def _rounded_pool(self, x):
+        """float16 / bfloat16 as TensorFlow's AvgPool kernels (Keras' on CPU): each window's
+        cells added one by one in row-major order, every partial sum rounded to ``x``'s
+        dtype, then divided by the count of cells inside. (XLA's reduce_window keeps float32
+        partial sums: one ulp off in up to half the outputs, e.g. 0.0039 in float16 and
+        0.031 in bfloat16 for values of 4 to 8.)"""
+        spatial = x.shape[1:-1]
+        if self.padding == "same":
+            outs = [-(-n // s) for n, s in zip(spatial, self.strides)]
+            pads = [
+                max((o - 1) * s + k - n, 0)
+                for o, s, k, n in zip(outs, self.strides, self.pool_size, spatial)
+            ]
+            pads = [(p // 2, p - p // 2) for p in pads]  # TensorFlow's split, as reduce_window
+        else:
+            outs = [(n - k) // s + 1 for n, s, k in zip(spatial, self.strides, self.pool_size)]
+            pads = [(0, 0)] * len(spatial)
+        padded = jnp.pad(x, [(0, 0), *pads, (0, 0)]).astype(jnp.float32)
+        inside = np.pad(np.ones(spatial, np.int32), pads)
+        total = jnp.zeros((x.shape[0], *outs, x.shape[-1]), jnp.float32)
+        count = np.zeros(outs, np.int32)
+        for offsets in itertools.product(*(range(k) for k in self.pool_size)):
+            cells = tuple(
+                slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, outs, self.strides)
+            )
+            # The float32 sum of two 16-bit floats is exact enough that its rounding to the
+            # dtype is the dtype's correctly rounded sum (as Eigen's half/bfloat16 adds).
+            total = (total + padded[(slice(None), *cells, slice(None))]).astype(x.dtype)
+            total = total.astype(jnp.float32)
+            count = count + inside[cells]
+        return (total / jnp.asarray(count, jnp.float32)[None, ..., None]).astype(x.dtype)
 
 
 class MaxPooling1D(_MaxPool):
