@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
+from flax import nnx
 
 import importers
 import jrnn
@@ -485,6 +486,49 @@ def test_average_pooling_16_bit_sums_round_as_tensorflow(policy):
             got = importers.load(model)(x)
             assert got.dtype == jnp.dtype(policy.split("_")[1])
             np.testing.assert_array_equal(np.asarray(got, np.float32), want)
+
+
+def test_pools_differentiate_under_jit_and_train_as_keras():
+    """Max/average pools (1-D to 3-D) differentiate inside jax.jit, so make_train_step
+    trains a model holding them: a jnp.array init made reduce_window the generic primitive,
+    which has no transpose ("Linearization failed"; make_train_step on the CNN-LSTM raised
+    it). Three Adam steps on the imported CNN-LSTM leave Keras' weights within 1e-4 (Adam's
+    m / sqrt(v) of tiny gradients: 1.5e-5 measured). MaxPooling of integers keeps them, as
+    Keras (the -inf identity failed: OverflowError)."""
+    x2 = jnp.asarray(_x(2, 6, 6, 3))
+    for layer, x in (
+        (jrnn.MaxPooling1D(2), x2[:, 0]),
+        (jrnn.AveragePooling1D(3, 2, "same"), x2[:, 0]),
+        (jrnn.MaxPooling2D(2), x2),
+        (jrnn.AveragePooling2D(3, 2, "same"), x2),
+        (jrnn.AveragePooling2D(2, dtype="mixed_bfloat16"), x2),
+        (jrnn.MaxPooling3D(2), x2[..., None]),
+        (jrnn.AveragePooling3D(2, padding="same"), x2[..., None]),
+    ):
+
+        def loss(v, layer=layer):
+            return jnp.sum(layer(v).astype(jnp.float32) ** 2)
+
+        np.testing.assert_allclose(jax.jit(jax.grad(loss))(x), jax.grad(loss)(x), atol=1e-6)
+    ints = np.arange(32, dtype=np.int32).reshape(2, 4, 4, 1)
+    want = keras.Sequential([keras.Input((4, 4, 1), dtype="int32"), keras.layers.MaxPooling2D()])
+    got = jrnn.MaxPooling2D()(ints)
+    assert got.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want(ints)))
+
+    model = _cnn_lstm(keras, functional=True)
+    randomize_keras(model, seed=3, scale=0.4)
+    x, y = _x(2, 4, 9, 7, 3), _x(2, 3, seed=9)
+    ported = importers.load(model)
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    optimizer = nnx.Optimizer(ported, jrnn.training.keras_adam(1e-2), wrt=nnx.Param)
+    step = jrnn.training.make_train_step("mse")
+    for _ in range(3):
+        want_loss = float(model.train_on_batch(x, y))
+        got_loss = float(step(ported, optimizer, jnp.asarray(x), jnp.asarray(y)))
+    assert abs(got_loss - want_loss) < 1e-5
+    for got, want in zip(importers.keras_params(ported), model.get_weights(), strict=True):
+        np.testing.assert_allclose(np.asarray(got[...]), want, atol=1e-4)
 
 
 # -- refusals -------------------------------------------------------------------------------

@@ -1631,6 +1631,9 @@ class _Pool(_Spatial):
             self.strides = _checks.int_tuple(strides, self.rank, "strides", self)
 
     def _window(self, x, init, op):
+        # ``init`` a NumPy scalar: a concrete identity makes reduce_window JAX's max/sum
+        # window primitive, which has a transpose rule; a jnp.array, traced under jit, makes
+        # it the generic reduce_window, which has none (jit(grad) failed to linearize).
         return jax.lax.reduce_window(
             x,
             init,
@@ -1648,17 +1651,26 @@ class _Pool(_Spatial):
         return self._restored(self._pool(y))
 
 
+def _lowest(dtype: Any) -> np.ndarray:
+    """max's identity in ``dtype``, a NumPy scalar: -inf, or an integer dtype's minimum."""
+    if jnp.issubdtype(dtype, jnp.integer):
+        return np.array(jnp.iinfo(dtype).min, dtype)
+    if dtype == jnp.bool_:
+        return np.array(False)
+    return np.array(-np.inf, dtype)
+
+
 class _MaxPool(_Pool):
     def _pool(self, x):
-        return self._window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max)
+        return self._window(x, _lowest(x.dtype), jax.lax.max)
 
 
 class _AveragePool(_Pool):
     def _pool(self, x):
         if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize < 4:
             return self._rounded_pool(x)
-        total = self._window(x, jnp.array(0, x.dtype), jax.lax.add)
-        count = self._window(jnp.ones_like(x), jnp.array(0, x.dtype), jax.lax.add)
+        total = self._window(x, np.array(0, x.dtype), jax.lax.add)
+        count = self._window(jnp.ones_like(x), np.array(0, x.dtype), jax.lax.add)
         return total / count
 
     def _rounded_pool(self, x):
