@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.custom_derivatives import SymbolicZero
 from jax.extend import core as jex_core
 
 from jrnn import _checks
@@ -56,6 +57,7 @@ class _Call(NamedTuple):
     in_masks: Any
     rec_masks: Any
     params: Any
+    wide_params: Any
 
 
 class RNNResult(NamedTuple):
@@ -655,7 +657,7 @@ class RNN(Configurable, nnx.Module):
             self.cell.bound_to(tuple(np.shape(inputs))[2:]),  # ConvLSTM: this call's frames
         ):
             call = self._prepare(inputs, mask, initial_state, training, constants, rngs)
-            x, carry, time_mask, in_masks, rec_masks, params = call
+            x, carry, time_mask, in_masks, rec_masks, params, wide_params = call
             blocker = self._native_blocker(
                 x, params, time_mask, in_masks, rec_masks, constants, record, carry
             )
@@ -673,7 +675,7 @@ class RNN(Configurable, nnx.Module):
                         "XLA scan."
                     )
                 last, sequence, final, acts = self._run_scan(
-                    x, carry, params, in_masks, rec_masks, constants, time_mask, record
+                    x, carry, wide_params, in_masks, rec_masks, constants, time_mask, record
                 )
             self._keep_states(final)
             output = sequence if self.return_sequences else last
@@ -718,8 +720,12 @@ class RNN(Configurable, nnx.Module):
         else:
             carry = self.cell.initialize_carry(batch)
         in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
-        params = self.cell.params_for_length(time)
-        return _Call(x, carry, time_mask, in_masks, rec_masks, params)
+        own = self.cell.params_for_length(time, cast=False)
+        params = self.cell.cast_params(own)
+        wide = jax.tree_util.tree_map(
+            lambda a, b: a if a.dtype.itemsize > b.dtype.itemsize else b, own, params
+        )
+        return _Call(x, carry, time_mask, in_masks, rec_masks, params, wide)
 
     def _check_state_batch(self, expected: int | None, batch: int) -> None:
         """A stateful layer's call must have its states' batch size (``expected``; None:
@@ -746,9 +752,11 @@ class RNN(Configurable, nnx.Module):
                 var.set_value(jax.lax.stop_gradient(value))  # Keras assigns: no gradient
 
     def _run_scan(self, x, carry, params, in_masks, rec_masks, constants, time_mask, record):
-        """The XLA path: :func:`rnn_scan` over time-major inputs; batch-major results."""
-        project = functools.partial(_bound_projection, self.cell.project_inputs, params, in_masks)
-        step = functools.partial(_bound_step, self.cell.step, params, rec_masks, constants)
+        """The XLA path: :func:`rnn_scan` over time-major inputs; batch-major results.
+        ``params``: each weight in the wider of its own dtype and the compute dtype
+        (``_Call.wide_params``); the projection and every step cast them."""
+        project = functools.partial(_bound_projection, self.cell, params, in_masks)
+        step = functools.partial(_bound_step, self.cell, params, rec_masks, constants)
         last, ys, final, acts = rnn_scan(
             step,
             jnp.swapaxes(x, 0, 1),
@@ -1450,12 +1458,58 @@ def _native_runner(
     return run
 
 
-def _bound_step(cell_step, params, rec_masks, constants, carry, x_t):
-    return cell_step(params, carry, x_t, rec_masks, constants)
+def _bound_step(cell, params, rec_masks, constants, carry, x_t):
+    # Weights wider than the compute dtype (a mixed policy's float32) are cast here, in
+    # each step, as Keras 3 reads its variables: their gradients accumulate over the
+    # steps in float32 (a float16 sum overflows ~40x sooner). XLA hoists the casts out of
+    # the forward loop.
+    return cell.step(cell.cast_params(params), carry, x_t, rec_masks, constants)
 
 
-def _bound_projection(project_inputs, params, in_masks, xs):
-    return project_inputs(params, xs, in_masks)
+def _bound_projection(cell, params, in_masks, xs):
+    low = cell.cast_params(params)
+    if all(a.dtype == b.dtype for a, b in zip(*map(jax.tree_util.tree_leaves, (params, low)))):
+        return cell.project_inputs(low, xs, in_masks)
+    return _wide_gradient_projection(cell)(params, xs, in_masks)
+
+
+def _wide_gradient_projection(cell):
+    """``cell.project_inputs`` on ``cell.cast_params(params)`` (the compute dtype), whose
+    derivative with respect to ``params`` runs in their own, wider dtype.
+
+    The hoisted projection sums its weights' gradient over every step and batch row at
+    once; in float16 that sum overflows where Keras 3's per-step float32 accumulation
+    does not. The derivative with respect to the inputs stays in the compute dtype.
+    """
+
+    @functools.partial(jax.custom_jvp)
+    def project(params, xs, masks):
+        return cell.project_inputs(cell.cast_params(params), xs, masks)
+
+    def tangent(t):
+        return jnp.zeros(t.shape, t.dtype) if isinstance(t, SymbolicZero) else t
+
+    @functools.partial(project.defjvp, symbolic_zeros=True)
+    def project_jvp(primals, tangents):
+        params, xs, masks = primals
+        d_params, d_xs, _ = tangents
+        low = cell.cast_params(params)
+        if isinstance(d_xs, SymbolicZero):
+            y = cell.project_inputs(low, xs, masks)
+            dy = jnp.zeros_like(y)
+        else:
+            y, dy = jax.jvp(lambda x: cell.project_inputs(low, x, masks), (xs,), (d_xs,))
+        if any(not isinstance(t, SymbolicZero) for t in jax.tree_util.tree_leaves(d_params)):
+            wide = jnp.result_type(*jax.tree_util.tree_leaves(params))
+            _, dy_params = jax.jvp(
+                lambda p: cell.project_inputs(p, xs.astype(wide), masks),
+                (params,),
+                (jax.tree_util.tree_map(tangent, d_params),),
+            )
+            dy = dy + dy_params.astype(dy.dtype)
+        return y, dy
+
+    return project
 
 
 __all__ = [

@@ -21,7 +21,7 @@ from flax import nnx
 import jrnn
 from jrnn import training
 from tests.helpers import assert_close, cell_weights, count_traces, randomize
-from tests.keras_twins import random_inputs
+from tests.keras_twins import make_pair, random_inputs
 
 B, T, F, U = 3, 6, 3, 4
 
@@ -320,6 +320,122 @@ def test_float16_training_with_loss_scale():
     before = run(None, lr=0.0)
     for a, e in zip(run(1e30), before):  # scaled loss overflows float32 -> step skipped
         np.testing.assert_array_equal(a, e)
+
+
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+def _scaled_weight_gradients(layer, x, scale):
+    """The weight gradients of ``sum(layer(x)) * scale``, the loss rounded to float16 as a
+    scaled mixed_float16 loss is, unscaled."""
+
+    def loss(m):
+        y = m(x)
+        y = y[0] if isinstance(y, (list, tuple)) else y
+        return (y.astype(jnp.float32).sum() * scale).astype(jnp.float16).astype(jnp.float32)
+
+    grads = nnx.grad(loss)(layer)
+    return [np.asarray(g) / scale for g in jax.tree_util.tree_leaves(nnx.state(grads, nnx.Param))]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple"])
+def test_mixed_float16_weight_gradients_accumulate_in_float32_as_keras(kind):
+    """Keras 3 reads its float32 variables in every step, so their gradients sum over the
+    steps in float32. jrnn's hoisted projection sums the kernel and bias gradients over
+    all batch rows and steps at once: in float16 that overflowed at a loss scale ~40x
+    below Keras' (LSTM: 2**5.5 against 2**10.8). The sums now run in float32."""
+    batch, time, features, units = 32, 50, 16, 32
+    x = random_inputs(batch, time, features, seed=21)
+    layer, klayer = make_pair(
+        {"kind": kind, "units": units},
+        features,
+        batch=batch,
+        time=time,
+        seed=3,
+        dtype="mixed_float16",
+        return_sequences=True,
+    )
+    xt = tf.constant(x)
+
+    def keras_gradients(scale):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(klayer(xt), tf.float32)) * scale
+            loss = tf.cast(tf.cast(loss, tf.float16), tf.float32)
+        return [g.numpy() / scale for g in tape.gradient(loss, klayer.trainable_weights)]
+
+    # A scale at which the largest weight gradient, summed over batch and time, is 1.25 times
+    # float16's largest number: the per-step sums Keras adds in float32 are not.
+    scale = 1.25 * _F16_MAX / max(float(np.abs(g).max()) for g in keras_gradients(1.0))
+    expected = keras_gradients(scale)
+    actual = _scaled_weight_gradients(layer, jnp.asarray(x), scale)
+    by_shape = {a.shape: a for a in actual}
+    for e in expected:
+        assert np.isfinite(e).all()
+        a = by_shape[e.shape]
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, e, atol=2e-2 * np.abs(e).max())
+
+
+def _mixed_and_float32(make):
+    mixed, wide = make("mixed_float16"), make("float32")
+    nnx.update(wide, nnx.state(mixed, nnx.Param))
+    return mixed, wide
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: jrnn.IndRNN(
+            24, 8, recurrent_clip_min=None, recurrent_clip_max=None, dtype=d, rngs=nnx.Rngs(1)
+        ),
+        lambda d: jrnn.CuDNNLSTM(24, 8, return_sequences=True, dtype=d, rngs=nnx.Rngs(1)),
+        lambda d: jrnn.CuDNNGRU(24, 8, return_sequences=True, dtype=d, rngs=nnx.Rngs(1)),
+        lambda d: jrnn.GRU(24, 8, reset_after=False, remat=True, dtype=d, rngs=nnx.Rngs(1)),
+        lambda d: jrnn.LSTM(
+            24, 8, go_backwards=True, hoist_input_projection=False, dtype=d, rngs=nnx.Rngs(1)
+        ),
+        lambda d: jrnn.RNN(
+            [
+                jrnn.LSTMCell(24, 8, dtype=d, rngs=nnx.Rngs(1)),
+                jrnn.GRUCell(16, 24, dtype=d, rngs=nnx.Rngs(2)),
+            ],
+            return_sequences=True,
+        ),
+        lambda d: jrnn.ConvLSTM1D(
+            6, 3, in_channels=8, padding="same", return_sequences=True, dtype=d, rngs=nnx.Rngs(1)
+        ),
+    ],
+    ids=["IndRNN", "CuDNNLSTM", "CuDNNGRU", "GRU-remat", "LSTM-unhoisted", "stack", "ConvLSTM1D"],
+)
+def test_every_recurrent_layer_sums_mixed_weight_gradients_in_float32(make):
+    """A loss scale at which a float16 sum of the weights' gradients over batch and time
+    overflows: each mixed_float16 layer's gradients stay finite and equal the float32
+    layer's to float16's rounding."""
+    mixed, wide = _mixed_and_float32(make)
+    shape = (32, 40, 10, 8) if isinstance(mixed.cell, jrnn.ConvLSTMCell) else (32, 40, 8)
+    x = jnp.asarray(np.random.default_rng(5).uniform(-1, 1, shape), jnp.float32)
+    expected = _scaled_weight_gradients(wide, x, 1.0)
+    scale = 2 * _F16_MAX / max(float(np.abs(e).max()) for e in expected)
+    for a, e in zip(_scaled_weight_gradients(mixed, x, scale), expected):
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, e, atol=2e-2 * np.abs(e).max())
+
+
+def test_mixed_precision_layers_take_forward_mode_derivatives():
+    """The float32-gradient projection is a custom JVP: forward mode (jax.jvp, jacfwd)
+    runs, and equals reverse mode."""
+    layer = jrnn.LSTM(4, 3, dtype="mixed_bfloat16", native=False, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 5, 3)), jnp.float32)
+    graph, params, rest = nnx.split(layer, nnx.Param, ...)
+
+    def f(p):
+        return nnx.merge(graph, p, rest)(x).astype(jnp.float32).sum()
+
+    reverse = jax.grad(f)(params)
+    tangent = jax.tree_util.tree_map(jnp.ones_like, params)
+    _, forward = jax.jvp(f, (params,), (tangent,))
+    total = sum(float(g.sum()) for g in jax.tree_util.tree_leaves(reverse))
+    np.testing.assert_allclose(float(forward), total, rtol=2e-2)
 
 
 def _imported(kmodel):

@@ -20,6 +20,8 @@ LSTM ``(h, c)``, GRU/SimpleRNN/IndRNN ``(h,)``, StackedRNNCells a tuple of those
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import numbers
 from typing import Any
 
@@ -115,14 +117,31 @@ class RNNCellBase(Configurable, nnx.Module):
         return self.policy.param_dtype
 
     # ----------------------------------------------------------------- protocol
-    def params(self) -> dict[str, Array]:
-        """Parameters as arrays in the compute dtype (bias split as the step needs)."""
+    def params(self, *, cast: bool = True) -> dict[str, Array]:
+        """Parameters as arrays (bias split as the step needs): in the compute dtype, or
+        with ``cast=False`` in the variables' own dtype (:meth:`cast_params` casts them).
+        A cell of one's own may leave ``cast`` out and return the compute dtype."""
         raise NotImplementedError(f"{type(self).__name__} must implement params()")
 
-    def params_for_length(self, time: int) -> Any:
-        """Parameters for a call on ``time`` steps (IndRNN derives its clip range from it)."""
+    def params_for_length(self, time: int | None, *, cast: bool = True) -> Any:
+        """Parameters for a call on ``time`` steps (IndRNN derives its clip range from
+        it); ``cast`` as in :meth:`params`."""
         del time
+        if not cast and _takes_cast(type(self).params):
+            return self.params(cast=False)
         return self.params()
+
+    def cast_params(self, params: Any) -> Any:
+        """``params`` with every float array in the compute dtype.
+
+        Layers cast a mixed policy's float32 weights inside each step (as Keras 3 reads
+        its variables at every step): the weights' gradients then accumulate over the
+        steps in float32, not in the compute dtype, where a float16 sum overflows.
+        """
+        dtype = self.policy.compute_dtype
+        return jax.tree_util.tree_map(
+            lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, params
+        )
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """Input-side pre-activations. Default: identity (no hoistable projection)."""
@@ -307,6 +326,12 @@ class RNNCellBase(Configurable, nnx.Module):
             self._check_carry(state, shape, batch, f"{path}[{i}]")
 
 
+@functools.cache
+def _takes_cast(params_method: Any) -> bool:
+    """Whether a cell class's ``params`` takes ``cast`` (a cell of one's own may not)."""
+    return "cast" in inspect.signature(params_method).parameters
+
+
 def dropout_mask(key: Array, rate: float, count: int, shape: tuple[int, ...], dtype: Any) -> Array:
     """Inverted-dropout mask(s): ``shape`` if ``count == 1`` else ``(count, *shape)``."""
     full = shape if count == 1 else (count, *shape)
@@ -363,14 +388,15 @@ def recurrent_projection(h: Array, kernel: Array, masks: Array | None, gates: in
 class DenseCellMixin:
     """Parameter creation shared by the dense cells (SimpleRNN, GRU, LSTM, IndRNN)."""
 
-    def params(self) -> dict[str, Array]:
-        """``kernel``, ``recurrent_kernel`` and ``bias`` (or None) in the compute dtype."""
-        dt = self.policy.compute_dtype
-        return {
-            "kernel": self.kernel[...].astype(dt),
-            "recurrent_kernel": self.recurrent_kernel[...].astype(dt),
-            "bias": None if self.bias is None else self.bias[...].astype(dt),
+    def params(self, *, cast: bool = True) -> dict[str, Array]:
+        """``kernel``, ``recurrent_kernel`` and ``bias`` (or None), in the compute dtype
+        unless ``cast=False``."""
+        params = {
+            "kernel": self.kernel[...],
+            "recurrent_kernel": self.recurrent_kernel[...],
+            "bias": None if self.bias is None else self.bias[...],
         }
+        return self.cast_params(params) if cast else params
 
     def _create_dense_params(
         self,

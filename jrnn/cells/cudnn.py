@@ -89,10 +89,9 @@ class _CuDNNCell(DenseCellMixin, RNNCellBase):
         return [p["kernel"], p["recurrent_kernel"], bias]
 
     def _converted(self) -> tuple[Array, Array, Array]:
-        dt = self.policy.compute_dtype
-        kernel = cudnn_kernel_to_keras(self.kernel[...], self.gates).astype(dt)
-        recurrent = cudnn_recurrent_to_keras(self.recurrent_kernel[...], self.gates).astype(dt)
-        return kernel, recurrent, self.bias[...].astype(dt)
+        kernel = cudnn_kernel_to_keras(self.kernel[...], self.gates)
+        recurrent = cudnn_recurrent_to_keras(self.recurrent_kernel[...], self.gates)
+        return kernel, recurrent, self.bias[...]
 
 
 @register
@@ -170,11 +169,13 @@ class CuDNNLSTMCell(_CuDNNCell):
         self._setup(dict(locals(), units=units, in_features=in_features), (8 * units,), bias_init)
         self.state_shapes = ((self.units,), (self.units,))
 
-    def params(self) -> dict[str, Array]:
-        """Keras-layout kernel, recurrent kernel and summed bias in the compute dtype."""
+    def params(self, *, cast: bool = True) -> dict[str, Array]:
+        """Keras-layout kernel, recurrent kernel and summed bias, in the compute dtype
+        unless ``cast=False``."""
         kernel, recurrent, bias = self._converted()
         u4 = 4 * self.units
-        return {"kernel": kernel, "recurrent_kernel": recurrent, "bias": bias[:u4] + bias[u4:]}
+        params = {"kernel": kernel, "recurrent_kernel": recurrent, "bias": bias[:u4] + bias[u4:]}
+        return self.cast_params(params) if cast else params
 
     def project_inputs(self, params, x, input_masks):
         """``x W + b``: ``(..., batch, in)`` -> ``(..., batch, 4u)``."""
@@ -252,16 +253,18 @@ class CuDNNGRUCell(_CuDNNCell):
         )
         self.state_shapes = ((self.units,),)
 
-    def params(self) -> dict[str, Array]:
-        """Keras-layout kernels and the (input, recurrent) bias rows in the compute dtype."""
+    def params(self, *, cast: bool = True) -> dict[str, Array]:
+        """Keras-layout kernels and the (input, recurrent) bias rows, in the compute dtype
+        unless ``cast=False``."""
         kernel, recurrent, bias = self._converted()
         u3 = 3 * self.units
-        return {
+        params = {
             "kernel": kernel,
             "recurrent_kernel": recurrent,
             "input_bias": bias[:u3],
             "recurrent_bias": bias[u3:],
         }
+        return self.cast_params(params) if cast else params
 
     def project_inputs(self, params, x, input_masks):
         """``x W + b_input``: ``(..., batch, in)`` -> ``(..., batch, 3u)``."""

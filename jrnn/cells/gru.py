@@ -168,22 +168,23 @@ class GRUCell(DenseCellMixin, RNNCellBase):
         )
         self._init_dropout_rngs(rngs, seed)
 
-    def params(self) -> dict[str, Array]:
-        """``kernel``, ``recurrent_kernel``, ``input_bias`` and ``recurrent_bias`` (or None)."""
-        dt = self.policy.compute_dtype
+    def params(self, *, cast: bool = True) -> dict[str, Array]:
+        """``kernel``, ``recurrent_kernel``, ``input_bias`` and ``recurrent_bias`` (or None),
+        in the compute dtype unless ``cast=False``."""
         input_bias = recurrent_bias = None
         if self.bias is not None:
-            bias = self.bias[...].astype(dt)
+            bias = self.bias[...]
             if self.reset_after:
                 input_bias, recurrent_bias = bias[0], bias[1]
             else:
                 input_bias = bias
-        return {
-            "kernel": self.kernel[...].astype(dt),
-            "recurrent_kernel": self.recurrent_kernel[...].astype(dt),
+        params = {
+            "kernel": self.kernel[...],
+            "recurrent_kernel": self.recurrent_kernel[...],
             "input_bias": input_bias,
             "recurrent_bias": recurrent_bias,
         }
+        return self.cast_params(params) if cast else params
 
     @property
     def native_kernel(self) -> str | None:  # type: ignore[override]

@@ -242,26 +242,26 @@ class IndRNNCell(DenseCellMixin, RNNCellBase):
             self.recurrent_clip_min, self.recurrent_clip_max, self.timesteps or time
         )
 
-    def params_for_length(self, time: int | None) -> dict[str, Array]:
-        """Parameters in the compute dtype with the recurrent vector clipped for a call on
-        ``time`` steps (:meth:`clip_range`)."""
-        dt = self.policy.compute_dtype
+    def params_for_length(self, time: int | None, *, cast: bool = True) -> dict[str, Array]:
+        """Parameters with the recurrent vector clipped for a call on ``time`` steps
+        (:meth:`clip_range`), in the compute dtype unless ``cast=False``."""
         u = clip_recurrent_kernel(
             self.recurrent_kernel[...],
             self.recurrent_clip_min,
             self.recurrent_clip_max,
             self.timesteps or time,
         )
-        return {
-            "kernel": self.kernel[...].astype(dt),
-            "recurrent_kernel": u.astype(dt),
-            "bias": None if self.bias is None else self.bias[...].astype(dt),
+        params = {
+            "kernel": self.kernel[...],
+            "recurrent_kernel": u,
+            "bias": None if self.bias is None else self.bias[...],
         }
+        return self.cast_params(params) if cast else params
 
-    def params(self) -> dict[str, Array]:
+    def params(self, *, cast: bool = True) -> dict[str, Array]:
         """Parameters for a single-step call: the -1 rule uses ``timesteps``, or 1.0 as
         Keras-IndRNN when it is unknown (layers pass the call's length instead)."""
-        return self.params_for_length(None)
+        return self.params_for_length(None, cast=cast)
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """``x W + b``: ``(..., batch, in)`` -> ``(..., batch, u)``."""

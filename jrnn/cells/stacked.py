@@ -112,13 +112,17 @@ class StackedRNNCells(RNNCellBase):
         inner = tuple((None if k == 0 else m_in, m_rec) for k, (m_in, m_rec) in enumerate(per_cell))
         return first_in, inner
 
-    def params(self) -> tuple[dict[str, Array], ...]:  # type: ignore[override]
-        """One params dict per cell."""
-        return tuple(c.params() for c in self.cells)
+    def params(self, *, cast: bool = True) -> tuple[dict[str, Array], ...]:  # type: ignore[override]
+        """One params dict per cell (``cast`` as :meth:`RNNCellBase.params`)."""
+        return self.params_for_length(None, cast=cast)
 
-    def params_for_length(self, time: int) -> tuple[Any, ...]:
+    def params_for_length(self, time: int | None, *, cast: bool = True) -> tuple[Any, ...]:
         """One params dict per cell, for a call on ``time`` steps."""
-        return tuple(c.params_for_length(time) for c in self.cells)
+        return tuple(c.params_for_length(time, cast=cast) for c in self.cells)
+
+    def cast_params(self, params: Any) -> tuple[Any, ...]:
+        """Each cell's params in that cell's compute dtype."""
+        return tuple(c.cast_params(p) for c, p in zip(self.cells, params))
 
     def project_inputs(self, params, x, input_masks):
         """The first cell's input projection."""
