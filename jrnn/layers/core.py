@@ -1660,8 +1660,54 @@ def _lowest(dtype: Any) -> np.ndarray:
     return np.array(-np.inf, dtype)
 
 
+def _pool_geometry(spatial, pool_size, strides, padding) -> tuple[list, list]:
+    """The output sizes and the ``(before, after)`` padding of each spatial axis of a pool
+    (``same``: TensorFlow's split, the extra cell after, as reduce_window's)."""
+    axes = list(zip(spatial, pool_size, strides))
+    if padding == "same":
+        outs = [-(-n // s) for n, _, s in axes]
+        pads = [max((o - 1) * s + k - n, 0) for o, (n, k, s) in zip(outs, axes)]
+        return outs, [(p // 2, p - p // 2) for p in pads]
+    return [(n - k) // s + 1 for n, k, s in axes], [(0, 0)] * len(axes)
+
+
+def _window_cells(outs, pool_size, strides):
+    """For each cell offset of the window, in row-major order, the strided slices of the
+    padded inputs that this cell of every window reads."""
+    for offsets in itertools.product(*(range(k) for k in pool_size)):
+        yield tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, outs, strides))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _max_pool_all_ties(x, pool_size, strides, padding):
+    """MaxPooling3D's forward pass, differentiated as TensorFlow's MaxPool3DGrad: every cell
+    equal to its window's max passes on the window's whole gradient (TensorFlow's 1-D/2-D
+    MaxPool and JAX's reduce_window give it to the first such cell only). The tangent is
+    the sum of the tied cells' tangents, a linear map whose transpose is that gradient."""
+    return jax.lax.reduce_window(
+        x, _lowest(x.dtype), jax.lax.max, (1, *pool_size, 1), (1, *strides, 1), padding.upper()
+    )
+
+
+@_max_pool_all_ties.defjvp
+def _max_pool_all_ties_jvp(pool_size, strides, padding, primals, tangents):
+    (x,), (t,) = primals, tangents
+    y = _max_pool_all_ties(x, pool_size, strides, padding)
+    outs, pads = _pool_geometry(x.shape[1:-1], pool_size, strides, padding)
+    width = [(0, 0), *pads, (0, 0)]
+    padded = jnp.pad(x, width, constant_values=_lowest(x.dtype))
+    t = jnp.pad(t, width)
+    tangent = jnp.zeros(y.shape, t.dtype)
+    for cells in _window_cells(outs, pool_size, strides):
+        index = (slice(None), *cells, slice(None))
+        tangent = tangent + jnp.where(padded[index] == y, t[index], jnp.zeros((), t.dtype))
+    return y, tangent
+
+
 class _MaxPool(_Pool):
     def _pool(self, x):
+        if self.rank == 3 and jnp.issubdtype(x.dtype, jnp.floating):
+            return _max_pool_all_ties(x, self.pool_size, self.strides, self.padding)
         return self._window(x, _lowest(x.dtype), jax.lax.max)
 
 
@@ -1680,24 +1726,12 @@ class _AveragePool(_Pool):
         partial sums: one ulp off in up to half the outputs, e.g. 0.0039 in float16 and
         0.031 in bfloat16 for values of 4 to 8.)"""
         spatial = x.shape[1:-1]
-        if self.padding == "same":
-            outs = [-(-n // s) for n, s in zip(spatial, self.strides)]
-            pads = [
-                max((o - 1) * s + k - n, 0)
-                for o, s, k, n in zip(outs, self.strides, self.pool_size, spatial)
-            ]
-            pads = [(p // 2, p - p // 2) for p in pads]  # TensorFlow's split, as reduce_window
-        else:
-            outs = [(n - k) // s + 1 for n, s, k in zip(spatial, self.strides, self.pool_size)]
-            pads = [(0, 0)] * len(spatial)
+        outs, pads = _pool_geometry(spatial, self.pool_size, self.strides, self.padding)
         padded = jnp.pad(x, [(0, 0), *pads, (0, 0)]).astype(jnp.float32)
         inside = np.pad(np.ones(spatial, np.int32), pads)
         total = jnp.zeros((x.shape[0], *outs, x.shape[-1]), jnp.float32)
         count = np.zeros(outs, np.int32)
-        for offsets in itertools.product(*(range(k) for k in self.pool_size)):
-            cells = tuple(
-                slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, outs, self.strides)
-            )
+        for cells in _window_cells(outs, self.pool_size, self.strides):
             # The float32 sum of two 16-bit floats is exact enough that its rounding to the
             # dtype is the dtype's correctly rounded sum (as Eigen's half/bfloat16 adds).
             total = (total + padded[(slice(None), *cells, slice(None))]).astype(x.dtype)
@@ -1899,8 +1933,9 @@ class BatchNormalization(nnx.Module):
     ``gamma, beta`` (each only with ``scale`` / ``center``), ``moving_mean, moving_variance``
     (``nnx.BatchStat``), all ``(features,)``. Inference uses the moving statistics;
     ``training=True`` uses the batch moments (masked steps excluded, as Keras) and updates
-    ``moving = moving * momentum + batch * (1 - momentum)`` in place. The mask passes through.
-    ``unbiased_moving_variance=True`` is tf.keras' fused kernel (its default for 4-D and 5-D
+    ``moving = moving * momentum + batch * (1 - momentum)`` in place; a frozen layer
+    (``trainable = False``, as Keras) uses the moving statistics in training too. The mask
+    passes through. ``unbiased_moving_variance=True`` is tf.keras' fused kernel (its default for 4-D and 5-D
     inputs normalised over the first or last axis): the moving variance takes the batch
     variance times ``n / (n - 1)``, ``n`` the values per feature. ``dtype`` / ``param_dtype``:
     Keras' dtype policy and a variables' dtype override (module docstring); as Keras, floating
@@ -1963,7 +1998,7 @@ class BatchNormalization(nnx.Module):
         shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
         _features(self, x, shape, self.moving_mean.shape)
         red = tuple(a for a in range(x.ndim) if a not in axes)
-        if training:
+        if training and getattr(self, "trainable", True) is not False:  # Keras: frozen
             if mask is None:
                 mean = jnp.mean(x, axis=red, keepdims=True)
                 var = jnp.var(x, axis=red, keepdims=True)
