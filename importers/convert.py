@@ -137,9 +137,7 @@ def _keras_params(module) -> list:
 def _finish(module, config: dict, arrays: list):
     """Assign arrays in Keras order and record ``trainable``."""
     assign(_keras_params(module), arrays, str(config.get("name")))
-    if config.get("trainable") is False:
-        module.trainable = False
-    return module
+    return record_trainable(module, config)
 
 
 # -- recurrent cells and layers ------------------------------------------------------------
@@ -275,10 +273,7 @@ def _rnn(config: dict, arrays: list, in_shape: Any):
     else:
         cell = _cell(cell_cfg, arrays, in_features)
     kw = keras_kwargs(jrnn.RNN, config, drop=("cell", "dtype"))  # cells carry the policy
-    layer = jrnn.RNN(cell, **kw)
-    if config.get("trainable") is False:
-        layer.trainable = False
-    return layer
+    return record_trainable(jrnn.RNN(cell, **kw), config)
 
 
 def _conv_lstm(cls: type, rank: int):
@@ -336,7 +331,15 @@ def inner(entry: dict, arrays: list, in_shape: Any):
             else "it is wrapped (Bidirectional/TimeDistributed) and jrnn has no converter "
             "for the class.",
         )
-    return CONVERTERS[cls](entry["config"], arrays, in_shape)
+    return record_trainable(CONVERTERS[cls](entry["config"], arrays, in_shape), entry["config"])
+
+
+def record_trainable(module: Any, config: dict) -> Any:
+    """``module`` with Keras' ``trainable=False`` (a frozen layer) recorded on it, which
+    :func:`jrnn.training.make_train_step` and BatchNormalization read."""
+    if config.get("trainable") is False and isinstance(module, nnx.Module):
+        module.trainable = False
+    return module
 
 
 def _bidirectional(config, arrays, in_shape):

@@ -36,7 +36,7 @@ from flax import nnx
 from importers import legacy
 from importers._convert_core import MERGE_CLASSES, with_policy
 from importers._ops import TF_OP_CLASSES, KerasOp, TFOpLambda, constant, is_op
-from importers.convert import CONVERTERS, SOURCE, keras_kwargs
+from importers.convert import CONVERTERS, SOURCE, keras_kwargs, record_trainable
 from importers.errors import ExtraWeightsError, KerasFileError, UnsupportedLayerError
 from jrnn._checks import shape_str
 from jrnn._config import _freeze, _thaw
@@ -564,6 +564,12 @@ class ImportedModel(nnx.Module):
 
     @staticmethod
     def _convert(entry, weights: _Weights, custom_layers, keras_major, in_shape):
+        """The jrnn module of one layer entry, a frozen layer's ``trainable=False`` kept."""
+        module = ImportedModel._module(entry, weights, custom_layers, keras_major, in_shape)
+        return record_trainable(module, entry.get("config") or {})
+
+    @staticmethod
+    def _module(entry, weights: _Weights, custom_layers, keras_major, in_shape):
         cls, name = entry["class_name"], _entry_name(entry)
         if cls in custom_layers:
             return custom_layers[cls](entry["config"], weights.arrays(name))

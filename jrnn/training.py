@@ -44,8 +44,9 @@ _GOVERNED = {
 }
 
 
-def _governed_params(model: nnx.Module, suffix: str):
-    """Yield ``(path, param, rule)`` for every non-None ``*_<suffix>`` rule of the model."""
+def _governed_params(model: nnx.Module, suffix: str, *, keys: bool = False):
+    """Yield ``(path, param, rule)`` for every non-None ``*_<suffix>`` rule of the model
+    (the path's entries as strings, or as the graph's keys with ``keys=True``)."""
     for path, module in nnx.iter_graph(model):
         if not isinstance(module, nnx.Module):
             continue
@@ -53,7 +54,7 @@ def _governed_params(model: nnx.Module, suffix: str):
             rule = getattr(module, f"{prefix}_{suffix}", None)
             param = getattr(module, param_name, None)
             if rule is not None and isinstance(param, nnx.Param):
-                yield (*map(str, path), param_name), param, rule
+                yield (*(path if keys else map(str, path)), param_name), param, rule
 
 
 def _key(entry: Any) -> str:
@@ -83,10 +84,41 @@ def regularization_loss(model: nnx.Module) -> jax.Array:
     return total
 
 
-def apply_constraints(model: nnx.Module) -> None:
-    """Project every constrained parameter in place (Keras does this after each update)."""
-    for _, param, rule in _governed_params(model, "constraint"):
-        param.set_value(rule(param[...]).astype(param[...].dtype))
+def apply_constraints(model: nnx.Module, *, wrt: Any = nnx.Param) -> None:
+    """Project every constrained parameter in place (Keras does this after each update).
+
+    ``wrt``: an ``nnx`` filter; only the parameters it matches are projected (Keras
+    constrains the variables its optimizer updates, not a frozen layer's).
+    """
+    matches = nnx.filterlib.to_predicate(wrt)
+    for path, param, rule in _governed_params(model, "constraint", keys=True):
+        if matches(path, param):
+            param.set_value(rule(param[...]).astype(param[...].dtype))
+
+
+def frozen_modules(model: nnx.Module) -> tuple[tuple[Any, ...], ...]:
+    """The paths of ``model``'s modules whose ``trainable`` is False: Keras' frozen layers
+    (an imported model records ``layer.trainable = False``; any module may be given it).
+    :func:`make_train_step` neither differentiates nor updates their parameters."""
+    return tuple(
+        tuple(path)
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Module) and getattr(node, "trainable", True) is False
+    )
+
+
+def trainable(model: nnx.Module, wrt: Any = nnx.Param) -> Any:
+    """An ``nnx`` filter: the parameters matching ``wrt`` outside :func:`frozen_modules`,
+    Keras' ``model.trainable_variables``. ``nnx.Optimizer(model, tx, wrt=trainable(model))``
+    keeps no optimizer state for the frozen ones."""
+    frozen = frozen_modules(model)
+    if not frozen:
+        return wrt
+
+    def outside_frozen(path, _):
+        return not any(tuple(path[: len(p)]) == p for p in frozen)
+
+    return nnx.All(wrt, outside_frozen)
 
 
 def constraints(model: nnx.Module) -> optax.GradientTransformation:
@@ -401,6 +433,11 @@ def _check_loss_scale(loss_scale: Any, dynamic: Any, dynamic_growth_steps: Any) 
     if not isinstance(dynamic, (bool, np.bool_)):
         raise ValueError(f"make_train_step: `dynamic` must be True or False; received {dynamic!r}.")
     _checks.positive_int(dynamic_growth_steps, "dynamic_growth_steps", "make_train_step")
+    if dynamic_growth_steps > np.iinfo(np.int32).max:  # Keras' step_counter is int32
+        raise ValueError(
+            "make_train_step: `dynamic_growth_steps` must be at most 2**31 - 1 (the step "
+            f"counter is int32, as Keras'); received {dynamic_growth_steps!r}."
+        )
     if loss_scale is None:
         if not dynamic:
             raise ValueError(
@@ -415,17 +452,22 @@ def _check_loss_scale(loss_scale: Any, dynamic: Any, dynamic_growth_steps: Any) 
                 "as the fixed scale, or leave `dynamic` True."
             )
         return _KERAS_INITIAL_SCALE
-    if (
-        isinstance(loss_scale, (bool, np.bool_))
-        or not isinstance(loss_scale, (int, float, np.integer, np.floating))
-        or not np.isfinite(loss_scale)
-        or loss_scale <= 0
+    scale = None
+    if not isinstance(loss_scale, (bool, np.bool_)) and isinstance(
+        loss_scale, (int, float, np.integer, np.floating)
     ):
+        with np.errstate(over="ignore", under="ignore"):
+            try:  # the scale is float32, as Keras': 1e39 would be inf, 1e-50 zero
+                scale = float(np.float32(loss_scale))
+            except OverflowError:  # an int past float64's range
+                scale = None
+    if scale is None or not np.isfinite(scale) or scale <= 0:
         raise ValueError(
             "make_train_step: `loss_scale` must be None (no scaling), 'dynamic' (Keras' "
-            f"initial_scale 2**15) or a finite number > 0 (e.g. 2**15); received {loss_scale!r}."
+            "initial_scale 2**15) or a number > 0 that is finite and not zero in float32 "
+            f"(e.g. 2**15); received {loss_scale!r}."
         )
-    return float(loss_scale)
+    return scale
 
 
 def _loss_scale_state(optimizer: Any, initial_scale: float) -> None:
@@ -443,6 +485,35 @@ def _loss_scale_state(optimizer: Any, initial_scale: float) -> None:
         )
     optimizer.dynamic_scale = nnx.OptState(jnp.asarray(initial_scale, jnp.float32))
     optimizer.step_counter = nnx.OptState(jnp.zeros((), jnp.int32))
+
+
+def _optimizer_filter(optimizer: Any) -> Any:
+    """The ``wrt`` filter of an ``nnx.Optimizer`` (or ``nnx.ModelAndOptimizer``)."""
+    if not isinstance(optimizer, nnx.Optimizer):
+        raise ValueError(
+            "make_train_step: `optimizer` must be an nnx.Optimizer (or nnx.ModelAndOptimizer); "
+            f"received {type(optimizer).__name__}."
+        )
+    return optimizer.wrt
+
+
+def _update(model: nnx.Module, optimizer: Any, grads: Any, wrt: Any) -> None:
+    """``optimizer``'s update with ``grads`` (the parameters ``wrt`` matches), then the
+    constraints of those parameters. Frozen parameters that the optimizer also holds get
+    zero gradients and keep their values (as Keras, whatever the optimizer's decay)."""
+    held = nnx.state(model, optimizer.wrt)
+    kept = nnx.state(model, nnx.All(optimizer.wrt, nnx.Not(wrt)))
+    if jax.tree_util.tree_leaves(kept):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, nnx.filter_state(held, nnx.Not(wrt)))
+        grads = nnx.merge_state(zeros, grads)
+        kept = jax.tree_util.tree_map(lambda v: v, kept)  # values before the update
+    if isinstance(optimizer, nnx.ModelAndOptimizer):
+        optimizer.update(grads)
+    else:
+        optimizer.update(model, grads)
+    if jax.tree_util.tree_leaves(kept):
+        nnx.update(model, kept)
+    apply_constraints(model, wrt=wrt)
 
 
 def make_train_step(
@@ -493,8 +564,17 @@ def make_train_step(
     ``optimizer.dynamic_scale`` (float32) and ``optimizer.step_counter`` (int32, finite
     steps since the scale last changed), ``nnx.OptState`` variables the first step creates
     (``loss_scale`` the initial value) and later steps, jitted, update; they persist across
-    calls and are part of ``nnx.state(optimizer)``. (tf.keras' optimizer differs: its scale
-    never falls below 1 and a skipped step still counts in ``iterations``.)
+    calls and are part of ``nnx.state(optimizer)``. To resume from a saved
+    ``nnx.state(optimizer)`` (Orbax, ``nnx.replace_by_pure_dict``), call
+    ``step.init(optimizer)`` on the fresh optimizer first: it creates that state (the
+    dynamic step has this ``init``). (tf.keras' optimizer differs: its scale never falls
+    below 1 and a skipped step still counts in ``iterations``.)
+
+    Frozen layers (Keras' ``trainable = False``, which imported models keep; see
+    :func:`frozen_modules`) are neither differentiated, updated nor constrained, and a
+    frozen BatchNormalization normalises with its moving statistics, as Keras. Only the
+    parameters the optimizer's ``wrt`` matches are trained (``wrt=trainable(model)``
+    keeps no optimizer state for the frozen ones); ``nnx.ModelAndOptimizer`` works too.
 
     Example:
         >>> import jax.numpy as jnp, optax
@@ -557,10 +637,10 @@ def make_train_step(
             value = value + regularization_loss(model)
             return value if scale is None else value * scale, value
 
-        grads, value = nnx.grad(objective, has_aux=True)(model)
+        wrt = trainable(model, _optimizer_filter(optimizer))
+        grads, value = nnx.grad(objective, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
         if scale is None:
-            optimizer.update(model, grads)
-            apply_constraints(model)
+            _update(model, optimizer, grads, wrt)
             return value
         # Keras checks the scaled gradients, then divides them by the scale in float32.
         finite = jnp.all(
@@ -570,8 +650,7 @@ def make_train_step(
             lambda g: jnp.where(finite, g.astype(jnp.float32) / scale, 0).astype(g.dtype), grads
         )
         before = jax.tree_util.tree_map(lambda v: v, nnx.state((model, optimizer)))
-        optimizer.update(model, grads)
-        apply_constraints(model)
+        _update(model, optimizer, grads, wrt)
         after = nnx.state((model, optimizer))
         nnx.update((model, optimizer), jax.tree_util.tree_map(
             lambda new, old: jnp.where(finite, new, old), after, before
@@ -594,6 +673,12 @@ def make_train_step(
         _loss_scale_state(optimizer, initial_scale)  # outside jit: Python attributes
         return jitted_step(model, optimizer, x, y, sample_weight)
 
+    def init(optimizer):
+        """Give ``optimizer`` the loss-scale state now (the first step would): a fresh
+        optimizer then has the state tree of a saved one, to restore into."""
+        _loss_scale_state(optimizer, initial_scale)
+
+    step.init = init
     return step
 
 
@@ -681,8 +766,10 @@ __all__ = [
     "class_weight_to_sample_weight",
     "constraints",
     "data_parallel",
+    "frozen_modules",
     "keras_adam",
     "make_train_step",
     "regularization_loss",
+    "trainable",
     "truncated_bptt",
 ]

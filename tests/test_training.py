@@ -678,8 +678,12 @@ def test_dynamic_loss_scale_default_is_keras_initial_scale():
     "options, message",
     [
         ({"loss_scale": True}, r"`loss_scale` must be None .* received True"),
-        ({"loss_scale": 0.0}, r"finite number > 0 .* received 0.0"),
-        ({"loss_scale": float("inf")}, r"finite number > 0 .* received inf"),
+        ({"loss_scale": 0.0}, r"a number > 0 .* received 0.0"),
+        ({"loss_scale": float("inf")}, r"finite and not zero in float32 .* received inf"),
+        ({"loss_scale": 1e39}, r"finite and not zero in float32 .* received 1e\+39"),
+        ({"loss_scale": 1e-50}, r"finite and not zero in float32 .* received 1e-50"),
+        ({"loss_scale": 10**400}, r"`loss_scale` must be None .* received 1000"),
+        ({"loss_scale": 8.0, "dynamic_growth_steps": 2**31}, r"at most 2\*\*31 - 1 .* 2147483648"),
         ({"loss_scale": "static"}, r"'dynamic' .* received 'static'"),
         ({"loss_scale": "dynamic", "dynamic": False}, r"pass a number as the fixed scale"),
         ({"dynamic": False}, r"dynamic=False needs the fixed `loss_scale`"),
@@ -690,6 +694,101 @@ def test_dynamic_loss_scale_default_is_keras_initial_scale():
 def test_loss_scale_arguments_are_checked(options, message):
     with pytest.raises(ValueError, match=message):
         training.make_train_step("mse", **options)
+
+
+def _frozen_twin(nested):
+    """LSTM -> BatchNormalization -> Dense, the first two frozen (in a frozen sub-model
+    with ``nested``), with a max-norm constraint the frozen LSTM's kernel breaks."""
+    keras.utils.set_random_seed(4)
+    lstm = keras.layers.LSTM(
+        6, return_sequences=True, kernel_constraint=keras.constraints.MaxNorm(0.1), name="f_lstm"
+    )
+    bn = keras.layers.BatchNormalization(name="f_bn")
+    inputs = keras.Input((T, F), name="f_in")
+    if nested:
+        sub = keras.Sequential([keras.Input((T, F)), lstm, bn], name="f_sub")
+        hidden = sub(inputs)
+        sub.trainable = False
+    else:
+        hidden = bn(lstm(inputs))
+        lstm.trainable = bn.trainable = False
+    outputs = keras.layers.Dense(2, name="f_dense")(hidden)
+    return keras.Model(inputs, outputs, name="f_model")
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["layers", "sub-model"])
+def test_frozen_layers_train_as_keras_fit(nested):
+    """Keras' `trainable = False`: the imported model's frozen LSTM is neither updated nor
+    constrained, and its frozen BatchNormalization normalises with the moving statistics
+    in training. jrnn trained them (the kernel moved 0.32 in one step, loss 4.17 against
+    Keras' 2.39)."""
+    x = random_inputs(B, T, F, seed=12)
+    y = np.random.default_rng(13).standard_normal((B, T, 2)).astype(np.float32)
+    kmodel = _frozen_twin(nested)
+    _fit_both(kmodel, "mse", x, y, steps=3)
+    model = _imported(kmodel)
+    assert len(training.frozen_modules(model)) == (3 if nested else 2)  # Keras propagates
+
+
+@pytest.mark.parametrize("scale", [None, "dynamic"])
+def test_frozen_parameters_keep_their_values_whatever_the_optimizer(scale):
+    """The optimizer holds the frozen parameters (``wrt=nnx.Param``): they get zero
+    gradients and keep their values under weight decay; ``wrt=trainable(model)`` holds
+    none of them; ``nnx.ModelAndOptimizer`` steps too."""
+    model = _imported(_frozen_twin(False))
+    frozen_before = jax.tree.map(np.asarray, nnx.state(model.get_layer("f_lstm"), nnx.Param))
+    x = random_inputs(B, T, F, seed=12)
+    y = np.zeros((B, T, 2), np.float32)
+    step = training.make_train_step("mse", loss_scale=scale)
+    decayed = optax.chain(optax.add_decayed_weights(0.5), optax.sgd(0.1, momentum=0.9))
+    held = nnx.Optimizer(model, decayed, wrt=nnx.Param)
+    trained = nnx.Optimizer(model, decayed, wrt=training.trainable(model))
+    both = nnx.ModelAndOptimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    for optimizer in (held, trained, both):
+        step(model, optimizer, x, y)
+    after = jax.tree.map(np.asarray, nnx.state(model.get_layer("f_lstm"), nnx.Param))
+    jax.tree.map(np.testing.assert_array_equal, after, frozen_before)
+    opt_leaves = len(jax.tree.leaves(nnx.state(trained.opt_state)))
+    assert opt_leaves < len(jax.tree.leaves(nnx.state(held.opt_state)))
+    dense = model.get_layer("f_dense").kernel[...]
+    assert not np.array_equal(
+        np.asarray(dense),
+        np.asarray(_imported(_frozen_twin(False)).get_layer("f_dense").kernel[...]),
+    )
+
+
+def test_apply_constraints_only_projects_what_wrt_matches():
+    """Keras constrains the variables its optimizer updates: an optimizer whose ``wrt``
+    leaves a layer out leaves that layer's constraint alone too."""
+    model = _imported(_frozen_twin(False))
+    kernel = model.get_layer("f_lstm").cell.kernel
+    before = np.asarray(kernel[...])
+    training.apply_constraints(model, wrt=training.trainable(model))
+    np.testing.assert_array_equal(np.asarray(kernel[...]), before)
+    training.apply_constraints(model)
+    assert np.linalg.norm(np.asarray(kernel[...]), axis=0).max() <= 0.1 + 1e-6
+
+
+def test_a_dynamic_step_creates_its_state_for_a_restore():
+    """``step.init(optimizer)``: a fresh optimizer gets the loss-scale state, so a saved
+    optimizer state (scale, counter) restores into it with Flax's pure-dict helpers."""
+    step = training.make_train_step("mse", loss_scale=2.0**15, dynamic_growth_steps=2)
+
+    def make():
+        layer = jrnn.LSTM(U, F, dtype="mixed_float16", rngs=nnx.Rngs(0))
+        return layer, nnx.Optimizer(layer, training.keras_adam(1e-2), wrt=nnx.Param)
+
+    x = random_inputs(4, T, F)
+    layer, optimizer = make()
+    step(layer, optimizer, x, np.full((4, U), np.inf, np.float32))  # skipped: scale halves
+    step(layer, optimizer, x, np.zeros((4, U), np.float32))
+    saved = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(optimizer)))
+    _, fresh = make()
+    step.init(fresh)
+    target = nnx.state(fresh)
+    nnx.replace_by_pure_dict(target, saved)
+    nnx.update(fresh, target)
+    assert float(fresh.dynamic_scale[...]) == 2.0**14 and int(fresh.step_counter[...]) == 1
 
 
 def test_a_fixed_loss_scale_stays():

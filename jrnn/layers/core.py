@@ -1935,12 +1935,12 @@ class BatchNormalization(nnx.Module):
     ``training=True`` uses the batch moments (masked steps excluded, as Keras) and updates
     ``moving = moving * momentum + batch * (1 - momentum)`` in place; a frozen layer
     (``trainable = False``, as Keras) uses the moving statistics in training too. The mask
-    passes through. ``unbiased_moving_variance=True`` is tf.keras' fused kernel (its default for 4-D and 5-D
-    inputs normalised over the first or last axis): the moving variance takes the batch
-    variance times ``n / (n - 1)``, ``n`` the values per feature. ``dtype`` / ``param_dtype``:
-    Keras' dtype policy and a variables' dtype override (module docstring); as Keras, floating
-    inputs are cast to the compute dtype, normalised in it or float32 if narrower, and the
-    output returned in the compute dtype.
+    passes through. ``unbiased_moving_variance=True`` is tf.keras' fused kernel (its
+    default for 4-D and 5-D inputs normalised over the first or last axis): the moving
+    variance takes the batch variance times ``n / (n - 1)``, ``n`` the values per feature.
+    ``dtype`` / ``param_dtype``: Keras' dtype policy and a variables' dtype override (module
+    docstring); as Keras, floating inputs are cast to the compute dtype, normalised in it or
+    float32 if narrower, and the output returned in the compute dtype.
     """
 
     def __init__(
