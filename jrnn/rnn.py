@@ -32,7 +32,7 @@ from jrnn import native as native_kernels
 from jrnn import regularizers as regularizers_lib
 from jrnn._config import Configurable, capture, register
 from jrnn._dtypes import check_x64
-from jrnn.cells.base import RNNCellBase
+from jrnn.cells.base import RNNCellBase, own_dtype_params
 from jrnn.cells.stacked import StackedRNNCells
 from jrnn.native import cudnn
 
@@ -720,7 +720,7 @@ class RNN(Configurable, nnx.Module):
         else:
             carry = self.cell.initialize_carry(batch)
         in_masks, rec_masks = self.cell.dropout_masks(batch, training, rngs)
-        own = self.cell.params_for_length(time, cast=False)
+        own = own_dtype_params(self.cell, time)
         params = self.cell.cast_params(own)
         wide = jax.tree_util.tree_map(
             lambda a, b: a if a.dtype.itemsize > b.dtype.itemsize else b, own, params
@@ -1473,6 +1473,10 @@ def _bound_projection(cell, params, in_masks, xs):
     return _wide_gradient_projection(cell)(params, xs, in_masks)
 
 
+def _floating(a: Any) -> bool:
+    return jnp.issubdtype(a.dtype, jnp.floating)
+
+
 def _wide_gradient_projection(cell):
     """``cell.project_inputs`` on ``cell.cast_params(params)`` (the compute dtype), whose
     derivative with respect to ``params`` runs in their own, wider dtype.
@@ -1500,9 +1504,17 @@ def _wide_gradient_projection(cell):
         else:
             y, dy = jax.jvp(lambda x: cell.project_inputs(low, x, masks), (xs,), (d_xs,))
         if any(not isinstance(t, SymbolicZero) for t in jax.tree_util.tree_leaves(d_params)):
-            wide = jnp.result_type(*jax.tree_util.tree_leaves(params))
+            floats = [a.dtype for a in jax.tree_util.tree_leaves(params) if _floating(a)]
+            wide = max(floats, key=lambda d: d.itemsize)
+
+            def widened(tree):  # weights, inputs and dropout masks all in the wide dtype
+                return jax.tree_util.tree_map(
+                    lambda a: a.astype(wide) if _floating(a) else a,
+                    tree,
+                )
+
             _, dy_params = jax.jvp(
-                lambda p: cell.project_inputs(p, xs.astype(wide), masks),
+                lambda p: cell.project_inputs(widened(p), widened(xs), widened(masks)),
                 (params,),
                 (jax.tree_util.tree_map(tangent, d_params),),
             )

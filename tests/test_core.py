@@ -415,6 +415,54 @@ def test_constants_match_keras2():
     assert_close(layer(x, constants=[const], mask=mask), expected.numpy(), time=T)
 
 
+class _OwnMixedCell(jrnn.RNNCellBase):
+    """A user's cell under a mixed policy whose params() and params_for_length() take no
+    ``cast`` (the protocol before it had one): h' = tanh(x W + h R)."""
+
+    def __init__(self, units, in_features, *, rngs):
+        self.units = units
+        self.input_shape = (in_features,)
+        self.state_shapes = ((units,),)
+        self.output_shape = (units,)
+        self.policy = jrnn.DTypePolicy(jnp.dtype("float32"), jnp.dtype("bfloat16"))
+        init = jax.nn.initializers.normal(0.5)
+        self.kernel = nnx.Param(init(rngs.params(), (in_features, units)))
+        self.recurrent_kernel = nnx.Param(init(rngs.params(), (units, units)))
+
+    def params(self):
+        return {
+            k: getattr(self, k)[...].astype(jnp.bfloat16) for k in ("kernel", "recurrent_kernel")
+        }
+
+    def params_for_length(self, time):
+        return self.params()
+
+    def project_inputs(self, params, x, input_masks):
+        return x @ params["kernel"]
+
+    def step(self, params, carry, x_projected, recurrent_masks, constants=None):
+        h = jnp.tanh(x_projected + carry[0] @ params["recurrent_kernel"])
+        return (h,), h, {"h": h}
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_cell_of_ones_own_without_cast_runs_and_differentiates(stacked):
+    """Layers ask cells for their weights in their own dtype (``cast=False``); a cell of
+    one's own that predates the argument gives its compute-dtype weights instead."""
+    cell = _OwnMixedCell(U, F, rngs=nnx.Rngs(0))
+    cells = [cell, jrnn.LSTMCell(U, U, dtype="mixed_bfloat16", rngs=nnx.Rngs(1))]
+    layer = jrnn.RNN(cells if stacked else cell, return_sequences=True)
+    x = x_in()
+
+    def loss(m):
+        return m(x).astype(jnp.float32).sum()
+
+    grads = nnx.grad(loss)(layer)
+    kernel = grads.cell.cells[0].kernel if stacked else grads.cell.kernel
+    assert kernel[...].dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(kernel[...])))
+    assert layer(x).dtype == jnp.bfloat16
+
+
 # ---------------------------------------------------------------- remat
 @pytest.mark.parametrize(
     ("remat", "time"), [(True, 9), (3, 9), (7, 9), (True, 7), (4, 7)]

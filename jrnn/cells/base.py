@@ -332,6 +332,14 @@ def _takes_cast(params_method: Any) -> bool:
     return "cast" in inspect.signature(params_method).parameters
 
 
+def own_dtype_params(cell: RNNCellBase, time: int | None) -> Any:
+    """``cell.params_for_length(time, cast=False)``: the weights in their own dtype; a
+    cell of one's own whose ``params_for_length`` takes no ``cast`` gives its own."""
+    if _takes_cast(type(cell).params_for_length):
+        return cell.params_for_length(time, cast=False)
+    return cell.params_for_length(time)
+
+
 def dropout_mask(key: Array, rate: float, count: int, shape: tuple[int, ...], dtype: Any) -> Array:
     """Inverted-dropout mask(s): ``shape`` if ``count == 1`` else ``(count, *shape)``."""
     full = shape if count == 1 else (count, *shape)

@@ -10,7 +10,7 @@ from flax import nnx
 
 from jrnn import _checks
 from jrnn._config import capture, register
-from jrnn.cells.base import Array, RNNCellBase
+from jrnn.cells.base import Array, RNNCellBase, own_dtype_params
 
 
 @register
@@ -118,7 +118,9 @@ class StackedRNNCells(RNNCellBase):
 
     def params_for_length(self, time: int | None, *, cast: bool = True) -> tuple[Any, ...]:
         """One params dict per cell, for a call on ``time`` steps."""
-        return tuple(c.params_for_length(time, cast=cast) for c in self.cells)
+        if cast:
+            return tuple(c.params_for_length(time) for c in self.cells)
+        return tuple(own_dtype_params(c, time) for c in self.cells)
 
     def cast_params(self, params: Any) -> tuple[Any, ...]:
         """Each cell's params in that cell's compute dtype."""
