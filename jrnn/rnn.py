@@ -1486,7 +1486,7 @@ def _wide_gradient_projection(cell):
     does not. The derivative with respect to the inputs stays in the compute dtype.
     """
 
-    @functools.partial(jax.custom_jvp)
+    @jax.custom_jvp
     def project(params, xs, masks):
         return cell.project_inputs(cell.cast_params(params), xs, masks)
 
@@ -1508,10 +1508,7 @@ def _wide_gradient_projection(cell):
             wide = max(floats, key=lambda d: d.itemsize)
 
             def widened(tree):  # weights, inputs and dropout masks all in the wide dtype
-                return jax.tree_util.tree_map(
-                    lambda a: a.astype(wide) if _floating(a) else a,
-                    tree,
-                )
+                return jax.tree_util.tree_map(lambda a: a.astype(wide) if _floating(a) else a, tree)
 
             _, dy_params = jax.jvp(
                 lambda p: cell.project_inputs(widened(p), widened(xs), widened(masks)),
