@@ -26,6 +26,7 @@ from importers._files import KerasFile as KerasFile
 from importers._files import read_keras_file as read_keras_file
 from importers._from_jrnn import keras_sequential as keras_sequential
 from importers.checkpoint import load_checkpoint as load_checkpoint
+from importers.checkpoint import restore_optimizer as restore_optimizer
 from importers.checkpoint import save_checkpoint as save_checkpoint
 from importers.export import save_keras as save_keras
 from importers.export import save_weights as save_weights
@@ -48,6 +49,7 @@ __all__ = [
     "load_checkpoint",
     "load_weights",
     "read_keras_file",
+    "restore_optimizer",
     "save_checkpoint",
     "save_keras",
     "save_weights",

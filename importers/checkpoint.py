@@ -28,6 +28,13 @@ A checkpoint is a directory holding two files:
     ``[begin, end)`` relative to the buffer start. Dtypes: ``F16 BF16 F32 F64 I8 I16 I32
     I64 U8 U16 U32 U64 BOOL``.
 
+``optimizer.safetensors`` — only when saved with ``optimizer=``: the optimizer's state
+    (``nnx.OptState`` variables: ``step``, ``opt_state``'s moments and counts, a dynamic
+    loss scale's ``dynamic_scale`` / ``step_counter``), each under its path in
+    ``nnx.state(optimizer)`` joined by ``/``; the JSON lists those keys under
+    ``"optimizer"`` and the file repeats the ``save_id``. :func:`restore_optimizer` loads
+    it into an optimizer built for the loaded model.
+
 Reading is bounded and strict: the header length must fit the file and
 :data:`MAX_HEADER_BYTES`; every entry needs exactly those three fields; dtype names are
 checked; ``end - begin`` must equal the shape's element count times the item size; the
@@ -63,15 +70,18 @@ from importers.errors import (
 
 __all__ = [
     "CHECKPOINT_JSON",
+    "OPTIMIZER_FILE",
     "WEIGHTS_FILE",
     "load_checkpoint",
     "read_safetensors",
+    "restore_optimizer",
     "save_checkpoint",
     "write_safetensors",
 ]
 
 CHECKPOINT_JSON = "jrnn_checkpoint.json"
 WEIGHTS_FILE = "weights.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
 FORMAT = "jrnn-checkpoint"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 100 * 1024**2  # safetensors' own limit
@@ -367,15 +377,41 @@ def _layer_tensors(model: Any, prefix: str = "") -> dict[str, list[tuple[str, np
     return out
 
 
-def save_checkpoint(model: Any, path: str | os.PathLike) -> None:
+def _optimizer_tensors(optimizer: Any) -> dict[str, Any]:
+    """``{key: nnx.Variable}`` for every ``nnx.OptState`` of ``optimizer`` (its step, its
+    optax state, a dynamic loss scale's), keyed by its path joined by ``/``."""
+    from flax import nnx
+
+    if not isinstance(optimizer, nnx.Optimizer):
+        raise TypeError(
+            "checkpoint: `optimizer` must be an nnx.Optimizer (or nnx.ModelAndOptimizer); "
+            f"received {type(optimizer).__name__}."
+        )
+    out = {}
+    for path, variable in nnx.to_flat_state(nnx.state(optimizer, nnx.OptState)):
+        key = "/".join(str(p) for p in path)
+        value = np.asarray(variable.get_value())
+        if value.dtype.kind not in "fiub" and value.dtype.name != "bfloat16":
+            raise ValueError(
+                f"checkpoint: the optimizer's state {key!r} is {value.dtype}, which a "
+                "checkpoint cannot hold (numbers only)."
+            )
+        out[key] = variable
+    return out
+
+
+def save_checkpoint(model: Any, path: str | os.PathLike, *, optimizer: Any = None) -> None:
     """Save an :class:`importers.ImportedModel` as a jrnn checkpoint directory.
 
     Args:
         model: the model; its *current* parameter values are saved, with the Keras config
             it was rebuilt from. Stateful layers' states are not saved (nor are they in
             Keras' files): a loaded model starts from zero states.
-        path: the directory (created if needed; the two checkpoint files in it are
-            replaced, nothing else is touched).
+        path: the directory (created if needed; the checkpoint files in it are replaced,
+            nothing else is touched).
+        optimizer: an ``nnx.Optimizer`` of ``model`` whose state to save too (``step``,
+            the optax state, a dynamic loss scale), for :func:`restore_optimizer` to
+            resume training from.
 
     Example:
         >>> import tempfile, numpy as np
@@ -402,6 +438,7 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> None:
     directory = os.fspath(path)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"save_checkpoint: {directory!r} exists and is not a directory.")
+    optimizer_state = None if optimizer is None else _optimizer_tensors(optimizer)
     layers = _layer_tensors(model)
     tensors: dict[str, np.ndarray] = {}
     for name, items in layers.items():
@@ -412,7 +449,7 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> None:
                     "layer's (layer names holding '/'); rename the layer."
                 )
             tensors[key] = array
-    for file in (WEIGHTS_FILE, CHECKPOINT_JSON):
+    for file in (WEIGHTS_FILE, OPTIMIZER_FILE, CHECKPOINT_JSON):
         if os.path.isdir(os.path.join(directory, file)):
             raise ValueError(
                 f"save_checkpoint: {os.path.join(directory, file)!r} is a directory; the "
@@ -436,6 +473,13 @@ def save_checkpoint(model: Any, path: str | os.PathLike) -> None:
         "model_config": model.model_config,
         "layers": {name: [k for k, _ in items] for name, items in layers.items()},
     }
+    if optimizer_state is not None:
+        write_safetensors(
+            os.path.join(directory, OPTIMIZER_FILE),
+            {k: np.asarray(v.get_value()) for k, v in optimizer_state.items()},
+            metadata={"format": FORMAT, "jrnn_version": jrnn.__version__, "save_id": save_id},
+        )
+        manifest["optimizer"] = list(optimizer_state)
     atomic_write(
         os.path.join(directory, CHECKPOINT_JSON), json.dumps(manifest, indent=1).encode("utf-8")
     )
@@ -598,3 +642,101 @@ def load_checkpoint(
             where=never[0],
         )
     return model
+
+
+def restore_optimizer(
+    path: str | os.PathLike,
+    optimizer: Any,
+    *,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+) -> None:
+    """Load the optimizer state :func:`save_checkpoint` saved (``optimizer=``) into
+    ``optimizer``, in place: build it as the saved one was (the same optax
+    transformation and ``wrt``) for the model :func:`load_checkpoint` returned. For a
+    dynamic loss scale, call the train step's ``init(optimizer)`` first.
+
+    Example::
+
+        model = importers.load_checkpoint("ckpt")
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+        step = jrnn.training.make_train_step("mse", loss_scale="dynamic")
+        step.init(optimizer)  # the loss-scale state, to restore into
+        importers.restore_optimizer("ckpt", optimizer)
+
+    Raises:
+        FileNotFoundError: not a checkpoint.
+        KerasFileError: the checkpoint was saved without an optimizer.
+        CorruptFileError, UnsafeFileError: a malformed, oversized or mismatched file.
+        MissingWeightsError / ExtraWeightsError: the saved state lacks some of
+            ``optimizer``'s state, or holds state it has not (another optax
+            transformation, another ``wrt``, or a loss scale).
+        ValueError: a state of another shape or dtype than ``optimizer``'s.
+    """
+    label = os.fspath(path)
+    manifest = _read_manifest(label)
+    keys = manifest.get("optimizer")
+    if keys is None:
+        raise KerasFileError(
+            f"{label}: the checkpoint holds no optimizer state (save_checkpoint was called "
+            "without optimizer=).",
+            path=label,
+            where="optimizer",
+        )
+    file = os.path.join(label, OPTIMIZER_FILE)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise CorruptFileError(
+            f"{label}: 'optimizer' in {CHECKPOINT_JSON} must be a list of tensor keys.",
+            path=label,
+            where="optimizer",
+        )
+    if not os.path.isfile(file):
+        raise MissingWeightsError(
+            f"{label}: the checkpoint has no {OPTIMIZER_FILE}.", path=label, where=OPTIMIZER_FILE
+        )
+    tensors, metadata = read_safetensors(file, max_total_bytes=max_total_bytes)
+    if metadata.get("save_id") != manifest.get("save_id"):
+        raise CorruptFileError(
+            f"{label}: {OPTIMIZER_FILE} and {CHECKPOINT_JSON} come from different saves; "
+            "save the checkpoint again.",
+            path=label,
+            where="save_id",
+        )
+    if sorted(tensors) != sorted(keys):
+        raise CorruptFileError(
+            f"{file}: its tensors are not the ones {CHECKPOINT_JSON} lists; the file was altered.",
+            path=file,
+            where="optimizer",
+        )
+    variables = _optimizer_tensors(optimizer)
+    missing = [k for k in variables if k not in tensors]
+    if missing:
+        raise MissingWeightsError(
+            f"{file}: the optimizer has state {missing[:10]} that the checkpoint lacks: it was "
+            "saved from another optax transformation or `wrt`.",
+            path=file,
+            where=missing[0],
+        )
+    extra = [k for k in tensors if k not in variables]
+    if extra:
+        hint = (
+            " (a dynamic loss scale: call the train step's init(optimizer) first)"
+            if {"dynamic_scale", "step_counter"} & set(extra)
+            else ""
+        )
+        raise ExtraWeightsError(
+            f"{file}: the checkpoint holds optimizer state {extra[:10]} that this optimizer "
+            f"has not{hint}; refusing to drop it.",
+            path=file,
+            where=extra[0],
+        )
+    for key, variable in variables.items():
+        want = np.asarray(variable.get_value())
+        if tensors[key].shape != want.shape or tensors[key].dtype != want.dtype:
+            raise ValueError(
+                f"restore_optimizer: {file}: state {key!r} is {tensors[key].dtype} "
+                f"{tensors[key].shape}; this optimizer's is {want.dtype} {want.shape}."
+            )
+    import jax.numpy as jnp
+
+    for key, variable in variables.items():
+        variable.set_value(jnp.asarray(tensors[key]))
