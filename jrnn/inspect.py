@@ -23,6 +23,8 @@ from jrnn import _checks
 from jrnn.cells.base import RNNCellBase
 from jrnn.cells.cudnn import _CuDNNCell, cudnn_kernel_to_keras, cudnn_recurrent_to_keras
 from jrnn.cells.stacked import StackedRNNCells
+from jrnn.layers import core
+from jrnn.layers.attention import Attention
 from jrnn.layers.wrappers import Bidirectional, TimeDistributed
 from jrnn.rnn import RNN, at_top_trace, creates_variables_in_call
 
@@ -490,19 +492,132 @@ def gradient_norms_over_time(
     per-timestep output of the named ``return_sequences`` sub-layer ``layer`` (see
     :func:`get_gradients` with ``wrt=[layer]``): vanishing/exploding gradient diagnosis.
     A layer with several outputs (a Bidirectional with ``merge_mode=None``) gives the
-    norm over the units of all of them; ``return_state``'s states are left out."""
+    norm over the units of all of them; ``return_state``'s states are left out.
+
+    The layer's output must have a time axis (axis 1). An output of rank < 3 has none; a
+    higher-rank one is refused where it is known to have none (:func:`_time_axis`): a
+    recurrent layer (or Bidirectional) with ``return_sequences=False`` (a ConvLSTM's
+    ``(batch, rows, cols, filters)``), a 2-D/3-D spatial layer (its axis 1 is a spatial
+    axis), a ``channels_first`` layer (axis 1 holds channels), a global pooling, and a
+    layer that keeps its input's axes (Dense, activations, dropout and noise,
+    normalization, merges, 1-D convolution/pooling/padding/cropping/upsampling) fed only
+    by such outputs, as far as the model's structure shows it (an imported Keras model's
+    graph, an ``nnx.Sequential``; in another module only the layer itself is judged).
+    Where it cannot be known (an Input fed to a Dense, a Reshape or Permute, a custom
+    layer) axis 1 is taken as time, as see-rnn does."""
     _inputs_are_arrays("gradient_norms_over_time", x, y)
     g = get_gradients(model, x, y, loss=loss, wrt=[layer], **call_kwargs)[layer]
-    outputs = _loss_outputs(sub_layer(model, layer), g)
-    short = [tuple(o.shape) for o in outputs if o.ndim < 3]
-    if short or len({tuple(o.shape[:2]) for o in outputs}) != 1:
+    chosen = sub_layer(model, layer)
+    outputs = _loss_outputs(chosen, g)
+    shapes = [tuple(o.shape) for o in outputs]
+    reason = _time_axis(model, chosen)
+    if isinstance(reason, str):
+        raise ValueError(
+            f"gradient_norms_over_time: layer {layer!r} ({type(chosen).__name__}) must return "
+            f"sequences, expected output(s) of shape (batch, time, ...); its output of shape "
+            f"{shapes[0] if len(shapes) == 1 else shapes} has no time axis: {reason}."
+        )
+    short = [s for s in shapes if len(s) < 3]
+    if short or len({s[:2] for s in shapes}) != 1:
         raise ValueError(
             f"gradient_norms_over_time: layer {layer!r} must return sequences, expected "
-            f"output(s) of shape (batch, time, ...); received shape(s) "
-            f"{[tuple(o.shape) for o in outputs]}."
+            f"output(s) of shape (batch, time, ...); received shape(s) {shapes}."
         )
     squares = sum(jnp.sum(jnp.square(o).reshape(*o.shape[:2], -1), axis=-1) for o in outputs)
     return jnp.sqrt(squares)
+
+
+# Layers whose output keeps the axes of their (first) input: axis 1 is time if it was.
+_KEEPS_AXES = (
+    core.Dense, core.Embedding, core.Masking, core.Activation, core.LeakyReLU, core.ReLU,
+    core.ELU, core.Softmax, core.PReLU, core.Identity, core._Noise,
+    core.ActivityRegularization, core._Merge, core.BatchNormalization,
+    core.LayerNormalization, Attention,
+)  # fmt: skip
+
+
+def _time_axis(model: nnx.Module, chosen: nnx.Module) -> Any:
+    """Whether the output of ``chosen`` (a sub-layer of ``model``, or ``model``) has a
+    time axis: ``True``; ``None`` where it cannot be known; else a sentence saying why
+    it has none. Every call of ``chosen`` in ``model``'s structure is judged (a shared
+    layer has none if one of its calls has none); a module found in no structure that
+    :func:`_trace_time` follows is judged alone, its input unknown."""
+    found: dict[int, list] = {}
+    _trace_time(model, [None], found)
+    statuses = found.get(id(chosen)) or [_layer_time(chosen, [None], 0)]
+    reasons = [s for s in statuses if isinstance(s, str)]
+    if reasons:
+        return reasons[0]
+    return True if statuses and all(s is True for s in statuses) else None
+
+
+def _trace_time(module: Any, inputs: list, found: dict) -> Any:
+    """Follow ``module``'s structure (an imported Keras model's call plan, an
+    ``nnx.Sequential``'s layers) with its inputs' time-axis statuses ``inputs`` (see
+    :func:`_time_axis`), recording each module's output status in ``found`` (by
+    ``id``). Returns a function of the output index giving that output's status."""
+    if getattr(type(module), "is_imported_keras_model", False) and hasattr(module, "_plan"):
+        known = dict(zip(module._inputs, inputs))
+        nodes: dict = {}
+
+        def status(ref: tuple) -> Any:
+            if ref in known:
+                return known[ref]
+            node = nodes.get(tuple(ref[:2]))
+            return None if node is None else node(ref[2])
+
+        for name, idx, refs, _, _ in module._plan:
+            nodes[(name, idx)] = _trace_time(module.layers[name], [status(r) for r in refs], found)
+        outputs = module._outputs
+
+        def of_output(t: int) -> Any:
+            return status(outputs[t]) if t < len(outputs) else None
+
+        found.setdefault(id(module), []).append(of_output(0))
+        return of_output
+    if isinstance(module, nnx.Sequential):
+        of_output = lambda t: inputs[t] if t < len(inputs) else None
+        for layer in module.layers:
+            of_output = _trace_time(layer, [of_output(0)], found)
+        found.setdefault(id(module), []).append(of_output(0))
+        return of_output
+
+    def of_output(t: int) -> Any:
+        return _layer_time(module, inputs, t)
+
+    found.setdefault(id(module), []).append(of_output(0))
+    return of_output
+
+
+def _layer_time(module: Any, inputs: list, t: int) -> Any:
+    """The time-axis status (see :func:`_time_axis`) of output ``t`` of one layer called
+    on inputs of statuses ``inputs``."""
+    name = type(module).__name__
+    if isinstance(module, (RNN, Bidirectional)):
+        outputs = 2 if isinstance(module, Bidirectional) and module.merge_mode is None else 1
+        if t >= outputs:
+            return f"the states a {name} returns (return_state=True) have none"
+        if not module.return_sequences:
+            return f"{name} returns its last step only (return_sequences=False)"
+        return True
+    if isinstance(module, (TimeDistributed, core.RepeatVector)):
+        return True  # (batch, time, ...) by construction
+    if isinstance(module, core._GlobalPool):
+        return f"{name} reduces its spatial axes away"
+    if isinstance(module, (core._Spatial, core._Conv)):
+        if module.rank > 1:
+            return f"{name} works on {module.rank}-D frames: its axis 1 is a spatial axis"
+        if module.data_format == "channels_first":
+            return f"{name} is channels_first: its axis 1 holds channels"
+    elif not isinstance(module, _KEEPS_AXES):
+        return None  # Reshape, Permute, Flatten, a custom layer, ...: cannot be known
+    reasons = [s for s in inputs if isinstance(s, str)]
+    if reasons:
+        return reasons[0] if reasons[0].startswith(_KEPT) else _KEPT + reasons[0]
+    return True if inputs and all(s is True for s in inputs) else None
+
+
+_KEPT = "it keeps the axes of an output that has no time axis: "
 
 
 def gate_gradients(

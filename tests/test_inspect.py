@@ -3,6 +3,8 @@ gradients equal tf.GradientTape's."""
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -590,3 +592,52 @@ def test_gradient_functions_check_x_and_layer_before_computing(monkeypatch):
         inspect.layer_gradients(dense, x, model=nnx.Sequential(layer))
     with pytest.raises(ValueError, match=r"gate_gradients: `x` must be an array"):
         inspect.gate_gradients(layer, "x")
+
+
+def test_gradient_norms_over_time_refuses_outputs_without_a_time_axis():
+    # A ConvLSTM2D without return_sequences returns (batch, rows, cols, filters): axis 1
+    # is image rows, as after an UpSampling2D or a Dense fed by them. jrnn returned
+    # (2, 5) / (2, 10) "norms over time" that were norms over rows.
+    import keras
+
+    import importers
+
+    inp = keras.Input((4, 5, 6, 2), name="frames")
+    cl = keras.layers.ConvLSTM2D(3, 3, padding="same", name="cl")(inp)
+    up = keras.layers.UpSampling2D(name="up")(cl)
+    dense = keras.layers.Dense(2, name="dense")(up)
+    seq = keras.layers.ConvLSTM2D(3, 3, padding="same", return_sequences=True, name="cl_seq")(inp)
+    td = keras.layers.TimeDistributed(keras.layers.Flatten(name="flat"), name="td")(seq)
+    per_step = keras.layers.Dense(2, name="per_step")(td)
+    model = importers.load(keras.Model(inp, [dense, per_step], name="two_heads"))
+    x = np.random.default_rng(0).normal(size=(2, 4, 5, 6, 2)).astype(np.float32)
+    for name, shape, why in (
+        ("cl", (2, 5, 6, 3), r"ConvLSTM2D returns its last step only \(return_sequences=False\)"),
+        ("up", (2, 10, 12, 3), "UpSampling2D works on 2-D frames: its axis 1 is a spatial axis"),
+        ("dense", (2, 10, 12, 2), "it keeps the axes of an output that has no time axis: UpSampl"),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"layer '{name}' .*{re.escape(str(shape))}.* has no time axis: {why}"
+        ):
+            inspect.gradient_norms_over_time(model, x, name)
+    # Outputs that keep a time axis are still taken.
+    for name in ("cl_seq", "td", "per_step"):
+        g = inspect.get_gradients(model, x, wrt=[name])[name]
+        norms = inspect.gradient_norms_over_time(model, x, name)
+        assert norms.shape == (2, 4)
+        assert_close(norms, np.sqrt((np.asarray(g) ** 2).reshape(2, 4, -1).sum(-1)))
+
+    # An nnx.Sequential, and spatial layers fed by images (no sequence anywhere).
+    rngs = nnx.Rngs(0)
+    chain = nnx.Sequential(
+        jrnn.ConvLSTM2D(3, 3, in_channels=2, spatial_shape=(5, 6), padding="same", rngs=rngs),
+        jrnn.UpSampling2D(),
+        jrnn.Dense(2, 3, rngs=rngs),
+    )
+    for index in (0, 1, 2):
+        with pytest.raises(ValueError, match="has no time axis"):
+            inspect.gradient_norms_over_time(chain, x, index)
+    images = nnx.Sequential(jrnn.UpSampling2D(), jrnn.Conv2D(2, 3, 2, padding="same", rngs=rngs))
+    for index in (0, 1):
+        with pytest.raises(ValueError, match="its axis 1 is a spatial axis"):
+            inspect.gradient_norms_over_time(images, x[:, 0], index)
