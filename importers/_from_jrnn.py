@@ -394,7 +394,15 @@ def _entry(cls: str, config: dict) -> dict:
 
 def layer_entry(module: Any, namer: _Namer | None = None) -> dict:
     """The Keras 3 ``{"module", "class_name", "config", "registered_name"}`` entry of one
-    jrnn module."""
+    jrnn module; a frozen one (``module.trainable = False``, which jrnn's training reads)
+    and the layers inside it get ``"trainable": false``, as Keras writes a frozen layer."""
+    from importers.export import _with_trainable
+
+    return _with_trainable(_layer_entry(module, namer), module)
+
+
+def _layer_entry(module: Any, namer: _Namer | None = None) -> dict:
+    """:func:`layer_entry` but for ``trainable``."""
     import jrnn
     from importers.model import ImportedModel
 

@@ -3,8 +3,12 @@
 :func:`save_keras` writes what ``keras.saving.load_model`` reads (no custom objects);
 :func:`save_weights` writes what ``keras_model.load_weights`` reads. The weights are the
 model's *current* jrnn values (:func:`importers.keras_params`), so a model imported with
-:func:`importers.load`, fine-tuned in JAX and saved here goes back to Keras. Only h5py,
-json and zipfile are used: Keras is not imported.
+:func:`importers.load`, fine-tuned in JAX and saved here goes back to Keras. So is each
+layer's ``trainable``: the module's current ``trainable`` (a layer frozen or unfrozen
+after import), a layer inside a frozen one written frozen, as Keras' setter freezes it.
+A frozen layer's variables keep their place in the file: Keras 3 stores each layer's
+variables in creation order (its trainable-at-creation list, then the others), whatever
+``trainable`` is. Only h5py, json and zipfile are used: Keras is not imported.
 
 Files written (as Keras 3.15 ``saving_lib`` writes them; see :mod:`importers._files`):
 
@@ -161,7 +165,7 @@ def keras_config(model: Any) -> dict:
         config = _Keras2(config).model(config, model)
     else:
         _check_keras3(config)
-    return _top_level(config)
+    return _top_level(_with_trainable(config, model))
 
 
 def save_keras(model: Any, path: str | os.PathLike) -> None:
@@ -269,6 +273,61 @@ def _top_level(config: dict) -> dict:
             out.setdefault("build_config", {"input_shape": shape})
     head = ("module", "class_name", "config", "registered_name")
     return {k: out[k] for k in head} | {k: v for k, v in out.items() if k not in head}
+
+
+def _with_trainable(entry: dict, module: Any, frozen: bool = False) -> dict:
+    """``entry`` with each layer's (and cell's) ``trainable`` as the jrnn module holds it
+    now (``module.trainable``, which training reads and may have been set after import),
+    not as the file it came from recorded it; a layer inside a frozen one is written
+    frozen, as Keras' ``layer.trainable = False`` freezes its sub-layers (Keras' loader
+    builds a wrapper's layers from their own configs, so their entries must say it).
+    Entries without a module (InputLayers, ops) are left as they are."""
+    if module is None or not isinstance(entry, dict) or "class_name" not in entry:
+        return entry
+    cls, cfg = entry["class_name"], dict(entry.get("config") or {})
+    name = str(cfg.get("name") or cls)
+    value = not frozen and getattr(module, "trainable", True) is not False
+    if "trainable" in cfg or not value:
+        cfg["trainable"] = value
+    inner_frozen = not value
+    if cls in _MODELS:
+        layers = getattr(module, "layers", {})
+        cfg["layers"] = [
+            _with_trainable(sub, layers.get(_name(sub)), inner_frozen)
+            for sub in cfg.get("layers") or []
+        ]
+    elif cls == "Bidirectional":
+        fwd, bwd = module.forward_layer, module.backward_layer
+        cfg["layer"] = _with_trainable(cfg["layer"], fwd, inner_frozen)
+        if isinstance(cfg.get("backward_layer"), dict):
+            cfg["backward_layer"] = _with_trainable(cfg["backward_layer"], bwd, inner_frozen)
+        elif getattr(fwd, "trainable", True) is not getattr(bwd, "trainable", True):
+            raise UnsupportedLayerError(
+                cls,
+                name,
+                detail="one of its directions is frozen (trainable=False) and the other not; "
+                "Keras 3 builds both from the one `layer` config, so they cannot differ",
+            )
+    elif cls == "TimeDistributed":
+        cfg["layer"] = _with_trainable(cfg["layer"], module.layer, inner_frozen)
+    elif cls == "RNN" and "cell" in cfg:
+        cell = cfg["cell"]
+        stacked = isinstance(cell, list) or (
+            isinstance(cell, dict) and cell.get("class_name") == "StackedRNNCells"
+        )
+        if stacked:
+            cells = module.cell.cells
+            if isinstance(cell, list):
+                cfg["cell"] = [_with_trainable(c, m, inner_frozen) for c, m in zip(cell, cells)]
+            else:
+                sub = dict(cell["config"])
+                sub["cells"] = [
+                    _with_trainable(c, m, inner_frozen) for c, m in zip(sub["cells"], cells)
+                ]
+                cfg["cell"] = _with_trainable({**cell, "config": sub}, module.cell, inner_frozen)
+        else:
+            cfg["cell"] = _with_trainable(cell, module.cell, inner_frozen)
+    return {**entry, "config": cfg}
 
 
 def _sequential_input_shape(cfg: dict) -> list | None:

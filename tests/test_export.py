@@ -658,3 +658,127 @@ def test_saved_files_take_the_umask_keep_modes_and_follow_links(tmp_path):
             assert file.stat().st_mode & 0o777 == 0o644, file
     finally:
         os.umask(umask)
+
+
+def _frozen_model():
+    """A Keras model with a frozen LSTM and a frozen BatchNormalization (random weights,
+    positive moving variances)."""
+    i = keras.Input((T, F), name="x")
+    a = L.LSTM(5, return_sequences=True, name="frozen_lstm")(i)
+    b = L.BatchNormalization(name="frozen_bn")(a)
+    c = L.Bidirectional(L.GRU(3, return_sequences=True, name="gru"), name="bi")(b)
+    model = keras.Model(i, L.Dense(2, name="head")(c), name="frozen")
+    randomize_keras(model)
+    bn = model.get_layer("frozen_bn")
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([gamma, beta, mean, np.abs(var) + 0.5])
+    model.get_layer("frozen_lstm").trainable = False
+    bn.trainable = False
+    return model
+
+
+def _trainable_flags(model) -> dict:
+    flags = {layer.name: layer.trainable for layer in model.layers}
+    bi = model.get_layer("bi")
+    flags["bi.forward"], flags["bi.backward"] = (
+        bi.forward_layer.trainable,
+        bi.backward_layer.trainable,
+    )
+    return flags
+
+
+def test_frozen_layers_round_trip_keras_jrnn_keras(tmp_path):
+    # Keras -> jrnn -> Keras with a frozen LSTM and a frozen BatchNormalization: the layers
+    # come back frozen, weights (in Keras' file order) and outputs equal, in training mode
+    # too (a frozen BatchNormalization normalizes with its moving statistics).
+    kmodel = _frozen_model()
+    x = _float_inputs()
+    model = importers.load(kmodel)
+    _keras_save(kmodel, tmp_path / "keras.keras")
+    importers.save_keras(model, tmp_path / "jrnn.keras")
+    _assert_same_tree(_keras_tree(tmp_path / "jrnn.keras"), _keras_tree(tmp_path / "keras.keras"))
+    back = _keras_load(tmp_path / "jrnn.keras")
+    assert _trainable_flags(back) == _trainable_flags(kmodel)
+    assert len(back.trainable_weights) == len(kmodel.trainable_weights) == 2 * 3 + 2
+    for w, w2 in zip(back.get_weights(), kmodel.get_weights(), strict=True):
+        np.testing.assert_array_equal(w, w2)
+    for training in (False, True):
+        np.testing.assert_allclose(
+            back(x, training=training), kmodel(x, training=training), rtol=0, atol=1e-6
+        )
+    importers.save_weights(model, tmp_path / "jrnn.weights.h5")
+    fresh = _frozen_model()
+    fresh.set_weights([np.zeros_like(w) for w in fresh.get_weights()])
+    fresh.load_weights(tmp_path / "jrnn.weights.h5")
+    for w, w2 in zip(fresh.get_weights(), kmodel.get_weights(), strict=True):
+        np.testing.assert_array_equal(w, w2)
+
+
+def test_trainable_changed_after_import_is_written(tmp_path):
+    # The writers wrote the imported config's `trainable`: an LSTM unfrozen in jrnn came
+    # back frozen, a Dense and a Bidirectional frozen in jrnn came back trainable.
+    model = importers.load(_frozen_model())
+    model.get_layer("frozen_lstm").trainable = True
+    model.get_layer("head").trainable = False
+    model.get_layer("bi").trainable = False
+    importers.save_keras(model, tmp_path / "changed.keras")
+    back = _keras_load(tmp_path / "changed.keras")
+    assert _trainable_flags(back) == {
+        "x": True,
+        "frozen_lstm": True,
+        "frozen_bn": False,
+        "bi": False,
+        "bi.forward": False,
+        "bi.backward": False,
+        "head": False,
+    }
+    assert len(back.trainable_weights) == 3  # the LSTM's kernel, recurrent kernel and bias
+    # One direction frozen: Keras 3 writes both directions' configs (`backward_layer`).
+    model.get_layer("bi").trainable = True
+    model.get_layer("bi").forward_layer.trainable = False
+    importers.save_keras(model, tmp_path / "one_direction.keras")
+    flags = _trainable_flags(_keras_load(tmp_path / "one_direction.keras"))
+    assert (flags["bi"], flags["bi.forward"], flags["bi.backward"]) == (True, False, True)
+
+
+def test_keras_sequential_writes_frozen_jrnn_layers(tmp_path):
+    from flax import nnx
+
+    import jrnn
+
+    rngs = nnx.Rngs(0)
+    lstm = jrnn.LSTM(4, F, return_sequences=True, name="frozen_lstm", rngs=rngs)
+    bn = jrnn.BatchNormalization(4, name="frozen_bn")
+    bi = jrnn.Bidirectional(jrnn.GRU(3, 4, name="gru", rngs=rngs), name="bi", rngs=rngs)
+    head = jrnn.Dense(2, 6, name="head", rngs=rngs)
+    lstm.trainable = bn.trainable = bi.trainable = False
+    model = importers.keras_sequential([lstm, bn, bi, head], (T, F))
+    importers.save_keras(model, tmp_path / "seq.keras")
+    config = json.loads(zipfile.ZipFile(tmp_path / "seq.keras").read("config.json"))
+    written = {
+        e["config"]["name"]: e["config"].get("trainable", True) for e in config["config"]["layers"]
+    }
+    assert written == {
+        "input_layer": True,
+        "frozen_lstm": False,
+        "frozen_bn": False,
+        "bi": False,
+        "head": True,
+    }
+    back = _keras_load(tmp_path / "seq.keras")
+    assert {layer.name: layer.trainable for layer in back.layers} == {
+        "frozen_lstm": False,
+        "frozen_bn": False,
+        "bi": False,
+        "head": True,
+    }
+    assert not back.get_layer("bi").forward_layer.trainable
+    assert len(back.trainable_weights) == 2
+    x = _float_inputs()
+    for training in (False, True):
+        np.testing.assert_allclose(
+            back(x, training=training),
+            model(x, training=training),
+            rtol=0,
+            atol=1e-5,
+        )
