@@ -448,6 +448,9 @@ def _layer_entry(module: Any, namer: _Namer | None = None) -> dict:
             # jrnn computes the wrapped layer in its own policy; Keras 3's wrapper calls
             # `layer.call` under the wrapper's: the wrapper takes the layer's.
             config["dtype"] = inner["config"]["dtype"]
+            noise_dtype = getattr(module.layer, "noise_dtype", None)
+            if noise_dtype is not None:  # Keras 3 draws a Gaussian noise layer's noise in
+                inner["config"]["dtype"] = noise_dtype  # its own compute dtype
         return {"class_name": cls, "config": config}
     if isinstance(module, jrnn.RNN):
         return _recurrent(module, namer)

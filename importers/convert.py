@@ -384,19 +384,33 @@ IN_WRAPPER_POLICY = frozenset(
 )  # fmt: skip
 
 
+_GAUSSIAN_NOISE = ("GaussianNoise", "GaussianDropout")
+
+
 def _time_distributed(config, arrays, in_shape):
     sub = tuple(in_shape[1:]) if in_shape else None
     kw = keras_kwargs(jrnn.TimeDistributed, config, drop=("layer", "dtype"))
     entry = config["layer"]
+    noise_dtype = None
     if (
         not config.get("keras2")  # tf.keras calls the wrapped layer: its own policy applies
         and entry.get("class_name") in IN_WRAPPER_POLICY
         and config.get("dtype") is not None
     ):
-        policy = _wrapped_policy(config["dtype"], entry.get("config", {}).get("dtype"))
+        own = entry.get("config", {}).get("dtype")
+        if entry.get("class_name") in _GAUSSIAN_NOISE:
+            # Keras 3 runs `layer.call` on inputs in the wrapper's compute dtype (returned
+            # as they are at inference) and draws the noise in the layer's compute dtype.
+            policy = np.dtype(resolve_policy(config["dtype"]).compute_dtype).name
+            noise_dtype = np.dtype(resolve_policy(own).compute_dtype).name
+        else:
+            policy = _wrapped_policy(config["dtype"], own)
         if policy is not None:
             entry = {**entry, "config": {**entry.get("config", {}), "dtype": policy}}
-    module = jrnn.TimeDistributed(inner(entry, arrays, sub), **kw)
+    layer = inner(entry, arrays, sub)
+    if noise_dtype is not None:
+        layer.noise_dtype = noise_dtype
+    module = jrnn.TimeDistributed(layer, **kw)
     module.keeps_output_dtype = True  # Keras returns what the wrapped layer computed
     return module
 

@@ -1270,3 +1270,57 @@ def test_tf_keras_negative_leaky_slope_computed_and_not_written(tmp_path):
         importers.save_keras(importers.load(model), tmp_path / "m.keras")
     with pytest.raises(UnsupportedLayerError, match=r"negative_slope -0\.1"):
         importers.keras_sequential([jrnn.LeakyReLU(-0.1)], (5, 3))
+
+
+_KERAS3_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
+
+
+@pytest.mark.parametrize("cls", ["GaussianNoise", "GaussianDropout"])
+def test_gaussian_noise_in_mixed_time_distributed_is_keras3s(cls, tmp_path):
+    # Keras 3's TimeDistributed casts the inputs to its compute dtype and runs `layer.call`,
+    # which returns them as they are at inference and draws the noise in the layer's own
+    # compute dtype in training (the JAX backend promotes: float16 inputs with float32
+    # noise give float32; the TensorFlow backend raises where the two differ). jrnn
+    # computed both in one policy: 32 of the 50 policy pairs gave another dtype than
+    # Keras 3's, in training or at inference.
+    x = np.random.default_rng(0).standard_normal((64, 8, 32)).astype(np.float32)
+    for outer in _KERAS3_POLICIES:
+        for own in _KERAS3_POLICIES:
+            noise = getattr(L, cls)(0.2, seed=1, dtype=own, name="noise")
+            kmodel = keras.Sequential(
+                [keras.Input((8, 32)), L.TimeDistributed(noise, dtype=outer, name="td")]
+            )
+            model = importers.load(kmodel)
+            inputs = keras.mixed_precision.DTypePolicy(outer).compute_dtype
+            computed = keras.mixed_precision.DTypePolicy(own).compute_dtype
+            y = model(x)
+            assert y.dtype == inputs, (outer, own)
+            np.testing.assert_array_equal(y, kmodel(x, training=False))
+            y = model(x, training=True)
+            with jax.numpy_dtype_promotion("standard"):
+                promoted = jnp.promote_types(inputs, computed)
+            assert y.dtype == promoted, (outer, own)
+            if inputs == computed:  # Keras' TensorFlow backend runs it too
+                assert y.dtype == kmodel(x, training=True).dtype
+    # float16 inputs, float32 noise: the noise is not rounded to float16.
+    noise = getattr(L, cls)(0.2, seed=1, dtype="float32", name="noise")
+    kmodel = keras.Sequential(
+        [keras.Input((8, 32)), L.TimeDistributed(noise, dtype="mixed_float16", name="td")]
+    )
+    model = importers.load(kmodel)
+    x16 = x.astype(np.float16).astype(np.float32)
+    y = np.asarray(model(x, training=True))
+    n = y - x16 if cls == "GaussianNoise" else y / x16 - 1.0
+    std = 0.2 if cls == "GaussianNoise" else np.sqrt(0.2 / 0.8)
+    assert abs(n.std() - std) < 0.02 * std and abs(n.mean()) < 0.02 * std
+    if cls == "GaussianNoise":
+        assert (n.astype(np.float16).astype(np.float32) != n).mean() > 0.9
+    # Written back (keras_sequential), the wrapped layer keeps its float32 noise.
+    seq = importers.keras_sequential([model.get_layer("td")], (8, 32))
+    entry = seq.model_config["config"]["layers"][1]
+    assert (entry["config"]["dtype"], entry["config"]["layer"]["config"]["dtype"]) == (
+        "float16",
+        "float32",
+    )
+    assert model.get_layer("td").layer.noise_dtype == "float32"
+    assert seq.get_layer("td").layer.noise_dtype == "float32"

@@ -642,6 +642,19 @@ class SpatialDropout1D(Dropout):
         return (x.shape[0], 1, x.shape[2])
 
 
+def _noise_dtypes(layer: Any, x: jax.Array) -> tuple[Any, Any]:
+    """``(noise dtype, output dtype)`` of a Gaussian noise layer: the noise in the layer's
+    ``noise_dtype`` where it has one, else in the inputs' dtype; the output in the two's
+    promoted dtype. The importers set ``noise_dtype`` on a layer inside a Keras 3
+    ``TimeDistributed``: Keras 3's wrapper casts the inputs to its own compute dtype and
+    runs ``layer.call``, which draws the noise in the layer's compute dtype (the JAX
+    backend promotes: float16 inputs with float32 noise give float32)."""
+    dtype, given = jnp.dtype(getattr(layer, "noise_dtype", None) or x.dtype), jnp.dtype(x.dtype)
+    if dtype == given or dtype.itemsize != given.itemsize:  # JAX's promotion, spelt out
+        return dtype, max(dtype, given, key=lambda d: d.itemsize)  # (strict mode refuses it)
+    return dtype, jnp.dtype(jnp.float32)  # float16 with bfloat16
+
+
 class GaussianNoise(_Noise):
     """Adds ``N(0, stddev^2)`` noise to any-shape inputs when ``training``; identity otherwise."""
 
@@ -658,7 +671,9 @@ class GaussianNoise(_Noise):
         self.stddev = float(stddev)
 
     def _train(self, x, key):
-        return x + jnp.asarray(self.stddev, x.dtype) * jax.random.normal(key, x.shape, x.dtype)
+        dtype, out = _noise_dtypes(self, x)
+        noise = jnp.asarray(self.stddev, dtype) * jax.random.normal(key, x.shape, dtype)
+        return x.astype(out) + noise.astype(out)
 
 
 class GaussianDropout(_Noise):
@@ -682,7 +697,9 @@ class GaussianDropout(_Noise):
         if self.rate == 0.0:
             return x
         std = math.sqrt(self.rate / (1.0 - self.rate))
-        return x * (1.0 + jnp.asarray(std, x.dtype) * jax.random.normal(key, x.shape, x.dtype))
+        dtype, out = _noise_dtypes(self, x)
+        noise = 1.0 + jnp.asarray(std, dtype) * jax.random.normal(key, x.shape, dtype)
+        return x.astype(out) * noise.astype(out)
 
 
 class ActivityRegularization(nnx.Module):
