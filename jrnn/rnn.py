@@ -147,10 +147,17 @@ def rnn_scan(
         segment boundaries is kept for the backward pass); or an int segment length
         (:func:`segments` says how ``time`` is cut).
 
+    A symbolic ``time`` (``jax.export``'s shape polymorphism) runs one step per iteration
+    without checkpointed segments, whatever ``unroll`` and ``remat`` say.
+
     Returns:
       ``(last_output, outputs, final_carry, activations)``; ``outputs`` is
       ``(time, batch, ...)`` in processing order (or None), ``activations`` likewise.
     """
+    if jax.export.is_symbolic_dim(jax.tree_util.tree_leaves(xs)[0].shape[0]):
+        # jax.export's symbolic time: a loop of unknown length is neither unrolled nor cut
+        # into checkpointed segments (the same function; only speed and memory differ)
+        unroll, remat = 1, False
     step_project = None
     if project is not None and not hoist:
         step_project, project = project, None
@@ -781,6 +788,8 @@ class RNN(Configurable, nnx.Module):
         kernel = self.cell.native_kernel
         if self.native is False:
             return "native=False"
+        if any(jax.export.is_symbolic_dim(d) for d in x.shape):
+            return "its inputs have symbolic sizes (jax.export's shape polymorphism)"
         if x.shape[0] == 0:  # the scan returns the empty result, as Keras does
             return "the batch is empty"
         if kernel is None:

@@ -42,6 +42,11 @@ Array = jax.Array
 Carry = Any
 
 
+def _dim(size: Any) -> Any:
+    """A batch size as a shape takes it: an int, or ``jax.export``'s symbolic dimension."""
+    return size if jax.export.is_symbolic_dim(size) else int(size)
+
+
 class RNNCellBase(Configurable, nnx.Module):
     """Base class of jrnn cells (see the module docstring for the protocol).
 
@@ -183,7 +188,7 @@ class RNNCellBase(Configurable, nnx.Module):
             if isinstance(input_shape, (tuple, list)) and input_shape
             else input_shape
         )
-        if (
+        if not jax.export.is_symbolic_dim(batch) and (  # jax.export's symbolic batch
             isinstance(batch, (bool, np.bool_))
             or not isinstance(batch, numbers.Integral)
             or batch < 0
@@ -202,7 +207,7 @@ class RNNCellBase(Configurable, nnx.Module):
                 "spatial_shape=."
             )
         return tuple(
-            jnp.zeros((int(batch), *shape), self.policy.compute_dtype)
+            jnp.zeros((_dim(batch), *shape), self.policy.compute_dtype)
             for shape in self.state_shapes
         )
 

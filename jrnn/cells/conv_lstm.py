@@ -286,7 +286,7 @@ class ConvLSTMCell(DenseCellMixin, RNNCellBase):
                 conv_output_length(n, k, s, self.padding, d)
                 for n, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)
             )
-            if min(out_spatial) < 1:
+            if any(not jax.export.is_symbolic_dim(n) and n < 1 for n in out_spatial):
                 raise ValueError(
                     f"{_checks.where(self)}: {what} {spatial} is too small for "
                     f"kernel_size={self.kernel_size} with padding='valid' (output "

@@ -37,6 +37,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -89,6 +90,8 @@ def resolve_clip_range(
     if clip_min is None or clip_max is None:
         return None
     if clip_min == -1 or clip_max == -1:
+        if jax.export.is_symbolic_dim(timesteps):  # jax.export's symbolic time: traced
+            return 0.0, jnp.exp2(1.0 / jnp.asarray(timesteps, jnp.float32))
         return 0.0, (2.0 ** (1.0 / int(timesteps)) if timesteps else 1.0)
     return float(clip_min), float(max(clip_max, clip_min))
 
@@ -115,6 +118,7 @@ def clip_recurrent_kernel(
     if lo:
         floor = abs(lo)
         u = jnp.where(jnp.abs(u) >= floor, u, jnp.sign(u) * floor)
+    hi = hi.astype(u.dtype) if isinstance(hi, jax.Array) else hi  # symbolic time's bound
     return jnp.where(u < lo, lo, jnp.where(u > hi, hi, u)).astype(u.dtype)
 
 
