@@ -428,6 +428,7 @@ def save_checkpoint(model: Any, path: str | os.PathLike, *, optimizer: Any = Non
         (2, 4)
     """
     import jrnn
+    from importers.export import _with_trainable
     from importers.model import ImportedModel
 
     if not isinstance(model, ImportedModel):
@@ -470,7 +471,8 @@ def save_checkpoint(model: Any, path: str | os.PathLike, *, optimizer: Any = Non
         "jrnn_version": jrnn.__version__,
         "save_id": save_id,
         "keras_major": int(model.keras_major),
-        "model_config": model.model_config,
+        # Each layer's trainable as the model holds it now (set after import, say).
+        "model_config": _with_trainable(model.model_config, model),
         "layers": {name: [k for k, _ in items] for name, items in layers.items()},
     }
     if optimizer_state is not None:

@@ -626,3 +626,18 @@ def test_restore_optimizer_refuses_what_does_not_fit(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, _optimizer_state(sgd), before)
     with pytest.raises(TypeError, match=r"must be an nnx\.Optimizer"):
         importers.save_checkpoint(model, tmp_path / "bad", optimizer=object())
+
+
+def test_a_checkpoint_keeps_trainable_as_the_model_holds_it(tmp_path):
+    """A layer frozen (or unfrozen) after import stays so through a checkpoint: the
+    checkpoint wrote the imported config's trainable, which training reads on load."""
+    from jrnn import training
+
+    model = _trainable_model()
+    model.get_layer("o_lstm").trainable = False
+    importers.save_checkpoint(model, tmp_path)
+    restored = importers.load_checkpoint(tmp_path)
+    assert training.frozen_modules(restored) == (("layers", "o_lstm"),)
+    restored.get_layer("o_lstm").trainable = True
+    importers.save_checkpoint(restored, tmp_path / "again")
+    assert training.frozen_modules(importers.load_checkpoint(tmp_path / "again")) == ()
