@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 import jrnn
-from importers._convert_core import _NAME_PREFIX, layer_rngs
+from importers._convert_core import _NAME_PREFIX, POOL_ALIASES, layer_rngs
 from importers.errors import (
     ExtraWeightsError,
     KerasFileError,
@@ -367,21 +367,31 @@ def _is_recurrent(entry: dict) -> bool:
     return entry["class_name"] in _RECURRENT
 
 
-#: Layers whose Keras 3 ``call`` reads no dtype of its own: inside Keras 3's
-#: TimeDistributed (which runs ``layer.call``, not ``layer(...)``: no autocast of the
-#: wrapped layer's own) they compute in the wrapper's policy.
-IN_WRAPPER_POLICY = frozenset(
+#: Weightless layers whose Keras 3 ``call`` computes in its inputs' dtype (no variable,
+#: no dtype of its own; the Gaussian noise layers draw their noise in their own, see
+#: ``_GAUSSIAN_NOISE``): inside Keras 3's TimeDistributed, which casts the inputs to its
+#: compute dtype and runs ``layer.call`` (no autocast to the layer's own), they return
+#: the wrapper's compute dtype whatever theirs.
+WEIGHTLESS_IN_WRAPPER = frozenset(
     (
-        "Dense", "Conv1D", "Conv2D", "Conv3D", "Flatten", "Reshape", "Permute",
-        "RepeatVector", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax",
-        "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "Identity",
+        "Flatten", "Reshape", "Permute", "RepeatVector", "Activation", "ReLU", "LeakyReLU",
+        "ELU", "Softmax", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
+        "Identity", "Masking", "ActivityRegularization",
         "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D",
         "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D",
         "MaxPooling3D", "AveragePooling3D", "GlobalMaxPooling3D", "GlobalAveragePooling3D",
         "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
         "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
+        *POOL_ALIASES,
     )
 )  # fmt: skip
+
+#: Layers whose Keras 3 ``call`` reads no dtype of its own: inside Keras 3's
+#: TimeDistributed (which runs ``layer.call``, not ``layer(...)``: no autocast of the
+#: wrapped layer's own) they compute in the wrapper's policy: the weightless ones in its
+#: compute dtype, the weighted ones with their variables read as :func:`_wrapped_policy`
+#: says.
+IN_WRAPPER_POLICY = WEIGHTLESS_IN_WRAPPER | {"Dense", "Conv1D", "Conv2D", "Conv3D", "PReLU"}
 
 
 _GAUSSIAN_NOISE = ("GaussianNoise", "GaussianDropout")
@@ -398,11 +408,13 @@ def _time_distributed(config, arrays, in_shape):
         and config.get("dtype") is not None
     ):
         own = entry.get("config", {}).get("dtype")
-        if entry.get("class_name") in _GAUSSIAN_NOISE:
-            # Keras 3 runs `layer.call` on inputs in the wrapper's compute dtype (returned
-            # as they are at inference) and draws the noise in the layer's compute dtype.
+        if entry.get("class_name") in WEIGHTLESS_IN_WRAPPER:
+            # Keras 3 runs `layer.call` on inputs in the wrapper's compute dtype, which a
+            # weightless layer computes in and returns (its own policy is never applied);
+            # a Gaussian noise layer draws its noise in its own compute dtype.
             policy = np.dtype(resolve_policy(config["dtype"]).compute_dtype).name
-            noise_dtype = np.dtype(resolve_policy(own).compute_dtype).name
+            if entry.get("class_name") in _GAUSSIAN_NOISE:
+                noise_dtype = np.dtype(resolve_policy(own).compute_dtype).name
         else:
             policy = _wrapped_policy(config["dtype"], own)
         if policy is not None:

@@ -78,7 +78,7 @@ import numpy as np
 from importers._convert_core import MERGE_CLASSES, POOL_ALIASES
 from importers._files import _snake_case_keras3, is_op
 from importers._write import atomic_write
-from importers.convert import IN_WRAPPER_POLICY, wider_float
+from importers.convert import IN_WRAPPER_POLICY, WEIGHTLESS_IN_WRAPPER, wider_float
 from importers.errors import UnsupportedLayerError
 
 __all__ = ["keras_config", "save_keras", "save_weights"]
@@ -501,7 +501,9 @@ class _Keras2:
             wrapped = cfg.get("layer") or {}
             if wrapped.get("class_name") in IN_WRAPPER_POLICY:
                 policy, reason = _keras3_wrapper_policy(
-                    cfg.get("dtype"), (wrapped.get("config") or {}).get("dtype")
+                    cfg.get("dtype"),
+                    (wrapped.get("config") or {}).get("dtype"),
+                    weightless=wrapped.get("class_name") in WEIGHTLESS_IN_WRAPPER,
                 )
                 if reason:
                     raise UnsupportedLayerError(cls, name, detail=reason)
@@ -677,13 +679,17 @@ _RECURRENT_CLASSES = (
 _MASK_READING_MERGES = ("Multiply", "Maximum", "Minimum")
 
 
-def _keras3_wrapper_policy(wrapper: Any, layer: Any) -> tuple[str | None, str | None]:
+def _keras3_wrapper_policy(
+    wrapper: Any, layer: Any, *, weightless: bool = False
+) -> tuple[str | None, str | None]:
     """``(policy, None)``: the policy of a Keras 3 ``TimeDistributed`` that computes a wrapped
     layer (of :data:`importers.convert.IN_WRAPPER_POLICY`) as tf.keras' wrapper of policy
     ``wrapper`` does: tf.keras casts the inputs to the wrapper's compute dtype, then runs the
     layer under its own policy; Keras 3's casts them to its own compute dtype and runs
     ``layer.call`` with the layer's variables read in that dtype (a mixed policy) or as
-    they are (a plain one). ``(None, reason)`` where no Keras 3 policy does it."""
+    they are (a plain one), a ``weightless`` layer (of
+    :data:`importers.convert.WEIGHTLESS_IN_WRAPPER`) in that dtype. ``(None, reason)``
+    where no Keras 3 policy does it."""
     from jrnn._dtypes import resolve_policy
 
     outer, inner = resolve_policy(wrapper), resolve_policy(layer)
@@ -692,6 +698,13 @@ def _keras3_wrapper_policy(wrapper: Any, layer: Any) -> tuple[str | None, str | 
     variables = np.dtype(inner.param_dtype)
     if first == then or first.itemsize > then.itemsize:  # the first rounding changes nothing
         return inner.name, None
+    if weightless:  # tf.keras: `first`-rounded values in `then`; Keras 3 returns its inputs
+        return None, (
+            f"tf.keras rounds its inputs to the wrapper's {first.name}, then returns the "
+            f"weightless wrapped layer's {then.name}; a Keras 3 TimeDistributed returns "
+            "such a layer's outputs in its own compute dtype, so no Keras 3 policy computes "
+            "that"
+        )
     if then == variables and wider_float(first, variables) == then:
         return first.name, None  # plain: inputs rounded to `first`, maths in the variables'
     return None, (

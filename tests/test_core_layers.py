@@ -1324,3 +1324,64 @@ def test_gaussian_noise_in_mixed_time_distributed_is_keras3s(cls, tmp_path):
     )
     assert model.get_layer("td").layer.noise_dtype == "float32"
     assert seq.get_layer("td").layer.noise_dtype == "float32"
+
+
+#: Keras 3 weightless layers jrnn converts, each with a per-timestep input shape.
+_WEIGHTLESS_IN_TIME_DISTRIBUTED = {
+    "Dropout": (lambda d: L.Dropout(0.5, seed=1, dtype=d), (6,)),
+    "SpatialDropout1D": (lambda d: L.SpatialDropout1D(0.5, seed=1, dtype=d), (4, 6)),
+    "Activation": (lambda d: L.Activation("tanh", dtype=d), (6,)),
+    "ReLU": (lambda d: L.ReLU(max_value=1.0, negative_slope=0.1, dtype=d), (6,)),
+    "LeakyReLU": (lambda d: L.LeakyReLU(0.2, dtype=d), (6,)),
+    "ELU": (lambda d: L.ELU(dtype=d), (6,)),
+    "Softmax": (lambda d: L.Softmax(dtype=d), (6,)),
+    "Identity": (lambda d: L.Identity(dtype=d), (6,)),
+    "Masking": (lambda d: L.Masking(0.0, dtype=d), (4, 6)),
+    "ActivityRegularization": (lambda d: L.ActivityRegularization(0.01, dtype=d), (6,)),
+    "Flatten": (lambda d: L.Flatten(dtype=d), (3, 4)),
+    "Reshape": (lambda d: L.Reshape((4, 3), dtype=d), (3, 4)),
+    "Permute": (lambda d: L.Permute((2, 1), dtype=d), (3, 4)),
+    "RepeatVector": (lambda d: L.RepeatVector(2, dtype=d), (6,)),
+    "ZeroPadding2D": (lambda d: L.ZeroPadding2D(1, dtype=d), (4, 4, 2)),
+    "Cropping1D": (lambda d: L.Cropping1D(1, dtype=d), (4, 3)),
+    "UpSampling2D": (lambda d: L.UpSampling2D(2, dtype=d), (4, 4, 2)),
+    "AveragePooling2D": (lambda d: L.AveragePooling2D(2, dtype=d), (4, 4, 2)),
+    "MaxPooling1D": (lambda d: L.MaxPooling1D(2, dtype=d), (4, 3)),
+    "GlobalAveragePooling1D": (lambda d: L.GlobalAveragePooling1D(dtype=d), (4, 3)),
+}
+
+
+@pytest.mark.parametrize("cls", sorted(_WEIGHTLESS_IN_TIME_DISTRIBUTED))
+def test_weightless_layer_in_mixed_time_distributed_is_keras3s(cls):
+    # Keras 3's TimeDistributed casts the inputs to its compute dtype and runs `layer.call`,
+    # which a weightless layer computes in its inputs' dtype: the wrapper's compute dtype,
+    # whatever the layer's own policy. jrnn reasoned from the layer's variable dtype
+    # (_wrapped_policy), which a weightless layer lacks: 12 of the 25 policy pairs gave
+    # another dtype (a float16 wrapper over a float32 Dropout: float32, Keras float16), and
+    # Masking and ActivityRegularization kept their own policy (16 of 25).
+    make, shape = _WEIGHTLESS_IN_TIME_DISTRIBUTED[cls]
+    pairs = [(outer, own) for outer in _KERAS3_POLICIES for own in _KERAS3_POLICIES]
+    inp = keras.Input((3, *shape))
+    kmodel = keras.Model(
+        inp, [L.TimeDistributed(make(own), dtype=outer)(inp) for outer, own in pairs]
+    )
+    model = importers.load(kmodel)
+    x = np.random.default_rng(0).standard_normal((2, 3, *shape)).astype(np.float32)
+    for training in (False, True):
+        want, got = kmodel(x, training=training), model(x, training=training)
+        for (outer, own), w, g in zip(pairs, want, got, strict=True):
+            assert g.dtype == keras.mixed_precision.DTypePolicy(outer).compute_dtype, (
+                outer,
+                own,
+                training,
+            )
+            assert g.dtype == keras.backend.standardize_dtype(w.dtype), (outer, own, training)
+            if not (training and "Dropout" in cls):  # the last bit of exp, tanh, mean...
+                tol = {"float32": 1e-6, "float16": 1e-3, "bfloat16": 8e-3}[str(g.dtype)]
+                np.testing.assert_allclose(
+                    np.asarray(g, np.float32),
+                    np.asarray(w, np.float32),
+                    rtol=tol,
+                    atol=tol,
+                    err_msg=str((outer, own, training)),
+                )
