@@ -10,6 +10,7 @@ import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import jax
 import numpy as np
 
 T = TypeVar("T")
@@ -239,3 +240,18 @@ def check_rngs(rngs: Any, owner: Any) -> None:
 def shape_str(shape: Iterable[Any]) -> str:
     """Format a shape with ``None`` for unknown dimensions: ``(batch, 7, 3)``."""
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def frozen(module: Any) -> bool:
+    """Whether ``module`` is frozen, Keras' ``trainable = False``: any value Keras' setter
+    reads as False (``False``, ``numpy.False_``, ``0``, a concrete 0-d false array)."""
+    value = getattr(module, "trainable", True)
+    if isinstance(value, (bool, np.bool_, numbers.Integral)):
+        return not value
+    if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0:
+        if isinstance(value, jax.core.Tracer):
+            raise ValueError(
+                f"{where(module)}: `trainable` must be a Python bool; received a traced array."
+            )
+        return not bool(value)
+    return False

@@ -32,7 +32,7 @@ from jrnn import native as native_kernels
 from jrnn import regularizers as regularizers_lib
 from jrnn._config import Configurable, capture, register
 from jrnn._dtypes import check_x64
-from jrnn.cells.base import RNNCellBase, own_dtype_params
+from jrnn.cells.base import RNNCellBase, float_array, own_dtype_params
 from jrnn.cells.stacked import StackedRNNCells
 from jrnn.native import cudnn
 
@@ -730,7 +730,9 @@ class RNN(Configurable, nnx.Module):
         own = own_dtype_params(self.cell, time)
         params = self.cell.cast_params(own)
         wide = jax.tree_util.tree_map(
-            lambda a, b: a if a.dtype.itemsize > b.dtype.itemsize else b, own, params
+            lambda a, b: a if float_array(a) and a.dtype.itemsize > b.dtype.itemsize else b,
+            own,
+            params,
         )
         return _Call(x, carry, time_mask, in_masks, rec_masks, params, wide)
 
@@ -1477,13 +1479,12 @@ def _bound_step(cell, params, rec_masks, constants, carry, x_t):
 
 def _bound_projection(cell, params, in_masks, xs):
     low = cell.cast_params(params)
-    if all(a.dtype == b.dtype for a, b in zip(*map(jax.tree_util.tree_leaves, (params, low)))):
+    leaves = jax.tree_util.tree_leaves(params)
+    if not all(isinstance(a, (jax.Array, np.ndarray)) for a in leaves) or all(
+        a.dtype == b.dtype for a, b in zip(leaves, jax.tree_util.tree_leaves(low))
+    ):  # nothing wider, or leaves a custom JVP cannot take (a cell's own numbers, functions)
         return cell.project_inputs(low, xs, in_masks)
     return _wide_gradient_projection(cell)(params, xs, in_masks)
-
-
-def _floating(a: Any) -> bool:
-    return jnp.issubdtype(a.dtype, jnp.floating)
 
 
 def _wide_gradient_projection(cell):
@@ -1513,11 +1514,13 @@ def _wide_gradient_projection(cell):
         else:
             y, dy = jax.jvp(lambda x: cell.project_inputs(low, x, masks), (xs,), (d_xs,))
         if any(not isinstance(t, SymbolicZero) for t in jax.tree_util.tree_leaves(d_params)):
-            floats = [a.dtype for a in jax.tree_util.tree_leaves(params) if _floating(a)]
+            floats = [a.dtype for a in jax.tree_util.tree_leaves(params) if float_array(a)]
             wide = max(floats, key=lambda d: d.itemsize)
 
             def widened(tree):  # weights, inputs and dropout masks all in the wide dtype
-                return jax.tree_util.tree_map(lambda a: a.astype(wide) if _floating(a) else a, tree)
+                return jax.tree_util.tree_map(
+                    lambda a: a.astype(wide) if float_array(a) else a, tree
+                )
 
             _, dy_params = jax.jvp(
                 lambda p: cell.project_inputs(widened(p), widened(xs), widened(masks)),

@@ -103,20 +103,39 @@ def frozen_modules(model: nnx.Module) -> tuple[tuple[Any, ...], ...]:
     return tuple(
         tuple(path)
         for path, node in nnx.iter_graph(model)
-        if isinstance(node, nnx.Module) and getattr(node, "trainable", True) is False
+        if isinstance(node, nnx.Module) and _checks.frozen(node)
+    )
+
+
+def _frozen_variables(model: nnx.Module) -> frozenset:
+    """The paths (as ``nnx.state`` lists them) of every variable inside a frozen module,
+    a variable shared with a trainable module too: Keras' ``trainable = False`` freezes
+    the layer objects beneath, wherever else they are used."""
+    inside = {
+        id(variable)
+        for _, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Module) and _checks.frozen(node)
+        for _, variable in nnx.iter_graph(node)
+        if isinstance(variable, nnx.Variable)
+    }
+    return frozenset(
+        tuple(path)
+        for path, variable in nnx.iter_graph(model)
+        if isinstance(variable, nnx.Variable) and id(variable) in inside
     )
 
 
 def trainable(model: nnx.Module, wrt: Any = nnx.Param) -> Any:
     """An ``nnx`` filter: the parameters matching ``wrt`` outside :func:`frozen_modules`,
     Keras' ``model.trainable_variables``. ``nnx.Optimizer(model, tx, wrt=trainable(model))``
-    keeps no optimizer state for the frozen ones."""
-    frozen = frozen_modules(model)
+    keeps no optimizer state for the frozen ones. It names parameters by path, so build it
+    again after freezing or unfreezing a layer."""
+    frozen = _frozen_variables(model)
     if not frozen:
         return wrt
 
     def outside_frozen(path, _):
-        return not any(tuple(path[: len(p)]) == p for p in frozen)
+        return tuple(path) not in frozen
 
     return nnx.All(wrt, outside_frozen)
 

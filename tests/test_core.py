@@ -463,6 +463,37 @@ def test_a_cell_of_ones_own_without_cast_runs_and_differentiates(stacked):
     assert layer(x).dtype == jnp.bfloat16
 
 
+class _NumbersInParamsCell(_OwnMixedCell):
+    """A cell whose params hold a Python number and a function beside its arrays."""
+
+    def params(self, *, cast=True):
+        arrays = {k: getattr(self, k)[...] for k in ("kernel", "recurrent_kernel")}
+        arrays = self.cast_params(arrays) if cast else arrays
+        return {**arrays, "alpha": 0.5, "act": jnp.tanh}
+
+    def params_for_length(self, time, *, cast=True):
+        return self.params(cast=cast)
+
+    def step(self, params, carry, x_projected, recurrent_masks, constants=None):
+        h = params["act"](x_projected + params["alpha"] * (carry[0] @ params["recurrent_kernel"]))
+        return (h,), h, {"h": h}
+
+
+def test_a_cells_params_may_hold_numbers_and_functions():
+    """Only float arrays are cast (and widened for the gradient); a Python number or a
+    function among a cell's params passes through (they raised 'no attribute dtype')."""
+    layer = jrnn.RNN(_NumbersInParamsCell(U, F, rngs=nnx.Rngs(0)), return_sequences=True)
+    x = x_in()
+    eager = layer(x)
+    assert eager.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(
+        np.asarray(nnx.jit(lambda m, v: m(v))(layer, x)), np.asarray(eager)
+    )
+    grads = nnx.grad(lambda m: m(x).astype(jnp.float32).sum())(layer)
+    assert grads.cell.kernel[...].dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(grads.cell.kernel[...])))
+
+
 # ---------------------------------------------------------------- remat
 @pytest.mark.parametrize(
     ("remat", "time"), [(True, 9), (3, 9), (7, 9), (True, 7), (4, 7)]

@@ -757,6 +757,42 @@ def test_frozen_parameters_keep_their_values_whatever_the_optimizer(scale):
     )
 
 
+class _Holder(nnx.Module):
+    def __init__(self, sub):
+        self.sub = sub
+
+    def __call__(self, x):
+        return self.sub(x)
+
+
+class _SharedUnder(nnx.Module):
+    """One Linear used by two holders, and a head of its own."""
+
+    def __init__(self):
+        shared = nnx.Linear(F, 3, rngs=nnx.Rngs(0))
+        self.a, self.b = _Holder(shared), _Holder(shared)
+        self.head = nnx.Linear(3, 2, rngs=nnx.Rngs(1))
+
+    def __call__(self, x):
+        return self.head(self.a(x) + self.b(x))
+
+
+@pytest.mark.parametrize("frozen", [False, np.False_, 0], ids=["False", "np.False_", "0"])
+def test_freezing_reaches_shared_layers_and_takes_any_false(frozen):
+    """Keras' setter freezes the layer objects beneath (a layer shared with a trainable
+    parent too) and reads the value as a bool: the shared Linear, frozen through ``b``,
+    moved (it was matched by ``a``'s path), and ``np.False_`` / ``0`` froze nothing."""
+    model = _SharedUnder()
+    model.b.trainable = frozen
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    shared = np.asarray(model.a.sub.kernel[...])
+    head = np.asarray(model.head.kernel[...])
+    x = random_inputs(B, T, F)[:, 0]
+    training.make_train_step("mse")(model, optimizer, x, np.ones((B, 2), np.float32))
+    np.testing.assert_array_equal(np.asarray(model.a.sub.kernel[...]), shared)
+    assert not np.array_equal(np.asarray(model.head.kernel[...]), head)
+
+
 def test_apply_constraints_only_projects_what_wrt_matches():
     """Keras constrains the variables its optimizer updates: an optimizer whose ``wrt``
     leaves a layer out leaves that layer's constraint alone too."""

@@ -144,9 +144,7 @@ class RNNCellBase(Configurable, nnx.Module):
         steps in float32, not in the compute dtype, where a float16 sum overflows.
         """
         dtype = self.policy.compute_dtype
-        return jax.tree_util.tree_map(
-            lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, params
-        )
+        return jax.tree_util.tree_map(lambda a: a.astype(dtype) if float_array(a) else a, params)
 
     def project_inputs(self, params: dict[str, Array], x: Array, input_masks: Any) -> Array:
         """Input-side pre-activations. Default: identity (no hoistable projection)."""
@@ -329,6 +327,12 @@ class RNNCellBase(Configurable, nnx.Module):
             )
         for i, (state, shape) in enumerate(zip(carry, shapes)):
             self._check_carry(state, shape, batch, f"{path}[{i}]")
+
+
+def float_array(a: Any) -> bool:
+    """Whether ``a`` is a floating JAX or NumPy array (a cell's params may hold other
+    leaves too: Python numbers, functions)."""
+    return isinstance(a, (jax.Array, np.ndarray)) and jnp.issubdtype(a.dtype, jnp.floating)
 
 
 @functools.cache

@@ -2015,7 +2015,7 @@ class BatchNormalization(nnx.Module):
         shape = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
         _features(self, x, shape, self.moving_mean.shape)
         red = tuple(a for a in range(x.ndim) if a not in axes)
-        if training and getattr(self, "trainable", True) is not False:  # Keras: frozen
+        if training and not _checks.frozen(self):  # Keras: a frozen layer uses moving stats
             if mask is None:
                 mean = jnp.mean(x, axis=red, keepdims=True)
                 var = jnp.var(x, axis=red, keepdims=True)
