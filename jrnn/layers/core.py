@@ -1728,32 +1728,47 @@ class _MaxPool(_Pool):
         return self._window(x, _lowest(x.dtype), jax.lax.max)
 
 
+def _window_counts(spatial, pool_size, strides, padding) -> np.ndarray:
+    """How many cells inside the input each window of a pool covers, ``(*outs)`` int32,
+    from the shapes alone (a reduce_window over ones was constant-folded by XLA at compile
+    time: 26 s for AveragePooling2D(3, 1, 'same') on (16, 64, 64, 32))."""
+    outs, pads = _pool_geometry(spatial, pool_size, strides, padding)
+    count = np.ones((), np.int32)
+    for n, k, s, o, (before, _) in zip(spatial, pool_size, strides, outs, pads):
+        start = np.arange(o) * s - before
+        along = np.minimum(start + k, n) - np.maximum(start, 0)
+        count = np.multiply.outer(count, along.astype(np.int32))
+    return count
+
+
 class _AveragePool(_Pool):
     def _pool(self, x):
-        if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize < 4:
+        """The window means. float16 sums as TensorFlow's CPU AvgPool (:meth:`_rounded_pool`);
+        bfloat16 sums in float32 and rounds the mean once, as its default oneDNN kernel
+        (Eigen's, with TF_ENABLE_ONEDNN_OPTS=0, rounds each partial sum instead)."""
+        if x.dtype == jnp.float16:
             return self._rounded_pool(x)
-        total = self._window(x, np.array(0, x.dtype), jax.lax.add)
-        count = self._window(jnp.ones_like(x), np.array(0, x.dtype), jax.lax.add)
-        return total / count
+        wide = x.astype(jnp.float32) if x.dtype == jnp.bfloat16 else x
+        total = self._window(wide, np.array(0, wide.dtype), jax.lax.add)
+        count = _window_counts(x.shape[1:-1], self.pool_size, self.strides, self.padding)
+        mean = total / jnp.asarray(count, total.dtype)[None, ..., None]
+        return mean.astype(x.dtype) if x.dtype == jnp.bfloat16 else mean
 
     def _rounded_pool(self, x):
-        """float16 / bfloat16 as TensorFlow's AvgPool kernels (Keras' on CPU): each window's
-        cells added one by one in row-major order, every partial sum rounded to ``x``'s
-        dtype, then divided by the count of cells inside. (XLA's reduce_window keeps float32
-        partial sums: one ulp off in up to half the outputs, e.g. 0.0039 in float16 and
-        0.031 in bfloat16 for values of 4 to 8.)"""
-        spatial = x.shape[1:-1]
-        outs, pads = _pool_geometry(spatial, self.pool_size, self.strides, self.padding)
+        """float16 as TensorFlow's AvgPool kernels (Keras' on CPU, with or without oneDNN):
+        each window's cells added one by one in row-major order, every partial sum rounded
+        to float16, then divided by the count of cells inside. (XLA's reduce_window keeps
+        float32 partial sums: one ulp off in up to half the outputs, 0.0039 for values of
+        4 to 8.)"""
+        outs, pads = _pool_geometry(x.shape[1:-1], self.pool_size, self.strides, self.padding)
         padded = jnp.pad(x, [(0, 0), *pads, (0, 0)]).astype(jnp.float32)
-        inside = np.pad(np.ones(spatial, np.int32), pads)
         total = jnp.zeros((x.shape[0], *outs, x.shape[-1]), jnp.float32)
-        count = np.zeros(outs, np.int32)
         for cells in _window_cells(outs, self.pool_size, self.strides):
-            # The float32 sum of two 16-bit floats is exact enough that its rounding to the
-            # dtype is the dtype's correctly rounded sum (as Eigen's half/bfloat16 adds).
+            # The float32 sum of two float16s is exact enough that its rounding to float16
+            # is float16's correctly rounded sum (as Eigen's half adds).
             total = (total + padded[(slice(None), *cells, slice(None))]).astype(x.dtype)
             total = total.astype(jnp.float32)
-            count = count + inside[cells]
+        count = _window_counts(x.shape[1:-1], self.pool_size, self.strides, self.padding)
         return (total / jnp.asarray(count, jnp.float32)[None, ..., None]).astype(x.dtype)
 
 
