@@ -537,6 +537,24 @@ def _read_manifest(label: str) -> dict:
     return manifest
 
 
+def _read_tensors(label: str, manifest: dict, name: str, max_total_bytes: int) -> dict:
+    """The tensors of the checkpoint file ``name``, which must exist and come from the
+    save ``manifest`` records (its ``save_id``)."""
+    file = os.path.join(label, name)
+    if not os.path.isfile(file):
+        raise MissingWeightsError(f"{label}: the checkpoint has no {name}.", path=label, where=name)
+    tensors, metadata = read_safetensors(file, max_total_bytes=max_total_bytes)
+    if metadata.get("save_id") != manifest.get("save_id"):
+        raise CorruptFileError(
+            f"{label}: {name} and {CHECKPOINT_JSON} come from different saves (save ids "
+            f"{metadata.get('save_id')!r} and {manifest.get('save_id')!r}): a save was cut "
+            "short or one file was copied over; save the checkpoint again.",
+            path=label,
+            where="save_id",
+        )
+    return tensors
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     *,
@@ -567,19 +585,7 @@ def load_checkpoint(
     label = os.fspath(path)
     manifest = _read_manifest(label)
     weights_path = os.path.join(label, WEIGHTS_FILE)
-    if not os.path.isfile(weights_path):
-        raise MissingWeightsError(
-            f"{label}: the checkpoint has no {WEIGHTS_FILE}.", path=label, where=WEIGHTS_FILE
-        )
-    tensors, metadata = read_safetensors(weights_path, max_total_bytes=max_total_bytes)
-    if metadata.get("save_id") != manifest.get("save_id"):
-        raise CorruptFileError(
-            f"{label}: {WEIGHTS_FILE} and {CHECKPOINT_JSON} come from different saves (save "
-            f"ids {metadata.get('save_id')!r} and {manifest.get('save_id')!r}): a save was cut "
-            "short or one file was copied over; save the checkpoint again.",
-            path=label,
-            where="save_id",
-        )
+    tensors = _read_tensors(label, manifest, WEIGHTS_FILE, max_total_bytes)
     layers: dict[str, list[str]] = manifest["layers"]
     for name, keys in layers.items():
         for key in keys:
@@ -691,18 +697,7 @@ def restore_optimizer(
             path=label,
             where="optimizer",
         )
-    if not os.path.isfile(file):
-        raise MissingWeightsError(
-            f"{label}: the checkpoint has no {OPTIMIZER_FILE}.", path=label, where=OPTIMIZER_FILE
-        )
-    tensors, metadata = read_safetensors(file, max_total_bytes=max_total_bytes)
-    if metadata.get("save_id") != manifest.get("save_id"):
-        raise CorruptFileError(
-            f"{label}: {OPTIMIZER_FILE} and {CHECKPOINT_JSON} come from different saves; "
-            "save the checkpoint again.",
-            path=label,
-            where="save_id",
-        )
+    tensors = _read_tensors(label, manifest, OPTIMIZER_FILE, max_total_bytes)
     if sorted(tensors) != sorted(keys):
         raise CorruptFileError(
             f"{file}: its tensors are not the ones {CHECKPOINT_JSON} lists; the file was altered.",
