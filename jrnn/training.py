@@ -100,11 +100,14 @@ def frozen_modules(model: nnx.Module) -> tuple[tuple[Any, ...], ...]:
     """The paths of ``model``'s modules whose ``trainable`` is False: Keras' frozen layers
     (an imported model records ``layer.trainable = False``; any module may be given it).
     :func:`make_train_step` neither differentiates nor updates their parameters."""
-    return tuple(
-        tuple(path)
-        for path, node in nnx.iter_graph(model)
-        if isinstance(node, nnx.Module) and _checks.frozen(node)
-    )
+    return tuple(path for path, _ in _frozen(model))
+
+
+def _frozen(model: nnx.Module):
+    """``(path, module)`` for each module of ``model`` whose ``trainable`` is False."""
+    for path, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Module) and _checks.frozen(node):
+            yield tuple(path), node
 
 
 def _frozen_variables(model: nnx.Module) -> frozenset:
@@ -113,8 +116,7 @@ def _frozen_variables(model: nnx.Module) -> frozenset:
     the layer objects beneath, wherever else they are used."""
     inside = {
         id(variable)
-        for _, node in nnx.iter_graph(model)
-        if isinstance(node, nnx.Module) and _checks.frozen(node)
+        for _, node in _frozen(model)
         for _, variable in nnx.iter_graph(node)
         if isinstance(variable, nnx.Variable)
     }
@@ -520,11 +522,9 @@ def _update(model: nnx.Module, optimizer: Any, grads: Any, wrt: Any) -> None:
     """``optimizer``'s update with ``grads`` (the parameters ``wrt`` matches), then the
     constraints of those parameters. Frozen parameters that the optimizer also holds get
     zero gradients and keep their values (as Keras, whatever the optimizer's decay)."""
-    held = nnx.state(model, optimizer.wrt)
     kept = nnx.state(model, nnx.All(optimizer.wrt, nnx.Not(wrt)))
     if jax.tree_util.tree_leaves(kept):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, nnx.filter_state(held, nnx.Not(wrt)))
-        grads = nnx.merge_state(zeros, grads)
+        grads = nnx.merge_state(jax.tree_util.tree_map(jnp.zeros_like, kept), grads)
         kept = jax.tree_util.tree_map(lambda v: v, kept)  # values before the update
     if isinstance(optimizer, nnx.ModelAndOptimizer):
         optimizer.update(grads)
